@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install the Debian 12 packages mxbait needs to build, run and test, when missing.
+# Idempotent: it asks apt only for what dpkg does not already have.
+#   scripts/install-deps.sh run    build and run
+#   scripts/install-deps.sh test   build, run and every test and benchmark tool
+set -eu
+
+RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
+libsqlite3-dev libcmocka-dev openssl"
+# Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
+# smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
+TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
+postfix iproute2 procps"
+
+want="$RUN_PKGS"
+[ "${1:-run}" = test ] && want="$want $TEST_PKGS"
+
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "mxbait: installing Debian packages:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Postfix must not be configured to listen: preseed "No configuration".
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,49 @@
+/*
+ * cli: the mxbait subcommands, git-style, one file per command (cmd_*.c).
+ *
+ * Every command is a table entry in cli.c: name, one-line summary, usage, and a
+ * main-like function that gets argv starting at the command name.  Commands that read
+ * the data directory share the helpers below, so a missing or corrupt directory gives
+ * the same clear error everywhere.  Exit codes: 0 ok, 1 runtime error, 2 usage error.
+ */
+#ifndef MXB_CLI_CLI_H
+#define MXB_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct sqlite3;
+
+struct cli_command {
+	const char *name;
+	const char *summary;
+	const char *usage; /* after "mxbait NAME " */
+	int (*run)(int argc, char **argv);
+};
+
+extern const struct cli_command cli_commands[];
+
+int cmd_serve(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_sessions(int argc, char **argv);
+int cmd_messages(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+
+/* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
+ * --config FILE (to find data_dir), --json, -n N / --limit N. */
+struct cli_opts {
+	const char *data_dir;
+	const char *config;
+	bool json;
+	long limit;
+	int argi; /* index of the first non-option argument */
+};
+/* Parse the common options; returns 0, or 2 after printing a usage error. */
+int cli_parse_common(int argc, char **argv, const char *usage, struct cli_opts *o);
+/* Open <data_dir>/mxbait.db read-only and check its schema.  On failure prints a
+ * clear message ("no data directory at X: run mxbait serve first", "X is not an
+ * mxbait database") and returns NULL. */
+struct sqlite3 *cli_open_db(const struct cli_opts *o);
+void cli_usage(FILE *f, const struct cli_command *c);
+
+#endif

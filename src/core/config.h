@@ -1,0 +1,75 @@
+/*
+ * config: mxbait.conf, parsed and validated once at start.
+ *
+ * Format (documented in docs/mxbait.conf.5): one `key = value` per line, `#` comments,
+ * blank lines ignored, lists separated by commas and/or white space, sizes with an
+ * optional k/m/g suffix (powers of 1024), durations with ms/s/m/h/d suffixes (bare
+ * number: seconds), booleans yes/no/true/false/on/off.  An unknown key, a bad value
+ * or a duplicate key is an error naming the file, the line and the key.  Without a
+ * file every key has its embedded default (loopback high ports, ./mxbait-data).
+ */
+#ifndef MXB_CORE_CONFIG_H
+#define MXB_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MXB_MAX_LISTEN 8
+
+struct mxb_config {
+	/* identity and recipients */
+	char *hostname;              /* hostname: default "mail.example.test"?? see config.c */
+	char **local_domains;        /* local_domains */
+	size_t n_local_domains;
+	bool catch_all;              /* catch_all = no */
+	bool vrfy_enabled;           /* vrfy = no */
+	bool auth_on_mx;             /* smtp_auth_on_port25 = no */
+	bool cram_md5;               /* auth_cram_md5 = no */
+	char **accounts;             /* accounts = user:password, ... (fixed accounts) */
+	size_t n_accounts;
+
+	/* listeners: "addr:port" / "[v6]:port" strings; empty list disables the role */
+	char *smtp_listen[MXB_MAX_LISTEN];
+	size_t n_smtp_listen;
+	char *submission_listen[MXB_MAX_LISTEN];
+	size_t n_submission_listen;
+	char *smtps_listen[MXB_MAX_LISTEN];
+	size_t n_smtps_listen;
+
+	/* state */
+	char *data_dir;              /* data_dir = ./mxbait-data */
+	char *tls_cert_file;         /* empty: self-signed, made in data_dir/tls/ */
+	char *tls_key_file;
+	char *event_log;             /* JSON-lines log; default data_dir/events.jsonl; "" off */
+
+	/* protocol limits (Postfix names in brackets) */
+	size_t line_length_limit;    /* [line_length_limit] 2048 */
+	uint64_t message_size_limit; /* [message_size_limit] 10240000 */
+	unsigned recipient_limit;    /* [smtpd_recipient_limit] 1000 */
+	unsigned command_limit;      /* commands per session: 1000 */
+	unsigned soft_error_limit;   /* [smtpd_soft_error_limit] 10 */
+	unsigned hard_error_limit;   /* [smtpd_hard_error_limit] 20 */
+	unsigned error_sleep_ms;     /* [smtpd_error_sleep_time] 1s */
+	unsigned auth_failure_delay_ms; /* 2s, as Dovecot's auth_failure_delay */
+	unsigned idle_timeout_ms;    /* [smtpd_timeout] 300s */
+	unsigned session_timeout_ms; /* total session time: 1h */
+	unsigned tls_handshake_timeout_ms; /* 30s */
+
+	/* resources */
+	unsigned max_connections;        /* 1000 */
+	unsigned max_connections_per_ip; /* [smtpd_client_connection_count_limit] 20 */
+	unsigned connection_rate_per_ip; /* connections per minute per IP: 120, 0 = off */
+	uint64_t spool_budget;           /* bytes for captured mail: 1g */
+};
+
+/* Fill cfg with the embedded defaults. */
+void config_defaults(struct mxb_config *cfg);
+/* Load path over the defaults.  Returns 0, or -1 with *err_r = "file:line: key: why". */
+int config_load(struct mxb_config *cfg, const char *path, char **err_r);
+/* Parse a whole config text (for tests and the fuzzer); name is used in messages. */
+int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
+		 char **err_r);
+void config_free(struct mxb_config *cfg);
+
+#endif

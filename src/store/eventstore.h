@@ -1,0 +1,26 @@
+/*
+ * eventstore: where events go (SQLite, WAL mode, plus a JSON-lines log).
+ *
+ * eventstore_submit() is cheap, thread-safe and never blocks on disk: the event is put
+ * on a queue that a writer thread drains, committing in batches (one SQLite
+ * transaction and one write(2) to the JSON-lines log per batch, every ~50 ms or 512
+ * events).  Besides the raw events table the writer maintains the sessions and
+ * messages tables that the CLI reads.  The schema is versioned with
+ * PRAGMA user_version and migrated forward on open (see store/db.h).
+ */
+#ifndef MXB_STORE_EVENTSTORE_H
+#define MXB_STORE_EVENTSTORE_H
+
+struct mxb_event;
+struct eventstore;
+
+/* db_path: the SQLite file; jsonl_path: the JSON-lines log (NULL: none). */
+struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path,
+				   char **err_r);
+/* Takes ownership of ev (stamped with the common fields). */
+void eventstore_submit(struct eventstore *es, struct mxb_event *ev);
+/* Block until everything submitted so far is committed (tests, shutdown). */
+void eventstore_flush(struct eventstore *es);
+void eventstore_close(struct eventstore **es);
+
+#endif

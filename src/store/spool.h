@@ -1,0 +1,63 @@
+/*
+ * spool: durable capture of messages in a Maildir, within a disk budget.
+ *
+ * A message is streamed into <data>/spool/tmp/ while DATA arrives (plain write(2) into
+ * the page cache: cheap enough for the event loop), then committed: fsync the file,
+ * rename it into new/, fsync the directory, and only then report success so the
+ * session may answer 250.  Commits are made by a background thread that takes every
+ * commit queued meanwhile as one group (one directory fsync for the whole group), so
+ * concurrent sessions share the cost of durability.  Completion callbacks run on the
+ * event loop thread.
+ *
+ * The budget counts every byte in tmp/ and new/ (and cur/).  A write that would pass
+ * it fails; nothing is ever written past the budget.
+ *
+ * Queue ids look like Debian Postfix's short ids: five hex digits of microseconds and
+ * the file's inode number in hex, upper case (e.g. 2DC1A11A199).
+ */
+#ifndef MXB_STORE_SPOOL_H
+#define MXB_STORE_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct spool;
+struct spool_msg;
+
+struct spool_result {
+	bool ok;
+	bool no_space;       /* failed because of the budget (or ENOSPC) */
+	char queue_id[24];
+	char name[256];      /* file name in new/ */
+	char sha256[65];     /* hex, of the bytes on disk */
+	uint64_t size;
+};
+
+typedef void (*spool_done_fn)(void *arg, const struct spool_result *r);
+
+/* dir: the Maildir (created with tmp/ new/ cur/ when missing).  budget: bytes, 0 for
+ * no limit.  hostname goes into file names.  On error returns NULL with *err_r set
+ * (malloc'd message). */
+struct spool *spool_open(const char *dir, uint64_t budget, const char *hostname,
+			 struct event_base *base, char **err_r);
+void spool_close(struct spool **sp); /* waits for queued commits */
+
+/* Begin a message.  NULL when the budget is already spent (errno ENOSPC) or on I/O
+ * error.  queue_id_r (>= 16 bytes) receives the queue id. */
+struct spool_msg *spool_msg_begin(struct spool *sp, char *queue_id_r, size_t len);
+/* Append bytes.  -1 when the budget would be passed (errno ENOSPC) or on I/O error;
+ * the message is then doomed and only spool_msg_abort() remains. */
+int spool_msg_write(struct spool_msg *m, const void *data, size_t len);
+/* Queue the group commit; done(arg, result) runs later on the event loop. *mp is
+ * taken (set to NULL).  A doomed message completes with ok=false. */
+void spool_msg_commit(struct spool_msg **mp, spool_done_fn done, void *arg);
+/* Delete the partial file and release its budget. *mp is set to NULL. */
+void spool_msg_abort(struct spool_msg **mp);
+
+/* Bytes in use and budget, for stats. */
+uint64_t spool_used(const struct spool *sp);
+uint64_t spool_budget(const struct spool *sp);
+
+#endif

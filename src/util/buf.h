@@ -1,0 +1,36 @@
+/*
+ * buf: a growable byte buffer with an optional hard cap.
+ *
+ * Used wherever protocol code accumulates output or a line without touching a socket.
+ * Every append respects buf->cap (0 = unlimited): an append that would pass the cap
+ * fails with -1 and leaves the buffer unchanged, so an attacker cannot grow it past
+ * what the caller allowed.  The data is always NUL-terminated for convenience; the NUL
+ * is not counted in len.
+ */
+#ifndef MXB_UTIL_BUF_H
+#define MXB_UTIL_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t alloc;
+	size_t cap; /* 0: no cap */
+};
+
+void buf_init(struct buf *b, size_t cap);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_puts(struct buf *b, const char *s);
+int buf_putc(struct buf *b, char c);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Drop the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+/* Hand the data to the caller (who frees it) and reset the buffer. */
+char *buf_steal(struct buf *b, size_t *len_r);
+
+#endif
