@@ -148,6 +148,21 @@ void mxb_event_null(struct mxb_event *ev, const char *key)
 	buf_puts(&ev->fields, "null");
 }
 
+void mxb_event_str_array(struct mxb_event *ev, const char *key, const char *const *vals,
+			 size_t n)
+{
+	if (!ev)
+		return;
+	add_key(ev, key);
+	buf_putc(&ev->fields, '[');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_putc(&ev->fields, ',');
+		json_append_string(&ev->fields, vals[i], strlen(vals[i]));
+	}
+	buf_putc(&ev->fields, ']');
+}
+
 void mxb_event_stamp(struct mxb_event *ev, int64_t ts_us, const char *session,
 		     const char *src_ip, unsigned src_port, const char *proto)
 {

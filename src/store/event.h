@@ -39,6 +39,9 @@ void mxb_event_strn(struct mxb_event *ev, const char *key, const char *val, size
 void mxb_event_int(struct mxb_event *ev, const char *key, int64_t val);
 void mxb_event_bool(struct mxb_event *ev, const char *key, bool val);
 void mxb_event_null(struct mxb_event *ev, const char *key);
+/* A JSON array of strings (n values). */
+void mxb_event_str_array(struct mxb_event *ev, const char *key, const char *const *vals,
+			 size_t n);
 
 /* Common fields, set by the connection layer. ts_us 0 means "now". */
 void mxb_event_stamp(struct mxb_event *ev, int64_t ts_us, const char *session,
