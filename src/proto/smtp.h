@@ -133,6 +133,13 @@ void smtp_session_hangup(struct smtp_session *s, const char *reason);
 
 /* What the session is doing, for the host's disconnect event. */
 const char *smtp_session_state_name(const struct smtp_session *s);
+/* Counters for the host's disconnect event. */
+struct smtp_counters {
+	unsigned commands;  /* command lines received */
+	unsigned errors;    /* 4xx/5xx replies sent (Postfix's error count) */
+	unsigned messages;  /* messages captured */
+};
+void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c_r);
 /* Authenticated user, or NULL. */
 const char *smtp_session_auth_user(const struct smtp_session *s);
 
