@@ -1,1 +1,599 @@
-/* placeholder: replaced by the module's implementation */
+/*
+ * spool: durable capture of messages in a Maildir, within a disk budget (see spool.h).
+ *
+ * Promises:
+ * - A message reaches new/ only after its file was fsync'd, and its completion callback
+ *   reports ok only after the rename into new/ and an fsync of new/ itself, so an
+ *   acknowledged message survives a crash.
+ * - Commits are made by one background thread that takes every commit queued so far as
+ *   one group: each file is fsync'd, renamed, then new/ is fsync'd once for the group.
+ *   Completion callbacks run on the event loop thread (a pipe watched by the loop wakes
+ *   it; no evthread locking is needed).  Without an event base they run on the commit
+ *   thread.
+ * - The budget counts the bytes of every file in tmp/, new/ and cur/.  Bytes are
+ *   reserved before they are written, so nothing is ever written past the budget; a
+ *   failed or aborted message gives its bytes back.  tmp/ files found at open are
+ *   leftovers of a crash (never acknowledged) and are deleted.
+ */
+#include "store/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct spool_msg {
+	struct spool *sp;
+	struct spool_msg *next;   /* commit / done queues */
+	int fd;
+	bool doomed;
+	bool no_space;
+	int saved_errno;
+	uint64_t size;            /* bytes written */
+	uint64_t reserved;        /* bytes counted in sp->used for this message */
+	EVP_MD_CTX *md;
+	char tmp_name[256];
+	char new_name[256];
+	char queue_id[24];
+	char sha256[65];
+	bool ok;                  /* commit outcome */
+	spool_done_fn done;
+	void *done_arg;
+};
+
+struct spool {
+	char *dir;
+	int tmp_fd;               /* directory fds */
+	int new_fd;
+	char host[72];            /* sanitised host name for file names */
+	uint64_t budget;
+
+	pthread_mutex_t mu;       /* guards everything below */
+	pthread_cond_t cv;        /* commit thread waits for work */
+	uint64_t used;
+	unsigned seq;
+	struct spool_msg *queue_head, **queue_tail;
+	struct spool_msg *done_head, **done_tail;
+	bool stop;
+	uint64_t dir_fsyncs;
+	uint64_t commits;
+
+	pthread_t thread;
+	bool thread_started;
+	struct event_base *base;
+	struct event *wake_ev;
+	int wake_rd, wake_wr;
+};
+
+static char *fmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt_err(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+/* Maildir convention: '/' and ':' in the host name become \057 and \072; we also
+ * replace anything unprintable so a file name is always plain. */
+static void sanitise_host(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+	if (!in || !*in)
+		in = "localhost";
+	for (const char *p = in; *p && o + 5 < outlen; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '/') {
+			memcpy(out + o, "\\057", 4);
+			o += 4;
+		} else if (c == ':') {
+			memcpy(out + o, "\\072", 4);
+			o += 4;
+		} else if (c <= 0x20 || c >= 0x7F) {
+			out[o++] = '_';
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	out[o] = '\0';
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Sum the sizes of the regular files in dirfd; with remove, delete them instead. */
+static int scan_dir(int dirfd, bool remove, uint64_t *sum_r)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -1;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		struct stat st;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (remove)
+			unlinkat(dirfd, de->d_name, 0);
+		else
+			*sum_r += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int open_subdir(const char *dir, const char *sub, char **err_r)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		*err_r = fmt_err("spool: cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		*err_r = fmt_err("spool: cannot open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static void *commit_thread(void *arg);
+static void on_wake(evutil_socket_t fd, short what, void *arg);
+
+struct spool *spool_open(const char *dir, uint64_t budget, const char *hostname,
+			 struct event_base *base, char **err_r)
+{
+	char *dummy = NULL;
+	if (!err_r)
+		err_r = &dummy;
+	*err_r = NULL;
+	struct spool *sp = calloc(1, sizeof(*sp));
+	if (!sp) {
+		*err_r = fmt_err("spool: out of memory");
+		return NULL;
+	}
+	sp->tmp_fd = sp->new_fd = sp->wake_rd = sp->wake_wr = -1;
+	sp->budget = budget;
+	sp->base = base;
+	sp->queue_tail = &sp->queue_head;
+	sp->done_tail = &sp->done_head;
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->cv, NULL);
+	sanitise_host(hostname, sp->host, sizeof(sp->host));
+	sp->dir = strdup(dir);
+	if (!sp->dir) {
+		*err_r = fmt_err("spool: out of memory");
+		goto fail;
+	}
+	if (mkdir_p(dir) < 0) {
+		*err_r = fmt_err("spool: cannot create %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	sp->tmp_fd = open_subdir(dir, "tmp", err_r);
+	if (sp->tmp_fd < 0)
+		goto fail;
+	sp->new_fd = open_subdir(dir, "new", err_r);
+	if (sp->new_fd < 0)
+		goto fail;
+	int cur_fd = open_subdir(dir, "cur", err_r);
+	if (cur_fd < 0)
+		goto fail;
+	/* A file left in tmp/ by a crash was never acknowledged: the client was told
+	 * nothing or 4xx, so it will retry.  Deleting it frees its budget. */
+	uint64_t used = 0;
+	if (scan_dir(sp->tmp_fd, true, &used) < 0 || scan_dir(sp->new_fd, false, &used) < 0 ||
+	    scan_dir(cur_fd, false, &used) < 0) {
+		*err_r = fmt_err("spool: cannot scan %s: %s", dir, strerror(errno));
+		close(cur_fd);
+		goto fail;
+	}
+	close(cur_fd);
+	sp->used = used;
+
+	if (base) {
+		int p[2];
+		if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+			*err_r = fmt_err("spool: pipe: %s", strerror(errno));
+			goto fail;
+		}
+		sp->wake_rd = p[0];
+		sp->wake_wr = p[1];
+		sp->wake_ev = event_new(base, sp->wake_rd, EV_READ | EV_PERSIST, on_wake, sp);
+		if (!sp->wake_ev || event_add(sp->wake_ev, NULL) < 0) {
+			*err_r = fmt_err("spool: cannot watch the wake-up pipe");
+			goto fail;
+		}
+	}
+	int e = pthread_create(&sp->thread, NULL, commit_thread, sp);
+	if (e) {
+		*err_r = fmt_err("spool: cannot start the commit thread: %s", strerror(e));
+		goto fail;
+	}
+	sp->thread_started = true;
+	return sp;
+fail:
+	if (err_r == &dummy)
+		free(dummy);
+	spool_close(&sp);
+	return NULL;
+}
+
+/* Run the completion callbacks of finished commits (event loop thread). */
+static void run_done(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	struct spool_msg *m = sp->done_head;
+	sp->done_head = NULL;
+	sp->done_tail = &sp->done_head;
+	pthread_mutex_unlock(&sp->mu);
+	while (m) {
+		struct spool_msg *next = m->next;
+		struct spool_result r;
+		memset(&r, 0, sizeof(r));
+		r.ok = m->ok;
+		r.no_space = m->no_space;
+		snprintf(r.queue_id, sizeof(r.queue_id), "%s", m->queue_id);
+		if (m->ok) {
+			snprintf(r.name, sizeof(r.name), "%s", m->new_name);
+			memcpy(r.sha256, m->sha256, sizeof(r.sha256));
+			r.size = m->size;
+		}
+		spool_done_fn done = m->done;
+		void *arg = m->done_arg;
+		free(m);
+		if (done)
+			done(arg, &r);
+		m = next;
+	}
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	char tmp[64];
+	while (read(fd, tmp, sizeof(tmp)) > 0)
+		;
+	run_done(arg);
+}
+
+void spool_close(struct spool **spp)
+{
+	struct spool *sp = spp ? *spp : NULL;
+	if (!sp)
+		return;
+	if (sp->thread_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = true;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+	}
+	/* The thread finished every queued commit; report them here. */
+	run_done(sp);
+	if (sp->wake_ev)
+		event_free(sp->wake_ev);
+	if (sp->wake_rd >= 0)
+		close(sp->wake_rd);
+	if (sp->wake_wr >= 0)
+		close(sp->wake_wr);
+	if (sp->tmp_fd >= 0)
+		close(sp->tmp_fd);
+	if (sp->new_fd >= 0)
+		close(sp->new_fd);
+	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->cv);
+	free(sp->dir);
+	free(sp);
+	*spp = NULL;
+}
+
+static void release(struct spool *sp, uint64_t n)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->used = sp->used >= n ? sp->used - n : 0;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+struct spool_msg *spool_msg_begin(struct spool *sp, char *queue_id_r, size_t len)
+{
+	pthread_mutex_lock(&sp->mu);
+	bool full = sp->budget && sp->used >= sp->budget;
+	unsigned seq = ++sp->seq;
+	pthread_mutex_unlock(&sp->mu);
+	if (full) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	struct spool_msg *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->sp = sp;
+	m->fd = -1;
+	m->md = EVP_MD_CTX_new();
+	if (!m->md || EVP_DigestInit_ex(m->md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(m->md);
+		free(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	/* The tmp name need not contain the queue id (the inode is known only once
+	 * the file exists); pid + sequence make it unique among live writers. */
+	snprintf(m->tmp_name, sizeof(m->tmp_name), "%lld.M%06ldP%dN%u.%s",
+		 (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(), seq, sp->host);
+	m->fd = openat(sp->tmp_fd, m->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	struct stat st;
+	if (m->fd < 0 || fstat(m->fd, &st) < 0) {
+		int e = errno;
+		if (m->fd >= 0) {
+			close(m->fd);
+			unlinkat(sp->tmp_fd, m->tmp_name, 0);
+		}
+		EVP_MD_CTX_free(m->md);
+		free(m);
+		errno = e;
+		return NULL;
+	}
+	/* Postfix short queue id: microseconds in 5 hex digits, then the inode. */
+	snprintf(m->queue_id, sizeof(m->queue_id), "%05X%lX", (unsigned)tv.tv_usec,
+		 (unsigned long)st.st_ino);
+	snprintf(m->new_name, sizeof(m->new_name), "%lld.M%06ldP%dQ%s.%s",
+		 (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(), m->queue_id, sp->host);
+	if (queue_id_r && len)
+		snprintf(queue_id_r, len, "%s", m->queue_id);
+	return m;
+}
+
+static void doom(struct spool_msg *m, int e)
+{
+	m->doomed = true;
+	m->saved_errno = e;
+	if (e == ENOSPC || e == EDQUOT)
+		m->no_space = true;
+}
+
+int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
+{
+	if (!m) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (m->doomed) {
+		errno = m->saved_errno ? m->saved_errno : EIO;
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	struct spool *sp = m->sp;
+	pthread_mutex_lock(&sp->mu);
+	bool over = sp->budget && (len > sp->budget || sp->used > sp->budget - len);
+	if (!over) {
+		sp->used += len;
+		m->reserved += len;
+	}
+	pthread_mutex_unlock(&sp->mu);
+	if (over) {
+		doom(m, ENOSPC);
+		errno = ENOSPC;
+		return -1;
+	}
+	const char *p = data;
+	size_t left = len;
+	while (left) {
+		ssize_t n = write(m->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			/* Hash and size cover what reached the file so far; the message
+			 * is doomed anyway. */
+			EVP_DigestUpdate(m->md, data, len - left);
+			m->size += len - left;
+			doom(m, e);
+			errno = e;
+			return -1;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	EVP_DigestUpdate(m->md, data, len);
+	m->size += len;
+	return 0;
+}
+
+static void wake_loop(struct spool *sp)
+{
+	if (sp->wake_wr < 0)
+		return;
+	char c = 1;
+	ssize_t n;
+	do
+		n = write(sp->wake_wr, &c, 1);
+	while (n < 0 && errno == EINTR);
+	/* EAGAIN: the pipe is full, so the loop is already due to wake up. */
+}
+
+void spool_msg_commit(struct spool_msg **mp, spool_done_fn done, void *arg)
+{
+	struct spool_msg *m = mp ? *mp : NULL;
+	if (!m)
+		return;
+	*mp = NULL;
+	m->done = done;
+	m->done_arg = arg;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	if (EVP_DigestFinal_ex(m->md, md, &mdlen) != 1 || mdlen != 32)
+		doom(m, EIO);
+	for (unsigned i = 0; i < mdlen && i < 32; i++)
+		snprintf(m->sha256 + 2 * i, 3, "%02x", md[i]);
+	EVP_MD_CTX_free(m->md);
+	m->md = NULL;
+	struct spool *sp = m->sp;
+	pthread_mutex_lock(&sp->mu);
+	m->next = NULL;
+	*sp->queue_tail = m;
+	sp->queue_tail = &m->next;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void spool_msg_abort(struct spool_msg **mp)
+{
+	struct spool_msg *m = mp ? *mp : NULL;
+	if (!m)
+		return;
+	*mp = NULL;
+	if (m->fd >= 0)
+		close(m->fd);
+	unlinkat(m->sp->tmp_fd, m->tmp_name, 0);
+	release(m->sp, m->reserved);
+	EVP_MD_CTX_free(m->md);
+	free(m);
+}
+
+/* Commit thread: one group at a time. */
+static void commit_group(struct spool *sp, struct spool_msg *group)
+{
+	bool any_renamed = false;
+	for (struct spool_msg *m = group; m; m = m->next) {
+		m->ok = false;
+		if (!m->doomed && fsync(m->fd) < 0)
+			doom(m, errno);
+		close(m->fd);
+		m->fd = -1;
+		if (m->doomed) {
+			unlinkat(sp->tmp_fd, m->tmp_name, 0);
+			continue;
+		}
+		int r = renameat2(sp->tmp_fd, m->tmp_name, sp->new_fd, m->new_name,
+				  RENAME_NOREPLACE);
+		if (r < 0 && errno == EINVAL) /* filesystem without RENAME_NOREPLACE */
+			r = renameat(sp->tmp_fd, m->tmp_name, sp->new_fd, m->new_name);
+		if (r < 0) {
+			doom(m, errno);
+			unlinkat(sp->tmp_fd, m->tmp_name, 0);
+			continue;
+		}
+		m->ok = true;
+		any_renamed = true;
+	}
+	if (any_renamed) {
+		int r = fsync(sp->new_fd);
+		int e = errno;
+		pthread_mutex_lock(&sp->mu);
+		sp->dir_fsyncs++;
+		pthread_mutex_unlock(&sp->mu);
+		if (r < 0) {
+			/* The renames may not survive a crash: refuse them all (the
+			 * clients get 4xx and retry) rather than acknowledge. */
+			for (struct spool_msg *m = group; m; m = m->next) {
+				if (!m->ok)
+					continue;
+				m->ok = false;
+				doom(m, e);
+				unlinkat(sp->new_fd, m->new_name, 0);
+			}
+		}
+	}
+	uint64_t freed = 0;
+	for (struct spool_msg *m = group; m; m = m->next)
+		if (!m->ok)
+			freed += m->reserved;
+	if (freed)
+		release(sp, freed);
+}
+
+static void *commit_thread(void *arg)
+{
+	struct spool *sp = arg;
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->queue_head && !sp->stop)
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		if (!sp->queue_head && sp->stop)
+			break;
+		/* Everything queued meanwhile is one group. */
+		struct spool_msg *group = sp->queue_head;
+		struct spool_msg **tail = sp->queue_tail;
+		sp->queue_head = NULL;
+		sp->queue_tail = &sp->queue_head;
+		pthread_mutex_unlock(&sp->mu);
+
+		commit_group(sp, group);
+
+		pthread_mutex_lock(&sp->mu);
+		for (struct spool_msg *m = group; m; m = m->next)
+			sp->commits++;
+		*sp->done_tail = group;
+		sp->done_tail = tail;
+		bool loop = sp->base != NULL;
+		pthread_mutex_unlock(&sp->mu);
+		if (loop)
+			wake_loop(sp);
+		else
+			run_done(sp);
+		pthread_mutex_lock(&sp->mu);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+uint64_t spool_used(const struct spool *sp)
+{
+	struct spool *s = (struct spool *)sp;
+	pthread_mutex_lock(&s->mu);
+	uint64_t u = s->used;
+	pthread_mutex_unlock(&s->mu);
+	return u;
+}
+
+uint64_t spool_budget(const struct spool *sp)
+{
+	return sp->budget;
+}
+
+uint64_t spool_dir_fsyncs(const struct spool *sp)
+{
+	struct spool *s = (struct spool *)sp;
+	pthread_mutex_lock(&s->mu);
+	uint64_t n = s->dir_fsyncs;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}

@@ -59,5 +59,7 @@ void spool_msg_abort(struct spool_msg **mp);
 /* Bytes in use and budget, for stats. */
 uint64_t spool_used(const struct spool *sp);
 uint64_t spool_budget(const struct spool *sp);
+/* Directory fsyncs made so far (one per commit group): lets tests measure grouping. */
+uint64_t spool_dir_fsyncs(const struct spool *sp);
 
 #endif

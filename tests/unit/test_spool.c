@@ -1,0 +1,542 @@
+/* test_spool: the Maildir spool: commit, abort, budget edges, stale tmp, queue ids,
+ * group commit, error paths. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/spool.h"
+
+struct done_rec {
+	int calls;
+	struct spool_result r;
+};
+
+static void on_done(void *arg, const struct spool_result *r)
+{
+	struct done_rec *d = arg;
+	d->calls++;
+	d->r = *r;
+}
+
+static char *make_dir(void)
+{
+	char tmpl[] = "/tmp/mxb-spool-XXXXXX";
+	char *d = mkdtemp(tmpl);
+	assert_non_null(d);
+	return strdup(d);
+}
+
+static void rm_rf(const char *path)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int count_files(const char *dir, const char *sub)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, sub);
+	DIR *d = opendir(p);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void run_until(struct event_base *base, const int *calls, int want)
+{
+	for (int i = 0; i < 5000 && *calls < want; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_int_equal(*calls, want);
+}
+
+static void write_file(const char *path, size_t n)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++)
+		fputc('x', f);
+	fclose(f);
+}
+
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned mdlen = 0;
+	assert_int_equal(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL), 1);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void test_commit(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	char *err = NULL;
+	struct spool *sp = spool_open(dir, 0, "mx/1:test", base, &err);
+	assert_non_null(sp);
+	assert_null(err);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	assert_int_equal(count_files(dir, "new"), 0);
+	assert_int_equal(count_files(dir, "cur"), 0);
+
+	char qid[24];
+	struct spool_msg *m = spool_msg_begin(sp, qid, sizeof(qid));
+	assert_non_null(m);
+	const char *a = "Received: from x\r\n", *b = "Subject: hi\r\n\r\nbody\r\n";
+	assert_int_equal(spool_msg_write(m, a, strlen(a)), 0);
+	assert_int_equal(spool_msg_write(m, b, strlen(b)), 0);
+	assert_int_equal(spool_msg_write(m, b, 0), 0);
+	assert_int_equal(count_files(dir, "tmp"), 1);
+	assert_int_equal(spool_used(sp), strlen(a) + strlen(b));
+
+	struct done_rec d = {0};
+	spool_msg_commit(&m, on_done, &d);
+	assert_null(m);
+	/* The callback runs on the loop, never inside commit. */
+	assert_int_equal(d.calls, 0);
+	run_until(base, &d.calls, 1);
+	assert_true(d.r.ok);
+	assert_false(d.r.no_space);
+	assert_string_equal(d.r.queue_id, qid);
+	assert_int_equal(d.r.size, strlen(a) + strlen(b));
+	/* When success is reported the file is in new/, whole, and nothing in tmp/. */
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	assert_int_equal(count_files(dir, "new"), 1);
+	char path[512], content[256];
+	snprintf(path, sizeof(path), "%s/new/%s", dir, d.r.name);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(content, 1, sizeof(content), f);
+	fclose(f);
+	assert_int_equal(n, strlen(a) + strlen(b));
+	char hex[65];
+	sha256_hex(content, n, hex);
+	assert_string_equal(d.r.sha256, hex);
+
+	/* Queue id: %05X of the microseconds, then %lX of the inode, upper case. */
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	char ino[24];
+	snprintf(ino, sizeof(ino), "%lX", (unsigned long)st.st_ino);
+	size_t ql = strlen(qid);
+	assert_true(ql >= 6);
+	assert_string_equal(qid + 5, ino);
+	for (size_t i = 0; i < ql; i++)
+		assert_true((qid[i] >= '0' && qid[i] <= '9') || (qid[i] >= 'A' && qid[i] <= 'F'));
+	/* The name: <sec>.M<usec>P<pid>Q<qid>.<host>, host sanitised. */
+	long usec = -1;
+	const char *mp = strstr(d.r.name, ".M");
+	assert_non_null(mp);
+	usec = strtol(mp + 2, NULL, 10);
+	char head[8];
+	snprintf(head, sizeof(head), "%05lX", usec);
+	assert_memory_equal(qid, head, 5);
+	char want_tail[64];
+	snprintf(want_tail, sizeof(want_tail), "Q%s.mx\\0571\\072test", qid);
+	assert_non_null(strstr(d.r.name, want_tail));
+	assert_null(strchr(d.r.name, '/'));
+	assert_null(strchr(d.r.name, ':'));
+	assert_int_equal(spool_used(sp), n);
+	assert_int_equal(spool_dir_fsyncs(sp), 1);
+
+	spool_close(&sp);
+	assert_null(sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void test_abort(void **state)
+{
+	char *dir = make_dir();
+	struct spool *sp = spool_open(dir, 1000, "h", NULL, NULL);
+	assert_non_null(sp);
+	char qid[24];
+	struct spool_msg *m = spool_msg_begin(sp, qid, sizeof(qid));
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "hello", 5), 0);
+	assert_int_equal(spool_used(sp), 5);
+	spool_msg_abort(&m);
+	assert_null(m);
+	assert_int_equal(spool_used(sp), 0);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	assert_int_equal(count_files(dir, "new"), 0);
+	spool_msg_abort(&m); /* NULL is harmless */
+	spool_close(&sp);
+	rm_rf(dir);
+	free(dir);
+}
+
+static off_t file_size_in(const char *dir, const char *sub)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, sub);
+	DIR *d = opendir(p);
+	assert_non_null(d);
+	off_t total = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char f[1024];
+		struct stat st;
+		snprintf(f, sizeof(f), "%s/%s", p, de->d_name);
+		assert_int_equal(stat(f, &st), 0);
+		total += st.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
+static void test_budget_edges(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 100, "h", base, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_budget(sp), 100);
+	char buf[200];
+	memset(buf, 'a', sizeof(buf));
+
+	/* Exactly the budget fits. */
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, buf, 60), 0);
+	assert_int_equal(spool_msg_write(m, buf, 40), 0);
+	assert_int_equal(spool_used(sp), 100);
+	/* One byte more does not, and nothing of it is written. */
+	errno = 0;
+	assert_int_equal(spool_msg_write(m, buf, 1), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(file_size_in(dir, "tmp"), 100);
+	/* Doomed: later writes fail too. */
+	assert_int_equal(spool_msg_write(m, buf, 0), -1);
+	/* The budget is spent: no new message. */
+	errno = 0;
+	assert_null(spool_msg_begin(sp, NULL, 0));
+	assert_int_equal(errno, ENOSPC);
+	/* A doomed commit completes with ok=false, no_space, and frees its bytes. */
+	struct done_rec d = {0};
+	spool_msg_commit(&m, on_done, &d);
+	run_until(base, &d.calls, 1);
+	assert_false(d.r.ok);
+	assert_true(d.r.no_space);
+	assert_int_equal(spool_used(sp), 0);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	assert_int_equal(count_files(dir, "new"), 0);
+
+	/* A single write larger than the budget fails at once, file stays empty. */
+	m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, buf, 101), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(file_size_in(dir, "tmp"), 0);
+	spool_msg_abort(&m);
+
+	/* Two messages share the budget: 99 committed + 1 fits, then one more fails. */
+	m = spool_msg_begin(sp, NULL, 0);
+	assert_int_equal(spool_msg_write(m, buf, 99), 0);
+	memset(&d, 0, sizeof(d));
+	spool_msg_commit(&m, on_done, &d);
+	run_until(base, &d.calls, 1);
+	assert_true(d.r.ok);
+	assert_int_equal(spool_used(sp), 99);
+	m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, buf, 1), 0);
+	assert_int_equal(spool_msg_write(m, buf, 1), -1);
+	spool_msg_abort(&m);
+	assert_int_equal(spool_used(sp), 99);
+	spool_close(&sp);
+
+	/* Reopen: the committed bytes are counted again. */
+	sp = spool_open(dir, 100, "h", base, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_used(sp), 99);
+	spool_close(&sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void test_stale_tmp(void **state)
+{
+	char *dir = make_dir();
+	char p[512];
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/new", dir);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/cur", dir);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/tmp/stale1", dir);
+	write_file(p, 50);
+	snprintf(p, sizeof(p), "%s/tmp/stale2", dir);
+	write_file(p, 7);
+	snprintf(p, sizeof(p), "%s/new/a", dir);
+	write_file(p, 30);
+	snprintf(p, sizeof(p), "%s/cur/b", dir);
+	write_file(p, 20);
+	struct spool *sp = spool_open(dir, 0, "h", NULL, NULL);
+	assert_non_null(sp);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	assert_int_equal(count_files(dir, "new"), 1);
+	assert_int_equal(spool_used(sp), 50);
+	spool_close(&sp);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* 50 concurrent commits: fewer directory fsyncs than messages. */
+static void test_grouping(void **state)
+{
+	enum { N = 50 };
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
+	assert_non_null(sp);
+	struct spool_msg *m[N];
+	char qids[N][24];
+	for (int i = 0; i < N; i++) {
+		m[i] = spool_msg_begin(sp, qids[i], sizeof(qids[i]));
+		assert_non_null(m[i]);
+		char line[64];
+		int n = snprintf(line, sizeof(line), "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+		assert_int_equal(spool_msg_write(m[i], line, (size_t)n), 0);
+	}
+	int calls = 0;
+	struct done_rec d[N];
+	memset(d, 0, sizeof(d));
+	for (int i = 0; i < N; i++)
+		spool_msg_commit(&m[i], on_done, &d[i]);
+	for (int t = 0; t < 5000; t++) {
+		calls = 0;
+		for (int i = 0; i < N; i++)
+			calls += d[i].calls;
+		if (calls == N)
+			break;
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_int_equal(calls, N);
+	for (int i = 0; i < N; i++) {
+		assert_true(d[i].r.ok);
+		assert_string_equal(d[i].r.queue_id, qids[i]);
+		for (int j = 0; j < i; j++) {
+			assert_string_not_equal(d[i].r.name, d[j].r.name);
+			assert_string_not_equal(qids[i], qids[j]);
+		}
+	}
+	assert_int_equal(count_files(dir, "new"), N);
+	uint64_t fs = spool_dir_fsyncs(sp);
+	printf("# %d commits, %llu directory fsyncs\n", N, (unsigned long long)fs);
+	assert_true(fs >= 1);
+	assert_true(fs < N);
+	spool_close(&sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* spool_close waits for queued commits and runs their callbacks. */
+static void test_close_runs_callbacks(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
+	struct done_rec d[3];
+	memset(d, 0, sizeof(d));
+	for (int i = 0; i < 3; i++) {
+		struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+		assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+		spool_msg_commit(&m, on_done, &d[i]);
+	}
+	spool_close(&sp);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(d[i].calls, 1);
+		assert_true(d[i].r.ok);
+	}
+	assert_int_equal(count_files(dir, "new"), 3);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* An I/O error from write(2) (here EFBIG via RLIMIT_FSIZE) dooms the message; the
+ * commit reports failure (not no_space) and the bytes are released. */
+static void test_io_error(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	struct rlimit old, lim;
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim = old;
+	lim.rlim_cur = 10;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	int r = spool_msg_write(m, "0123456789abcdef", 16);
+	int e = errno;
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(r, -1);
+	assert_int_equal(e, EFBIG);
+	assert_int_equal(spool_msg_write(m, "x", 1), -1);
+	struct done_rec d = {0};
+	spool_msg_commit(&m, on_done, &d);
+	run_until(base, &d.calls, 1);
+	assert_false(d.r.ok);
+	assert_false(d.r.no_space);
+	assert_int_equal(spool_used(sp), 0);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	assert_int_equal(count_files(dir, "new"), 0);
+	spool_close(&sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void test_open_errors(void **state)
+{
+	char *dir = make_dir();
+	char p[512];
+	/* The spool path is a regular file. */
+	snprintf(p, sizeof(p), "%s/file", dir);
+	write_file(p, 1);
+	char *err = NULL;
+	assert_null(spool_open(p, 0, "h", NULL, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "cannot create"));
+	free(err);
+	/* tmp/ is a regular file. */
+	snprintf(p, sizeof(p), "%s/md", dir);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/md/tmp", dir);
+	write_file(p, 1);
+	snprintf(p, sizeof(p), "%s/md", dir);
+	err = NULL;
+	assert_null(spool_open(p, 0, "h", NULL, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "tmp"));
+	free(err);
+	/* err_r may be NULL. */
+	assert_null(spool_open(p, 0, "h", NULL, NULL));
+	/* new/ is a file: cannot open. */
+	snprintf(p, sizeof(p), "%s/md2", dir);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/md2/new", dir);
+	write_file(p, 1);
+	snprintf(p, sizeof(p), "%s/md2", dir);
+	err = NULL;
+	assert_null(spool_open(p, 0, "h", NULL, &err));
+	assert_non_null(strstr(err, "new"));
+	free(err);
+	/* A nested path is created. */
+	snprintf(p, sizeof(p), "%s/a/b/c", dir);
+	struct spool *sp = spool_open(p, 0, NULL, NULL, NULL);
+	assert_non_null(sp);
+	spool_close(&sp);
+	spool_close(&sp); /* NULL is harmless */
+	rm_rf(dir);
+	free(dir);
+}
+
+/* begin fails cleanly when tmp/ vanished under us. */
+static void test_begin_io_error(void **state)
+{
+	char *dir = make_dir();
+	struct spool *sp = spool_open(dir, 0, "h", NULL, NULL);
+	assert_non_null(sp);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	assert_int_equal(rmdir(p), 0);
+	errno = 0;
+	assert_null(spool_msg_begin(sp, NULL, 0));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_used(sp), 0);
+	spool_close(&sp);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* The rename fails (new/ vanished): the commit reports failure, the tmp file is
+ * removed and its bytes are released. */
+static void test_rename_error(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_int_equal(spool_msg_write(m, "abc", 3), 0);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/new", dir);
+	assert_int_equal(rmdir(p), 0);
+	struct done_rec d = {0};
+	spool_msg_commit(&m, on_done, &d);
+	run_until(base, &d.calls, 1);
+	assert_false(d.r.ok);
+	assert_int_equal(spool_used(sp), 0);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	spool_close(&sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* Without an event base, callbacks run on the commit thread; close still waits. */
+static void test_no_base(void **state)
+{
+	char *dir = make_dir();
+	struct spool *sp = spool_open(dir, 0, "h", NULL, NULL);
+	struct done_rec d = {0};
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_int_equal(spool_msg_write(m, "abc", 3), 0);
+	spool_msg_commit(&m, on_done, &d);
+	spool_close(&sp);
+	assert_int_equal(d.calls, 1);
+	assert_true(d.r.ok);
+	rm_rf(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_commit),
+		cmocka_unit_test(test_abort),
+		cmocka_unit_test(test_budget_edges),
+		cmocka_unit_test(test_stale_tmp),
+		cmocka_unit_test(test_grouping),
+		cmocka_unit_test(test_close_runs_callbacks),
+		cmocka_unit_test(test_io_error),
+		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_begin_io_error),
+		cmocka_unit_test(test_rename_error),
+		cmocka_unit_test(test_no_base),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
