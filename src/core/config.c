@@ -1,1 +1,700 @@
-/* placeholder: replaced by the module's implementation */
+/*
+ * config: mxbait.conf parser and validator (see config.h and docs/mxbait.conf.5).
+ *
+ * Promises: config_parse() never reads past len, accepts any bytes (NUL included) and
+ * either fills cfg with validated values or leaves a message "name:line: key: why"
+ * in *err_r.  On error cfg still holds a consistent (freeable) mix of defaults and the
+ * values parsed so far; callers exit.  The table below is the single list of keys:
+ * the man page and docs/configuration.md document the same list.
+ */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)   /* a config file is small; refuse monsters */
+#define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
+
+enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
+		K_SIZE64, K_UINT, K_MS };
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	size_t off;
+	uint64_t min, max; /* numeric bounds (bytes, count or milliseconds) */
+	size_t count_off;  /* lists: offset of the element count */
+};
+
+#define OFF(f) offsetof(struct mxb_config, f)
+#define KIB 1024ULL
+#define MIB (1024ULL * 1024)
+#define GIB (1024ULL * 1024 * 1024)
+
+static const struct key_def keys[] = {
+	{ "hostname", K_HOST, OFF(hostname), 0, 0, 0 },
+	{ "local_domains", K_DOMAINS, OFF(local_domains), 0, 0, OFF(n_local_domains) },
+	{ "catch_all", K_BOOL, OFF(catch_all), 0, 0, 0 },
+	{ "vrfy", K_BOOL, OFF(vrfy_enabled), 0, 0, 0 },
+	{ "smtp_auth_on_port25", K_BOOL, OFF(auth_on_mx), 0, 0, 0 },
+	{ "auth_cram_md5", K_BOOL, OFF(cram_md5), 0, 0, 0 },
+	{ "accounts", K_ACCOUNTS, OFF(accounts), 0, 0, OFF(n_accounts) },
+	{ "smtp_listen", K_LISTEN, OFF(smtp_listen), 0, 0, OFF(n_smtp_listen) },
+	{ "submission_listen", K_LISTEN, OFF(submission_listen), 0, 0, OFF(n_submission_listen) },
+	{ "smtps_listen", K_LISTEN, OFF(smtps_listen), 0, 0, OFF(n_smtps_listen) },
+	{ "data_dir", K_PATH, OFF(data_dir), 0, 0, 0 },
+	{ "tls_cert_file", K_STR, OFF(tls_cert_file), 0, 0, 0 },
+	{ "tls_key_file", K_STR, OFF(tls_key_file), 0, 0, 0 },
+	{ "event_log", K_STR, OFF(event_log), 0, 0, 0 },
+	{ "line_length_limit", K_SIZE, OFF(line_length_limit), 512, MIB, 0 },
+	{ "message_size_limit", K_SIZE64, OFF(message_size_limit), KIB, 4 * GIB, 0 },
+	{ "recipient_limit", K_UINT, OFF(recipient_limit), 1, 100000, 0 },
+	{ "command_limit", K_UINT, OFF(command_limit), 1, 10000000, 0 },
+	{ "soft_error_limit", K_UINT, OFF(soft_error_limit), 1, 100000, 0 },
+	{ "hard_error_limit", K_UINT, OFF(hard_error_limit), 1, 100000, 0 },
+	{ "error_sleep_time", K_MS, OFF(error_sleep_ms), 0, 60000, 0 },
+	{ "auth_failure_delay", K_MS, OFF(auth_failure_delay_ms), 0, 60000, 0 },
+	{ "idle_timeout", K_MS, OFF(idle_timeout_ms), 1000, 86400000, 0 },
+	{ "session_timeout", K_MS, OFF(session_timeout_ms), 1000, 7 * 86400000U, 0 },
+	{ "tls_handshake_timeout", K_MS, OFF(tls_handshake_timeout_ms), 1000, 3600000, 0 },
+	{ "max_connections", K_UINT, OFF(max_connections), 1, 1000000, 0 },
+	{ "max_connections_per_ip", K_UINT, OFF(max_connections_per_ip), 0, 1000000, 0 },
+	{ "connection_rate_per_ip", K_UINT, OFF(connection_rate_per_ip), 0, 1000000, 0 },
+	{ "spool_budget", K_SIZE64, OFF(spool_budget), 0, (uint64_t)1 << 50, 0 },
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		abort(); /* out of memory at start-up: nothing sensible to do */
+	return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+	if (!p)
+		abort();
+	return p;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+}
+
+/* The host name a stock Postfix would use: gethostname() if it is fully qualified,
+ * else that name plus ".localdomain" (Postfix's $mydomain default).  Never DNS. */
+static char *default_hostname(void)
+{
+	char h[256];
+	if (gethostname(h, sizeof(h) - 1) != 0 || h[0] == '\0')
+		return xstrdup("localhost.localdomain");
+	h[sizeof(h) - 1] = '\0';
+	for (char *p = h; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!isalnum(c) && c != '-' && c != '.')
+			return xstrdup("localhost.localdomain");
+		*p = (char)tolower(c);
+	}
+	if (strchr(h, '.'))
+		return xstrdup(h);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "%s.localdomain", h);
+	return buf_steal(&b, NULL);
+}
+
+/* local_domains default: the host name itself and its parent domain (what mail for a
+ * honeypot named mail.example.com is addressed to: example.com). */
+static void default_local_domains(struct mxb_config *cfg)
+{
+	free_list(cfg->local_domains, cfg->n_local_domains);
+	free(cfg->local_domains);
+	cfg->local_domains = calloc(2, sizeof(char *));
+	if (!cfg->local_domains)
+		abort();
+	cfg->n_local_domains = 0;
+	cfg->local_domains[cfg->n_local_domains++] = xstrdup(cfg->hostname);
+	const char *dot = strchr(cfg->hostname, '.');
+	if (dot && dot[1] && strchr(dot + 1, '.'))
+		cfg->local_domains[cfg->n_local_domains++] = xstrdup(dot + 1);
+	else if (dot && dot[1])
+		cfg->local_domains[cfg->n_local_domains++] = xstrdup(dot + 1);
+}
+
+static char *join_path(const char *dir, const char *file)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "%s/%s", dir, file);
+	return buf_steal(&b, NULL);
+}
+
+static void set_listen(char **v, size_t *n, const char *a, const char *b)
+{
+	free_list(v, *n);
+	v[0] = xstrdup(a);
+	v[1] = xstrdup(b);
+	*n = 2;
+}
+
+void config_defaults(struct mxb_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->hostname = default_hostname();
+	default_local_domains(cfg);
+	cfg->catch_all = false;
+	cfg->vrfy_enabled = false;
+	cfg->auth_on_mx = false;
+	cfg->cram_md5 = false;
+	cfg->accounts = NULL;
+	cfg->n_accounts = 0;
+	set_listen(cfg->smtp_listen, &cfg->n_smtp_listen, "127.0.0.1:2525", "[::1]:2525");
+	set_listen(cfg->submission_listen, &cfg->n_submission_listen, "127.0.0.1:2587",
+		   "[::1]:2587");
+	set_listen(cfg->smtps_listen, &cfg->n_smtps_listen, "127.0.0.1:2465", "[::1]:2465");
+	cfg->data_dir = xstrdup("./mxbait-data");
+	cfg->tls_cert_file = xstrdup("");
+	cfg->tls_key_file = xstrdup("");
+	cfg->event_log = join_path(cfg->data_dir, "events.jsonl");
+	cfg->line_length_limit = 2048;
+	cfg->message_size_limit = 10240000;
+	cfg->recipient_limit = 1000;
+	cfg->command_limit = 1000;
+	cfg->soft_error_limit = 10;
+	cfg->hard_error_limit = 20;
+	cfg->error_sleep_ms = 1000;
+	cfg->auth_failure_delay_ms = 2000;
+	cfg->idle_timeout_ms = 300000;
+	cfg->session_timeout_ms = 3600000;
+	cfg->tls_handshake_timeout_ms = 30000;
+	cfg->max_connections = 1000;
+	cfg->max_connections_per_ip = 20;
+	cfg->connection_rate_per_ip = 120;
+	cfg->spool_budget = GIB;
+}
+
+void config_free(struct mxb_config *cfg)
+{
+	free(cfg->hostname);
+	free_list(cfg->local_domains, cfg->n_local_domains);
+	free(cfg->local_domains);
+	free_list(cfg->accounts, cfg->n_accounts);
+	free(cfg->accounts);
+	free_list(cfg->smtp_listen, cfg->n_smtp_listen);
+	free_list(cfg->submission_listen, cfg->n_submission_listen);
+	free_list(cfg->smtps_listen, cfg->n_smtps_listen);
+	free(cfg->data_dir);
+	free(cfg->tls_cert_file);
+	free(cfg->tls_key_file);
+	free(cfg->event_log);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- error reporting ---- */
+
+struct parse_ctx {
+	const char *name;
+	unsigned line;
+	char **err_r;
+};
+
+static int fail(struct parse_ctx *p, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Append text to b with anything unprintable escaped, so an error message quoting the
+ * file cannot carry control bytes to a terminal. */
+static void put_safe(struct buf *b, const char *s, size_t len)
+{
+	size_t max = len > 64 ? 64 : len;
+	for (size_t i = 0; i < max; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			buf_putc(b, (char)c);
+		else
+			buf_printf(b, "\\x%02x", c);
+	}
+	if (len > max)
+		buf_puts(b, "...");
+}
+
+static int fail(struct parse_ctx *p, const char *key, const char *fmt, ...)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (p->line)
+		buf_printf(&b, "%s:%u: ", p->name, p->line);
+	else
+		buf_printf(&b, "%s: ", p->name);
+	if (key) {
+		put_safe(&b, key, strlen(key));
+		buf_puts(&b, ": ");
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	if (p->err_r) {
+		free(*p->err_r);
+		*p->err_r = buf_steal(&b, NULL);
+	} else {
+		buf_free(&b);
+	}
+	return -1;
+}
+
+/* ---- value parsers ---- */
+
+static bool parse_u64(const char *s, uint64_t *v_r, const char **end_r)
+{
+	if (!isdigit((unsigned char)*s))
+		return false;
+	uint64_t v = 0;
+	while (isdigit((unsigned char)*s)) {
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+		s++;
+	}
+	*v_r = v;
+	*end_r = s;
+	return true;
+}
+
+static bool mul_ok(uint64_t a, uint64_t b, uint64_t *r)
+{
+	if (b && a > UINT64_MAX / b)
+		return false;
+	*r = a * b;
+	return true;
+}
+
+static const char *parse_size(const char *s, uint64_t *v_r)
+{
+	uint64_t v;
+	const char *e;
+	if (!parse_u64(s, &v, &e))
+		return "expected a size (number with optional k, m or g suffix)";
+	uint64_t mul = 1;
+	switch (tolower((unsigned char)*e)) {
+	case 'k': mul = KIB; e++; break;
+	case 'm': mul = MIB; e++; break;
+	case 'g': mul = GIB; e++; break;
+	default: break;
+	}
+	if (*e == 'b' || *e == 'B')
+		e++;
+	if (*e)
+		return "expected a size (number with optional k, m or g suffix)";
+	if (!mul_ok(v, mul, v_r))
+		return "value too large";
+	return NULL;
+}
+
+static const char *parse_duration(const char *s, uint64_t *ms_r)
+{
+	uint64_t v;
+	const char *e;
+	if (!parse_u64(s, &v, &e))
+		return "expected a duration (number with ms, s, m, h or d suffix)";
+	uint64_t mul;
+	if (!strcmp(e, "ms"))
+		mul = 1;
+	else if (!*e || !strcmp(e, "s"))
+		mul = 1000;
+	else if (!strcmp(e, "m"))
+		mul = 60000;
+	else if (!strcmp(e, "h"))
+		mul = 3600000;
+	else if (!strcmp(e, "d"))
+		mul = 86400000;
+	else
+		return "expected a duration (number with ms, s, m, h or d suffix)";
+	if (!mul_ok(v, mul, ms_r))
+		return "value too large";
+	return NULL;
+}
+
+static const char *parse_bool(const char *s, bool *v_r)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcasecmp(s, yes[i])) {
+			*v_r = true;
+			return NULL;
+		}
+		if (!strcasecmp(s, no[i])) {
+			*v_r = false;
+			return NULL;
+		}
+	}
+	return "expected yes or no";
+}
+
+/* A DNS name as a banner may carry it: letters, digits, hyphens, dots; labels of 1-63
+ * characters, 253 in all.  Keeps CR/LF and spaces out of every reply text. */
+static const char *check_dns_name(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0)
+		return "empty host name";
+	if (len > 253)
+		return "host name longer than 253 characters";
+	size_t label = 0;
+	for (const char *p = s; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '.') {
+			if (label == 0)
+				return "empty label in host name";
+			label = 0;
+			continue;
+		}
+		if (!isalnum(c) && c != '-' && c != '_')
+			return "invalid character in host name";
+		if (++label > 63)
+			return "host name label longer than 63 characters";
+	}
+	if (label == 0)
+		return "host name ends with a dot";
+	return NULL;
+}
+
+/* "a.b.c.d:port", "[v6]:port" or "*:port" / "[::]:port" for every address. */
+static const char *check_listen(const char *s)
+{
+	const char *colon;
+	char host[INET6_ADDRSTRLEN + 1];
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return "expected [ipv6-address]:port";
+		size_t hl = (size_t)(close - s - 1);
+		if (hl == 0 || hl >= sizeof(host))
+			return "bad IPv6 address";
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		struct in6_addr a6;
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return "bad IPv6 address";
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return "expected address:port";
+		size_t hl = (size_t)(colon - s);
+		if (hl == 0 || hl >= sizeof(host))
+			return "bad IPv4 address";
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		struct in_addr a4;
+		if (strcmp(host, "*") && inet_pton(AF_INET, host, &a4) != 1)
+			return "bad IPv4 address (IPv6 goes in brackets: [::1]:25)";
+	}
+	uint64_t port;
+	const char *e;
+	if (!parse_u64(colon + 1, &port, &e) || *e || port == 0 || port > 65535)
+		return "bad port (1-65535)";
+	return NULL;
+}
+
+static const char *check_account(const char *s)
+{
+	const char *c = strchr(s, ':');
+	if (!c)
+		return "expected user:password";
+	if (c == s)
+		return "empty user name";
+	if (!c[1])
+		return "empty password";
+	return NULL;
+}
+
+/* Split a list value on commas and white space into a fresh array. */
+static int split_list(struct parse_ctx *p, const char *key, const char *val, char ***v_r,
+		      size_t *n_r, size_t max, const char *(*check)(const char *))
+{
+	char **v = NULL;
+	size_t n = 0;
+	const char *s = val;
+	while (*s) {
+		while (*s == ',' || *s == ' ' || *s == '\t')
+			s++;
+		if (!*s)
+			break;
+		const char *e = s;
+		while (*e && *e != ',' && *e != ' ' && *e != '\t')
+			e++;
+		if (n >= max) {
+			free_list(v, n);
+			free(v);
+			return fail(p, key, "too many entries (at most %zu)", max);
+		}
+		char *item = xstrndup(s, (size_t)(e - s));
+		const char *why = check ? check(item) : NULL;
+		if (why) {
+			struct buf b;
+			buf_init(&b, 0);
+			put_safe(&b, item, strlen(item));
+			fail(p, key, "%s: %s", b.data ? b.data : "", why);
+			buf_free(&b);
+			free(item);
+			free_list(v, n);
+			free(v);
+			return -1;
+		}
+		char **nv = realloc(v, (n + 1) * sizeof(char *));
+		if (!nv)
+			abort();
+		v = nv;
+		v[n++] = item;
+		s = e;
+	}
+	*v_r = v;
+	*n_r = n;
+	return 0;
+}
+
+static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct key_def *k,
+		     const char *val)
+{
+	char *base = (char *)cfg;
+	const char *why = NULL;
+	uint64_t v = 0;
+
+	switch (k->type) {
+	case K_STR:
+	case K_PATH:
+	case K_HOST: {
+		if (k->type == K_PATH && !*val)
+			return fail(p, k->name, "empty path");
+		if (k->type == K_HOST && (why = check_dns_name(val)))
+			return fail(p, k->name, "%s", why);
+		char **dst = (char **)(base + k->off);
+		free(*dst);
+		*dst = xstrdup(val);
+		return 0;
+	}
+	case K_DOMAINS:
+	case K_ACCOUNTS: {
+		char **v_new;
+		size_t n_new;
+		if (split_list(p, k->name, val, &v_new, &n_new, CONFIG_MAX_LIST,
+			       k->type == K_DOMAINS ? check_dns_name : check_account))
+			return -1;
+		if (k->type == K_DOMAINS && n_new == 0) {
+			free(v_new);
+			return fail(p, k->name, "at least one domain is needed");
+		}
+		char ***dst = (char ***)(base + k->off);
+		size_t *cnt = (size_t *)(base + k->count_off);
+		free_list(*dst, *cnt);
+		free(*dst);
+		*dst = v_new;
+		*cnt = n_new;
+		return 0;
+	}
+	case K_LISTEN: {
+		char **v_new;
+		size_t n_new;
+		if (split_list(p, k->name, val, &v_new, &n_new, MXB_MAX_LISTEN, check_listen))
+			return -1;
+		char **dst = (char **)(base + k->off);
+		size_t *cnt = (size_t *)(base + k->count_off);
+		free_list(dst, *cnt);
+		for (size_t i = 0; i < n_new; i++)
+			dst[i] = v_new[i];
+		*cnt = n_new;
+		free(v_new);
+		return 0;
+	}
+	case K_BOOL: {
+		bool b;
+		if ((why = parse_bool(val, &b)))
+			return fail(p, k->name, "%s", why);
+		*(bool *)(base + k->off) = b;
+		return 0;
+	}
+	case K_SIZE:
+	case K_SIZE64:
+		why = parse_size(val, &v);
+		break;
+	case K_UINT: {
+		const char *e;
+		if (!parse_u64(val, &v, &e) || *e)
+			why = "expected a whole number";
+		break;
+	}
+	case K_MS:
+		why = parse_duration(val, &v);
+		break;
+	}
+	if (why)
+		return fail(p, k->name, "%s", why);
+	if (v < k->min || v > k->max) {
+		if (k->type == K_MS)
+			return fail(p, k->name, "out of range (%llums to %llums)",
+				    (unsigned long long)k->min, (unsigned long long)k->max);
+		return fail(p, k->name, "out of range (%llu to %llu)",
+			    (unsigned long long)k->min, (unsigned long long)k->max);
+	}
+	switch (k->type) {
+	case K_SIZE: *(size_t *)(base + k->off) = (size_t)v; break;
+	case K_SIZE64: *(uint64_t *)(base + k->off) = v; break;
+	default: *(unsigned *)(base + k->off) = (unsigned)v; break;
+	}
+	return 0;
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
+		 char **err_r)
+{
+	struct parse_ctx p = { .name = name ? name : "config", .line = 0, .err_r = err_r };
+	unsigned set_on[N_KEYS];
+	memset(set_on, 0, sizeof(set_on));
+	if (err_r)
+		*err_r = NULL;
+	if (len > CONFIG_MAX_FILE)
+		return fail(&p, NULL, "file too large (more than %d bytes)", CONFIG_MAX_FILE);
+
+	size_t pos = 0;
+	while (pos < len) {
+		p.line++;
+		const char *ls = text + pos;
+		const char *nl = memchr(ls, '\n', len - pos);
+		size_t ll = nl ? (size_t)(nl - ls) : len - pos;
+		pos += ll + (nl ? 1 : 0);
+		if (memchr(ls, '\0', ll))
+			return fail(&p, NULL, "NUL byte in line");
+		/* trim */
+		while (ll && is_space(ls[0])) {
+			ls++;
+			ll--;
+		}
+		while (ll && is_space(ls[ll - 1]))
+			ll--;
+		if (ll == 0 || ls[0] == '#')
+			continue;
+		const char *eq = memchr(ls, '=', ll);
+		if (!eq)
+			return fail(&p, NULL, "expected key = value");
+		size_t kl = (size_t)(eq - ls);
+		while (kl && is_space(ls[kl - 1]))
+			kl--;
+		if (kl == 0)
+			return fail(&p, NULL, "missing key before '='");
+		char *key = xstrndup(ls, kl);
+		const char *vs = eq + 1;
+		size_t vl = ll - (size_t)(vs - ls);
+		while (vl && is_space(vs[0])) {
+			vs++;
+			vl--;
+		}
+		char *val = xstrndup(vs, vl);
+
+		size_t ki;
+		for (ki = 0; ki < N_KEYS; ki++)
+			if (!strcmp(keys[ki].name, key))
+				break;
+		int rc = 0;
+		if (ki == N_KEYS)
+			rc = fail(&p, key, "unknown key");
+		else if (set_on[ki])
+			rc = fail(&p, key, "duplicate key (first set on line %u)", set_on[ki]);
+		else {
+			set_on[ki] = p.line;
+			rc = set_value(cfg, &p, &keys[ki], val);
+		}
+		free(key);
+		free(val);
+		if (rc)
+			return -1;
+	}
+
+	/* Cross-key checks and derived defaults. */
+	size_t ki_host = 0, ki_dom = 0, ki_log = 0, ki_cert = 0, ki_key = 0, ki_soft = 0,
+	       ki_hard = 0;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const char *n = keys[i].name;
+		if (!strcmp(n, "hostname")) ki_host = i;
+		else if (!strcmp(n, "local_domains")) ki_dom = i;
+		else if (!strcmp(n, "event_log")) ki_log = i;
+		else if (!strcmp(n, "tls_cert_file")) ki_cert = i;
+		else if (!strcmp(n, "tls_key_file")) ki_key = i;
+		else if (!strcmp(n, "soft_error_limit")) ki_soft = i;
+		else if (!strcmp(n, "hard_error_limit")) ki_hard = i;
+	}
+	if (set_on[ki_host] && !set_on[ki_dom])
+		default_local_domains(cfg);
+	if (!set_on[ki_log]) {
+		free(cfg->event_log);
+		cfg->event_log = join_path(cfg->data_dir, "events.jsonl");
+	}
+	bool has_cert = cfg->tls_cert_file && *cfg->tls_cert_file;
+	bool has_key = cfg->tls_key_file && *cfg->tls_key_file;
+	if (has_cert != has_key) {
+		p.line = has_cert ? set_on[ki_cert] : set_on[ki_key];
+		return fail(&p, has_cert ? "tls_cert_file" : "tls_key_file",
+			    "tls_cert_file and tls_key_file go together");
+	}
+	if (cfg->soft_error_limit > cfg->hard_error_limit) {
+		p.line = set_on[ki_soft] > set_on[ki_hard] ? set_on[ki_soft] : set_on[ki_hard];
+		return fail(&p, set_on[ki_soft] > set_on[ki_hard] ? "soft_error_limit"
+								    : "hard_error_limit",
+			    "soft_error_limit (%u) above hard_error_limit (%u)",
+			    cfg->soft_error_limit, cfg->hard_error_limit);
+	}
+	if (!cfg->n_smtp_listen && !cfg->n_submission_listen && !cfg->n_smtps_listen) {
+		p.line = 0;
+		return fail(&p, NULL, "no listener configured (smtp_listen, submission_listen "
+				      "and smtps_listen are all empty)");
+	}
+	return 0;
+}
+
+int config_load(struct mxb_config *cfg, const char *path, char **err_r)
+{
+	if (err_r)
+		*err_r = NULL;
+	FILE *f = fopen(path, "rb");
+	struct parse_ctx p = { .name = path, .line = 0, .err_r = err_r };
+	if (!f)
+		return fail(&p, NULL, "cannot open: %s", strerror(errno));
+	struct buf b;
+	buf_init(&b, CONFIG_MAX_FILE + 1);
+	char chunk[8192];
+	size_t n;
+	int rc = 0;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (buf_append(&b, chunk, n)) {
+			rc = fail(&p, NULL, "file too large (more than %d bytes)", CONFIG_MAX_FILE);
+			break;
+		}
+	}
+	if (!rc && ferror(f))
+		rc = fail(&p, NULL, "read error: %s", strerror(errno));
+	fclose(f);
+	if (!rc)
+		rc = config_parse(cfg, path, b.data ? b.data : "", b.len, err_r);
+	buf_free(&b);
+	return rc;
+}

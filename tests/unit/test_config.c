@@ -1,0 +1,316 @@
+/*
+ * test_config: mxbait.conf parsing (src/core/config.c): defaults, every key, every
+ * error form ("name:line: key: why"), derived defaults and cross-key checks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+
+static int parse(struct mxb_config *cfg, const char *text, char **err_r)
+{
+	config_defaults(cfg);
+	return config_parse(cfg, "t.conf", text, strlen(text), err_r);
+}
+
+/* Parse text expecting failure with exactly msg. */
+static void expect_error(const char *text, const char *msg)
+{
+	struct mxb_config cfg;
+	char *err = NULL;
+	int rc = parse(&cfg, text, &err);
+	if (rc != -1 || !err || strcmp(err, msg)) {
+		fprintf(stderr, "input: %s\nwant: %s\ngot:  %s (rc %d)\n", text, msg,
+			err ? err : "(null)", rc);
+		fail();
+	}
+	free(err);
+	config_free(&cfg);
+}
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	config_defaults(&cfg);
+	assert_non_null(cfg.hostname);
+	assert_non_null(strchr(cfg.hostname, '.'));
+	assert_true(cfg.n_local_domains >= 1);
+	assert_string_equal(cfg.local_domains[0], cfg.hostname);
+	assert_false(cfg.catch_all);
+	assert_false(cfg.vrfy_enabled);
+	assert_false(cfg.auth_on_mx);
+	assert_false(cfg.cram_md5);
+	assert_int_equal(cfg.n_accounts, 0);
+	assert_int_equal(cfg.n_smtp_listen, 2);
+	assert_string_equal(cfg.smtp_listen[0], "127.0.0.1:2525");
+	assert_string_equal(cfg.smtp_listen[1], "[::1]:2525");
+	assert_string_equal(cfg.submission_listen[0], "127.0.0.1:2587");
+	assert_string_equal(cfg.submission_listen[1], "[::1]:2587");
+	assert_string_equal(cfg.smtps_listen[0], "127.0.0.1:2465");
+	assert_string_equal(cfg.smtps_listen[1], "[::1]:2465");
+	assert_string_equal(cfg.data_dir, "./mxbait-data");
+	assert_string_equal(cfg.tls_cert_file, "");
+	assert_string_equal(cfg.tls_key_file, "");
+	assert_string_equal(cfg.event_log, "./mxbait-data/events.jsonl");
+	assert_int_equal(cfg.line_length_limit, 2048);
+	assert_int_equal(cfg.message_size_limit, 10240000);
+	assert_int_equal(cfg.recipient_limit, 1000);
+	assert_int_equal(cfg.command_limit, 1000);
+	assert_int_equal(cfg.soft_error_limit, 10);
+	assert_int_equal(cfg.hard_error_limit, 20);
+	assert_int_equal(cfg.error_sleep_ms, 1000);
+	assert_int_equal(cfg.auth_failure_delay_ms, 2000);
+	assert_int_equal(cfg.idle_timeout_ms, 300000);
+	assert_int_equal(cfg.session_timeout_ms, 3600000);
+	assert_int_equal(cfg.tls_handshake_timeout_ms, 30000);
+	assert_int_equal(cfg.max_connections, 1000);
+	assert_int_equal(cfg.max_connections_per_ip, 20);
+	assert_int_equal(cfg.connection_rate_per_ip, 120);
+	assert_int_equal(cfg.spool_budget, 1024ULL * 1024 * 1024);
+	config_free(&cfg);
+	assert_null(cfg.hostname);
+}
+
+static void test_empty_text_keeps_defaults(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "\n# only a comment\n   \n\t# indented comment\n", &err), 0);
+	assert_null(err);
+	assert_int_equal(cfg.line_length_limit, 2048);
+	config_free(&cfg);
+}
+
+static void test_every_key(void **state)
+{
+	(void)state;
+	const char *text =
+		"hostname = mx1.honey.example\r\n"
+		"local_domains = honey.example, other.example  third.example\n"
+		"catch_all = yes\n"
+		"vrfy = on\n"
+		"smtp_auth_on_port25 = true\n"
+		"auth_cram_md5 = YES\n"
+		"accounts = alice:secret bob:pa:ss\n"
+		"smtp_listen = 0.0.0.0:25, [::]:25\n"
+		"submission_listen = 192.0.2.1:587\n"
+		"smtps_listen =\n"
+		"data_dir = /var/lib/mxbait\n"
+		"tls_cert_file = /etc/ssl/c.pem\n"
+		"tls_key_file = /etc/ssl/k.pem\n"
+		"event_log =\n"
+		"line_length_limit = 4k\n"
+		"message_size_limit = 20m\n"
+		"recipient_limit = 50\n"
+		"command_limit = 200\n"
+		"soft_error_limit = 5\n"
+		"hard_error_limit = 7\n"
+		"error_sleep_time = 500ms\n"
+		"auth_failure_delay = 3s\n"
+		"idle_timeout = 5m\n"
+		"session_timeout = 2h\n"
+		"tls_handshake_timeout = 10\n"
+		"max_connections = 5000\n"
+		"max_connections_per_ip = 0\n"
+		"connection_rate_per_ip = 30\n"
+		"spool_budget = 2g\n";
+	struct mxb_config cfg;
+	char *err = NULL;
+	int rc = parse(&cfg, text, &err);
+	if (rc)
+		fprintf(stderr, "%s\n", err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(cfg.hostname, "mx1.honey.example");
+	assert_int_equal(cfg.n_local_domains, 3);
+	assert_string_equal(cfg.local_domains[2], "third.example");
+	assert_true(cfg.catch_all);
+	assert_true(cfg.vrfy_enabled);
+	assert_true(cfg.auth_on_mx);
+	assert_true(cfg.cram_md5);
+	assert_int_equal(cfg.n_accounts, 2);
+	assert_string_equal(cfg.accounts[1], "bob:pa:ss");
+	assert_int_equal(cfg.n_smtp_listen, 2);
+	assert_string_equal(cfg.smtp_listen[1], "[::]:25");
+	assert_int_equal(cfg.n_submission_listen, 1);
+	assert_int_equal(cfg.n_smtps_listen, 0);
+	assert_string_equal(cfg.data_dir, "/var/lib/mxbait");
+	assert_string_equal(cfg.tls_cert_file, "/etc/ssl/c.pem");
+	assert_string_equal(cfg.tls_key_file, "/etc/ssl/k.pem");
+	assert_string_equal(cfg.event_log, "");
+	assert_int_equal(cfg.line_length_limit, 4096);
+	assert_int_equal(cfg.message_size_limit, 20 * 1024 * 1024);
+	assert_int_equal(cfg.recipient_limit, 50);
+	assert_int_equal(cfg.command_limit, 200);
+	assert_int_equal(cfg.soft_error_limit, 5);
+	assert_int_equal(cfg.hard_error_limit, 7);
+	assert_int_equal(cfg.error_sleep_ms, 500);
+	assert_int_equal(cfg.auth_failure_delay_ms, 3000);
+	assert_int_equal(cfg.idle_timeout_ms, 300000);
+	assert_int_equal(cfg.session_timeout_ms, 7200000);
+	assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);
+	assert_int_equal(cfg.max_connections, 5000);
+	assert_int_equal(cfg.max_connections_per_ip, 0);
+	assert_int_equal(cfg.connection_rate_per_ip, 30);
+	assert_int_equal(cfg.spool_budget, 2ULL * 1024 * 1024 * 1024);
+	config_free(&cfg);
+}
+
+static void test_derived_defaults(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	/* hostname drives local_domains; data_dir drives event_log. */
+	assert_int_equal(parse(&cfg, "hostname = mail.example.org\ndata_dir = /srv/mx\n", &err), 0);
+	assert_int_equal(cfg.n_local_domains, 2);
+	assert_string_equal(cfg.local_domains[0], "mail.example.org");
+	assert_string_equal(cfg.local_domains[1], "example.org");
+	assert_string_equal(cfg.event_log, "/srv/mx/events.jsonl");
+	config_free(&cfg);
+	/* An explicit local_domains wins whatever the order. */
+	assert_int_equal(parse(&cfg, "local_domains = a.test\nhostname = mx.b.test\n", &err), 0);
+	assert_int_equal(cfg.n_local_domains, 1);
+	assert_string_equal(cfg.local_domains[0], "a.test");
+	config_free(&cfg);
+	/* An explicit event_log wins. */
+	assert_int_equal(parse(&cfg, "event_log = /tmp/e.jsonl\ndata_dir = /x\n", &err), 0);
+	assert_string_equal(cfg.event_log, "/tmp/e.jsonl");
+	config_free(&cfg);
+}
+
+static void test_units(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "idle_timeout = 1d\nerror_sleep_time = 0\n"
+				     "message_size_limit = 1024\nspool_budget = 0\n", &err), 0);
+	assert_int_equal(cfg.idle_timeout_ms, 86400000);
+	assert_int_equal(cfg.error_sleep_ms, 0);
+	assert_int_equal(cfg.message_size_limit, 1024);
+	assert_int_equal(cfg.spool_budget, 0);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "message_size_limit = 10M\nline_length_limit=1kb\n", &err), 0);
+	assert_int_equal(cfg.message_size_limit, 10 * 1024 * 1024);
+	assert_int_equal(cfg.line_length_limit, 1024);
+	config_free(&cfg);
+	/* no trailing newline, spaces around '=' optional */
+	assert_int_equal(parse(&cfg, "catch_all=off", &err), 0);
+	assert_false(cfg.catch_all);
+	config_free(&cfg);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	expect_error("\n\nbogus = 1\n", "t.conf:3: bogus: unknown key");
+	expect_error("catch_all = yes\n# c\ncatch_all = no\n",
+		     "t.conf:3: catch_all: duplicate key (first set on line 1)");
+	expect_error("just words\n", "t.conf:1: expected key = value");
+	expect_error(" = 5\n", "t.conf:1: missing key before '='");
+	expect_error("catch_all = maybe\n", "t.conf:1: catch_all: expected yes or no");
+	expect_error("recipient_limit = 0\n", "t.conf:1: recipient_limit: out of range (1 to 100000)");
+	expect_error("recipient_limit = -3\n", "t.conf:1: recipient_limit: expected a whole number");
+	expect_error("recipient_limit = 12abc\n", "t.conf:1: recipient_limit: expected a whole number");
+	expect_error("max_connections = 99999999999999999999999\n",
+		     "t.conf:1: max_connections: expected a whole number");
+	expect_error("line_length_limit = 100\n",
+		     "t.conf:1: line_length_limit: out of range (512 to 1048576)");
+	expect_error("message_size_limit = 10x\n",
+		     "t.conf:1: message_size_limit: expected a size (number with optional k, m or g suffix)");
+	expect_error("spool_budget = 18446744073709551615g\n", "t.conf:1: spool_budget: value too large");
+	expect_error("idle_timeout = 5 minutes\n",
+		     "t.conf:1: idle_timeout: expected a duration (number with ms, s, m, h or d suffix)");
+	expect_error("idle_timeout = 10ms\n", "t.conf:1: idle_timeout: out of range (1000ms to 86400000ms)");
+	expect_error("hostname = bad host\n", "t.conf:1: hostname: invalid character in host name");
+	expect_error("hostname =\n", "t.conf:1: hostname: empty host name");
+	expect_error("hostname = a..b\n", "t.conf:1: hostname: empty label in host name");
+	expect_error("local_domains =\n", "t.conf:1: local_domains: at least one domain is needed");
+	expect_error("local_domains = ok.test, b@d\n",
+		     "t.conf:1: local_domains: b@d: invalid character in host name");
+	expect_error("accounts = alice\n", "t.conf:1: accounts: alice: expected user:password");
+	expect_error("accounts = :pw\n", "t.conf:1: accounts: :pw: empty user name");
+	expect_error("accounts = bob:\n", "t.conf:1: accounts: bob:: empty password");
+	expect_error("smtp_listen = 127.0.0.1\n", "t.conf:1: smtp_listen: 127.0.0.1: expected address:port");
+	expect_error("smtp_listen = 127.0.0.1:0\n", "t.conf:1: smtp_listen: 127.0.0.1:0: bad port (1-65535)");
+	expect_error("smtp_listen = 127.0.0.1:70000\n",
+		     "t.conf:1: smtp_listen: 127.0.0.1:70000: bad port (1-65535)");
+	expect_error("smtp_listen = 300.1.1.1:25\n",
+		     "t.conf:1: smtp_listen: 300.1.1.1:25: bad IPv4 address (IPv6 goes in brackets: [::1]:25)");
+	expect_error("smtp_listen = ::1:25\n",
+		     "t.conf:1: smtp_listen: ::1:25: bad IPv4 address (IPv6 goes in brackets: [::1]:25)");
+	expect_error("smtp_listen = [::1:25\n", "t.conf:1: smtp_listen: [::1:25: expected [ipv6-address]:port");
+	expect_error("smtp_listen = [zz]:25\n", "t.conf:1: smtp_listen: [zz]:25: bad IPv6 address");
+	expect_error("smtps_listen = 1.1.1.1:1 1.1.1.1:2 1.1.1.1:3 1.1.1.1:4 1.1.1.1:5 1.1.1.1:6 "
+		     "1.1.1.1:7 1.1.1.1:8 1.1.1.1:9\n",
+		     "t.conf:1: smtps_listen: too many entries (at most 8)");
+	expect_error("data_dir =\n", "t.conf:1: data_dir: empty path");
+	expect_error("x\n\ntls_cert_file = /c\n", "t.conf:1: expected key = value");
+	expect_error("\ntls_cert_file = /c\n", "t.conf:2: tls_cert_file: tls_cert_file and tls_key_file go together");
+	expect_error("tls_key_file = /k\n", "t.conf:1: tls_key_file: tls_cert_file and tls_key_file go together");
+	expect_error("hard_error_limit = 5\n\n",
+		     "t.conf:1: hard_error_limit: soft_error_limit (10) above hard_error_limit (5)");
+	expect_error("smtp_listen =\nsubmission_listen=\nsmtps_listen=\n",
+		     "t.conf: no listener configured (smtp_listen, submission_listen and smtps_listen are all empty)");
+	/* hostile bytes in a key are escaped in the message */
+	expect_error("\x1b[31m = 1\n", "t.conf:1: \\x1b[31m: unknown key");
+	/* NUL */
+	struct mxb_config cfg;
+	char *err = NULL;
+	config_defaults(&cfg);
+	assert_int_equal(config_parse(&cfg, "t.conf", "a\0b = 1\n", 8, &err), -1);
+	assert_string_equal(err, "t.conf:1: NUL byte in line");
+	free(err);
+	config_free(&cfg);
+}
+
+static void test_load_file(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/mxbait-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "# test\nhostname = mx.file.test\nbogus = 2\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	struct mxb_config cfg;
+	char *err = NULL;
+	config_defaults(&cfg);
+	assert_int_equal(config_load(&cfg, path, &err), -1);
+	char want[128];
+	snprintf(want, sizeof(want), "%s:3: bogus: unknown key", path);
+	assert_string_equal(err, want);
+	free(err);
+	config_free(&cfg);
+	unlink(path);
+
+	config_defaults(&cfg);
+	assert_int_equal(config_load(&cfg, "/nonexistent/mxbait.conf", &err), -1);
+	assert_string_equal(err, "/nonexistent/mxbait.conf: cannot open: No such file or directory");
+	free(err);
+	config_free(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_empty_text_keeps_defaults),
+		cmocka_unit_test(test_every_key),
+		cmocka_unit_test(test_derived_defaults),
+		cmocka_unit_test(test_units),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_load_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
