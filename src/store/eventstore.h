@@ -23,4 +23,14 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev);
 void eventstore_flush(struct eventstore *es);
 void eventstore_close(struct eventstore **es);
 
+/* Counters since open (for stats and tests).  Events refused because the queue was
+ * full are counted in dropped (and added to the "events_dropped" counter in the
+ * database); events lost to a failed transaction in failed. */
+struct eventstore_stats {
+	unsigned long long submitted, written, dropped, failed, batches, queued;
+};
+void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st);
+/* Bound of the in-memory queue (0: the default, 1,000,000 events). */
+void eventstore_set_queue_limit(struct eventstore *es, unsigned long limit);
+
 #endif

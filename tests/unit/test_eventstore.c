@@ -1,0 +1,477 @@
+/* test_eventstore: submit/flush, derived tables, JSON-lines log, batching, drops,
+ * migrations and refusals (too new, not a database). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/db.h"
+#include "store/event.h"
+#include "store/eventstore.h"
+
+struct paths {
+	char dir[64];
+	char db[128];
+	char jsonl[128];
+};
+
+static void make_paths(struct paths *p)
+{
+	snprintf(p->dir, sizeof(p->dir), "/tmp/mxb-es-XXXXXX");
+	assert_non_null(mkdtemp(p->dir));
+	snprintf(p->db, sizeof(p->db), "%s/mxbait.db", p->dir);
+	snprintf(p->jsonl, sizeof(p->jsonl), "%s/events.jsonl", p->dir);
+}
+
+static void rm_paths(struct paths *p)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static struct mxb_event *ev(const char *name, const char *session, int64_t ts)
+{
+	struct mxb_event *e = mxb_event_new(name);
+	assert_non_null(e);
+	mxb_event_stamp(e, ts, session, "192.0.2.7", 40000, "smtp");
+	return e;
+}
+
+static int64_t q_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		fail_msg("no row for %s: %s", sql, sqlite3_errmsg(db));
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static char *q_text(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	char *r = t ? strdup((const char *)t) : NULL;
+	sqlite3_finalize(st);
+	return r;
+}
+
+static void submit_session(struct eventstore *es, const char *sid, int64_t t0)
+{
+	struct mxb_event *e = ev("connect", sid, t0);
+	mxb_event_str(e, "dst_ip", "127.0.0.1");
+	mxb_event_int(e, "dst_port", 2525);
+	eventstore_submit(es, e);
+	e = ev("helo", sid, t0 + 1);
+	mxb_event_str(e, "verb", "EHLO");
+	mxb_event_strn(e, "name", "evil\x1b[31m\xff\0x", 11);
+	eventstore_submit(es, e);
+	e = ev("tls", sid, t0 + 2);
+	mxb_event_str(e, "mode", "starttls");
+	mxb_event_str(e, "version", "TLSv1.3");
+	mxb_event_str(e, "cipher", "TLS_AES_256_GCM_SHA384");
+	mxb_event_int(e, "bits", 256);
+	mxb_event_null(e, "sni");
+	eventstore_submit(es, e);
+	for (int ok = 0; ok < 2; ok++) {
+		e = ev("auth", sid, t0 + 3 + ok);
+		mxb_event_str(e, "mechanism", "PLAIN");
+		mxb_event_str(e, "username", ok ? "admin" : "root");
+		mxb_event_str(e, "password", ok ? "123456" : "toor");
+		mxb_event_null(e, "authzid");
+		mxb_event_bool(e, "success", ok);
+		mxb_event_str(e, "result", ok ? "ok" : "fail");
+		eventstore_submit(es, e);
+	}
+	e = ev("mail", sid, t0 + 5);
+	mxb_event_str(e, "sender", "a@b.example");
+	mxb_event_str(e, "params", "");
+	mxb_event_null(e, "size");
+	mxb_event_bool(e, "accepted", true);
+	mxb_event_int(e, "reply", 250);
+	eventstore_submit(es, e);
+	for (int i = 0; i < 2; i++) {
+		e = ev("rcpt", sid, t0 + 6 + i);
+		mxb_event_str(e, "recipient", i ? "x@foreign.example" : "u@local.example");
+		mxb_event_str(e, "params", "");
+		mxb_event_bool(e, "accepted", !i);
+		mxb_event_int(e, "reply", i ? 454 : 250);
+		mxb_event_bool(e, "relay", i);
+		eventstore_submit(es, e);
+	}
+	e = ev("message", sid, t0 + 8);
+	mxb_event_str(e, "queue_id", "2DC1A11A199");
+	mxb_event_str(e, "spool", "1.M2P3Q2DC1A11A199.h");
+	mxb_event_str(e, "sha256", "00ff");
+	mxb_event_int(e, "size", 1234);
+	mxb_event_str(e, "sender", "a@b.example");
+	const char *rc[] = {"u@local.example", "v@local.example"};
+	mxb_event_str_array(e, "recipients", rc, 2);
+	mxb_event_str(e, "method", "DATA");
+	mxb_event_str(e, "auth_user", "admin");
+	mxb_event_bool(e, "tls", true);
+	eventstore_submit(es, e);
+	e = ev("offence", sid, t0 + 9);
+	mxb_event_str(e, "kind", "bare_lf");
+	mxb_event_str(e, "detail", "x");
+	eventstore_submit(es, e);
+	e = ev("disconnect", sid, t0 + 10);
+	mxb_event_str(e, "reason", "quit");
+	mxb_event_int(e, "duration_ms", 42);
+	mxb_event_str(e, "state", "idle");
+	mxb_event_int(e, "commands", 9);
+	mxb_event_int(e, "errors", 1);
+	mxb_event_int(e, "messages", 1);
+	eventstore_submit(es, e);
+}
+
+static void test_submit_flush_tables(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	char *err = NULL;
+	struct eventstore *es = eventstore_open(p.db, p.jsonl, &err);
+	if (!es)
+		fail_msg("open: %s", err);
+	submit_session(es, "0123456789abcdef", 1700000000000000);
+	/* A session without disconnect yet: still listed. */
+	struct mxb_event *e = ev("connect", "fedcba9876543210", 1700000001000000);
+	mxb_event_str(e, "dst_ip", "127.0.0.1");
+	mxb_event_int(e, "dst_port", 2525);
+	eventstore_submit(es, e);
+	eventstore_submit(es, NULL); /* harmless */
+	eventstore_flush(es);
+
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 12);
+	assert_int_equal(q_int(db, "PRAGMA user_version"), db_schema_version());
+	char *s = q_text(db, "PRAGMA journal_mode");
+	assert_string_equal(s, "wal");
+	free(s);
+	/* Events in submission order, each row's json valid and consistent. */
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events WHERE json_valid(json) AND"
+				   " json_extract(json,'$.event') = event AND"
+				   " json_extract(json,'$.session') = session AND"
+				   " json_extract(json,'$.ts') = ts"), 12);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events a JOIN events b ON b.id = a.id + 1"
+				   " WHERE b.ts_us < a.ts_us AND a.session = b.session"), 0);
+	/* sessions */
+	assert_int_equal(q_int(db, "SELECT count(*) FROM sessions"), 2);
+	const char *sid = "WHERE session = '0123456789abcdef'";
+	char sql[256];
+#define SESS(col) (snprintf(sql, sizeof(sql), "SELECT %s FROM sessions %s", col, sid), sql)
+	s = q_text(db, SESS("tls"));
+	assert_string_equal(s, "TLSv1.3");
+	free(s);
+	s = q_text(db, SESS("auth_user"));
+	assert_string_equal(s, "admin");
+	free(s);
+	s = q_text(db, SESS("reason"));
+	assert_string_equal(s, "quit");
+	free(s);
+	s = q_text(db, SESS("proto"));
+	assert_string_equal(s, "smtp");
+	free(s);
+	assert_int_equal(q_int(db, SESS("auth_attempts")), 2);
+	assert_int_equal(q_int(db, SESS("rcpts")), 2);
+	assert_int_equal(q_int(db, SESS("mails")), 1);
+	assert_int_equal(q_int(db, SESS("messages")), 1);
+	assert_int_equal(q_int(db, SESS("offences")), 1);
+	assert_int_equal(q_int(db, SESS("commands")), 9);
+	assert_int_equal(q_int(db, SESS("errors")), 1);
+	assert_int_equal(q_int(db, SESS("duration_ms")), 42);
+	assert_int_equal(q_int(db, SESS("dst_port")), 2525);
+	assert_int_equal(q_int(db, SESS("started_us")), 1700000000000000);
+	assert_int_equal(q_int(db, SESS("ended_us")), 1700000000000010);
+	assert_int_equal(q_int(db, SESS("src_port")), 40000);
+	/* The hostile HELO survives as text: ESC kept (the CLI escapes it on output),
+	 * the invalid 0xFF becomes U+00FF (2 bytes), SQLite's json_extract stops a
+	 * string at \u0000 (the events row keeps the whole JSON). */
+	assert_int_equal(q_int(db, SESS("length(CAST(helo AS BLOB))")), 11);
+	assert_int_equal(q_int(db, "SELECT ended_us IS NULL FROM sessions WHERE session ="
+				   " 'fedcba9876543210'"), 1);
+	/* messages */
+	assert_int_equal(q_int(db, "SELECT count(*) FROM messages"), 1);
+	s = q_text(db, "SELECT queue_id || '|' || session || '|' || spool || '|' || size || '|' ||"
+		       " sender || '|' || recipients || '|' || n_rcpt || '|' || method || '|' ||"
+		       " auth_user || '|' || tls || '|' || src_ip FROM messages");
+	assert_string_equal(s, "2DC1A11A199|0123456789abcdef|1.M2P3Q2DC1A11A199.h|1234|"
+			       "a@b.example|[\"u@local.example\",\"v@local.example\"]|2|DATA|"
+			       "admin|1|192.0.2.7");
+	free(s);
+	sqlite3_close(db);
+
+	/* JSON lines: one per event, all valid, same order as the table. */
+	FILE *f = fopen(p.jsonl, "r");
+	assert_non_null(f);
+	sqlite3 *mem;
+	assert_int_equal(sqlite3_open(":memory:", &mem), SQLITE_OK);
+	char line[4096];
+	int n = 0;
+	const char *order[] = {"connect", "helo", "tls", "auth", "auth", "mail", "rcpt",
+			       "rcpt", "message", "offence", "disconnect", "connect"};
+	while (fgets(line, sizeof(line), f)) {
+		size_t len = strlen(line);
+		assert_true(len > 0 && line[len - 1] == '\n');
+		sqlite3_stmt *st;
+		assert_int_equal(sqlite3_prepare_v2(mem, "SELECT json_valid(?1), json_extract(?1, '$.event')",
+						    -1, &st, NULL), SQLITE_OK);
+		sqlite3_bind_text(st, 1, line, (int)len - 1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(st, 0), 1);
+		assert_true(n < 12);
+		assert_string_equal((const char *)sqlite3_column_text(st, 1), order[n]);
+		sqlite3_finalize(st);
+		/* No raw control byte reaches the log. */
+		for (size_t i = 0; i + 1 < len; i++)
+			assert_true((unsigned char)line[i] >= 0x20);
+		n++;
+	}
+	fclose(f);
+	sqlite3_close(mem);
+	assert_int_equal(n, 12);
+
+	struct eventstore_stats stt;
+	eventstore_get_stats(es, &stt);
+	assert_int_equal(stt.submitted, 12);
+	assert_int_equal(stt.written, 12);
+	assert_int_equal(stt.dropped, 0);
+	assert_int_equal(stt.failed, 0);
+	eventstore_close(&es);
+	assert_null(es);
+	eventstore_close(&es);
+	rm_paths(&p);
+}
+
+struct thr_arg {
+	struct eventstore *es;
+	int id;
+	int n;
+};
+
+static void *submitter(void *a)
+{
+	struct thr_arg *t = a;
+	for (int i = 0; i < t->n; i++) {
+		char sid[24];
+		snprintf(sid, sizeof(sid), "%016x", t->id * 100000 + i);
+		struct mxb_event *e = ev("offence", sid, 0);
+		mxb_event_str(e, "kind", "unknown_command");
+		mxb_event_str(e, "detail", "GET / HTTP/1.0");
+		eventstore_submit(t->es, e);
+	}
+	return NULL;
+}
+
+/* Concurrent submitters; batches are much fewer than events. */
+static void test_threads_batches(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, p.jsonl, NULL);
+	assert_non_null(es);
+	pthread_t th[4];
+	struct thr_arg ta[4];
+	for (int i = 0; i < 4; i++) {
+		ta[i] = (struct thr_arg){es, i + 1, 1000};
+		pthread_create(&th[i], NULL, submitter, &ta[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	eventstore_flush(es);
+	struct eventstore_stats st;
+	eventstore_get_stats(es, &st);
+	assert_int_equal(st.written, 4000);
+	printf("# 4000 events in %llu batches\n", st.batches);
+	assert_true(st.batches < 400);
+	assert_true(st.batches >= 4000 / 512);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 4000);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM sessions"), 4000);
+	assert_int_equal(q_int(db, "SELECT sum(offences) FROM sessions"), 4000);
+	sqlite3_close(db);
+	eventstore_close(&es);
+	rm_paths(&p);
+}
+
+/* Past the queue bound events are dropped, counted, and the count is stored. */
+static void test_drops_counted(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, NULL, NULL);
+	assert_non_null(es);
+	eventstore_set_queue_limit(es, 10);
+	for (int i = 0; i < 1000; i++)
+		eventstore_submit(es, ev("offence", "0000000000000001", 0));
+	eventstore_flush(es);
+	struct eventstore_stats st;
+	eventstore_get_stats(es, &st);
+	assert_int_equal(st.submitted, 1000);
+	assert_true(st.dropped > 0);
+	assert_int_equal(st.written + st.dropped, 1000);
+	eventstore_close(&es);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), (int64_t)st.written);
+	assert_int_equal(db_counter_get(db, "events_dropped"), (int64_t)st.dropped);
+	sqlite3_close(db);
+	rm_paths(&p);
+}
+
+/* A version-1 database (events only) is migrated forward, keeping its rows; so is an
+ * empty file. */
+static void test_migration(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(db_migrate(db, 1, NULL), DB_OK);
+	assert_int_equal(db_user_version(db, NULL), 1);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO events(ts, ts_us, event, json) VALUES"
+					  " ('t', 1, 'connect', '{}')", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	/* A reader refuses the old schema with advice. */
+	char *err = NULL;
+	assert_int_equal(db_open_ro(p.db, &db, &err), DB_TOO_OLD);
+	assert_non_null(strstr(err, "older"));
+	free(err);
+	struct eventstore *es = eventstore_open(p.db, NULL, &err);
+	if (!es)
+		fail_msg("%s", err);
+	eventstore_close(&es);
+	assert_int_equal(db_open_ro(p.db, &db, NULL), DB_OK);
+	assert_int_equal(db_user_version(db, NULL), db_schema_version());
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 1);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM sessions"), 0);
+	/* query_only: the reader cannot write. */
+	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM events", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	/* Reopen is a no-op. */
+	es = eventstore_open(p.db, NULL, NULL);
+	assert_non_null(es);
+	eventstore_close(&es);
+	unlink(p.db);
+
+	/* An empty file is a fresh database. */
+	FILE *f = fopen(p.db, "w");
+	fclose(f);
+	es = eventstore_open(p.db, NULL, NULL);
+	assert_non_null(es);
+	eventstore_close(&es);
+	rm_paths(&p);
+}
+
+static void test_refusals(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	sqlite3 *db;
+	char *err = NULL;
+	/* Too new. */
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE events(x); PRAGMA user_version = 99",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(eventstore_open(p.db, NULL, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "newer"));
+	free(err);
+	err = NULL;
+	assert_int_equal(db_open_ro(p.db, &db, &err), DB_TOO_NEW);
+	assert_non_null(strstr(err, "schema version 99 is newer"));
+	free(err);
+	/* Untouched. */
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "PRAGMA user_version"), 99);
+	sqlite3_close(db);
+	unlink(p.db);
+
+	/* Not a database at all. */
+	FILE *f = fopen(p.db, "w");
+	for (int i = 0; i < 4096; i++)
+		fputc("garbage!"[i % 8], f);
+	fclose(f);
+	err = NULL;
+	assert_null(eventstore_open(p.db, NULL, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "is not an mxbait database: file is not a database"));
+	free(err);
+	err = NULL;
+	assert_int_equal(db_open_ro(p.db, &db, &err), DB_NOT_OURS);
+	assert_non_null(strstr(err, "is not an mxbait database: file is not a database"));
+	free(err);
+	unlink(p.db);
+
+	/* A foreign SQLite database. */
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	err = NULL;
+	assert_int_equal(db_open_ro(p.db, &db, &err), DB_NOT_OURS);
+	assert_non_null(strstr(err, "no mxbait schema"));
+	free(err);
+	unlink(p.db);
+
+	/* Missing. */
+	err = NULL;
+	assert_int_equal(db_open_ro(p.db, &db, &err), DB_MISSING);
+	free(err);
+
+	/* JSON-lines log that cannot be opened. */
+	err = NULL;
+	assert_null(eventstore_open(p.db, "/nonexistent-dir/x.jsonl", &err));
+	assert_non_null(strstr(err, "/nonexistent-dir/x.jsonl"));
+	free(err);
+	/* Database in a missing directory. */
+	err = NULL;
+	assert_null(eventstore_open("/nonexistent-dir/m.db", NULL, &err));
+	assert_non_null(err);
+	free(err);
+	rm_paths(&p);
+}
+
+/* close commits what is still queued, without a flush. */
+static void test_close_drains(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, p.jsonl, NULL);
+	for (int i = 0; i < 700; i++)
+		eventstore_submit(es, ev("offence", "0000000000000002", 0));
+	eventstore_close(&es);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 700);
+	sqlite3_close(db);
+	rm_paths(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_submit_flush_tables),
+		cmocka_unit_test(test_threads_batches),
+		cmocka_unit_test(test_drops_counted),
+		cmocka_unit_test(test_migration),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_close_drains),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
