@@ -101,6 +101,10 @@ struct smtp_host_ops {
 	/* Close after the queued replies are flushed.  reason is an event-friendly word:
 	 * "quit", "too_many_errors", "command_limit", "protocol", ... */
 	void (*close)(void *ctx, const char *reason);
+	/* Optional (may be NULL): the wall clock in microseconds since the epoch, for the
+	 * Received header date.  NULL: the engine reads the system clock.  Tests and
+	 * fuzzers set it to get reproducible message bytes. */
+	int64_t (*now_us)(void *ctx);
 };
 
 struct smtp_session;
