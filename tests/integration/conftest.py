@@ -1,0 +1,479 @@
+"""Integration fixtures: a real `mxbait serve` on loopback, driven by real clients.
+
+Each test that asks for `daemon` (or calls `make_daemon(...)` for special limits) gets its
+own daemon: a fresh config in a temp dir (free high loopback ports for smtp, submission
+and smtps; data_dir in the temp dir; hostname mail.example.test; local domain
+example.test; one fixed account alice:alice-Secret-1), started as
+`$MXBAIT_BIN serve -c CONF`.  The fixture waits until the three ports accept, and at
+teardown sends SIGTERM and waits: the test FAILS if the daemon does not stop, exits
+non-zero, or printed an ASan/UBSan/LSan report on stderr.
+
+Every daemon's events.jsonl is kept (ALL_EVENT_LINES) so that the events-contract test,
+which runs last, checks every line the whole run produced against docs/events.md.
+
+MXBAIT_BIN defaults to build-asan/src/mxbait; MXBAIT_SHARED to ../shared.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MXBAIT_BIN = os.path.abspath(os.environ.get("MXBAIT_BIN")
+                             or os.path.join(ROOT, "build-asan", "src", "mxbait"))
+SHARED = os.path.abspath(os.environ.get("MXBAIT_SHARED")
+                         or os.path.join(os.path.dirname(ROOT), "shared"))
+
+HOSTNAME = "mail.example.test"
+DOMAIN = "example.test"
+USER = "alice"
+PASSWORD = "alice-Secret-1"
+
+# Sanitizer reports: any of these on the daemon's stderr fails the test.
+SANITIZER_RE = re.compile(
+    r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)"
+    r"|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
+
+# Every events.jsonl line of the run: (daemon label, line).  See test_zz_events_contract.
+ALL_EVENT_LINES = []
+
+
+def sanitizer_env(extra_asan=""):
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [
+        env.get("ASAN_OPTIONS", ""), "halt_on_error=1:detect_leaks=1:print_summary=1",
+        extra_asan]))
+    env["UBSAN_OPTIONS"] = ":".join(filter(None, [
+        env.get("UBSAN_OPTIONS", ""), "halt_on_error=1:print_stacktrace=1"]))
+    return env
+
+
+def free_ports(n, host="127.0.0.1"):
+    """n distinct free TCP ports (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _conf_value(v):
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
+class Daemon:
+    """One `mxbait serve` process with its own config and data dir."""
+
+    def __init__(self, tmpdir, label, strace=False, **overrides):
+        self.tmp = tmpdir
+        self.label = label
+        self.data_dir = os.path.join(tmpdir, "data")
+        self.conf_path = os.path.join(tmpdir, "mxbait.conf")
+        self.port_smtp, self.port_submission, self.port_smtps = free_ports(3)
+        self.host = "127.0.0.1"
+        self.strace = strace
+        self.strace_log = os.path.join(tmpdir, "strace.log")
+        self.stderr_path = os.path.join(tmpdir, "daemon.stderr")
+        self.stdout_path = os.path.join(tmpdir, "daemon.stdout")
+        self.proc = None
+        self.pid = None
+        self.stopped = False
+        cfg = {
+            "hostname": HOSTNAME,
+            "local_domains": DOMAIN,
+            "accounts": f"{USER}:{PASSWORD}",
+            "smtp_listen": f"127.0.0.1:{self.port_smtp}",
+            "submission_listen": f"127.0.0.1:{self.port_submission}",
+            "smtps_listen": f"127.0.0.1:{self.port_smtps}",
+            "data_dir": self.data_dir,
+        }
+        cfg.update(overrides)
+        self.config = cfg
+        with open(self.conf_path, "w") as f:
+            f.write(f"# written by tests/integration/conftest.py for {label}\n")
+            for k, v in cfg.items():
+                if v is None:
+                    continue
+                f.write(f"{k} = {_conf_value(v)}\n")
+
+    # ---- life cycle
+    def start(self, timeout=20):
+        if not os.access(MXBAIT_BIN, os.X_OK):
+            pytest.fail(f"MXBAIT_BIN {MXBAIT_BIN} is not an executable: build it first")
+        cmd = [MXBAIT_BIN, "serve", "-c", self.conf_path]
+        env = sanitizer_env()
+        if self.strace:
+            # LeakSanitizer cannot run under ptrace: leaks are checked by every other
+            # daemon of the suite, this one only watches system calls.
+            env = sanitizer_env("detect_leaks=0")
+            cmd = ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg,accept,accept4",
+                   "-o", self.strace_log] + cmd
+        self._err = open(self.stderr_path, "wb")
+        self._out = open(self.stdout_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, cwd=self.tmp, env=env)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        pending = [self.port_smtp, self.port_submission, self.port_smtps]
+        while pending:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mxbait serve exited {self.proc.returncode} at start:\n"
+                            + self.stderr_text()[-3000:])
+            port = pending[0]
+            try:
+                with socket.create_connection((self.host, port), timeout=1):
+                    pass
+                pending.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    pytest.fail(f"mxbait serve did not accept on port {port} within "
+                                f"{timeout}s:\n" + self.stderr_text()[-3000:])
+                time.sleep(0.05)
+        return self
+
+    @property
+    def daemon_pid(self):
+        """PID of mxbait itself (differs from proc.pid when run under strace)."""
+        if not self.strace:
+            return self.pid
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                kids = f.read().split()
+            return int(kids[0]) if kids else self.pid
+        except OSError:
+            return self.pid
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout=20):
+        """SIGTERM, wait; returns a list of problems (empty when clean)."""
+        problems = []
+        if self.proc is None or self.stopped:
+            return problems
+        self.stopped = True
+        if self.proc.poll() is None:
+            # Under strace, signal mxbait itself; strace exits with it.
+            os.kill(self.daemon_pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                problems.append(f"did not stop within {timeout}s of SIGTERM (killed)")
+        else:
+            problems.append(f"had already exited ({self.proc.returncode}) before teardown")
+        rc = self.proc.returncode
+        if rc != 0 and not problems:
+            problems.append(f"exited {rc} after SIGTERM")
+        self._err.close()
+        self._out.close()
+        err = self.stderr_text()
+        m = SANITIZER_RE.search(err)
+        if m:
+            start = max(0, m.start() - 200)
+            problems.append("sanitizer report on stderr:\n" + err[start:start + 4000])
+        return problems
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # ---- what the daemon recorded
+    @property
+    def events_path(self):
+        return os.path.join(self.data_dir, "events.jsonl")
+
+    def event_lines(self):
+        try:
+            with open(self.events_path, "rb") as f:
+                return [l for l in f.read().split(b"\n") if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def events(self, name=None, **match):
+        out = []
+        for line in self.event_lines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if name and ev.get("event") != name:
+                continue
+            if all(ev.get(k) == v for k, v in match.items()):
+                out.append(ev)
+        return out
+
+    def wait_events(self, name=None, count=1, timeout=10, **match):
+        """Events are written by a writer thread: poll until count of them are there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            evs = self.events(name, **match)
+            if len(evs) >= count or time.monotonic() > deadline:
+                return evs
+            time.sleep(0.05)
+
+    def spool(self, sub="new"):
+        d = os.path.join(self.data_dir, "spool", sub)
+        try:
+            return sorted(os.path.join(d, n) for n in os.listdir(d))
+        except FileNotFoundError:
+            return []
+
+    def spool_bytes(self):
+        total = 0
+        for sub in ("new", "tmp", "cur"):
+            for p in self.spool(sub):
+                try:
+                    total += os.path.getsize(p)
+                except OSError:
+                    pass
+        return total
+
+    def find_message(self, marker, timeout=5):
+        """The spool/new file containing marker (bytes), polled briefly."""
+        if isinstance(marker, str):
+            marker = marker.encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            hits = []
+            for p in self.spool("new"):
+                with open(p, "rb") as f:
+                    if marker in f.read():
+                        hits.append(p)
+            if hits or time.monotonic() > deadline:
+                return hits
+            time.sleep(0.05)
+
+    def rss_kb(self):
+        try:
+            with open(f"/proc/{self.daemon_pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    # ---- the CLI
+    def cli(self, *args, data_dir=None, timeout=30):
+        cmd = [MXBAIT_BIN] + list(args[:1]) + ["-d", data_dir or self.data_dir] + list(args[1:])
+        return subprocess.run(cmd, capture_output=True, timeout=timeout,
+                              env=sanitizer_env())
+
+    def cli_json(self, *args):
+        r = self.cli(*args, "--json")
+        assert r.returncode == 0, (f"mxbait {' '.join(args)} --json exited {r.returncode}: "
+                                   f"{r.stderr.decode(errors='replace')}")
+        assert not SANITIZER_RE.search(r.stderr.decode(errors="replace")), r.stderr
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            # JSON lines are acceptable too.
+            return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+    def port(self, role):
+        return {"smtp": self.port_smtp, "submission": self.port_submission,
+                "smtps": self.port_smtps}[role]
+
+
+@pytest.fixture
+def make_daemon(request, tmp_path):
+    """Factory: make_daemon(**config_overrides) -> started Daemon (stopped at teardown)."""
+    made = []
+
+    def make(strace=False, **overrides):
+        sub = tempfile.mkdtemp(prefix="d", dir=tmp_path)
+        d = Daemon(sub, request.node.name, strace=strace, **overrides)
+        made.append(d)
+        return d.start()
+
+    yield make
+    failures = []
+    for d in made:
+        problems = d.stop()
+        ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+        if problems:
+            failures.append(f"daemon {d.label}: " + "; ".join(problems))
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def daemon(make_daemon):
+    """A daemon with the default test config."""
+    return make_daemon()
+
+
+# --------------------------------------------------------------------------- clients
+
+def swaks(d, *args, port=None, timeout=120, check=None):
+    """Run swaks against d; returns (exit code, transcript text)."""
+    cmd = ["swaks", "--server", f"{d.host}:{port or d.port_smtp}",
+           "--helo", "client.example.net", "--timeout", "30"] + list(args)
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    out = r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
+    if check is not None:
+        assert r.returncode == check, f"swaks exited {r.returncode}:\n{out[-4000:]}"
+    return r.returncode, out
+
+
+QUEUED_RE = re.compile(r"250 2\.0\.0 Ok: queued as ([0-9A-F]+)")
+
+
+def queue_id_from(out):
+    ids = QUEUED_RE.findall(out)
+    assert ids, "no '250 2.0.0 Ok: queued as ID' in the client transcript:\n" + out[-3000:]
+    return ids[-1]
+
+
+def marker():
+    return "mxbait-test-" + os.urandom(6).hex()
+
+
+def sha256_file(p):
+    with open(p, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def assert_captured(d, mark, queue_id=None, sender=None, recipients=None, tls=None,
+                    auth_user=None, method="DATA"):
+    """The message carrying mark is in spool/new exactly once, and a `message` event
+    names that very file with its sha256, size and envelope."""
+    files = d.find_message(mark)
+    assert len(files) == 1, f"expected one spool/new file with {mark}, found {files}"
+    path = files[0]
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data.startswith(b"Received: "), \
+        "captured message does not start with our Received header: %r" % data[:200]
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"127.0.0.1" in head, "Received header lacks the true peer address: %r" % head[:400]
+    name = os.path.basename(path)
+    evs = d.wait_events("message", spool=name)
+    assert len(evs) == 1, f"expected one message event for spool file {name}, got {evs}"
+    ev = evs[0]
+    assert ev["sha256"] == hashlib.sha256(data).hexdigest(), "message event sha256 != file"
+    assert ev["size"] == len(data), f"message event size {ev['size']} != file {len(data)}"
+    assert ev["method"] == method
+    if queue_id is not None:
+        assert ev["queue_id"] == queue_id
+    if sender is not None:
+        assert ev["sender"] == sender
+    if recipients is not None:
+        assert sorted(ev["recipients"]) == sorted(recipients)
+    if tls is not None:
+        assert ev["tls"] is tls
+    if auth_user is not None or tls is not None:
+        assert ev["auth_user"] == auth_user
+    assert not d.spool("tmp"), f"leftover in spool/tmp: {d.spool('tmp')}"
+    return path, data, ev
+
+
+class Raw:
+    """A raw SMTP client socket: exact bytes out, exact bytes in."""
+
+    def __init__(self, d, role="smtp", src=None, timeout=10, tls=False):
+        self.sock = socket.create_connection(
+            (d.host, d.port(role)), timeout=timeout,
+            source_address=(src, 0) if src else None)
+        if tls:
+            self.starttls_wrap()
+        self.buf = b""
+
+    def starttls_wrap(self):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=None)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self, timeout=None):
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed by server")
+        self.buf += chunk
+
+    def reply(self, timeout=10):
+        """One complete (possibly multi-line) reply as text lines, e.g. ['250-x', '250 y']."""
+        lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\r\n" not in self.buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no complete reply within {timeout}s; got {lines} "
+                                       f"+ {self.buf[:200]!r}")
+                self._fill(left)
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            text = line.decode("utf-8", "replace")
+            lines.append(text)
+            if len(text) < 4 or text[3] != "-":
+                return lines
+
+    def cmd(self, line, timeout=10):
+        self.send(line + "\r\n")
+        return self.reply(timeout)
+
+    def read_all_until_closed(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"server did not close within {timeout}s")
+            try:
+                self._fill(left)
+            except ConnectionError:
+                return self.buf
+            except (ConnectionResetError, BrokenPipeError):
+                return self.buf
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def tcp_state_ok(d):
+    """A fresh client gets the banner and a NOOP answer: the daemon is healthy."""
+    c = Raw(d, timeout=5)
+    try:
+        b = c.reply(5)
+        assert b[0].startswith("220 "), b
+        assert c.cmd("NOOP", 5) == ["250 2.0.0 Ok"]
+    finally:
+        c.close()

@@ -1,0 +1,268 @@
+"""Hostile clients, each bounded in time: the daemon answers like Postfix, records the
+offence, stays healthy for other clients, and never half-captures a message."""
+
+import os
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from conftest import DOMAIN, HOSTNAME, Raw, marker, tcp_state_ok
+
+BANNER = f"220 {HOSTNAME} ESMTP Postfix (Debian/GNU)"
+
+
+def _ehlo(c, name="adv.example.net"):
+    r = c.cmd(f"EHLO {name}")
+    assert r[0] == f"250-{HOSTNAME}" and r[-1].startswith("250 "), r
+    return r
+
+
+def test_slow_client(daemon):
+    """One byte every 50 ms: the command is still answered, in one piece."""
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    for b in b"EHLO slow.example.net\r\n":
+        c.send(bytes([b]))
+        time.sleep(0.05)
+    r = c.reply()
+    assert r[0] == f"250-{HOSTNAME}" and r[-1] == "250 CHUNKING", r
+    for b in b"NOOP\r\n":
+        c.send(bytes([b]))
+        time.sleep(0.05)
+    assert c.reply() == ["250 2.0.0 Ok"]
+    c.close()
+
+
+def test_1mb_line_without_newline(daemon):
+    """1 MB with no line end: the daemon bounds its buffer, records line_too_long, keeps
+    serving others; the connection either survives (then answers NOOP) or is closed."""
+    rss0 = daemon.rss_kb()
+    c = Raw(daemon, timeout=30)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    blob = b"A" * (1024 * 1024)
+    closed = False
+    try:
+        c.send(blob)
+    except (BrokenPipeError, ConnectionResetError):
+        closed = True
+    # Another client is served while that line sits there.
+    tcp_state_ok(daemon)
+    replies = []
+    if not closed:
+        try:
+            c.send(b"\r\n")
+            replies = c.reply(15)
+            r = c.cmd("NOOP", 15)
+            assert r == ["250 2.0.0 Ok"], f"after the long line, NOOP got {r}"
+        except (ConnectionError, BrokenPipeError, ConnectionResetError):
+            closed = True
+    c.close()
+    if replies:
+        assert replies[-1][:1] in ("4", "5"), f"a 1 MB 'command' was answered {replies}"
+    assert daemon.wait_events("offence", kind="line_too_long"), \
+        "no offence kind=line_too_long recorded for a 1 MB line"
+    rss1 = daemon.rss_kb()
+    if rss0 and rss1:
+        assert rss1 - rss0 < 64 * 1024, f"RSS grew {rss1 - rss0} kB for one 1 MB line"
+    tcp_state_ok(daemon)
+
+
+def test_10000_bad_commands(make_daemon):
+    """10,000 unknown commands in a stream: 500 for each until the hard error limit (20),
+    slowed after the soft limit, then 421 and close; a second client is served
+    meanwhile."""
+    d = make_daemon(error_sleep_time="200ms")
+    c = Raw(d, timeout=60)
+    assert c.reply() == [BANNER]
+    t0 = time.monotonic()
+    sender = threading.Thread(target=lambda: _send_quietly(c, b"XYZZY\r\n" * 10000))
+    sender.start()
+    # While that session is being slowed down, another one is answered at once.
+    time.sleep(0.5)
+    t1 = time.monotonic()
+    tcp_state_ok(d)
+    assert time.monotonic() - t1 < 2.0, "second client waited behind the bad one"
+    data = c.read_all_until_closed(timeout=60)
+    sender.join(10)
+    c.close()
+    lines = data.decode("utf-8", "replace").split("\r\n")
+    lines = [l for l in lines if l]
+    n500 = sum(1 for l in lines if l == "500 5.5.2 Error: command not recognized")
+    assert lines[-1] == f"421 4.7.0 {HOSTNAME} Error: too many errors", lines[-3:]
+    assert n500 == 20, f"{n500} x 500 before the 421 (Postfix: hard limit 20)"
+    assert time.monotonic() - t0 < 60
+    disc = d.wait_events("disconnect", reason="too_many_errors")
+    assert disc and disc[0]["errors"] >= 20, disc
+    unk = d.events("offence", kind="unknown_command")
+    assert 1 <= len(unk) <= 21, f"{len(unk)} unknown_command offences for a 20-error session"
+
+
+def _send_quietly(c, data):
+    try:
+        c.send(data)
+    except OSError:
+        pass
+
+
+def _garbage(n=4096):
+    return b"\x16\x03\x01\x02\x00" + os.urandom(n)
+
+
+def test_tls_garbage_smtps(daemon):
+    s = socket.create_connection((daemon.host, daemon.port_smtps), timeout=10)
+    s.sendall(_garbage())
+    s.settimeout(10)
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+    s.close()
+    ev = daemon.wait_events("tls_error", mode="implicit")
+    assert ev and ev[0]["proto"] == "smtps", "no tls_error (implicit) for garbage on smtps"
+    assert daemon.wait_events("disconnect", proto="smtps")
+    tcp_state_ok(daemon)
+
+
+def test_tls_garbage_after_starttls(daemon):
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    assert c.cmd("STARTTLS") == ["220 2.0.0 Ready to start TLS"]
+    c.send(_garbage())
+    try:
+        c.read_all_until_closed(10)
+    except (OSError, TimeoutError):
+        pass
+    c.close()
+    ev = daemon.wait_events("tls_error", mode="starttls")
+    assert ev, "no tls_error (starttls) for garbage after STARTTLS"
+    tcp_state_ok(daemon)
+
+
+def test_starttls_injection(daemon):
+    """RFC 3207: 'STARTTLS\\r\\nRSET\\r\\n' in one write: the RSET must be discarded, never
+    answered inside TLS, and the injection recorded."""
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    c.send(b"STARTTLS\r\nRSET\r\n")
+    assert c.reply() == ["220 2.0.0 Ready to start TLS"]
+    assert c.buf == b"", f"plaintext after 220: {c.buf!r}"
+    c.starttls_wrap()
+    c.sock.settimeout(1.0)
+    try:
+        early = c.sock.recv(4096)
+    except (socket.timeout, TimeoutError):
+        early = b""
+    assert early == b"", f"server answered the injected RSET inside TLS: {early!r}"
+    r = c.cmd("NOOP")
+    assert r == ["250 2.0.0 Ok"], r
+    assert c.cmd("QUIT") == ["221 2.0.0 Bye"]
+    c.close()
+    ev = daemon.wait_events("offence", kind="starttls_injection")
+    assert ev and "RSET" in ev[0]["detail"], ev
+
+
+def test_disconnect_mid_data(daemon):
+    m = marker()
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    assert c.cmd("MAIL FROM:<gone@example.net>") == ["250 2.1.0 Ok"]
+    assert c.cmd(f"RCPT TO:<alice@{DOMAIN}>") == ["250 2.1.5 Ok"]
+    assert c.cmd("DATA")[0].startswith("354 ")
+    c.send(f"Subject: {m}\r\n\r\n".encode() + b"half a message\r\n" * 5000)
+    time.sleep(0.3)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    rej = daemon.wait_events("message_rejected", reason="hangup")
+    assert rej, "no message_rejected reason=hangup"
+    assert rej[0]["reply"] is None and rej[0]["size"] > 0, rej
+    assert daemon.wait_events("disconnect", reason="client_closed")
+    time.sleep(0.2)
+    assert not daemon.find_message(m, timeout=0.3), "half message in spool/new"
+    assert daemon.spool("tmp") == [], f"leftover in spool/tmp: {daemon.spool('tmp')}"
+    assert not daemon.events("message")
+
+
+def test_disk_budget(make_daemon):
+    """spool_budget small: once it is reached the next message gets 452 4.3.1 and the
+    spool never exceeds the budget."""
+    budget = 64 * 1024
+    d = make_daemon(spool_budget="64k")
+    body = b"Subject: budget\r\n\r\n" + (b"y" * 78 + b"\r\n") * 200   # ~16 KB
+    got452 = None
+    accepted = 0
+    for i in range(12):
+        c = Raw(d)
+        try:
+            assert c.reply() == [BANNER]
+            _ehlo(c)
+            replies = []
+            r = c.cmd("MAIL FROM:<fill@example.net>")
+            replies.append(r[-1])
+            if r[-1].startswith("250"):
+                r = c.cmd(f"RCPT TO:<alice@{DOMAIN}>")
+                replies.append(r[-1])
+                r = c.cmd("DATA")
+                replies.append(r[-1])
+                if r[-1].startswith("354"):
+                    c.send(body + b".\r\n")
+                    r = c.reply(20)
+                    replies.append(r[-1])
+            c.cmd("QUIT")
+        finally:
+            c.close()
+        assert d.spool_bytes() <= budget, f"spool holds {d.spool_bytes()} > budget {budget}"
+        if replies[-1].startswith("250 2.0.0 Ok: queued as"):
+            accepted += 1
+            continue
+        got452 = replies
+        break
+    assert got452, "budget never refused a message"
+    assert got452[-1] == "452 4.3.1 Insufficient system storage", got452
+    assert 1 <= accepted <= 4, f"{accepted} messages of ~16 KB fit a 64 KB budget"
+    assert len(d.spool("new")) == accepted
+    assert d.spool("tmp") == []
+    assert d.spool_bytes() <= budget
+
+
+def test_per_ip_connection_limit(make_daemon):
+    d = make_daemon(max_connections_per_ip=3)
+    held = []
+    try:
+        for _ in range(3):
+            c = Raw(d, src="127.0.0.2")
+            assert c.reply() == [BANNER]
+            held.append(c)
+        c4 = Raw(d, src="127.0.0.2")
+        data = c4.read_all_until_closed(10)
+        c4.close()
+        assert data.startswith(b"421 4.7.0 "), f"4th connection from one IP got {data!r}"
+        assert b"too many connections" in data.lower() or b"Error" in data, data
+        # Another address is not affected.
+        other = Raw(d, src="127.0.0.3")
+        assert other.reply() == [BANNER]
+        other.close()
+    finally:
+        for c in held:
+            c.close()
+    assert d.wait_events("disconnect", reason="limit_per_ip", src_ip="127.0.0.2")
+
+
+def test_idle_timeout(make_daemon):
+    d = make_daemon(idle_timeout="1s")
+    c = Raw(d)
+    assert c.reply() == [BANNER]
+    t0 = time.monotonic()
+    data = c.read_all_until_closed(10)
+    dt = time.monotonic() - t0
+    c.close()
+    assert data == f"421 4.4.2 {HOSTNAME} Error: timeout exceeded\r\n".encode(), data
+    assert 0.8 <= dt <= 5, f"closed after {dt:.1f}s with idle_timeout=1s"
+    assert d.wait_events("disconnect", reason="idle_timeout")

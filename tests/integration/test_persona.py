@@ -1,0 +1,207 @@
+"""Persona: mxbait's SMTP conversations diffed byte for byte against recordings of the
+stock Debian 12 Postfix 3.7 (../shared/persona/transcripts/).
+
+One daemon (default limits, so error sleeps and delays are the real ones) is driven by
+../shared/persona/persona-transcript.py with --mask --skip-slow for every smtp,
+submission and smtps scenario that has a reference recording; the scenarios run in
+parallel, each from its own 127.0.40.x source address so per-IP state of one does not
+leak into another.  Each scenario is one test: its transcript must equal the reference
+after the deliberate differences of tests/integration/persona-expected-diff are
+applied to the reference.  Any other difference fails, with a unified diff.
+"""
+
+import concurrent.futures
+import difflib
+import fnmatch
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from conftest import ALL_EVENT_LINES, DOMAIN, PASSWORD, SHARED, USER, Daemon
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(SHARED, "persona", "persona-transcript.py")
+REF = os.path.join(SHARED, "persona", "transcripts")
+RULES = os.path.join(HERE, "persona-expected-diff")
+ROLES = ("smtp", "submission", "smtps")
+
+
+def scenarios():
+    """(name, port label) of tool scenarios for our roles that have a reference."""
+    if not os.path.isfile(TOOL) or not os.path.isdir(REF):
+        return []
+    r = subprocess.run([sys.executable, TOOL, "--list"], capture_output=True, text=True,
+                       timeout=30)
+    out = []
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or "[slow]" in line or "[--idle]" in line:
+            continue
+        name, port = parts[0], parts[1]
+        if port in ROLES and os.path.isfile(os.path.join(REF, name + ".txt")):
+            out.append(name)
+        elif port == "*" and os.path.isfile(os.path.join(REF, name + ".txt")):
+            out.append(name)
+    return out
+
+
+# --------------------------------------------------------------------------- rules
+
+class Rules:
+    """tests/integration/persona-expected-diff, applied to a reference transcript.
+
+    One rule per line, optionally scoped with a leading [glob] of scenario names:
+      skip                          the scenario is not compared (reason in the comment)
+      drop REGEX                    delete reference lines matching REGEX
+      ignore REGEX                  delete lines matching REGEX on both sides
+      sub REGEX => TEXT             replace the match in reference lines (TEXT literal)
+      reply CMDREGEX ; OLDREGEX => TEXT
+                                    the first S: line after a C: line matching CMDREGEX,
+                                    when it matches OLDREGEX, becomes TEXT (literal)
+    Transcript lines escape CR LF as the four characters \\r\\n: a REGEX matches them as
+    \\\\r\\\\n, a literal TEXT writes them as \\r\\n.
+    """
+
+    def __init__(self, path):
+        self.rules = []
+        with open(path, encoding="utf-8") as f:
+            for n, raw in enumerate(f, 1):
+                line = raw.rstrip("\n")
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                scope = "*"
+                m = re.match(r"^\[([^\]]+)\]\s*(.*)$", line)
+                if m:
+                    scope, line = m.group(1), m.group(2)
+                verb, _, rest = line.partition(" ")
+                try:
+                    if verb == "skip":
+                        self.rules.append((scope, "skip", None, None, None))
+                    elif verb in ("drop", "ignore"):
+                        self.rules.append((scope, verb, re.compile(rest), None, None))
+                    elif verb == "sub":
+                        rx, _, text = rest.partition(" => ")
+                        self.rules.append((scope, "sub", re.compile(rx), None, text))
+                    elif verb == "reply":
+                        lhs, _, text = rest.partition(" => ")
+                        cmd, _, old = lhs.partition(" ; ")
+                        self.rules.append((scope, "reply", re.compile(cmd), re.compile(old),
+                                           text))
+                    else:
+                        raise ValueError(f"unknown rule {verb!r}")
+                except (re.error, ValueError) as e:
+                    raise SystemExit(f"{path}:{n}: {e}")
+
+    def _mine(self, scenario):
+        return [r for r in self.rules if fnmatch.fnmatch(scenario, r[0])]
+
+    def skipped(self, scenario):
+        return any(r[1] == "skip" for r in self._mine(scenario))
+
+    def expected(self, scenario, ref_lines):
+        lines = list(ref_lines)
+        for scope, verb, rx, old, text in self._mine(scenario):
+            if verb in ("drop", "ignore"):
+                lines = [l for l in lines if not rx.search(l)]
+            elif verb == "sub":
+                lines = [rx.sub(lambda m: text, l) for l in lines]
+            elif verb == "reply":
+                out, armed = [], False
+                for l in lines:
+                    if l.startswith("C: "):
+                        armed = bool(rx.search(l))
+                    elif l.startswith("S: ") and armed:
+                        armed = False
+                        if old.search(l):
+                            l = text
+                    out.append(l)
+                lines = out
+        return lines
+
+    def actual(self, scenario, lines):
+        for scope, verb, rx, old, text in self._mine(scenario):
+            if verb == "ignore":
+                lines = [l for l in lines if not rx.search(l)]
+        return lines
+
+
+# --------------------------------------------------------------------------- run
+
+@pytest.fixture(scope="module")
+def persona_run(tmp_path_factory):
+    if not os.path.isfile(TOOL):
+        pytest.skip(f"persona tool not found at {TOOL} (set MXBAIT_SHARED)")
+    names = scenarios()
+    tmp = str(tmp_path_factory.mktemp("persona"))
+    d = Daemon(tmp, "persona")
+    d.start()
+    out = os.path.join(tmp, "out")
+    os.makedirs(out)
+    ports = f"smtp={d.port_smtp},submission={d.port_submission},smtps={d.port_smtps}"
+    logs = {}
+
+    def one(i, name):
+        cmd = [sys.executable, TOOL, "--host", "127.0.0.1", "--source", f"127.0.40.{i + 1}",
+               "--ports", ports, "--user", USER, "--password", PASSWORD,
+               "--domain", DOMAIN, "--mask", "--skip-slow", "--timeout", "8",
+               "--only", name, "--out", out]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        return name, r.returncode, r.stdout + r.stderr
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+            for name, rc, log in ex.map(lambda a: one(*a), enumerate(names)):
+                logs[name] = (rc, log)
+    finally:
+        problems = d.stop()
+        ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+    yield {"out": out, "logs": logs, "problems": problems, "daemon": d}
+
+
+def _read(path):
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read().splitlines()
+
+
+_RULES = None
+
+
+def rules():
+    global _RULES
+    if _RULES is None:
+        _RULES = Rules(RULES)
+    return _RULES
+
+
+@pytest.mark.parametrize("scenario", scenarios() or ["(persona tool absent)"])
+def test_persona(persona_run, scenario):
+    if rules().skipped(scenario):
+        pytest.skip("not compared: see tests/integration/persona-expected-diff")
+    rc, log = persona_run["logs"].get(scenario, (None, "not run"))
+    assert rc == 0, f"persona-transcript.py failed for {scenario}: {log[-2000:]}"
+    got_path = os.path.join(persona_run["out"], scenario + ".txt")
+    assert os.path.isfile(got_path), f"no transcript written for {scenario}: {log[-2000:]}"
+    want = rules().expected(scenario, _read(os.path.join(REF, scenario + ".txt")))
+    got = rules().actual(scenario, _read(got_path))
+    if got != want:
+        diff = "\n".join(difflib.unified_diff(want, got, "expected (reference + rules)",
+                                              "mxbait", lineterm="", n=2))
+        pytest.fail(f"persona differs in {scenario}:\n{diff}", pytrace=False)
+
+
+def test_persona_daemon_clean(persona_run):
+    assert not persona_run["problems"], persona_run["problems"]
+
+
+def test_rules_can_fail():
+    """The rule engine itself: a rule changes exactly what it names."""
+    r = Rules(RULES)
+    ref = ["C: VRFY root\\r\\n", "S: 252 2.0.0 root\\r\\n", "S: 250-VRFY\\r\\n"]
+    exp = r.expected("smtp-commands", ref)
+    assert "S: 250-VRFY\\r\\n" not in exp
+    assert exp[1] == "S: 502 5.5.1 VRFY command is disabled\\r\\n", exp
+    assert r.expected("smtp-commands", ["S: 250 2.0.0 Ok\\r\\n"]) == ["S: 250 2.0.0 Ok\\r\\n"]
