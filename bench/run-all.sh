@@ -1,0 +1,11 @@
+#!/bin/sh
+# run-all: every benchmark, one after the other (`make bench`).  Prints figures; not a test.
+#   bench/run-all.sh [BUILD_DIR]     (default: build, the release-ish build of `make build`)
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+BUILD=${1:-build}
+echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+echo "kernel:  $(uname -r)"
+status=0
+sh "$here/smtp-throughput.sh" "$BUILD" || status=1
+exit $status
