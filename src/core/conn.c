@@ -1,1 +1,931 @@
-/* placeholder: replaced by the module's implementation */
+/*
+ * conn: one client connection hosting one SMTP engine session (see conn.h).
+ *
+ * Life of a connection:
+ *   accept -> limits -> [implicit TLS handshake] -> banner -> feed/suspend/resume ...
+ *   -> conn_end() (client gone, timeout, shutdown) or engine close()
+ *   -> conn_close(): disconnect event, flush what is queued (bounded linger), then a
+ *      deferred free.
+ *
+ * The engine may suspend (wait, commit, STARTTLS, close); while suspended nothing is
+ * fed and client bytes wait in the bufferevent's input buffer, itself bounded by a
+ * read high-watermark so a client cannot make us buffer more than INPUT_MAX.
+ * Replies the engine queues during one call are gathered in c->out and handed to the
+ * bufferevent in one piece, so a pipelined group (or a multi-line reply) leaves in
+ * one write, as Postfix's do.
+ */
+#include "core/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "core/config.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/tls.h"
+#include "store/event.h"
+#include "store/eventstore.h"
+#include "store/spool.h"
+#include "util/buf.h"
+
+#define FEED_MAX (64 * 1024)       /* bytes handed to the engine per feed call */
+#define INPUT_MAX (256 * 1024)     /* read high-watermark */
+#define OUTPUT_SOFT (256 * 1024)   /* stop feeding until the client reads */
+#define OUTPUT_RESUME (64 * 1024)
+#define OUTPUT_HARD (1024 * 1024)  /* a client that will not read is dropped */
+#define FEEDS_PER_RUN 16           /* then yield to other connections */
+#define LINGER_MS 10000            /* at most this long to flush before closing */
+#define DETAIL_MAX 200             /* offence detail bytes */
+
+enum susp {
+	SUSP_NONE,
+	SUSP_WAIT,      /* engine asked for a timer */
+	SUSP_COMMIT,    /* spool commit in flight */
+	SUSP_STARTTLS,  /* 220 queued, handshake to start */
+	SUSP_HANDSHAKE, /* TLS handshake running */
+	SUSP_CLOSE,     /* engine asked to close */
+};
+
+struct conn {
+	struct conn_server *srv;
+	struct conn *prev, *next;
+	enum smtp_role role;
+	char id[17];
+	char ip[64];
+	unsigned port;
+	char local_ip[64];
+	unsigned local_port;
+	int64_t start_us;
+
+	struct bufferevent *sock_bev; /* the socket */
+	struct bufferevent *bev;      /* top: sock_bev or the TLS filter over it */
+	struct smtp_session *s;
+	struct spool_msg *msg;
+	struct buf out;               /* replies of the current engine call */
+	struct evbuffer_cb_entry *sock_out_entry;
+
+	struct event *wait_ev, *session_ev, *handshake_ev, *linger_ev, *run_ev, *free_ev;
+
+	enum susp susp;
+	bool started;         /* banner queued */
+	bool tls_implicit;    /* smtps: handshake before the banner */
+	bool tls_on;
+	bool eof;             /* the client closed its side */
+	bool out_blocked;     /* waiting for the client to read */
+	bool out_overflow;    /* one engine call queued more than OUTPUT_HARD */
+	bool closing;         /* flushing before the free */
+	bool dead;            /* disconnect recorded */
+	bool free_scheduled;
+	bool admitted;
+	bool committing;
+	const char *pending_reason; /* conn_end() asked while a commit was in flight */
+	const char *pending_engine;
+	bool pending_flush;
+	char close_reason[32];
+};
+
+static void conn_run(struct conn *c);
+static void conn_close(struct conn *c, const char *reason, bool flush);
+static void conn_end(struct conn *c, const char *reason, const char *engine_reason,
+		     bool flush);
+
+const char *conn_role_name(enum smtp_role role)
+{
+	switch (role) {
+	case SMTP_ROLE_MX: return "smtp";
+	case SMTP_ROLE_SUBMISSION: return "submission";
+	case SMTP_ROLE_SMTPS: return "smtps";
+	}
+	return "smtp";
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct timeval ms_tv(unsigned ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	return tv;
+}
+
+static void make_id(char id[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[8];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		/* getrandom on Linux does not fail for 8 bytes once booted; be safe anyway */
+		static uint64_t ctr;
+		uint64_t v = (uint64_t)mxb_now_us() ^ (++ctr << 40);
+		memcpy(r, &v, sizeof(r));
+	}
+	for (int i = 0; i < 8; i++) {
+		id[2 * i] = hex[r[i] >> 4];
+		id[2 * i + 1] = hex[r[i] & 15];
+	}
+	id[16] = '\0';
+}
+
+/* ---- events ---- */
+
+static void conn_emit(struct conn *c, struct mxb_event *ev)
+{
+	mxb_event_stamp(ev, 0, c->id, c->ip, c->port, conn_role_name(c->role));
+	struct conn_server *srv = c->srv;
+	if (srv->emit_hook)
+		srv->emit_hook(srv->emit_arg, ev);
+	else if (srv->events)
+		eventstore_submit(srv->events, ev);
+	else
+		mxb_event_free(&ev);
+}
+
+static void emit_offence(struct conn *c, const char *kind, const char *detail, size_t len)
+{
+	struct mxb_event *ev = mxb_event_new("offence");
+	if (!ev)
+		return;
+	mxb_event_str(ev, "kind", kind);
+	mxb_event_strn(ev, "detail", detail, len > DETAIL_MAX ? DETAIL_MAX : len);
+	conn_emit(c, ev);
+}
+
+static void emit_disconnect(struct conn *c, const char *reason)
+{
+	int64_t dur = (mxb_now_us() - c->start_us) / 1000;
+	struct smtp_counters k = { 0, 0, 0 };
+	const char *state = "connect";
+	if (c->s) {
+		smtp_session_counters(c->s, &k);
+		state = smtp_session_state_name(c->s);
+	}
+	struct mxb_event *ev = mxb_event_new("disconnect");
+	if (ev) {
+		mxb_event_str(ev, "reason", reason);
+		mxb_event_int(ev, "duration_ms", dur < 0 ? 0 : dur);
+		mxb_event_str(ev, "state", state);
+		mxb_event_int(ev, "commands", k.commands);
+		mxb_event_int(ev, "errors", k.errors);
+		mxb_event_int(ev, "messages", k.messages);
+		conn_emit(c, ev);
+	}
+	log_msg(LOG_INFO, c->id, "disconnect from %s[%u] reason=%s duration_ms=%lld state=%s "
+		"commands=%u errors=%u messages=%u", c->ip, c->port, reason, (long long)dur,
+		state, k.commands, k.errors, k.messages);
+}
+
+/* ---- output ---- */
+
+static size_t out_pending(const struct conn *c)
+{
+	size_t n = 0;
+	if (c->bev)
+		n += evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (c->sock_bev && c->sock_bev != c->bev)
+		n += evbuffer_get_length(bufferevent_get_output(c->sock_bev));
+	return n;
+}
+
+/* Hand the gathered replies to the bufferevent as one piece. */
+static void conn_flush_out(struct conn *c)
+{
+	if (!c->out.len)
+		return;
+	if (c->bev && !c->free_scheduled)
+		evbuffer_add(bufferevent_get_output(c->bev), c->out.data, c->out.len);
+	buf_reset(&c->out);
+	if (!c->dead && (c->out_overflow || out_pending(c) > OUTPUT_HARD)) {
+		log_msg(LOG_WARNING, c->id, "output over %d bytes: client does not read",
+			OUTPUT_HARD);
+		conn_close(c, "error", false);
+	}
+}
+
+/* ---- lifetime ---- */
+
+static void conn_free(struct conn *c)
+{
+	struct conn_server *srv = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->n_conns--;
+	if (c->admitted && srv->limits)
+		limits_release(srv->limits, c->ip, mono_ms());
+	struct event **evs[] = { &c->wait_ev, &c->session_ev, &c->handshake_ev, &c->linger_ev,
+				 &c->run_ev, &c->free_ev };
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (*evs[i]) {
+			event_free(*evs[i]);
+			*evs[i] = NULL;
+		}
+	if (c->msg)
+		spool_msg_abort(&c->msg);
+	smtp_session_free(&c->s);
+	if (c->sock_out_entry)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock_bev), c->sock_out_entry);
+	if (c->bev)
+		bufferevent_free(c->bev); /* frees sock_bev too when it is a filter */
+	buf_free(&c->out);
+	free(c);
+}
+
+static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	struct conn_server *srv = c->srv;
+	conn_free(c);
+	if (srv->on_freed)
+		srv->on_freed(srv->on_freed_arg);
+}
+
+static void conn_schedule_free(struct conn *c)
+{
+	if (c->free_scheduled || c->committing)
+		return; /* a commit in flight keeps us: its callback frees */
+	c->free_scheduled = true;
+	if (c->bev)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	event_active(c->free_ev, EV_TIMEOUT, 1);
+}
+
+static void conn_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_schedule_free(arg);
+}
+
+/* Record the disconnect and go away, after flushing queued output when flush. */
+static void conn_close(struct conn *c, const char *reason, bool flush)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	emit_disconnect(c, reason);
+	if (c->wait_ev)
+		event_del(c->wait_ev);
+	if (c->session_ev)
+		event_del(c->session_ev);
+	if (c->handshake_ev)
+		event_del(c->handshake_ev);
+	if (c->run_ev)
+		event_del(c->run_ev);
+	conn_flush_out(c);
+	if (flush && c->bev && out_pending(c) > 0) {
+		c->closing = true;
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_enable(c->bev, EV_WRITE);
+		struct timeval tv = ms_tv(LINGER_MS);
+		event_add(c->linger_ev, &tv);
+		return;
+	}
+	conn_schedule_free(c);
+}
+
+/* Something outside the engine ends the session: the client left, a timeout, a
+ * shutdown.  The engine hears of it (and may queue a last reply, e.g. the 421 of a
+ * timeout); a commit in flight is waited for first, so a message the client fully
+ * sent is still recorded. */
+static void conn_end(struct conn *c, const char *reason, const char *engine_reason,
+		     bool flush)
+{
+	if (c->dead)
+		return;
+	if (c->committing) {
+		if (!c->pending_reason) {
+			c->pending_reason = reason;
+			c->pending_engine = engine_reason;
+			c->pending_flush = flush;
+		}
+		return;
+	}
+	if (c->s && c->started && c->susp != SUSP_CLOSE)
+		smtp_session_hangup(c->s, engine_reason);
+	conn_close(c, reason, flush);
+}
+
+static void conn_defer_run(struct conn *c)
+{
+	if (!c->dead && c->run_ev)
+		event_active(c->run_ev, EV_TIMEOUT, 1);
+}
+
+static void conn_run_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_run(arg);
+}
+
+/* ---- engine host services ---- */
+
+static void op_send(void *ctx, const char *data, size_t len)
+{
+	struct conn *c = ctx;
+	if (c->dead)
+		return;
+	if (buf_append(&c->out, data, len) != 0)
+		c->out_overflow = true; /* conn_flush_out() drops the client */
+}
+
+static void op_event(void *ctx, struct mxb_event *ev)
+{
+	conn_emit(ctx, ev);
+}
+
+static int op_msg_open(void *ctx, char *queue_id_r, size_t queue_id_len)
+{
+	struct conn *c = ctx;
+	if (c->msg)
+		spool_msg_abort(&c->msg);
+	if (!c->srv->spool)
+		return -1;
+	c->msg = spool_msg_begin(c->srv->spool, queue_id_r, queue_id_len);
+	if (!c->msg) {
+		log_msg(LOG_WARNING, c->id, "spool refuses a message: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int op_msg_write(void *ctx, const char *data, size_t len)
+{
+	struct conn *c = ctx;
+	if (!c->msg)
+		return -1;
+	return spool_msg_write(c->msg, data, len);
+}
+
+static void commit_done(void *arg, const struct spool_result *r)
+{
+	struct conn *c = arg;
+	c->committing = false;
+	if (c->dead) { /* only when forced down (conn_free_all) */
+		conn_schedule_free(c);
+		return;
+	}
+	struct smtp_commit_result res = {
+		.ok = r->ok,
+		.no_space = r->no_space,
+		.queue_id = r->queue_id,
+		.spool_name = r->name,
+		.sha256 = r->sha256,
+		.size = r->size,
+	};
+	if (c->susp == SUSP_COMMIT)
+		c->susp = SUSP_NONE;
+	smtp_session_committed(c->s, &res);
+	conn_flush_out(c);
+	if (c->pending_reason) {
+		conn_end(c, c->pending_reason, c->pending_engine, c->pending_flush);
+		return;
+	}
+	conn_defer_run(c);
+}
+
+static void commit_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct spool_result r;
+	memset(&r, 0, sizeof(r));
+	commit_done(arg, &r);
+}
+
+static void op_msg_commit(void *ctx)
+{
+	struct conn *c = ctx;
+	c->susp = SUSP_COMMIT;
+	c->committing = true;
+	if (c->msg) {
+		spool_msg_commit(&c->msg, commit_done, c);
+		return;
+	}
+	/* Nothing open: answer the failure from the loop, never re-entering the engine. */
+	struct timeval zero = { 0, 0 };
+	if (event_base_once(c->srv->base, -1, EV_TIMEOUT, commit_fail_cb, c, &zero) != 0)
+		abort(); /* cannot happen short of memory exhaustion */
+}
+
+static void op_msg_abort(void *ctx)
+{
+	struct conn *c = ctx;
+	if (c->msg)
+		spool_msg_abort(&c->msg);
+}
+
+static void op_starttls(void *ctx)
+{
+	struct conn *c = ctx;
+	c->susp = SUSP_STARTTLS;
+}
+
+static void conn_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	if (c->dead || c->susp != SUSP_WAIT)
+		return;
+	c->susp = SUSP_NONE;
+	smtp_session_resume(c->s);
+	conn_flush_out(c);
+	conn_run(c);
+}
+
+static void op_wait(void *ctx, unsigned ms)
+{
+	struct conn *c = ctx;
+	c->susp = SUSP_WAIT;
+	struct timeval tv = ms_tv(ms);
+	evtimer_add(c->wait_ev, &tv);
+}
+
+static void op_close(void *ctx, const char *reason)
+{
+	struct conn *c = ctx;
+	c->susp = SUSP_CLOSE;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "error");
+}
+
+static const struct smtp_host_ops conn_ops = {
+	.send = op_send,
+	.event = op_event,
+	.msg_open = op_msg_open,
+	.msg_write = op_msg_write,
+	.msg_commit = op_msg_commit,
+	.msg_abort = op_msg_abort,
+	.starttls = op_starttls,
+	.wait = op_wait,
+	.close = op_close,
+};
+
+/* ---- TLS ---- */
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void conn_set_timeouts(struct conn *c)
+{
+	struct timeval idle = ms_tv(c->srv->cfg->idle_timeout_ms);
+	bufferevent_set_timeouts(c->bev, &idle, &idle);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_MAX);
+}
+
+static void conn_handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	if (c->dead || c->susp != SUSP_HANDSHAKE)
+		return;
+	struct mxb_event *ev = mxb_event_new("tls_error");
+	if (ev) {
+		mxb_event_str(ev, "mode", c->tls_implicit ? "implicit" : "starttls");
+		mxb_event_str(ev, "reason", "timeout");
+		conn_emit(c, ev);
+	}
+	conn_close(c, "tls_error", false);
+}
+
+/* Wrap the socket in a TLS filter and start the server handshake. */
+static int conn_tls_begin(struct conn *c)
+{
+	SSL *ssl = SSL_new(c->srv->ssl_ctx);
+	if (!ssl)
+		return -1;
+	bufferevent_set_timeouts(c->sock_bev, NULL, NULL);
+	struct bufferevent *f = bufferevent_openssl_filter_new(
+		c->srv->base, c->sock_bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!f) {
+		SSL_free(ssl);
+		return -1;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	c->bev = f;
+	c->susp = SUSP_HANDSHAKE;
+	bufferevent_setcb(f, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_setwatermark(f, EV_READ, 0, INPUT_MAX);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	struct timeval tv = ms_tv(c->srv->cfg->tls_handshake_timeout_ms);
+	evtimer_add(c->handshake_ev, &tv);
+	return 0;
+}
+
+/* RFC 3207 section 6: whatever the client sent after STARTTLS, before the handshake,
+ * is discarded (and recorded: it is an injection attempt or a broken client). */
+static void conn_starttls(struct conn *c)
+{
+	conn_flush_out(c); /* the 220 goes out in plaintext ahead of any TLS record */
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len = evbuffer_get_length(in);
+	if (len) {
+		size_t n = len > DETAIL_MAX ? DETAIL_MAX : len;
+		const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+		emit_offence(c, "starttls_injection", p, n);
+		char esc[256];
+		log_msg(LOG_INFO, c->id, "STARTTLS injection discarded bytes=%zu data=\"%s\"", len,
+			log_escape(esc, sizeof(esc), p, n));
+		evbuffer_drain(in, len);
+	}
+	if (!c->srv->ssl_ctx || conn_tls_begin(c) != 0) {
+		conn_close(c, "error", true);
+		return;
+	}
+}
+
+static void conn_tls_done(struct conn *c)
+{
+	event_del(c->handshake_ev);
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	const char *version = SSL_get_version(ssl);
+	const char *cipher = SSL_get_cipher_name(ssl);
+	int bits = SSL_get_cipher_bits(ssl, NULL);
+	const char *sni = tls_sni(ssl);
+	struct mxb_event *ev = mxb_event_new("tls");
+	if (ev) {
+		mxb_event_str(ev, "mode", c->tls_implicit ? "implicit" : "starttls");
+		mxb_event_str(ev, "version", version);
+		mxb_event_str(ev, "cipher", cipher);
+		mxb_event_int(ev, "bits", bits);
+		if (sni)
+			mxb_event_str(ev, "sni", sni);
+		else
+			mxb_event_null(ev, "sni");
+		conn_emit(c, ev);
+	}
+	c->tls_on = true;
+	c->susp = SUSP_NONE;
+	conn_set_timeouts(c);
+	smtp_session_tls_started(c->s, version, cipher, bits);
+	if (!c->started) {
+		c->started = true;
+		smtp_session_start(c->s);
+	}
+	conn_flush_out(c);
+	conn_run(c);
+}
+
+static void conn_tls_failed(struct conn *c, const char *why)
+{
+	unsigned long err = bufferevent_get_openssl_error(c->bev);
+	const char *reason = err ? ERR_reason_error_string(err) : NULL;
+	while (bufferevent_get_openssl_error(c->bev))
+		;
+	ERR_clear_error();
+	if (!reason)
+		reason = why;
+	struct mxb_event *ev = mxb_event_new("tls_error");
+	if (ev) {
+		mxb_event_str(ev, "mode", c->tls_implicit ? "implicit" : "starttls");
+		mxb_event_str(ev, "reason", reason);
+		conn_emit(c, ev);
+	}
+	log_msg(LOG_INFO, c->id, "TLS handshake failed: %s", reason);
+	conn_close(c, "tls_error", true); /* let an alert record reach the client */
+}
+
+/* ---- input ---- */
+
+static void conn_run(struct conn *c)
+{
+	int feeds = 0;
+	while (!c->dead && c->susp == SUSP_NONE) {
+		if (c->out_blocked) {
+			if (out_pending(c) > OUTPUT_RESUME)
+				return; /* conn_writecb resumes */
+			c->out_blocked = false;
+		}
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		size_t avail = evbuffer_get_length(in);
+		if (avail == 0)
+			break;
+		size_t n = avail > FEED_MAX ? FEED_MAX : avail;
+		const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+		size_t used = smtp_session_feed(c->s, p, n);
+		if (used > n)
+			used = n;
+		evbuffer_drain(in, used);
+		conn_flush_out(c);
+		if (c->dead)
+			return;
+		if (used == 0 && c->susp == SUSP_NONE) {
+			if (n >= FEED_MAX) {
+				/* the engine takes no more and holds no line: cannot progress */
+				log_msg(LOG_WARNING, c->id, "engine stalled with %zu bytes", avail);
+				conn_end(c, "error", "error", true);
+				return;
+			}
+			break; /* a partial line: wait for more */
+		}
+		if (out_pending(c) > OUTPUT_SOFT) {
+			c->out_blocked = true;
+			bufferevent_enable(c->bev, EV_WRITE);
+			return;
+		}
+		if (++feeds >= FEEDS_PER_RUN) {
+			conn_defer_run(c); /* be fair to the other connections */
+			return;
+		}
+	}
+	if (c->dead)
+		return;
+	switch (c->susp) {
+	case SUSP_STARTTLS:
+		conn_starttls(c);
+		return;
+	case SUSP_CLOSE:
+		conn_close(c, c->close_reason, true);
+		return;
+	case SUSP_NONE:
+		if (c->eof)
+			conn_end(c, "client_closed", "client_closed", true);
+		return;
+	default:
+		return;
+	}
+}
+
+static void conn_readcb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct conn *c = arg;
+	if (c->dead)
+		return;
+	conn_run(c);
+}
+
+static void conn_check_drained(struct conn *c)
+{
+	if (c->closing) {
+		if (out_pending(c) == 0)
+			conn_schedule_free(c);
+		return;
+	}
+	if (c->out_blocked && out_pending(c) <= OUTPUT_RESUME)
+		conn_defer_run(c);
+}
+
+static void conn_writecb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_check_drained(arg);
+}
+
+/* Watches the socket's own output buffer: with a TLS filter on top, the filter's
+ * write callback fires before the ciphertext has left. */
+static void sock_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	struct conn *c = arg;
+	if (info->n_deleted && !c->free_scheduled)
+		conn_check_drained(c);
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct conn *c = arg;
+	if (c->free_scheduled)
+		return;
+	if (c->closing) {
+		if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+			conn_schedule_free(c);
+		return;
+	}
+	if (c->dead)
+		return;
+	if (c->susp == SUSP_HANDSHAKE) {
+		if (what & BEV_EVENT_CONNECTED)
+			conn_tls_done(c);
+		else if (what & BEV_EVENT_EOF)
+			conn_tls_failed(c, "eof");
+		else if (what & BEV_EVENT_TIMEOUT)
+			conn_tls_failed(c, "timeout");
+		else if (what & BEV_EVENT_ERROR)
+			conn_tls_failed(c, errno ? strerror(errno) : "error");
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		/* reading: the client said nothing for idle_timeout; writing: it reads nothing */
+		conn_end(c, "idle_timeout", "timeout", (what & BEV_EVENT_READING) != 0);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		/* Answer what it sent before closing (a half-close still reads). */
+		c->eof = true;
+		bufferevent_disable(c->bev, EV_READ);
+		if (c->susp == SUSP_NONE)
+			conn_run(c);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		c->eof = true;
+		conn_end(c, "client_closed", "client_closed", false);
+	}
+}
+
+static void conn_session_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	if (c->susp == SUSP_HANDSHAKE) {
+		conn_close(c, "session_timeout", false);
+		return;
+	}
+	conn_end(c, "session_timeout", "timeout", true);
+}
+
+/* ---- accept ---- */
+
+static void emit_connect(struct conn *c)
+{
+	struct mxb_event *ev = mxb_event_new("connect");
+	if (ev) {
+		mxb_event_str(ev, "dst_ip", c->local_ip);
+		mxb_event_int(ev, "dst_port", c->local_port);
+		conn_emit(c, ev);
+	}
+}
+
+/* Over a limit: Postfix smtpd's anvil answers, then hangs up. */
+static void conn_refuse(struct conn *c, evutil_socket_t fd, enum limits_verdict v)
+{
+	const char *reason = limits_reason(v);
+	if (c->role != SMTP_ROLE_SMTPS) {
+		/* (on smtps a reply would need a handshake first: the point of the limit is
+		 * not to spend one, so the connection is just closed) */
+		char reply[512];
+		int n;
+		if (v == LIMITS_TOTAL)
+			n = snprintf(reply, sizeof(reply), "421 4.3.2 All server ports are busy\r\n");
+		else
+			n = snprintf(reply, sizeof(reply),
+				     "421 4.7.0 %s Error: too many connections from %s\r\n",
+				     c->srv->cfg->hostname, c->ip);
+		if (n > 0 && (size_t)n < sizeof(reply)) {
+			ssize_t w = send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)w; /* a fresh socket's buffer takes it; if not, nothing is lost */
+		}
+	}
+	emit_disconnect(c, reason);
+	evutil_closesocket(fd);
+}
+
+/* A client that talks before the banner could have reached it (a bot that does not
+ * wait): postscreen's pregreet test, for free.  Looks without consuming. */
+static void conn_check_pregreet(struct conn *c, evutil_socket_t fd)
+{
+	char peek[DETAIL_MAX];
+	ssize_t n = recv(fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		emit_offence(c, "pregreet", peek, (size_t)n);
+}
+
+void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t fd,
+		 const char *peer_ip, unsigned peer_port, const char *local_ip,
+		 unsigned local_port)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = srv;
+	c->role = role;
+	make_id(c->id);
+	snprintf(c->ip, sizeof(c->ip), "%s", peer_ip);
+	c->port = peer_port;
+	snprintf(c->local_ip, sizeof(c->local_ip), "%s", local_ip);
+	c->local_port = local_port;
+	c->start_us = mxb_now_us();
+	buf_init(&c->out, OUTPUT_HARD);
+	emit_connect(c);
+	log_msg(LOG_INFO, c->id, "connect from %s[%u] to %s %s:%u", c->ip, c->port,
+		conn_role_name(role), c->local_ip, c->local_port);
+
+	if (srv->shutting_down) {
+		conn_refuse(c, fd, LIMITS_TOTAL);
+		buf_free(&c->out);
+		free(c);
+		return;
+	}
+	if (srv->limits) {
+		enum limits_verdict v = limits_admit(srv->limits, c->ip, mono_ms());
+		if (v != LIMITS_OK) {
+			conn_refuse(c, fd, v);
+			buf_free(&c->out);
+			free(c);
+			return;
+		}
+		c->admitted = true;
+	}
+	if (role == SMTP_ROLE_SMTPS && !srv->ssl_ctx) {
+		emit_disconnect(c, "error");
+		if (c->admitted)
+			limits_release(srv->limits, c->ip, mono_ms());
+		evutil_closesocket(fd);
+		buf_free(&c->out);
+		free(c);
+		return;
+	}
+
+	/* Linked first, so that every failure below goes through conn_free(). */
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->n_conns++;
+
+	if (role != SMTP_ROLE_SMTPS)
+		conn_check_pregreet(c, fd);
+
+	struct event_base *base = srv->base;
+	c->sock_bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = c->sock_bev;
+	c->free_ev = event_new(base, -1, 0, conn_free_cb, c);
+	c->run_ev = event_new(base, -1, 0, conn_run_cb, c);
+	c->wait_ev = evtimer_new(base, conn_wait_cb, c);
+	c->session_ev = evtimer_new(base, conn_session_timeout_cb, c);
+	c->handshake_ev = evtimer_new(base, conn_handshake_timeout_cb, c);
+	c->linger_ev = evtimer_new(base, conn_linger_cb, c);
+	struct smtp_peer peer = { .ip = c->ip, .port = c->port, .rdns = NULL };
+	if (c->bev)
+		c->s = smtp_session_new(&srv->smtp_cfg[role], &peer, role == SMTP_ROLE_SMTPS,
+					&conn_ops, c);
+	if (!c->sock_bev || !c->free_ev || !c->run_ev || !c->wait_ev || !c->session_ev ||
+	    !c->handshake_ev || !c->linger_ev || !c->s) {
+		if (!c->sock_bev)
+			evutil_closesocket(fd);
+		log_msg(LOG_ERR, c->id, "out of memory setting up the connection");
+		c->dead = true;
+		emit_disconnect(c, "error");
+		conn_free(c);
+		return;
+	}
+	c->sock_out_entry = evbuffer_add_cb(bufferevent_get_output(c->sock_bev), sock_out_cb, c);
+	struct timeval st = ms_tv(srv->cfg->session_timeout_ms);
+	evtimer_add(c->session_ev, &st);
+
+	if (role == SMTP_ROLE_SMTPS) {
+		c->tls_implicit = true;
+		if (conn_tls_begin(c) != 0)
+			conn_close(c, "error", false);
+		return;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	conn_set_timeouts(c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->started = true;
+	smtp_session_start(c->s);
+	conn_flush_out(c);
+	conn_run(c); /* bytes may already wait (pregreet) */
+}
+
+void conn_shutdown_all(struct conn_server *srv)
+{
+	srv->shutting_down = true;
+	for (struct conn *c = srv->conns; c; c = c->next) {
+		if (c->susp == SUSP_HANDSHAKE)
+			conn_close(c, "shutdown", false);
+		else
+			conn_end(c, "shutdown", "shutdown", true);
+	}
+}
+
+void conn_free_all(struct conn_server *srv)
+{
+	srv->shutting_down = true;
+	while (srv->conns) {
+		struct conn *c = srv->conns;
+		c->committing = false; /* the spool is closed: no callback will come */
+		if (!c->dead) {
+			c->dead = true;
+			emit_disconnect(c, "shutdown");
+		}
+		conn_free(c);
+	}
+}

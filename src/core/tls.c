@@ -1,1 +1,233 @@
-/* placeholder: replaced by the module's implementation */
+/*
+ * tls: server SSL_CTX and self-signed certificate (see tls.h).
+ *
+ * Key and certificate are written to temporary files and renamed into place, so a
+ * crash during the first start never leaves a half-written key that later starts
+ * would choke on.
+ */
+#include "core/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509v3.h>
+
+#include "util/buf.h"
+
+static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *errf(const char *fmt, ...)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	return buf_steal(&b, NULL);
+}
+
+const char *tls_last_error(unsigned long err)
+{
+	if (!err)
+		err = ERR_peek_last_error();
+	const char *r = err ? ERR_reason_error_string(err) : NULL;
+	ERR_clear_error();
+	return r ? r : "unknown";
+}
+
+static int add_ext(X509 *cert, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+	X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (!ex)
+		return -1;
+	int ok = X509_add_ext(cert, ex, -1);
+	X509_EXTENSION_free(ex);
+	return ok ? 0 : -1;
+}
+
+/* Write PEM output to path via a temporary file created with mode. */
+static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert)
+{
+	struct buf tmp;
+	buf_init(&tmp, 0);
+	buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
+	int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		buf_free(&tmp);
+		return -1;
+	}
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp.data);
+		buf_free(&tmp);
+		return -1;
+	}
+	int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+		     : PEM_write_X509(f, cert);
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		ok = 0;
+	if (fclose(f) != 0)
+		ok = 0;
+	if (!ok || rename(tmp.data, path) != 0) {
+		unlink(tmp.data);
+		buf_free(&tmp);
+		return -1;
+	}
+	buf_free(&tmp);
+	return 0;
+}
+
+int tls_ensure_self_signed(const char *cert_path, const char *key_path,
+			   const char *hostname, char **err_r)
+{
+	struct stat st;
+	if (stat(cert_path, &st) == 0 && stat(key_path, &st) == 0)
+		return 0;
+
+	int rc = -1;
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	X509 *cert = X509_new();
+	if (!key || !cert) {
+		*err_r = errf("cannot generate a TLS key: %s", tls_last_error(0));
+		goto out;
+	}
+	X509_set_version(cert, 2); /* X509v3 */
+	unsigned char serial[16];
+	RAND_bytes(serial, sizeof(serial));
+	serial[0] &= 0x7f; /* positive */
+	BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
+	if (bn) {
+		BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert));
+		BN_free(bn);
+	}
+	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 24 * 3600 + 2L * 24 * 3600);
+	X509_set_pubkey(cert, key);
+	X509_NAME *name = X509_get_subject_name(cert);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)hostname,
+				   -1, -1, 0);
+	X509_set_issuer_name(cert, name);
+	struct buf san;
+	buf_init(&san, 0);
+	buf_printf(&san, "DNS:%s", hostname);
+	int ext_ok = add_ext(cert, NID_subject_alt_name, san.data) == 0 &&
+		     add_ext(cert, NID_basic_constraints, "CA:FALSE") == 0 &&
+		     add_ext(cert, NID_subject_key_identifier, "hash") == 0;
+	buf_free(&san);
+	if (!ext_ok || !X509_sign(cert, key, EVP_sha256())) {
+		*err_r = errf("cannot make the self-signed certificate: %s", tls_last_error(0));
+		goto out;
+	}
+	/* Key first: a certificate without its key would be taken as complete. */
+	if (write_pem(key_path, 0600, key, NULL) != 0) {
+		*err_r = errf("cannot write %s: %s", key_path, strerror(errno));
+		goto out;
+	}
+	if (write_pem(cert_path, 0644, NULL, cert) != 0) {
+		*err_r = errf("cannot write %s: %s", cert_path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+/* Accept every SNI name (a honeypot wants to see it, not judge it); OpenSSL keeps it
+ * for SSL_get_servername() only when the callback says OK. */
+static int sni_cb(SSL *ssl, int *al, void *arg)
+{
+	(void)ssl;
+	(void)al;
+	(void)arg;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+const char *tls_sni(SSL *ssl)
+{
+	return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
+			    const char *data_dir, const char *hostname, char **err_r)
+{
+	struct buf cp, kp;
+	buf_init(&cp, 0);
+	buf_init(&kp, 0);
+	SSL_CTX *ctx = NULL;
+	*err_r = NULL;
+
+	if (!cert_file || !*cert_file) {
+		struct buf dir;
+		buf_init(&dir, 0);
+		buf_printf(&dir, "%s/tls", data_dir);
+		if (mkdir(dir.data, 0700) != 0 && errno != EEXIST) {
+			*err_r = errf("cannot create %s: %s", dir.data, strerror(errno));
+			buf_free(&dir);
+			goto out;
+		}
+		buf_printf(&cp, "%s/cert.pem", dir.data);
+		buf_printf(&kp, "%s/key.pem", dir.data);
+		buf_free(&dir);
+		if (tls_ensure_self_signed(cp.data, kp.data, hostname, err_r) != 0)
+			goto out;
+		cert_file = cp.data;
+		key_file = kp.data;
+	}
+
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		*err_r = errf("SSL_CTX_new: %s", tls_last_error(0));
+		goto out;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+	if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:"
+					  "ECDHE+AES:!aNULL:!eNULL:!MD5:!RC4:!3DES:!DSS:!SHA1") ||
+	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:"
+					   "TLS_CHACHA20_POLY1305_SHA256:"
+					   "TLS_AES_128_GCM_SHA256")) {
+		*err_r = errf("cannot set ciphers: %s", tls_last_error(0));
+		goto fail;
+	}
+	static const unsigned char sid_ctx[] = "mxbait";
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		*err_r = errf("cannot load certificate %s: %s", cert_file, tls_last_error(0));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		*err_r = errf("cannot load key %s: %s", key_file, tls_last_error(0));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		*err_r = errf("key %s does not match certificate %s", key_file, cert_file);
+		goto fail;
+	}
+	goto out;
+fail:
+	SSL_CTX_free(ctx);
+	ctx = NULL;
+out:
+	buf_free(&cp);
+	buf_free(&kp);
+	return ctx;
+}

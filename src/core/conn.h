@@ -1,0 +1,74 @@
+/*
+ * conn: one client connection, hosting one SMTP engine session.
+ *
+ * The connection owns the socket (a libevent bufferevent, wrapped in an OpenSSL
+ * filter for implicit TLS and after STARTTLS) and gives the engine its host services
+ * (struct smtp_host_ops): replies are gathered per engine call and leave in one write,
+ * events get the common fields and go to the event store, message bytes go to the
+ * spool, waits are timers, never sleeps.  It enforces the things the engine cannot
+ * see: idle, session and handshake timeouts, bounded input and output buffers, the
+ * STARTTLS plaintext-injection defence, and admission limits before any session.
+ *
+ * Lifetime: a connection is never freed inside one of its own callbacks; conn_close
+ * marks it dead and a deferred event frees it.  A connection whose message commit is
+ * in flight stays allocated until the spool reports back.
+ */
+#ifndef MXB_CORE_CONN_H
+#define MXB_CORE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+#include <openssl/ssl.h>
+
+#include "proto/smtp.h"
+
+struct event_base;
+struct eventstore;
+struct spool;
+struct limits;
+struct mxb_config;
+struct mxb_event;
+struct conn;
+
+/* Everything the connections of one daemon share.  The caller fills the public part
+ * and calls conn_server_init(). */
+struct conn_server {
+	struct event_base *base;
+	const struct mxb_config *cfg;
+	struct smtp_config smtp_cfg[3]; /* indexed by enum smtp_role */
+	SSL_CTX *ssl_ctx;               /* NULL: no TLS (STARTTLS not offered, smtps refused) */
+	struct spool *spool;            /* NULL: every message is refused (tests) */
+	struct eventstore *events;      /* NULL: events go to emit_hook or nowhere */
+	struct limits *limits;          /* NULL: no admission limits */
+	/* Tests: see every stamped event (the hook takes ownership). */
+	void (*emit_hook)(void *arg, struct mxb_event *ev);
+	void *emit_arg;
+	/* Called (outside any connection callback) whenever a connection was freed. */
+	void (*on_freed)(void *arg);
+	void *on_freed_arg;
+
+	/* private */
+	struct conn *conns;
+	size_t n_conns;
+	bool shutting_down;
+};
+
+/* Role names as used in events and logs: "smtp", "submission", "smtps". */
+const char *conn_role_name(enum smtp_role role);
+
+/* Take an accepted socket (non-blocking).  peer/local addresses are textual. Applies
+ * the admission limits; on refusal answers like Postfix's anvil, records connect and
+ * disconnect, and closes.  Always takes ownership of fd. */
+void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t fd,
+		 const char *peer_ip, unsigned peer_port, const char *local_ip,
+		 unsigned local_port);
+
+/* Shut every connection down (disconnect reason "shutdown"). */
+void conn_shutdown_all(struct conn_server *srv);
+/* Free every connection now (after the loop stopped; commits in flight are given up). */
+void conn_free_all(struct conn_server *srv);
+
+#endif
