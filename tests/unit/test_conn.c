@@ -1,0 +1,556 @@
+/*
+ * test_conn: the connection layer (src/core/conn.c, tls.c, limits.c) over a socketpair,
+ * with a scripted fake engine standing in for src/proto/smtp.c, so that what is tested
+ * is the host: one write per reply group, STARTTLS injection discard, TLS handshakes
+ * (STARTTLS and implicit), commits through the real spool, waits, timeouts, EOF and
+ * admission limits.  The fake defines the smtp_session_* symbols itself, so the real
+ * engine is not linked in.
+ *
+ * Fake engine script (one command per line): EHLO (a three-line reply sent with three
+ * send calls), STARTTLS, WAIT (50 ms), MSG (write and commit a message), QUIT; any
+ * other line gets "250 ok".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "core/config.h"
+#include "core/conn.h"
+#include "core/limits.h"
+#include "core/tls.h"
+#include "proto/smtp.h"
+#include "store/event.h"
+#include "store/spool.h"
+
+/* ---- fake engine ---- */
+
+struct smtp_session {
+	const struct smtp_host_ops *ops;
+	void *ctx;
+	unsigned commands;
+	unsigned messages;
+	char tls_version[32];
+	bool closed;
+};
+
+static char last_tls_version[32];
+
+struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
+				      const struct smtp_peer *peer, bool tls_active,
+				      const struct smtp_host_ops *ops, void *ctx)
+{
+	(void)cfg;
+	(void)peer;
+	(void)tls_active;
+	struct smtp_session *s = calloc(1, sizeof(*s));
+	s->ops = ops;
+	s->ctx = ctx;
+	return s;
+}
+
+void smtp_session_free(struct smtp_session **s)
+{
+	free(*s);
+	*s = NULL;
+}
+
+static void say(struct smtp_session *s, const char *t)
+{
+	s->ops->send(s->ctx, t, strlen(t));
+}
+
+void smtp_session_start(struct smtp_session *s)
+{
+	say(s, "220 fake ESMTP\r\n");
+}
+
+size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		const char *nl = memchr(data + pos, '\n', len - pos);
+		if (!nl)
+			break;
+		size_t ll = (size_t)(nl - (data + pos)) + 1;
+		char line[64];
+		size_t cl = ll < sizeof(line) ? ll : sizeof(line) - 1;
+		memcpy(line, data + pos, cl);
+		line[cl] = '\0';
+		line[strcspn(line, "\r\n")] = '\0';
+		pos += ll;
+		s->commands++;
+		if (!strcmp(line, "EHLO")) {
+			say(s, "250-fake\r\n");
+			say(s, "250-PIPELINING\r\n");
+			say(s, "250 STARTTLS\r\n");
+		} else if (!strcmp(line, "STARTTLS")) {
+			say(s, "220 2.0.0 Ready to start TLS\r\n");
+			s->ops->starttls(s->ctx);
+			return pos;
+		} else if (!strcmp(line, "WAIT")) {
+			s->ops->wait(s->ctx, 50);
+			return pos;
+		} else if (!strcmp(line, "MSG")) {
+			char qid[24];
+			if (s->ops->msg_open(s->ctx, qid, sizeof(qid)) != 0) {
+				say(s, "452 4.3.1 Insufficient system storage\r\n");
+				continue;
+			}
+			s->ops->msg_write(s->ctx, "Subject: t\r\n\r\nhello\r\n", 22);
+			s->ops->msg_commit(s->ctx);
+			return pos;
+		} else if (!strcmp(line, "QUIT")) {
+			say(s, "221 2.0.0 Bye\r\n");
+			s->closed = true;
+			s->ops->close(s->ctx, "quit");
+			return pos;
+		} else {
+			say(s, "250 ok\r\n");
+		}
+	}
+	return pos;
+}
+
+void smtp_session_resume(struct smtp_session *s)
+{
+	say(s, "250 resumed\r\n");
+}
+
+void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_result *r)
+{
+	char t[128];
+	if (r->ok) {
+		s->messages++;
+		snprintf(t, sizeof(t), "250 2.0.0 Ok: queued as %s\r\n", r->queue_id);
+	} else {
+		snprintf(t, sizeof(t), "451 4.3.0 Error: queue file write error\r\n");
+	}
+	say(s, t);
+}
+
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher,
+			      int bits)
+{
+	(void)cipher;
+	(void)bits;
+	snprintf(s->tls_version, sizeof(s->tls_version), "%s", version);
+	snprintf(last_tls_version, sizeof(last_tls_version), "%s", version);
+}
+
+void smtp_session_hangup(struct smtp_session *s, const char *reason)
+{
+	if (!strcmp(reason, "timeout"))
+		say(s, "421 4.4.2 fake Error: timeout exceeded\r\n");
+}
+
+const char *smtp_session_state_name(const struct smtp_session *s)
+{
+	(void)s;
+	return "fake";
+}
+
+void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c_r)
+{
+	c_r->commands = s->commands;
+	c_r->errors = 0;
+	c_r->messages = s->messages;
+}
+
+const char *smtp_session_auth_user(const struct smtp_session *s)
+{
+	(void)s;
+	return NULL;
+}
+
+/* ---- harness ---- */
+
+#define MAX_EVENTS 64
+
+struct fixture {
+	struct event_base *base;
+	struct mxb_config cfg;
+	struct conn_server srv;
+	SSL_CTX *ssl_ctx;
+	struct spool *spool;
+	char dir[64];
+	char events[MAX_EVENTS][32];
+	char details[MAX_EVENTS][256];
+	size_t n_events;
+};
+
+static void hook(void *arg, struct mxb_event *ev)
+{
+	struct fixture *f = arg;
+	if (f->n_events < MAX_EVENTS) {
+		snprintf(f->events[f->n_events], sizeof(f->events[0]), "%s", ev->name);
+		snprintf(f->details[f->n_events], sizeof(f->details[0]), "%s",
+			 ev->fields.data ? ev->fields.data : "");
+		/* every event carries the common fields */
+		assert_int_equal(strlen(ev->session), 16);
+		assert_string_equal(ev->src_ip, "192.0.2.1");
+		f->n_events++;
+	}
+	mxb_event_free(&ev);
+}
+
+/* index of the first event named name at or after from, or -1 */
+static int find_event(struct fixture *f, const char *name, const char *field_substr)
+{
+	for (size_t i = 0; i < f->n_events; i++)
+		if (!strcmp(f->events[i], name) &&
+		    (!field_substr || strstr(f->details[i], field_substr)))
+			return (int)i;
+	return -1;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	evthread_use_pthreads();
+	f->base = event_base_new();
+	config_defaults(&f->cfg);
+	free(f->cfg.hostname);
+	f->cfg.hostname = strdup("mx.test.example");
+	snprintf(f->dir, sizeof(f->dir), "/tmp/mxbait-test-conn-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	char *err = NULL;
+	f->ssl_ctx = tls_server_ctx_new(NULL, NULL, f->dir, f->cfg.hostname, &err);
+	if (!f->ssl_ctx)
+		fprintf(stderr, "%s\n", err);
+	assert_non_null(f->ssl_ctx);
+	char sp[128];
+	snprintf(sp, sizeof(sp), "%s/spool", f->dir);
+	f->spool = spool_open(sp, 0, f->cfg.hostname, f->base, &err);
+	assert_non_null(f->spool);
+	f->srv.base = f->base;
+	f->srv.cfg = &f->cfg;
+	f->srv.ssl_ctx = f->ssl_ctx;
+	f->srv.spool = f->spool;
+	f->srv.emit_hook = hook;
+	f->srv.emit_arg = f;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	spool_close(&f->spool);
+	conn_free_all(&f->srv);
+	limits_free(&f->srv.limits);
+	SSL_CTX_free(f->ssl_ctx);
+	config_free(&f->cfg);
+	event_base_free(f->base);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void pump(struct fixture *f, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_base_loopexit(f->base, &tv);
+	event_base_dispatch(f->base);
+}
+
+/* One recv (what a client that reads a reply with a single recv would get). */
+static ssize_t recv1(int fd, char *buf, size_t len)
+{
+	ssize_t n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+static int connect_pair(struct fixture *f, enum smtp_role role)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	conn_accept(&f->srv, role, sv[0], "192.0.2.1", 40000, "127.0.0.1", 25);
+	return sv[1];
+}
+
+static void sendstr(int fd, const char *s)
+{
+	assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s));
+}
+
+static void test_banner_and_one_write_groups(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "220 fake ESMTP\r\n");
+	sendstr(fd, "EHLO\r\n");
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "250-fake\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+	sendstr(fd, "NOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\nNOOP\r\n");
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "250 ok\r\n250 ok\r\n250 ok\r\n221 2.0.0 Bye\r\n");
+	pump(f, 20);
+	assert_int_equal(recv1(fd, buf, sizeof(buf)), 0); /* closed after the flush */
+	assert_int_equal(f->srv.n_conns, 0);
+	assert_string_equal(f->events[0], "connect");
+	int d = find_event(f, "disconnect", "\"reason\":\"quit\"");
+	assert_true(d > 0);
+	assert_non_null(strstr(f->details[d], "\"state\":\"fake\""));
+	assert_non_null(strstr(f->details[d], "\"commands\":5"));
+	close(fd);
+}
+
+static void test_partial_lines_and_eof(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	sendstr(fd, "NO");
+	pump(f, 20);
+	assert_true(recv1(fd, buf, sizeof(buf)) < 0); /* nothing yet */
+	sendstr(fd, "OP\r\nNOOP\r\n");
+	shutdown(fd, SHUT_WR); /* half-close: still reads the answers */
+	pump(f, 50);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "250 ok\r\n250 ok\r\n");
+	assert_true(find_event(f, "disconnect", "\"reason\":\"client_closed\"") >= 0);
+	assert_int_equal(f->srv.n_conns, 0);
+	close(fd);
+}
+
+static void test_wait_resumes(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	sendstr(fd, "WAIT\r\nNOOP\r\n");
+	pump(f, 20);
+	assert_true(recv1(fd, buf, sizeof(buf)) < 0); /* suspended */
+	pump(f, 100);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "250 resumed\r\n250 ok\r\n");
+	close(fd);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+}
+
+static void test_commit_through_spool(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	sendstr(fd, "MSG\r\nNOOP\r\n");
+	for (int i = 0; i < 50 && !strstr(buf, "250 ok"); i++) {
+		pump(f, 20);
+		char more[1024];
+		if (recv1(fd, more, sizeof(more)) > 0)
+			strncat(buf, more, sizeof(buf) - strlen(buf) - 1);
+	}
+	assert_non_null(strstr(buf, "250 2.0.0 Ok: queued as "));
+	assert_non_null(strstr(buf, "250 ok\r\n"));
+	/* the client leaves while a commit is in flight: the message is still recorded */
+	sendstr(fd, "MSG\r\n");
+	close(fd);
+	for (int i = 0; i < 50 && f->srv.n_conns; i++)
+		pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+	int d = find_event(f, "disconnect", "\"messages\":2");
+	assert_true(d >= 0);
+}
+
+/* Drive a client-side TLS handshake over the non-blocking socket. */
+static SSL *client_tls(struct fixture *f, int fd, const char *sni)
+{
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = SSL_new(cctx);
+	SSL_CTX_free(cctx); /* ssl holds a reference */
+	SSL_set_fd(ssl, fd);
+	if (sni)
+		SSL_set_tlsext_host_name(ssl, sni);
+	for (int i = 0; i < 100; i++) {
+		int r = SSL_connect(ssl);
+		if (r == 1)
+			return ssl;
+		int e = SSL_get_error(ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			break;
+		pump(f, 10);
+	}
+	SSL_free(ssl);
+	return NULL;
+}
+
+static void tls_read(struct fixture *f, SSL *ssl, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	for (int i = 0; i < 50; i++) {
+		pump(f, 10);
+		int n = SSL_read(ssl, buf, (int)len - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			return;
+		}
+	}
+}
+
+static void test_starttls_injection_and_handshake(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	sendstr(fd, "STARTTLS\r\nMAIL FROM:<injected@evil>\r\n");
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "220 2.0.0 Ready to start TLS\r\n");
+	int o = find_event(f, "offence", "starttls_injection");
+	assert_true(o >= 0);
+	assert_non_null(strstr(f->details[o], "MAIL FROM:<injected@evil>"));
+	SSL *ssl = client_tls(f, fd, "probe.example");
+	assert_non_null(ssl);
+	pump(f, 20); /* TLS 1.3: the server finishes after the client */
+	int t = find_event(f, "tls", "\"mode\":\"starttls\"");
+	assert_true(t >= 0);
+	assert_non_null(strstr(f->details[t], "\"sni\":\"probe.example\""));
+	assert_non_null(strstr(f->details[t], "TLSv1.3"));
+	assert_string_equal(last_tls_version, "TLSv1.3");
+	/* the injected command was not executed: the next reply answers our NOOP only */
+	SSL_write(ssl, "EHLO\r\n", 6);
+	tls_read(f, ssl, buf, sizeof(buf));
+	assert_string_equal(buf, "250-fake\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+	SSL_write(ssl, "QUIT\r\n", 6);
+	tls_read(f, ssl, buf, sizeof(buf));
+	assert_string_equal(buf, "221 2.0.0 Bye\r\n");
+	SSL_free(ssl);
+	close(fd);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+}
+
+static void test_implicit_tls(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_SMTPS);
+	SSL *ssl = client_tls(f, fd, NULL);
+	assert_non_null(ssl);
+	char buf[4096];
+	tls_read(f, ssl, buf, sizeof(buf));
+	assert_string_equal(buf, "220 fake ESMTP\r\n");
+	int t = find_event(f, "tls", "\"mode\":\"implicit\"");
+	assert_true(t >= 0);
+	assert_non_null(strstr(f->details[t], "\"sni\":null"));
+	assert_non_null(strstr(f->details[t], "TLS_AES_256_GCM_SHA384"));
+	SSL_free(ssl);
+	close(fd);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+	assert_true(find_event(f, "disconnect", "client_closed") >= 0);
+}
+
+static void test_plaintext_on_smtps(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_SMTPS);
+	sendstr(fd, "EHLO client.example.net\r\n");
+	pump(f, 50);
+	int e = find_event(f, "tls_error", "\"mode\":\"implicit\"");
+	assert_true(e >= 0);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"tls_error\"") >= 0);
+	assert_int_equal(f->srv.n_conns, 0);
+	/* no plaintext answer; the server closed */
+	char buf[512];
+	ssize_t n;
+	while ((n = recv1(fd, buf, sizeof(buf))) > 0)
+		assert_null(strstr(buf, "220"));
+	assert_int_equal(n, 0);
+	close(fd);
+}
+
+static void test_idle_timeout(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.idle_timeout_ms = 100;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	pump(f, 250);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "421 4.4.2 fake Error: timeout exceeded\r\n");
+	assert_true(find_event(f, "disconnect", "\"reason\":\"idle_timeout\"") >= 0);
+	assert_int_equal(f->srv.n_conns, 0);
+	close(fd);
+}
+
+static void test_limits_per_ip(void **state)
+{
+	struct fixture *f = *state;
+	f->srv.limits = limits_new(100, 1, 0);
+	int fd1 = connect_pair(f, SMTP_ROLE_MX);
+	int fd2 = connect_pair(f, SMTP_ROLE_MX);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd2, buf, sizeof(buf));
+	assert_string_equal(buf,
+			    "421 4.7.0 mx.test.example Error: too many connections from 192.0.2.1\r\n");
+	assert_int_equal(recv1(fd2, buf, sizeof(buf)), 0);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"limit_per_ip\"") >= 0);
+	assert_int_equal(f->srv.n_conns, 1);
+	close(fd1);
+	close(fd2);
+	pump(f, 20);
+	assert_int_equal(limits_active(f->srv.limits), 0);
+}
+
+static void test_shutdown(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	pump(f, 20);
+	conn_shutdown_all(&f->srv);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"shutdown\"") >= 0);
+	close(fd);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN); /* as the daemon does */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_banner_and_one_write_groups, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_lines_and_eof, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_through_spool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_starttls_injection_and_handshake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_implicit_tls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plaintext_on_smtps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits_per_ip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
