@@ -301,6 +301,25 @@ static void test_load_file(void **state)
 	config_free(&cfg);
 }
 
+/* The shipped example must load, and say what it claims. */
+static void test_example_file(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	config_defaults(&cfg);
+	int rc = config_load(&cfg, MXB_SOURCE_DIR "/etc/mxbait.conf.example", &err);
+	if (rc)
+		fprintf(stderr, "%s\n", err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(cfg.hostname, "mail.example.com");
+	assert_string_equal(cfg.smtp_listen[0], "*:25");
+	assert_string_equal(cfg.data_dir, "/var/lib/mxbait");
+	assert_string_equal(cfg.event_log, "/var/lib/mxbait/events.jsonl");
+	assert_int_equal(cfg.max_connections_per_ip, 20);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_units),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
