@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -55,6 +58,35 @@ static int mkdir_p(const char *path)
 	int rc = mkdir(b.data, 0700) != 0 && errno != EEXIST ? -1 : 0;
 	buf_free(&b);
 	return rc;
+}
+
+/* One daemon per data directory: a second one would share the spool's tmp/ (whose
+ * stale files a starting spool removes) and the database.  The lock file also holds
+ * the daemon's pid, for operators. */
+static int lock_data_dir(const char *data_dir)
+{
+	struct buf p;
+	buf_init(&p, 0);
+	buf_printf(&p, "%s/mxbait.pid", data_dir);
+	int fd = open(p.data, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "mxbait: cannot open %s: %s\n", p.data, strerror(errno));
+		buf_free(&p);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr, "mxbait: another mxbait serve is using %s (%s is locked)\n",
+			data_dir, p.data);
+		close(fd);
+		buf_free(&p);
+		return -1;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)n) != n)
+		log_msg(LOG_WARNING, NULL, "cannot write %s", p.data);
+	buf_free(&p);
+	return fd; /* kept open (and locked) for the daemon's life */
 }
 
 static void on_conn_freed(void *arg)
@@ -158,6 +190,7 @@ int serve_run(const struct mxb_config *cfg)
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
 	struct limits *limits = NULL;
+	int lock_fd = -1;
 	struct buf path;
 	buf_init(&path, 0);
 
@@ -176,6 +209,16 @@ int serve_run(const struct mxb_config *cfg)
 	sv.base = event_base_new();
 	if (!sv.base) {
 		fprintf(stderr, "mxbait: cannot create the event loop\n");
+		goto out;
+	}
+	if ((lock_fd = lock_data_dir(cfg->data_dir)) < 0)
+		goto out;
+	/* Bind before touching the spool and the database: a port in use is the most
+	 * common start-up error, and it should leave no trace. (Nothing is accepted
+	 * before the loop runs.) */
+	sv.listeners = listener_set_open(sv.base, cfg, on_accept, &sv, &err);
+	if (!sv.listeners) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot listen");
 		goto out;
 	}
 	buf_printf(&path, "%s/spool", cfg->data_dir);
@@ -220,11 +263,6 @@ int serve_run(const struct mxb_config *cfg)
 			 auth);
 	fill_smtp_config(&srv->smtp_cfg[SMTP_ROLE_SMTPS], cfg, SMTP_ROLE_SMTPS, true, auth);
 
-	sv.listeners = listener_set_open(sv.base, cfg, on_accept, &sv, &err);
-	if (!sv.listeners) {
-		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot listen");
-		goto out;
-	}
 	sv.sigint_ev = evsignal_new(sv.base, SIGINT, on_signal, &sv);
 	sv.sigterm_ev = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
 	sv.sighup_ev = evsignal_new(sv.base, SIGHUP, on_signal, &sv);
@@ -272,5 +310,7 @@ out:
 		event_base_free(sv.base);
 	free(err);
 	buf_free(&path);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return rc;
 }
