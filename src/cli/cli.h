@@ -37,9 +37,26 @@ struct cli_opts {
 	bool json;
 	long limit;
 	int argi; /* index of the first non-option argument */
+	unsigned long long spool_budget; /* from the config file; 0 when not read */
 };
-/* Parse the common options; returns 0, or 2 after printing a usage error. */
+/* Parse the common options (options and arguments may be mixed: arguments are moved
+ * to argv[argi..]); with -c and no -d, data_dir comes from the config file.
+ * Returns 0 to go on, 2 after printing a usage error, 1 when the config file is bad,
+ * -1 after --help printed the usage (the command then exits 0). */
 int cli_parse_common(int argc, char **argv, const char *usage, struct cli_opts *o);
+
+/* A command's own long options, parsed together with the common ones. */
+struct cli_option {
+	const char *name;     /* without "--"; NULL ends the list */
+	bool has_arg;
+	const char **value_r; /* the argument, or "" for a flag that was given */
+};
+int cli_parse(int argc, char **argv, const char *usage, const struct cli_option *extra,
+	      struct cli_opts *o);
+/* <data_dir>/rel, malloc'd. */
+char *cli_data_path(const struct cli_opts *o, const char *rel);
+/* Usage error for a missing positional argument; returns 2. */
+int cli_missing_arg(const char *name, const char *usage, const char *what);
 /* Open <data_dir>/mxbait.db read-only and check its schema.  On failure prints a
  * clear message ("no data directory at X: run mxbait serve first", "X is not an
  * mxbait database") and returns NULL. */

@@ -1,1 +1,380 @@
-/* placeholder: replaced by the module's implementation */
+/*
+ * cmd_show: `mxbait show SESSION|QUEUEID`: a session's transcript or a captured
+ * message.
+ *
+ * A session shows every one of its events in order, one per line (time, event id,
+ * key=value fields).  A message shows its envelope, where it is stored, whether the
+ * file still matches its recorded SHA-256, then its header and text.  Everything that
+ * came from the network is escaped: each byte outside printable ASCII as \xHH, lines
+ * cut at 200 characters and the text at 64 KiB unless --full.  --json gives the events
+ * as stored, or the message with its text as a JSON string.
+ */
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/spoolfile.h"
+#include "cli/table.h"
+#include "store/event.h"
+
+static const char usage[] = "[OPTIONS] [--full] SESSION|QUEUEID";
+
+#define SHOW_TEXT_MAX (64 * 1024)
+#define SHOW_LINE_MAX 200
+
+static bool common_key(const char *k)
+{
+	static const char *const common[] = {"event", "ts", "session", "src_ip", "src_port",
+					     "proto"};
+	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+		if (!strcmp(k, common[i]))
+			return true;
+	return false;
+}
+
+static bool exists(sqlite3 *db, const char *sql, const char *arg)
+{
+	sqlite3_stmt *st = NULL;
+	bool yes = false;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+		yes = sqlite3_step(st) == SQLITE_ROW;
+	}
+	sqlite3_finalize(st);
+	return yes;
+}
+
+static int show_session(sqlite3 *db, const struct cli_opts *o, const char *sid)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (o->json) {
+		/* json(): re-validated, compact; events as the contract defines them. */
+		rc = sqlite3_prepare_v2(db, "SELECT json(json) FROM events WHERE session = ?1"
+					    " ORDER BY id", -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
+		sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+		buf_putc(&b, '[');
+		bool first = true;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (!first)
+				buf_putc(&b, ',');
+			first = false;
+			buf_append(&b, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+		}
+		buf_puts(&b, "]\n");
+		if (rc != SQLITE_DONE)
+			goto fail;
+		fwrite(b.data, 1, b.len, stdout);
+		sqlite3_finalize(st);
+		buf_free(&b);
+		return 0;
+	}
+	/* Header: the session summary. */
+	rc = sqlite3_prepare_v2(db, "SELECT src_ip, src_port, proto, started_us, duration_ms,"
+				    " reason FROM sessions WHERE session = ?1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		char t[40];
+		cli_fmt_time(sqlite3_column_int64(st, 3), t, sizeof(t));
+		buf_puts(&b, "session ");
+		term_escape(&b, sid, strlen(sid), 0);
+		buf_puts(&b, " from ");
+		term_escape(&b, (const char *)sqlite3_column_text(st, 0),
+			    (size_t)sqlite3_column_bytes(st, 0), 64);
+		buf_printf(&b, " port %d on ", sqlite3_column_int(st, 1));
+		term_escape(&b, (const char *)sqlite3_column_text(st, 2),
+			    (size_t)sqlite3_column_bytes(st, 2), 16);
+		buf_printf(&b, ", started %s UTC", t);
+		if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+			long long ms = sqlite3_column_int64(st, 4);
+			buf_printf(&b, ", lasted %lld.%03llds, ended: ", ms / 1000, ms % 1000);
+			term_escape(&b, (const char *)sqlite3_column_text(st, 5),
+				    (size_t)sqlite3_column_bytes(st, 5), 32);
+		} else {
+			buf_puts(&b, ", still open");
+		}
+		buf_putc(&b, '\n');
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	/* Each event's fields in the order they were written. */
+	rc = sqlite3_prepare_v2(db,
+				"SELECT e.id, e.ts_us, e.event, j.key, j.type, j.atom, j.value"
+				" FROM events e, json_each(e.json) j WHERE e.session = ?1"
+				" ORDER BY e.id, j.id",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+	int64_t cur = -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		if (id != cur) {
+			if (cur >= 0)
+				buf_putc(&b, '\n');
+			cur = id;
+			int64_t us = sqlite3_column_int64(st, 1);
+			char t[40];
+			mxb_format_ts(us, t, sizeof(t));
+			/* HH:MM:SS.uuuuuu from the RFC 3339 form. */
+			buf_printf(&b, "%.15s  ", t + 11);
+			const char *name = (const char *)sqlite3_column_text(st, 2);
+			size_t nl = (size_t)sqlite3_column_bytes(st, 2);
+			size_t before = b.len;
+			term_escape(&b, name, nl, 16);
+			for (size_t pad = b.len - before; pad < 16; pad++)
+				buf_putc(&b, ' ');
+		}
+		const char *key = (const char *)sqlite3_column_text(st, 3);
+		if (!key || common_key(key))
+			continue;
+		const char *type = (const char *)sqlite3_column_text(st, 4);
+		buf_putc(&b, ' ');
+		term_escape(&b, key, strlen(key), 32);
+		buf_putc(&b, '=');
+		if (type && !strcmp(type, "text")) {
+			buf_putc(&b, '"');
+			term_escape(&b, (const char *)sqlite3_column_text(st, 5),
+				    (size_t)sqlite3_column_bytes(st, 5), SHOW_LINE_MAX);
+			buf_putc(&b, '"');
+		} else if (type && (!strcmp(type, "array") || !strcmp(type, "object"))) {
+			term_escape(&b, (const char *)sqlite3_column_text(st, 6),
+				    (size_t)sqlite3_column_bytes(st, 6), SHOW_LINE_MAX);
+		} else if (type && !strcmp(type, "null")) {
+			buf_puts(&b, "null");
+		} else if (type && !strcmp(type, "true")) {
+			buf_puts(&b, "true");
+		} else if (type && !strcmp(type, "false")) {
+			buf_puts(&b, "false");
+		} else {
+			term_escape(&b, (const char *)sqlite3_column_text(st, 5),
+				    (size_t)sqlite3_column_bytes(st, 5), 40);
+		}
+	}
+	if (cur >= 0)
+		buf_putc(&b, '\n');
+	if (rc != SQLITE_DONE)
+		goto fail;
+	fwrite(b.data, 1, b.len, stdout);
+	sqlite3_finalize(st);
+	buf_free(&b);
+	return 0;
+fail:
+	fprintf(stderr, "mxbait: %s\n", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	buf_free(&b);
+	return 1;
+}
+
+/* Read up to max bytes of the file (0: all); total size in *size_r; SHA-256 of the
+ * whole file in hex. */
+static int read_message(const char *path, size_t max, struct buf *out, uint64_t *size_r,
+			char sha_r[65])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		close(fd);
+		return -1;
+	}
+	char chunk[65536];
+	uint64_t total = 0;
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
+		EVP_DigestUpdate(md, chunk, (size_t)n);
+		size_t keep = (size_t)n;
+		if (max && total < max && total + keep > max)
+			keep = (size_t)(max - total);
+		if (!max || total < max)
+			buf_append(out, chunk, keep);
+		total += (uint64_t)n;
+	}
+	close(fd);
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dl = 0;
+	EVP_DigestFinal_ex(md, d, &dl);
+	EVP_MD_CTX_free(md);
+	for (unsigned i = 0; i < dl && i < 32; i++)
+		snprintf(sha_r + 2 * i, 3, "%02x", d[i]);
+	*size_r = total;
+	return n < 0 ? -1 : 0;
+}
+
+/* The message text, line by line, every line escaped and cut. */
+static void print_text(struct buf *b, const char *s, size_t len, bool full)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t eol = i;
+		while (eol < len && s[eol] != '\n')
+			eol++;
+		size_t end = eol;
+		if (end > i && s[end - 1] == '\r')
+			end--;
+		buf_puts(b, "  ");
+		term_escape(b, s + i, end - i, full ? 0 : SHOW_LINE_MAX);
+		buf_putc(b, '\n');
+		i = eol + 1;
+	}
+}
+
+static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, bool full)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db,
+				    "SELECT queue_id, ts_us, session, src_ip, sender, recipients,"
+				    " size, sha256, spool, method, auth_user, tls FROM messages"
+				    " WHERE queue_id = ?1 ORDER BY id DESC LIMIT 1",
+				    -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "mxbait: %s\n", sqlite3_errmsg(db));
+		return 1;
+	}
+	sqlite3_bind_text(st, 1, qid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		fprintf(stderr, "mxbait: no message %s\n", qid);
+		return 1;
+	}
+	const char *spool = (const char *)sqlite3_column_text(st, 8);
+	char *path = spoolfile_path(o, spool);
+	struct buf text, b;
+	buf_init(&text, 0);
+	buf_init(&b, 0);
+	uint64_t fsize = 0;
+	char sha[65] = "";
+	int rr = path ? read_message(path, full ? 0 : SHOW_TEXT_MAX, &text, &fsize, sha) : -1;
+	const char *want_sha = (const char *)sqlite3_column_text(st, 7);
+	bool sha_ok = rr == 0 && want_sha && !strcmp(want_sha, sha);
+	bool cut = rr == 0 && fsize > text.len;
+	if (o->json) {
+		struct jw w;
+		jw_init(&w, &b);
+		jw_begin_object(&w, NULL);
+		static const char *names[] = {"queue_id", "ts_us", "session", "src_ip", "sender"};
+		for (int i = 0; i < 5; i++)
+			jw_col(&w, names[i], st, i);
+		const char *r = (const char *)sqlite3_column_text(st, 5);
+		if (r && r[0] == '[')
+			jw_raw(&w, "recipients", r, (size_t)sqlite3_column_bytes(st, 5));
+		else
+			jw_null(&w, "recipients");
+		jw_col(&w, "size", st, 6);
+		jw_col(&w, "sha256", st, 7);
+		jw_col(&w, "spool", st, 8);
+		jw_col(&w, "method", st, 9);
+		jw_col(&w, "auth_user", st, 10);
+		jw_bool(&w, "tls", sqlite3_column_int(st, 11) != 0);
+		jw_cstr(&w, "path", path);
+		if (rr == 0) {
+			jw_bool(&w, "sha256_ok", sha_ok);
+			jw_str(&w, "text", text.data ? text.data : "", text.len);
+			jw_bool(&w, "truncated", cut);
+		} else {
+			jw_null(&w, "sha256_ok");
+			jw_null(&w, "text");
+			jw_bool(&w, "truncated", false);
+		}
+		jw_end_object(&w);
+		buf_putc(&b, '\n');
+	} else {
+		char t[40], sz[32];
+		const struct {
+			const char *label;
+			int col;
+		} env[] = {{"queue id", 0}, {"session", 2}, {"peer", 3}, {"sender", 4},
+			   {"recipients", 5}, {"method", 9}, {"auth user", 10}};
+		for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+			buf_printf(&b, "%-12s", env[i].label);
+			if (sqlite3_column_type(st, env[i].col) == SQLITE_NULL)
+				buf_putc(&b, '-');
+			else
+				term_escape(&b, (const char *)sqlite3_column_text(st, env[i].col),
+					    (size_t)sqlite3_column_bytes(st, env[i].col),
+					    full ? 0 : 4 * SHOW_LINE_MAX);
+			buf_putc(&b, '\n');
+			if (i == 0) {
+				cli_fmt_time(sqlite3_column_int64(st, 1), t, sizeof(t));
+				buf_printf(&b, "%-12s%s UTC\n", "time", t);
+			}
+		}
+		buf_printf(&b, "%-12s%s\n", "tls", sqlite3_column_int(st, 11) ? "yes" : "no");
+		cli_fmt_size((uint64_t)sqlite3_column_int64(st, 6), sz, sizeof(sz));
+		buf_printf(&b, "%-12s%lld bytes (%s)\n", "size",
+			   (long long)sqlite3_column_int64(st, 6), sz);
+		buf_printf(&b, "%-12s", "sha256");
+		term_escape(&b, want_sha ? want_sha : "-", want_sha ? strlen(want_sha) : 1, 80);
+		buf_printf(&b, "%s\n", rr != 0 ? "" : sha_ok ? " (file matches)"
+							  : " (FILE DIFFERS)");
+		buf_printf(&b, "%-12s", "stored");
+		if (path)
+			term_escape(&b, path, strlen(path), 0);
+		else
+			buf_puts(&b, "(file not found in the spool)");
+		buf_putc(&b, '\n');
+		if (rr == 0) {
+			buf_puts(&b, "\n");
+			print_text(&b, text.data ? text.data : "", text.len, full);
+			if (cut)
+				buf_printf(&b, "[... %llu more bytes; --full shows all]\n",
+					   (unsigned long long)(fsize - text.len));
+		}
+	}
+	fwrite(b.data, 1, b.len, stdout);
+	buf_free(&b);
+	buf_free(&text);
+	free(path);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int cmd_show(int argc, char **argv)
+{
+	const char *full = NULL;
+	const struct cli_option extra[] = {{"full", false, &full}, {NULL, false, NULL}};
+	struct cli_opts o;
+	int r = cli_parse(argc, argv, usage, extra, &o);
+	if (r)
+		return r < 0 ? 0 : r;
+	if (o.argi >= argc)
+		return cli_missing_arg("show", usage, "SESSION or QUEUEID");
+	if (o.argi + 1 < argc) {
+		fprintf(stderr, "mxbait show: one SESSION or QUEUEID, not '%s'\n",
+			argv[o.argi + 1]);
+		return 2;
+	}
+	const char *id = argv[o.argi];
+	sqlite3 *db = cli_open_db(&o);
+	if (!db)
+		return 1;
+	int ret;
+	if (exists(db, "SELECT 1 FROM sessions WHERE session = ?1", id) ||
+	    exists(db, "SELECT 1 FROM events WHERE session = ?1 LIMIT 1", id)) {
+		ret = show_session(db, &o, id);
+	} else if (exists(db, "SELECT 1 FROM messages WHERE queue_id = ?1", id)) {
+		ret = show_message(db, &o, id, full != NULL);
+	} else {
+		struct buf e;
+		buf_init(&e, 0);
+		term_escape(&e, id, strlen(id), 64);
+		fprintf(stderr, "mxbait: no session or message '%s'\n", e.data ? e.data : "");
+		buf_free(&e);
+		ret = 1;
+	}
+	sqlite3_close(db);
+	return ret;
+}

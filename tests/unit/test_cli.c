@@ -1,0 +1,543 @@
+/* test_cli: run the built `mxbait` binary (argv[1]) against a data directory made here
+ * with the real event store and spool: tables, --json validity, escaping of attacker
+ * bytes, message display caps, and the error messages and exit codes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/event.h"
+#include "store/eventstore.h"
+#include "store/spool.h"
+
+static const char *mxbait;
+static char data[64];    /* the data directory */
+static char work[64];    /* scratch */
+static char qid[24], qid_big[24];
+static const char *sid = "0123456789abcdef";
+
+struct run {
+	int status;
+	char *out;
+	size_t out_len;
+	char *err;
+};
+
+static char *slurp(const char *path, size_t *len_r)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	struct buf b;
+	buf_init(&b, 0);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(&b, chunk, n);
+	fclose(f);
+	char *s = buf_steal(&b, len_r);
+	if (!s) {
+		s = strdup("");
+		if (len_r)
+			*len_r = 0;
+	}
+	return s;
+}
+
+static void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* Run mxbait with args (a shell-safe string: our own temp paths only). */
+static struct run run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static struct run run(const char *fmt, ...)
+{
+	char args[1024], cmd[2048], o[128], e[128];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(o, sizeof(o), "%s/out", work);
+	snprintf(e, sizeof(e), "%s/err", work);
+	snprintf(cmd, sizeof(cmd), "%s %s >%s 2>%s </dev/null", mxbait, args, o, e);
+	int st = system(cmd);
+	struct run r;
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	r.out = slurp(o, &r.out_len);
+	r.err = slurp(e, NULL);
+	/* Whatever the command, no raw attacker escape byte may reach the terminal. */
+	assert_null(memchr(r.out, 0x1b, r.out_len));
+	assert_null(strchr(r.err, 0x1b));
+	return r;
+}
+
+static void expect_in(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle))
+		fail_msg("expected \"%s\" in:\n%s", needle, hay);
+}
+
+/* Evaluate a SQL expression over the JSON text ?1 (json_valid, json_extract...). */
+static char *json_q(const char *json, const char *expr)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	char sql[512];
+	snprintf(sql, sizeof(sql), "SELECT %s", expr);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	const char *t = (const char *)sqlite3_column_text(st, 0);
+	char *r = strdup(t ? t : "NULL");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return r;
+}
+
+static void expect_json(const char *json, const char *expr, const char *want)
+{
+	char *v = json_q(json, expr);
+	if (strcmp(v, want))
+		fail_msg("%s = %s, want %s, in:\n%s", expr, v, want, json);
+	free(v);
+}
+
+static struct mxb_event *ev(const char *name, int64_t ts)
+{
+	struct mxb_event *e = mxb_event_new(name);
+	mxb_event_stamp(e, ts, sid, "192.0.2.7", 40000, "smtp");
+	return e;
+}
+
+static void on_done(void *arg, const struct spool_result *r)
+{
+	*(struct spool_result *)arg = *r;
+}
+
+/* Capture a message through the real spool; returns its result. */
+static struct spool_result capture(const char *text, size_t len)
+{
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/spool", data);
+	struct spool *sp = spool_open(dir, 0, "test.example", NULL, NULL);
+	assert_non_null(sp);
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, text, len), 0);
+	struct spool_result r;
+	memset(&r, 0, sizeof(r));
+	spool_msg_commit(&m, on_done, &r);
+	spool_close(&sp);
+	assert_true(r.ok);
+	return r;
+}
+
+static void message_event(struct eventstore *es, const struct spool_result *r, int64_t ts,
+			  const char *sender)
+{
+	struct mxb_event *e = ev("message", ts);
+	mxb_event_str(e, "queue_id", r->queue_id);
+	mxb_event_str(e, "spool", r->name);
+	mxb_event_str(e, "sha256", r->sha256);
+	mxb_event_int(e, "size", (int64_t)r->size);
+	mxb_event_str(e, "sender", sender);
+	const char *rc[] = {"alice@local.example", "bob@local.example"};
+	mxb_event_str_array(e, "recipients", rc, 2);
+	mxb_event_str(e, "method", "DATA");
+	mxb_event_null(e, "auth_user");
+	mxb_event_bool(e, "tls", false);
+	eventstore_submit(es, e);
+}
+
+static int setup(void **state)
+{
+	snprintf(data, sizeof(data), "/tmp/mxb-cli-XXXXXX");
+	assert_non_null(mkdtemp(data));
+	snprintf(work, sizeof(work), "/tmp/mxb-cliw-XXXXXX");
+	assert_non_null(mkdtemp(work));
+	char db[128], jl[128];
+	snprintf(db, sizeof(db), "%s/mxbait.db", data);
+	snprintf(jl, sizeof(jl), "%s/events.jsonl", data);
+	struct eventstore *es = eventstore_open(db, jl, NULL);
+	assert_non_null(es);
+	int64_t t0 = 1795000000000000; /* 2026-11-18 */
+	struct mxb_event *e = ev("connect", t0);
+	mxb_event_str(e, "dst_ip", "127.0.0.1");
+	mxb_event_int(e, "dst_port", 2525);
+	eventstore_submit(es, e);
+	e = ev("helo", t0 + 1000);
+	mxb_event_str(e, "verb", "EHLO");
+	mxb_event_str(e, "name", "evil\x1b]0;owned\x07\xff");
+	eventstore_submit(es, e);
+	for (int ok = 0; ok < 2; ok++) {
+		e = ev("auth", t0 + 2000 + ok);
+		mxb_event_str(e, "mechanism", "LOGIN");
+		mxb_event_str(e, "username", ok ? "admin" : "root");
+		mxb_event_str(e, "password", "hunter2");
+		mxb_event_null(e, "authzid");
+		mxb_event_bool(e, "success", ok);
+		mxb_event_str(e, "result", ok ? "ok" : "fail");
+		eventstore_submit(es, e);
+	}
+	for (int i = 0; i < 2; i++) {
+		e = ev("rcpt", t0 + 3000 + i);
+		mxb_event_str(e, "recipient", i ? "x@foreign.example" : "alice@local.example");
+		mxb_event_str(e, "params", "");
+		mxb_event_bool(e, "accepted", !i);
+		mxb_event_int(e, "reply", i ? 454 : 250);
+		mxb_event_bool(e, "relay", i);
+		eventstore_submit(es, e);
+	}
+	const char msg[] = "Received: from evil\r\n"
+			   "Subject: Hello \x1b[2J world\r\n"
+			   "\tfolded part\r\n"
+			   "From: a@b.example\r\n"
+			   "\r\n"
+			   "Body line one \x1b[31mred\r\n"
+			   "bell \x07 and \xc3\xa9\r\n";
+	struct spool_result r = capture(msg, sizeof(msg) - 1);
+	snprintf(qid, sizeof(qid), "%s", r.queue_id);
+	message_event(es, &r, t0 + 4000, "spammer@evil.example");
+	/* A big message: 200 KB with a 1000-byte line. */
+	struct buf big;
+	buf_init(&big, 0);
+	buf_puts(&big, "Subject: big\r\n\r\n");
+	for (int i = 0; i < 1000; i++)
+		buf_putc(&big, 'L');
+	buf_puts(&big, "\r\n");
+	while (big.len < 200 * 1024)
+		buf_puts(&big, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n");
+	buf_puts(&big, "THE-END\r\n");
+	r = capture(big.data, big.len);
+	buf_free(&big);
+	snprintf(qid_big, sizeof(qid_big), "%s", r.queue_id);
+	message_event(es, &r, t0 + 5000, "");
+	e = ev("offence", t0 + 6000);
+	mxb_event_str(e, "kind", "bare_lf");
+	mxb_event_str(e, "detail", "DATA");
+	eventstore_submit(es, e);
+	e = ev("disconnect", t0 + 7000);
+	mxb_event_str(e, "reason", "quit");
+	mxb_event_int(e, "duration_ms", 1234);
+	mxb_event_str(e, "state", "idle");
+	mxb_event_int(e, "commands", 8);
+	mxb_event_int(e, "errors", 1);
+	mxb_event_int(e, "messages", 2);
+	eventstore_submit(es, e);
+	/* A second session from another address, still open. */
+	e = mxb_event_new("connect");
+	mxb_event_stamp(e, t0 + 8000, "fedcba9876543210", "2001:db8::1", 50000, "submission");
+	mxb_event_str(e, "dst_ip", "::1");
+	mxb_event_int(e, "dst_port", 2587);
+	eventstore_submit(es, e);
+	eventstore_close(&es);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+	if (getenv("MXB_KEEP_TEST_DATA")) { /* for a look at the output by hand */
+		fprintf(stderr, "# data dir kept: %s\n", data);
+		return 0;
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", data, work);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_stats(void **state)
+{
+	struct run r = run("stats -d %s", data);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "sessions");
+	expect_in(r.out, "distinct IPs");
+	expect_in(r.out, "bare_lf");
+	expect_in(r.out, "quit");
+	expect_in(r.out, "2026-11-");
+	run_free(&r);
+	r = run("stats --json -d %s", data);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_valid(?1)", "1");
+	expect_json(r.out, "json_extract(?1, '$.sessions')", "2");
+	expect_json(r.out, "json_extract(?1, '$.distinct_ips')", "2");
+	expect_json(r.out, "json_extract(?1, '$.messages')", "2");
+	expect_json(r.out, "json_extract(?1, '$.auth.ok')", "1");
+	expect_json(r.out, "json_extract(?1, '$.auth.failed')", "1");
+	expect_json(r.out, "json_extract(?1, '$.rcpt.accepted')", "1");
+	expect_json(r.out, "json_extract(?1, '$.rcpt.denied')", "1");
+	expect_json(r.out, "json_extract(?1, '$.offences.bare_lf')", "1");
+	expect_json(r.out, "json_extract(?1, '$.disconnect_reasons.quit')", "1");
+	expect_json(r.out, "json_extract(?1, '$.spool.files')", "2");
+	expect_json(r.out, "json_extract(?1, '$.events_dropped')", "0");
+	expect_json(r.out, "json_extract(?1, '$.first_event')", "2026-11-18 11:06:40");
+	run_free(&r);
+}
+
+static void test_sessions(void **state)
+{
+	struct run r = run("sessions -d %s", data);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "SESSION");
+	expect_in(r.out, sid);
+	expect_in(r.out, "192.0.2.7:40000");
+	expect_in(r.out, "[2001:db8::1]:50000");
+	expect_in(r.out, "evil\\x1B]0;owned\\x07\\xC3\\xBF"); /* escaped, U+00FF as UTF-8 */
+	expect_in(r.out, "admin");
+	expect_in(r.out, "1.234s");
+	expect_in(r.out, "open");
+	/* Newest first. */
+	assert_true(strstr(r.out, "fedcba9876543210") < strstr(r.out, sid));
+	run_free(&r);
+
+	r = run("sessions --json -d %s", data);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_valid(?1)", "1");
+	expect_json(r.out, "json_array_length(?1)", "2");
+	expect_json(r.out, "json_extract(?1, '$[1].session')", sid);
+	expect_json(r.out, "json_extract(?1, '$[1].helo')", "evil\x1b]0;owned\x07\xc3\xbf");
+	expect_json(r.out, "json_extract(?1, '$[1].commands')", "8");
+	expect_json(r.out, "json_extract(?1, '$[0].ended_us')", "NULL");
+	run_free(&r);
+
+	r = run("sessions --ip 192.0.2.7 --json -d %s", data);
+	expect_json(r.out, "json_array_length(?1)", "1");
+	run_free(&r);
+	r = run("sessions -d %s --ip 198.51.100.1", data);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "(no sessions");
+	run_free(&r);
+	r = run("sessions -n 1 --json -d %s", data);
+	expect_json(r.out, "json_array_length(?1)", "1");
+	run_free(&r);
+}
+
+static void test_messages(void **state)
+{
+	struct run r = run("messages -d %s", data);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, qid);
+	expect_in(r.out, qid_big);
+	expect_in(r.out, "spammer@evil.example");
+	expect_in(r.out, "<>");
+	/* Subject unfolded and escaped. */
+	expect_in(r.out, "Hello \\x1B[2J world folded part");
+	expect_in(r.out, "big");
+	run_free(&r);
+
+	r = run("messages --json -d %s", data);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_valid(?1)", "1");
+	expect_json(r.out, "json_array_length(?1)", "2");
+	expect_json(r.out, "json_extract(?1, '$[1].queue_id')", qid);
+	expect_json(r.out, "json_extract(?1, '$[1].subject')", "Hello \x1b[2J world folded part");
+	expect_json(r.out, "json_extract(?1, '$[1].recipients[1]')", "bob@local.example");
+	expect_json(r.out, "json_extract(?1, '$[1].n_rcpt')", "2");
+	expect_json(r.out, "json_extract(?1, '$[0].sender')", "");
+	run_free(&r);
+}
+
+static void test_show_message(void **state)
+{
+	struct run r = run("show -d %s %s", data, qid);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "spammer@evil.example");
+	expect_in(r.out, "alice@local.example");
+	expect_in(r.out, "(file matches)");
+	expect_in(r.out, "Body line one \\x1B[31mred");
+	expect_in(r.out, "bell \\x07 and \\xC3\\xA9");
+	expect_in(r.out, "Subject: Hello \\x1B[2J world");
+	assert_null(strchr(r.out, '\a'));
+	assert_null(strchr(r.out, '\r'));
+	run_free(&r);
+
+	r = run("show --json %s -d %s", qid, data);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_valid(?1)", "1");
+	expect_json(r.out, "json_extract(?1, '$.sha256_ok')", "1");
+	expect_json(r.out, "json_extract(?1, '$.truncated')", "0");
+	expect_json(r.out, "instr(json_extract(?1, '$.text'), 'red') > 0", "1");
+	run_free(&r);
+
+	/* Capped by default: the long line is cut, the end is not shown. */
+	r = run("show -d %s %s", data, qid_big);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "--full shows all");
+	assert_null(strstr(r.out, "THE-END"));
+	assert_true(r.out_len < 100 * 1024);
+	char *l = strstr(r.out, "LLLL");
+	assert_non_null(l);
+	assert_true(strcspn(l, "\n") <= 200);
+	run_free(&r);
+	r = run("show --full -d %s %s", data, qid_big);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "THE-END");
+	l = strstr(r.out, "LLLL");
+	assert_true(strcspn(l, "\n") >= 1000);
+	run_free(&r);
+	r = run("show --json -d %s %s", data, qid_big);
+	expect_json(r.out, "json_extract(?1, '$.truncated')", "1");
+	run_free(&r);
+
+	/* A changed file is flagged. */
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cd %s/spool/new && for f in *; do echo tamper >> \"$f\"; done",
+		 data);
+	assert_int_equal(system(cmd), 0);
+	r = run("show -d %s %s", data, qid);
+	expect_in(r.out, "FILE DIFFERS");
+	run_free(&r);
+}
+
+static void test_show_session(void **state)
+{
+	struct run r = run("show -d %s %s", data, sid);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "session 0123456789abcdef from 192.0.2.7 port 40000");
+	expect_in(r.out, "connect");
+	expect_in(r.out, "name=\"evil\\x1B]0;owned\\x07\\xC3\\xBF\"");
+	expect_in(r.out, "username=\"root\"");
+	expect_in(r.out, "success=false");
+	expect_in(r.out, "authzid=null");
+	expect_in(r.out, "recipients=[\"alice@local.example\",\"bob@local.example\"]");
+	expect_in(r.out, "reason=\"quit\"");
+	/* One line per event, in order. */
+	int lines = 0;
+	for (const char *p = r.out; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, 1 + 10);
+	assert_true(strstr(r.out, " connect") < strstr(r.out, " disconnect"));
+	run_free(&r);
+
+	r = run("show --json -d %s %s", data, sid);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_valid(?1)", "1");
+	expect_json(r.out, "json_array_length(?1)", "10");
+	expect_json(r.out, "json_extract(?1, '$[1].name')", "evil\x1b]0;owned\x07\xc3\xbf");
+	run_free(&r);
+}
+
+static void test_errors(void **state)
+{
+	struct run r = run("stats -d %s/nope", work);
+	assert_int_equal(r.status, 1);
+	char want[512];
+	snprintf(want, sizeof(want), "mxbait: no data directory at %s/nope (run `mxbait serve` "
+				     "first, or use -d DIR)\n", work);
+	assert_string_equal(r.err, want);
+	run_free(&r);
+
+	/* Directory without a database. */
+	r = run("sessions -d %s", work);
+	assert_int_equal(r.status, 1);
+	expect_in(r.err, "no database at");
+	run_free(&r);
+
+	/* Not a database. */
+	char path[256];
+	snprintf(path, sizeof(path), "%s/bad", work);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/bad/mxbait.db", work);
+	FILE *f = fopen(path, "w");
+	for (int i = 0; i < 200; i++)
+		fputs("this is not sqlite\n", f);
+	fclose(f);
+	r = run("messages -d %s/bad", work);
+	assert_int_equal(r.status, 1);
+	snprintf(want, sizeof(want), "mxbait: %s is not an mxbait database: file is not a database\n",
+		 path);
+	assert_string_equal(r.err, want);
+	run_free(&r);
+
+	/* Schema too new. */
+	sqlite3 *db;
+	unlink(path);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_exec(db, "CREATE TABLE events(x); PRAGMA user_version = 99", NULL, NULL, NULL);
+	sqlite3_close(db);
+	r = run("show -d %s/bad 0123", work);
+	assert_int_equal(r.status, 1);
+	expect_in(r.err, "schema version 99 is newer than this mxbait supports");
+	run_free(&r);
+
+	/* Usage errors: 2. */
+	r = run("show -d %s", data);
+	assert_int_equal(r.status, 2);
+	expect_in(r.err, "missing SESSION or QUEUEID");
+	run_free(&r);
+	r = run("sessions --limit abc -d %s", data);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("stats --nonsense");
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("stats -d %s extra", data);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("frobnicate");
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	/* --help: usage on stdout, exit 0. */
+	r = run("sessions --help");
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "usage: mxbait sessions");
+	expect_in(r.out, "--ip IP");
+	run_free(&r);
+
+	/* Unknown id. */
+	r = run("show -d %s NOSUCHID", data);
+	assert_int_equal(r.status, 1);
+	expect_in(r.err, "no session or message 'NOSUCHID'");
+	run_free(&r);
+}
+
+/* -c FILE: data_dir from the config file. */
+static void test_config(void **state)
+{
+	char conf[128];
+	snprintf(conf, sizeof(conf), "%s/mxbait.conf", work);
+	FILE *f = fopen(conf, "w");
+	fprintf(f, "# test\ndata_dir = %s\nspool_budget = 1m\n", data);
+	fclose(f);
+	struct run r = run("stats --json -c %s", conf);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_extract(?1, '$.sessions')", "2");
+	expect_json(r.out, "json_extract(?1, '$.spool.budget')", "1048576");
+	run_free(&r);
+	f = fopen(conf, "w");
+	fprintf(f, "no_such_key = 1\n");
+	fclose(f);
+	r = run("stats -c %s", conf);
+	assert_int_equal(r.status, 1);
+	expect_in(r.err, "no_such_key");
+	run_free(&r);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PATH/TO/mxbait\n", argv[0]);
+		return 2;
+	}
+	mxbait = argv[1];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_sessions),
+		cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_show_message),
+		cmocka_unit_test(test_show_session),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_config),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
