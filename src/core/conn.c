@@ -94,6 +94,7 @@ struct conn {
 	const char *pending_engine;
 	bool pending_flush;
 	char close_reason[32];
+	char end_state[32];   /* engine state before a hangup changed it */
 };
 
 static void conn_run(struct conn *c);
@@ -172,7 +173,7 @@ static void emit_disconnect(struct conn *c, const char *reason)
 	const char *state = "connect";
 	if (c->s) {
 		smtp_session_counters(c->s, &k);
-		state = smtp_session_state_name(c->s);
+		state = c->end_state[0] ? c->end_state : smtp_session_state_name(c->s);
 	}
 	struct mxb_event *ev = mxb_event_new("disconnect");
 	if (ev) {
@@ -320,8 +321,12 @@ static void conn_end(struct conn *c, const char *reason, const char *engine_reas
 		}
 		return;
 	}
-	if (c->s && c->started && c->susp != SUSP_CLOSE)
+	if (c->s && c->started && c->susp != SUSP_CLOSE) {
+		/* the disconnect event tells what the client was doing, not "closed" */
+		snprintf(c->end_state, sizeof(c->end_state), "%s",
+			 smtp_session_state_name(c->s));
 		smtp_session_hangup(c->s, engine_reason);
+	}
 	conn_close(c, reason, flush);
 }
 
