@@ -6,7 +6,8 @@
 set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
-libsqlite3-dev libcmocka-dev openssl"
+libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
+libxml2-dev libidn2-dev publicsuffix"
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest

@@ -1,0 +1,674 @@
+/*
+ * analyze: one message through GMime (structure, headers, charsets) into a struct
+ * analysis (see analyze.h).
+ *
+ * Bounded memory: GMime parses from a stream over the caller's bytes without copying
+ * part bodies (it keeps substreams), and every leaf part is decoded through a filter
+ * stream in 64 KiB chunks: hashed and sniffed on the fly, and only text kept (capped).
+ */
+#include "analyze/analyze_private.h"
+
+#include <ctype.h>
+#include <gmime/gmime.h>
+#include <magic.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "analyze/url.h"
+
+#define CHUNK (64 * 1024)
+#define MAGIC_BYTES (64 * 1024)
+
+const char *const an_where_names[] = {"text", "html_href", "html_src", "html_action",
+				      "html_meta", "html_css", "html_srcset", "html_text",
+				      "redirect", "header", "attachment"};
+
+size_t an_where_count(void)
+{
+	return sizeof(an_where_names) / sizeof(an_where_names[0]);
+}
+
+void analyze_limits_default(struct analyze_limits *l)
+{
+	l->max_depth = 20;
+	l->max_parts = 2000;
+	l->max_decoded = 64u << 20;
+	l->max_text = 4u << 20;
+	l->max_links = 5000;
+	l->max_recipients = 10000;
+}
+
+static magic_t g_magic;
+
+void analyze_global_init(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	g_mime_init();
+	url_psl_init(NULL);
+	g_magic = magic_open(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_COMPRESS | MAGIC_NO_CHECK_ELF |
+			     MAGIC_ERROR);
+	if (g_magic && magic_load(g_magic, NULL) != 0) {
+		magic_close(g_magic);
+		g_magic = NULL;
+	}
+}
+
+char *an_strdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+char *an_strndup(const char *s, size_t n)
+{
+	return s ? strndup(s, n) : NULL;
+}
+
+void *an_grow_(void **arr, size_t *n, size_t elsize)
+{
+	size_t k = *n;
+	if (k == 0 || (k >= 4 && (k & (k - 1)) == 0)) {
+		size_t cap = k == 0 ? 4 : k * 2;
+		void *na = realloc(*arr, cap * elsize);
+		if (!na)
+			return NULL;
+		*arr = na;
+	}
+	char *el = (char *)*arr + k * elsize;
+	memset(el, 0, elsize);
+	*n = k + 1;
+	return el;
+}
+
+void an_finding(struct analysis *a, const char *kind, const char *fmt, ...)
+{
+	if (a->n_findings >= 256)
+		return;
+	struct an_finding *f = AN_PUSH(a->findings, a->n_findings);
+	if (!f)
+		return;
+	char tmp[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	f->kind = strdup(kind);
+	f->detail = strdup(tmp);
+}
+
+/* ---- recipients and senders ---- */
+
+static char *lower_dup(const char *s)
+{
+	char *d = an_strdup(s);
+	for (char *p = d; p && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return d;
+}
+
+static void add_rcpt(struct an_ctx *c, const char *addr, const char *name, unsigned src)
+{
+	struct analysis *a = c->a;
+	const char *at = addr ? strrchr(addr, '@') : NULL;
+	if (!at || at == addr || !at[1]) /* "undisclosed-recipients", bare names */
+		return;
+	char *l = lower_dup(addr);
+	for (size_t i = 0; i < a->n_rcpts; i++)
+		if (strcmp(a->rcpts[i].addr, l) == 0) {
+			a->rcpts[i].src |= src;
+			if (!a->rcpts[i].name && name && *name)
+				a->rcpts[i].name = strdup(name);
+			free(l);
+			return;
+		}
+	if (a->n_rcpts >= c->lim->max_recipients) {
+		if (a->n_rcpts == c->lim->max_recipients)
+			an_finding(a, "recipients_limit", "more than %u recipients",
+				   c->lim->max_recipients);
+		free(l);
+		return;
+	}
+	struct an_rcpt *r = AN_PUSH(a->rcpts, a->n_rcpts);
+	if (!r) {
+		free(l);
+		return;
+	}
+	r->addr = l;
+	r->name = name && *name ? strdup(name) : NULL;
+	r->src = src;
+}
+
+static void walk_addrs(struct an_ctx *c, InternetAddressList *list, unsigned src, int depth)
+{
+	if (!list || depth > 4)
+		return;
+	int n = internet_address_list_length(list);
+	for (int i = 0; i < n; i++) {
+		InternetAddress *ia = internet_address_list_get_address(list, i);
+		if (INTERNET_ADDRESS_IS_MAILBOX(ia))
+			add_rcpt(c, internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)),
+				 internet_address_get_name(ia), src);
+		else if (INTERNET_ADDRESS_IS_GROUP(ia))
+			walk_addrs(c, internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)),
+				   src, depth + 1);
+	}
+}
+
+static const char *first_mailbox(InternetAddressList *list, const char **name_r)
+{
+	if (!list)
+		return NULL;
+	int n = internet_address_list_length(list);
+	for (int i = 0; i < n; i++) {
+		InternetAddress *ia = internet_address_list_get_address(list, i);
+		if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+			if (name_r)
+				*name_r = internet_address_get_name(ia);
+			return internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+		}
+	}
+	return NULL;
+}
+
+static char *strip_angle(const char *s)
+{
+	if (!s)
+		return NULL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	const char *lt = strchr(s, '<');
+	if (lt) {
+		const char *gt = strchr(lt, '>');
+		return gt ? strndup(lt + 1, (size_t)(gt - lt - 1)) : strdup(lt + 1);
+	}
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	return strndup(s, n);
+}
+
+/* The capture's own Received header (the first one) names the client:
+ *   from HELO (rdns [IP]) ... (Authenticated sender: USER) ...
+ * Only the first header is trusted: it is the one our daemon wrote. */
+static void session_facts(struct analysis *a, GMimeObject *msg)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(msg);
+	int n = hl ? g_mime_header_list_get_count(hl) : 0;
+	for (int i = 0; i < n; i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+		if (strcasecmp(g_mime_header_get_name(h), "Received") != 0)
+			continue;
+		const char *v = g_mime_header_get_value(h);
+		if (!v)
+			return;
+		const char *f = strstr(v, "from ");
+		if (f == v || (f && f[-1] == ' ')) {
+			f += 5;
+			size_t k = strcspn(f, " \t\r\n(");
+			if (k > 0 && k < 256)
+				a->helo = strndup(f, k);
+		}
+		const char *b = strchr(v, '[');
+		const char *e = b ? strchr(b, ']') : NULL;
+		if (b && e && e - b < 64) {
+			const char *ip = b + 1;
+			if (strncasecmp(ip, "IPv6:", 5) == 0)
+				ip += 5;
+			a->client_ip = strndup(ip, (size_t)(e - ip));
+		}
+		const char *au = strstr(v, "Authenticated sender: ");
+		if (au) {
+			au += 22;
+			size_t k = strcspn(au, ")\r\n ");
+			if (k > 0 && k < 256)
+				a->auth_user = strndup(au, k);
+		}
+		return;
+	}
+}
+
+/* ---- parts ---- */
+
+struct leaf {
+	EVP_MD_CTX *sha, *md5;
+	unsigned char magic[MAGIC_BYTES];
+	size_t magic_len;
+	uint64_t size;
+	bool truncated;
+};
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[d[i] >> 4];
+		out[2 * i + 1] = hx[d[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static bool is_utf8_name(const char *cs)
+{
+	return !cs || strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "utf8") == 0 ||
+	       strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "ascii") == 0;
+}
+
+/* Zip central directory: member names, cheap (no decompression). */
+static char **zip_members(const unsigned char *d, size_t n)
+{
+	/* only the local file headers within the sniffed bytes */
+	char **v = NULL;
+	size_t nv = 0;
+	for (size_t i = 0; i + 30 <= n && nv < 64;) {
+		if (!(d[i] == 'P' && d[i + 1] == 'K' && d[i + 2] == 3 && d[i + 3] == 4))
+			break;
+		size_t csize = d[i + 18] | d[i + 19] << 8 | (size_t)d[i + 20] << 16 |
+			       (size_t)d[i + 21] << 24;
+		size_t nl = d[i + 26] | d[i + 27] << 8, xl = d[i + 28] | d[i + 29] << 8;
+		if (i + 30 + nl > n)
+			break;
+		char **nv2 = realloc(v, (nv + 2) * sizeof(*v));
+		if (!nv2)
+			break;
+		v = nv2;
+		v[nv++] = strndup((const char *)d + i + 30, nl);
+		v[nv] = NULL;
+		if (d[i + 6] & 8) /* sizes in a data descriptor: cannot skip cheaply */
+			break;
+		i += 30 + nl + xl + csize;
+	}
+	return v;
+}
+
+static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth);
+
+static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
+{
+	struct analysis *a = c->a;
+	struct an_part *p = &a->parts[idx];
+	GMimeDataWrapper *w = g_mime_part_get_content(part);
+	if (!w)
+		return;
+	GMimeStream *raw = g_mime_data_wrapper_get_stream(w);
+	if (!raw)
+		return;
+	g_mime_stream_reset(raw);
+	GMimeStream *fs = g_mime_stream_filter_new(raw);
+	GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(w);
+	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+	    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
+		g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+		g_object_unref(f);
+	}
+	const char *ct = p->content_type ? p->content_type : "text/plain";
+	bool is_text = strncmp(ct, "text/", 5) == 0;
+	bool is_html = strcmp(ct, "text/html") == 0 || strcmp(ct, "application/xhtml+xml") == 0;
+	bool is_att = (p->disposition && strcasecmp(p->disposition, "attachment") == 0) ||
+		      p->filename || !is_text;
+	if (is_text && !is_utf8_name(p->charset)) {
+		GMimeFilter *f = g_mime_filter_charset_new(p->charset, "UTF-8");
+		if (f) {
+			g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+			g_object_unref(f);
+		} else {
+			an_finding(a, "unknown_charset", "part %d: %.100s", idx, p->charset);
+		}
+	}
+	struct leaf lf = {0};
+	if (is_att) {
+		lf.sha = EVP_MD_CTX_new();
+		lf.md5 = EVP_MD_CTX_new();
+		EVP_DigestInit_ex(lf.sha, EVP_sha256(), NULL);
+		EVP_DigestInit_ex(lf.md5, EVP_md5(), NULL);
+	}
+	struct an_html *h = is_html ? an_html_new(c, idx, &a->text) : NULL;
+	size_t text_start = a->text.len;
+	char *chunk = malloc(CHUNK);
+	while (chunk) {
+		ssize_t n = g_mime_stream_read(fs, chunk, CHUNK);
+		if (n <= 0)
+			break;
+		if (c->decoded + (size_t)n > c->lim->max_decoded) {
+			n = (ssize_t)(c->lim->max_decoded - c->decoded);
+			lf.truncated = true;
+			if (!c->decoded_full)
+				an_finding(a, "decoded_limit", "decoded bytes over %zu (part %d)",
+					   c->lim->max_decoded, idx);
+			c->decoded_full = true;
+		}
+		c->decoded += (size_t)n;
+		lf.size += (uint64_t)n;
+		if (lf.sha) {
+			EVP_DigestUpdate(lf.sha, chunk, (size_t)n);
+			EVP_DigestUpdate(lf.md5, chunk, (size_t)n);
+		}
+		if (lf.magic_len < MAGIC_BYTES) {
+			size_t k = (size_t)n < MAGIC_BYTES - lf.magic_len ? (size_t)n
+									  : MAGIC_BYTES - lf.magic_len;
+			memcpy(lf.magic + lf.magic_len, chunk, k);
+			lf.magic_len += k;
+		}
+		if (h) {
+			an_html_feed(h, chunk, (size_t)n);
+		} else if (is_text) {
+			struct buf *t = &a->text;
+			size_t k = (size_t)n;
+			if (t->cap && t->len + k + 2 > t->cap)
+				k = t->cap > t->len + 2 ? t->cap - t->len - 2 : 0;
+			if (k < (size_t)n && !lf.truncated)
+				an_finding(a, "text_limit", "text over %zu bytes (part %d)",
+					   c->lim->max_text, idx);
+			if (k)
+				buf_append(t, chunk, k);
+			if (k < (size_t)n)
+				lf.truncated = true;
+		}
+		if (lf.truncated && c->decoded_full)
+			break;
+	}
+	free(chunk);
+	g_object_unref(fs);
+	if (h) {
+		an_html_free(&h);
+	} else if (is_text && a->text.len > text_start) {
+		an_scan_add(c, a->text.data + text_start, a->text.len - text_start,
+			    AN_W_TEXT | (is_att ? AN_W_ATTACHMENT : 0), idx);
+	}
+	if (is_text && a->text.len > 0 && a->text.data[a->text.len - 1] != '\n' &&
+	    (!a->text.cap || a->text.len + 1 < a->text.cap))
+		buf_putc(&a->text, '\n');
+	p->size = lf.size;
+	p->truncated = lf.truncated;
+	if (is_att) {
+		struct an_attachment *at = AN_PUSH(a->atts, a->n_atts);
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdl = 0;
+		if (at) {
+			at->part = idx;
+			at->filename = an_strdup(p->filename);
+			at->declared = an_strdup(p->content_type);
+			at->size = lf.size;
+			EVP_DigestFinal_ex(lf.sha, md, &mdl);
+			hex(md, mdl, at->sha256);
+			EVP_DigestFinal_ex(lf.md5, md, &mdl);
+			hex(md, mdl, at->md5);
+			const char *det = g_magic ? magic_buffer(g_magic, lf.magic, lf.magic_len) : NULL;
+			at->detected = an_strdup(det ? det : "application/octet-stream");
+			if (lf.magic_len > 4 && memcmp(lf.magic, "PK\3\4", 4) == 0)
+				at->members = zip_members(lf.magic, lf.magic_len);
+		}
+	}
+	EVP_MD_CTX_free(lf.sha);
+	EVP_MD_CTX_free(lf.md5);
+}
+
+static int new_part(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth)
+{
+	struct analysis *a = c->a;
+	if (a->n_parts >= c->lim->max_parts) {
+		if (!c->parts_noted)
+			an_finding(a, "parts_limit", "more than %u MIME parts", c->lim->max_parts);
+		c->parts_noted = true;
+		return -1;
+	}
+	struct an_part *p = AN_PUSH(a->parts, a->n_parts);
+	if (!p)
+		return -1;
+	int idx = (int)a->n_parts - 1;
+	p->index = idx;
+	p->parent = parent;
+	p->depth = depth;
+	GMimeContentType *ct = g_mime_object_get_content_type(obj);
+	if (ct) {
+		char *mt = g_mime_content_type_get_mime_type(ct);
+		p->content_type = lower_dup(mt);
+		g_free(mt);
+		const char *cs = g_mime_content_type_get_parameter(ct, "charset");
+		p->charset = cs ? lower_dup(cs) : NULL;
+	}
+	const char *disp = g_mime_object_get_disposition(obj);
+	p->disposition = disp ? lower_dup(disp) : NULL;
+	if (GMIME_IS_PART(obj)) {
+		const char *fn = g_mime_part_get_filename(GMIME_PART(obj));
+		p->filename = an_strdup(fn);
+		GMimeContentEncoding e = g_mime_part_get_content_encoding(GMIME_PART(obj));
+		const char *es = g_mime_content_encoding_to_string(e);
+		p->encoding = es ? strdup(es) : NULL;
+	}
+	return idx;
+}
+
+static bool parts_full(struct an_ctx *c)
+{
+	return c->a->n_parts >= c->lim->max_parts;
+}
+
+static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth)
+{
+	if (!obj)
+		return;
+	if (depth > c->lim->max_depth) {
+		if (!c->depth_noted)
+			an_finding(c->a, "depth_limit", "MIME nesting deeper than %u",
+				   c->lim->max_depth);
+		c->depth_noted = true;
+		return;
+	}
+	int idx = new_part(c, obj, parent, depth);
+	if (idx < 0)
+		return;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int n = g_mime_multipart_get_count(mp);
+		for (int i = 0; i < n; i++) {
+			if (parts_full(c)) {
+				new_part(c, obj, idx, depth); /* records the finding once */
+				break;
+			}
+			visit(c, g_mime_multipart_get_part(mp, i), idx, depth + 1);
+		}
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+		if (m)
+			visit(c, g_mime_message_get_mime_part(m), idx, depth + 1);
+	} else if (GMIME_IS_PART(obj)) {
+		visit_leaf(c, GMIME_PART(obj), idx);
+	}
+}
+
+static GMimeStream *stream_over(const void *data, size_t len)
+{
+	/* A memory stream that reads the caller's bytes in place: GMime's own
+	 * mem_new_with_buffer would copy (50 MB messages!).  We lend a GByteArray whose
+	 * data points at the caller's buffer and tell the stream it does not own it. */
+	GByteArray *ba = g_byte_array_new();
+	GMimeStream *s;
+	ba->data = (guint8 *)data;
+	ba->len = (guint)len;
+	s = g_mime_stream_mem_new_with_byte_array(ba);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(s), FALSE);
+	g_object_set_data_full(G_OBJECT(s), "mxb-ba", ba, NULL);
+	return s;
+}
+
+static void release_stream(GMimeStream *s)
+{
+	GByteArray *ba = g_object_get_data(G_OBJECT(s), "mxb-ba");
+	g_object_unref(s);
+	if (ba) {
+		/* give the borrowed bytes back before freeing the array header */
+		ba->data = NULL;
+		ba->len = 0;
+		g_byte_array_free(ba, TRUE);
+	}
+}
+
+struct analysis *analyze_message(const void *data, size_t len, const struct analyze_limits *lim,
+				 const struct an_envelope *env)
+{
+	struct analyze_limits dl;
+	if (!lim) {
+		analyze_limits_default(&dl);
+		lim = &dl;
+	}
+	analyze_global_init();
+	struct analysis *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	buf_init(&a->text, lim->max_text);
+	a->size = len;
+	{
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdl = 0;
+		EVP_Digest(data, len, md, &mdl, EVP_sha256(), NULL);
+		hex(md, mdl, a->msg_sha256);
+	}
+	struct an_ctx c = {.a = a, .lim = lim};
+	if (len > (size_t)G_MAXUINT) {
+		an_finding(a, "too_large", "message of %zu bytes", len);
+		an_fingerprint(a);
+		return a;
+	}
+	GMimeStream *st = stream_over(data, len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(st);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	if (!msg) {
+		an_finding(a, "not_a_message", "GMime could not parse the headers");
+	} else {
+		GMimeObject *mo = GMIME_OBJECT(msg);
+		a->subject = an_strdup(g_mime_message_get_subject(msg));
+		a->date = an_strdup(g_mime_object_get_header(mo, "Date"));
+		a->message_id = an_strdup(g_mime_message_get_message_id(msg));
+		const char *fname = NULL;
+		const char *fa = first_mailbox(g_mime_message_get_from(msg), &fname);
+		a->from_addr = fa ? lower_dup(fa) : NULL;
+		a->from_name = fname && *fname ? strdup(fname) : NULL;
+		InternetAddressList *fl = g_mime_message_get_from(msg);
+		a->from = fl ? internet_address_list_to_string(fl, NULL, FALSE) : NULL;
+		InternetAddressList *tl = g_mime_message_get_to(msg);
+		a->to = tl && internet_address_list_length(tl) > 0
+				? internet_address_list_to_string(tl, NULL, FALSE)
+				: NULL;
+		const char *rt = first_mailbox(g_mime_message_get_reply_to(msg), NULL);
+		a->reply_to = rt ? lower_dup(rt) : NULL;
+		a->return_path = strip_angle(g_mime_object_get_header(mo, "Return-Path"));
+		if (a->return_path) {
+			char *l = lower_dup(a->return_path);
+			free(a->return_path);
+			a->return_path = l;
+		}
+		if (a->message_id) {
+			const char *at = strrchr(a->message_id, '@');
+			if (at)
+				a->msgid_domain = lower_dup(at + 1);
+		}
+		a->x_mailer = an_strdup(g_mime_object_get_header(mo, "X-Mailer"));
+		a->user_agent = an_strdup(g_mime_object_get_header(mo, "User-Agent"));
+		session_facts(a, mo);
+		if (env) {
+			for (size_t i = 0; i < env->n_recipients; i++)
+				add_rcpt(&c, env->recipients[i], NULL, AN_R_ENVELOPE);
+			if (env->sender) {
+				a->env_from = lower_dup(env->sender);
+			}
+			if (env->client_ip) {
+				free(a->client_ip);
+				a->client_ip = strdup(env->client_ip);
+			}
+			if (env->helo) {
+				free(a->helo);
+				a->helo = strdup(env->helo);
+			}
+			if (env->auth_user) {
+				free(a->auth_user);
+				a->auth_user = strdup(env->auth_user);
+			}
+		}
+		if (!a->env_from && a->return_path)
+			a->env_from = strdup(a->return_path);
+		/* envelope recipients recorded by a delivery agent */
+		const char *xo = g_mime_object_get_header(mo, "X-Original-To");
+		if (xo) {
+			char *x = strip_angle(xo);
+			add_rcpt(&c, x, NULL, AN_R_ENVELOPE);
+			free(x);
+		}
+		walk_addrs(&c, g_mime_message_get_to(msg), AN_R_TO, 0);
+		walk_addrs(&c, g_mime_message_get_cc(msg), AN_R_CC, 0);
+		walk_addrs(&c, g_mime_message_get_bcc(msg), AN_R_BCC, 0);
+		/* List-Unsubscribe carries links too */
+		const char *lu = g_mime_object_get_header(mo, "List-Unsubscribe");
+		if (lu)
+			an_scan_add(&c, lu, strlen(lu), AN_W_HEADER, -1);
+		visit(&c, g_mime_message_get_mime_part(msg), -1, 0);
+		g_object_unref(msg);
+	}
+	g_object_unref(parser);
+	release_stream(st);
+	free(c.lt);
+	an_fingerprint(a);
+	return a;
+}
+
+void analysis_free(struct analysis **ap)
+{
+	struct analysis *a = *ap;
+	if (!a)
+		return;
+	char **strs[] = {&a->subject, &a->from, &a->to, &a->date, &a->message_id, &a->env_from,
+			 &a->from_addr, &a->from_name, &a->reply_to, &a->return_path,
+			 &a->msgid_domain, &a->x_mailer, &a->user_agent, &a->client_ip, &a->helo,
+			 &a->auth_user};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		free(*strs[i]);
+	for (size_t i = 0; i < a->n_parts; i++) {
+		struct an_part *p = &a->parts[i];
+		free(p->content_type);
+		free(p->charset);
+		free(p->encoding);
+		free(p->disposition);
+		free(p->filename);
+	}
+	free(a->parts);
+	for (size_t i = 0; i < a->n_links; i++) {
+		struct an_link *l = &a->links[i];
+		free(l->raw);
+		free(l->norm);
+		free(l->host);
+		free(l->host_unicode);
+		free(l->domain);
+		free(l->display_host);
+	}
+	free(a->links);
+	for (size_t i = 0; i < a->n_rcpts; i++) {
+		free(a->rcpts[i].addr);
+		free(a->rcpts[i].name);
+	}
+	free(a->rcpts);
+	for (size_t i = 0; i < a->n_atts; i++) {
+		struct an_attachment *t = &a->atts[i];
+		free(t->filename);
+		free(t->declared);
+		free(t->detected);
+		for (char **m = t->members; m && *m; m++)
+			free(*m);
+		free(t->members);
+	}
+	free(a->atts);
+	for (size_t i = 0; i < a->n_findings; i++) {
+		free(a->findings[i].kind);
+		free(a->findings[i].detail);
+	}
+	free(a->findings);
+	buf_free(&a->text);
+	free(a);
+	*ap = NULL;
+}

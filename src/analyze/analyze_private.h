@@ -1,0 +1,54 @@
+/*
+ * analyze_private: what the files of the analyzer share inside the module (not an API).
+ */
+#ifndef MXB_ANALYZE_PRIVATE_H
+#define MXB_ANALYZE_PRIVATE_H
+
+#include "analyze/analyze.h"
+
+/* Per-analysis working state. */
+struct an_ctx {
+	struct analysis *a;
+	const struct analyze_limits *lim;
+	/* norm -> link index, open addressing (size a power of two, 0 = empty, else idx+1) */
+	uint32_t *lt;
+	size_t lt_size;
+	bool links_full;
+	size_t decoded;
+	bool decoded_full;
+	bool parts_noted, depth_noted;
+};
+
+/* Add one found link: normalise, dedupe, unwrap redirectors, flag shorteners.
+ * clean/clen is what to normalise (refanged text), raw/rlen the original bytes.
+ * Returns the link index or -1 when it was not a web link / was refused. */
+int an_add_link(struct an_ctx *c, const char *raw, size_t rlen, const char *clean, size_t clen,
+		unsigned where, unsigned extra_flags, int part);
+
+/* Text scanner: calls cb for every URL-looking span in s. */
+typedef void (*an_url_cb)(void *arg, const char *raw, size_t rlen, const char *clean,
+			  size_t clen, unsigned flags);
+void an_scan_text(const char *s, size_t len, an_url_cb cb, void *arg);
+/* Scan text and add every link found (where, part). */
+void an_scan_add(struct an_ctx *c, const char *s, size_t len, unsigned where, int part);
+
+/* HTML: a push parser over one part's UTF-8 bytes. */
+struct an_html;
+struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text);
+void an_html_feed(struct an_html *h, const char *data, size_t len);
+void an_html_free(struct an_html **h); /* finishes the parse */
+
+void an_finding(struct analysis *a, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Campaign fingerprint of a->text (normalised body SHA-256 and MinHash). */
+void an_fingerprint(struct analysis *a);
+
+char *an_strdup(const char *s);
+char *an_strndup(const char *s, size_t n);
+/* Append one zeroed element to a malloc'd array of *n elements (capacity doubles at
+ * powers of two).  Returns the new element or NULL. */
+void *an_grow_(void **arr, size_t *n, size_t elsize);
+#define AN_PUSH(arr, n) ((__typeof__(arr))an_grow_((void **)&(arr), &(n), sizeof(*(arr))))
+
+#endif

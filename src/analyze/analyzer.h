@@ -1,0 +1,27 @@
+/*
+ * analyzer: the analyzer process mode.  Takes every message in <data_dir>/spool/new
+ * that analysis.db has not recorded yet, analyses and stores it, then waits for new
+ * arrivals (inotify on new/, or a 1 s poll when inotify is unavailable), until *stop
+ * becomes non-zero (set it from a SIGTERM handler).
+ *
+ * Meant to run as its own unprivileged process (mxbait serve forks it; mxbait analyze
+ * --daemon runs it in the foreground): hostile MIME and HTML are parsed only here, and
+ * the network-facing loop never waits on it.  Idempotent: a crash or restart redoes at
+ * most the message in progress, and redoing it gives the same rows.
+ */
+#ifndef MXB_ANALYZE_ANALYZER_H
+#define MXB_ANALYZE_ANALYZER_H
+
+#include <signal.h>
+#include <stddef.h>
+
+struct analyze_limits;
+
+/* Returns 0 after *stop was set, -1 on a fatal error (analysis.db cannot be opened,
+ * spool/new cannot be read); messages go to stderr. */
+int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop);
+
+/* One pass over spool/new (no waiting): how many messages were analysed, or -1. */
+int analyzer_pass(const char *data_dir, const struct analyze_limits *lim);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * fingerprint: the campaign keys of one message's text.
+ *
+ * The body is normalised (lower case; URLs, addresses, digits and the recipients' names
+ * dropped; words only) so that personalised and hash-busted copies of one mail give the
+ * same word stream.  SHA-256 of that stream finds exact duplicates; a 128 x 64-bit
+ * MinHash over word 3-shingles (xxHash per shingle, then 128 cheap independent mixes)
+ * estimates Jaccard similarity for near duplicates.
+ */
+#include "analyze/analyze_private.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <strings.h>
+#include <xxhash.h>
+
+#define FP_TEXT_MAX (1u << 20)
+#define NAME_WORDS 64
+
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t g_seeds[AN_MINHASH];
+
+static void seeds_init(void)
+{
+	if (g_seeds[0])
+		return;
+	for (int k = 0; k < AN_MINHASH; k++)
+		g_seeds[k] = mix64(0x9e3779b97f4a7c15ull * (uint64_t)(k + 1));
+}
+
+double an_minhash_similarity(const uint64_t *a, const uint64_t *b)
+{
+	int eq = 0;
+	for (int k = 0; k < AN_MINHASH; k++)
+		eq += a[k] == b[k];
+	return eq / (double)AN_MINHASH;
+}
+
+struct words {
+	uint64_t h[NAME_WORDS];
+	int n;
+};
+
+static void add_name_words(struct words *w, const char *s)
+{
+	while (s && *s && w->n < NAME_WORDS) {
+		while (*s && !(isalpha((unsigned char)*s) || (unsigned char)*s >= 0x80))
+			s++;
+		const char *st = s;
+		char tmp[64];
+		size_t n = 0;
+		while (*s && (isalpha((unsigned char)*s) || (unsigned char)*s >= 0x80)) {
+			if (n < sizeof(tmp))
+				tmp[n++] = (char)tolower((unsigned char)*s);
+			s++;
+		}
+		if (s - st >= 3)
+			w->h[w->n++] = XXH3_64bits(tmp, n);
+	}
+}
+
+static bool is_name(const struct words *w, uint64_t h)
+{
+	for (int i = 0; i < w->n; i++)
+		if (w->h[i] == h)
+			return true;
+	return false;
+}
+
+void an_fingerprint(struct analysis *a)
+{
+	seeds_init();
+	struct words names = {.n = 0};
+	for (size_t i = 0; i < a->n_rcpts && names.n < NAME_WORDS; i++) {
+		add_name_words(&names, a->rcpts[i].name);
+		const char *at = strchr(a->rcpts[i].addr, '@');
+		if (at) {
+			char lp[128];
+			size_t n = (size_t)(at - a->rcpts[i].addr);
+			if (n >= sizeof(lp))
+				n = sizeof(lp) - 1;
+			memcpy(lp, a->rcpts[i].addr, n);
+			lp[n] = 0;
+			add_name_words(&names, lp);
+		}
+	}
+	for (int k = 0; k < AN_MINHASH; k++)
+		a->minhash[k] = UINT64_MAX;
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+	const char *s = a->text.data ? a->text.data : "";
+	size_t len = a->text.len > FP_TEXT_MAX ? FP_TEXT_MAX : a->text.len;
+	uint64_t win[3] = {0, 0, 0};
+	size_t ntok = 0;
+	size_t i = 0;
+	char tok[64];
+	while (i < len) {
+		/* a whitespace-delimited chunk holding a URL or address is dropped whole */
+		size_t cs = i, ce = i;
+		while (ce < len && !isspace((unsigned char)s[ce]))
+			ce++;
+		if (ce == cs) {
+			i++;
+			continue;
+		}
+		bool drop = false;
+		for (size_t k = cs; k < ce; k++)
+			if (s[k] == '@' || (s[k] == ':' && k + 2 < ce && s[k + 1] == '/') ||
+			    (s[k] == '.' && k + 1 < ce && isalpha((unsigned char)s[k + 1]) && k > cs &&
+			     isalpha((unsigned char)s[k - 1]) && ce - cs > 4 &&
+			     (strncasecmp(s + cs, "www.", 4) == 0))) {
+				drop = true;
+				break;
+			}
+		if (!drop) {
+			size_t k = cs;
+			while (k < ce) {
+				while (k < ce && !(isalpha((unsigned char)s[k]) ||
+						   (unsigned char)s[k] >= 0x80))
+					k++;
+				size_t n = 0;
+				while (k < ce && (isalpha((unsigned char)s[k]) ||
+						  (unsigned char)s[k] >= 0x80)) {
+					if (n < sizeof(tok))
+						tok[n++] = (char)tolower((unsigned char)s[k]);
+					k++;
+				}
+				if (n == 0)
+					continue;
+				uint64_t h = XXH3_64bits(tok, n);
+				if (n >= 3 && is_name(&names, h))
+					continue;
+				EVP_DigestUpdate(sha, tok, n);
+				EVP_DigestUpdate(sha, " ", 1);
+				win[0] = win[1];
+				win[1] = win[2];
+				win[2] = h;
+				ntok++;
+				if (ntok >= 3) {
+					uint64_t sh = XXH3_64bits(win, sizeof(win));
+					for (int m = 0; m < AN_MINHASH; m++) {
+						uint64_t v = mix64(sh ^ g_seeds[m]);
+						if (v < a->minhash[m])
+							a->minhash[m] = v;
+					}
+					a->n_shingles++;
+				}
+			}
+		}
+		i = ce;
+	}
+	if (ntok > 0 && ntok < 3) { /* a short text is one shingle */
+		uint64_t sh = XXH3_64bits(win, sizeof(win));
+		for (int m = 0; m < AN_MINHASH; m++)
+			a->minhash[m] = mix64(sh ^ g_seeds[m]);
+		a->n_shingles = 1;
+	}
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdl = 0;
+	EVP_DigestFinal_ex(sha, md, &mdl);
+	EVP_MD_CTX_free(sha);
+	static const char hx[] = "0123456789abcdef";
+	for (unsigned k = 0; k < mdl && k < 32; k++) {
+		a->body_sha256[2 * k] = hx[md[k] >> 4];
+		a->body_sha256[2 * k + 1] = hx[md[k] & 15];
+	}
+	a->body_sha256[64] = 0;
+}

@@ -1,0 +1,147 @@
+/* input: walk .eml files, mboxes and Maildirs (see input.h). */
+#include "analyze/input.h"
+
+#include <dirent.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const void *an_map_file(const char *path, size_t *len_r)
+{
+	static const char empty[1];
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	*len_r = (size_t)st.st_size;
+	if (st.st_size == 0) {
+		close(fd);
+		return empty;
+	}
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+	return p;
+}
+
+void an_unmap(const void *p, size_t len)
+{
+	if (p && len)
+		munmap((void *)p, len);
+}
+
+static int is_mbox(const char *d, size_t len)
+{
+	return len > 5 && memcmp(d, "From ", 5) == 0;
+}
+
+static int each_mbox(const char *path, const char *d, size_t len, an_msg_fn fn, void *arg)
+{
+	size_t pos = 0;
+	int n = 0;
+	char src[4200];
+	while (pos < len) {
+		/* skip the "From " separator line */
+		const char *nl = memchr(d + pos, '\n', len - pos);
+		size_t start = nl ? (size_t)(nl - d) + 1 : len;
+		const char *f = memmem(d + start, len - start, "\nFrom ", 6);
+		size_t end = f ? (size_t)(f - d) + 1 : len;
+		snprintf(src, sizeof(src), "%s#%d", path, ++n);
+		int r = fn(arg, src, d + start, end - start);
+		if (r)
+			return r;
+		pos = end;
+	}
+	return 0;
+}
+
+static int each_file(const char *path, an_msg_fn fn, void *arg)
+{
+	size_t len = 0;
+	const void *d = an_map_file(path, &len);
+	if (!d)
+		return -1;
+	int r = is_mbox(d, len) ? each_mbox(path, d, len, fn, arg) : fn(arg, path, d, len);
+	an_unmap(d, len);
+	return r;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int each_dir(const char *path, an_msg_fn fn, void *arg, int depth)
+{
+	DIR *dir = opendir(path);
+	if (!dir)
+		return -1;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			char **nn = realloc(names, cap * sizeof(*names));
+			if (!nn)
+				break;
+			names = nn;
+		}
+		names[n++] = strdup(de->d_name);
+	}
+	closedir(dir);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
+	int r = 0;
+	char full[4096];
+	/* a Maildir: tmp/ holds unfinished files, so only new/ and cur/ */
+	bool maildir = false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], "cur") == 0 || strcmp(names[i], "new") == 0)
+			maildir = true;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (maildir && strcmp(names[i], "new") != 0 && strcmp(names[i], "cur") != 0)
+			continue;
+		snprintf(full, sizeof(full), "%s/%s", path, names[i]);
+		struct stat st;
+		if (lstat(full, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if (depth < 2)
+				r = each_dir(full, fn, arg, depth + 1);
+		} else if (S_ISREG(st.st_mode)) {
+			int k = each_file(full, fn, arg);
+			if (k > 0)
+				r = k;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+int an_input_each(const char *path, an_msg_fn fn, void *arg)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -1;
+	if (S_ISDIR(st.st_mode))
+		return each_dir(path, fn, arg, 0);
+	return each_file(path, fn, arg);
+}

@@ -1,0 +1,23 @@
+/*
+ * input: the messages inside a path, whatever its shape: one .eml file, an mbox
+ * (split on "From " lines), a Maildir (new/ then cur/), or a directory of files
+ * (sorted by name, recursively one level).  Files are mapped read-only, never copied.
+ */
+#ifndef MXB_ANALYZE_INPUT_H
+#define MXB_ANALYZE_INPUT_H
+
+#include <stddef.h>
+
+/* Called once per message; source names it ("file", "file#N" inside an mbox).
+ * A non-zero return stops the walk and is returned. */
+typedef int (*an_msg_fn)(void *arg, const char *source, const void *data, size_t len);
+
+/* Returns 0, the callback's non-zero value, or -1 when path cannot be read (errno). */
+int an_input_each(const char *path, an_msg_fn fn, void *arg);
+
+/* Map a whole file read-only; *len_r 0 gives a non-NULL dummy.  Unmap with
+ * an_unmap. */
+const void *an_map_file(const char *path, size_t *len_r);
+void an_unmap(const void *p, size_t len);
+
+#endif

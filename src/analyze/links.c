@@ -1,0 +1,412 @@
+/*
+ * links: find URLs in text (schemes, www., bare domains with a public suffix, defanged
+ * forms) and keep each distinct normalised link once per message, with where it was
+ * seen, its flags and the redirector chain unwrapped offline.
+ *
+ * The scanner is a single forward pass over the bytes; every candidate is bounded by
+ * URL_MAX_LEN, so its cost is linear in the text.
+ */
+#include "analyze/analyze_private.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "analyze/url.h"
+
+#define UNWRAP_DEPTH 5
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int lt_find(struct an_ctx *c, const char *norm, size_t *slot_r)
+{
+	if (c->lt_size == 0)
+		return -1;
+	size_t m = c->lt_size - 1, i = fnv1a(norm) & m;
+	while (c->lt[i]) {
+		if (strcmp(c->a->links[c->lt[i] - 1].norm, norm) == 0)
+			return (int)c->lt[i] - 1;
+		i = (i + 1) & m;
+	}
+	*slot_r = i;
+	return -1;
+}
+
+static void lt_rehash(struct an_ctx *c)
+{
+	size_t ns = c->lt_size ? c->lt_size * 2 : 64;
+	uint32_t *nt = calloc(ns, sizeof(*nt));
+	if (!nt)
+		return;
+	free(c->lt);
+	c->lt = nt;
+	c->lt_size = ns;
+	for (size_t k = 0; k < c->a->n_links; k++) {
+		size_t i = fnv1a(c->a->links[k].norm) & (ns - 1);
+		while (nt[i])
+			i = (i + 1) & (ns - 1);
+		nt[i] = (uint32_t)k + 1;
+	}
+}
+
+static int add_norm(struct an_ctx *c, struct url_norm *n, const char *raw, size_t rlen,
+		    unsigned where, int part, int parent, int depth)
+{
+	size_t slot = 0;
+	int idx = lt_find(c, n->norm, &slot);
+	if (idx >= 0) {
+		struct an_link *l = &c->a->links[idx];
+		l->where |= where;
+		l->flags |= n->flags;
+		url_norm_clear(n);
+		return idx;
+	}
+	if (c->a->n_links >= c->lim->max_links) {
+		if (!c->links_full)
+			an_finding(c->a, "links_limit", "more than %u distinct links",
+				   c->lim->max_links);
+		c->links_full = true;
+		url_norm_clear(n);
+		return -1;
+	}
+	if ((c->a->n_links + 1) * 2 > c->lt_size) {
+		lt_rehash(c);
+		lt_find(c, n->norm, &slot);
+	}
+	struct an_link *l = AN_PUSH(c->a->links, c->a->n_links);
+	if (!l) {
+		url_norm_clear(n);
+		return -1;
+	}
+	idx = (int)c->a->n_links - 1;
+	c->lt[slot] = (uint32_t)idx + 1;
+	l->raw = an_strndup(raw, rlen > 2048 ? 2048 : rlen);
+	l->norm = n->norm;
+	l->host = n->host;
+	l->host_unicode = n->host_unicode;
+	l->domain = n->domain;
+	free(n->scheme);
+	l->flags = n->flags;
+	l->where = where;
+	l->part = part;
+	l->parent = parent;
+	if (url_is_shortener(l->host))
+		l->flags |= URL_F_SHORTENER;
+	memset(n, 0, sizeof(*n));
+	/* unwrap a redirector offline */
+	if (depth < UNWRAP_DEPTH) {
+		struct url_norm tmp = {.norm = l->norm, .host = l->host, .scheme = (char *)"http"};
+		const char *colon = strchr(l->norm, ':');
+		char sch[8] = "http";
+		if (colon && colon - l->norm < 6) {
+			memcpy(sch, l->norm, (size_t)(colon - l->norm));
+			sch[colon - l->norm] = 0;
+		}
+		tmp.scheme = sch;
+		char *inner = url_unwrap(&tmp);
+		if (inner) {
+			struct url_norm in;
+			if (url_normalise(inner, strlen(inner), &in) == URL_OK &&
+			    strcmp(in.norm, c->a->links[idx].norm) != 0) {
+				c->a->links[idx].flags |= URL_F_REDIRECTOR;
+				in.flags |= URL_F_UNWRAPPED;
+				add_norm(c, &in, inner, strlen(inner), where | AN_W_REDIRECT, part, idx,
+					 depth + 1);
+			} else {
+				url_norm_clear(&in);
+			}
+			free(inner);
+		}
+	}
+	return idx;
+}
+
+int an_add_link(struct an_ctx *c, const char *raw, size_t rlen, const char *clean, size_t clen,
+		unsigned where, unsigned extra_flags, int part)
+{
+	struct url_norm n;
+	if (url_normalise(clean, clen, &n) != URL_OK)
+		return -1;
+	n.flags |= extra_flags;
+	return add_norm(c, &n, raw, rlen, where, part, -1, 0);
+}
+
+/* ---- the text scanner ---- */
+
+static bool is_label_byte(unsigned char c)
+{
+	return isalnum(c) || c == '-' || c == '_' || c >= 0x80;
+}
+
+/* Bytes that end a URL in running text. */
+static bool url_end(const unsigned char *p, size_t left)
+{
+	unsigned char c = *p;
+	if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7F)
+		return true;
+	if (c == 0xC2 && left > 1 && (p[1] == 0xA0 || p[1] == 0xAB || p[1] == 0xBB))
+		return true; /* NBSP, guillemets */
+	if (c == 0xE2 && left > 2 && p[1] == 0x80 &&
+	    (p[2] == 0x9C || p[2] == 0x9D || p[2] == 0x98 || p[2] == 0x99 || p[2] == 0xA6))
+		return true; /* curly quotes, ellipsis */
+	if (c == 0xE3 && left > 2 && p[1] == 0x80 && p[2] == 0x80)
+		return true; /* ideographic space */
+	return false;
+}
+
+/* Trim trailing punctuation that belongs to the sentence, keeping balanced ). */
+static size_t trim_tail(const char *s, size_t len)
+{
+	while (len > 0) {
+		char c = s[len - 1];
+		if (strchr(".,;:!?'*", c)) {
+			len--;
+			continue;
+		}
+		if (c == ')' || c == ']' || c == '}') {
+			char o = c == ')' ? '(' : c == ']' ? '[' : '{';
+			int bal = 0;
+			for (size_t k = 0; k < len; k++)
+				bal += s[k] == o ? 1 : s[k] == c ? -1 : 0;
+			if (bal < 0) {
+				len--;
+				continue;
+			}
+		}
+		break;
+	}
+	return len;
+}
+
+static const char *const schemes[] = {"https://", "http://", "hxxps://", "hxxp://",
+				      "ftp://", "hxxps[://]", "hxxp[://]", "https[://]",
+				      "http[://]", "hxxps[:]//", "hxxp[:]//", "https[:]//",
+				      "http[:]//", "hxxps:\\\\", "https:\\\\", "http:\\\\"};
+
+/* Does a scheme start at s?  Returns its length. */
+static size_t scheme_at(const char *s, size_t left)
+{
+	for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
+		size_t l = strlen(schemes[k]);
+		if (left >= l && strncasecmp(s, schemes[k], l) == 0)
+			return l;
+	}
+	return 0;
+}
+
+/* "h t t p s : / /" spaced out: returns the span length, the scheme in *https_r. */
+static size_t spaced_scheme_at(const char *s, size_t left, bool *https_r)
+{
+	const char *want = "https://";
+	size_t i = 0, w = 0;
+	*https_r = false;
+	while (i < left && w < 8) {
+		char c = (char)tolower((unsigned char)s[i]);
+		if (c == want[w]) {
+			w++;
+			i++;
+			if (w == 4 && i < left) { /* optional s */
+				size_t j = i;
+				while (j < left && s[j] == ' ')
+					j++;
+				if (j < left && tolower((unsigned char)s[j]) == 's') {
+					*https_r = true;
+					i = j + 1;
+				}
+				w = 5;
+			}
+			size_t sp = 0;
+			while (i < left && s[i] == ' ' && sp < 2) {
+				i++;
+				sp++;
+			}
+			continue;
+		}
+		return 0;
+	}
+	return w == 8 ? i : 0;
+}
+
+/* Read a host-like run at s: labels separated by ., [.], (.), {.}, [dot], (dot), " dot ".
+ * Writes the refanged host to out (cap outsz), returns bytes consumed. */
+static size_t read_host(const char *s, size_t left, char *out, size_t outsz, size_t *olen_r,
+			bool *defanged_r)
+{
+	size_t i = 0, o = 0;
+	int labels = 0;
+	while (i < left) {
+		size_t st = i;
+		while (i < left && is_label_byte((unsigned char)s[i]) &&
+		       !(s[i] == (char)0xC2 && i + 1 < left && (unsigned char)s[i + 1] == 0xA0) &&
+		       !url_end((const unsigned char *)s + i, left - i)) {
+			if (o + 1 < outsz)
+				out[o++] = s[i];
+			i++;
+		}
+		if (i == st)
+			break;
+		labels++;
+		/* a separator? */
+		static const char *const seps[] = {".", "[.]", "(.)", "{.}", "[dot]", "(dot)",
+						   " dot ", " [dot] ", " (dot) ", " [.] "};
+		size_t got = 0, gk = 0;
+		for (size_t k = 0; k < sizeof(seps) / sizeof(seps[0]); k++) {
+			size_t l = strlen(seps[k]);
+			if (left - i > l && strncasecmp(s + i, seps[k], l) == 0 &&
+			    is_label_byte((unsigned char)s[i + l])) {
+				got = l;
+				gk = k;
+				break;
+			}
+		}
+		if (!got)
+			break;
+		if (gk != 0)
+			*defanged_r = true;
+		if (o + 1 < outsz)
+			out[o++] = '.';
+		i += got;
+	}
+	out[o < outsz ? o : outsz - 1] = 0;
+	*olen_r = o;
+	return labels >= 2 ? i : 0;
+}
+
+/* File-name endings that are also TLDs: a bare "report.zip" is a file, not a link. */
+static bool file_like(const char *host, size_t len)
+{
+	static const char *const ext[] = {"zip", "mov", "md", "sh", "py", "pl", "exe", "doc",
+					  "pdf", "rs", "so", "ps", "cc", "ai", "js", "ru",
+					  "txt", "png", "gif", "jpg", "htm", "html", "php", "asp",
+					  "aspx", "jsp", "cgi", "cfm", "xml", "json", "csv"};
+	const char *dot = memrchr(host, '.', len);
+	if (!dot)
+		return false;
+	size_t el = len - (size_t)(dot - host) - 1;
+	/* ru and cc are real country codes with many links: only flag them as files when
+	 * the name before looks like a file (no further dot). */
+	for (size_t k = 0; k < sizeof(ext) / sizeof(ext[0]); k++)
+		if (strlen(ext[k]) == el && strncasecmp(dot + 1, ext[k], el) == 0) {
+			if ((strcmp(ext[k], "ru") == 0 || strcmp(ext[k], "cc") == 0 ||
+			     strcmp(ext[k], "ai") == 0))
+				return false;
+			return memchr(host, '.', (size_t)(dot - host)) == NULL;
+		}
+	return false;
+}
+
+void an_scan_text(const char *s, size_t len, an_url_cb cb, void *arg)
+{
+	size_t i = 0;
+	char clean[URL_MAX_LEN + 16];
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		bool boundary = i == 0 || !(isalnum((unsigned char)s[i - 1]) || s[i - 1] == '@' ||
+					    s[i - 1] == '.' || s[i - 1] == '-' || s[i - 1] == '/' ||
+					    s[i - 1] == '_' || s[i - 1] == '%');
+		if (!boundary || !(isalnum(c) || c >= 0x80)) {
+			i++;
+			continue;
+		}
+		size_t sl = 0;
+		bool https = false;
+		size_t spaced = 0;
+		if (c == 'h' || c == 'H' || c == 'f' || c == 'F')
+			sl = scheme_at(s + i, len - i);
+		if (!sl && (c == 'h' || c == 'H') && i + 1 < len && s[i + 1] == ' ')
+			spaced = spaced_scheme_at(s + i, len - i, &https);
+		if (sl || spaced) {
+			size_t st = i, e = i + (sl ? sl : spaced);
+			while (e < len && e - st < URL_MAX_LEN &&
+			       !url_end((const unsigned char *)s + e, len - e))
+				e++;
+			size_t n = trim_tail(s + st, e - st);
+			if (sl) {
+				if (n > sl)
+					cb(arg, s + st, n, s + st, n, 0);
+			} else {
+				size_t hl = n - spaced;
+				if (hl > 0 && hl < URL_MAX_LEN) {
+					size_t pl = https ? 8 : 7;
+					memcpy(clean, https ? "https://" : "http://", pl);
+					memcpy(clean + pl, s + st + spaced, hl);
+					cb(arg, s + st, n, clean, pl + hl, 1u /* defanged */);
+				}
+			}
+			i = e > i ? e : i + 1;
+			continue;
+		}
+		/* www. or a bare domain */
+		size_t hlen = 0;
+		bool def = false;
+		size_t used = read_host(s + i, len - i, clean, 256, &hlen, &def);
+		if (!used) {
+			while (i < len && (isalnum((unsigned char)s[i]) || (unsigned char)s[i] >= 0x80))
+				i++;
+			if (i < len)
+				i++;
+			continue;
+		}
+		size_t e = i + used;
+		/* an e-mail address or a longer dotted thing: not a link */
+		if (e < len && (s[e] == '@' || (s[e] == '.' && e + 1 < len &&
+						 isalnum((unsigned char)s[e + 1])))) {
+			i = e + 1;
+			continue;
+		}
+		bool www = hlen > 4 && strncasecmp(clean, "www.", 4) == 0;
+		bool ok = www || (url_has_public_suffix(clean, hlen) && !file_like(clean, hlen));
+		/* a dotted word ending in a digit-only label is a version number, not a host */
+		if (ok) {
+			size_t ce = i;
+			/* optional :port and path */
+			size_t pe = e;
+			if (pe < len && (s[pe] == ':' || s[pe] == '/' || s[pe] == '?' || s[pe] == '#')) {
+				if (s[pe] == ':' && !(pe + 1 < len && isdigit((unsigned char)s[pe + 1]))) {
+					/* "example.com: text" */
+				} else {
+					while (pe < len && pe - ce < URL_MAX_LEN &&
+					       !url_end((const unsigned char *)s + pe, len - pe))
+						pe++;
+				}
+			}
+			size_t n = trim_tail(s + ce, pe - ce);
+			if (n < used)
+				n = used;
+			size_t tail = n - used;
+			if (hlen + tail < URL_MAX_LEN) {
+				memcpy(clean + hlen, s + ce + used, tail);
+				cb(arg, s + ce, n, clean, hlen + tail, def ? 1u : 0);
+			}
+			i = ce + n;
+			continue;
+		}
+		i = e;
+	}
+}
+
+struct scan_add {
+	struct an_ctx *c;
+	unsigned where;
+	int part;
+};
+
+static void scan_add_cb(void *arg, const char *raw, size_t rlen, const char *clean, size_t clen,
+			unsigned flags)
+{
+	struct scan_add *sa = arg;
+	an_add_link(sa->c, raw, rlen, clean, clen, sa->where, flags ? URL_F_DEFANGED : 0, sa->part);
+}
+
+void an_scan_add(struct an_ctx *c, const char *s, size_t len, unsigned where, int part)
+{
+	struct scan_add sa = {c, where, part};
+	an_scan_text(s, len, scan_add_cb, &sa);
+}

@@ -1,0 +1,747 @@
+/*
+ * url: offline URL normaliser, redirector unwrapping and shortener list (see url.h).
+ *
+ * Why hand-written: no Debian library normalises *hostile* URLs the way a mail filter
+ * must (browser-style IPv4 forms, defanging, zero-width characters); libidn2 does the
+ * IDN part and libpsl the registrable domain, the rest is string work kept here, bounded
+ * by URL_MAX_LEN.
+ */
+#include "analyze/url.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <idn2.h>
+#include <libpsl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/buf.h"
+
+const char *const url_flag_names[] = {
+	"defanged", "zero_width", "bidi", "ip", "ip_obfuscated", "idn", "userinfo", "port",
+	"redirector", "unwrapped", "shortener", "display_mismatch", "no_scheme", "backslash",
+	"encoded_host", "mixed_script", "data",
+};
+
+size_t url_flag_count(void)
+{
+	return sizeof(url_flag_names) / sizeof(url_flag_names[0]);
+}
+
+static psl_ctx_t *g_psl;
+
+int url_psl_init(const char *path)
+{
+	if (g_psl)
+		return 0;
+	if (path)
+		g_psl = psl_load_file(path);
+	if (!g_psl)
+		g_psl = psl_latest(NULL);
+	if (!g_psl)
+		g_psl = (psl_ctx_t *)psl_builtin();
+	return g_psl ? 0 : -1;
+}
+
+const struct psl_ctx_st *url_psl(void)
+{
+	if (!g_psl)
+		url_psl_init(NULL);
+	return g_psl;
+}
+
+void url_norm_clear(struct url_norm *r)
+{
+	free(r->norm);
+	free(r->host);
+	free(r->host_unicode);
+	free(r->domain);
+	free(r->scheme);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Zero-width (and soft hyphen) and bidi control characters, as UTF-8.  Returns the
+ * sequence length at p when it is one (setting *flag), else 0. */
+static size_t invisible_at(const unsigned char *p, size_t left, unsigned *flag)
+{
+	if (left >= 2 && p[0] == 0xC2 && p[1] == 0xAD) {
+		*flag = URL_F_ZERO_WIDTH;
+		return 2;
+	}
+	if (left >= 3 && p[0] == 0xE2 && p[1] == 0x80) {
+		if (p[2] >= 0x8B && p[2] <= 0x8D) { /* ZWSP ZWNJ ZWJ */
+			*flag = URL_F_ZERO_WIDTH;
+			return 3;
+		}
+		if (p[2] == 0x8E || p[2] == 0x8F || (p[2] >= 0xAA && p[2] <= 0xAE)) {
+			*flag = URL_F_BIDI;
+			return 3;
+		}
+	}
+	if (left >= 3 && p[0] == 0xE2 && p[1] == 0x81) {
+		if (p[2] == 0xA0) { /* word joiner */
+			*flag = URL_F_ZERO_WIDTH;
+			return 3;
+		}
+		if (p[2] >= 0xA6 && p[2] <= 0xA9) {
+			*flag = URL_F_BIDI;
+			return 3;
+		}
+	}
+	if (left >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF) {
+		*flag = URL_F_ZERO_WIDTH;
+		return 3;
+	}
+	return 0;
+}
+
+/* Defang markers that stand for a dot / colon, case-insensitive. */
+static const struct {
+	const char *s;
+	char c;
+} defangs[] = {
+	{"[.]", '.'}, {"(.)", '.'}, {"{.}", '.'}, {"[dot]", '.'}, {"(dot)", '.'},
+	{"{dot}", '.'}, {"[:]", ':'}, {"[://]", 0},
+};
+
+/* Unicode dots that browsers map to '.' in host names (U+3002, U+FF0E, U+FF61). */
+static size_t unicode_dot_at(const unsigned char *p, size_t left)
+{
+	if (left >= 3 && p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x82)
+		return 3;
+	if (left >= 3 && p[0] == 0xEF && p[1] == 0xBC && p[2] == 0x8E)
+		return 3;
+	if (left >= 3 && p[0] == 0xEF && p[1] == 0xBD && p[2] == 0xA1)
+		return 3;
+	return 0;
+}
+
+/* First pass: strip invisibles, refang, trim.  Result in out. */
+static void clean_input(const char *raw, size_t len, struct buf *out, unsigned *flags)
+{
+	const unsigned char *p = (const unsigned char *)raw;
+	size_t i = 0;
+	/* trim ASCII whitespace and control bytes at both ends */
+	while (len > 0 && p[len - 1] <= ' ')
+		len--;
+	while (i < len && p[i] <= ' ')
+		i++;
+	while (i < len) {
+		unsigned f = 0;
+		size_t n = invisible_at(p + i, len - i, &f);
+		if (n) {
+			*flags |= f;
+			i += n;
+			continue;
+		}
+		if (p[i] == '[' || p[i] == '(' || p[i] == '{') {
+			bool hit = false;
+			for (size_t k = 0; k < sizeof(defangs) / sizeof(defangs[0]); k++) {
+				size_t dl = strlen(defangs[k].s);
+				if (len - i >= dl && strncasecmp((const char *)p + i, defangs[k].s, dl) == 0) {
+					if (defangs[k].c)
+						buf_putc(out, defangs[k].c);
+					else
+						buf_puts(out, "://");
+					*flags |= URL_F_DEFANGED;
+					i += dl;
+					hit = true;
+					break;
+				}
+			}
+			if (hit)
+				continue;
+		}
+		if (p[i] == '\t' || p[i] == '\r' || p[i] == '\n') { /* browsers drop these */
+			i++;
+			continue;
+		}
+		buf_putc(out, (char)p[i]);
+		i++;
+	}
+}
+
+bool url_parse_ipv4(const char *s, size_t len, unsigned long *ip_r)
+{
+	uint64_t parts[4];
+	int np = 0;
+	size_t i = 0;
+	if (len == 0)
+		return false;
+	if (s[len - 1] == '.') /* a trailing dot is allowed once */
+		len--;
+	while (i < len) {
+		if (np == 4)
+			return false;
+		uint64_t v = 0;
+		int base = 10;
+		size_t st = i;
+		if (s[i] == '0' && i + 1 < len && (s[i + 1] == 'x' || s[i + 1] == 'X')) {
+			base = 16;
+			i += 2;
+			st = i;
+		} else if (s[i] == '0' && i + 1 < len && s[i + 1] != '.') {
+			base = 8;
+			i++;
+			st = i;
+		}
+		while (i < len && s[i] != '.') {
+			int d;
+			char c = s[i];
+			if (c >= '0' && c <= '9')
+				d = c - '0';
+			else if (base == 16 && c >= 'a' && c <= 'f')
+				d = c - 'a' + 10;
+			else if (base == 16 && c >= 'A' && c <= 'F')
+				d = c - 'A' + 10;
+			else
+				return false;
+			if (d >= base)
+				return false;
+			v = v * (uint64_t)base + (uint64_t)d;
+			if (v > 0xFFFFFFFFull)
+				return false;
+			i++;
+		}
+		if (i == st && base == 10)
+			return false; /* empty part */
+		parts[np++] = v;
+		if (i < len) {
+			i++; /* '.' */
+			if (i == len)
+				return false;
+		}
+	}
+	if (np == 0)
+		return false;
+	uint64_t ip = 0;
+	for (int k = 0; k < np - 1; k++) {
+		if (parts[k] > 255)
+			return false;
+		ip |= parts[k] << (8 * (3 - k));
+	}
+	uint64_t last = parts[np - 1];
+	uint64_t maxlast = np == 1 ? 0xFFFFFFFFull : (1ull << (8 * (5 - np))) - 1;
+	if (last > maxlast)
+		return false;
+	ip |= last;
+	*ip_r = (unsigned long)ip;
+	return true;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool is_unreserved(unsigned char c)
+{
+	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Characters kept literally in path/query/fragment (RFC 3986 pchar + / ? plus a few
+ * that browsers leave alone). */
+static bool keep_literal(unsigned char c)
+{
+	return is_unreserved(c) || strchr("!$&'()*+,;=:@/?#[]|^`{}", c) != NULL;
+}
+
+/* Percent-encoding normalisation of a path/query/fragment. */
+static void norm_pct(const char *s, size_t len, struct buf *out)
+{
+	static const char hx[] = "0123456789ABCDEF";
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '%' && i + 2 < len + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			unsigned char d = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+			if (is_unreserved(d)) {
+				buf_putc(out, (char)d);
+			} else {
+				buf_putc(out, '%');
+				buf_putc(out, hx[d >> 4]);
+				buf_putc(out, hx[d & 15]);
+			}
+			i += 2;
+		} else if (c != '%' && keep_literal(c)) {
+			buf_putc(out, (char)c);
+		} else {
+			buf_putc(out, '%');
+			buf_putc(out, hx[c >> 4]);
+			buf_putc(out, hx[c & 15]);
+		}
+	}
+}
+
+static bool valid_utf8(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0 && c >= 0xC2)
+			n = 2;
+		else if ((c & 0xF0) == 0xE0)
+			n = 3;
+		else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
+			n = 4;
+		else
+			return false;
+		if (i + n > len)
+			return false;
+		for (size_t k = 1; k < n; k++)
+			if ((s[i + k] & 0xC0) != 0x80)
+				return false;
+		i += n;
+	}
+	return true;
+}
+
+/* Host: percent-decode, unicode dots, lower case, trailing dot, IP forms, IDN. */
+static bool norm_host(const char *s, size_t len, struct url_norm *r)
+{
+	struct buf h;
+	buf_init(&h, 1024);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n;
+		if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+			r->flags |= URL_F_ENCODED_HOST;
+			i += 2;
+		} else if ((n = unicode_dot_at((const unsigned char *)s + i, len - i))) {
+			c = '.';
+			i += n - 1;
+		}
+		if (buf_putc(&h, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c)) < 0)
+			goto bad;
+	}
+	while (h.len > 0 && h.data[h.len - 1] == '.')
+		h.data[--h.len] = 0;
+	if (h.len == 0)
+		goto bad;
+	if (h.data[0] == '[') { /* IPv6 literal */
+		char tmp[64];
+		unsigned char a6[16];
+		if (h.len < 3 || h.len > 60 || h.data[h.len - 1] != ']')
+			goto bad;
+		memcpy(tmp, h.data + 1, h.len - 2);
+		tmp[h.len - 2] = 0;
+		if (inet_pton(AF_INET6, tmp, a6) != 1)
+			goto bad;
+		char txt[INET6_ADDRSTRLEN + 2];
+		txt[0] = '[';
+		inet_ntop(AF_INET6, a6, txt + 1, INET6_ADDRSTRLEN);
+		strcat(txt, "]");
+		r->host = strdup(txt);
+		r->domain = strdup(txt);
+		r->flags |= URL_F_IP;
+		buf_free(&h);
+		return true;
+	}
+	unsigned long ip;
+	if (url_parse_ipv4(h.data, h.len, &ip)) {
+		char txt[32];
+		snprintf(txt, sizeof(txt), "%lu.%lu.%lu.%lu", (ip >> 24) & 255, (ip >> 16) & 255,
+			 (ip >> 8) & 255, ip & 255);
+		r->flags |= URL_F_IP;
+		if (strcmp(txt, h.data) != 0)
+			r->flags |= URL_F_IP_OBFUSCATED;
+		r->host = strdup(txt);
+		r->domain = strdup(txt);
+		buf_free(&h);
+		return true;
+	}
+	bool ascii = true;
+	for (size_t i = 0; i < h.len; i++)
+		if ((unsigned char)h.data[i] >= 0x80)
+			ascii = false;
+	if (!ascii || strstr(h.data, "xn--")) {
+		char *a = NULL, *u = NULL;
+		if (!valid_utf8((const unsigned char *)h.data, h.len))
+			goto bad;
+		if (idn2_to_ascii_8z(h.data, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK &&
+		    idn2_to_ascii_8z(h.data, &a, IDN2_NFC_INPUT | IDN2_TRANSITIONAL) != IDN2_OK) {
+			free(a);
+			goto bad;
+		}
+		if (idn2_to_unicode_8z8z(a, &u, 0) != IDN2_OK) {
+			free(u);
+			u = NULL;
+		}
+		r->host = strdup(a);
+		idn2_free(a);
+		if (u && strcmp(u, r->host) != 0) {
+			r->host_unicode = strdup(u);
+			r->flags |= URL_F_IDN;
+			/* Latin letters mixed with non-ASCII letters in one label: the homograph
+			 * sign.  Cheap check on the Unicode form. */
+			const char *lab = u;
+			while (*lab) {
+				const char *e = strchr(lab, '.');
+				size_t ll = e ? (size_t)(e - lab) : strlen(lab);
+				bool lat = false, non = false;
+				for (size_t k = 0; k < ll; k++) {
+					unsigned char c = (unsigned char)lab[k];
+					if (isalpha(c))
+						lat = true;
+					else if (c >= 0xC0)
+						non = true;
+				}
+				if (lat && non)
+					r->flags |= URL_F_MIXED_SCRIPT;
+				lab += ll;
+				if (*lab == '.')
+					lab++;
+			}
+		}
+		if (u)
+			idn2_free(u);
+	} else {
+		r->host = strdup(h.data);
+	}
+	/* host characters: letters, digits, - _ . only */
+	for (const char *c = r->host; *c; c++)
+		if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.'))
+			goto bad;
+	if (strstr(r->host, ".."))
+		goto bad;
+	const char *rd = psl_registrable_domain(url_psl(), r->host);
+	if (rd)
+		r->domain = strdup(rd);
+	buf_free(&h);
+	return true;
+bad:
+	buf_free(&h);
+	return false;
+}
+
+static const struct {
+	const char *name;
+	const char *as;
+	unsigned port;
+} schemes[] = {
+	{"http", "http", 80}, {"https", "https", 443}, {"hxxp", "http", 80},
+	{"hxxps", "https", 443}, {"hxxp", "http", 80}, {"ftp", "ftp", 21},
+	{"fxp", "ftp", 21},
+};
+
+enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
+{
+	struct buf in, out;
+	enum url_result res = URL_BAD;
+	memset(r, 0, sizeof(*r));
+	if (len > URL_MAX_LEN)
+		return URL_BAD;
+	buf_init(&in, 4 * URL_MAX_LEN);
+	buf_init(&out, 4 * URL_MAX_LEN + 64);
+	clean_input(raw, len, &in, &r->flags);
+	char *s = in.data ? in.data : (char *)"";
+	size_t n = in.len;
+	/* scheme */
+	size_t colon = 0;
+	while (colon < n && (isalnum((unsigned char)s[colon]) || s[colon] == '+' ||
+			     s[colon] == '-' || s[colon] == '.'))
+		colon++;
+	const char *scheme = NULL;
+	unsigned defport = 0;
+	size_t pos = 0;
+	if (colon < n && colon > 0 && s[colon] == ':' && isalpha((unsigned char)s[0])) {
+		for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++)
+			if (strlen(schemes[k].name) == colon &&
+			    strncasecmp(s, schemes[k].name, colon) == 0) {
+				scheme = schemes[k].as;
+				defport = schemes[k].port;
+				if (strcasecmp(schemes[k].name, schemes[k].as) != 0)
+					r->flags |= URL_F_DEFANGED;
+			}
+		if (!scheme) {
+			/* "host:port" has digits after the colon: not a scheme */
+			bool digits = colon + 1 < n && isdigit((unsigned char)s[colon + 1]);
+			if (!digits) {
+				res = URL_NOT_WEB; /* mailto:, data:, javascript:, cid: ... */
+				goto out;
+			}
+		} else {
+			pos = colon + 1;
+		}
+	}
+	if (!scheme) {
+		scheme = "http";
+		defport = 80;
+		r->flags |= URL_F_NO_SCHEME;
+	}
+	/* slashes (any mix of / and \) */
+	size_t sl = 0;
+	while (pos < n && (s[pos] == '/' || s[pos] == '\\')) {
+		if (s[pos] == '\\')
+			r->flags |= URL_F_BACKSLASH;
+		pos++;
+		sl++;
+	}
+	if (sl == 0 && !(r->flags & URL_F_NO_SCHEME))
+		goto out; /* "http:foo" */
+	size_t aend = pos;
+	while (aend < n && s[aend] != '/' && s[aend] != '?' && s[aend] != '#' && s[aend] != '\\')
+		aend++;
+	const char *auth = s + pos;
+	size_t alen = aend - pos;
+	const char *at = NULL;
+	for (size_t k = 0; k < alen; k++)
+		if (auth[k] == '@')
+			at = auth + k;
+	const char *user = NULL;
+	size_t ulen = 0;
+	if (at) {
+		user = auth;
+		ulen = (size_t)(at - auth);
+		alen -= ulen + 1;
+		auth = at + 1;
+		r->flags |= URL_F_USERINFO;
+	}
+	/* port: last ':' after any ']' */
+	const char *hostp = auth;
+	size_t hlen = alen;
+	long port = -1;
+	const char *rb = memchr(auth, ']', alen);
+	const char *pc = NULL;
+	for (size_t k = rb ? (size_t)(rb - auth) : 0; k < alen; k++)
+		if (auth[k] == ':')
+			pc = auth + k;
+	if (pc) {
+		hlen = (size_t)(pc - auth);
+		size_t plen = alen - hlen - 1;
+		if (plen > 0) {
+			if (plen > 5)
+				goto out;
+			port = 0;
+			for (size_t k = 0; k < plen; k++) {
+				if (!isdigit((unsigned char)pc[1 + k]))
+					goto out;
+				port = port * 10 + (pc[1 + k] - '0');
+			}
+			if (port > 65535)
+				goto out;
+		}
+	}
+	if (!norm_host(hostp, hlen, r))
+		goto out;
+	r->scheme = strdup(scheme);
+	buf_printf(&out, "%s://", scheme);
+	if (user) {
+		norm_pct(user, ulen, &out);
+		buf_putc(&out, '@');
+	}
+	buf_puts(&out, r->host);
+	if (port >= 0 && (unsigned long)port != defport) {
+		buf_printf(&out, ":%ld", port);
+		r->flags |= URL_F_PORT;
+	}
+	/* path: backslashes count as slashes, the way browsers read them */
+	struct buf path;
+	buf_init(&path, 4 * URL_MAX_LEN);
+	bool inq = false;
+	for (size_t k = aend; k < n; k++) {
+		char c = s[k];
+		if (c == '?' || c == '#')
+			inq = true;
+		if (c == '\\' && !inq) {
+			c = '/';
+			r->flags |= URL_F_BACKSLASH;
+		}
+		buf_putc(&path, c);
+	}
+	if (path.len == 0 || path.data[0] != '/')
+		buf_putc(&out, '/');
+	norm_pct(path.data ? path.data : "", path.len, &out);
+	buf_free(&path);
+	r->norm = buf_steal(&out, NULL);
+	res = URL_OK;
+out:
+	if (res != URL_OK) {
+		unsigned keep = r->flags;
+		url_norm_clear(r);
+		r->flags = keep;
+	}
+	buf_free(&in);
+	buf_free(&out);
+	return res;
+}
+
+static const char *const shorteners[] = {
+	"bit.ly", "bitly.com", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly",
+	"rebrand.ly", "cutt.ly", "shorturl.at", "t.ly", "rb.gy", "tiny.cc", "bl.ink", "s.id",
+	"lnkd.in", "qrco.de", "v.gd", "x.co", "shorte.st", "adf.ly", "tiny.one", "bit.do",
+	"soo.gd", "clck.ru", "u.to", "urlz.fr", "2.gy", "shrtco.de", "short.gy", "tr.im",
+	"cli.gs", "cutt.us", "db.tt", "qr.ae", "youtu.be", "amzn.to", "fb.me", "l.ead.me",
+	"surl.li", "shorturl.asia", "tinu.be", "gg.gg", "1url.com", "lc.chat", "rotf.lol",
+	"t.me", "href.li", "dub.sh", "ux.nu", "3.ly", "tny.im",
+};
+
+bool url_is_shortener(const char *host)
+{
+	if (!host)
+		return false;
+	if (strncmp(host, "www.", 4) == 0)
+		host += 4;
+	for (size_t i = 0; i < sizeof(shorteners) / sizeof(shorteners[0]); i++)
+		if (strcmp(host, shorteners[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Percent-decode s (len) into a malloc'd string; '+' stays. */
+static char *pct_decode(const char *s, size_t len)
+{
+	char *o = malloc(len + 1);
+	size_t j = 0;
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+			i += 2;
+		} else {
+			o[j++] = s[i];
+		}
+	}
+	o[j] = 0;
+	return o;
+}
+
+static bool looks_absolute(const char *v)
+{
+	return strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0 ||
+	       strncasecmp(v, "hxxp://", 7) == 0 || strncasecmp(v, "hxxps://", 8) == 0 ||
+	       strncasecmp(v, "http%3a", 7) == 0 || strncasecmp(v, "https%3a", 8) == 0 ||
+	       strncmp(v, "//", 2) == 0;
+}
+
+/* Proofpoint URL Defense v2: u=http-3A__host_path  ("-XX" is %XX, "_" is "/"). */
+static char *proofpoint_v2(const char *v)
+{
+	size_t len = strlen(v);
+	char *o = malloc(len + 1);
+	size_t j = 0;
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] == '-' && i + 2 < len && hexval(v[i + 1]) >= 0 && hexval(v[i + 2]) >= 0) {
+			o[j++] = (char)(hexval(v[i + 1]) * 16 + hexval(v[i + 2]));
+			i += 2;
+		} else if (v[i] == '_') {
+			o[j++] = '/';
+		} else {
+			o[j++] = v[i];
+		}
+	}
+	o[j] = 0;
+	return o;
+}
+
+char *url_unwrap(const struct url_norm *n)
+{
+	if (!n->norm || !n->host)
+		return NULL;
+	const char *p = strchr(n->norm + strlen(n->scheme) + 3, '/');
+	if (!p)
+		return NULL;
+	/* Proofpoint v3: /v3/__URL__;... */
+	if (strstr(n->host, "urldefense") && strncmp(p, "/v3/__", 6) == 0) {
+		const char *e = strstr(p + 6, "__;");
+		if (!e)
+			e = p + strlen(p);
+		char *v = strndup(p + 6, (size_t)(e - p - 6));
+		if (v && looks_absolute(v))
+			return v;
+		free(v);
+	}
+	/* Google AMP: https://www.google.com/amp/s/host/path (s/ = https) */
+	if (strncmp(n->host, "www.google.", 11) == 0 && strncmp(p, "/amp/", 5) == 0 && p[5]) {
+		const char *r = p + 5;
+		bool tls = strncmp(r, "s/", 2) == 0;
+		char *v = NULL;
+		if (tls)
+			r += 2;
+		if (asprintf(&v, "%s://%s", tls ? "https" : "http", r) < 0)
+			return NULL;
+		return v;
+	}
+	/* an absolute URL in the path: https://x/redirect/https://target */
+	const char *q = strchr(p, '?');
+	size_t plen = q ? (size_t)(q - p) : strlen(p);
+	for (size_t i = 1; i + 8 < plen; i++) {
+		if (p[i - 1] == '/' && (strncasecmp(p + i, "http://", 7) == 0 ||
+					strncasecmp(p + i, "https://", 8) == 0 ||
+					strncasecmp(p + i, "http:/", 6) == 0))
+			return strndup(p + i, plen - i + (q ? strlen(q) : 0));
+		if (p[i - 1] == '/' && (strncasecmp(p + i, "http%3A", 7) == 0 ||
+					strncasecmp(p + i, "https%3A", 8) == 0))
+			return pct_decode(p + i, plen - i);
+	}
+	if (!q)
+		return NULL;
+	/* any parameter whose decoded value is an absolute http(s) URL; Proofpoint v2's
+	 * u= has its own encoding */
+	const char *a = q + 1;
+	while (*a) {
+		const char *e = a;
+		while (*e && *e != '&' && *e != '#')
+			e++;
+		const char *eq = memchr(a, '=', (size_t)(e - a));
+		if (eq) {
+			char *v = pct_decode(eq + 1, (size_t)(e - eq - 1));
+			if (v && eq - a == 1 && a[0] == 'u' && strstr(n->host, "urldefense") &&
+			    strncmp(v, "http", 4) == 0 && strchr(v, '_')) {
+				char *pp = proofpoint_v2(v);
+				free(v);
+				return pp;
+			}
+			if (v && looks_absolute(v)) {
+				/* A value that is itself still percent-encoded once more */
+				if (strncasecmp(v, "http%3a", 7) == 0 || strncasecmp(v, "https%3a", 8) == 0) {
+					char *v2 = pct_decode(v, strlen(v));
+					free(v);
+					v = v2;
+				}
+				return v;
+			}
+			free(v);
+		}
+		if (*e != '&')
+			break;
+		a = e + 1;
+	}
+	return NULL;
+}
+
+bool url_has_public_suffix(const char *name, size_t len)
+{
+	char tmp[256];
+	if (len == 0 || len >= sizeof(tmp))
+		return false;
+	memcpy(tmp, name, len);
+	tmp[len] = 0;
+	for (size_t i = 0; i < len; i++)
+		if (tmp[i] >= 'A' && tmp[i] <= 'Z')
+			tmp[i] = (char)(tmp[i] + 32);
+	const char *rd = psl_registrable_domain(url_psl(), tmp);
+	if (!rd)
+		return false;
+	/* the suffix must be a real (ICANN) one, not just the "*" default rule */
+	const char *dot = strchr(rd, '.');
+	if (!dot)
+		return false;
+	return psl_is_public_suffix2(url_psl(), dot + 1, PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE) != 0;
+}

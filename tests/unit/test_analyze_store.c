@@ -1,0 +1,247 @@
+/*
+ * test_analyze_store: analysis.db rows, idempotent re-analysis (byte-identical table
+ * dumps), FTS5 search, campaigns (exact duplicate, personalised and reworded variants
+ * join the representative's campaign; an unrelated mail and a chain of drifting
+ * variants do not merge), and the analyzer process mode over spool/new.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "analyze/adb.h"
+#include "analyze/analyze.h"
+#include "analyze/analyzer.h"
+#include "util/buf.h"
+
+static char g_dir[256];
+
+static int setup(void **state)
+{
+	snprintf(g_dir, sizeof(g_dir), "/tmp/mxb-test-adb-XXXXXX");
+	assert_non_null(mkdtemp(g_dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char body_base[] =
+	"Dear %s, your mailbox storage is almost full and will be suspended within 24 hours "
+	"unless you verify your account now. Our security team detected unusual sign in "
+	"activity on your profile from a new device. To keep receiving messages please confirm "
+	"your identity using the secure portal below and update your password. Failure to "
+	"complete this verification will result in permanent loss of all stored mail, contacts "
+	"and documents. Thank you for your prompt attention to this important matter. Ref %d.";
+
+static char *mail(const char *to, const char *name, const char *body_fmt, int ref,
+		  const char *url)
+{
+	char body[4096], *m = NULL;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(body, sizeof(body), body_fmt, name, ref); /* test-local constant formats */
+#pragma GCC diagnostic pop
+	if (asprintf(&m,
+		     "From: IT Desk <it@helpdesk.example.net>\r\nTo: %s <%s>\r\n"
+		     "Subject: Mailbox notice %d\r\nMessage-ID: <%d@helpdesk.example.net>\r\n"
+		     "Content-Type: text/plain\r\n\r\n%s\r\n%s\r\n",
+		     name, to, ref, ref, body, url) < 0)
+		return NULL;
+	return m;
+}
+
+static int64_t store(struct adb *db, const char *m, int64_t *camp)
+{
+	struct analysis *a = analyze_message(m, strlen(m), NULL, NULL);
+	assert_non_null(a);
+	int64_t id = adb_store_c(db, a, "test", camp);
+	analysis_free(&a);
+	assert_true(id > 0);
+	return id;
+}
+
+static void dump(sqlite3 *db, struct buf *out)
+{
+	static const char *const q[] = {
+		"SELECT * FROM messages ORDER BY id", "SELECT * FROM parts ORDER BY 1,2",
+		"SELECT * FROM links ORDER BY 1,2", "SELECT * FROM recipients ORDER BY 1,2",
+		"SELECT * FROM attachments ORDER BY 1,2", "SELECT * FROM findings ORDER BY 1,2",
+		"SELECT * FROM campaigns ORDER BY id", "SELECT * FROM campaign_lsh ORDER BY 1,2,3",
+		"SELECT * FROM campaign_keys ORDER BY 1,2",
+		"SELECT rowid, subject, body FROM message_text ORDER BY rowid"};
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		sqlite3_stmt *st;
+		assert_int_equal(sqlite3_prepare_v2(db, q[i], -1, &st, NULL), SQLITE_OK);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			for (int c = 0; c < sqlite3_column_count(st); c++) {
+				const void *b = sqlite3_column_blob(st, c);
+				buf_append(out, b ? b : "", (size_t)sqlite3_column_bytes(st, c));
+				buf_putc(out, '|');
+			}
+		sqlite3_finalize(st);
+		buf_putc(out, '\n');
+	}
+}
+
+static void test_campaigns_and_idempotence(void **state)
+{
+	char *err = NULL;
+	struct adb *db = adb_open(g_dir, &err);
+	assert_non_null(db);
+	char *m1 = mail("alice@corp.example", "Alice", body_base, 1001, "http://verify-box.example.com/portal/a1");
+	char *m1dup = mail("bob@corp.example", "Bob", body_base, 2002, "http://verify-box.example.com/portal/b2");
+	/* reworded: a few words changed, a sentence dropped, another URL (no strong key) */
+	char *m3 = mail("carol@other.example", "Carol",
+			"Hello %s, your mailbox storage is nearly full and will be suspended within 48 "
+			"hours unless you verify your account today. Our security team detected "
+			"unusual sign in activity on your profile from a new device. To keep receiving "
+			"messages please confirm your identity using the secure portal below and "
+			"update your password. Thank you for your prompt attention. Ref %d.",
+			3003, "http://other-host.example.org/x");
+	char *m4 = mail("dave@corp.example", "Dave",
+			"Hi %s, the quarterly invoice for your order is attached; payment terms are "
+			"thirty days from the date shown. Contact accounts receivable with any "
+			"questions about line items or delivery schedules. Order %d.",
+			4004, "http://shop.example.net/orders");
+	int64_t c1, c2, c3, c4;
+	int64_t id1 = store(db, m1, &c1);
+	store(db, m1dup, &c2);
+	store(db, m3, &c3);
+	store(db, m4, &c4);
+	assert_int_equal(c1, c2); /* exact duplicate after normalisation */
+	assert_int_equal(c1, c3); /* near duplicate (MinHash) */
+	assert_true(c4 != c1);
+	struct buf d1, d2;
+	buf_init(&d1, 0);
+	buf_init(&d2, 0);
+	dump(adb_handle(db), &d1);
+	/* re-analysis in another order gives the same rows */
+	int64_t again;
+	store(db, m4, &again);
+	assert_int_equal(again, c4);
+	assert_int_equal(store(db, m1, &again), id1);
+	assert_int_equal(again, c1);
+	store(db, m3, NULL);
+	store(db, m1dup, NULL);
+	dump(adb_handle(db), &d2);
+	assert_int_equal(d1.len, d2.len);
+	assert_memory_equal(d1.data, d2.data, d1.len);
+	/* FTS over subject and text */
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(adb_handle(db),
+					    "SELECT count(*) FROM message_text WHERE message_text "
+					    "MATCH 'quarterly invoice'", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	/* recipients and links are there */
+	assert_int_equal(sqlite3_prepare_v2(adb_handle(db),
+					    "SELECT count(*) FROM recipients WHERE domain='corp.example'",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 3);
+	sqlite3_finalize(st);
+	buf_free(&d1);
+	buf_free(&d2);
+	free(m1);
+	free(m1dup);
+	free(m3);
+	free(m4);
+	adb_close(&db);
+}
+
+/* Variants drifting a little each step: with comparison against the representative
+ * (not any member), the far end of the chain does not join the first campaign. */
+static void test_no_chaining(void **state)
+{
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/chain", g_dir);
+	mkdir(dir, 0700);
+	struct adb *db = adb_open(dir, NULL);
+	assert_non_null(db);
+	static const char *const words[] = {
+		"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+		"juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+		"sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu"};
+	int64_t first = -1, last = -1;
+	for (int step = 0; step < 8; step++) {
+		struct buf b;
+		buf_init(&b, 0);
+		buf_puts(&b, "From: x@example.com\r\nSubject: s\r\n\r\n");
+		/* a window of 40 words sliding by 8 each step */
+		for (int k = 0; k < 40; k++)
+			buf_printf(&b, "%s%d ", words[(k + step * 8) % 26], (k + step * 8) / 26 % 7);
+		/* digits are dropped by normalisation; make words distinct by suffix letters */
+		for (size_t i = 0; i < b.len; i++)
+			if (b.data[i] >= '0' && b.data[i] <= '9')
+				b.data[i] = (char)('a' + (b.data[i] - '0'));
+		int64_t c;
+		store(db, b.data, &c);
+		if (step == 0)
+			first = c;
+		last = c;
+		buf_free(&b);
+	}
+	assert_true(first != last);
+	adb_close(&db);
+}
+
+static void test_analyzer_pass(void **state)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ad", g_dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/ad/spool", g_dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/ad/spool/new", g_dir);
+	mkdir(path, 0700);
+	for (int i = 0; i < 3; i++) {
+		char f[600];
+		snprintf(f, sizeof(f), "%s/ad/spool/new/1700000000.M%dP1.host", g_dir, i);
+		FILE *fp = fopen(f, "w");
+		assert_non_null(fp);
+		fprintf(fp, "Received: from helo%d.example (rdns [192.0.2.%d]) by mx\r\n"
+			    "From: s@example.com\r\nTo: r%d@victims.example\r\nSubject: n%d\r\n\r\n"
+			    "go to http://spool%d.example.com/\r\n", i, i + 1, i, i, i);
+		fclose(fp);
+	}
+	char dd[512];
+	snprintf(dd, sizeof(dd), "%s/ad", g_dir);
+	assert_int_equal(analyzer_pass(dd, NULL), 3);
+	assert_int_equal(analyzer_pass(dd, NULL), 0); /* recorded: not again */
+	sqlite3 *db = adb_open_ro(dd, NULL);
+	assert_non_null(db);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT count(*), min(client_ip), min(helo) FROM messages",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 3);
+	assert_string_equal((const char *)sqlite3_column_text(st, 1), "192.0.2.1");
+	assert_string_equal((const char *)sqlite3_column_text(st, 2), "helo0.example");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+int main(void)
+{
+	analyze_global_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_campaigns_and_idempotence),
+		cmocka_unit_test(test_no_chaining),
+		cmocka_unit_test(test_analyzer_pass),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,156 @@
+/*
+ * test_analyze_url: the URL normaliser on each trick it must see through, the IPv4
+ * forms browsers accept, redirector unwrapping, and refusal of what is not a web URL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "analyze/url.h"
+
+static const struct {
+	const char *in, *norm, *host, *domain;
+	unsigned flags; /* must all be set */
+} cases[] = {
+	{"HTTP://WWW.Example.COM", "http://www.example.com/", "www.example.com", "example.com", 0},
+	{"http://example.com:80/", "http://example.com/", "example.com", "example.com", 0},
+	{"https://example.com:443/a", "https://example.com/a", "example.com", "example.com", 0},
+	{"https://example.com:8443/a", "https://example.com:8443/a", "example.com", "example.com",
+	 URL_F_PORT},
+	{"http://0x7f000001/", "http://127.0.0.1/", "127.0.0.1", "127.0.0.1",
+	 URL_F_IP | URL_F_IP_OBFUSCATED},
+	{"http://2130706433/", "http://127.0.0.1/", "127.0.0.1", "127.0.0.1",
+	 URL_F_IP | URL_F_IP_OBFUSCATED},
+	{"http://0177.0.0.01/", "http://127.0.0.1/", "127.0.0.1", "127.0.0.1",
+	 URL_F_IP | URL_F_IP_OBFUSCATED},
+	{"http://127.1/", "http://127.0.0.1/", "127.0.0.1", "127.0.0.1", URL_F_IP_OBFUSCATED},
+	{"http://10.0.0.1/", "http://10.0.0.1/", "10.0.0.1", "10.0.0.1", URL_F_IP},
+	{"http://[::FFFF:1.2.3.4]/", "http://[::ffff:1.2.3.4]/", "[::ffff:1.2.3.4]", NULL, URL_F_IP},
+	{"hxxp://evil[.]com/a", "http://evil.com/a", "evil.com", "evil.com", URL_F_DEFANGED},
+	{"http://b\xc3\xbc" "cher.de/", "http://xn--bcher-kva.de/", "xn--bcher-kva.de",
+	 "xn--bcher-kva.de", URL_F_IDN},
+	{"http://xn--bcher-kva.de/", "http://xn--bcher-kva.de/", "xn--bcher-kva.de", NULL, URL_F_IDN},
+	{"http://pay\xe2\x80\x8bpal.com/", "http://paypal.com/", "paypal.com", "paypal.com",
+	 URL_F_ZERO_WIDTH},
+	{"http://paypal.com\xe2\x80\xae/x", "http://paypal.com/x", "paypal.com", NULL, URL_F_BIDI},
+	{"http://a.example.com/%7Euser/%2f%zz", "http://a.example.com/~user/%2F%25zz", NULL, NULL, 0},
+	{"http://example.com/a b", "http://example.com/a%20b", NULL, NULL, 0},
+	{"http://paypal.com@evil.example/", "http://paypal.com@evil.example/", "evil.example", NULL,
+	 URL_F_USERINFO},
+	{"http:\\\\example.com\\x", "http://example.com/x", "example.com", NULL, URL_F_BACKSLASH},
+	{"www.example.co.uk/p", "http://www.example.co.uk/p", NULL, "example.co.uk",
+	 URL_F_NO_SCHEME},
+	{"http://%65vil.com/", "http://evil.com/", "evil.com", NULL, URL_F_ENCODED_HOST},
+	{"http://EXAMPLE.com./", "http://example.com/", "example.com", NULL, 0},
+	{"http://example.com/#Frag", "http://example.com/#Frag", NULL, NULL, 0},
+};
+
+static void test_normalise(void **state)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct url_norm n;
+		int r = url_normalise(cases[i].in, strlen(cases[i].in), &n);
+		if (r != URL_OK)
+			fail_msg("case %zu (%s): result %d", i, cases[i].in, r);
+		if (strcmp(n.norm, cases[i].norm) != 0)
+			fail_msg("case %zu: %s gave %s, want %s", i, cases[i].in, n.norm, cases[i].norm);
+		if (cases[i].host)
+			assert_string_equal(n.host, cases[i].host);
+		if (cases[i].domain)
+			assert_string_equal(n.domain, cases[i].domain);
+		if ((n.flags & cases[i].flags) != cases[i].flags)
+			fail_msg("case %zu (%s): flags %#x lack %#x", i, cases[i].in, n.flags,
+				 cases[i].flags);
+		url_norm_clear(&n);
+	}
+}
+
+static void test_not_web_or_bad(void **state)
+{
+	static const char *const not_web[] = {"mailto:x@example.com", "javascript:alert(1)",
+					      "data:text/html,hi", "cid:part1"};
+	static const char *const bad[] = {"http://", "http://exa mple.com/", "http://a..b.com/",
+					  "http://example.com:99999/", "http://[zz::1]/", "http:foo"};
+	struct url_norm n;
+	for (size_t i = 0; i < sizeof(not_web) / sizeof(not_web[0]); i++)
+		assert_int_equal(url_normalise(not_web[i], strlen(not_web[i]), &n), URL_NOT_WEB);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (url_normalise(bad[i], strlen(bad[i]), &n) != URL_BAD)
+			fail_msg("%s should be refused", bad[i]);
+	char *big = malloc(URL_MAX_LEN + 100);
+	memset(big, 'a', URL_MAX_LEN + 100);
+	memcpy(big, "http://", 7);
+	assert_int_equal(url_normalise(big, URL_MAX_LEN + 100, &n), URL_BAD);
+	free(big);
+}
+
+static void test_ipv4_forms(void **state)
+{
+	unsigned long ip;
+	assert_true(url_parse_ipv4("1.2.3.4", 7, &ip));
+	assert_int_equal(ip, 0x01020304);
+	assert_true(url_parse_ipv4("0x1.0x2.3", 9, &ip));
+	assert_int_equal(ip, 0x01020003);
+	assert_true(url_parse_ipv4("4294967295", 10, &ip));
+	assert_int_equal(ip, 0xFFFFFFFFul);
+	assert_false(url_parse_ipv4("4294967296", 10, &ip));
+	assert_false(url_parse_ipv4("1.2.3.256", 9, &ip));
+	assert_false(url_parse_ipv4("1.2.3.4.5", 9, &ip));
+	assert_false(url_parse_ipv4("08.1.1.1", 8, &ip)); /* 8 is not octal */
+	assert_false(url_parse_ipv4("example.com", 11, &ip));
+}
+
+static void unwrap_is(const char *in, const char *want)
+{
+	struct url_norm n;
+	assert_int_equal(url_normalise(in, strlen(in), &n), URL_OK);
+	char *got = url_unwrap(&n);
+	if (want) {
+		assert_non_null(got);
+		assert_string_equal(got, want);
+	} else {
+		assert_null(got);
+	}
+	free(got);
+	url_norm_clear(&n);
+}
+
+static void test_unwrap(void **state)
+{
+	unwrap_is("https://www.google.com/url?q=https%3A%2F%2Fevil.com%2Fx&sa=D",
+		  "https://evil.com/x");
+	unwrap_is("https://eur01.safelinks.protection.outlook.com/?url=http%3A%2F%2Fa.com%2F&data=0",
+		  "http://a.com/");
+	unwrap_is("https://urldefense.proofpoint.com/v2/url?u=https-3A__b.com_p&d=1",
+		  "https://b.com/p");
+	unwrap_is("https://l.facebook.com/l.php?u=http%3A%2F%2Fc.com%2F&h=x", "http://c.com/");
+	unwrap_is("https://x.example/go/https://d.com/q", "https://d.com/q");
+	unwrap_is("https://example.com/page?x=1&y=2", NULL);
+	assert_true(url_is_shortener("bit.ly"));
+	assert_true(url_is_shortener("www.tinyurl.com"));
+	assert_false(url_is_shortener("example.com"));
+}
+
+static void test_public_suffix(void **state)
+{
+	assert_true(url_has_public_suffix("example.com", 11));
+	assert_true(url_has_public_suffix("a.b.example.co.uk", 17));
+	assert_false(url_has_public_suffix("co.uk", 5));
+	assert_false(url_has_public_suffix("file.notatld", 12));
+	assert_false(url_has_public_suffix("localhost", 9));
+}
+
+int main(void)
+{
+	url_psl_init(NULL);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_normalise),      cmocka_unit_test(test_not_web_or_bad),
+		cmocka_unit_test(test_ipv4_forms),     cmocka_unit_test(test_unwrap),
+		cmocka_unit_test(test_public_suffix),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
