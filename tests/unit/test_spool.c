@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -523,6 +524,56 @@ static void test_no_base(void **state)
 	free(dir);
 }
 
+/* ENOSPC from the filesystem itself (a 64 KiB tmpfs, no budget): handled like the
+ * budget, nothing half-committed.  Needs mount(2) (root); skipped otherwise. */
+static void test_fs_enospc(void **state)
+{
+	char *dir = make_dir();
+	if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0) {
+		printf("# tmpfs mount not permitted (%s): skipped\n", strerror(errno));
+		rm_rf(dir);
+		free(dir);
+		skip();
+	}
+	char sd[512];
+	snprintf(sd, sizeof(sd), "%s/spool", dir);
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(sd, 0, "h", base, NULL);
+	assert_non_null(sp);
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	char chunk[4096];
+	memset(chunk, 'z', sizeof(chunk));
+	int r = 0, e = 0;
+	for (int i = 0; i < 64 && r == 0; i++) {
+		r = spool_msg_write(m, chunk, sizeof(chunk));
+		e = errno;
+	}
+	assert_int_equal(r, -1);
+	assert_int_equal(e, ENOSPC);
+	struct done_rec d = {0};
+	spool_msg_commit(&m, on_done, &d);
+	run_until(base, &d.calls, 1);
+	assert_false(d.r.ok);
+	assert_true(d.r.no_space);
+	assert_int_equal(spool_used(sp), 0);
+	assert_int_equal(count_files(sd, "tmp"), 0);
+	assert_int_equal(count_files(sd, "new"), 0);
+	/* Space is back: a small message goes through. */
+	m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "ok\r\n", 4), 0);
+	memset(&d, 0, sizeof(d));
+	spool_msg_commit(&m, on_done, &d);
+	run_until(base, &d.calls, 1);
+	assert_true(d.r.ok);
+	spool_close(&sp);
+	event_base_free(base);
+	assert_int_equal(umount(dir), 0);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -537,6 +588,7 @@ int main(void)
 		cmocka_unit_test(test_begin_io_error),
 		cmocka_unit_test(test_rename_error),
 		cmocka_unit_test(test_no_base),
+		cmocka_unit_test(test_fs_enospc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
