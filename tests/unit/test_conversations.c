@@ -96,6 +96,7 @@ static void show(const char *label, const char *p, size_t len)
 /* Decode escapes and expand placeholders into out. */
 static void decode(struct run *r, const char *s, struct buf *out, bool server)
 {
+	/* server == -1 style: JSON fragments keep their own escapes, see decode_json(). */
 	while (*s) {
 		if (s[0] == '<' && strncmp(s, "<HOST>", 6) == 0) {
 			buf_puts(out, HOST);
@@ -146,6 +147,27 @@ static void decode(struct run *r, const char *s, struct buf *out, bool server)
 				s++;
 				break;
 			}
+		} else {
+			buf_putc(out, *s++);
+		}
+	}
+}
+
+/* expect-event fragments are JSON text: only \xHH is decoded (for spaces and
+ * UTF-8), every other backslash stays as JSON wrote it. */
+static void decode_json(const char *s, struct buf *out)
+{
+	while (*s) {
+		unsigned v;
+		if (s[0] == '\\' && s[1] == 'x' && sscanf(s + 2, "%2x", &v) == 1) {
+			buf_putc(out, (char)v);
+			s += 4;
+		} else if (s[0] == '<' && strncmp(s, "<DOMAIN>", 8) == 0) {
+			buf_puts(out, DOMAIN);
+			s += 8;
+		} else if (s[0] == '<' && strncmp(s, "<HOST>", 6) == 0) {
+			buf_puts(out, HOST);
+			s += 6;
 		} else {
 			buf_putc(out, *s++);
 		}
@@ -364,7 +386,7 @@ static void directive(struct run *r, char *d)
 		for (char *t = strtok(NULL, " "); t && nf < 15; t = strtok(NULL, " ")) {
 			buf_free(&dec[nf]);
 			buf_init(&dec[nf], 0);
-			decode(r, t, &dec[nf], false);
+			decode_json(t, &dec[nf]);
 			frags[nf] = dec[nf].data ? dec[nf].data : "";
 			nf++;
 		}
