@@ -28,6 +28,14 @@ const struct cli_command cli_commands[] = {
 	{"messages", "recent captured messages", "[OPTIONS]", cmd_messages},
 	{"show", "a session's transcript, or a captured message",
 	 "[OPTIONS] [--full] SESSION|QUEUEID", cmd_show},
+	{"analyze", "analyse mail (.eml, mbox, Maildir) into JSON; --daemon: the spool",
+	 "[OPTIONS] FILE... | --daemon -d DIR", cmd_analyze},
+	{"urls", "links seen in captured mail", "[OPTIONS] [--domain D] [--flag F]", cmd_urls},
+	{"domains", "domains of the links seen in captured mail", "[OPTIONS]", cmd_domains},
+	{"recipients", "addresses spammers sent to (the leaked lists)",
+	 "[OPTIONS] [--domain D] [--by-domain]", cmd_recipients},
+	{"campaigns", "campaigns of near-duplicate mail", "[OPTIONS] [CAMPAIGN_ID]",
+	 cmd_campaigns},
 	{NULL, NULL, NULL, NULL},
 };
 

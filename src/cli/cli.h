@@ -28,6 +28,12 @@ int cmd_stats(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
 int cmd_messages(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+/* analysis (src/analyze): cmd_analyze.c, cmd_urls.c, cmd_domains.c, ... */
+int cmd_analyze(int argc, char **argv);
+int cmd_urls(int argc, char **argv);
+int cmd_domains(int argc, char **argv);
+int cmd_recipients(int argc, char **argv);
+int cmd_campaigns(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */
