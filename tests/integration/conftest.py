@@ -234,24 +234,24 @@ class Daemon:
         except FileNotFoundError:
             return []
 
-    def events(self, name=None, **match):
+    def events(self, _event=None, **match):
         out = []
         for line in self.event_lines():
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if name and ev.get("event") != name:
+            if _event and ev.get("event") != _event:
                 continue
             if all(ev.get(k) == v for k, v in match.items()):
                 out.append(ev)
         return out
 
-    def wait_events(self, name=None, count=1, timeout=10, **match):
+    def wait_events(self, _event=None, count=1, timeout=10, **match):
         """Events are written by a writer thread: poll until count of them are there."""
         deadline = time.monotonic() + timeout
         while True:
-            evs = self.events(name, **match)
+            evs = self.events(_event, **match)
             if len(evs) >= count or time.monotonic() > deadline:
                 return evs
             time.sleep(0.05)
