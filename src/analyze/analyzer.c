@@ -11,17 +11,141 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <time.h>
+
 #include "analyze/adb.h"
 #include "analyze/analyze.h"
 #include "analyze/input.h"
+
+/* How long to wait for the daemon's event writer to record a message (it batches)
+ * before analysing the file without its envelope. */
+#define ENVELOPE_WAIT_S 10
+#define MAX_ENV_RCPTS 10000
+
+/* The envelope of a spool file from the daemon's mxbait.db (messages + sessions). */
+struct env_ctx {
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char *sender, *ip, *helo, *auth;
+	char **rcpts;
+	size_t n;
+};
+
+static void env_clear(struct env_ctx *e)
+{
+	free(e->sender);
+	free(e->ip);
+	free(e->helo);
+	free(e->auth);
+	for (size_t i = 0; i < e->n; i++)
+		free(e->rcpts[i]);
+	free(e->rcpts);
+	e->sender = e->ip = e->helo = e->auth = NULL;
+	e->rcpts = NULL;
+	e->n = 0;
+}
+
+static void env_open(struct env_ctx *e, const char *data_dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/mxbait.db", data_dir);
+	if (sqlite3_open_v2(path, &e->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(e->db,
+			       "SELECT m.sender, m.recipients, m.src_ip, m.auth_user, s.helo"
+			       " FROM messages m LEFT JOIN sessions s ON s.session = m.session"
+			       " WHERE m.spool = ?1 ORDER BY m.id DESC LIMIT 1",
+			       -1, &e->st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(e->st);
+		sqlite3_close(e->db);
+		e->db = NULL;
+		e->st = NULL;
+		return;
+	}
+	sqlite3_busy_timeout(e->db, 1000);
+}
+
+static char *col(sqlite3_stmt *st, int i)
+{
+	const char *s = (const char *)sqlite3_column_text(st, i);
+	return s ? strdup(s) : NULL;
+}
+
+/* The recipients column: a JSON array of strings (written by our event store). */
+static void parse_rcpts(struct env_ctx *e, const char *j)
+{
+	if (!j || *j != '[')
+		return;
+	j++;
+	while (*j && e->n < MAX_ENV_RCPTS) {
+		while (*j == ' ' || *j == ',')
+			j++;
+		if (*j != '"')
+			break;
+		j++;
+		char tmp[1024];
+		size_t o = 0;
+		while (*j && *j != '"') {
+			char c = *j++;
+			if (c == '\\' && *j) {
+				c = *j++;
+				if (c == 'u') { /* \u00XX: keep ASCII, else '?' */
+					unsigned v = 0;
+					for (int k = 0; k < 4 && *j; k++, j++)
+						v = v * 16 + (unsigned)(*j <= '9' ? *j - '0' : (*j | 32) - 'a' + 10);
+					c = v < 0x80 ? (char)v : '?';
+				}
+			}
+			if (o + 1 < sizeof(tmp))
+				tmp[o++] = c;
+		}
+		tmp[o] = 0;
+		if (*j == '"')
+			j++;
+		char **nr = realloc(e->rcpts, (e->n + 1) * sizeof(*nr));
+		if (!nr)
+			break;
+		e->rcpts = nr;
+		e->rcpts[e->n++] = strdup(tmp);
+	}
+}
+
+/* 1: found, 0: not (yet) recorded, -1: no mxbait.db. */
+static int env_lookup(struct env_ctx *e, const char *name)
+{
+	env_clear(e);
+	if (!e->st)
+		return -1;
+	sqlite3_reset(e->st);
+	sqlite3_bind_text(e->st, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(e->st) != SQLITE_ROW)
+		return 0;
+	e->sender = col(e->st, 0);
+	parse_rcpts(e, (const char *)sqlite3_column_text(e->st, 1));
+	e->ip = col(e->st, 2);
+	e->auth = col(e->st, 3);
+	e->helo = col(e->st, 4);
+	sqlite3_reset(e->st);
+	return 1;
+}
+
+static void env_close(struct env_ctx *e)
+{
+	env_clear(e);
+	sqlite3_finalize(e->st);
+	sqlite3_close(e->db);
+	e->st = NULL;
+	e->db = NULL;
+}
 
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int pass(struct adb *db, const char *newdir, const struct analyze_limits *lim,
-		volatile sig_atomic_t *stop)
+static int pass(struct adb *db, struct env_ctx *env, const char *newdir,
+		const struct analyze_limits *lim, volatile sig_atomic_t *stop, bool *waiting_r)
 {
 	DIR *d = opendir(newdir);
 	if (!d)
@@ -53,10 +177,22 @@ static int pass(struct adb *db, const char *newdir, const struct analyze_limits 
 		char path[4096];
 		size_t len = 0;
 		snprintf(path, sizeof(path), "%s/%s", newdir, names[i]);
+		int found = env_lookup(env, names[i]);
+		if (found == 0) {
+			struct stat st;
+			if (stat(path, &st) == 0 && time(NULL) - st.st_mtime < ENVELOPE_WAIT_S) {
+				*waiting_r = true; /* the event writer has not caught up yet */
+				continue;
+			}
+		}
 		const void *data = an_map_file(path, &len);
 		if (!data) /* gone (moved to cur/ or expired): nothing to do */
 			continue;
-		struct analysis *a = analyze_message(data, len, lim, NULL);
+		struct an_envelope ev = {
+			.sender = env->sender, .recipients = (const char *const *)env->rcpts,
+			.n_recipients = env->n, .client_ip = env->ip, .helo = env->helo,
+			.auth_user = env->auth};
+		struct analysis *a = analyze_message(data, len, lim, found == 1 ? &ev : NULL);
 		an_unmap(data, len);
 		if (!a)
 			continue;
@@ -85,7 +221,11 @@ int analyzer_pass(const char *data_dir, const struct analyze_limits *lim)
 		free(err);
 		return -1;
 	}
-	int r = pass(db, newdir, lim, NULL);
+	struct env_ctx env = {0};
+	bool waiting = false;
+	env_open(&env, data_dir);
+	int r = pass(db, &env, newdir, lim, NULL, &waiting);
+	env_close(&env);
 	adb_close(&db);
 	return r;
 }
@@ -103,6 +243,7 @@ int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop)
 		free(err);
 		return -1;
 	}
+	struct env_ctx env = {0};
 	int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	int wd = -1;
 	int rc = 0;
@@ -110,13 +251,16 @@ int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop)
 	while (!*stop) {
 		if (ifd >= 0 && wd < 0)
 			wd = inotify_add_watch(ifd, newdir, IN_MOVED_TO | IN_CLOSE_WRITE);
+		bool waiting = false;
 		if (dirty || wd < 0) {
-			if (pass(db, newdir, &lim, stop) < 0 && errno != ENOENT) {
+			if (!env.db) /* the daemon may create mxbait.db after we start */
+				env_open(&env, data_dir);
+			if (pass(db, &env, newdir, &lim, stop, &waiting) < 0 && errno != ENOENT) {
 				fprintf(stderr, "mxbait analyzer: %s: %s\n", newdir, strerror(errno));
 				rc = -1;
 				break;
 			}
-			dirty = false;
+			dirty = waiting; /* retry files whose envelope was not recorded yet */
 		}
 		if (ifd >= 0 && wd >= 0) {
 			struct pollfd p = {.fd = ifd, .events = POLLIN};
@@ -133,6 +277,7 @@ int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop)
 	}
 	if (ifd >= 0)
 		close(ifd);
+	env_close(&env);
 	adb_close(&db);
 	return rc;
 }

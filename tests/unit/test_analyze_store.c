@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -235,6 +237,107 @@ static void test_analyzer_pass(void **state)
 	sqlite3_close(db);
 }
 
+/* The envelope comes from the daemon's mxbait.db (messages + sessions) when recorded. */
+static void test_envelope_from_daemon_db(void **state)
+{
+	char dd[512], path[700];
+	snprintf(dd, sizeof(dd), "%s/env", g_dir);
+	mkdir(dd, 0700);
+	snprintf(path, sizeof(path), "%s/spool", dd);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/new", dd);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/mxbait.db", dd);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE sessions(session TEXT PRIMARY KEY, helo TEXT);"
+		"CREATE TABLE messages(id INTEGER PRIMARY KEY, session TEXT, spool TEXT, sender TEXT,"
+		" recipients TEXT, src_ip TEXT, auth_user TEXT);"
+		"INSERT INTO sessions VALUES('S1', 'bot.example');"
+		"INSERT INTO messages(session, spool, sender, recipients, src_ip, auth_user) VALUES("
+		" 'S1', 'm1.host', 'Bounce@Spammer.example',"
+		" '[\"one@leaked.example\",\"two@leaked.example\",\"x\\u0041y@leaked.example\"]',"
+		" '198.51.100.7', 'info');", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	snprintf(path, sizeof(path), "%s/spool/new/m1.host", dd);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("From: a@example.com\r\nTo: shown@example.org\r\nSubject: e\r\n\r\nbody\r\n", fp);
+	fclose(fp);
+	assert_int_equal(analyzer_pass(dd, NULL), 1);
+	db = adb_open_ro(dd, NULL);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db,
+		"SELECT env_from, client_ip, helo, auth_user, (SELECT group_concat(addr || ':' || src)"
+		" FROM (SELECT addr, src FROM recipients ORDER BY addr)) FROM messages", -1, &st, NULL),
+		SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "bounce@spammer.example");
+	assert_string_equal((const char *)sqlite3_column_text(st, 1), "198.51.100.7");
+	assert_string_equal((const char *)sqlite3_column_text(st, 2), "bot.example");
+	assert_string_equal((const char *)sqlite3_column_text(st, 3), "info");
+	assert_string_equal((const char *)sqlite3_column_text(st, 4),
+			    "one@leaked.example:1,shown@example.org:2,two@leaked.example:1,"
+			    "xay@leaked.example:1");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static volatile sig_atomic_t g_stop;
+static char g_run_dir[512];
+
+static void *runner(void *arg)
+{
+	*(int *)arg = analyzer_run(g_run_dir, &g_stop);
+	return NULL;
+}
+
+/* The process mode picks up a message that arrives while it runs, and stops on the
+ * flag. */
+static void test_analyzer_run_new_arrival(void **state)
+{
+	char path[700];
+	snprintf(g_run_dir, sizeof(g_run_dir), "%s/run", g_dir);
+	mkdir(g_run_dir, 0700);
+	snprintf(path, sizeof(path), "%s/spool", g_run_dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/new", g_run_dir);
+	mkdir(path, 0700);
+	pthread_t th;
+	int rc = -99;
+	g_stop = 0;
+	assert_int_equal(pthread_create(&th, NULL, runner, &rc), 0);
+	usleep(300 * 1000);
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s/arrival.tmp", g_run_dir);
+	snprintf(path, sizeof(path), "%s/spool/new/arrival.host", g_run_dir);
+	FILE *fp = fopen(tmp, "w");
+	assert_non_null(fp);
+	fputs("From: a@example.com\r\nSubject: late\r\n\r\nhttp://late.example.com/\r\n", fp);
+	fclose(fp);
+	assert_int_equal(rename(tmp, path), 0); /* as the spool does: tmp -> new */
+	int n = 0;
+	for (int i = 0; i < 100 && n == 0; i++) {
+		usleep(100 * 1000);
+		sqlite3 *db = adb_open_ro(g_run_dir, NULL);
+		if (!db)
+			continue;
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(db, "SELECT count(*) FROM spool_done", -1, &st, NULL) ==
+		    SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				n = sqlite3_column_int(st, 0);
+			sqlite3_finalize(st);
+		}
+		sqlite3_close(db);
+	}
+	g_stop = 1;
+	pthread_join(th, NULL);
+	assert_int_equal(n, 1);
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
 	analyze_global_init();
@@ -242,6 +345,8 @@ int main(void)
 		cmocka_unit_test(test_campaigns_and_idempotence),
 		cmocka_unit_test(test_no_chaining),
 		cmocka_unit_test(test_analyzer_pass),
+		cmocka_unit_test(test_envelope_from_daemon_db),
+		cmocka_unit_test(test_analyzer_run_new_arrival),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
