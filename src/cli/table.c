@@ -11,31 +11,38 @@
 
 #define TABLE_DEFAULT_MAX 40
 
+static size_t esc_width(unsigned char c)
+{
+	if (c == '\\')
+		return 2;
+	return c >= 0x20 && c < 0x7F ? 1 : 4;
+}
+
 size_t term_escape(struct buf *out, const char *s, size_t len, size_t max)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	size_t total = 0;
+	for (size_t i = 0; i < len; i++)
+		total += esc_width(p[i]);
+	/* When it does not fit, keep room for the "..." marker (fewer dots when the
+	 * column is narrower than 3). */
+	size_t mark = max && total > max ? (max < 3 ? max : 3) : 0;
+	size_t limit = max ? max - mark : 0;
 	size_t width = 0, i = 0;
 	for (; i < len; i++) {
-		char tmp[8];
-		size_t n;
-		if (p[i] == '\\') {
-			memcpy(tmp, "\\\\", 2);
-			n = 2;
-		} else if (p[i] >= 0x20 && p[i] < 0x7F) {
-			tmp[0] = (char)p[i];
-			n = 1;
-		} else {
-			snprintf(tmp, sizeof(tmp), "\\x%02X", p[i]);
-			n = 4;
-		}
-		/* Keep room for "..." when more follows. */
-		if (max && width + n > max - (max > 3 ? 3 : 0) && (i + 1 < len || width + n > max)) {
-			buf_append(out, "...", max > 3 ? 3 : max);
-			return i;
-		}
-		buf_append(out, tmp, n);
+		size_t n = esc_width(p[i]);
+		if (max && width + n > limit)
+			break;
+		if (n == 1)
+			buf_putc(out, (char)p[i]);
+		else if (n == 2)
+			buf_append(out, "\\\\", 2);
+		else
+			buf_printf(out, "\\x%02X", p[i]);
 		width += n;
 	}
+	if (i < len)
+		buf_append(out, "...", mark);
 	return i;
 }
 
