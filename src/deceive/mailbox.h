@@ -1,0 +1,68 @@
+/*
+ * mailbox: the plausible, stable mailbox a cracked account sees over IMAP and POP3.
+ *
+ * Generated, not stored: the same username always gets the same folders (INBOX, Sent,
+ * Drafts, Trash, Junk), the same few realistic messages, UIDs, UIDVALIDITY, sizes and
+ * dates, derived from the username and the per-installation secret, so every login
+ * (any protocol, any address, after a restart) sees the same thing.  Each session
+ * gets its own copy: flag changes, expunges and deletions live only as long as the
+ * session, as if another client had undone them.
+ *
+ * Messages use CRLF line ends (RFC 5322 on the wire), so sizes are what IMAP
+ * RFC822.SIZE and POP3 LIST report.
+ */
+#ifndef MXB_DECEIVE_MAILBOX_H
+#define MXB_DECEIVE_MAILBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum mbox_flag {
+	MBOX_SEEN = 1 << 0,
+	MBOX_ANSWERED = 1 << 1,
+	MBOX_FLAGGED = 1 << 2,
+	MBOX_DELETED = 1 << 3,
+	MBOX_DRAFT = 1 << 4,
+	MBOX_RECENT = 1 << 5,
+};
+
+struct mbox_msg {
+	uint32_t uid;
+	char *data;            /* whole message, CRLF line ends */
+	size_t size;
+	int64_t internaldate;  /* seconds since the epoch */
+	unsigned flags;        /* enum mbox_flag */
+};
+
+struct mbox_folder {
+	char *name;            /* "INBOX", "Sent", ... */
+	const char *special_use; /* "\\Sent", "\\Drafts", "\\Trash", "\\Junk" or NULL */
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	struct mbox_msg *msgs;
+	size_t n_msgs;
+	size_t alloc_msgs;
+};
+
+struct mbox_set {
+	struct mbox_folder *folders;
+	size_t n_folders;
+};
+
+/* The mailbox of username (canonical form) at domain, for a server called hostname.
+ * secret: the per-installation key.  NULL on allocation failure. */
+struct mbox_set *mailbox_generate(const char *username, const char *domain,
+				  const char *hostname, const uint8_t secret[32]);
+void mailbox_free(struct mbox_set **set);
+
+/* Folder by name (INBOX case-insensitive), or NULL. */
+struct mbox_folder *mailbox_folder(struct mbox_set *set, const char *name);
+
+/* Append a message (IMAP APPEND into this session's copy). Returns its UID or 0. */
+uint32_t mailbox_append(struct mbox_folder *f, const char *data, size_t len,
+			int64_t internaldate, unsigned flags);
+
+/* Remove the messages flagged \Deleted; returns how many went. */
+size_t mailbox_expunge(struct mbox_folder *f);
+
+#endif
