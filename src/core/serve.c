@@ -211,6 +211,18 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: cannot create the event loop\n");
 		goto out;
 	}
+	/* Signals first: from the moment the ports accept, a SIGTERM must mean a clean
+	 * stop (libevent keeps it until the loop runs). */
+	sv.sigint_ev = evsignal_new(sv.base, SIGINT, on_signal, &sv);
+	sv.sigterm_ev = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
+	sv.sighup_ev = evsignal_new(sv.base, SIGHUP, on_signal, &sv);
+	sv.grace_ev = evtimer_new(sv.base, grace_cb, &sv);
+	if (!sv.sigint_ev || !sv.sigterm_ev || !sv.sighup_ev || !sv.grace_ev ||
+	    event_add(sv.sigint_ev, NULL) || event_add(sv.sigterm_ev, NULL) ||
+	    event_add(sv.sighup_ev, NULL)) {
+		fprintf(stderr, "mxbait: cannot watch signals\n");
+		goto out;
+	}
 	if ((lock_fd = lock_data_dir(cfg->data_dir)) < 0)
 		goto out;
 	/* Bind before touching the spool and the database: a port in use is the most
@@ -263,16 +275,6 @@ int serve_run(const struct mxb_config *cfg)
 			 auth);
 	fill_smtp_config(&srv->smtp_cfg[SMTP_ROLE_SMTPS], cfg, SMTP_ROLE_SMTPS, true, auth);
 
-	sv.sigint_ev = evsignal_new(sv.base, SIGINT, on_signal, &sv);
-	sv.sigterm_ev = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
-	sv.sighup_ev = evsignal_new(sv.base, SIGHUP, on_signal, &sv);
-	sv.grace_ev = evtimer_new(sv.base, grace_cb, &sv);
-	if (!sv.sigint_ev || !sv.sigterm_ev || !sv.sighup_ev || !sv.grace_ev ||
-	    event_add(sv.sigint_ev, NULL) || event_add(sv.sigterm_ev, NULL) ||
-	    event_add(sv.sighup_ev, NULL)) {
-		fprintf(stderr, "mxbait: cannot watch signals\n");
-		goto out;
-	}
 	log_msg(LOG_INFO, NULL, "mxbait %s ready: hostname=%s data_dir=%s", MXB_VERSION,
 		cfg->hostname, cfg->data_dir);
 
