@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/db.h"
@@ -463,6 +464,49 @@ static void test_close_drains(void **state)
 	rm_paths(&p);
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Submit never waits for the disk: with the database write-locked by another
+ * connection, 5000 submits still return at once; the events land once it is free. */
+static void test_submit_never_blocks(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, p.jsonl, NULL);
+	assert_non_null(es);
+	sqlite3 *locker;
+	assert_int_equal(sqlite3_open(p.db, &locker), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	/* Let the writer start a batch and block on the lock. */
+	eventstore_submit(es, ev("offence", "0000000000000003", 0));
+	usleep(150 * 1000);
+	int64_t t0 = mono_us();
+	for (int i = 0; i < 5000; i++)
+		eventstore_submit(es, ev("offence", "0000000000000003", 0));
+	int64_t spent = mono_us() - t0;
+	printf("# 5000 submits with the database locked: %lld us\n", (long long)spent);
+	assert_true(spent < 1000 * 1000);
+	usleep(200 * 1000);
+	assert_int_equal(sqlite3_exec(locker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(locker);
+	eventstore_flush(es);
+	struct eventstore_stats st;
+	eventstore_get_stats(es, &st);
+	assert_int_equal(st.written, 5001);
+	assert_int_equal(st.failed, 0);
+	eventstore_close(&es);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 5001);
+	sqlite3_close(db);
+	rm_paths(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_close_drains),
+		cmocka_unit_test(test_submit_never_blocks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
