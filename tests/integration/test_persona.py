@@ -62,6 +62,8 @@ class Rules:
       reply CMDREGEX ; OLDREGEX => TEXT
                                     the first S: line after a C: line matching CMDREGEX,
                                     when it matches OLDREGEX, becomes TEXT (literal)
+      delay CMDREGEX => TEXT        insert the line TEXT (e.g. "# delay 1-3s") before
+                                    the first S: line after a C: line matching CMDREGEX
     Transcript lines escape CR LF as the four characters \\r\\n: a REGEX matches them as
     \\\\r\\\\n, a literal TEXT writes them as \\r\\n.
     """
@@ -86,6 +88,9 @@ class Rules:
                     elif verb == "sub":
                         rx, _, text = rest.partition(" => ")
                         self.rules.append((scope, "sub", re.compile(rx), None, text))
+                    elif verb == "delay":
+                        cmd, _, text = rest.partition(" => ")
+                        self.rules.append((scope, "delay", re.compile(cmd), None, text))
                     elif verb == "reply":
                         lhs, _, text = rest.partition(" => ")
                         cmd, _, old = lhs.partition(" ; ")
@@ -118,6 +123,17 @@ class Rules:
                         armed = False
                         if old.search(l):
                             l = text
+                    out.append(l)
+                lines = out
+            elif verb == "delay":
+                out, armed = [], False
+                for l in lines:
+                    if l.startswith("C: "):
+                        armed = bool(rx.search(l))
+                    elif l.startswith("S: ") and armed:
+                        armed = False
+                        if not (out and out[-1].startswith("# delay")):
+                            out.append(text)
                     out.append(l)
                 lines = out
         return lines
@@ -205,3 +221,8 @@ def test_rules_can_fail():
     assert "S: 250-VRFY\\r\\n" not in exp
     assert exp[1] == "S: 502 5.5.1 VRFY command is disabled\\r\\n", exp
     assert r.expected("smtp-commands", ["S: 250 2.0.0 Ok\\r\\n"]) == ["S: 250 2.0.0 Ok\\r\\n"]
+    exp = r.expected("smtp-commands", ["C: XYZZY\\r\\n", "S: 500 x\\r\\n"])
+    assert exp == ["C: XYZZY\\r\\n", "# delay 1-3s", "S: 500 x\\r\\n"], exp
+    u = "S: 550 5.1.1 <nosuchuser@<DOMAIN>>: Recipient address rejected: User unknown " \
+        "in local recipient table\\r\\n"
+    assert r.expected("smtp-rcpt", [u]) == ["S: 250 2.1.5 Ok\\r\\n"]
