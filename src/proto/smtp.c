@@ -508,7 +508,8 @@ static void msg_end(struct smtp_session *s)
 {
 	if (s->msg_too_big) {
 		msg_abort(s);
-		reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		/* cleanup's CLEANUP_STAT_SIZE detail, as smtpd words it after DATA */
+		reply(s, "552 5.3.4 Error: message file too big");
 		error_reply_counted(s);
 		message_rejected(s, "size", 552);
 		mail_reset(s);
@@ -540,6 +541,9 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 		else
 			reply(s, "250 2.0.0 Ok: queued as %s", qid);
 		s->messages++;
+		/* Postfix forgives earlier errors once a message was delivered. */
+		s->errors = 0;
+		s->junk_cmds = 0;
 		struct mxb_event *ev = mxb_event_new("message");
 		if (ev) {
 			mxb_event_str(ev, "queue_id", qid);
@@ -974,7 +978,7 @@ static void chunk_done(struct smtp_session *s)
 	if (s->msg_too_big || s->msg_failed) {
 		bool big = s->msg_too_big;
 		snprintf(s->bdat_reply, sizeof(s->bdat_reply), "%s",
-			 big ? "552 5.3.4 Message size exceeds fixed limit"
+			 big ? "552 5.3.4 Error: message file too big"
 			     : "452 4.3.1 Insufficient system storage");
 		reply(s, "%s", s->bdat_reply);
 		error_reply_counted(s);
@@ -1055,7 +1059,27 @@ static int check_vrfy(struct smtp_session *s, struct smtp_args *a)
 static void run_vrfy(struct smtp_session *s, struct smtp_args *a)
 {
 	char arg[2100], shown[2100];
-	join_args(a, 1, arg, sizeof(arg));
+	/* "VRFY address [SMTPUTF8]": the option is not part of the address. */
+	struct smtp_args args = *a;
+	if (args.n > 2 && strcasecmp(args.tok[args.n - 1].s, "SMTPUTF8") == 0)
+		args.n--;
+	join_args(&args, 1, arg, sizeof(arg));
+	/* Postfix parses the argument as a recipient address first. */
+	struct smtp_args one = {.n = 3};
+	char to[] = "to:";
+	one.tok[0] = a->tok[0];
+	one.tok[1] = (struct smtp_token){.s = to, .len = 3};
+	one.tok[2] = (struct smtp_token){.s = arg, .len = strlen(arg),
+					 .error = a->n > 1 && a->tok[1].error};
+	struct smtp_path_req r;
+	char err[SMTP_REPLY_MAX];
+	struct smtp_parse_limits lim = {.smtputf8 = true};
+	if (smtp_parse_rcpt(&one, &lim, &r, err) != SMTP_PARSE_OK) {
+		reply(s, "501 5.1.3 Bad recipient address syntax");
+		error_reply_counted(s);
+		vrfy_event(s, "VRFY", arg);
+		return;
+	}
 	printable(shown, sizeof(shown), arg, strlen(arg));
 	/* One answer for every address: no user enumeration through us. */
 	reply(s, "252 2.0.0 %s", shown);
@@ -1117,12 +1141,10 @@ static void run_etrn(struct smtp_session *s, struct smtp_args *a)
 
 static int check_starttls(struct smtp_session *s, struct smtp_args *a)
 {
+	/* Postfix allows STARTTLS inside a transaction (RFC 2487 does not forbid it)
+	 * and simply resets it. */
 	if (a->n != 1) {
 		reply(s, "501 5.5.4 Syntax: STARTTLS");
-		return -1;
-	}
-	if (s->in_mail) {
-		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return -1;
 	}
 	if (s->tls) {
@@ -1420,7 +1442,7 @@ static const struct smtp_cmd cmd_table[] = {
 	{"RCPT", 0, check_rcpt, run_rcpt},
 	{"DATA", CMD_LAST, check_data, run_data},
 	{"BDAT", 0, check_bdat, run_bdat},
-	{"RSET", CMD_PRE_TLS | CMD_JUNK, check_rset, run_rset},
+	{"RSET", CMD_JUNK, check_rset, run_rset},
 	{"NOOP", CMD_PRE_TLS | CMD_LAST | CMD_JUNK, check_none, run_noop},
 	{"VRFY", CMD_LAST | CMD_JUNK, check_vrfy, run_vrfy},
 	{"ETRN", CMD_JUNK, check_etrn, run_etrn},
