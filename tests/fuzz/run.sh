@@ -80,6 +80,9 @@ fi
 echo "fuzz $target: FAILED (exit $rc)"
 # The first sanitizer / libFuzzer report, bounded.
 grep -E 'runtime error:|SUMMARY:' "$work/log" | head -5 | sed 's/^/  /'
+# What the target printed just before dying (e.g. its own assertion message).
+grep -v -E '^(#[0-9]+|INFO:|MERGE|\s*$)' "$work/log" | grep -B4 -m1 'ERROR:' | grep -v 'ERROR:' |
+	head -4 | sed 's/^/  > /'
 sed -n '/ERROR:/,/SUMMARY:/p' "$work/log" | head -25 | sed 's/^/  | /'
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 	echo "  the fuzzer overran its wall-clock bound of $((secs + 60))s"
