@@ -126,6 +126,7 @@ struct smtp_session {
 	/* Input framing */
 	struct buf line;
 	bool skipping;               /* over-long command line: skip to LF */
+	bool overflowed;             /* the line being skipped was over the limit */
 	const char *feed_end;        /* set during feed: for "more input pending" */
 	const char *feed_pos;
 
@@ -723,6 +724,11 @@ static void mail_event(struct smtp_session *s, const struct smtp_path_req *r, bo
 
 static int check_mail(struct smtp_session *s, struct smtp_args *a)
 {
+	if (s->bdat_active) {
+		reply(s, "503 5.5.1 Error: MAIL after BDAT");
+		offence(s, "bad_sequence", "MAIL", 4);
+		return -1;
+	}
 	if (s->in_mail) {
 		reply(s, "503 5.5.1 Error: nested MAIL command");
 		offence(s, "bad_sequence", "MAIL", 4);
@@ -1415,6 +1421,14 @@ static void run_auth(struct smtp_session *s, struct smtp_args *a)
 /* A continuation line while in ST_AUTH. */
 static void auth_line(struct smtp_session *s, const char *line, size_t len)
 {
+	if (s->overflowed) {
+		/* Postfix smtpd_chat_query_limit() with smtpd_sasl_resp_limit */
+		auth_event_simple(s, mech_name(s->mech), "malformed");
+		reply(s, "500 5.5.6 SASL response limit exceeded");
+		error_reply_counted(s);
+		auth_end(s);
+		return;
+	}
 	if (len == 1 && line[0] == '*') {
 		auth_event_simple(s, mech_name(s->mech), "aborted");
 		reply(s, "501 5.7.0 Authentication aborted");
@@ -1669,6 +1683,7 @@ static size_t feed_lines(struct smtp_session *s, const char *data, size_t len)
 		size_t room = limit > s->line.len ? limit - s->line.len : 0;
 		if (content > room) {
 			buf_append(&s->line, data, room);
+			s->overflowed = true;
 			offence_once(s, ONCE_LINE_TOO_LONG, "line_too_long", s->line.data,
 				     s->line.len);
 			if (!lf) {
@@ -1683,8 +1698,8 @@ static size_t feed_lines(struct smtp_session *s, const char *data, size_t len)
 		if (!lf)
 			return take;
 	}
-	/* A complete line is in s->line. */
-	bool bare_lf = true;
+	/* A complete line is in s->line.  (After a cut line the CR is gone: not bare.) */
+	bool bare_lf = !s->overflowed;
 	size_t l = s->line.len;
 	if (l > 0 && s->line.data[l - 1] == '\r') {
 		l--;
@@ -1694,6 +1709,7 @@ static size_t feed_lines(struct smtp_session *s, const char *data, size_t len)
 	s->feed_pos = data + take;
 	line_complete(s, s->line.data, l, bare_lf);
 	buf_reset(&s->line);
+	s->overflowed = false;
 	return take;
 }
 
@@ -1802,6 +1818,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version,
 		s->auth_user[0] = '\0';
 		buf_reset(&s->line);
 		s->skipping = false;
+		s->overflowed = false;
 		set_state(s, ST_CMD);
 		s->susp = SUSP_NONE;
 	}
