@@ -145,10 +145,13 @@ void an_fingerprint(struct analysis *a)
 				ntok++;
 				if (ntok >= 3) {
 					uint64_t sh = XXH3_64bits(win, sizeof(win));
+					/* 128 hash functions from one well-mixed xxHash: xor a
+					 * per-function random seed, multiply by an odd constant,
+					 * fold the high half down.  Cheap enough to vectorise. */
 					for (int m = 0; m < AN_MINHASH; m++) {
-						uint64_t v = mix64(sh ^ g_seeds[m]);
-						if (v < a->minhash[m])
-							a->minhash[m] = v;
+						uint64_t v = (sh ^ g_seeds[m]) * 0x9e3779b97f4a7c15ull;
+						v ^= v >> 32;
+						a->minhash[m] = v < a->minhash[m] ? v : a->minhash[m];
 					}
 					a->n_shingles++;
 				}
@@ -158,8 +161,10 @@ void an_fingerprint(struct analysis *a)
 	}
 	if (ntok > 0 && ntok < 3) { /* a short text is one shingle */
 		uint64_t sh = XXH3_64bits(win, sizeof(win));
-		for (int m = 0; m < AN_MINHASH; m++)
-			a->minhash[m] = mix64(sh ^ g_seeds[m]);
+		for (int m = 0; m < AN_MINHASH; m++) {
+			uint64_t v = (sh ^ g_seeds[m]) * 0x9e3779b97f4a7c15ull;
+			a->minhash[m] = v ^ (v >> 32);
+		}
 		a->n_shingles = 1;
 	}
 	unsigned char md[EVP_MAX_MD_SIZE];

@@ -81,7 +81,7 @@ static int add_value(struct an_html *h, const char *v, size_t len, unsigned wher
 static void scan_css(struct an_html *h, const char *s, size_t len)
 {
 	for (size_t i = 0; i + 4 < len; i++) {
-		if (strncasecmp(s + i, "url(", 4) != 0)
+		if ((s[i] | 32) != 'u' || s[i + 3] != '(' || strncasecmp(s + i, "url(", 4) != 0)
 			continue;
 		size_t j = i + 4;
 		while (j < len && (s[j] == ' ' || s[j] == '\'' || s[j] == '"'))
@@ -129,21 +129,70 @@ static void space(struct an_html *h)
 		text_add(h, " ", 1);
 }
 
-static const char *attr(const xmlChar **atts, const char *name)
+/* The attributes we read, found in one pass over the element's attributes. */
+struct attrs {
+	const char *href, *src, *background, *poster, *data, *action, *formaction, *srcset,
+		*style, *http_equiv, *content;
+};
+
+static void collect(const xmlChar **atts, struct attrs *v)
 {
-	if (!atts)
-		return NULL;
-	for (size_t i = 0; atts[i]; i += 2)
-		if (strcasecmp((const char *)atts[i], name) == 0)
-			return atts[i + 1] ? (const char *)atts[i + 1] : "";
-	return NULL;
+	memset(v, 0, sizeof(*v));
+	for (size_t i = 0; atts && atts[i]; i += 2) {
+		const char *n = (const char *)atts[i];
+		const char *val = atts[i + 1] ? (const char *)atts[i + 1] : "";
+		const char **slot = NULL;
+		switch (n[0] | 32) {
+		case 'h':
+			if (!strcasecmp(n, "href"))
+				slot = &v->href;
+			else if (!strcasecmp(n, "http-equiv"))
+				slot = &v->http_equiv;
+			break;
+		case 's':
+			if (!strcasecmp(n, "src"))
+				slot = &v->src;
+			else if (!strcasecmp(n, "srcset"))
+				slot = &v->srcset;
+			else if (!strcasecmp(n, "style"))
+				slot = &v->style;
+			break;
+		case 'b':
+			if (!strcasecmp(n, "background"))
+				slot = &v->background;
+			break;
+		case 'p':
+			if (!strcasecmp(n, "poster"))
+				slot = &v->poster;
+			break;
+		case 'd':
+			if (!strcasecmp(n, "data"))
+				slot = &v->data;
+			break;
+		case 'a':
+			if (!strcasecmp(n, "action"))
+				slot = &v->action;
+			break;
+		case 'f':
+			if (!strcasecmp(n, "formaction"))
+				slot = &v->formaction;
+			break;
+		case 'c':
+			if (!strcasecmp(n, "content"))
+				slot = &v->content;
+			break;
+		default:
+			break;
+		}
+		if (slot && !*slot) /* the first one wins, as in browsers */
+			*slot = val;
+	}
 }
 
 static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 {
 	struct an_html *h = ud;
 	const char *name = (const char *)xname;
-	const char *v;
 	space(h);
 	if (strcasecmp(name, "style") == 0)
 		h->in_style++;
@@ -151,35 +200,37 @@ static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 		h->in_script++;
 	if (!atts)
 		return;
-	if ((strcasecmp(name, "a") == 0 || strcasecmp(name, "area") == 0) &&
-	    (v = attr(atts, "href"))) {
-		int idx = add_value(h, v, strlen(v), AN_W_HTML_HREF);
-		if (strcasecmp(name, "a") == 0) {
+	struct attrs v;
+	collect(atts, &v);
+	bool is_a = (name[0] | 32) == 'a' && name[1] == 0;
+	if (v.href && (is_a || strcasecmp(name, "area") == 0)) {
+		int idx = add_value(h, v.href, strlen(v.href), AN_W_HTML_HREF);
+		if (is_a) {
 			h->anchor = idx;
 			buf_reset(&h->anchor_text);
 		}
-	} else if ((v = attr(atts, "href"))) {
-		add_value(h, v, strlen(v), AN_W_HTML_SRC);
+	} else if (v.href) {
+		add_value(h, v.href, strlen(v.href), AN_W_HTML_SRC);
 	}
-	if ((v = attr(atts, "src")))
-		add_value(h, v, strlen(v), AN_W_HTML_SRC);
-	if ((v = attr(atts, "background")))
-		add_value(h, v, strlen(v), AN_W_HTML_SRC);
-	if ((v = attr(atts, "poster")))
-		add_value(h, v, strlen(v), AN_W_HTML_SRC);
-	if (strcasecmp(name, "object") == 0 && (v = attr(atts, "data")))
-		add_value(h, v, strlen(v), AN_W_HTML_SRC);
-	if ((v = attr(atts, "action")))
-		add_value(h, v, strlen(v), AN_W_HTML_ACTION);
-	if ((v = attr(atts, "formaction")))
-		add_value(h, v, strlen(v), AN_W_HTML_ACTION);
-	if ((v = attr(atts, "srcset")))
-		scan_srcset(h, v);
-	if ((v = attr(atts, "style")))
-		scan_css(h, v, strlen(v));
-	if (strcasecmp(name, "meta") == 0 && (v = attr(atts, "http-equiv")) &&
-	    strcasecmp(v, "refresh") == 0 && (v = attr(atts, "content"))) {
-		const char *u = strcasestr(v, "url=");
+	if (v.src)
+		add_value(h, v.src, strlen(v.src), AN_W_HTML_SRC);
+	if (v.background)
+		add_value(h, v.background, strlen(v.background), AN_W_HTML_SRC);
+	if (v.poster)
+		add_value(h, v.poster, strlen(v.poster), AN_W_HTML_SRC);
+	if (v.data && strcasecmp(name, "object") == 0)
+		add_value(h, v.data, strlen(v.data), AN_W_HTML_SRC);
+	if (v.action)
+		add_value(h, v.action, strlen(v.action), AN_W_HTML_ACTION);
+	if (v.formaction)
+		add_value(h, v.formaction, strlen(v.formaction), AN_W_HTML_ACTION);
+	if (v.srcset)
+		scan_srcset(h, v.srcset);
+	if (v.style)
+		scan_css(h, v.style, strlen(v.style));
+	if (v.http_equiv && v.content && strcasecmp(v.http_equiv, "refresh") == 0 &&
+	    strcasecmp(name, "meta") == 0) {
+		const char *u = strcasestr(v.content, "url=");
 		if (u) {
 			u += 4;
 			while (*u == ' ' || *u == '\'' || *u == '"')

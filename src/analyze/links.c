@@ -166,7 +166,7 @@ static size_t trim_tail(const char *s, size_t len)
 {
 	while (len > 0) {
 		char c = s[len - 1];
-		if (strchr(".,;:!?'*", c)) {
+		if (c && strchr(".,;:!?'*", c)) {
 			len--;
 			continue;
 		}
@@ -193,6 +193,9 @@ static const char *const schemes[] = {"https://", "http://", "hxxps://", "hxxp:/
 /* Does a scheme start at s?  Returns its length. */
 static size_t scheme_at(const char *s, size_t left)
 {
+	/* fast reject: every scheme above starts "ht", "hx" or "ft" */
+	if (left < 6 || !(s[1] == 't' || s[1] == 'T' || s[1] == 'x' || s[1] == 'X'))
+		return 0;
 	for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
 		size_t l = strlen(schemes[k]);
 		if (left >= l && strncasecmp(s, schemes[k], l) == 0)
@@ -257,13 +260,18 @@ static size_t read_host(const char *s, size_t left, char *out, size_t outsz, siz
 		static const char *const seps[] = {".", "[.]", "(.)", "{.}", "[dot]", "(dot)",
 						   " dot ", " [dot] ", " (dot) ", " [.] "};
 		size_t got = 0, gk = 0;
-		for (size_t k = 0; k < sizeof(seps) / sizeof(seps[0]); k++) {
-			size_t l = strlen(seps[k]);
-			if (left - i > l && strncasecmp(s + i, seps[k], l) == 0 &&
-			    is_label_byte((unsigned char)s[i + l])) {
-				got = l;
-				gk = k;
-				break;
+		if (i < left && s[i] == '.') { /* the common case */
+			if (left - i > 1 && is_label_byte((unsigned char)s[i + 1]))
+				got = 1;
+		} else if (i < left && (s[i] == '[' || s[i] == '(' || s[i] == '{' || s[i] == ' ')) {
+			for (size_t k = 1; k < sizeof(seps) / sizeof(seps[0]); k++) {
+				size_t l = strlen(seps[k]);
+				if (left - i > l && strncasecmp(s + i, seps[k], l) == 0 &&
+				    is_label_byte((unsigned char)s[i + l])) {
+					got = l;
+					gk = k;
+					break;
+				}
 			}
 		}
 		if (!got)

@@ -119,8 +119,8 @@ static size_t unicode_dot_at(const unsigned char *p, size_t left)
 	return 0;
 }
 
-/* First pass: strip invisibles, refang, trim.  Result in out. */
-static void clean_input(const char *raw, size_t len, struct buf *out, unsigned *flags)
+/* Strip invisibles and the tab/CR/LF that browsers drop; trim.  Result in out. */
+static void strip_invisible(const char *raw, size_t len, struct buf *out, unsigned *flags)
 {
 	const unsigned char *p = (const unsigned char *)raw;
 	size_t i = 0;
@@ -137,31 +137,61 @@ static void clean_input(const char *raw, size_t len, struct buf *out, unsigned *
 			i += n;
 			continue;
 		}
-		if (p[i] == '[' || p[i] == '(' || p[i] == '{') {
+		if (p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			buf_putc(out, (char)p[i]);
+		i++;
+	}
+}
+
+/* One refanging pass; returns true when something changed. */
+static bool refang_once(const char *s, size_t len, struct buf *out)
+{
+	bool changed = false;
+	for (size_t i = 0; i < len;) {
+		if (s[i] == '[' || s[i] == '(' || s[i] == '{') {
 			bool hit = false;
 			for (size_t k = 0; k < sizeof(defangs) / sizeof(defangs[0]); k++) {
 				size_t dl = strlen(defangs[k].s);
-				if (len - i >= dl && strncasecmp((const char *)p + i, defangs[k].s, dl) == 0) {
+				if (len - i >= dl && strncasecmp(s + i, defangs[k].s, dl) == 0) {
 					if (defangs[k].c)
 						buf_putc(out, defangs[k].c);
 					else
 						buf_puts(out, "://");
-					*flags |= URL_F_DEFANGED;
 					i += dl;
-					hit = true;
+					hit = changed = true;
 					break;
 				}
 			}
 			if (hit)
 				continue;
 		}
-		if (p[i] == '\t' || p[i] == '\r' || p[i] == '\n') { /* browsers drop these */
-			i++;
-			continue;
-		}
-		buf_putc(out, (char)p[i]);
+		buf_putc(out, s[i]);
 		i++;
 	}
+	return changed;
+}
+
+/* Invisibles first (they may hide inside a marker: "(do<U+202E>t)"), then refang until
+ * nothing changes ("[[.]]" hides one marker inside another), so that the result is a
+ * fixed point and normalising twice changes nothing. */
+static void clean_input(const char *raw, size_t len, struct buf *out, unsigned *flags)
+{
+	struct buf a, b;
+	buf_init(&a, out->cap);
+	buf_init(&b, out->cap);
+	strip_invisible(raw, len, &a, flags);
+	for (int round = 0; round < 16; round++) {
+		buf_reset(&b);
+		if (!refang_once(a.data ? a.data : "", a.len, &b))
+			break;
+		*flags |= URL_F_DEFANGED;
+		struct buf t = a;
+		a = b;
+		b = t;
+	}
+	buf_append(out, a.data ? a.data : "", a.len);
+	buf_free(&a);
+	buf_free(&b);
 }
 
 bool url_parse_ipv4(const char *s, size_t len, unsigned long *ip_r)
@@ -252,7 +282,8 @@ static bool is_unreserved(unsigned char c)
  * that browsers leave alone). */
 static bool keep_literal(unsigned char c)
 {
-	return is_unreserved(c) || strchr("!$&'()*+,;=:@/?#[]|^`{}", c) != NULL;
+	/* c != 0: strchr() would find the terminator */
+	return is_unreserved(c) || (c != 0 && strchr("!$&'()*+,;=:@/?#[]|^`{}", c) != NULL);
 }
 
 /* Percent-encoding normalisation of a path/query/fragment. */
@@ -324,6 +355,8 @@ static bool norm_host(const char *s, size_t len, struct url_norm *r)
 			c = '.';
 			i += n - 1;
 		}
+		if (c <= ' ' || c == 0x7F) /* NUL, controls, space: never in a host */
+			goto bad;
 		if (buf_putc(&h, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c)) < 0)
 			goto bad;
 	}

@@ -1,0 +1,50 @@
+#!/bin/sh
+# analyze-throughput: full analysis speed (MB/s per core) of `mxbait analyze` over every
+# folder of ../shared/corpus, against the peer: the same files through Python's `email`
+# package with a regex URL extractor (bench/analyze-peer.py, the Python honeypots'
+# approach).  Prints both figures and the ratio.  Not a test.
+#   bench/analyze-throughput.sh [BUILD_DIR] [ROUNDS]
+# The corpus is read in place (phishing-pot is CC BY-NC: never copied).  Output goes to
+# /dev/null, so the JSON rendering is included but not the terminal.  MB/s per core is
+# bytes / (user + system CPU seconds): one process, one core.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+BUILD=${1:-build}
+ROUNDS=${2:-3}
+corpus=${MXB_CORPUS:-$here/../../shared/corpus}
+[ -d "$corpus" ] || corpus=/work/shared/corpus
+mxbait=$BUILD/src/mxbait
+[ -x "$mxbait" ] || { echo "analyze-throughput: no $mxbait (build first)" >&2; exit 2; }
+dirs="$corpus/phishing-pot $corpus/rspamd-test-messages $corpus/spamassassin-test-data $corpus/sisimai-arf"
+bytes=$(find $dirs -type f ! -name README.md ! -name SHA256SUMS -printf '%s\n' | awk '{s+=$1} END {print s}')
+msgs=$(find $dirs -type f ! -name README.md ! -name SHA256SUMS | wc -l)
+
+# best of ROUNDS, CPU seconds (user+sys) of the child, via /usr/bin/time or bash times
+cpu_of() {
+	best=""
+	i=0
+	while [ $i -lt "$ROUNDS" ]; do
+		/usr/bin/time -o "$tf" -f '%U %S' "$@" >/dev/null 2>&1
+		t=$(tail -1 "$tf" | awk '{print $1+$2}')
+		if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+		i=$((i + 1))
+	done
+	echo "$best"
+}
+if [ ! -x /usr/bin/time ]; then
+	echo "analyze-throughput: needs /usr/bin/time (Debian package 'time')" >&2
+	exit 2
+fi
+files=$(find $dirs -type f ! -name README.md ! -name SHA256SUMS | sort)
+list=$(mktemp)
+tf=$(mktemp)
+trap 'rm -f "$list" "$tf"' EXIT
+echo "$files" > "$list"
+c_cpu=$(cpu_of sh -c "xargs '$mxbait' analyze < '$list'")
+p_cpu=$(cpu_of sh -c "xargs /usr/bin/python3 '$here/analyze-peer.py' < '$list'")
+awk -v b="$bytes" -v m="$msgs" -v c="$c_cpu" -v p="$p_cpu" 'BEGIN {
+	printf "analyze: corpus %d messages, %.1f MB (all four folders of shared/corpus)\n", m, b/1e6
+	printf "analyze: mxbait analyze        %6.2f s CPU  %7.1f MB/s per core  %7.0f msg/s\n", c, b/1e6/c, m/c
+	printf "analyze: python email + regex  %6.2f s CPU  %7.1f MB/s per core  %7.0f msg/s\n", p, b/1e6/p, m/p
+	printf "analyze: ratio mxbait/python   %.1fx\n", p/c
+}'
