@@ -7,6 +7,7 @@
  */
 #include "store/db.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "deceive/deception.h"
 
 /* Step i takes version i to i+1.  Append only. */
 static const char *const migrations[] = {
@@ -76,6 +79,76 @@ static const char *const migrations[] = {
 	"CREATE INDEX messages_ts ON messages(ts_us);"
 	"CREATE INDEX messages_session ON messages(session);"
 	"CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+
+	/* 2 -> 3: accounts of the credential policy (deceive/deception.h), saved by
+	 * eventstore_save_account() and loaded at start by db_load_accounts(). */
+	"CREATE TABLE accounts ("
+	" username TEXT PRIMARY KEY,"  /* canonical form */
+	" password TEXT,"              /* NULL until cracked */
+	" failures INTEGER NOT NULL DEFAULT 0,"
+	" threshold INTEGER NOT NULL DEFAULT 0,"
+	" cracked_us INTEGER NOT NULL DEFAULT 0,"
+	" fixed INTEGER NOT NULL DEFAULT 0,"
+	" updated_us INTEGER NOT NULL DEFAULT 0);",
+
+	/* 3 -> 4: brute-force intelligence, maintained by the writer from auth, rcpt and
+	 * vrfy events (so `mxbait creds` / `mxbait attackers` never scan the raw events),
+	 * backfilled here from the events already stored.  prefix is mxb_prefix(src_ip):
+	 * the /24 (IPv4) or /48 (IPv6) in canonical text.  A probe is an RCPT or VRFY/EXPN
+	 * of a session that had not authenticated (successfully) before it. */
+	"CREATE TABLE auth_attempts ("
+	" id INTEGER PRIMARY KEY,"
+	" ts_us INTEGER NOT NULL,"
+	" session TEXT,"
+	" src_ip TEXT,"
+	" prefix TEXT,"
+	" proto TEXT,"
+	" mechanism TEXT,"
+	" username TEXT,"
+	" password TEXT,"
+	" success INTEGER NOT NULL DEFAULT 0,"
+	" result TEXT);"
+	"CREATE INDEX auth_attempts_username ON auth_attempts(username);"
+	"CREATE INDEX auth_attempts_src_ip ON auth_attempts(src_ip);"
+	"CREATE INDEX auth_attempts_prefix ON auth_attempts(prefix);"
+	"CREATE INDEX auth_attempts_ts ON auth_attempts(ts_us);"
+	"CREATE TABLE probes ("
+	" id INTEGER PRIMARY KEY,"
+	" ts_us INTEGER NOT NULL,"
+	" session TEXT,"
+	" src_ip TEXT,"
+	" prefix TEXT,"
+	" proto TEXT,"
+	" kind TEXT NOT NULL,"         /* rcpt, vrfy, expn */
+	" address TEXT,"
+	" accepted INTEGER NOT NULL DEFAULT 0,"
+	" reply INTEGER);"
+	"CREATE INDEX probes_address ON probes(address);"
+	"CREATE INDEX probes_src_ip ON probes(src_ip);"
+	"CREATE INDEX probes_prefix ON probes(prefix);"
+	"CREATE INDEX probes_ts ON probes(ts_us);"
+	"CREATE INDEX messages_auth_user ON messages(auth_user);"
+	"INSERT INTO auth_attempts(ts_us, session, src_ip, prefix, proto, mechanism, username,"
+	" password, success, result)"
+	" SELECT ts_us, session, src_ip, mxb_prefix(src_ip), proto,"
+	" json_extract(json, '$.mechanism'), json_extract(json, '$.username'),"
+	" json_extract(json, '$.password'), coalesce(json_extract(json, '$.success'), 0),"
+	" json_extract(json, '$.result')"
+	" FROM events WHERE event = 'auth' ORDER BY id;"
+	"INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address, accepted,"
+	" reply)"
+	" SELECT e.ts_us, e.session, e.src_ip, mxb_prefix(e.src_ip), e.proto,"
+	" CASE e.event WHEN 'rcpt' THEN 'rcpt'"
+	"  ELSE lower(coalesce(json_extract(e.json, '$.verb'), 'vrfy')) END,"
+	" CASE e.event WHEN 'rcpt' THEN json_extract(e.json, '$.recipient')"
+	"  ELSE json_extract(e.json, '$.argument') END,"
+	" CASE e.event WHEN 'rcpt' THEN coalesce(json_extract(e.json, '$.accepted'), 0)"
+	"  ELSE coalesce(json_extract(e.json, '$.reply') BETWEEN 200 AND 299, 0) END,"
+	" json_extract(e.json, '$.reply')"
+	" FROM events e WHERE e.event IN ('rcpt', 'vrfy') AND NOT EXISTS ("
+	"  SELECT 1 FROM events a WHERE a.session = e.session AND a.event = 'auth'"
+	"  AND a.id < e.id AND json_extract(a.json, '$.success'))"
+	" ORDER BY e.id;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -141,8 +214,68 @@ static enum db_status classify(sqlite3 *db, int rc)
 	return DB_ERROR;
 }
 
+int db_prefix(const char *ip, char *out, size_t outlen)
+{
+	unsigned char a[16];
+	char txt[INET6_ADDRSTRLEN];
+	if (!ip || outlen < 1)
+		return -1;
+	/* A scope (fe80::1%eth0) is not part of the network. */
+	char tmp[INET6_ADDRSTRLEN + 1];
+	size_t n = strcspn(ip, "%");
+	if (n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, ip, n);
+	tmp[n] = 0;
+	if (inet_pton(AF_INET, tmp, a) == 1) {
+		a[3] = 0;
+	} else if (inet_pton(AF_INET6, tmp, a) == 1) {
+		static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (!memcmp(a, v4mapped, 12)) {
+			/* ::ffff:203.0.113.9 is an IPv4 peer on a dual-stack socket. */
+			memmove(a, a + 12, 4);
+			a[3] = 0;
+		} else {
+			memset(a + 6, 0, 10);
+			if (!inet_ntop(AF_INET6, a, txt, sizeof(txt)))
+				return -1;
+			return snprintf(out, outlen, "%s/48", txt) < (int)outlen ? 0 : -1;
+		}
+	} else {
+		return -1;
+	}
+	if (!inet_ntop(AF_INET, a, txt, sizeof(txt)))
+		return -1;
+	return snprintf(out, outlen, "%s/24", txt) < (int)outlen ? 0 : -1;
+}
+
+static void sql_prefix(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	const char *ip = (const char *)sqlite3_value_text(argv[0]);
+	char out[INET6_ADDRSTRLEN + 8];
+	if (ip && db_prefix(ip, out, sizeof(out)) == 0)
+		sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_result_null(ctx);
+}
+
+int db_register_functions(sqlite3 *db)
+{
+	return sqlite3_create_function(db, "mxb_prefix", 1,
+				       SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+				       sql_prefix, NULL, NULL) == SQLITE_OK
+		       ? 0
+		       : -1;
+}
+
 enum db_status db_migrate(sqlite3 *db, int target, char **err_r)
 {
+	/* The steps (backfills) and the writer use mxb_prefix(). */
+	if (db_register_functions(db) < 0) {
+		set_err(err_r, fmt("%s", sqlite3_errmsg(db)));
+		return DB_ERROR;
+	}
 	if (target < 0 || target > N_MIGRATIONS)
 		target = N_MIGRATIONS;
 	for (;;) {
@@ -315,4 +448,85 @@ int64_t db_counter_get(sqlite3 *db, const char *name)
 	}
 	sqlite3_finalize(st);
 	return v;
+}
+
+int db_load_accounts(const char *db_path, int (*fn)(void *ctx, const struct deception_account *a),
+		     void *ctx, char **err_r)
+{
+	struct stat stb;
+	if (err_r)
+		*err_r = NULL;
+	if (stat(db_path, &stb) < 0) {
+		if (errno == ENOENT)
+			return 0; /* first start: nothing saved yet */
+		set_err(err_r, fmt("%s: %s", db_path, strerror(errno)));
+		return -1;
+	}
+	sqlite3 *db = NULL;
+	/* Read-write without CREATE (a WAL reader may need the -shm file), query_only. */
+	int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc != SQLITE_OK) {
+		set_err(err_r, fmt("%s: %s", db_path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+	char *why = NULL;
+	int v = db_user_version(db, &why);
+	int n = 0;
+	sqlite3_stmt *st = NULL;
+	if (v < 0) {
+		set_err(err_r, fmt("%s: %s", db_path, why ? why : "?"));
+		n = -1;
+		goto out;
+	}
+	if (v > N_MIGRATIONS) {
+		set_err(err_r, fmt("%s: schema version %d is newer than this mxbait supports (%d)",
+				   db_path, v, N_MIGRATIONS));
+		n = -1;
+		goto out;
+	}
+	if (!has_table(db, "accounts"))
+		goto out; /* an older schema: no account was ever saved */
+	rc = sqlite3_prepare_v2(db,
+				"SELECT username, password, failures, threshold, cracked_us, fixed"
+				" FROM accounts WHERE username IS NOT NULL ORDER BY username",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		set_err(err_r, fmt("%s: %s", db_path, sqlite3_errmsg(db)));
+		n = -1;
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t failures = sqlite3_column_int64(st, 2);
+		int64_t threshold = sqlite3_column_int64(st, 3);
+		struct deception_account a = {
+			.username = (const char *)sqlite3_column_text(st, 0),
+			.password = (const char *)sqlite3_column_text(st, 1),
+			.failures = failures < 0 ? 0 : failures > UINT32_MAX ? UINT32_MAX
+									     : (unsigned)failures,
+			.threshold = threshold < 0 ? 0 : threshold > UINT32_MAX ? UINT32_MAX
+										: (unsigned)threshold,
+			.cracked_us = sqlite3_column_int64(st, 4),
+			.fixed = sqlite3_column_int(st, 5) != 0,
+		};
+		if (!a.username)
+			continue;
+		if (fn && fn(ctx, &a) != 0) {
+			set_err(err_r, fmt("%s: saved account refused by the policy", db_path));
+			n = -1;
+			goto out;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		set_err(err_r, fmt("%s: %s", db_path, sqlite3_errmsg(db)));
+		n = -1;
+	}
+out:
+	free(why);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
 }

@@ -16,6 +16,7 @@
 #define MXB_STORE_DB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct sqlite3;
@@ -50,6 +51,26 @@ enum db_status db_migrate(struct sqlite3 *db, int target, char **err_r);
 
 /* PRAGMA user_version; -1 on error (e.g. "file is not a database" in *err_r). */
 int db_user_version(struct sqlite3 *db, char **err_r);
+
+/* Register mxbait's SQL functions on a connection (db_migrate does it; readers that
+ * use them call it): mxb_prefix(ip) is the network of an address as canonical text,
+ * the /24 of an IPv4 address ("203.0.113.0/24", also for ::ffff:203.0.113.9) or the
+ * /48 of an IPv6 address ("2001:db8:1::/48"); NULL for anything else. */
+int db_register_functions(struct sqlite3 *db);
+/* The same in C: 0, or -1 when ip is not an address (out gets nothing useful). */
+int db_prefix(const char *ip, char *out, size_t outlen);
+
+/* Load the saved accounts of the credential policy (deceive/deception.h), for start-up:
+ * fn is called once per row of the accounts table, in username order (the strings are
+ * valid during the call only).  Returns the number of accounts passed to fn; 0 when the
+ * database does not exist yet or predates the accounts table; -1 with *err_r (malloc'd)
+ * on error, a database newer than this program, or when fn returns non-zero (loading
+ * stops there).  Opens and closes its own read-only connection, so it may run before
+ * or after eventstore_open(). */
+struct deception_account;
+int db_load_accounts(const char *db_path,
+		     int (*fn)(void *ctx, const struct deception_account *a), void *ctx,
+		     char **err_r);
 
 /* Add delta to a named counter in the counters table (e.g. "events_dropped"). */
 int db_counter_add(struct sqlite3 *db, const char *name, int64_t delta);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "store/db.h"
+#include "deceive/deception.h"
 #include "store/event.h"
 #include "util/buf.h"
 
@@ -67,6 +68,26 @@ static const struct derived derived_sql[] = {
 		    " coalesce(json_array_length(?1, '$.recipients'), 0),"
 		    " json_extract(?1, '$.method'), json_extract(?1, '$.auth_user'),"
 		    " json_extract(?1, '$.tls'))"},
+	/* Brute-force intelligence (db.c step 3 -> 4 backfills the same rows). */
+	{"auth", "INSERT INTO auth_attempts(ts_us, session, src_ip, prefix, proto, mechanism,"
+		 " username, password, success, result) VALUES(?3, ?2, ?4, mxb_prefix(?4),"
+		 " json_extract(?1, '$.proto'), json_extract(?1, '$.mechanism'),"
+		 " json_extract(?1, '$.username'), json_extract(?1, '$.password'),"
+		 " coalesce(json_extract(?1, '$.success'), 0), json_extract(?1, '$.result'))"},
+	/* A probe: RCPT or VRFY/EXPN of a session not (yet) authenticated.  The auth rows
+	 * above ran first for earlier events of the batch, so auth_user is current. */
+	{"rcpt", "INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address,"
+		 " accepted, reply) SELECT ?3, ?2, ?4, mxb_prefix(?4), json_extract(?1, '$.proto'),"
+		 " 'rcpt', json_extract(?1, '$.recipient'),"
+		 " coalesce(json_extract(?1, '$.accepted'), 0), json_extract(?1, '$.reply')"
+		 " WHERE (SELECT auth_user FROM sessions WHERE session = ?2) IS NULL"},
+	{"vrfy", "INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address,"
+		 " accepted, reply) SELECT ?3, ?2, ?4, mxb_prefix(?4), json_extract(?1, '$.proto'),"
+		 " lower(coalesce(json_extract(?1, '$.verb'), 'vrfy')),"
+		 " json_extract(?1, '$.argument'),"
+		 " coalesce(json_extract(?1, '$.reply') BETWEEN 200 AND 299, 0),"
+		 " json_extract(?1, '$.reply')"
+		 " WHERE (SELECT auth_user FROM sessions WHERE session = ?2) IS NULL"},
 	{"disconnect", "UPDATE sessions SET ended_us = ?3,"
 		       " duration_ms = json_extract(?1, '$.duration_ms'),"
 		       " reason = json_extract(?1, '$.reason'),"
@@ -79,12 +100,22 @@ static const struct derived derived_sql[] = {
 
 #define N_DERIVED (sizeof(derived_sql) / sizeof(derived_sql[0]))
 
+/* A saved state of a policy account, copied at eventstore_save_account() time. */
+struct acct_rec {
+	char *username, *password;
+	unsigned failures, threshold;
+	int64_t cracked_us;
+	int fixed;
+	int64_t updated_us;
+};
+
 struct eventstore {
 	sqlite3 *db;
 	int jsonl_fd;
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_session;
 	sqlite3_stmt *derived[N_DERIVED];
+	sqlite3_stmt *upsert_account;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* writer waits for events */
@@ -98,6 +129,10 @@ struct eventstore {
 	uint64_t dropped_recorded;
 	uint64_t failed;        /* lost to a failed transaction, since open */
 	uint64_t batches;
+	/* Account saves: a second queue, drained with every batch. */
+	struct acct_rec *accts;
+	size_t n_accts, alloc_accts;
+	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
 	int flushers;
 	bool stop;
 	pthread_t thread;
@@ -122,6 +157,7 @@ static void free_stmts(struct eventstore *es)
 {
 	sqlite3_finalize(es->ins_event);
 	sqlite3_finalize(es->ins_session);
+	sqlite3_finalize(es->upsert_account);
 	for (size_t i = 0; i < N_DERIVED; i++)
 		sqlite3_finalize(es->derived[i]);
 }
@@ -156,6 +192,16 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 					-1, &es->ins_session, NULL);
 	for (size_t i = 0; rc == SQLITE_OK && i < N_DERIVED; i++)
 		rc = sqlite3_prepare_v2(es->db, derived_sql[i].sql, -1, &es->derived[i], NULL);
+	/* Latest state wins: saves are applied in the order they were made. */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(es->db,
+					"INSERT INTO accounts(username, password, failures, threshold,"
+					" cracked_us, fixed, updated_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+					" ON CONFLICT(username) DO UPDATE SET password = excluded.password,"
+					" failures = excluded.failures, threshold = excluded.threshold,"
+					" cracked_us = excluded.cracked_us, fixed = excluded.fixed,"
+					" updated_us = excluded.updated_us",
+					-1, &es->upsert_account, NULL);
 	if (rc != SQLITE_OK) {
 		*err_r = fmt("%s: %s", db_path, sqlite3_errmsg(es->db));
 		goto fail;
@@ -223,15 +269,62 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 	pthread_mutex_unlock(&es->mu);
 }
 
+static void acct_rec_free(struct acct_rec *r)
+{
+	free(r->username);
+	free(r->password);
+	r->username = r->password = NULL;
+}
+
+void eventstore_save_account(struct eventstore *es, const struct deception_account *a)
+{
+	if (!es || !a || !a->username)
+		return;
+	struct acct_rec r = {
+		.username = strdup(a->username),
+		.password = a->password ? strdup(a->password) : NULL,
+		.failures = a->failures,
+		.threshold = a->threshold,
+		.cracked_us = a->cracked_us,
+		.fixed = a->fixed,
+		.updated_us = mxb_now_us(),
+	};
+	pthread_mutex_lock(&es->mu);
+	if (!r.username || (a->password && !r.password) || es->n_accts >= es->queue_limit)
+		goto drop;
+	if (es->n_accts == es->alloc_accts) {
+		size_t n = es->alloc_accts ? es->alloc_accts * 2 : 64;
+		struct acct_rec *q = realloc(es->accts, n * sizeof(*q));
+		if (!q)
+			goto drop;
+		es->accts = q;
+		es->alloc_accts = n;
+	}
+	es->accts[es->n_accts++] = r;
+	es->accts_accepted++;
+	if (es->n_accts == 1)
+		pthread_cond_signal(&es->cv);
+	pthread_mutex_unlock(&es->mu);
+	return;
+drop:
+	/* Counted like dropped events ("accounts_dropped"); the policy still holds the
+	 * account in memory, and its next change is saved again. */
+	es->accts_dropped++;
+	pthread_cond_signal(&es->cv);
+	pthread_mutex_unlock(&es->mu);
+	acct_rec_free(&r);
+}
+
 void eventstore_flush(struct eventstore *es)
 {
 	if (!es)
 		return;
 	pthread_mutex_lock(&es->mu);
 	uint64_t target = es->accepted;
+	uint64_t acct_target = es->accts_accepted;
 	es->flushers++;
 	pthread_cond_signal(&es->cv);
-	while (es->done < target && es->thread_started)
+	while ((es->done < target || es->accts_done < acct_target) && es->thread_started)
 		pthread_cond_wait(&es->done_cv, &es->mu);
 	es->flushers--;
 	pthread_mutex_unlock(&es->mu);
@@ -252,6 +345,9 @@ void eventstore_close(struct eventstore **esp)
 	for (size_t i = 0; i < es->n_queue; i++)
 		mxb_event_free(&es->queue[es->q_head + i]);
 	free(es->queue);
+	for (size_t i = 0; i < es->n_accts; i++)
+		acct_rec_free(&es->accts[i]);
+	free(es->accts);
 	free_stmts(es);
 	if (es->db)
 		sqlite3_close(es->db);
@@ -354,9 +450,33 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 	return 0;
 }
 
-/* Commit one batch; returns the number of events lost (0 on success). */
+static int store_account(struct eventstore *es, const struct acct_rec *r)
+{
+	sqlite3_stmt *st = es->upsert_account;
+	sqlite3_bind_text(st, 1, r->username, -1, SQLITE_STATIC);
+	if (r->password)
+		sqlite3_bind_text(st, 2, r->password, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_int64(st, 3, r->failures);
+	sqlite3_bind_int64(st, 4, r->threshold);
+	sqlite3_bind_int64(st, 5, r->cracked_us);
+	sqlite3_bind_int(st, 6, r->fixed ? 1 : 0);
+	sqlite3_bind_int64(st, 7, r->updated_us);
+	return step_reset(st);
+}
+
+struct acct_batch {
+	struct acct_rec *recs;
+	size_t n;
+	uint64_t new_drops;
+};
+
+/* Commit one batch (events, then account saves, in one transaction); returns the
+ * number of events lost (0 on success). */
 static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t n,
-			   uint64_t new_drops, struct buf *lines, size_t *offs)
+			   uint64_t new_drops, const struct acct_batch *ab, struct buf *lines,
+			   size_t *offs)
 {
 	buf_reset(lines);
 	for (size_t i = 0; i < n; i++) {
@@ -373,14 +493,20 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 	for (size_t i = 0; i < n; i++)
 		if (store_one(es, evs[i], lines->data + offs[i], offs[i + 1] - offs[i] - 1) < 0)
 			goto fail;
+	for (size_t i = 0; i < ab->n; i++)
+		if (store_account(es, &ab->recs[i]) < 0)
+			goto fail;
 	if (new_drops && db_counter_add(es->db, "events_dropped", (int64_t)new_drops) < 0)
+		goto fail;
+	if (ab->new_drops &&
+	    db_counter_add(es->db, "accounts_dropped", (int64_t)ab->new_drops) < 0)
 		goto fail;
 	if (sqlite3_exec(es->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	return 0;
 fail:
-	fprintf(stderr, "mxbait: eventstore: batch of %zu events not stored: %s\n", n,
-		sqlite3_errmsg(es->db));
+	fprintf(stderr, "mxbait: eventstore: batch of %zu events and %zu account saves not "
+		"stored: %s\n", n, ab->n, sqlite3_errmsg(es->db));
 	sqlite3_exec(es->db, "ROLLBACK", NULL, NULL, NULL);
 	return n;
 }
@@ -404,12 +530,17 @@ static void *writer_thread(void *arg)
 	size_t *offs = malloc((BATCH_MAX + 1) * sizeof(*offs));
 	pthread_mutex_lock(&es->mu);
 	while (batch && offs) {
-		while (!es->n_queue && !es->stop && es->dropped == es->dropped_recorded)
+#define NOTHING_TO_DO()                                                       \
+	(!es->n_queue && !es->n_accts && es->dropped == es->dropped_recorded && \
+	 es->accts_dropped == es->accts_dropped_recorded)
+		while (NOTHING_TO_DO() && !es->stop)
 			pthread_cond_wait(&es->cv, &es->mu);
-		if (!es->n_queue && es->stop && es->dropped == es->dropped_recorded)
+		if (NOTHING_TO_DO() && es->stop)
 			break;
+#undef NOTHING_TO_DO
 		/* Let the batch fill for up to 50 ms, unless someone waits for it. */
-		if (es->n_queue && es->n_queue < BATCH_MAX && !es->stop && !es->flushers) {
+		if ((es->n_queue || es->n_accts) && es->n_queue < BATCH_MAX && !es->stop &&
+		    !es->flushers) {
 			struct timespec dl;
 			deadline_in(&dl, BATCH_WAIT_NS);
 			while (es->n_queue < BATCH_MAX && !es->stop && !es->flushers)
@@ -424,16 +555,26 @@ static void *writer_thread(void *arg)
 		if (!es->n_queue)
 			es->q_head = 0;
 		uint64_t new_drops = es->dropped - es->dropped_recorded;
+		/* Every pending account save goes with this batch (they are small). */
+		struct acct_batch ab = {es->accts, es->n_accts,
+					es->accts_dropped - es->accts_dropped_recorded};
+		es->accts = NULL;
+		es->n_accts = es->alloc_accts = 0;
 		pthread_mutex_unlock(&es->mu);
 
-		size_t lost = commit_batch(es, batch, n, new_drops, &lines, offs);
+		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs);
 		for (size_t i = 0; i < n; i++)
 			mxb_event_free(&batch[i]);
+		for (size_t i = 0; i < ab.n; i++)
+			acct_rec_free(&ab.recs[i]);
+		free(ab.recs);
 
 		pthread_mutex_lock(&es->mu);
 		/* Drops are counted in memory (eventstore_get_stats) even when the batch
 		 * that should have recorded them failed. */
 		es->dropped_recorded += new_drops;
+		es->accts_dropped_recorded += ab.new_drops;
+		es->accts_done += ab.n;
 		es->done += n;
 		es->failed += lost;
 		es->batches++;

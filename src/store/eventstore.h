@@ -13,13 +13,21 @@
 
 struct mxb_event;
 struct eventstore;
+struct deception_account;
 
 /* db_path: the SQLite file; jsonl_path: the JSON-lines log (NULL: none). */
 struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path,
 				   char **err_r);
 /* Takes ownership of ev (stamped with the common fields). */
 void eventstore_submit(struct eventstore *es, struct mxb_event *ev);
-/* Block until everything submitted so far is committed (tests, shutdown). */
+/* Save the state of a credential-policy account (deceive/deception.h: the policy's
+ * save hook).  Copies the fields (the strings too) and queues them like an event:
+ * thread-safe, never blocks on disk.  The writer upserts the accounts table (by
+ * username; the latest save wins, updated_us = the time of this call) in the same
+ * transaction as the events of its batch.  Load them back with db_load_accounts(). */
+void eventstore_save_account(struct eventstore *es, const struct deception_account *a);
+/* Block until everything submitted (events and account saves) so far is committed
+ * (tests, shutdown). */
 void eventstore_flush(struct eventstore *es);
 void eventstore_close(struct eventstore **es);
 

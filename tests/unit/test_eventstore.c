@@ -1,5 +1,6 @@
 /* test_eventstore: submit/flush, derived tables, JSON-lines log, batching, drops,
- * migrations and refusals (too new, not a database). */
+ * migrations and refusals (too new, not a database); account saves and loads; the
+ * brute-force tables (auth_attempts, probes), live and backfilled. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deceive/deception.h"
 #include "store/db.h"
 #include "store/event.h"
 #include "store/eventstore.h"
@@ -507,6 +509,383 @@ static void test_submit_never_blocks(void **state)
 	rm_paths(&p);
 }
 
+
+/* ---- accounts (credential policy persistence) ---- */
+
+struct loaded {
+	int n;
+	char user[8][64];
+	char pass[8][64];
+	bool has_pass[8];
+	unsigned failures[8], threshold[8];
+	int64_t cracked_us[8];
+	int fixed[8];
+	int refuse_at; /* 1-based; 0: never */
+};
+
+static int collect(void *ctx, const struct deception_account *a)
+{
+	struct loaded *l = ctx;
+	if (l->refuse_at && l->n + 1 == l->refuse_at)
+		return -1;
+	assert_true(l->n < 8);
+	snprintf(l->user[l->n], 64, "%s", a->username);
+	l->has_pass[l->n] = a->password != NULL;
+	snprintf(l->pass[l->n], 64, "%s", a->password ? a->password : "");
+	l->failures[l->n] = a->failures;
+	l->threshold[l->n] = a->threshold;
+	l->cracked_us[l->n] = a->cracked_us;
+	l->fixed[l->n] = a->fixed;
+	l->n++;
+	return 0;
+}
+
+static void save(struct eventstore *es, const char *user, const char *pass, unsigned failures,
+		 unsigned threshold, int64_t cracked_us, int fixed)
+{
+	/* Strings from a stack buffer that is overwritten afterwards: the store copies. */
+	char u[64], pw[64];
+	snprintf(u, sizeof(u), "%s", user);
+	snprintf(pw, sizeof(pw), "%s", pass ? pass : "");
+	struct deception_account a = {u, pass ? pw : NULL, failures, threshold, cracked_us, fixed};
+	eventstore_save_account(es, &a);
+	memset(u, 'X', sizeof(u) - 1);
+	memset(pw, 'X', sizeof(pw) - 1);
+}
+
+static void test_accounts_roundtrip(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	char *err = NULL;
+	struct loaded l;
+	/* No database yet: nothing to load, and nothing created. */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 0);
+	assert_null(err);
+	assert_int_equal(access(p.db, F_OK), -1);
+
+	struct eventstore *es = eventstore_open(p.db, NULL, &err);
+	if (!es)
+		fail_msg("open: %s", err);
+	/* Upsert: the latest save of a username wins. */
+	save(es, "alice", NULL, 1, 4, 0, 0);
+	save(es, "alice", NULL, 2, 4, 0, 0);
+	save(es, "bob", NULL, 3, 5, 0, 0);
+	save(es, "postmaster", "s3cret", 0, 0, 0, 1);
+	save(es, "alice", NULL, 4, 4, 0, 0);
+	/* Saves and events share batches and transactions. */
+	eventstore_submit(es, ev("offence", "00000000000000aa", 0));
+	save(es, "alice", "123456", 4, 4, 1795000000123456, 0);
+	eventstore_save_account(es, NULL);  /* harmless */
+	struct deception_account nameless = {NULL, NULL, 0, 0, 0, 0};
+	eventstore_save_account(es, &nameless);
+	eventstore_flush(es);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 3);
+	assert_string_equal(l.user[0], "alice");
+	assert_true(l.has_pass[0]);
+	assert_string_equal(l.pass[0], "123456");
+	assert_int_equal(l.failures[0], 4);
+	assert_int_equal(l.threshold[0], 4);
+	assert_int_equal(l.cracked_us[0], 1795000000123456);
+	assert_int_equal(l.fixed[0], 0);
+	assert_string_equal(l.user[1], "bob");
+	assert_false(l.has_pass[1]);
+	assert_int_equal(l.failures[1], 3);
+	assert_int_equal(l.threshold[1], 5);
+	assert_int_equal(l.cracked_us[1], 0);
+	assert_string_equal(l.user[2], "postmaster");
+	assert_string_equal(l.pass[2], "s3cret");
+	assert_int_equal(l.fixed[2], 1);
+
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts"), 3);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts WHERE updated_us > 1700000000000000"),
+			 3);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 1);
+	sqlite3_close(db);
+
+	/* A bob crack after a restart: survives, and so does alice's. */
+	eventstore_close(&es);
+	es = eventstore_open(p.db, NULL, &err);
+	assert_non_null(es);
+	save(es, "bob", "password", 5, 5, 1795000000999999, 0);
+	eventstore_close(&es); /* close commits without a flush */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 3);
+	assert_string_equal(l.pass[0], "123456");
+	assert_string_equal(l.pass[1], "password");
+	assert_int_equal(l.cracked_us[1], 1795000000999999);
+
+	/* The callback can refuse: loading stops with an error. */
+	memset(&l, 0, sizeof(l));
+	l.refuse_at = 2;
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), -1);
+	assert_non_null(err);
+	free(err);
+	err = NULL;
+	assert_int_equal(l.n, 1);
+
+	/* A database from before the accounts table: nothing saved, not an error. */
+	unlink(p.db);
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(db_migrate(db, 2, NULL), DB_OK);
+	sqlite3_close(db);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 0);
+	/* Newer than us, or garbage: errors. */
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), -1);
+	assert_non_null(strstr(err, "newer"));
+	free(err);
+	err = NULL;
+	unlink(p.db);
+	FILE *f = fopen(p.db, "w");
+	for (int i = 0; i < 4096; i++)
+		fputc("garbage!"[i % 8], f);
+	fclose(f);
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), -1);
+	assert_non_null(err);
+	free(err);
+	rm_paths(&p);
+}
+
+struct acct_thr {
+	struct eventstore *es;
+	int id;
+};
+
+static void *account_saver(void *arg)
+{
+	struct acct_thr *t = arg;
+	for (int i = 0; i < 500; i++) {
+		char u[32];
+		snprintf(u, sizeof(u), "user%d-%d", t->id, i);
+		for (unsigned f = 1; f <= 3; f++)
+			save(t->es, u, f == 3 ? "qwerty" : NULL, f, 3, f == 3 ? 1 : 0, 0);
+	}
+	return NULL;
+}
+
+/* Four threads saving 6000 states of 2000 accounts: all land, latest state each. */
+static void test_accounts_threads(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, NULL, NULL);
+	assert_non_null(es);
+	pthread_t th[4];
+	struct acct_thr ta[4];
+	for (int i = 0; i < 4; i++) {
+		ta[i] = (struct acct_thr){es, i};
+		pthread_create(&th[i], NULL, account_saver, &ta[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	eventstore_flush(es);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts"), 2000);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts WHERE password = 'qwerty'"
+				   " AND failures = 3 AND cracked_us = 1"), 2000);
+	sqlite3_close(db);
+	eventstore_close(&es);
+	rm_paths(&p);
+}
+
+/* ---- brute-force tables ---- */
+
+static void auth_ev(struct eventstore *es, const char *sid, const char *ip, const char *proto,
+		    int64_t ts, const char *mech, const char *user, const char *pass, bool ok)
+{
+	struct mxb_event *e = mxb_event_new("auth");
+	mxb_event_stamp(e, ts, sid, ip, 50000, proto);
+	mxb_event_str(e, "mechanism", mech);
+	if (user)
+		mxb_event_str(e, "username", user);
+	else
+		mxb_event_null(e, "username");
+	if (pass)
+		mxb_event_str(e, "password", pass);
+	else
+		mxb_event_null(e, "password");
+	mxb_event_null(e, "authzid");
+	mxb_event_bool(e, "success", ok);
+	mxb_event_str(e, "result", ok ? "ok" : user ? "fail" : "aborted");
+	eventstore_submit(es, e);
+}
+
+static void rcpt_ev(struct eventstore *es, const char *sid, const char *ip, int64_t ts,
+		    const char *rcpt, bool ok)
+{
+	struct mxb_event *e = mxb_event_new("rcpt");
+	mxb_event_stamp(e, ts, sid, ip, 50000, "smtp");
+	mxb_event_str(e, "recipient", rcpt);
+	mxb_event_str(e, "params", "");
+	mxb_event_bool(e, "accepted", ok);
+	mxb_event_int(e, "reply", ok ? 250 : 550);
+	mxb_event_bool(e, "relay", false);
+	eventstore_submit(es, e);
+}
+
+static void vrfy_ev(struct eventstore *es, const char *sid, const char *ip, int64_t ts,
+		    const char *verb, const char *arg, int reply)
+{
+	struct mxb_event *e = mxb_event_new("vrfy");
+	mxb_event_stamp(e, ts, sid, ip, 50000, "smtp");
+	mxb_event_str(e, "verb", verb);
+	mxb_event_str(e, "argument", arg);
+	mxb_event_int(e, "reply", reply);
+	eventstore_submit(es, e);
+}
+
+static void fill_bruteforce(struct eventstore *es)
+{
+	int64_t t = 1795000000000000;
+	auth_ev(es, "a000000000000001", "203.0.113.9", "smtp", t + 1, "PLAIN", "admin", "123456",
+		false);
+	auth_ev(es, "a000000000000001", "203.0.113.9", "smtp", t + 2, "LOGIN", "admin", "admin",
+		false);
+	auth_ev(es, "a000000000000002", "203.0.113.200", "submission", t + 3, "PLAIN", "admin",
+		"password", true);
+	auth_ev(es, "a000000000000003", "2001:db8:1:2::5", "imap", t + 4, "LOGIN", "Info",
+		"qwerty", false);
+	auth_ev(es, "a000000000000004", "2001:db8:1:ffff::6", "pop3", t + 5, "USER", "info",
+		"qwerty", false);
+	auth_ev(es, "a000000000000005", "::ffff:198.51.100.77", "smtps", t + 6, "PLAIN", NULL,
+		NULL, false);
+	auth_ev(es, "a000000000000006", "fe80::1%eth0", "smtp", t + 7, "PLAIN", "x", "y", false);
+	/* Probes: an unauthenticated session (RCPT, VRFY, EXPN)... */
+	rcpt_ev(es, "b000000000000001", "192.0.2.10", t + 10, "alice@local.example", true);
+	rcpt_ev(es, "b000000000000001", "192.0.2.10", t + 11, "nobody@local.example", false);
+	vrfy_ev(es, "b000000000000001", "192.0.2.10", t + 12, "VRFY", "root", 252);
+	vrfy_ev(es, "b000000000000001", "192.0.2.10", t + 13, "EXPN", "staff", 502);
+	/* ...a session that fails AUTH is still unauthenticated; one that succeeds is not,
+	 * from then on (its earlier RCPT was a probe). */
+	auth_ev(es, "b000000000000002", "192.0.2.11", "submission", t + 20, "PLAIN", "bob",
+		"bob", false);
+	rcpt_ev(es, "b000000000000002", "192.0.2.11", t + 21, "carol@local.example", true);
+	auth_ev(es, "b000000000000002", "192.0.2.11", "submission", t + 22, "PLAIN", "bob",
+		"letmein", true);
+	rcpt_ev(es, "b000000000000002", "192.0.2.11", t + 23, "victim@far.example", true);
+	vrfy_ev(es, "b000000000000002", "192.0.2.11", t + 24, "VRFY", "dave", 252);
+}
+
+static const char dump_auth[] =
+	"SELECT group_concat(r, char(10)) FROM (SELECT ts_us || '|' || session || '|' || src_ip"
+	" || '|' || coalesce(prefix, 'NULL') || '|' || proto || '|' || mechanism || '|' ||"
+	" coalesce(username, 'NULL') || '|' || coalesce(password, 'NULL') || '|' || success ||"
+	" '|' || result AS r FROM auth_attempts ORDER BY id)";
+static const char dump_probes[] =
+	"SELECT group_concat(r, char(10)) FROM (SELECT ts_us || '|' || session || '|' || src_ip"
+	" || '|' || prefix || '|' || proto || '|' || kind || '|' || address || '|' || accepted"
+	" || '|' || reply AS r FROM probes ORDER BY id)";
+
+static const char want_auth[] =
+	"1795000000000001|a000000000000001|203.0.113.9|203.0.113.0/24|smtp|PLAIN|admin|123456|0|fail\n"
+	"1795000000000002|a000000000000001|203.0.113.9|203.0.113.0/24|smtp|LOGIN|admin|admin|0|fail\n"
+	"1795000000000003|a000000000000002|203.0.113.200|203.0.113.0/24|submission|PLAIN|admin|password|1|ok\n"
+	"1795000000000004|a000000000000003|2001:db8:1:2::5|2001:db8:1::/48|imap|LOGIN|Info|qwerty|0|fail\n"
+	"1795000000000005|a000000000000004|2001:db8:1:ffff::6|2001:db8:1::/48|pop3|USER|info|qwerty|0|fail\n"
+	"1795000000000006|a000000000000005|::ffff:198.51.100.77|198.51.100.0/24|smtps|PLAIN|NULL|NULL|0|aborted\n"
+	"1795000000000007|a000000000000006|fe80::1%eth0|fe80::/48|smtp|PLAIN|x|y|0|fail\n"
+	"1795000000000020|b000000000000002|192.0.2.11|192.0.2.0/24|submission|PLAIN|bob|bob|0|fail\n"
+	"1795000000000022|b000000000000002|192.0.2.11|192.0.2.0/24|submission|PLAIN|bob|letmein|1|ok";
+static const char want_probes[] =
+	"1795000000000010|b000000000000001|192.0.2.10|192.0.2.0/24|smtp|rcpt|alice@local.example|1|250\n"
+	"1795000000000011|b000000000000001|192.0.2.10|192.0.2.0/24|smtp|rcpt|nobody@local.example|0|550\n"
+	"1795000000000012|b000000000000001|192.0.2.10|192.0.2.0/24|smtp|vrfy|root|1|252\n"
+	"1795000000000013|b000000000000001|192.0.2.10|192.0.2.0/24|smtp|expn|staff|0|502\n"
+	"1795000000000021|b000000000000002|192.0.2.11|192.0.2.0/24|smtp|rcpt|carol@local.example|1|250";
+
+static void expect_text(sqlite3 *db, const char *sql, const char *want)
+{
+	char *s = q_text(db, sql);
+	if (!s || strcmp(s, want))
+		fail_msg("got:\n%s\nwant:\n%s", s ? s : "NULL", want);
+	free(s);
+}
+
+static void test_bruteforce_tables(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, NULL, NULL);
+	assert_non_null(es);
+	fill_bruteforce(es);
+	eventstore_flush(es);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	expect_text(db, dump_auth, want_auth);
+	expect_text(db, dump_probes, want_probes);
+	/* The queries of `mxbait creds` use the indexes. */
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM"
+					    " auth_attempts WHERE username = 'admin'",
+					    -1, &st, NULL), SQLITE_OK);
+	bool indexed = false;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		indexed |= strstr((const char *)sqlite3_column_text(st, 3),
+				  "auth_attempts_username") != NULL;
+	sqlite3_finalize(st);
+	assert_true(indexed);
+	sqlite3_close(db);
+	eventstore_close(&es);
+
+	/* Backfill: an existing data directory from before the tables (version 3) gets
+	 * exactly the rows the writer would have made. */
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE auth_attempts; DROP TABLE probes;"
+					  " DROP INDEX messages_auth_user; PRAGMA user_version = 3",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	es = eventstore_open(p.db, NULL, NULL);
+	assert_non_null(es);
+	eventstore_close(&es);
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "PRAGMA user_version"), db_schema_version());
+	expect_text(db, dump_auth, want_auth);
+	expect_text(db, dump_probes, want_probes);
+	sqlite3_close(db);
+	rm_paths(&p);
+}
+
+static void test_prefix(void **state)
+{
+	struct {
+		const char *ip, *want;
+	} cases[] = {
+		{"203.0.113.9", "203.0.113.0/24"},
+		{"10.1.2.255", "10.1.2.0/24"},
+		{"::ffff:198.51.100.77", "198.51.100.0/24"},
+		{"2001:db8::1", "2001:db8::/48"},
+		{"2001:DB8:abcd:12::1", "2001:db8:abcd::/48"},
+		{"::1", "::/48"},
+		{"fe80::1%eth0", "fe80::/48"},
+		{"not an ip", NULL},
+		{"", NULL},
+		{"1.2.3", NULL},
+		{"1.2.3.4.5", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[64];
+		int r = db_prefix(cases[i].ip, out, sizeof(out));
+		if (!cases[i].want) {
+			assert_int_equal(r, -1);
+			continue;
+		}
+		assert_int_equal(r, 0);
+		assert_string_equal(out, cases[i].want);
+	}
+	char small[8];
+	assert_int_equal(db_prefix("203.0.113.9", small, sizeof(small)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -517,6 +896,10 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_close_drains),
 		cmocka_unit_test(test_submit_never_blocks),
+		cmocka_unit_test(test_accounts_roundtrip),
+		cmocka_unit_test(test_accounts_threads),
+		cmocka_unit_test(test_bruteforce_tables),
+		cmocka_unit_test(test_prefix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
