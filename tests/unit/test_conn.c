@@ -525,6 +525,66 @@ static void test_limits_per_ip(void **state)
 	assert_int_equal(limits_active(f->srv.limits), 0);
 }
 
+static void test_handshake_timeout(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.tls_handshake_timeout_ms = 100;
+	int fd = connect_pair(f, SMTP_ROLE_SMTPS);
+	pump(f, 250);
+	assert_true(find_event(f, "tls_error", "\"reason\":\"timeout\"") >= 0);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"tls_error\"") >= 0);
+	assert_int_equal(f->srv.n_conns, 0);
+	close(fd);
+}
+
+/* A client that talks before the banner (bytes already queued at accept time). */
+static void test_pregreet(void **state)
+{
+	struct fixture *f = *state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	sendstr(sv[1], "EHLO\r\n");
+	conn_accept(&f->srv, SMTP_ROLE_MX, sv[0], "192.0.2.1", 40000, "127.0.0.1", 25);
+	pump(f, 20);
+	int o = find_event(f, "offence", "\"kind\":\"pregreet\"");
+	assert_true(o >= 0);
+	assert_non_null(strstr(f->details[o], "EHLO"));
+	/* and it is still answered, banner first */
+	char buf[4096];
+	recv1(sv[1], buf, sizeof(buf));
+	assert_string_equal(buf, "220 fake ESMTP\r\n250-fake\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+	close(sv[1]);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+}
+
+/* A client that pipelines without ever reading: output stays bounded. */
+static void test_output_bounded(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, SMTP_ROLE_MX);
+	static char block[65536];
+	for (size_t i = 0; i + 6 <= sizeof(block); i += 6)
+		memcpy(block + i, "EHLO\r\n", 6);
+	size_t sent = 0;
+	for (int i = 0; i < 400 && f->srv.n_conns; i++) {
+		ssize_t n = send(fd, block, sizeof(block) - sizeof(block) % 6, MSG_DONTWAIT);
+		if (n > 0)
+			sent += (size_t)n;
+		pump(f, 5);
+	}
+	/* either still alive with reading paused, or dropped: never unbounded */
+	if (f->srv.n_conns == 0)
+		assert_true(find_event(f, "disconnect", "\"reason\":\"error\"") >= 0);
+	/* 400 rounds could push 26 MB; a server that keeps reading without being read
+	 * would take it all.  Paused, only socket buffers and INPUT_MAX fill up. */
+	fprintf(stderr, "client managed to send %zu bytes; conns %zu\n", sent, f->srv.n_conns);
+	assert_true(sent < 4u * 1024 * 1024);
+	close(fd);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+}
+
 static void test_shutdown(void **state)
 {
 	struct fixture *f = *state;
@@ -550,6 +610,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plaintext_on_smtps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_per_ip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pregreet, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
