@@ -685,7 +685,10 @@ static void run_ehlo(struct smtp_session *s, struct smtp_args *a)
 	const struct smtp_config *c = s->cfg;
 	reply(s, "250-%s", c->hostname);
 	reply(s, "250-PIPELINING");
-	reply(s, "250-SIZE %llu", (unsigned long long)c->message_size_limit);
+	if (c->message_size_limit > 0)
+		reply(s, "250-SIZE %llu", (unsigned long long)c->message_size_limit);
+	else
+		reply(s, "250-SIZE"); /* message_size_limit = 0: no limit */
 	if (c->vrfy_enabled)
 		reply(s, "250-VRFY");
 	reply(s, "250-ETRN");
