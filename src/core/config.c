@@ -469,10 +469,16 @@ static int split_list(struct parse_ctx *p, const char *key, const char *val, cha
 	return 0;
 }
 
+/* The field at off (via void * so that no cast claims an alignment: offsetof of a
+ * member of the right type gives it). */
+static void *field(struct mxb_config *cfg, size_t off)
+{
+	return (char *)cfg + off;
+}
+
 static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct key_def *k,
 		     const char *val)
 {
-	char *base = (char *)cfg;
 	const char *why = NULL;
 	uint64_t v = 0;
 
@@ -484,7 +490,7 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 			return fail(p, k->name, "empty path");
 		if (k->type == K_HOST && (why = check_dns_name(val)))
 			return fail(p, k->name, "%s", why);
-		char **dst = (char **)(base + k->off);
+		char **dst = field(cfg, k->off);
 		free(*dst);
 		*dst = xstrdup(val);
 		return 0;
@@ -500,8 +506,8 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 			free(v_new);
 			return fail(p, k->name, "at least one domain is needed");
 		}
-		char ***dst = (char ***)(base + k->off);
-		size_t *cnt = (size_t *)(base + k->count_off);
+		char ***dst = field(cfg, k->off);
+		size_t *cnt = field(cfg, k->count_off);
 		free_list(*dst, *cnt);
 		free(*dst);
 		*dst = v_new;
@@ -513,8 +519,8 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		size_t n_new;
 		if (split_list(p, k->name, val, &v_new, &n_new, MXB_MAX_LISTEN, check_listen))
 			return -1;
-		char **dst = (char **)(base + k->off);
-		size_t *cnt = (size_t *)(base + k->count_off);
+		char **dst = field(cfg, k->off);
+		size_t *cnt = field(cfg, k->count_off);
 		free_list(dst, *cnt);
 		for (size_t i = 0; i < n_new; i++)
 			dst[i] = v_new[i];
@@ -526,7 +532,7 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		bool b;
 		if ((why = parse_bool(val, &b)))
 			return fail(p, k->name, "%s", why);
-		*(bool *)(base + k->off) = b;
+		*(bool *)field(cfg, k->off) = b;
 		return 0;
 	}
 	case K_SIZE:
@@ -553,9 +559,9 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 			    (unsigned long long)k->min, (unsigned long long)k->max);
 	}
 	switch (k->type) {
-	case K_SIZE: *(size_t *)(base + k->off) = (size_t)v; break;
-	case K_SIZE64: *(uint64_t *)(base + k->off) = v; break;
-	default: *(unsigned *)(base + k->off) = (unsigned)v; break;
+	case K_SIZE: *(size_t *)field(cfg, k->off) = (size_t)v; break;
+	case K_SIZE64: *(uint64_t *)field(cfg, k->off) = v; break;
+	default: *(unsigned *)field(cfg, k->off) = (unsigned)v; break;
 	}
 	return 0;
 }

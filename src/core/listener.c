@@ -93,14 +93,17 @@ static void addr_text(const struct sockaddr *sa, char *ip, size_t iplen, unsigne
 {
 	ip[0] = '\0';
 	*port_r = 0;
+	/* copies, not casts: a struct sockaddr * promises no alignment */
 	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)iplen);
-		*port_r = ntohs(a->sin_port);
+		struct sockaddr_in a;
+		memcpy(&a, sa, sizeof(a));
+		inet_ntop(AF_INET, &a.sin_addr, ip, (socklen_t)iplen);
+		*port_r = ntohs(a.sin_port);
 	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)iplen);
-		*port_r = ntohs(a->sin6_port);
+		struct sockaddr_in6 a;
+		memcpy(&a, sa, sizeof(a));
+		inet_ntop(AF_INET6, &a.sin6_addr, ip, (socklen_t)iplen);
+		*port_r = ntohs(a.sin6_port);
 	} else {
 		snprintf(ip, iplen, "unknown");
 	}
