@@ -118,21 +118,24 @@ static char *default_hostname(void)
 }
 
 /* local_domains default: the host name itself and its parent domain (what mail for a
- * honeypot named mail.example.com is addressed to: example.com). */
+ * honeypot named mail.example.com is addressed to: example.com), plus example.test, the
+ * reserved demo domain the README's tour sends to (harmless anywhere: .test never
+ * carries real mail). */
+#define DEMO_DOMAIN "example.test"
 static void default_local_domains(struct mxb_config *cfg)
 {
 	free_list(cfg->local_domains, cfg->n_local_domains);
 	free(cfg->local_domains);
-	cfg->local_domains = calloc(2, sizeof(char *));
+	cfg->local_domains = calloc(3, sizeof(char *));
 	if (!cfg->local_domains)
 		abort();
 	cfg->n_local_domains = 0;
 	cfg->local_domains[cfg->n_local_domains++] = xstrdup(cfg->hostname);
 	const char *dot = strchr(cfg->hostname, '.');
-	if (dot && dot[1] && strchr(dot + 1, '.'))
+	if (dot && dot[1] && strcasecmp(dot + 1, DEMO_DOMAIN) != 0)
 		cfg->local_domains[cfg->n_local_domains++] = xstrdup(dot + 1);
-	else if (dot && dot[1])
-		cfg->local_domains[cfg->n_local_domains++] = xstrdup(dot + 1);
+	if (strcasecmp(cfg->hostname, DEMO_DOMAIN) != 0)
+		cfg->local_domains[cfg->n_local_domains++] = xstrdup(DEMO_DOMAIN);
 }
 
 static char *join_path(const char *dir, const char *file)

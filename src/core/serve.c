@@ -226,8 +226,8 @@ int serve_run(const struct mxb_config *cfg)
 	if ((lock_fd = lock_data_dir(cfg->data_dir)) < 0)
 		goto out;
 	/* Bind before touching the spool and the database: a port in use is the most
-	 * common start-up error, and it should leave no trace. (Nothing is accepted
-	 * before the loop runs.) */
+	 * common start-up error, and it should not touch captured state.  (Nothing is
+	 * accepted before the loop runs.) */
 	sv.listeners = listener_set_open(sv.base, cfg, on_accept, &sv, &err);
 	if (!sv.listeners) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot listen");
@@ -311,8 +311,13 @@ out:
 	if (sv.base)
 		event_base_free(sv.base);
 	free(err);
-	buf_free(&path);
-	if (lock_fd >= 0)
+	if (lock_fd >= 0) {
+		/* still ours (locked): remove it so that no stale pid is left behind */
+		buf_reset(&path);
+		buf_printf(&path, "%s/mxbait.pid", cfg->data_dir);
+		unlink(path.data);
 		close(lock_fd);
+	}
+	buf_free(&path);
 	return rc;
 }

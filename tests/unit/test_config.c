@@ -43,8 +43,9 @@ static void test_defaults(void **state)
 	config_defaults(&cfg);
 	assert_non_null(cfg.hostname);
 	assert_non_null(strchr(cfg.hostname, '.'));
-	assert_true(cfg.n_local_domains >= 1);
+	assert_true(cfg.n_local_domains >= 2);
 	assert_string_equal(cfg.local_domains[0], cfg.hostname);
+	assert_string_equal(cfg.local_domains[cfg.n_local_domains - 1], "example.test");
 	assert_false(cfg.catch_all);
 	assert_false(cfg.vrfy_enabled);
 	assert_false(cfg.auth_on_mx);
@@ -172,10 +173,16 @@ static void test_derived_defaults(void **state)
 	char *err = NULL;
 	/* hostname drives local_domains; data_dir drives event_log. */
 	assert_int_equal(parse(&cfg, "hostname = mail.example.org\ndata_dir = /srv/mx\n", &err), 0);
-	assert_int_equal(cfg.n_local_domains, 2);
+	assert_int_equal(cfg.n_local_domains, 3);
 	assert_string_equal(cfg.local_domains[0], "mail.example.org");
 	assert_string_equal(cfg.local_domains[1], "example.org");
+	assert_string_equal(cfg.local_domains[2], "example.test");
 	assert_string_equal(cfg.event_log, "/srv/mx/events.jsonl");
+	config_free(&cfg);
+	/* no duplicate when the host is in the demo domain */
+	assert_int_equal(parse(&cfg, "hostname = mail.example.test\n", &err), 0);
+	assert_int_equal(cfg.n_local_domains, 2);
+	assert_string_equal(cfg.local_domains[1], "example.test");
 	config_free(&cfg);
 	/* An explicit local_domains wins whatever the order. */
 	assert_int_equal(parse(&cfg, "local_domains = a.test\nhostname = mx.b.test\n", &err), 0);
