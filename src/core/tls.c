@@ -96,8 +96,19 @@ int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 			   const char *hostname, char **err_r)
 {
 	struct stat st;
-	if (stat(cert_path, &st) == 0 && stat(key_path, &st) == 0)
-		return 0;
+	if (stat(cert_path, &st) == 0 && stat(key_path, &st) == 0) {
+		/* Reused, unless the host name changed since: a certificate naming another
+		 * host than the banner would give the honeypot away. */
+		FILE *f = fopen(cert_path, "r");
+		X509 *old = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+		if (f)
+			fclose(f);
+		int match = old && X509_check_host(old, hostname, 0, 0, NULL) == 1;
+		X509_free(old);
+		ERR_clear_error();
+		if (match)
+			return 0;
+	}
 
 	int rc = -1;
 	EVP_PKEY *key = EVP_RSA_gen(2048);

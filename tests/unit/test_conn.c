@@ -19,13 +19,16 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "core/config.h"
 #include "core/conn.h"
@@ -597,6 +600,51 @@ static void test_shutdown(void **state)
 	close(fd);
 }
 
+static X509 *read_cert(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	assert_non_null(fp);
+	X509 *x = PEM_read_X509(fp, NULL, NULL, NULL);
+	fclose(fp);
+	assert_non_null(x);
+	return x;
+}
+
+/* The self-signed pair: made once, key private, reused, made anew for a new name. */
+static void test_self_signed_cert(void **state)
+{
+	struct fixture *f = *state;
+	char cert[128], key[128];
+	snprintf(cert, sizeof(cert), "%s/tls/cert.pem", f->dir);
+	snprintf(key, sizeof(key), "%s/tls/key.pem", f->dir);
+	struct stat st;
+	assert_int_equal(stat(key, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	X509 *a = read_cert(cert);
+	assert_int_equal(X509_check_host(a, "mx.test.example", 0, 0, NULL), 1);
+	assert_int_equal(X509_get_version(a), 2); /* v3 */
+	char *err = NULL;
+	assert_int_equal(tls_ensure_self_signed(cert, key, "mx.test.example", &err), 0);
+	X509 *b = read_cert(cert);
+	assert_int_equal(X509_cmp(a, b), 0); /* reused */
+	assert_int_equal(tls_ensure_self_signed(cert, key, "other.example", &err), 0);
+	X509 *c = read_cert(cert);
+	assert_int_equal(X509_check_host(c, "other.example", 0, 0, NULL), 1);
+	assert_int_not_equal(X509_cmp(a, c), 0);
+	X509_free(a);
+	X509_free(b);
+	X509_free(c);
+	/* the new pair loads and matches */
+	SSL_CTX *ctx = tls_server_ctx_new(cert, key, f->dir, "other.example", &err);
+	assert_non_null(ctx);
+	SSL_CTX_free(ctx);
+	/* a key that is not there is a clear error */
+	ctx = tls_server_ctx_new(cert, "/nonexistent/key.pem", f->dir, "x", &err);
+	assert_null(ctx);
+	assert_non_null(strstr(err, "cannot load key /nonexistent/key.pem"));
+	free(err);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as the daemon does */
@@ -614,6 +662,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pregreet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_self_signed_cert, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
