@@ -8,4 +8,6 @@ echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: 
 echo "kernel:  $(uname -r)"
 status=0
 sh "$here/smtp-throughput.sh" "$BUILD" || status=1
+sh "$here/analyze-throughput.sh" "$BUILD" || status=1
+/usr/bin/python3 "$here/analyze-quality.py" "$BUILD" || status=1
 exit $status

@@ -11,7 +11,7 @@ libxml2-dev libidn2-dev publicsuffix"
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace"
+postfix iproute2 procps strace time"
 
 want="$RUN_PKGS"
 [ "${1:-run}" = test ] && want="$want $TEST_PKGS"

@@ -339,6 +339,23 @@ static bool valid_utf8(const unsigned char *s, size_t len)
 	return true;
 }
 
+/* An IPv4 literal in any inet_aton form: dotted-quad host and domain, flags. */
+static bool set_ipv4(struct url_norm *r, const char *s, size_t len)
+{
+	unsigned long ip;
+	char txt[32];
+	if (!url_parse_ipv4(s, len, &ip))
+		return false;
+	snprintf(txt, sizeof(txt), "%lu.%lu.%lu.%lu", (ip >> 24) & 255, (ip >> 16) & 255,
+		 (ip >> 8) & 255, ip & 255);
+	r->flags |= URL_F_IP;
+	if (strlen(txt) != len || memcmp(txt, s, len) != 0)
+		r->flags |= URL_F_IP_OBFUSCATED;
+	r->host = strdup(txt);
+	r->domain = strdup(txt);
+	return true;
+}
+
 /* Host: percent-decode, unicode dots, lower case, trailing dot, IP forms, IDN. */
 static bool norm_host(const char *s, size_t len, struct url_norm *r)
 {
@@ -383,16 +400,7 @@ static bool norm_host(const char *s, size_t len, struct url_norm *r)
 		buf_free(&h);
 		return true;
 	}
-	unsigned long ip;
-	if (url_parse_ipv4(h.data, h.len, &ip)) {
-		char txt[32];
-		snprintf(txt, sizeof(txt), "%lu.%lu.%lu.%lu", (ip >> 24) & 255, (ip >> 16) & 255,
-			 (ip >> 8) & 255, ip & 255);
-		r->flags |= URL_F_IP;
-		if (strcmp(txt, h.data) != 0)
-			r->flags |= URL_F_IP_OBFUSCATED;
-		r->host = strdup(txt);
-		r->domain = strdup(txt);
+	if (set_ipv4(r, h.data, h.len)) {
 		buf_free(&h);
 		return true;
 	}
@@ -412,6 +420,15 @@ static bool norm_host(const char *s, size_t len, struct url_norm *r)
 		if (idn2_to_unicode_8z8z(a, &u, 0) != IDN2_OK) {
 			free(u);
 			u = NULL;
+		}
+		/* IDNA mapping can make an IPv4 literal ("\u2080" is "0"): browsers then
+		 * read it as an address, and so do we */
+		if (set_ipv4(r, a, strlen(a))) {
+			r->flags |= URL_F_IP_OBFUSCATED;
+			idn2_free(a);
+			free(u);
+			buf_free(&h);
+			return true;
 		}
 		r->host = strdup(a);
 		idn2_free(a);

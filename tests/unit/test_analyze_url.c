@@ -47,6 +47,8 @@ static const struct {
 	{"http://%65vil.com/", "http://evil.com/", "evil.com", NULL, URL_F_ENCODED_HOST},
 	{"http://EXAMPLE.com./", "http://example.com/", "example.com", NULL, 0},
 	{"http://example.com/#Frag", "http://example.com/#Frag", NULL, NULL, 0},
+	/* found by fuzz_url_normalise: IDNA maps SUBSCRIPT ZERO to "0", an IPv4 literal */
+	{"\xe2\x82\x80", "http://0.0.0.0/", "0.0.0.0", "0.0.0.0", URL_F_IP | URL_F_IP_OBFUSCATED},
 };
 
 static void test_normalise(void **state)
@@ -81,6 +83,11 @@ static void test_not_web_or_bad(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (url_normalise(bad[i], strlen(bad[i]), &n) != URL_BAD)
 			fail_msg("%s should be refused", bad[i]);
+	/* found by fuzz_url_normalise: NUL in the host is refused, in the path encoded */
+	assert_int_equal(url_normalise("http://a\0b.com/", 15, &n), URL_BAD);
+	assert_int_equal(url_normalise("http://a.com/x\0y", 16, &n), URL_OK);
+	assert_string_equal(n.norm, "http://a.com/x%00y");
+	url_norm_clear(&n);
 	char *big = malloc(URL_MAX_LEN + 100);
 	memset(big, 'a', URL_MAX_LEN + 100);
 	memcpy(big, "http://", 7);

@@ -1,0 +1,295 @@
+#!/usr/bin/python3
+"""analyze-quality.py: quality figures of the analyzer (not a test; prints figures).
+
+1. Links: precision and recall of `mxbait analyze` on the labeled set
+   (tests/analyze/labeled/*.eml with their hand-checked *.links), and of the peer
+   (Python email + regex, bench/analyze-peer.py, with scheme/host lower-cased) for
+   comparison.
+2. Campaigns: bases are real messages read in place from ../shared/corpus
+   (phishing-pot, CC BY-NC: never copied; spamassassin spam), reduced to their text and
+   kept only when no two bases share more than 20% of their word 3-shingles.  For each
+   base the script generates variants: personalised (recipient name, ids, digits),
+   hash-busted (junk words and tokens sprinkled in), reworded (15% of words replaced,
+   5% dropped) and both personalised+hash-busted; all are analysed into a fresh
+   analysis.db.  Recall = variants that joined their base's campaign; false merges =
+   bases that share a campaign with another base, and variants that joined another
+   base's campaign.
+
+usage: bench/analyze-quality.py [BUILD_DIR] [N_BASES]
+"""
+import email
+import email.policy
+import html.parser
+import json
+import os
+import random
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'build')
+N_BASES = int(sys.argv[2]) if len(sys.argv) > 2 else 150
+MXBAIT = os.path.join(BUILD, 'src', 'mxbait')
+CORPUS = os.environ.get('MXB_CORPUS', os.path.join(ROOT, '..', 'shared', 'corpus'))
+if not os.path.isdir(CORPUS):
+    CORPUS = '/work/shared/corpus'
+sys.path.insert(0, HERE)
+import importlib.util  # noqa: E402
+_spec = importlib.util.spec_from_file_location('peer', os.path.join(HERE, 'analyze-peer.py'))
+peer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(peer)
+
+
+def run_mxbait(paths):
+    out = subprocess.run([MXBAIT, 'analyze'] + paths, check=True, capture_output=True).stdout
+    return [json.loads(l) for l in out.decode().splitlines()]
+
+
+def pr(tp, fp, fn):
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    return p, r
+
+
+def light_norm(u):
+    m = re.match(r'(?i)^([a-z]+)://([^/?#]*)(.*)$', u)
+    if not m:
+        return u
+    path = m.group(3) or '/'
+    if path[0] != '/':
+        path = '/' + path
+    return '%s://%s%s' % (m.group(1).lower(), m.group(2).lower(), path)
+
+
+def links_quality():
+    lab = os.path.join(ROOT, 'tests', 'analyze', 'labeled')
+    emls = sorted(os.path.join(lab, f) for f in os.listdir(lab) if f.endswith('.eml'))
+    expect = {}
+    for e in emls:
+        with open(e[:-4] + '.links') as fh:
+            expect[e] = {l.split('\t')[0].rstrip('\n') for l in fh
+                         if l.strip() and not l.startswith('#')}
+    res = {}
+    for a in run_mxbait(emls):
+        # a file that starts with an mbox "From " line is read as a one-message mbox
+        res[re.sub(r'#1$', '', a['source'])] = {l['url'] for l in a['links']}
+    tp = fp = fn = 0
+    ptp = pfp = pfn = 0
+    for e in emls:
+        got, exp = res.get(e, set()), expect[e]
+        tp += len(got & exp)
+        fp += len(got - exp)
+        fn += len(exp - got)
+        with open(e, 'rb') as fh:
+            pg = {light_norm(u) for u in peer.analyse(fh.read())['links']}
+        ptp += len(pg & exp)
+        pfp += len(pg - exp)
+        pfn += len(exp - pg)
+    n = sum(len(v) for v in expect.values())
+    p, r = pr(tp, fp, fn)
+    pp, prr = pr(ptp, pfp, pfn)
+    print('links: labeled set %d messages, %d expected links' % (len(emls), n))
+    print('links: mxbait           precision %.3f  recall %.3f  (tp %d, fp %d, fn %d)'
+          % (p, r, tp, fp, fn))
+    print('links: python+regex     precision %.3f  recall %.3f  (tp %d, fp %d, fn %d)'
+          % (pp, prr, ptp, pfp, pfn))
+
+
+class Text(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.out, self.skip = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ('style', 'script'):
+            self.skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in ('style', 'script') and self.skip:
+            self.skip -= 1
+
+    def handle_data(self, d):
+        if not self.skip:
+            self.out.append(d)
+
+
+def text_of(raw):
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    plain, htm = None, None
+    for part in msg.walk():
+        if part.is_multipart() or part.get_filename():
+            continue
+        try:
+            c = part.get_content()
+        except Exception:
+            continue
+        if not isinstance(c, str):
+            continue
+        if part.get_content_type() == 'text/plain' and plain is None:
+            plain = c
+        elif part.get_content_type() == 'text/html' and htm is None:
+            htm = c
+    if plain and len(plain.split()) >= 40:
+        return plain, str(msg.get('subject', ''))
+    if htm:
+        t = Text()
+        try:
+            t.feed(htm)
+        except Exception:
+            return None, None
+        return ' '.join(' '.join(t.out).split()), str(msg.get('subject', ''))
+    return plain, str(msg.get('subject', ''))
+
+
+def shingles(text):
+    w = re.findall(r'[a-zA-Z\u00c0-\uffff]+', text.lower())
+    return {' '.join(w[i:i + 3]) for i in range(len(w) - 2)}
+
+
+NAMES = ['Alice Martin', 'Bob Keller', 'Carla Nunes', 'Dmitri Volkov', 'Eva Schmidt',
+         'Farid Haddad', 'Grace Liu', 'Hugo Dubois', 'Ines Costa', 'Jonas Berg']
+
+
+def junk(rng):
+    return ''.join(rng.choice('bcdfghjklmnpqrstvwxz') for _ in range(rng.randint(5, 10)))
+
+
+def variant(kind, text, rng, vocab):
+    words = text.split()
+    name = rng.choice(NAMES)
+    if kind in ('personalised', 'both'):
+        first = name.split()[0]
+        words = ['Dear', first + ','] + words
+        for _ in range(3):
+            words.insert(rng.randrange(len(words)), first)
+        for _ in range(4):
+            words.insert(rng.randrange(len(words)), 'ref#%d' % rng.randint(10000, 99999))
+        words.append('Account %s, ID %d' % (name, rng.randint(100000, 999999)))
+    if kind in ('hashbusted', 'both'):
+        out = []
+        for i, w in enumerate(words):
+            out.append(w)
+            if rng.random() < 0.07:
+                out.append(junk(rng))
+        words = out + [junk(rng) for _ in range(8)]
+    if kind == 'reworded':
+        out = []
+        for w in words:
+            r = rng.random()
+            if r < 0.05:
+                continue
+            out.append(rng.choice(vocab) if r < 0.20 else w)
+        words = out
+    return ' '.join(words), name
+
+
+def mail(to_name, subject, body, n):
+    addr = to_name.lower().replace(' ', '.') + '@victims.example'
+    return ('From: Service <notice@sender%d.example>\r\nTo: %s <%s>\r\nSubject: %s\r\n'
+            'Message-ID: <%d@gen.example>\r\nMIME-Version: 1.0\r\n'
+            'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+            '%s\r\n' % (n % 7, to_name, addr, subject.replace('\n', ' ')[:120], n, body)
+            ).encode('utf-8', 'replace')
+
+
+def campaign_quality():
+    rng = random.Random(4)
+    cands = []
+    for d in ('phishing-pot', 'spamassassin-test-data/spam'):
+        base = os.path.join(CORPUS, d)
+        for f in sorted(os.listdir(base)):
+            p = os.path.join(base, f)
+            if os.path.isfile(p) and not f.endswith(('.md', 'SUMS')):
+                cands.append(p)
+    rng.shuffle(cands)
+    bases = []
+    kept_sh = []
+    for p in cands:
+        if len(bases) >= N_BASES:
+            break
+        with open(p, 'rb') as fh:
+            t, subj = text_of(fh.read())
+        if not t or len(t.split()) < 40:
+            continue
+        sh = shingles(t)
+        if len(sh) < 30:
+            continue
+        if any(len(sh & o) / len(sh | o) > 0.2 for o in kept_sh):
+            continue
+        kept_sh.append(sh)
+        bases.append((p, t, subj))
+    # replacement words: plain words only (a URL among them would be a strong key)
+    vocab = [w for _, t, _ in bases for w in t.split()[:50] if re.fullmatch(r'[^\W\d_]+', w)]
+    kinds = ['personalised', 'hashbusted', 'reworded', 'both']
+    with tempfile.TemporaryDirectory() as tmp:
+        mdir = os.path.join(tmp, 'mail')
+        data = os.path.join(tmp, 'data')
+        os.makedirs(mdir)
+        os.makedirs(data)
+        truth = {}
+        n = 0
+        # bases first (they become representatives), then the variants, shuffled
+        for bi, (p, t, subj) in enumerate(bases):
+            n += 1
+            name = 'b%04d.eml' % bi
+            with open(os.path.join(mdir, name), 'wb') as fh:
+                fh.write(mail(rng.choice(NAMES), subj, t, n))
+            truth[name] = (bi, 'base')
+        vs = []
+        for bi, (p, t, subj) in enumerate(bases):
+            for k in kinds:
+                vs.append((bi, k))
+        rng.shuffle(vs)
+        for vi, (bi, k) in enumerate(vs):
+            n += 1
+            body, name = variant(k, bases[bi][1], rng, vocab)
+            fname = 'v%05d.eml' % vi
+            with open(os.path.join(mdir, fname), 'wb') as fh:
+                fh.write(mail(name, bases[bi][2] + ' #%d' % rng.randint(1, 999), body, n))
+            truth[fname] = (bi, k)
+        subprocess.run([MXBAIT, 'analyze', '--store', '--quiet', '-d', data, mdir], check=True)
+        db = sqlite3.connect(os.path.join(data, 'analysis.db'))
+        camp = {os.path.basename(s): c for s, c in
+                db.execute('SELECT source, campaign_id FROM messages')}
+    base_camp = {}
+    for f, (bi, k) in truth.items():
+        if k == 'base':
+            base_camp[bi] = camp[f]
+    hit = {k: 0 for k in kinds}
+    tot = {k: 0 for k in kinds}
+    wrong = 0
+    camp_to_bases = {}
+    for bi, c in base_camp.items():
+        camp_to_bases.setdefault(c, []).append(bi)
+    for f, (bi, k) in truth.items():
+        if k == 'base':
+            continue
+        tot[k] += 1
+        if camp[f] == base_camp[bi]:
+            hit[k] += 1
+        elif camp[f] in camp_to_bases:
+            wrong += 1
+    merged = sum(len(v) for v in camp_to_bases.values() if len(v) > 1)
+    allv = sum(tot.values())
+    print('campaigns: %d distinct bases (pairwise shingle Jaccard <= 0.2), %d variants'
+          % (len(bases), allv))
+    for k in kinds:
+        print('campaigns: recall %-13s %.3f  (%d/%d)' % (k, hit[k] / max(tot[k], 1), hit[k], tot[k]))
+    print('campaigns: recall overall       %.3f' % (sum(hit.values()) / max(allv, 1)))
+    print('campaigns: false merges: %d bases share a campaign with another base; '
+          '%d variants joined another base\'s campaign' % (merged, wrong))
+    for c, bs in camp_to_bases.items():
+        if len(bs) > 1:
+            print('campaigns:   merged bases: %s' % ' + '.join(
+                os.path.relpath(bases[b][0], CORPUS) for b in bs))
+
+
+if __name__ == '__main__':
+    if not os.access(MXBAIT, os.X_OK):
+        sys.exit('analyze-quality: no %s (build first)' % MXBAIT)
+    links_quality()
+    campaign_quality()
