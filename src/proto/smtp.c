@@ -93,6 +93,7 @@ struct smtp_session {
 	char auth_user[NAME_MAX_LEN];
 	enum auth_mech mech;
 	int auth_step;               /* LOGIN: 0 username, 1 password */
+	unsigned auth_failures;      /* wrong credentials so far (Dovecot's penalty) */
 	unsigned char auth_tmp[512]; /* LOGIN username until the password arrives */
 	size_t auth_tmp_len;
 	char auth_challenge[160];    /* CRAM-MD5 challenge sent */
@@ -1293,6 +1294,9 @@ static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid
 		.success = v == AUTH_OK,
 		.result = v == AUTH_OK ? "ok" : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
 	};
+	if (v == AUTH_FAIL && s->auth_failures >= 2) {
+		ev.result = "tempfail"; /* answered 454 below, as recorded */
+	}
 	auth_event(s, &ev);
 	if (v == AUTH_OK) {
 		s->authenticated = true;
@@ -1303,6 +1307,11 @@ static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid
 	}
 	/* The failure delay comes before the answer (Dovecot's auth_failure_delay). */
 	s->delay_ms += s->cfg->auth_failure_delay_ms;
+	s->auth_failures++;
+	/* Recorded Postfix+Dovecot: from the third wrong password on, the penalised
+	 * request times out and Postfix reports a temporary failure. */
+	if (v == AUTH_FAIL && s->auth_failures >= 3)
+		v = AUTH_TEMPFAIL;
 	if (v == AUTH_TEMPFAIL) {
 		reply(s, "454 4.7.0 Temporary authentication failure: "
 			 "Connection lost to authentication server");
@@ -1331,6 +1340,7 @@ static void auth_step(struct smtp_session *s, const unsigned char *msg, size_t l
 					     .user_len = len, .result = "malformed"};
 			auth_event(s, &ev);
 			s->delay_ms += s->cfg->auth_failure_delay_ms;
+			s->auth_failures++;
 			auth_fail_text(s, "(reason unavailable)");
 			return;
 		}
@@ -1401,6 +1411,17 @@ static void run_auth(struct smtp_session *s, struct smtp_args *a)
 		return;
 	}
 	s->auth_step = 0;
+	if (a->n == 3 && !b64_charset(a->tok[2].s, a->tok[2].len)) {
+		/* Refused by Postfix before Dovecot sees it: no penalty. */
+		auth_malformed(s, "Invalid base64 data in initial response");
+		return;
+	}
+	/* Dovecot's auth penalty: after a failure, every new request from the client
+	 * waits (2^failures x the base delay, capped) before its first answer. */
+	if (s->auth_failures > 0) {
+		unsigned shift = s->auth_failures < 2 ? s->auth_failures : 2;
+		s->delay_ms += s->cfg->auth_failure_delay_ms << shift;
+	}
 	if (s->mech == MECH_CRAM) {
 		unsigned char rnd[8];
 		unsigned long long r = 0;
