@@ -36,6 +36,10 @@ const struct cli_command cli_commands[] = {
 	 "[OPTIONS] [--domain D] [--by-domain]", cmd_recipients},
 	{"campaigns", "campaigns of near-duplicate mail", "[OPTIONS] [CAMPAIGN_ID]",
 	 cmd_campaigns},
+	{"creds", "password guessing: usernames, passwords, cracked accounts, enumeration",
+	 "[OPTIONS] [--top N] [--since DURATION] [--window DURATION] [--min-ips N]", cmd_creds},
+	{"attackers", "attacking IPs and networks (/24, /48): attempts, logins, mail, probes",
+	 "[OPTIONS] [--top N] [--since DURATION]", cmd_attackers},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -69,6 +73,14 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 		fprintf(f, "      --ip IP         only sessions from this address\n");
 	if (!strcmp(name, "show"))
 		fprintf(f, "      --full          the whole message, lines uncut\n");
+	if (!strcmp(name, "creds") || !strcmp(name, "attackers"))
+		fprintf(f, "      --top N         rows per section (default 10; 0: all; -n is "
+			   "ignored)\n"
+			   "      --since DURATION  only the last DURATION (90s, 30m, 24h, 7d, 2w)\n");
+	if (!strcmp(name, "creds"))
+		fprintf(f, "      --window DURATION  distributed-attack window (default 1h)\n"
+			   "      --min-ips N     distinct IPs within a window that flag a username "
+			   "DISTRIBUTED (default 5)\n");
 	fprintf(f, "\nSee mxbait(8).\n");
 }
 

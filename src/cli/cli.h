@@ -34,6 +34,10 @@ int cmd_urls(int argc, char **argv);
 int cmd_domains(int argc, char **argv);
 int cmd_recipients(int argc, char **argv);
 int cmd_campaigns(int argc, char **argv);
+/* brute-force intelligence (auth_attempts, probes, accounts): cmd_creds.c,
+ * cmd_attackers.c, sharing intel.c */
+int cmd_creds(int argc, char **argv);
+int cmd_attackers(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */

@@ -1,6 +1,7 @@
 /* test_cli: run the built `mxbait` binary (argv[1]) against a data directory made here
  * with the real event store and spool: tables, --json validity, escaping of attacker
- * bytes, message display caps, and the error messages and exit codes. */
+ * bytes, message display caps, and the error messages and exit codes; creds and
+ * attackers over a second data directory of brute-force events (exact figures). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "deceive/deception.h"
 #include "store/event.h"
 #include "store/eventstore.h"
 #include "store/spool.h"
@@ -125,11 +127,11 @@ static void on_done(void *arg, const struct spool_result *r)
 	*(struct spool_result *)arg = *r;
 }
 
-/* Capture a message through the real spool; returns its result. */
-static struct spool_result capture(const char *text, size_t len)
+/* Capture a message through the real spool of data dir d; returns its result. */
+static struct spool_result capture_in(const char *d, const char *text, size_t len)
 {
 	char dir[128];
-	snprintf(dir, sizeof(dir), "%s/spool", data);
+	snprintf(dir, sizeof(dir), "%s/spool", d);
 	struct spool *sp = spool_open(dir, 0, "test.example", NULL, NULL);
 	assert_non_null(sp);
 	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
@@ -141,6 +143,11 @@ static struct spool_result capture(const char *text, size_t len)
 	spool_close(&sp);
 	assert_true(r.ok);
 	return r;
+}
+
+static struct spool_result capture(const char *text, size_t len)
+{
+	return capture_in(data, text, len);
 }
 
 static void message_event(struct eventstore *es, const struct spool_result *r, int64_t ts,
@@ -523,6 +530,404 @@ static void test_config(void **state)
 	run_free(&r);
 }
 
+
+/* ---- creds / attackers: brute-force intelligence over their own data dir ---- */
+
+static char bf[64]; /* data dir of the brute-force tests */
+static int64_t bf_base, bf_recent;
+static unsigned bf_sid;
+
+static const char *bf_session(char *out)
+{
+	snprintf(out, 24, "%016x", 0xbf000000u + bf_sid++);
+	return out;
+}
+
+static void bf_auth(struct eventstore *es, const char *ses, const char *ip, const char *proto,
+		    int64_t ts, const char *user, const char *pass, bool ok)
+{
+	struct mxb_event *e = mxb_event_new("auth");
+	mxb_event_stamp(e, ts, ses, ip, 40000, proto);
+	mxb_event_str(e, "mechanism", "PLAIN");
+	mxb_event_str(e, "username", user);
+	mxb_event_str(e, "password", pass);
+	mxb_event_null(e, "authzid");
+	mxb_event_bool(e, "success", ok);
+	mxb_event_str(e, "result", ok ? "ok" : "fail");
+	eventstore_submit(es, e);
+}
+
+static void bf_rcpt(struct eventstore *es, const char *ses, const char *ip, int64_t ts,
+		    const char *rcpt, bool ok)
+{
+	struct mxb_event *e = mxb_event_new("rcpt");
+	mxb_event_stamp(e, ts, ses, ip, 40000, "smtp");
+	mxb_event_str(e, "recipient", rcpt);
+	mxb_event_str(e, "params", "");
+	mxb_event_bool(e, "accepted", ok);
+	mxb_event_int(e, "reply", ok ? 250 : 550);
+	mxb_event_bool(e, "relay", false);
+	eventstore_submit(es, e);
+}
+
+static void bf_message(struct eventstore *es, const char *ses, const char *ip, int64_t ts,
+		       const char *subject, size_t n_rcpt, const char *auth_user)
+{
+	char text[256];
+	int n = snprintf(text, sizeof(text), "Subject: %s\r\nFrom: x@y.example\r\n\r\nbuy\r\n",
+			 subject);
+	struct spool_result r = capture_in(bf, text, (size_t)n);
+	struct mxb_event *e = mxb_event_new("message");
+	mxb_event_stamp(e, ts, ses, ip, 40000, "submission");
+	mxb_event_str(e, "queue_id", r.queue_id);
+	mxb_event_str(e, "spool", r.name);
+	mxb_event_str(e, "sha256", r.sha256);
+	mxb_event_int(e, "size", (int64_t)r.size);
+	mxb_event_str(e, "sender", "x@y.example");
+	const char *rc[] = {"v1@far.example", "v2@far.example", "v3@far.example"};
+	mxb_event_str_array(e, "recipients", rc, n_rcpt);
+	mxb_event_str(e, "method", "DATA");
+	mxb_event_str(e, "auth_user", auth_user);
+	mxb_event_bool(e, "tls", true);
+	eventstore_submit(es, e);
+}
+
+#define MIN_US (60LL * 1000000)
+
+/*
+ * admin:   5 IPs of 198.51.100.0/24 within 20 minutes (distributed), the 5th guess
+ *          (letmein) succeeds and that session sends 2 messages;
+ * support: 5 IPs of 203.0.113.0/24, 40 minutes apart (5 IPs, but never more than 2
+ *          within an hour: not distributed), always 123456;
+ * info:    2 IPs of 2001:db8:aa::/48, 4 attempts (info123), 30 minutes ago;
+ * probes:  192.0.2.50 (RCPT x3, VRFY) and 192.0.2.51 (RCPT) unauthenticated; an RCPT
+ *          after admin's login is not a probe;
+ * accounts: admin cracked, support counted only, postmaster fixed.
+ */
+static void bf_fill(void)
+{
+	snprintf(bf, sizeof(bf), "/tmp/mxb-clibf-XXXXXX");
+	assert_non_null(mkdtemp(bf));
+	char db[128];
+	snprintf(db, sizeof(db), "%s/mxbait.db", bf);
+	struct eventstore *es = eventstore_open(db, NULL, NULL);
+	assert_non_null(es);
+	int64_t now = mxb_now_us();
+	bf_base = now - 3 * 24 * 60 * MIN_US;
+	bf_recent = now - 30 * MIN_US;
+	char ses[24], ip[64];
+	const char *pw[] = {"123456", "password", "admin", "qwerty", "letmein"};
+	const char *protos[] = {"submission", "imap", "pop3", "submission", "submission"};
+	for (int i = 0; i < 5; i++) {
+		snprintf(ip, sizeof(ip), "198.51.100.%d", i + 1);
+		bf_session(ses);
+		int64_t t = bf_base + i * 5 * MIN_US;
+		bf_auth(es, ses, ip, protos[i], t, "admin", pw[i], i == 4);
+		if (i == 4) {
+			bf_rcpt(es, ses, ip, t + 1000, "victim@far.example", true);
+			bf_message(es, ses, ip, t + 2000, "first", 2, "admin");
+			bf_message(es, ses, ip, t + 3000, "Cheap \x1b[5mpills", 3,
+				   "Admin@local.example");
+		}
+	}
+	for (int i = 0; i < 5; i++) {
+		snprintf(ip, sizeof(ip), "203.0.113.%d", i + 1);
+		bf_session(ses);
+		bf_auth(es, ses, ip, "smtp", bf_base + 60 * MIN_US + i * 40 * MIN_US, "support",
+			"123456", false);
+	}
+	/* 2001:db8:aa::1 in two sessions, 2001:db8:aa:1::2 in one. */
+	bf_session(ses);
+	bf_auth(es, ses, "2001:db8:aa::1", "pop3", bf_recent, "info", "info123", false);
+	bf_auth(es, ses, "2001:db8:aa::1", "pop3", bf_recent + 1, "info", "info123", false);
+	bf_session(ses);
+	bf_auth(es, ses, "2001:db8:aa::1", "imaps", bf_recent + 2, "info", "info123", false);
+	bf_session(ses);
+	bf_auth(es, ses, "2001:db8:aa:1::2", "pop3", bf_recent + 3, "info", "info123", false);
+	bf_session(ses);
+	bf_rcpt(es, ses, "192.0.2.50", bf_base + 10, "alice@local.example", true);
+	bf_rcpt(es, ses, "192.0.2.50", bf_base + 11, "bob@local.example", true);
+	bf_rcpt(es, ses, "192.0.2.50", bf_base + 12, "nobody@local.example", false);
+	struct mxb_event *e = mxb_event_new("vrfy");
+	mxb_event_stamp(e, bf_base + 13, ses, "192.0.2.50", 40000, "smtp");
+	mxb_event_str(e, "verb", "VRFY");
+	mxb_event_str(e, "argument", "root");
+	mxb_event_int(e, "reply", 252);
+	eventstore_submit(es, e);
+	bf_session(ses);
+	bf_rcpt(es, ses, "192.0.2.51", bf_base + 20, "alice@local.example", true);
+
+	struct deception_account a = {"admin", "letmein", 4, 4, bf_base + 20 * MIN_US, 0};
+	eventstore_save_account(es, &a);
+	a = (struct deception_account){"support", NULL, 5, 6, 0, 0};
+	eventstore_save_account(es, &a);
+	a = (struct deception_account){"postmaster", "fixedpw", 0, 0, 0, 1};
+	eventstore_save_account(es, &a);
+	eventstore_close(&es);
+}
+
+static void bf_rm(void)
+{
+	char cmd[128];
+	if (getenv("MXB_KEEP_TEST_DATA")) {
+		fprintf(stderr, "# data dir kept: %s\n", bf);
+		return;
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", bf);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void expect_json_i(const char *json, const char *path, long long want)
+{
+	char expr[256], w[32];
+	snprintf(expr, sizeof(expr), "json_extract(?1, '%s')", path);
+	snprintf(w, sizeof(w), "%lld", want);
+	expect_json(json, expr, w);
+}
+
+static void expect_json_s(const char *json, const char *path, const char *want)
+{
+	char expr[256];
+	snprintf(expr, sizeof(expr), "json_extract(?1, '%s')", path);
+	expect_json(json, expr, want);
+}
+
+static void test_creds(void **state)
+{
+	bf_fill();
+	struct run r = run("creds --json -d %s", bf);
+	assert_int_equal(r.status, 0);
+	const char *j = r.out;
+	expect_json(j, "json_valid(?1)", "1");
+	/* usernames: admin and support tie on 5 attempts (name order), then info. */
+	expect_json(j, "json_array_length(?1, '$.usernames')", "3");
+	expect_json_s(j, "$.usernames[0].username", "admin");
+	expect_json_i(j, "$.usernames[0].attempts", 5);
+	expect_json_i(j, "$.usernames[0].ips", 5);
+	expect_json_i(j, "$.usernames[0].passwords", 5);
+	expect_json_i(j, "$.usernames[0].successes", 1);
+	expect_json_i(j, "$.usernames[0].first_us", bf_base);
+	expect_json_i(j, "$.usernames[0].last_us", bf_base + 20 * MIN_US);
+	expect_json_s(j, "$.usernames[0].protocols", "imap,pop3,submission");
+	expect_json_i(j, "$.usernames[0].peak_ips", 5);
+	expect_json_i(j, "$.usernames[0].distributed", 1);
+	expect_json_s(j, "$.usernames[1].username", "support");
+	expect_json_i(j, "$.usernames[1].attempts", 5);
+	expect_json_i(j, "$.usernames[1].ips", 5);
+	expect_json_i(j, "$.usernames[1].passwords", 1);
+	expect_json_i(j, "$.usernames[1].successes", 0);
+	expect_json_s(j, "$.usernames[1].protocols", "smtp");
+	expect_json_i(j, "$.usernames[1].peak_ips", 2);
+	expect_json_i(j, "$.usernames[1].distributed", 0);
+	expect_json_s(j, "$.usernames[2].username", "info");
+	expect_json_i(j, "$.usernames[2].attempts", 4);
+	expect_json_i(j, "$.usernames[2].ips", 2);
+	expect_json_s(j, "$.usernames[2].protocols", "imaps,pop3");
+	expect_json_i(j, "$.usernames[2].peak_ips", 2);
+	/* passwords */
+	expect_json(j, "json_array_length(?1, '$.passwords')", "6");
+	expect_json_s(j, "$.passwords[0].password", "123456");
+	expect_json_i(j, "$.passwords[0].attempts", 6);
+	expect_json_i(j, "$.passwords[0].usernames", 2);
+	expect_json_i(j, "$.passwords[0].ips", 6);
+	expect_json_s(j, "$.passwords[1].password", "info123");
+	expect_json_i(j, "$.passwords[1].attempts", 4);
+	expect_json_s(j, "$.passwords[3].password", "letmein");
+	expect_json_i(j, "$.passwords[3].successes", 1);
+	/* pairs */
+	expect_json(j, "json_array_length(?1, '$.pairs')", "7");
+	expect_json_s(j, "$.pairs[0].username", "support");
+	expect_json_s(j, "$.pairs[0].password", "123456");
+	expect_json_i(j, "$.pairs[0].attempts", 5);
+	expect_json_s(j, "$.pairs[1].username", "info");
+	expect_json_i(j, "$.pairs[1].attempts", 4);
+	/* cracked accounts and what they sent (Admin@local.example is admin) */
+	expect_json(j, "json_array_length(?1, '$.cracked')", "2");
+	expect_json_s(j, "$.cracked[0].username", "admin");
+	expect_json_s(j, "$.cracked[0].password", "letmein");
+	expect_json_s(j, "$.cracked[0].kind", "cracked");
+	expect_json_i(j, "$.cracked[0].cracked_us", bf_base + 20 * MIN_US);
+	expect_json_i(j, "$.cracked[0].failures", 4);
+	expect_json_i(j, "$.cracked[0].messages", 2);
+	expect_json_i(j, "$.cracked[0].recipients", 5);
+	expect_json_i(j, "$.cracked[0].last_message_us", bf_base + 20 * MIN_US + 3000);
+	expect_json_i(j, "$.cracked[0].last_message_rcpts", 3);
+	expect_json_s(j, "$.cracked[0].last_subject", "Cheap \x1b[5mpills");
+	expect_json_s(j, "$.cracked[1].username", "postmaster");
+	expect_json_s(j, "$.cracked[1].kind", "fixed");
+	expect_json_s(j, "$.cracked[1].cracked_us", "NULL");
+	expect_json_i(j, "$.cracked[1].messages", 0);
+	expect_json_s(j, "$.cracked[1].last_subject", "NULL");
+	/* enumeration */
+	expect_json(j, "json_array_length(?1, '$.probed_addresses')", "4");
+	expect_json_s(j, "$.probed_addresses[0].address", "alice@local.example");
+	expect_json_i(j, "$.probed_addresses[0].probes", 2);
+	expect_json_i(j, "$.probed_addresses[0].ips", 2);
+	expect_json_i(j, "$.probed_addresses[0].accepted", 2);
+	expect_json_s(j, "$.probed_addresses[2].address", "nobody@local.example");
+	expect_json_i(j, "$.probed_addresses[2].accepted", 0);
+	expect_json_s(j, "$.probed_addresses[3].address", "root");
+	expect_json_s(j, "$.probed_addresses[3].kinds", "vrfy");
+	expect_json(j, "json_array_length(?1, '$.probing_ips')", "2");
+	expect_json_s(j, "$.probing_ips[0].ip", "192.0.2.50");
+	expect_json_i(j, "$.probing_ips[0].probes", 4);
+	expect_json_i(j, "$.probing_ips[0].addresses", 4);
+	expect_json_i(j, "$.probing_ips[0].vrfy_expn", 1);
+	expect_json_i(j, "$.probing_ips[0].accepted", 3);
+	expect_json_i(j, "$.probing_ips[0].sessions", 1);
+	expect_json_i(j, "$.probing_ips[1].probes", 1);
+	expect_json(j, "instr(?1, 'victim') = 0", "1");
+	expect_json_i(j, "$.settings.window_s", 3600);
+	expect_json_i(j, "$.settings.min_ips", 5);
+	run_free(&r);
+
+	/* The window: support's 5 IPs fit in 3 hours. */
+	r = run("creds --json --window 3h -d %s", bf);
+	assert_int_equal(r.status, 0);
+	expect_json_i(r.out, "$.usernames[1].peak_ips", 5);
+	expect_json_i(r.out, "$.usernames[1].distributed", 1);
+	run_free(&r);
+	/* The threshold. */
+	r = run("creds --json --min-ips 6 -d %s", bf);
+	expect_json_i(r.out, "$.usernames[0].distributed", 0);
+	run_free(&r);
+	/* --since: only info's attempts are recent; --top bounds every section. */
+	r = run("creds --json --since 2h -d %s", bf);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_array_length(?1, '$.usernames')", "1");
+	expect_json_s(r.out, "$.usernames[0].username", "info");
+	expect_json(r.out, "json_array_length(?1, '$.cracked')", "1"); /* postmaster (fixed) */
+	expect_json(r.out, "json_array_length(?1, '$.probed_addresses')", "0");
+	run_free(&r);
+	r = run("creds --json --top 1 -d %s", bf);
+	expect_json(r.out, "json_array_length(?1, '$.usernames')", "1");
+	expect_json(r.out, "json_array_length(?1, '$.passwords')", "1");
+	expect_json(r.out, "json_array_length(?1, '$.probing_ips')", "1");
+	run_free(&r);
+
+	/* The table: sections, the flag, escaped subject. */
+	r = run("creds -d %s", bf);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "usernames (PEAK IPS: most distinct IPs within 1h; DISTRIBUTED: >= 5):");
+	expect_in(r.out, "passwords:");
+	expect_in(r.out, "username/password pairs:");
+	expect_in(r.out, "cracked accounts (and what they sent):");
+	expect_in(r.out, "enumeration: probed addresses");
+	expect_in(r.out, "enumeration: probing IPs:");
+	const char *admin = strstr(r.out, "\nadmin ");
+	assert_non_null(admin);
+	char line[512];
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(admin + 1, "\n"), admin + 1);
+	expect_in(line, "imap,pop3,submission");
+	expect_in(line, "DISTRIBUTED");
+	const char *support = strstr(r.out, "\nsupport ");
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(support + 1, "\n"), support + 1);
+	assert_null(strstr(line, "DISTRIBUTED"));
+	expect_in(r.out, "Cheap \\x1B[5mpills");
+	expect_in(r.out, "letmein");
+	run_free(&r);
+	r = run("creds --since 1m -d %s", bf);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "passwords:\n  (none)\n");
+	run_free(&r);
+
+	/* Usage errors. */
+	r = run("creds --since yesterday -d %s", bf);
+	assert_int_equal(r.status, 2);
+	expect_in(r.err, "bad --since 'yesterday'");
+	run_free(&r);
+	r = run("creds --min-ips 0 -d %s", bf);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("creds --top -1 -d %s", bf);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("creds --window 0 -d %s", bf);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("creds -d %s/nope", work);
+	assert_int_equal(r.status, 1);
+	expect_in(r.err, "no data directory");
+	run_free(&r);
+	r = run("creds --help");
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "--min-ips N");
+	run_free(&r);
+	bf_rm();
+}
+
+static void test_attackers(void **state)
+{
+	bf_fill();
+	struct run r = run("attackers --json --top 0 -d %s", bf);
+	assert_int_equal(r.status, 0);
+	const char *j = r.out;
+	expect_json(j, "json_valid(?1)", "1");
+	/* 5 + 5 + 2 + 2 IPs; the IPv6 ones (2 attempts) first, then by sessions, IP. */
+	expect_json(j, "json_array_length(?1, '$.ips')", "14");
+	expect_json_s(j, "$.ips[0].ip", "2001:db8:aa::1");
+	expect_json_i(j, "$.ips[0].attempts", 3);
+	expect_json_i(j, "$.ips[0].usernames", 1);
+	expect_json_i(j, "$.ips[0].sessions", 2);
+	expect_json_s(j, "$.ips[0].protocols", "imaps,pop3");
+	expect_json_i(j, "$.ips[0].first_us", bf_recent);
+	expect_json_i(j, "$.ips[0].last_us", bf_recent + 2);
+	expect_json_s(j, "$.ips[1].ip", "198.51.100.1");
+	expect_json_s(j, "$.ips[5].ip", "198.51.100.5");
+	expect_json_i(j, "$.ips[5].successes", 1);
+	expect_json_i(j, "$.ips[5].messages", 2);
+	expect_json_i(j, "$.ips[5].probes", 0);
+	expect_json_s(j, "$.ips[6].ip", "2001:db8:aa:1::2");
+	expect_json_s(j, "$.ips[12].ip", "192.0.2.50");
+	expect_json_i(j, "$.ips[12].attempts", 0);
+	expect_json_i(j, "$.ips[12].probes", 4);
+	expect_json_i(j, "$.ips[12].first_us", bf_base + 10);
+	expect_json_i(j, "$.ips[12].last_us", bf_base + 13);
+	/* networks */
+	expect_json(j, "json_array_length(?1, '$.prefixes')", "4");
+	expect_json_s(j, "$.prefixes[0].prefix", "198.51.100.0/24");
+	expect_json_i(j, "$.prefixes[0].ips", 5);
+	expect_json_i(j, "$.prefixes[0].attempts", 5);
+	expect_json_i(j, "$.prefixes[0].usernames", 1);
+	expect_json_i(j, "$.prefixes[0].successes", 1);
+	expect_json_i(j, "$.prefixes[0].sessions", 5);
+	expect_json_i(j, "$.prefixes[0].messages", 2);
+	expect_json_s(j, "$.prefixes[0].protocols", "imap,pop3,submission");
+	expect_json_s(j, "$.prefixes[1].prefix", "203.0.113.0/24");
+	expect_json_s(j, "$.prefixes[2].prefix", "2001:db8:aa::/48");
+	expect_json_i(j, "$.prefixes[2].ips", 2);
+	expect_json_i(j, "$.prefixes[2].attempts", 4);
+	expect_json_i(j, "$.prefixes[2].sessions", 3);
+	expect_json_s(j, "$.prefixes[3].prefix", "192.0.2.0/24");
+	expect_json_i(j, "$.prefixes[3].probes", 5);
+	expect_json_i(j, "$.prefixes[3].sessions", 2);
+	run_free(&r);
+
+	r = run("attackers --json --since 2h -d %s", bf);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_array_length(?1, '$.ips')", "2");
+	expect_json(r.out, "json_array_length(?1, '$.prefixes')", "1");
+	run_free(&r);
+	r = run("attackers --json -d %s", bf); /* default: 10 rows */
+	expect_json(r.out, "json_array_length(?1, '$.ips')", "10");
+	run_free(&r);
+
+	r = run("attackers -d %s", bf);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "IPs:\nIP ");
+	expect_in(r.out, "networks (/24 IPv4, /48 IPv6):\nNETWORK ");
+	expect_in(r.out, "2001:db8:aa::/48");
+	expect_in(r.out, "imap,pop3,submission");
+	run_free(&r);
+	r = run("attackers --since 5x -d %s", bf);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run("attackers -d %s extra", bf);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	bf_rm();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -538,6 +943,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_show_session),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_creds),
+		cmocka_unit_test(test_attackers),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,67 @@
+/*
+ * intel: what `mxbait creds` and `mxbait attackers` share: the --since/--top/--window
+ * option values, and printing one section of query rows either as a titled, escaped
+ * table or as a JSON array under a key of the output object.
+ *
+ * Queries run over the brute-force tables the event writer maintains (auth_attempts,
+ * probes; see docs/datamodel.md), never over the raw events, so they stay fast with
+ * millions of attempts.  Every section's SQL gets ?1 = the --since bound in
+ * microseconds (0 without --since) and ?2 = the row limit (-1: all).
+ */
+#ifndef MXB_CLI_INTEL_H
+#define MXB_CLI_INTEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli/table.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+#define INTEL_DEFAULT_TOP 10
+
+/* "90s", "15m", "1h", "7d", "2w" or bare seconds; > 0.  Returns 0 or -1. */
+int intel_parse_duration(const char *s, int64_t *us_r);
+/* A count >= 0 (min 0 unless stated).  Returns 0 or -1. */
+int intel_parse_count(const char *s, long min, long *v_r);
+
+enum intel_kind {
+	IK_TEXT, /* text (attacker bytes: escaped by the table / JSON writer) */
+	IK_INT,  /* integer, right-aligned */
+	IK_TIME, /* microseconds: "YYYY-MM-DD HH:MM:SS" in the table, the integer in JSON */
+};
+
+struct intel_col {
+	const char *head; /* table heading */
+	const char *json; /* JSON key */
+	enum intel_kind kind;
+	size_t max;       /* widest table cell (0: the table's default) */
+};
+
+/* Output state of one command: a table per section on stdout, or one JSON object. */
+struct intel_out {
+	struct sqlite3 *db;
+	bool json;
+	struct buf buf;
+	struct jw w;
+	int64_t since_us;
+	long top;
+	int failed; /* a query failed (message printed) */
+};
+
+/* Per-row hook for columns computed outside SQL: called after the SQL columns are
+ * set, with the table (cells from col0 on) or the JSON writer inside the row object. */
+typedef void (*intel_row_fn)(void *ctx, struct sqlite3_stmt *st, struct table *t, size_t col0,
+			     struct jw *w);
+
+void intel_begin(struct intel_out *o, struct sqlite3 *db, bool json, int64_t since_us, long top);
+/* One section.  extra_heads: table headings of the hook's columns. */
+void intel_section(struct intel_out *o, const char *title, const char *key, const char *sql,
+		   const struct intel_col *cols, size_t ncols, const char *const *extra_heads,
+		   size_t n_extra, intel_row_fn fn, void *ctx);
+/* Prints the JSON object; returns the exit status (0, or 1 when a query failed). */
+int intel_end(struct intel_out *o);
+
+#endif
