@@ -124,6 +124,11 @@ class Daemon:
         }
         cfg.update(overrides)
         self.config = cfg
+        # A test may move a listener (e.g. to [::1]): the ports are what the config says.
+        for role in ("smtp", "submission", "smtps"):
+            spec = str(cfg.get(f"{role}_listen") or "").split(",")[0].strip()
+            if spec:
+                setattr(self, f"port_{role}", int(spec.rsplit(":", 1)[1]))
         with open(self.conf_path, "w") as f:
             f.write(f"# written by tests/integration/conftest.py for {label}\n")
             for k, v in cfg.items():

@@ -65,6 +65,10 @@ def test_1mb_line_without_newline(daemon):
         assert replies[-1][:1] in ("4", "5"), f"a 1 MB 'command' was answered {replies}"
     assert daemon.wait_events("offence", kind="line_too_long"), \
         "no offence kind=line_too_long recorded for a 1 MB line"
+    # The line ended in CRLF: a bare_lf offence would be a false signal.
+    assert not daemon.events("offence", kind="bare_lf"), \
+        "bare_lf offence recorded for an over-long line that ended in CRLF: " + \
+        repr(daemon.events("offence", kind="bare_lf")[0]["detail"][:40])
     rss1 = daemon.rss_kb()
     if rss0 and rss1:
         assert rss1 - rss0 < 64 * 1024, f"RSS grew {rss1 - rss0} kB for one 1 MB line"
@@ -266,3 +270,121 @@ def test_idle_timeout(make_daemon):
     assert data == f"421 4.4.2 {HOSTNAME} Error: timeout exceeded\r\n".encode(), data
     assert 0.8 <= dt <= 5, f"closed after {dt:.1f}s with idle_timeout=1s"
     assert d.wait_events("disconnect", reason="idle_timeout")
+
+
+def test_long_command_line_crlf_no_bare_lf(daemon):
+    """A 3000-byte NOOP line (over line_length_limit 2048) in one write with CRLF: Postfix
+    answers it (NOOP takes anything); the offence is line_too_long, not bare_lf."""
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    assert c.cmd("NOOP " + "A" * 3000) == ["250 2.0.0 Ok"]
+    assert c.cmd("NOOP") == ["250 2.0.0 Ok"]
+    c.close()
+    assert daemon.wait_events("offence", kind="line_too_long")
+    assert not daemon.events("offence", kind="bare_lf"), daemon.events("offence", kind="bare_lf")
+
+
+def test_max_connections_total(make_daemon):
+    d = make_daemon(max_connections=2)
+    held = [Raw(d, src="127.0.0.11"), Raw(d, src="127.0.0.12")]
+    try:
+        for c in held:
+            assert c.reply() == [BANNER]
+        c3 = Raw(d, src="127.0.0.13")
+        data = c3.read_all_until_closed(10)
+        c3.close()
+        assert data.startswith(b"421 4.") and data.endswith(b"\r\n"), data
+    finally:
+        for c in held:
+            c.close()
+    assert d.wait_events("disconnect", reason="limit_connections", src_ip="127.0.0.13")
+    tcp_state_ok(d)
+
+
+def test_connection_rate_per_ip(make_daemon):
+    d = make_daemon(connection_rate_per_ip=5)
+    seen = []
+    for _ in range(8):
+        c = Raw(d, src="127.0.0.21")
+        try:
+            first = c.reply(5)[0]
+            seen.append(first)
+            if first.startswith("220 "):
+                c.cmd("QUIT")
+        except ConnectionError:
+            seen.append("closed")
+        finally:
+            c.close()
+    assert seen[:5] == [BANNER] * 5, seen
+    assert all(x.startswith("421 4.") for x in seen[5:]), seen
+    assert d.wait_events("disconnect", reason="limit_rate", src_ip="127.0.0.21")
+    other = Raw(d, src="127.0.0.22")
+    assert other.reply() == [BANNER]
+    other.close()
+
+
+def test_session_timeout(make_daemon):
+    """A client that keeps talking is still cut at session_timeout."""
+    d = make_daemon(session_timeout="2s")
+    c = Raw(d)
+    assert c.reply() == [BANNER]
+    t0 = time.monotonic()
+    last = None
+    try:
+        while time.monotonic() - t0 < 8:
+            r = c.cmd("NOOP", 5)
+            last = r[-1]
+            if not last.startswith("250"):
+                break
+            time.sleep(0.3)
+    except ConnectionError:
+        pass
+    dt = time.monotonic() - t0
+    c.close()
+    assert dt < 6, f"session still open after {dt:.1f}s with session_timeout=2s"
+    assert d.wait_events("disconnect", reason="session_timeout")
+    if last is not None and not last.startswith("250"):
+        assert last.startswith("421 4.4.2 "), last
+
+
+def test_shutdown_with_open_session(daemon):
+    """SIGTERM while a client is mid-transaction: the daemon stops promptly and cleanly,
+    records the session's end, and leaves nothing in spool/tmp."""
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    assert c.cmd("MAIL FROM:<a@example.net>") == ["250 2.1.0 Ok"]
+    assert c.cmd(f"RCPT TO:<alice@{DOMAIN}>") == ["250 2.1.5 Ok"]
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(b"Subject: cut by shutdown\r\n\r\nsome text\r\n")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    problems = daemon.stop()
+    assert not problems, problems
+    assert time.monotonic() - t0 < 10
+    c.close()
+    assert daemon.events("disconnect", reason="shutdown"), \
+        [e["reason"] for e in daemon.events("disconnect")]
+    assert daemon.spool("tmp") == [] and daemon.spool("new") == []
+
+
+def test_ipv6_listener(make_daemon):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        port6 = s.getsockname()[1]
+        s.close()
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    d = make_daemon(smtp_listen=f"[::1]:{port6}")
+    s = socket.create_connection(("::1", port6), timeout=10)
+    f = s.makefile("rb")
+    assert f.readline() == (BANNER + "\r\n").encode()
+    s.sendall(b"QUIT\r\n")
+    assert f.readline() == b"221 2.0.0 Bye\r\n"
+    s.close()
+    ev = d.wait_events("connect", src_ip="::1")
+    assert ev and ev[0]["dst_ip"] == "::1" and ev[0]["dst_port"] == port6, ev

@@ -138,3 +138,23 @@ def test_cli_corrupt_db(tmp_path, daemon):
     assert r.returncode == 1, f"exit {r.returncode}: {err}"
     assert err.strip(), "no error message for a corrupt database"
     assert not SANITIZER_RE.search(err), err
+
+
+def test_serve_config_errors_name_file_line_key(tmp_path):
+    """`mxbait serve -c` validates at start: a bad file stops it with exit 1 and a message
+    naming the file, the line and the key; nothing is left listening."""
+    from conftest import MXBAIT_BIN, sanitizer_env
+    import subprocess
+    cases = [("hostname = mail.example.test\nno_such_key = 1\n", ":2: no_such_key:"),
+             ("message_size_limit = lots\n", ":1: message_size_limit:"),
+             ("idle_timeout = 5s\nidle_timeout = 6s\n", ":2: idle_timeout:"),
+             ("smtp_listen = 127.0.0.1:99999\n", ":1: smtp_listen:")]
+    for text, want in cases:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(text + f"data_dir = {tmp_path / 'data'}\n")
+        r = subprocess.run([MXBAIT_BIN, "serve", "-c", str(conf)], capture_output=True,
+                           timeout=20, env=sanitizer_env())
+        err = r.stderr.decode("utf-8", "replace")
+        assert r.returncode == 1, f"{text!r}: exit {r.returncode}: {err}"
+        assert str(conf) + want in err, f"{text!r}: error {err!r} lacks {want!r}"
+        assert not SANITIZER_RE.search(err), err
