@@ -500,8 +500,8 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 	}
 	case K_DOMAINS:
 	case K_ACCOUNTS: {
-		char **v_new;
-		size_t n_new;
+		char **v_new = NULL;
+		size_t n_new = 0;
 		if (split_list(p, k->name, val, &v_new, &n_new, CONFIG_MAX_LIST,
 			       k->type == K_DOMAINS ? check_dns_name : check_account))
 			return -1;
@@ -518,8 +518,8 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		return 0;
 	}
 	case K_LISTEN: {
-		char **v_new;
-		size_t n_new;
+		char **v_new = NULL;
+		size_t n_new = 0;
 		if (split_list(p, k->name, val, &v_new, &n_new, MXB_MAX_LISTEN, check_listen))
 			return -1;
 		char **dst = field(cfg, k->off);
