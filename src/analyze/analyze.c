@@ -22,6 +22,7 @@
 
 #define CHUNK (64 * 1024)
 #define MAGIC_BYTES (64 * 1024)
+#define PDF_KEEP (8u << 20) /* bytes of a PDF scanned for /URI */
 
 const char *const an_where_names[] = {"text", "html_href", "html_src", "html_action",
 				      "html_meta", "html_css", "html_srcset", "html_text",
@@ -329,6 +330,12 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 		EVP_DigestInit_ex(lf.md5, EVP_md5(), NULL);
 	}
 	struct an_html *h = is_html ? an_html_new(c, idx, &a->text) : NULL;
+	/* PDF bytes are kept (capped) for the /URI scan after decoding */
+	bool is_pdf = strcmp(ct, "application/pdf") == 0 ||
+		      (p->filename && strlen(p->filename) > 4 &&
+		       strcasecmp(p->filename + strlen(p->filename) - 4, ".pdf") == 0);
+	struct buf pdf;
+	buf_init(&pdf, PDF_KEEP);
 	size_t text_start = a->text.len;
 	char *chunk = malloc(CHUNK);
 	while (chunk) {
@@ -355,6 +362,11 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			memcpy(lf.magic + lf.magic_len, chunk, k);
 			lf.magic_len += k;
 		}
+		if (lf.size == (uint64_t)n && n >= 5 && memcmp(chunk, "%PDF-", 5) == 0)
+			is_pdf = true;
+		if (is_pdf && pdf.len < PDF_KEEP)
+			buf_append(&pdf, chunk,
+				   (size_t)n < PDF_KEEP - pdf.len ? (size_t)n : PDF_KEEP - pdf.len);
 		if (h) {
 			an_html_feed(h, chunk, (size_t)n);
 		} else if (is_text) {
@@ -375,6 +387,9 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 	}
 	free(chunk);
 	g_object_unref(fs);
+	if (is_pdf && pdf.len)
+		an_pdf_scan(c, idx, pdf.data, pdf.len);
+	buf_free(&pdf);
 	if (h) {
 		an_html_free(&h);
 	} else if (is_text && a->text.len > text_start) {

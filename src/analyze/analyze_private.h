@@ -38,6 +38,9 @@ struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text);
 void an_html_feed(struct an_html *h, const char *data, size_t len);
 void an_html_free(struct an_html **h); /* finishes the parse */
 
+/* PDF /URI link annotations in a PDF's bytes (pdf.c). */
+void an_pdf_scan(struct an_ctx *c, int part, const char *data, size_t len);
+
 void an_finding(struct analysis *a, const char *kind, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

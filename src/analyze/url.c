@@ -636,7 +636,8 @@ static const char *const shorteners[] = {
 	"soo.gd", "clck.ru", "u.to", "urlz.fr", "2.gy", "shrtco.de", "short.gy", "tr.im",
 	"cli.gs", "cutt.us", "db.tt", "qr.ae", "youtu.be", "amzn.to", "fb.me", "l.ead.me",
 	"surl.li", "shorturl.asia", "tinu.be", "gg.gg", "1url.com", "lc.chat", "rotf.lol",
-	"t.me", "href.li", "dub.sh", "ux.nu", "3.ly", "tny.im",
+	"t.me", "href.li", "dub.sh", "ux.nu", "3.ly", "tny.im", "me2.kr", "han.gl", "vo.la",
+	"url.kr", "abre.ai", "encurtador.com.br", "bitly.ws", "shorter.me", "tiny.pl",
 };
 
 bool url_is_shortener(const char *host)
