@@ -57,4 +57,9 @@ void fake_host_drive(struct fake_host *h, const char *data, size_t len);
 bool fake_host_has_event(const struct fake_host *h, const char *name,
 			 const char *const *fragments);
 
+/* Every recorded event against the catalogue (store/event_schema.h): the event id
+ * exists, the fields are exactly the documented ones in order, with the documented
+ * types, null only where allowed.  false: err_r says what is wrong. */
+bool fake_host_check_schema(const struct fake_host *h, char *err_r, size_t errlen);
+
 #endif

@@ -320,6 +320,9 @@ static void end_session(struct run *r)
 		return;
 	flush_client(r);
 	check_output(r);
+	char why[256];
+	if (!fake_host_check_schema(&r->h, why, sizeof(why)))
+		fail_at(r, "event outside docs/events.md: %s", why);
 	smtp_session_free(&r->s);
 	fake_host_free(&r->h);
 	auth_policy_free(&r->auth);

@@ -16,6 +16,7 @@
 #include "proto/sasl.h"
 #include "proto/smtp.h"
 #include "smtp_fake_host.h"
+#include "store/event.h"
 
 static const char *domains[] = {"example.com"};
 
@@ -299,6 +300,44 @@ static void test_free_aborts_open_message(void **state)
 	auth_policy_free(&f.auth);
 }
 
+/* The schema checker used by the conversations and the fuzzer can fail. */
+static void test_schema_checker(void **state)
+{
+	struct fake_host h;
+	char why[256];
+	fake_host_init(&h);
+	struct mxb_event *ev = mxb_event_new("helo");
+	mxb_event_str(ev, "verb", "EHLO");
+	mxb_event_str(ev, "name", "x");
+	fake_host_ops.event(&h, ev);
+	assert_true(fake_host_check_schema(&h, why, sizeof(why)));
+	ev = mxb_event_new("helo");
+	mxb_event_str(ev, "verb", "EHLO");
+	fake_host_ops.event(&h, ev);
+	assert_false(fake_host_check_schema(&h, why, sizeof(why)));
+	assert_non_null(strstr(why, "missing"));
+	buf_reset(&h.events);
+	ev = mxb_event_new("mail");
+	mxb_event_str(ev, "sender", "a");
+	mxb_event_str(ev, "params", "");
+	mxb_event_null(ev, "size");
+	mxb_event_str(ev, "accepted", "yes"); /* wrong type */
+	mxb_event_int(ev, "reply", 250);
+	fake_host_ops.event(&h, ev);
+	assert_false(fake_host_check_schema(&h, why, sizeof(why)));
+	buf_reset(&h.events);
+	ev = mxb_event_new("nonsense");
+	fake_host_ops.event(&h, ev);
+	assert_false(fake_host_check_schema(&h, why, sizeof(why)));
+	buf_reset(&h.events);
+	ev = mxb_event_new("offence");
+	mxb_event_null(ev, "kind"); /* not nullable */
+	mxb_event_str(ev, "detail", "");
+	fake_host_ops.event(&h, ev);
+	assert_false(fake_host_check_schema(&h, why, sizeof(why)));
+	fake_host_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_huge_line),
 		cmocka_unit_test(test_hangup_mid_bdat),
 		cmocka_unit_test(test_free_aborts_open_message),
+		cmocka_unit_test(test_schema_checker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
