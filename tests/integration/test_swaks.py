@@ -154,13 +154,15 @@ def test_10mb_message(daemon, tmp_path):
 
 
 def test_over_size_limit_552(make_daemon, tmp_path):
+    """Over message_size_limit without a SIZE declaration: the data is read to the end,
+    then Postfix's cleanup answer after DATA, nothing captured."""
     d = make_daemon(message_size_limit="1m")
     m = marker()
     f = _big_body(tmp_path, m, 1_200_000)
     rc, out = swaks(d, "--from", "big@example.net", "--to", f"alice@{DOMAIN}",
                     "--data", "@" + str(f), "--suppress-data")
     assert rc != 0
-    assert "552 5.3.4 Message size exceeds fixed limit" in out, out[-2000:]
+    assert "<** 552 5.3.4 Error: message file too big" in out, out[-2000:]
     assert not d.find_message(m, timeout=0.5)
     assert not d.spool("tmp"), d.spool("tmp")
     rej = d.wait_events("message_rejected", reason="size")
@@ -177,3 +179,18 @@ def test_relay_denied_unauthenticated(daemon):
     rcpt = daemon.wait_events("rcpt", recipient=FOREIGN)
     assert rcpt and rcpt[0]["accepted"] is False and rcpt[0]["reply"] == 454 \
         and rcpt[0]["relay"] is True, rcpt
+
+
+def test_declared_size_over_limit_552(daemon):
+    """SIZE= over the limit is refused at MAIL, as Postfix does (swaks 2020 cannot add
+    MAIL parameters, so this one speaks by hand)."""
+    from conftest import Raw
+    c = Raw(daemon)
+    c.reply()
+    c.cmd("EHLO client.example.net")
+    assert c.cmd("MAIL FROM:<big@example.net> SIZE=20000000") == \
+        ["552 5.3.4 Message size exceeds fixed limit"]
+    c.close()
+    ev = daemon.wait_events("mail", sender="big@example.net")
+    assert ev and ev[0]["accepted"] is False and ev[0]["reply"] == 552 \
+        and ev[0]["size"] == 20000000, ev
