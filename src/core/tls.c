@@ -208,8 +208,10 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 		goto out;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-				 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+	/* As Postfix 3.7 sets it up: the client's cipher preference (tls_preempt_cipherlist
+	 * = no) and session tickets on, so a TLS fingerprint of the honeypot looks like
+	 * the real thing. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:"
 					  "ECDHE+AES:!aNULL:!eNULL:!MD5:!RC4:!3DES:!DSS:!SHA1") ||
 	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:"
