@@ -170,7 +170,7 @@ static void emit_disconnect(struct conn *c, const char *reason)
 {
 	int64_t dur = (mxb_now_us() - c->start_us) / 1000;
 	struct smtp_counters k = { 0, 0, 0 };
-	const char *state = "connect";
+	const char *state = "connected"; /* no session yet (refused): the engine's first state */
 	if (c->s) {
 		smtp_session_counters(c->s, &k);
 		state = c->end_state[0] ? c->end_state : smtp_session_state_name(c->s);
