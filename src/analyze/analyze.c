@@ -498,6 +498,29 @@ static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth
 	}
 }
 
+/* GMime checks every line against the whole stack of open boundaries, so a message
+ * nesting 300,000 multiparts costs minutes (measured: 30 s for 25 MB).  Before GMime
+ * sees the bytes, count boundary parameters ("boundary=", any case, optional spaces,
+ * RFC 2231 "boundary*0="); past MAX_BOUNDARIES the message is cut there (a finding),
+ * which bounds that stack. */
+#define MAX_BOUNDARIES 1000
+
+static size_t boundary_cut(const char *d, size_t len)
+{
+	size_t n = 0;
+	const char *p = d, *end = d + len;
+	while ((p = memchr(p, '=', (size_t)(end - p)))) {
+		const char *q = p;
+		while (q > d && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '*' ||
+				 (q[-1] >= '0' && q[-1] <= '9')))
+			q--;
+		if (q - d >= 8 && strncasecmp(q - 8, "boundary", 8) == 0 && ++n > MAX_BOUNDARIES)
+			return (size_t)(q - 8 - d);
+		p++;
+	}
+	return len;
+}
+
 static GMimeStream *stream_over(const void *data, size_t len)
 {
 	/* A memory stream that reads the caller's bytes in place: GMime's own
@@ -551,7 +574,11 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 		an_fingerprint(a);
 		return a;
 	}
-	GMimeStream *st = stream_over(data, len);
+	size_t cut = boundary_cut(data, len);
+	if (cut < len)
+		an_finding(a, "structure_limit", "more than %d multipart boundaries; cut at byte %zu",
+			   MAX_BOUNDARIES, cut);
+	GMimeStream *st = stream_over(data, cut);
 	GMimeParser *parser = g_mime_parser_new_with_stream(st);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
 	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
