@@ -44,6 +44,13 @@ SANITIZER_RE = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)"
     r"|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
 
+# strace lines that are outbound network system calls (see test_outbound.py).
+INET_RE = re.compile(r"sa_family=AF_INET6?\b")
+OUT_RE = re.compile(r"\b(connect|sendto|sendmsg|sendmmsg)(\(| resumed>)")
+ACCEPT_RE = re.compile(r"\baccept4?(\(| resumed>).*sa_family=AF_INET")
+# MXBAIT_STRACE_ALL=1: every daemon of the run is traced and checked at teardown.
+STRACE_ALL = bool(os.environ.get("MXBAIT_STRACE_ALL"))
+
 # Every events.jsonl line of the run: (daemon label, line).  See test_zz_events_contract.
 ALL_EVENT_LINES = []
 
@@ -224,6 +231,15 @@ class Daemon:
             problems.append("sanitizer report on stderr:\n" + err[start:start + 4000])
         return problems
 
+    def outbound_calls(self):
+        """The daemon's outbound AF_INET/AF_INET6 system calls seen by strace."""
+        try:
+            with open(self.strace_log, errors="replace") as f:
+                log = f.read()
+        except OSError:
+            return ["(no strace log)"]
+        return [l for l in log.splitlines() if OUT_RE.search(l) and INET_RE.search(l)]
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -332,7 +348,7 @@ def make_daemon(request, tmp_path):
 
     def make(strace=False, **overrides):
         sub = tempfile.mkdtemp(prefix="d", dir=tmp_path)
-        d = Daemon(sub, request.node.name, strace=strace, **overrides)
+        d = Daemon(sub, request.node.name, strace=strace or STRACE_ALL, **overrides)
         made.append(d)
         return d.start()
 
@@ -341,6 +357,10 @@ def make_daemon(request, tmp_path):
     for d in made:
         problems = d.stop()
         ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+        if d.strace:
+            bad = d.outbound_calls()
+            if bad:
+                problems.append("outbound network calls:\n" + "\n".join(bad[:10]))
         if problems:
             failures.append(f"daemon {d.label}: " + "; ".join(problems))
     if failures:

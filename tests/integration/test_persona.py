@@ -21,7 +21,7 @@ import tempfile
 
 import pytest
 
-from conftest import ALL_EVENT_LINES, DOMAIN, PASSWORD, SHARED, USER, Daemon
+from conftest import ALL_EVENT_LINES, DOMAIN, PASSWORD, SHARED, STRACE_ALL, USER, Daemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(SHARED, "persona", "persona-transcript.py")
@@ -153,7 +153,7 @@ def persona_run(tmp_path_factory):
         pytest.skip(f"persona tool not found at {TOOL} (set MXBAIT_SHARED)")
     names = scenarios()
     tmp = str(tmp_path_factory.mktemp("persona"))
-    d = Daemon(tmp, "persona")
+    d = Daemon(tmp, "persona", strace=STRACE_ALL)
     d.start()
     out = os.path.join(tmp, "out")
     os.makedirs(out)
@@ -175,6 +175,8 @@ def persona_run(tmp_path_factory):
     finally:
         problems = d.stop()
         ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+        if d.strace and d.outbound_calls():
+            problems.append("outbound network calls:\n" + "\n".join(d.outbound_calls()[:10]))
     yield {"out": out, "logs": logs, "problems": problems, "daemon": d}
 
 
