@@ -63,7 +63,7 @@ bool imap_line_literal(const char *line, size_t len, uint64_t *size_r, bool *non
 	if (i == 0 || line[i - 1] != '{')
 		return false;
 	size_t ndig = digits_end - i;
-	if (ndig == 0 || ndig > 19) {
+	if (ndig == 0 || ndig > 20) {
 		*bad_r = true;
 		return true;
 	}

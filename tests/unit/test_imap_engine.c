@@ -1,0 +1,334 @@
+/*
+ * test_imap_engine: the IMAP engine with the recording fake host: suspension and
+ * resumption, byte-at-a-time equivalence, the generated mailbox through FETCH (bodies,
+ * sections, partials, BODYSTRUCTURE against the message bytes), SEARCH, STORE,
+ * EXPUNGE, APPEND capture, and bounded input.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deceive/auth_policy.h"
+#include "deceive/mailbox.h"
+#include "imap_fake_host.h"
+#include "proto/imap.h"
+
+struct t {
+	struct imap_config cfg;
+	uint8_t secret[32];
+	struct auth_policy *auth;
+	struct imap_fake h;
+	struct imap_session *s;
+};
+
+static const char *const accounts[] = {"alice:alice-Secret-1"};
+
+static void t_open(struct t *t, bool implicit)
+{
+	memset(t, 0, sizeof(*t));
+	memset(t->secret, 7, sizeof(t->secret));
+	t->auth = auth_static_new(accounts, 1);
+	t->cfg.hostname = "mail.example.test";
+	t->cfg.domain = "example.test";
+	t->cfg.tls_available = true;
+	t->cfg.implicit_tls = implicit;
+	t->cfg.auth = t->auth;
+	t->cfg.secret = t->secret;
+	t->cfg.auth_failure_delay_ms = 2000;
+	imap_fake_init(&t->h);
+	struct proto_peer peer = {.ip = "192.0.2.1", .port = 5555};
+	t->s = imap_session_new(&t->cfg, &peer, implicit, &imap_fake_ops, &t->h);
+	assert_non_null(t->s);
+	t->h.s = t->s;
+	imap_session_start(t->s);
+}
+
+static void t_close(struct t *t)
+{
+	imap_session_free(&t->s);
+	assert_null(t->s);
+	imap_fake_free(&t->h);
+	auth_policy_free(&t->auth);
+}
+
+static void send_str(struct t *t, const char *s)
+{
+	imap_fake_drive(&t->h, s, strlen(s));
+}
+
+static bool out_has(const struct t *t, const char *needle)
+{
+	if (!t->h.out.data)
+		return false;
+	size_t nl = strlen(needle);
+	for (size_t i = 0; i + nl <= t->h.out.len; i++)
+		if (memcmp(t->h.out.data + i, needle, nl) == 0)
+			return true;
+	return false;
+}
+
+static void login(struct t *t)
+{
+	send_str(t, "l1 LOGIN alice alice-Secret-1\r\n");
+	assert_true(out_has(t, "l1 OK [CAPABILITY IMAP4rev1"));
+	buf_reset(&t->h.out);
+}
+
+/* The generated INBOX, for comparing FETCH answers with the message bytes. */
+static struct mbox_set *inbox_of(struct t *t, struct mbox_folder **f_r)
+{
+	struct mbox_set *set = mailbox_generate("alice", "example.test", "mail.example.test",
+						t->secret);
+	assert_non_null(set);
+	*f_r = mailbox_folder(set, "INBOX");
+	assert_non_null(*f_r);
+	return set;
+}
+
+static void test_greeting_and_suspend_on_failure(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	assert_true(out_has(&t, "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE "
+				"IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN] Dovecot (Debian) ready.\r\n"));
+	/* a failed login suspends: the pipelined NOOP waits for the delay */
+	const char *in = "a LOGIN alice nope\r\nb NOOP\r\n";
+	size_t n = imap_session_feed(t.s, in, strlen(in));
+	assert_int_equal(n, strlen("a LOGIN alice nope\r\n"));
+	assert_true(t.h.want_wait);
+	assert_int_equal(t.h.waits[0], 2000);
+	assert_false(out_has(&t, "a NO"));
+	t.h.want_wait = false;
+	imap_session_resume(t.s);
+	assert_true(out_has(&t, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"));
+	n = imap_session_feed(t.s, in + n, strlen(in) - n);
+	assert_true(out_has(&t, "b OK NOOP completed.\r\n"));
+	/* the next attempt carries the penalty before it, then the delay */
+	send_str(&t, "c LOGIN alice nope2\r\n");
+	assert_int_equal(t.h.waits[1], 4000 + 2000);
+	t_close(&t);
+}
+
+static void test_byte_at_a_time(void **st)
+{
+	const char *script = "a CAPABILITY\r\nb LOGIN {5}\r\nalice {14+}\r\nalice-Secret-1\r\n"
+			     "c SELECT INBOX\r\nd FETCH 1:* (FLAGS UID RFC822.SIZE)\r\n"
+			     "e SEARCH ALL\r\nf LOGOUT\r\n";
+	struct t whole, bytes;
+	t_open(&whole, true);
+	send_str(&whole, script);
+	t_open(&bytes, true);
+	for (const char *p = script; *p && !bytes.h.closed; p++)
+		imap_fake_drive(&bytes.h, p, 1);
+	assert_true(whole.h.closed);
+	assert_true(bytes.h.closed);
+	assert_int_equal(whole.h.out.len, bytes.h.out.len);
+	assert_memory_equal(whole.h.out.data, bytes.h.out.data, whole.h.out.len);
+	assert_true(out_has(&whole, "+ OK\r\n"));
+	assert_true(out_has(&whole, "b OK Logged in\r\n"));
+	t_close(&whole);
+	t_close(&bytes);
+}
+
+static void test_fetch_bodies_match_mailbox(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	struct mbox_folder *f;
+	struct mbox_set *set = inbox_of(&t, &f);
+	assert_true(f->n_msgs >= 1);
+	send_str(&t, "s EXAMINE INBOX\r\nf FETCH 1 (BODY.PEEK[] RFC822.SIZE)\r\n");
+	char want[128];
+	snprintf(want, sizeof(want), "* 1 FETCH (BODY[] {%zu}\r\n", f->msgs[0].size);
+	assert_true(out_has(&t, want));
+	/* the literal is the message, byte for byte */
+	char *body = malloc(f->msgs[0].size + 1);
+	memcpy(body, f->msgs[0].data, f->msgs[0].size);
+	body[f->msgs[0].size] = '\0';
+	assert_true(out_has(&t, body));
+	snprintf(want, sizeof(want), " RFC822.SIZE %zu)\r\n", f->msgs[0].size);
+	assert_true(out_has(&t, want));
+	/* partial */
+	buf_reset(&t.h.out);
+	send_str(&t, "g FETCH 1 BODY.PEEK[]<0.10>\r\n");
+	char part[64];
+	snprintf(part, sizeof(part), "* 1 FETCH (BODY[]<0> {10}\r\n%.10s)\r\n", f->msgs[0].data);
+	assert_true(out_has(&t, part));
+	/* partial past the end: empty */
+	buf_reset(&t.h.out);
+	send_str(&t, "h FETCH 1 BODY.PEEK[]<99999999.10>\r\n");
+	assert_true(out_has(&t, "* 1 FETCH (BODY[]<99999999> {0}\r\n)\r\n"));
+	/* header ends with the blank line */
+	buf_reset(&t.h.out);
+	send_str(&t, "i FETCH 1 (BODY.PEEK[HEADER])\r\n");
+	const char *blank = strstr(f->msgs[0].data, "\r\n\r\n");
+	assert_non_null(blank);
+	size_t hl = (size_t)(blank - f->msgs[0].data) + 4;
+	snprintf(want, sizeof(want), "* 1 FETCH (BODY[HEADER] {%zu}\r\n", hl);
+	assert_true(out_has(&t, want));
+	/* EXAMINE: no \Seen set by a non-peek fetch */
+	buf_reset(&t.h.out);
+	send_str(&t, "j FETCH 1 BODY[TEXT]\r\n");
+	assert_false(out_has(&t, "FLAGS"));
+	mailbox_free(&set);
+	free(body);
+	t_close(&t);
+}
+
+static void test_seen_and_store_expunge(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	send_str(&t, "s SELECT INBOX\r\n");
+	assert_true(out_has(&t, "s OK [READ-WRITE] Select completed ("));
+	buf_reset(&t.h.out);
+	send_str(&t, "a STORE 1 FLAGS (\\Deleted)\r\n");
+	assert_true(out_has(&t, "* 1 FETCH (FLAGS (\\Deleted))\r\n"));
+	send_str(&t, "b STORE 1 +FLAGS.SILENT (\\Seen)\r\nc FETCH 1 FLAGS\r\n");
+	assert_true(out_has(&t, "* 1 FETCH (FLAGS (\\Deleted \\Seen))\r\n"));
+	send_str(&t, "d STATUS INBOX (MESSAGES)\r\n");
+	send_str(&t, "e EXPUNGE\r\n");
+	assert_true(out_has(&t, "* 1 EXPUNGE\r\n"));
+	assert_true(out_has(&t, "e OK Expunge completed ("));
+	send_str(&t, "f STORE 1 FLAGS (\\Bogus)\r\n");
+	assert_true(out_has(&t, "f BAD Error in IMAP command STORE: Invalid system flag ("));
+	t_close(&t);
+}
+
+static void test_append_captured(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	send_str(&t, "s SELECT Sent\r\n");
+	buf_reset(&t.h.out);
+	const char *msg = "From: a@b\r\nSubject: hi\r\n\r\nspam\r\n";
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "a APPEND Sent (\\Seen) {%zu}\r\n", strlen(msg));
+	size_t n = imap_session_feed(t.s, cmd, strlen(cmd));
+	assert_int_equal(n, strlen(cmd));
+	assert_true(out_has(&t, "+ OK\r\n"));
+	n = imap_session_feed(t.s, msg, strlen(msg));
+	assert_int_equal(n, strlen(msg));
+	n = imap_session_feed(t.s, "\r\nb NOOP\r\n", 10);
+	/* suspended until committed: the NOOP is not consumed */
+	assert_int_equal(n, 2);
+	assert_true(t.h.want_commit);
+	assert_int_equal(t.h.msg.len, strlen(msg));
+	assert_memory_equal(t.h.msg.data, msg, strlen(msg));
+	struct proto_commit_result r = {.ok = true, .queue_id = "Q1", .spool_name = "sp",
+					.sha256 = "ab", .size = strlen(msg)};
+	t.h.want_commit = false;
+	imap_session_committed(t.s, &r);
+	assert_true(out_has(&t, " EXISTS\r\n"));
+	assert_true(out_has(&t, "a OK [APPENDUID "));
+	const char *frags[] = {"\"method\":\"APPEND\"", "\"recipients\":[]", "\"sender\":\"\"",
+			       "\"auth_user\":\"alice\"", "\"tls\":true", NULL};
+	assert_true(imap_fake_has_event(&t.h, "message", frags));
+	struct proto_counters c;
+	imap_session_counters(t.s, &c);
+	assert_int_equal(c.messages, 1);
+	/* the appended message is in this session's mailbox */
+	buf_reset(&t.h.out);
+	send_str(&t, "c UID SEARCH SUBJECT hi\r\n");
+	assert_true(out_has(&t, "* SEARCH "));
+	assert_false(out_has(&t, "* SEARCH\r\n"));
+	t_close(&t);
+}
+
+static void test_huge_literal_refused(void **st)
+{
+	struct t t;
+	t_open(&t, false);
+	send_str(&t, "a LOGIN {999999999}\r\n");
+	assert_true(out_has(&t, "* BYE Literal size too large\r\n"));
+	assert_false(out_has(&t, "+ OK"));
+	assert_true(t.h.closed);
+	const char *frags[] = {"\"kind\":\"line_too_long\"", NULL};
+	assert_true(imap_fake_has_event(&t.h, "offence", frags));
+	t_close(&t);
+}
+
+static void test_long_line_bounded(void **st)
+{
+	struct t t;
+	t_open(&t, false);
+	char *big = malloc(20000);
+	memset(big, 'a', 20000);
+	imap_fake_drive(&t.h, big, 20000);
+	assert_true(t.h.closed);
+	assert_true(out_has(&t, "* BYE Input buffer full, aborting\r\n"));
+	free(big);
+	t_close(&t);
+}
+
+static void test_state_names(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	assert_string_equal(imap_session_state_name(t.s), "not_authenticated");
+	assert_null(imap_session_auth_user(t.s));
+	send_str(&t, "a AUTHENTICATE PLAIN\r\n");
+	assert_string_equal(imap_session_state_name(t.s), "auth");
+	send_str(&t, "AGFsaWNlAGFsaWNlLVNlY3JldC0x\r\n");
+	assert_string_equal(imap_session_state_name(t.s), "authenticated");
+	assert_string_equal(imap_session_auth_user(t.s), "alice");
+	send_str(&t, "b SELECT INBOX\r\n");
+	assert_string_equal(imap_session_state_name(t.s), "selected");
+	send_str(&t, "c IDLE\r\n");
+	assert_string_equal(imap_session_state_name(t.s), "idle");
+	send_str(&t, "DONE\r\n");
+	assert_string_equal(imap_session_state_name(t.s), "selected");
+	imap_session_hangup(t.s, "timeout");
+	assert_true(out_has(&t, "* BYE Disconnected for inactivity.\r\n"));
+	assert_string_equal(imap_session_state_name(t.s), "closed");
+	t_close(&t);
+}
+
+static void test_vtable(void **st)
+{
+	assert_string_equal(imap_engine.name, "imap");
+	struct imap_fake h;
+	imap_fake_init(&h);
+	struct imap_config cfg = {.hostname = "h", .domain = "d", .tls_available = true};
+	struct proto_peer peer = {.ip = "192.0.2.9"};
+	void *s = imap_engine.create(&cfg, &peer, false, &imap_fake_ops, &h);
+	assert_non_null(s);
+	h.s = s;
+	imap_engine.start(s);
+	assert_non_null(strstr(h.out.data, "STARTTLS LOGINDISABLED] Dovecot (Debian) ready."));
+	assert_int_equal(imap_engine.feed(s, "a STARTTLS\r\nb NOOP\r\n", 20), 12);
+	assert_string_equal(imap_engine.state_name(s), "starttls");
+	imap_engine.tls_started(s, "TLSv1.3", "x", 256);
+	imap_engine.feed(s, "c CAPABILITY\r\n", 14);
+	assert_non_null(strstr(h.out.data, "AUTH=PLAIN AUTH=LOGIN\r\n"));
+	struct proto_counters c;
+	imap_engine.counters(s, &c);
+	assert_int_equal(c.commands, 2);
+	assert_null(imap_engine.auth_user(s));
+	imap_engine.destroy(s);
+	imap_fake_free(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greeting_and_suspend_on_failure),
+		cmocka_unit_test(test_byte_at_a_time),
+		cmocka_unit_test(test_fetch_bodies_match_mailbox),
+		cmocka_unit_test(test_seen_and_store_expunge),
+		cmocka_unit_test(test_append_captured),
+		cmocka_unit_test(test_huge_literal_refused),
+		cmocka_unit_test(test_long_line_bounded),
+		cmocka_unit_test(test_state_names),
+		cmocka_unit_test(test_vtable),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
