@@ -388,3 +388,28 @@ def test_ipv6_listener(make_daemon):
     s.close()
     ev = d.wait_events("connect", src_ip="::1")
     assert ev and ev[0]["dst_ip"] == "::1" and ev[0]["dst_port"] == port6, ev
+
+
+def test_http_request_on_smtp_port(daemon):
+    """An HTTP request on the SMTP port: Postfix's smtpd_forbidden_commands answer and
+    close, recorded as offence and disconnect reason forbidden_command."""
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    c.send(b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n\r\n")
+    data = c.read_all_until_closed(10)
+    c.close()
+    assert data == b"221 2.7.0 Error: I can break rules, too. Goodbye.\r\n", data
+    ev = daemon.wait_events("offence", kind="forbidden_command")
+    assert ev and ev[0]["detail"].startswith("GET /"), ev
+    assert daemon.wait_events("disconnect", reason="forbidden_command")
+
+
+def test_nul_byte_in_command(daemon):
+    c = Raw(daemon)
+    assert c.reply() == [BANNER]
+    _ehlo(c)
+    r = c.cmd("NOOP \x00\x01")
+    assert r[0][:1] in ("2", "5"), r
+    assert c.cmd("NOOP") == ["250 2.0.0 Ok"]
+    c.close()
+    assert daemon.wait_events("offence", kind="nul_byte")
