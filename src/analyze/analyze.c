@@ -87,6 +87,74 @@ void *an_grow_(void **arr, size_t *n, size_t elsize)
 	return el;
 }
 
+static uint64_t fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+size_t *an_map_get(struct an_map *m, const char *key, bool *added_r)
+{
+	*added_r = false;
+	if ((m->n + 1) * 2 > m->size) {
+		size_t ns = m->size ? m->size * 2 : 64;
+		const char **nk = calloc(ns, sizeof(*nk));
+		size_t *nv = calloc(ns, sizeof(*nv));
+		if (!nk || !nv) {
+			free(nk);
+			free(nv);
+			return NULL;
+		}
+		for (size_t i = 0; i < m->size; i++) {
+			if (!m->keys[i])
+				continue;
+			size_t j = fnv(m->keys[i]) & (ns - 1);
+			while (nk[j])
+				j = (j + 1) & (ns - 1);
+			nk[j] = m->keys[i];
+			nv[j] = m->vals[i];
+		}
+		free(m->keys);
+		free(m->vals);
+		m->keys = nk;
+		m->vals = nv;
+		m->size = ns;
+	}
+	size_t j = fnv(key) & (m->size - 1);
+	while (m->keys[j]) {
+		if (strcmp(m->keys[j], key) == 0)
+			return &m->vals[j];
+		j = (j + 1) & (m->size - 1);
+	}
+	m->keys[j] = key;
+	m->vals[j] = 0;
+	m->n++;
+	*added_r = true;
+	return &m->vals[j];
+}
+
+size_t *an_map_find(const struct an_map *m, const char *key)
+{
+	if (!m->size)
+		return NULL;
+	size_t j = fnv(key) & (m->size - 1);
+	while (m->keys[j]) {
+		if (strcmp(m->keys[j], key) == 0)
+			return &m->vals[j];
+		j = (j + 1) & (m->size - 1);
+	}
+	return NULL;
+}
+
+void an_map_free(struct an_map *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
 void an_finding(struct analysis *a, const char *kind, const char *fmt, ...)
 {
 	if (a->n_findings >= 256)
@@ -120,21 +188,32 @@ static void add_rcpt(struct an_ctx *c, const char *addr, const char *name, unsig
 	if (!at || at == addr || !at[1]) /* "undisclosed-recipients", bare names */
 		return;
 	char *l = lower_dup(addr);
-	for (size_t i = 0; i < a->n_rcpts; i++)
-		if (strcmp(a->rcpts[i].addr, l) == 0) {
-			a->rcpts[i].src |= src;
-			if (!a->rcpts[i].name && name && *name)
-				a->rcpts[i].name = strdup(name);
-			free(l);
-			return;
-		}
-	if (a->n_rcpts >= c->lim->max_recipients) {
-		if (a->n_rcpts == c->lim->max_recipients)
-			an_finding(a, "recipients_limit", "more than %u recipients",
-				   c->lim->max_recipients);
+	if (!l)
+		return;
+	size_t *found = an_map_find(&c->rcpt_map, l);
+	if (found) {
+		struct an_rcpt *r = &a->rcpts[*found];
+		r->src |= src;
+		if (!r->name && name && *name)
+			r->name = strdup(name);
 		free(l);
 		return;
 	}
+	if (a->n_rcpts >= c->lim->max_recipients) {
+		if (!c->rcpts_noted)
+			an_finding(a, "recipients_limit", "more than %u recipients",
+				   c->lim->max_recipients);
+		c->rcpts_noted = true;
+		free(l);
+		return;
+	}
+	bool added;
+	size_t *slot = an_map_get(&c->rcpt_map, l, &added); /* key: r->addr below */
+	if (!slot) {
+		free(l);
+		return;
+	}
+	*slot = a->n_rcpts;
 	struct an_rcpt *r = AN_PUSH(a->rcpts, a->n_rcpts);
 	if (!r) {
 		free(l);
@@ -656,6 +735,7 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 	g_object_unref(parser);
 	release_stream(st);
 	free(c.lt);
+	an_map_free(&c.rcpt_map);
 	an_fingerprint(a);
 	return a;
 }

@@ -6,6 +6,19 @@
 
 #include "analyze/analyze.h"
 
+/* A small string -> size_t map (open addressing, FNV-1a; keys borrowed, not copied):
+ * keeps recipient dedupe and per-domain counts linear in hostile input. */
+struct an_map {
+	const char **keys;
+	size_t *vals;
+	size_t size, n;
+};
+/* Returns a pointer to the value of key (inserted with 0 when absent, *added_r set),
+ * or NULL on allocation failure. */
+size_t *an_map_get(struct an_map *m, const char *key, bool *added_r);
+size_t *an_map_find(const struct an_map *m, const char *key);
+void an_map_free(struct an_map *m);
+
 /* Per-analysis working state. */
 struct an_ctx {
 	struct analysis *a;
@@ -16,7 +29,8 @@ struct an_ctx {
 	bool links_full;
 	size_t decoded;
 	bool decoded_full;
-	bool parts_noted, depth_noted;
+	bool parts_noted, depth_noted, rcpts_noted;
+	struct an_map rcpt_map; /* addr -> index in a->rcpts */
 };
 
 /* Add one found link: normalise, dedupe, unwrap redirectors, flag shorteners.

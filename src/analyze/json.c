@@ -6,6 +6,7 @@
 #include "analyze/analyze_private.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "analyze/url.h"
@@ -102,29 +103,28 @@ int analysis_to_json(const struct analysis *a, const char *source, struct buf *o
 	}
 	buf_puts(o, "],\"recipient_domains\":{");
 	{
-		/* per-domain counts, in first-seen order (small n: quadratic is fine) */
-		bool first = true;
-		for (size_t i = 0; i < a->n_rcpts; i++) {
+		/* per-domain counts, in first-seen order; a map keeps it linear */
+		struct an_map m = {0};
+		const char **order = calloc(a->n_rcpts + 1, sizeof(*order));
+		size_t no = 0;
+		for (size_t i = 0; order && i < a->n_rcpts; i++) {
 			const char *d = strrchr(a->rcpts[i].addr, '@');
-			d = d ? d + 1 : "";
-			bool seen = false;
-			for (size_t j = 0; j < i && !seen; j++) {
-				const char *e = strrchr(a->rcpts[j].addr, '@');
-				seen = strcmp(e ? e + 1 : "", d) == 0;
-			}
-			if (seen)
-				continue;
-			size_t cnt = 0;
-			for (size_t j = i; j < a->n_rcpts; j++) {
-				const char *e = strrchr(a->rcpts[j].addr, '@');
-				cnt += strcmp(e ? e + 1 : "", d) == 0;
-			}
-			if (!first)
-				buf_putc(o, ',');
-			json_append_string(o, d, strlen(d));
-			buf_printf(o, ":%zu", cnt);
-			first = false;
+			bool added;
+			size_t *v = an_map_get(&m, d ? d + 1 : "", &added);
+			if (!v)
+				break;
+			if (added)
+				order[no++] = d ? d + 1 : "";
+			(*v)++;
 		}
+		for (size_t i = 0; i < no; i++) {
+			if (i)
+				buf_putc(o, ',');
+			json_append_string(o, order[i], strlen(order[i]));
+			buf_printf(o, ":%zu", *an_map_find(&m, order[i]));
+		}
+		free(order);
+		an_map_free(&m);
 	}
 	buf_puts(o, "},\"attachments\":[");
 	for (size_t i = 0; i < a->n_atts; i++) {

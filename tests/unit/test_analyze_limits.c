@@ -163,6 +163,39 @@ static void test_boundary_bomb(void **state)
 	buf_free(&b);
 }
 
+/* A bought list in one To: header: recipients deduplicated in linear time, the limit
+ * one finding, per-domain counts right. */
+static void test_many_recipients(void **state)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, "From: a@example.com\r\nTo: ");
+	for (int i = 0; i < 30000; i++) /* every address twice */
+		buf_printf(&b, "%sUser%d@Dom%d.example", i ? ", " : "", i % 15000, (i % 15000) % 7);
+	buf_puts(&b, "\r\nSubject: list\r\n\r\nhi\r\n");
+	struct analysis *a = analyze_message(b.data, b.len, NULL, NULL);
+	assert_int_equal(a->n_rcpts, 10000);
+	size_t n = 0;
+	for (size_t i = 0; i < a->n_findings; i++)
+		n += strcmp(a->findings[i].kind, "recipients_limit") == 0;
+	assert_int_equal(n, 1);
+	analysis_free(&a);
+	struct analyze_limits lim;
+	analyze_limits_default(&lim);
+	lim.max_recipients = 20000;
+	a = analyze_message(b.data, b.len, &lim, NULL);
+	assert_int_equal(a->n_rcpts, 15000);
+	assert_string_equal(a->rcpts[0].addr, "user0@dom0.example");
+	struct buf out;
+	buf_init(&out, 0);
+	analysis_to_json(a, NULL, &out);
+	/* 15000 addresses over 7 domains: 2143 or 2142 each */
+	assert_non_null(strstr(out.data, "\"recipient_domains\":{\"dom0.example\":2143,"));
+	buf_free(&out);
+	analysis_free(&a);
+	buf_free(&b);
+}
+
 static void test_garbage_and_empty(void **state)
 {
 	struct analysis *a = analyze_message("", 0, NULL, NULL);
@@ -188,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_and_empty),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_boundary_bomb),
+		cmocka_unit_test(test_many_recipients),
 		cmocka_unit_test(test_10000_parts),
 		cmocka_unit_test(test_50mb_message),
 	};
