@@ -199,11 +199,20 @@ static int open_one(struct listener_set *ls, enum smtp_role role, const char *ad
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
 	    bind(fd, (struct sockaddr *)&ss, (socklen_t)salen) != 0 ||
 	    listen(fd, LISTEN_BACKLOG) != 0) {
-		buf_printf(&e, "cannot listen on %s (%s): %s", addr, role_name(role),
-			   strerror(errno));
-		*err_r = buf_steal(&e, NULL);
+		int err = errno;
 		if (fd >= 0)
 			close(fd);
+		if (ss.ss_family == AF_INET6 && (err == EAFNOSUPPORT || err == EADDRNOTAVAIL)) {
+			/* A host without IPv6 (many containers): the caller decides whether
+			 * the other addresses of the role are enough. */
+			buf_printf(&e, "cannot listen on %s (%s): no such IPv6 address here",
+				   addr, role_name(role));
+			*err_r = buf_steal(&e, NULL);
+			return -2;
+		}
+		buf_printf(&e, "cannot listen on %s (%s): %s", addr, role_name(role),
+			   strerror(err));
+		*err_r = buf_steal(&e, NULL);
 		return -1;
 	}
 	struct listener *l = &ls->l[ls->n];
@@ -250,12 +259,40 @@ struct listener_set *listener_set_open(struct event_base *base, const struct mxb
 		{ SMTP_ROLE_SUBMISSION, cfg->submission_listen, cfg->n_submission_listen },
 		{ SMTP_ROLE_SMTPS, cfg->smtps_listen, cfg->n_smtps_listen },
 	};
-	for (size_t r = 0; r < 3; r++)
-		for (size_t i = 0; i < roles[r].n; i++)
-			if (open_one(ls, roles[r].role, roles[r].v[i], err_r) != 0) {
-				listener_set_free(&ls);
-				return NULL;
+	for (size_t r = 0; r < 3; r++) {
+		size_t ok = 0;
+		char *soft = NULL;
+		for (size_t i = 0; i < roles[r].n; i++) {
+			int rc = open_one(ls, roles[r].role, roles[r].v[i], err_r);
+			if (rc == 0) {
+				ok++;
+				continue;
 			}
+			if (rc == -2 && !soft) {
+				soft = *err_r;
+				*err_r = NULL;
+				continue;
+			}
+			if (rc == -2) {
+				free(*err_r);
+				*err_r = NULL;
+				continue;
+			}
+			free(soft);
+			listener_set_free(&ls);
+			return NULL;
+		}
+		if (soft && ok == 0) { /* IPv6 only, and no IPv6: that is an error */
+			*err_r = soft;
+			listener_set_free(&ls);
+			return NULL;
+		}
+		if (soft) {
+			fprintf(stderr, "mxbait: warning: %s; serving %s on IPv4 only\n", soft,
+				role_name(roles[r].role));
+			free(soft);
+		}
+	}
 	return ls;
 }
 

@@ -2,7 +2,9 @@
  * listener: the listening sockets of every configured address and role.
  *
  * Binds each "addr:port" / "[v6]:port" of smtp_listen, submission_listen and
- * smtps_listen (IPv6 sockets with IPV6_V6ONLY, so [::]:25 and 0.0.0.0:25 can coexist),
+ * smtps_listen (IPv6 sockets with IPV6_V6ONLY, so [::]:25 and 0.0.0.0:25 can coexist;
+ * on a host without IPv6 an IPv6 address is skipped with a warning as long as the role
+ * has another address, so the loopback defaults work in IPv4-only containers),
  * and hands every accepted socket, non-blocking, with both addresses as text, to the
  * accept callback.  When the process runs out of file descriptors, accepting pauses
  * (the pending connections wait in the kernel's backlog) and resumes after a second

@@ -33,6 +33,7 @@
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/limits.h"
+#include "core/listener.h"
 #include "core/tls.h"
 #include "proto/smtp.h"
 #include "store/event.h"
@@ -645,6 +646,54 @@ static void test_self_signed_cert(void **state)
 	free(err);
 }
 
+static void accept_nothing(void *arg, enum smtp_role role, evutil_socket_t fd,
+			   const char *peer_ip, unsigned peer_port, const char *local_ip,
+			   unsigned local_port)
+{
+	(void)arg; (void)role; (void)peer_ip; (void)peer_port; (void)local_ip; (void)local_port;
+	close(fd);
+}
+
+static void set_listen(char **v, size_t *n, const char *a, const char *b)
+{
+	for (size_t i = 0; i < *n; i++)
+		free(v[i]);
+	*n = 0;
+	if (a)
+		v[(*n)++] = strdup(a);
+	if (b)
+		v[(*n)++] = strdup(b);
+}
+
+/* Listeners: an address this host does not have on IPv6 is skipped when the role has
+ * another; alone it is an error; a port in use is an error naming it. */
+static void test_listeners(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+	set_listen(f->cfg.submission_listen, &f->cfg.n_submission_listen, NULL, NULL);
+	set_listen(f->cfg.smtps_listen, &f->cfg.n_smtps_listen, NULL, NULL);
+	set_listen(f->cfg.smtp_listen, &f->cfg.n_smtp_listen, "127.0.0.1:39571",
+		   "[2001:db8::1]:39571");
+	struct listener_set *ls = listener_set_open(f->base, &f->cfg, accept_nothing, f, &err);
+	assert_non_null(ls);
+	assert_null(err);
+	/* the same port again: in use */
+	struct listener_set *ls2 = listener_set_open(f->base, &f->cfg, accept_nothing, f, &err);
+	assert_null(ls2);
+	assert_string_equal(err, "cannot listen on 127.0.0.1:39571 (smtp): Address already in use");
+	free(err);
+	err = NULL;
+	listener_set_free(&ls);
+	assert_null(ls);
+	set_listen(f->cfg.smtp_listen, &f->cfg.n_smtp_listen, "[2001:db8::1]:39571", NULL);
+	ls = listener_set_open(f->base, &f->cfg, accept_nothing, f, &err);
+	assert_null(ls);
+	assert_string_equal(err, "cannot listen on [2001:db8::1]:39571 (smtp): no such IPv6 "
+				 "address here");
+	free(err);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as the daemon does */
@@ -663,6 +712,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_signed_cert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
