@@ -288,7 +288,7 @@ struct listener_set *listener_set_open(struct event_base *base, const struct mxb
 			return NULL;
 		}
 		if (soft) {
-			fprintf(stderr, "mxbait: warning: %s; serving %s on IPv4 only\n", soft,
+			fprintf(stderr, "mxbait: warning: %s; serving %s on its other addresses\n", soft,
 				role_name(roles[r].role));
 			free(soft);
 		}
