@@ -19,8 +19,8 @@
 
 struct mxb_config {
 	/* identity and recipients */
-	char *hostname;              /* hostname: default "mail.example.test"?? see config.c */
-	char **local_domains;        /* local_domains */
+	char *hostname;              /* hostname: gethostname() if qualified, else NAME.localdomain */
+	char **local_domains;        /* local_domains: hostname, its parent domain, example.test */
 	size_t n_local_domains;
 	bool catch_all;              /* catch_all = no */
 	bool vrfy_enabled;           /* vrfy = no */
