@@ -14,6 +14,7 @@
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
 #include "proto/pop3.h"
+#include "smtp_fake_host.h"
 #include "test_pop3_fake.h"
 
 static const uint8_t secret[32] = {7, 7, 7};
@@ -552,6 +553,13 @@ static void test_byte_at_a_time(void **state)
 	assert_int_equal(c.messages, 0);
 	const char *bl[] = {"\"kind\":\"bare_lf\"", NULL};
 	assert_true(pop3_fake_has_event(&a, "offence", bl));
+	/* Every event keeps the catalogue of docs/events.md (field names and order). */
+	struct fake_host eh;
+	memset(&eh, 0, sizeof(eh));
+	eh.events = a.events;
+	char why[256] = "";
+	if (!fake_host_check_schema(&eh, why, sizeof(why)))
+		fail_msg("%s", why);
 	pop3_fake_free(&a);
 	pop3_fake_free(&b);
 }
