@@ -74,8 +74,8 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 	if (!strcmp(name, "show"))
 		fprintf(f, "      --full          the whole message, lines uncut\n");
 	if (!strcmp(name, "creds") || !strcmp(name, "attackers"))
-		fprintf(f, "      --top N         rows per section (default 10; 0: all; -n is "
-			   "ignored)\n"
+		fprintf(f, "      --top N         rows per section (default 10; 0: all; -n N "
+			   "is the same)\n"
 			   "      --since DURATION  only the last DURATION (90s, 30m, 24h, 7d, 2w)\n");
 	if (!strcmp(name, "creds"))
 		fprintf(f, "      --window DURATION  distributed-attack window (default 1h)\n"
@@ -137,6 +137,7 @@ int cli_parse(int argc, char **argv, const char *usage, const struct cli_option 
 				return 2;
 			}
 			o->limit = v;
+			o->limit_given = true;
 			break;
 		}
 		case OPT_JSON:

@@ -46,6 +46,7 @@ struct cli_opts {
 	const char *config;
 	bool json;
 	long limit;
+	bool limit_given; /* -n/--limit was on the command line */
 	int argi; /* index of the first non-option argument */
 	unsigned long long spool_budget; /* from the config file; 0 when not read */
 };

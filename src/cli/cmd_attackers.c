@@ -21,17 +21,17 @@ static const char usage[] = "[OPTIONS] [--top N] [--since DURATION]";
 #define ATTACKERS_SQL(KA, KS, IPS)                                                            \
 	"WITH a AS (SELECT " KA " AS k, count(*) AS attempts,"                             \
 	" count(DISTINCT username) AS usernames, sum(success) AS successes,"               \
-	" min(ts_us) AS f, max(ts_us) AS l FROM auth_attempts WHERE ts_us >= ?1"           \
+	" min(ts_us) AS f, max(ts_us) AS l FROM auth_attempts WHERE {+}ts_us >= ?1"           \
 	" GROUP BY k),"                                                                    \
 	" s AS (SELECT " KS " AS k, count(*) AS sessions, count(DISTINCT src_ip) AS ips,"  \
 	" min(started_us) AS f, max(coalesce(ended_us, started_us)) AS l FROM sessions"    \
-	" WHERE started_us >= ?1 GROUP BY k),"                                             \
-	" m AS (SELECT " KS " AS k, count(*) AS messages FROM messages WHERE ts_us >= ?1"  \
+	" WHERE {+}started_us >= ?1 GROUP BY k),"                                             \
+	" m AS (SELECT " KS " AS k, count(*) AS messages FROM messages WHERE {+}ts_us >= ?1"  \
 	" GROUP BY k),"                                                                    \
 	" p AS (SELECT " KA " AS k, count(*) AS probes, min(ts_us) AS f, max(ts_us) AS l"  \
-	" FROM probes WHERE ts_us >= ?1 GROUP BY k),"                                      \
+	" FROM probes WHERE {+}ts_us >= ?1 GROUP BY k),"                                      \
 	" pr AS (SELECT k, group_concat(proto, ',') AS protocols FROM (SELECT DISTINCT "   \
-	KS " AS k, proto FROM sessions WHERE started_us >= ?1 ORDER BY k, proto)"          \
+	KS " AS k, proto FROM sessions WHERE {+}started_us >= ?1 ORDER BY k, proto)"          \
 	" GROUP BY k),"                                                                    \
 	" keys AS (SELECT k FROM s UNION SELECT k FROM a UNION SELECT k FROM p)"           \
 	" SELECT keys.k" IPS ", coalesce(a.attempts, 0) AS attempts,"                      \
@@ -46,9 +46,9 @@ static const char usage[] = "[OPTIONS] [--top N] [--since DURATION]";
 	" LEFT JOIN pr ON pr.k = keys.k WHERE keys.k IS NOT NULL"                          \
 	" ORDER BY attempts DESC, sessions DESC, keys.k LIMIT ?2"
 
-static const char sql_ips[] = ATTACKERS_SQL("src_ip", "src_ip", "");
+static const char sql_ips[] = ATTACKERS_SQL("+src_ip", "+src_ip", "");
 static const char sql_prefixes[] =
-	ATTACKERS_SQL("prefix", "mxb_prefix(src_ip)", ", coalesce(s.ips, 0)");
+	ATTACKERS_SQL("+prefix", "mxb_prefix(src_ip)", ", coalesce(s.ips, 0)");
 
 static const struct intel_col cols_ip[] = {
 	{"IP", "ip", IK_TEXT, 40},              {"ATTEMPTS", "attempts", IK_INT, 0},
@@ -80,7 +80,7 @@ int cmd_attackers(int argc, char **argv)
 		fprintf(stderr, "mxbait attackers: unexpected argument '%s'\n", argv[o.argi]);
 		return 2;
 	}
-	long top = INTEL_DEFAULT_TOP;
+	long top = o.limit_given ? o.limit : INTEL_DEFAULT_TOP;
 	int64_t since = 0;
 	if (top_s && intel_parse_count(top_s, 0, &top) < 0) {
 		fprintf(stderr, "mxbait attackers: bad --top '%s' (a number >= 0)\n", top_s);

@@ -35,9 +35,9 @@ static const char sql_users[] =
 	" count(DISTINCT password) AS passwords, sum(success) AS successes,"
 	" min(ts_us) AS first_us, max(ts_us) AS last_us,"
 	" (SELECT group_concat(proto, ',') FROM (SELECT DISTINCT proto FROM auth_attempts b"
-	"  WHERE b.username = a.username AND b.ts_us >= ?1 ORDER BY proto)) AS protocols"
-	" FROM auth_attempts a WHERE username IS NOT NULL AND ts_us >= ?1"
-	" GROUP BY username ORDER BY attempts DESC, username LIMIT ?2";
+	"  WHERE b.username = a.username AND +b.ts_us >= ?1 ORDER BY proto)) AS protocols"
+	" FROM auth_attempts a WHERE +username IS NOT NULL AND {+}ts_us >= ?1"
+	" GROUP BY +username ORDER BY attempts DESC, username LIMIT ?2";
 static const struct intel_col cols_users[] = {
 	{"USERNAME", "username", IK_TEXT, 32},  {"ATTEMPTS", "attempts", IK_INT, 0},
 	{"IPS", "ips", IK_INT, 0},              {"PASSWORDS", "passwords", IK_INT, 0},
@@ -49,8 +49,8 @@ static const char sql_passwords[] =
 	"SELECT password, count(*) AS attempts, count(DISTINCT username) AS usernames,"
 	" count(DISTINCT src_ip) AS ips, sum(success) AS successes,"
 	" min(ts_us) AS first_us, max(ts_us) AS last_us"
-	" FROM auth_attempts WHERE password IS NOT NULL AND ts_us >= ?1"
-	" GROUP BY password ORDER BY attempts DESC, password LIMIT ?2";
+	" FROM auth_attempts WHERE +password IS NOT NULL AND {+}ts_us >= ?1"
+	" GROUP BY +password ORDER BY attempts DESC, password LIMIT ?2";
 static const struct intel_col cols_passwords[] = {
 	{"PASSWORD", "password", IK_TEXT, 32}, {"ATTEMPTS", "attempts", IK_INT, 0},
 	{"USERNAMES", "usernames", IK_INT, 0}, {"IPS", "ips", IK_INT, 0},
@@ -62,8 +62,8 @@ static const char sql_pairs[] =
 	"SELECT username, password, count(*) AS attempts, count(DISTINCT src_ip) AS ips,"
 	" sum(success) AS successes, min(ts_us) AS first_us, max(ts_us) AS last_us"
 	" FROM auth_attempts"
-	" WHERE username IS NOT NULL AND password IS NOT NULL AND ts_us >= ?1"
-	" GROUP BY username, password ORDER BY attempts DESC, username, password LIMIT ?2";
+	" WHERE +username IS NOT NULL AND +password IS NOT NULL AND {+}ts_us >= ?1"
+	" GROUP BY +username, +password ORDER BY attempts DESC, username, password LIMIT ?2";
 static const struct intel_col cols_pairs[] = {
 	{"USERNAME", "username", IK_TEXT, 32}, {"PASSWORD", "password", IK_TEXT, 32},
 	{"ATTEMPTS", "attempts", IK_INT, 0},   {"IPS", "ips", IK_INT, 0},
@@ -80,7 +80,7 @@ static const struct intel_col cols_pairs[] = {
 static const char sql_cracked[] =
 	"WITH m AS (SELECT " MSG_ACCOUNT " AS u, count(*) AS n, sum(n_rcpt) AS rcpts,"
 	" max(ts_us) AS last_us FROM messages"
-	" WHERE auth_user IS NOT NULL AND ts_us >= ?1 GROUP BY u)"
+	" WHERE auth_user IS NOT NULL AND {+}ts_us >= ?1 GROUP BY u)"
 	" SELECT a.username, a.password,"
 	" CASE WHEN a.fixed THEN 'fixed' ELSE 'cracked' END AS kind,"
 	" nullif(a.cracked_us, 0) AS cracked_us, a.failures,"
@@ -100,10 +100,10 @@ static const char sql_probed[] =
 	"SELECT address, count(*) AS probes, count(DISTINCT src_ip) AS ips,"
 	" sum(accepted) AS accepted,"
 	" (SELECT group_concat(kind, ',') FROM (SELECT DISTINCT kind FROM probes b"
-	"  WHERE b.address IS a.address AND b.ts_us >= ?1 ORDER BY kind)) AS kinds,"
+	"  WHERE b.address IS a.address AND +b.ts_us >= ?1 ORDER BY kind)) AS kinds,"
 	" min(ts_us) AS first_us, max(ts_us) AS last_us"
-	" FROM probes a WHERE ts_us >= ?1"
-	" GROUP BY address ORDER BY probes DESC, address LIMIT ?2";
+	" FROM probes a WHERE {+}ts_us >= ?1"
+	" GROUP BY +address ORDER BY probes DESC, address LIMIT ?2";
 static const struct intel_col cols_probed[] = {
 	{"ADDRESS", "address", IK_TEXT, 48},   {"PROBES", "probes", IK_INT, 0},
 	{"IPS", "ips", IK_INT, 0},             {"ACCEPTED", "accepted", IK_INT, 0},
@@ -115,8 +115,8 @@ static const char sql_probers[] =
 	"SELECT src_ip, count(*) AS probes, count(DISTINCT address) AS addresses,"
 	" sum(kind <> 'rcpt') AS vrfy_expn, sum(accepted) AS accepted,"
 	" count(DISTINCT session) AS sessions, min(ts_us) AS first_us, max(ts_us) AS last_us"
-	" FROM probes WHERE ts_us >= ?1"
-	" GROUP BY src_ip ORDER BY probes DESC, src_ip LIMIT ?2";
+	" FROM probes WHERE {+}ts_us >= ?1"
+	" GROUP BY +src_ip ORDER BY probes DESC, src_ip LIMIT ?2";
 static const struct intel_col cols_probers[] = {
 	{"IP", "ip", IK_TEXT, 40},             {"PROBES", "probes", IK_INT, 0},
 	{"ADDRESSES", "addresses", IK_INT, 0}, {"VRFY/EXPN", "vrfy_expn", IK_INT, 0},
@@ -266,7 +266,7 @@ int cmd_creds(int argc, char **argv)
 		fprintf(stderr, "mxbait creds: unexpected argument '%s'\n", argv[o.argi]);
 		return 2;
 	}
-	long top = INTEL_DEFAULT_TOP, min_ips = DEFAULT_MIN_IPS;
+	long top = o.limit_given ? o.limit : INTEL_DEFAULT_TOP, min_ips = DEFAULT_MIN_IPS;
 	int64_t since = 0, window = DEFAULT_WINDOW_US;
 	if (top_s && intel_parse_count(top_s, 0, &top) < 0) {
 		fprintf(stderr, "mxbait creds: bad --top '%s' (a number >= 0)\n", top_s);

@@ -52,6 +52,24 @@ int intel_parse_count(const char *s, long min, long *v_r)
 	return 0;
 }
 
+char *intel_sql(const char *tmpl, int64_t since_us)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (const char *p = tmpl; *p;) {
+		const char *m = strstr(p, "{+}");
+		size_t n = m ? (size_t)(m - p) : strlen(p);
+		buf_append(&b, p, n);
+		if (!m)
+			break;
+		if (!since_us)
+			buf_putc(&b, '+');
+		p = m + 3;
+	}
+	buf_putc(&b, 0);
+	return buf_steal(&b, NULL);
+}
+
 void intel_begin(struct intel_out *o, sqlite3 *db, bool json, int64_t since_us, long top)
 {
 	memset(o, 0, sizeof(*o));
@@ -70,7 +88,10 @@ void intel_section(struct intel_out *o, const char *title, const char *key, cons
 		   size_t n_extra, intel_row_fn fn, void *ctx)
 {
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(o->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	char *text = intel_sql(sql, o->since_us);
+	int prc = text ? sqlite3_prepare_v2(o->db, text, -1, &st, NULL) : SQLITE_NOMEM;
+	free(text);
+	if (prc != SQLITE_OK) {
 		fprintf(stderr, "mxbait: %s: %s\n", key, sqlite3_errmsg(o->db));
 		o->failed = 1;
 		if (o->json) {

@@ -911,6 +911,13 @@ static void test_attackers(void **state)
 	r = run("attackers --json -d %s", bf); /* default: 10 rows */
 	expect_json(r.out, "json_array_length(?1, '$.ips')", "10");
 	run_free(&r);
+	r = run("attackers --json -n 3 -d %s", bf); /* -n is --top */
+	expect_json(r.out, "json_array_length(?1, '$.ips')", "3");
+	expect_json(r.out, "json_array_length(?1, '$.prefixes')", "3");
+	run_free(&r);
+	r = run("attackers --json -n 3 --top 2 -d %s", bf); /* --top wins */
+	expect_json(r.out, "json_array_length(?1, '$.ips')", "2");
+	run_free(&r);
 
 	r = run("attackers -d %s", bf);
 	assert_int_equal(r.status, 0);
