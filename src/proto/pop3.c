@@ -42,6 +42,7 @@
 #define DETAIL_MAX 200
 #define USER_MAX 512
 #define OUT_CAP (8u * 1024 * 1024) /* a RETR of the largest generated message fits */
+#define OUT_FLUSH (64u * 1024)     /* hand long pipelined output to the host early */
 
 enum phase { PH_AUTHORIZATION, PH_TRANSACTION };
 enum input { IN_CMD, IN_SASL };
@@ -1055,8 +1056,13 @@ static size_t feed_line(struct pop3_session *s, const char *data, size_t len)
 size_t pop3_session_feed(struct pop3_session *s, const char *data, size_t len)
 {
 	size_t pos = 0;
-	while (pos < len && s->susp == SUSP_NONE)
+	while (pos < len && s->susp == SUSP_NONE) {
 		pos += feed_line(s, data + pos, len - pos);
+		/* A burst of pipelined RETRs must not pile up here (the buffer is capped):
+		 * the host owns output buffering and backpressure. */
+		if (s->susp == SUSP_NONE && s->out.len >= OUT_FLUSH)
+			flush_out(s);
+	}
 	if (s->susp == SUSP_NONE)
 		flush_out(s);
 	return pos;
