@@ -315,6 +315,11 @@ drop:
 	acct_rec_free(&r);
 }
 
+void eventstore_account_hook(void *es, const struct deception_account *a)
+{
+	eventstore_save_account(es, a);
+}
+
 void eventstore_flush(struct eventstore *es)
 {
 	if (!es)

@@ -26,6 +26,9 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev);
  * username; the latest save wins, updated_us = the time of this call) in the same
  * transaction as the events of its batch.  Load them back with db_load_accounts(). */
 void eventstore_save_account(struct eventstore *es, const struct deception_account *a);
+/* The same with the signature of the policy's save hook (deception_save_fn):
+ * cfg.save = eventstore_account_hook, cfg.save_ctx = es. */
+void eventstore_account_hook(void *es, const struct deception_account *a);
 /* Block until everything submitted (events and account saves) so far is committed
  * (tests, shutdown). */
 void eventstore_flush(struct eventstore *es);

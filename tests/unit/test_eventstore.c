@@ -576,6 +576,10 @@ static void test_accounts_roundtrip(void **state)
 	save(es, "alice", NULL, 4, 4, 0, 0);
 	/* Saves and events share batches and transactions. */
 	eventstore_submit(es, ev("offence", "00000000000000aa", 0));
+	/* Through the policy's hook type, as serve wires it. */
+	deception_save_fn hook = eventstore_account_hook;
+	struct deception_account a4 = {"zed", NULL, 1, 2, 0, 0};
+	hook(es, &a4);
 	save(es, "alice", "123456", 4, 4, 1795000000123456, 0);
 	eventstore_save_account(es, NULL);  /* harmless */
 	struct deception_account nameless = {NULL, NULL, 0, 0, 0, 0};
@@ -583,7 +587,7 @@ static void test_accounts_roundtrip(void **state)
 	eventstore_flush(es);
 
 	memset(&l, 0, sizeof(l));
-	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 3);
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 4);
 	assert_string_equal(l.user[0], "alice");
 	assert_true(l.has_pass[0]);
 	assert_string_equal(l.pass[0], "123456");
@@ -599,12 +603,15 @@ static void test_accounts_roundtrip(void **state)
 	assert_string_equal(l.user[2], "postmaster");
 	assert_string_equal(l.pass[2], "s3cret");
 	assert_int_equal(l.fixed[2], 1);
+	assert_string_equal(l.user[3], "zed");
+	assert_int_equal(l.failures[3], 1);
+	assert_int_equal(l.threshold[3], 2);
 
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts"), 3);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts"), 4);
 	assert_int_equal(q_int(db, "SELECT count(*) FROM accounts WHERE updated_us > 1700000000000000"),
-			 3);
+			 4);
 	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 1);
 	sqlite3_close(db);
 
@@ -615,7 +622,7 @@ static void test_accounts_roundtrip(void **state)
 	save(es, "bob", "password", 5, 5, 1795000000999999, 0);
 	eventstore_close(&es); /* close commits without a flush */
 	memset(&l, 0, sizeof(l));
-	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 3);
+	assert_int_equal(db_load_accounts(p.db, collect, &l, &err), 4);
 	assert_string_equal(l.pass[0], "123456");
 	assert_string_equal(l.pass[1], "password");
 	assert_int_equal(l.cracked_us[1], 1795000000999999);
