@@ -3105,10 +3105,15 @@ static void line_done(struct imap_session *s)
 		bool append = framing_append(s);
 		uint64_t room;
 		size_t lim = text_limit(s);
-		if (append)
+		if (append) {
+			/* one message literal up to literal_max, the whole command bounded */
 			room = literal_max(s) + lim > s->cmd.len ? literal_max(s) + lim - s->cmd.len : 0;
-		else
+			if (room > literal_max(s))
+				room = literal_max(s);
+		}
+		else {
 			room = lim > s->line_text ? lim - s->line_text : 0;
+		}
 		if (size > room) {
 			too_long(s, "Literal size too large");
 			return;

@@ -55,4 +55,8 @@ void imap_fake_drive(struct imap_fake *h, const char *data, size_t len);
 bool imap_fake_has_event(const struct imap_fake *h, const char *name,
 			 const char *const *fragments);
 
+/* Every recorded event is in the catalogue with exactly its fields, in order, with
+ * values of the documented types (docs/events.md, src/store/event_schema.h). */
+bool imap_fake_check_schema(const struct imap_fake *h, char *err_r, size_t errlen);
+
 #endif
