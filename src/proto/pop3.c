@@ -77,6 +77,8 @@ struct pop3_session {
 	int sasl_step;                 /* LOGIN: 0 username, 1 password */
 	char login_user[USER_MAX];
 	size_t login_user_len;
+	unsigned auth_fails;           /* failed logins so far (the auth penalty) */
+	bool penalty_charged;          /* this attempt already waited its penalty */
 
 	/* Transaction state: this session's copy of the INBOX. */
 	char auth_user[USER_MAX];
@@ -325,6 +327,39 @@ static bool login(struct pop3_session *s, const char *user)
 	return true;
 }
 
+/* Dovecot's auth penalty (auth-penalty.c: 2 s doubled per failure, at most 15 s),
+ * paid before an attempt is processed once an earlier one failed.  Dovecot keeps it
+ * per IP across connections; here it is per session, and only with auth_penalty. */
+static unsigned penalty_ms(const struct pop3_session *s)
+{
+	if (!s->cfg->auth_penalty || s->auth_fails == 0)
+		return 0;
+	return s->auth_fails >= 3 ? 15000u : (2000u << s->auth_fails);
+}
+
+/* An authentication request starts (PASS, or AUTH with a usable mechanism). */
+static void auth_begin(struct pop3_session *s)
+{
+	if (s->penalty_charged)
+		return;
+	s->penalty_charged = true;
+	unsigned ms = penalty_ms(s);
+	if (ms) {
+		flush_out(s); /* earlier pipelined replies are not held back */
+		s->delay_ms += ms;
+	}
+}
+
+/* The request ended: the reply is queued.  failed: wait the failure delay too. */
+static void auth_done(struct pop3_session *s, bool failed)
+{
+	s->penalty_charged = false;
+	if (failed) {
+		s->auth_fails++;
+		s->delay_ms += s->cfg->auth_failure_delay_ms;
+	}
+}
+
 /* One attempt through the policy.  Slices may hold any byte; a NUL inside a user
  * name or password (possible with LOGIN) fails without asking the policy. */
 static void auth_try(struct pop3_session *s, const char *mech, const char *user, size_t ulen,
@@ -355,24 +390,21 @@ static void auth_try(struct pop3_session *s, const char *mech, const char *user,
 		};
 		v = auth_policy_check(s->cfg->auth, &req);
 	}
+	auth_begin(s); /* no-op when AUTH already paid the penalty */
 	if (v == AUTH_OK && login(s, ubuf)) {
 		a.success = true;
 		a.result = "ok";
 		auth_event(s, &a);
 		reply(s, "+OK Logged in.");
+		auth_done(s, false);
 		return;
 	}
-	if (v == AUTH_OK) {
-		/* Out of memory building the mailbox: Dovecot's internal failure. */
+	if (v == AUTH_OK || v == AUTH_TEMPFAIL) {
+		/* (AUTH_OK here: out of memory building the mailbox.) */
 		a.result = "tempfail";
 		auth_event(s, &a);
 		reply(s, "-ERR [SYS/TEMP] Temporary authentication failure.");
-		return;
-	}
-	if (v == AUTH_TEMPFAIL) {
-		a.result = "tempfail";
-		auth_event(s, &a);
-		reply(s, "-ERR [SYS/TEMP] Temporary authentication failure.");
+		auth_done(s, false);
 		return;
 	}
 	a.result = ok ? "fail" : "malformed";
@@ -380,7 +412,7 @@ static void auth_try(struct pop3_session *s, const char *mech, const char *user,
 	/* Replies to earlier pipelined commands leave now; this one after the delay. */
 	flush_out(s);
 	reply(s, "-ERR [AUTH] Authentication failed.");
-	s->delay_ms = s->cfg->auth_failure_delay_ms;
+	auth_done(s, true);
 }
 
 /* A SASL answer that cannot be decoded: Dovecot's auth process fails it. */
@@ -389,7 +421,7 @@ static void auth_malformed(struct pop3_session *s, const char *mech)
 	auth_event_simple(s, mech, "malformed");
 	flush_out(s);
 	reply(s, "-ERR [AUTH] Authentication failed.");
-	s->delay_ms = s->cfg->auth_failure_delay_ms;
+	auth_done(s, true);
 }
 
 static const char *mech_name(enum mech m)
@@ -455,6 +487,7 @@ static void sasl_line(struct pop3_session *s, const char *line, size_t len)
 		auth_event_simple(s, mech_name(s->mech), "aborted");
 		sasl_end(s);
 		reply(s, "-ERR Authentication aborted by client.");
+		auth_done(s, false);
 		return;
 	}
 	sasl_input(s, line, len);
@@ -551,6 +584,7 @@ static int run_pass(struct pop3_session *s, struct pop3_args *a)
 		return -1;
 	}
 	s->have_user = false; /* one PASS per USER, as Dovecot frees last_user */
+	auth_begin(s);
 	auth_try(s, "USER", s->user, s->user_len, a->raw, plen, NULL, 0);
 	return 0;
 }
@@ -610,6 +644,7 @@ static int run_auth(struct pop3_session *s, struct pop3_args *a)
 	s->mech = m;
 	s->sasl_step = 0;
 	s->login_user_len = 0;
+	auth_begin(s);
 	if (ir) {
 		sasl_input(s, ir, strlen(ir));
 		return 0;
@@ -1134,6 +1169,7 @@ void pop3_session_tls_started(struct pop3_session *s, const char *version, const
 	s->have_user = false;
 	s->have_refused_user = false;
 	sasl_end(s);
+	s->penalty_charged = false;
 	s->susp = SUSP_NONE;
 }
 

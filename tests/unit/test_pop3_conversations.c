@@ -11,7 +11,7 @@
  *      <TOP:n:l> (header, blank line and l body lines, byte-stuffed)
  *   # connect: pop3|pop3s       start a session (pop3s: implicit TLS); ends the last
  *   # config: key=value ...     before connect: tls_available= allow_plaintext=
- *                               delay= bad_limit= bad_limit_auth= line_limit=
+ *                               delay= penalty= bad_limit= bad_limit_auth= line_limit=
  *                               command_limit= user= (the mailbox of placeholders)
  *   # closed by server          the engine must have closed the session
  *   # expect-open               ... and must not have
@@ -232,6 +232,8 @@ static void apply_config(struct run *r, char *args)
 			r->cfg.allow_plaintext = n != 0;
 		else if (strcmp(tok, "delay") == 0)
 			r->cfg.auth_failure_delay_ms = (unsigned)n;
+		else if (strcmp(tok, "penalty") == 0)
+			r->cfg.auth_penalty = n != 0;
 		else if (strcmp(tok, "bad_limit") == 0)
 			r->cfg.bad_command_limit = (unsigned)n;
 		else if (strcmp(tok, "bad_limit_auth") == 0)
