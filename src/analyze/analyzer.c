@@ -232,9 +232,18 @@ int analyzer_pass(const char *data_dir, const struct analyze_limits *lim)
 
 int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop)
 {
+	return analyzer_run_with(data_dir, NULL, stop);
+}
+
+int analyzer_run_with(const char *data_dir, const struct analyze_limits *limp,
+		      volatile sig_atomic_t *stop)
+{
 	char newdir[4096], *err = NULL;
 	struct analyze_limits lim;
-	analyze_limits_default(&lim);
+	if (limp)
+		lim = *limp;
+	else
+		analyze_limits_default(&lim);
 	analyze_global_init();
 	snprintf(newdir, sizeof(newdir), "%s/spool/new", data_dir);
 	struct adb *db = adb_open(data_dir, &err);

@@ -20,6 +20,10 @@ struct analyze_limits;
 /* Returns 0 after *stop was set, -1 on a fatal error (analysis.db cannot be opened,
  * spool/new cannot be read); messages go to stderr. */
 int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop);
+/* The same with limits from the configuration (NULL: defaults).  A newer public suffix
+ * list is loaded before either call with url_psl_init(path) (analyze/url.h). */
+int analyzer_run_with(const char *data_dir, const struct analyze_limits *lim,
+		      volatile sig_atomic_t *stop);
 
 /* One pass over spool/new (no waiting): how many messages were analysed, or -1. */
 int analyzer_pass(const char *data_dir, const struct analyze_limits *lim);

@@ -148,7 +148,7 @@ int cmd_analyze(int argc, char **argv)
 		sa.sa_handler = on_signal;
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
-		return analyzer_run(data_dir, &g_stop) == 0 ? 0 : 1;
+		return analyzer_run_with(data_dir, &r.lim, &g_stop) == 0 ? 0 : 1;
 	}
 	if (optind >= argc) {
 		fputs(usage_text, stderr);
