@@ -44,6 +44,7 @@
 #define HDR_VALUE_MAX 8192
 #define SEARCH_MAX_DEPTH 32
 #define FETCH_MAX_ATTS 64
+#define FETCH_OUT_MAX (64u * 1024 * 1024) /* bytes one FETCH may produce */
 
 #define CAP_BASE "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE"
 #define CAP_POSTLOGIN                                                                    \
@@ -86,6 +87,7 @@ struct imap_session {
 	char peer_ip[64];
 	bool tls;
 	bool starttls_done;      /* STARTTLS was issued (Dovecot client->starttls) */
+	bool hung_up;            /* the client left while an APPEND was being committed */
 	bool cap_seen;           /* CAPABILITY before STARTTLS: no resp-code at login */
 
 	enum cstate cs;
@@ -2269,10 +2271,20 @@ static int do_fetch(struct imap_session *s, const char *name, const struct imap_
 		free(atts);
 		return 0;
 	}
-	for (long i = 0; i < k; i++)
+	/* Bound the amplification (64 body sections of every message): the host has to
+	 * hold what the client does not read. */
+	uint64_t produced = 0;
+	long i;
+	for (i = 0; i < k && produced <= FETCH_OUT_MAX; i++) {
+		produced += s->sel->msgs[seqs[i] - 1].size * (uint64_t)(n > 1 ? n : 1);
 		fetch_one(s, seqs[i], atts, n, uid);
+	}
 	free(seqs);
 	free(atts);
+	if (i < k) {
+		tagged(s, "NO", "[LIMIT] Too much data requested, fetch fewer messages.");
+		return 0;
+	}
 	tagged(s, "OK", "Fetch completed.");
 	s->bad_row = 0;
 	return 0;
@@ -2967,6 +2979,11 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 	}
 	s->app_folder = NULL;
 	s->app_data = NULL;
+	if (s->hung_up) {
+		buf_reset(&s->out);
+		s->susp = SUSP_CLOSED;
+		return;
+	}
 	finish_step(s);
 }
 
@@ -3325,7 +3342,10 @@ void imap_session_hangup(struct imap_session *s, const char *reason)
 	if (s->susp == SUSP_CLOSED)
 		return;
 	if (s->susp == SUSP_COMMIT) {
-		/* the spool finishes the commit on its own */
+		/* The spool finishes the commit on its own: committed() still records the
+		 * message, without a reply. */
+		s->hung_up = true;
+		return;
 	}
 	if (reason && strcmp(reason, "timeout") == 0) {
 		buf_reset(&s->out);

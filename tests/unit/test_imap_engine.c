@@ -243,6 +243,27 @@ static void test_append_captured(void **st)
 	t_close(&t);
 }
 
+static void test_hangup_during_commit(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	const char *in = "a APPEND INBOX {5+}\r\nhello\r\n";
+	imap_session_feed(t.s, in, strlen(in));
+	assert_true(t.h.want_commit);
+	imap_session_hangup(t.s, "client_closed");
+	/* the spool still finishes: the message is recorded, nothing is sent */
+	size_t before = t.h.out.len;
+	struct proto_commit_result r = {.ok = true, .queue_id = "Q", .spool_name = "s",
+					.sha256 = "x", .size = 5};
+	imap_session_committed(t.s, &r);
+	assert_int_equal(t.h.out.len, before);
+	const char *frags[] = {"\"method\":\"APPEND\"", NULL};
+	assert_true(imap_fake_has_event(&t.h, "message", frags));
+	assert_string_equal(imap_session_state_name(t.s), "closed");
+	t_close(&t);
+}
+
 static void test_huge_literal_refused(void **st)
 {
 	struct t t;
@@ -325,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_fetch_bodies_match_mailbox),
 		cmocka_unit_test(test_seen_and_store_expunge),
 		cmocka_unit_test(test_append_captured),
+		cmocka_unit_test(test_hangup_during_commit),
 		cmocka_unit_test(test_huge_literal_refused),
 		cmocka_unit_test(test_long_line_bounded),
 		cmocka_unit_test(test_state_names),
