@@ -21,6 +21,7 @@
 
 #include "analyze/analyze.h"
 #include "analyze/url.h"
+#include "util/buf.h"
 
 #define LSH_BANDS 64
 #define LSH_ROWS 2
@@ -73,6 +74,9 @@ static const char *const migrations[] = {
 	" GROUP BY domain;"
 	"CREATE VIEW recipient_domains AS SELECT domain, count(DISTINCT addr) AS addresses,"
 	" count(DISTINCT message) AS messages FROM recipients GROUP BY domain;",
+	/* 2: the whole analysis as JSON (what `mxbait analyze` prints, "source" null), so
+	 * that `mxbait show` and exports need one query, not seven */
+	"ALTER TABLE messages ADD COLUMN analysis_json TEXT;",
 };
 
 static int exec(sqlite3 *db, const char *sql)
@@ -525,6 +529,22 @@ fail:
 	return -1;
 }
 
+static int store_json(sqlite3 *db, const struct analysis *a, int64_t m)
+{
+	struct buf j;
+	buf_init(&j, 0);
+	analysis_to_json(a, NULL, &j);
+	sqlite3_stmt *st = prep(db, "UPDATE messages SET analysis_json=?1 WHERE id=?2");
+	if (!st) {
+		buf_free(&j);
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, j.data ? j.data : "{}", (int)j.len, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, m);
+	buf_free(&j);
+	return step_done(st);
+}
+
 int64_t adb_store_c(struct adb *adb, const struct analysis *a, const char *source,
 		    int64_t *campaign_r)
 {
@@ -579,7 +599,7 @@ int64_t adb_store_c(struct adb *adb, const struct analysis *a, const char *sourc
 		goto fail;
 	if (m < 0)
 		m = sqlite3_last_insert_rowid(db);
-	if (store_children(db, a, m) < 0)
+	if (store_children(db, a, m) < 0 || store_json(db, a, m) < 0)
 		goto fail;
 	if (camp < 0) {
 		camp = campaign_find(db, a, m);

@@ -21,7 +21,13 @@ struct analysis;
 struct sqlite3;
 
 #define ADB_FILE "analysis.db"
-#define ADB_SCHEMA_VERSION 1
+#define ADB_SCHEMA_VERSION 2
+
+/* messages.analysis_json holds the whole analysis as `mxbait analyze` prints it (with
+ * "source": null); messages.source is the spool file name (process mode) or the path
+ * given to `mxbait analyze --store`.  For `mxbait show`: ATTACH analysis.db AS a;
+ * SELECT analysis_json, (SELECT key FROM a.campaigns WHERE id = campaign_id)
+ * FROM a.messages WHERE source = <spool name>. */
 
 /* Open (creating and migrating) <data_dir>/analysis.db for writing. */
 struct adb *adb_open(const char *data_dir, char **err_r);

@@ -269,6 +269,12 @@ static void test_envelope_from_daemon_db(void **state)
 	db = adb_open_ro(dd, NULL);
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_prepare_v2(db,
+		"SELECT analysis_json FROM messages", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(st, 0),
+			       "\"envelope_from\":\"bounce@spammer.example\""));
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db,
 		"SELECT env_from, client_ip, helo, auth_user, (SELECT group_concat(addr || ':' || src)"
 		" FROM (SELECT addr, src FROM recipients ORDER BY addr)) FROM messages", -1, &st, NULL),
 		SQLITE_OK);
@@ -282,6 +288,44 @@ static void test_envelope_from_daemon_db(void **state)
 			    "xay@leaked.example:1");
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+
+/* Migrations: a fresh file is at ADB_SCHEMA_VERSION; a v1 file gains analysis_json; a
+ * file from a newer mxbait is refused with a message. */
+static void test_migrations(void **state)
+{
+	char dd[512], path[700];
+	snprintf(dd, sizeof(dd), "%s/mig", g_dir);
+	mkdir(dd, 0700);
+	snprintf(path, sizeof(path), "%s/analysis.db", dd);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	/* a version-1 file, as the first release wrote it */
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE schema_version(version INTEGER NOT NULL);"
+		"INSERT INTO schema_version VALUES(1);"
+		"CREATE TABLE messages(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE);",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char *err = NULL;
+	struct adb *a = adb_open(dd, &err);
+	assert_non_null(a);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(adb_handle(a),
+		"SELECT max(version), (SELECT count(*) FROM pragma_table_info('messages')"
+		" WHERE name='analysis_json') FROM schema_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), ADB_SCHEMA_VERSION);
+	assert_int_equal(sqlite3_column_int(st, 1), 1);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_exec(adb_handle(a), "INSERT INTO schema_version VALUES(99)",
+				      NULL, NULL, NULL), SQLITE_OK);
+	adb_close(&a);
+	a = adb_open(dd, &err);
+	assert_null(a);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "newer"));
+	free(err);
 }
 
 static volatile sig_atomic_t g_stop;
@@ -346,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_no_chaining),
 		cmocka_unit_test(test_analyzer_pass),
 		cmocka_unit_test(test_envelope_from_daemon_db),
+		cmocka_unit_test(test_migrations),
 		cmocka_unit_test(test_analyzer_run_new_arrival),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
