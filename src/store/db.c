@@ -95,7 +95,9 @@ static const char *const migrations[] = {
 	 * vrfy events (so `mxbait creds` / `mxbait attackers` never scan the raw events),
 	 * backfilled here from the events already stored.  prefix is mxb_prefix(src_ip):
 	 * the /24 (IPv4) or /48 (IPv6) in canonical text.  A probe is an RCPT or VRFY/EXPN
-	 * of a session that had not authenticated (successfully) before it. */
+	 * of a session that had not authenticated (successfully) before it: the writer
+	 * tests sessions.auth_user IS NULL, i.e. no earlier successful auth event with a
+	 * username, which is what the backfill tests. */
 	"CREATE TABLE auth_attempts ("
 	" id INTEGER PRIMARY KEY,"
 	" ts_us INTEGER NOT NULL,"
@@ -147,7 +149,8 @@ static const char *const migrations[] = {
 	" json_extract(e.json, '$.reply')"
 	" FROM events e WHERE e.event IN ('rcpt', 'vrfy') AND NOT EXISTS ("
 	"  SELECT 1 FROM events a WHERE a.session = e.session AND a.event = 'auth'"
-	"  AND a.id < e.id AND json_extract(a.json, '$.success'))"
+	"  AND a.id < e.id AND json_extract(a.json, '$.success')"
+	"  AND json_extract(a.json, '$.username') IS NOT NULL)"
 	" ORDER BY e.id;",
 };
 
