@@ -46,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.bad_command_limit_auth = (opt & 0x10) ? 100 : 0,
 		.command_limit = (opt & 0x20) ? 30 : 0,
 		.auth_failure_delay_ms = 1,
+		.auth_penalty = opt & 0x80,
 	};
 	struct pop3_fake h;
 	pop3_fake_init(&h, &cfg, cfg.implicit_tls);
