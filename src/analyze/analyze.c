@@ -368,6 +368,102 @@ static char **zip_members(const unsigned char *d, size_t n)
 
 static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth);
 
+/* An attachment record from bytes already in memory. */
+static void add_attachment(struct analysis *a, int part, const char *filename,
+			   const char *declared, const unsigned char *d, size_t n)
+{
+	struct an_attachment *at = AN_PUSH(a->atts, a->n_atts);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdl = 0;
+	if (!at)
+		return;
+	at->part = part;
+	at->filename = an_strdup(filename);
+	at->declared = an_strdup(declared);
+	at->size = n;
+	EVP_Digest(d, n, md, &mdl, EVP_sha256(), NULL);
+	hex(md, mdl, at->sha256);
+	EVP_Digest(d, n, md, &mdl, EVP_md5(), NULL);
+	hex(md, mdl, at->md5);
+	const char *det = g_magic && n ? magic_buffer(g_magic, d, n < MAGIC_BYTES ? n : MAGIC_BYTES)
+				       : NULL;
+	at->detected = an_strdup(det ? det : "application/octet-stream");
+	if (n > 4 && memcmp(d, "PK\3\4", 4) == 0)
+		at->members = zip_members(d, n < MAGIC_BYTES ? n : MAGIC_BYTES);
+}
+
+/* Inline uuencoded files in a text body ("begin 644 name" ... "end"), the way old
+ * mailers and some spam tools still attach them: each becomes an attachment.  At most
+ * 16 per part; the decoded size is bounded by the text kept. */
+static void inline_uuencode(struct an_ctx *c, int part, const char *t, size_t len)
+{
+	size_t pos = 0;
+	int found = 0;
+	while (pos < len && found < 16) {
+		const char *b = memmem(t + pos, len - pos, "begin ", 6);
+		if (!b)
+			return;
+		size_t i = (size_t)(b - t);
+		pos = i + 6;
+		if (i > 0 && t[i - 1] != '\n')
+			continue;
+		size_t k = pos, digits = 0;
+		while (k < len && t[k] >= '0' && t[k] <= '7' && digits < 5) {
+			k++;
+			digits++;
+		}
+		if (digits < 3 || k >= len || t[k] != ' ')
+			continue;
+		const char *nl = memchr(t + k, '\n', len - k);
+		if (!nl)
+			return;
+		char name[256];
+		size_t nlen = (size_t)(nl - (t + k + 1));
+		while (nlen > 0 && (t[k + 1 + nlen - 1] == '\r' || t[k + 1 + nlen - 1] == ' '))
+			nlen--;
+		if (nlen == 0 || nlen >= sizeof(name))
+			continue;
+		memcpy(name, t + k + 1, nlen);
+		name[nlen] = 0;
+		/* decode lines until "end" or a line that is not uuencode */
+		unsigned char *out = malloc(len - (size_t)(nl - t)); /* decoded < encoded */
+		size_t o = 0;
+		const char *l = nl + 1, *end = t + len;
+		bool ended = false;
+		while (out && l < end) {
+			const char *le = memchr(l, '\n', (size_t)(end - l));
+			size_t ll = le ? (size_t)(le - l) : (size_t)(end - l);
+			if (ll > 0 && l[ll - 1] == '\r')
+				ll--;
+			if (ll >= 3 && memcmp(l, "end", 3) == 0) {
+				ended = true;
+				break;
+			}
+			if (ll == 0 || l[0] < 32 || l[0] > 96)
+				break;
+			size_t n = (size_t)((l[0] - 32) & 63);
+			if ((n + 2) / 3 * 4 > ll - 1 + 2) /* a line shorter than it says */
+				break;
+			for (size_t g = 1; n > 0 && g < ll; g += 4) {
+				unsigned v = 0;
+				for (int q = 0; q < 4; q++) {
+					char ch = g + (size_t)q < ll ? l[g + (size_t)q] : ' ';
+					v = v << 6 | ((unsigned)(ch - 32) & 63);
+				}
+				for (int q = 2; q >= 0 && n > 0; q--, n--)
+					out[o++] = (unsigned char)(v >> (8 * q));
+			}
+			l = le ? le + 1 : end;
+		}
+		if (out && (ended || o > 0)) {
+			add_attachment(c->a, part, name, NULL, out, o);
+			found++;
+		}
+		free(out);
+		pos = (size_t)(l - t) > pos ? (size_t)(l - t) : pos;
+	}
+}
+
 static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 {
 	struct analysis *a = c->a;
@@ -474,6 +570,7 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 	} else if (is_text && a->text.len > text_start) {
 		an_scan_add(c, a->text.data + text_start, a->text.len - text_start,
 			    AN_W_TEXT | (is_att ? AN_W_ATTACHMENT : 0), idx);
+		inline_uuencode(c, idx, a->text.data + text_start, a->text.len - text_start);
 	}
 	if (is_text && a->text.len > 0 && a->text.data[a->text.len - 1] != '\n' &&
 	    (!a->text.cap || a->text.len + 1 < a->text.cap))
