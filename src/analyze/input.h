@@ -1,7 +1,7 @@
 /*
  * input: the messages inside a path, whatever its shape: one .eml file, an mbox
  * (split on "From " lines), a Maildir (new/ then cur/), or a directory of files
- * (sorted by name, recursively one level).  Files are mapped read-only, never copied.
+ * (sorted by name, recursively up to 8 levels).  Files are mapped read-only, never copied.
  */
 #ifndef MXB_ANALYZE_INPUT_H
 #define MXB_ANALYZE_INPUT_H
