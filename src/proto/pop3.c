@@ -307,7 +307,9 @@ static bool login(struct pop3_session *s, const char *user)
 		default_canonical(s, user, canon, sizeof(canon));
 	}
 	const uint8_t *secret = s->cfg->secret ? s->cfg->secret : zero_secret;
-	struct mbox_set *m = mailbox_generate(canon, s->cfg->domain ? s->cfg->domain : "localhost",
+	/* Same call, same canonical form and same fallbacks as the IMAP engine, so both
+	 * protocols show one INBOX. */
+	struct mbox_set *m = mailbox_generate(canon, s->cfg->domain ? s->cfg->domain : "localdomain",
 					      s->cfg->hostname ? s->cfg->hostname : "localhost",
 					      secret);
 	struct mbox_folder *in = m ? mailbox_folder(m, "INBOX") : NULL;
@@ -484,7 +486,12 @@ static void sasl_input(struct pop3_session *s, const char *b64, size_t len)
 static void sasl_line(struct pop3_session *s, const char *line, size_t len)
 {
 	if (len == 1 && line[0] == '*') {
-		auth_event_simple(s, mech_name(s->mech), "aborted");
+		struct auth_ev e = {.mech = mech_name(s->mech), .result = "aborted"};
+		if (s->mech == MECH_LOGIN && s->sasl_step == 1) {
+			e.user = s->login_user; /* LOGIN cancelled at the password */
+			e.user_len = s->login_user_len;
+		}
+		auth_event(s, &e);
 		sasl_end(s);
 		reply(s, "-ERR Authentication aborted by client.");
 		auth_done(s, false);
