@@ -590,6 +590,60 @@ static void test_nul_and_hangup(void **state)
 	pop3_fake_free(&h);
 }
 
+static enum auth_verdict accept_all(struct auth_policy *p, const struct auth_request *r)
+{
+	return AUTH_OK;
+}
+
+static int upper_canonical(const struct auth_policy *p, const char *u, char *out, size_t len)
+{
+	snprintf(out, len, "%s", strcmp(u, "garbage") == 0 ? "" : "bob");
+	return strcmp(u, "garbage") == 0 ? -1 : 0;
+}
+
+/* Every spelling of one account opens the same INBOX (the one IMAP shows): lower
+ * case, the served domain stripped; a canonical hook (the deception policy's) wins. */
+static void test_canonical_user(void **state)
+{
+	struct auth_policy yes = {.check = accept_all};
+	setup_cfg(true, false);
+	cfg.auth = &yes;
+	struct mbox_set *m = alice_box();
+	struct mbox_folder *in = mailbox_folder(m, "INBOX");
+	char exp[64];
+	snprintf(exp, sizeof(exp), "+OK %zu ", in->n_msgs);
+	static const char *spellings[] = {"alice", "Alice", "ALICE@example.test",
+					  "alice@EXAMPLE.TEST"};
+	for (size_t i = 0; i < 4; i++) {
+		struct pop3_fake h;
+		pop3_fake_init(&h, &cfg, true);
+		char in_[128];
+		snprintf(in_, sizeof(in_), "USER %s\r\nPASS x\r\nSTAT\r\n", spellings[i]);
+		char *r = run(&h, in_);
+		assert_non_null(strstr(r, exp));
+		assert_string_equal(pop3_engine.auth_user(h.s), "alice");
+		free(r);
+		pop3_fake_free(&h);
+	}
+	/* alice@other.example is another account. */
+	struct pop3_fake h;
+	pop3_fake_init(&h, &cfg, true);
+	free(run(&h, "USER alice@other.example\r\nPASS x\r\n"));
+	assert_string_equal(pop3_engine.auth_user(h.s), "alice@other.example");
+	pop3_fake_free(&h);
+	/* The hook decides; garbage falls back to the default form. */
+	cfg.canonical = upper_canonical;
+	pop3_fake_init(&h, &cfg, true);
+	free(run(&h, "USER alice\r\nPASS x\r\n"));
+	assert_string_equal(pop3_engine.auth_user(h.s), "bob");
+	pop3_fake_free(&h);
+	pop3_fake_init(&h, &cfg, true);
+	free(run(&h, "USER garbage\r\nPASS x\r\n"));
+	assert_string_equal(pop3_engine.auth_user(h.s), "garbage");
+	pop3_fake_free(&h);
+	mailbox_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_byte_at_a_time),
 		cmocka_unit_test(test_nul_and_hangup),
+		cmocka_unit_test(test_canonical_user),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
