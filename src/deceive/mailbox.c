@@ -609,10 +609,12 @@ static void names_from_user(struct gen *g, const char *username, const char *dom
 	g->user_full[o] = '\0';
 	if (!o)
 		snprintf(g->user_full, sizeof(g->user_full), "%s", "User");
-	snprintf(g->user_first, sizeof(g->user_first), "%s", g->user_full);
-	char *sp = strchr(g->user_first, ' ');
-	if (sp)
-		*sp = '\0';
+	/* first name: up to the first space, cut to fit (names are cosmetic) */
+	size_t first = strcspn(g->user_full, " ");
+	if (first >= sizeof(g->user_first))
+		first = sizeof(g->user_first) - 1;
+	memcpy(g->user_first, g->user_full, first);
+	g->user_first[first] = '\0';
 }
 
 struct mbox_set *mailbox_generate(const char *username, const char *domain,
