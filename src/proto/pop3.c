@@ -107,19 +107,17 @@ static const uint8_t zero_secret[32];
 
 /* ------------------------------------------------------------------ state ---- */
 
-static const char *input_name(enum input i)
-{
-	return i == IN_SASL ? "sasl" : "cmd";
-}
-
-/* The one place the input state changes: old -> new is visible here for tracing. */
-static void set_input(struct pop3_session *s, enum input in)
+/* The one place the session state (phase and input mode) changes; with
+ * MXB_POP3_TRACE every old -> new is printed. */
+static void set_state(struct pop3_session *s, enum phase ph, enum input in)
 {
 #ifdef MXB_POP3_TRACE
-	fprintf(stderr, "pop3: input %s -> %s\n", input_name(s->input), input_name(in));
-#else
-	(void)input_name;
+	static const char *const phases[] = {"authorization", "transaction"};
+	static const char *const inputs[] = {"cmd", "sasl"};
+	fprintf(stderr, "pop3: %s/%s -> %s/%s\n", phases[s->phase], inputs[s->input],
+		phases[ph], inputs[in]);
 #endif
+	s->phase = ph;
 	s->input = in;
 }
 
@@ -324,7 +322,7 @@ static bool login(struct pop3_session *s, const char *user)
 	s->n_msgs = in->n_msgs;
 	s->n_deleted = 0;
 	snprintf(s->auth_user, sizeof(s->auth_user), "%s", canon);
-	s->phase = PH_TRANSACTION;
+	set_state(s, PH_TRANSACTION, IN_CMD);
 	s->bad = 0;
 	return true;
 }
@@ -436,7 +434,7 @@ static void sasl_end(struct pop3_session *s)
 	s->mech = MECH_NONE;
 	s->sasl_step = 0;
 	s->login_user_len = 0;
-	set_input(s, IN_CMD);
+	set_state(s, s->phase, IN_CMD);
 }
 
 /* One decoded SASL message (initial response or continuation). */
@@ -458,7 +456,7 @@ static void sasl_message(struct pop3_session *s, const unsigned char *msg, size_
 		memcpy(s->login_user, msg, n);
 		s->login_user_len = n;
 		s->sasl_step = 1;
-		set_input(s, IN_SASL);
+		set_state(s, s->phase, IN_SASL);
 		reply(s, "+ UGFzc3dvcmQ6"); /* "Password:" */
 		return;
 	}
@@ -656,7 +654,7 @@ static int run_auth(struct pop3_session *s, struct pop3_args *a)
 		sasl_input(s, ir, strlen(ir));
 		return 0;
 	}
-	set_input(s, IN_SASL);
+	set_state(s, s->phase, IN_SASL);
 	reply(s, m == MECH_PLAIN ? "+ " : "+ VXNlcm5hbWU6"); /* LOGIN: "Username:" */
 	return 0;
 }

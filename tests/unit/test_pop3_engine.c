@@ -161,8 +161,6 @@ static void test_failure_delay_ordering(void **state)
 	struct pop3_fake h;
 	pop3_fake_init(&h, &cfg, true);
 	free(pop3_fake_take(&h));
-	struct proto_peer peer = {.ip = "192.0.2.1"};
-	(void)peer;
 	/* Feed directly to see the suspension. */
 	const char in[] = "NOOPX\r\nUSER alice\r\nPASS bad\r\nCAPA\r\n";
 	size_t n = pop3_engine.feed(h.s, in, sizeof(in) - 1);
