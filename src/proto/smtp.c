@@ -498,9 +498,22 @@ static void run_rcpt(struct smtp_session *s, struct smtp_args *a)
 		rcpt_event(s, &r, false);
 		return;
 	}
-	char shown[1100];
-	smtp_printable(shown, sizeof(shown), r.addr, strlen(r.addr));
-	bool local = domain_is_local(s, r.addr) || smtp_addr_is_postmaster(r.addr);
+	/* Postfix's replies show the internal (unquoted) form of the address. */
+	char unq[sizeof(r.addr)], shown[1100];
+	size_t u = 0;
+	for (const char *q = r.addr; *q && u + 1 < sizeof(unq); q++) {
+		if (*q == '"')
+			continue;
+		if (*q == '\\' && q[1])
+			q++;
+		unq[u++] = *q;
+	}
+	unq[u] = '\0';
+	smtp_printable(shown, sizeof(shown), unq, u);
+	/* Sender-specified routing (user%host@us, host!user) is never local to Postfix
+	 * (allow_untrusted_routing = no): nmap's smtp-open-relay probes exactly that. */
+	bool local = !smtp_addr_is_routed(r.addr) &&
+		     (domain_is_local(s, r.addr) || smtp_addr_is_postmaster(r.addr));
 	bool relay = !local;
 	if (s->cfg->role != SMTP_ROLE_MX && !s->authenticated) {
 		/* Debian's submission/smtps: smtpd_client_restrictions=permit_sasl_authenticated,reject

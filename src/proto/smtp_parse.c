@@ -500,3 +500,21 @@ bool smtp_addr_is_postmaster(const char *addr)
 	size_t n = at ? (size_t)(at - addr) : strlen(addr);
 	return n == 10 && strncasecmp(addr, "postmaster", 10) == 0;
 }
+
+bool smtp_addr_is_routed(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t n = at ? (size_t)(at - addr) : strlen(addr);
+	for (size_t i = 0; i < n; i++) {
+		char c = addr[i];
+		if (c == '\\' && i + 1 < n) {
+			i++;
+			if (addr[i] == '@' || addr[i] == '%' || addr[i] == '!')
+				return true;
+			continue;
+		}
+		if (c == '@' || c == '%' || c == '!')
+			return true;
+	}
+	return false;
+}

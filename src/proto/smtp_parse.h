@@ -91,6 +91,11 @@ enum smtp_parse_result smtp_parse_bdat(const struct smtp_args *a,
 /* Address helpers. */
 /* The domain of addr (after the last '@'), or NULL for a bare local part. */
 const char *smtp_addr_domain(const char *addr);
+/* True when the local part (quotes removed) carries routing operators: '@', '%' or
+ * '!' (user%host@us, "user@host"@us, host!user).  Postfix's resolver marks those
+ * RESOLVE_FLAG_ROUTED and, with allow_untrusted_routing = no, never treats them as
+ * local: they are relay attempts. */
+bool smtp_addr_is_routed(const char *addr);
 /* True when addr's local part is postmaster (any case) with or without a domain. */
 bool smtp_addr_is_postmaster(const char *addr);
 

@@ -159,6 +159,16 @@ static void test_rcpt(void **state)
 	assert_true(smtp_addr_is_postmaster("PostMaster@x"));
 	assert_true(smtp_addr_is_postmaster("postmaster"));
 	assert_false(smtp_addr_is_postmaster("postmaster2@x"));
+	/* Sender-specified routing: relay attempts whatever the domain. */
+	assert_true(smtp_addr_is_routed("a%b.example@example.com"));
+	assert_true(smtp_addr_is_routed("\"a%b.example\""));
+	assert_true(smtp_addr_is_routed("a@b.example@example.com"));
+	assert_true(smtp_addr_is_routed("b.example!a"));
+	assert_true(smtp_addr_is_routed("b.example!a@example.com"));
+	assert_true(smtp_addr_is_routed("a\\@b@example.com"));
+	assert_false(smtp_addr_is_routed("alice+tag@example.com"));
+	assert_false(smtp_addr_is_routed("\"a b\"@example.com"));
+	assert_false(smtp_addr_is_routed("postmaster"));
 }
 
 static enum smtp_parse_result bdat(const char *line, struct smtp_bdat_req *r, char *reply)
