@@ -168,7 +168,7 @@ def test_contract_checker_can_fail():
             "name": "x"}
     assert check_line(json.dumps(good), common, events) == []
     for mutate in ({"verb": "SEND"}, {"extra": 1}, {"src_port": "4000"},
-                   {"proto": "imap"}, {"ts": "2026-11-27 06:52:43"}):
+                   {"proto": "gopher"}, {"ts": "2026-11-27 06:52:43"}):
         assert check_line(json.dumps({**good, **mutate}), common, events)
     missing = dict(good)
     del missing["name"]
