@@ -1688,11 +1688,14 @@ static int cmd_list_common(struct imap_session *s, struct imap_command *c, bool 
 {
 	const struct imap_arg *a = c->args;
 	bool sel_special = false, ret_special = false, ret_children = false, extended = false;
+	bool sel_subscribed = false, ret_subscribed = false;
 	if (!lsub && a && a->type == IMAP_ARG_LIST) {
 		extended = true;
 		for (const struct imap_arg *o = a->child; o; o = o->next) {
 			if (imap_arg_is_atom(o, "SPECIAL-USE"))
 				sel_special = true;
+			else if (imap_arg_is_atom(o, "SUBSCRIBED"))
+				sel_subscribed = true;
 		}
 		a = a->next;
 	}
@@ -1712,6 +1715,8 @@ static int cmd_list_common(struct imap_session *s, struct imap_command *c, bool 
 				ret_special = true;
 			else if (imap_arg_is_atom(o, "CHILDREN"))
 				ret_children = true;
+			else if (imap_arg_is_atom(o, "SUBSCRIBED"))
+				ret_subscribed = true;
 		}
 	}
 	const char *verb = lsub ? "LSUB" : "LIST";
@@ -1728,17 +1733,26 @@ static int cmd_list_common(struct imap_session *s, struct imap_command *c, bool 
 		const struct mbox_folder *f = &s->mbox->folders[i];
 		if (!list_match(full, f->name))
 			continue;
-		if (lsub && strcasecmp(f->name, "INBOX") == 0)
-			continue; /* never subscribed, as on a stock Dovecot */
+		/* INBOX is never subscribed on a stock Dovecot; the special-use folders are,
+		 * as a mail client would have done */
+		bool subscribed = strcasecmp(f->name, "INBOX") != 0;
+		if ((lsub || sel_subscribed) && !subscribed)
+			continue;
 		if (sel_special && !f->special_use)
 			continue;
 		struct buf b;
 		buf_init(&b, 4096);
 		buf_printf(&b, "* %s (", verb);
 		bool first = true;
+		if (!lsub && subscribed && (sel_subscribed || ret_subscribed)) {
+			buf_puts(&b, "\\Subscribed");
+			first = false;
+		}
 		if (lsub) {
 			/* no attributes */
 		} else if (!extended || ret_children) {
+			if (!first)
+				buf_putc(&b, ' ');
 			buf_puts(&b, "\\HasNoChildren");
 			first = false;
 		}
@@ -1788,7 +1802,8 @@ static int cmd_status(struct imap_session *s, struct imap_command *c)
 	for (const struct imap_arg *it = c->args->next->child; it; it = it->next) {
 		if (!imap_arg_is_atom(it, "MESSAGES") && !imap_arg_is_atom(it, "RECENT") &&
 		    !imap_arg_is_atom(it, "UIDNEXT") && !imap_arg_is_atom(it, "UIDVALIDITY") &&
-		    !imap_arg_is_atom(it, "UNSEEN") && !imap_arg_is_atom(it, "SIZE"))
+		    !imap_arg_is_atom(it, "UNSEEN") && !imap_arg_is_atom(it, "SIZE") &&
+		    !imap_arg_is_atom(it, "HIGHESTMODSEQ"))
 			return -1;
 	}
 	if (!f) {
@@ -1817,6 +1832,10 @@ static int cmd_status(struct imap_session *s, struct imap_command *c)
 			buf_printf(&b, "UIDVALIDITY %u", f->uidvalidity);
 		} else if (imap_arg_is_atom(it, "UNSEEN")) {
 			buf_printf(&b, "UNSEEN %u", count_flag(f, MBOX_SEEN, false));
+		} else if (imap_arg_is_atom(it, "HIGHESTMODSEQ")) {
+			/* CONDSTORE is advertised (the recorded list): a stable value that
+			 * only grows, as a real modseq would for this session */
+			buf_printf(&b, "HIGHESTMODSEQ %u", f->uidnext);
 		} else {
 			uint64_t sz = 0;
 			for (size_t i = 0; i < f->n_msgs; i++)
