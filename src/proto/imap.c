@@ -117,7 +117,7 @@ struct imap_session {
 	enum mech mech;
 	int auth_step;
 	char auth_tag[IMAP_TAG_MAX_LEN + 1];
-	unsigned char auth_user_tmp[AUTH_LINE_MAX];
+	unsigned char *auth_user_tmp; /* SASL LOGIN user name until the password comes */
 	size_t auth_user_len;
 	unsigned auth_failures;
 	char user[USER_MAX];
@@ -143,6 +143,8 @@ struct imap_session {
 	unsigned bad_prelogin;
 	unsigned bad_row;
 };
+
+static void release_command(struct imap_session *s);
 
 /* ------------------------------------------------------------------ state ---- */
 
@@ -218,7 +220,10 @@ static void flush_out(struct imap_session *s)
 {
 	if (s->out.len > 0) {
 		s->ops->send(s->ctx, s->out.data, s->out.len);
-		buf_reset(&s->out);
+		if (s->out.alloc > 65536)
+			buf_free(&s->out); /* after a big FETCH */
+		else
+			buf_reset(&s->out);
 	}
 }
 
@@ -1158,6 +1163,8 @@ static void auth_end(struct imap_session *s)
 {
 	s->mech = MECH_NONE;
 	s->auth_step = 0;
+	free(s->auth_user_tmp);
+	s->auth_user_tmp = NULL;
 	s->auth_user_len = 0;
 	if (s->in == IN_AUTH)
 		set_input(s, IN_LINE);
@@ -1184,15 +1191,21 @@ static void auth_sasl_step(struct imap_session *s, const unsigned char *msg, siz
 	}
 	if (s->mech == MECH_LOGIN) {
 		if (s->auth_step == 0) {
-			size_t n = len < sizeof(s->auth_user_tmp) ? len : sizeof(s->auth_user_tmp);
-			memcpy(s->auth_user_tmp, msg, n);
+			size_t n = len < AUTH_LINE_MAX ? len : AUTH_LINE_MAX;
+			free(s->auth_user_tmp);
+			s->auth_user_tmp = malloc(n ? n : 1);
+			if (!s->auth_user_tmp)
+				n = 0;
+			else
+				memcpy(s->auth_user_tmp, msg, n);
 			s->auth_user_len = n;
 			s->auth_step = 1;
 			out_str(s, "+ UGFzc3dvcmQ6\r\n");
 			set_input(s, IN_AUTH);
 			return;
 		}
-		struct sasl_slice u = {(const char *)s->auth_user_tmp, s->auth_user_len};
+		struct sasl_slice u = {s->auth_user_tmp ? (const char *)s->auth_user_tmp : "",
+				       s->auth_user_len};
 		struct sasl_slice p = {(const char *)msg, len};
 		auth_verify(s, "LOGIN", NULL, &u, &p);
 		auth_end(s);
@@ -2998,6 +3011,7 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 	}
 	s->app_folder = NULL;
 	s->app_data = NULL;
+	release_command(s);
 	if (s->hung_up) {
 		buf_reset(&s->out);
 		s->susp = SUSP_CLOSED;
@@ -3072,6 +3086,15 @@ static void postlogin_command(struct imap_session *s, struct imap_command *c, in
 		s->bad_row = 0;
 }
 
+static void release_command(struct imap_session *s)
+{
+	if (s->pc) {
+		imap_command_clear(s->pc);
+		free(s->pc);
+		s->pc = NULL;
+	}
+}
+
 /* One framed command (the buffer holds it, literals inline, no final CRLF). */
 static void command(struct imap_session *s)
 {
@@ -3079,12 +3102,25 @@ static void command(struct imap_session *s)
 	size_t len = s->cmd.len;
 	s->commands++;
 	s->cmd_start_us = now_us(s);
+	if (!s->pc) {
+		/* ~60 KiB of argument nodes: held only while a command runs, so that
+		 * idle sessions stay small */
+		s->pc = malloc(sizeof(*s->pc));
+		if (!s->pc) {
+			untagged(s, "BYE Out of memory");
+			close_after(s, "error");
+			return;
+		}
+		s->pc->store = NULL;
+	}
 	int pr = imap_parse_command(line, len, s->pc);
 	snprintf(s->tag, sizeof(s->tag), "%s", s->pc->tag_valid ? s->pc->tag : "");
 	if (s->cs == CS_NOAUTH)
 		prelogin_command(s, s->pc, pr, line, len);
 	else
 		postlogin_command(s, s->pc, pr, line, len);
+	if (s->susp != SUSP_COMMIT) /* an APPEND's bytes live in it until committed */
+		release_command(s);
 }
 
 /* ------------------------------------------------------------------ input ---- */
@@ -3173,7 +3209,10 @@ static void line_done(struct imap_session *s)
 	buf_putc(&s->cmd, '\0');
 	s->cmd.len = l;
 	command(s);
-	buf_reset(&s->cmd);
+	if (s->cmd.alloc > 65536)
+		buf_free(&s->cmd); /* a big APPEND: give the memory back */
+	else
+		buf_reset(&s->cmd);
 	s->line_text = 0;
 	s->seg_start = 0;
 }
@@ -3287,11 +3326,6 @@ struct imap_session *imap_session_new(const struct imap_config *cfg,
 	struct imap_session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->pc = calloc(1, sizeof(*s->pc));
-	if (!s->pc) {
-		free(s);
-		return NULL;
-	}
 	s->cfg = cfg;
 	s->ops = ops;
 	s->ctx = ctx;
@@ -3318,8 +3352,8 @@ void imap_session_free(struct imap_session **sp)
 	if (!sp || !*sp)
 		return;
 	struct imap_session *s = *sp;
-	imap_command_clear(s->pc);
-	free(s->pc);
+	release_command(s);
+	free(s->auth_user_tmp);
 	mailbox_free(&s->mbox);
 	buf_free(&s->cmd);
 	buf_free(&s->line);
