@@ -776,7 +776,12 @@ static void content_type(const struct mime_part *mp, char *type, size_t tl, char
 		}
 	}
 	buf_putc(&pb, '\0');
-	snprintf(params, pl, "%s", pb.data ? pb.data : "");
+	/* Dovecot shows the RFC 2045 default charset of a text part that names none */
+	if (strcasecmp(type, "text") == 0 && !strstr(pb.data ? pb.data : "", "\"charset\" "))
+		snprintf(params, pl, "\"charset\" \"us-ascii\"%s%s",
+			 pb.data && pb.data[0] ? " " : "", pb.data ? pb.data : "");
+	else
+		snprintf(params, pl, "%s", pb.data ? pb.data : "");
 	buf_free(&pb);
 }
 
@@ -838,7 +843,10 @@ static void put_disposition(struct buf *b, const struct mime_part *mp)
 		buf_puts(b, "NIL)");
 }
 
-static void put_bodystructure(struct buf *b, const struct mime_tree *t, int idx, bool ext)
+static void put_envelope(struct buf *b, const char *h, size_t hl);
+
+static void put_bodystructure(struct buf *b, const struct mime_tree *t, int idx, bool ext,
+			      int depth)
 {
 	const struct mime_part *mp = &t->p[idx];
 	char type[64], sub[64], params[1024];
@@ -847,7 +855,7 @@ static void put_bodystructure(struct buf *b, const struct mime_tree *t, int idx,
 	buf_putc(b, '(');
 	if (mp->multipart && mp->first_child >= 0) {
 		for (int c = mp->first_child; c >= 0; c = t->p[c].next_sibling)
-			put_bodystructure(b, t, c, ext);
+			put_bodystructure(b, t, c, ext, depth);
 		buf_putc(b, ' ');
 		put_string(b, sub);
 		if (ext) {
@@ -884,8 +892,26 @@ static void put_bodystructure(struct buf *b, const struct mime_tree *t, int idx,
 		*q = (char)tolower((unsigned char)*q);
 	put_string(b, enc);
 	buf_printf(b, " %zu", mp->body_len);
-	if (strcasecmp(type, "text") == 0)
+	if (strcasecmp(type, "text") == 0) {
 		buf_printf(b, " %zu", count_lines(mp->body, mp->body_len));
+	} else if (strcasecmp(type, "message") == 0 && strcasecmp(sub, "rfc822") == 0) {
+		/* RFC 3501 body-type-msg: the envelope and structure of the enclosed
+		 * message, then its lines (nesting bounded) */
+		size_t hl;
+		split_message(mp->body, mp->body_len, &hl);
+		buf_putc(b, ' ');
+		put_envelope(b, mp->body, hl);
+		buf_putc(b, ' ');
+		struct mime_tree *nt = depth < 3 ? malloc(sizeof(*nt)) : NULL;
+		if (nt) {
+			mime_parse(nt, mp->body, mp->body_len);
+			put_bodystructure(b, nt, 0, ext, depth + 1);
+			free(nt);
+		} else {
+			buf_puts(b, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+		}
+		buf_printf(b, " %zu", count_lines(mp->body, mp->body_len));
+	}
 	if (ext) {
 		buf_puts(b, " NIL ");
 		put_disposition(b, mp);
@@ -2133,7 +2159,7 @@ static void fetch_one(struct imap_session *s, uint32_t seq, struct imap_fetch_at
 			mime_parse(t, m->data, m->size);
 			SEP();
 			buf_puts(&b, a->kind == IMAP_FETCH_BODY_NOEXT ? "BODY " : "BODYSTRUCTURE ");
-			put_bodystructure(&b, t, 0, a->kind == IMAP_FETCH_BODYSTRUCTURE);
+			put_bodystructure(&b, t, 0, a->kind == IMAP_FETCH_BODYSTRUCTURE, 0);
 			free(t);
 			break;
 		}

@@ -264,6 +264,38 @@ static void test_hangup_during_commit(void **st)
 	t_close(&t);
 }
 
+static void test_bodystructure_forward(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	const char *msg = "From: a@b.example\r\nSubject: fwd\r\nContent-Type: multipart/mixed; "
+			  "boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nsee "
+			  "below\r\n--XX\r\nContent-Type: message/rfc822\r\n\r\nFrom: \"C D\" "
+			  "<c@d.example>\r\nSubject: inner\r\n\r\nhello\r\n--XX--\r\n";
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "a APPEND Junk {%zu+}\r\n%s\r\nb SELECT Junk\r\n",
+		 strlen(msg), msg);
+	send_str(&t, cmd);
+	buf_reset(&t.h.out);
+	send_str(&t, "c FETCH * (BODYSTRUCTURE ENVELOPE)\r\n");
+	if (getenv("IMAP_DEBUG"))
+		fwrite(t.h.out.data, 1, t.h.out.len, stderr);
+	assert_true(out_has(&t, "BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+				"\"7bit\" 9 1 NIL NIL NIL NIL)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 50 "
+				"(NIL \"inner\" ((\"C D\" NIL \"c\" \"d.example\")) ((\"C D\" NIL \"c\" "
+				"\"d.example\")) ((\"C D\" NIL \"c\" \"d.example\")) NIL NIL NIL NIL NIL) "
+				"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 1 NIL NIL "
+				"NIL NIL) 4 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"XX\") NIL NIL NIL)"));
+	assert_true(out_has(&t, "ENVELOPE (NIL \"fwd\" ((NIL NIL \"a\" \"b.example\"))"));
+	/* sections inside the multipart */
+	buf_reset(&t.h.out);
+	send_str(&t, "d FETCH * (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[3])\r\n");
+	assert_true(out_has(&t, "BODY[1] {9}\r\nsee below BODY[2.MIME] {32}\r\n"
+				"Content-Type: message/rfc822\r\n\r\n BODY[3] NIL)"));
+	t_close(&t);
+}
+
 static void test_huge_literal_refused(void **st)
 {
 	struct t t;
@@ -347,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_seen_and_store_expunge),
 		cmocka_unit_test(test_append_captured),
 		cmocka_unit_test(test_hangup_during_commit),
+		cmocka_unit_test(test_bodystructure_forward),
 		cmocka_unit_test(test_huge_literal_refused),
 		cmocka_unit_test(test_long_line_bounded),
 		cmocka_unit_test(test_state_names),
