@@ -952,7 +952,7 @@ static void put_addresses(struct buf *b, const char *v)
 		char a[1024];
 		printable(a, sizeof(a), st, al);
 		char *lt = strchr(a, '<');
-		char name[512] = "", addr[512] = "";
+		char name[1024] = "", addr[1024] = "";
 		bool have_name = false;
 		if (lt) {
 			char *gt = strchr(lt, '>');
