@@ -17,6 +17,7 @@
  *                                 penalty=MS
  *   # closed by server            the engine must have closed the session
  *   # open                        the engine must not have closed it
+ *   # expect-close-reason: WORD   the reason the engine gave ops->close
  *   # commit: ok|nospace|fail     the answer to the next msg_commit
  *   # msgopen: fail               the next msg_open fails
  *   # hangup: REASON
@@ -383,6 +384,9 @@ static void directive(struct run *r, char *d)
 	if (!strncmp(d, "closed by server", 16)) {
 		if (!r->h.closed)
 			fail_at(r, "expected the server to close");
+	} else if (!strncmp(d, "expect-close-reason: ", 21)) {
+		if (!r->h.closed || strcmp(r->h.close_reason, d + 21) != 0)
+			fail_at(r, "close reason \"%s\"", r->h.closed ? r->h.close_reason : "(open)");
 	} else if (!strcmp(d, "open")) {
 		if (r->h.closed)
 			fail_at(r, "server closed (%s)", r->h.close_reason);
