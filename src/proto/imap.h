@@ -18,8 +18,9 @@
  * Bounds: command lines (line_length_limit; 8192 before login as imap-login), literals
  * (line_length_limit for ordinary arguments, literal_max for an APPEND message),
  * argument count and nesting (imap_parse.h), bad commands (3 before login, as
- * imap-login; bad_command_limit in a row after it), and output is handed to the host
- * in pieces of at most 256 KiB.
+ * imap-login; bad_command_limit in a row after it); output goes to the host as it
+ * grows (every 256 KiB) and one FETCH produces at most about 64 MiB.  An idle session
+ * holds about a kilobyte: the parsed command and big buffers exist only while used.
  */
 #ifndef MXB_PROTO_IMAP_H
 #define MXB_PROTO_IMAP_H
