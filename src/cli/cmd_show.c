@@ -8,14 +8,21 @@
  * came from the network is escaped: each byte outside printable ASCII as \xHH, lines
  * cut at 200 characters and the text at 64 KiB unless --full.  --json gives the events
  * as stored, or the message with its text as a JSON string.
+ *
+ * A message also shows its analysis (links, recipients, senders, attachments, campaign,
+ * findings) when <data_dir>/analysis.db holds it: that file is ATTACHed to the
+ * query_only connection, so nothing is written; a missing file, an older schema or a
+ * message not analysed yet is not an error ("analysis": null in --json).
  */
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "analyze/adb.h"
 #include "cli/cli.h"
 #include "cli/spoolfile.h"
 #include "cli/table.h"
@@ -232,6 +239,224 @@ static void print_text(struct buf *b, const char *s, size_t len, bool full)
 	}
 }
 
+/* The message's analysis as JSON text (malloc'd; NULL when there is none): the
+ * analyzer's own rendering (messages.analysis_json) with the campaign's stable id added
+ * as campaign.id.  Looked up by the SHA-256 of the message bytes (the analysis store's
+ * key), else by spool file name (the file changed since it was analysed): the name
+ * itself (the analyzer process) or a path ending in it (`analyze --store DIR/spool`). */
+static char *load_analysis(sqlite3 *db, const struct cli_opts *o, const char *spool,
+			   const char *sha)
+{
+	char *path = cli_data_path(o, ADB_FILE);
+	struct stat sb;
+	if (!path || stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		free(path);
+		return NULL;
+	}
+	/* The connection is PRAGMA query_only (cli_open_db) and was opened without
+	 * SQLITE_OPEN_CREATE: the attached file is read, never written or created. */
+	sqlite3_stmt *st = NULL;
+	char *out = NULL;
+	bool attached = false;
+	if (sqlite3_prepare_v2(db, "ATTACH ?1 AS analysis", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+		attached = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	free(path);
+	if (!attached)
+		return NULL;
+	static const char *const sql[] = {
+		"SELECT json_set(m.analysis_json, '$.campaign.id', c.key)"
+		" FROM analysis.messages m LEFT JOIN analysis.campaigns c ON c.id = m.campaign_id"
+		" WHERE m.sha256 = ?1 AND m.analysis_json IS NOT NULL",
+		"SELECT json_set(m.analysis_json, '$.campaign.id', c.key)"
+		" FROM analysis.messages m LEFT JOIN analysis.campaigns c ON c.id = m.campaign_id"
+		" WHERE (m.source = ?1 OR substr(m.source, -length(?1) - 1) = '/' || ?1)"
+		" AND m.analysis_json IS NOT NULL ORDER BY m.id DESC LIMIT 1",
+	};
+	const char *arg[] = {sha, spool};
+	for (int i = 0; i < 2 && !out; i++) {
+		if (!arg[i])
+			continue;
+		/* An analysis.db of schema 1 has no analysis_json: prepare fails, no analysis. */
+		if (sqlite3_prepare_v2(db, sql[i], -1, &st, NULL) != SQLITE_OK)
+			break;
+		sqlite3_bind_text(st, 1, arg[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+			out = strdup((const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	sqlite3_exec(db, "DETACH analysis", NULL, NULL, NULL);
+	return out;
+}
+
+/* Append column i escaped (max characters), "-" for NULL. */
+static void put_col(struct buf *b, sqlite3_stmt *st, int i, size_t max)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		buf_putc(b, '-');
+	else
+		term_escape(b, (const char *)sqlite3_column_text(st, i),
+			    (size_t)sqlite3_column_bytes(st, i), max);
+}
+
+/* One section of the analysis: a heading with the row count, then each row of the query
+ * (over the analysis JSON bound as ?1) through row_fn. */
+static void print_section(sqlite3 *db, struct buf *b, const char *json, const char *title,
+			  const char *sql, void (*row_fn)(struct buf *, sqlite3_stmt *, bool),
+			  bool full)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		buf_printf(b, "%s: (%s)\n", title, sqlite3_errmsg(db));
+		return;
+	}
+	sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
+	struct buf rows;
+	buf_init(&rows, 0);
+	unsigned n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		row_fn(&rows, st, full);
+		n++;
+	}
+	sqlite3_finalize(st);
+	buf_printf(b, "%s (%u)\n", title, n);
+	if (rows.len)
+		buf_append(b, rows.data, rows.len);
+	buf_free(&rows);
+}
+
+static void link_row(struct buf *b, sqlite3_stmt *st, bool full)
+{
+	size_t max = full ? 0 : SHOW_LINE_MAX;
+	buf_puts(b, "  ");
+	put_col(b, st, 1, max);
+	buf_puts(b, "\n    raw   ");
+	put_col(b, st, 0, max);
+	buf_puts(b, "\n    where ");
+	put_col(b, st, 2, 120);
+	buf_puts(b, "  flags ");
+	put_col(b, st, 3, 160);
+	if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+		buf_puts(b, "  shows ");
+		put_col(b, st, 4, 120);
+	}
+	if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+		buf_puts(b, "  unicode ");
+		put_col(b, st, 5, 120);
+	}
+	buf_putc(b, '\n');
+}
+
+static void recipient_row(struct buf *b, sqlite3_stmt *st, bool full)
+{
+	buf_puts(b, "  ");
+	put_col(b, st, 0, full ? 0 : SHOW_LINE_MAX);
+	buf_puts(b, "  (");
+	put_col(b, st, 2, 40);
+	buf_putc(b, ')');
+	if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+		buf_puts(b, "  \"");
+		put_col(b, st, 1, 80);
+		buf_putc(b, '"');
+	}
+	buf_putc(b, '\n');
+}
+
+static void attachment_row(struct buf *b, sqlite3_stmt *st, bool full)
+{
+	buf_puts(b, "  ");
+	put_col(b, st, 0, full ? 0 : SHOW_LINE_MAX);
+	buf_puts(b, "\n    declared ");
+	put_col(b, st, 1, 80);
+	buf_puts(b, "  detected ");
+	put_col(b, st, 2, 80);
+	buf_puts(b, "  size ");
+	put_col(b, st, 3, 20);
+	buf_puts(b, "\n    sha256 ");
+	put_col(b, st, 4, 64);
+	buf_puts(b, "  md5 ");
+	put_col(b, st, 5, 32);
+	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+		buf_puts(b, "\n    members ");
+		put_col(b, st, 6, full ? 0 : 4 * SHOW_LINE_MAX);
+	}
+	buf_putc(b, '\n');
+}
+
+static void finding_row(struct buf *b, sqlite3_stmt *st, bool full)
+{
+	buf_puts(b, "  ");
+	put_col(b, st, 0, 40);
+	buf_puts(b, "  ");
+	put_col(b, st, 1, full ? 0 : SHOW_LINE_MAX);
+	buf_putc(b, '\n');
+}
+
+/* The analysis for a terminal: every value escaped like the message itself.  SQLite's
+ * JSON functions walk the analyzer's JSON, so there is one rendering of the facts. */
+static void print_analysis(sqlite3 *db, struct buf *b, const char *json, bool full)
+{
+	buf_puts(b, "\nanalysis\n");
+	sqlite3_stmt *st = NULL;
+	static const struct {
+		const char *label, *path;
+	} one[] = {{"campaign", "$.campaign.id"},
+		   {"from", "$.senders.from"},
+		   {"from name", "$.senders.from_name"},
+		   {"env from", "$.senders.envelope_from"},
+		   {"reply-to", "$.senders.reply_to"},
+		   {"return-path", "$.senders.return_path"},
+		   {"msgid dom", "$.senders.message_id_domain"},
+		   {"x-mailer", "$.senders.x_mailer"},
+		   {"user-agent", "$.senders.user_agent"},
+		   {"client ip", "$.senders.client_ip"},
+		   {"helo", "$.senders.helo"},
+		   {"auth user", "$.senders.auth_user"},
+		   {"subject", "$.headers.subject"}};
+	if (sqlite3_prepare_v2(db, "SELECT json_extract(?1, ?2)", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
+		for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+			sqlite3_bind_text(st, 2, one[i].path, -1, SQLITE_STATIC);
+			if (sqlite3_step(st) == SQLITE_ROW) {
+				buf_printf(b, "  %-12s", one[i].label);
+				put_col(b, st, 0, full ? 0 : SHOW_LINE_MAX);
+				buf_putc(b, '\n');
+			}
+			sqlite3_reset(st);
+		}
+	}
+	sqlite3_finalize(st);
+	print_section(db, b, json, "links",
+		      "SELECT json_extract(l.value, '$.raw'), json_extract(l.value, '$.url'),"
+		      " (SELECT group_concat(w.value, ',') FROM json_each(l.value, '$.where') w),"
+		      " (SELECT group_concat(f.value, ',') FROM json_each(l.value, '$.flags') f),"
+		      " json_extract(l.value, '$.display_host'),"
+		      " json_extract(l.value, '$.host_unicode')"
+		      " FROM json_each(?1, '$.links') l ORDER BY l.key",
+		      link_row, full);
+	print_section(db, b, json, "recipients",
+		      "SELECT json_extract(r.value, '$.addr'), json_extract(r.value, '$.name'),"
+		      " (SELECT group_concat(s.value, ',') FROM json_each(r.value, '$.from') s)"
+		      " FROM json_each(?1, '$.recipients') r ORDER BY r.key",
+		      recipient_row, full);
+	print_section(db, b, json, "attachments",
+		      "SELECT coalesce(json_extract(a.value, '$.filename'), '(no name)'),"
+		      " json_extract(a.value, '$.declared_type'),"
+		      " json_extract(a.value, '$.detected_type'), json_extract(a.value, '$.size'),"
+		      " json_extract(a.value, '$.sha256'), json_extract(a.value, '$.md5'),"
+		      " (SELECT group_concat(m.value, ', ') FROM json_each(a.value, '$.members') m)"
+		      " FROM json_each(?1, '$.attachments') a ORDER BY a.key",
+		      attachment_row, full);
+	print_section(db, b, json, "findings",
+		      "SELECT json_extract(f.value, '$.kind'), json_extract(f.value, '$.detail')"
+		      " FROM json_each(?1, '$.findings') f ORDER BY f.key",
+		      finding_row, full);
+}
+
 static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, bool full)
 {
 	sqlite3_stmt *st = NULL;
@@ -261,6 +486,7 @@ static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, 
 	const char *want_sha = (const char *)sqlite3_column_text(st, 7);
 	bool sha_ok = rr == 0 && want_sha && !strcmp(want_sha, sha);
 	bool cut = rr == 0 && fsize > text.len;
+	char *analysis = load_analysis(db, o, spool, want_sha);
 	if (o->json) {
 		struct jw w;
 		jw_init(&w, &b);
@@ -289,6 +515,10 @@ static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, 
 			jw_null(&w, "text");
 			jw_bool(&w, "truncated", false);
 		}
+		if (analysis)
+			jw_raw(&w, "analysis", analysis, strlen(analysis));
+		else
+			jw_null(&w, "analysis");
 		jw_end_object(&w);
 		buf_putc(&b, '\n');
 	} else {
@@ -326,6 +556,10 @@ static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, 
 		else
 			buf_puts(&b, "(file not found in the spool)");
 		buf_putc(&b, '\n');
+		if (analysis)
+			print_analysis(db, &b, analysis, full);
+		else
+			buf_printf(&b, "%-12s%s\n", "analysis", "- (not analysed yet)");
 		if (rr == 0) {
 			buf_puts(&b, "\n");
 			print_text(&b, text.data ? text.data : "", text.len, full);
@@ -337,6 +571,7 @@ static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, 
 	fwrite(b.data, 1, b.len, stdout);
 	buf_free(&b);
 	buf_free(&text);
+	free(analysis);
 	free(path);
 	sqlite3_finalize(st);
 	return 0;

@@ -12,7 +12,8 @@ import sqlite3
 import subprocess
 import time
 
-from conftest import DOMAIN, MXBAIT_BIN, ROOT, SANITIZER_RE, marker, sanitizer_env, swaks
+from conftest import (DOMAIN, MXBAIT_BIN, ROOT, SANITIZER_RE, marker, queue_id_from,
+                      sanitizer_env, swaks)
 
 FIX = os.path.join(ROOT, "tests", "analyze", "obfuscation")
 
@@ -78,8 +79,13 @@ def test_analyzer_process_beside_the_daemon(daemon):
     url = "http://%s.example.com/landing/page" % m
     rc, out = swaks(daemon, "--from", "spammer@bad.example", "--to",
                     f"victim1@{DOMAIN},victim2@{DOMAIN}",
-                    "--header", f"Subject: {m}", "--body", f"Cheap pills at {url} now")
+                    "--header", f"Subject: {m}", "--body",
+                    f"Cheap pills at {url} now, or hxxps://Shop[.]{m}.example.org/buy")
     assert rc == 0, out
+    qid = queue_id_from(out)
+    daemon.wait_events("message", queue_id=qid)
+    # (Whether serve's own analyzer child is quicker than ours is a race; "analysis":
+    # null before any analysis is asserted in tests/unit/test_cli.c.)
     an = subprocess.Popen([MXBAIT_BIN, "analyze", "--daemon", "-d", daemon.data_dir],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=sanitizer_env())
@@ -100,6 +106,26 @@ def test_analyzer_process_beside_the_daemon(daemon):
                          (m,)).fetchone()
         db.close()
         assert row == ("127.0.0.1", "client.example.net", "spammer@bad.example"), row
+        # mxbait show: the message with its analysis, as JSON and as a table.
+        r = _run("show", "--json", "-d", daemon.data_dir, qid)
+        assert r.returncode == 0, r.stderr
+        a = json.loads(r.stdout)["analysis"]
+        links = {(x["raw"], x["url"], tuple(x["where"]), tuple(x["flags"]))
+                 for x in a["links"]}
+        assert links == {(url, url, ("text",), ()),
+                         (f"hxxps://Shop[.]{m}.example.org/buy",
+                          f"https://shop.{m}.example.org/buy", ("text",), ("defanged",))}, links
+        assert {x["addr"] for x in a["recipients"]} == {f"victim1@{DOMAIN}", f"victim2@{DOMAIN}"}
+        assert a["senders"]["envelope_from"] == "spammer@bad.example"
+        assert a["senders"]["client_ip"] == "127.0.0.1"
+        assert a["campaign"]["id"].startswith("C")
+        assert a["attachments"] == [] and a["findings"] == []
+        r = _run("show", "-d", daemon.data_dir, qid)
+        assert r.returncode == 0, r.stderr
+        text = r.stdout.decode()
+        assert f"links (2)\n  {url}\n    raw   {url}\n    where text  flags -\n" in text, text
+        assert f"    raw   hxxps://Shop[.]{m}.example.org/buy\n" in text, text
+        assert "  campaign    " + a["campaign"]["id"] + "\n" in text, text
         for cmd in ("domains", "campaigns"):
             r = _run(cmd, "-d", daemon.data_dir, "--json")
             assert r.returncode == 0 and json.loads(r.stdout), cmd

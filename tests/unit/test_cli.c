@@ -210,9 +210,11 @@ static int setup(void **state)
 			   "Subject: Hello \x1b[2J world\r\n"
 			   "\tfolded part\r\n"
 			   "From: a@b.example\r\n"
+			   "To: \"Bob \x1b[31mRed\" <bob@victim.example>\r\n"
 			   "\r\n"
 			   "Body line one \x1b[31mred\r\n"
-			   "bell \x07 and \xc3\xa9\r\n";
+			   "bell \x07 and \xc3\xa9\r\n"
+			   "pay at hxxp://pay[.]evil.example/inv?id=1\x1b[2J now\r\n";
 	struct spool_result r = capture(msg, sizeof(msg) - 1);
 	snprintf(qid, sizeof(qid), "%s", r.queue_id);
 	message_event(es, &r, t0 + 4000, "spammer@evil.example");
@@ -396,6 +398,53 @@ static void test_show_message(void **state)
 	expect_json(r.out, "json_extract(?1, '$.truncated')", "1");
 	run_free(&r);
 
+	/* The analysis: absent until the analyzer has run (not an error), then shown with
+	 * the message, attacker bytes escaped (run() rejects any raw ESC). */
+	r = run("show -d %s %s", data, qid);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "not analysed yet");
+	run_free(&r);
+	r = run("show --json -d %s %s", data, qid);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_type(?1, '$.analysis')", "null");
+	run_free(&r);
+	r = run("analyze --store --quiet -d %s %s/spool/new", data, data);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	r = run("show -d %s %s", data, qid);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "links (1)\n  http://pay.evil.example/inv?id=1\n");
+	expect_in(r.out, "    raw   hxxp://pay[.]evil.example/inv?id=1\n");
+	expect_in(r.out, "    where text  flags defanged\n");
+	expect_in(r.out, "recipients (1)\n  bob@victim.example  (to)  \"Bob \\x1B[31mRed\"\n");
+	expect_in(r.out, "attachments (0)\n");
+	expect_in(r.out, "findings (0)\n");
+	expect_in(r.out, "  from        a@b.example\n");
+	expect_in(r.out, "  subject     Hello \\x1B[2J world\\x09folded part\n");
+	expect_in(r.out, "  campaign    C");
+	run_free(&r);
+	r = run("show --json -d %s %s", data, qid);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_valid(?1)", "1");
+	expect_json(r.out, "json_array_length(?1, '$.analysis.links')", "1");
+	expect_json(r.out, "json_extract(?1, '$.analysis.links[0].url')",
+		    "http://pay.evil.example/inv?id=1");
+	expect_json(r.out, "json_extract(?1, '$.analysis.links[0].raw')",
+		    "hxxp://pay[.]evil.example/inv?id=1");
+	expect_json(r.out, "json_extract(?1, '$.analysis.links[0].flags')", "[\"defanged\"]");
+	expect_json(r.out, "json_extract(?1, '$.analysis.links[0].where')", "[\"text\"]");
+	expect_json(r.out, "json_extract(?1, '$.analysis.recipients[0].name')",
+		    "Bob \x1b[31mRed");
+	expect_json(r.out, "json_extract(?1, '$.analysis.senders.from')", "a@b.example");
+	expect_json(r.out, "json_extract(?1, '$.analysis.sha256') = json_extract(?1, '$.sha256')",
+		    "1");
+	expect_json(r.out, "json_extract(?1, '$.analysis.campaign.id') GLOB 'C[0-9a-f]*'", "1");
+	run_free(&r);
+	/* The other message is analysed too; a broken analysis.db is no analysis. */
+	r = run("show --json -d %s %s", data, qid_big);
+	expect_json(r.out, "json_type(?1, '$.analysis')", "object");
+	run_free(&r);
+
 	/* A changed file is flagged. */
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "cd %s/spool/new && for f in *; do echo tamper >> \"$f\"; done",
@@ -403,7 +452,20 @@ static void test_show_message(void **state)
 	assert_int_equal(system(cmd), 0);
 	r = run("show -d %s %s", data, qid);
 	expect_in(r.out, "FILE DIFFERS");
+	/* Its analysis (of the bytes as captured) is still found by spool file name. */
+	expect_in(r.out, "links (1)");
 	run_free(&r);
+	/* An analysis.db that is not one is no analysis, not an error. */
+	snprintf(cmd, sizeof(cmd), "mv %s/analysis.db %s/adb.keep && echo junk > %s/analysis.db",
+		 data, work, data);
+	assert_int_equal(system(cmd), 0);
+	r = run("show --json -d %s %s", data, qid);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_type(?1, '$.analysis')", "null");
+	run_free(&r);
+	snprintf(cmd, sizeof(cmd), "rm -f %s/analysis.db* && mv %s/adb.keep %s/analysis.db",
+		 data, work, data);
+	assert_int_equal(system(cmd), 0);
 }
 
 static void test_show_session(void **state)
