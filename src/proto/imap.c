@@ -3430,6 +3430,10 @@ void imap_session_hangup(struct imap_session *s, const char *reason)
 		buf_reset(&s->out);
 		untagged(s, "BYE Disconnected for inactivity.");
 		flush_out(s);
+	} else if (reason && strcmp(reason, "shutdown") == 0) {
+		buf_reset(&s->out);
+		untagged(s, "BYE Server shutting down.");
+		flush_out(s);
 	}
 	s->susp = SUSP_CLOSED;
 }

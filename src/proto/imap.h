@@ -73,8 +73,10 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 /* Resume after ops->starttls(): the handshake succeeded. */
 void imap_session_tls_started(struct imap_session *s, const char *version,
 			      const char *cipher, int bits);
-/* The client went away ("client_closed", ...) or was idle too long ("timeout": Dovecot's
- * "* BYE Disconnected for inactivity." is queued and flushed). */
+/* The session ends from outside: "client_closed", "error", "timeout" (Dovecot's
+ * "* BYE Disconnected for inactivity." is sent) or "shutdown" ("* BYE Server shutting
+ * down.").  During an APPEND commit the message is still recorded when committed()
+ * comes. */
 void imap_session_hangup(struct imap_session *s, const char *reason);
 
 /* "not_authenticated", "authenticated", "selected", "auth" (SASL exchange), "idle",
