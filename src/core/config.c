@@ -25,14 +25,14 @@
 #define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
-		K_SIZE64, K_UINT, K_MS };
+		K_SIZE64, K_UINT, K_MS, K_RANGE };
 
 struct key_def {
 	const char *name;
 	enum key_type type;
 	size_t off;
 	uint64_t min, max; /* numeric bounds (bytes, count or milliseconds) */
-	size_t count_off;  /* lists: offset of the element count */
+	size_t count_off;  /* lists: offset of the element count; K_RANGE: of the upper end */
 };
 
 #define OFF(f) offsetof(struct mxb_config, f)
@@ -51,6 +51,16 @@ static const struct key_def keys[] = {
 	{ "smtp_listen", K_LISTEN, OFF(smtp_listen), 0, 0, OFF(n_smtp_listen) },
 	{ "submission_listen", K_LISTEN, OFF(submission_listen), 0, 0, OFF(n_submission_listen) },
 	{ "smtps_listen", K_LISTEN, OFF(smtps_listen), 0, 0, OFF(n_smtps_listen) },
+	{ "imap_listen", K_LISTEN, OFF(imap_listen), 0, 0, OFF(n_imap_listen) },
+	{ "imaps_listen", K_LISTEN, OFF(imaps_listen), 0, 0, OFF(n_imaps_listen) },
+	{ "pop3_listen", K_LISTEN, OFF(pop3_listen), 0, 0, OFF(n_pop3_listen) },
+	{ "pop3s_listen", K_LISTEN, OFF(pop3s_listen), 0, 0, OFF(n_pop3s_listen) },
+	{ "password_list", K_STR, OFF(password_list), 0, 0, 0 },
+	{ "password_top_n", K_UINT, OFF(password_top_n), 1, 10000000, 0 },
+	{ "crack_after_failures", K_RANGE, OFF(crack_fail_min), 0, 1000, OFF(crack_fail_max) },
+	{ "max_accounts", K_UINT, OFF(max_accounts), 1, 100000000, 0 },
+	{ "distributed_window", K_MS, OFF(distributed_window_ms), 1000, 30 * 86400000U, 0 },
+	{ "distributed_min_ips", K_UINT, OFF(distributed_min_ips), 1, 1000000, 0 },
 	{ "data_dir", K_PATH, OFF(data_dir), 0, 0, 0 },
 	{ "tls_cert_file", K_STR, OFF(tls_cert_file), 0, 0, 0 },
 	{ "tls_key_file", K_STR, OFF(tls_key_file), 0, 0, 0 },
@@ -66,10 +76,20 @@ static const struct key_def keys[] = {
 	{ "idle_timeout", K_MS, OFF(idle_timeout_ms), 1000, 86400000, 0 },
 	{ "session_timeout", K_MS, OFF(session_timeout_ms), 1000, 7 * 86400000U, 0 },
 	{ "tls_handshake_timeout", K_MS, OFF(tls_handshake_timeout_ms), 1000, 3600000, 0 },
+	{ "login_timeout", K_MS, OFF(login_timeout_ms), 1000, 86400000, 0 },
+	{ "imap_idle_timeout", K_MS, OFF(imap_idle_timeout_ms), 1000, 86400000, 0 },
+	{ "pop3_idle_timeout", K_MS, OFF(pop3_idle_timeout_ms), 1000, 86400000, 0 },
+	{ "imap_line_length_limit", K_SIZE, OFF(imap_line_length_limit), 1024, 16 * MIB, 0 },
+	{ "imap_literal_max", K_SIZE, OFF(imap_literal_max), KIB, GIB, 0 },
+	{ "imap_bad_command_limit", K_UINT, OFF(imap_bad_command_limit), 1, 100000, 0 },
+	{ "pop3_bad_command_limit", K_UINT, OFF(pop3_bad_command_limit), 1, 100000, 0 },
+	{ "auth_penalty", K_BOOL, OFF(auth_penalty), 0, 0, 0 },
 	{ "max_connections", K_UINT, OFF(max_connections), 1, 1000000, 0 },
 	{ "max_connections_per_ip", K_UINT, OFF(max_connections_per_ip), 0, 1000000, 0 },
 	{ "connection_rate_per_ip", K_UINT, OFF(connection_rate_per_ip), 0, 1000000, 0 },
+	{ "max_connections_per_prefix", K_UINT, OFF(max_connections_per_prefix), 0, 1000000, 0 },
 	{ "spool_budget", K_SIZE64, OFF(spool_budget), 0, (uint64_t)1 << 50, 0 },
+	{ "analyzer", K_BOOL, OFF(analyzer), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -169,6 +189,17 @@ void config_defaults(struct mxb_config *cfg)
 	set_listen(cfg->submission_listen, &cfg->n_submission_listen, "127.0.0.1:2587",
 		   "[::1]:2587");
 	set_listen(cfg->smtps_listen, &cfg->n_smtps_listen, "127.0.0.1:2465", "[::1]:2465");
+	set_listen(cfg->imap_listen, &cfg->n_imap_listen, "127.0.0.1:2143", "[::1]:2143");
+	set_listen(cfg->imaps_listen, &cfg->n_imaps_listen, "127.0.0.1:2993", "[::1]:2993");
+	set_listen(cfg->pop3_listen, &cfg->n_pop3_listen, "127.0.0.1:2110", "[::1]:2110");
+	set_listen(cfg->pop3s_listen, &cfg->n_pop3s_listen, "127.0.0.1:2995", "[::1]:2995");
+	cfg->password_list = xstrdup(MXB_DEFAULT_PASSWORD_LIST);
+	cfg->password_top_n = 1000;
+	cfg->crack_fail_min = 2;
+	cfg->crack_fail_max = 6;
+	cfg->max_accounts = 100000;
+	cfg->distributed_window_ms = 3600000;
+	cfg->distributed_min_ips = 5;
 	cfg->data_dir = xstrdup("./mxbait-data");
 	cfg->tls_cert_file = xstrdup("");
 	cfg->tls_key_file = xstrdup("");
@@ -184,10 +215,20 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->idle_timeout_ms = 300000;
 	cfg->session_timeout_ms = 3600000;
 	cfg->tls_handshake_timeout_ms = 30000;
+	cfg->login_timeout_ms = 180000;
+	cfg->imap_idle_timeout_ms = 1800000;
+	cfg->pop3_idle_timeout_ms = 600000;
+	cfg->imap_line_length_limit = 65536;
+	cfg->imap_literal_max = 10 * MIB;
+	cfg->imap_bad_command_limit = 20;
+	cfg->pop3_bad_command_limit = 20;
+	cfg->auth_penalty = true;
 	cfg->max_connections = 1000;
 	cfg->max_connections_per_ip = 20;
 	cfg->connection_rate_per_ip = 120;
+	cfg->max_connections_per_prefix = 50;
 	cfg->spool_budget = GIB;
+	cfg->analyzer = true;
 }
 
 void config_free(struct mxb_config *cfg)
@@ -200,6 +241,11 @@ void config_free(struct mxb_config *cfg)
 	free_list(cfg->smtp_listen, cfg->n_smtp_listen);
 	free_list(cfg->submission_listen, cfg->n_submission_listen);
 	free_list(cfg->smtps_listen, cfg->n_smtps_listen);
+	free_list(cfg->imap_listen, cfg->n_imap_listen);
+	free_list(cfg->imaps_listen, cfg->n_imaps_listen);
+	free_list(cfg->pop3_listen, cfg->n_pop3_listen);
+	free_list(cfg->pop3s_listen, cfg->n_pop3s_listen);
+	free(cfg->password_list);
 	free(cfg->data_dir);
 	free(cfg->tls_cert_file);
 	free(cfg->tls_key_file);
@@ -551,6 +597,29 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 	case K_MS:
 		why = parse_duration(val, &v);
 		break;
+	case K_RANGE: {
+		/* "lo-hi" or a single number (lo = hi) */
+		uint64_t lo, hi;
+		const char *e;
+		if (!parse_u64(val, &lo, &e))
+			return fail(p, k->name, "expected a range (e.g. 2-6)");
+		if (*e == '-') {
+			if (!parse_u64(e + 1, &hi, &e))
+				return fail(p, k->name, "expected a range (e.g. 2-6)");
+		} else {
+			hi = lo;
+		}
+		if (*e)
+			return fail(p, k->name, "expected a range (e.g. 2-6)");
+		if (lo > hi)
+			return fail(p, k->name, "the lower end is above the upper end");
+		if (lo < k->min || hi > k->max)
+			return fail(p, k->name, "out of range (%llu to %llu)",
+				    (unsigned long long)k->min, (unsigned long long)k->max);
+		*(unsigned *)field(cfg, k->off) = (unsigned)lo;
+		*(unsigned *)field(cfg, k->count_off) = (unsigned)hi;
+		return 0;
+	}
 	}
 	if (why)
 		return fail(p, k->name, "%s", why);
@@ -672,10 +741,11 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 			    "soft_error_limit (%u) above hard_error_limit (%u)",
 			    cfg->soft_error_limit, cfg->hard_error_limit);
 	}
-	if (!cfg->n_smtp_listen && !cfg->n_submission_listen && !cfg->n_smtps_listen) {
+	if (!cfg->n_smtp_listen && !cfg->n_submission_listen && !cfg->n_smtps_listen &&
+	    !cfg->n_imap_listen && !cfg->n_imaps_listen && !cfg->n_pop3_listen &&
+	    !cfg->n_pop3s_listen) {
 		p.line = 0;
-		return fail(&p, NULL, "no listener configured (smtp_listen, submission_listen "
-				      "and smtps_listen are all empty)");
+		return fail(&p, NULL, "no listener configured (every *_listen key is empty)");
 	}
 	return 0;
 }

@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #define MXB_MAX_LISTEN 8
+/* Debian's nmap-common: 5000 passwords ranked by frequency in real leaks. */
+#define MXB_DEFAULT_PASSWORD_LIST "/usr/share/nmap/nselib/data/passwords.lst"
 
 struct mxb_config {
 	/* identity and recipients */
@@ -26,8 +28,18 @@ struct mxb_config {
 	bool vrfy_enabled;           /* vrfy = no */
 	bool auth_on_mx;             /* smtp_auth_on_port25 = no */
 	bool cram_md5;               /* auth_cram_md5 = no */
-	char **accounts;             /* accounts = user:password, ... (fixed accounts) */
+	char **accounts;             /* accounts = user:password, ... (the deception policy's
+				      * fixed accounts: always that password, nothing else) */
 	size_t n_accounts;
+
+	/* deception policy (deceive/deception.h) */
+	char *password_list;         /* ranked list, nmap's passwords.lst (built-in 20 if absent) */
+	unsigned password_top_n;     /* password_top_n = 1000 */
+	unsigned crack_fail_min;     /* crack_after_failures = 2-6 */
+	unsigned crack_fail_max;
+	unsigned max_accounts;       /* max_accounts = 100000 */
+	unsigned distributed_window_ms; /* distributed_window = 1h (mxbait creds) */
+	unsigned distributed_min_ips;   /* distributed_min_ips = 5 (mxbait creds) */
 
 	/* listeners: "addr:port" / "[v6]:port" strings; empty list disables the role */
 	char *smtp_listen[MXB_MAX_LISTEN];
@@ -36,6 +48,14 @@ struct mxb_config {
 	size_t n_submission_listen;
 	char *smtps_listen[MXB_MAX_LISTEN];
 	size_t n_smtps_listen;
+	char *imap_listen[MXB_MAX_LISTEN];   /* 143: STARTTLS */
+	size_t n_imap_listen;
+	char *imaps_listen[MXB_MAX_LISTEN];  /* 993: implicit TLS */
+	size_t n_imaps_listen;
+	char *pop3_listen[MXB_MAX_LISTEN];   /* 110: STLS */
+	size_t n_pop3_listen;
+	char *pop3s_listen[MXB_MAX_LISTEN];  /* 995: implicit TLS */
+	size_t n_pop3s_listen;
 
 	/* state */
 	char *data_dir;              /* data_dir = ./mxbait-data */
@@ -56,11 +76,25 @@ struct mxb_config {
 	unsigned session_timeout_ms; /* total session time: 1h */
 	unsigned tls_handshake_timeout_ms; /* 30s */
 
+	/* IMAP and POP3 (Dovecot 2.3 names and defaults in brackets) */
+	unsigned login_timeout_ms;     /* before login: 3m (login processes) */
+	unsigned imap_idle_timeout_ms; /* after login: 30m (imap autologout) */
+	unsigned pop3_idle_timeout_ms; /* after login: 10m (pop3) */
+	size_t imap_line_length_limit; /* [imap_max_line_length] 64k */
+	size_t imap_literal_max;       /* largest APPEND: 10m */
+	unsigned imap_bad_command_limit; /* BAD replies in a row after login: 20 */
+	unsigned pop3_bad_command_limit; /* bad commands in a row after login: 20 */
+	bool auth_penalty;             /* Dovecot's growing per-session auth penalty: yes */
+
 	/* resources */
 	unsigned max_connections;        /* 1000 */
 	unsigned max_connections_per_ip; /* [smtpd_client_connection_count_limit] 20 */
 	unsigned connection_rate_per_ip; /* connections per minute per IP: 120, 0 = off */
+	unsigned max_connections_per_prefix; /* per /24 (IPv4) or /48 (IPv6): 50, 0 = off */
 	uint64_t spool_budget;           /* bytes for captured mail: 1g */
+
+	/* processes */
+	bool analyzer;                   /* run the analyzer child: yes */
 };
 
 /* Fill cfg with the embedded defaults. */

@@ -1,5 +1,5 @@
 /*
- * conn: one client connection hosting one SMTP engine session (see conn.h).
+ * conn: one client connection hosting one protocol engine session (see conn.h).
  *
  * Life of a connection:
  *   accept -> limits -> [implicit TLS handshake] -> banner -> feed/suspend/resume ...
@@ -61,7 +61,7 @@ enum susp {
 struct conn {
 	struct conn_server *srv;
 	struct conn *prev, *next;
-	enum smtp_role role;
+	enum mxb_role role;
 	char id[17];
 	char ip[64];
 	unsigned port;
@@ -71,7 +71,8 @@ struct conn {
 
 	struct bufferevent *sock_bev; /* the socket */
 	struct bufferevent *bev;      /* top: sock_bev or the TLS filter over it */
-	struct smtp_session *s;
+	const struct proto_engine *eng;
+	void *s;                      /* the engine's session */
 	struct spool_msg *msg;
 	struct buf out;               /* replies of the current engine call */
 	struct evbuffer_cb_entry *sock_out_entry;
@@ -90,6 +91,7 @@ struct conn {
 	bool free_scheduled;
 	bool admitted;
 	bool committing;
+	bool logged_in;       /* the engine reported a user: post-login idle timeout */
 	const char *pending_reason; /* conn_end() asked while a commit was in flight */
 	const char *pending_engine;
 	bool pending_flush;
@@ -102,14 +104,9 @@ static void conn_close(struct conn *c, const char *reason, bool flush);
 static void conn_end(struct conn *c, const char *reason, const char *engine_reason,
 		     bool flush);
 
-const char *conn_role_name(enum smtp_role role)
+const char *conn_role_name(enum mxb_role role)
 {
-	switch (role) {
-	case SMTP_ROLE_MX: return "smtp";
-	case SMTP_ROLE_SUBMISSION: return "submission";
-	case SMTP_ROLE_SMTPS: return "smtps";
-	}
-	return "smtp";
+	return mxb_role_name(role);
 }
 
 static int64_t mono_ms(void)
@@ -169,11 +166,11 @@ static void emit_offence(struct conn *c, const char *kind, const char *detail, s
 static void emit_disconnect(struct conn *c, const char *reason)
 {
 	int64_t dur = (mxb_now_us() - c->start_us) / 1000;
-	struct smtp_counters k = { 0, 0, 0 };
+	struct proto_counters k = { 0, 0, 0 };
 	const char *state = "connected"; /* no session yet (refused): the engine's first state */
 	if (c->s) {
-		smtp_session_counters(c->s, &k);
-		state = c->end_state[0] ? c->end_state : smtp_session_state_name(c->s);
+		c->eng->counters(c->s, &k);
+		state = c->end_state[0] ? c->end_state : c->eng->state_name(c->s);
 	}
 	struct mxb_event *ev = mxb_event_new("disconnect");
 	if (ev) {
@@ -217,6 +214,21 @@ static void conn_flush_out(struct conn *c)
 	}
 }
 
+static void conn_set_timeouts(struct conn *c);
+
+/* After every engine call: its replies leave in one piece, and a login (the engine now
+ * names a user) switches IMAP and POP3 from the pre-login to the post-login idle
+ * timeout, as Dovecot's login process hands over to imap/pop3. */
+static void conn_after_engine(struct conn *c)
+{
+	conn_flush_out(c);
+	if (!c->dead && !c->logged_in && c->s && c->eng->auth_user(c->s)) {
+		c->logged_in = true;
+		if (c->bev && c->susp != SUSP_HANDSHAKE)
+			conn_set_timeouts(c);
+	}
+}
+
 /* ---- lifetime ---- */
 
 static void conn_free(struct conn *c)
@@ -240,7 +252,9 @@ static void conn_free(struct conn *c)
 		}
 	if (c->msg)
 		spool_msg_abort(&c->msg);
-	smtp_session_free(&c->s);
+	if (c->s)
+		c->eng->destroy(c->s);
+	c->s = NULL;
 	if (c->sock_out_entry)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock_bev), c->sock_out_entry);
 	if (c->bev)
@@ -323,9 +337,8 @@ static void conn_end(struct conn *c, const char *reason, const char *engine_reas
 	}
 	if (c->s && c->started && c->susp != SUSP_CLOSE) {
 		/* the disconnect event tells what the client was doing, not "closed" */
-		snprintf(c->end_state, sizeof(c->end_state), "%s",
-			 smtp_session_state_name(c->s));
-		smtp_session_hangup(c->s, engine_reason);
+		snprintf(c->end_state, sizeof(c->end_state), "%s", c->eng->state_name(c->s));
+		c->eng->hangup(c->s, engine_reason);
 	}
 	conn_close(c, reason, flush);
 }
@@ -390,7 +403,7 @@ static void commit_done(void *arg, const struct spool_result *r)
 		conn_schedule_free(c);
 		return;
 	}
-	struct smtp_commit_result res = {
+	struct proto_commit_result res = {
 		.ok = r->ok,
 		.no_space = r->no_space,
 		.queue_id = r->queue_id,
@@ -400,8 +413,8 @@ static void commit_done(void *arg, const struct spool_result *r)
 	};
 	if (c->susp == SUSP_COMMIT)
 		c->susp = SUSP_NONE;
-	smtp_session_committed(c->s, &res);
-	conn_flush_out(c);
+	c->eng->committed(c->s, &res);
+	conn_after_engine(c);
 	if (c->pending_reason) {
 		conn_end(c, c->pending_reason, c->pending_engine, c->pending_flush);
 		return;
@@ -454,8 +467,8 @@ static void conn_wait_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->dead || c->susp != SUSP_WAIT)
 		return;
 	c->susp = SUSP_NONE;
-	smtp_session_resume(c->s);
-	conn_flush_out(c);
+	c->eng->resume(c->s);
+	conn_after_engine(c);
 	conn_run(c);
 }
 
@@ -474,7 +487,7 @@ static void op_close(void *ctx, const char *reason)
 	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "error");
 }
 
-static const struct smtp_host_ops conn_ops = {
+static const struct proto_host_ops conn_ops = {
 	.send = op_send,
 	.event = op_event,
 	.msg_open = op_msg_open,
@@ -492,9 +505,26 @@ static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
 
+/* SMTP: idle_timeout (Postfix smtpd_timeout).  IMAP and POP3: login_timeout until a
+ * login (Dovecot's login processes: 3 min), then imap_idle_timeout (30 min, the RFC
+ * 3501 autologout minimum Dovecot uses) or pop3_idle_timeout (10 min). */
+static unsigned conn_idle_ms(const struct conn *c)
+{
+	const struct mxb_config *cfg = c->srv->cfg;
+	switch (mxb_role_family(c->role)) {
+	case MXB_FAMILY_IMAP:
+		return c->logged_in ? cfg->imap_idle_timeout_ms : cfg->login_timeout_ms;
+	case MXB_FAMILY_POP3:
+		return c->logged_in ? cfg->pop3_idle_timeout_ms : cfg->login_timeout_ms;
+	case MXB_FAMILY_SMTP:
+		break;
+	}
+	return cfg->idle_timeout_ms;
+}
+
 static void conn_set_timeouts(struct conn *c)
 {
-	struct timeval idle = ms_tv(c->srv->cfg->idle_timeout_ms);
+	struct timeval idle = ms_tv(conn_idle_ms(c));
 	bufferevent_set_timeouts(c->bev, &idle, &idle);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_MAX);
 }
@@ -584,12 +614,12 @@ static void conn_tls_done(struct conn *c)
 	c->tls_on = true;
 	c->susp = SUSP_NONE;
 	conn_set_timeouts(c);
-	smtp_session_tls_started(c->s, version, cipher, bits);
+	c->eng->tls_started(c->s, version, cipher, bits);
 	if (!c->started) {
 		c->started = true;
-		smtp_session_start(c->s);
+		c->eng->start(c->s);
 	}
-	conn_flush_out(c);
+	conn_after_engine(c);
 	conn_run(c);
 }
 
@@ -629,11 +659,11 @@ static void conn_run(struct conn *c)
 			break;
 		size_t n = avail > FEED_MAX ? FEED_MAX : avail;
 		const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-		size_t used = smtp_session_feed(c->s, p, n);
+		size_t used = c->eng->feed(c->s, p, n);
 		if (used > n)
 			used = n;
 		evbuffer_drain(in, used);
-		conn_flush_out(c);
+		conn_after_engine(c);
 		if (c->dead)
 			return;
 		if (used == 0 && c->susp == SUSP_NONE) {
@@ -776,21 +806,40 @@ static void emit_connect(struct conn *c)
 	}
 }
 
-/* Over a limit: Postfix smtpd's anvil answers, then hangs up. */
-static void conn_refuse(struct conn *c, evutil_socket_t fd, enum limits_verdict v)
+/* The refusal text of an over-limit (or shutting-down) connection, as the real server
+ * of the protocol words it: Postfix smtpd's anvil answers for SMTP; Dovecot has no
+ * pre-login per-address limit, and a login process that is full drops connections
+ * with "Connection queue full" (client_destroy_oldest), so IMAP and POP3 say that.
+ * Returns the length, 0 for none. */
+static int refusal_text(const struct conn *c, enum limits_verdict v, bool shutdown,
+			char *reply, size_t len)
 {
-	const char *reason = limits_reason(v);
-	if (c->role != SMTP_ROLE_SMTPS) {
-		/* (on smtps a reply would need a handshake first: the point of the limit is
-		 * not to spend one, so the connection is just closed) */
+	switch (mxb_role_family(c->role)) {
+	case MXB_FAMILY_IMAP:
+		return snprintf(reply, len, "* BYE %s\r\n",
+				shutdown ? "Server shutting down." : "Connection queue full");
+	case MXB_FAMILY_POP3:
+		return snprintf(reply, len, "-ERR %s\r\n",
+				shutdown ? "Server shutting down." : "Connection queue full");
+	case MXB_FAMILY_SMTP:
+		break;
+	}
+	if (v == LIMITS_TOTAL)
+		return snprintf(reply, len, "421 4.3.2 All server ports are busy\r\n");
+	return snprintf(reply, len, "421 4.7.0 %s Error: too many connections from %s\r\n",
+			c->srv->cfg->hostname, c->ip);
+}
+
+/* Over a limit: answer like the real server, then hang up. */
+static void conn_refuse(struct conn *c, evutil_socket_t fd, enum limits_verdict v,
+			bool shutdown)
+{
+	const char *reason = shutdown ? "shutdown" : limits_reason(v);
+	if (!mxb_role_implicit_tls(c->role)) {
+		/* (on implicit TLS a reply would need a handshake first: the point of the
+		 * limit is not to spend one, so the connection is just closed) */
 		char reply[512];
-		int n;
-		if (v == LIMITS_TOTAL)
-			n = snprintf(reply, sizeof(reply), "421 4.3.2 All server ports are busy\r\n");
-		else
-			n = snprintf(reply, sizeof(reply),
-				     "421 4.7.0 %s Error: too many connections from %s\r\n",
-				     c->srv->cfg->hostname, c->ip);
+		int n = refusal_text(c, v, shutdown, reply, sizeof(reply));
 		if (n > 0 && (size_t)n < sizeof(reply)) {
 			ssize_t w = send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 			(void)w; /* a fresh socket's buffer takes it; if not, nothing is lost */
@@ -810,7 +859,7 @@ static void conn_check_pregreet(struct conn *c, evutil_socket_t fd)
 		emit_offence(c, "pregreet", peek, (size_t)n);
 }
 
-void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t fd,
+void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd,
 		 const char *peer_ip, unsigned peer_port, const char *local_ip,
 		 unsigned local_port)
 {
@@ -833,7 +882,7 @@ void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t f
 		conn_role_name(role), c->local_ip, c->local_port);
 
 	if (srv->shutting_down) {
-		conn_refuse(c, fd, LIMITS_TOTAL);
+		conn_refuse(c, fd, LIMITS_TOTAL, true);
 		buf_free(&c->out);
 		free(c);
 		return;
@@ -841,14 +890,15 @@ void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t f
 	if (srv->limits) {
 		enum limits_verdict v = limits_admit(srv->limits, c->ip, mono_ms());
 		if (v != LIMITS_OK) {
-			conn_refuse(c, fd, v);
+			conn_refuse(c, fd, v, false);
 			buf_free(&c->out);
 			free(c);
 			return;
 		}
 		c->admitted = true;
 	}
-	if (role == SMTP_ROLE_SMTPS && !srv->ssl_ctx) {
+	c->eng = (unsigned)role < MXB_ROLE_COUNT ? srv->engine[role] : NULL;
+	if (!c->eng || (mxb_role_implicit_tls(role) && !srv->ssl_ctx)) {
 		emit_disconnect(c, "error");
 		if (c->admitted)
 			limits_release(srv->limits, c->ip, mono_ms());
@@ -865,7 +915,7 @@ void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t f
 	srv->conns = c;
 	srv->n_conns++;
 
-	if (role != SMTP_ROLE_SMTPS)
+	if (!mxb_role_implicit_tls(role))
 		conn_check_pregreet(c, fd);
 
 	struct event_base *base = srv->base;
@@ -877,10 +927,10 @@ void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t f
 	c->session_ev = evtimer_new(base, conn_session_timeout_cb, c);
 	c->handshake_ev = evtimer_new(base, conn_handshake_timeout_cb, c);
 	c->linger_ev = evtimer_new(base, conn_linger_cb, c);
-	struct smtp_peer peer = { .ip = c->ip, .port = c->port, .rdns = NULL };
+	struct proto_peer peer = { .ip = c->ip, .port = c->port, .rdns = NULL };
 	if (c->bev)
-		c->s = smtp_session_new(&srv->smtp_cfg[role], &peer, role == SMTP_ROLE_SMTPS,
-					&conn_ops, c);
+		c->s = c->eng->create(srv->engine_cfg[role], &peer, mxb_role_implicit_tls(role),
+				      &conn_ops, c);
 	if (!c->sock_bev || !c->free_ev || !c->run_ev || !c->wait_ev || !c->session_ev ||
 	    !c->handshake_ev || !c->linger_ev || !c->s) {
 		if (!c->sock_bev)
@@ -895,7 +945,7 @@ void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t f
 	struct timeval st = ms_tv(srv->cfg->session_timeout_ms);
 	evtimer_add(c->session_ev, &st);
 
-	if (role == SMTP_ROLE_SMTPS) {
+	if (mxb_role_implicit_tls(role)) {
 		c->tls_implicit = true;
 		if (conn_tls_begin(c) != 0)
 			conn_close(c, "error", false);
@@ -905,8 +955,8 @@ void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t f
 	conn_set_timeouts(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->started = true;
-	smtp_session_start(c->s);
-	conn_flush_out(c);
+	c->eng->start(c->s);
+	conn_after_engine(c);
 	conn_run(c); /* bytes may already wait (pregreet) */
 }
 

@@ -1,13 +1,16 @@
 /*
- * conn: one client connection, hosting one SMTP engine session.
+ * conn: one client connection, hosting one protocol engine session (SMTP, IMAP or
+ * POP3, driven through struct proto_engine of proto/proto.h; SMTP through
+ * core/smtp_adapter.h).
  *
  * The connection owns the socket (a libevent bufferevent, wrapped in an OpenSSL
- * filter for implicit TLS and after STARTTLS) and gives the engine its host services
- * (struct smtp_host_ops): replies are gathered per engine call and leave in one write,
+ * filter for implicit TLS and after STARTTLS/STLS) and gives the engine its host
+ * services (struct proto_host_ops): replies are gathered per engine call and leave in one write,
  * events get the common fields and go to the event store, message bytes go to the
  * spool, waits are timers, never sleeps.  It enforces the things the engine cannot
- * see: idle, session and handshake timeouts, bounded input and output buffers, the
- * STARTTLS plaintext-injection defence, and admission limits before any session.
+ * see: idle (per protocol, pre- and post-login), session and handshake timeouts,
+ * bounded input and output buffers, the STARTTLS/STLS plaintext-injection defence
+ * (RFC 3207 section 6, RFC 2595 section 3.1), and admission limits before any session.
  *
  * Lifetime: a connection is never freed inside one of its own callbacks; conn_close
  * marks it dead and a deferred event frees it.  A connection whose message commit is
@@ -23,7 +26,8 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
-#include "proto/smtp.h"
+#include "core/role.h"
+#include "proto/proto.h"
 
 struct event_base;
 struct eventstore;
@@ -38,8 +42,12 @@ struct conn;
 struct conn_server {
 	struct event_base *base;
 	const struct mxb_config *cfg;
-	struct smtp_config smtp_cfg[3]; /* indexed by enum smtp_role */
-	SSL_CTX *ssl_ctx;               /* NULL: no TLS (STARTTLS not offered, smtps refused) */
+	/* The engine of each role and its config (struct smtp_config, imap_config or
+	 * pop3_config), owned by the caller.  A role without an engine refuses. */
+	const struct proto_engine *engine[MXB_ROLE_COUNT];
+	const void *engine_cfg[MXB_ROLE_COUNT];
+	SSL_CTX *ssl_ctx;               /* NULL: no TLS (STARTTLS not offered, implicit
+					 * TLS roles refused) */
 	struct spool *spool;            /* NULL: every message is refused (tests) */
 	struct eventstore *events;      /* NULL: events go to emit_hook or nowhere */
 	struct limits *limits;          /* NULL: no admission limits */
@@ -56,13 +64,14 @@ struct conn_server {
 	bool shutting_down;
 };
 
-/* Role names as used in events and logs: "smtp", "submission", "smtps". */
-const char *conn_role_name(enum smtp_role role);
+/* Role names as used in events and logs (mxb_role_name). */
+const char *conn_role_name(enum mxb_role role);
 
 /* Take an accepted socket (non-blocking).  peer/local addresses are textual. Applies
- * the admission limits; on refusal answers like Postfix's anvil, records connect and
- * disconnect, and closes.  Always takes ownership of fd. */
-void conn_accept(struct conn_server *srv, enum smtp_role role, evutil_socket_t fd,
+ * the admission limits; on refusal answers like the real server (Postfix's anvil for
+ * SMTP, Dovecot's "Connection queue full" for IMAP and POP3; nothing on implicit TLS),
+ * records connect and disconnect, and closes.  Always takes ownership of fd. */
+void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd,
 		 const char *peer_ip, unsigned peer_port, const char *local_ip,
 		 unsigned local_port);
 

@@ -4,9 +4,13 @@
  * A chained hash table keyed by the textual address with a per-process random seed
  * (addresses come from the kernel, but a seed costs nothing).  The rate is counted in
  * fixed one-minute windows per address, as Postfix's anvil does with its
- * anvil_rate_time_unit.
+ * anvil_rate_time_unit.  Prefixes (/24, /48) live in the same table under their
+ * "network/len" text, which no address text can equal (it has a '/').
  */
 #include "core/limits.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -25,7 +29,7 @@ struct ip_entry {
 };
 
 struct limits {
-	unsigned max_total, max_per_ip, rate;
+	unsigned max_total, max_per_ip, rate, max_per_prefix;
 	size_t active;
 	size_t n_entries;
 	size_t n_buckets;
@@ -143,6 +147,49 @@ void limits_sweep(struct limits *l, int64_t now)
 	}
 }
 
+void limits_set_per_prefix(struct limits *l, unsigned max_per_prefix)
+{
+	l->max_per_prefix = max_per_prefix;
+}
+
+int limits_prefix(const char *ip, char *out, size_t outlen)
+{
+	unsigned char a[16];
+	char t[INET6_ADDRSTRLEN];
+	int n;
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		a[3] = 0;
+	} else if (inet_pton(AF_INET6, ip, a) == 1) {
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (!memcmp(a, mapped, sizeof(mapped))) {
+			memmove(a, a + 12, 4); /* ::ffff:a.b.c.d is an IPv4 client */
+			a[3] = 0;
+		} else {
+			memset(a + 6, 0, 10);
+			if (!inet_ntop(AF_INET6, a, t, sizeof(t)))
+				return -1;
+			n = snprintf(out, outlen, "%s/48", t);
+			return n > 0 && (size_t)n < outlen ? 0 : -1;
+		}
+	} else {
+		return -1;
+	}
+	if (!inet_ntop(AF_INET, a, t, sizeof(t)))
+		return -1;
+	n = snprintf(out, outlen, "%s/24", t);
+	return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+/* The prefix entry of ip, or NULL (no prefix limit, not an address, no memory). */
+static struct ip_entry *prefix_entry(struct limits *l, const char *ip, bool create,
+				     int64_t now)
+{
+	char pfx[INET6_ADDRSTRLEN + 8];
+	if (!l->max_per_prefix || limits_prefix(ip, pfx, sizeof(pfx)) != 0)
+		return NULL;
+	return lookup(l, pfx, create, now);
+}
+
 enum limits_verdict limits_admit(struct limits *l, const char *ip, int64_t now)
 {
 	if (now - l->last_sweep >= SWEEP_EVERY_MS)
@@ -162,6 +209,13 @@ enum limits_verdict limits_admit(struct limits *l, const char *ip, int64_t now)
 		return LIMITS_PER_IP;
 	if (l->rate && e->attempts > l->rate)
 		return LIMITS_RATE;
+	struct ip_entry *pe = prefix_entry(l, ip, true, now);
+	if (pe) {
+		pe->window_start = now; /* kept while used, swept a window after */
+		if (pe->active >= l->max_per_prefix)
+			return LIMITS_PER_PREFIX;
+		pe->active++;
+	}
 	e->active++;
 	l->active++;
 	return LIMITS_OK;
@@ -174,6 +228,15 @@ void limits_release(struct limits *l, const char *ip, int64_t now)
 		return;
 	e->active--;
 	l->active--;
+	struct ip_entry *pe = prefix_entry(l, ip, false, now);
+	if (pe && pe->active)
+		pe->active--;
+}
+
+unsigned limits_active_prefix(const struct limits *l, const char *ip)
+{
+	struct ip_entry *pe = prefix_entry((struct limits *)l, ip, false, 0);
+	return pe ? pe->active : 0;
 }
 
 size_t limits_active(const struct limits *l)
@@ -198,6 +261,7 @@ const char *limits_reason(enum limits_verdict v)
 	case LIMITS_TOTAL: return "limit_connections";
 	case LIMITS_PER_IP: return "limit_per_ip";
 	case LIMITS_RATE: return "limit_rate";
+	case LIMITS_PER_PREFIX: return "limit_per_prefix";
 	default: return "ok";
 	}
 }

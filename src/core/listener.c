@@ -25,7 +25,7 @@
 struct listener {
 	struct listener_set *set;
 	struct evconnlistener *evl;
-	enum smtp_role role;
+	enum mxb_role role;
 	char addr[80];
 };
 
@@ -39,9 +39,9 @@ struct listener_set {
 	struct event *resume_ev;
 };
 
-static const char *role_name(enum smtp_role r)
+static const char *role_name(enum mxb_role r)
 {
-	return r == SMTP_ROLE_MX ? "smtp" : r == SMTP_ROLE_SUBMISSION ? "submission" : "smtps";
+	return mxb_role_name(r);
 }
 
 int listener_parse_addr(const char *s, struct sockaddr_storage *ss, int *len_r)
@@ -179,7 +179,7 @@ static void error_cb(struct evconnlistener *evl, void *arg)
 	log_msg(LOG_WARNING, NULL, "accept on %s: %s", l->addr, strerror(err));
 }
 
-static int open_one(struct listener_set *ls, enum smtp_role role, const char *addr,
+static int open_one(struct listener_set *ls, enum mxb_role role, const char *addr,
 		    char **err_r)
 {
 	struct sockaddr_storage ss;
@@ -238,7 +238,23 @@ struct listener_set *listener_set_open(struct event_base *base, const struct mxb
 {
 	*err_r = NULL;
 	struct listener_set *ls = calloc(1, sizeof(*ls));
-	size_t total = cfg->n_smtp_listen + cfg->n_submission_listen + cfg->n_smtps_listen;
+	struct {
+		enum mxb_role role;
+		char *const *v;
+		size_t n;
+	} roles[] = {
+		{ MXB_ROLE_SMTP, cfg->smtp_listen, cfg->n_smtp_listen },
+		{ MXB_ROLE_SUBMISSION, cfg->submission_listen, cfg->n_submission_listen },
+		{ MXB_ROLE_SMTPS, cfg->smtps_listen, cfg->n_smtps_listen },
+		{ MXB_ROLE_IMAP, cfg->imap_listen, cfg->n_imap_listen },
+		{ MXB_ROLE_IMAPS, cfg->imaps_listen, cfg->n_imaps_listen },
+		{ MXB_ROLE_POP3, cfg->pop3_listen, cfg->n_pop3_listen },
+		{ MXB_ROLE_POP3S, cfg->pop3s_listen, cfg->n_pop3s_listen },
+	};
+	size_t n_roles = sizeof(roles) / sizeof(roles[0]);
+	size_t total = 0;
+	for (size_t r = 0; r < n_roles; r++)
+		total += roles[r].n;
 	if (!ls || !(ls->l = calloc(total ? total : 1, sizeof(*ls->l))) ||
 	    !(ls->resume_ev = evtimer_new(base, resume_cb, ls))) {
 		if (ls)
@@ -250,16 +266,7 @@ struct listener_set *listener_set_open(struct event_base *base, const struct mxb
 	ls->base = base;
 	ls->fn = fn;
 	ls->arg = arg;
-	struct {
-		enum smtp_role role;
-		char *const *v;
-		size_t n;
-	} roles[] = {
-		{ SMTP_ROLE_MX, cfg->smtp_listen, cfg->n_smtp_listen },
-		{ SMTP_ROLE_SUBMISSION, cfg->submission_listen, cfg->n_submission_listen },
-		{ SMTP_ROLE_SMTPS, cfg->smtps_listen, cfg->n_smtps_listen },
-	};
-	for (size_t r = 0; r < 3; r++) {
+	for (size_t r = 0; r < n_roles; r++) {
 		size_t ok = 0;
 		char *soft = NULL;
 		for (size_t i = 0; i < roles[r].n; i++) {

@@ -1,8 +1,8 @@
 /*
  * listener: the listening sockets of every configured address and role.
  *
- * Binds each "addr:port" / "[v6]:port" of smtp_listen, submission_listen and
- * smtps_listen (IPv6 sockets with IPV6_V6ONLY, so [::]:25 and 0.0.0.0:25 can coexist;
+ * Binds each "addr:port" / "[v6]:port" of smtp_listen, submission_listen,
+ * smtps_listen, imap_listen, imaps_listen, pop3_listen and pop3s_listen (IPv6 sockets with IPV6_V6ONLY, so [::]:25 and 0.0.0.0:25 can coexist;
  * on a host without IPv6 an IPv6 address is skipped with a warning as long as the role
  * has another address, so the loopback defaults work in IPv4-only containers),
  * and hands every accepted socket, non-blocking, with both addresses as text, to the
@@ -16,13 +16,13 @@
 
 #include <event2/util.h>
 
-#include "proto/smtp.h"
+#include "core/role.h"
 
 struct event_base;
 struct mxb_config;
 struct listener_set;
 
-typedef void (*listener_accept_fn)(void *arg, enum smtp_role role, evutil_socket_t fd,
+typedef void (*listener_accept_fn)(void *arg, enum mxb_role role, evutil_socket_t fd,
 				   const char *peer_ip, unsigned peer_port,
 				   const char *local_ip, unsigned local_port);
 

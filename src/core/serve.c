@@ -1,9 +1,17 @@
 /*
  * serve: start-up, event loop and shutdown of the daemon (see serve.h).
+ *
+ * Start-up order: data directory and its lock, listening sockets (the commonest
+ * failure, before any state is touched), spool, event store, the per-installation
+ * secret, the deception policy with its saved accounts, TLS, limits, the analyzer
+ * child; then the loop.  One deception policy answers SMTP AUTH, IMAP and POP3, so an
+ * account is the same everywhere.
  */
 #include "core/serve.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +20,15 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <strings.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "core/config.h"
@@ -23,13 +36,36 @@
 #include "core/limits.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/smtp_adapter.h"
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
+#include "deceive/deception.h"
+#include "proto/imap.h"
+#include "proto/pop3.h"
+#include "proto/smtp.h"
+#include "store/db.h"
 #include "store/eventstore.h"
 #include "store/spool.h"
 #include "util/buf.h"
 
 #define SHUTDOWN_GRACE_MS 10000
+#define SECRET_FILE "secret"
+#define SECRET_LEN 32
+#define ANALYZER_BACKOFF_MIN_MS 1000
+#define ANALYZER_BACKOFF_MAX_MS 60000
+#define ANALYZER_STABLE_MS 60000  /* ran this long: the next restart is quick again */
+#define ANALYZER_STOP_MS 5000     /* SIGTERM, then SIGKILL after this long */
+
+struct analyzer_child {
+	bool enabled;
+	pid_t pid;                /* 0: not running */
+	int64_t started_ms;
+	unsigned backoff_ms;
+	uid_t uid;                /* to run as (root: nobody when it can write data_dir) */
+	gid_t gid;
+	bool drop;
+	struct event *restart_ev, *sigchld_ev;
+};
 
 struct serve {
 	struct event_base *base;
@@ -37,6 +73,20 @@ struct serve {
 	struct listener_set *listeners;
 	struct event *sigint_ev, *sigterm_ev, *sighup_ev, *grace_ev;
 	bool stopping;
+	const struct mxb_config *cfg;
+	struct analyzer_child an;
+	/* engine configs (the conn_server points at them) */
+	struct smtp_config smtp_cfg[3];
+	struct imap_config imap_cfg[2];
+	struct pop3_config pop3_cfg[2];
+	uint8_t secret[SECRET_LEN];
+};
+
+/* The 20 most common passwords of nmap's ranked list, for a host without it. */
+static const char *const builtin_passwords[] = {
+	"123456", "12345", "123456789", "password", "iloveyou", "princess", "12345678",
+	"1234567", "abc123", "nicole", "daniel", "monkey", "babygirl", "qwerty", "lovely",
+	"654321", "michael", "jessica", "111111", "ashley",
 };
 
 /* mkdir -p, mode 0700 for what it creates (captured mail is private). */
@@ -89,6 +139,258 @@ static int lock_data_dir(const char *data_dir)
 	return fd; /* kept open (and locked) for the daemon's life */
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The per-installation secret (thresholds of the deception policy, generated
+ * mailboxes): made once from OpenSSL's CSPRNG, mode 0600, and reused, so accounts and
+ * mailboxes stay the same across restarts.  A file of the wrong size is an error
+ * rather than silently replaced (that would change every account). */
+static int load_secret(const char *data_dir, uint8_t out[SECRET_LEN])
+{
+	struct buf p;
+	buf_init(&p, 0);
+	buf_printf(&p, "%s/%s", data_dir, SECRET_FILE);
+	int rc = -1;
+	int fd = open(p.data, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		ssize_t n = read(fd, out, SECRET_LEN);
+		char extra;
+		if (n == SECRET_LEN && read(fd, &extra, 1) == 0)
+			rc = 0;
+		else
+			fprintf(stderr, "mxbait: %s is not %d bytes: move it away to make a new "
+					"one (accounts and mailboxes will change)\n", p.data,
+				SECRET_LEN);
+		close(fd);
+	} else if (errno == ENOENT) {
+		if (RAND_bytes(out, SECRET_LEN) != 1) {
+			fprintf(stderr, "mxbait: no random bytes for %s\n", p.data);
+		} else if ((fd = open(p.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+			fprintf(stderr, "mxbait: cannot create %s: %s\n", p.data, strerror(errno));
+		} else {
+			if (write(fd, out, SECRET_LEN) == SECRET_LEN && fsync(fd) == 0)
+				rc = 0;
+			else
+				fprintf(stderr, "mxbait: cannot write %s: %s\n", p.data,
+					strerror(errno));
+			close(fd);
+			if (rc != 0)
+				unlink(p.data);
+			else
+				log_msg(LOG_INFO, NULL, "created %s", p.data);
+		}
+	} else {
+		fprintf(stderr, "mxbait: cannot read %s: %s\n", p.data, strerror(errno));
+	}
+	buf_free(&p);
+	return rc;
+}
+
+static int restore_account(void *ctx, const struct deception_account *a)
+{
+	/* A row the policy refuses now (e.g. its domain is no longer served) is skipped:
+	 * one stale row must not stop the daemon. */
+	if (deception_restore(ctx, a) != 0)
+		log_msg(LOG_WARNING, NULL, "saved account not restored (no longer plausible)");
+	return 0;
+}
+
+/* The credential policy of every protocol, with its saved accounts loaded. */
+static struct auth_policy *make_policy(const struct mxb_config *cfg, struct eventstore *es,
+				       const uint8_t secret[SECRET_LEN], const char *db_path)
+{
+	char **list = NULL;
+	long n = deception_list_load(cfg->password_list, cfg->password_top_n, &list);
+	struct deception_config dc;
+	memset(&dc, 0, sizeof(dc));
+	if (n > 0) {
+		dc.passwords = (const char *const *)list;
+		dc.n_passwords = (size_t)n;
+	} else {
+		log_msg(LOG_WARNING, NULL, "password list %s %s: using the built-in 20 most "
+			"common passwords (install nmap-common or set password_list)",
+			cfg->password_list, n == 0 ? "is empty" : "cannot be read");
+		dc.passwords = builtin_passwords;
+		dc.n_passwords = sizeof(builtin_passwords) / sizeof(builtin_passwords[0]);
+	}
+	dc.top_n = cfg->password_top_n;
+	dc.fail_min = cfg->crack_fail_min;
+	dc.fail_max = cfg->crack_fail_max;
+	dc.domains = (const char *const *)cfg->local_domains;
+	dc.n_domains = cfg->n_local_domains;
+	dc.fixed = (const char *const *)cfg->accounts;
+	dc.n_fixed = cfg->n_accounts;
+	memcpy(dc.secret, secret, SECRET_LEN);
+	dc.max_accounts = cfg->max_accounts;
+	dc.save = eventstore_account_hook;
+	dc.save_ctx = es;
+	struct auth_policy *p = deception_new(&dc);
+	OPENSSL_cleanse(dc.secret, sizeof(dc.secret));
+	if (list)
+		deception_list_free(&list);
+	if (!p) {
+		fprintf(stderr, "mxbait: out of memory (credential policy)\n");
+		return NULL;
+	}
+	char *err = NULL;
+	int loaded = db_load_accounts(db_path, restore_account, p, &err);
+	if (loaded < 0) {
+		fprintf(stderr, "mxbait: cannot load saved accounts: %s\n", err ? err : "?");
+		free(err);
+		auth_policy_free(&p);
+		return NULL;
+	}
+	log_msg(LOG_INFO, NULL, "credential policy: %ld passwords (top %u), cracks after %u-%u "
+		"failures, %zu fixed accounts, %d saved accounts", n > 0 ? n : 20L,
+		cfg->password_top_n, cfg->crack_fail_min, cfg->crack_fail_max, cfg->n_accounts,
+		loaded);
+	return p;
+}
+
+/* The mail domain of generated mailboxes: the parent domain of the host name when it
+ * is served (mail.example.com serves example.com), else the first served domain. */
+static const char *mail_domain(const struct mxb_config *cfg)
+{
+	const char *dot = strchr(cfg->hostname, '.');
+	for (size_t i = 0; dot && i < cfg->n_local_domains; i++)
+		if (!strcasecmp(cfg->local_domains[i], dot + 1))
+			return cfg->local_domains[i];
+	return cfg->n_local_domains ? cfg->local_domains[0] : cfg->hostname;
+}
+
+/* ---- the analyzer child ---- */
+
+/* Who the analyzer runs as.  As root: nobody, when nobody may write the data directory
+ * (analysis.db) and read the spool; otherwise the daemon's own uid (documented: the
+ * parsing then runs as root, in a separate process still). */
+static void analyzer_pick_user(struct serve *sv)
+{
+	struct analyzer_child *an = &sv->an;
+	an->drop = false;
+	if (geteuid() != 0)
+		return;
+	struct passwd *pw = getpwnam("nobody");
+	struct stat st;
+	if (!pw || stat(sv->cfg->data_dir, &st) != 0)
+		return;
+	bool w = (st.st_uid == pw->pw_uid && (st.st_mode & S_IWUSR) && (st.st_mode & S_IXUSR)) ||
+		 (st.st_gid == pw->pw_gid && (st.st_mode & S_IWGRP) && (st.st_mode & S_IXGRP)) ||
+		 ((st.st_mode & S_IWOTH) && (st.st_mode & S_IXOTH));
+	if (!w) {
+		log_msg(LOG_WARNING, NULL, "analyzer runs as root: user nobody cannot write %s",
+			sv->cfg->data_dir);
+		return;
+	}
+	an->drop = true;
+	an->uid = pw->pw_uid;
+	an->gid = pw->pw_gid;
+}
+
+static void analyzer_start(struct serve *sv)
+{
+	struct analyzer_child *an = &sv->an;
+	if (!an->enabled || an->pid > 0 || sv->stopping)
+		return;
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_msg(LOG_WARNING, NULL, "cannot start the analyzer: %s", strerror(errno));
+		struct timeval tv = { an->backoff_ms / 1000, (an->backoff_ms % 1000) * 1000 };
+		event_add(an->restart_ev, &tv);
+		return;
+	}
+	if (pid == 0) {
+		/* The child: only async-signal-safe calls until exec. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the daemon killed hard: go too */
+		close_range(3, ~0U, 0);
+		if (an->drop && (setgroups(0, NULL) != 0 || setgid(an->gid) != 0 ||
+				 setuid(an->uid) != 0))
+			_exit(127);
+		char a0[] = "mxbait", a1[] = "analyze", a2[] = "--daemon", a3[] = "-d";
+		char *const argv[] = { a0, a1, a2, a3, sv->cfg->data_dir, NULL };
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	an->pid = pid;
+	an->started_ms = mono_ms();
+	log_msg(LOG_INFO, NULL, "analyzer started (pid %ld%s)", (long)pid,
+		an->drop ? ", user nobody" : "");
+}
+
+static void analyzer_restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	analyzer_start(arg);
+}
+
+static void analyzer_reaped(struct serve *sv, int status)
+{
+	struct analyzer_child *an = &sv->an;
+	int64_t ran = mono_ms() - an->started_ms;
+	an->pid = 0;
+	if (sv->stopping)
+		return;
+	if (WIFEXITED(status))
+		log_msg(LOG_WARNING, NULL, "analyzer exited with status %d after %lld ms",
+			WEXITSTATUS(status), (long long)ran);
+	else if (WIFSIGNALED(status))
+		log_msg(LOG_WARNING, NULL, "analyzer killed by signal %d after %lld ms",
+			WTERMSIG(status), (long long)ran);
+	if (ran >= ANALYZER_STABLE_MS)
+		an->backoff_ms = ANALYZER_BACKOFF_MIN_MS;
+	log_msg(LOG_INFO, NULL, "analyzer restarts in %u ms", an->backoff_ms);
+	struct timeval tv = { an->backoff_ms / 1000, (an->backoff_ms % 1000) * 1000 };
+	event_add(an->restart_ev, &tv);
+	an->backoff_ms = an->backoff_ms * 2 > ANALYZER_BACKOFF_MAX_MS ? ANALYZER_BACKOFF_MAX_MS
+								       : an->backoff_ms * 2;
+}
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct serve *sv = arg;
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		if (pid == sv->an.pid)
+			analyzer_reaped(sv, status);
+}
+
+/* SIGTERM, wait (bounded), SIGKILL if it does not go. */
+static void analyzer_stop(struct serve *sv)
+{
+	struct analyzer_child *an = &sv->an;
+	if (an->restart_ev)
+		event_del(an->restart_ev);
+	if (an->pid <= 0)
+		return;
+	kill(an->pid, SIGTERM);
+	int status;
+	for (int i = 0; i < ANALYZER_STOP_MS / 10; i++) {
+		pid_t r = waitpid(an->pid, &status, WNOHANG);
+		if (r == an->pid || (r < 0 && errno == ECHILD)) {
+			an->pid = 0;
+			return;
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL); /* shutdown only: the loop has stopped */
+	}
+	log_msg(LOG_WARNING, NULL, "analyzer did not stop in %d ms: killed", ANALYZER_STOP_MS);
+	kill(an->pid, SIGKILL);
+	waitpid(an->pid, &status, 0);
+	an->pid = 0;
+}
+
 static void on_conn_freed(void *arg)
 {
 	struct serve *sv = arg;
@@ -97,7 +399,7 @@ static void on_conn_freed(void *arg)
 		event_base_loopbreak(sv->base);
 }
 
-static void on_accept(void *arg, enum smtp_role role, evutil_socket_t fd,
+static void on_accept(void *arg, enum mxb_role role, evutil_socket_t fd,
 		      const char *peer_ip, unsigned peer_port, const char *local_ip,
 		      unsigned local_port)
 {
@@ -164,6 +466,41 @@ static void fill_smtp_config(struct smtp_config *sc, const struct mxb_config *cf
 	sc->auth = auth;
 }
 
+static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cfg,
+			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret)
+{
+	memset(ic, 0, sizeof(*ic));
+	ic->hostname = cfg->hostname;
+	ic->domain = mail_domain(cfg);
+	ic->implicit_tls = implicit_tls;
+	ic->tls_available = true;
+	ic->auth = auth;
+	ic->secret = secret;
+	ic->line_length_limit = cfg->imap_line_length_limit;
+	ic->literal_max = cfg->imap_literal_max;
+	ic->bad_command_limit = cfg->imap_bad_command_limit;
+	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
+	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
+}
+
+static void fill_pop3_config(struct pop3_config *pc, const struct mxb_config *cfg,
+			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->hostname = cfg->hostname;
+	pc->domain = mail_domain(cfg);
+	pc->implicit_tls = implicit_tls;
+	pc->tls_available = true;
+	pc->allow_plaintext = false; /* Dovecot's disable_plaintext_auth = yes */
+	pc->auth = auth;
+	pc->secret = secret;
+	pc->canonical = deception_canonical;
+	pc->bad_command_limit_auth = cfg->pop3_bad_command_limit;
+	pc->command_limit = cfg->command_limit;
+	pc->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
+	pc->auth_penalty = cfg->auth_penalty;
+}
+
 /* Room for max_connections sockets plus the daemon's own (listeners, db, logs). */
 static void raise_fd_limit(unsigned want)
 {
@@ -193,6 +530,9 @@ int serve_run(const struct mxb_config *cfg)
 	int lock_fd = -1;
 	struct buf path;
 	buf_init(&path, 0);
+	sv.cfg = cfg;
+	sv.an.enabled = cfg->analyzer;
+	sv.an.backoff_ms = ANALYZER_BACKOFF_MIN_MS;
 
 	log_init(false, LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
@@ -217,9 +557,12 @@ int serve_run(const struct mxb_config *cfg)
 	sv.sigterm_ev = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
 	sv.sighup_ev = evsignal_new(sv.base, SIGHUP, on_signal, &sv);
 	sv.grace_ev = evtimer_new(sv.base, grace_cb, &sv);
+	sv.an.sigchld_ev = evsignal_new(sv.base, SIGCHLD, on_sigchld, &sv);
+	sv.an.restart_ev = evtimer_new(sv.base, analyzer_restart_cb, &sv);
 	if (!sv.sigint_ev || !sv.sigterm_ev || !sv.sighup_ev || !sv.grace_ev ||
+	    !sv.an.sigchld_ev || !sv.an.restart_ev ||
 	    event_add(sv.sigint_ev, NULL) || event_add(sv.sigterm_ev, NULL) ||
-	    event_add(sv.sighup_ev, NULL)) {
+	    event_add(sv.sighup_ev, NULL) || event_add(sv.an.sigchld_ev, NULL)) {
 		fprintf(stderr, "mxbait: cannot watch signals\n");
 		goto out;
 	}
@@ -247,7 +590,10 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot open the event store");
 		goto out;
 	}
-	auth = auth_static_new((const char *const *)cfg->accounts, cfg->n_accounts);
+	if (load_secret(cfg->data_dir, sv.secret) != 0)
+		goto out;
+	if (!(auth = make_policy(cfg, es, sv.secret, path.data)))
+		goto out;
 	ssl_ctx = tls_server_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, cfg->data_dir,
 				     cfg->hostname, &err);
 	if (!ssl_ctx) {
@@ -256,10 +602,11 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	limits = limits_new(cfg->max_connections, cfg->max_connections_per_ip,
 			    cfg->connection_rate_per_ip);
-	if (!auth || !limits) {
+	if (!limits) {
 		fprintf(stderr, "mxbait: out of memory\n");
 		goto out;
 	}
+	limits_set_per_prefix(limits, cfg->max_connections_per_prefix);
 
 	struct conn_server *srv = &sv.srv;
 	srv->base = sv.base;
@@ -270,15 +617,41 @@ int serve_run(const struct mxb_config *cfg)
 	srv->limits = limits;
 	srv->on_freed = on_conn_freed;
 	srv->on_freed_arg = &sv;
-	fill_smtp_config(&srv->smtp_cfg[SMTP_ROLE_MX], cfg, SMTP_ROLE_MX, true, auth);
-	fill_smtp_config(&srv->smtp_cfg[SMTP_ROLE_SUBMISSION], cfg, SMTP_ROLE_SUBMISSION, true,
-			 auth);
-	fill_smtp_config(&srv->smtp_cfg[SMTP_ROLE_SMTPS], cfg, SMTP_ROLE_SMTPS, true, auth);
+	fill_smtp_config(&sv.smtp_cfg[0], cfg, SMTP_ROLE_MX, true, auth);
+	fill_smtp_config(&sv.smtp_cfg[1], cfg, SMTP_ROLE_SUBMISSION, true, auth);
+	fill_smtp_config(&sv.smtp_cfg[2], cfg, SMTP_ROLE_SMTPS, true, auth);
+	fill_imap_config(&sv.imap_cfg[0], cfg, false, auth, sv.secret);
+	fill_imap_config(&sv.imap_cfg[1], cfg, true, auth, sv.secret);
+	fill_pop3_config(&sv.pop3_cfg[0], cfg, false, auth, sv.secret);
+	fill_pop3_config(&sv.pop3_cfg[1], cfg, true, auth, sv.secret);
+	const struct {
+		enum mxb_role role;
+		const struct proto_engine *eng;
+		const void *cfg;
+	} engines[] = {
+		{ MXB_ROLE_SMTP, &smtp_proto_engine, &sv.smtp_cfg[0] },
+		{ MXB_ROLE_SUBMISSION, &smtp_proto_engine, &sv.smtp_cfg[1] },
+		{ MXB_ROLE_SMTPS, &smtp_proto_engine, &sv.smtp_cfg[2] },
+		{ MXB_ROLE_IMAP, &imap_engine, &sv.imap_cfg[0] },
+		{ MXB_ROLE_IMAPS, &imap_engine, &sv.imap_cfg[1] },
+		{ MXB_ROLE_POP3, &pop3_engine, &sv.pop3_cfg[0] },
+		{ MXB_ROLE_POP3S, &pop3_engine, &sv.pop3_cfg[1] },
+	};
+	for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+		srv->engine[engines[i].role] = engines[i].eng;
+		srv->engine_cfg[engines[i].role] = engines[i].cfg;
+	}
+
+	/* The analyzer parses hostile MIME in its own process, never in this one. */
+	analyzer_pick_user(&sv);
+	analyzer_start(&sv);
 
 	log_msg(LOG_INFO, NULL, "mxbait %s ready: hostname=%s data_dir=%s", MXB_VERSION,
 		cfg->hostname, cfg->data_dir);
 
 	event_base_dispatch(sv.base);
+	sv.stopping = true;
+	analyzer_stop(&sv);
 
 	/* The loop has stopped: commits still queued complete inside spool_close (their
 	 * sessions are alive to record them), then what is left is freed. */
@@ -289,6 +662,8 @@ int serve_run(const struct mxb_config *cfg)
 	log_msg(LOG_INFO, NULL, "stopped");
 	rc = 0;
 out:
+	sv.stopping = true;
+	analyzer_stop(&sv);
 	listener_set_free(&sv.listeners);
 	if (sv.srv.conns) {
 		spool_close(&spool);
@@ -305,6 +680,11 @@ out:
 		event_free(sv.sighup_ev);
 	if (sv.grace_ev)
 		event_free(sv.grace_ev);
+	if (sv.an.sigchld_ev)
+		event_free(sv.an.sigchld_ev);
+	if (sv.an.restart_ev)
+		event_free(sv.an.restart_ev);
+	OPENSSL_cleanse(sv.secret, sizeof(sv.secret));
 	limits_free(&limits);
 	SSL_CTX_free(ssl_ctx);
 	auth_policy_free(&auth);

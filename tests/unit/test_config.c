@@ -77,6 +77,30 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.max_connections_per_ip, 20);
 	assert_int_equal(cfg.connection_rate_per_ip, 120);
 	assert_int_equal(cfg.spool_budget, 1024ULL * 1024 * 1024);
+	/* issue 3: IMAP, POP3, the deception policy */
+	assert_int_equal(cfg.n_imap_listen, 2);
+	assert_string_equal(cfg.imap_listen[0], "127.0.0.1:2143");
+	assert_string_equal(cfg.imap_listen[1], "[::1]:2143");
+	assert_string_equal(cfg.imaps_listen[0], "127.0.0.1:2993");
+	assert_string_equal(cfg.pop3_listen[0], "127.0.0.1:2110");
+	assert_string_equal(cfg.pop3s_listen[1], "[::1]:2995");
+	assert_string_equal(cfg.password_list, "/usr/share/nmap/nselib/data/passwords.lst");
+	assert_int_equal(cfg.password_top_n, 1000);
+	assert_int_equal(cfg.crack_fail_min, 2);
+	assert_int_equal(cfg.crack_fail_max, 6);
+	assert_int_equal(cfg.max_accounts, 100000);
+	assert_int_equal(cfg.distributed_window_ms, 3600000);
+	assert_int_equal(cfg.distributed_min_ips, 5);
+	assert_int_equal(cfg.max_connections_per_prefix, 50);
+	assert_int_equal(cfg.login_timeout_ms, 180000);
+	assert_int_equal(cfg.imap_idle_timeout_ms, 1800000);
+	assert_int_equal(cfg.pop3_idle_timeout_ms, 600000);
+	assert_int_equal(cfg.imap_line_length_limit, 65536);
+	assert_int_equal(cfg.imap_literal_max, 10 * 1024 * 1024);
+	assert_int_equal(cfg.imap_bad_command_limit, 20);
+	assert_int_equal(cfg.pop3_bad_command_limit, 20);
+	assert_true(cfg.auth_penalty);
+	assert_true(cfg.analyzer);
 	config_free(&cfg);
 	assert_null(cfg.hostname);
 }
@@ -124,7 +148,27 @@ static void test_every_key(void **state)
 		"max_connections = 5000\n"
 		"max_connections_per_ip = 0\n"
 		"connection_rate_per_ip = 30\n"
-		"spool_budget = 2g\n";
+		"spool_budget = 2g\n"
+		"imap_listen = 0.0.0.0:143\n"
+		"imaps_listen = [::]:993, 0.0.0.0:993\n"
+		"pop3_listen =\n"
+		"pop3s_listen = 0.0.0.0:995\n"
+		"password_list = /etc/mxbait/pw.txt\n"
+		"password_top_n = 200\n"
+		"crack_after_failures = 3-9\n"
+		"max_accounts = 500\n"
+		"distributed_window = 30m\n"
+		"distributed_min_ips = 12\n"
+		"max_connections_per_prefix = 0\n"
+		"login_timeout = 1m\n"
+		"imap_idle_timeout = 1h\n"
+		"pop3_idle_timeout = 5m\n"
+		"imap_line_length_limit = 8k\n"
+		"imap_literal_max = 1m\n"
+		"imap_bad_command_limit = 5\n"
+		"pop3_bad_command_limit = 6\n"
+		"auth_penalty = no\n"
+		"analyzer = no\n";
 	struct mxb_config cfg;
 	char *err = NULL;
 	int rc = parse(&cfg, text, &err);
@@ -163,6 +207,28 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.max_connections_per_ip, 0);
 	assert_int_equal(cfg.connection_rate_per_ip, 30);
 	assert_int_equal(cfg.spool_budget, 2ULL * 1024 * 1024 * 1024);
+	assert_int_equal(cfg.n_imap_listen, 1);
+	assert_string_equal(cfg.imap_listen[0], "0.0.0.0:143");
+	assert_int_equal(cfg.n_imaps_listen, 2);
+	assert_int_equal(cfg.n_pop3_listen, 0);
+	assert_int_equal(cfg.n_pop3s_listen, 1);
+	assert_string_equal(cfg.password_list, "/etc/mxbait/pw.txt");
+	assert_int_equal(cfg.password_top_n, 200);
+	assert_int_equal(cfg.crack_fail_min, 3);
+	assert_int_equal(cfg.crack_fail_max, 9);
+	assert_int_equal(cfg.max_accounts, 500);
+	assert_int_equal(cfg.distributed_window_ms, 1800000);
+	assert_int_equal(cfg.distributed_min_ips, 12);
+	assert_int_equal(cfg.max_connections_per_prefix, 0);
+	assert_int_equal(cfg.login_timeout_ms, 60000);
+	assert_int_equal(cfg.imap_idle_timeout_ms, 3600000);
+	assert_int_equal(cfg.pop3_idle_timeout_ms, 300000);
+	assert_int_equal(cfg.imap_line_length_limit, 8192);
+	assert_int_equal(cfg.imap_literal_max, 1024 * 1024);
+	assert_int_equal(cfg.imap_bad_command_limit, 5);
+	assert_int_equal(cfg.pop3_bad_command_limit, 6);
+	assert_false(cfg.auth_penalty);
+	assert_false(cfg.analyzer);
 	config_free(&cfg);
 }
 
@@ -267,8 +333,29 @@ static void test_errors(void **state)
 	expect_error("tls_key_file = /k\n", "t.conf:1: tls_key_file: tls_cert_file and tls_key_file go together");
 	expect_error("hard_error_limit = 5\n\n",
 		     "t.conf:1: hard_error_limit: soft_error_limit (10) above hard_error_limit (5)");
-	expect_error("smtp_listen =\nsubmission_listen=\nsmtps_listen=\n",
-		     "t.conf: no listener configured (smtp_listen, submission_listen and smtps_listen are all empty)");
+	expect_error("smtp_listen =\nsubmission_listen=\nsmtps_listen=\nimap_listen=\n"
+		     "imaps_listen=\npop3_listen=\npop3s_listen=\n",
+		     "t.conf: no listener configured (every *_listen key is empty)");
+	/* IMAP alone is a valid daemon */
+	struct mxb_config only;
+	char *err1 = NULL;
+	assert_int_equal(parse(&only, "smtp_listen =\nsubmission_listen=\nsmtps_listen=\n", &err1),
+			 0);
+	config_free(&only);
+	/* crack_after_failures: a range, or one number */
+	expect_error("crack_after_failures = 6-2\n",
+		     "t.conf:1: crack_after_failures: the lower end is above the upper end");
+	expect_error("crack_after_failures = 2-\n",
+		     "t.conf:1: crack_after_failures: expected a range (e.g. 2-6)");
+	expect_error("crack_after_failures = x\n",
+		     "t.conf:1: crack_after_failures: expected a range (e.g. 2-6)");
+	expect_error("crack_after_failures = 2-1001\n",
+		     "t.conf:1: crack_after_failures: out of range (0 to 1000)");
+	assert_int_equal(parse(&only, "crack_after_failures = 4\n", &err1), 0);
+	assert_int_equal(only.crack_fail_min, 4);
+	assert_int_equal(only.crack_fail_max, 4);
+	config_free(&only);
+	expect_error("password_top_n = 0\n", "t.conf:1: password_top_n: out of range (1 to 10000000)");
 	/* hostile bytes in a key are escaped in the message */
 	expect_error("\x1b[31m = 1\n", "t.conf:1: \\x1b[31m: unknown key");
 	/* NUL */

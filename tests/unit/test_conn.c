@@ -34,6 +34,7 @@
 #include "core/conn.h"
 #include "core/limits.h"
 #include "core/listener.h"
+#include "core/smtp_adapter.h"
 #include "core/tls.h"
 #include "proto/smtp.h"
 #include "store/event.h"
@@ -187,6 +188,7 @@ struct fixture {
 	struct event_base *base;
 	struct mxb_config cfg;
 	struct conn_server srv;
+	struct smtp_config smtp_cfg;
 	SSL_CTX *ssl_ctx;
 	struct spool *spool;
 	char dir[64];
@@ -245,6 +247,11 @@ static int setup(void **state)
 	f->srv.spool = f->spool;
 	f->srv.emit_hook = hook;
 	f->srv.emit_arg = f;
+	/* the fake engine through the real adapter, as serve wires SMTP */
+	for (int r = MXB_ROLE_SMTP; r <= MXB_ROLE_SMTPS; r++) {
+		f->srv.engine[r] = &smtp_proto_engine;
+		f->srv.engine_cfg[r] = &f->smtp_cfg;
+	}
 	*state = f;
 	return 0;
 }
@@ -280,7 +287,7 @@ static ssize_t recv1(int fd, char *buf, size_t len)
 	return n;
 }
 
-static int connect_pair(struct fixture *f, enum smtp_role role)
+static int connect_pair(struct fixture *f, enum mxb_role role)
 {
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
@@ -296,7 +303,7 @@ static void sendstr(int fd, const char *s)
 static void test_banner_and_one_write_groups(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd, buf, sizeof(buf));
@@ -323,7 +330,7 @@ static void test_banner_and_one_write_groups(void **state)
 static void test_partial_lines_and_eof(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd, buf, sizeof(buf));
@@ -343,7 +350,7 @@ static void test_partial_lines_and_eof(void **state)
 static void test_wait_resumes(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd, buf, sizeof(buf));
@@ -361,7 +368,7 @@ static void test_wait_resumes(void **state)
 static void test_commit_through_spool(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd, buf, sizeof(buf));
@@ -422,7 +429,7 @@ static void tls_read(struct fixture *f, SSL *ssl, char *buf, size_t len)
 static void test_starttls_injection_and_handshake(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd, buf, sizeof(buf));
@@ -457,7 +464,7 @@ static void test_starttls_injection_and_handshake(void **state)
 static void test_implicit_tls(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_SMTPS);
+	int fd = connect_pair(f, MXB_ROLE_SMTPS);
 	SSL *ssl = client_tls(f, fd, NULL);
 	assert_non_null(ssl);
 	char buf[4096];
@@ -477,7 +484,7 @@ static void test_implicit_tls(void **state)
 static void test_plaintext_on_smtps(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_SMTPS);
+	int fd = connect_pair(f, MXB_ROLE_SMTPS);
 	sendstr(fd, "EHLO client.example.net\r\n");
 	pump(f, 50);
 	int e = find_event(f, "tls_error", "\"mode\":\"implicit\"");
@@ -497,7 +504,7 @@ static void test_idle_timeout(void **state)
 {
 	struct fixture *f = *state;
 	f->cfg.idle_timeout_ms = 100;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd, buf, sizeof(buf));
@@ -513,8 +520,8 @@ static void test_limits_per_ip(void **state)
 {
 	struct fixture *f = *state;
 	f->srv.limits = limits_new(100, 1, 0);
-	int fd1 = connect_pair(f, SMTP_ROLE_MX);
-	int fd2 = connect_pair(f, SMTP_ROLE_MX);
+	int fd1 = connect_pair(f, MXB_ROLE_SMTP);
+	int fd2 = connect_pair(f, MXB_ROLE_SMTP);
 	char buf[4096];
 	pump(f, 20);
 	recv1(fd2, buf, sizeof(buf));
@@ -533,7 +540,7 @@ static void test_handshake_timeout(void **state)
 {
 	struct fixture *f = *state;
 	f->cfg.tls_handshake_timeout_ms = 100;
-	int fd = connect_pair(f, SMTP_ROLE_SMTPS);
+	int fd = connect_pair(f, MXB_ROLE_SMTPS);
 	pump(f, 250);
 	assert_true(find_event(f, "tls_error", "\"reason\":\"timeout\"") >= 0);
 	assert_true(find_event(f, "disconnect", "\"reason\":\"tls_error\"") >= 0);
@@ -548,7 +555,7 @@ static void test_pregreet(void **state)
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	sendstr(sv[1], "EHLO\r\n");
-	conn_accept(&f->srv, SMTP_ROLE_MX, sv[0], "192.0.2.1", 40000, "127.0.0.1", 25);
+	conn_accept(&f->srv, MXB_ROLE_SMTP, sv[0], "192.0.2.1", 40000, "127.0.0.1", 25);
 	pump(f, 20);
 	int o = find_event(f, "offence", "\"kind\":\"pregreet\"");
 	assert_true(o >= 0);
@@ -566,7 +573,7 @@ static void test_pregreet(void **state)
 static void test_output_bounded(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	static char block[65536];
 	for (size_t i = 0; i + 6 <= sizeof(block); i += 6)
 		memcpy(block + i, "EHLO\r\n", 6);
@@ -592,7 +599,7 @@ static void test_output_bounded(void **state)
 static void test_shutdown(void **state)
 {
 	struct fixture *f = *state;
-	int fd = connect_pair(f, SMTP_ROLE_MX);
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
 	pump(f, 20);
 	conn_shutdown_all(&f->srv);
 	pump(f, 20);
@@ -646,7 +653,7 @@ static void test_self_signed_cert(void **state)
 	free(err);
 }
 
-static void accept_nothing(void *arg, enum smtp_role role, evutil_socket_t fd,
+static void accept_nothing(void *arg, enum mxb_role role, evutil_socket_t fd,
 			   const char *peer_ip, unsigned peer_port, const char *local_ip,
 			   unsigned local_port)
 {
@@ -673,6 +680,10 @@ static void test_listeners(void **state)
 	char *err = NULL;
 	set_listen(f->cfg.submission_listen, &f->cfg.n_submission_listen, NULL, NULL);
 	set_listen(f->cfg.smtps_listen, &f->cfg.n_smtps_listen, NULL, NULL);
+	set_listen(f->cfg.imap_listen, &f->cfg.n_imap_listen, NULL, NULL);
+	set_listen(f->cfg.imaps_listen, &f->cfg.n_imaps_listen, NULL, NULL);
+	set_listen(f->cfg.pop3_listen, &f->cfg.n_pop3_listen, NULL, NULL);
+	set_listen(f->cfg.pop3s_listen, &f->cfg.n_pop3s_listen, NULL, NULL);
 	set_listen(f->cfg.smtp_listen, &f->cfg.n_smtp_listen, "127.0.0.1:39571",
 		   "[2001:db8::1]:39571");
 	struct listener_set *ls = listener_set_open(f->base, &f->cfg, accept_nothing, f, &err);

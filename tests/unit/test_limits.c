@@ -86,6 +86,48 @@ static void test_sweep_bounds_memory(void **state)
 	limits_free(&l);
 }
 
+/* /24 and /48 caps: neighbours share a budget, other networks do not; releases give
+ * it back; v4-mapped IPv6 counts as IPv4; idle prefix entries are swept. */
+static void test_per_prefix(void **state)
+{
+	(void)state;
+	char pfx[64];
+	assert_int_equal(limits_prefix("203.0.113.77", pfx, sizeof(pfx)), 0);
+	assert_string_equal(pfx, "203.0.113.0/24");
+	assert_int_equal(limits_prefix("::ffff:203.0.113.9", pfx, sizeof(pfx)), 0);
+	assert_string_equal(pfx, "203.0.113.0/24");
+	assert_int_equal(limits_prefix("2001:db8:1:2:3::4", pfx, sizeof(pfx)), 0);
+	assert_string_equal(pfx, "2001:db8:1::/48");
+	assert_int_equal(limits_prefix("not-an-ip", pfx, sizeof(pfx)), -1);
+
+	struct limits *l = limits_new(100, 0, 0);
+	limits_set_per_prefix(l, 2);
+	assert_int_equal(limits_admit(l, "198.51.100.1", 0), LIMITS_OK);
+	assert_int_equal(limits_admit(l, "198.51.100.2", 0), LIMITS_OK);
+	assert_int_equal(limits_admit(l, "198.51.100.3", 0), LIMITS_PER_PREFIX);
+	assert_int_equal(limits_admit(l, "::ffff:198.51.100.4", 0), LIMITS_PER_PREFIX);
+	assert_int_equal(limits_admit(l, "198.51.101.1", 0), LIMITS_OK);
+	assert_int_equal(limits_active_prefix(l, "198.51.100.200"), 2);
+	assert_string_equal(limits_reason(LIMITS_PER_PREFIX), "limit_per_prefix");
+	limits_release(l, "198.51.100.1", 10);
+	assert_int_equal(limits_admit(l, "198.51.100.3", 20), LIMITS_OK);
+	assert_int_equal(limits_admit(l, "2001:db8:5:1::1", 20), LIMITS_OK);
+	assert_int_equal(limits_admit(l, "2001:db8:5:2::1", 20), LIMITS_OK);
+	assert_int_equal(limits_admit(l, "2001:db8:5:ffff::9", 20), LIMITS_PER_PREFIX);
+	assert_int_equal(limits_admit(l, "2001:db8:6::1", 20), LIMITS_OK);
+	assert_int_equal(limits_active(l), 6);
+	/* everything released: a window later nothing is tracked */
+	const char *ips[] = { "198.51.100.2", "198.51.100.3", "198.51.101.1", "2001:db8:5:1::1",
+			      "2001:db8:5:2::1", "2001:db8:6::1" };
+	for (size_t i = 0; i < 6; i++)
+		limits_release(l, ips[i], 30);
+	assert_int_equal(limits_active(l), 0);
+	assert_int_equal(limits_active_prefix(l, "198.51.100.1"), 0);
+	limits_sweep(l, 200000);
+	assert_int_equal(limits_tracked(l), 0);
+	limits_free(&l);
+}
+
 static void test_log_escape(void **state)
 {
 	(void)state;
@@ -103,6 +145,7 @@ int main(void)
 		cmocka_unit_test(test_total),
 		cmocka_unit_test(test_rate),
 		cmocka_unit_test(test_sweep_bounds_memory),
+		cmocka_unit_test(test_per_prefix),
 		cmocka_unit_test(test_log_escape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
