@@ -7,11 +7,13 @@ set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
-libxml2-dev libidn2-dev publicsuffix"
+libxml2-dev libidn2-dev publicsuffix nmap-common"
+# nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
+# password_list (read at run time; without it a built-in list of 20 is used).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time"
+postfix iproute2 procps strace time hydra medusa"
 
 want="$RUN_PKGS"
 [ "${1:-run}" = test ] && want="$want $TEST_PKGS"

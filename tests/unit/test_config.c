@@ -411,6 +411,9 @@ static void test_example_file(void **state)
 	assert_string_equal(cfg.data_dir, "/var/lib/mxbait");
 	assert_string_equal(cfg.event_log, "/var/lib/mxbait/events.jsonl");
 	assert_int_equal(cfg.max_connections_per_ip, 20);
+	assert_string_equal(cfg.imap_listen[0], "*:143");
+	assert_string_equal(cfg.pop3s_listen[1], "[::]:995");
+	assert_int_equal(cfg.crack_fail_max, 6);
 	config_free(&cfg);
 }
 
