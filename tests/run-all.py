@@ -78,13 +78,28 @@ def section(title):
     sys.stdout.flush()
 
 
+CURRENT = None   # the child process group running now (killed if we are stopped)
+
+
+def _on_signal(signum, frame):
+    """Interrupted (Ctrl-C, SIGTERM): take the running suite's process group with us."""
+    if CURRENT is not None:
+        try:
+            os.killpg(CURRENT.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    sys.exit(128 + signum)
+
+
 def run_bounded(cmd, timeout, env, cwd=ROOT, capture=False):
     """Run cmd in its own process group; on timeout kill that group.
     Returns (returncode or None on timeout, output or None)."""
+    global CURRENT
     out = subprocess.PIPE if capture else None
     p = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True,
                          stdout=out, stderr=subprocess.STDOUT if capture else None,
                          text=capture)
+    CURRENT = p
     try:
         o, _ = p.communicate(timeout=timeout)
         return p.returncode, o
@@ -95,6 +110,8 @@ def run_bounded(cmd, timeout, env, cwd=ROOT, capture=False):
             pass
         o, _ = p.communicate()
         return None, o
+    finally:
+        CURRENT = None
 
 
 # --------------------------------------------------------------------------- unit
@@ -263,6 +280,8 @@ def main():
     ap.add_argument("--pytest-args", default="",
                     help="extra pytest arguments, e.g. \"-k swaks\"")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
 
     env = sanitizer_env(dict(os.environ))
     tally = Tally()
