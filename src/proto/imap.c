@@ -2442,26 +2442,46 @@ static int cmd_store(struct imap_session *s, struct imap_command *c)
 
 /* -------------------------------------------------------- post-login: SEARCH --- */
 
+#define SEARCH_SCAN_MAX (256u * 1024 * 1024) /* bytes one SEARCH may scan */
+
 struct search_ctx {
 	struct imap_session *s;
 	const char *error;
 	int depth;
+	uint64_t scanned;   /* text bytes searched so far */
+	bool over_budget;
 };
 
-static bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
+/* Case-insensitive substring, linear: lower-cased copies and memmem (two-way), so no
+ * needle/haystack pair an attacker APPENDs can make it quadratic. */
+static bool contains_ci(struct search_ctx *x, const char *hay, size_t hl, const char *needle,
+			size_t nl)
 {
 	if (nl == 0)
 		return true;
 	if (nl > hl)
 		return false;
-	for (size_t i = 0; i + nl <= hl; i++)
-		if (strncasecmp(hay + i, needle, nl) == 0)
-			return true;
-	return false;
+	x->scanned += hl;
+	if (x->scanned > SEARCH_SCAN_MAX) {
+		x->over_budget = true;
+		return false;
+	}
+	char *h = malloc(hl), *n = malloc(nl);
+	bool r = false;
+	if (h && n) {
+		for (size_t i = 0; i < hl; i++)
+			h[i] = (char)tolower((unsigned char)hay[i]);
+		for (size_t i = 0; i < nl; i++)
+			n[i] = (char)tolower((unsigned char)needle[i]);
+		r = memmem(h, hl, n, nl) != NULL;
+	}
+	free(h);
+	free(n);
+	return r;
 }
 
-static bool header_contains(const struct mbox_msg *m, const char *field, const char *v,
-			    size_t vl)
+static bool header_contains(struct search_ctx *x, const struct mbox_msg *m,
+			    const char *field, const char *v, size_t vl)
 {
 	size_t hl;
 	split_message(m->data, m->size, &hl);
@@ -2471,7 +2491,7 @@ static bool header_contains(const struct mbox_msg *m, const char *field, const c
 	while (next_field(m->data, hl, &pos, &n, &nl, &f, &fl)) {
 		if (nl == want && strncasecmp(n, field, nl) == 0) {
 			const char *val = (const char *)memchr(f, ':', fl) + 1;
-			if (contains_ci(val, fl - (size_t)(val - f), v, vl))
+			if (contains_ci(x, val, fl - (size_t)(val - f), v, vl))
 				return true;
 		}
 	}
@@ -2561,11 +2581,11 @@ static bool search_key(struct search_ctx *x, const struct imap_arg **ap,
 				size_t hl = 0;
 				if (strcasecmp(k, "BODY") == 0)
 					split_message(m->data, m->size, &hl);
-				r = contains_ci(m->data + hl, m->size - hl, v, vl);
+				r = contains_ci(x, m->data + hl, m->size - hl, v, vl);
 			} else {
 				char field[16];
 				snprintf(field, sizeof(field), "%s", k);
-				r = header_contains(m, field, v, vl);
+				r = header_contains(x, m, field, v, vl);
 			}
 		}
 	} else if (strcasecmp(k, "HEADER") == 0) {
@@ -2577,7 +2597,7 @@ static bool search_key(struct search_ctx *x, const struct imap_arg **ap,
 			*ap = (*ap)->next->next;
 			char field[256];
 			printable(field, sizeof(field), f, fl);
-			r = m && header_contains(m, field, v, vl);
+			r = m && header_contains(x, m, field, v, vl);
 		}
 	} else if (strcasecmp(k, "BEFORE") == 0 || strcasecmp(k, "ON") == 0 ||
 		   strcasecmp(k, "SINCE") == 0 || strcasecmp(k, "SENTBEFORE") == 0 ||
@@ -2687,6 +2707,13 @@ static int do_search(struct imap_session *s, const char *name, const struct imap
 			all = search_key(&x, &it, m, i) && all;
 		if (all)
 			buf_printf(&b, " %u", uid ? m->uid : i);
+		if (x.over_budget)
+			break;
+	}
+	if (x.over_budget) {
+		buf_free(&b);
+		tagged(s, "NO", "[LIMIT] Search too complex, use fewer search keys.");
+		return 0;
 	}
 	buf_puts(&b, "\r\n");
 	out_raw(s, b.data, b.len);
@@ -3192,7 +3219,8 @@ static void too_long(struct imap_session *s, const char *text)
 static void line_done(struct imap_session *s)
 {
 	size_t l = s->cmd.len;
-	if (l > 0 && s->cmd.data[l - 1] == '\r')
+	/* the CR of the line end, never the last byte of a literal before a bare LF */
+	if (l > s->seg_start && s->cmd.data[l - 1] == '\r')
 		l--;
 	/* the part of the line after the last literal */
 	uint64_t size;

@@ -296,6 +296,39 @@ static void test_bodystructure_forward(void **st)
 	t_close(&t);
 }
 
+/* An APPENDed message and a needle made to defeat a naive substring search: linear. */
+static void test_search_adversarial_needle(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	size_t body = 1 << 20, needle = 60000;
+	char *in = malloc(body + needle + 256);
+	int n = sprintf(in, "a APPEND INBOX {%zu+}\r\nSubject: x\r\n\r\n", body + 15);
+	memset(in + n, 'a', body);
+	n += (int)body;
+	n += sprintf(in + n, "\r\nb SELECT INBOX\r\n");
+	imap_fake_drive(&t.h, in, (size_t)n);
+	if (getenv("IMAP_DEBUG"))
+		fwrite(t.h.out.data, 1, t.h.out.len > 3000 ? 3000 : t.h.out.len, stderr);
+	buf_reset(&t.h.out);
+	n = sprintf(in, "c SEARCH BODY {%zu+}\r\n", needle + 1);
+	memset(in + n, 'A', needle);
+	n += (int)needle;
+	n += sprintf(in + n, "b\r\nd SEARCH TEXT {%zu+}\r\n", needle);
+	memset(in + n, 'a', needle);
+	n += (int)needle;
+	n += sprintf(in + n, "\r\n");
+	imap_fake_drive(&t.h, in, (size_t)n);
+	if (getenv("IMAP_DEBUG"))
+		fwrite(t.h.out.data, 1, t.h.out.len > 3000 ? 3000 : t.h.out.len, stderr);
+	assert_true(out_has(&t, "* SEARCH\r\nc OK Search completed"));
+	assert_true(out_has(&t, "d OK Search completed"));
+	assert_false(out_has(&t, "* SEARCH\r\nd OK"));
+	free(in);
+	t_close(&t);
+}
+
 static void test_huge_literal_refused(void **st)
 {
 	struct t t;
@@ -380,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_append_captured),
 		cmocka_unit_test(test_hangup_during_commit),
 		cmocka_unit_test(test_bodystructure_forward),
+		cmocka_unit_test(test_search_adversarial_needle),
 		cmocka_unit_test(test_huge_literal_refused),
 		cmocka_unit_test(test_long_line_bounded),
 		cmocka_unit_test(test_state_names),
