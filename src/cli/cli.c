@@ -20,7 +20,7 @@
 #include "store/db.h"
 
 const struct cli_command cli_commands[] = {
-	{"serve", "run the honeypot (SMTP, submission, SMTPS listeners)", "[-c FILE]",
+	{"serve", "run the honeypot (SMTP, submission, SMTPS, IMAP(S), POP3(S) listeners)", "[-c FILE]",
 	 cmd_serve},
 	{"stats", "totals: sessions, IPs, messages, auth attempts, offences, spool",
 	 "[OPTIONS]", cmd_stats},
@@ -64,7 +64,7 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 		return;
 	fprintf(f, "\noptions:\n"
 		   "  -d, --data-dir DIR  data directory (default " DEFAULT_DATA_DIR ")\n"
-		   "  -c, --config FILE   read data_dir from this mxbait.conf\n"
+		   "  -c, --config FILE   read data_dir (and creds' distributed_*) from this mxbait.conf\n"
 		   "  -n, --limit N       at most N rows (default %d; 0: all)\n"
 		   "      --json          JSON instead of a table\n"
 		   "  -h, --help          this text\n",
@@ -168,7 +168,7 @@ int cli_parse(int argc, char **argv, const char *usage, const struct cli_option 
 		}
 	}
 	o->argi = optind;
-	if (!o->data_dir && o->config) {
+	if (o->config) {
 		struct mxb_config cfg;
 		char *err = NULL;
 		config_defaults(&cfg);
@@ -181,8 +181,11 @@ int cli_parse(int argc, char **argv, const char *usage, const struct cli_option 
 		/* Lives until exit, like argv (static: no leak for LSan to report). */
 		static char dir[4096];
 		snprintf(dir, sizeof(dir), "%s", cfg.data_dir ? cfg.data_dir : DEFAULT_DATA_DIR);
-		o->data_dir = dir;
+		if (!o->data_dir) /* -d wins */
+			o->data_dir = dir;
 		o->spool_budget = cfg.spool_budget;
+		o->distributed_window_ms = cfg.distributed_window_ms;
+		o->distributed_min_ips = cfg.distributed_min_ips;
 		config_free(&cfg);
 	}
 	if (!o->data_dir)

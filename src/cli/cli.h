@@ -49,6 +49,9 @@ struct cli_opts {
 	bool limit_given; /* -n/--limit was on the command line */
 	int argi; /* index of the first non-option argument */
 	unsigned long long spool_budget; /* from the config file; 0 when not read */
+	/* distributed_window (ms) and distributed_min_ips from the config file (-c);
+	 * 0 when not read */
+	unsigned distributed_window_ms, distributed_min_ips;
 };
 /* Parse the common options (options and arguments may be mixed: arguments are moved
  * to argv[argi..]); with -c and no -d, data_dir comes from the config file.

@@ -12,8 +12,8 @@
  *   message's time, recipient count and Subject;
  * - enumeration: addresses probed with RCPT/VRFY/EXPN by unauthenticated sessions,
  *   and the IPs probing.
- * The window and threshold are command-line options only (the config file has no
- * keys for them).
+ * The window and threshold come from --window/--min-ips, else from the config file's
+ * distributed_window/distributed_min_ips when -c is given, else 1h and 5.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -268,6 +268,10 @@ int cmd_creds(int argc, char **argv)
 	}
 	long top = o.limit_given ? o.limit : INTEL_DEFAULT_TOP, min_ips = DEFAULT_MIN_IPS;
 	int64_t since = 0, window = DEFAULT_WINDOW_US;
+	if (o.distributed_window_ms)
+		window = (int64_t)o.distributed_window_ms * 1000;
+	if (o.distributed_min_ips)
+		min_ips = o.distributed_min_ips;
 	if (top_s && intel_parse_count(top_s, 0, &top) < 0) {
 		fprintf(stderr, "mxbait creds: bad --top '%s' (a number >= 0)\n", top_s);
 		return 2;

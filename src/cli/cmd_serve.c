@@ -18,7 +18,8 @@ static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: mxbait serve [-c FILE] [-f]\n"
 		   "  -c, --config FILE  configuration file (mxbait.conf(5)); default: embedded\n"
-		   "                     defaults (loopback ports 2525/2587/2465, ./mxbait-data)\n"
+		   "                     defaults (loopback ports 2525/2587/2465 SMTP,\n"
+		   "                     2143/2993 IMAP, 2110/2995 POP3; ./mxbait-data)\n"
 		   "  -f, --foreground   stay in the foreground (the default)\n");
 }
 
