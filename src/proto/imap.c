@@ -712,7 +712,7 @@ static void content_type(const struct mime_part *mp, char *type, size_t tl, char
 	snprintf(type, tl, "%s", "text");
 	snprintf(sub, sl, "%s", "plain");
 	struct buf pb;
-	buf_init(&pb, pl > 0 ? pl - 1 : 0);
+	buf_init(&pb, 0);
 	if (!*present_r) {
 		buf_puts(&pb, "\"charset\" \"us-ascii\"");
 	} else {
@@ -767,12 +767,22 @@ static void content_type(const struct mime_part *mp, char *type, size_t tl, char
 					val[w++] = *v++;
 			}
 			val[w] = '\0';
+			/* whole pairs only, with room left for the default charset: a cut
+			 * list would be a syntax error for the client */
+			struct buf pair;
+			buf_init(&pair, 0);
+			put_string(&pair, key);
+			buf_putc(&pair, ' ');
+			put_string(&pair, val);
+			if (pb.len + 1 + pair.len + 24 >= pl) {
+				buf_free(&pair);
+				break;
+			}
 			if (!first)
 				buf_putc(&pb, ' ');
 			first = false;
-			put_string(&pb, key);
-			buf_putc(&pb, ' ');
-			put_string(&pb, val);
+			buf_append(&pb, pair.data, pair.len);
+			buf_free(&pair);
 		}
 	}
 	buf_putc(&pb, '\0');

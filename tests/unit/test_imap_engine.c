@@ -329,6 +329,38 @@ static void test_search_adversarial_needle(void **st)
 	t_close(&t);
 }
 
+/* Too many Content-Type parameters: whole pairs only, balanced output. */
+static void test_bodystructure_many_params(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	char msg[8192] = "Content-Type: text/plain";
+	for (int i = 0; i < 200; i++)
+		sprintf(msg + strlen(msg), "; p%d=\"v%d\"", i, i);
+	strcat(msg, "\r\n\r\nx\r\n");
+	static char cmd[8192 + 128];
+	snprintf(cmd, sizeof(cmd), "a APPEND Junk {%zu+}\r\n%s\r\nb SELECT Junk\r\n",
+		 strlen(msg), msg);
+	send_str(&t, cmd);
+	buf_reset(&t.h.out);
+	send_str(&t, "c FETCH * BODYSTRUCTURE\r\n");
+	assert_true(out_has(&t, "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\" \"p0\" \"v0\""));
+	int depth = 0, quotes = 0;
+	const char *line = t.h.out.data;
+	for (const char *p = line; *p && *p != '\n'; p++) {
+		if (*p == '"')
+			quotes++;
+		else if (*p == '(' && quotes % 2 == 0)
+			depth++;
+		else if (*p == ')' && quotes % 2 == 0)
+			depth--;
+	}
+	assert_int_equal(depth, 0);
+	assert_int_equal((quotes - 6) % 4, 0); /* type, subtype, encoding; then pairs */
+	t_close(&t);
+}
+
 static void test_huge_literal_refused(void **st)
 {
 	struct t t;
@@ -414,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_hangup_during_commit),
 		cmocka_unit_test(test_bodystructure_forward),
 		cmocka_unit_test(test_search_adversarial_needle),
+		cmocka_unit_test(test_bodystructure_many_params),
 		cmocka_unit_test(test_huge_literal_refused),
 		cmocka_unit_test(test_long_line_bounded),
 		cmocka_unit_test(test_state_names),
