@@ -77,6 +77,11 @@ static const char *const migrations[] = {
 	/* 2: the whole analysis as JSON (what `mxbait analyze` prints, "source" null), so
 	 * that `mxbait show` and exports need one query, not seven */
 	"ALTER TABLE messages ADD COLUMN analysis_json TEXT;",
+	/* 3: MinHash signatures are now h1 + k*h2 (fingerprint.c), not comparable with the
+	 * earlier ones: the old representatives leave the near-duplicate index (they keep
+	 * their exact-body and strong keys) rather than give wrong similarities */
+	"UPDATE campaigns SET rep_minhash = NULL; DELETE FROM campaign_lsh;"
+	" UPDATE messages SET minhash = NULL;",
 };
 
 static int exec(sqlite3 *db, const char *sql)

@@ -31,6 +31,7 @@ struct an_ctx {
 	bool decoded_full;
 	bool parts_noted, depth_noted, rcpts_noted;
 	struct an_map rcpt_map; /* addr -> index in a->rcpts */
+	char *chunk;		/* the decode buffer, shared by the message's parts */
 };
 
 /* Add one found link: normalise, dedupe, unwrap redirectors, flag shorteners.

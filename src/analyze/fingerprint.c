@@ -6,6 +6,10 @@
  * same word stream.  SHA-256 of that stream finds exact duplicates; a 128 x 64-bit
  * MinHash over word 3-shingles (xxHash per shingle, then 128 cheap independent mixes)
  * estimates Jaccard similarity for near duplicates.
+ *
+ * The 128 hash functions come from two 64-bit hashes per shingle (one XXH3-128 call):
+ * h_k = h1 + k * h2 (Kirsch and Mitzenmacher's double hashing, the standard MinHash
+ * trick), i.e. one addition per function instead of a multiply and a fold.
  */
 #include "analyze/analyze_private.h"
 
@@ -18,21 +22,16 @@
 #define FP_TEXT_MAX (1u << 20)
 #define NAME_WORDS 64
 
-static uint64_t mix64(uint64_t z)
+/* Fold one shingle (its three word hashes) into the signature.  h2 is forced odd so
+ * that the 128 values of h1 + k*h2 are distinct. */
+static void minhash_add(uint64_t *mh, const uint64_t win[3])
 {
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t g_seeds[AN_MINHASH];
-
-static void seeds_init(void)
-{
-	if (g_seeds[0])
-		return;
-	for (int k = 0; k < AN_MINHASH; k++)
-		g_seeds[k] = mix64(0x9e3779b97f4a7c15ull * (uint64_t)(k + 1));
+	XXH128_hash_t h = XXH3_128bits(win, 3 * sizeof(win[0]));
+	uint64_t v = h.low64, step = h.high64 | 1;
+	for (int k = 0; k < AN_MINHASH; k++) {
+		mh[k] = v < mh[k] ? v : mh[k];
+		v += step;
+	}
 }
 
 double an_minhash_similarity(const uint64_t *a, const uint64_t *b)
@@ -76,7 +75,6 @@ static bool is_name(const struct words *w, uint64_t h)
 
 void an_fingerprint(struct analysis *a)
 {
-	seeds_init();
 	struct words names = {.n = 0};
 	for (size_t i = 0; i < a->n_rcpts && names.n < NAME_WORDS; i++) {
 		add_name_words(&names, a->rcpts[i].name);
@@ -144,15 +142,7 @@ void an_fingerprint(struct analysis *a)
 				win[2] = h;
 				ntok++;
 				if (ntok >= 3) {
-					uint64_t sh = XXH3_64bits(win, sizeof(win));
-					/* 128 hash functions from one well-mixed xxHash: xor a
-					 * per-function random seed, multiply by an odd constant,
-					 * fold the high half down.  Cheap enough to vectorise. */
-					for (int m = 0; m < AN_MINHASH; m++) {
-						uint64_t v = (sh ^ g_seeds[m]) * 0x9e3779b97f4a7c15ull;
-						v ^= v >> 32;
-						a->minhash[m] = v < a->minhash[m] ? v : a->minhash[m];
-					}
+					minhash_add(a->minhash, win);
 					a->n_shingles++;
 				}
 			}
@@ -160,11 +150,7 @@ void an_fingerprint(struct analysis *a)
 		i = ce;
 	}
 	if (ntok > 0 && ntok < 3) { /* a short text is one shingle */
-		uint64_t sh = XXH3_64bits(win, sizeof(win));
-		for (int m = 0; m < AN_MINHASH; m++) {
-			uint64_t v = (sh ^ g_seeds[m]) * 0x9e3779b97f4a7c15ull;
-			a->minhash[m] = v ^ (v >> 32);
-		}
+		minhash_add(a->minhash, win);
 		a->n_shingles = 1;
 	}
 	unsigned char md[EVP_MAX_MD_SIZE];

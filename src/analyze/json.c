@@ -12,13 +12,32 @@
 #include "analyze/url.h"
 #include "store/event.h"
 
+/* A JSON string: most values (URLs, hosts, hashes, addresses) are printable ASCII
+ * without '"' or '\\', which JSON takes as they are: one append instead of one call per
+ * byte.  Anything else goes through json_append_string, so the output is the same. */
+static void jval(struct buf *o, const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+			json_append_string(o, v, n);
+			return;
+		}
+	}
+	buf_putc(o, '"');
+	buf_append(o, v, n);
+	buf_putc(o, '"');
+}
+
 static void jstr(struct buf *o, const char *key, const char *v, bool comma)
 {
 	if (comma)
 		buf_putc(o, ',');
-	buf_printf(o, "\"%s\":", key);
+	buf_putc(o, '"');
+	buf_puts(o, key);
+	buf_puts(o, "\":");
 	if (v)
-		json_append_string(o, v, strlen(v));
+		jval(o, v, strlen(v));
 	else
 		buf_puts(o, "null");
 }
@@ -30,7 +49,11 @@ static void jflags(struct buf *o, const char *key, unsigned bits, const char *co
 	bool first = true;
 	for (size_t i = 0; i < n; i++)
 		if (bits & (1u << i)) {
-			buf_printf(o, "%s\"%s\"", first ? "" : ",", names[i]);
+			if (!first)
+				buf_putc(o, ',');
+			buf_putc(o, '"');
+			buf_puts(o, names[i]);
+			buf_putc(o, '"');
 			first = false;
 		}
 	buf_putc(o, ']');
@@ -120,7 +143,7 @@ int analysis_to_json(const struct analysis *a, const char *source, struct buf *o
 		for (size_t i = 0; i < no; i++) {
 			if (i)
 				buf_putc(o, ',');
-			json_append_string(o, order[i], strlen(order[i]));
+			jval(o, order[i], strlen(order[i]));
 			buf_printf(o, ":%zu", *an_map_find(&m, order[i]));
 		}
 		free(order);
@@ -140,7 +163,7 @@ int analysis_to_json(const struct analysis *a, const char *source, struct buf *o
 			for (size_t k = 0; t->members[k]; k++) {
 				if (k)
 					buf_putc(o, ',');
-				json_append_string(o, t->members[k], strlen(t->members[k]));
+				jval(o, t->members[k], strlen(t->members[k]));
 			}
 			buf_putc(o, ']');
 		}

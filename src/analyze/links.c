@@ -265,6 +265,8 @@ static size_t read_host(const char *s, size_t left, char *out, size_t outsz, siz
 				got = 1;
 		} else if (i < left && (s[i] == '[' || s[i] == '(' || s[i] == '{' || s[i] == ' ')) {
 			for (size_t k = 1; k < sizeof(seps) / sizeof(seps[0]); k++) {
+				if (seps[k][0] != s[i]) /* every word ends in ' ': be quick */
+					continue;
 				size_t l = strlen(seps[k]);
 				if (left - i > l && strncasecmp(s + i, seps[k], l) == 0 &&
 				    is_label_byte((unsigned char)s[i + l])) {

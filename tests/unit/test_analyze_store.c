@@ -290,8 +290,9 @@ static void test_envelope_from_daemon_db(void **state)
 	sqlite3_close(db);
 }
 
-/* Migrations: a fresh file is at ADB_SCHEMA_VERSION; a v1 file gains analysis_json; a
- * file from a newer mxbait is refused with a message. */
+/* Migrations: a fresh file is at ADB_SCHEMA_VERSION; a v1 file gains analysis_json and
+ * loses its old-style MinHash signatures (v3: not comparable with h1 + k*h2); a file
+ * from a newer mxbait is refused with a message. */
 static void test_migrations(void **state)
 {
 	char dd[512], path[700];
@@ -304,7 +305,16 @@ static void test_migrations(void **state)
 	assert_int_equal(sqlite3_exec(db,
 		"CREATE TABLE schema_version(version INTEGER NOT NULL);"
 		"INSERT INTO schema_version VALUES(1);"
-		"CREATE TABLE messages(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE);",
+		"CREATE TABLE messages(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,"
+		" minhash BLOB);"
+		"CREATE TABLE campaigns(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+		" rep_message INTEGER NOT NULL, rep_minhash BLOB, first_seen INTEGER,"
+		" subject TEXT);"
+		"CREATE TABLE campaign_lsh(band INTEGER NOT NULL, hash INTEGER NOT NULL,"
+		" campaign INTEGER NOT NULL, PRIMARY KEY(band, hash, campaign)) WITHOUT ROWID;"
+		"INSERT INTO messages VALUES(1, 'ab', x'0102');"
+		"INSERT INTO campaigns VALUES(1, 'Cabababababab', 1, x'0102', 0, 's');"
+		"INSERT INTO campaign_lsh VALUES(0, 42, 1);",
 		NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	char *err = NULL;
@@ -317,6 +327,15 @@ static void test_migrations(void **state)
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), ADB_SCHEMA_VERSION);
 	assert_int_equal(sqlite3_column_int(st, 1), 1);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(adb_handle(a),
+		"SELECT (SELECT count(*) FROM campaigns WHERE rep_minhash IS NULL),"
+		" (SELECT count(*) FROM campaign_lsh), (SELECT count(*) FROM messages"
+		" WHERE minhash IS NULL)", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1); /* the campaign is kept */
+	assert_int_equal(sqlite3_column_int(st, 1), 0);
+	assert_int_equal(sqlite3_column_int(st, 2), 1);
 	sqlite3_finalize(st);
 	assert_int_equal(sqlite3_exec(adb_handle(a), "INSERT INTO schema_version VALUES(99)",
 				      NULL, NULL, NULL), SQLITE_OK);
