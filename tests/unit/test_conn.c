@@ -3,12 +3,13 @@
  * with a scripted fake engine standing in for src/proto/smtp.c, so that what is tested
  * is the host: one write per reply group, STARTTLS injection discard, TLS handshakes
  * (STARTTLS and implicit), commits through the real spool, waits, timeouts, EOF and
- * admission limits.  The fake defines the smtp_session_* symbols itself, so the real
- * engine is not linked in.
+ * admission limits, refusal texts per protocol, login-dependent idle timeouts.  The
+ * fake defines the smtp_session_* symbols itself and is driven through the real
+ * smtp_adapter (struct proto_engine), so the real engine is not linked in.
  *
  * Fake engine script (one command per line): EHLO (a three-line reply sent with three
  * send calls), STARTTLS, WAIT (50 ms), MSG (write and commit a message), QUIT; any
- * other line gets "250 ok".
+ * LOGIN (the session now names a user), other lines get "250 ok".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +50,7 @@ struct smtp_session {
 	unsigned messages;
 	char tls_version[32];
 	bool closed;
+	bool logged_in; /* after a LOGIN line */
 };
 
 static char last_tls_version[32];
@@ -117,6 +119,9 @@ size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 			s->ops->msg_write(s->ctx, "Subject: t\r\n\r\nhello\r\n", 22);
 			s->ops->msg_commit(s->ctx);
 			return pos;
+		} else if (!strcmp(line, "LOGIN")) {
+			s->logged_in = true;
+			say(s, "250 logged in\r\n");
 		} else if (!strcmp(line, "QUIT")) {
 			say(s, "221 2.0.0 Bye\r\n");
 			s->closed = true;
@@ -176,8 +181,7 @@ void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c
 
 const char *smtp_session_auth_user(const struct smtp_session *s)
 {
-	(void)s;
-	return NULL;
+	return s->logged_in ? "user" : NULL;
 }
 
 /* ---- harness ---- */
@@ -194,6 +198,7 @@ struct fixture {
 	char dir[64];
 	char events[MAX_EVENTS][32];
 	char details[MAX_EVENTS][256];
+	char protos[MAX_EVENTS][16];
 	size_t n_events;
 };
 
@@ -204,6 +209,7 @@ static void hook(void *arg, struct mxb_event *ev)
 		snprintf(f->events[f->n_events], sizeof(f->events[0]), "%s", ev->name);
 		snprintf(f->details[f->n_events], sizeof(f->details[0]), "%s",
 			 ev->fields.data ? ev->fields.data : "");
+		snprintf(f->protos[f->n_events], sizeof(f->protos[0]), "%s", ev->proto);
 		/* every event carries the common fields */
 		assert_int_equal(strlen(ev->session), 16);
 		assert_string_equal(ev->src_ip, "192.0.2.1");
@@ -516,6 +522,33 @@ static void test_idle_timeout(void **state)
 	close(fd);
 }
 
+/* IMAP and POP3 idle timeouts follow the login: login_timeout before, the protocol's
+ * own after (Dovecot's login process hands over to imap/pop3). */
+static void test_idle_timeout_after_login(void **state)
+{
+	struct fixture *f = *state;
+	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
+	f->cfg.idle_timeout_ms = 10000; /* SMTP's: not used for IMAP */
+	f->cfg.login_timeout_ms = 150;
+	f->cfg.imap_idle_timeout_ms = 700;
+	int fd1 = connect_pair(f, MXB_ROLE_IMAP);
+	int fd2 = connect_pair(f, MXB_ROLE_IMAP);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd1, buf, sizeof(buf));
+	recv1(fd2, buf, sizeof(buf));
+	sendstr(fd2, "LOGIN\r\n");
+	pump(f, 400);
+	assert_int_equal(f->srv.n_conns, 1); /* fd1 timed out before login */
+	recv1(fd2, buf, sizeof(buf));
+	assert_string_equal(buf, "250 logged in\r\n");
+	pump(f, 700);
+	assert_int_equal(f->srv.n_conns, 0);
+	close(fd1);
+	close(fd2);
+}
+
 static void test_limits_per_ip(void **state)
 {
 	struct fixture *f = *state;
@@ -534,6 +567,55 @@ static void test_limits_per_ip(void **state)
 	close(fd2);
 	pump(f, 20);
 	assert_int_equal(limits_active(f->srv.limits), 0);
+}
+
+/* Refusals speak the protocol of the port: Dovecot's "Connection queue full" on IMAP and
+ * POP3, nothing on implicit TLS; the per-prefix cap counts across roles; a role with no
+ * engine is refused; events carry the role name as proto. */
+static void test_refusal_per_protocol(void **state)
+{
+	struct fixture *f = *state;
+	for (int r = MXB_ROLE_IMAP; r <= MXB_ROLE_POP3; r++) {
+		f->srv.engine[r] = &smtp_proto_engine; /* the fake speaks for every role */
+		f->srv.engine_cfg[r] = &f->smtp_cfg;
+	}
+	f->srv.limits = limits_new(100, 0, 0);
+	limits_set_per_prefix(f->srv.limits, 1);
+	int fd1 = connect_pair(f, MXB_ROLE_IMAP); /* admitted: holds the /24's one slot */
+	int fd2 = connect_pair(f, MXB_ROLE_IMAP);
+	int fd3 = connect_pair(f, MXB_ROLE_POP3);
+	int fd4 = connect_pair(f, MXB_ROLE_IMAPS);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd1, buf, sizeof(buf));
+	assert_string_equal(buf, "220 fake ESMTP\r\n");
+	recv1(fd2, buf, sizeof(buf));
+	assert_string_equal(buf, "* BYE Connection queue full\r\n");
+	recv1(fd3, buf, sizeof(buf));
+	assert_string_equal(buf, "-ERR Connection queue full\r\n");
+	assert_true(recv1(fd4, buf, sizeof(buf)) <= 0); /* implicit TLS: just closed */
+	int i = find_event(f, "disconnect", "\"reason\":\"limit_per_prefix\"");
+	assert_true(i >= 0);
+	assert_string_equal(f->protos[i], "imap");
+	assert_string_equal(f->protos[0], "imap");
+	assert_int_equal(f->srv.n_conns, 1);
+	close(fd1);
+	close(fd2);
+	close(fd3);
+	close(fd4);
+	pump(f, 20);
+	assert_int_equal(limits_active(f->srv.limits), 0);
+	/* pop3s has no engine here: refused with reason error */
+	f->n_events = 0;
+	limits_free(&f->srv.limits);
+	int fd5 = connect_pair(f, MXB_ROLE_POP3S);
+	pump(f, 20);
+	assert_true(recv1(fd5, buf, sizeof(buf)) <= 0);
+	i = find_event(f, "disconnect", "\"reason\":\"error\"");
+	assert_true(i >= 0);
+	assert_string_equal(f->protos[i], "pop3s");
+	assert_int_equal(f->srv.n_conns, 0);
+	close(fd5);
 }
 
 static void test_handshake_timeout(void **state)
@@ -718,6 +800,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plaintext_on_smtps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_per_ip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusal_per_protocol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_timeout_after_login, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pregreet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
