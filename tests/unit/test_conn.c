@@ -8,8 +8,8 @@
  * smtp_adapter (struct proto_engine), so the real engine is not linked in.
  *
  * Fake engine script (one command per line): EHLO (a three-line reply sent with three
- * send calls), STARTTLS, WAIT (50 ms), MSG (write and commit a message), QUIT; any
- * LOGIN (the session now names a user), other lines get "250 ok".
+ * send calls), STARTTLS, WAIT (50 ms), MSG (write and commit a message), QUIT, LOGIN
+ * (the session names a user from then on); any other line gets "250 ok".
  */
 #include <setjmp.h>
 #include <stdarg.h>
