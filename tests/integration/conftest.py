@@ -111,7 +111,8 @@ class Daemon:
         self.label = label
         self.data_dir = os.path.join(tmpdir, "data")
         self.conf_path = os.path.join(tmpdir, "mxbait.conf")
-        self.port_smtp, self.port_submission, self.port_smtps = free_ports(3)
+        (self.port_smtp, self.port_submission, self.port_smtps, self.port_imap,
+         self.port_imaps, self.port_pop3, self.port_pop3s) = free_ports(7)
         self.host = "127.0.0.1"
         self.strace = strace
         self.strace_log = os.path.join(tmpdir, "strace.log")
@@ -127,12 +128,16 @@ class Daemon:
             "smtp_listen": f"127.0.0.1:{self.port_smtp}",
             "submission_listen": f"127.0.0.1:{self.port_submission}",
             "smtps_listen": f"127.0.0.1:{self.port_smtps}",
+            "imap_listen": f"127.0.0.1:{self.port_imap}",
+            "imaps_listen": f"127.0.0.1:{self.port_imaps}",
+            "pop3_listen": f"127.0.0.1:{self.port_pop3}",
+            "pop3s_listen": f"127.0.0.1:{self.port_pop3s}",
             "data_dir": self.data_dir,
         }
         cfg.update(overrides)
         self.config = cfg
         # A test may move a listener (e.g. to [::1]): the ports are what the config says.
-        for role in ("smtp", "submission", "smtps"):
+        for role in ("smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"):
             spec = str(cfg.get(f"{role}_listen") or "").split(",")[0].strip()
             if spec:
                 setattr(self, f"port_{role}", int(spec.rsplit(":", 1)[1]))
