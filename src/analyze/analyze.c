@@ -843,6 +843,7 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 	release_stream(st);
 	free(c.lt);
 	free(c.chunk);
+	an_seen_free(&c);
 	an_map_free(&c.rcpt_map);
 	an_fingerprint(a);
 	return a;

@@ -32,7 +32,9 @@ struct an_ctx {
 	bool parts_noted, depth_noted, rcpts_noted;
 	struct an_map rcpt_map; /* addr -> index in a->rcpts */
 	char *chunk;		/* the decode buffer, shared by the message's parts */
+	struct an_map seen;	/* an_add_link's inputs -> outcome (keys owned) */
 };
+void an_seen_free(struct an_ctx *c);
 
 /* Add one found link: normalise, dedupe, unwrap redirectors, flag shorteners.
  * clean/clen is what to normalise (refanged text), raw/rlen the original bytes.

@@ -99,6 +99,8 @@ void an_fingerprint(struct analysis *a)
 	size_t ntok = 0;
 	size_t i = 0;
 	char tok[64];
+	char wbuf[4096];
+	size_t wl = 0;
 	while (i < len) {
 		/* a whitespace-delimited chunk holding a URL or address is dropped whole */
 		size_t cs = i, ce = i;
@@ -135,8 +137,15 @@ void an_fingerprint(struct analysis *a)
 				uint64_t h = XXH3_64bits(tok, n);
 				if (n >= 3 && is_name(&names, h))
 					continue;
-				EVP_DigestUpdate(sha, tok, n);
-				EVP_DigestUpdate(sha, " ", 1);
+				/* the word stream is hashed in 4 KiB blocks, not two
+				 * EVP calls per word (the same bytes, the same digest) */
+				if (wl + n + 1 > sizeof(wbuf)) {
+					EVP_DigestUpdate(sha, wbuf, wl);
+					wl = 0;
+				}
+				memcpy(wbuf + wl, tok, n);
+				wbuf[wl + n] = ' ';
+				wl += n + 1;
 				win[0] = win[1];
 				win[1] = win[2];
 				win[2] = h;
@@ -153,6 +162,8 @@ void an_fingerprint(struct analysis *a)
 		minhash_add(a->minhash, win);
 		a->n_shingles = 1;
 	}
+	if (wl)
+		EVP_DigestUpdate(sha, wbuf, wl);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdl = 0;
 	EVP_DigestFinal_ex(sha, md, &mdl);

@@ -128,14 +128,62 @@ static int add_norm(struct an_ctx *c, struct url_norm *n, const char *raw, size_
 	return idx;
 }
 
+/* url_normalise is a pure function of its input, and mail repeats the same URL many
+ * times (an HTML newsletter's hrefs, text and HTML alternatives): each input's outcome
+ * (link index and normaliser flags, or refused) is remembered, so a repeat is the
+ * where/flags merge that add_norm would have done, without normalising again.  Bounded:
+ * inputs under SEEN_LEN bytes, at most SEEN_MAX of them per message. */
+#define SEEN_LEN 2048
+#define SEEN_MAX 20000
+#define SEEN_REFUSED ((size_t)UINT32_MAX)
+
+void an_seen_free(struct an_ctx *c)
+{
+	for (size_t i = 0; i < c->seen.size; i++)
+		free((char *)c->seen.keys[i]);
+	an_map_free(&c->seen);
+}
+
 int an_add_link(struct an_ctx *c, const char *raw, size_t rlen, const char *clean, size_t clen,
 		unsigned where, unsigned extra_flags, int part)
 {
+	char key[SEEN_LEN];
+	bool cache = clen < SEEN_LEN && !memchr(clean, 0, clen);
+	if (cache) {
+		memcpy(key, clean, clen);
+		key[clen] = 0;
+		size_t *v = an_map_find(&c->seen, key);
+		if (v) {
+			size_t idx = *v & 0xffffffffu;
+			if (idx == SEEN_REFUSED)
+				return -1;
+			struct an_link *l = &c->a->links[idx];
+			l->where |= where;
+			l->flags |= (unsigned)(*v >> 32) | extra_flags;
+			return (int)idx;
+		}
+		cache = c->seen.n < SEEN_MAX;
+	}
 	struct url_norm n;
-	if (url_normalise(clean, clen, &n) != URL_OK)
-		return -1;
-	n.flags |= extra_flags;
-	return add_norm(c, &n, raw, rlen, where, part, -1, 0);
+	int idx = -1;
+	unsigned nflags = 0;
+	if (url_normalise(clean, clen, &n) == URL_OK) {
+		nflags = n.flags;
+		n.flags |= extra_flags;
+		idx = add_norm(c, &n, raw, rlen, where, part, -1, 0);
+		if (idx < 0) /* the links limit: not an outcome to remember */
+			return idx;
+	}
+	if (cache) {
+		bool added;
+		char *k = strdup(key);
+		size_t *v = k ? an_map_get(&c->seen, k, &added) : NULL;
+		if (v)
+			*v = idx < 0 ? SEEN_REFUSED : (size_t)idx | (size_t)nflags << 32;
+		else
+			free(k);
+	}
+	return idx;
 }
 
 /* ---- the text scanner ---- */
