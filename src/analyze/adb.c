@@ -80,8 +80,8 @@ static const char *const migrations[] = {
 	/* 3: MinHash signatures are now h1 + k*h2 (fingerprint.c), not comparable with the
 	 * earlier ones: the old representatives leave the near-duplicate index (they keep
 	 * their exact-body and strong keys) rather than give wrong similarities */
-	"UPDATE campaigns SET rep_minhash = NULL; DELETE FROM campaign_lsh;"
-	" UPDATE messages SET minhash = NULL;",
+	("UPDATE campaigns SET rep_minhash = NULL; DELETE FROM campaign_lsh;"
+	 " UPDATE messages SET minhash = NULL;"),
 };
 
 static int exec(sqlite3 *db, const char *sql)
