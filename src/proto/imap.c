@@ -1284,7 +1284,13 @@ static void auth_line(struct imap_session *s, const char *line, size_t len)
 {
 	memcpy(s->tag, s->auth_tag, sizeof(s->tag));
 	if (len == 1 && line[0] == '*') {
-		auth_event_simple(s, mech_name(s->mech), "aborted");
+		/* cancelled at the password prompt: the user name is already intel */
+		struct auth_ev ev = {.mech = mech_name(s->mech), .result = "aborted"};
+		if (s->mech == MECH_LOGIN && s->auth_step == 1) {
+			ev.user = s->auth_user_tmp ? (const char *)s->auth_user_tmp : "";
+			ev.user_len = s->auth_user_len;
+		}
+		auth_event(s, &ev);
 		tagged_plain(s, "BAD", "Authentication aborted by client.");
 		auth_end(s);
 		return;
