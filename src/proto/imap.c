@@ -3470,6 +3470,13 @@ void imap_session_hangup(struct imap_session *s, const char *reason)
 		s->hung_up = true;
 		return;
 	}
+	if (s->in == IN_AUTH && s->mech == MECH_LOGIN && s->auth_step == 1) {
+		/* left at the password prompt: keep the user name it gave */
+		struct auth_ev ev = {.mech = "LOGIN", .result = "aborted",
+				     .user = s->auth_user_tmp ? (const char *)s->auth_user_tmp : "",
+				     .user_len = s->auth_user_len};
+		auth_event(s, &ev);
+	}
 	if (reason && strcmp(reason, "timeout") == 0) {
 		buf_reset(&s->out);
 		untagged(s, "BYE Disconnected for inactivity.");
