@@ -316,7 +316,7 @@ static void do_close(struct imap_session *s)
 {
 	flush_out(s);
 	s->susp = SUSP_CLOSED;
-	s->ops->close(s->ctx, s->close_reason ? s->close_reason : "error");
+	s->ops->close(s->ctx, s->close_reason ? s->close_reason : "protocol");
 }
 
 /* End of a step: hold the replies for the delay Dovecot would impose, or send them,
@@ -3225,7 +3225,7 @@ static void too_long(struct imap_session *s, const char *text)
 	offence(s, "line_too_long", s->cmd.data ? s->cmd.data : "", s->cmd.len);
 	untagged(s, "BYE %s", text);
 	s->errors++;
-	close_after(s, "error");
+	close_after(s, "protocol");
 	buf_reset(&s->cmd);
 	s->line_text = 0;
 	s->seg_start = 0;
@@ -3336,7 +3336,7 @@ static size_t feed_plain_line(struct imap_session *s, const char *data, size_t l
 			/* Dovecot drops the client: "Authentication response too large" */
 			auth_event_simple(s, mech_name(s->mech), "malformed");
 		}
-		close_after(s, "error");
+		close_after(s, "protocol");
 		return take;
 	}
 	buf_append(&s->line, data, content);
