@@ -13,7 +13,10 @@ libxml2-dev libidn2-dev publicsuffix nmap-common"
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time hydra medusa"
+postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd"
+# dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
+# bench runs a private instance (dovecot -c) on loopback high ports, so the system
+# service that dovecot-imapd enables (143/993) is disabled below.
 
 want="$RUN_PKGS"
 [ "${1:-run}" = test ] && want="$want $TEST_PKGS"
@@ -31,3 +34,9 @@ SUDO=""
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+case " $missing " in
+*" dovecot-"*)
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+	fi ;;
+esac
