@@ -1,6 +1,7 @@
 /* input: walk .eml files, mboxes and Maildirs (see input.h). */
 #include "analyze/input.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <stdbool.h>
 #include <errno.h>
@@ -43,9 +44,25 @@ void an_unmap(const void *p, size_t len)
 		munmap((void *)p, len);
 }
 
+/* An mbox separator is "From SENDER DATE": a sender right after "From " and a time
+ * (H:MM) on the line, the way mutt's is_from() tells it from a header written
+ * "From  :<addr>" or a body line "From here on" that a sloppy writer left unescaped
+ * (a SpamAssassin test message with such a header was split in two). */
+static bool is_from_line(const char *p, size_t left)
+{
+	if (left < 6 || memcmp(p, "From ", 5) != 0 || p[5] == ' ' || p[5] == '\t' ||
+	    p[5] == '\r' || p[5] == '\n')
+		return false;
+	for (size_t i = 6; i + 3 < left && i < 256 && p[i] != '\n'; i++)
+		if (p[i] == ':' && isdigit((unsigned char)p[i - 1]) &&
+		    isdigit((unsigned char)p[i + 1]) && isdigit((unsigned char)p[i + 2]))
+			return true;
+	return false;
+}
+
 static int is_mbox(const char *d, size_t len)
 {
-	return len > 5 && memcmp(d, "From ", 5) == 0;
+	return is_from_line(d, len);
 }
 
 static int each_mbox(const char *path, const char *d, size_t len, an_msg_fn fn, void *arg)
@@ -57,7 +74,10 @@ static int each_mbox(const char *path, const char *d, size_t len, an_msg_fn fn, 
 		/* skip the "From " separator line */
 		const char *nl = memchr(d + pos, '\n', len - pos);
 		size_t start = nl ? (size_t)(nl - d) + 1 : len;
-		const char *f = memmem(d + start, len - start, "\nFrom ", 6);
+		const char *f = d + start;
+		while ((f = memmem(f, len - (size_t)(f - d), "\nFrom ", 6)) &&
+		       !is_from_line(f + 1, len - (size_t)(f + 1 - d)))
+			f += 6;
 		size_t end = f ? (size_t)(f - d) + 1 : len;
 		snprintf(src, sizeof(src), "%s#%d", path, ++n);
 		int r = fn(arg, src, d + start, end - start);

@@ -16,6 +16,7 @@
 #include "analyze/url.h"
 
 #define UNWRAP_DEPTH 5
+#define UNWRAP_TARGETS 4 /* per wrapper; each is a substring of it, so bounded by its bytes */
 
 static uint64_t fnv1a(const char *s)
 {
@@ -110,8 +111,9 @@ static int add_norm(struct an_ctx *c, struct url_norm *n, const char *raw, size_
 			sch[colon - l->norm] = 0;
 		}
 		tmp.scheme = sch;
-		char *inner = url_unwrap(&tmp);
-		if (inner) {
+		/* every target: a wrapper may carry several (?u=A&v=B), each a link */
+		char *inner;
+		for (unsigned k = 0; k < UNWRAP_TARGETS && (inner = url_unwrap_nth(&tmp, k)); k++) {
 			struct url_norm in;
 			if (url_normalise(inner, strlen(inner), &in) == URL_OK &&
 			    strcmp(in.norm, c->a->links[idx].norm) != 0) {
@@ -369,7 +371,12 @@ void an_scan_text(const char *s, size_t len, an_url_cb cb, void *arg)
 		bool boundary = i == 0 || !(isalnum((unsigned char)s[i - 1]) || s[i - 1] == '@' ||
 					    s[i - 1] == '.' || s[i - 1] == '-' || s[i - 1] == '/' ||
 					    s[i - 1] == '_' || s[i - 1] == '%');
-		if (!boundary || !(isalnum(c) || c >= 0x80)) {
+		/* An explicit scheme needs only a non-alphanumeric byte before it: after '@'
+		 * it is still a URL (Shift_JIS's full-width space ends in 0x40, '@', and a
+		 * SpamAssassin test message puts "http://" right after one). */
+		bool scheme_ok = i > 0 && !isalnum((unsigned char)s[i - 1]) &&
+				 (c == 'h' || c == 'H' || c == 'f' || c == 'F');
+		if ((!boundary && !scheme_ok) || !(isalnum(c) || c >= 0x80)) {
 			i++;
 			continue;
 		}
@@ -378,6 +385,10 @@ void an_scan_text(const char *s, size_t len, an_url_cb cb, void *arg)
 		size_t spaced = 0;
 		if (c == 'h' || c == 'H' || c == 'f' || c == 'F')
 			sl = scheme_at(s + i, len - i);
+		if (!boundary && !sl) { /* only a scheme may start here */
+			i++;
+			continue;
+		}
 		if (!sl && (c == 'h' || c == 'H') && i + 1 < len && s[i + 1] == ' ')
 			spaced = spaced_scheme_at(s + i, len - i, &https);
 		if (sl || spaced) {

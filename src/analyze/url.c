@@ -715,6 +715,12 @@ static char *proofpoint_v2(const char *v)
 
 char *url_unwrap(const struct url_norm *n)
 {
+	return url_unwrap_nth(n, 0);
+}
+
+char *url_unwrap_nth(const struct url_norm *n, unsigned k)
+{
+	unsigned found = 0;
 	if (!n->norm || !n->host)
 		return NULL;
 	const char *p = strchr(n->norm + strlen(n->scheme) + 3, '/');
@@ -727,11 +733,13 @@ char *url_unwrap(const struct url_norm *n)
 			e = p + strlen(p);
 		char *v = strndup(p + 6, (size_t)(e - p - 6));
 		if (v && looks_absolute(v))
-			return v;
+			return k == 0 ? v : (free(v), NULL);
 		free(v);
 	}
 	/* Google AMP: https://www.google.com/amp/s/host/path (s/ = https) */
 	if (strncmp(n->host, "www.google.", 11) == 0 && strncmp(p, "/amp/", 5) == 0 && p[5]) {
+		if (k > 0)
+			return NULL;
 		const char *r = p + 5;
 		bool tls = strncmp(r, "s/", 2) == 0;
 		char *v = NULL;
@@ -748,10 +756,10 @@ char *url_unwrap(const struct url_norm *n)
 		if (p[i - 1] == '/' && (strncasecmp(p + i, "http://", 7) == 0 ||
 					strncasecmp(p + i, "https://", 8) == 0 ||
 					strncasecmp(p + i, "http:/", 6) == 0))
-			return strndup(p + i, plen - i + (q ? strlen(q) : 0));
+			return k == 0 ? strndup(p + i, plen - i + (q ? strlen(q) : 0)) : NULL;
 		if (p[i - 1] == '/' && (strncasecmp(p + i, "http%3A", 7) == 0 ||
 					strncasecmp(p + i, "https%3A", 8) == 0))
-			return pct_decode(p + i, plen - i);
+			return k == 0 ? pct_decode(p + i, plen - i) : NULL;
 	}
 	if (!q)
 		return NULL;
@@ -769,7 +777,10 @@ char *url_unwrap(const struct url_norm *n)
 			    strncmp(v, "http", 4) == 0 && strchr(v, '_')) {
 				char *pp = proofpoint_v2(v);
 				free(v);
-				return pp;
+				if (found++ == k)
+					return pp;
+				free(pp);
+				v = NULL;
 			}
 			if (v && looks_absolute(v)) {
 				/* A value that is itself still percent-encoded once more */
@@ -778,7 +789,8 @@ char *url_unwrap(const struct url_norm *n)
 					free(v);
 					v = v2;
 				}
-				return v;
+				if (found++ == k)
+					return v;
 			}
 			free(v);
 		}

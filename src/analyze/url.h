@@ -71,6 +71,9 @@ void url_norm_clear(struct url_norm *r);
 /* When n (a normalised URL) is a redirector/open redirect carrying another absolute
  * URL in a parameter or path, return that URL's raw text (malloc'd), else NULL. */
 char *url_unwrap(const struct url_norm *n);
+/* The k-th such URL (k = 0 is url_unwrap's): a wrapper may carry several parameters
+ * with absolute URLs (?u=A&v=B); path, AMP and Proofpoint forms have one. */
+char *url_unwrap_nth(const struct url_norm *n, unsigned k);
 /* Is host a known URL shortener? */
 bool url_is_shortener(const char *host);
 

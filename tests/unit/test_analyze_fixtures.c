@@ -2,7 +2,10 @@
  * test_analyze_fixtures: every crafted obfuscation fixture in tests/analyze/obfuscation
  * and every labeled real message in tests/analyze/labeled gives exactly its expected
  * link set (and the flags named there); labeled messages also their recipients and
- * attachments (tests/analyze/labeled/NAME.expect).
+ * attachments (tests/analyze/labeled/NAME.expect).  tests/analyze/independent holds real
+ * messages whose link sets were written by hand from the raw bytes, never from the
+ * analyzer's output (docs/ANALYSIS.md).  And mbox splitting: only "From SENDER DATE"
+ * lines separate messages.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -169,12 +173,45 @@ static void test_labeled_real_messages(void **state)
 	run_dir("labeled", 20);
 }
 
+static void test_independently_labeled(void **state)
+{
+	run_dir("independent", 15);
+}
+
+static int count_msg(void *arg, const char *source, const void *data, size_t len)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* A header written "From  :<addr>" and a body line "From here on" are not mbox
+ * separators; "From sender date" is. */
+static void test_mbox_separators(void **state)
+{
+	char path[] = "/tmp/mxb-mbox-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char mbox[] = "From a@example.com  Fri Dec  7 11:07:41 2001\n"
+			    "From  :<tst1@example.com>\nSubject: one\n\nbody\n"
+			    "From here on it is still the first message\n"
+			    "\n"
+			    "From b@example.com Sat Dec  8 10:00:00 2001\nSubject: two\n\nx\n";
+	assert_int_equal(write(fd, mbox, sizeof(mbox) - 1), (ssize_t)(sizeof(mbox) - 1));
+	close(fd);
+	int n = 0;
+	assert_int_equal(an_input_each(path, count_msg, &n), 0);
+	assert_int_equal(n, 2);
+	unlink(path);
+}
+
 int main(void)
 {
 	analyze_global_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_obfuscation_fixtures),
 		cmocka_unit_test(test_labeled_real_messages),
+		cmocka_unit_test(test_independently_labeled),
+		cmocka_unit_test(test_mbox_separators),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

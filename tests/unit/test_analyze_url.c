@@ -126,6 +126,31 @@ static void unwrap_is(const char *in, const char *want)
 	url_norm_clear(&n);
 }
 
+/* Several targets in one wrapper: each is returned in order, then NULL; single-target
+ * forms have no second. */
+static void test_unwrap_nth(void **state)
+{
+	struct url_norm n;
+	const char *w = "http://wrap.example/r?u=https%3A%2F%2Fa.example%2F&x=1&v=http://b.example/p";
+	assert_int_equal(url_normalise(w, strlen(w), &n), URL_OK);
+	char *t0 = url_unwrap_nth(&n, 0), *t1 = url_unwrap_nth(&n, 1), *t2 = url_unwrap_nth(&n, 2);
+	assert_non_null(t0);
+	assert_non_null(t1);
+	assert_string_equal(t0, "https://a.example/");
+	assert_string_equal(t1, "http://b.example/p");
+	assert_null(t2);
+	free(t0);
+	free(t1);
+	url_norm_clear(&n);
+	const char *p = "https://x.example/redirect/https://target.example/a?b=http://c.example/";
+	assert_int_equal(url_normalise(p, strlen(p), &n), URL_OK);
+	t0 = url_unwrap_nth(&n, 0);
+	assert_non_null(t0);
+	assert_null(url_unwrap_nth(&n, 1));
+	free(t0);
+	url_norm_clear(&n);
+}
+
 static void test_unwrap(void **state)
 {
 	unwrap_is("https://www.google.com/url?q=https%3A%2F%2Fevil.com%2Fx&sa=D",
@@ -157,6 +182,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_normalise),      cmocka_unit_test(test_not_web_or_bad),
 		cmocka_unit_test(test_ipv4_forms),     cmocka_unit_test(test_unwrap),
+		cmocka_unit_test(test_unwrap_nth),
 		cmocka_unit_test(test_public_suffix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
