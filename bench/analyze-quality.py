@@ -2,7 +2,9 @@
 """analyze-quality.py: quality figures of the analyzer (not a test; prints figures).
 
 1. Links: precision and recall of `mxbait analyze` on the labeled set
-   (tests/analyze/labeled/*.eml with their hand-checked *.links), and of the peer
+   (tests/analyze/labeled/*.eml with their hand-checked *.links), on the independently
+   labeled set alone (tests/analyze/independent: link sets written by hand from the raw
+   messages, not from analyzer output), and of the peer
    (Python email + regex, bench/analyze-peer.py, with scheme/host lower-cased) for
    comparison.
 2. Campaigns: bases are real messages read in place from ../shared/corpus
@@ -65,8 +67,8 @@ def light_norm(u):
     return '%s://%s%s' % (m.group(1).lower(), m.group(2).lower(), path)
 
 
-def links_quality():
-    lab = os.path.join(ROOT, 'tests', 'analyze', 'labeled')
+def links_quality(sub='labeled', title='labeled set'):
+    lab = os.path.join(ROOT, 'tests', 'analyze', sub)
     emls = sorted(os.path.join(lab, f) for f in os.listdir(lab) if f.endswith('.eml'))
     expect = {}
     for e in emls:
@@ -75,8 +77,10 @@ def links_quality():
                          if l.strip() and not l.startswith('#')}
     res = {}
     for a in run_mxbait(emls):
-        # a file that starts with an mbox "From " line is read as a one-message mbox
-        res[re.sub(r'#1$', '', a['source'])] = {l['url'] for l in a['links']}
+        # a file that starts with an mbox "From " line is read as an mbox: its messages
+        # (one, normally) count together
+        res.setdefault(re.sub(r'#[0-9]+$', '', a['source']), set()).update(
+            l['url'] for l in a['links'])
     tp = fp = fn = 0
     ptp = pfp = pfn = 0
     for e in emls:
@@ -92,7 +96,7 @@ def links_quality():
     n = sum(len(v) for v in expect.values())
     p, r = pr(tp, fp, fn)
     pp, prr = pr(ptp, pfp, pfn)
-    print('links: labeled set %d messages, %d expected links' % (len(emls), n))
+    print('links: %s %d messages, %d expected links' % (title, len(emls), n))
     print('links: mxbait           precision %.3f  recall %.3f  (tp %d, fp %d, fn %d)'
           % (p, r, tp, fp, fn))
     print('links: python+regex     precision %.3f  recall %.3f  (tp %d, fp %d, fn %d)'
@@ -292,4 +296,5 @@ if __name__ == '__main__':
     if not os.access(MXBAIT, os.X_OK):
         sys.exit('analyze-quality: no %s (build first)' % MXBAIT)
     links_quality()
+    links_quality('independent', 'independent set')
     campaign_quality()
