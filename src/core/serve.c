@@ -10,8 +10,6 @@
 #include "core/serve.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,9 +59,6 @@ struct analyzer_child {
 	pid_t pid;                /* 0: not running */
 	int64_t started_ms;
 	unsigned backoff_ms;
-	uid_t uid;                /* to run as (root: nobody when it can write data_dir) */
-	gid_t gid;
-	bool drop;
 	struct event *restart_ev, *sigchld_ev;
 };
 
@@ -265,30 +260,15 @@ static const char *mail_domain(const struct mxb_config *cfg)
 
 /* ---- the analyzer child ---- */
 
-/* Who the analyzer runs as.  As root: nobody, when nobody may write the data directory
- * (analysis.db) and read the spool; otherwise the daemon's own uid (documented: the
- * parsing then runs as root, in a separate process still). */
-static void analyzer_pick_user(struct serve *sv)
+/* The analyzer keeps the daemon's uid.  Dropping to nobody as root would not work:
+ * the spool writes every message 0600 as the daemon's user, so nobody could not read
+ * what it must analyse.  Run the daemon itself unprivileged (ports below 1024 through
+ * CAP_NET_BIND_SERVICE) and the analyzer is unprivileged too; as root, say so. */
+static void analyzer_check_user(const struct serve *sv)
 {
-	struct analyzer_child *an = &sv->an;
-	an->drop = false;
-	if (geteuid() != 0)
-		return;
-	struct passwd *pw = getpwnam("nobody");
-	struct stat st;
-	if (!pw || stat(sv->cfg->data_dir, &st) != 0)
-		return;
-	bool w = (st.st_uid == pw->pw_uid && (st.st_mode & S_IWUSR) && (st.st_mode & S_IXUSR)) ||
-		 (st.st_gid == pw->pw_gid && (st.st_mode & S_IWGRP) && (st.st_mode & S_IXGRP)) ||
-		 ((st.st_mode & S_IWOTH) && (st.st_mode & S_IXOTH));
-	if (!w) {
-		log_msg(LOG_WARNING, NULL, "analyzer runs as root: user nobody cannot write %s",
-			sv->cfg->data_dir);
-		return;
-	}
-	an->drop = true;
-	an->uid = pw->pw_uid;
-	an->gid = pw->pw_gid;
+	if (sv->an.enabled && geteuid() == 0)
+		log_msg(LOG_WARNING, NULL, "the analyzer child runs as root (as the daemon does): "
+			"it parses hostile mail; consider running mxbait as an unprivileged user");
 }
 
 static void analyzer_start(struct serve *sv)
@@ -311,9 +291,6 @@ static void analyzer_start(struct serve *sv)
 		signal(SIGPIPE, SIG_DFL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the daemon killed hard: go too */
 		close_range(3, ~0U, 0);
-		if (an->drop && (setgroups(0, NULL) != 0 || setgid(an->gid) != 0 ||
-				 setuid(an->uid) != 0))
-			_exit(127);
 		char a0[] = "mxbait", a1[] = "analyze", a2[] = "--daemon", a3[] = "-d";
 		char *const argv[] = { a0, a1, a2, a3, sv->cfg->data_dir, NULL };
 		execv("/proc/self/exe", argv);
@@ -321,8 +298,7 @@ static void analyzer_start(struct serve *sv)
 	}
 	an->pid = pid;
 	an->started_ms = mono_ms();
-	log_msg(LOG_INFO, NULL, "analyzer started (pid %ld%s)", (long)pid,
-		an->drop ? ", user nobody" : "");
+	log_msg(LOG_INFO, NULL, "analyzer started (pid %ld)", (long)pid);
 }
 
 static void analyzer_restart_cb(evutil_socket_t fd, short what, void *arg)
@@ -643,7 +619,7 @@ int serve_run(const struct mxb_config *cfg)
 	}
 
 	/* The analyzer parses hostile MIME in its own process, never in this one. */
-	analyzer_pick_user(&sv);
+	analyzer_check_user(&sv);
 	analyzer_start(&sv);
 
 	log_msg(LOG_INFO, NULL, "mxbait %s ready: hostname=%s data_dir=%s", MXB_VERSION,
