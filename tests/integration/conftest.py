@@ -343,7 +343,8 @@ class Daemon:
 
     def port(self, role):
         return {"smtp": self.port_smtp, "submission": self.port_submission,
-                "smtps": self.port_smtps}[role]
+                "smtps": self.port_smtps, "imap": self.port_imap, "imaps": self.port_imaps,
+                "pop3": self.port_pop3, "pop3s": self.port_pop3s}[role]
 
 
 @pytest.fixture
