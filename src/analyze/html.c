@@ -32,8 +32,15 @@ struct an_html {
 	int anchor;             /* link index of the open <a href>, or -1 */
 	struct buf anchor_text;
 	struct buf css;         /* <style> content */
+	struct buf pending;     /* decoded HTML not yet given to the parser */
 	bool data_uri_seen;
 };
+
+/* The decoded part is handed to libxml2 whole, with terminate set, when it fits in
+ * HTML_PENDING (nearly every part): the push parser then parses straight through
+ * instead of re-scanning its input for the end of each construct it cannot yet prove
+ * complete.  Bigger parts go in HTML_PENDING pieces, so memory stays bounded. */
+#define HTML_PENDING (1u << 20)
 
 static bool is_web_value(const char *v)
 {
@@ -351,6 +358,7 @@ struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text)
 	h->anchor = -1;
 	buf_init(&h->anchor_text, ANCHOR_TEXT_MAX + 16);
 	buf_init(&h->css, 1 << 20);
+	buf_init(&h->pending, 0);
 	h->px = htmlCreatePushParserCtxt(&sax, h, NULL, 0, NULL, XML_CHAR_ENCODING_UTF8);
 	if (!h->px) {
 		buf_free(&h->anchor_text);
@@ -366,10 +374,23 @@ struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text)
 void an_html_feed(struct an_html *h, const char *data, size_t len)
 {
 	while (h && len > 0) {
-		int n = len > (1 << 20) ? (1 << 20) : (int)len;
-		htmlParseChunk(h->px, data, n, 0);
+		size_t room = HTML_PENDING - h->pending.len;
+		size_t n = len < room ? len : room;
+		if (buf_append(&h->pending, data, n) < 0) /* out of memory: parse it now */
+			n = 0;
 		data += n;
-		len -= (size_t)n;
+		len -= n;
+		if (h->pending.len >= HTML_PENDING || n == 0) {
+			if (h->pending.len)
+				htmlParseChunk(h->px, h->pending.data, (int)h->pending.len, 0);
+			buf_reset(&h->pending);
+			if (n == 0) {
+				int k = len > HTML_PENDING ? (int)HTML_PENDING : (int)len;
+				htmlParseChunk(h->px, data, k, 0);
+				data += k;
+				len -= (size_t)k;
+			}
+		}
 	}
 }
 
@@ -378,7 +399,8 @@ void an_html_free(struct an_html **hp)
 	struct an_html *h = *hp;
 	if (!h)
 		return;
-	htmlParseChunk(h->px, NULL, 0, 1);
+	htmlParseChunk(h->px, h->pending.data, (int)h->pending.len, 1);
+	buf_free(&h->pending);
 	anchor_close(h);
 	if (h->css.len)
 		scan_css(h, h->css.data, h->css.len);

@@ -13,6 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Files up to this size are read into memory, bigger ones mapped; an_unmap tells them
+ * apart by the same length. */
+#define READ_MAX (1u << 20)
+
 const void *an_map_file(const char *path, size_t *len_r)
 {
 	static const char empty[1];
@@ -30,6 +34,30 @@ const void *an_map_file(const char *path, size_t *len_r)
 		close(fd);
 		return empty;
 	}
+	if ((size_t)st.st_size <= READ_MAX) {
+		/* read, not mapped: for a typical message (tens of KB) mmap's page faults
+		 * and munmap cost more than the copy */
+		size_t want = (size_t)st.st_size, got = 0;
+		char *b = malloc(want);
+		while (b && got < want) {
+			ssize_t n = read(fd, b + got, want - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		close(fd);
+		if (!b)
+			return NULL;
+		if (got == 0) { /* truncated meanwhile */
+			free(b);
+			*len_r = 0;
+			return empty;
+		}
+		*len_r = got;
+		return b;
+	}
 	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
@@ -40,7 +68,9 @@ const void *an_map_file(const char *path, size_t *len_r)
 
 void an_unmap(const void *p, size_t len)
 {
-	if (p && len)
+	if (p && len && len <= READ_MAX)
+		free((void *)p);
+	else if (p && len)
 		munmap((void *)p, len);
 }
 
