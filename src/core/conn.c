@@ -12,7 +12,8 @@
  * read high-watermark so a client cannot make us buffer more than INPUT_MAX.
  * Replies the engine queues during one call are gathered in c->out and handed to the
  * bufferevent in one piece, so a pipelined group (or a multi-line reply) leaves in
- * one write, as Postfix's do.
+ * one write, as Postfix's do; output beyond OUTPUT_SOFT (an IMAP FETCH of a big
+ * message) is handed over as it comes, in order.
  */
 #include "core/conn.h"
 
@@ -45,6 +46,10 @@
 #define OUTPUT_SOFT (256 * 1024)   /* stop feeding until the client reads */
 #define OUTPUT_RESUME (64 * 1024)
 #define OUTPUT_HARD (1024 * 1024)  /* a client that will not read is dropped */
+/* IMAP answers one FETCH with up to 64 MiB (the engine's bound: messages the client
+ * APPENDed itself can be that big), so its connections may hold that much unread
+ * before the client counts as not reading. */
+#define IMAP_OUTPUT_HARD (72 * 1024 * 1024)
 #define FEEDS_PER_RUN 16           /* then yield to other connections */
 #define LINGER_MS 10000            /* at most this long to flush before closing */
 #define DETAIL_MAX 200             /* offence detail bytes */
@@ -199,17 +204,27 @@ static size_t out_pending(const struct conn *c)
 	return n;
 }
 
-/* Hand the gathered replies to the bufferevent as one piece. */
-static void conn_flush_out(struct conn *c)
+static size_t output_hard(const struct conn *c)
 {
-	if (!c->out.len)
-		return;
-	if (c->bev && !c->free_scheduled)
+	return mxb_role_family(c->role) == MXB_FAMILY_IMAP ? IMAP_OUTPUT_HARD : OUTPUT_HARD;
+}
+
+/* Move the gathered replies to the bufferevent (no checks: may run inside an engine
+ * call). */
+static void conn_move_out(struct conn *c)
+{
+	if (c->out.len && c->bev && !c->free_scheduled)
 		evbuffer_add(bufferevent_get_output(c->bev), c->out.data, c->out.len);
 	buf_reset(&c->out);
-	if (!c->dead && (c->out_overflow || out_pending(c) > OUTPUT_HARD)) {
-		log_msg(LOG_WARNING, c->id, "output over %d bytes: client does not read",
-			OUTPUT_HARD);
+}
+
+/* Hand the gathered replies to the bufferevent as one piece (after an engine call). */
+static void conn_flush_out(struct conn *c)
+{
+	conn_move_out(c);
+	if (!c->dead && (c->out_overflow || out_pending(c) > output_hard(c))) {
+		log_msg(LOG_WARNING, c->id, "output over %zu bytes: client does not read",
+			output_hard(c));
 		conn_close(c, "error", false);
 	}
 }
@@ -361,8 +376,23 @@ static void conn_run_cb(evutil_socket_t fd, short what, void *arg)
 static void op_send(void *ctx, const char *data, size_t len)
 {
 	struct conn *c = ctx;
-	if (c->dead)
+	if (c->dead || c->out_overflow)
 		return;
+	if (c->out.len + len > OUTPUT_SOFT) {
+		/* a big answer: what is gathered goes first, big pieces go straight on */
+		conn_move_out(c);
+		if (len > OUTPUT_SOFT) {
+			if (c->bev && !c->free_scheduled)
+				evbuffer_add(bufferevent_get_output(c->bev), data, len);
+			if (out_pending(c) > output_hard(c))
+				c->out_overflow = true; /* conn_flush_out() drops the client */
+			return;
+		}
+		if (out_pending(c) > output_hard(c)) {
+			c->out_overflow = true;
+			return;
+		}
+	}
 	if (buf_append(&c->out, data, len) != 0)
 		c->out_overflow = true; /* conn_flush_out() drops the client */
 }

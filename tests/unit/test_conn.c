@@ -119,6 +119,13 @@ size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 			s->ops->msg_write(s->ctx, "Subject: t\r\n\r\nhello\r\n", 22);
 			s->ops->msg_commit(s->ctx);
 			return pos;
+		} else if (!strcmp(line, "BIG")) {
+			/* 3 MiB in 64 KiB pieces: an IMAP FETCH of a big APPENDed message */
+			static char piece[64 * 1024];
+			memset(piece, 'b', sizeof(piece));
+			for (int i = 0; i < 48; i++)
+				s->ops->send(s->ctx, piece, sizeof(piece));
+			say(s, "\r\nBIG done\r\n");
 		} else if (!strcmp(line, "LOGIN")) {
 			s->logged_in = true;
 			say(s, "250 logged in\r\n");
@@ -549,6 +556,43 @@ static void test_idle_timeout_after_login(void **state)
 	close(fd2);
 }
 
+/* One engine call may answer with megabytes (IMAP FETCH): the output leaves in order
+ * while the call runs and a reading client gets all of it; on SMTP, whose replies are
+ * small, that much unread output means a client that does not read: dropped. */
+static void test_big_output(void **state)
+{
+	struct fixture *f = *state;
+	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
+	int fd = connect_pair(f, MXB_ROLE_IMAP);
+	int fd2 = connect_pair(f, MXB_ROLE_SMTP);
+	char buf[65536];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	recv1(fd2, buf, sizeof(buf));
+	sendstr(fd, "BIG\r\n");
+	sendstr(fd2, "BIG\r\n");
+	size_t got = 0;
+	bool done = false;
+	for (int i = 0; i < 2000 && !done; i++) {
+		pump(f, 5);
+		ssize_t n;
+		while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+			for (ssize_t k = 0; k < n; k++)
+				if (buf[k] == 'b')
+					got++;
+			if (memmem(buf, (size_t)n, "BIG done", 8))
+				done = true;
+		}
+	}
+	assert_true(done);
+	assert_int_equal(got, 48 * 64 * 1024);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"error\"") >= 0); /* the SMTP one */
+	assert_int_equal(f->srv.n_conns, 1);
+	close(fd);
+	close(fd2);
+}
+
 static void test_limits_per_ip(void **state)
 {
 	struct fixture *f = *state;
@@ -802,6 +846,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_limits_per_ip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusal_per_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout_after_login, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pregreet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
