@@ -90,7 +90,7 @@ void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c
 
 const char *smtp_session_auth_user(const struct smtp_session *s)
 {
-	return s->authenticated ? s->auth_user : NULL;
+	return s->authenticated ? s->x->auth_user : NULL;
 }
 
 /* ------------------------------------------------------------------ output --- */
@@ -211,7 +211,10 @@ void smtp_mail_reset(struct smtp_session *s)
 {
 	smtp_msg_abort(s);
 	s->in_mail = false;
-	s->sender[0] = '\0';
+	if (s->x) {
+		s->x->sender[0] = '\0';
+		s->x->bdat_reply[0] = '\0';
+	}
 	s->mail_smtputf8 = false;
 	s->msg_size = 0;
 	s->rcpt_count = 0;
@@ -223,7 +226,6 @@ void smtp_mail_reset(struct smtp_session *s)
 	s->queue_id[0] = '\0';
 	s->bdat_active = false;
 	s->bdat_error = false;
-	s->bdat_reply[0] = '\0';
 	s->method_bdat = false;
 }
 
@@ -305,7 +307,7 @@ static void helo_event(struct smtp_session *s, const char *verb)
 	if (!ev)
 		return;
 	mxb_event_str(ev, "verb", verb);
-	mxb_event_str(ev, "name", s->helo);
+	mxb_event_str(ev, "name", s->x->helo);
 	smtp_emit(s, ev);
 }
 
@@ -332,7 +334,7 @@ static int check_helo(struct smtp_session *s, struct smtp_args *a)
 static void run_helo_common(struct smtp_session *s, struct smtp_args *a, bool esmtp)
 {
 	smtp_mail_reset(s);
-	smtp_join_args(a, 1, s->helo, sizeof(s->helo));
+	smtp_join_args(a, 1, s->x->helo, sizeof(s->x->helo));
 	s->have_helo = true;
 	s->esmtp = esmtp;
 	helo_event(s, esmtp ? "EHLO" : "HELO");
@@ -425,7 +427,7 @@ static void run_mail(struct smtp_session *s, struct smtp_args *a)
 		return;
 	}
 	s->in_mail = true;
-	snprintf(s->sender, sizeof(s->sender), "%s", r.addr);
+	snprintf(s->x->sender, sizeof(s->x->sender), "%s", r.addr);
 	s->mail_smtputf8 = r.smtputf8;
 	smtp_reply(s, "250 2.1.0 Ok");
 	mail_event(s, &r, true);
@@ -954,6 +956,14 @@ static size_t feed_lines(struct smtp_session *s, const char *data, size_t len)
 size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 {
 	size_t pos = 0;
+	if (!s->x && len > 0 && s->susp == SUSP_NONE) {
+		s->x = calloc(1, sizeof(*s->x));
+		if (!s->x) {
+			s->close_reason = "error";
+			do_close(s);
+			return len;
+		}
+	}
 	s->feed_end = data + len;
 	while (pos < len && s->susp == SUSP_NONE) {
 		s->feed_pos = data + pos;
@@ -1023,6 +1033,7 @@ void smtp_session_free(struct smtp_session **sp)
 	buf_free(&s->line);
 	buf_free(&s->out);
 	buf_free(&s->rcpts);
+	free(s->x);
 	free(s);
 	*sp = NULL;
 }
@@ -1051,9 +1062,11 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version,
 		smtp_mail_reset(s);
 		s->have_helo = false;
 		s->esmtp = false;
-		s->helo[0] = '\0';
 		s->authenticated = false;
-		s->auth_user[0] = '\0';
+		if (s->x) {
+			s->x->helo[0] = '\0';
+			s->x->auth_user[0] = '\0';
+		}
 		buf_reset(&s->line);
 		s->skipping = false;
 		s->overflowed = false;

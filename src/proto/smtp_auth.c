@@ -117,7 +117,7 @@ static bool b64_charset(const char *p, size_t len)
 
 static void auth_challenge(struct smtp_session *s, const char *b64)
 {
-	snprintf(s->auth_last334, sizeof(s->auth_last334), "%s", b64);
+	snprintf(s->x->auth_last334, sizeof(s->x->auth_last334), "%s", b64);
 	smtp_reply(s, "334 %s", b64);
 	smtp_set_state(s, ST_AUTH);
 }
@@ -165,7 +165,7 @@ static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid
 		.authzid = zl ? zbuf : NULL,
 		.username = ubuf,
 		.password = pass ? pbuf : NULL,
-		.cram_challenge = cram_digest ? s->auth_challenge : NULL,
+		.cram_challenge = cram_digest ? s->x->auth_challenge : NULL,
 		.cram_digest = cram_digest,
 	};
 	enum auth_verdict v = auth_policy_check(s->cfg->auth, &req);
@@ -186,7 +186,7 @@ static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid
 	auth_event(s, &ev);
 	if (v == AUTH_OK) {
 		s->authenticated = true;
-		smtp_printable(s->auth_user, sizeof(s->auth_user), user->p, ul);
+		smtp_printable(s->x->auth_user, sizeof(s->x->auth_user), user->p, ul);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 		auth_end(s);
 		return;
@@ -235,14 +235,14 @@ static void auth_step(struct smtp_session *s, const unsigned char *msg, size_t l
 	}
 	case MECH_LOGIN:
 		if (s->auth_step == 0) {
-			size_t n = len < sizeof(s->auth_tmp) ? len : sizeof(s->auth_tmp);
-			memcpy(s->auth_tmp, msg, n);
+			size_t n = len < sizeof(s->x->auth_tmp) ? len : sizeof(s->x->auth_tmp);
+			memcpy(s->x->auth_tmp, msg, n);
 			s->auth_tmp_len = n;
 			s->auth_step = 1;
 			auth_challenge(s, "UGFzc3dvcmQ6");
 			return;
 		} else {
-			struct sasl_slice u = {(const char *)s->auth_tmp, s->auth_tmp_len};
+			struct sasl_slice u = {(const char *)s->x->auth_tmp, s->auth_tmp_len};
 			struct sasl_slice p = {(const char *)msg, len};
 			auth_verify(s, NULL, &u, &p, NULL);
 			return;
@@ -313,11 +313,11 @@ void smtp_auth_run(struct smtp_session *s, struct smtp_args *a)
 		unsigned long long r = 0;
 		if (RAND_bytes(rnd, sizeof(rnd)) == 1)
 			memcpy(&r, rnd, sizeof(r));
-		snprintf(s->auth_challenge, sizeof(s->auth_challenge), "<%llu.%lld@%s>", r,
+		snprintf(s->x->auth_challenge, sizeof(s->x->auth_challenge), "<%llu.%lld@%s>", r,
 			 (long long)(smtp_now_us(s) / 1000000), s->cfg->hostname);
-		char b64[sizeof(s->auth_challenge) * 2];
-		sasl_b64_encode((const unsigned char *)s->auth_challenge,
-				strlen(s->auth_challenge), b64);
+		char b64[sizeof(s->x->auth_challenge) * 2];
+		sasl_b64_encode((const unsigned char *)s->x->auth_challenge,
+				strlen(s->x->auth_challenge), b64);
 		auth_challenge(s, b64);
 		return;
 	}
@@ -349,8 +349,8 @@ void smtp_auth_line(struct smtp_session *s, const char *line, size_t len)
 	if (len == 0) {
 		/* Dovecot fails an empty answer without a reason; Postfix then shows the
 		 * text of its last challenge. */
-		char last[sizeof(s->auth_last334)];
-		snprintf(last, sizeof(last), "%s", s->auth_last334);
+		char last[sizeof(s->x->auth_last334)];
+		snprintf(last, sizeof(last), "%s", s->x->auth_last334);
 		auth_malformed(s, last);
 		return;
 	}

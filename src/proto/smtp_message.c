@@ -85,8 +85,8 @@ static int msg_start(struct smtp_session *s, bool bdat)
 	buf_init(&h, 8192);
 	char helo[NAME_MAX_LEN];
 	const char *name = s->have_rdns ? s->peer_rdns : "unknown";
-	smtp_printable(helo, sizeof(helo), s->have_helo ? s->helo : name,
-		  strlen(s->have_helo ? s->helo : name));
+	smtp_printable(helo, sizeof(helo), s->have_helo ? s->x->helo : name,
+		  strlen(s->have_helo ? s->x->helo : name));
 	bool v6 = strchr(s->peer_ip, ':') != NULL;
 	buf_printf(&h, "Received: from %s (%s [%s%s])\r\n", helo, name, v6 ? "IPv6:" : "",
 		   s->peer_ip);
@@ -97,7 +97,7 @@ static int msg_start(struct smtp_session *s, bool bdat)
 	}
 	if (s->authenticated) {
 		char user[NAME_MAX_LEN];
-		smtp_printable(user, sizeof(user), s->auth_user, strlen(s->auth_user));
+		smtp_printable(user, sizeof(user), s->x->auth_user, strlen(s->x->auth_user));
 		buf_printf(&h, "\t(Authenticated sender: %s)\r\n", user);
 	}
 	char date[64];
@@ -168,7 +168,7 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 			mxb_event_str(ev, "spool", r->spool_name ? r->spool_name : "");
 			mxb_event_str(ev, "sha256", r->sha256 ? r->sha256 : "");
 			mxb_event_int(ev, "size", (int64_t)r->size);
-			mxb_event_str(ev, "sender", s->sender);
+			mxb_event_str(ev, "sender", s->x->sender);
 			const char *list[1024];
 			size_t n = 0;
 			for (size_t off = 0; off < s->rcpts.len && n < 1024;) {
@@ -179,7 +179,7 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 			mxb_event_str_array(ev, "recipients", list, n);
 			mxb_event_str(ev, "method", s->method_bdat ? "BDAT" : "DATA");
 			if (s->authenticated)
-				mxb_event_str(ev, "auth_user", s->auth_user);
+				mxb_event_str(ev, "auth_user", s->x->auth_user);
 			else
 				mxb_event_null(ev, "auth_user");
 			mxb_event_bool(ev, "tls", s->tls);
@@ -265,18 +265,18 @@ int smtp_bdat_check(struct smtp_session *s, struct smtp_args *a)
 	}
 	if (s->rcpt_count == 0 || s->bdat_error) {
 		if (s->bdat_error)
-			snprintf(s->chunk_reply, sizeof(s->chunk_reply), "%s", s->bdat_reply);
+			snprintf(s->x->chunk_reply, sizeof(s->x->chunk_reply), "%s", s->x->bdat_reply);
 		else if (!s->in_mail)
-			snprintf(s->chunk_reply, sizeof(s->chunk_reply),
+			snprintf(s->x->chunk_reply, sizeof(s->x->chunk_reply),
 				 "503 5.5.1 Error: need RCPT command");
 		else
-			snprintf(s->chunk_reply, sizeof(s->chunk_reply),
+			snprintf(s->x->chunk_reply, sizeof(s->x->chunk_reply),
 				 "554 5.5.1 Error: no valid recipients");
 		if (!s->bdat_error)
 			smtp_offence(s, "bad_sequence", "BDAT", 4);
 		if (r.count == 0) {
 			/* Nothing to skip: answer now (counted by the caller). */
-			smtp_reply(s, "%s", s->chunk_reply);
+			smtp_reply(s, "%s", s->x->chunk_reply);
 			if (r.last && s->bdat_error)
 				smtp_mail_reset(s);
 			return -1;
@@ -300,17 +300,17 @@ void smtp_bdat_run(struct smtp_session *s, struct smtp_args *a)
 		s->bdat_active = true;
 		if (msg_start(s, true) < 0) {
 			s->bdat_error = true;
-			snprintf(s->bdat_reply, sizeof(s->bdat_reply),
+			snprintf(s->x->bdat_reply, sizeof(s->x->bdat_reply),
 				 "452 4.3.1 Insufficient system storage");
 			smtp_message_rejected(s, "no_space", 452);
-			snprintf(s->chunk_reply, sizeof(s->chunk_reply), "%s", s->bdat_reply);
+			snprintf(s->x->chunk_reply, sizeof(s->x->chunk_reply), "%s", s->x->bdat_reply);
 			chunk_begin(s, r.count, r.last, true);
 			if (r.count == 0)
 				smtp_chunk_done(s);
 			return;
 		}
 	}
-	s->chunk_reply[0] = '\0';
+	s->x->chunk_reply[0] = '\0';
 	chunk_begin(s, r.count, r.last, false);
 	if (r.count == 0)
 		smtp_chunk_done(s);
@@ -320,7 +320,7 @@ void smtp_chunk_done(struct smtp_session *s)
 {
 	smtp_set_state(s, ST_CMD);
 	if (s->chunk_discard) {
-		smtp_reply(s, "%s", s->chunk_reply);
+		smtp_reply(s, "%s", s->x->chunk_reply);
 		smtp_count_error(s);
 		if (s->chunk_last && s->bdat_error)
 			smtp_mail_reset(s);
@@ -328,10 +328,10 @@ void smtp_chunk_done(struct smtp_session *s)
 	}
 	if (s->msg_too_big || s->msg_failed) {
 		bool big = s->msg_too_big;
-		snprintf(s->bdat_reply, sizeof(s->bdat_reply), "%s",
+		snprintf(s->x->bdat_reply, sizeof(s->x->bdat_reply), "%s",
 			 big ? "552 5.3.4 Error: message file too big"
 			     : "452 4.3.1 Insufficient system storage");
-		smtp_reply(s, "%s", s->bdat_reply);
+		smtp_reply(s, "%s", s->x->bdat_reply);
 		smtp_count_error(s);
 		smtp_message_rejected(s, big ? "size" : "no_space", big ? 552 : 452);
 		smtp_msg_abort(s);
