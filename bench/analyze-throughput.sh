@@ -42,9 +42,23 @@ trap 'rm -f "$list" "$tf"' EXIT
 echo "$files" > "$list"
 c_cpu=$(cpu_of sh -c "xargs '$mxbait' analyze < '$list'")
 p_cpu=$(cpu_of sh -c "xargs /usr/bin/python3 '$here/analyze-peer.py' < '$list'")
-awk -v b="$bytes" -v m="$msgs" -v c="$c_cpu" -v p="$p_cpu" 'BEGIN {
+# The floor under mxbait's time: GMime parse + decode alone, then + libxml2 over the
+# HTML parts (bench/analyze-ceiling.c, built here with cc when pkg-config finds them).
+ceil_bin=$(mktemp)
+trap 'rm -f "$list" "$tf" "$ceil_bin"' EXIT
+g_cpu="" h_cpu=""
+if cc -O2 -o "$ceil_bin" "$here/analyze-ceiling.c" \
+	$(pkg-config --cflags --libs gmime-3.0 libxml-2.0 2>/dev/null) 2>/dev/null; then
+	g_cpu=$(cpu_of sh -c "xargs '$ceil_bin' 0 < '$list'")
+	h_cpu=$(cpu_of sh -c "xargs '$ceil_bin' 1 < '$list'")
+fi
+awk -v b="$bytes" -v m="$msgs" -v c="$c_cpu" -v p="$p_cpu" -v g="$g_cpu" -v h="$h_cpu" 'BEGIN {
 	printf "analyze: corpus %d messages, %.1f MB (all four folders of shared/corpus)\n", m, b/1e6
 	printf "analyze: mxbait analyze        %6.2f s CPU  %7.1f MB/s per core  %7.0f msg/s\n", c, b/1e6/c, m/c
 	printf "analyze: python email + regex  %6.2f s CPU  %7.1f MB/s per core  %7.0f msg/s\n", p, b/1e6/p, m/p
 	printf "analyze: ratio mxbait/python   %.1fx\n", p/c
+	if (g != "" && g > 0 && h > 0) {
+		printf "analyze: ceiling, GMime parse+decode only        %6.2f s CPU  %7.1f MB/s per core\n", g, b/1e6/g
+		printf "analyze: ceiling, + libxml2 SAX over HTML parts  %6.2f s CPU  %7.1f MB/s per core\n", h, b/1e6/h
+	}
 }'
