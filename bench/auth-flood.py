@@ -5,8 +5,8 @@ Many concurrent connections; each (SMTP) says EHLO, upgrades with STARTTLS (or s
 on an implicit-TLS port), says EHLO again, then sends AUTH PLAIN guesses with random
 passwords one after the other, each as soon as the previous one is answered, and
 reconnects whenever the server closes the session (421, EOF, timeout).  With
---proto imap the guesses are LOGIN commands after STARTTLS (or on an implicit-TLS port).  It stops by
-itself at --duration seconds or --max-attempts answered guesses, whichever comes first.
+--proto imap the guesses are LOGIN commands after STARTTLS (or on an implicit-TLS
+port).  It stops by itself at --duration seconds or --max-attempts answered guesses, whichever comes first.
 
 Promises: it only connects to 127.0.0.0/8 (refuses anything else); the load is bounded
 in time, connections and attempts; it prints one JSON object with what it counted:
@@ -15,6 +15,8 @@ in time, connections and attempts; it prints one JSON object with what it counte
   other      other replies to AUTH (a misconfigured server shows up here)
   sessions   connections that reached the AUTH stage; closed: ended by the server
   rate       attempts per second over the measured time
+With --per-session 0 it makes no guesses: connect, TLS, EHLO (SMTP), QUIT, reconnect;
+that measures what a connection alone costs the server.
 Used by bench/auth-flood.sh against mxbait and against Postfix + Dovecot SASL.
 """
 import argparse
@@ -86,6 +88,10 @@ async def imap_session(args, stats, deadline, reader, writer, sslctx):
             return
     stats.sessions += 1
     n = 0
+    if args.per_session == 0:
+        writer.write(b"q LOGOUT\r\n")
+        await read_tagged(reader, b"q", args.timeout)
+        return
     while time.monotonic() < deadline and stats.attempts < args.max_attempts:
         n += 1
         tag = b"a%d" % n
@@ -150,6 +156,10 @@ async def session(args, stats, deadline, src, sslctx):
                 stats.closed += 1
                 return
         stats.sessions += 1
+        if args.per_session == 0:
+            writer.write(b"QUIT\r\n")
+            await read_reply(reader, args.timeout)
+            return
         while time.monotonic() < deadline and stats.attempts < args.max_attempts:
             user = "%s@%s" % (random.choice(USERS), args.domain)
             pw = "zq-" + os.urandom(6).hex()  # never in a common-password list
@@ -213,6 +223,9 @@ def main():
     ap.add_argument("--conns", type=int, default=100)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--max-attempts", type=int, default=1000000)
+    ap.add_argument("--per-session", type=int, default=-1,
+                    help="0: no guesses, only connect, TLS, EHLO and QUIT (the cost of a "
+                    "connection); -1: guess until the server closes")
     ap.add_argument("--timeout", type=float, default=60.0, help="per reply")
     ap.add_argument("--sources", default="", help="comma list of 127.x.y.z to bind")
     ap.add_argument("--domain", default="example.test")

@@ -5,28 +5,32 @@
 #   bench/auth-flood.sh [BUILD_DIR]     (default: build; built here, debugoptimized
 #                                        without sanitizers, when BUILD_DIR/src/mxbait is missing)
 #
-# Environment: CONNS (concurrent connections, default 100, one 127.0.1.x source address
-# each), DURATION (seconds per throttled flood, default 60), FAST_DURATION (seconds of the
-# unthrottled mxbait floods, default 15), DELAY (auth_failure_delay on both sides,
-# default 2s = both defaults), HYDRA_SECONDS (default 20), KEEP=1 keeps the temp dir.
+# Environment: CONNS (concurrent connections, default 100, one 127.0.x.y source address
+# each), DURATION (seconds per guessing flood, default 60), CONN_DURATION (seconds of
+# connections without guesses, default 10), FAST_DURATION (seconds of the unthrottled
+# mxbait floods, default 15), DELAY (auth_failure_delay on both sides, default 2s = both
+# defaults), HYDRA_SECONDS (default 20), KEEP=1 keeps the temp dir (logs, configs).
 #
 # What runs, each against servers started here on free loopback high ports only:
-#   1. mxbait serve, submission (STARTTLS), auth_failure_delay = DELAY (its default, 2s)
-#   2. Postfix 3.7 (private instance: postfix -c TMP/postfix start; config_directory and
-#      queue_directory in TMP, one smtpd service on 127.0.0.1:PORT, smtpd_sasl_type =
-#      dovecot over a unix socket in TMP) + Dovecot 2.3 (dovecot -F -c TMP/dovecot.conf,
-#      base_dir in TMP, passwd-file, auth_mechanisms = plain login, auth_failure_delay =
-#      DELAY), same flood
-#   3. IMAP: the same flood as LOGIN commands after STARTTLS, mxbait imap vs Dovecot imap
-#   4. mxbait with auth_failure_delay = 0, error_sleep_time = 0, auth_penalty = no: its
-#      capacity when nothing throttles the flood,
-#      on submission (STARTTLS) and on smtps (implicit TLS)
-#   5. hydra (smtp module, STARTTLS, PLAIN) briefly against mxbait and Postfix+Dovecot
+#   1. mxbait serve (auth_failure_delay = DELAY; its default is 2s): the AUTH PLAIN flood
+#      on submission after STARTTLS, the LOGIN flood on imap after STARTTLS, then the
+#      same connections without any guess (connect, STARTTLS, EHLO, QUIT / LOGOUT)
+#   2. the same four against Postfix 3.7 + Dovecot 2.3: a private Postfix (postfix -c
+#      TMP/postfix start; config and queue directories in TMP; one smtpd on
+#      127.0.0.1:PORT, default process limit 100; smtpd_sasl_type = dovecot over a unix
+#      socket in TMP) and a private Dovecot (dovecot -F -c TMP/dovecot/dovecot.conf;
+#      base_dir in TMP; passwd-file; auth_mechanisms = plain login; auth_failure_delay =
+#      DELAY; imap-login on 127.0.0.1:PORT only, pop3 and imaps off)
+#   3. mxbait with auth_failure_delay = 0, error_sleep_time = 0, auth_penalty = no: what
+#      a guess costs when nothing throttles the flood (submission, smtps implicit TLS,
+#      imap)
+#   4. hydra (smtp module, STARTTLS, PLAIN) briefly against mxbait and Postfix+Dovecot
 # Server CPU = utime+stime (+cutime+cstime: reaped children, e.g. smtpd processes that
 # exited) summed over the server's whole process tree from /proc/PID/stat, before and
 # after each flood.  Prints attempts/s, CPU seconds per 10,000 failed attempts and the
-# ratio.  Compare CPU per attempt, not attempts/s: Dovecot's failure delay and its
-# per-IP auth penalty bound the rate of the reference, by design.
+# ratio, and splits the cost into per connection and per guess.  Compare CPU per
+# attempt, not attempts/s: Dovecot's failure delay and its per-IP auth penalty bound
+# the rate of the reference, by design.
 # Everything started here is stopped by PID on exit (trap), errors included.
 set -u
 
@@ -36,6 +40,7 @@ BUILD=${1:-build}
 CONNS=${CONNS:-100}
 DURATION=${DURATION:-60}
 FAST_DURATION=${FAST_DURATION:-15}
+CONN_DURATION=${CONN_DURATION:-10}
 DELAY=${DELAY:-2s}
 HYDRA_SECONDS=${HYDRA_SECONDS:-20}
 PY=/usr/bin/python3
@@ -284,7 +289,8 @@ EOF
 }
 
 # ---------------------------------------------------------------- one measured flood
-# flood LABEL PIDS FLOOD-ARGS... -> appends "label attempts rate cpu_s" to $T/results
+# flood LABEL PIDS FLOOD-ARGS...: runs the generator; prints one row; appends
+# "label attempts sessions cpu_seconds" to $T/results.
 flood() {
 	label=$1 pids=$2
 	shift 2
@@ -298,34 +304,45 @@ flood() {
 import json, sys
 r = json.loads(sys.stdin.read())
 cpu = ($c1 - $c0) / $HZ
-per = cpu / r['attempts'] * 10000 if r['attempts'] else float('nan')
-print('%-36s %8d %9.1f %8.2f %10.2f   %s' % (r['label'], r['attempts'], r['rate'], cpu, per,
-      'ok=%d other=%s sessions=%d closed=%d timeouts=%d connerr=%d' % (r['ok'], r['other_codes'] or 0,
-      r['sessions'], r['closed'], r['timeouts'], r['connect_errors'] + r['tls_errors'])))
+per = '%10.2f' % (cpu / r['attempts'] * 10000) if r['attempts'] else '%10s' % '-'
+conn = '%8.2f' % (cpu / r['sessions'] * 1000) if r['sessions'] else '%8s' % '-'
+print('%-38s %8d %8.1f %8d %8.2f %s %s   %s' % (r['label'], r['attempts'], r['rate'], r['sessions'],
+      cpu, per, conn, 'ok=%d other=%s closed=%d timeouts=%d connerr=%d' % (r['ok'],
+      r['other_codes'] or 0, r['closed'], r['timeouts'], r['connect_errors'] + r['tls_errors'])))
 with open('$T/results', 'a') as f:
-    f.write('%s\t%r\n' % (r['label'], per))
+    f.write('%s\t%d\t%d\t%r\n' % (r['label'], r['attempts'], r['sessions'], cpu))
 "
 }
 
+# The same floods against one server: guesses (DURATION s), then connections alone
+# (CONN_DURATION s: TLS and QUIT, no guess) for the per-connection part of the cost.
+floods() { # NAME PIDS SMTP_PORT IMAP_PORT
+	flood "$1 submission STARTTLS" "$2" --port "$3" --tls starttls \
+		--conns "$CONNS" --duration "$DURATION" --sources "$SOURCES"
+	flood "$1 imap STARTTLS" "$2" --proto imap --port "$4" --tls starttls \
+		--conns "$CONNS" --duration "$DURATION" --sources "$SOURCES"
+	flood "$1 submission connections only" "$2" --port "$3" --tls starttls --per-session 0 \
+		--conns "$CONNS" --duration "$CONN_DURATION" --sources "$SOURCES"
+	flood "$1 imap connections only" "$2" --proto imap --port "$4" --tls starttls \
+		--per-session 0 --conns "$CONNS" --duration "$CONN_DURATION" --sources "$SOURCES"
+}
+
 echo
-echo "AUTH flood: $CONNS connections from $CONNS loopback addresses, failed guesses with random passwords"
-echo "failure delay: mxbait auth_failure_delay = $DELAY (its default is 2s); Dovecot auth_failure_delay = $DELAY (default 2s)"
-echo "server CPU = utime+stime of the whole server process tree (/proc/PID/stat), HZ=$HZ"
+echo "AUTH flood: $CONNS connections from $CONNS loopback addresses, failed guesses with random passwords,"
+echo "${DURATION}s per flood; then ${CONN_DURATION}s of connections without guesses (connect, STARTTLS, EHLO, QUIT)"
+echo "failure delay: mxbait auth_failure_delay = $DELAY (its default: 2s); Dovecot auth_failure_delay = $DELAY (its default: 2s)"
+echo "server CPU = utime+stime(+reaped children) of the whole server process tree (/proc/PID/stat), HZ=$HZ"
 echo
-printf '%-36s %8s %9s %8s %10s\n' "flood" attempts "att/s" "cpu s" "cpu s/10k"
+printf '%-38s %8s %8s %8s %8s %10s %8s\n' "flood" attempts "att/s" sessions "cpu s" "cpu s/10k" "ms/conn"
 
 start_mxbait "$DELAY"
-flood "mxbait submission STARTTLS" "$MX_PID" --port "$P_MX_SUB" --tls starttls \
-	--conns "$CONNS" --duration "$DURATION" --sources "$SOURCES"
-flood "mxbait imap STARTTLS" "$MX_PID" --proto imap --port "$P_MX_IMAP" --tls starttls \
-	--conns "$CONNS" --duration "$DURATION" --sources "$SOURCES"
+floods mxbait "$MX_PID" "$P_MX_SUB" "$P_MX_IMAP"
 stop_mxbait
 
 start_reference
-flood "postfix+dovecot submission STARTTLS" "$PF_PID $DOV_PID" --port "$P_PF" --tls starttls \
-	--conns "$CONNS" --duration "$DURATION" --sources "$SOURCES"
-flood "dovecot imap STARTTLS" "$DOV_PID" --proto imap --port "$P_DOV_IMAP" --tls starttls \
-	--conns "$CONNS" --duration "$DURATION" --sources "$SOURCES"
+floods postfix+dovecot "$PF_PID $DOV_PID" "$P_PF" "$P_DOV_IMAP"
+# (Dovecot IMAP alone: its tree is the dovecot PID; Postfix idles meanwhile and is counted
+# too, which adds nothing measurable but keeps the rows comparable.)
 
 # No failure delay, no error sleep, no penalty: what the sensor costs at full speed.
 start_mxbait 0 "error_sleep_time = 0" "auth_penalty = no"
@@ -338,22 +355,44 @@ flood "mxbait imap delay=0" "$MX_PID" --proto imap --port "$P_MX_IMAP" --tls sta
 stop_mxbait
 
 echo
-$PY - "$T/results" <<'EOF'
+$PY - "$T/results" <<'PYEOF'
 import sys
 rows = {}
 for line in open(sys.argv[1]):
-    label, per = line.rstrip("\n").split("\t")
-    rows[label] = float(per)
-def ratio(a, b):
-    if a in rows and b in rows and rows[a] > 0:
-        print("CPU per failed attempt, %s / %s: 1/%.0f  (aim: at most 1/50)" % (a, b, rows[b] / rows[a]))
-    elif a in rows and b in rows:
-        print("CPU per failed attempt, %s / %s: below the clock tick (mxbait 0 ticks)" % (a, b))
-ratio("mxbait submission STARTTLS", "postfix+dovecot submission STARTTLS")
-ratio("mxbait submission delay=0", "postfix+dovecot submission STARTTLS")
-ratio("mxbait imap STARTTLS", "dovecot imap STARTTLS")
-ratio("mxbait imap delay=0", "dovecot imap STARTTLS")
-EOF
+    label, att, sess, cpu = line.rstrip("\n").split("\t")
+    rows[label] = (int(att), int(sess), float(cpu))
+def per10k(label):
+    a, s, c = rows[label]
+    return c / a * 10000 if a else None
+def per_conn(label):
+    a, s, c = rows[label]
+    return c / s if s else None
+def show(kind):
+    mx, ref = "mxbait %s STARTTLS" % kind, "postfix+dovecot %s STARTTLS" % kind
+    if mx not in rows or ref not in rows:
+        return
+    m, r = per10k(mx), per10k(ref)
+    print("%s, CPU per failed attempt, mxbait / Postfix+Dovecot:" % kind)
+    if m and r:
+        print("  measured (same flood, same %d connections): %.2f / %.2f s per 10k = 1/%.1f  (aim: 1/50)"
+              % (rows[mx][1], m, r, r / m))
+    # Split: what a connection costs (TLS handshake, process, banner) and what a guess costs.
+    mc, rc = per_conn("mxbait %s connections only" % kind), per_conn("postfix+dovecot %s connections only" % kind)
+    if mc and rc:
+        print("  per connection (TLS handshake included): %.2f / %.2f ms = 1/%.1f" % (mc * 1e3, rc * 1e3, rc / mc))
+        ma = (rows[mx][2] - rows[mx][1] * mc) / rows[mx][0] if rows[mx][0] else 0
+        ra = (rows[ref][2] - rows[ref][1] * rc) / rows[ref][0] if rows[ref][0] else 0
+        if ma > 0 and ra > 0:
+            print("  per guess beyond the connection: %.3f / %.3f ms = 1/%.1f" % (ma * 1e3, ra * 1e3, ra / ma))
+        else:
+            print("  per guess beyond the connection: %.3f / %.3f ms (below the resolution of this run)" % (ma * 1e3, ra * 1e3))
+show("submission")
+show("imap")
+for label in ("mxbait submission delay=0", "mxbait smtps implicit-TLS delay=0", "mxbait imap delay=0"):
+    if label in rows and rows[label][0]:
+        a, s, c = rows[label]
+        print("%s: %.2f s per 10k failed attempts, %.1f attempts per connection" % (label, c / a * 1e4, a / max(s, 1)))
+PYEOF
 
 # ---------------------------------------------------------------- hydra, for realism
 # hydra's own attack loop (smtp module: EHLO, STARTTLS, AUTH PLAIN; it reconnects as it
