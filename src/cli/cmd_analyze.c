@@ -32,6 +32,8 @@ static const char usage_text[] =
 	"      --max-parts N      MIME parts limit (2000)\n"
 	"      --max-decoded N    decoded bytes limit per message (67108864)\n"
 	"      --max-links N      distinct links limit (5000)\n"
+	"      --max-text N       text bytes kept per message for links/campaigns (4194304)\n"
+	"      --max-recipients N distinct recipients limit (10000)\n"
 	"      --psl FILE         a newer public suffix list\n";
 
 struct run {
@@ -101,6 +103,8 @@ int cmd_analyze(int argc, char **argv)
 		{"max-depth", required_argument, NULL, 1}, {"max-parts", required_argument, NULL, 2},
 		{"max-decoded", required_argument, NULL, 3},
 		{"max-links", required_argument, NULL, 4}, {"psl", required_argument, NULL, 5},
+		{"max-text", required_argument, NULL, 6},
+		{"max-recipients", required_argument, NULL, 7},
 		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 	};
 	struct run r = {0};
@@ -112,7 +116,7 @@ int cmd_analyze(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "d:hq", opts, NULL)) != -1) {
 		char *end = NULL;
 		unsigned long long v = 0;
-		if (ch >= 1 && ch <= 4) {
+		if ((ch >= 1 && ch <= 4) || ch == 6 || ch == 7) {
 			errno = 0;
 			v = strtoull(optarg, &end, 10);
 			if (errno || !end || *end || v == 0 || v > (1ull << 40)) {
@@ -130,6 +134,8 @@ int cmd_analyze(int argc, char **argv)
 		case 3: r.lim.max_decoded = (size_t)v; break;
 		case 4: r.lim.max_links = (unsigned)(v > 1000000 ? 1000000 : v); break;
 		case 5: psl = optarg; break;
+		case 6: r.lim.max_text = (size_t)v; break;
+		case 7: r.lim.max_recipients = (unsigned)(v > 10000000 ? 10000000 : v); break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;
 		}

@@ -72,6 +72,15 @@ def test_analyze_limits_are_findings(tmp_path):
     assert len(o["parts"]) == 10
     assert [x["kind"] for x in o["findings"]] == ["parts_limit"]
     assert _run("analyze", "--max-parts", "zero", str(f)).returncode == 2
+    # every limit has a flag (what mxbait serve passes to its analyzer child)
+    g = tmp_path / "many-rcpts.eml"
+    g.write_bytes(("To: " + ", ".join("r%d@example.org" % i for i in range(30))
+                   + "\r\nSubject: r\r\n\r\n" + "x" * 5000 + "\r\n").encode())
+    r = _run("analyze", "--max-recipients", "10", "--max-text", "1000", str(g))
+    assert r.returncode == 0
+    o = json.loads(r.stdout)
+    assert len(o["recipients"]) == 10
+    assert sorted(x["kind"] for x in o["findings"]) == ["recipients_limit", "text_limit"], o
 
 
 def test_analyzer_process_beside_the_daemon(daemon):
