@@ -10,4 +10,8 @@ status=0
 sh "$here/smtp-throughput.sh" "$BUILD" || status=1
 sh "$here/analyze-throughput.sh" "$BUILD" || status=1
 /usr/bin/python3 "$here/analyze-quality.py" "$BUILD" || status=1
+# AUTH flood vs a private Postfix + Dovecot (needs root: they run as their own users),
+# and memory with 10,000 idle connections.
+bash "$here/auth-flood.sh" "$BUILD" || status=1
+bash "$here/idle-conns.sh" "$BUILD" || status=1
 exit $status
