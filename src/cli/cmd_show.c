@@ -32,6 +32,7 @@ static const char usage[] = "[OPTIONS] [--full] SESSION|QUEUEID";
 
 #define SHOW_TEXT_MAX (64 * 1024)
 #define SHOW_LINE_MAX 200
+#define SHOW_ROWS_MAX 100 /* links, recipients... listed without --full */
 
 static bool common_key(const char *k)
 {
@@ -304,7 +305,8 @@ static void put_col(struct buf *b, sqlite3_stmt *st, int i, size_t max)
 }
 
 /* One section of the analysis: a heading with the row count, then each row of the query
- * (over the analysis JSON bound as ?1) through row_fn. */
+ * (over the analysis JSON bound as ?1) through row_fn; without --full at most
+ * SHOW_ROWS_MAX rows (a bought list has thousands of recipients). */
 static void print_section(sqlite3 *db, struct buf *b, const char *json, const char *title,
 			  const char *sql, void (*row_fn)(struct buf *, sqlite3_stmt *, bool),
 			  bool full)
@@ -319,13 +321,16 @@ static void print_section(sqlite3 *db, struct buf *b, const char *json, const ch
 	buf_init(&rows, 0);
 	unsigned n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		row_fn(&rows, st, full);
+		if (full || n < SHOW_ROWS_MAX)
+			row_fn(&rows, st, full);
 		n++;
 	}
 	sqlite3_finalize(st);
 	buf_printf(b, "%s (%u)\n", title, n);
 	if (rows.len)
 		buf_append(b, rows.data, rows.len);
+	if (!full && n > SHOW_ROWS_MAX)
+		buf_printf(b, "  [... %u more; --full shows all]\n", n - SHOW_ROWS_MAX);
 	buf_free(&rows);
 }
 

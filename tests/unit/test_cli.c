@@ -225,6 +225,8 @@ static int setup(void **state)
 	for (int i = 0; i < 1000; i++)
 		buf_putc(&big, 'L');
 	buf_puts(&big, "\r\n");
+	for (int i = 0; i < 4000; i++) /* links for show's row cap */
+		buf_printf(&big, "http://l%d.example.com/\r\n", i);
 	while (big.len < 200 * 1024)
 		buf_puts(&big, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n");
 	buf_puts(&big, "THE-END\r\n");
@@ -440,9 +442,19 @@ static void test_show_message(void **state)
 		    "1");
 	expect_json(r.out, "json_extract(?1, '$.analysis.campaign.id') GLOB 'C[0-9a-f]*'", "1");
 	run_free(&r);
-	/* The other message is analysed too; a broken analysis.db is no analysis. */
+	/* The other message is analysed too: 4000 links, listed up to 100 unless --full. */
 	r = run("show --json -d %s %s", data, qid_big);
 	expect_json(r.out, "json_type(?1, '$.analysis')", "object");
+	expect_json(r.out, "json_array_length(?1, '$.analysis.links')", "4000");
+	run_free(&r);
+	r = run("show -d %s %s", data, qid_big);
+	expect_in(r.out, "links (4000)\n");
+	expect_in(r.out, "  [... 3900 more; --full shows all]\n");
+	expect_in(r.out, "  http://l99.example.com/\n    raw   ");
+	assert_null(strstr(r.out, "  http://l100.example.com/\n    raw   "));
+	run_free(&r);
+	r = run("show --full -d %s %s", data, qid_big);
+	expect_in(r.out, "  http://l3999.example.com/\n    raw   ");
 	run_free(&r);
 
 	/* A changed file is flagged. */
