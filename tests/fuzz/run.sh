@@ -59,9 +59,12 @@ UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:print_stacktrace
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}halt_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS ASAN_OPTIONS
 
-echo "fuzz $target: ${secs}s, $seeds seed(s), dict ${dict:-none}"
+echo "fuzz $target: ${secs}s, seed ${FUZZ_SEED:-1}, $seeds seed file(s), dict ${dict:-none}"
+# A fixed seed makes `make test` reproducible: the same code and corpus explore the
+# same inputs on every machine, so a red run is a real regression, never luck.  Set
+# FUZZ_SEED=0 (libFuzzer: random) for exploratory runs.
 set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	-artifact_prefix="$art/"
+	-seed="${FUZZ_SEED:-1}" -artifact_prefix="$art/"
 [ -n "$dict" ] && set -- "$@" -dict="$dict"
 
 # Hard bound in case the fuzzer wedges outside libFuzzer's own timers.
