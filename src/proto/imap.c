@@ -696,6 +696,10 @@ static int cmd_uid(struct imap_session *s, struct imap_command *c)
 		return imap_do_store(s, "UID STORE", sub->next, true);
 	if (imap_arg_is_atom(sub, "SEARCH"))
 		return imap_do_search(s, "UID SEARCH", sub->next, true);
+	if (imap_arg_is_atom(sub, "SORT"))
+		return imap_do_sort(s, "UID SORT", sub->next, true);
+	if (imap_arg_is_atom(sub, "THREAD"))
+		return imap_do_thread(s, "UID THREAD", sub->next, true);
 	if (imap_arg_is_atom(sub, "COPY"))
 		return imap_do_copy(s, "UID COPY", sub->next, true, false);
 	if (imap_arg_is_atom(sub, "MOVE"))
@@ -735,20 +739,21 @@ static int cmd_uid(struct imap_session *s, struct imap_command *c)
 /* ------------------------------------------------------- post-login dispatch --- */
 
 static const struct imap_cmd post_table[] = {
-	{"CAPABILITY", cmd_capability}, {"NOOP", cmd_noop},
-	{"LOGOUT", cmd_logout},         {"ID", cmd_id},
-	{"ENABLE", cmd_enable},         {"NAMESPACE", cmd_namespace},
-	{"IDLE", cmd_idle},             {"LIST", imap_cmd_list},
-	{"LSUB", imap_cmd_lsub},             {"STATUS", imap_cmd_status},
-	{"SELECT", imap_cmd_select},         {"EXAMINE", imap_cmd_examine},
-	{"CREATE", imap_cmd_create},         {"DELETE", imap_cmd_delete},
-	{"RENAME", imap_cmd_rename},         {"SUBSCRIBE", imap_cmd_subscribe},
-	{"UNSUBSCRIBE", imap_cmd_subscribe}, {"APPEND", imap_cmd_append},
-	{"CHECK", cmd_check},           {"FETCH", imap_cmd_fetch},
-	{"STORE", imap_cmd_store},           {"SEARCH", imap_cmd_search},
-	{"EXPUNGE", imap_cmd_expunge},       {"CLOSE", imap_cmd_close},
-	{"UNSELECT", imap_cmd_unselect},     {"COPY", imap_cmd_copy},
-	{"MOVE", imap_cmd_move},             {"UID", cmd_uid},
+	{"CAPABILITY", cmd_capability},       {"NOOP", cmd_noop},
+	{"LOGOUT", cmd_logout},               {"ID", cmd_id},
+	{"ENABLE", cmd_enable},               {"NAMESPACE", cmd_namespace},
+	{"IDLE", cmd_idle},                   {"LIST", imap_cmd_list},
+	{"LSUB", imap_cmd_lsub},              {"STATUS", imap_cmd_status},
+	{"SELECT", imap_cmd_select},          {"EXAMINE", imap_cmd_examine},
+	{"CREATE", imap_cmd_create},          {"DELETE", imap_cmd_delete},
+	{"RENAME", imap_cmd_rename},          {"SUBSCRIBE", imap_cmd_subscribe},
+	{"UNSUBSCRIBE", imap_cmd_subscribe},  {"APPEND", imap_cmd_append},
+	{"CHECK", cmd_check},                 {"FETCH", imap_cmd_fetch},
+	{"STORE", imap_cmd_store},            {"SEARCH", imap_cmd_search},
+	{"EXPUNGE", imap_cmd_expunge},        {"CLOSE", imap_cmd_close},
+	{"UNSELECT", imap_cmd_unselect},      {"COPY", imap_cmd_copy},
+	{"MOVE", imap_cmd_move},              {"UID", cmd_uid},
+	{"SORT", imap_cmd_sort},              {"THREAD", imap_cmd_thread},
 };
 
 static void postlogin_command(struct imap_session *s, struct imap_command *c, int pr,

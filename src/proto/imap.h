@@ -1,7 +1,8 @@
 /*
  * imap: the IMAP4rev1 server engine (RFC 3501 + the extensions Dovecot 2.3 advertises
  * that a client may rely on: IDLE, NAMESPACE, ID, UIDPLUS, LITERAL+, ENABLE, SASL-IR,
- * UNSELECT, MOVE, SPECIAL-USE), a pure state machine like the SMTP engine.
+ * UNSELECT, MOVE, SPECIAL-USE, and the common forms of ESEARCH, SORT and THREAD), a pure
+ * state machine like the SMTP engine.
  *
  * Bytes from the client go in through imap_session_feed(); replies, events and the
  * bytes of APPENDed messages come out through the host callbacks of proto.h.  No

@@ -82,7 +82,7 @@ bool imap_next_field(const char *h, size_t hlen, size_t *pos, const char **name,
 
 /* The unfolded value of the first field called name, into out (NUL-terminated).
  * Returns false when absent. */
-static bool header_get(const char *h, size_t hlen, const char *name, char *out, size_t outlen)
+bool imap_header_get(const char *h, size_t hlen, const char *name, char *out, size_t outlen)
 {
 	size_t pos = 0, nl;
 	const char *n, *f;
@@ -219,7 +219,7 @@ static int mime_add(struct mime_tree *t, const char *p, size_t len, int parent,
 	if (depth < MIME_MAX_DEPTH && strcasecmp(type, "multipart") == 0) {
 		/* boundary parameter */
 		char hv[HDR_VALUE_MAX];
-		header_get(mp->hdr, mp->hdr_len, "Content-Type", hv, sizeof(hv));
+		imap_header_get(mp->hdr, mp->hdr_len, "Content-Type", hv, sizeof(hv));
 		const char *b = strcasestr(hv, "boundary=");
 		if (b) {
 			b += 9;
@@ -257,7 +257,7 @@ static void content_type(const struct mime_part *mp, char *type, size_t tl, char
 	char hv[HDR_VALUE_MAX];
 	/* RFC 2045 default; multipart/digest children (message/rfc822) are not
 	 * special-cased */
-	*present_r = header_get(mp->hdr, mp->hdr_len, "Content-Type", hv, sizeof(hv));
+	*present_r = imap_header_get(mp->hdr, mp->hdr_len, "Content-Type", hv, sizeof(hv));
 	snprintf(type, tl, "%s", "text");
 	snprintf(sub, sl, "%s", "plain");
 	struct buf pb;
@@ -358,7 +358,7 @@ static size_t count_lines(const char *p, size_t len)
 static void put_hdr_nstring(struct buf *b, const struct mime_part *mp, const char *name)
 {
 	char v[HDR_VALUE_MAX];
-	if (header_get(mp->hdr, mp->hdr_len, name, v, sizeof(v)) && v[0])
+	if (imap_header_get(mp->hdr, mp->hdr_len, name, v, sizeof(v)) && v[0])
 		imap_put_string(b, v);
 	else
 		buf_puts(b, "NIL");
@@ -368,7 +368,7 @@ static void put_hdr_nstring(struct buf *b, const struct mime_part *mp, const cha
 static void put_disposition(struct buf *b, const struct mime_part *mp)
 {
 	char v[HDR_VALUE_MAX];
-	if (!header_get(mp->hdr, mp->hdr_len, "Content-Disposition", v, sizeof(v)) || !v[0]) {
+	if (!imap_header_get(mp->hdr, mp->hdr_len, "Content-Disposition", v, sizeof(v)) || !v[0]) {
 		buf_puts(b, "NIL");
 		return;
 	}
@@ -444,7 +444,7 @@ static void put_bodystructure(struct buf *b, const struct mime_tree *t, int idx,
 	put_hdr_nstring(b, mp, "Content-Description");
 	buf_putc(b, ' ');
 	char enc[128];
-	if (!header_get(mp->hdr, mp->hdr_len, "Content-Transfer-Encoding", enc, sizeof(enc)) ||
+	if (!imap_header_get(mp->hdr, mp->hdr_len, "Content-Transfer-Encoding", enc, sizeof(enc)) ||
 	    !enc[0])
 		snprintf(enc, sizeof(enc), "7bit");
 	for (char *q = enc; *q; q++)
@@ -577,34 +577,34 @@ static void put_envelope(struct buf *b, const char *h, size_t hl)
 	char v[HDR_VALUE_MAX];
 	char from[HDR_VALUE_MAX];
 	buf_putc(b, '(');
-	if (header_get(h, hl, "Date", v, sizeof(v)))
+	if (imap_header_get(h, hl, "Date", v, sizeof(v)))
 		imap_put_string(b, v);
 	else
 		buf_puts(b, "NIL");
 	buf_putc(b, ' ');
-	if (header_get(h, hl, "Subject", v, sizeof(v)))
+	if (imap_header_get(h, hl, "Subject", v, sizeof(v)))
 		imap_put_string(b, v);
 	else
 		buf_puts(b, "NIL");
-	bool have_from = header_get(h, hl, "From", from, sizeof(from));
+	bool have_from = imap_header_get(h, hl, "From", from, sizeof(from));
 	buf_putc(b, ' ');
 	put_addresses(b, have_from ? from : NULL);
 	/* Sender and Reply-To default to From (RFC 3501 7.4.2) */
 	buf_putc(b, ' ');
-	put_addresses(b, header_get(h, hl, "Sender", v, sizeof(v)) && v[0] ? v
+	put_addresses(b, imap_header_get(h, hl, "Sender", v, sizeof(v)) && v[0] ? v
 			 : have_from ? from : NULL);
 	buf_putc(b, ' ');
-	put_addresses(b, header_get(h, hl, "Reply-To", v, sizeof(v)) && v[0] ? v
+	put_addresses(b, imap_header_get(h, hl, "Reply-To", v, sizeof(v)) && v[0] ? v
 			 : have_from ? from : NULL);
 	static const char *const lists[] = {"To", "Cc", "Bcc"};
 	for (size_t i = 0; i < 3; i++) {
 		buf_putc(b, ' ');
-		put_addresses(b, header_get(h, hl, lists[i], v, sizeof(v)) ? v : NULL);
+		put_addresses(b, imap_header_get(h, hl, lists[i], v, sizeof(v)) ? v : NULL);
 	}
 	static const char *const ids[] = {"In-Reply-To", "Message-ID"};
 	for (size_t i = 0; i < 2; i++) {
 		buf_putc(b, ' ');
-		if (header_get(h, hl, ids[i], v, sizeof(v)) && v[0])
+		if (imap_header_get(h, hl, ids[i], v, sizeof(v)) && v[0])
 			imap_put_string(b, v);
 		else
 			buf_puts(b, "NIL");

@@ -7,7 +7,8 @@
  *                   dispatch, command framing with literals, lifecycle;
  *   imap_auth.c     LOGIN, AUTHENTICATE (PLAIN/LOGIN, SASL-IR) and the failure penalty;
  *   imap_fetch.c    message anatomy (headers, MIME, ENVELOPE, BODYSTRUCTURE) and FETCH;
- *   imap_search.c   SEARCH;
+ *   imap_search.c   SEARCH and ESEARCH (RETURN) replies;
+ *   imap_sort.c     SORT (and ESORT) and THREAD;
  *   imap_mailbox.c  LIST/LSUB/STATUS, SELECT/EXAMINE, CREATE/DELETE/RENAME/SUBSCRIBE,
  *                   message sets, STORE, EXPUNGE/CLOSE/UNSELECT, COPY/MOVE, APPEND.
  * Promises: every function here takes a live session; replies go through imap_tagged /
@@ -180,14 +181,43 @@ int imap_pre_authenticate(struct imap_session *s, struct imap_command *c);
 void imap_split_message(const char *p, size_t len, size_t *hdr_len_r);
 bool imap_next_field(const char *h, size_t hlen, size_t *pos, const char **name,
 		     size_t *name_len, const char **field, size_t *field_len);
+/* The first field called name, unfolded, into out (truncated to outlen - 1): false
+ * when the header has none. */
+bool imap_header_get(const char *h, size_t hlen, const char *name, char *out, size_t outlen);
 int imap_do_fetch(struct imap_session *s, const char *name, const struct imap_arg *args,
 		  bool uid);
 int imap_cmd_fetch(struct imap_session *s, struct imap_command *c);
 
-/* imap_search.c: SEARCH */
+/* imap_search.c: SEARCH, ESEARCH replies */
+enum imap_return_opt { /* SEARCH/SORT RETURN (...) options (RFC 4731) */
+	IMAP_RETURN_MIN = 1,
+	IMAP_RETURN_MAX = 2,
+	IMAP_RETURN_ALL = 4,
+	IMAP_RETURN_COUNT = 8,
+};
+bool imap_search_charset_ok(struct imap_session *s, const char *cs);
+/* The sequence numbers (ascending, malloc'd) of the selected folder's messages that
+ * match the search keys a..., their count; or -1 after answering the error. */
+long imap_search_run(struct imap_session *s, const char *name, const struct imap_arg *a,
+		     uint32_t **seqs_r);
+/* "RETURN (opts)" at *ap: *opts_r set (ALL when empty) and *ap moved past it; no RETURN
+ * list: *opts_r 0.  -1 after answering an unknown option. */
+int imap_search_return_parse(struct imap_session *s, const char *name,
+			     const struct imap_arg **ap, unsigned *opts_r);
+/* "* ESEARCH (TAG ..." for ids (in the order given) with the options asked. */
+void imap_esearch_reply(struct imap_session *s, unsigned opts, bool uid, const uint32_t *ids,
+			long n);
 int imap_do_search(struct imap_session *s, const char *name, const struct imap_arg *args,
 		   bool uid);
 int imap_cmd_search(struct imap_session *s, struct imap_command *c);
+
+/* imap_sort.c: SORT, THREAD */
+int imap_do_sort(struct imap_session *s, const char *name, const struct imap_arg *args,
+		 bool uid);
+int imap_cmd_sort(struct imap_session *s, struct imap_command *c);
+int imap_do_thread(struct imap_session *s, const char *name, const struct imap_arg *args,
+		   bool uid);
+int imap_cmd_thread(struct imap_session *s, struct imap_command *c);
 
 /* imap_mailbox.c: folders, selection, STORE, EXPUNGE, COPY/MOVE, APPEND */
 int imap_cmd_list(struct imap_session *s, struct imap_command *c);

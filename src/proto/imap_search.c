@@ -1,6 +1,8 @@
 /*
  * imap_search: SEARCH / UID SEARCH over the selected folder: the RFC 3501 keys
- * (flags, dates, sizes, header and text matches, sets, NOT/OR and parenthesised lists).
+ * (flags, dates, sizes, header and text matches, sets, NOT/OR and parenthesised lists),
+ * the matching messages for SORT and THREAD (imap_search_run), and RFC 4731 ESEARCH
+ * replies for RETURN (MIN MAX ALL COUNT) as Dovecot orders them.
  *
  * Promises: nesting is bounded (SEARCH_MAX_DEPTH), one SEARCH scans at most
  * SEARCH_SCAN_MAX bytes of text, and a malformed key is answered as Dovecot does.
@@ -237,10 +239,149 @@ static bool search_key(struct search_ctx *x, const struct imap_arg **ap,
 	return r && m;
 }
 
+/* A charset argument: usable (true) or answered with Dovecot's NO. */
+bool imap_search_charset_ok(struct imap_session *s, const char *cs)
+{
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		imap_tagged(s, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
+		return false;
+	}
+	return true;
+}
+
+long imap_search_run(struct imap_session *s, const char *name, const struct imap_arg *a,
+		     uint32_t **seqs_r)
+{
+	*seqs_r = NULL;
+	if (!a) {
+		imap_cmd_error(s, name, "Missing search parameters");
+		return -1;
+	}
+	/* syntax first (no message) */
+	struct search_ctx x = {.s = s};
+	for (const struct imap_arg *it = a; it && !x.error;)
+		search_key(&x, &it, NULL, 0);
+	if (x.error) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "%s", x.error);
+		imap_cmd_error(s, name, msg);
+		return -1;
+	}
+	uint32_t n = imap_n_msgs(s);
+	uint32_t *seqs = malloc(((size_t)n + 1) * sizeof(*seqs));
+	if (!seqs) {
+		imap_tagged(s, "NO", "[SERVERBUG] Internal error occurred.");
+		return -1;
+	}
+	long k = 0;
+	for (uint32_t i = 1; i <= n; i++) {
+		const struct mbox_msg *m = &s->sel->msgs[i - 1];
+		bool all = true;
+		for (const struct imap_arg *it = a; it && !x.error;)
+			all = search_key(&x, &it, m, i) && all;
+		if (all)
+			seqs[k++] = i;
+		if (x.over_budget)
+			break;
+	}
+	if (x.over_budget) {
+		free(seqs);
+		imap_tagged(s, "NO", "[LIMIT] Search too complex, use fewer search keys.");
+		return -1;
+	}
+	*seqs_r = seqs;
+	return k;
+}
+
+/* RETURN (...) options: 0 and *opts_r set, or -1 after answering the error. */
+static int return_options(struct imap_session *s, const char *name,
+			  const struct imap_arg *list, unsigned *opts_r)
+{
+	unsigned o = 0;
+	for (const struct imap_arg *it = list->child; it; it = it->next) {
+		if (it->type != IMAP_ARG_ATOM) {
+			imap_cmd_error(s, name, "SEARCH return options contain non-atoms.");
+			return -1;
+		}
+		if (imap_arg_is_atom(it, "MIN"))
+			o |= IMAP_RETURN_MIN;
+		else if (imap_arg_is_atom(it, "MAX"))
+			o |= IMAP_RETURN_MAX;
+		else if (imap_arg_is_atom(it, "ALL"))
+			o |= IMAP_RETURN_ALL;
+		else if (imap_arg_is_atom(it, "COUNT"))
+			o |= IMAP_RETURN_COUNT;
+		else if (!imap_arg_is_atom(it, "CONTEXT")) { /* CONTEXT: a no-op in Dovecot */
+			imap_cmd_error(s, name, "Unknown SEARCH return option");
+			return -1;
+		}
+	}
+	*opts_r = o ? o : IMAP_RETURN_ALL;
+	return 0;
+}
+
+int imap_search_return_parse(struct imap_session *s, const char *name,
+			     const struct imap_arg **ap, unsigned *opts_r)
+{
+	const struct imap_arg *a = *ap;
+	*opts_r = 0;
+	if (!a || !imap_arg_is_atom(a, "RETURN") || !a->next || a->next->type != IMAP_ARG_LIST)
+		return 0;
+	if (return_options(s, name, a->next, opts_r) < 0)
+		return -1;
+	*ap = a->next->next;
+	return 0;
+}
+
+/* Dovecot's imap_write_seq_range(): runs of consecutive ids as "a:b", in the order
+ * given (a SORT result stays in sort order). */
+static void put_id_ranges(struct buf *b, const uint32_t *ids, long n)
+{
+	for (long i = 0; i < n;) {
+		long j = i;
+		while (j + 1 < n && ids[j + 1] == ids[j] + 1)
+			j++;
+		buf_printf(b, "%s%u", i ? "," : "", ids[i]);
+		if (j > i)
+			buf_printf(b, ":%u", ids[j]);
+		i = j + 1;
+	}
+}
+
+void imap_esearch_reply(struct imap_session *s, unsigned opts, bool uid, const uint32_t *ids,
+			long n)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, "* ESEARCH (TAG ");
+	imap_put_string(&b, s->tag);
+	buf_putc(&b, ')');
+	if (uid)
+		buf_puts(&b, " UID");
+	if (n > 0) {
+		if (opts & IMAP_RETURN_MIN)
+			buf_printf(&b, " MIN %u", ids[0]);
+		if (opts & IMAP_RETURN_MAX)
+			buf_printf(&b, " MAX %u", ids[n - 1]);
+		if (opts & IMAP_RETURN_ALL) {
+			buf_puts(&b, " ALL ");
+			put_id_ranges(&b, ids, n);
+		}
+	}
+	if (opts & IMAP_RETURN_COUNT)
+		buf_printf(&b, " COUNT %ld", n);
+	buf_puts(&b, "\r\n");
+	imap_out_raw(s, b.data, b.len);
+	buf_free(&b);
+}
+
 int imap_do_search(struct imap_session *s, const char *name, const struct imap_arg *args,
 		   bool uid)
 {
 	const struct imap_arg *a = args;
+	unsigned opts;
+	if (imap_search_return_parse(s, name, &a, &opts) < 0)
+		return 0;
 	if (a && imap_arg_is_atom(a, "RETURN")) {
 		imap_cmd_error(s, name, "Unknown argument RETURN");
 		return 0;
@@ -252,47 +393,30 @@ int imap_do_search(struct imap_session *s, const char *name, const struct imap_a
 			imap_cmd_error(s, name, "Invalid arguments.");
 			return 0;
 		}
-		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
-			imap_tagged(s, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
+		if (!imap_search_charset_ok(s, cs))
 			return 0;
-		}
 		a = a->next->next;
 	}
-	if (!a) {
-		imap_cmd_error(s, name, "Missing search parameters");
+	uint32_t *seqs;
+	long k = imap_search_run(s, name, a, &seqs);
+	if (k < 0)
 		return 0;
-	}
-	/* syntax first (no message) */
-	struct search_ctx x = {.s = s};
-	for (const struct imap_arg *it = a; it && !x.error;)
-		search_key(&x, &it, NULL, 0);
-	if (x.error) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "%s", x.error);
-		imap_cmd_error(s, name, msg);
-		return 0;
-	}
-	struct buf b;
-	buf_init(&b, 0);
-	buf_puts(&b, "* SEARCH");
-	for (uint32_t i = 1; i <= imap_n_msgs(s); i++) {
-		const struct mbox_msg *m = &s->sel->msgs[i - 1];
-		bool all = true;
-		for (const struct imap_arg *it = a; it && !x.error;)
-			all = search_key(&x, &it, m, i) && all;
-		if (all)
-			buf_printf(&b, " %u", uid ? m->uid : i);
-		if (x.over_budget)
-			break;
-	}
-	if (x.over_budget) {
+	if (uid)
+		for (long i = 0; i < k; i++)
+			seqs[i] = s->sel->msgs[seqs[i] - 1].uid;
+	if (opts) {
+		imap_esearch_reply(s, opts, uid, seqs, k);
+	} else {
+		struct buf b;
+		buf_init(&b, 0);
+		buf_puts(&b, "* SEARCH");
+		for (long i = 0; i < k; i++)
+			buf_printf(&b, " %u", seqs[i]);
+		buf_puts(&b, "\r\n");
+		imap_out_raw(s, b.data, b.len);
 		buf_free(&b);
-		imap_tagged(s, "NO", "[LIMIT] Search too complex, use fewer search keys.");
-		return 0;
 	}
-	buf_puts(&b, "\r\n");
-	imap_out_raw(s, b.data, b.len);
-	buf_free(&b);
+	free(seqs);
 	imap_tagged(s, "OK", "Search completed.");
 	return 0;
 }

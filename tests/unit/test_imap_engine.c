@@ -2,7 +2,7 @@
  * test_imap_engine: the IMAP engine with the recording fake host: suspension and
  * resumption, byte-at-a-time equivalence, the generated mailbox through FETCH (bodies,
  * sections, partials, BODYSTRUCTURE against the message bytes), SEARCH, STORE,
- * EXPUNGE, APPEND capture, and bounded input.
+ * EXPUNGE, APPEND capture, SORT/THREAD/ESEARCH over known messages, and bounded input.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -435,6 +435,134 @@ static void test_vtable(void **st)
 	imap_fake_free(&h);
 }
 
+static void expect(struct t *t, const char *cmd, const char *reply)
+{
+	buf_reset(&t->h.out);
+	send_str(t, cmd);
+	if (!out_has(t, reply)) {
+		fprintf(stderr, "sent %sexpected %s\ngot %.*s\n", cmd, reply, (int)t->h.out.len,
+			t->h.out.data ? t->h.out.data : "");
+		fail();
+	}
+}
+
+/* SORT, THREAD and SEARCH RETURN over a folder of four known messages. */
+static void append_msg(struct t *t, const char *date, const char *from, const char *subject,
+		       const char *body)
+{
+	char msg[512], cmd[700];
+	snprintf(msg, sizeof(msg), "From: %s\r\nSubject: %s\r\n\r\n%s\r\n", from, subject, body);
+	snprintf(cmd, sizeof(cmd), "ap APPEND Trash () \"%s +0000\" {%zu+}\r\n%s\r\n", date,
+		 strlen(msg), msg);
+	send_str(t, cmd);
+	assert_true(out_has(t, "ap OK [APPENDUID "));
+	buf_reset(&t->h.out);
+}
+
+static size_t g_sizes[5];
+
+static int cmp_size(const void *x, const void *y)
+{
+	unsigned a = *(const unsigned *)x, b = *(const unsigned *)y;
+	if (g_sizes[a] != g_sizes[b])
+		return g_sizes[a] < g_sizes[b] ? -1 : 1;
+	return a < b ? -1 : 1;
+}
+
+
+static void test_sort_thread_esearch(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	login(&t);
+	/* CREATE makes nothing: empty the generated Trash instead */
+	send_str(&t, "c1 SELECT Trash\r\nc2 STORE 1:* +FLAGS.SILENT (\\Deleted)\r\n"
+		     "c3 CLOSE\r\n");
+	expect(&t, "c4 STATUS Trash (MESSAGES)\r\n", "* STATUS Trash (MESSAGES 0)\r\n");
+	const char *bodies[5] = {"", "a fairly long body for the first message",
+				 "second", "third message body, medium", "4"};
+	append_msg(&t, "03-Jan-2020 10:00:00", "Zed <zed@x.test>", "Re: beta", bodies[1]);
+	append_msg(&t, "01-Jan-2020 10:00:00", "amy@x.test", "alpha", bodies[2]);
+	append_msg(&t, "02-Jan-2020 10:00:00", "\"Bob\" <bob@x.test>",
+		   "[list] Fwd: Beta (fwd)", bodies[3]);
+	append_msg(&t, "04-Jan-2020 10:00:00", "carl@x.test", "gamma", bodies[4]);
+	expect(&t, "s SELECT Trash\r\n", "s OK [READ-WRITE] Select completed (");
+
+	/* SORT: each key, REVERSE, ties by sequence number */
+	expect(&t, "a SORT (DATE) UTF-8 ALL\r\n", "* SORT 2 3 1 4\r\na OK Sort completed (");
+	expect(&t, "b SORT (ARRIVAL) US-ASCII ALL\r\n", "* SORT 2 3 1 4\r\n");
+	expect(&t, "c SORT (REVERSE DATE) UTF-8 ALL\r\n", "* SORT 4 1 3 2\r\n");
+	expect(&t, "d SORT (SUBJECT) UTF-8 ALL\r\n", "* SORT 2 1 3 4\r\n");
+	expect(&t, "e SORT (SUBJECT REVERSE ARRIVAL) UTF-8 ALL\r\n", "* SORT 2 1 3 4\r\n");
+	expect(&t, "f SORT (REVERSE SUBJECT DATE) UTF-8 ALL\r\n", "* SORT 4 3 1 2\r\n");
+	expect(&t, "g SORT (FROM) UTF-8 ALL\r\n", "* SORT 2 3 4 1\r\n");
+	expect(&t, "h SORT (DISPLAYFROM) UTF-8 ALL\r\n", "* SORT 2 3 4 1\r\n");
+	expect(&t, "i SORT (DATE) UTF-8 SUBJECT beta\r\n", "* SORT 3 1\r\n");
+	expect(&t, "j SORT (DATE) UTF-8 SUBJECT nothing\r\n", "* SORT\r\nj OK Sort completed (");
+	/* SIZE: the order of the message sizes */
+	unsigned order[4] = {1, 2, 3, 4};
+	const char *from[5] = {"", "Zed <zed@x.test>", "amy@x.test", "\"Bob\" <bob@x.test>",
+			       "carl@x.test"};
+	const char *subj[5] = {"", "Re: beta", "alpha", "[list] Fwd: Beta (fwd)", "gamma"};
+	for (int i = 1; i <= 4; i++)
+		g_sizes[i] = strlen("From: \r\nSubject: \r\n\r\n\r\n") + strlen(from[i]) +
+			     strlen(subj[i]) + strlen(bodies[i]);
+	qsort(order, 4, sizeof(order[0]), cmp_size);
+	char want[64];
+	snprintf(want, sizeof(want), "* SORT %u %u %u %u\r\n", order[0], order[1], order[2],
+		 order[3]);
+	expect(&t, "k SORT (SIZE) UTF-8 ALL\r\n", want);
+	expect(&t, "l UID SORT (DATE) UTF-8 ALL\r\n", "l OK Sort completed (");
+	assert_true(out_has(&t, "* SORT "));
+	/* ESORT: MIN/MAX/ALL in sort order, as Dovecot */
+	expect(&t, "m SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL\r\n",
+	       "* ESEARCH (TAG \"m\") MIN 2 MAX 4 ALL 2:3,1,4 COUNT 4\r\nm OK Sort completed (");
+	/* SORT errors (Dovecot's texts) */
+	expect(&t, "n SORT () UTF-8 ALL\r\n",
+	       "n BAD Error in IMAP command SORT: Empty sort program (");
+	expect(&t, "o SORT (DATE REVERSE) UTF-8 ALL\r\n",
+	       "o BAD Error in IMAP command SORT: Sort list ends with REVERSE (");
+	expect(&t, "p SORT (BOGUS) UTF-8 ALL\r\n",
+	       "p BAD Error in IMAP command SORT: Unknown sort argument: BOGUS (");
+	expect(&t, "q SORT DATE UTF-8 ALL\r\n",
+	       "q BAD Error in IMAP command SORT: Invalid sort argument (");
+	expect(&t, "r SORT (DATE)\r\n",
+	       "r BAD Error in IMAP command SORT: Invalid charset argument (");
+	expect(&t, "s2 SORT (DATE) KOI8-R ALL\r\n", "s2 NO [BADCHARSET (US-ASCII UTF-8)] ");
+	expect(&t, "t SORT (DATE) UTF-8\r\n",
+	       "t BAD Error in IMAP command SORT: Missing search parameters (");
+
+	/* THREAD: ORDEREDSUBJECT groups by base subject; REFERENCES is flat by date */
+	expect(&t, "u THREAD ORDEREDSUBJECT UTF-8 ALL\r\n",
+	       "* THREAD (2)(3 1)(4)\r\nu OK Thread completed (");
+	expect(&t, "v THREAD REFERENCES UTF-8 ALL\r\n",
+	       "* THREAD (2)(3)(1)(4)\r\nv OK Thread completed (");
+	expect(&t, "w THREAD REFS UTF-8 NOT ALL\r\n", "* THREAD \r\nw OK Thread completed (");
+	expect(&t, "x THREAD FOO UTF-8 ALL\r\n",
+	       "x BAD Error in IMAP command THREAD: Unknown thread algorithm (");
+	expect(&t, "y THREAD REFERENCES\r\n",
+	       "y BAD Error in IMAP command THREAD: Invalid arguments (");
+	expect(&t, "z UID THREAD ORDEREDSUBJECT UTF-8 ALL\r\n", "z OK Thread completed (");
+
+	/* SEARCH RETURN (ESEARCH) */
+	expect(&t, "e1 SEARCH RETURN (MIN MAX COUNT ALL) ALL\r\n",
+	       "* ESEARCH (TAG \"e1\") MIN 1 MAX 4 ALL 1:4 COUNT 4\r\ne1 OK Search completed (");
+	expect(&t, "e2 SEARCH RETURN () SUBJECT beta\r\n", "* ESEARCH (TAG \"e2\") ALL 1,3\r\n");
+	expect(&t, "e3 SEARCH RETURN (COUNT) SUBJECT nothing\r\n",
+	       "* ESEARCH (TAG \"e3\") COUNT 0\r\n");
+	expect(&t, "e4 SEARCH RETURN (MIN MAX) SUBJECT nothing\r\n", "* ESEARCH (TAG \"e4\")\r\n");
+	expect(&t, "e5 UID SEARCH RETURN (COUNT) ALL\r\n",
+	       "* ESEARCH (TAG \"e5\") UID COUNT 4\r\n");
+	expect(&t, "e6 SEARCH RETURN (MAX) CHARSET UTF-8 2:3\r\n",
+	       "* ESEARCH (TAG \"e6\") MAX 3\r\n");
+	expect(&t, "e7 SEARCH RETURN (BOGUS) ALL\r\n",
+	       "e7 BAD Error in IMAP command SEARCH: Unknown SEARCH return option (");
+	expect(&t, "e8 SEARCH RETURN ((MIN)) ALL\r\n",
+	       "e8 BAD Error in IMAP command SEARCH: SEARCH return options contain non-atoms (");
+	expect(&t, "e9 SEARCH ALL\r\n", "* SEARCH 1 2 3 4\r\ne9 OK Search completed (");
+	t_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_long_line_bounded),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_vtable),
+		cmocka_unit_test(test_sort_thread_esearch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
