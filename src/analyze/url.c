@@ -155,55 +155,51 @@ static void strip_invisible(const char *raw, size_t len, struct buf *out, unsign
 	}
 }
 
-/* One refanging pass; returns true when something changed. */
-static bool refang_once(const char *s, size_t len, struct buf *out)
+/* Refang s into out, to the fixed point: the result holds no marker at all, so
+ * refanging it again changes nothing.  Why one pass suffices: every marker opens with
+ * [ ( { and closes with ] ) }, with no bracket inside, so two markers never overlap
+ * and the order of replacement does not matter; a marker can only end at a closing
+ * bracket, so checking the tail of out whenever one is appended finds each marker,
+ * including one uncovered by an earlier replacement ("[[.]]" is "[" "." "]"), and a
+ * replacement (". : ://") never ends in a bracket.  Linear in len, unlike rescanning
+ * until nothing changes (a fixed round cap left deep nesting half-refanged).
+ * Returns true when something was replaced. */
+static bool refang(const char *s, size_t len, struct buf *out)
 {
 	bool changed = false;
-	for (size_t i = 0; i < len;) {
-		if (s[i] == '[' || s[i] == '(' || s[i] == '{') {
-			bool hit = false;
-			for (size_t k = 0; k < sizeof(defangs) / sizeof(defangs[0]); k++) {
-				size_t dl = strlen(defangs[k].s);
-				if (len - i >= dl && strncasecmp(s + i, defangs[k].s, dl) == 0) {
-					if (defangs[k].c)
-						putc_fast(out, defangs[k].c);
-					else
-						buf_puts(out, "://");
-					i += dl;
-					hit = changed = true;
-					break;
-				}
-			}
-			if (hit)
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		putc_fast(out, c);
+		if (c != ']' && c != ')' && c != '}')
+			continue;
+		for (size_t k = 0; k < sizeof(defangs) / sizeof(defangs[0]); k++) {
+			size_t dl = strlen(defangs[k].s);
+			if (out->len < dl ||
+			    strncasecmp(out->data + out->len - dl, defangs[k].s, dl) != 0)
 				continue;
+			out->len -= dl;
+			out->data[out->len] = '\0';
+			if (defangs[k].c)
+				putc_fast(out, defangs[k].c);
+			else
+				buf_puts(out, "://");
+			changed = true;
+			break;
 		}
-		putc_fast(out, s[i]);
-		i++;
 	}
 	return changed;
 }
 
-/* Invisibles first (they may hide inside a marker: "(do<U+202E>t)"), then refang until
- * nothing changes ("[[.]]" hides one marker inside another), so that the result is a
- * fixed point and normalising twice changes nothing. */
+/* Invisibles first (they may hide inside a marker: "(do<U+202E>t)"), then refang, so
+ * that the result is a fixed point and normalising twice changes nothing. */
 static void clean_input(const char *raw, size_t len, struct buf *out, unsigned *flags)
 {
-	struct buf a, b;
+	struct buf a;
 	buf_init(&a, out->cap);
-	buf_init(&b, out->cap);
 	strip_invisible(raw, len, &a, flags);
-	for (int round = 0; round < 16; round++) {
-		buf_reset(&b);
-		if (!refang_once(a.data ? a.data : "", a.len, &b))
-			break;
+	if (refang(a.data ? a.data : "", a.len, out))
 		*flags |= URL_F_DEFANGED;
-		struct buf t = a;
-		a = b;
-		b = t;
-	}
-	buf_append(out, a.data ? a.data : "", a.len);
 	buf_free(&a);
-	buf_free(&b);
 }
 
 bool url_parse_ipv4(const char *s, size_t len, unsigned long *ip_r)
@@ -322,6 +318,23 @@ static void norm_pct(const char *s, size_t len, struct buf *out)
 			putc_fast(out, hx[c & 15]);
 		}
 	}
+}
+
+/* Userinfo or path/query/fragment: percent-encoding normalised, then refanged once
+ * more.  Why again: decoding an unreserved byte can complete a marker that
+ * clean_input could not see ("[%2e]" decodes to "[.]"); left in the output, the next
+ * normalisation would refang it and the canonical form would not be a fixed point.
+ * Decoding comes first and happens once (never decode the result again: "%252e" is
+ * not "."); refanging cannot form a new %XX, since every '%' in norm_pct's output
+ * starts a complete triple and markers (which start with a bracket) never cut one. */
+static void norm_part(const char *s, size_t len, struct buf *out, unsigned *flags)
+{
+	struct buf t;
+	buf_init(&t, out->cap);
+	norm_pct(s, len, &t);
+	if (refang(t.data ? t.data : "", t.len, out))
+		*flags |= URL_F_DEFANGED;
+	buf_free(&t);
 }
 
 static bool valid_utf8(const unsigned char *s, size_t len)
@@ -602,7 +615,7 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 	r->scheme = strdup(scheme);
 	buf_printf(&out, "%s://", scheme);
 	if (user) {
-		norm_pct(user, ulen, &out);
+		norm_part(user, ulen, &out, &r->flags);
 		putc_fast(&out, '@');
 	}
 	buf_puts(&out, r->host);
@@ -626,7 +639,7 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 	}
 	if (path.len == 0 || path.data[0] != '/')
 		putc_fast(&out, '/');
-	norm_pct(path.data ? path.data : "", path.len, &out);
+	norm_part(path.data ? path.data : "", path.len, &out, &r->flags);
 	buf_free(&path);
 	r->norm = buf_steal(&out, NULL);
 	res = URL_OK;

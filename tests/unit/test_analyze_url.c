@@ -176,6 +176,77 @@ static void test_public_suffix(void **state)
 	assert_false(url_has_public_suffix("localhost", 9));
 }
 
+/* normalise(normalise(x)) == normalise(x), and the canonical form of x is want (when
+ * want is not NULL); x is len bytes (the fuzz reproducer holds NULs). */
+static void idempotent_n(const char *in, size_t len, const char *want)
+{
+	struct url_norm n, n2;
+	if (url_normalise(in, len, &n) != URL_OK)
+		fail_msg("%s: not normalised", in);
+	if (want && strcmp(n.norm, want) != 0)
+		fail_msg("%s gave %s, want %s", in, n.norm, want);
+	if (url_normalise(n.norm, strlen(n.norm), &n2) != URL_OK)
+		fail_msg("%s: its canonical form %s is refused", in, n.norm);
+	if (strcmp(n.norm, n2.norm) != 0)
+		fail_msg("%s: not idempotent: %s -> %s", in, n.norm, n2.norm);
+	url_norm_clear(&n2);
+	url_norm_clear(&n);
+}
+
+static void idempotent(const char *in, const char *want)
+{
+	idempotent_n(in, strlen(in), want);
+}
+
+/* Found by fuzz_url_normalise (tests/fuzz/corpus/fuzz_url_normalise/regress-pct-dot-refang):
+ * the query ends in "[[%2e].]"; percent-decoding made "[[.].]" after refanging was done,
+ * and the next normalisation refanged the "[.]" it now held.  Percent-encoded dots are
+ * decoded (unreserved, RFC 3986 6.2.2.2) but dot segments are left as they are: the
+ * analyst sees the path that was sent. */
+static const char fuzz_pct_dot_refang[] =
+	"xn--hftrg/" "\x3f" "u=3/__//http://" "\xc2" "\x00" "\x5c" "\xad" "hr," "\x00" "s" "\x00"
+	"e.com/fo" "\x00" "\x00" "\x00" "\x00" "\x00" "\x00" "\x00" "\x00" "\x00" "\x00" "\x00"
+	"\x00" "\x00" "\x00" "\x00" "\x00" "\x00" "t|t:0[p/[[%2e].]";
+
+static void test_idempotent(void **state)
+{
+	idempotent_n(fuzz_pct_dot_refang, sizeof(fuzz_pct_dot_refang) - 1, NULL);
+	/* percent-encoded dots in path and query; dot segments kept */
+	idempotent("http://example.com/a/%2e%2e/b", "http://example.com/a/../b");
+	idempotent("http://example.com/a/%2E/b", "http://example.com/a/./b");
+	idempotent("http://example.com/?x=/%2e%2e/", "http://example.com/?x=/../");
+	idempotent("/a/%2e%2e/b", NULL);
+	idempotent("/a/%2E/b", NULL);
+	idempotent("example.com?x=/%2e%2e/", "http://example.com/?x=/../");
+	idempotent("example.com/[%2e]", "http://example.com/.");
+	/* alone they have no host: refused, the same way every time */
+	struct url_norm n;
+	assert_int_equal(url_normalise("?x=/%2e%2e/", 11, &n), URL_BAD);
+	assert_int_equal(url_normalise("[%2e]", 5, &n), URL_BAD);
+	/* a defang marker completed by decoding is refanged like any other */
+	idempotent("http://example.com/[%2e]", "http://example.com/.");
+	idempotent("http://example.com/p?q=[%2E]x#[%2e]", "http://example.com/p?q=.x#.");
+	idempotent("http://example.com/(%64%6F%74)", "http://example.com/.");
+	idempotent("http://example.com/[[%2e].]", "http://example.com/[..]");
+	idempotent("http://[%2e]@example.com/", "http://.@example.com/");
+	/* backslashes read as slashes make a marker too */
+	idempotent("http://example.com/[:\\\\]", "http://example.com/://");
+	/* decoded once only: "%252e" is "%2e" as text, not a dot */
+	idempotent("http://example.com/[%252e]", "http://example.com/[%252e]");
+	/* nesting deeper than any round limit */
+	char deep[256] = "http://example.com/";
+	for (int i = 0; i < 40; i++)
+		strcat(deep, "[");
+	strcat(deep, ".");
+	for (int i = 0; i < 40; i++)
+		strcat(deep, "]");
+	idempotent(deep, "http://example.com/.");
+
+	assert_int_equal(url_normalise("http://example.com/[%2e]", 24, &n), URL_OK);
+	assert_true(n.flags & URL_F_DEFANGED);
+	url_norm_clear(&n);
+}
+
 int main(void)
 {
 	url_psl_init(NULL);
@@ -183,7 +254,7 @@ int main(void)
 		cmocka_unit_test(test_normalise),      cmocka_unit_test(test_not_web_or_bad),
 		cmocka_unit_test(test_ipv4_forms),     cmocka_unit_test(test_unwrap),
 		cmocka_unit_test(test_unwrap_nth),
-		cmocka_unit_test(test_public_suffix),
+		cmocka_unit_test(test_public_suffix),  cmocka_unit_test(test_idempotent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
