@@ -131,28 +131,39 @@ static size_t unicode_dot_at(const unsigned char *p, size_t left)
 	return 0;
 }
 
-/* Strip invisibles and the tab/CR/LF that browsers drop; trim.  Result in out. */
+/* Strip invisibles and the tab/CR/LF that browsers drop; trim.  Result in out (empty
+ * on entry).  To the fixed point, like refang() and for the same reasons: removing one
+ * invisible can join the bytes around it into another ("\xE2" WJ "\x81\xA0" leaves a
+ * word joiner), so the check is on the tail of out after each byte; invisibles are
+ * whole UTF-8 sequences and never overlap.  Trimming comes last, as a removal can bare
+ * a space at either end. */
 static void strip_invisible(const char *raw, size_t len, struct buf *out, unsigned *flags)
 {
 	const unsigned char *p = (const unsigned char *)raw;
-	size_t i = 0;
-	/* trim ASCII whitespace and control bytes at both ends */
-	while (len > 0 && p[len - 1] <= ' ')
-		len--;
-	while (i < len && p[i] <= ' ')
-		i++;
-	while (i < len) {
-		unsigned f = 0;
-		size_t n = invisible_at(p + i, len - i, &f);
-		if (n) {
-			*flags |= f;
-			i += n;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\t' || p[i] == '\r' || p[i] == '\n')
 			continue;
+		putc_fast(out, (char)p[i]);
+		if (p[i] < 0x80)
+			continue;
+		for (size_t n = 2; n <= 3 && n <= out->len; n++) {
+			unsigned f = 0;
+			unsigned char *t = (unsigned char *)out->data + out->len - n;
+			if (invisible_at(t, n, &f) == n) {
+				*flags |= f;
+				out->len -= n;
+				out->data[out->len] = '\0';
+				break;
+			}
 		}
-		if (p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
-			putc_fast(out, (char)p[i]);
-		i++;
 	}
+	/* trim ASCII whitespace and control bytes at both ends */
+	while (out->len > 0 && (unsigned char)out->data[out->len - 1] <= ' ')
+		out->data[--out->len] = '\0';
+	size_t lead = 0;
+	while (lead < out->len && (unsigned char)out->data[lead] <= ' ')
+		lead++;
+	buf_consume(out, lead);
 }
 
 /* Refang s into out, to the fixed point: the result holds no marker at all, so
@@ -440,6 +451,16 @@ static bool norm_host(const char *s, size_t len, struct url_norm *r)
 		if (idn2_to_ascii_8z(h.data, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK &&
 		    idn2_to_ascii_8z(h.data, &a, IDN2_NFC_INPUT | IDN2_TRANSITIONAL) != IDN2_OK) {
 			free(a);
+			goto bad;
+		}
+		/* IDNA drops what it maps to nothing (U+2060, U+00AD, variation selectors):
+		 * what is left must be a host by the rules applied before, or the canonical
+		 * form would not survive being normalised again ("a.<U+2060>" is "a.") */
+		size_t al = strlen(a);
+		while (al > 0 && a[al - 1] == '.')
+			a[--al] = '\0';
+		if (al == 0) {
+			idn2_free(a);
 			goto bad;
 		}
 		if (idn2_to_unicode_8z8z(a, &u, 0) != IDN2_OK) {

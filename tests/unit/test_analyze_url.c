@@ -233,6 +233,17 @@ static void test_idempotent(void **state)
 	idempotent("http://example.com/[:\\\\]", "http://example.com/://");
 	/* decoded once only: "%252e" is "%2e" as text, not a dot */
 	idempotent("http://example.com/[%252e]", "http://example.com/[%252e]");
+	/* found by fuzz_url_normalise (regress-wj-joined-by-strip): removing a word joiner
+	 * joined "\xE2" and "\x81\xA0" into another; IDNA mapped that one to nothing,
+	 * leaving "http:///", which is refused when normalised again */
+	assert_int_equal(url_normalise("\xe2\xe2\x81\xa0\x81\xa0", 6, &n), URL_BAD);
+	idempotent("http://a.com/\xe2\xe2\x80\x8b\x80\x8b", "http://a.com/");
+	idempotent("http://a\xe2\xe2\x81\xa0\x81\xa0.com/", "http://a.com/");
+	/* an invisible between spaces: trimmed after stripping */
+	idempotent(" \xe2\x80\x8b example.com", "http://example.com/");
+	/* IDNA drops U+034F (not one of ours) and leaves nothing, or a trailing dot */
+	assert_int_equal(url_normalise("http://\xcd\x8f/", 8, &n), URL_BAD);
+	idempotent("http://a.\xcd\x8f/x", "http://a/x");
 	/* nesting deeper than any round limit */
 	char deep[256] = "http://example.com/";
 	for (int i = 0; i < 40; i++)
