@@ -2,8 +2,8 @@
 # auth-flood: server CPU per failed AUTH guess, mxbait vs a real Postfix + Dovecot SASL,
 # flooded in the same run by the same load generator (bench/auth-flood.py), plus hydra.
 #
-#   bench/auth-flood.sh [BUILD_DIR]     (default: build; built here, debugoptimized
-#                                        without sanitizers, when BUILD_DIR/src/mxbait is missing)
+#   bench/auth-flood.sh [BUILD_DIR]     (default: build, the release build of `make build`;
+#                                        missing or sanitized: bench/out/build is built here)
 #
 # Environment: CONNS (concurrent connections, default 100, one 127.0.x.y source address
 # each), DURATION (seconds per guessing flood, default 60), CONN_DURATION (seconds of
@@ -54,13 +54,16 @@ done
 [ -e /etc/postfix/main.cf ] && ! grep -q '^alternate_config_directories' /etc/postfix/main.cf &&
 	echo "auth-flood: note: /etc/postfix/main.cf exists; postfix -c needs the temp dir in its alternate_config_directories" >&2
 
-# The release build (no sanitizers: they would multiply the CPU measured).
-if [ ! -x "$BUILD/src/mxbait" ]; then
-	(cd "$root" && meson setup "$BUILD" --buildtype=debugoptimized -Db_sanitize=none >/dev/null &&
-		ninja -C "$BUILD" src/mxbait >/dev/null) || die "build of $BUILD failed"
+# The release build (sanitizers would multiply what is measured): BUILD_DIR's when it
+# is one, else bench/out/build (debugoptimized, no sanitizers), set up and built here.
+if [ ! -x "$BUILD/src/mxbait" ] || grep -q __asan_init "$BUILD/src/mxbait"; then
+	echo "${0##*/}: $BUILD/src/mxbait missing or a sanitizer build: using bench/out/build" >&2
+	BUILD=$root/bench/out/build
+	{ [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=debugoptimized \
+		-Db_sanitize=none >/dev/null; } && ninja -C "$BUILD" src/mxbait >/dev/null ||
+		die "build of $BUILD failed"
 fi
-MXBAIT=$(cd "$(dirname "$BUILD/src/mxbait")" && pwd)/mxbait
-grep -q __asan_init "$MXBAIT" && die "$MXBAIT is a sanitizer build; use a release build (make build)"
+MXBAIT=$(cd "$BUILD/src" && pwd)/mxbait
 
 T=$(mktemp -d /tmp/mxbait-authflood.XXXXXX)
 chmod 711 "$T" # smtpd (user postfix) reaches Dovecot's socket through it

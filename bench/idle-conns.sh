@@ -1,8 +1,8 @@
 #!/bin/bash
 # idle-conns: mxbait's memory with 10,000 idle connections held (aim: RSS <= 64 MB).
 #
-#   bench/idle-conns.sh [BUILD_DIR]     (default: build; built here, debugoptimized
-#                                        without sanitizers, when BUILD_DIR/src/mxbait is missing)
+#   bench/idle-conns.sh [BUILD_DIR]     (default: build, the release build of `make build`;
+#                                        missing or sanitized: bench/out/build is built here)
 #
 # Environment: COUNT (connections, default 10000), SETTLE (seconds held before reading
 # /proc, default 5), KEEP=1 keeps the temp dir.
@@ -29,12 +29,16 @@ ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((COUNT + 200)) ] ||
 	die "open-file limit $(ulimit -n) is below COUNT+200 ($((COUNT + 200))); lower COUNT or raise the hard limit"
 
-if [ ! -x "$BUILD/src/mxbait" ]; then
-	(cd "$root" && meson setup "$BUILD" --buildtype=debugoptimized -Db_sanitize=none >/dev/null &&
-		ninja -C "$BUILD" src/mxbait >/dev/null) || die "build of $BUILD failed"
+# The release build (sanitizers would multiply what is measured): BUILD_DIR's when it
+# is one, else bench/out/build (debugoptimized, no sanitizers), set up and built here.
+if [ ! -x "$BUILD/src/mxbait" ] || grep -q __asan_init "$BUILD/src/mxbait"; then
+	echo "${0##*/}: $BUILD/src/mxbait missing or a sanitizer build: using bench/out/build" >&2
+	BUILD=$root/bench/out/build
+	{ [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=debugoptimized \
+		-Db_sanitize=none >/dev/null; } && ninja -C "$BUILD" src/mxbait >/dev/null ||
+		die "build of $BUILD failed"
 fi
-MXBAIT=$(cd "$(dirname "$BUILD/src/mxbait")" && pwd)/mxbait
-grep -q __asan_init "$MXBAIT" && die "$MXBAIT is a sanitizer build; use a release build (make build)"
+MXBAIT=$(cd "$BUILD/src" && pwd)/mxbait
 
 T=$(mktemp -d /tmp/mxbait-idle.XXXXXX)
 MX_PID=""
