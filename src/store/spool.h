@@ -5,8 +5,9 @@
  * the page cache: cheap enough for the event loop), then committed: fsync the file,
  * rename it into new/, fsync the directory, and only then report success so the
  * session may answer 250.  Commits are made by a background thread that takes every
- * commit queued meanwhile as one group (one directory fsync for the whole group), so
- * concurrent sessions share the cost of durability.  Completion callbacks run on the
+ * commit queued meanwhile as one group (its files fsync'd concurrently, then renamed,
+ * then one directory fsync for the whole group), so concurrent sessions share the
+ * cost of durability.  Completion callbacks run on the
  * event loop thread.
  *
  * The budget counts every byte in tmp/ and new/ (and cur/).  A write that would pass
@@ -61,5 +62,7 @@ uint64_t spool_used(const struct spool *sp);
 uint64_t spool_budget(const struct spool *sp);
 /* Directory fsyncs made so far (one per commit group): lets tests measure grouping. */
 uint64_t spool_dir_fsyncs(const struct spool *sp);
+/* Commit groups made so far and the largest group's size (messages). */
+void spool_group_stats(const struct spool *sp, uint64_t *groups_r, uint64_t *max_group_r);
 
 #endif

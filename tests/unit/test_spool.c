@@ -352,9 +352,80 @@ static void test_grouping(void **state)
 	}
 	assert_int_equal(count_files(dir, "new"), N);
 	uint64_t fs = spool_dir_fsyncs(sp);
-	printf("# %d commits, %llu directory fsyncs\n", N, (unsigned long long)fs);
+	uint64_t groups = 0, max_group = 0;
+	spool_group_stats(sp, &groups, &max_group);
+	printf("# %d commits, %llu directory fsyncs, %llu groups, largest %llu\n", N,
+	       (unsigned long long)fs, (unsigned long long)groups, (unsigned long long)max_group);
 	assert_true(fs >= 1);
 	assert_true(fs < N);
+	/* One directory fsync per group, and the groups account for every commit. */
+	assert_int_equal(groups, fs);
+	assert_true(max_group > 1);
+	assert_true(max_group <= N);
+	/* Every file in new/ is whole: its bytes are those written. */
+	for (int i = 0; i < N; i++) {
+		char path[600], want[64], got[64];
+		snprintf(path, sizeof(path), "%s/new/%s", dir, d[i].r.name);
+		int n = snprintf(want, sizeof(want), "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+		int fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(read(fd, got, sizeof(got)), n);
+		close(fd);
+		assert_memory_equal(got, want, (size_t)n);
+		assert_int_equal(d[i].r.size, (uint64_t)n);
+	}
+	spool_close(&sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* Callbacks run in commit order, also when a group's files are fsync'd by several
+ * threads at once. */
+static int order_next;
+struct order_rec {
+	int want;
+	int got;
+	bool ok;
+};
+
+static void on_done_order(void *arg, const struct spool_result *r)
+{
+	struct order_rec *o = arg;
+	o->got = order_next++;
+	o->ok = r->ok;
+}
+
+static void test_group_order(void **state)
+{
+	enum { N = 64, ROUNDS = 3 };
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
+	assert_non_null(sp);
+	for (int round = 0; round < ROUNDS; round++) {
+		struct order_rec o[N];
+		order_next = 0;
+		for (int i = 0; i < N; i++) {
+			struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+			assert_non_null(m);
+			assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+			o[i].want = i;
+			o[i].got = -1;
+			o[i].ok = false;
+			spool_msg_commit(&m, on_done_order, &o[i]);
+		}
+		run_until(base, &order_next, N);
+		for (int i = 0; i < N; i++) {
+			assert_int_equal(o[i].got, o[i].want);
+			assert_true(o[i].ok);
+		}
+	}
+	assert_int_equal(count_files(dir, "new"), N * ROUNDS);
+	assert_int_equal(count_files(dir, "tmp"), 0);
+	uint64_t groups = 0;
+	spool_group_stats(sp, &groups, NULL);
+	assert_int_equal(groups, spool_dir_fsyncs(sp));
 	spool_close(&sp);
 	event_base_free(base);
 	rm_rf(dir);
@@ -582,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_budget_edges),
 		cmocka_unit_test(test_stale_tmp),
 		cmocka_unit_test(test_grouping),
+		cmocka_unit_test(test_group_order),
 		cmocka_unit_test(test_close_runs_callbacks),
 		cmocka_unit_test(test_io_error),
 		cmocka_unit_test(test_open_errors),
