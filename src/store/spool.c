@@ -51,6 +51,8 @@
 /* Helper threads that fsync a group's files alongside the commit thread.  They spend
  * their time blocked in the kernel, not on a CPU, so more of them than cores is fine. */
 #define SPOOL_SYNC_WORKERS 7
+#define SPOOL_WBUF_MIN 4096
+#define SPOOL_WBUF_MAX 65536
 
 struct spool_msg {
 	struct spool *sp;
@@ -62,6 +64,12 @@ struct spool_msg {
 	uint64_t size;            /* bytes written */
 	uint64_t reserved;        /* bytes counted in sp->used for this message */
 	EVP_MD_CTX *md;
+	/* Write-behind buffer: DATA arrives a line at a time; the bytes reach the file
+	 * in one write(2) per SPOOL_WBUF_MAX (and at commit), not one per line.  It
+	 * grows with what the client sent (from SPOOL_WBUF_MIN), so a connection that
+	 * trickles bytes holds little memory. */
+	char *wbuf;
+	size_t wlen, wcap;
 	char tmp_name[256];
 	char new_name[256];
 	char queue_id[24];
@@ -76,6 +84,7 @@ struct spool {
 	int tmp_fd;               /* directory fds */
 	int new_fd;
 	char host[72];            /* sanitised host name for file names */
+	int pid;                  /* for file names (getpid() once, not per message) */
 	uint64_t budget;
 
 	pthread_mutex_t mu;       /* guards everything below */
@@ -234,6 +243,7 @@ struct spool *spool_open(const char *dir, uint64_t budget, const char *hostname,
 	pthread_cond_init(&sp->sync_cv, NULL);
 	pthread_cond_init(&sp->sync_done_cv, NULL);
 	sanitise_host(hostname, sp->host, sizeof(sp->host));
+	sp->pid = (int)getpid();
 	sp->dir = strdup(dir);
 	if (!sp->dir) {
 		*err_r = fmt_err("spool: out of memory");
@@ -412,7 +422,7 @@ struct spool_msg *spool_msg_begin(struct spool *sp, char *queue_id_r, size_t len
 	/* The tmp name need not contain the queue id (the inode is known only once
 	 * the file exists); pid + sequence make it unique among live writers. */
 	snprintf(m->tmp_name, sizeof(m->tmp_name), "%lld.M%06ldP%dN%u.%s",
-		 (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(), seq, sp->host);
+		 (long long)tv.tv_sec, (long)tv.tv_usec, sp->pid, seq, sp->host);
 	m->fd = openat(sp->tmp_fd, m->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	struct stat st;
 	if (m->fd < 0 || fstat(m->fd, &st) < 0) {
@@ -430,7 +440,7 @@ struct spool_msg *spool_msg_begin(struct spool *sp, char *queue_id_r, size_t len
 	snprintf(m->queue_id, sizeof(m->queue_id), "%05X%lX", (unsigned)tv.tv_usec,
 		 (unsigned long)st.st_ino);
 	snprintf(m->new_name, sizeof(m->new_name), "%lld.M%06ldP%dQ%s.%s",
-		 (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(), m->queue_id, sp->host);
+		 (long long)tv.tv_sec, (long)tv.tv_usec, sp->pid, m->queue_id, sp->host);
 	if (queue_id_r && len)
 		snprintf(queue_id_r, len, "%s", m->queue_id);
 	return m;
@@ -442,6 +452,45 @@ static void doom(struct spool_msg *m, int e)
 	m->saved_errno = e;
 	if (e == ENOSPC || e == EDQUOT)
 		m->no_space = true;
+}
+
+/* write(2) all of data to the message's file and hash it; on error the message is
+ * doomed and errno set. */
+static int write_all(struct spool_msg *m, const char *data, size_t len)
+{
+	const char *p = data;
+	size_t left = len;
+	while (left) {
+		ssize_t n = write(m->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			doom(m, e);
+			errno = e;
+			return -1;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	EVP_DigestUpdate(m->md, data, len);
+	return 0;
+}
+
+static int flush_wbuf(struct spool_msg *m)
+{
+	if (m->wlen == 0)
+		return 0;
+	int r = write_all(m, m->wbuf, m->wlen);
+	m->wlen = 0;
+	return r;
+}
+
+static void free_wbuf(struct spool_msg *m)
+{
+	free(m->wbuf);
+	m->wbuf = NULL;
+	m->wlen = m->wcap = 0;
 }
 
 int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
@@ -469,27 +518,28 @@ int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
 		errno = ENOSPC;
 		return -1;
 	}
-	const char *p = data;
-	size_t left = len;
-	while (left) {
-		ssize_t n = write(m->fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			/* Hash and size cover what reached the file so far; the message
-			 * is doomed anyway. */
-			EVP_DigestUpdate(m->md, data, len - left);
-			m->size += len - left;
-			doom(m, e);
-			errno = e;
-			return -1;
-		}
-		p += n;
-		left -= (size_t)n;
-	}
-	EVP_DigestUpdate(m->md, data, len);
 	m->size += len;
+	if (m->wlen + len > SPOOL_WBUF_MAX && flush_wbuf(m) < 0)
+		return -1;
+	if (len >= SPOOL_WBUF_MAX) /* big enough on its own: no copy */
+		return write_all(m, data, len);
+	if (m->wlen + len > m->wcap) {
+		size_t cap = m->wcap ? m->wcap : SPOOL_WBUF_MIN;
+		while (cap < m->wlen + len)
+			cap *= 2;
+		if (cap > SPOOL_WBUF_MAX)
+			cap = SPOOL_WBUF_MAX;
+		char *nb = realloc(m->wbuf, cap);
+		if (!nb) { /* no memory for the buffer: write through */
+			if (flush_wbuf(m) < 0)
+				return -1;
+			return write_all(m, data, len);
+		}
+		m->wbuf = nb;
+		m->wcap = cap;
+	}
+	memcpy(m->wbuf + m->wlen, data, len);
+	m->wlen += len;
 	return 0;
 }
 
@@ -513,6 +563,11 @@ void spool_msg_commit(struct spool_msg **mp, spool_done_fn done, void *arg)
 	*mp = NULL;
 	m->done = done;
 	m->done_arg = arg;
+	/* The buffered tail reaches the file here, on the caller's thread; a failure
+	 * dooms the message, which then completes with ok=false. */
+	if (!m->doomed)
+		flush_wbuf(m);
+	free_wbuf(m);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	if (EVP_DigestFinal_ex(m->md, md, &mdlen) != 1 || mdlen != 32)
@@ -541,6 +596,7 @@ void spool_msg_abort(struct spool_msg **mp)
 	unlinkat(m->sp->tmp_fd, m->tmp_name, 0);
 	release(m->sp, m->reserved);
 	EVP_MD_CTX_free(m->md);
+	free_wbuf(m);
 	free(m);
 }
 

@@ -49,7 +49,10 @@ void spool_close(struct spool **sp); /* waits for queued commits */
  * error.  queue_id_r (>= 16 bytes) receives the queue id. */
 struct spool_msg *spool_msg_begin(struct spool *sp, char *queue_id_r, size_t len);
 /* Append bytes.  -1 when the budget would be passed (errno ENOSPC) or on I/O error;
- * the message is then doomed and only spool_msg_abort() remains. */
+ * the message is then doomed and only spool_msg_abort() remains.  Bytes are buffered
+ * (up to 64 KiB per message) and written in large chunks, so an I/O error may be
+ * reported by a later call or, for the last chunk, by the commit (ok=false); the
+ * budget is always checked here, at once. */
 int spool_msg_write(struct spool_msg *m, const void *data, size_t len);
 /* Queue the group commit; done(arg, result) runs later on the event loop. *mp is
  * taken (set to NULL).  A doomed message completes with ok=false. */
