@@ -1016,7 +1016,7 @@ static void command_line(struct pop3_session *s, char *line, size_t len)
 	if (pre && len > pre_lim && strcasecmp(cmd->verb, "AUTH") != 0) {
 		reply(s, "-ERR Input buffer full, aborting");
 		offence(s, "line_too_long", line, len);
-		close_after(s, "error");
+		close_after(s, "protocol");
 		return;
 	}
 	int rc = cmd->check(s, &a);
@@ -1047,7 +1047,7 @@ static void line_too_long(struct pop3_session *s)
 	else
 		reply(s, "-ERR Input line too long.");
 	offence(s, "line_too_long", s->line.data, s->line.len);
-	close_after(s, "error");
+	close_after(s, "protocol");
 	after_step(s);
 }
 
