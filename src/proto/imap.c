@@ -29,7 +29,6 @@
 #define PRELOGIN_LINE_MAX 8192    /* imap-login MAX_IMAP_LINE */
 #define PRELOGIN_BAD_MAX 3        /* imap-login CLIENT_MAX_BAD_COMMANDS */
 #define OUT_FLUSH_AT (256 * 1024) /* hand output to the host in pieces */
-#define DETAIL_MAX 200
 
 /* ------------------------------------------------------------------ state ---- */
 
@@ -238,35 +237,12 @@ void imap_emit(struct imap_session *s, struct mxb_event *ev)
 static void offence(struct imap_session *s, const char *kind, const char *detail,
 		    size_t len)
 {
-	struct mxb_event *ev = mxb_event_new("offence");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "kind", kind);
-	mxb_event_strn(ev, "detail", detail ? detail : "", len > DETAIL_MAX ? DETAIL_MAX : len);
-	imap_emit(s, ev);
+	imap_emit(s, proto_offence_event(kind, detail, len));
 }
 
 void imap_auth_event(struct imap_session *s, const struct auth_ev *a)
 {
-	struct mxb_event *ev = mxb_event_new("auth");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "mechanism", a->mech);
-	if (a->user)
-		mxb_event_strn(ev, "username", a->user, a->user_len);
-	else
-		mxb_event_null(ev, "username");
-	if (a->pass)
-		mxb_event_strn(ev, "password", a->pass, a->pass_len);
-	else
-		mxb_event_null(ev, "password");
-	if (a->authzid && a->authzid_len > 0)
-		mxb_event_strn(ev, "authzid", a->authzid, a->authzid_len);
-	else
-		mxb_event_null(ev, "authzid");
-	mxb_event_bool(ev, "success", a->success);
-	mxb_event_str(ev, "result", a->result);
-	imap_emit(s, ev);
+	imap_emit(s, proto_auth_event(a));
 }
 
 void imap_auth_event_simple(struct imap_session *s, const char *mech, const char *result)

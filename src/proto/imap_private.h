@@ -26,6 +26,7 @@
 #include "deceive/mailbox.h"
 #include "proto/imap.h"
 #include "proto/imap_parse.h"
+#include "proto/proto_event.h"
 #include "store/event.h"
 #include "util/buf.h"
 
@@ -127,18 +128,6 @@ struct imap_session {
 	unsigned messages;
 	unsigned bad_prelogin;
 	unsigned bad_row;
-};
-
-struct auth_ev {
-	const char *mech;
-	const char *user;
-	size_t user_len;
-	const char *pass;
-	size_t pass_len;
-	const char *authzid;
-	size_t authzid_len;
-	bool success;
-	const char *result;
 };
 
 /* imap.c: session state, output, events, dispatch, framing */

@@ -19,6 +19,7 @@
  * emulated and what is not (the per-IP auth penalty).
  */
 #include "proto/pop3.h"
+#include "proto/proto_event.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,7 +40,6 @@
 #define POST_LINE_LIMIT 4096  /* Dovecot pop3 MAX_INBUF_SIZE */
 #define BAD_LIMIT_PRE 3       /* pop3-login CLIENT_MAX_BAD_COMMANDS (>=) */
 #define BAD_LIMIT_POST 20     /* pop3 CLIENT_MAX_BAD_COMMANDS (>) */
-#define DETAIL_MAX 200
 #define USER_MAX 512
 #define OUT_CAP (8u * 1024 * 1024) /* a RETR of the largest generated message fits */
 #define OUT_FLUSH (64u * 1024)     /* hand long pipelined output to the host early */
@@ -221,12 +221,9 @@ static void after_step(struct pop3_session *s)
 
 static void offence(struct pop3_session *s, const char *kind, const char *detail, size_t len)
 {
-	struct mxb_event *ev = mxb_event_new("offence");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "kind", kind);
-	mxb_event_strn(ev, "detail", detail ? detail : "", len > DETAIL_MAX ? DETAIL_MAX : len);
-	s->ops->event(s->ctx, ev);
+	struct mxb_event *ev = proto_offence_event(kind, detail, len);
+	if (ev)
+		s->ops->event(s->ctx, ev);
 }
 
 static void offence_once(struct pop3_session *s, unsigned bit, const char *kind,
@@ -238,39 +235,11 @@ static void offence_once(struct pop3_session *s, unsigned bit, const char *kind,
 	offence(s, kind, detail, len);
 }
 
-struct auth_ev {
-	const char *mech;
-	const char *user;
-	size_t user_len;
-	const char *pass;
-	size_t pass_len;
-	const char *authzid;
-	size_t authzid_len;
-	bool success;
-	const char *result;
-};
-
 static void auth_event(struct pop3_session *s, const struct auth_ev *a)
 {
-	struct mxb_event *ev = mxb_event_new("auth");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "mechanism", a->mech);
-	if (a->user)
-		mxb_event_strn(ev, "username", a->user, a->user_len);
-	else
-		mxb_event_null(ev, "username");
-	if (a->pass)
-		mxb_event_strn(ev, "password", a->pass, a->pass_len);
-	else
-		mxb_event_null(ev, "password");
-	if (a->authzid && a->authzid_len > 0)
-		mxb_event_strn(ev, "authzid", a->authzid, a->authzid_len);
-	else
-		mxb_event_null(ev, "authzid");
-	mxb_event_bool(ev, "success", a->success);
-	mxb_event_str(ev, "result", a->result);
-	s->ops->event(s->ctx, ev);
+	struct mxb_event *ev = proto_auth_event(a);
+	if (ev)
+		s->ops->event(s->ctx, ev);
 }
 
 static void auth_event_simple(struct pop3_session *s, const char *mech, const char *result)

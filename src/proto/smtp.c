@@ -21,6 +21,7 @@
  * Everything is bounded: the line buffer by line_length_limit (12288 for SASL
  * answers, as Postfix's smtpd_sasl_resp_limit), recipients by recipient_limit.
  */
+#include "proto/proto_event.h"
 #include "proto/smtp_private.h"
 
 #include <stdarg.h>
@@ -179,12 +180,7 @@ void smtp_emit(struct smtp_session *s, struct mxb_event *ev)
 void smtp_offence(struct smtp_session *s, const char *kind, const char *detail,
 		    size_t len)
 {
-	struct mxb_event *ev = mxb_event_new("offence");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "kind", kind);
-	mxb_event_strn(ev, "detail", detail ? detail : "", len > DETAIL_MAX ? DETAIL_MAX : len);
-	smtp_emit(s, ev);
+	smtp_emit(s, proto_offence_event(kind, detail, len));
 }
 
 static void offence_once(struct smtp_session *s, unsigned bit, const char *kind,
@@ -761,8 +757,8 @@ static void command_line(struct smtp_session *s, char *line, size_t len)
 		smtp_offence(s, "bad_syntax", line, len);
 		return;
 	}
-	char detail[DETAIL_MAX + 1];
-	size_t dlen = len < DETAIL_MAX ? len : DETAIL_MAX;
+	char detail[PROTO_DETAIL_MAX + 1];
+	size_t dlen = len < PROTO_DETAIL_MAX ? len : PROTO_DETAIL_MAX;
 	memcpy(detail, line, dlen);
 	detail[dlen] = '\0';
 

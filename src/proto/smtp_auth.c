@@ -8,6 +8,7 @@
  * decoded user name and password (any bytes); the credential decision is the
  * auth_policy's.
  */
+#include "proto/proto_event.h"
 #include "proto/smtp_private.h"
 
 #include <stdio.h>
@@ -22,39 +23,9 @@
 #include "store/event.h"
 
 /* One `auth` event: slices of the decoded exchange (any bytes, NUL included). */
-struct auth_ev {
-	const char *mech;
-	const char *user;
-	size_t user_len;
-	const char *pass;
-	size_t pass_len;
-	const char *authzid;
-	size_t authzid_len;
-	bool success;
-	const char *result;
-};
-
 static void auth_event(struct smtp_session *s, const struct auth_ev *a)
 {
-	struct mxb_event *ev = mxb_event_new("auth");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "mechanism", a->mech);
-	if (a->user)
-		mxb_event_strn(ev, "username", a->user, a->user_len);
-	else
-		mxb_event_null(ev, "username");
-	if (a->pass)
-		mxb_event_strn(ev, "password", a->pass, a->pass_len);
-	else
-		mxb_event_null(ev, "password");
-	if (a->authzid && a->authzid_len > 0)
-		mxb_event_strn(ev, "authzid", a->authzid, a->authzid_len);
-	else
-		mxb_event_null(ev, "authzid");
-	mxb_event_bool(ev, "success", a->success);
-	mxb_event_str(ev, "result", a->result);
-	smtp_emit(s, ev);
+	smtp_emit(s, proto_auth_event(a));
 }
 
 void smtp_auth_event_simple(struct smtp_session *s, const char *mech, const char *result)
