@@ -22,7 +22,6 @@ struct mxb_event;
 #define SASL_RESP_LIMIT 12288   /* Postfix smtpd_sasl_resp_limit */
 #define JUNK_CMD_LIMIT 100      /* Postfix smtpd_junk_command_limit */
 #define RCPT_OVERSHOOT_LIMIT 1000 /* Postfix smtpd_recipient_overshoot_limit */
-#define DETAIL_MAX 200          /* offence detail cut */
 #define NAME_MAX_LEN 512        /* HELO name, auth user kept for headers */
 
 enum sstate {
