@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 #define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
-		K_SIZE64, K_UINT, K_MS, K_RANGE };
+		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER };
 
 struct key_def {
 	const char *name;
@@ -90,6 +91,7 @@ static const struct key_def keys[] = {
 	{ "max_connections_per_prefix", K_UINT, OFF(max_connections_per_prefix), 0, 1000000, 0 },
 	{ "spool_budget", K_SIZE64, OFF(spool_budget), 0, (uint64_t)1 << 50, 0 },
 	{ "analyzer", K_BOOL, OFF(analyzer), 0, 0, 0 },
+	{ "user", K_USER, OFF(user), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -229,6 +231,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->max_connections_per_prefix = 50;
 	cfg->spool_budget = GIB;
 	cfg->analyzer = true;
+	cfg->user = xstrdup("");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -250,6 +253,7 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->tls_cert_file);
 	free(cfg->tls_key_file);
 	free(cfg->event_log);
+	free(cfg->user);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -539,6 +543,31 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 			return fail(p, k->name, "empty path");
 		if (k->type == K_HOST && (why = check_dns_name(val)))
 			return fail(p, k->name, "%s", why);
+		char **dst = field(cfg, k->off);
+		free(*dst);
+		*dst = xstrdup(val);
+		return 0;
+	}
+	case K_USER: {
+		/* Looked up now, so that a typo is a configuration error naming the line
+		 * rather than a failure after the ports are bound.  Empty: keep the uid. */
+		if (*val) {
+			if (strlen(val) > 63)
+				return fail(p, k->name, "user name too long (at most 63 characters)");
+			errno = 0;
+			if (!getpwnam(val)) {
+				struct buf b;
+				buf_init(&b, 0);
+				put_safe(&b, val, strlen(val));
+				int e = errno;
+				if (e == EIO || e == EMFILE || e == ENFILE || e == ENOMEM)
+					fail(p, k->name, "cannot look up %s: %s", b.data, strerror(e));
+				else
+					fail(p, k->name, "no such user (%s)", b.data);
+				buf_free(&b);
+				return -1;
+			}
+		}
 		char **dst = field(cfg, k->off);
 		free(*dst);
 		*dst = xstrdup(val);

@@ -95,6 +95,8 @@ struct mxb_config {
 
 	/* processes */
 	bool analyzer;                   /* run the analyzer child: yes */
+	char *user;                      /* user = "" (keep the uid); an account name: started
+					  * as root, bind and prepare, then run as it */
 };
 
 /* Fill cfg with the embedded defaults. */

@@ -2,10 +2,13 @@
  * serve: start-up, event loop and shutdown of the daemon (see serve.h).
  *
  * Start-up order: data directory and its lock, listening sockets (the commonest
- * failure, before any state is touched), spool, event store, the per-installation
- * secret, the deception policy with its saved accounts, TLS, limits, the analyzer
- * child; then the loop.  One deception policy answers SMTP AUTH, IMAP and POP3, so an
- * account is the same everywhere.
+ * failure, before any state is touched), the per-installation secret, TLS (a key
+ * readable only by root is read now); then, with `user` set and started as root, the
+ * data directory is handed to that user and the process becomes it (privdrop.h);
+ * then spool, event store, the deception policy with its saved accounts, limits, the
+ * analyzer child (which inherits the unprivileged uid); then the loop.  No thread
+ * exists before the drop.  One deception policy answers SMTP AUTH, IMAP and POP3, so
+ * an account is the same everywhere.
  */
 #include "core/serve.h"
 
@@ -34,6 +37,7 @@
 #include "core/limits.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/privdrop.h"
 #include "core/smtp_adapter.h"
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
@@ -260,15 +264,60 @@ static const char *mail_domain(const struct mxb_config *cfg)
 
 /* ---- the analyzer child ---- */
 
-/* The analyzer keeps the daemon's uid.  Dropping to nobody as root would not work:
- * the spool writes every message 0600 as the daemon's user, so nobody could not read
- * what it must analyse.  Run the daemon itself unprivileged (ports below 1024 through
- * CAP_NET_BIND_SERVICE) and the analyzer is unprivileged too; as root, say so. */
+/* The analyzer inherits the daemon's uid: the spool writes every message 0600 for that
+ * user, which is what lets the child read them.  With `user` set the daemon drops to
+ * it before the child starts, so both are unprivileged; without it, as root, say so. */
 static void analyzer_check_user(const struct serve *sv)
 {
 	if (sv->an.enabled && geteuid() == 0)
-		log_msg(LOG_WARNING, NULL, "the analyzer child runs as root (as the daemon does): "
-			"it parses hostile mail; consider running mxbait as an unprivileged user");
+		log_msg(LOG_WARNING, NULL, "running as root, and so does the analyzer child: it "
+			"parses hostile mail; set user in the configuration (e.g. user = nobody "
+			"or a dedicated account) to drop privileges after binding the ports");
+}
+
+/* `user` checked before anything is touched: 1 when the process must drop to it (root
+ * now), 0 when it has nothing to do (no user, or already that user), -1 on error. */
+static int check_user(const struct mxb_config *cfg, struct privdrop_user *u_r)
+{
+	if (!cfg->user || !*cfg->user)
+		return 0;
+	char *err = NULL;
+	if (privdrop_lookup(cfg->user, u_r, &err) != 0) {
+		fprintf(stderr, "mxbait: user %s: %s\n", cfg->user, err);
+		free(err);
+		return -1;
+	}
+	if (getuid() == 0 && geteuid() == 0)
+		return 1;
+	if (getuid() == u_r->uid && geteuid() == u_r->uid)
+		return 0; /* started as the user already (e.g. by systemd's User=) */
+	fprintf(stderr, "mxbait: user = %s, but mxbait runs as uid %ld, neither root nor %s: "
+			"start it as root (it drops to %s after binding) or as %s\n", cfg->user,
+		(long)geteuid(), cfg->user, cfg->user, cfg->user);
+	return -1;
+}
+
+/* Become u (see privdrop.h): as root, after the ports are bound and the secret and
+ * TLS key read. */
+static int drop_privileges(const struct mxb_config *cfg, const struct privdrop_user *u)
+{
+	char *err = NULL;
+	if (privdrop_chown_tree(cfg->data_dir, u, &err) != 0 || privdrop_become(u, &err) != 0) {
+		fprintf(stderr, "mxbait: dropping privileges to %s: %s\n", u->name, err);
+		free(err);
+		return -1;
+	}
+	/* A parent directory closed to the user (e.g. created 0700 by root) shows now,
+	 * with a clear message, rather than as a spool error. */
+	if (access(cfg->data_dir, R_OK | W_OK | X_OK) != 0) {
+		fprintf(stderr, "mxbait: data directory %s is not usable by user %s: %s (can "
+				"%s traverse every parent directory?)\n", cfg->data_dir, u->name,
+			strerror(errno), u->name);
+		return -1;
+	}
+	log_msg(LOG_INFO, NULL, "running as user %s (uid %ld, gid %ld)", u->name,
+		(long)u->uid, (long)u->gid);
+	return 0;
 }
 
 static void analyzer_start(struct serve *sv)
@@ -512,6 +561,10 @@ int serve_run(const struct mxb_config *cfg)
 
 	log_init(false, LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
+	struct privdrop_user user;
+	int must_drop = check_user(cfg, &user);
+	if (must_drop < 0)
+		goto out;
 	raise_fd_limit(cfg->max_connections);
 	if (evthread_use_pthreads() != 0) {
 		fprintf(stderr, "mxbait: libevent without thread support\n");
@@ -552,6 +605,18 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot listen");
 		goto out;
 	}
+	if (load_secret(cfg->data_dir, sv.secret) != 0)
+		goto out;
+	ssl_ctx = tls_server_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, cfg->data_dir,
+				     cfg->hostname, &err);
+	if (!ssl_ctx) {
+		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
+		goto out;
+	}
+	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
+	 * event store (and their threads) start as the unprivileged user. */
+	if (must_drop && drop_privileges(cfg, &user) != 0)
+		goto out;
 	buf_printf(&path, "%s/spool", cfg->data_dir);
 	spool = spool_open(path.data, cfg->spool_budget, cfg->hostname, sv.base, &err);
 	if (!spool) {
@@ -566,16 +631,8 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot open the event store");
 		goto out;
 	}
-	if (load_secret(cfg->data_dir, sv.secret) != 0)
-		goto out;
 	if (!(auth = make_policy(cfg, es, sv.secret, path.data)))
 		goto out;
-	ssl_ctx = tls_server_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, cfg->data_dir,
-				     cfg->hostname, &err);
-	if (!ssl_ctx) {
-		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
-		goto out;
-	}
 	limits = limits_new(cfg->max_connections, cfg->max_connections_per_ip,
 			    cfg->connection_rate_per_ip);
 	if (!limits) {

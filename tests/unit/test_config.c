@@ -395,6 +395,32 @@ static void test_load_file(void **state)
 	config_free(&cfg);
 }
 
+/* user: an account that exists (looked up at parse time), empty to keep the uid. */
+static void test_user(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_string_equal(cfg.user, ""); /* default: keep the current uid */
+	config_free(&cfg);
+	/* root exists everywhere; serve refuses uid 0 later, the parser only checks
+	 * that the account exists */
+	assert_int_equal(parse(&cfg, "user = root\n", &err), 0);
+	assert_string_equal(cfg.user, "root");
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "user =\n", &err), 0);
+	assert_string_equal(cfg.user, "");
+	config_free(&cfg);
+	expect_error("# production\nuser = mxb-no-such-user-7\n",
+		     "t.conf:2: user: no such user (mxb-no-such-user-7)");
+	expect_error("user = a\x01" "b\n", "t.conf:1: user: no such user (a\\x01b)");
+	expect_error("user = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		     "t.conf:1: user: user name too long (at most 63 characters)");
+	expect_error("user = root\nuser = root\n",
+		     "t.conf:2: user: duplicate key (first set on line 1)");
+}
+
 /* The shipped example must load, and say what it claims. */
 static void test_example_file(void **state)
 {
@@ -427,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_units),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
