@@ -359,6 +359,7 @@ def test_credential_works_everywhere(state):
                     port=d.port_submission, check=0)
     assert "235 2.7.0 Authentication successful" in out, out[-2000:]
     qid = queue_id_from(out)
+    state["mark"] = mark
     assert_captured(d, mark, queue_id=qid, sender=f"{user}@{DOMAIN}",
                     recipients=["victim@example.org"], tls=True, auth_user=user)
     views = {"imap STARTTLS": imap_view(imap_starttls(d, user, COMMON)),
@@ -418,33 +419,42 @@ def test_other_password_fails_everywhere(state):
 
 def test_creds_and_attackers_json(state):
     d = state["daemon"]
+    auths = d.wait_events("auth")
     creds = d.cli_json("creds", "--top", "0")
-    flat = json.dumps(creds)
-    cracked = creds.get("cracked") or creds.get("accounts") or []
-    assert cracked, f"no cracked accounts in creds --json: {flat[:1500]}"
-    by_user = {a["username"]: a for a in cracked}
+    by_user = {a["username"]: a for a in creds["cracked"]}
     for u in (SHARED_USER, "hydra-smtp", "hydra-imap", "hydra-pop3", "medusa-imap",
               "medusa-pop3", "nmap-imaps", "nmap-pop3s", "nmap-smtp"):
         assert u in by_user, f"{u} not cracked in creds --json: {sorted(by_user)}"
-        assert by_user[u]["password"] == COMMON, by_user[u]
+        assert by_user[u]["password"] == COMMON and by_user[u]["kind"] == "cracked", by_user[u]
     assert "medusa-smtp" not in by_user, "medusa-smtp never guessed the password"
+    c = by_user[SHARED_USER]
+    assert c["messages"] == 1 and c["recipients"] == 1, c
+    assert c["last_subject"] == state["mark"], c
     users = {u["username"]: u for u in creds["usernames"]}
     h = users["hydra-smtp"]
-    # hydra tried the 7 uncommon words and the common one, on one protocol
-    assert h["attempts"] == 8 and h["distinct_passwords"] == 8, h
-    assert users["medusa-smtp"]["attempts"] == 3, users["medusa-smtp"]
-    assert users["medusa-smtp"]["distinct_passwords"] == 3
-    c = users[SHARED_USER]
-    assert c["distinct_passwords"] == len(WORDS) + 1, c  # + WRONG
+    # hydra tried the 7 uncommon words and then the common one, on one protocol
+    assert (h["attempts"], h["passwords"], h["successes"], h["ips"], h["protocols"]) == \
+        (8, 8, 1, 1, "submission"), h
+    m = users["medusa-smtp"]
+    assert (m["attempts"], m["passwords"], m["successes"]) == (3, 3, 0), m
+    mine = [e for e in auths if e["username"] == SHARED_USER]
+    cu = users[SHARED_USER]
+    assert cu["attempts"] == len(mine), (cu, len(mine))
+    assert cu["passwords"] == len({e["password"] for e in mine if e["password"] is not None})
+    assert cu["successes"] == sum(e["success"] for e in mine), cu
+    assert cu["protocols"].split(",") == sorted({e["proto"] for e in mine}), cu
+    pw = {p["password"]: p for p in creds["passwords"]}
+    assert pw[COMMON]["successes"] == sum(1 for e in auths if e["success"]), pw[COMMON]
+    assert pw[WRONG]["successes"] == 0
     att = d.cli_json("attackers", "--top", "0")
-    ips = att.get("ips") or att.get("addresses")
-    assert ips is not None, json.dumps(att)[:1500]
-    row = [r for r in ips if r.get("ip") == "127.0.0.1" or r.get("address") == "127.0.0.1"]
-    assert len(row) == 1, ips
-    r = row[0]
-    attempts = len(d.events("auth"))
-    assert r["attempts"] == attempts, (r, attempts)
-    assert r["usernames"] >= 9 and (r.get("success") or r.get("logins")), r
+    assert [r["ip"] for r in att["ips"]] == ["127.0.0.1"], att["ips"]
+    r = att["ips"][0]
+    assert r["attempts"] == len(auths), (r, len(auths))
+    assert r["usernames"] == len({e["username"] for e in auths if e["username"]}), r
+    assert r["successes"] == sum(1 for e in auths if e["success"]), r
+    assert r["messages"] == 1, r
+    assert [p["prefix"] for p in att["prefixes"]] == ["127.0.0.0/24"], att["prefixes"]
+    assert att["prefixes"][0]["attempts"] == r["attempts"]
 
 
 # --------------------------------------------------------------------------- 3. restart
