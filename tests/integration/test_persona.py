@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(SHARED, "persona", "persona-transcript.py")
 REF = os.path.join(SHARED, "persona", "transcripts")
 RULES = os.path.join(HERE, "persona-expected-diff")
-ROLES = ("smtp", "submission", "smtps")
+ROLES = ("smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s")
 
 
 def scenarios(recorded=True):
@@ -157,7 +157,8 @@ def persona_run(tmp_path_factory):
     d.start()
     out = os.path.join(tmp, "out")
     os.makedirs(out)
-    ports = f"smtp={d.port_smtp},submission={d.port_submission},smtps={d.port_smtps}"
+    ports = (f"smtp={d.port_smtp},submission={d.port_submission},smtps={d.port_smtps},"
+             f"imap={d.port_imap},imaps={d.port_imaps},pop3={d.port_pop3},pop3s={d.port_pop3s}")
     logs = {}
 
     def one(i, name):
@@ -242,3 +243,21 @@ def test_rules_can_fail():
     u = "S: 550 5.1.1 <nosuchuser@<DOMAIN>>: Recipient address rejected: User unknown " \
         "in local recipient table\\r\\n"
     assert r.expected("smtp-rcpt", [u]) == ["S: 250 2.1.5 Ok\\r\\n"]
+
+
+def test_mailbox_rules_ignore_only_content():
+    """The IMAP/POP3 rules drop mailbox content, never protocol lines."""
+    r = Rules(RULES)
+    imap = ["S: * 3 EXISTS\\r\\n", "S: Subject: Quarterly report\\r\\n",
+            "S: * 1 FETCH (FLAGS (\\\\Seen) UID 1 RFC822.SIZE 701)\\r\\n",
+            "S: a013 OK [READ-WRITE] Select completed (<TIMING> secs).\\r\\n",
+            "S: * CAPABILITY IMAP4rev1 SASL-IR\\r\\n", "S: * LIST () \".\" INBOX\\r\\n",
+            "S: + \\r\\n"]
+    assert r.actual("imap-starttls-session", imap) == imap[3:], \
+        r.actual("imap-starttls-session", imap)
+    pop = ["S: +OK 3 2534\\r\\n", "S: 1 701\\r\\n", "S: Subject: x\\r\\n", "S: .\\r\\n",
+           "S: +OK Logged in.\\r\\n", "S: -ERR [AUTH] Authentication failed.\\r\\n",
+           "S: SASL PLAIN LOGIN\\r\\n", "S: STLS\\r\\n", "S: USER\\r\\n"]
+    assert r.actual("pop3-stls-session", pop) == pop[3:], r.actual("pop3-stls-session", pop)
+    # the SMTP scenarios are untouched by them
+    assert r.actual("smtp-commands", imap + pop) == imap + pop
