@@ -12,12 +12,14 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/buf.h"
@@ -26,7 +28,7 @@
 #define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
-		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER };
+		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE };
 
 struct key_def {
 	const char *name;
@@ -40,6 +42,8 @@ struct key_def {
 #define KIB 1024ULL
 #define MIB (1024ULL * 1024)
 #define GIB (1024ULL * 1024 * 1024)
+/* `mxbait analyze` refuses numbers above 2^40 (1t): the analyzer's sizes stop there. */
+#define ANALYZER_SIZE_MAX (1ULL << 40)
 
 static const struct key_def keys[] = {
 	{ "hostname", K_HOST, OFF(hostname), 0, 0, 0 },
@@ -92,6 +96,13 @@ static const struct key_def keys[] = {
 	{ "spool_budget", K_SIZE64, OFF(spool_budget), 0, (uint64_t)1 << 50, 0 },
 	{ "analyzer", K_BOOL, OFF(analyzer), 0, 0, 0 },
 	{ "user", K_USER, OFF(user), 0, 0, 0 },
+	{ "analyzer_max_depth", K_UINT, OFF(analyzer_max_depth), 1, 1000, 0 },
+	{ "analyzer_max_parts", K_UINT, OFF(analyzer_max_parts), 1, 1000000, 0 },
+	{ "analyzer_max_decoded", K_SIZE, OFF(analyzer_max_decoded), 1, ANALYZER_SIZE_MAX, 0 },
+	{ "analyzer_max_text", K_SIZE, OFF(analyzer_max_text), 1, ANALYZER_SIZE_MAX, 0 },
+	{ "analyzer_max_links", K_UINT, OFF(analyzer_max_links), 1, 1000000, 0 },
+	{ "analyzer_max_recipients", K_UINT, OFF(analyzer_max_recipients), 1, 10000000, 0 },
+	{ "analyzer_psl_file", K_FILE, OFF(analyzer_psl_file), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -232,6 +243,14 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->spool_budget = GIB;
 	cfg->analyzer = true;
 	cfg->user = xstrdup("");
+	/* the same values as analyze_limits_default() (core does not link the analyzer) */
+	cfg->analyzer_max_depth = 20;
+	cfg->analyzer_max_parts = 2000;
+	cfg->analyzer_max_decoded = 64 * MIB;
+	cfg->analyzer_max_text = 4 * MIB;
+	cfg->analyzer_max_links = 5000;
+	cfg->analyzer_max_recipients = 10000;
+	cfg->analyzer_psl_file = xstrdup("");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -254,6 +273,7 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->tls_key_file);
 	free(cfg->event_log);
 	free(cfg->user);
+	free(cfg->analyzer_psl_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -270,9 +290,9 @@ static int fail(struct parse_ctx *p, const char *key, const char *fmt, ...)
 
 /* Append text to b with anything unprintable escaped, so an error message quoting the
  * file cannot carry control bytes to a terminal. */
-static void put_safe(struct buf *b, const char *s, size_t len)
+static void put_safe_max(struct buf *b, const char *s, size_t len, size_t limit)
 {
-	size_t max = len > 64 ? 64 : len;
+	size_t max = len > limit ? limit : len;
 	for (size_t i = 0; i < max; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c < 0x7f && c != '\\')
@@ -282,6 +302,11 @@ static void put_safe(struct buf *b, const char *s, size_t len)
 	}
 	if (len > max)
 		buf_puts(b, "...");
+}
+
+static void put_safe(struct buf *b, const char *s, size_t len)
+{
+	put_safe_max(b, s, len, 64);
 }
 
 static int fail(struct parse_ctx *p, const char *key, const char *fmt, ...)
@@ -477,6 +502,22 @@ static const char *check_account(const char *s)
 	return NULL;
 }
 
+/* NULL when path opens for reading as a regular file, else why not. */
+static const char *check_readable_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return strerror(errno);
+	struct stat st;
+	const char *why = NULL;
+	if (fstat(fd, &st) != 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	close(fd);
+	return why;
+}
+
 /* Split a list value on commas and white space into a fresh array. */
 static int split_list(struct parse_ctx *p, const char *key, const char *val, char ***v_r,
 		      size_t *n_r, size_t max, const char *(*check)(const char *))
@@ -567,6 +608,23 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 				buf_free(&b);
 				return -1;
 			}
+		}
+		char **dst = field(cfg, k->off);
+		free(*dst);
+		*dst = xstrdup(val);
+		return 0;
+	}
+	case K_FILE: {
+		/* Opened now (and closed), so that a typo or a permission problem is a
+		 * configuration error naming the line, not an analyzer child that exits
+		 * and restarts forever.  Empty: the built-in default. */
+		if (*val && (why = check_readable_file(val))) {
+			struct buf b;
+			buf_init(&b, 0);
+			put_safe_max(&b, val, strlen(val), PATH_MAX); /* a path: whole */
+			fail(p, k->name, "%s: %s", b.data, why);
+			buf_free(&b);
+			return -1;
 		}
 		char **dst = field(cfg, k->off);
 		free(*dst);

@@ -97,6 +97,17 @@ struct mxb_config {
 	bool analyzer;                   /* run the analyzer child: yes */
 	char *user;                      /* user = "" (keep the uid); an account name: started
 					  * as root, bind and prepare, then run as it */
+
+	/* analyzer limits, passed to the child's command line (analyze/analyze.h has the
+	 * same defaults: analyze_limits_default()) */
+	unsigned analyzer_max_depth;     /* 20 (1-1000) */
+	unsigned analyzer_max_parts;     /* 2000 (1-1000000) */
+	size_t analyzer_max_decoded;     /* 64m */
+	size_t analyzer_max_text;        /* 4m */
+	unsigned analyzer_max_links;     /* 5000 (1-1000000) */
+	unsigned analyzer_max_recipients; /* 10000 (1-10000000) */
+	char *analyzer_psl_file;         /* "" = the system public suffix list; else a file
+					  * checked readable at load */
 };
 
 /* Fill cfg with the embedded defaults. */

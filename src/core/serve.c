@@ -58,8 +58,17 @@
 #define ANALYZER_STABLE_MS 60000  /* ran this long: the next restart is quick again */
 #define ANALYZER_STOP_MS 5000     /* SIGTERM, then SIGKILL after this long */
 
+/* The child's command line: mxbait analyze --daemon -d DIR, the six limits, and
+ * --psl FILE when set. */
+#define ANALYZER_ARGC_MAX 24  /* 5 + 6 pairs + --psl pair + NULL = 20 */
+#define ANALYZER_NUM_LEN 24  /* a decimal uint64 and its NUL */
+
 struct analyzer_child {
 	bool enabled;
+	/* Made once in the parent before any fork (the child may call only
+	 * async-signal-safe functions, so no formatting there), reused on every restart. */
+	char *argv[ANALYZER_ARGC_MAX];
+	char nums[6][ANALYZER_NUM_LEN];
 	pid_t pid;                /* 0: not running */
 	int64_t started_ms;
 	unsigned backoff_ms;
@@ -320,6 +329,39 @@ static int drop_privileges(const struct mxb_config *cfg, const struct privdrop_u
 	return 0;
 }
 
+/* Fill an->argv from the configuration: every value the child needs, as text. */
+static void analyzer_argv_init(struct analyzer_child *an, const struct mxb_config *cfg)
+{
+	static char a0[] = "mxbait", a1[] = "analyze", a2[] = "--daemon", a3[] = "-d";
+	static char o_depth[] = "--max-depth", o_parts[] = "--max-parts",
+		    o_decoded[] = "--max-decoded", o_text[] = "--max-text",
+		    o_links[] = "--max-links", o_rcpts[] = "--max-recipients", o_psl[] = "--psl";
+	const struct { char *opt; unsigned long long v; } lim[6] = {
+		{ o_depth, cfg->analyzer_max_depth },
+		{ o_parts, cfg->analyzer_max_parts },
+		{ o_decoded, cfg->analyzer_max_decoded },
+		{ o_text, cfg->analyzer_max_text },
+		{ o_links, cfg->analyzer_max_links },
+		{ o_rcpts, cfg->analyzer_max_recipients },
+	};
+	size_t n = 0;
+	an->argv[n++] = a0;
+	an->argv[n++] = a1;
+	an->argv[n++] = a2;
+	an->argv[n++] = a3;
+	an->argv[n++] = cfg->data_dir;
+	for (size_t i = 0; i < 6; i++) {
+		snprintf(an->nums[i], sizeof(an->nums[i]), "%llu", lim[i].v);
+		an->argv[n++] = lim[i].opt;
+		an->argv[n++] = an->nums[i];
+	}
+	if (cfg->analyzer_psl_file && *cfg->analyzer_psl_file) {
+		an->argv[n++] = o_psl;
+		an->argv[n++] = cfg->analyzer_psl_file;
+	}
+	an->argv[n] = NULL;
+}
+
 static void analyzer_start(struct serve *sv)
 {
 	struct analyzer_child *an = &sv->an;
@@ -340,9 +382,7 @@ static void analyzer_start(struct serve *sv)
 		signal(SIGPIPE, SIG_DFL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the daemon killed hard: go too */
 		close_range(3, ~0U, 0);
-		char a0[] = "mxbait", a1[] = "analyze", a2[] = "--daemon", a3[] = "-d";
-		char *const argv[] = { a0, a1, a2, a3, sv->cfg->data_dir, NULL };
-		execv("/proc/self/exe", argv);
+		execv("/proc/self/exe", an->argv);
 		_exit(127);
 	}
 	an->pid = pid;
@@ -557,6 +597,7 @@ int serve_run(const struct mxb_config *cfg)
 	buf_init(&path, 0);
 	sv.cfg = cfg;
 	sv.an.enabled = cfg->analyzer;
+	analyzer_argv_init(&sv.an, cfg);
 	sv.an.backoff_ms = ANALYZER_BACKOFF_MIN_MS;
 
 	log_init(false, LOG_INFO);

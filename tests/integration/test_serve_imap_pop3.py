@@ -1,7 +1,7 @@
 """The daemon's wiring of issue 3 (src/core): IMAP and POP3 listeners on their own
 roles, one credential policy for SMTP AUTH, IMAP and POP3 that survives a restart
 (data_dir/secret, the accounts table), refusal texts per protocol, the analyzer child
-process, and `mxbait creds -c` reading the distributed_* keys.
+process and its analyzer_* limits, and `mxbait creds -c` reading the distributed_* keys.
 
 Real clients only: Python's imaplib, poplib and smtplib over TLS on loopback.  The
 attack-tool tests (hydra, medusa, nmap) live elsewhere."""
@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import time
 
-from conftest import MXBAIT_BIN, sanitizer_env, DOMAIN
+from conftest import (MXBAIT_BIN, sanitizer_env, DOMAIN, marker, queue_id_from, swaks)
 
 CTX = ssl.create_default_context()
 CTX.check_hostname = False
@@ -209,6 +209,71 @@ def test_analyzer_off(make_daemon):
     d = make_daemon(analyzer=False)
     time.sleep(0.5)
     assert analyzer_pid(d, timeout=0.5) is None
+
+
+PSL = "/usr/share/publicsuffix/public_suffix_list.dat"
+
+
+def test_analyzer_limits_from_config(make_daemon):
+    """analyzer_max_links = 1: the child gets every analyzer_* key on its command line
+    (also after a restart), keeps one of three links and records a links_limit finding."""
+    d = make_daemon(analyzer_max_links=1, analyzer_max_depth=7,
+                    analyzer_max_decoded="2m", analyzer_psl_file=PSL)
+    pid = analyzer_pid(d)
+    assert pid, "no analyzer child"
+    want = [b"-d", d.data_dir.encode(), b"--max-depth", b"7", b"--max-parts", b"2000",
+            b"--max-decoded", b"2097152", b"--max-text", b"4194304", b"--max-links", b"1",
+            b"--max-recipients", b"10000", b"--psl", PSL.encode()]
+    assert cmdline(pid)[3:-1] == want, cmdline(pid)
+    # restarted: the same arguments (made once, before the first fork)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    new = None
+    while time.monotonic() < deadline:
+        new = analyzer_pid(d, timeout=0.2)
+        if new and new != pid:
+            break
+        time.sleep(0.1)
+    assert new and new != pid, "the analyzer was not restarted"
+    assert cmdline(new)[3:-1] == want, cmdline(new)
+
+    m = marker()
+    urls = [f"http://one.{m}.example.com/a", f"http://two.{m}.example.net/b",
+            f"http://three.{m}.example.org/c"]
+    rc, out = swaks(d, "--from", "spammer@bad.example", "--to", f"victim@{DOMAIN}",
+                    "--header", f"Subject: {m}", "--body", "Visit " + " and ".join(urls))
+    assert rc == 0, out
+    qid = queue_id_from(out)
+    a = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = subprocess.run([MXBAIT_BIN, "show", "--json", "-d", d.data_dir, qid],
+                           capture_output=True, timeout=60, env=sanitizer_env())
+        if r.returncode == 0:
+            a = json.loads(r.stdout).get("analysis")
+            if a:
+                break
+        time.sleep(0.3)
+    assert a, "the analyzer child did not analyse the message"
+    assert len(a["links"]) == 1 and a["links"][0]["url"] in urls, a["links"]
+    assert [(f["kind"], f.get("detail")) for f in a["findings"]] == \
+        [("links_limit", "more than 1 distinct links")], a["findings"]
+    r = subprocess.run([MXBAIT_BIN, "urls", "-d", d.data_dir, "--json"],
+                       capture_output=True, timeout=60, env=sanitizer_env())
+    assert r.returncode == 0, r.stderr
+    mine = [u for u in json.loads(r.stdout) if m in u["url"]]
+    assert len(mine) == 1, mine
+
+
+def test_analyzer_psl_file_checked_at_load(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(f"data_dir = {tmp_path}/data\n\nanalyzer_psl_file = {tmp_path}/no.dat\n")
+    r = subprocess.run([MXBAIT_BIN, "serve", "-c", str(conf)], capture_output=True,
+                       timeout=60, env=sanitizer_env())
+    assert r.returncode != 0
+    assert f"{conf}:3: analyzer_psl_file: {tmp_path}/no.dat: No such file or directory" \
+        in r.stderr.decode(), r.stderr
+    assert not os.path.exists(f"{tmp_path}/data")
 
 
 def test_creds_reads_distributed_keys(make_daemon):

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -421,6 +422,106 @@ static void test_user(void **state)
 		     "t.conf:2: user: duplicate key (first set on line 1)");
 }
 
+/* The analyzer's limits: the analyzer's own defaults, their ranges, and the public
+ * suffix list file checked readable at load. */
+static void test_analyzer_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_int_equal(cfg.analyzer_max_depth, 20);
+	assert_int_equal(cfg.analyzer_max_parts, 2000);
+	assert_int_equal(cfg.analyzer_max_decoded, 64 * 1024 * 1024);
+	assert_int_equal(cfg.analyzer_max_text, 4 * 1024 * 1024);
+	assert_int_equal(cfg.analyzer_max_links, 5000);
+	assert_int_equal(cfg.analyzer_max_recipients, 10000);
+	assert_string_equal(cfg.analyzer_psl_file, "");
+	config_free(&cfg);
+
+	char path[] = "/tmp/mxbait-test-psl-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "com\n", 4), 4);
+	close(fd);
+	char text[512];
+	snprintf(text, sizeof(text),
+		 "analyzer_max_depth = 1000\nanalyzer_max_parts = 1\n"
+		 "analyzer_max_decoded = 1\nanalyzer_max_text = 2k\n"
+		 "analyzer_max_links = 1000000\nanalyzer_max_recipients = 10000000\n"
+		 "analyzer_psl_file = %s\n", path);
+	assert_int_equal(parse(&cfg, text, &err), 0);
+	assert_int_equal(cfg.analyzer_max_depth, 1000);
+	assert_int_equal(cfg.analyzer_max_parts, 1);
+	assert_int_equal(cfg.analyzer_max_decoded, 1);
+	assert_int_equal(cfg.analyzer_max_text, 2048);
+	assert_int_equal(cfg.analyzer_max_links, 1000000);
+	assert_int_equal(cfg.analyzer_max_recipients, 10000000);
+	assert_string_equal(cfg.analyzer_psl_file, path);
+	config_free(&cfg);
+	unlink(path);
+	assert_int_equal(parse(&cfg, "analyzer_psl_file =\nanalyzer_max_decoded = 1t\n", &err),
+			 -1); /* no t suffix */
+	free(err);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "analyzer_psl_file =\nanalyzer_max_decoded = 1024g\n",
+			       &err), 0); /* 2^40: the most `mxbait analyze` takes */
+	assert_string_equal(cfg.analyzer_psl_file, "");
+	assert_int_equal(cfg.analyzer_max_decoded, 1ULL << 40);
+	config_free(&cfg);
+
+	expect_error("analyzer_max_depth = 0\n",
+		     "t.conf:1: analyzer_max_depth: out of range (1 to 1000)");
+	expect_error("analyzer_max_depth = 1001\n",
+		     "t.conf:1: analyzer_max_depth: out of range (1 to 1000)");
+	expect_error("analyzer_max_parts = 0\n",
+		     "t.conf:1: analyzer_max_parts: out of range (1 to 1000000)");
+	expect_error("analyzer_max_parts = 1000001\n",
+		     "t.conf:1: analyzer_max_parts: out of range (1 to 1000000)");
+	expect_error("analyzer_max_links = 0\n",
+		     "t.conf:1: analyzer_max_links: out of range (1 to 1000000)");
+	expect_error("analyzer_max_links = 1000001\n",
+		     "t.conf:1: analyzer_max_links: out of range (1 to 1000000)");
+	expect_error("analyzer_max_recipients = 10000001\n",
+		     "t.conf:1: analyzer_max_recipients: out of range (1 to 10000000)");
+	expect_error("analyzer_max_recipients = 0\n",
+		     "t.conf:1: analyzer_max_recipients: out of range (1 to 10000000)");
+	expect_error("analyzer_max_links = many\n",
+		     "t.conf:1: analyzer_max_links: expected a whole number");
+	expect_error("analyzer_max_decoded = 0\n",
+		     "t.conf:1: analyzer_max_decoded: out of range (1 to 1099511627776)");
+	expect_error("analyzer_max_decoded = 1025g\n",
+		     "t.conf:1: analyzer_max_decoded: out of range (1 to 1099511627776)");
+	expect_error("analyzer_max_text = 0\n",
+		     "t.conf:1: analyzer_max_text: out of range (1 to 1099511627776)");
+	expect_error("analyzer_max_text = 4q\n", "t.conf:1: analyzer_max_text: expected a size "
+		     "(number with optional k, m or g suffix)");
+	expect_error("# psl\n\nanalyzer_psl_file = /nonexistent/psl.dat\n",
+		     "t.conf:3: analyzer_psl_file: /nonexistent/psl.dat: No such file or "
+		     "directory");
+	expect_error("analyzer_psl_file = /tmp\n",
+		     "t.conf:1: analyzer_psl_file: /tmp: not a regular file");
+	expect_error("analyzer_psl_file = /nonexistent/a\x01" "b\n",
+		     "t.conf:1: analyzer_psl_file: /nonexistent/a\\x01b: No such file or "
+		     "directory");
+	expect_error("analyzer_max_links = 3\nanalyzer_max_links = 4\n",
+		     "t.conf:2: analyzer_max_links: duplicate key (first set on line 1)");
+	if (geteuid() != 0) {
+		/* unreadable: root reads anything, so only checked as a user */
+		char p2[] = "/tmp/mxbait-test-psl-XXXXXX";
+		fd = mkstemp(p2);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(chmod(p2, 0), 0);
+		snprintf(text, sizeof(text), "analyzer_psl_file = %s\n", p2);
+		char want[256];
+		snprintf(want, sizeof(want), "t.conf:1: analyzer_psl_file: %s: Permission denied",
+			 p2);
+		expect_error(text, want);
+		unlink(p2);
+	}
+}
+
 /* The shipped example must load, and say what it claims. */
 static void test_example_file(void **state)
 {
@@ -455,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_analyzer_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
