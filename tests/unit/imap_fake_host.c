@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "store/event.h"
-#include "store/event_schema.h"
+#include "event_contract.h"
 
 static void fh_send(void *ctx, const char *data, size_t len)
 {
@@ -212,124 +212,7 @@ bool imap_fake_has_event(const struct imap_fake *h, const char *name,
 
 /* ------------------------------------------------ the event contract check --- */
 
-struct schema_field {
-	const char *event;
-	const char *field;
-	enum mxb_field_type type;
-	bool nullable;
-};
-
-#define SCHEMA_ROW(ev, f, t, n) {#ev, #f, t, n},
-static const struct schema_field schema[] = {MXB_EVENT_FIELDS(SCHEMA_ROW)};
-
-/* Length of the JSON value at p (string, number, literal or array of strings). */
-static size_t json_value_len(const char *p, const char *end)
-{
-	const char *q = p;
-	int depth = 0;
-	bool in_str = false;
-	for (; q < end; q++) {
-		if (in_str) {
-			if (*q == '\\')
-				q++;
-			else if (*q == '"')
-				in_str = false;
-			continue;
-		}
-		if (*q == '"')
-			in_str = true;
-		else if (*q == '[')
-			depth++;
-		else if (*q == ']')
-			depth--;
-		else if (*q == ',' && depth == 0)
-			break;
-	}
-	return (size_t)(q - p);
-}
-
-static bool type_ok(const char *v, size_t len, enum mxb_field_type t, bool nullable)
-{
-	if (len == 4 && memcmp(v, "null", 4) == 0)
-		return nullable;
-	switch (t) {
-	case MXB_FT_STRING:
-		return len >= 2 && v[0] == '"' && v[len - 1] == '"';
-	case MXB_FT_INT:
-		return len > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'));
-	case MXB_FT_BOOL:
-		return (len == 4 && memcmp(v, "true", 4) == 0) ||
-		       (len == 5 && memcmp(v, "false", 5) == 0);
-	case MXB_FT_STRING_ARRAY:
-		return len >= 2 && v[0] == '[' && v[len - 1] == ']';
-	}
-	return false;
-}
-
 bool imap_fake_check_schema(const struct imap_fake *h, char *err_r, size_t errlen)
 {
-	const char *p = h->events.data;
-	if (!p)
-		return true;
-	const char *end = h->events.data + h->events.len;
-	while (p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		const char *tab = memchr(p, '\t', eol ? (size_t)(eol - p) : (size_t)(end - p));
-		if (!eol || !tab) {
-			snprintf(err_r, errlen, "malformed event record");
-			return false;
-		}
-		char name[32];
-		snprintf(name, sizeof(name), "%.*s", (int)(tab - p), p);
-		const char *f = tab + 1;
-		size_t row = 0, nrows = sizeof(schema) / sizeof(schema[0]);
-		bool known = false;
-		for (size_t i = 0; i < nrows; i++)
-			if (strcmp(schema[i].event, name) == 0)
-				known = true;
-		if (!known) {
-			snprintf(err_r, errlen, "event %s is not in the catalogue", name);
-			return false;
-		}
-		while (row < nrows && strcmp(schema[row].event, name) != 0)
-			row++;
-		while (f < eol) {
-			/* ,"key":value */
-			if (f[0] != ',' || f[1] != '"') {
-				snprintf(err_r, errlen, "%s: bad field syntax at %.20s", name, f);
-				return false;
-			}
-			const char *k = f + 2;
-			const char *kend = memchr(k, '"', (size_t)(eol - k));
-			if (!kend || kend + 1 >= eol || kend[1] != ':') {
-				snprintf(err_r, errlen, "%s: bad key", name);
-				return false;
-			}
-			if (row >= nrows || strcmp(schema[row].event, name) != 0 ||
-			    strlen(schema[row].field) != (size_t)(kend - k) ||
-			    memcmp(schema[row].field, k, (size_t)(kend - k)) != 0) {
-				snprintf(err_r, errlen, "%s: field %.*s where the catalogue has %s", name,
-					 (int)(kend - k), k,
-					 row < nrows && !strcmp(schema[row].event, name)
-						 ? schema[row].field
-						 : "(end)");
-				return false;
-			}
-			const char *v = kend + 2;
-			size_t vlen = json_value_len(v, eol);
-			if (!type_ok(v, vlen, schema[row].type, schema[row].nullable)) {
-				snprintf(err_r, errlen, "%s: field %s has a bad value %.*s", name,
-					 schema[row].field, (int)(vlen > 40 ? 40 : vlen), v);
-				return false;
-			}
-			row++;
-			f = v + vlen;
-		}
-		if (row < nrows && strcmp(schema[row].event, name) == 0) {
-			snprintf(err_r, errlen, "%s: field %s is missing", name, schema[row].field);
-			return false;
-		}
-		p = eol + 1;
-	}
-	return true;
+	return !h->events.data || event_contract_check(h->events.data, err_r, errlen);
 }
