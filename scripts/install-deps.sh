@@ -32,8 +32,10 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # Postfix must not be configured to listen: preseed "No configuration".
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+# Wait for another apt/dpkg (a parallel build, unattended-upgrades) instead of failing.
+APT_LOCK="-o DPkg::Lock::Timeout=900"
+$SUDO apt-get $APT_LOCK update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_LOCK install -y -q --no-install-recommends $missing
 case " $missing " in
 *" dovecot-"*)
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
