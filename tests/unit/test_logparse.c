@@ -1,0 +1,2 @@
+/* filled in below */
+int main(void) { return 0; }
