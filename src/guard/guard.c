@@ -63,7 +63,18 @@ struct guard {
 	char *request_dir;
 	unsigned ticks;
 	int64_t dp_smtp_us, dp_other_us; /* last Dovecot policy request per kind */
+	/* Postfix SASL through Dovecot logs one failure twice (Postfix's warning and
+	 * Dovecot's auth line): recent log failures, to pair them */
+	struct seen_fail {
+		struct netaddr ip;
+		uint32_t user;
+		int64_t ts;
+		bool postfix, paired;
+	} recent[256];
+	unsigned recent_next;
 };
+
+#define PAIR_US (5 * 1000000LL)
 
 #define HOOK_LIVE_US (600 * 1000000LL)
 
@@ -404,12 +415,32 @@ void guard_log_obs(struct guard *g, const struct log_obs *o)
 		/* Dovecot's hook saw it already: Postfix SASL through Dovecot is service smtp */
 		bool live = postfix ? g->dp_smtp_us && now - g->dp_smtp_us < HOOK_LIVE_US
 				    : g->dp_other_us && now - g->dp_other_us < HOOK_LIVE_US;
+		/* the other log's line of the same failure counts once */
+		uint32_t uh = 2166136261u;
+		for (const char *p = o->username; *p; p++)
+			uh = (uh ^ (unsigned char)*p) * 16777619u;
+		bool dup = false;
+		for (size_t i = 0; i < 256 && !dup; i++) {
+			struct seen_fail *f = &g->recent[i];
+			if (f->ts && !f->paired && f->postfix != postfix && f->user == uh &&
+			    now - f->ts < PAIR_US && netaddr_equal(&f->ip, &o->ip)) {
+				f->paired = dup = true;
+			}
+		}
+		if (!dup && o->username[0]) {
+			struct seen_fail *f = &g->recent[g->recent_next++ % 256];
+			f->ip = o->ip;
+			f->user = uh;
+			f->ts = now;
+			f->postfix = postfix;
+			f->paired = false;
+		}
 		struct guard_auth_obs a = {
 			.origin = o->origin, .stage = "log",
 			.service = o->service[0] ? o->service : NULL,
 			.username = o->username[0] ? o->username : NULL,
 			.ip = o->ip, .port = o->port, .success = 0, .user_known = o->user_known,
-			.count = o->attempts, .record_only = live,
+			.count = o->attempts, .record_only = live || dup,
 		};
 		guard_auth(g, &a, NULL);
 		break;

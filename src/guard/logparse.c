@@ -285,6 +285,12 @@ static enum log_kind smtpd(struct logparse *lp, unsigned pid, struct sl msg, str
 			s->count++;
 			return LOG_AUTH_FAIL;
 		}
+		if (starts(w, "non-SMTP command from ")) {
+			if (!take_host_ip(skip(w, 22), &o->ip, &o->port, &rest))
+				return LOG_NONE;
+			set_offence(o, "non_smtp", rest.n && rest.p[0] == ':' ? skip(rest, 1) : rest);
+			return LOG_OFFENCE;
+		}
 		static const char *const rl[] = { "Connection rate limit exceeded: ",
 						   "Connection concurrency limit exceeded: ",
 						   "AUTH command rate limit exceeded: ",
