@@ -256,3 +256,37 @@ def test_log_watch_lines(env):
     pf = d.events("guard_auth", origin="postfix_log", src_ip="127.0.0.1")
     assert pf and all(e["service"] == "smtp" and e["success"] is False for e in pf), pf
     assert all(e["answer"] == "none" for e in dv + pf)
+
+
+def test_decisions_cli(env):
+    """mxbait decisions add/allow/del reach the running guard; list shows them (table and
+    JSON); the policy answers follow them at once."""
+    d = env["d"]
+    s, net = src(6, 1), f"127.{NET}.7.0/24"
+    r = d.cli("decisions", "add", s, "--for", "10m", "--reason", "operator-test")
+    assert r.returncode == 0, r.stderr
+    assert d.cli("decisions", "add", net, "--action", "ban").returncode == 0
+    dec = d.wait_events("decision", src_ip=s, origin="manual")
+    assert dec and dec[0]["action"] == "divert" and dec[0]["duration_ms"] == 600000, dec
+    assert dec[0]["reason"] == "operator-test"
+    d.wait_events("decision", src_ip=net, origin="manual")
+    assert imap_login(env["imap"], s, "alice@example.test", USERS["alice@example.test"]) != "OK"
+    assert imap_login(env["imap"], src(7, 9), "alice@example.test",
+                      USERS["alice@example.test"]) != "OK"  # inside the banned /24
+    rows = {x["source"]: x for x in d.cli_json("decisions", "list")}
+    assert rows[s]["action"] == "divert" and rows[s]["state"] == "active", rows
+    assert rows[net]["action"] == "ban", rows
+    # allow wins over the ban for that one address; del ends the divert
+    assert d.cli("decisions", "allow", src(7, 9)).returncode == 0
+    assert d.cli("decisions", "del", s).returncode == 0
+    d.wait_events("decision", src_ip=s, op="del")
+    d.wait_events("decision", src_ip=src(7, 9), action="allow")
+    assert imap_login(env["imap"], s, "alice@example.test", USERS["alice@example.test"]) == "OK"
+    assert imap_login(env["imap"], src(7, 9), "alice@example.test",
+                      USERS["alice@example.test"]) == "OK"
+    table = d.cli("decisions", "list").stdout.decode()
+    assert f"127.{NET}.7.0/24" in table and "ban" in table, table
+    everything = {x["id"]: x["state"] for x in d.cli_json("decisions", "list", "--all")}
+    assert "removed" in everything.values(), everything
+    bad = d.cli("decisions", "add", "not-an-address")
+    assert bad.returncode == 2 and b"not an address" in bad.stderr
