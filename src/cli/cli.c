@@ -43,6 +43,8 @@ const struct cli_command cli_commands[] = {
 	{"decisions", "the guard's decisions (divert, ban, delay, allow): list, add, del, allow",
 	 "[list [--all] | add SOURCE [--action A] [--for DURATION] [--reason TEXT] | del SOURCE "
 	 "| allow SOURCE [--for DURATION]] [OPTIONS]", cmd_decisions},
+	{"handoff", "the backend hand-off worker (started by serve when backend_mta is set)",
+	 "--daemon -d DIR --backend SPEC --helo NAME --domains D1,D2 [--once]", cmd_handoff},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -40,6 +40,8 @@ int cmd_creds(int argc, char **argv);
 int cmd_attackers(int argc, char **argv);
 /* the guard's decisions (src/intel/decision.h): cmd_decisions.c */
 int cmd_decisions(int argc, char **argv);
+/* the backend hand-off worker (src/guard/handoff.h), a child of serve: cmd_handoff.c */
+int cmd_handoff(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */

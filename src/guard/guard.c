@@ -20,6 +20,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <sqlite3.h>
@@ -72,6 +76,14 @@ struct guard {
 		bool postfix, paired;
 	} recent[256];
 	unsigned recent_next;
+	/* the backend hand-off worker (guard/handoff.h), a child process */
+	struct {
+		pid_t pid;
+		char *argv[16];
+		struct buf domains;
+		int64_t next_start_us;
+		unsigned backoff_s;
+	} ho;
 };
 
 #define PAIR_US (5 * 1000000LL)
@@ -570,6 +582,86 @@ static void poll_requests(struct guard *g)
 	closedir(dir);
 }
 
+/* ---- the hand-off worker ---- */
+
+static void handoff_argv(struct guard *g)
+{
+	static char a0[] = "mxbait", a1[] = "handoff", a2[] = "--daemon", a3[] = "-d",
+		    a5[] = "--backend", a7[] = "--helo", a9[] = "--domains";
+	const struct mxb_config *cfg = g->cfg;
+	buf_init(&g->ho.domains, 0);
+	for (size_t i = 0; i < cfg->n_local_domains; i++)
+		buf_printf(&g->ho.domains, "%s%s", i ? "," : "", cfg->local_domains[i]);
+	char **v = g->ho.argv;
+	v[0] = a0; v[1] = a1; v[2] = a2; v[3] = a3; v[4] = cfg->data_dir;
+	v[5] = a5; v[6] = cfg->backend_mta; v[7] = a7; v[8] = cfg->hostname;
+	v[9] = a9; v[10] = g->ho.domains.data ? g->ho.domains.data : a0; v[11] = NULL;
+}
+
+static void handoff_start(struct guard *g)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_msg(LOG_WARNING, NULL, "guard: cannot start the hand-off worker: %s",
+			strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		close_range(3, ~0U, 0);
+		execv("/proc/self/exe", g->ho.argv);
+		_exit(127);
+	}
+	g->ho.pid = pid;
+	log_msg(LOG_INFO, NULL, "guard: hand-off worker started (pid %ld) for backend %s",
+		(long)pid, g->cfg->backend_mta);
+}
+
+/* Gone (reaped here, or by serve's SIGCHLD handler)?  Restart with backoff. */
+static void handoff_watch(struct guard *g)
+{
+	if (!g->cfg->backend_mta || !*g->cfg->backend_mta)
+		return;
+	int64_t now = now_us();
+	if (g->ho.pid > 0) {
+		int st;
+		pid_t r = waitpid(g->ho.pid, &st, WNOHANG);
+		if (r == 0)
+			return;
+		log_msg(LOG_WARNING, NULL, "guard: hand-off worker (pid %ld) exited: restarting",
+			(long)g->ho.pid);
+		g->ho.pid = 0;
+		g->ho.backoff_s = g->ho.backoff_s ? (g->ho.backoff_s * 2 > 60 ? 60 : g->ho.backoff_s * 2)
+						  : 1;
+		g->ho.next_start_us = now + (int64_t)g->ho.backoff_s * 1000000;
+	}
+	if (now >= g->ho.next_start_us)
+		handoff_start(g);
+}
+
+static void handoff_stop(struct guard *g)
+{
+	if (g->ho.pid <= 0)
+		return;
+	kill(g->ho.pid, SIGTERM);
+	for (int i = 0; i < 500; i++) {
+		pid_t r = waitpid(g->ho.pid, NULL, WNOHANG);
+		if (r == g->ho.pid || (r < 0 && errno == ECHILD)) {
+			g->ho.pid = 0;
+			return;
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(g->ho.pid, SIGKILL);
+	waitpid(g->ho.pid, NULL, 0);
+	g->ho.pid = 0;
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -582,6 +674,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (g->ppolicy)
 		postfix_policy_tick(g->ppolicy);
+	handoff_watch(g);
 }
 
 /* ---- start-up ---- */
@@ -800,6 +893,10 @@ int guard_start(struct guard *g, struct eventstore *es, const char *db_path, con
 		return -1;
 	}
 	poll_requests(g);
+	if (g->cfg->backend_mta && *g->cfg->backend_mta) {
+		handoff_argv(g);
+		handoff_start(g);
+	}
 	log_msg(LOG_INFO, NULL, "guard ready: %zu trusted networks, dovecot policy %s, postfix "
 		"policy %s, log watch %s, divert %s", g->trusted.n, g->dpolicy ? "on" : "off",
 		g->ppolicy ? "on" : "off", g->logwatch ? "on" : "off", g->nft ? "on" : "off");
@@ -811,6 +908,8 @@ void guard_free(struct guard **gp)
 	struct guard *g = gp ? *gp : NULL;
 	if (!g)
 		return;
+	handoff_stop(g);
+	buf_free(&g->ho.domains);
 	logwatch_stop(&g->logwatch);
 	dovecot_policy_free(&g->dpolicy);
 	postfix_policy_free(&g->ppolicy);
