@@ -33,6 +33,10 @@ struct wfile {
 	bool warned;
 	char *partial;      /* an incomplete last line */
 	size_t plen;
+	/* the file's first bytes: a file truncated and rewritten past the old size (a
+	 * copytruncate rotation between two polls) shows as a different beginning */
+	char head[128];
+	size_t head_len;
 };
 
 struct logwatch {
@@ -147,6 +151,23 @@ static void file_open(struct wfile *f, bool at_end)
 	f->dev = st.st_dev;
 	f->off = at_end ? st.st_size : 0;
 	f->plen = 0;
+	f->head_len = 0;
+}
+
+/* Remember the beginning (up to 128 bytes), or say it changed. */
+static bool head_changed(struct wfile *f)
+{
+	char now[sizeof(f->head)];
+	ssize_t n = pread(f->fd, now, sizeof(now), 0);
+	if (n < 0)
+		return false;
+	if ((size_t)n < f->head_len || memcmp(now, f->head, f->head_len))
+		return true;
+	if ((size_t)n > f->head_len) {
+		memcpy(f->head, now, (size_t)n);
+		f->head_len = (size_t)n;
+	}
+	return false;
 }
 
 static void poll_file(struct logwatch *lw, struct wfile *f)
@@ -157,9 +178,11 @@ static void poll_file(struct logwatch *lw, struct wfile *f)
 			return;
 	}
 	struct stat st, pst;
-	if (fstat(f->fd, &st) == 0 && st.st_size < f->off) {
+	if ((fstat(f->fd, &st) == 0 && st.st_size < f->off) || head_changed(f)) {
 		f->off = 0; /* truncated */
 		f->plen = 0;
+		f->head_len = 0;
+		head_changed(f);
 	}
 	read_to_end(lw, f);
 	if (stat(f->path, &pst) != 0 || pst.st_ino != f->ino || pst.st_dev != f->dev) {
