@@ -285,6 +285,46 @@ guard_ip_failures = 5
         return sh("/usr/bin/python3", "-c", PY_IMAP, host, user, pw, ns=NS[ns]).stdout.decode()
 
 
+def test_no_enforcement_no_firewall():
+    """The guard without divert (policy servers, log watch) changes no firewall: the
+    namespace's ruleset is as empty after mxbait ran as before."""
+    ns = f"mxbg{PID}n"
+    tmp = tempfile.mkdtemp(prefix="mxbait-nofw-")
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    sh("ip", "netns", "add", ns)
+    proc = None
+    try:
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+        assert sh("nft", "list", "ruleset", ns=ns).stdout.strip() == b""
+        conf = os.path.join(tmp, "mxbait.conf")
+        with open(conf, "w") as f:
+            f.write(f"smtp_listen = 127.0.0.1:2525\nsubmission_listen =\nsmtps_listen =\n"
+                    f"imap_listen =\nimaps_listen =\npop3_listen =\npop3s_listen =\n"
+                    f"data_dir = {tmp}/data\nanalyzer = no\n"
+                    f"dovecot_policy_listen = 127.0.0.1:9080\ndovecot_policy_api_key = k\n"
+                    f"dovecot_policy_hash_nonce = n\nwatch_log_files = {tmp}/mail.log\n")
+        log = open(os.path.join(tmp, "log"), "wb")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, MXBAIT_BIN, "serve", "-c", conf],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                env=sanitizer_env())
+        deadline = time.monotonic() + 30
+        while b"guard ready" not in open(os.path.join(tmp, "log"), "rb").read():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert sh("nft", "list", "ruleset", ns=ns).stdout.strip() == b""
+        proc.terminate()
+        assert proc.wait(20) == 0
+        log.close()
+        assert not SANITIZER_RE.search(open(os.path.join(tmp, "log"), errors="replace").read())
+        assert sh("nft", "list", "ruleset", ns=ns).stdout.strip() == b""
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def env():
     delete_namespaces()
