@@ -191,7 +191,6 @@ virtual_mailbox_base = {self.vmail}
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
-smtputf8_enable = no
 """)
         lines = []
         if p.get("smtp"):

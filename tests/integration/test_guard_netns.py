@@ -117,8 +117,8 @@ banner = banner.decode()
 s.ehlo("attacker.example.net")
 s.starttls(context=ctx)
 cert = hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest()
-s.ehlo("attacker.example.net")
-out = {"banner": banner, "cert": cert}
+code, ehlo = s.ehlo("attacker.example.net")
+out = {"banner": banner, "cert": cert, "ehlo": sorted(ehlo.decode().split("\n")[1:])}
 if len(sys.argv) > 4:
     user, pw, marker = sys.argv[4], sys.argv[5], sys.argv[6]
     try:
@@ -177,6 +177,8 @@ class Env:
             f.write(f"""# tests/integration/test_guard_netns.py: the protected host's persona
 hostname = mail.example.test
 local_domains = example.test
+# the real Postfix here answers VRFY (its default): so does its persona
+vrfy = yes
 smtp_listen = *:2525, [::]:2525
 submission_listen = *:2587, [::]:2587
 smtps_listen =
@@ -381,6 +383,7 @@ def test_end_to_end(env):
     # 3. its next connections land in mxbait, wearing the protected host's persona
     hp = e.smtp("attacker", "198.51.100.1", 587, "198.51.100.10")
     assert hp["banner"] == real["banner"] and hp["cert"] == real["cert"], (hp, real)
+    assert hp["ehlo"] == real["ehlo"], " | ".join(hp["ehlo"]) + " VS " + " | ".join(real["ehlo"])
     conn = e.wait("connect", src_ip="198.51.100.10", orig_dst_port=587)
     assert conn and conn[0]["dst_port"] == 2587 and conn[0]["orig_dst_ip"] == "198.51.100.1"
     # hydra again: its common password "works" now (the honeypot's terms)
