@@ -15,6 +15,7 @@
  * addresses of 198.51.100.0/24 and 203.0.113.0/24 style documentation prefixes so the
  * guard's windows work as under a real distributed attack.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -38,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-cc -O2 -o "$T/load" "$here/guard-policy-load.c" || exit 1
+cc -O2 -Wall -Werror -o "$T/load" "$here/guard-policy-load.c" || exit 1
 set -- $(/usr/bin/python3 -c '
 import socket
 ss = [socket.socket() for _ in range(2)]
@@ -67,9 +67,26 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 echo "guard-policy: mxbait $("$MXBAIT" --version 2>/dev/null | head -1) on CPU 0, load on CPU 1, $CONNS connections"
+HZ=$(getconf CLK_TCK)
+cpu() { awk '{print $14+$15}' /proc/$MX_PID/stat; }
+# One run; prints the generator's JSON and the server's CPU per request (all threads):
+# the figure that does not depend on what else the shared machine runs.
+run() {
+	c0=$(cpu)
+	out=$(taskset -c 1 "$T/load" 127.0.0.1 "$P_POLICY" bench-key "$CONNS" "$SECONDS_RUN" "$1")
+	c1=$(cpu)
+	echo "$out"
+	echo "$out" | /usr/bin/python3 -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+cpu = ($c1 - $c0) / $HZ
+if r['requests']:
+    us = cpu / r['requests'] * 1e6
+    print('  server CPU %.2f s for %d requests: %.1f us per request, %.0f req/s per CPU-second' % (cpu, r['requests'], us, 1e6 / us))"
+}
+echo "machine load now: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (figures below share them)"
 echo "open loop, $RATE req/s for ${SECONDS_RUN}s:"
-taskset -c 1 "$T/load" 127.0.0.1 "$P_POLICY" bench-key "$CONNS" "$SECONDS_RUN" "$RATE"
+run "$RATE"
 echo "closed loop (as fast as answered) for ${SECONDS_RUN}s:"
-taskset -c 1 "$T/load" 127.0.0.1 "$P_POLICY" bench-key "$CONNS" "$SECONDS_RUN" 0
-echo "mxbait CPU seconds (user+sys): $(awk '{print ($14+$15)/100}' /proc/$MX_PID/stat)"
+run 0
 echo "events written: $(wc -l <"$T/data/events.jsonl" 2>/dev/null || echo 0)"

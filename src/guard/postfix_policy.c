@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -268,6 +270,11 @@ struct postfix_policy *postfix_policy_new(struct event_base *base, const struct 
 			*err_r = strdup(m);
 			postfix_policy_free(&pp);
 			return NULL;
+		}
+		if (!pp->unix_paths[i]) {
+			int one = 1; /* one small answer per request: no Nagle wait */
+			setsockopt(evconnlistener_get_fd(pp->lis[i]), IPPROTO_TCP, TCP_NODELAY, &one,
+				   sizeof(one));
 		}
 		/* Postfix's smtpd (user postfix) must reach a unix socket */
 		if (pp->unix_paths[i])
