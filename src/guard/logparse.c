@@ -36,15 +36,13 @@ static struct sl mk(const char *p, size_t n)
 	return s;
 }
 
-static bool starts(struct sl s, const char *lit)
+static bool starts_n(struct sl s, const char *lit, size_t l)
 {
-	size_t l = strlen(lit);
 	return s.n >= l && !memcmp(s.p, lit, l);
 }
 
-static bool ends(struct sl s, const char *lit)
+static bool ends_n(struct sl s, const char *lit, size_t l)
 {
-	size_t l = strlen(lit);
 	return s.n >= l && !memcmp(s.p + s.n - l, lit, l);
 }
 
@@ -53,20 +51,24 @@ static struct sl skip(struct sl s, size_t k)
 	return k > s.n ? mk(s.p + s.n, 0) : mk(s.p + k, s.n - k);
 }
 
-/* First occurrence of lit in s, or -1. */
-static long find(struct sl s, const char *lit)
+/* First occurrence of lit (l bytes) in s, or -1.  The needles are short literals:
+ * memchr for the first byte and a compare beats a general memmem's set-up per call. */
+static long find_n(struct sl s, const char *lit, size_t l)
 {
-	size_t l = strlen(lit);
 	if (!s.p || l == 0 || l > s.n)
 		return -1;
-	const char *h = memmem(s.p, s.n, lit, l);
-	return h ? (long)(h - s.p) : -1;
+	const char *p = s.p, *last = s.p + s.n - l;
+	while (p <= last && (p = memchr(p, lit[0], (size_t)(last - p) + 1))) {
+		if (!memcmp(p, lit, l))
+			return (long)(p - s.p);
+		p++;
+	}
+	return -1;
 }
 
 /* Last occurrence of lit in s, or -1. */
-static long rfind(struct sl s, const char *lit)
+static long rfind_n(struct sl s, const char *lit, size_t l)
 {
-	size_t l = strlen(lit);
 	if (l == 0 || l > s.n)
 		return -1;
 	for (size_t i = s.n - l + 1; i-- > 0;)
@@ -74,6 +76,12 @@ static long rfind(struct sl s, const char *lit)
 			return (long)i;
 	return -1;
 }
+
+/* The helpers above with the length of a string constant (or any string). */
+#define starts(s, lit) starts_n((s), (lit), strlen(lit))
+#define ends(s, lit) ends_n((s), (lit), strlen(lit))
+#define find(s, lit) find_n((s), (lit), strlen(lit))
+#define rfind(s, lit) rfind_n((s), (lit), strlen(lit))
 
 static void copy_out(char *dst, size_t dlen, struct sl s)
 {
@@ -113,10 +121,15 @@ static bool parse_uint(struct sl s, unsigned *v)
 
 static bool is_month(struct sl s)
 {
-	static const char *const m[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	if (s.n < 3)
+		return false;
+	/* the three letters as one number, against the twelve (one compare each) */
+	uint32_t k = (uint32_t)(unsigned char)s.p[0] << 16 | (uint32_t)(unsigned char)s.p[1] << 8 |
+		     (unsigned char)s.p[2];
+	static const uint32_t m[] = { 0x4a616e, 0x466562, 0x4d6172, 0x417072, 0x4d6179, 0x4a756e,
+				      0x4a756c, 0x417567, 0x536570, 0x4f6374, 0x4e6f76, 0x446563 };
 	for (size_t i = 0; i < 12; i++)
-		if (starts(s, m[i]))
+		if (k == m[i])
 			return true;
 	return false;
 }
@@ -308,8 +321,12 @@ static enum log_kind smtpd(struct logparse *lp, unsigned pid, struct sl msg, str
 	}
 	/* "NOQUEUE: reject: RCPT from host[ip]: 550 5.1.1 <rcpt>: Recipient address
 	 * rejected: User unknown ..." (a queue id instead of NOQUEUE after MAIL) */
-	long rj = find(msg, ": reject: RCPT from ");
-	if (rj >= 0 && rj <= 16) {
+	/* the queue id (or NOQUEUE) is the first token: letters and digits only */
+	size_t q = 0;
+	while (q < msg.n && q <= 16 && isalnum((unsigned char)msg.p[q]))
+		q++;
+	long rj = q > 0 && starts(skip(msg, q), ": reject: RCPT from ") ? (long)q : -1;
+	if (rj >= 0) {
 		if (!take_host_ip(skip(msg, (size_t)rj + 20), &o->ip, &o->port, &rest) ||
 		    !starts(rest, ": 550 5.1.1 <"))
 			return LOG_NONE;
@@ -331,9 +348,12 @@ static enum log_kind smtpd(struct logparse *lp, unsigned pid, struct sl msg, str
 	/* "disconnect from host[ip] ... auth=S/N ...": failures not logged as warnings
 	 * (the client hung up in the middle of AUTH) */
 	if (starts(msg, "disconnect from ")) {
+		long a = find(msg, " auth=");
+		if (a < 0)
+			return LOG_NONE; /* no AUTH in that session: nothing was warned either */
 		if (!take_host_ip(skip(msg, 16), &o->ip, &o->port, &rest))
 			return LOG_NONE;
-		long a = find(rest, " auth=");
+		a = find(rest, " auth=");
 		struct seen *s = seen_slot(lp->postfix, &o->ip, pid ? pid : 1, false);
 		unsigned warned = s ? s->count : 0;
 		if (s)
@@ -362,13 +382,15 @@ static enum log_kind smtpd(struct logparse *lp, unsigned pid, struct sl msg, str
 
 static const char *login_service(struct sl proc)
 {
-	static const char *const svc[][2] = {
-		{ "imap-login", "imap" }, { "pop3-login", "pop3" },
-		{ "submission-login", "submission" }, { "managesieve-login", "sieve" },
+	static const struct { const char *proc; size_t len; const char *svc; } svc[] = {
+		{ "imap-login", 10, "imap" }, { "pop3-login", 10, "pop3" },
+		{ "submission-login", 16, "submission" }, { "managesieve-login", 17, "sieve" },
 	};
+	if (proc.n < 10 || proc.p[proc.n - 6] != '-')
+		return NULL; /* every name ends in "-login" */
 	for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++)
-		if (proc.n == strlen(svc[i][0]) && !memcmp(proc.p, svc[i][0], proc.n))
-			return svc[i][1];
+		if (proc.n == svc[i].len && !memcmp(proc.p, svc[i].proc, proc.n))
+			return svc[i].svc;
 	return NULL;
 }
 
