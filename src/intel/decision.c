@@ -79,19 +79,21 @@ const char *decision_action_name(enum decision_action a)
 	return "none";
 }
 
+/* Ids need to be unique, not secret: a random seed (once per thread), then splitmix64
+ * over a counter, so that an id costs no system call (the guard makes one per
+ * observation, thousands a second). */
 void decision_new_id(char id[DECISION_ID_LEN])
 {
+	static _Thread_local uint64_t seed, ctr;
 	static const char hex[] = "0123456789abcdef";
-	unsigned char r[8];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-		static uint64_t ctr;
-		uint64_t v = ++ctr * 0x9e3779b97f4a7c15ULL;
-		memcpy(r, &v, sizeof(r));
-	}
-	for (int i = 0; i < 8; i++) {
-		id[2 * i] = hex[r[i] >> 4];
-		id[2 * i + 1] = hex[r[i] & 15];
-	}
+	if (!seed && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		seed = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)&ctr;
+	uint64_t z = seed + ++ctr * 0x9e3779b97f4a7c15ULL;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	for (int i = 0; i < 16; i++)
+		id[i] = hex[(z >> (60 - 4 * i)) & 15];
 	id[16] = '\0';
 }
 
