@@ -193,6 +193,22 @@ static void enforce(struct guard *g, const struct decision *d, enum nft_op op, i
 			"enforced by the kernel");
 }
 
+/* A new prefix decision takes the place, in the kernel's interval set, of the
+ * addresses (and narrower prefixes) inside it: nftables refuses overlapping elements. */
+struct narrower {
+	struct guard *g;
+	const struct decision *wide;
+	int64_t now;
+};
+
+static void drop_narrower(void *arg, const struct decision *d)
+{
+	struct narrower *n = arg;
+	if (d != n->wide && set_of(d->action) == set_of(n->wide->action) &&
+	    d->src.bits > n->wide->src.bits && netaddr_contains(&n->wide->src, &d->src))
+		enforce(n->g, d, NFT_OP_DEL, n->now);
+}
+
 /* Decide (and record, and enforce).  Trusted sources are never acted on. */
 static void decide(struct guard *g, const struct netaddr *src, enum decision_action act,
 		   const char *reason, const char *origin, const char *const *ev, size_t n_ev,
@@ -227,6 +243,12 @@ static void decide(struct guard *g, const struct netaddr *src, enum decision_act
 			enforce(g, &old, NFT_OP_DEL, now);
 	}
 	emit_decision(g, &d, "add", now);
+	if (g->nft && !netaddr_is_host(&d.src)) {
+		const struct decision *wide = decision_table_get(g->decisions, &d.src, now);
+		struct narrower n = { g, wide, now };
+		if (wide)
+			decision_table_active(g->decisions, now, drop_narrower, &n);
+	}
 	enforce(g, &d, NFT_OP_ADD, now);
 	char src_s[NETADDR_STRLEN];
 	log_msg(LOG_NOTICE, NULL, "guard: %s %s for %llus reason=%s level=%u id=%s",

@@ -290,3 +290,35 @@ def test_decisions_cli(env):
     assert "removed" in everything.values(), everything
     bad = d.cli("decisions", "add", "not-an-address")
     assert bad.returncode == 2 and b"not an address" in bad.stderr
+
+
+def test_postfix_policy_unix_socket(make_daemon, tmp_path):
+    """postfix_policy_listen = unix:/path: Postfix's request on a unix socket, several on
+    one connection (as Postfix keeps it open), a malformed one closes the connection."""
+    sock_path = str(tmp_path / "policy.sock")
+    d = make_daemon(postfix_policy_listen=f"unix:{sock_path}",
+                    trusted_networks="192.0.2.250/32")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(sock_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.stat(sock_path).st_mode & 0o777 == 0o666  # Postfix's smtpd must reach it
+    req = (b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+           b"client_address=198.51.100.77\nclient_port=40000\nrecipient=info@example.test\n"
+           b"sender=a@example.net\ninstance=abc.1\n\n")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sock_path)
+    s.sendall(req + req.replace(b"info@", b"sales@"))
+    got = b""
+    while got.count(b"\n\n") < 2:
+        chunk = s.recv(4096)
+        assert chunk, got
+        got += chunk
+    assert got == b"action=DUNNO\n\n" * 2, got
+    s.sendall(b"no equals sign here\n\n")
+    assert s.recv(4096) == b"", "a malformed request must close the connection"
+    s.close()
+    evs = d.wait_events("guard_rcpt", count=2, src_ip="198.51.100.77", timeout=10)
+    assert {e["recipient"] for e in evs} == {"info@example.test", "sales@example.test"}, evs
+    assert all(e["known"] is None and e["answer"] == "dunno" and e["src_port"] == 40000
+               for e in evs), evs
