@@ -469,3 +469,17 @@ def test_end_to_end(env):
         time.sleep(0.2)
     assert "198.51.100.10" in els and "198.51.100.99" not in els, els
     assert "reconciled" in e.mxlog()
+
+    # 9. a prefix decision takes the place of the addresses inside it in the kernel's
+    # interval set (nftables refuses overlapping elements)
+    e.cli("decisions", "add", "198.51.100.0/24")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        els = e.set_elements("divert4")
+        if "198.51.100.0/24" in els and "198.51.100.10" not in els:
+            break
+        time.sleep(0.2)
+    assert "198.51.100.0/24" in els and "198.51.100.10" not in els, els
+    assert "refused" not in e.mxlog().split("reconciled")[-1], e.mxlog()[-2000:]
+    hp = e.smtp("attacker", "198.51.100.1", 587, "198.51.100.11")  # inside the /24
+    assert e.wait("connect", src_ip="198.51.100.11", orig_dst_port=587)
