@@ -14,4 +14,8 @@ sh "$here/analyze-throughput.sh" "$BUILD" || status=1
 # and memory with 10,000 idle connections.
 bash "$here/auth-flood.sh" "$BUILD" || status=1
 bash "$here/idle-conns.sh" "$BUILD" || status=1
+# The guard: the Dovecot policy server on one core, the log watch on a 1 GB log beside
+# fail2ban-regex.
+bash "$here/guard-policy.sh" "$BUILD" || status=1
+bash "$here/guard-logwatch.sh" "$BUILD" || status=1
 exit $status

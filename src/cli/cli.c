@@ -40,6 +40,11 @@ const struct cli_command cli_commands[] = {
 	 "[OPTIONS] [--top N] [--since DURATION] [--window DURATION] [--min-ips N]", cmd_creds},
 	{"attackers", "attacking IPs and networks (/24, /48): attempts, logins, mail, probes",
 	 "[OPTIONS] [--top N] [--since DURATION]", cmd_attackers},
+	{"decisions", "the guard's decisions (divert, ban, delay, allow): list, add, del, allow",
+	 "[list [--all] | add SOURCE [--action A] [--for DURATION] [--reason TEXT] | del SOURCE "
+	 "| allow SOURCE [--for DURATION]] [OPTIONS]", cmd_decisions},
+	{"handoff", "the backend hand-off worker (started by serve when backend_mta is set)",
+	 "--daemon -d DIR --backend SPEC --helo NAME --domains D1,D2 [--once]", cmd_handoff},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -77,6 +82,12 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 		fprintf(f, "      --top N         rows per section (default 10; 0: all; -n N "
 			   "is the same)\n"
 			   "      --since DURATION  only the last DURATION (90s, 30m, 24h, 7d, 2w)\n");
+	if (!strcmp(name, "decisions"))
+		fprintf(f, "      --all           list: every decision ever made, not only those in force\n"
+			   "      --action A      add: divert (default), ban or delay\n"
+			   "      --for DURATION  add, allow: how long (default: decision_duration; "
+			   "allow: until removed)\n"
+			   "      --reason TEXT   add, allow: recorded as the decision's reason\n");
 	if (!strcmp(name, "creds"))
 		fprintf(f, "      --window DURATION  distributed-attack window (default 1h)\n"
 			   "      --min-ips N     distinct IPs within a window that flag a username "

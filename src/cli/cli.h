@@ -38,6 +38,10 @@ int cmd_campaigns(int argc, char **argv);
  * cmd_attackers.c, sharing intel.c */
 int cmd_creds(int argc, char **argv);
 int cmd_attackers(int argc, char **argv);
+/* the guard's decisions (src/intel/decision.h): cmd_decisions.c */
+int cmd_decisions(int argc, char **argv);
+/* the backend hand-off worker (src/guard/handoff.h), a child of serve: cmd_handoff.c */
+int cmd_handoff(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */

@@ -48,8 +48,21 @@ struct derived {
 
 static const struct derived derived_sql[] = {
 	{"connect", "UPDATE sessions SET dst_ip = json_extract(?1, '$.dst_ip'),"
-		    " dst_port = json_extract(?1, '$.dst_port'), started_us = ?3"
+		    " dst_port = json_extract(?1, '$.dst_port'), started_us = ?3,"
+		    " orig_dst_ip = json_extract(?1, '$.orig_dst_ip'),"
+		    " orig_dst_port = json_extract(?1, '$.orig_dst_port')"
 		    " WHERE session = ?2"},
+	/* The guard's decisions (session = the decision id; db.c step 4 -> 5). */
+	{"decision", "INSERT INTO decisions(id, source, action, reason, origin, evidence,"
+		     " created_us, expires_us, level) SELECT ?2, json_extract(?1, '$.source'),"
+		     " json_extract(?1, '$.action'), json_extract(?1, '$.reason'),"
+		     " json_extract(?1, '$.origin'), json_extract(?1, '$.evidence'), ?3,"
+		     " CASE WHEN json_extract(?1, '$.duration_ms') IS NULL THEN 0"
+		     " ELSE ?3 + json_extract(?1, '$.duration_ms') * 1000 END,"
+		     " json_extract(?1, '$.level') WHERE json_extract(?1, '$.op') = 'add'"
+		     " ON CONFLICT(id) DO NOTHING"},
+	{"decision", "UPDATE decisions SET ended_us = ?3 WHERE id = ?2"
+		     " AND json_extract(?1, '$.op') = 'del' AND ended_us IS NULL"},
 	{"tls", "UPDATE sessions SET tls = json_extract(?1, '$.version') WHERE session = ?2"},
 	{"helo", "UPDATE sessions SET helo = json_extract(?1, '$.name') WHERE session = ?2"},
 	{"auth", "UPDATE sessions SET auth_attempts = auth_attempts + 1,"
@@ -429,7 +442,12 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 		return -1;
 	if (!ev->session[0])
 		return 0;
+	/* The guard's events carry an observation or decision id, not a session of ours:
+	 * no sessions row, only their own tables. */
+	bool guard = !strcmp(ev->proto, "guard");
 	st = es->ins_session;
+	if (guard)
+		goto derived;
 	sqlite3_bind_text(st, 1, ev->session, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, ev->proto, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, ev->src_ip, -1, SQLITE_STATIC);
@@ -437,6 +455,7 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 	sqlite3_bind_int64(st, 5, ev->ts_us);
 	if (step_reset(st) < 0)
 		return -1;
+derived:
 	for (size_t i = 0; i < N_DERIVED; i++) {
 		if (strcmp(derived_sql[i].event, ev->name))
 			continue;

@@ -364,7 +364,10 @@ def make_daemon(request, tmp_path):
         problems = d.stop()
         ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
         if d.strace:
-            bad = d.outbound_calls()
+            # a test that allows one connection (the guard's hand-off worker to
+            # backend_mta) says which: d.outbound_allowed(line) -> bool
+            allowed = getattr(d, "outbound_allowed", None)
+            bad = [l for l in d.outbound_calls() if not (allowed and allowed(l))]
             if bad:
                 problems.append("outbound network calls:\n" + "\n".join(bad[:10]))
         if problems:

@@ -544,6 +544,111 @@ static void test_example_file(void **state)
 	config_free(&cfg);
 }
 
+/* The guard's keys (issue 9): defaults, values, bounds and the cross-key rules. */
+static void test_guard_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_int_equal(cfg.n_dovecot_policy_listen, 0);
+	assert_int_equal(cfg.n_postfix_policy_listen, 0);
+	assert_string_equal(cfg.dovecot_policy_hash_mech, "sha256");
+	assert_int_equal(cfg.dovecot_policy_hash_truncate, 12);
+	assert_false(cfg.divert);
+	assert_false(cfg.watch_journal);
+	assert_int_equal(cfg.n_trusted_networks, 0);
+	assert_int_equal(cfg.n_divert_ports, 6); /* the authentication ports, not 25 */
+	assert_string_equal(cfg.divert_ports[0], "587");
+	assert_string_equal(cfg.backend_mta, "");
+	assert_int_equal(cfg.guard_window_ms, 3600000);
+	assert_int_equal(cfg.decision_duration_ms, 3600000);
+	assert_int_equal(cfg.decision_max_duration_ms, 7 * 86400000U);
+	unsigned real, trap;
+	assert_int_equal(config_divert_map(&cfg, 0, &real, &trap), 0);
+	assert_int_equal(real, 587);
+	assert_int_equal(trap, 2587); /* submission_listen's port */
+	config_free(&cfg);
+
+	assert_int_equal(parse(&cfg,
+			       "dovecot_policy_listen = 127.0.0.1:9080, [::1]:9080\n"
+			       "dovecot_policy_api_key = s3cret\n"
+			       "dovecot_policy_hash_nonce = n0nce\n"
+			       "dovecot_policy_hash_mech = sha512\n"
+			       "dovecot_policy_hash_truncate = 0\n"
+			       "postfix_policy_listen = unix:/run/mxbait/policy, 127.0.0.1:9081\n"
+			       "watch_log_files = /var/log/mail.log /var/log/dovecot.log\n"
+			       "watch_journal = yes\nwatch_journal_directory = /var/log/journal\n"
+			       "trusted_networks = 192.0.2.0/24, 2001:db8::/32 ::ffff:198.51.100.7\n"
+			       "guard_trap_users = admin, test@example.test\n"
+			       "divert = yes\ndivert_ports = 25, 587, 143:12143\n"
+			       "divert_to = 192.0.2.10\nbackend_mta = lmtp:unix:/run/dovecot/lmtp\n"
+			       "decision_duration = 30m\ndecision_max_duration = 2d\nban_after = 3\n",
+			       &err), 0);
+	assert_int_equal(cfg.n_dovecot_policy_listen, 2);
+	assert_string_equal(cfg.postfix_policy_listen[0], "unix:/run/mxbait/policy");
+	assert_int_equal(cfg.n_watch_log_files, 2);
+	assert_int_equal(cfg.n_trusted_networks, 3);
+	assert_int_equal(cfg.n_guard_trap_users, 2);
+	assert_true(cfg.divert);
+	assert_int_equal(config_divert_map(&cfg, 0, &real, &trap), 0);
+	assert_int_equal(trap, 2525);
+	assert_int_equal(config_divert_map(&cfg, 2, &real, &trap), 0);
+	assert_int_equal(real, 143);
+	assert_int_equal(trap, 12143);
+	assert_int_equal(config_divert_map(&cfg, 3, &real, &trap), -1);
+	struct mxb_backend b;
+	assert_int_equal(config_backend_parse(cfg.backend_mta, &b), 0);
+	assert_true(b.lmtp && b.unix_socket);
+	assert_string_equal(b.path, "/run/dovecot/lmtp");
+	assert_int_equal(config_backend_parse("[::1]:25", &b), 0);
+	assert_false(b.lmtp || b.unix_socket);
+	assert_string_equal(b.host, "::1");
+	assert_int_equal(b.port, 25);
+	assert_int_equal(config_backend_parse("*:25", &b), -1);
+	assert_int_equal(cfg.ban_after, 3);
+	config_free(&cfg);
+
+	expect_error("dovecot_policy_listen = 127.0.0.1:9080\n",
+		     "t.conf:1: dovecot_policy_listen: needs dovecot_policy_api_key and "
+		     "dovecot_policy_hash_nonce (the same as Dovecot's auth_policy_server_api_header "
+		     "and auth_policy_hash_nonce)");
+	expect_error("dovecot_policy_hash_mech = crc32\n",
+		     "t.conf:1: dovecot_policy_hash_mech: expected md5, sha1, sha256 or sha512 (as "
+		     "Dovecot's auth_policy_hash_mech)");
+	expect_error("dovecot_policy_hash_truncate = 513\n",
+		     "t.conf:1: dovecot_policy_hash_truncate: out of range (0 to 512)");
+	expect_error("postfix_policy_listen = unix:relative\n",
+		     "t.conf:1: postfix_policy_listen: unix:relative: a unix socket needs an absolute "
+		     "path (unix:/run/mxbait/policy)");
+	expect_error("trusted_networks = 192.0.2.0/33\n",
+		     "t.conf:1: trusted_networks: 192.0.2.0/33: not an address or prefix "
+		     "(192.0.2.0/24, 2001:db8::/32)");
+	expect_error("watch_log_files = mail.log\n",
+		     "t.conf:1: watch_log_files: mail.log: expected an absolute path");
+	expect_error("divert_ports = 0\n",
+		     "t.conf:1: divert_ports: 0: expected a port (1-65535) or port:honeypot_port");
+	expect_error("divert_ports = 25:x\n",
+		     "t.conf:1: divert_ports: 25:x: expected a port (1-65535) or port:honeypot_port");
+	expect_error("divert = yes\ndivert_ports = 2000\n",
+		     "t.conf:2: divert_ports: 2000: no honeypot port (give it as port:honeypot_port, "
+		     "or configure the listener of that role)");
+	expect_error("divert = yes\nsmtp_listen =\ndivert_ports = 25\n",
+		     "t.conf:3: divert_ports: 25: no honeypot port (give it as port:honeypot_port, "
+		     "or configure the listener of that role)");
+	expect_error("divert_to = 192.0.2.0/24\n",
+		     "t.conf:1: divert_to: expected one IPv4 or IPv6 address");
+	expect_error("backend_mta = mail.example.com:25\n",
+		     "t.conf:1: backend_mta: expected [smtp:|lmtp:]ADDRESS:PORT or lmtp:unix:/path "
+		     "(e.g. 127.0.0.1:25)");
+	expect_error("decision_duration = 2d\ndecision_max_duration = 1d\n",
+		     "t.conf:1: decision_duration: above decision_max_duration");
+	expect_error("guard_user_min_ips = 1\n",
+		     "t.conf:1: guard_user_min_ips: out of range (2 to 100000)");
+	expect_error("guard_trap_users = bad\x01user\n",
+		     "t.conf:1: guard_trap_users: bad\\x01user: control character or space");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -557,6 +662,7 @@ int main(void)
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_analyzer_keys),
+		cmocka_unit_test(test_guard_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
