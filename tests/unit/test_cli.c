@@ -291,7 +291,7 @@ static void test_stats(void **state)
 	expect_json(r.out, "json_extract(?1, '$.disconnect_reasons.quit')", "1");
 	expect_json(r.out, "json_extract(?1, '$.spool.files')", "2");
 	expect_json(r.out, "json_extract(?1, '$.events_dropped')", "0");
-	expect_json(r.out, "json_extract(?1, '$.first_event')", "2026-11-18 11:06:40");
+	expect_json(r.out, "json_extract(?1, '$.first_event')", "2026-11-18T11:06:40.000000Z");
 	run_free(&r);
 }
 
