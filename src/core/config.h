@@ -108,6 +108,19 @@ struct mxb_config {
 	unsigned analyzer_max_recipients; /* 10000 (1-10000000) */
 	char *analyzer_psl_file;         /* "" = the system public suffix list; else a file
 					  * checked readable at load */
+
+	/* web: dashboard, JSON API and /metrics (src/web/, docs/api.md) */
+	char *web_listen[MXB_MAX_LISTEN]; /* 127.0.0.1:8025; empty: no web server; off
+					   * loopback: TLS, and web_auth is required */
+	size_t n_web_listen;
+	char **web_auth;                 /* NAME:ROLE:HASH (ROLE read or admin; HASH a
+					  * crypt(3) string, or sha256:HEX of a token) */
+	size_t n_web_auth;
+	unsigned web_max_connections;    /* 64 */
+	unsigned web_timeout_ms;         /* 30s: a request must arrive and leave in it */
+	unsigned web_threads;            /* 2: query threads (never the network loop) */
+	unsigned web_auth_failures;      /* 10 failed logins per IP per minute, then 429 */
+	char *geoip_file;                /* "": no countries; else a MaxMind/DB-IP mmdb */
 };
 
 /* Fill cfg with the embedded defaults. */
@@ -118,5 +131,7 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* An "addr:port" / "[v6]:port" listen value on a loopback address (127/8, ::1). */
+bool config_listen_is_loopback(const char *spec);
 
 #endif

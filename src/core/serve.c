@@ -49,6 +49,7 @@
 #include "store/eventstore.h"
 #include "store/spool.h"
 #include "util/buf.h"
+#include "web/web.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 #define SECRET_FILE "secret"
@@ -592,6 +593,7 @@ int serve_run(const struct mxb_config *cfg)
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
 	struct limits *limits = NULL;
+	struct web *web = NULL; /* dashboard, API, metrics (src/web/) */
 	int lock_fd = -1;
 	struct buf path;
 	buf_init(&path, 0);
@@ -654,6 +656,11 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
 		goto out;
 	}
+	web = web_open(sv.base, cfg, ssl_ctx, &err);
+	if (!web && err) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
 	 * event store (and their threads) start as the unprivileged user. */
 	if (must_drop && drop_privileges(cfg, &user) != 0)
@@ -674,6 +681,10 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	if (!(auth = make_policy(cfg, es, sv.secret, path.data)))
 		goto out;
+	if (web_start(web, es, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "web: cannot start");
+		goto out;
+	}
 	limits = limits_new(cfg->max_connections, cfg->max_connections_per_ip,
 			    cfg->connection_rate_per_ip);
 	if (!limits) {
@@ -744,6 +755,7 @@ out:
 		conn_free_all(&sv.srv);
 	}
 	spool_close(&spool);
+	web_free(&web);
 	if (es)
 		eventstore_close(&es);
 	if (sv.sigint_ev)
