@@ -638,12 +638,12 @@ int query_timeseries(const struct query_db *q, int series, int64_t from_us, int6
 	static const char *const sql[QS_COUNT] = {
 		"SELECT (ts_us - ?1) / ?3 AS b, count(*), sum(success) FROM auth_attempts"
 		" WHERE ts_us >= ?1 AND ts_us < ?2 GROUP BY b",
-		"SELECT (ts_us - ?1) / ?3 AS b, count(*), 0 FROM events"
-		" WHERE event = 'connect' AND ts_us >= ?1 AND ts_us < ?2 GROUP BY b",
+		"SELECT (started_us - ?1) / ?3 AS b, count(*), 0 FROM sessions"
+		" WHERE started_us >= ?1 AND started_us < ?2 GROUP BY b",
 		"SELECT (ts_us - ?1) / ?3 AS b, count(*), coalesce(sum(size), 0) FROM messages"
 		" WHERE ts_us >= ?1 AND ts_us < ?2 GROUP BY b",
-		"SELECT (ts_us - ?1) / ?3 AS b, count(DISTINCT src_ip), 0 FROM events"
-		" WHERE event IN ('connect', 'auth') AND ts_us >= ?1 AND ts_us < ?2 GROUP BY b",
+		"SELECT (started_us - ?1) / ?3 AS b, count(DISTINCT src_ip), 0 FROM sessions"
+		" WHERE started_us >= ?1 AND started_us < ?2 GROUP BY b",
 	};
 	static const char *const names[QS_COUNT] = {"auth", "sessions", "messages", "sources"};
 	/* The second figure of each point: successes, -, bytes, -. */
@@ -703,6 +703,103 @@ int query_timeseries(const struct query_db *q, int series, int64_t from_us, int6
 	jw_end_object(w);
 	free(count);
 	free(extra);
+	return QUERY_OK;
+}
+
+/* ---- countries ---- */
+
+struct country {
+	char iso[3];
+	char name[64];
+	int64_t ips, sessions, attempts;
+};
+
+static int country_cmp(const void *a, const void *b)
+{
+	const struct country *x = a, *y = b;
+	if (x->attempts != y->attempts)
+		return x->attempts < y->attempts ? 1 : -1;
+	if (x->sessions != y->sessions)
+		return x->sessions < y->sessions ? 1 : -1;
+	return strcmp(x->iso, y->iso);
+}
+
+int query_countries(const struct query_db *q, int64_t since_us, long top, query_geo_fn fn,
+		    void *ctx, struct jw *w, struct buf *err)
+{
+	static const char sql[] =
+		"WITH s AS (SELECT src_ip AS k, count(*) AS n FROM sessions"
+		"  WHERE started_us >= ?1 GROUP BY src_ip),"
+		" a AS (SELECT src_ip AS k, count(*) AS n FROM auth_attempts"
+		"  WHERE ts_us >= ?1 GROUP BY src_ip),"
+		" keys AS (SELECT k FROM s UNION SELECT k FROM a)"
+		" SELECT keys.k, coalesce(s.n, 0), coalesce(a.n, 0) FROM keys"
+		" LEFT JOIN s ON s.k = keys.k LEFT JOIN a ON a.k = keys.k"
+		" WHERE keys.k IS NOT NULL";
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(q, q->db, err);
+	sqlite3_bind_int64(st, 1, since_us);
+	/* ISO 3166 has 249 codes: a fixed table, plus one row for "unknown". */
+	enum { MAX_COUNTRIES = 400 };
+	struct country *c = calloc(MAX_COUNTRIES, sizeof(*c));
+	if (!c) {
+		sqlite3_finalize(st);
+		return QUERY_ERROR;
+	}
+	size_t n = 0;
+	struct country unknown = {.iso = ""};
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *ip = (const char *)sqlite3_column_text(st, 0);
+		char iso[3] = "", name[64] = "";
+		struct country *row = &unknown;
+		if (ip && fn && fn(ctx, ip, iso, name, sizeof(name))) {
+			row = NULL;
+			for (size_t i = 0; i < n && !row; i++)
+				if (!strcmp(c[i].iso, iso))
+					row = &c[i];
+			if (!row && n < MAX_COUNTRIES) {
+				row = &c[n++];
+				memcpy(row->iso, iso, 3);
+				snprintf(row->name, sizeof(row->name), "%s", name);
+			}
+			if (!row)
+				row = &unknown;
+		}
+		row->ips++;
+		row->sessions += sqlite3_column_int64(st, 1);
+		row->attempts += sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(c);
+		return sql_fail(q, q->db, err);
+	}
+	qsort(c, n, sizeof(*c), country_cmp);
+	jw_begin_object(w, NULL);
+	jw_begin_array(w, "countries");
+	for (size_t i = 0; i < n && (top <= 0 || (long)i < top); i++) {
+		jw_begin_object(w, NULL);
+		jw_cstr(w, "country", c[i].iso);
+		jw_cstr(w, "name", c[i].name);
+		jw_int(w, "ips", c[i].ips);
+		jw_int(w, "sessions", c[i].sessions);
+		jw_int(w, "attempts", c[i].attempts);
+		jw_end_object(w);
+	}
+	if (unknown.ips) {
+		jw_begin_object(w, NULL);
+		jw_null(w, "country");
+		jw_null(w, "name");
+		jw_int(w, "ips", unknown.ips);
+		jw_int(w, "sessions", unknown.sessions);
+		jw_int(w, "attempts", unknown.attempts);
+		jw_end_object(w);
+	}
+	jw_end_array(w);
+	jw_end_object(w);
+	free(c);
 	return QUERY_OK;
 }
 

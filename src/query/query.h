@@ -101,9 +101,9 @@ int query_auth_attempts(const struct query_db *q, const char *ip, const char *us
 /* Time series: counts per step for the overview's charts. */
 enum query_series {
 	QS_AUTH,     /* auth attempts (ok and failed) */
-	QS_SESSIONS, /* connections */
+	QS_SESSIONS, /* sessions started (connections) */
 	QS_MESSAGES, /* captured messages */
-	QS_SOURCES,  /* distinct source IPs with auth attempts or sessions */
+	QS_SOURCES,  /* distinct source IPs of the sessions started */
 	QS_COUNT,
 };
 /* "auth", "sessions", "messages", "sources"; -1 for anything else. */
@@ -112,6 +112,16 @@ int query_series_parse(const char *name);
  * covering [from_us, to_us) in steps of step_us (at most 2000 points). */
 int query_timeseries(const struct query_db *q, int series, int64_t from_us, int64_t to_us,
 		     int64_t step_us, struct jw *w, struct buf *err);
+
+/* Countries: the caller's lookup (libmaxminddb in the web server) names the country of
+ * an address: true with iso (2 letters + NUL) and name set, false when unknown. */
+typedef bool (*query_geo_fn)(void *ctx, const char *ip, char iso[3], char *name,
+			     size_t name_len);
+/* GET /api/v1/countries: {"countries": [{"country", "name", "ips", "sessions",
+ * "attempts"}]} by attempts then sessions; addresses without a country count under
+ * "country": null.  At most top countries (<= 0: all). */
+int query_countries(const struct query_db *q, int64_t since_us, long top, query_geo_fn fn,
+		    void *ctx, struct jw *w, struct buf *err);
 
 /* ---- analysis.db (the analyzer's) ---- */
 

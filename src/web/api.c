@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include "store/event.h"
 #include "store/eventstore.h"
 #include "web/assets.h"
+#include "web/geoip.h"
 #include "web/metrics.h"
 
 #define SQL_TIME_LIMIT_MS 10000
@@ -514,6 +516,31 @@ static void h_attackers(struct web_job *j, struct ctx *c)
 	intel_reply(j, &out);
 }
 
+static void h_countries(struct web_job *j, struct ctx *c)
+{
+	static const char *const known[] = {"since", "top", NULL};
+	long top = 0;
+	int64_t since = 0;
+	if (!params_known(j, c->p, known) || !param_duration(j, c->p, "since", &since) ||
+	    !param_long(j, c->p, "top", 1, QUERY_PAGE_MAX, &top))
+		return;
+	if (!c->sh->geoip) {
+		web_job_error(j, 404, "no geoip_file configured");
+		return;
+	}
+	struct buf err;
+	buf_init(&err, 0);
+	struct jw w;
+	jw_init(&w, &j->body);
+	int st = query_countries(&c->q, since ? mxb_now_us() - since : 0, top, web_geoip_lookup,
+				 c->sh->geoip, &w, &err);
+	if (st == QUERY_OK)
+		json_reply(j);
+	else
+		query_failed(j, st, &err);
+	buf_free(&err);
+}
+
 static void analysis_list(struct web_job *j, struct ctx *c, const struct aq_def *d,
 			  const char *const *params, size_t n)
 {
@@ -593,7 +620,7 @@ static void h_whoami(struct web_job *j, struct ctx *c)
 	char csrf[65];
 	web_auth_csrf(c->sh->auth, j->user, csrf);
 	jw_cstr(&w, "csrf_token", j->role == WEB_ROLE_ADMIN ? csrf : NULL);
-	jw_bool(&w, "geoip", c->sh->cfg->geoip_file && *c->sh->cfg->geoip_file);
+	jw_bool(&w, "geoip", c->sh->geoip != NULL);
 	jw_cstr(&w, "version", MXB_VERSION);
 	jw_end_object(&w);
 	json_reply(j);
@@ -705,45 +732,47 @@ struct route {
 	bool with_id;        /* the path continues with /{id}[/{sub}] */
 	bool needs_db;
 	bool action;         /* admin + CSRF */
+	bool cached;         /* a whole-history aggregate: through the web cache */
 	void (*fn)(struct web_job *j, struct ctx *c);
 	const char *doc;     /* for GET /api/v1 */
 };
 
 static const struct route routes[] = {
-	{EVHTTP_REQ_GET, "/api/v1", false, false, false, h_index, "this list"},
-	{EVHTTP_REQ_GET, "/api/v1/whoami", false, false, false, h_whoami, "user, role, CSRF token"},
-	{EVHTTP_REQ_GET, "/api/v1/stats", false, true, false, h_stats, "totals (mxbait stats)"},
-	{EVHTTP_REQ_GET, "/api/v1/timeseries", false, true, false, h_timeseries,
+	{EVHTTP_REQ_GET, "/api/v1", false, false, false, false, h_index, "this list"},
+	{EVHTTP_REQ_GET, "/api/v1/whoami", false, false, false, false, h_whoami, "user, role, CSRF token"},
+	{EVHTTP_REQ_GET, "/api/v1/stats", false, true, false, true, h_stats, "totals (mxbait stats)"},
+	{EVHTTP_REQ_GET, "/api/v1/timeseries", false, true, false, true, h_timeseries,
 	 "counts per step: series=auth|sessions|messages|sources, since, step"},
-	{EVHTTP_REQ_GET, "/api/v1/sessions", false, true, false, h_sessions, "sessions (mxbait sessions)"},
-	{EVHTTP_REQ_GET, "/api/v1/sessions", true, true, false, h_session, "a session's events"},
-	{EVHTTP_REQ_GET, "/api/v1/messages", false, true, false, h_messages, "captured messages"},
-	{EVHTTP_REQ_GET, "/api/v1/messages", true, true, false, h_message,
+	{EVHTTP_REQ_GET, "/api/v1/sessions", false, true, false, false, h_sessions, "sessions (mxbait sessions)"},
+	{EVHTTP_REQ_GET, "/api/v1/sessions", true, true, false, false, h_session, "a session's events"},
+	{EVHTTP_REQ_GET, "/api/v1/messages", false, true, false, false, h_messages, "captured messages"},
+	{EVHTTP_REQ_GET, "/api/v1/messages", true, true, false, false, h_message,
 	 "a message (/raw: the bytes, message/rfc822)"},
-	{EVHTTP_REQ_GET, "/api/v1/auth-attempts", false, true, false, h_auth_attempts,
+	{EVHTTP_REQ_GET, "/api/v1/auth-attempts", false, true, false, false, h_auth_attempts,
 	 "AUTH attempts, newest first"},
-	{EVHTTP_REQ_GET, "/api/v1/credentials", false, true, false, h_credentials,
+	{EVHTTP_REQ_GET, "/api/v1/credentials", false, true, false, true, h_credentials,
 	 "usernames, passwords, cracked accounts, enumeration (mxbait creds)"},
-	{EVHTTP_REQ_GET, "/api/v1/attackers", false, true, false, h_attackers,
+	{EVHTTP_REQ_GET, "/api/v1/attackers", false, true, false, true, h_attackers,
 	 "IPs and networks (mxbait attackers)"},
-	{EVHTTP_REQ_GET, "/api/v1/links", false, true, false, h_links, "links in captured mail (mxbait urls)"},
-	{EVHTTP_REQ_GET, "/api/v1/domains", false, true, false, h_domains, "link domains (mxbait domains)"},
-	{EVHTTP_REQ_GET, "/api/v1/recipients", false, true, false, h_recipients,
+	{EVHTTP_REQ_GET, "/api/v1/countries", false, true, false, true, h_countries,
+	 "attackers per country (with geoip_file)"},
+	{EVHTTP_REQ_GET, "/api/v1/links", false, true, false, false, h_links, "links in captured mail (mxbait urls)"},
+	{EVHTTP_REQ_GET, "/api/v1/domains", false, true, false, false, h_domains, "link domains (mxbait domains)"},
+	{EVHTTP_REQ_GET, "/api/v1/recipients", false, true, false, false, h_recipients,
 	 "recipient addresses (mxbait recipients)"},
-	{EVHTTP_REQ_GET, "/api/v1/campaigns", false, true, false, h_campaigns, "campaigns"},
-	{EVHTTP_REQ_GET, "/api/v1/campaigns", true, true, false, h_campaigns, "a campaign's messages"},
-	{EVHTTP_REQ_GET, "/api/v1/stream", false, false, false, h_stream,
+	{EVHTTP_REQ_GET, "/api/v1/campaigns", false, true, false, false, h_campaigns, "campaigns"},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns", true, true, false, false, h_campaigns, "a campaign's messages"},
+	{EVHTTP_REQ_GET, "/api/v1/stream", false, false, false, false, h_stream,
 	 "live counters (text/event-stream)"},
 	/* Decisions and reports: their list endpoints go here when the features exist
 	 * (GET /api/v1/decisions, /api/v1/reports), their actions below. */
-	{EVHTTP_REQ_POST, "/api/v1/actions", true, false, true, h_action, "state changes (admin)"},
-	{EVHTTP_REQ_GET, "/metrics", false, true, false, h_metrics, "Prometheus metrics"},
+	{EVHTTP_REQ_POST, "/api/v1/actions", true, false, true, false, h_action, "state changes (admin)"},
+	{EVHTTP_REQ_GET, "/metrics", false, true, false, false, h_metrics, "Prometheus metrics"},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
 static void h_index(struct web_job *j, struct ctx *c)
 {
-	(void)c;
 	struct jw w;
 	jw_init(&w, &j->body);
 	jw_begin_object(&w, NULL);
@@ -764,6 +793,8 @@ static void h_index(struct web_job *j, struct ctx *c)
 	jw_begin_array(&w, "features");
 	jw_cstr(&w, NULL, "stats");
 	jw_cstr(&w, NULL, "analysis");
+	if (c->sh->geoip)
+		jw_cstr(&w, NULL, "geoip");
 	jw_end_array(&w);
 	jw_end_object(&w);
 	json_reply(j);
@@ -837,47 +868,10 @@ static bool authorise(const struct web_shared *sh, struct web_job *j)
 	return true;
 }
 
-void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j)
+/* Run route r for j (authorised already); rest: what follows the route's prefix. */
+static void run_route(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j,
+		      const struct route *r, const char *rest, int64_t sql_limit_ms)
 {
-	j->status = 500;
-	j->kind = REPLY_BODY;
-	if (!authorise(sh, j))
-		return;
-	int method = j->method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : j->method;
-	if (method == EVHTTP_REQ_GET && serve_asset(j))
-		return;
-	const struct route *r = NULL;
-	const char *rest = NULL;
-	bool path_known = false;
-	for (size_t i = 0; i < N_ROUTES && !r; i++) {
-		size_t pl = strlen(routes[i].prefix);
-		if (strncmp(j->path, routes[i].prefix, pl))
-			continue;
-		const char *tail = j->path + pl;
-		bool match = routes[i].with_id ? (tail[0] == '/' && tail[1]) : !tail[0];
-		if (!match)
-			continue;
-		path_known = true;
-		if (routes[i].method != method)
-			continue;
-		r = &routes[i];
-		rest = routes[i].with_id ? tail + 1 : NULL;
-	}
-	if (!r) {
-		web_job_error(j, path_known ? 405 : 404,
-			      path_known ? "method not allowed" : "no such endpoint");
-		return;
-	}
-	if (r->action) {
-		if (j->role != WEB_ROLE_ADMIN) {
-			web_job_error(j, 403, "this action needs the admin role");
-			return;
-		}
-		if (!same_origin(j) || !web_auth_csrf_ok(sh->auth, j->user, j->csrf)) {
-			web_job_error(j, 403, "missing or wrong X-CSRF-Token (GET /api/v1/whoami)");
-			return;
-		}
-	}
 	/* {id}[/{sub}]: at most two segments. */
 	char idbuf[256];
 	const char *arg = NULL, *arg2 = NULL;
@@ -928,7 +922,7 @@ void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, stru
 			web_job_error(j, 503, "the database is not available yet");
 			return;
 		}
-		wdb->deadline_ms = mono_ms() + SQL_TIME_LIMIT_MS;
+		wdb->deadline_ms = mono_ms() + sql_limit_ms;
 		c.q = (struct query_db){.db = wdb->db, .adb = wdb->adb, .data_dir = sh->cfg->data_dir,
 					.spool_budget = sh->cfg->spool_budget};
 		/* One snapshot per request. */
@@ -940,4 +934,234 @@ void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, stru
 	if (r->needs_db)
 		wdb->deadline_ms = INT64_MAX;
 	evhttp_clear_headers(&p.kv);
+}
+
+/* ---- the cache of the aggregates ---- */
+
+#define CACHE_ENTRIES 32
+#define CACHE_TTL_MS 10000
+#define CACHE_COST_FACTOR 5
+#define CACHE_KEEP_MS 60000         /* refreshed while asked for within this */
+#define CACHE_SQL_LIMIT_MS 120000   /* the refresher may take longer than a request */
+
+struct cache_entry {
+	char key[512];                  /* path?query */
+	const struct route *route;
+	char rest[256];
+	bool has_rest;
+	struct buf body;
+	int status;
+	int64_t computed_ms, requested_ms, cost_ms;
+	bool stale_wanted;
+};
+
+struct web_cache {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct cache_entry e[CACHE_ENTRIES];
+	bool stop;
+};
+
+struct web_cache *web_cache_new(void)
+{
+	struct web_cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	return c;
+}
+
+void web_cache_free(struct web_cache **cp)
+{
+	struct web_cache *c = cp ? *cp : NULL;
+	if (!c)
+		return;
+	for (size_t i = 0; i < CACHE_ENTRIES; i++)
+		buf_free(&c->e[i].body);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+	*cp = NULL;
+}
+
+void web_cache_stop(struct web_cache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static int64_t entry_ttl(const struct cache_entry *e)
+{
+	int64_t t = e->cost_ms * CACHE_COST_FACTOR;
+	return t > CACHE_TTL_MS ? t : CACHE_TTL_MS;
+}
+
+/* Serve j from the cache when there is an entry; true when served. */
+static bool cache_serve(struct web_cache *c, struct web_job *j, const char *key)
+{
+	bool hit = false;
+	int64_t now = mono_ms();
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < CACHE_ENTRIES && !hit; i++) {
+		struct cache_entry *e = &c->e[i];
+		if (!e->route || strcmp(e->key, key))
+			continue;
+		hit = true;
+		e->requested_ms = now;
+		buf_reset(&j->body);
+		buf_append(&j->body, e->body.data, e->body.len);
+		j->status = e->status;
+		j->content_type = "application/json; charset=utf-8";
+		j->age_s = (long)((now - e->computed_ms) / 1000);
+		if (now - e->computed_ms >= entry_ttl(e) && !e->stale_wanted) {
+			e->stale_wanted = true;
+			pthread_cond_signal(&c->cv);
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return hit;
+}
+
+static void cache_store(struct web_cache *c, const char *key, const struct route *r,
+			const char *rest, const struct web_job *j, int64_t cost_ms)
+{
+	if (j->status != 200)
+		return; /* errors are not kept */
+	int64_t now = mono_ms();
+	pthread_mutex_lock(&c->mu);
+	struct cache_entry *slot = NULL;
+	for (size_t i = 0; i < CACHE_ENTRIES && !slot; i++)
+		if (c->e[i].route && !strcmp(c->e[i].key, key))
+			slot = &c->e[i];
+	for (size_t i = 0; i < CACHE_ENTRIES && !slot; i++)
+		if (!c->e[i].route)
+			slot = &c->e[i];
+	if (!slot) { /* full: the least recently asked for goes */
+		slot = &c->e[0];
+		for (size_t i = 1; i < CACHE_ENTRIES; i++)
+			if (c->e[i].requested_ms < slot->requested_ms)
+				slot = &c->e[i];
+	}
+	snprintf(slot->key, sizeof(slot->key), "%s", key);
+	slot->route = r;
+	slot->has_rest = rest != NULL;
+	snprintf(slot->rest, sizeof(slot->rest), "%s", rest ? rest : "");
+	buf_reset(&slot->body);
+	buf_append(&slot->body, j->body.data, j->body.len);
+	slot->status = j->status;
+	slot->computed_ms = now;
+	if (!slot->requested_ms)
+		slot->requested_ms = now;
+	slot->cost_ms = cost_ms;
+	slot->stale_wanted = false;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void *web_cache_thread(void *arg)
+{
+	const struct web_shared *sh = arg;
+	struct web_cache *c = sh->cache;
+	struct web_worker_db wdb = {.deadline_ms = INT64_MAX};
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		struct cache_entry *e = NULL;
+		int64_t now = mono_ms();
+		for (size_t i = 0; i < CACHE_ENTRIES && !e; i++)
+			if (c->e[i].route && c->e[i].stale_wanted &&
+			    now - c->e[i].requested_ms < CACHE_KEEP_MS)
+				e = &c->e[i];
+		if (!e) {
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		/* Recompute outside the lock: the request is rebuilt from the key. */
+		struct web_job j;
+		memset(&j, 0, sizeof(j));
+		j.fd = -1;
+		j.age_s = -1;
+		buf_init(&j.body, 0);
+		char key[512], rest[256];
+		snprintf(key, sizeof(key), "%s", e->key);
+		snprintf(rest, sizeof(rest), "%s", e->rest);
+		bool has_rest = e->has_rest;
+		const struct route *r = e->route;
+		pthread_mutex_unlock(&c->mu);
+		char *q = strchr(key, '?');
+		if (q)
+			*q++ = '\0';
+		j.path = key;
+		j.query = q;
+		j.method = EVHTTP_REQ_GET;
+		j.role = WEB_ROLE_READ;
+		int64_t t0 = mono_ms();
+		run_route(sh, &wdb, &j, r, has_rest ? rest : NULL, CACHE_SQL_LIMIT_MS);
+		if (q)
+			q[-1] = '?';
+		cache_store(c, key, r, has_rest ? rest : NULL, &j, mono_ms() - t0);
+		buf_free(&j.body);
+		pthread_mutex_lock(&c->mu);
+		e->stale_wanted = false; /* also when the recompute failed: next request asks */
+	}
+	pthread_mutex_unlock(&c->mu);
+	web_worker_db_close(&wdb);
+	return NULL;
+}
+
+void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j)
+{
+	j->status = 500;
+	j->kind = REPLY_BODY;
+	j->age_s = -1;
+	if (!authorise(sh, j))
+		return;
+	int method = j->method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : j->method;
+	if (method == EVHTTP_REQ_GET && serve_asset(j))
+		return;
+	const struct route *r = NULL;
+	const char *rest = NULL;
+	bool path_known = false;
+	for (size_t i = 0; i < N_ROUTES && !r; i++) {
+		size_t pl = strlen(routes[i].prefix);
+		if (strncmp(j->path, routes[i].prefix, pl))
+			continue;
+		const char *tail = j->path + pl;
+		bool match = routes[i].with_id ? (tail[0] == '/' && tail[1]) : !tail[0];
+		if (!match)
+			continue;
+		path_known = true;
+		if (routes[i].method != method)
+			continue;
+		r = &routes[i];
+		rest = routes[i].with_id ? tail + 1 : NULL;
+	}
+	if (!r) {
+		web_job_error(j, path_known ? 405 : 404,
+			      path_known ? "method not allowed" : "no such endpoint");
+		return;
+	}
+	if (r->action) {
+		if (j->role != WEB_ROLE_ADMIN) {
+			web_job_error(j, 403, "this action needs the admin role");
+			return;
+		}
+		if (!same_origin(j) || !web_auth_csrf_ok(sh->auth, j->user, j->csrf)) {
+			web_job_error(j, 403, "missing or wrong X-CSRF-Token (GET /api/v1/whoami)");
+			return;
+		}
+	}
+	char key[512];
+	bool cacheable = r->cached && sh->cache &&
+			 snprintf(key, sizeof(key), "%s?%s", j->path, j->query ? j->query : "") <
+				 (int)sizeof(key);
+	if (cacheable && cache_serve(sh->cache, j, key))
+		return;
+	int64_t t0 = mono_ms();
+	/* An aggregate's first computation may take the refresher's time: once done it is
+	 * served from the cache. */
+	run_route(sh, wdb, j, r, rest, cacheable ? CACHE_SQL_LIMIT_MS : SQL_TIME_LIMIT_MS);
+	if (cacheable)
+		cache_store(sh->cache, key, r, rest, j, mono_ms() - t0);
 }

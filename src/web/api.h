@@ -45,6 +45,7 @@ struct web_job {
 	char *disposition;          /* Content-Disposition, or NULL */
 	bool cacheable;             /* static assets: may be cached briefly */
 	bool www_authenticate;
+	long age_s;                 /* from the cache: the Age header; -1 fresh */
 	struct buf body;
 	int fd;                     /* REPLY_FILE */
 	int64_t file_len;
@@ -53,12 +54,16 @@ struct web_job {
 };
 
 /* What every worker shares (read-only after start, or internally locked). */
+struct web_cache;
+
 struct web_shared {
 	const struct mxb_config *cfg;
 	struct web_auth *auth;
 	struct metrics *metrics;
 	struct eventstore *es;
 	char db_path[4096], adb_path[4096];
+	struct web_cache *cache; /* the aggregates' replies (web_cache_new) */
+	struct web_geoip *geoip; /* geoip_file, or NULL */
 };
 
 /* Per worker: its own read-only connections, opened on first use. */
@@ -68,6 +73,21 @@ struct web_worker_db {
 };
 
 void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j);
+
+/*
+ * The cache of the aggregates (stats, timeseries, credentials, attackers, countries):
+ * with a million events they take up to seconds of SQL, too slow for a dashboard that polls, and
+ * costly for the two cores the mail sessions need.  A reply is kept per URL and served
+ * while fresh (10 s, or five times what computing it cost, whichever is longer); a
+ * stale one is still served at once and recomputed in the background by one low
+ * priority thread, only for URLs asked for in the last minute.  The reply's Age header
+ * says how old it is.
+ */
+struct web_cache *web_cache_new(void);
+void web_cache_free(struct web_cache **c);
+/* The refresher thread's body; returns when web_cache_stop() is called. */
+void *web_cache_thread(void *shared);
+void web_cache_stop(struct web_cache *c);
 void web_worker_db_close(struct web_worker_db *wdb);
 
 /* A JSON error body {"error": msg} with status. */

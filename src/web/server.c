@@ -31,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@
 #include "store/eventstore.h"
 #include "web/api.h"
 #include "web/auth.h"
+#include "web/geoip.h"
 #include "web/metrics.h"
 
 #define QUEUE_MAX 256
@@ -88,6 +91,8 @@ struct web {
 	/* pool */
 	pthread_t *threads;
 	unsigned n_threads;
+	pthread_t cache_thread;
+	bool cache_started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct web_job *queue, *queue_tail, *done;
@@ -291,6 +296,11 @@ static void send_job(struct web *w, struct web_job *j)
 		evhttp_add_header(h, "Retry-After", "60");
 	if (j->status == 503)
 		evhttp_add_header(h, "Retry-After", "5");
+	if (j->age_s >= 0) {
+		char age[24];
+		snprintf(age, sizeof(age), "%ld", j->age_s);
+		evhttp_add_header(h, "Age", age);
+	}
 	struct evbuffer *b = evbuffer_new();
 	if (b) {
 		if (j->kind == REPLY_FILE && j->fd >= 0) {
@@ -352,10 +362,23 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- workers ---- */
 
+/* Below the network loop: when the two compete for a core, the sessions win. */
+static void lower_priority(int nice)
+{
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}
+
+static void *cache_main(void *arg)
+{
+	lower_priority(15);
+	return web_cache_thread(arg);
+}
+
 static void *worker_main(void *arg)
 {
 	struct web *w = arg;
-	struct web_worker_db wdb = {0};
+	struct web_worker_db wdb = {.deadline_ms = INT64_MAX};
+	lower_priority(10);
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		while (!w->queue && !w->stop)
@@ -692,6 +715,16 @@ struct web *web_open(struct event_base *base, const struct mxb_config *cfg, SSL_
 		}
 	}
 	w->sh.cfg = cfg;
+	if (cfg->geoip_file && *cfg->geoip_file &&
+	    !(w->sh.geoip = web_geoip_open(cfg->geoip_file, err_r))) {
+		web_free(&w);
+		return NULL;
+	}
+	w->sh.cache = web_cache_new();
+	if (!w->sh.cache) {
+		web_free(&w);
+		goto oom;
+	}
 	w->sh.auth = w->auth;
 	w->sh.metrics = &w->metrics;
 	snprintf(w->sh.db_path, sizeof(w->sh.db_path), "%s/%s", cfg->data_dir, MXB_DB_FILE);
@@ -715,6 +748,13 @@ int web_start(struct web *w, struct eventstore *es, char **err_r)
 	w->threads = calloc(w->cfg->web_threads, sizeof(*w->threads));
 	if (!w->threads)
 		return -1;
+	int ce = pthread_create(&w->cache_thread, NULL, cache_main, &w->sh);
+	if (ce) {
+		if (asprintf(err_r, "web: cannot start the cache thread: %s", strerror(ce)) < 0)
+			*err_r = NULL;
+		return -1;
+	}
+	w->cache_started = true;
 	for (unsigned i = 0; i < w->cfg->web_threads; i++) {
 		int e = pthread_create(&w->threads[i], NULL, worker_main, w);
 		if (e) {
@@ -745,6 +785,12 @@ void web_free(struct web **wp)
 	for (unsigned i = 0; i < w->n_threads; i++)
 		pthread_join(w->threads[i], NULL);
 	free(w->threads);
+	if (w->cache_started) {
+		web_cache_stop(w->sh.cache);
+		pthread_join(w->cache_thread, NULL);
+	}
+	web_cache_free(&w->sh.cache);
+	web_geoip_close(&w->sh.geoip);
 	/* Jobs never started, and finished ones never sent: the requests go with evhttp. */
 	while (w->queue) {
 		struct web_job *n = w->queue->next;

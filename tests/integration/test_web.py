@@ -32,7 +32,8 @@ import urllib.parse
 import pytest
 
 import conftest
-from conftest import ALL_EVENT_LINES, MXBAIT_BIN, ROOT, Daemon, sanitizer_env
+from conftest import ALL_EVENT_LINES, MXBAIT_BIN, ROOT, Daemon, Raw, sanitizer_env
+import mmdb
 import webdata
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -85,10 +86,16 @@ class Web:
 def hostile(tmp_path_factory):
     """One daemon with hostile data, shared by the tests of this file."""
     tmp = str(tmp_path_factory.mktemp("web"))
+    geo = os.path.join(tmp, "countries.mmdb")
+    mmdb.write(geo, {"127.0.0.0/24": ("NL", "Netherlands"), "127.0.0.2/32": ("FR", "France")})
     d = Daemon(tmp, "test_web", auth_failure_delay="0s", crack_after_failures="2",
-               web_threads=2)
+               web_threads=2, geoip_file=geo)
     d.start()
     qids = webdata.populate(d)
+    c = Raw(d, "smtp", src="127.0.0.2")  # one session from "France"
+    c.reply()
+    c.cmd("QUIT")
+    c.close()
     assert len(qids) >= len(webdata.PAYLOADS), qids
     w = Web("127.0.0.1", d.port_web)
     # The analyzer child works in the background: wait until it has every message.
@@ -127,6 +134,7 @@ ENDPOINTS = [
     ("/api/v1/recipients", "recipients"),
     ("/api/v1/recipients?by=domain", "recipient_domains"),
     ("/api/v1/campaigns", "campaigns"),
+    ("/api/v1/countries", "countries"),
 ]
 
 
@@ -157,6 +165,22 @@ def test_every_endpoint_matches_its_schema(hostile):
     assert any(c["username"] == "bob" and c["password"] == "123456" for c in creds["cracked"]), creds["cracked"]
     helos = {s["helo"] for s in w.json("/api/v1/sessions?limit=1000")["data"]}
     assert webdata.PAYLOADS[2].replace(" ", "") in helos
+
+
+def test_countries_from_the_geoip_file(hostile):
+    w = hostile.web
+    assert w.json("/api/v1/whoami")["geoip"] is True
+    deadline = time.monotonic() + 10
+    while True:
+        c = {x["country"]: x for x in w.json("/api/v1/countries?since=1d")["countries"]}
+        if "FR" in c or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert c["FR"] == {"country": "FR", "name": "France", "ips": 1, "sessions": 1, "attempts": 0}, c
+    stats = hostile.cli_json("stats")
+    assert c["NL"]["ips"] == 1 and c["NL"]["sessions"] == stats["sessions"] - 1, (c, stats)
+    assert c["NL"]["attempts"] == stats["auth"]["ok"] + stats["auth"]["failed"]
+    assert None not in c  # every address has a country here
 
 
 def test_api_md_examples_match_the_schemas():
@@ -303,6 +327,8 @@ def test_raw_message_is_an_rfc822_attachment(hostile):
 
 def test_security_headers_everywhere(hostile):
     w = hostile.web
+    st, h, _ = w.get("/api/v1/stats")
+    assert "age" in h, "a cached aggregate says how old it is"
     for path in ["/", "/static/app.js", "/static/style.css", "/favicon.svg", "/api/v1/stats",
                  "/api/v1/nope", "/api/v1/sessions?limit=0", "/metrics"]:
         st, h, _ = w.get(path)
@@ -335,8 +361,9 @@ def test_metrics_parse_and_count(hostile):
         assert m, name
         return float(m.group(1))
 
-    # Every session and auth attempt of this daemon was seen by the observer.
-    stats = w.json("/api/v1/stats")
+    # Every session and auth attempt of this daemon was seen by the observer.  (The
+    # API's stats may be up to 10 s old, from the cache: the CLI reads now.)
+    stats = hostile.cli_json("stats", "-c", hostile.conf_path)
     total_conn = sum(float(x) for x in re.findall(r'^mxbait_connections_total\{role="\w+"\} (\S+)$', text, re.M))
     assert total_conn == stats["sessions"], (total_conn, stats["sessions"])
     auth = sum(float(x) for x in re.findall(r"^mxbait_auth_attempts_total\{[^}]*\} (\S+)$", text, re.M))

@@ -195,8 +195,37 @@
       ], creds.cracked));
   }
 
+  // Horizontal bars: one per row (label, value), for the countries.
+  function hbars(title, rows) {
+    const W = 600, R = 18, L = 150;
+    const max = Math.max(1, ...rows.map((r) => r[1]));
+    const s = svg('svg', { viewBox: `0 0 ${W} ${Math.max(R, rows.length * R)}`, role: 'img', 'aria-label': title });
+    rows.forEach(([label, v], i) => {
+      const t = svg('text', { class: 'axis', x: 0, y: i * R + 13 });
+      t.appendChild(document.createTextNode(visible(label).slice(0, 24)));
+      s.appendChild(t);
+      s.appendChild(svg('rect', { class: 'bar', x: L, y: i * R + 3, height: R - 6,
+        width: Math.max(1, ((W - L - 60) * v) / max).toFixed(1) }));
+      const n = svg('text', { class: 'axis', x: W - 2, y: i * R + 13, 'text-anchor': 'end' });
+      n.appendChild(document.createTextNode(num(v)));
+      s.appendChild(n);
+    });
+    return el('figure', { class: 'chart' }, el('figcaption', {}, title), s);
+  }
+
+  let who = null;
+
   async function attackers() {
     const a = await getJSON(api('attackers', { top: 100 }));
+    let geo = [];
+    if (who && who.geoip) {
+      const c = await getJSON(api('countries', { top: 50 }));
+      geo = [el('h2', {}, 'Countries (' + 'GeoIP database)'),
+        hbars('Auth attempts by country', c.countries.slice(0, 20).map((r) => [r.country ? r.country + ' ' + r.name : '(unknown)', r.attempts])),
+        table([{ key: 'country', label: 'Country', fmt: (r) => r.country || '(unknown)' }, { key: 'name', label: 'Name', max: 40 },
+          { key: 'ips', label: 'IPs', num: true }, { key: 'sessions', label: 'Sessions', num: true },
+          { key: 'attempts', label: 'Attempts', num: true }], c.countries)];
+    }
     const common = [
       { key: 'attempts', label: 'Attempts', num: true }, { key: 'usernames', label: 'Usernames', num: true },
       { key: 'successes', label: 'OK', num: true }, { key: 'sessions', label: 'Sessions', num: true },
@@ -204,7 +233,7 @@
       { key: 'first', label: 'First seen', fmt: (r) => when(r.first_seen) },
       { key: 'last', label: 'Last seen', fmt: (r) => when(r.last_seen) },
       { key: 'protocols', label: 'Protocols', max: 60 }];
-    show(el('h1', {}, 'Attackers'),
+    show(el('h1', {}, 'Attackers'), ...geo,
       el('h2', {}, 'Networks (/24 IPv4, /48 IPv6)'),
       table([{ key: 'prefix', label: 'Network', max: 60 }, { key: 'ips', label: 'IPs', num: true }, ...common], a.prefixes),
       el('h2', {}, 'Addresses'),
@@ -394,10 +423,11 @@
   async function whoami() {
     try {
       const w = await getJSON(api('whoami'));
+      who = w;
       document.getElementById('who').replaceChildren(text('signed in as ' + w.user + ' (' + w.role + '), mxbait ' + w.version));
     } catch (e) { /* shown by the page itself */ }
   }
 
   window.addEventListener('hashchange', () => { render(); main().focus(); });
-  document.addEventListener('DOMContentLoaded', () => { whoami(); render(); live(); });
+  document.addEventListener('DOMContentLoaded', () => { whoami().then(render); live(); });
 })();
