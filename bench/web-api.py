@@ -208,8 +208,9 @@ def main():
         print(f"web-api: {n} events, {sessions} sessions written in {time.monotonic() - t0:.0f} s "
               f"(mxbait.db {size / 1e6:.0f} MB)")
         proc = start()
-        for path in OVERVIEW + OTHERS:  # warm the page cache
-            get(p_web, path)
+        print("first request of each endpoint (aggregates: computed now, then cached):")
+        for path in OVERVIEW + OTHERS:
+            print(f"  {path:55s} {get(p_web, path) * 1000:9.1f} ms")
         print(f"API latency, sequential requests ({a.samples} each):")
         for path in OVERVIEW + OTHERS:
             xs = [get(p_web, path) for _ in range(a.samples)]

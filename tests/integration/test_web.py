@@ -375,6 +375,15 @@ def test_metrics_parse_and_count(hostile):
     assert val("mxbait_database_bytes{db=\"mxbait\"}") > 0
     assert val("mxbait_eventstore_commit_duration_seconds_count") >= 1
     assert val("mxbait_up") == 1
+    # Every metric the Grafana dashboard queries is exported.
+    with open(os.path.join(ROOT, "contrib", "grafana-dashboard.json")) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = set(re.findall(r"mxbait_\w+", " ".join(exprs)))
+    exported = set(re.findall(r"^# TYPE (mxbait_\w+)", text, re.M))
+    for n in names:
+        base = re.sub(r"_(bucket|sum|count)$", "", n)
+        assert n in exported or base in exported, f"grafana queries {n}, /metrics has no such metric"
 
 
 def test_live_stream_sends_ticks(hostile):
