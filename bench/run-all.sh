@@ -14,4 +14,6 @@ sh "$here/analyze-throughput.sh" "$BUILD" || status=1
 # and memory with 10,000 idle connections.
 bash "$here/auth-flood.sh" "$BUILD" || status=1
 bash "$here/idle-conns.sh" "$BUILD" || status=1
+# The web server: API latency with 1 M events, the loop's latency while it is polled.
+/usr/bin/python3 "$here/web-api.py" "$BUILD" || status=1
 exit $status
