@@ -47,7 +47,7 @@ static const struct intel_col cols_ip[] = {
 	{"USERNAMES", "usernames", IK_INT, 0, NULL},  {"OK", "successes", IK_INT, 0, NULL},
 	{"SESSIONS", "sessions", IK_INT, 0, NULL},    {"MSGS", "messages", IK_INT, 0, NULL},
 	{"PROBES", "probes", IK_INT, 0, NULL},        {"FIRST SEEN", "first_us", IK_TIME, 0, "first_seen"},
-	{"LAST SEEN", "last_us", IK_TIME, 0, "last_seen"},   {"PROTOCOLS", "protocols", IK_TEXT, 40, NULL},
+	{"LAST SEEN", "last_us", IK_TIME, 0, "last_seen"},   {"PROTOCOLS", "protocols", IK_LIST, 40, NULL},
 };
 /* Networks also count their distinct IPs (that had sessions in the period). */
 static const struct intel_col cols_prefix[] = {
@@ -56,7 +56,7 @@ static const struct intel_col cols_prefix[] = {
 	{"OK", "successes", IK_INT, 0, NULL},         {"SESSIONS", "sessions", IK_INT, 0, NULL},
 	{"MSGS", "messages", IK_INT, 0, NULL},        {"PROBES", "probes", IK_INT, 0, NULL},
 	{"FIRST SEEN", "first_us", IK_TIME, 0, "first_seen"}, {"LAST SEEN", "last_us", IK_TIME, 0, "last_seen"},
-	{"PROTOCOLS", "protocols", IK_TEXT, 40, NULL},
+	{"PROTOCOLS", "protocols", IK_LIST, 40, NULL},
 };
 
 void query_attackers(struct intel_out *out)

@@ -35,7 +35,7 @@ static const struct intel_col cols_users[] = {
 	{"USERNAME", "username", IK_TEXT, 32, NULL},  {"ATTEMPTS", "attempts", IK_INT, 0, NULL},
 	{"IPS", "ips", IK_INT, 0, NULL},              {"PASSWORDS", "passwords", IK_INT, 0, NULL},
 	{"OK", "successes", IK_INT, 0, NULL},         {"FIRST SEEN", "first_us", IK_TIME, 0, "first_seen"},
-	{"LAST SEEN", "last_us", IK_TIME, 0, "last_seen"},   {"PROTOCOLS", "protocols", IK_TEXT, 40, NULL},
+	{"LAST SEEN", "last_us", IK_TIME, 0, "last_seen"},   {"PROTOCOLS", "protocols", IK_LIST, 40, NULL},
 };
 
 static const char sql_passwords[] =
@@ -100,7 +100,7 @@ static const char sql_probed[] =
 static const struct intel_col cols_probed[] = {
 	{"ADDRESS", "address", IK_TEXT, 48, NULL},   {"PROBES", "probes", IK_INT, 0, NULL},
 	{"IPS", "ips", IK_INT, 0, NULL},             {"ACCEPTED", "accepted", IK_INT, 0, NULL},
-	{"KINDS", "kinds", IK_TEXT, 0, NULL},        {"FIRST SEEN", "first_us", IK_TIME, 0, "first_seen"},
+	{"KINDS", "kinds", IK_LIST, 0, NULL},        {"FIRST SEEN", "first_us", IK_TIME, 0, "first_seen"},
 	{"LAST SEEN", "last_us", IK_TIME, 0, "last_seen"},
 };
 

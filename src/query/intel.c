@@ -130,7 +130,11 @@ void intel_section(struct intel_out *o, const char *title, const char *key, cons
 			int c = (int)i;
 			bool null = sqlite3_column_type(st, c) == SQLITE_NULL;
 			if (o->json) {
-				if (cols[i].kind == IK_TEXT || null)
+				if (cols[i].kind == IK_LIST)
+					jw_list(&o->w, cols[i].json,
+						(const char *)sqlite3_column_text(st, c),
+						(size_t)sqlite3_column_bytes(st, c), ',');
+				else if (cols[i].kind == IK_TEXT || null)
 					jw_col(&o->w, cols[i].json, st, c);
 				else
 					jw_int(&o->w, cols[i].json,

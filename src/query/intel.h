@@ -36,6 +36,8 @@ int intel_parse_count(const char *s, long min, long *v_r);
 enum intel_kind {
 	IK_TEXT, /* text (attacker bytes: escaped by the table / JSON writer) */
 	IK_INT,  /* integer, right-aligned */
+	IK_LIST, /* a comma-separated list (group_concat): text in the table, an array of
+		  * strings in JSON */
 	IK_TIME, /* microseconds: "YYYY-MM-DD HH:MM:SS" in the table; in JSON the integer
 		  * under json and ISO 8601 UTC under iso */
 };

@@ -133,3 +133,29 @@ void jw_time(struct jw *w, const char *key, int64_t ts_us)
 	mxb_format_ts(ts_us, t, sizeof(t));
 	jw_cstr(w, key, t);
 }
+
+/* Is s[i, i+n) an item already seen before i? (Lists are short: quadratic is fine.) */
+static bool seen_before(const char *s, size_t i, size_t n, char sep)
+{
+	for (size_t k = 0; k < i;) {
+		const char *e = memchr(s + k, sep, i - k);
+		size_t m = e ? (size_t)(e - (s + k)) : i - k;
+		if (m == n && !memcmp(s + k, s + i, n))
+			return true;
+		k += m + 1;
+	}
+	return false;
+}
+
+void jw_list(struct jw *w, const char *key, const char *s, size_t len, char sep)
+{
+	jw_begin_array(w, key);
+	for (size_t i = 0; s && i < len;) {
+		const char *e = memchr(s + i, sep, len - i);
+		size_t n = e ? (size_t)(e - (s + i)) : len - i;
+		if (n && !seen_before(s, i, n, sep))
+			jw_str(w, NULL, s + i, n);
+		i += n + 1;
+	}
+	jw_end_array(w);
+}

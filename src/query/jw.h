@@ -40,6 +40,9 @@ void jw_raw(struct jw *w, const char *key, const char *json, size_t len);
 /* Column i of a row, by its SQLite type (NULL, integer, real, text). */
 void jw_col(struct jw *w, const char *key, struct sqlite3_stmt *st, int i);
 
+/* A JSON array of the sep-separated items of s (len bytes; empty and repeated items
+ * skipped; NULL s: an empty array). */
+void jw_list(struct jw *w, const char *key, const char *s, size_t len, char sep);
 /* An ISO 8601 UTC time from microseconds since the epoch; null for ts_us <= 0. */
 void jw_time(struct jw *w, const char *key, int64_t ts_us);
 

@@ -807,11 +807,11 @@ int query_countries(const struct query_db *q, int64_t since_us, long top, query_
 
 #define ISO_TIME(x) "strftime('%Y-%m-%dT%H:%M:%SZ', " x ", 'unixepoch')"
 
-static const struct aq_col cols_urls[] = {{"URL", "url", 80, false},
-					  {"DOMAIN", "domain", 32, false},
-					  {"MSGS", "messages", 0, true},
-					  {"FLAGS", "flags", 48, false},
-					  {"FIRST SEEN (UTC)", "first_seen", 0, false}};
+static const struct aq_col cols_urls[] = {{"URL", "url", 80, false, 0},
+					  {"DOMAIN", "domain", 32, false, 0},
+					  {"MSGS", "messages", 0, true, 0},
+					  {"FLAGS", "flags", 48, false, ','},
+					  {"FIRST SEEN (UTC)", "first_seen", 0, false, 0}};
 const struct aq_def aq_urls = {
 	"SELECT l.url, l.domain, count(DISTINCT l.message) AS messages,"
 	" group_concat(DISTINCT nullif(l.flag_names, '')) AS flags,"
@@ -822,10 +822,10 @@ const struct aq_def aq_urls = {
 	" GROUP BY l.url ORDER BY messages DESC, l.url LIMIT ?1 OFFSET ?9",
 	cols_urls, 5, "no links"};
 
-static const struct aq_col cols_domains[] = {{"DOMAIN", "domain", 48, false},
-					     {"MSGS", "messages", 0, true},
-					     {"URLS", "urls", 0, true},
-					     {"FLAGS", "flags", 60, false}};
+static const struct aq_col cols_domains[] = {{"DOMAIN", "domain", 48, false, 0},
+					     {"MSGS", "messages", 0, true, 0},
+					     {"URLS", "urls", 0, true, 0},
+					     {"FLAGS", "flags", 60, false, ','}};
 const struct aq_def aq_domains = {
 	"SELECT domain, count(DISTINCT message) AS messages, count(DISTINCT url) AS urls,"
 	" group_concat(DISTINCT nullif(flag_names, '')) AS flags"
@@ -833,10 +833,10 @@ const struct aq_def aq_domains = {
 	" GROUP BY domain ORDER BY messages DESC, domain LIMIT ?1 OFFSET ?9",
 	cols_domains, 4, "no domains"};
 
-static const struct aq_col cols_rcpt[] = {{"ADDRESS", "addr", 48, false},
-					  {"NAME", "name", 32, false},
-					  {"MSGS", "messages", 0, true},
-					  {"SEEN IN", "seen_in", 0, false}};
+static const struct aq_col cols_rcpt[] = {{"ADDRESS", "addr", 48, false, 0},
+					  {"NAME", "name", 32, false, 0},
+					  {"MSGS", "messages", 0, true, 0},
+					  {"SEEN IN", "seen_in", 0, false, ' '}};
 const struct aq_def aq_recipients = {
 	"SELECT addr, max(name) AS name, count(DISTINCT message) AS messages,"
 	" (CASE WHEN max(src & 1) THEN 'envelope ' ELSE '' END ||"
@@ -847,20 +847,20 @@ const struct aq_def aq_recipients = {
 	" GROUP BY addr ORDER BY messages DESC, addr LIMIT ?1 OFFSET ?9",
 	cols_rcpt, 4, "no recipients"};
 
-static const struct aq_col cols_rcpt_dom[] = {{"DOMAIN", "domain", 48, false},
-					      {"ADDRESSES", "addresses", 0, true},
-					      {"MSGS", "messages", 0, true}};
+static const struct aq_col cols_rcpt_dom[] = {{"DOMAIN", "domain", 48, false, 0},
+					      {"ADDRESSES", "addresses", 0, true, 0},
+					      {"MSGS", "messages", 0, true, 0}};
 const struct aq_def aq_recipient_domains = {
 	"SELECT domain, count(DISTINCT addr) AS addresses,"
 	" count(DISTINCT message) AS messages FROM recipients"
 	" GROUP BY domain ORDER BY addresses DESC, domain LIMIT ?1 OFFSET ?9",
 	cols_rcpt_dom, 3, "no recipients"};
 
-static const struct aq_col cols_campaigns[] = {{"CAMPAIGN", "id", 0, false},
-					       {"MSGS", "messages", 0, true},
-					       {"FIRST SEEN (UTC)", "first_seen", 0, false},
-					       {"SUBJECT", "subject", 50, false},
-					       {"SENDERS", "senders", 50, false}};
+static const struct aq_col cols_campaigns[] = {{"CAMPAIGN", "id", 0, false, 0},
+					       {"MSGS", "messages", 0, true, 0},
+					       {"FIRST SEEN (UTC)", "first_seen", 0, false, 0},
+					       {"SUBJECT", "subject", 50, false, 0},
+					       {"SENDERS", "senders", 50, false, ' '}};
 const struct aq_def aq_campaigns = {
 	"SELECT c.key, count(m.id) AS messages,"
 	" " ISO_TIME("c.first_seen") " AS first_seen, c.subject,"
@@ -870,12 +870,12 @@ const struct aq_def aq_campaigns = {
 	" GROUP BY c.id ORDER BY messages DESC, c.id LIMIT ?1 OFFSET ?9",
 	cols_campaigns, 5, "no campaigns"};
 
-static const struct aq_col cols_campaign_msgs[] = {{"MSG", "message", 0, true},
-						   {"SOURCE", "source", 40, false},
-						   {"FROM", "from", 32, false},
-						   {"SUBJECT", "subject", 50, false},
-						   {"CLIENT", "client_ip", 0, false},
-						   {"REP", "representative", 0, true}};
+static const struct aq_col cols_campaign_msgs[] = {{"MSG", "message", 0, true, 0},
+						   {"SOURCE", "source", 40, false, 0},
+						   {"FROM", "from", 32, false, 0},
+						   {"SUBJECT", "subject", 50, false, 0},
+						   {"CLIENT", "client_ip", 0, false, 0},
+						   {"REP", "representative", 0, true, 0}};
 const struct aq_def aq_campaign_messages = {
 	"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
 	" (m.id = c.rep_message) AS representative"
@@ -912,8 +912,13 @@ int query_analysis(const struct query_db *q, const struct aq_def *d,
 			break;
 		}
 		jw_begin_object(w, NULL);
-		for (size_t i = 0; i < d->ncols; i++)
-			jw_col(w, d->cols[i].json, st, (int)i);
+		for (size_t i = 0; i < d->ncols; i++) {
+			if (d->cols[i].list)
+				jw_list(w, d->cols[i].json, (const char *)sqlite3_column_text(st, (int)i),
+					(size_t)sqlite3_column_bytes(st, (int)i), d->cols[i].list);
+			else
+				jw_col(w, d->cols[i].json, st, (int)i);
+		}
 		jw_end_object(w);
 		n++;
 	}

@@ -130,6 +130,7 @@ struct aq_col {
 	const char *json; /* JSON key */
 	size_t max;       /* widest table cell, 0: table default */
 	bool right;       /* right-aligned (numbers) */
+	char list;        /* a list joined by this character: a JSON array; 0: a value */
 };
 struct aq_def {
 	const char *sql;  /* ?1 limit, ?2.. text parameters, ?9 offset */

@@ -30,7 +30,7 @@
   // A text node for any value; long attacker strings are cut for tables.
   function text(v, max) {
     if (v === null || v === undefined) return document.createTextNode('-');
-    let s = visible(v);
+    let s = visible(Array.isArray(v) ? v.join(', ') : v);
     if (max && s.length > max) s = s.slice(0, max) + '\u2026 [' + (s.length - max) + ' more]';
     return document.createTextNode(s);
   }
@@ -64,8 +64,8 @@
 
   // Attacker text in a cell: monospace, isolated direction, cut.
   function hostile(v, max) {
-    return el('span', { class: 'hostile', title: v === null || v === undefined ? '' : visible(v).slice(0, 2000) },
-      text(v, max || 120));
+    const t = v === null || v === undefined ? '' : visible(Array.isArray(v) ? v.join(', ') : v);
+    return el('span', { class: 'hostile', title: t.slice(0, 2000) }, text(v, max || 120));
   }
 
   const route = (...parts) => '#/' + parts.map(encodeURIComponent).join('/');
