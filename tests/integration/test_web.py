@@ -411,6 +411,22 @@ def test_request_bounds(hostile):
     assert st == 413, st
     st, _, _ = w.get("/api/v1/" + "a" * 2000)
     assert st in (400, 404, 414), st
+    # Clients that leave: mid-request, right after a request whose job is running, in
+    # the middle of a stream.  The daemon keeps serving (and its sanitizers stay quiet:
+    # checked at teardown).
+    for i in range(40):
+        c = socket.create_connection(("127.0.0.1", hostile.port_web), timeout=5)
+        if i % 4 == 0:
+            c.sendall(b"GET /api/v1/sessions?limit=1000 HTT")
+        elif i % 4 == 1:
+            c.sendall(b"GET /api/v1/sessions?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        elif i % 4 == 2:
+            c.sendall(b"GET /api/v1/messages/" + hostile.qids[-1].encode() + b"/raw HTTP/1.1\r\n\r\n")
+        else:
+            c.sendall(b"GET /api/v1/stream HTTP/1.1\r\n\r\n")
+            c.recv(100)
+        c.close()
+    assert w.json("/api/v1/whoami")["role"] == "read"
 
 
 def test_connection_cap(make_daemon):
