@@ -90,13 +90,23 @@ static int open_dbs(const struct web_shared *sh, struct web_worker_db *wdb, char
 		wdb->db = db;
 	}
 	if (!wdb->adb) {
+		/* analysis.db appears when the analyzer stores its first message: looked for
+		 * again on every request until then.  READWRITE without CREATE, then
+		 * query_only (a WAL reader may need to create the -shm file). */
 		struct stat st;
 		sqlite3 *adb = NULL;
-		/* READWRITE without CREATE, then query_only (a WAL reader may create -shm). */
-		if (stat(sh->adb_path, &st) == 0 &&
-		    (sqlite3_open_v2(sh->adb_path, &adb, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK ||
-		     (sqlite3_close(adb), adb = NULL,
-		      sqlite3_open_v2(sh->adb_path, &adb, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK))) {
+		if (stat(sh->adb_path, &st) == 0) {
+			if (sqlite3_open_v2(sh->adb_path, &adb, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+				sqlite3_close(adb);
+				adb = NULL;
+				if (sqlite3_open_v2(sh->adb_path, &adb, SQLITE_OPEN_READONLY, NULL) !=
+				    SQLITE_OK) {
+					sqlite3_close(adb);
+					adb = NULL;
+				}
+			}
+		}
+		if (adb) {
 			sqlite3_busy_timeout(adb, 5000);
 			sqlite3_exec(adb, "PRAGMA query_only=1", NULL, NULL, NULL);
 			sqlite3_progress_handler(adb, 10000, progress, wdb);
@@ -106,8 +116,6 @@ static int open_dbs(const struct web_shared *sh, struct web_worker_db *wdb, char
 				wdb->adb = adb;
 			else
 				sqlite3_close(adb);
-		} else if (adb) {
-			sqlite3_close(adb);
 		}
 	}
 	return 0;

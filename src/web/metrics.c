@@ -168,7 +168,8 @@ void metrics_render(const struct metrics *m, const struct eventstore_stats *es,
 	for (int r = 0; r < MXB_ROLE_COUNT; r++)
 		for (int i = 0; i < METRICS_REFUSALS; i++)
 			buf_printf(o, "mxbait_connections_refused_total{role=\"%s\",limit=\"%s\"} %llu\n",
-				   mxb_role_name((enum mxb_role)r), refusals[i] + 6,
+				   mxb_role_name((enum mxb_role)r),
+				   refusals[i] + strlen("limit_"), /* the label: "per_ip", ... */
 				   ld(&m->refused[r][i]));
 	head(o, "mxbait_sessions_open", "gauge", "Sessions open now, by role.");
 	for (int r = 0; r < MXB_ROLE_COUNT; r++)

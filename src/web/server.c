@@ -505,7 +505,8 @@ struct listener_ctx {
 	struct web *w;
 	bool tls, loopback;
 };
-static struct listener_ctx ctx_plain_lo, ctx_tls_lo, ctx_tls;
+/* Plain HTTP is only ever on loopback; TLS only off it (bind_one). */
+static struct listener_ctx ctx_plain_lo, ctx_tls;
 
 static void gencb(struct evhttp_request *req, void *arg)
 {
@@ -704,7 +705,6 @@ struct web *web_open(struct event_base *base, const struct mxb_config *cfg, SSL_
 		goto oom;
 	}
 	ctx_plain_lo = (struct listener_ctx){w, false, true};
-	ctx_tls_lo = (struct listener_ctx){w, true, true};
 	ctx_tls = (struct listener_ctx){w, true, false};
 	evhttp_set_gencb(w->http_plain, gencb, &ctx_plain_lo);
 	evhttp_set_gencb(w->http_tls, gencb, &ctx_tls);
