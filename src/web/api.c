@@ -1173,3 +1173,33 @@ void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, stru
 	if (cacheable)
 		cache_store(sh->cache, key, r, rest, j, mono_ms() - t0);
 }
+
+bool web_api_fast(const struct web_shared *sh, struct web_job *j)
+{
+	if ((j->method != EVHTTP_REQ_GET && j->method != EVHTTP_REQ_HEAD) || !sh->cache)
+		return false;
+	const struct route *r = NULL;
+	for (size_t i = 0; i < N_ROUTES && !r; i++)
+		if (routes[i].cached && !routes[i].with_id && routes[i].method == EVHTTP_REQ_GET &&
+		    !strcmp(j->path, routes[i].prefix))
+			r = &routes[i];
+	if (!r)
+		return false;
+	if (web_auth_required(sh->auth) || !j->loopback) {
+		if (!j->authz)
+			return false; /* the worker answers 401 */
+		j->role = web_auth_check_cached(sh->auth, j->authz, j->user);
+		if (j->role == WEB_ROLE_NONE)
+			return false; /* unknown yet, or wrong: the worker checks the hash */
+	} else {
+		j->role = WEB_ROLE_READ;
+		snprintf(j->user, sizeof(j->user), "anonymous");
+	}
+	char key[512];
+	if (snprintf(key, sizeof(key), "%s?%s", j->path, j->query ? j->query : "") >=
+	    (int)sizeof(key))
+		return false;
+	j->kind = REPLY_BODY;
+	j->age_s = -1;
+	return cache_serve(sh->cache, j, key);
+}

@@ -73,6 +73,10 @@ struct web_worker_db {
 };
 
 void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j);
+/* The network loop's shortcut: a GET of a cached aggregate by a login already known
+ * (or anonymous on loopback) is answered from the cache without a thread hop.  Never
+ * computes a hash or runs SQL; true when j holds the reply. */
+bool web_api_fast(const struct web_shared *sh, struct web_job *j);
 
 /*
  * The cache of the aggregates (stats, timeseries, credentials, attackers, countries):

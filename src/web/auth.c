@@ -262,6 +262,17 @@ static enum web_role check_basic(struct web_auth *a, const char *b64, char name_
 	return match->role;
 }
 
+enum web_role web_auth_check_cached(struct web_auth *a, const char *authz, char name_r[65])
+{
+	name_r[0] = '\0';
+	if (!a || !authz || !a->n || strlen(authz) > AUTHZ_MAX)
+		return WEB_ROLE_NONE;
+	unsigned char mac[32];
+	mac_of(a, authz, mac);
+	enum web_role role;
+	return cache_lookup(a, mac, &role, name_r) ? role : WEB_ROLE_NONE;
+}
+
 enum web_role web_auth_check(struct web_auth *a, const char *authz, char name_r[65])
 {
 	name_r[0] = '\0';

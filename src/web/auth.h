@@ -40,6 +40,10 @@ bool web_auth_required(const struct web_auth *a);
  * 65) gets the credential's name.  Slow (crypt): worker threads only. */
 enum web_role web_auth_check(struct web_auth *a, const char *authz, char name_r[65]);
 
+/* Only the remembered logins (no hash computed: safe on the network loop): the role,
+ * or WEB_ROLE_NONE when the header is not one that checked good recently. */
+enum web_role web_auth_check_cached(struct web_auth *a, const char *authz, char name_r[65]);
+
 /* Rate limit: true while ip has used up its failures this minute. */
 bool web_auth_blocked(struct web_auth *a, const char *ip, int64_t now_ms);
 void web_auth_failed(struct web_auth *a, const char *ip, int64_t now_ms);

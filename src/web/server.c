@@ -3,7 +3,9 @@
  * loopback), bounds, the worker pool, security headers, replies, and the live stream
  * of server-sent events.
  *
- * Threads: the loop thread owns every libevent object.  Workers take jobs from a
+ * Threads: the loop thread owns every libevent object.  A GET of a cached aggregate
+ * by a login already known is answered from the cache on the loop (a memcpy under a
+ * briefly held mutex, web_api_fast); everything else is a job.  Workers take jobs from a
  * queue (mutex + condition) and put finished ones on a done list, then activate a
  * user event (libevent is thread-enabled by serve.c) that the loop handles by sending
  * the replies.  A request whose client left meanwhile is detached by libevent and
@@ -471,6 +473,11 @@ static void handle(struct evhttp_request *req, struct web *w, bool tls, bool loo
 	j->loopback = loopback;
 	j->tls = tls;
 	j->started_ms = mono_ms();
+	if (web_api_fast(&w->sh, j)) {
+		send_job(w, j);
+		job_free(j);
+		return;
+	}
 	pthread_mutex_lock(&w->mu);
 	if (w->n_queue >= QUEUE_MAX || !w->n_threads) {
 		pthread_mutex_unlock(&w->mu);
