@@ -53,6 +53,7 @@ imap_listen =
 imaps_listen =
 pop3_listen =
 pop3s_listen =
+web_listen =
 data_dir = $T/data
 analyzer = no
 dovecot_policy_listen = 127.0.0.1:$P_POLICY

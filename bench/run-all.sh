@@ -18,4 +18,6 @@ bash "$here/idle-conns.sh" "$BUILD" || status=1
 # fail2ban-regex.
 bash "$here/guard-policy.sh" "$BUILD" || status=1
 bash "$here/guard-logwatch.sh" "$BUILD" || status=1
+# The web server: API latency with 1 M events, the loop's latency while it is polled.
+/usr/bin/python3 "$here/web-api.py" "$BUILD" || status=1
 exit $status

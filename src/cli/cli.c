@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "core/config.h"
+#include "query/query.h"
 #include "store/db.h"
 
 const struct cli_command cli_commands[] = {
@@ -241,4 +242,23 @@ int cli_missing_arg(const char *name, const char *usage, const char *what)
 	fprintf(stderr, "mxbait %s: missing %s\n", name, what);
 	print_usage(stderr, name, usage);
 	return 2;
+}
+
+int cli_print_query(int status, struct buf *b, struct buf *err, const char *cmd)
+{
+	int rc = 0;
+	if (status == QUERY_OK) {
+		buf_putc(b, '\n');
+		fwrite(b->data, 1, b->len, stdout);
+	} else if (status == QUERY_NO_ANALYSIS) {
+		fprintf(stderr, "mxbait %s: no analysis.db yet (the analyzer writes it when "
+				"mail is captured)\n", cmd);
+		rc = 1;
+	} else {
+		fprintf(stderr, "mxbait %s: %s\n", cmd, err->data ? err->data : "query failed");
+		rc = 1;
+	}
+	buf_free(b);
+	buf_free(err);
+	return rc;
 }

@@ -81,4 +81,10 @@ int cli_missing_arg(const char *name, const char *usage, const char *what);
 struct sqlite3 *cli_open_db(const struct cli_opts *o);
 void cli_usage(FILE *f, const struct cli_command *c);
 
+/* Print the JSON a query wrote into b (status from query/query.h): on QUERY_OK the
+ * text and a newline on stdout; otherwise the error on stderr ("no analysis yet" for
+ * QUERY_NO_ANALYSIS).  Returns the exit status (0 or 1) and frees b and err. */
+struct buf;
+int cli_print_query(int status, struct buf *b, struct buf *err, const char *cmd);
+
 #endif

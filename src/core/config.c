@@ -29,7 +29,7 @@
 #define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
-		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS };
+		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH };
 
 struct key_def {
 	const char *name;
@@ -147,6 +147,13 @@ static const struct key_def keys[] = {
 	{ "nft_path", K_STR, OFF(nft_path), 0, 0, 0 },
 	{ "nft_set_size", K_UINT, OFF(nft_set_size), 16, 16777216, 0 },
 	{ "backend_mta", K_STR, OFF(backend_mta), 0, 0, 0 },
+	{ "web_listen", K_LISTEN, OFF(web_listen), 0, 0, OFF(n_web_listen) },
+	{ "web_auth", K_WEBAUTH, OFF(web_auth), 0, 0, OFF(n_web_auth) },
+	{ "web_max_connections", K_UINT, OFF(web_max_connections), 1, 10000, 0 },
+	{ "web_timeout", K_MS, OFF(web_timeout_ms), 1000, 3600000, 0 },
+	{ "web_threads", K_UINT, OFF(web_threads), 1, 16, 0 },
+	{ "web_auth_failures", K_UINT, OFF(web_auth_failures), 1, 100000, 0 },
+	{ "geoip_file", K_FILE, OFF(geoip_file), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -350,6 +357,13 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->nft_path = xstrdup("/usr/sbin/nft");
 	cfg->nft_set_size = 65536;
 	cfg->backend_mta = xstrdup("");
+	cfg->web_listen[0] = xstrdup("127.0.0.1:8025");
+	cfg->n_web_listen = 1;
+	cfg->web_max_connections = 64;
+	cfg->web_timeout_ms = 30000;
+	cfg->web_threads = 2;
+	cfg->web_auth_failures = 10;
+	cfg->geoip_file = xstrdup("");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -390,6 +404,10 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->divert_to);
 	free(cfg->nft_path);
 	free(cfg->backend_mta);
+	free_list(cfg->web_listen, cfg->n_web_listen);
+	free_list(cfg->web_auth, cfg->n_web_auth);
+	free(cfg->web_auth);
+	free(cfg->geoip_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -783,6 +801,48 @@ int config_divert_map(const struct mxb_config *cfg, size_t i, unsigned *real_r,
 	return *trap_r ? 0 : -1;
 }
 
+/* NAME:ROLE:HASH of web_auth: a name for logs and Basic auth (letters, digits, ._@-),
+ * the role (read or admin), and either a crypt(3) hash (yescrypt $y$, SHA-512 $6$,
+ * SHA-256 $5$, bcrypt $2b$/$2y$) for a password, or sha256:HEX (64 hex digits) of a
+ * bearer token. */
+static const char *check_web_auth(const char *s)
+{
+	const char *c1 = strchr(s, ':');
+	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c1 || !c2)
+		return "expected NAME:ROLE:HASH";
+	if (c1 == s || c1 - s > 64)
+		return "name must be 1 to 64 characters";
+	for (const char *p = s; p < c1; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._@-", *p))
+			return "name may have letters, digits and . _ @ - only";
+	size_t rl = (size_t)(c2 - c1 - 1);
+	if (!((rl == 4 && !strncmp(c1 + 1, "read", 4)) || (rl == 5 && !strncmp(c1 + 1, "admin", 5))))
+		return "role must be read or admin";
+	const char *h = c2 + 1;
+	if (!strncmp(h, "sha256:", 7)) {
+		size_t n = 0;
+		for (const char *p = h + 7; *p; p++, n++)
+			if (!isxdigit((unsigned char)*p))
+				return "sha256: needs 64 hex digits";
+		return n == 64 ? NULL : "sha256: needs 64 hex digits";
+	}
+	static const char *const prefixes[] = {"$y$", "$gy$", "$7$", "$6$", "$5$", "$2b$", "$2y$"};
+	bool known = false;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (!strncmp(h, prefixes[i], strlen(prefixes[i])))
+			known = true;
+	if (!known)
+		return "hash must be sha256:HEX or a crypt(3) hash ($y$, $6$, $5$, $2b$: "
+		       "mkpasswd or openssl passwd -6)";
+	if (strlen(h) < 20 || strlen(h) > 512)
+		return "hash length out of range";
+	for (const char *p = h; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("$./=", *p))
+			return "invalid character in hash";
+	return NULL;
+}
+
 /* NULL when path opens for reading as a regular file, else why not. */
 static const char *check_readable_file(const char *path)
 {
@@ -915,11 +975,13 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		return 0;
 	}
 	case K_DOMAINS:
-	case K_ACCOUNTS: {
+	case K_ACCOUNTS:
+	case K_WEBAUTH: {
 		char **v_new = NULL;
 		size_t n_new = 0;
 		if (split_list(p, k->name, val, &v_new, &n_new, CONFIG_MAX_LIST,
-			       k->type == K_DOMAINS ? check_dns_name : check_account))
+			       k->type == K_DOMAINS ? check_dns_name
+			       : k->type == K_ACCOUNTS ? check_account : check_web_auth))
 			return -1;
 		if (k->type == K_DOMAINS && n_new == 0) {
 			free(v_new);
@@ -1171,6 +1233,14 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 	}
 	if (config_check_guard(cfg, &p, set_on) != 0)
 		return -1;
+	for (size_t i = 0; i < cfg->n_web_listen; i++) {
+		if (!config_listen_is_loopback(cfg->web_listen[i]) && !cfg->n_web_auth) {
+			p.line = 0;
+			return fail(&p, "web_listen", "%s is not a loopback address: set web_auth "
+				    "(the dashboard and API then require TLS and a login)",
+				    cfg->web_listen[i]);
+		}
+	}
 	if (!cfg->n_smtp_listen && !cfg->n_submission_listen && !cfg->n_smtps_listen &&
 	    !cfg->n_imap_listen && !cfg->n_imaps_listen && !cfg->n_pop3_listen &&
 	    !cfg->n_pop3s_listen) {
@@ -1178,6 +1248,28 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 		return fail(&p, NULL, "no listener configured (every *_listen key is empty)");
 	}
 	return 0;
+}
+
+bool config_listen_is_loopback(const char *spec)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *e;
+	if (spec[0] == '[') {
+		e = strchr(spec, ']');
+		if (!e || (size_t)(e - spec - 1) >= sizeof(host))
+			return false;
+		memcpy(host, spec + 1, (size_t)(e - spec - 1));
+		host[e - spec - 1] = '\0';
+		struct in6_addr a6;
+		return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	e = strrchr(spec, ':');
+	if (!e || (size_t)(e - spec) >= sizeof(host))
+		return false;
+	memcpy(host, spec, (size_t)(e - spec));
+	host[e - spec] = '\0';
+	struct in_addr a4;
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 int config_load(struct mxb_config *cfg, const char *path, char **err_r)

@@ -146,6 +146,18 @@ struct mxb_config {
 	char *nft_path;                  /* /usr/sbin/nft */
 	unsigned nft_set_size;           /* elements per set: 65536 */
 	char *backend_mta;               /* "" off; host:port, lmtp:host:port, lmtp:unix:/path */
+	/* web: dashboard, JSON API and /metrics (src/web/, docs/api.md) */
+	char *web_listen[MXB_MAX_LISTEN]; /* 127.0.0.1:8025; empty: no web server; off
+					   * loopback: TLS, and web_auth is required */
+	size_t n_web_listen;
+	char **web_auth;                 /* NAME:ROLE:HASH (ROLE read or admin; HASH a
+					  * crypt(3) string, or sha256:HEX of a token) */
+	size_t n_web_auth;
+	unsigned web_max_connections;    /* 64 */
+	unsigned web_timeout_ms;         /* 30s: a request must arrive and leave in it */
+	unsigned web_threads;            /* 2: query threads (never the network loop) */
+	unsigned web_auth_failures;      /* 10 failed logins per IP per minute, then 429 */
+	char *geoip_file;                /* "": no countries; else a MaxMind/DB-IP mmdb */
 };
 
 /* Fill cfg with the embedded defaults. */
@@ -156,6 +168,8 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* An "addr:port" / "[v6]:port" listen value on a loopback address (127/8, ::1). */
+bool config_listen_is_loopback(const char *spec);
 
 /* divert_ports entry i as (real port, honeypot port): an explicit "25:2525", else the
  * port of the first listener of the role whose standard port it is (587 ->

@@ -50,6 +50,7 @@
 #include "store/eventstore.h"
 #include "store/spool.h"
 #include "util/buf.h"
+#include "web/web.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 #define SECRET_FILE "secret"
@@ -603,6 +604,7 @@ int serve_run(const struct mxb_config *cfg)
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
 	struct limits *limits = NULL;
+	struct web *web = NULL; /* dashboard, API, metrics (src/web/) */
 	int lock_fd = -1;
 	struct buf path;
 	buf_init(&path, 0);
@@ -670,6 +672,11 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot set up the guard");
 		goto out;
 	}
+	web = web_open(sv.base, cfg, ssl_ctx, &err);
+	if (!web && err) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
 	 * event store (and their threads) start as the unprivileged user. */
 	if (must_drop && drop_privileges(cfg, &user) != 0)
@@ -693,6 +700,10 @@ int serve_run(const struct mxb_config *cfg)
 		goto out;
 	if (sv.guard && guard_start(sv.guard, es, path.data, cfg->data_dir, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the guard");
+		goto out;
+	}
+	if (web_start(web, es, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "web: cannot start");
 		goto out;
 	}
 	limits = limits_new(cfg->max_connections, cfg->max_connections_per_ip,
@@ -766,6 +777,7 @@ out:
 	}
 	spool_close(&spool);
 	guard_free(&sv.guard);
+	web_free(&web);
 	if (es)
 		eventstore_close(&es);
 	if (sv.sigint_ev)

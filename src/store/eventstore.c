@@ -148,6 +148,10 @@ struct eventstore {
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
 	int flushers;
 	bool stop;
+	/* metrics (eventstore_set_observer, commit latency) */
+	eventstore_observer_fn observer;
+	void *observer_ctx;
+	unsigned long long commit_le[EVENTSTORE_COMMIT_BUCKETS], commit_us_sum;
 	pthread_t thread;
 	bool thread_started;
 };
@@ -239,6 +243,17 @@ fail:
 	return NULL;
 }
 
+const unsigned long long EVENTSTORE_COMMIT_BUCKETS_US[EVENTSTORE_COMMIT_BUCKETS] = {
+	1000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+
+void eventstore_set_observer(struct eventstore *es, eventstore_observer_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&es->mu);
+	es->observer = fn;
+	es->observer_ctx = ctx;
+	pthread_mutex_unlock(&es->mu);
+}
+
 void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 {
 	if (!ev)
@@ -249,6 +264,8 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 	}
 	if (!ev->ts_us)
 		ev->ts_us = mxb_now_us();
+	if (es->observer)
+		es->observer(es->observer_ctx, ev);
 	pthread_mutex_lock(&es->mu);
 	if (es->n_queue >= es->queue_limit) {
 		es->dropped++;
@@ -390,6 +407,8 @@ void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st)
 	st->failed = es->failed;
 	st->batches = es->batches;
 	st->queued = es->n_queue;
+	memcpy(st->commit_le, es->commit_le, sizeof(st->commit_le));
+	st->commit_us_sum = es->commit_us_sum;
 	pthread_mutex_unlock(&es->mu);
 }
 
@@ -586,7 +605,12 @@ static void *writer_thread(void *arg)
 		es->n_accts = es->alloc_accts = 0;
 		pthread_mutex_unlock(&es->mu);
 
+		struct timespec c0, c1;
+		clock_gettime(CLOCK_MONOTONIC, &c0);
 		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs);
+		clock_gettime(CLOCK_MONOTONIC, &c1);
+		unsigned long long took = (unsigned long long)((c1.tv_sec - c0.tv_sec) * 1000000LL +
+							       (c1.tv_nsec - c0.tv_nsec) / 1000);
 		for (size_t i = 0; i < n; i++)
 			mxb_event_free(&batch[i]);
 		for (size_t i = 0; i < ab.n; i++)
@@ -602,6 +626,10 @@ static void *writer_thread(void *arg)
 		es->done += n;
 		es->failed += lost;
 		es->batches++;
+		for (size_t b = 0; b < EVENTSTORE_COMMIT_BUCKETS; b++)
+			if (took <= EVENTSTORE_COMMIT_BUCKETS_US[b])
+				es->commit_le[b]++;
+		es->commit_us_sum += took;
 		pthread_cond_broadcast(&es->done_cv);
 	}
 	pthread_mutex_unlock(&es->mu);

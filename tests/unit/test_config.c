@@ -522,6 +522,71 @@ static void test_analyzer_keys(void **state)
 	}
 }
 
+static void test_web_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	config_defaults(&cfg);
+	assert_int_equal(cfg.n_web_listen, 1);
+	assert_string_equal(cfg.web_listen[0], "127.0.0.1:8025");
+	assert_int_equal(cfg.n_web_auth, 0);
+	assert_int_equal(cfg.web_max_connections, 64);
+	assert_int_equal(cfg.web_timeout_ms, 30000);
+	assert_int_equal(cfg.web_threads, 2);
+	assert_int_equal(cfg.web_auth_failures, 10);
+	assert_string_equal(cfg.geoip_file, "");
+	config_free(&cfg);
+
+	const char *ok =
+		"web_listen = 192.0.2.7:443, [::1]:8025\n"
+		"web_auth = ops:read:$6$abcdefgh$0123456789abcdefABCDEF./, "
+		"bot:admin:sha256:" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+		"web_max_connections = 10\nweb_timeout = 5s\nweb_threads = 4\n"
+		"web_auth_failures = 3\n";
+	assert_int_equal(parse(&cfg, ok, &err), 0);
+	assert_int_equal(cfg.n_web_listen, 2);
+	assert_int_equal(cfg.n_web_auth, 2);
+	assert_string_equal(cfg.web_auth[1], "bot:admin:sha256:"
+			    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	assert_int_equal(cfg.web_timeout_ms, 5000);
+	assert_int_equal(cfg.web_threads, 4);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "web_listen =\n", &err), 0);
+	assert_int_equal(cfg.n_web_listen, 0);
+	config_free(&cfg);
+
+	assert_true(config_listen_is_loopback("127.0.0.1:8025"));
+	assert_true(config_listen_is_loopback("127.9.9.9:1"));
+	assert_true(config_listen_is_loopback("[::1]:8025"));
+	assert_false(config_listen_is_loopback("*:8025"));
+	assert_false(config_listen_is_loopback("0.0.0.0:8025"));
+	assert_false(config_listen_is_loopback("[::]:8025"));
+	assert_false(config_listen_is_loopback("192.0.2.1:8025"));
+	assert_false(config_listen_is_loopback("[::ffff:127.0.0.1]:8025"));
+
+	/* Off loopback without credentials: refused, naming the address. */
+	expect_error("web_listen = *:8025\n",
+		     "t.conf: web_listen: *:8025 is not a loopback address: set web_auth (the "
+		     "dashboard and API then require TLS and a login)");
+	expect_error("web_auth = ops\n", "t.conf:1: web_auth: ops: expected NAME:ROLE:HASH");
+	expect_error("web_auth = ops:root:sha256:00\n",
+		     "t.conf:1: web_auth: ops:root:sha256:00: role must be read or admin");
+	expect_error("web_auth = ops:read:sha256:00\n",
+		     "t.conf:1: web_auth: ops:read:sha256:00: sha256: needs 64 hex digits");
+	expect_error("web_auth = ops:read:plaintext\n",
+		     "t.conf:1: web_auth: ops:read:plaintext: hash must be sha256:HEX or a crypt(3) "
+		     "hash ($y$, $6$, $5$, $2b$: mkpasswd or openssl passwd -6)");
+	expect_error("web_auth = <b>:read:$6$abcdefgh$0123456789abcdefABCDEF\n",
+		     "t.conf:1: web_auth: <b>:read:$6$abcdefgh$0123456789abcdefABCDEF: name may "
+		     "have letters, digits and . _ @ - only");
+	expect_error("web_threads = 0\n", "t.conf:1: web_threads: out of range (1 to 16)");
+	expect_error("web_timeout = 100ms\n",
+		     "t.conf:1: web_timeout: out of range (1000ms to 3600000ms)");
+	expect_error("web_max_connections = 0\n",
+		     "t.conf:1: web_max_connections: out of range (1 to 10000)");
+}
+
 /* The shipped example must load, and say what it claims. */
 static void test_example_file(void **state)
 {
@@ -663,6 +728,7 @@ int main(void)
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_analyzer_keys),
 		cmocka_unit_test(test_guard_keys),
+		cmocka_unit_test(test_web_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
