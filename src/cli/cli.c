@@ -40,6 +40,14 @@ const struct cli_command cli_commands[] = {
 	 "[OPTIONS] [--top N] [--since DURATION] [--window DURATION] [--min-ips N]", cmd_creds},
 	{"attackers", "attacking IPs and networks (/24, /48): attempts, logins, mail, probes",
 	 "[OPTIONS] [--top N] [--since DURATION]", cmd_attackers},
+	{"indicators", "indicators derived from the events and the analysis (intel.db)",
+	 "[OPTIONS] [--kind K,...] [--since DURATION] [--min-confidence N] [--no-update]",
+	 cmd_indicators},
+	{"export", "indicators as nft, ipset, Postfix, RPZ, rbldnsd, MISP, STIX, CSV ... files",
+	 "--format F [-o PATH] [OPTIONS] [--kind K,...] [--since DURATION] [--min-confidence N]",
+	 cmd_export},
+	{"report", "abuse reports and submissions: the outbox and the reporter process",
+	 "list|show|send|retry|hold|optout|stats|run [OPTIONS] | --daemon", cmd_report},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -38,6 +38,11 @@ int cmd_campaigns(int argc, char **argv);
  * cmd_attackers.c, sharing intel.c */
 int cmd_creds(int argc, char **argv);
 int cmd_attackers(int argc, char **argv);
+/* intel and reporting (src/intel, src/report): cmd_indicators.c, cmd_export.c,
+ * cmd_report.c, sharing cmd_intel.h */
+int cmd_indicators(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */
