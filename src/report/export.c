@@ -795,12 +795,14 @@ static int write_fail2ban(const struct export_opts *o, char **err_r)
 			"# fields come first in this order, and attacker text inside string values\n"
 			"# has its quotes escaped, so a username cannot forge the fields matched here.\n"
 			"[Definition]\n"
-			"failregex = ^\\{\"event\":\"auth\",\"ts\":\"[^\"]+\",\"session\":\"[0-9a-f]+\","
+			"# fail2ban cuts the matched date out of the line before the failregex\n"
+			"# runs: the \"ts\" member is therefore optional in the expressions.\n"
+			"failregex = ^\\{\"event\":\"auth\",(?:\"ts\":\"[^\"]*\",)?\"session\":\"[0-9a-f]+\","
 			"\"src_ip\":\"<HOST>\",\"src_port\":\\d+,\"proto\":\"[a-z0-9]+\",.*\"success\":false\n"
-			"            ^\\{\"event\":\"offence\",\"ts\":\"[^\"]+\",\"session\":\"[0-9a-f]+\","
+			"            ^\\{\"event\":\"offence\",(?:\"ts\":\"[^\"]*\",)?\"session\":\"[0-9a-f]+\","
 			"\"src_ip\":\"<HOST>\",\n"
 			"ignoreregex =\n"
-			"datepattern = ^\\{\"event\":\"[a-z_]+\",\"ts\":\"%%%%Y-%%%%m-%%%%dT%%%%H:%%%%M:%%%%S\n");
+			"datepattern = \"ts\":\"%%%%Y-%%%%m-%%%%dT%%%%H:%%%%M:%%%%S\\.%%%%fZ\",\n");
 		fprintf(f2.f,
 			"# fail2ban jail for mxbait (put this file in /etc/fail2ban/jail.d/ and the\n"
 			"# filter in /etc/fail2ban/filter.d/).  Every login attempt on a honeypot is\n"
