@@ -121,6 +121,8 @@ static const struct key_def keys[] = {
 	{ "report_rdap_bootstrap_url", K_STR, OFF(report_rdap_bootstrap_url), 0, 0, 0 },
 	{ "report_contact_cache", K_MS, OFF(report_contact_cache_ms), 3600000, 90 * 86400000U, 0 },
 	{ "report_ca_file", K_FILE, OFF(report_ca_file), 0, 0, 0 },
+	{ "report_abusix", K_BOOL, OFF(report_abusix), 0, 0, 0 },
+	{ "report_dns_server", K_STR, OFF(report_dns_server), 0, 0, 0 },
 	{ "report_abuseipdb_key_file", K_FILE, OFF(report_abuseipdb_key_file), 0, 0, 0 },
 	{ "report_abuseipdb_url", K_STR, OFF(report_abuseipdb_url), 0, 0, 0 },
 	{ "report_spamhaus_key_file", K_FILE, OFF(report_spamhaus_key_file), 0, 0, 0 },
@@ -296,6 +298,8 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->report_rdap_bootstrap_url = xstrdup("https://data.iana.org/rdap/");
 	cfg->report_contact_cache_ms = 7 * 86400000U;
 	cfg->report_ca_file = xstrdup("");
+	cfg->report_abusix = true;
+	cfg->report_dns_server = xstrdup("");
 	cfg->report_abuseipdb_key_file = xstrdup("");
 	cfg->report_abuseipdb_url = xstrdup("https://api.abuseipdb.com/api/v2/");
 	cfg->report_spamhaus_key_file = xstrdup("");
@@ -332,6 +336,7 @@ void config_free(struct mxb_config *cfg)
 	char **report_strs[] = {
 		&cfg->allowlist_networks, &cfg->allowlist_domains, &cfg->report_from,
 		&cfg->report_smtp_url, &cfg->report_rdap_bootstrap_url, &cfg->report_ca_file,
+		&cfg->report_dns_server,
 		&cfg->report_abuseipdb_key_file, &cfg->report_abuseipdb_url,
 		&cfg->report_spamhaus_key_file, &cfg->report_spamhaus_url,
 		&cfg->report_netcraft_email, &cfg->report_netcraft_url,

@@ -127,6 +127,8 @@ struct mxb_config {
 	char *report_rdap_bootstrap_url; /* https://data.iana.org/rdap/ */
 	unsigned report_contact_cache_ms; /* 7d */
 	char *report_ca_file;            /* "" = system CAs; TLS is always verified */
+	bool report_abusix;              /* yes: Abusix DNS when RDAP has no abuse role */
+	char *report_dns_server;         /* "" = system resolver; ADDR[:PORT] */
 	char *report_abuseipdb_key_file, *report_abuseipdb_url;
 	char *report_spamhaus_key_file, *report_spamhaus_url;
 	char *report_netcraft_email, *report_netcraft_url;

@@ -494,8 +494,8 @@ int indicators_each(sqlite3 *db, const struct indicator_filter *f, indicator_fn 
 	struct buf q;
 	buf_init(&q, 0);
 	buf_puts(&q, "SELECT id, kind, value, source, parent, flags, evidence, note, first_seen_us,"
-		     " last_seen_us, guesses, probes, messages, logins, members, confidence"
-		     " FROM indicators WHERE confidence >= ?1 AND last_seen_us >= ?2");
+		     " last_seen_us, guesses, probes, messages, logins, members, confidence,"
+		     " updated_us FROM indicators WHERE confidence >= ?1 AND last_seen_us >= ?2");
 	if (!f->include_peer)
 		buf_puts(&q, " AND source = 'local'");
 	if (f->kinds) {
@@ -544,6 +544,7 @@ int indicators_each(sqlite3 *db, const struct indicator_filter *f, indicator_fn 
 			.logins = sqlite3_column_int64(st, 13),
 			.members = sqlite3_column_int64(st, 14),
 			.confidence = sqlite3_column_int(st, 15),
+			.updated_us = sqlite3_column_int64(st, 16),
 		};
 		if (!ind.value)
 			continue;

@@ -57,6 +57,7 @@ struct indicator {
 	int64_t first_seen_us, last_seen_us;
 	int64_t guesses, probes, messages, logins, members;
 	int confidence;
+	int64_t updated_us;   /* when the derivation last changed it */
 };
 
 struct indicator_filter {

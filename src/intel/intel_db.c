@@ -61,6 +61,7 @@ static const char *const migrations[] = {
 	" content_type TEXT,"
 	" incidents INTEGER NOT NULL DEFAULT 1,"
 	" redacted INTEGER NOT NULL DEFAULT 0,"
+	" victim_domains TEXT,"          /* never send this report to these domains */
 	" created_us INTEGER NOT NULL,"
 	" not_after_us INTEGER NOT NULL DEFAULT 0," /* expiry; 0 none */
 	" state TEXT NOT NULL,"          /* see report/outbox.h */
