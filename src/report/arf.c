@@ -271,10 +271,10 @@ int arf_render(const struct report_identity *id, const struct arf_message *m, co
 			"On %s, the client at %s", when, token_ok(m->src_ip, 64) ? m->src_ip : "?");
 	if (m->src_port)
 		buf_printf(out, " (port %u)", m->src_port);
-	buf_printf(out, " submitted the attached message to our mail honeypot %s", id->hostname);
+	buf_printf(out, "\r\nsubmitted the attached message to our mail honeypot %s", id->hostname);
 	if (m->auth_user && token_ok(m->auth_user, 200))
-		buf_puts(out, ", after logging in with a password guessed for an account that\r\n"
-			      "exists only on the honeypot");
+		buf_puts(out, ",\r\nafter logging in with a password guessed for an account that "
+			      "exists only\r\non the honeypot");
 	buf_puts(out, ".\r\nThe message was captured and NOT delivered to anyone.\r\n");
 	if (m->incidents > 1)
 		buf_printf(out, "%u messages like it came from this source since the last report.\r\n",

@@ -331,8 +331,11 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 				.redacted = am.redact, .victim_domains = vd.data, .created_us = p->now_us,
 				.not_after_us = ts + expiry_us, .state = "addressing",
 			};
-			if (outbox_add(p->db, &it) > 0)
+			int added = outbox_add(p->db, &it);
+			if (added > 0)
 				st->arf++;
+			else if (added < 0)
+				fprintf(stderr, "mxbait report: outbox: %s\n", sqlite3_errmsg(p->db));
 			/* the registrar of each spamvertised domain, once per domain */
 			for (size_t i = 0; i < domains.n; i++) {
 				char dkey[33], dcq[300];
@@ -361,6 +364,7 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 				buf_free(&o2);
 			}
 		} else if (err) {
+			fprintf(stderr, "mxbait report: message %s: not reported: %s\n", qid, err);
 			st->skipped++;
 		}
 		free(err);

@@ -363,15 +363,12 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 				rs->rejected++;
 				continue;
 			}
-			if (budget_used(db, d->recipient, now) >= cfg->report_daily_budget) {
-				defer(db, d->id, (day_index(now) + 1) * 86400000000LL,
-				      "daily budget for this recipient used up");
-				rs->deferred++;
-				continue;
-			}
 		}
-		v[live++] = *d;
-		memset(d, 0, sizeof(*d)); /* moved */
+		if (&v[live] != d) {
+			v[live] = *d;
+			memset(d, 0, sizeof(*d)); /* moved */
+		}
+		live++;
 	}
 	for (size_t i = live; i < n; i++)
 		due_free(&v[i]);
@@ -411,6 +408,14 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 	for (; i < n && !*stop; i++) {
 		struct due *d = &v[i];
 		now = mxb_now_us();
+		/* the per-recipient daily budget counts what this loop already sent */
+		if (s->id == SINK_SMTP &&
+		    budget_used(db, d->recipient, now) >= cfg->report_daily_budget) {
+			defer(db, d->id, (day_index(now) + 1) * 86400000000LL,
+			      "daily budget for this recipient used up");
+			rs->deferred++;
+			continue;
+		}
 		if (!sink_take(s, now))
 			break; /* the bucket is empty: the rest waits for a later pass */
 		if (outbox_claim(db, d->id, now) != 1)

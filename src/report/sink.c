@@ -180,10 +180,9 @@ int64_t sink_backoff_us(int attempts, int64_t retry_after_s)
 	unsigned r = 0;
 	RAND_bytes((unsigned char *)&r, sizeof(r));
 	double jitter = 0.5 + (double)(r % 1000) / 1000.0;
-	int64_t us = (int64_t)((double)base * 1e6 * jitter);
-	if (retry_after_s > 0 && us < retry_after_s * 1000000)
-		us = retry_after_s * 1000000;
-	return us;
+	if (retry_after_s > 0) /* the server said when: then, plus up to 10% */
+		return (int64_t)((double)retry_after_s * 1e6 * (1.0 + (jitter - 0.5) / 10.0));
+	return (int64_t)((double)base * 1e6 * jitter);
 }
 
 /* ---- libcurl plumbing ---- */

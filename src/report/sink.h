@@ -91,8 +91,9 @@ void sink_send(struct sink *s, const struct send_request *rq, struct send_outcom
 int sink_abuseipdb_bulk(struct sink *s, const struct send_request *rq, size_t n,
 			struct send_outcome *result);
 
-/* Exponential backoff with jitter: base 60 s doubling per attempt, capped at 6 h,
- * multiplied by a random factor in [0.5, 1.5), and never before Retry-After. */
+/* When to try again: Retry-After when the server gave one (plus up to 10% jitter),
+ * else exponential backoff with jitter: 60 s doubling per attempt, capped at 6 h,
+ * times a random factor in [0.5, 1.5). */
 int64_t sink_backoff_us(int attempts, int64_t retry_after_s);
 
 #endif
