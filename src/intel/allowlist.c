@@ -121,7 +121,8 @@ int allowlist_init(struct allowlist *al, const char *networks, const char *domai
 		al->domains[al->n_domains++] = d;
 		p += n;
 	}
-	qsort(al->domains, al->n_domains, sizeof(char *), cmp_str);
+	if (al->n_domains)
+		qsort(al->domains, al->n_domains, sizeof(char *), cmp_str);
 	return 0;
 }
 

@@ -77,8 +77,16 @@ int outbox_recover(sqlite3 *db, bool (*idempotent)(const char *sink), long *requ
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return -1;
-	if (sqlite3_prepare_v2(db, "SELECT id, sink FROM outbox WHERE state = 'sending'", -1, &st,
-			       NULL) != SQLITE_OK) {
+	/* sending: claimed, no byte of the report left: safe to send again */
+	if (sqlite3_exec(db, "UPDATE outbox SET state = 'queued', last_error = 'reporter stopped"
+			     " before transmitting' WHERE state = 'sending'", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	rq += sqlite3_changes(db);
+	if (sqlite3_prepare_v2(db, "SELECT id, sink FROM outbox WHERE state = 'transmitting'", -1,
+			       &st, NULL) != SQLITE_OK) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
@@ -103,10 +111,10 @@ int outbox_recover(sqlite3 *db, bool (*idempotent)(const char *sink), long *requ
 		snprintf(q, sizeof(q),
 			 v[i].again ? "UPDATE outbox SET state = 'queued', last_error = 'reporter "
 				      "stopped while sending; resent with the same idempotency key'"
-				      " WHERE id = %lld AND state = 'sending'"
+				      " WHERE id = %lld AND state = 'transmitting'"
 				    : "UPDATE outbox SET state = 'unknown', last_error = 'reporter "
 				      "stopped while sending: may or may not have arrived'"
-				      " WHERE id = %lld AND state = 'sending'",
+				      " WHERE id = %lld AND state = 'transmitting'",
 			 (long long)v[i].id);
 		if (sqlite3_exec(db, q, NULL, NULL, NULL) != SQLITE_OK) {
 			free(v);
@@ -152,7 +160,7 @@ int outbox_finish(sqlite3 *db, int64_t id, const char *state, const char *error,
 				   " response = substr(?4, 1, 2000), next_attempt_us = ?5,"
 				   " updated_us = ?6,"
 				   " sent_us = CASE WHEN ?2 IN ('sent', 'duplicate') THEN ?6 ELSE sent_us END"
-				   " WHERE id = ?1 AND state = 'sending'",
+				   " WHERE id = ?1 AND state IN ('sending', 'transmitting')",
 			       -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
@@ -164,6 +172,14 @@ int outbox_finish(sqlite3 *db, int64_t id, const char *state, const char *error,
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int outbox_transmitting(sqlite3 *db, int64_t id)
+{
+	char q[160];
+	snprintf(q, sizeof(q), "UPDATE outbox SET state = 'transmitting' WHERE id = %lld AND"
+		 " state = 'sending'", (long long)id);
+	return sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
 int outbox_move(sqlite3 *db, int64_t id, const char *from, const char *to)

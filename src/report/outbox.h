@@ -9,7 +9,8 @@
  *   queued      ready; sent when its sink is configured and due (next_attempt_us)
  *   held        kept back by the operator (`mxbait report hold`)
  *   manual      for a channel without an API: a human submits it
- *   sending     claimed by the reporter, the send is in flight
+ *   sending     claimed by the reporter; nothing of it has left yet
+ *   transmitting  its bytes are on their way (SMTP DATA or the HTTP body started)
  *   sent        the sink accepted it
  *   duplicate   the sink already knew it ("already reported", Spamhaus 208, ...)
  *   rejected    refused for good (4xx, an etiquette rule: opt-out, victim domain)
@@ -19,14 +20,19 @@
  *               the report may or may not have arrived; never resent automatically
  *
  * Exactly once: queued -> sending is committed (intel.db is synchronous=FULL) before
- * the first byte goes out, and the outcome is committed right after the sink answers.
- * A crash between the two leaves `sending`.  At start, outbox_recover() turns those
- * rows back into `queued` for sinks that deduplicate on the key the report carries
- * (the webhook's Idempotency-Key header, Spamhaus and URLhaus "already known"): sending
- * again is harmless there, so every report arrives exactly once.  For the others (SMTP,
- * AbuseIPDB, Netcraft) a resend could duplicate it, so the row becomes `unknown`,
- * counted and listed: at most once is guaranteed, and nothing is lost silently; the
- * operator may `mxbait report retry` it after checking.
+ * the connection is opened; sending -> transmitting is committed from inside the
+ * transport, just before the first byte of the report itself (SMTP DATA, the HTTP
+ * request body) leaves; the outcome is committed right after the sink answers.  A
+ * crash leaves one of the two:
+ *  - `sending`: the receiver cannot have the report (a server acts on a message after
+ *    its DATA, on a POST after its body): outbox_recover() requeues it.
+ *  - `transmitting`: the receiver may have it.  For sinks that deduplicate on what the
+ *    report carries (the webhook's Idempotency-Key header, Spamhaus 208 and URLhaus
+ *    "already known") sending again is harmless: requeued, so every report arrives
+ *    exactly once.  For the others (SMTP, AbuseIPDB, Netcraft) a resend could
+ *    duplicate it: the row becomes `unknown`, counted and listed; at most once is
+ *    guaranteed and nothing is lost silently; `mxbait report retry` resends it after
+ *    the operator has checked.
  */
 #ifndef MXB_REPORT_OUTBOX_H
 #define MXB_REPORT_OUTBOX_H
@@ -63,7 +69,9 @@ int outbox_recover(struct sqlite3 *db, bool (*idempotent)(const char *sink), lon
 		   long *unknown_r);
 /* queued -> sending, committed.  Returns 1 claimed, 0 not claimable, -1 error. */
 int outbox_claim(struct sqlite3 *db, int64_t id, int64_t now_us);
-/* sending -> state (or back to queued with next_attempt_us for a retry). */
+/* sending -> transmitting (the transport's on_transmit callback). */
+int outbox_transmitting(struct sqlite3 *db, int64_t id);
+/* sending/transmitting -> state (or back to queued with next_attempt_us for a retry). */
 int outbox_finish(struct sqlite3 *db, int64_t id, const char *state, const char *error,
 		  const char *response, int64_t next_attempt_us, int64_t now_us);
 /* Any state -> state, for operator commands; from: allowed current states,

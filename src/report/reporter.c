@@ -242,12 +242,19 @@ static void defer(sqlite3 *db, int64_t id, int64_t until, const char *why)
 }
 
 struct due {
+	sqlite3 *db;
 	int64_t id, not_after;
 	int attempts;
 	char *key, *kind, *subject, *recipient, *ctype;
 	void *payload;
 	size_t len;
 };
+
+static void on_transmit(void *ctx)
+{
+	struct due *d = ctx;
+	outbox_transmitting(d->db, d->id);
+}
 
 static void due_free(struct due *d)
 {
@@ -327,6 +334,7 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 		v = nv;
 		struct due *d = &v[n++];
 		memset(d, 0, sizeof(*d));
+		d->db = db;
 		d->id = sqlite3_column_int64(st, 0);
 		d->key = col_dup(st, 1);
 		d->kind = col_dup(st, 2);
@@ -389,9 +397,12 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 				memset(&v[k], 0, sizeof(v[k]));
 			rq[claimed] = (struct send_request){v[claimed].key, v[claimed].kind,
 							    v[claimed].subject, NULL, v[claimed].ctype,
-							    v[claimed].payload, v[claimed].len};
+							    v[claimed].payload, v[claimed].len,
+							    on_transmit, NULL};
 			claimed++;
 		}
+		for (size_t k = 0; k < claimed; k++)
+			rq[k].ctx = &v[k];
 		if (claimed) {
 			sink_abuseipdb_bulk(s, rq, claimed, res);
 			now = mxb_now_us();
@@ -421,7 +432,7 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 		if (outbox_claim(db, d->id, now) != 1)
 			continue;
 		struct send_request rq = {d->key, d->kind, d->subject, d->recipient, d->ctype,
-					  d->payload, d->len};
+					  d->payload, d->len, on_transmit, d};
 		struct send_outcome o;
 		sink_send(s, &rq, &o);
 		record(db, s, d, &o, mxb_now_us(), rs);

@@ -203,11 +203,18 @@ static size_t on_data(char *p, size_t size, size_t n, void *ctx)
 struct upload {
 	const char *data;
 	size_t len, off;
+	const struct send_request *rq;
+	bool started;
 };
 
 static size_t on_read(char *p, size_t size, size_t n, void *ctx)
 {
 	struct upload *u = ctx;
+	if (!u->started) {
+		u->started = true;
+		if (u->rq && u->rq->on_transmit)
+			u->rq->on_transmit(u->rq->ctx);
+	}
 	size_t want = size * n, left = u->len - u->off;
 	size_t k = want < left ? want : left;
 	memcpy(p, u->data + u->off, k);
@@ -294,7 +301,7 @@ static void classify_http(const struct sink *s, CURLcode rc, long status, const 
 }
 
 static void http_post(struct sink *s, const char *url, struct curl_slist *hdr, const void *body,
-		      size_t len, struct send_outcome *o)
+		      size_t len, const struct send_request *rq, struct send_outcome *o)
 {
 	struct body bd;
 	buf_init(&bd.b, 0);
@@ -305,9 +312,12 @@ static void http_post(struct sink *s, const char *url, struct curl_slist *hdr, c
 		buf_free(&bd.b);
 		return;
 	}
+	/* the body through a read callback, so that the moment it starts is known */
+	struct upload up = {body, len, 0, rq, false};
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt(c, CURLOPT_READDATA, &up);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	CURLcode rc = curl_easy_perform(c);
@@ -340,7 +350,7 @@ static void smtp_send(struct sink *s, const struct send_request *rq, struct send
 	buf_init(&msg, 0);
 	buf_printf(&msg, "To: <%s>\r\n", rq->recipient);
 	buf_append(&msg, rq->payload, rq->payload_len);
-	struct upload up = {msg.data, msg.len, 0};
+	struct upload up = {msg.data, msg.len, 0, rq, false};
 	char from[320];
 	snprintf(from, sizeof(from), "<%s>", s->email ? s->email : "");
 	char rcpt[320];
@@ -433,7 +443,7 @@ void sink_send(struct sink *s, const struct send_request *rq, struct send_outcom
 	h = curl_slist_append(h, line);
 	h = curl_slist_append(h, "Expect:");
 	if (url)
-		http_post(s, url, h, rq->payload, rq->payload_len, o);
+		http_post(s, url, h, rq->payload, rq->payload_len, rq, o);
 	else
 		o->result = SEND_RETRY;
 	curl_slist_free_all(h);
@@ -512,6 +522,9 @@ int sink_abuseipdb_bulk(struct sink *s, const struct send_request *rq, size_t n,
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	for (size_t i = 0; i < n; i++) /* conservatively: before the request */
+		if (rq[i].on_transmit)
+			rq[i].on_transmit(rq[i].ctx);
 	CURLcode rc = curl_easy_perform(c);
 	long status = 0;
 	curl_off_t ra = 0;

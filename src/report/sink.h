@@ -80,6 +80,10 @@ struct send_request {
 	const char *content_type;
 	const void *payload;
 	size_t payload_len;
+	/* Called once, just before the first byte of the payload leaves (SMTP DATA,
+	 * HTTP request body): from then on the sink may have the report. */
+	void (*on_transmit)(void *ctx);
+	void *ctx;
 };
 
 /* One request to the sink (blocking, bounded by the timeouts above). */
