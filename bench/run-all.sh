@@ -14,4 +14,7 @@ sh "$here/analyze-throughput.sh" "$BUILD" || status=1
 # and memory with 10,000 idle connections.
 bash "$here/auth-flood.sh" "$BUILD" || status=1
 bash "$here/idle-conns.sh" "$BUILD" || status=1
+# Exports of 1M indicators per format, and the reporter's outbox drain (local receivers).
+sh "$here/export-1m.sh" "$BUILD" || status=1
+/usr/bin/python3 "$here/outbox-throughput.py" "$BUILD" || status=1
 exit $status

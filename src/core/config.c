@@ -133,6 +133,8 @@ static const struct key_def keys[] = {
 	{ "report_urlhaus_url", K_STR, OFF(report_urlhaus_url), 0, 0, 0 },
 	{ "report_webhook_url", K_STR, OFF(report_webhook_url), 0, 0, 0 },
 	{ "report_webhook_token_file", K_FILE, OFF(report_webhook_token_file), 0, 0, 0 },
+	{ "report_smtp_rate", K_UINT, OFF(report_smtp_rate), 1, 100000, 0 },
+	{ "report_webhook_rate", K_UINT, OFF(report_webhook_rate), 1, 1000000, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -310,6 +312,8 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->report_urlhaus_url = xstrdup("https://urlhaus.abuse.ch/api/");
 	cfg->report_webhook_url = xstrdup("");
 	cfg->report_webhook_token_file = xstrdup("");
+	cfg->report_smtp_rate = 60;
+	cfg->report_webhook_rate = 1200;
 }
 
 void config_free(struct mxb_config *cfg)

@@ -134,6 +134,8 @@ struct mxb_config {
 	char *report_netcraft_email, *report_netcraft_url;
 	char *report_urlhaus_key_file, *report_urlhaus_url;
 	char *report_webhook_url, *report_webhook_token_file;
+	unsigned report_smtp_rate;       /* 60 reports a minute through the smarthost */
+	unsigned report_webhook_rate;    /* 1200 requests a minute */
 };
 
 /* Fill cfg with the embedded defaults. */

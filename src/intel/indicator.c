@@ -491,72 +491,66 @@ int indicators_refresh(sqlite3 *db, int sources, struct intel_refresh_stats *st,
 
 int indicators_each(sqlite3 *db, const struct indicator_filter *f, indicator_fn fn, void *ctx)
 {
+	/* One query per kind, in the model's order, each walking the UNIQUE(kind, value,
+	 * source) index: the stable order comes without a sort of the whole table. */
 	struct buf q;
 	buf_init(&q, 0);
 	buf_puts(&q, "SELECT id, kind, value, source, parent, flags, evidence, note, first_seen_us,"
 		     " last_seen_us, guesses, probes, messages, logins, members, confidence,"
-		     " updated_us FROM indicators WHERE confidence >= ?1 AND last_seen_us >= ?2");
+		     " updated_us FROM indicators WHERE kind = ?4 AND confidence >= ?1"
+		     " AND last_seen_us >= ?2");
 	if (!f->include_peer)
 		buf_puts(&q, " AND source = 'local'");
-	if (f->kinds) {
-		buf_puts(&q, " AND kind IN (");
-		bool first = true;
-		for (int k = 0; k < IND_KIND_COUNT; k++)
-			if (f->kinds & IND_BIT(k)) {
-				buf_printf(&q, "%s'%s'", first ? "" : ", ", kind_names[k]);
-				first = false;
-			}
-		buf_puts(&q, ")");
-	}
-	/* Stable order: kind (in the model's order), then value byte-wise. */
-	buf_puts(&q, " ORDER BY CASE kind");
-	for (int k = 0; k < IND_KIND_COUNT; k++)
-		buf_printf(&q, " WHEN '%s' THEN %d", kind_names[k], k);
-	buf_puts(&q, " END, value, source LIMIT ?3");
+	buf_puts(&q, " ORDER BY kind, value, source LIMIT ?3");
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, q.data, -1, &st, NULL);
 	buf_free(&q);
 	if (rc != SQLITE_OK)
 		return -1;
-	sqlite3_bind_int(st, 1, f->min_confidence);
-	sqlite3_bind_int64(st, 2, f->since_us);
-	sqlite3_bind_int64(st, 3, f->limit > 0 ? f->limit : -1);
 	int ret = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *kind = (const char *)sqlite3_column_text(st, 1);
-		int k = kind ? indicator_kind_parse(kind) : -1;
-		if (k < 0)
+	long left = f->limit > 0 ? f->limit : -1;
+	for (int k = 0; k < IND_KIND_COUNT && ret == 0 && left != 0; k++) {
+		if (f->kinds && !(f->kinds & IND_BIT(k)))
 			continue;
-		struct indicator ind = {
-			.id = sqlite3_column_int64(st, 0),
-			.kind = (enum ind_kind)k,
-			.value = (const char *)sqlite3_column_text(st, 2),
-			.source = (const char *)sqlite3_column_text(st, 3),
-			.parent = (const char *)sqlite3_column_text(st, 4),
-			.flags = (const char *)sqlite3_column_text(st, 5),
-			.evidence = (const char *)sqlite3_column_text(st, 6),
-			.note = (const char *)sqlite3_column_text(st, 7),
-			.first_seen_us = sqlite3_column_int64(st, 8),
-			.last_seen_us = sqlite3_column_int64(st, 9),
-			.guesses = sqlite3_column_int64(st, 10),
-			.probes = sqlite3_column_int64(st, 11),
-			.messages = sqlite3_column_int64(st, 12),
-			.logins = sqlite3_column_int64(st, 13),
-			.members = sqlite3_column_int64(st, 14),
-			.confidence = sqlite3_column_int(st, 15),
-			.updated_us = sqlite3_column_int64(st, 16),
-		};
-		if (!ind.value)
-			continue;
-		if (!ind.flags)
-			ind.flags = "";
-		if (!ind.evidence)
-			ind.evidence = "";
-		if ((ret = fn(ctx, &ind)) != 0)
-			break;
+		sqlite3_reset(st);
+		sqlite3_bind_int(st, 1, f->min_confidence);
+		sqlite3_bind_int64(st, 2, f->since_us);
+		sqlite3_bind_int64(st, 3, left);
+		sqlite3_bind_text(st, 4, kind_names[k], -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct indicator ind = {
+				.id = sqlite3_column_int64(st, 0),
+				.kind = (enum ind_kind)k,
+				.value = (const char *)sqlite3_column_text(st, 2),
+				.source = (const char *)sqlite3_column_text(st, 3),
+				.parent = (const char *)sqlite3_column_text(st, 4),
+				.flags = (const char *)sqlite3_column_text(st, 5),
+				.evidence = (const char *)sqlite3_column_text(st, 6),
+				.note = (const char *)sqlite3_column_text(st, 7),
+				.first_seen_us = sqlite3_column_int64(st, 8),
+				.last_seen_us = sqlite3_column_int64(st, 9),
+				.guesses = sqlite3_column_int64(st, 10),
+				.probes = sqlite3_column_int64(st, 11),
+				.messages = sqlite3_column_int64(st, 12),
+				.logins = sqlite3_column_int64(st, 13),
+				.members = sqlite3_column_int64(st, 14),
+				.confidence = sqlite3_column_int(st, 15),
+				.updated_us = sqlite3_column_int64(st, 16),
+			};
+			if (!ind.value)
+				continue;
+			if (!ind.flags)
+				ind.flags = "";
+			if (!ind.evidence)
+				ind.evidence = "";
+			if (left > 0)
+				left--;
+			if ((ret = fn(ctx, &ind)) != 0)
+				break;
+		}
+		if (ret == 0 && rc != SQLITE_DONE)
+			ret = -1;
 	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = -1;
 	sqlite3_finalize(st);
 	return ret;
 }

@@ -312,8 +312,9 @@ static void record(sqlite3 *db, struct sink *s, const struct due *d,
 	}
 }
 
-static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s,
-		       volatile sig_atomic_t *stop, struct reporter_stats *rs)
+/* One batch of a sink's due reports; returns how many rows the batch held. */
+static size_t drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s,
+			 volatile sig_atomic_t *stop, struct reporter_stats *rs)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t now = mxb_now_us();
@@ -321,7 +322,7 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 				   " not_after_us, attempts FROM outbox WHERE sink = ?1 AND"
 				   " state = 'queued' AND next_attempt_us <= ?2 ORDER BY id LIMIT ?3",
 			       -1, &st, NULL) != SQLITE_OK)
-		return;
+		return 0;
 	sqlite3_bind_text(st, 1, sink_name(s->id), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int(st, 3, DRAIN_BATCH);
@@ -350,8 +351,9 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 		d->attempts = sqlite3_column_int(st, 8);
 	}
 	sqlite3_finalize(st);
+	size_t fetched = n;
 
-	/* Expired, opted out, over budget: settled without the network. */
+	/* Expired, opted out, no recipient: settled without the network. */
 	size_t live = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct due *d = &v[i];
@@ -437,9 +439,11 @@ static void drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink *s
 		sink_send(s, &rq, &o);
 		record(db, s, d, &o, mxb_now_us(), rs);
 	}
+	bool exhausted = i < n; /* the bucket ran dry or a stop came */
 	for (size_t k = 0; k < n; k++)
 		due_free(&v[k]);
 	free(v);
+	return exhausted ? 0 : fetched;
 }
 
 int reporter_run(const char *data_dir, const struct mxb_config *cfg, volatile sig_atomic_t *stop,
@@ -522,9 +526,11 @@ int reporter_run(const char *data_dir, const struct mxb_config *cfg, volatile si
 		}
 		rs->planned += ps.arf + ps.registrar + ps.xarf + ps.api + ps.digest + ps.manual;
 		address_pass(db, cfg, &cc, mxb_now_us(), rs);
+		/* full batches mean more is due: drain on while the bucket allows */
 		for (int k = 0; k < SINK_COUNT && !*stop; k++)
-			if (ss.s[k].enabled)
-				drain_sink(db, cfg, &ss.s[k], stop, rs);
+			while (ss.s[k].enabled && !*stop &&
+			       drain_sink(db, cfg, &ss.s[k], stop, rs) == DRAIN_BATCH)
+				;
 		if (once)
 			break;
 		/* sleep until the next pass, waking early for a stop request */

@@ -102,7 +102,9 @@ int sinks_init(struct sinks *ss, const struct mxb_config *cfg, char **err_r)
 	struct sink *s = &ss->s[SINK_SMTP];
 	s->url = dup_or_null(cfg->report_smtp_url);
 	s->enabled = s->url != NULL;
-	bucket(s, 1.0, 20);
+	/* five seconds' worth may go at once, at least one */
+	bucket(s, cfg->report_smtp_rate / 60.0,
+	       cfg->report_smtp_rate / 12.0 > 1 ? cfg->report_smtp_rate / 12.0 : 1);
 	s = &ss->s[SINK_ABUSEIPDB];
 	if (cfg->report_abuseipdb_key_file && *cfg->report_abuseipdb_key_file) {
 		if (!(s->secret = read_secret(cfg->report_abuseipdb_key_file, err_r)))
@@ -140,7 +142,8 @@ int sinks_init(struct sinks *ss, const struct mxb_config *cfg, char **err_r)
 	if (s->enabled && cfg->report_webhook_token_file && *cfg->report_webhook_token_file &&
 	    !(s->secret = read_secret(cfg->report_webhook_token_file, err_r)))
 		return -1;
-	bucket(s, 20, 100);
+	bucket(s, cfg->report_webhook_rate / 60.0,
+	       cfg->report_webhook_rate / 12.0 > 1 ? cfg->report_webhook_rate / 12.0 : 1);
 	bucket(&ss->s[SINK_MANUAL], 0, 0); /* never sent by the reporter */
 	return 0;
 }
