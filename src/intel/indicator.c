@@ -457,22 +457,19 @@ int indicators_refresh(sqlite3 *db, int sources, struct intel_refresh_stats *st,
 		return -1;
 	}
 	if (sources & 1) {
-		static const struct {
+		const struct {
 			const char *cursor, *table, *sql;
-			size_t off;
+			long *count;
 		} ev[] = {
-			{"ev_auth", "auth_attempts", sql_auth,
-			 offsetof(struct intel_refresh_stats, auth_rows)},
-			{"ev_probes", "probes", sql_probes,
-			 offsetof(struct intel_refresh_stats, probe_rows)},
-			{"ev_messages", "messages", sql_messages,
-			 offsetof(struct intel_refresh_stats, message_rows)},
+			{"ev_auth", "auth_attempts", sql_auth, &st->auth_rows},
+			{"ev_probes", "probes", sql_probes, &st->probe_rows},
+			{"ev_messages", "messages", sql_messages, &st->message_rows},
 		};
 		for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
 			long n;
 			while ((n = event_batch(db, ev[i].cursor, ev[i].table, ev[i].sql, &st->touched,
 						err_r)) > 0)
-				*(long *)((char *)st + ev[i].off) += n;
+				*ev[i].count += n;
 			if (n < 0)
 				return -1;
 		}

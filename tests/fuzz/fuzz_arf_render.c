@@ -19,6 +19,16 @@ static const struct report_identity id = {.hostname = "sensor.example.net",
 					  .from = "abuse@sensor.example.net",
 					  .org = "o", .secret = secret, .secret_len = 32};
 
+/* The report may hold NUL bytes (the attached message's): search by length. */
+static const char *memcase(const char *h, size_t hl, const char *n)
+{
+	size_t nl = strlen(n);
+	for (size_t i = 0; nl && i + nl <= hl; i++)
+		if (!strncasecmp(h + i, n, nl))
+			return h + i;
+	return NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -56,15 +66,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			lines += *p == '\n';
 		if (lines != 7) /* 7 fields, one folded: 8 lines, 7 inner CRLFs */
 			abort();
-		const char *b = strstr(out.data, "boundary=\"");
+		/* our own parameter, on the folded Content-Type line (a Subject has no tab) */
+		const char *b = strstr(out.data, "\r\n\tboundary=\"");
+		if (!b)
+			abort();
+		b += 3;
 		char term[128];
 		snprintf(term, sizeof(term), "\r\n--%.*s--\r\n", (int)strcspn(b + 10, "\""), b + 10);
-		const char *t = strstr(out.data, term);
-		if (!t || t + strlen(term) != out.data + out.len - 1 || strstr(t + 1, term))
+		size_t tl = strlen(term), len = out.len - 1;
+		/* the report ends with the closing boundary, which occurs nowhere else */
+		if (len < tl || memcmp(out.data + len - tl, term, tl) ||
+		    memmem(out.data, len - tl, term, tl))
 			abort();
 		if (redact)
 			for (size_t i = 0; i < nv; i++)
-				if (strcasestr(out.data, victims[i]))
+				if (memcase(out.data, len, victims[i]))
 					abort();
 	}
 	free(err);
