@@ -21,6 +21,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -502,3 +503,44 @@ def test_kill9_exactly_once(base, tmp_path, http):
         assert kills >= 4
     finally:
         smtp.close()
+
+
+def test_abusix_dns_fallback(base, tmp_path, http, smtp):
+    """No abuse role in RDAP for 192.0.2.0/24: the Abusix Abuse Contact DB answers, here
+    served by rbldnsd (a TXT record per reversed address under abuse-contacts.abusix.zone)
+    on a loopback port the reporter's resolver is pinned to."""
+    from conftest import free_ports
+    zones = tempfile.mkdtemp(prefix="mxbt-abusix-")
+    os.chmod(zones, 0o755)
+    with open(os.path.join(zones, "abusix.txt"), "w") as f:
+        f.write(":127.0.0.2:abuse@from-abusix.test\n192.0.2.10\n")
+    os.chmod(os.path.join(zones, "abusix.txt"), 0o644)
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(["rbldnsd", "-n", "-u", "nobody", "-b", f"127.0.0.1/{port}",
+                             "-w", zones, "abuse-contacts.abusix.zone:ip4set:abusix.txt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = subprocess.run(["dig", "+short", "-p", str(port), "@127.0.0.1",
+                                "10.2.0.192.abuse-contacts.abusix.zone", "TXT"],
+                               capture_output=True, text=True)
+            if "from-abusix" in r.stdout:
+                break
+            time.sleep(0.1)
+        http.fake.rdap_ip = {}          # RDAP knows the network but has no abuse role
+        s = Setup(base, tmp_path, report_smtp_url=smtp.url, **{
+            **rdap_conf(http), "report_abusix": "yes",
+            "report_dns_server": f"127.0.0.1:{port}"})
+        s.run()
+        xarf = {r["subject"]: r for r in s.rows(kind="xarf")}
+        assert xarf["192.0.2.10"]["recipient"] == "abuse@from-abusix.test"
+        assert xarf["192.0.2.10"]["state"] == "sent"
+        assert xarf["2001:db8:5::9"]["state"] == "rejected"   # neither source knows it
+        db = sqlite3.connect(os.path.join(s.dir, "intel.db"))
+        assert db.execute("SELECT origin FROM contacts WHERE query = 'ip:192.0.2.10'"
+                          ).fetchone()[0] == "abusix"
+        db.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(zones, ignore_errors=True)
