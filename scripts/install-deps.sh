@@ -7,13 +7,21 @@ set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
-libxml2-dev libidn2-dev publicsuffix nmap-common"
+libxml2-dev libidn2-dev publicsuffix nmap-common libcurl4-openssl-dev"
+# libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd"
+postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
+python3-aiosmtpd python3-jsonschema python3-yaml nftables ipset bind9-utils bind9-dnsutils
+rbldnsd fail2ban"
+# Reporting and export tests (tests/integration/test_export.py, test_report.py): aiosmtpd
+# receives the ARF reports; jsonschema checks the STIX and MISP output; nft and ipset load
+# the firewall exports inside a network namespace; named-checkzone (bind9-utils) the RPZ;
+# rbldnsd and dig (bind9-dnsutils) serve and query the DNSBL zones; fail2ban-regex runs
+# the filter.  fail2ban's service is disabled below: only its regex tool is used.
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.
@@ -36,6 +44,12 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 APT_LOCK="-o DPkg::Lock::Timeout=900"
 $SUDO apt-get $APT_LOCK update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_LOCK install -y -q --no-install-recommends $missing
+case " $missing " in
+*" fail2ban "*)
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now fail2ban.service >/dev/null 2>&1 || true
+	fi ;;
+esac
 case " $missing " in
 *" dovecot-"*)
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
