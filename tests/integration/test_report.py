@@ -112,7 +112,7 @@ class Setup:
         self.conf = str(tmp_path / "mxbait.conf")
         with open(base.conf_path) as f:
             lines = [l for l in f if not l.startswith("data_dir")]
-        cfg = {"data_dir": self.dir, "report_interval": "1s"}
+        cfg = {"data_dir": self.dir, "report_interval": "1s", "report_smtp_rate": "6000"}
         cfg.update(conf)
         with open(self.conf, "w") as f:
             f.writelines(lines)
