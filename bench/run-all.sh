@@ -20,4 +20,7 @@ bash "$here/guard-policy.sh" "$BUILD" || status=1
 bash "$here/guard-logwatch.sh" "$BUILD" || status=1
 # The web server: API latency with 1 M events, the loop's latency while it is polled.
 /usr/bin/python3 "$here/web-api.py" "$BUILD" || status=1
+# Exports of 1M indicators per format, and the reporter's outbox drain (local receivers).
+sh "$here/export-1m.sh" "$BUILD" || status=1
+/usr/bin/python3 "$here/outbox-throughput.py" "$BUILD" || status=1
 exit $status

@@ -8,9 +8,10 @@ set -eu
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
 libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
-nftables libcrypt-dev libmaxminddb-dev"
+nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev"
 # libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
 # bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
+# libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
@@ -21,11 +22,17 @@ nftables libcrypt-dev libmaxminddb-dev"
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
 postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
 systemd-journal-remote fail2ban chromium fonts-dejavu-core python3-websocket
-python3-jsonschema prometheus"
+python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset bind9-utils bind9-dnsutils
+rbldnsd"
 # chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
 # dashboard test drives Debian's chromium headless over the DevTools protocol;
 # python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics
 # (the server it ships is not wanted: its service is disabled below).
+# Reporting and export tests (tests/integration/test_export.py, test_report.py): aiosmtpd
+# receives the ARF reports; jsonschema checks the STIX and MISP output; nft and ipset load
+# the firewall exports inside a network namespace; named-checkzone (bind9-utils) the RPZ;
+# rbldnsd and dig (bind9-dnsutils) serve and query the DNSBL zones; fail2ban-regex runs
+# the filter.
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.  The guard's tests run
@@ -52,21 +59,12 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 APT_LOCK="-o DPkg::Lock::Timeout=900"
 $SUDO apt-get $APT_LOCK update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_LOCK install -y -q --no-install-recommends $missing
-case " $missing " in
-*" prometheus "*)
-	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-		$SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
-	fi ;;
-esac
-case " $missing " in
-*" dovecot-"*)
-	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-		$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
-	fi ;;
-esac
-case " $missing " in
-*" fail2ban "*)
-	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-		$SUDO systemctl disable --now fail2ban.service >/dev/null 2>&1 || true
-	fi ;;
-esac
+# Services that arrive with test tools are not wanted running (only their programs are
+# used: private instances, fail2ban-regex, promtool).
+units=""
+case " $missing " in *" dovecot-"*) units="$units dovecot.service dovecot.socket" ;; esac
+case " $missing " in *" fail2ban "*) units="$units fail2ban.service" ;; esac
+case " $missing " in *" prometheus "*) units="$units prometheus.service" ;; esac
+if [ -n "$units" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+	$SUDO systemctl disable --now $units >/dev/null 2>&1 || true
+fi

@@ -46,6 +46,14 @@ const struct cli_command cli_commands[] = {
 	 "| allow SOURCE [--for DURATION]] [OPTIONS]", cmd_decisions},
 	{"handoff", "the backend hand-off worker (started by serve when backend_mta is set)",
 	 "--daemon -d DIR --backend SPEC --helo NAME --domains D1,D2 [--once]", cmd_handoff},
+	{"indicators", "indicators derived from the events and the analysis (intel.db)",
+	 "[OPTIONS] [--kind K,...] [--since DURATION] [--min-confidence N] [--no-update]",
+	 cmd_indicators},
+	{"export", "indicators as nft, ipset, Postfix, RPZ, rbldnsd, MISP, STIX, CSV ... files",
+	 "--format F [-o PATH] [OPTIONS] [--kind K,...] [--since DURATION] [--min-confidence N]",
+	 cmd_export},
+	{"report", "abuse reports and submissions: the outbox and the reporter process",
+	 "list|show|send|retry|hold|optout|stats|run [OPTIONS] | --daemon", cmd_report},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -42,6 +42,11 @@ int cmd_attackers(int argc, char **argv);
 int cmd_decisions(int argc, char **argv);
 /* the backend hand-off worker (src/guard/handoff.h), a child of serve: cmd_handoff.c */
 int cmd_handoff(int argc, char **argv);
+/* intel and reporting (src/intel, src/report): cmd_indicators.c, cmd_export.c,
+ * cmd_report.c, sharing cmd_intel.h */
+int cmd_indicators(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */

@@ -29,7 +29,8 @@
 #define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
-		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH };
+		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH,
+		K_NETLIST };
 
 struct key_def {
 	const char *name;
@@ -154,6 +155,37 @@ static const struct key_def keys[] = {
 	{ "web_threads", K_UINT, OFF(web_threads), 1, 16, 0 },
 	{ "web_auth_failures", K_UINT, OFF(web_auth_failures), 1, 100000, 0 },
 	{ "geoip_file", K_FILE, OFF(geoip_file), 0, 0, 0 },
+	{ "allowlist_networks", K_NETLIST, OFF(allowlist_networks), 0, 0, 0 },
+	{ "allowlist_domains", K_STR, OFF(allowlist_domains), 0, 0, 0 },
+	{ "allowlist_own_addresses", K_BOOL, OFF(allowlist_own_addresses), 0, 0, 0 },
+	{ "export_min_confidence", K_UINT, OFF(export_min_confidence), 0, 100, 0 },
+	{ "report_from", K_STR, OFF(report_from), 0, 0, 0 },
+	{ "report_smtp_url", K_STR, OFF(report_smtp_url), 0, 0, 0 },
+	{ "report_redact", K_BOOL, OFF(report_redact), 0, 0, 0 },
+	{ "report_daily_budget", K_UINT, OFF(report_daily_budget), 1, 100000, 0 },
+	{ "report_quiet_period", K_MS, OFF(report_quiet_ms), 60000, 30 * 86400000U, 0 },
+	{ "report_leak_digest", K_BOOL, OFF(report_leak_digest), 0, 0, 0 },
+	{ "report_xarf", K_BOOL, OFF(report_xarf), 0, 0, 0 },
+	{ "report_interval", K_MS, OFF(report_interval_ms), 1000, 86400000, 0 },
+	{ "report_expiry", K_MS, OFF(report_expiry_ms), 3600000, 30 * 86400000U, 0 },
+	{ "report_contact_lookup", K_BOOL, OFF(report_contact_lookup), 0, 0, 0 },
+	{ "report_rdap_bootstrap_url", K_STR, OFF(report_rdap_bootstrap_url), 0, 0, 0 },
+	{ "report_contact_cache", K_MS, OFF(report_contact_cache_ms), 3600000, 30 * 86400000U, 0 },
+	{ "report_ca_file", K_FILE, OFF(report_ca_file), 0, 0, 0 },
+	{ "report_abusix", K_BOOL, OFF(report_abusix), 0, 0, 0 },
+	{ "report_dns_server", K_STR, OFF(report_dns_server), 0, 0, 0 },
+	{ "report_abuseipdb_key_file", K_FILE, OFF(report_abuseipdb_key_file), 0, 0, 0 },
+	{ "report_abuseipdb_url", K_STR, OFF(report_abuseipdb_url), 0, 0, 0 },
+	{ "report_spamhaus_key_file", K_FILE, OFF(report_spamhaus_key_file), 0, 0, 0 },
+	{ "report_spamhaus_url", K_STR, OFF(report_spamhaus_url), 0, 0, 0 },
+	{ "report_netcraft_email", K_STR, OFF(report_netcraft_email), 0, 0, 0 },
+	{ "report_netcraft_url", K_STR, OFF(report_netcraft_url), 0, 0, 0 },
+	{ "report_urlhaus_key_file", K_FILE, OFF(report_urlhaus_key_file), 0, 0, 0 },
+	{ "report_urlhaus_url", K_STR, OFF(report_urlhaus_url), 0, 0, 0 },
+	{ "report_webhook_url", K_STR, OFF(report_webhook_url), 0, 0, 0 },
+	{ "report_webhook_token_file", K_FILE, OFF(report_webhook_token_file), 0, 0, 0 },
+	{ "report_smtp_rate", K_UINT, OFF(report_smtp_rate), 1, 100000, 0 },
+	{ "report_webhook_rate", K_UINT, OFF(report_webhook_rate), 1, 1000000, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -364,6 +396,37 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->web_threads = 2;
 	cfg->web_auth_failures = 10;
 	cfg->geoip_file = xstrdup("");
+	cfg->allowlist_networks = xstrdup("");
+	cfg->allowlist_domains = xstrdup("");
+	cfg->allowlist_own_addresses = true;
+	cfg->export_min_confidence = 50;
+	cfg->report_from = xstrdup("");
+	cfg->report_smtp_url = xstrdup("");
+	cfg->report_redact = true;
+	cfg->report_daily_budget = 20;
+	cfg->report_quiet_ms = 86400000;
+	cfg->report_leak_digest = false;
+	cfg->report_xarf = true;
+	cfg->report_interval_ms = 60000;
+	cfg->report_expiry_ms = 7 * 86400000U;
+	cfg->report_contact_lookup = false;
+	cfg->report_rdap_bootstrap_url = xstrdup("https://data.iana.org/rdap/");
+	cfg->report_contact_cache_ms = 7 * 86400000U;
+	cfg->report_ca_file = xstrdup("");
+	cfg->report_abusix = true;
+	cfg->report_dns_server = xstrdup("");
+	cfg->report_abuseipdb_key_file = xstrdup("");
+	cfg->report_abuseipdb_url = xstrdup("https://api.abuseipdb.com/api/v2/");
+	cfg->report_spamhaus_key_file = xstrdup("");
+	cfg->report_spamhaus_url = xstrdup("https://submit.spamhaus.org/portal/api/v1/");
+	cfg->report_netcraft_email = xstrdup("");
+	cfg->report_netcraft_url = xstrdup("https://report.netcraft.com/api/v3/");
+	cfg->report_urlhaus_key_file = xstrdup("");
+	cfg->report_urlhaus_url = xstrdup("https://urlhaus.abuse.ch/api/");
+	cfg->report_webhook_url = xstrdup("");
+	cfg->report_webhook_token_file = xstrdup("");
+	cfg->report_smtp_rate = 60;
+	cfg->report_webhook_rate = 1200;
 }
 
 void config_free(struct mxb_config *cfg)
@@ -408,6 +471,18 @@ void config_free(struct mxb_config *cfg)
 	free_list(cfg->web_auth, cfg->n_web_auth);
 	free(cfg->web_auth);
 	free(cfg->geoip_file);
+	char **report_strs[] = {
+		&cfg->allowlist_networks, &cfg->allowlist_domains, &cfg->report_from,
+		&cfg->report_smtp_url, &cfg->report_rdap_bootstrap_url, &cfg->report_ca_file,
+		&cfg->report_dns_server,
+		&cfg->report_abuseipdb_key_file, &cfg->report_abuseipdb_url,
+		&cfg->report_spamhaus_key_file, &cfg->report_spamhaus_url,
+		&cfg->report_netcraft_email, &cfg->report_netcraft_url,
+		&cfg->report_urlhaus_key_file, &cfg->report_urlhaus_url,
+		&cfg->report_webhook_url, &cfg->report_webhook_token_file,
+	};
+	for (size_t i = 0; i < sizeof(report_strs) / sizeof(report_strs[0]); i++)
+		free(*report_strs[i]);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -966,6 +1041,27 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 			buf_init(&b, 0);
 			put_safe_max(&b, val, strlen(val), PATH_MAX); /* a path: whole */
 			fail(p, k->name, "%s: %s", b.data, why);
+			buf_free(&b);
+			return -1;
+		}
+		char **dst = field(cfg, k->off);
+		free(*dst);
+		*dst = xstrdup(val);
+		return 0;
+	}
+	case K_NETLIST: {
+		/* Checked now (a typo names its line), kept as text for the modules. */
+		struct netset ns;
+		const char *bad = NULL;
+		size_t bad_len = 0;
+		netset_init(&ns);
+		int bad_rc = netset_parse_list(&ns, val, &bad, &bad_len);
+		netset_free(&ns);
+		if (bad_rc < 0) {
+			struct buf b;
+			buf_init(&b, 0);
+			put_safe(&b, bad ? bad : "", bad ? bad_len : 0);
+			fail(p, k->name, "%s: not an address or network", b.data ? b.data : "");
 			buf_free(&b);
 			return -1;
 		}

@@ -158,6 +158,33 @@ struct mxb_config {
 	unsigned web_threads;            /* 2: query threads (never the network loop) */
 	unsigned web_auth_failures;      /* 10 failed logins per IP per minute, then 429 */
 	char *geoip_file;                /* "": no countries; else a MaxMind/DB-IP mmdb */
+	/* intel, exports and the reporter (src/intel, src/report; docs/reporting.md) */
+	char *allowlist_networks;        /* "" never exported/reported (CIDRs, checked) */
+	char *allowlist_domains;         /* "" (a domain covers its subdomains) */
+	bool allowlist_own_addresses;    /* yes: this host's addresses and loopback too */
+	unsigned export_min_confidence;  /* 50 (0-100): exports' and reports' floor */
+	char *report_from;               /* "" = abuse-reports@HOSTNAME */
+	char *report_smtp_url;           /* "" = no SMTP sink (ARF rendered, kept) */
+	bool report_redact;              /* yes: victims' addresses redacted (RFC 6590) */
+	unsigned report_daily_budget;    /* 20 reports per recipient per day */
+	unsigned report_quiet_ms;        /* 1d: thinning restarts after this quiet time */
+	bool report_leak_digest;         /* no: digests of leaked lists to abuse@ (opt-in) */
+	bool report_xarf;                /* yes: XARF v4 login-attack reports */
+	unsigned report_interval_ms;     /* 60s: reporter pass period */
+	unsigned report_expiry_ms;       /* 7d: older evidence is not submitted */
+	bool report_contact_lookup;      /* no: RDAP lookups of abuse contacts (network) */
+	char *report_rdap_bootstrap_url; /* https://data.iana.org/rdap/ */
+	unsigned report_contact_cache_ms; /* 7d */
+	char *report_ca_file;            /* "" = system CAs; TLS is always verified */
+	bool report_abusix;              /* yes: Abusix DNS when RDAP has no abuse role */
+	char *report_dns_server;         /* "" = system resolver; ADDR[:PORT] */
+	char *report_abuseipdb_key_file, *report_abuseipdb_url;
+	char *report_spamhaus_key_file, *report_spamhaus_url;
+	char *report_netcraft_email, *report_netcraft_url;
+	char *report_urlhaus_key_file, *report_urlhaus_url;
+	char *report_webhook_url, *report_webhook_token_file;
+	unsigned report_smtp_rate;       /* 60 reports a minute through the smarthost */
+	unsigned report_webhook_rate;    /* 1200 requests a minute */
 };
 
 /* Fill cfg with the embedded defaults. */

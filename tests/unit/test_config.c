@@ -585,6 +585,69 @@ static void test_web_keys(void **state)
 		     "t.conf:1: web_timeout: out of range (1000ms to 3600000ms)");
 	expect_error("web_max_connections = 0\n",
 		     "t.conf:1: web_max_connections: out of range (1 to 10000)");
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_string_equal(cfg.allowlist_networks, "");
+	assert_true(cfg.allowlist_own_addresses);
+	assert_int_equal(cfg.export_min_confidence, 50);
+	assert_string_equal(cfg.report_smtp_url, "");
+	assert_true(cfg.report_redact);
+	assert_int_equal(cfg.report_daily_budget, 20);
+	assert_int_equal(cfg.report_quiet_ms, 86400000);
+	assert_false(cfg.report_leak_digest);
+	assert_true(cfg.report_xarf);
+	assert_int_equal(cfg.report_interval_ms, 60000);
+	assert_int_equal(cfg.report_expiry_ms, 7 * 86400000U);
+	assert_false(cfg.report_contact_lookup);
+	assert_true(cfg.report_abusix);
+	assert_string_equal(cfg.report_rdap_bootstrap_url, "https://data.iana.org/rdap/");
+	assert_string_equal(cfg.report_abuseipdb_url, "https://api.abuseipdb.com/api/v2/");
+	assert_string_equal(cfg.report_webhook_url, "");
+	config_free(&cfg);
+
+	assert_int_equal(parse(&cfg,
+			       "allowlist_networks = 192.0.2.0/24, 2001:db8::/32 198.51.100.7\n"
+			       "allowlist_domains = example.com corp.example\n"
+			       "allowlist_own_addresses = no\nexport_min_confidence = 0\n"
+			       "report_from = abuse@sensor.example\n"
+			       "report_smtp_url = smtp://127.0.0.1:2525\nreport_redact = no\n"
+			       "report_daily_budget = 100000\nreport_quiet_period = 1m\n"
+			       "report_leak_digest = yes\nreport_xarf = no\nreport_interval = 1s\n"
+			       "report_expiry = 1h\nreport_contact_lookup = yes\n"
+			       "report_contact_cache = 30d\nreport_abusix = no\n"
+			       "report_dns_server = 127.0.0.1:5353\n"
+			       "report_netcraft_email = me@example.org\n"
+			       "report_webhook_url = https://hook.example/x\n",
+			       &err), 0);
+	assert_string_equal(cfg.allowlist_networks, "192.0.2.0/24, 2001:db8::/32 198.51.100.7");
+	assert_false(cfg.allowlist_own_addresses);
+	assert_int_equal(cfg.export_min_confidence, 0);
+	assert_false(cfg.report_redact);
+	assert_int_equal(cfg.report_daily_budget, 100000);
+	assert_int_equal(cfg.report_quiet_ms, 60000);
+	assert_true(cfg.report_leak_digest);
+	assert_false(cfg.report_xarf);
+	assert_int_equal(cfg.report_interval_ms, 1000);
+	assert_int_equal(cfg.report_expiry_ms, 3600000);
+	assert_int_equal(cfg.report_contact_cache_ms, 30 * 86400000U);
+	assert_string_equal(cfg.report_dns_server, "127.0.0.1:5353");
+	config_free(&cfg);
+
+	expect_error("allowlist_networks = 192.0.2.0/24 mail.example.com\n",
+		     "t.conf:1: allowlist_networks: mail.example.com: not an address or network");
+	expect_error("allowlist_networks = 10.0.0.0/33\n",
+		     "t.conf:1: allowlist_networks: 10.0.0.0/33: not an address or network");
+	expect_error("export_min_confidence = 101\n",
+		     "t.conf:1: export_min_confidence: out of range (0 to 100)");
+	expect_error("report_daily_budget = 0\n",
+		     "t.conf:1: report_daily_budget: out of range (1 to 100000)");
+	expect_error("report_interval = 0s\n",
+		     "t.conf:1: report_interval: out of range (1000ms to 86400000ms)");
+	expect_error("report_expiry = 1m\n",
+		     "t.conf:1: report_expiry: out of range (3600000ms to 2592000000ms)");
+	expect_error("report_abuseipdb_key_file = /nonexistent/key\n",
+		     "t.conf:1: report_abuseipdb_key_file: /nonexistent/key: No such file or "
+		     "directory");
+	expect_error("report_ca_file = /tmp\n", "t.conf:1: report_ca_file: /tmp: not a regular file");
 }
 
 /* The shipped example must load, and say what it claims. */
@@ -729,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_analyzer_keys),
 		cmocka_unit_test(test_guard_keys),
 		cmocka_unit_test(test_web_keys),
+		cmocka_unit_test(test_report_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
