@@ -585,6 +585,14 @@ static void test_web_keys(void **state)
 		     "t.conf:1: web_timeout: out of range (1000ms to 3600000ms)");
 	expect_error("web_max_connections = 0\n",
 		     "t.conf:1: web_max_connections: out of range (1 to 10000)");
+}
+
+/* Intel, export and reporter keys (src/intel, src/report; docs/reporting.md). */
+static void test_report_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
 	assert_int_equal(parse(&cfg, "", &err), 0);
 	assert_string_equal(cfg.allowlist_networks, "");
 	assert_true(cfg.allowlist_own_addresses);
