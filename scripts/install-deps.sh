@@ -7,13 +7,19 @@ set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
-libxml2-dev libidn2-dev publicsuffix nmap-common"
+libxml2-dev libidn2-dev publicsuffix nmap-common zlib1g-dev libarchive-dev"
+# zlib1g-dev: the analyzer inflates PDF FlateDecode streams (bounded); libarchive-dev:
+# it lists archive members (zip/OOXML, rar, 7z, tar, gzip, cab, iso) with their hashes, in
+# memory, never extracted to disk.
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd"
+postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
+spamassassin"
+# spamassassin: the reference URI extractor of bench/analyze-quality.py (its Perl API,
+# get_uri_detail_list; no daemon is started, no network lookups).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.

@@ -31,7 +31,7 @@
 
 const char *const an_where_names[] = {"text", "html_href", "html_src", "html_action",
 				      "html_meta", "html_css", "html_srcset", "html_text",
-				      "redirect", "header", "attachment"};
+				      "redirect", "header", "attachment", "subject"};
 
 size_t an_where_count(void)
 {
@@ -469,6 +469,13 @@ static void inline_uuencode(struct an_ctx *c, int part, const char *t, size_t le
 	}
 }
 
+static bool name_is_html(const char *fn)
+{
+	const char *dot = fn ? strrchr(fn, '.') : NULL;
+	return dot && (strcasecmp(dot, ".htm") == 0 || strcasecmp(dot, ".html") == 0 ||
+		       strcasecmp(dot, ".xhtml") == 0 || strcasecmp(dot, ".shtml") == 0);
+}
+
 static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 {
 	struct analysis *a = c->a;
@@ -490,7 +497,11 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 	}
 	const char *ct = p->content_type ? p->content_type : "text/plain";
 	bool is_text = strncmp(ct, "text/", 5) == 0;
-	bool is_html = strcmp(ct, "text/html") == 0 || strcmp(ct, "application/xhtml+xml") == 0;
+	/* HTML by name too: phishing attaches "offer.htm" as application/octet-stream */
+	bool is_html = strcmp(ct, "text/html") == 0 || strcmp(ct, "application/xhtml+xml") == 0 ||
+		       name_is_html(p->filename);
+	if (is_html)
+		is_text = true;
 	bool is_att = (p->disposition && strcasecmp(p->disposition, "attachment") == 0) ||
 		      p->filename || !is_text;
 	if (is_text && !is_utf8_name(p->charset)) {
@@ -668,6 +679,25 @@ static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int n = g_mime_multipart_get_count(mp);
+		/* The preamble and epilogue are text a mail client may show (all of the
+		 * body, when the delimiter lines never match the boundary): links there
+		 * count; when there are no parts at all it is the body's text too. */
+		const char *pro[2] = {g_mime_multipart_get_prologue(mp),
+				      g_mime_multipart_get_epilogue(mp)};
+		for (int k = 0; k < 2; k++) {
+			size_t pl = pro[k] ? strlen(pro[k]) : 0;
+			if (pl == 0)
+				continue;
+			if (pl > c->lim->max_text)
+				pl = c->lim->max_text;
+			an_scan_add(c, pro[k], pl, AN_W_TEXT, idx);
+			if (n == 0) {
+				struct buf *t = &c->a->text;
+				size_t room = t->cap > t->len + 2 ? t->cap - t->len - 2 : 0;
+				buf_append(t, pro[k], pl < room ? pl : room);
+				buf_putc(t, '\n');
+			}
+		}
 		for (int i = 0; i < n; i++) {
 			if (parts_full(c)) {
 				new_part(c, obj, idx, depth); /* records the finding once */
@@ -832,6 +862,9 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 		walk_addrs(&c, g_mime_message_get_to(msg), AN_R_TO, 0);
 		walk_addrs(&c, g_mime_message_get_cc(msg), AN_R_CC, 0);
 		walk_addrs(&c, g_mime_message_get_bcc(msg), AN_R_BCC, 0);
+		/* a link in the Subject is a link the recipient sees first */
+		if (a->subject)
+			an_scan_add(&c, a->subject, strlen(a->subject), AN_W_SUBJECT, -1);
 		/* List-Unsubscribe carries links too */
 		const char *lu = g_mime_object_get_header(mo, "List-Unsubscribe");
 		if (lu)

@@ -37,7 +37,7 @@ enum an_where {
 	AN_W_TEXT = 1u << 0, AN_W_HTML_HREF = 1u << 1, AN_W_HTML_SRC = 1u << 2,
 	AN_W_HTML_ACTION = 1u << 3, AN_W_HTML_META = 1u << 4, AN_W_HTML_CSS = 1u << 5,
 	AN_W_HTML_SRCSET = 1u << 6, AN_W_HTML_TEXT = 1u << 7, AN_W_REDIRECT = 1u << 8,
-	AN_W_HEADER = 1u << 9, AN_W_ATTACHMENT = 1u << 10,
+	AN_W_HEADER = 1u << 9, AN_W_ATTACHMENT = 1u << 10, AN_W_SUBJECT = 1u << 11,
 };
 extern const char *const an_where_names[];
 size_t an_where_count(void);

@@ -8,6 +8,19 @@
  * data, srcset candidates, meta refresh targets, CSS url() in style attributes and
  * <style> blocks, the visible text (for search, campaigns and URLs written as text),
  * and the anchor text, to flag links whose text shows another domain.
+ *
+ * libxml2 builds HTML the way a 2000s parser did, and spam exploits where that differs
+ * from what a mail client shows (docs/ANALYSIS.md, "HTML"): after </html> (or a stray
+ * </HTML> mid-page, or an end tag before any element) it stops reporting content, a
+ * misplaced <body background=...> is dropped with its attributes, and an unterminated
+ * comment swallows the rest.  So the bytes are adjusted before the parser sees them,
+ * in place and without changing their length: the document is opened with
+ * "<html><body>" (nothing can then close the root), end tags </html> and </body> are
+ * renamed to unknown ones (ignored), <body ...> becomes an unknown element whose
+ * attributes are still reported, and a "<!--" with no "-->" after it ends at the next
+ * '>' (how SpamAssassin's and older mail clients' parsers read it).  <base href>
+ * resolves relative URLs.  Inline elements (b, i, span, font ...) do not separate
+ * words, so "ht<b></b>tp://x" is read as the reader sees it.
  */
 #include "analyze/analyze_private.h"
 
@@ -31,9 +44,12 @@ struct an_html {
 	int in_style, in_script;
 	int anchor;             /* link index of the open <a href>, or -1 */
 	struct buf anchor_text;
+	size_t anchor_tstart;   /* where the open anchor's text starts in *text */
+	bool text_capped;       /* text reached its cap: offsets into it are unreliable */
 	struct buf css;         /* <style> content */
 	struct buf pending;     /* decoded HTML not yet given to the parser */
 	bool data_uri_seen;
+	char *base;             /* <base href>, absolute http(s), or NULL */
 };
 
 /* The decoded part is handed to libxml2 whole, with terminate set, when it fits in
@@ -52,7 +68,79 @@ static bool is_web_value(const char *v)
 	return false;
 }
 
-/* Add one attribute value as a link when it is absolute. */
+/* Remove "." and ".." segments of an absolute URL's path (RFC 3986 5.2.4), in place;
+ * the query and fragment are left alone. */
+static void remove_dots(char *u)
+{
+	char *p = strstr(u, "://");
+	p = p ? strchr(p + 3, '/') : NULL;
+	if (!p)
+		return;
+	char *end = p + strcspn(p, "?#");
+	char tail[URL_MAX_LEN + 8];
+	snprintf(tail, sizeof(tail), "%s", end);
+	char *o = p; /* output cursor, always after a '/' boundary */
+	char *i = p;
+	*end = 0;
+	while (*i) {
+		if (strncmp(i, "/./", 3) == 0 || strcmp(i, "/.") == 0) {
+			i += 2;
+			if (!*i) {
+				*o++ = '/';
+			}
+			continue;
+		}
+		if (strncmp(i, "/../", 4) == 0 || strcmp(i, "/..") == 0) {
+			i += 3;
+			while (o > p && *--o != '/')
+				;
+			if (!*i)
+				*o++ = '/';
+			continue;
+		}
+		do
+			*o++ = *i++;
+		while (*i && *i != '/');
+	}
+	if (o == p)
+		*o++ = '/';
+	*o = 0;
+	strcat(o, tail);
+}
+
+/* A relative reference resolved against <base href> (RFC 3986 5.2), into out.
+ * Returns false when v is not relative (has a scheme) or is a fragment only. */
+static bool resolve(const char *base, const char *v, char *out, size_t outsz)
+{
+	size_t sl = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+	if (v[sl] == ':' || v[0] == '#' || v[0] == 0)
+		return false; /* mailto:, javascript:, cid:, #top */
+	const char *auth = strstr(base, "://");
+	if (!auth)
+		return false;
+	const char *path = strchr(auth + 3, '/');
+	size_t origin = path ? (size_t)(path - base) : strlen(base);
+	int n;
+	if (v[0] == '/') {
+		n = snprintf(out, outsz, "%.*s%s", (int)origin, base, v);
+	} else if (v[0] == '?') {
+		size_t q = path ? (size_t)(path - base) + strcspn(path, "?#") : origin;
+		n = snprintf(out, outsz, "%.*s%s%s", (int)q, base, path ? "" : "/", v);
+	} else {
+		size_t q = path ? (size_t)(path - base) + strcspn(path, "?#") : origin;
+		size_t dir = origin;
+		for (size_t k = origin; k < q; k++)
+			if (base[k] == '/')
+				dir = k + 1;
+		n = snprintf(out, outsz, "%.*s%s%s", (int)dir, base, dir == origin ? "/" : "", v);
+	}
+	if (n < 0 || (size_t)n >= outsz)
+		return false;
+	remove_dots(out);
+	return true;
+}
+
+/* Add one attribute value as a link when it is absolute (or relative to <base>). */
 static int add_value(struct an_html *h, const char *v, size_t len, unsigned where)
 {
 	while (len > 0 && (unsigned char)*v <= ' ') {
@@ -74,8 +162,12 @@ static int add_value(struct an_html *h, const char *v, size_t len, unsigned wher
 		return -1;
 	memcpy(tmp, v, len);
 	tmp[len] = 0;
-	if (!is_web_value(tmp))
+	if (!is_web_value(tmp)) {
+		char abs[URL_MAX_LEN + 8];
+		if (h->base && resolve(h->base, tmp, abs, sizeof(abs)))
+			return an_add_link(h->c, v, len, abs, strlen(abs), where, 0, h->part);
 		return -1;
+	}
 	if (strncmp(tmp, "//", 2) == 0 || strncmp(tmp, "\\\\", 2) == 0) {
 		char t2[URL_MAX_LEN + 16];
 		int n = snprintf(t2, sizeof(t2), "http:%s", tmp);
@@ -123,8 +215,10 @@ static void scan_srcset(struct an_html *h, const char *s)
 static void text_add(struct an_html *h, const char *s, size_t len)
 {
 	struct buf *t = h->text;
-	if (t->cap && t->len + len + 1 > t->cap)
+	if (t->cap && t->len + len + 1 > t->cap) {
 		len = t->cap > t->len + 1 ? t->cap - t->len - 1 : 0;
+		h->text_capped = true;
+	}
 	if (len)
 		buf_append(t, s, len);
 }
@@ -196,11 +290,28 @@ static void collect(const xmlChar **atts, struct attrs *v)
 	}
 }
 
+/* Elements that do not break a word where they start or end: "ht<b></b>tp://" shows
+ * as "http://".  Not <a>: its text is a unit of its own. */
+static bool is_inline(const char *n)
+{
+	static const char *const tags[] = {"b", "i", "u", "s", "em", "strong", "span", "font",
+					   "small", "big", "sub", "sup", "strike", "tt", "abbr",
+					   "cite", "code", "del", "ins", "kbd", "mark", "q", "samp",
+					   "var", "wbr", "nobr", "dfn", "bdi", "bdo", "o:p"};
+	if (strlen(n) > 6)
+		return false;
+	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+		if (strcasecmp(n, tags[i]) == 0)
+			return true;
+	return false;
+}
+
 static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 {
 	struct an_html *h = ud;
 	const char *name = (const char *)xname;
-	space(h);
+	if (!is_inline(name))
+		space(h);
 	if (strcasecmp(name, "style") == 0)
 		h->in_style++;
 	else if (strcasecmp(name, "script") == 0)
@@ -209,11 +320,21 @@ static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 		return;
 	struct attrs v;
 	collect(atts, &v);
+	if (v.href && !h->base && strcasecmp(name, "base") == 0 &&
+	    (strncasecmp(v.href, "http://", 7) == 0 || strncasecmp(v.href, "https://", 8) == 0) &&
+	    strlen(v.href) < URL_MAX_LEN / 2) {
+		h->base = strdup(v.href);
+		/* trimmed: the attribute may carry spaces and line breaks */
+		size_t bl = h->base ? strlen(h->base) : 0;
+		while (bl > 0 && (unsigned char)h->base[bl - 1] <= ' ')
+			h->base[--bl] = 0;
+	}
 	bool is_a = (name[0] | 32) == 'a' && name[1] == 0;
 	if (v.href && (is_a || strcasecmp(name, "area") == 0)) {
 		int idx = add_value(h, v.href, strlen(v.href), AN_W_HTML_HREF);
 		if (is_a) {
 			h->anchor = idx;
+			h->anchor_tstart = h->text->len;
 			buf_reset(&h->anchor_text);
 		}
 	} else if (v.href) {
@@ -253,6 +374,8 @@ static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 struct first_url {
 	char *domain;
 	char *host;
+	const char *base; /* the scanned text, for the span's offset */
+	size_t at, len;   /* where the first URL is in it */
 };
 
 static void first_url_cb(void *arg, const char *raw, size_t rlen, const char *clean, size_t clen,
@@ -266,9 +389,32 @@ static void first_url_cb(void *arg, const char *raw, size_t rlen, const char *cl
 		f->domain = n.domain;
 		f->host = n.host;
 		n.domain = n.host = NULL;
+		f->at = (size_t)(raw - f->base);
+		f->len = rlen;
 	}
 	url_norm_clear(&n);
 }
+
+/* Take the line breaks (and the blanks around them) out of text[from..]: the anchor
+ * text of a wrapped URL, so that the visible-text scan sees it whole too. */
+static void unwrap_text(struct buf *t, size_t from)
+{
+	size_t o = from;
+	for (size_t i = from; i < t->len; i++) {
+		if (t->data[i] == '\r' || t->data[i] == '\n') {
+			while (o > from && (t->data[o - 1] == ' ' || t->data[o - 1] == '\t'))
+				o--;
+			while (i + 1 < t->len && (unsigned char)t->data[i + 1] <= ' ')
+				i++;
+			continue;
+		}
+		t->data[o++] = t->data[i];
+	}
+	t->len = o;
+	t->data[o] = 0;
+}
+
+#define MAX_JOINS 16
 
 static void anchor_close(struct an_html *h)
 {
@@ -277,15 +423,50 @@ static void anchor_close(struct an_html *h)
 		return;
 	}
 	struct an_link *l = &h->c->a->links[h->anchor];
-	struct first_url f = {0};
-	an_scan_text(h->anchor_text.data, h->anchor_text.len, first_url_cb, &f);
-	if (f.domain && l->domain && strcmp(f.domain, l->domain) != 0) {
+	const char *t = h->anchor_text.data;
+	size_t n = h->anchor_text.len;
+	struct first_url f = {.base = t}, g = {0};
+	an_scan_text(t, n, first_url_cb, &f);
+	struct first_url *shown = &f;
+	if (memchr(t, '\n', n) || memchr(t, '\r', n)) {
+		/* Anchor text wrapped across lines ("www.example.o\nrg") is one URL to the
+		 * reader: read it again with the line breaks (and the blanks around them)
+		 * taken out; when the first URL found then spans a join, that reading is
+		 * the one shown, for the comparison and for the visible text. */
+		char joined[ANCHOR_TEXT_MAX + 1];
+		size_t joins[MAX_JOINS], nj = 0, o = 0;
+		for (size_t i = 0; i < n && o < ANCHOR_TEXT_MAX; i++) {
+			if (t[i] == '\r' || t[i] == '\n') {
+				while (o > 0 && (joined[o - 1] == ' ' || joined[o - 1] == '\t'))
+					o--;
+				while (i + 1 < n && (unsigned char)t[i + 1] <= ' ')
+					i++;
+				if (nj < MAX_JOINS)
+					joins[nj++] = o;
+				continue;
+			}
+			joined[o++] = t[i];
+		}
+		g.base = joined;
+		an_scan_text(joined, o, first_url_cb, &g);
+		bool spans = false;
+		for (size_t k = 0; g.domain && k < nj; k++)
+			spans |= joins[k] > g.at && joins[k] < g.at + g.len;
+		if (spans) {
+			shown = &g;
+			if (h->anchor_tstart <= h->text->len && !h->text_capped)
+				unwrap_text(h->text, h->anchor_tstart);
+		}
+	}
+	if (shown->domain && l->domain && strcmp(shown->domain, l->domain) != 0) {
 		l->flags |= URL_F_DISPLAY_MISMATCH;
 		if (!l->display_host)
-			l->display_host = an_strdup(f.host);
+			l->display_host = an_strdup(shown->host);
 	}
 	free(f.domain);
 	free(f.host);
+	free(g.domain);
+	free(g.host);
 	h->anchor = -1;
 	buf_reset(&h->anchor_text);
 }
@@ -303,7 +484,8 @@ static void on_end(void *ud, const xmlChar *xname)
 	} else if (strcasecmp(name, "a") == 0) {
 		anchor_close(h);
 	}
-	space(h);
+	if (!is_inline(name))
+		space(h);
 }
 
 static void on_chars(void *ud, const xmlChar *ch, int len)
@@ -359,6 +541,8 @@ struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text)
 	buf_init(&h->anchor_text, ANCHOR_TEXT_MAX + 16);
 	buf_init(&h->css, 1 << 20);
 	buf_init(&h->pending, 0);
+	/* the root is opened here, so that no end tag in the part can close it */
+	buf_append(&h->pending, "<html><body>", 12);
 	h->px = htmlCreatePushParserCtxt(&sax, h, NULL, 0, NULL, XML_CHAR_ENCODING_UTF8);
 	if (!h->px) {
 		buf_free(&h->anchor_text);
@@ -371,6 +555,45 @@ struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text)
 	return h;
 }
 
+static bool name_end(char c)
+{
+	return !(isalnum((unsigned char)c) || c == '-' || c == '_' || c == ':');
+}
+
+/* The in-place adjustments described at the top, over bytes about to be parsed.
+ * final: these are the part's last bytes, so a "<!--" without "-->" is unterminated. */
+static void neutralise(char *b, size_t n, bool final)
+{
+	char *p = b, *end = b + n;
+	while ((p = memchr(p, '<', (size_t)(end - p))) && end - p >= 6) {
+		if (p[1] == '/' && (strncasecmp(p + 2, "html", 4) == 0 ||
+				    strncasecmp(p + 2, "body", 4) == 0) &&
+		    (end - p == 6 || name_end(p[6]))) {
+			p[2] = 'x'; /* </xtml>, </xody>: unknown, ignored */
+			p += 6;
+		} else if ((p[1] | 32) == 'b' && strncasecmp(p + 1, "body", 4) == 0 && name_end(p[5])) {
+			p[1] = 'x'; /* <xody background=...>: reported, never "misplaced" */
+			p += 5;
+		} else if (p[1] == '!' && p[2] == '-' && p[3] == '-') {
+			char *e = memmem(p + 4, (size_t)(end - p - 4), "-->", 3);
+			if (e) {
+				p = e + 3;
+				continue;
+			}
+			if (!final)
+				return;
+			char *gt = memchr(p + 4, '>', (size_t)(end - p - 4));
+			memset(p, ' ', 4);
+			if (!gt)
+				return;
+			*gt = ' ';
+			p = gt + 1;
+		} else {
+			p++;
+		}
+	}
+}
+
 void an_html_feed(struct an_html *h, const char *data, size_t len)
 {
 	while (h && len > 0) {
@@ -381,8 +604,10 @@ void an_html_feed(struct an_html *h, const char *data, size_t len)
 		data += n;
 		len -= n;
 		if (h->pending.len >= HTML_PENDING || n == 0) {
-			if (h->pending.len)
+			if (h->pending.len) {
+				neutralise(h->pending.data, h->pending.len, false);
 				htmlParseChunk(h->px, h->pending.data, (int)h->pending.len, 0);
+			}
 			buf_reset(&h->pending);
 			if (n == 0) {
 				int k = len > HTML_PENDING ? (int)HTML_PENDING : (int)len;
@@ -399,8 +624,11 @@ void an_html_free(struct an_html **hp)
 	struct an_html *h = *hp;
 	if (!h)
 		return;
+	if (h->pending.len)
+		neutralise(h->pending.data, h->pending.len, true);
 	htmlParseChunk(h->px, h->pending.data, (int)h->pending.len, 1);
 	buf_free(&h->pending);
+	free(h->base);
 	anchor_close(h);
 	if (h->css.len)
 		scan_css(h, h->css.data, h->css.len);
