@@ -7,7 +7,15 @@
    messages, not from analyzer output), and of the peer
    (Python email + regex, bench/analyze-peer.py, with scheme/host lower-cased) for
    comparison.
-2. Campaigns: bases are real messages read in place from ../shared/corpus
+2. Links against SpamAssassin 4 (Debian `spamassassin`, bench/analyze-sa-uris.pl) on real
+   spam and ham the analyzer was never tuned on (../shared/corpus/phishing-pot, read in
+   place, and SpamAssassin's nice/ ham): URL recall (a SpamAssassin URI counts as found
+   when mxbait has one of its cleaned forms), host recall, and precision.  Precision:
+   a host mxbait reports is right when SpamAssassin reports it too, or when it comes
+   from an explicit URL (scheme or HTML attribute or redirect target), or when it is
+   written in the message as a token of its own (not glued to other letters); the rest
+   are counted as inventions and printed.
+3. Campaigns: bases are real messages read in place from ../shared/corpus
    (phishing-pot, CC BY-NC: never copied; spamassassin spam), reduced to their text and
    kept only when no two bases share more than 20% of their word 3-shingles.  For each
    base the script generates variants: personalised (recipient name, ids, digits),
@@ -17,7 +25,7 @@
    bases that share a campaign with another base, and variants that joined another
    base's campaign.
 
-usage: bench/analyze-quality.py [BUILD_DIR] [N_BASES]
+usage: bench/analyze-quality.py [BUILD_DIR] [N_BASES] [--no-sa]
 """
 import email
 import email.policy
@@ -33,8 +41,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'build')
-N_BASES = int(sys.argv[2]) if len(sys.argv) > 2 else 150
+NO_SA = '--no-sa' in sys.argv
+ARGS = [a for a in sys.argv[1:] if not a.startswith('--')]
+BUILD = ARGS[0] if len(ARGS) > 0 else os.path.join(ROOT, 'build')
+N_BASES = int(ARGS[1]) if len(ARGS) > 1 else 150
 MXBAIT = os.path.join(BUILD, 'src', 'mxbait')
 CORPUS = os.environ.get('MXB_CORPUS', os.path.join(ROOT, '..', 'shared', 'corpus'))
 if not os.path.isdir(CORPUS):
@@ -101,6 +111,123 @@ def links_quality(sub='labeled', title='labeled set'):
           % (p, r, tp, fp, fn))
     print('links: python+regex     precision %.3f  recall %.3f  (tp %d, fp %d, fn %d)'
           % (pp, prr, ptp, pfp, pfn))
+
+
+def canon(u):
+    """A comparison key for one URL, from mxbait or SpamAssassin: scheme and host lower
+    case, userinfo, default port and fragment dropped, escapes decoded, '/' for an
+    empty path, a lone trailing '?' dropped."""
+    m = re.match(r'(?i)^([a-z]+)://([^/?#]*)([^#]*)', u)
+    if not m:
+        return u
+    scheme, auth, rest = m.group(1).lower(), m.group(2), m.group(3)
+    auth = auth.rsplit('@', 1)[-1].lower()
+    if auth.endswith(':80') and scheme == 'http' or auth.endswith(':443') and scheme == 'https':
+        auth = auth.rsplit(':', 1)[0]
+    auth = auth.rstrip('.')
+    # both sides fully percent-decoded: the two extractors escape differently
+    for _ in range(2):
+        rest = re.sub(r'%([0-9A-Fa-f]{2})', lambda x: chr(int(x.group(1), 16)), rest)
+    if not rest.startswith('/'):
+        rest = '/' + rest
+    if rest.endswith('?'):
+        rest = rest[:-1]
+    return '%s://%s%s' % (scheme, auth, rest)
+
+
+def decoded_text(raw):
+    """Every text part decoded (transfer encoding and charset) plus the Subject: where a
+    host written in the message can be looked for."""
+    out = []
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        out.append(str(msg.get('subject', '')))
+        for part in msg.walk():
+            if part.is_multipart():
+                continue
+            try:
+                c = part.get_content()
+            except Exception:
+                c = part.get_payload(decode=True) or b''
+            if isinstance(c, bytes):
+                c = c.decode('latin-1')
+            if isinstance(c, str):
+                out.append(c)
+    except Exception:
+        pass
+    out.append(raw.decode('latin-1'))
+    return '\n'.join(out)
+
+
+def sa_reference(dirs):
+    sa = os.path.join(HERE, 'analyze-sa-uris.pl')
+    files = []
+    for d in dirs:
+        base = os.path.join(CORPUS, d)
+        files += sorted(os.path.join(base, f) for f in os.listdir(base)
+                        if os.path.isfile(os.path.join(base, f)) and not f.endswith(('.md', 'SUMS')))
+    ref = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(0, len(files), 200):
+            out = subprocess.run(['perl', sa] + files[k:k + 200], check=True, capture_output=True,
+                                 cwd=tmp, env=dict(os.environ, TMPDIR=tmp)).stdout
+            for l in out.decode().splitlines():
+                j = json.loads(l)
+                ref[j['file']] = j['groups']
+    mx = {}
+    for k in range(0, len(files), 200):
+        for a in run_mxbait(files[k:k + 200]):
+            mx.setdefault(re.sub(r'#[0-9]+$', '', a['source']), []).extend(a['links'])
+    g_tot = g_hit = h_tot = h_hit = 0
+    agree = explicit = written = 0
+    invented = []
+    for f in files:
+        links = mx.get(f, [])
+        murls = {canon(l['url']) for l in links}
+        mhosts = {}
+        for l in links:
+            h = (l.get('host') or '').lower()
+            if h:
+                mhosts.setdefault(h, []).append(l)
+        shosts = set()
+        for g in ref.get(f, []):
+            if not g['h']:
+                continue  # SpamAssassin's own garbage ("http://page.html"): not a host
+            shosts.update(g['h'])
+            g_tot += 1
+            if any(canon(v) in murls for v in g['v']):
+                g_hit += 1
+        h_tot += len(shosts)
+        h_hit += len(shosts & set(mhosts))
+        text = None
+        for h, ls in mhosts.items():
+            if h in shosts:
+                agree += 1
+                continue
+            if any(re.match(r'(?i)^(?:https?|ftp|hxxps?)', l.get('raw') or '') or
+                   set(l['where']) & {'html_href', 'html_src', 'html_action', 'html_meta', 'html_css',
+                                      'html_srcset', 'redirect', 'attachment', 'header'}
+                   for l in ls):
+                explicit += 1
+                continue
+            if text is None:
+                with open(f, 'rb') as fh:
+                    text = decoded_text(fh.read())
+            if re.search(r'(?<![\w.-])' + re.escape(h) + r'(?![\w-])', text, re.I) or \
+                    re.search(r'(?<![\w.-])' + re.escape(ls[0].get('raw') or '@@') + r'(?![\w-])', text, re.I):
+                written += 1
+            else:
+                invented.append((os.path.relpath(f, CORPUS), h, ls[0].get('raw')))
+    total = agree + explicit + written + len(invented)
+    print('links vs SpamAssassin 4.0 (%s): %d messages' % (' + '.join(dirs), len(files)))
+    print('links:   URL recall  %.3f  (%d of %d SpamAssassin URIs with a valid host)'
+          % (g_hit / max(g_tot, 1), g_hit, g_tot))
+    print('links:   host recall %.3f  (%d of %d)' % (h_hit / max(h_tot, 1), h_hit, h_tot))
+    print('links:   host precision %.3f  (%d hosts: %d also SpamAssassin\'s, %d from explicit '
+          'URLs, %d written as a token in the message, %d invented)'
+          % ((total - len(invented)) / max(total, 1), total, agree, explicit, written, len(invented)))
+    for fi, h, raw in invented[:40]:
+        print('links:     invented? %s  %s  (raw %r)' % (fi, h, raw))
 
 
 class Text(html.parser.HTMLParser):
@@ -297,4 +424,6 @@ if __name__ == '__main__':
         sys.exit('analyze-quality: no %s (build first)' % MXBAIT)
     links_quality()
     links_quality('independent', 'independent set')
+    if not NO_SA:
+        sa_reference(['phishing-pot', 'spamassassin-test-data/nice'])
     campaign_quality()

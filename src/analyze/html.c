@@ -234,6 +234,9 @@ static void space(struct an_html *h)
 struct attrs {
 	const char *href, *src, *background, *poster, *data, *action, *formaction, *srcset,
 		*style, *http_equiv, *content;
+	const char *data_attr[4]; /* data-* values holding an absolute URL
+				   * (data-saferedirecturl, data-href, data-src ...) */
+	int n_data;
 };
 
 static void collect(const xmlChar **atts, struct attrs *v)
@@ -269,6 +272,9 @@ static void collect(const xmlChar **atts, struct attrs *v)
 		case 'd':
 			if (!strcasecmp(n, "data"))
 				slot = &v->data;
+			else if (!strncasecmp(n, "data-", 5) && v->n_data < 4 &&
+				 (!strncasecmp(val, "http://", 7) || !strncasecmp(val, "https://", 8)))
+				v->data_attr[v->n_data++] = val;
 			break;
 		case 'a':
 			if (!strcasecmp(n, "action"))
@@ -354,6 +360,8 @@ static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 		add_value(h, v.formaction, strlen(v.formaction), AN_W_HTML_ACTION);
 	if (v.srcset)
 		scan_srcset(h, v.srcset);
+	for (int k = 0; k < v.n_data; k++)
+		add_value(h, v.data_attr[k], strlen(v.data_attr[k]), AN_W_HTML_SRC);
 	if (v.style)
 		scan_css(h, v.style, strlen(v.style));
 	if (v.http_equiv && v.content && strcasecmp(v.http_equiv, "refresh") == 0 &&

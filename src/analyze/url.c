@@ -608,8 +608,10 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 		pos++;
 		sl++;
 	}
-	if (sl == 0 && !(r->flags & URL_F_NO_SCHEME))
-		goto out; /* "http:foo" */
+	/* "http:host/path" without slashes: browsers read it as http://host/path, and so
+	 * do we when the host is an address or a name under a known TLD ("http:foo" stays
+	 * refused: more likely a word than a host) */
+	bool slashless = sl == 0 && !(r->flags & URL_F_NO_SCHEME);
 	size_t aend = pos;
 	while (aend < n && s[aend] != '/' && s[aend] != '?' && s[aend] != '#' && s[aend] != '\\')
 		aend++;
@@ -684,6 +686,11 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 	}
 	if (!norm_host(hostp, hlen, r))
 		goto out;
+	if (slashless && !(r->flags & URL_F_IP)) {
+		const char *tld = strrchr(r->host, '.');
+		if (!tld || !r->domain || !url_tld_known(tld + 1))
+			goto out;
+	}
 	r->scheme = strdup(scheme);
 	buf_printf(&out, "%s://", scheme);
 	if (user) {
@@ -774,6 +781,24 @@ static bool looks_absolute(const char *v)
 	       strncasecmp(v, "hxxp://", 7) == 0 || strncasecmp(v, "hxxps://", 8) == 0 ||
 	       strncasecmp(v, "http%3a", 7) == 0 || strncasecmp(v, "https%3a", 8) == 0 ||
 	       strncmp(v, "//", 2) == 0;
+}
+
+/* A "www." parameter value that is a host under a known TLD, optionally with a path. */
+static bool www_target(const char *v)
+{
+	size_t hl = strcspn(v, "/?# ");
+	if (hl < 6 || hl > 253)
+		return false;
+	char tmp[256];
+	for (size_t i = 0; i < hl; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (!(isalnum(c) || c == '-' || c == '.'))
+			return false;
+		tmp[i] = (char)tolower(c);
+	}
+	tmp[hl] = 0;
+	const char *dot = strrchr(tmp, '.');
+	return dot && url_tld_known(dot + 1) && url_has_public_suffix(tmp, hl);
 }
 
 /* Proofpoint URL Defense v2: u=http-3A__host_path  ("-XX" is %XX, "_" is "/"). */
@@ -905,6 +930,17 @@ char *url_unwrap_nth(const struct url_norm *n, unsigned k)
 					return pp;
 				free(pp);
 				v = NULL;
+			}
+			if (v && strncasecmp(v, "www.", 4) == 0 && www_target(v)) {
+				/* "?login=www.evil.example": a host given as a parameter */
+				char *w = NULL;
+				if (asprintf(&w, "http://%.*s", (int)strcspn(v, " "), v) < 0)
+					w = NULL;
+				free(v);
+				v = NULL;
+				if (w && found++ == k)
+					return w;
+				free(w);
 			}
 			if (v && looks_absolute(v)) {
 				/* A value that is itself still percent-encoded once more */
