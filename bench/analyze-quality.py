@@ -25,7 +25,7 @@
    bases that share a campaign with another base, and variants that joined another
    base's campaign.
 
-usage: bench/analyze-quality.py [BUILD_DIR] [N_BASES] [--no-sa]
+usage: bench/analyze-quality.py [BUILD_DIR] [N_BASES] [N_HELD] [--no-sa]
 """
 import email
 import email.policy
@@ -45,6 +45,7 @@ NO_SA = '--no-sa' in sys.argv
 ARGS = [a for a in sys.argv[1:] if not a.startswith('--')]
 BUILD = ARGS[0] if len(ARGS) > 0 else os.path.join(ROOT, 'build')
 N_BASES = int(ARGS[1]) if len(ARGS) > 1 else 150
+N_HELD = int(ARGS[2]) if len(ARGS) > 2 else 150
 MXBAIT = os.path.join(BUILD, 'src', 'mxbait')
 CORPUS = os.environ.get('MXB_CORPUS', os.path.join(ROOT, '..', 'shared', 'corpus'))
 if not os.path.isdir(CORPUS):
@@ -328,7 +329,7 @@ def mail(to_name, subject, body, n):
 
 
 def campaign_quality():
-    rng = random.Random(4)
+    rng = random.Random(int(os.environ.get("MXB_SEED", "4")))
     cands = []
     for d in ('phishing-pot', 'spamassassin-test-data/spam'):
         base = os.path.join(CORPUS, d)
@@ -340,7 +341,7 @@ def campaign_quality():
     bases = []
     kept_sh = []
     for p in cands:
-        if len(bases) >= N_BASES:
+        if len(bases) >= N_BASES + N_HELD:
             break
         with open(p, 'rb') as fh:
             t, subj = text_of(fh.read())
@@ -353,6 +354,10 @@ def campaign_quality():
             continue
         kept_sh.append(sh)
         bases.append((p, t, subj))
+    # held apart: distinct messages with no variants, analysed last; each must found a
+    # campaign of its own (any other outcome is a false merge)
+    held = bases[N_BASES:]
+    bases = bases[:N_BASES]
     # replacement words: plain words only (a URL among them would be a strong key)
     vocab = [w for _, t, _ in bases for w in t.split()[:50] if re.fullmatch(r'[^\W\d_]+', w)]
     kinds = ['personalised', 'hashbusted', 'reworded', 'both']
@@ -382,7 +387,28 @@ def campaign_quality():
             with open(os.path.join(mdir, fname), 'wb') as fh:
                 fh.write(mail(name, bases[bi][2] + ' #%d' % rng.randint(1, 999), body, n))
             truth[fname] = (bi, k)
+        for hi, (p, t, subj) in enumerate(held):
+            n += 1
+            name = 'z%04d.eml' % hi  # after every v*.eml
+            with open(os.path.join(mdir, name), 'wb') as fh:
+                fh.write(mail(rng.choice(NAMES), subj, t, n))
+            truth[name] = (-1 - hi, 'held')
         subprocess.run([MXBAIT, 'analyze', '--store', '--quiet', '-d', data, mdir], check=True)
+        adb = sqlite3.connect(os.path.join(data, "analysis.db"))
+        if os.environ.get("MXB_KEEP"):
+            import shutil; shutil.copy(os.path.join(data, "analysis.db"), os.environ["MXB_KEEP"])
+        merges = list(adb.execute('SELECT reason FROM campaign_merges'))
+        # why a message is in its campaign: similarity with the representative
+        why = {}
+        for src, mh, mw, tp, rmh, rmw, rtp, rsrc in adb.execute(
+                'SELECT m.source, m.minhash, m.minhash_w, m.template, r.minhash, r.minhash_w,'
+                ' r.template, r.source FROM messages m JOIN campaigns c ON c.id = m.campaign_id'
+                ' JOIN messages r ON r.id = c.rep_message'):
+            def sim(x, y):
+                if not x or not y or len(x) != len(y):
+                    return -1
+                return sum(x[i:i + 8] == y[i:i + 8] for i in range(0, len(x), 8)) / (len(x) / 8)
+            why[os.path.basename(src)] = (os.path.basename(rsrc), sim(mh, rmh), sim(mw, rmw), tp == rtp)
         db = sqlite3.connect(os.path.join(data, 'analysis.db'))
         camp = {os.path.basename(s): c for s, c in
                 db.execute('SELECT source, campaign_id FROM messages')}
@@ -396,8 +422,12 @@ def campaign_quality():
     camp_to_bases = {}
     for bi, c in base_camp.items():
         camp_to_bases.setdefault(c, []).append(bi)
+    members = {}
+    for f, c in camp.items():
+        members.setdefault(c, []).append(f)
+    held_merged = sum(1 for f, (bi, k) in truth.items() if k == 'held' and len(members[camp[f]]) > 1)
     for f, (bi, k) in truth.items():
-        if k == 'base':
+        if k in ('base', 'held'):
             continue
         tot[k] += 1
         if camp[f] == base_camp[bi]:
@@ -411,8 +441,23 @@ def campaign_quality():
     for k in kinds:
         print('campaigns: recall %-13s %.3f  (%d/%d)' % (k, hit[k] / max(tot[k], 1), hit[k], tot[k]))
     print('campaigns: recall overall       %.3f' % (sum(hit.values()) / max(allv, 1)))
+    print('campaigns: %d held-apart bases (no variants, analysed last)' % len(held))
     print('campaigns: false merges: %d bases share a campaign with another base; '
-          '%d variants joined another base\'s campaign' % (merged, wrong))
+          '%d variants joined another base\'s campaign; %d held-apart bases joined a campaign'
+          % (merged, wrong, held_merged))
+    print('campaigns: false-merge rate %.4f  (%d of %d messages)'
+          % ((merged + wrong + held_merged) / max(len(truth), 1), merged + wrong + held_merged,
+             len(truth)))
+    print('campaigns: merges through representatives: %d (%s)' % (
+        len(merges), ', '.join('%s x%d' % (r, c) for r, c in sorted(
+            {m[0].split(' (')[0]: sum(1 for x in merges if x[0].split(' (')[0] == m[0].split(' (')[0])
+             for m in merges}.items()))))
+    for f, (bi, k) in sorted(truth.items()):
+        if (k == 'held' and len(members[camp[f]]) > 1) or (k == 'base' and len(camp_to_bases[camp[f]]) > 1
+                                                          and why[f][0] != f):
+            r = why[f]
+            print('campaigns:   %s %s joined %s: shingles %.2f, words %.2f, template %s'
+                  % (k, f, r[0], r[1], r[2], 'same' if r[3] else 'different'))
     for c, bs in camp_to_bases.items():
         if len(bs) > 1:
             print('campaigns:   merged bases: %s' % ' + '.join(

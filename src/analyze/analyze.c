@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #include "analyze/url.h"
 
@@ -316,6 +317,78 @@ static void session_facts(struct analysis *a, GMimeObject *msg)
 		}
 		return;
 	}
+}
+
+/* ---- the sender's template ---- */
+
+void an_template_tag(struct an_ctx *c, const char *name)
+{
+	if (c->n_tags >= 256)
+		return;
+	c->n_tags++;
+	c->tmpl_tags = XXH3_64bits_withSeed(name, strlen(name), c->tmpl_tags);
+}
+
+/* Headers a relay or our own daemon adds: not the sending tool's. */
+static bool trace_header(const char *n)
+{
+	static const char *const trace[] = {"received", "return-path", "x-original-to",
+					    "delivered-to", "authentication-results",
+					    "received-spf", "arc-seal", "arc-message-signature",
+					    "arc-authentication-results", "x-spam-status",
+					    "x-spam-flag", "x-spam-score", "x-spam-level",
+					    "x-spam-checker-version", "x-virus-scanned"};
+	for (size_t i = 0; i < sizeof(trace) / sizeof(trace[0]); i++)
+		if (strcasecmp(n, trace[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The template key: what one spam tool and template give every copy, however the
+ * text is varied: the order of the header names it writes, the MIME skeleton (each
+ * part's depth, type and transfer encoding), X-Mailer with its digits masked, and the
+ * sequence of HTML start tags. */
+void an_template(struct an_ctx *c, struct _GMimeObject *msg)
+{
+	struct analysis *a = c->a;
+	XXH3_state_t *st = XXH3_createState();
+	if (!st)
+		return;
+	XXH3_64bits_reset(st);
+	GMimeHeaderList *hl = msg ? g_mime_object_get_header_list(msg) : NULL;
+	int n = hl ? g_mime_header_list_get_count(hl) : 0;
+	char prev[64] = "";
+	for (int i = 0, k = 0; i < n && k < 48; i++) {
+		const char *name = g_mime_header_get_name(g_mime_header_list_get_header_at(hl, i));
+		char low[64];
+		size_t j = 0;
+		for (; name && name[j] && j < sizeof(low) - 1; j++)
+			low[j] = (char)tolower((unsigned char)name[j]);
+		low[j] = 0;
+		if (trace_header(low) || strcmp(low, prev) == 0)
+			continue;
+		memcpy(prev, low, j + 1);
+		XXH3_64bits_update(st, low, j + 1);
+		k++;
+	}
+	XXH3_64bits_update(st, "|", 1);
+	for (size_t i = 0; i < a->n_parts && i < 64; i++) {
+		char sk[160];
+		int l = snprintf(sk, sizeof(sk), "%u:%s:%s;", a->parts[i].depth,
+				 a->parts[i].content_type ? a->parts[i].content_type : "",
+				 a->parts[i].encoding ? a->parts[i].encoding : "");
+		XXH3_64bits_update(st, sk, (size_t)l < sizeof(sk) ? (size_t)l : sizeof(sk) - 1);
+	}
+	XXH3_64bits_update(st, "|", 1);
+	for (const char *m = a->x_mailer; m && *m && m - a->x_mailer < 200; m++) {
+		char ch = isdigit((unsigned char)*m) ? '#' : *m;
+		XXH3_64bits_update(st, &ch, 1);
+	}
+	XXH3_64bits_update(st, "|", 1);
+	XXH3_64bits_update(st, &c->tmpl_tags, sizeof(c->tmpl_tags));
+	uint64_t h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	snprintf(a->template_key, sizeof(a->template_key), "%016llx", (unsigned long long)h);
 }
 
 /* ---- parts ---- */
@@ -870,6 +943,7 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 		if (lu)
 			an_scan_add(&c, lu, strlen(lu), AN_W_HEADER, -1);
 		visit(&c, g_mime_message_get_mime_part(msg), -1, 0);
+		an_template(&c, mo);
 		g_object_unref(msg);
 	}
 	g_object_unref(parser);

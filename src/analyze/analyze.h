@@ -115,6 +115,13 @@ struct analysis {
 	char body_sha256[65];
 	uint64_t minhash[AN_MINHASH];
 	size_t n_shingles;
+	/* MinHash over the set of distinct words (no order): what survives rewording
+	 * (docs/ANALYSIS.md, "Campaigns") */
+	uint64_t minhash_w[AN_MINHASH];
+	size_t n_words;
+	/* sender tool and template: MIME skeleton, header order, X-Mailer (digits
+	 * masked), HTML tag sequence, as 16 hex digits (XXH3-64) */
+	char template_key[17];
 	uint64_t size;
 };
 

@@ -33,7 +33,14 @@ struct an_ctx {
 	struct an_map rcpt_map; /* addr -> index in a->rcpts */
 	char *chunk;		/* the decode buffer, shared by the message's parts */
 	struct an_map seen;	/* an_add_link's inputs -> outcome (keys owned) */
+	uint64_t tmpl_tags;	/* running hash of the first HTML start tags' names */
+	unsigned n_tags;
 };
+/* Fold an HTML start tag's name into the template's tag sequence (first 256). */
+void an_template_tag(struct an_ctx *c, const char *name);
+/* The template key (a->template_key) from the message's headers and structure. */
+struct _GMimeObject;
+void an_template(struct an_ctx *c, struct _GMimeObject *msg);
 void an_seen_free(struct an_ctx *c);
 
 /* Add one found link: normalise, dedupe, unwrap redirectors, flag shorteners.

@@ -316,6 +316,7 @@ static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
 {
 	struct an_html *h = ud;
 	const char *name = (const char *)xname;
+	an_template_tag(h->c, name);
 	if (!is_inline(name))
 		space(h);
 	if (strcasecmp(name, "style") == 0)

@@ -176,7 +176,8 @@ int analysis_to_json(const struct analysis *a, const char *source, struct buf *o
 		jstr(o, "detail", a->findings[i].detail, true);
 		buf_putc(o, '}');
 	}
-	buf_printf(o, "],\"campaign\":{\"body_sha256\":\"%s\",\"shingles\":%zu}", a->body_sha256,
-		   a->n_shingles);
+	buf_printf(o, "],\"campaign\":{\"body_sha256\":\"%s\",\"shingles\":%zu,\"words\":%zu,"
+		   "\"template\":\"%s\"}", a->body_sha256, a->n_shingles, a->n_words,
+		   a->template_key[0] ? a->template_key : "");
 	return buf_putc(o, '}');
 }
