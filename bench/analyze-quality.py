@@ -282,6 +282,18 @@ def shingles(text):
     return {' '.join(w[i:i + 3]) for i in range(len(w) - 2)}
 
 
+def site_keys(text):
+    """Spamvertised host + first path segment of the URLs written in a text (not
+    images), the bench's own reading of the campaign strong key."""
+    keys = set()
+    for m in re.finditer(r'(?i)https?://([a-z0-9.-]+)(/[^\s/?#"<>]{2,})', text):
+        seg = m.group(2)
+        if re.search(r'(?i)\.(png|jpe?g|gif|webp|svg|css|js|ico)$', seg):
+            continue
+        keys.add(m.group(1).lower() + seg)
+    return keys
+
+
 NAMES = ['Alice Martin', 'Bob Keller', 'Carla Nunes', 'Dmitri Volkov', 'Eva Schmidt',
          'Farid Haddad', 'Grace Liu', 'Hugo Dubois', 'Ines Costa', 'Jonas Berg']
 
@@ -340,6 +352,7 @@ def campaign_quality():
     rng.shuffle(cands)
     bases = []
     kept_sh = []
+    kept_keys = set()
     for p in cands:
         if len(bases) >= N_BASES + N_HELD:
             break
@@ -352,6 +365,12 @@ def campaign_quality():
             continue
         if any(len(sh & o) / len(sh | o) > 0.2 for o in kept_sh):
             continue
+        # two messages advertising the same site (host + first path segment) are one
+        # campaign by definition (the strong key): never two distinct bases
+        keys = site_keys(t)
+        if keys & kept_keys:
+            continue
+        kept_keys.update(keys)
         kept_sh.append(sh)
         bases.append((p, t, subj))
     # held apart: distinct messages with no variants, analysed last; each must found a

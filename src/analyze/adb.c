@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -288,6 +289,15 @@ static bool link_key(const struct an_link *l, char *out, size_t outsz)
 	size_t seg = strcspn(p + 1, "/?#");
 	if (seg < 2)
 		return false; /* a bare host says too little */
+	/* an image or a static file on a hosting site is not the advertised site */
+	size_t pl = strcspn(p, "?#");
+	static const char *const stat[] = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".css",
+					   ".js", ".ico", ".bmp"};
+	for (size_t i = 0; i < sizeof(stat) / sizeof(stat[0]); i++) {
+		size_t el = strlen(stat[i]);
+		if (pl > el && strncasecmp(p + pl - el, stat[i], el) == 0)
+			return false;
+	}
 	snprintf(out, outsz, "%s/%.*s", l->host, (int)(seg > 200 ? 200 : seg), p + 1);
 	return true;
 }

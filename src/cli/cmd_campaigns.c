@@ -1,7 +1,8 @@
 /*
  * cmd_campaigns: `mxbait campaigns`: campaigns (near-duplicate groups of captured
  * mail) by size, with their stable id, first-seen time, representative subject and
- * senders; `mxbait campaigns ID` lists one campaign's messages.
+ * senders; `mxbait campaigns ID` lists one campaign's messages (the id of a campaign
+ * merged into another lists the one it was merged into).
  */
 #include <stdio.h>
 
@@ -24,7 +25,8 @@ int cmd_campaigns(int argc, char **argv)
 			"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
 			" (m.id = c.rep_message) AS representative"
 			" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
-			" WHERE c.key = ?2 ORDER BY m.id LIMIT ?1";
+			" WHERE c.id = (SELECT coalesce(merged_into, id) FROM campaigns WHERE key = ?2)"
+			" ORDER BY m.id LIMIT ?1";
 		static const struct aq_col cols[] = {{"MSG", "message", 0, true},
 						     {"SOURCE", "source", 40, false},
 						     {"FROM", "from", 32, false},
