@@ -493,13 +493,13 @@ static void campaign_merge(sqlite3 *db, const struct cand *from, int64_t into, i
 	else
 		snprintf(reason, sizeof(reason), "content (shingles %.2f, words %.2f)", from->j3,
 			 from->jw);
-	char a[32], b[32];
-	snprintf(a, sizeof(a), "%lld", (long long)from->id);
+	char b[32];
 	snprintf(b, sizeof(b), "%lld", (long long)into);
 	one_int(db, "UPDATE messages SET campaign_id=CAST(?1 AS INTEGER) WHERE campaign_id=?2", b,
 		from->id, 0);
-	one_int(db, "UPDATE campaigns SET merged_into=CAST(?1 AS INTEGER) WHERE id=?2", b, from->id,
-		0);
+	/* campaigns merged into from earlier now point at into: one step always answers */
+	one_int(db, "UPDATE campaigns SET merged_into=CAST(?1 AS INTEGER) WHERE id=?2 OR merged_into=?2",
+		b, from->id, 0);
 	one_int(db, "UPDATE campaign_keys SET campaign=CAST(?1 AS INTEGER) WHERE campaign=?2", b,
 		from->id, 0);
 	one_int(db, "DELETE FROM campaign_lsh WHERE campaign=?2 AND ?1 IS NULL", NULL, from->id, 0);
@@ -512,7 +512,6 @@ static void campaign_merge(sqlite3 *db, const struct cand *from, int64_t into, i
 	sqlite3_bind_int64(st, 3, msg);
 	bt(st, 4, reason);
 	step_done(st);
-	(void)a;
 }
 
 static int64_t campaign_new(sqlite3 *db, const struct analysis *a, int64_t msg)
