@@ -93,9 +93,21 @@ static const char *const migrations[] = {
 	 "ALTER TABLE campaigns ADD COLUMN merged_into INTEGER;"
 	 "CREATE TABLE campaign_merges(campaign INTEGER NOT NULL, into_campaign INTEGER NOT NULL,"
 	 " message INTEGER, reason TEXT, at INTEGER);"
-	 "CREATE TABLE attachment_members(message INTEGER NOT NULL, part INTEGER NOT NULL,"
-	 " idx INTEGER NOT NULL, name TEXT, size INTEGER, sha256 TEXT, PRIMARY KEY(message, part, idx));"
-	 "CREATE INDEX attachment_members_sha ON attachment_members(sha256);"),
+	 "CREATE TABLE attachment_members(message INTEGER NOT NULL, attachment INTEGER NOT NULL,"
+	 " idx INTEGER NOT NULL, name TEXT, size INTEGER, sha256 TEXT,"
+	 " PRIMARY KEY(message, attachment, idx));"
+	 "CREATE INDEX attachment_members_sha ON attachment_members(sha256);"
+	 /* attachments are keyed by their position (idx): a TNEF stream or a text part
+	  * with inline uuencoded files gives several attachments in one MIME part */
+	 "CREATE TABLE attachments4(message INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	 " part INTEGER NOT NULL, filename TEXT, declared_type TEXT, detected_type TEXT,"
+	 " size INTEGER, sha256 TEXT, md5 TEXT, members TEXT, PRIMARY KEY(message, idx));"
+	 "INSERT INTO attachments4 SELECT message, row_number() OVER (PARTITION BY message"
+	 " ORDER BY part) - 1, part, filename, declared_type, detected_type, size, sha256, md5,"
+	 " members FROM attachments;"
+	 "DROP TABLE attachments;"
+	 "ALTER TABLE attachments4 RENAME TO attachments;"
+	 "CREATE INDEX attachments_sha ON attachments(sha256);"),
 };
 
 static int exec(sqlite3 *db, const char *sql)
@@ -651,11 +663,14 @@ static int store_children(sqlite3 *db, const struct analysis *a, int64_t m)
 			goto fail;
 	}
 	sqlite3_finalize(st);
-	st = prep(db, "INSERT INTO attachments VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+	st = prep(db, "INSERT INTO attachments(message, part, filename, declared_type,"
+		      " detected_type, size, sha256, md5, members, idx)"
+		      " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
 	for (size_t i = 0; i < a->n_atts && st; i++) {
 		const struct an_attachment *t = &a->atts[i];
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, m);
+		sqlite3_bind_int(st, 10, (int)i);
 		sqlite3_bind_int(st, 2, t->part);
 		bt(st, 3, t->filename);
 		bt(st, 4, t->declared);
@@ -676,6 +691,24 @@ static int store_children(sqlite3 *db, const struct analysis *a, int64_t m)
 		}
 		if (sqlite3_step(st) != SQLITE_DONE)
 			goto fail;
+	}
+	sqlite3_finalize(st);
+	st = prep(db, "INSERT INTO attachment_members(message, attachment, idx, name, size, sha256)"
+		      " VALUES(?1,?2,?3,?4,?5,?6)");
+	for (size_t i = 0; i < a->n_atts && st; i++) {
+		const struct an_attachment *t = &a->atts[i];
+		for (size_t k = 0; k < t->n_mdet; k++) {
+			sqlite3_reset(st);
+			sqlite3_bind_int64(st, 1, m);
+			/* the attachment's position (attachments.idx), not its MIME part */
+			sqlite3_bind_int(st, 2, (int)i);
+			sqlite3_bind_int(st, 3, (int)k);
+			bt(st, 4, t->mdet[k].name);
+			sqlite3_bind_int64(st, 5, (int64_t)t->mdet[k].size);
+			bt(st, 6, t->mdet[k].sha256[0] ? t->mdet[k].sha256 : NULL);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				goto fail;
+		}
 	}
 	sqlite3_finalize(st);
 	st = prep(db, "INSERT INTO findings VALUES(?1,?2,?3,?4)");
@@ -747,6 +780,7 @@ int64_t adb_store_c(struct adb *adb, const struct analysis *a, const char *sourc
 			"DELETE FROM recipients WHERE message=?2 AND ?1 IS NULL",
 			"DELETE FROM attachments WHERE message=?2 AND ?1 IS NULL",
 			"DELETE FROM findings WHERE message=?2 AND ?1 IS NULL",
+			"DELETE FROM attachment_members WHERE message=?2 AND ?1 IS NULL",
 			"DELETE FROM message_text WHERE rowid=?2 AND ?1 IS NULL",
 		};
 		for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++)

@@ -28,7 +28,7 @@
  * encrypted Office: the directory sectors) then come out as octet-stream or
  * x-ole-storage (measured over the corpus's 195 attachments). */
 #define MAGIC_SNIFF MAGIC_BYTES
-#define PDF_KEEP (8u << 20) /* bytes of a PDF scanned for /URI */
+#define ATT_KEEP (16u << 20) /* bytes of a container or PDF attachment inspected */
 
 const char *const an_where_names[] = {"text", "html_href", "html_src", "html_action",
 				      "html_meta", "html_css", "html_srcset", "html_text",
@@ -417,44 +417,20 @@ static bool is_utf8_name(const char *cs)
 	       strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "ascii") == 0;
 }
 
-/* Zip central directory: member names, cheap (no decompression). */
-static char **zip_members(const unsigned char *d, size_t n)
-{
-	/* only the local file headers within the sniffed bytes */
-	char **v = NULL;
-	size_t nv = 0;
-	for (size_t i = 0; i + 30 <= n && nv < 64;) {
-		if (!(d[i] == 'P' && d[i + 1] == 'K' && d[i + 2] == 3 && d[i + 3] == 4))
-			break;
-		size_t csize = d[i + 18] | d[i + 19] << 8 | (size_t)d[i + 20] << 16 |
-			       (size_t)d[i + 21] << 24;
-		size_t nl = d[i + 26] | d[i + 27] << 8, xl = d[i + 28] | d[i + 29] << 8;
-		if (i + 30 + nl > n)
-			break;
-		char **nv2 = realloc(v, (nv + 2) * sizeof(*v));
-		if (!nv2)
-			break;
-		v = nv2;
-		v[nv++] = strndup((const char *)d + i + 30, nl);
-		v[nv] = NULL;
-		if (d[i + 6] & 8) /* sizes in a data descriptor: cannot skip cheaply */
-			break;
-		i += 30 + nl + xl + csize;
-	}
-	return v;
-}
-
 static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth);
 
 /* An attachment record from bytes already in memory. */
-static void add_attachment(struct analysis *a, int part, const char *filename,
-			   const char *declared, const unsigned char *d, size_t n)
+size_t an_add_attachment(struct an_ctx *c, int part, const char *filename, const char *declared,
+			 const unsigned char *d, size_t n)
 {
+	struct analysis *a = c->a;
+	if (a->n_atts >= 4096)
+		return (size_t)-1;
 	struct an_attachment *at = AN_PUSH(a->atts, a->n_atts);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdl = 0;
 	if (!at)
-		return;
+		return (size_t)-1;
 	at->part = part;
 	at->filename = an_strdup(filename);
 	at->declared = an_strdup(declared);
@@ -466,8 +442,7 @@ static void add_attachment(struct analysis *a, int part, const char *filename,
 	const char *det = g_magic && n ? magic_buffer(g_magic, d, n < MAGIC_SNIFF ? n : MAGIC_SNIFF)
 				       : NULL;
 	at->detected = an_strdup(det ? det : "application/octet-stream");
-	if (n > 4 && memcmp(d, "PK\3\4", 4) == 0)
-		at->members = zip_members(d, n < MAGIC_BYTES ? n : MAGIC_BYTES);
+	return a->n_atts - 1;
 }
 
 /* Inline uuencoded files in a text body ("begin 644 name" ... "end"), the way old
@@ -534,12 +509,31 @@ static void inline_uuencode(struct an_ctx *c, int part, const char *t, size_t le
 			l = le ? le + 1 : end;
 		}
 		if (out && (ended || o > 0)) {
-			add_attachment(c->a, part, name, NULL, out, o);
+			size_t idx = an_add_attachment(c, part, name, NULL, out, o);
+			if (idx != (size_t)-1)
+				an_attachment_inspect(c, part, idx, out, o, 1);
 			found++;
 		}
 		free(out);
 		pos = (size_t)(l - t) > pos ? (size_t)(l - t) : pos;
 	}
+}
+
+/* The first bytes of a container or a PDF (attach.c reads them). */
+static bool container_magic(const unsigned char *d, size_t n)
+{
+	static const struct {
+		const char *m;
+		size_t l;
+	} mg[] = {{"%PDF-", 5}, {"\x78\x9f\x3e\x22", 4}, {"PK\3\4", 4}, {"Rar!\x1a\x07", 6},
+		  {"7z\xbc\xaf\x27\x1c", 6}, {"\x1f\x8b", 2}, {"BZh", 3}, {"\xfd" "7zXZ", 5},
+		  {"MSCF", 4}};
+	for (size_t i = 0; i < sizeof(mg) / sizeof(mg[0]); i++)
+		if (n >= mg[i].l && memcmp(d, mg[i].m, mg[i].l) == 0)
+			return true;
+	return (n > 262 && memcmp(d + 257, "ustar", 5) == 0) ||
+	       (n > 0x8005 && memcmp(d + 0x8001, "CD001", 5) == 0) ||
+	       (n >= 5 && memmem(d, n < 1024 ? n : 1024, "%PDF-", 5));
 }
 
 static bool name_is_html(const char *fn)
@@ -594,12 +588,18 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 		EVP_DigestInit_ex(lf.md5, EVP_md5(), NULL);
 	}
 	struct an_html *h = is_html ? an_html_new(c, idx, &a->text) : NULL;
-	/* PDF bytes are kept (capped) for the /URI scan after decoding */
-	bool is_pdf = strcmp(ct, "application/pdf") == 0 ||
-		      (p->filename && strlen(p->filename) > 4 &&
-		       strcasecmp(p->filename + strlen(p->filename) - 4, ".pdf") == 0);
-	struct buf pdf;
-	buf_init(&pdf, PDF_KEEP);
+	/* An attachment's bytes are kept (capped) when they are a container or a PDF, for
+	 * attach.c after decoding: decided on the first chunk (magic numbers), or by the
+	 * declared type or name */
+	bool keep = is_att && (strcmp(ct, "application/pdf") == 0 ||
+			       strcmp(ct, "application/ms-tnef") == 0 ||
+			       strcmp(ct, "application/vnd.ms-tnef") == 0 ||
+			       (p->filename && (strcasecmp(p->filename, "winmail.dat") == 0 ||
+						(strlen(p->filename) > 4 &&
+						 strcasecmp(p->filename + strlen(p->filename) - 4,
+							    ".pdf") == 0))));
+	struct buf kept;
+	buf_init(&kept, ATT_KEEP);
 	size_t text_start = a->text.len;
 	if (!c->chunk)
 		c->chunk = malloc(CHUNK); /* one per message, not one per part */
@@ -628,11 +628,11 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			memcpy(lf.magic + lf.magic_len, chunk, k);
 			lf.magic_len += k;
 		}
-		if (lf.size == (uint64_t)n && n >= 5 && memcmp(chunk, "%PDF-", 5) == 0)
-			is_pdf = true;
-		if (is_pdf && pdf.len < PDF_KEEP)
-			buf_append(&pdf, chunk,
-				   (size_t)n < PDF_KEEP - pdf.len ? (size_t)n : PDF_KEEP - pdf.len);
+		if (is_att && lf.size == (uint64_t)n && container_magic((unsigned char *)chunk, (size_t)n))
+			keep = true;
+		if (keep && kept.len < ATT_KEEP)
+			buf_append(&kept, chunk,
+				   (size_t)n < ATT_KEEP - kept.len ? (size_t)n : ATT_KEEP - kept.len);
 		if (h) {
 			an_html_feed(h, chunk, (size_t)n);
 		} else if (is_text) {
@@ -652,9 +652,6 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			break;
 	}
 	g_object_unref(fs);
-	if (is_pdf && pdf.len)
-		an_pdf_scan(c, idx, pdf.data, pdf.len);
-	buf_free(&pdf);
 	if (h) {
 		an_html_free(&h);
 	} else if (is_text && a->text.len > text_start) {
@@ -686,10 +683,12 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 										  : MAGIC_SNIFF)
 					: NULL;
 			at->detected = an_strdup(det ? det : "application/octet-stream");
-			if (lf.magic_len > 4 && memcmp(lf.magic, "PK\3\4", 4) == 0)
-				at->members = zip_members(lf.magic, lf.magic_len);
+			if (kept.len)
+				an_attachment_inspect(c, idx, a->n_atts - 1,
+						      (const unsigned char *)kept.data, kept.len, 0);
 		}
 	}
+	buf_free(&kept);
 	EVP_MD_CTX_free(lf.sha);
 	EVP_MD_CTX_free(lf.md5);
 }
@@ -956,6 +955,31 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 	return a;
 }
 
+struct analysis *analyze_attachment(const void *data, size_t len, const char *filename,
+				    const struct analyze_limits *lim)
+{
+	struct analyze_limits dl;
+	if (!lim) {
+		analyze_limits_default(&dl);
+		lim = &dl;
+	}
+	analyze_global_init();
+	struct analysis *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	buf_init(&a->text, lim->max_text);
+	a->size = len;
+	struct an_ctx c = {.a = a, .lim = lim};
+	size_t idx = an_add_attachment(&c, 0, filename, NULL, data, len);
+	if (idx != (size_t)-1)
+		an_attachment_inspect(&c, 0, idx, data, len, 0);
+	free(c.lt);
+	free(c.chunk);
+	an_seen_free(&c);
+	an_map_free(&c.rcpt_map);
+	return a;
+}
+
 void analysis_free(struct analysis **ap)
 {
 	struct analysis *a = *ap;
@@ -999,6 +1023,9 @@ void analysis_free(struct analysis **ap)
 		for (char **m = t->members; m && *m; m++)
 			free(*m);
 		free(t->members);
+		for (size_t k = 0; k < t->n_mdet; k++)
+			free(t->mdet[k].name);
+		free(t->mdet);
 	}
 	free(a->atts);
 	for (size_t i = 0; i < a->n_findings; i++) {

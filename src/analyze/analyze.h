@@ -76,6 +76,15 @@ struct an_part {
 	bool truncated;
 };
 
+/* One member of an archive attachment (or of an archive inside it: "a.zip!/b.txt"). */
+struct an_member {
+	char *name;
+	uint64_t size;       /* bytes read (decompressed) */
+	char sha256[65];     /* empty when not read (encrypted, not a file) */
+	bool encrypted;
+	bool truncated;      /* damaged, or the expansion budget ran out */
+};
+
 struct an_attachment {
 	int part;
 	char *filename;
@@ -84,7 +93,9 @@ struct an_attachment {
 	uint64_t size;
 	char sha256[65];
 	char md5[33];
-	char **members;      /* archive member names (zip), NULL-terminated, may be NULL */
+	char **members;      /* archive member names, NULL-terminated, may be NULL */
+	struct an_member *mdet; /* the same members with sizes and hashes */
+	size_t n_mdet;
 };
 
 struct an_finding {
@@ -140,6 +151,12 @@ struct an_envelope {
 struct analysis *analyze_message(const void *data, size_t len, const struct analyze_limits *lim,
 				 const struct an_envelope *env);
 void analysis_free(struct analysis **a);
+
+/* Analyse len bytes as one attachment named filename (may be NULL), outside any
+ * message: what attach.c finds in it (archive members, OOXML and PDF links, TNEF).
+ * For the fuzz targets and tests. */
+struct analysis *analyze_attachment(const void *data, size_t len, const char *filename,
+				    const struct analyze_limits *lim);
 
 /* One JSON object (no newline).  source: the file name (may be NULL). */
 int analysis_to_json(const struct analysis *a, const char *source, struct buf *out);

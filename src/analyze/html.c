@@ -50,6 +50,7 @@ struct an_html {
 	struct buf pending;     /* decoded HTML not yet given to the parser */
 	bool data_uri_seen;
 	char *base;             /* <base href>, absolute http(s), or NULL */
+	unsigned wextra;        /* where bits added to every link (an_html_set_where) */
 };
 
 /* The decoded part is handed to libxml2 whole, with terminate set, when it fits in
@@ -143,6 +144,7 @@ static bool resolve(const char *base, const char *v, char *out, size_t outsz)
 /* Add one attribute value as a link when it is absolute (or relative to <base>). */
 static int add_value(struct an_html *h, const char *v, size_t len, unsigned where)
 {
+	where |= h->wextra;
 	while (len > 0 && (unsigned char)*v <= ' ') {
 		v++;
 		len--;
@@ -603,6 +605,12 @@ static void neutralise(char *b, size_t n, bool final)
 	}
 }
 
+void an_html_set_where(struct an_html *h, unsigned where)
+{
+	if (h)
+		h->wextra = where;
+}
+
 void an_html_feed(struct an_html *h, const char *data, size_t len)
 {
 	while (h && len > 0) {
@@ -644,7 +652,7 @@ void an_html_free(struct an_html **hp)
 	/* URLs written as visible text */
 	if (h->text->len > h->text_start)
 		an_scan_add(h->c, h->text->data + h->text_start, h->text->len - h->text_start,
-			    AN_W_HTML_TEXT, h->part);
+			    AN_W_HTML_TEXT | h->wextra, h->part);
 	htmlFreeParserCtxt(h->px);
 	buf_free(&h->anchor_text);
 	buf_free(&h->css);

@@ -130,6 +130,23 @@ static int check_expect(const struct analysis *a, const char *path)
 			for (size_t i = 0; i < a->n_atts; i++)
 				found |= strcmp(a->atts[i].sha256, sp) == 0 &&
 					 (!ty || strcmp(a->atts[i].detected, ty) == 0);
+		} else if (strcmp(line, "attname") == 0) {
+			for (size_t i = 0; i < a->n_atts; i++)
+				found |= a->atts[i].filename && strcmp(a->atts[i].filename, sp) == 0;
+		} else if (strcmp(line, "member") == 0) {
+			/* "member NAME [SHA256|encrypted|truncated]" */
+			char *what = strchr(sp, ' ');
+			if (what)
+				*what++ = 0;
+			for (size_t i = 0; i < a->n_atts; i++)
+				for (size_t k = 0; k < a->atts[i].n_mdet; k++) {
+					const struct an_member *m = &a->atts[i].mdet[k];
+					if (strcmp(m->name, sp) != 0)
+						continue;
+					found |= !what || (strcmp(what, "encrypted") == 0 && m->encrypted) ||
+						 (strcmp(what, "truncated") == 0 && m->truncated) ||
+						 strcmp(what, m->sha256) == 0;
+				}
 		} else if (strcmp(line, "finding") == 0) {
 			for (size_t i = 0; i < a->n_findings; i++)
 				found |= strcmp(a->findings[i].kind, sp) == 0;
@@ -207,6 +224,13 @@ static void test_extraction_cases(void **state)
 	run_dir("cases", 24);
 }
 
+/* attachments/ (written by make-fixtures.py): TNEF, a PDF object stream, OOXML,
+ * archives listed with member hashes, a decompression bomb cut by the budget */
+static void test_attachment_fixtures(void **state)
+{
+	run_dir("attachments", 5);
+}
+
 /* our own variants of each class of cases/ */
 static void test_extraction_variants(void **state)
 {
@@ -248,6 +272,7 @@ int main(void)
 		cmocka_unit_test(test_independently_labeled),
 		cmocka_unit_test(test_extraction_cases),
 		cmocka_unit_test(test_extraction_variants),
+		cmocka_unit_test(test_attachment_fixtures),
 		cmocka_unit_test(test_mbox_separators),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

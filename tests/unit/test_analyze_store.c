@@ -427,7 +427,11 @@ static void test_migrations(void **state)
 		" campaign INTEGER NOT NULL, PRIMARY KEY(band, hash, campaign)) WITHOUT ROWID;"
 		"INSERT INTO messages VALUES(1, 'ab', x'0102');"
 		"INSERT INTO campaigns VALUES(1, 'Cabababababab', 1, x'0102', 0, 's');"
-		"INSERT INTO campaign_lsh VALUES(0, 42, 1);",
+		"INSERT INTO campaign_lsh VALUES(0, 42, 1);"
+		"CREATE TABLE attachments(message INTEGER NOT NULL, part INTEGER NOT NULL,"
+		" filename TEXT, declared_type TEXT, detected_type TEXT, size INTEGER, sha256 TEXT,"
+		" md5 TEXT, members TEXT, PRIMARY KEY(message, part));"
+		"INSERT INTO attachments VALUES(1, 2, 'a.zip', NULL, NULL, 3, 'ff', 'ee', NULL);",
 		NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	char *err = NULL;
@@ -452,6 +456,14 @@ static void test_migrations(void **state)
 	sqlite3_finalize(st);
 	assert_int_equal(sqlite3_exec(adb_handle(a), "INSERT INTO schema_version VALUES(99)",
 				      NULL, NULL, NULL), SQLITE_OK);
+	/* v4: attachments keyed by position, the old rows kept */
+	assert_int_equal(sqlite3_prepare_v2(adb_handle(a), "SELECT idx, part, filename FROM attachments",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	assert_int_equal(sqlite3_column_int(st, 1), 2);
+	assert_string_equal((const char *)sqlite3_column_text(st, 2), "a.zip");
+	sqlite3_finalize(st);
 	adb_close(&a);
 	a = adb_open(dd, &err);
 	assert_null(a);
