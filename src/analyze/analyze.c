@@ -580,7 +580,12 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			an_finding(a, "unknown_charset", "part %d: %.100s", idx, p->charset);
 		}
 	}
-	struct leaf lf = {0};
+	/* not "= {0}": that would clear the 64 KiB sniff buffer for every part */
+	struct leaf lf;
+	lf.sha = lf.md5 = NULL;
+	lf.magic_len = 0;
+	lf.size = 0;
+	lf.truncated = false;
 	if (is_att) {
 		lf.sha = EVP_MD_CTX_new();
 		lf.md5 = EVP_MD_CTX_new();

@@ -624,10 +624,11 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 		size_t o = pos;
 		for (size_t k = pos; k < aend; k++) {
 			int hv = k + 2 < aend ? hexval(s[k + 1]) : -1, lv = hv >= 0 ? hexval(s[k + 2]) : -1;
-			if (s[k] == '%' && hv >= 0 && lv >= 0) {
-				unsigned char d = (unsigned char)(hv * 16 + lv);
-				if (d < 0x20 || d == 0x7F)
-					goto out; /* a control byte in a host: not a URL */
+			unsigned char d = (unsigned char)(hv * 16 + lv);
+			/* control bytes stay escaped: in the host they make it invalid
+			 * (norm_host decodes and refuses them), in the userinfo they stay as
+			 * they are, so the canonical form is a fixed point */
+			if (s[k] == '%' && hv >= 0 && lv >= 0 && d >= 0x20 && d != 0x7F) {
 				s[o++] = (char)d;
 				k += 2;
 				r->flags |= URL_F_ENCODED_HOST;
