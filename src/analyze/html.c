@@ -1,36 +1,31 @@
 /*
- * html: links and text of an HTML part through libxml2's HTML parser, in push/SAX mode.
+ * html: links and text of an HTML part, in one pass of our own tokenizer (htmltok.c).
  *
- * Why libxml2 and SAX: it is a mature, fuzzed, recovering HTML parser (MIT) in Debian,
- * and SAX mode builds no tree, so memory stays bounded however big or broken the part
- * is; the part is fed in chunks as it is decoded.  Entities in attributes and text are
- * decoded by the parser.  What we take: href/src/action/formaction/background/poster/
- * data, srcset candidates, meta refresh targets, CSS url() in style attributes and
- * <style> blocks, the visible text (for search, campaigns and URLs written as text),
- * and the anchor text, to flag links whose text shows another domain.
- *
- * libxml2 builds HTML the way a 2000s parser did, and spam exploits where that differs
- * from what a mail client shows (docs/ANALYSIS.md, "HTML"): after </html> (or a stray
- * </HTML> mid-page, or an end tag before any element) it stops reporting content, a
- * misplaced <body background=...> is dropped with its attributes, and an unterminated
- * comment swallows the rest.  So the bytes are adjusted before the parser sees them,
- * in place and without changing their length: the document is opened with
- * "<html><body>" (nothing can then close the root), end tags </html> and </body> are
- * renamed to unknown ones (ignored), <body ...> becomes an unknown element whose
- * attributes are still reported, and a "<!--" with no "-->" after it ends at the next
- * '>' (how SpamAssassin's and older mail clients' parsers read it).  <base href>
- * resolves relative URLs.  Inline elements (b, i, span, font ...) do not separate
+ * What we take: href/src/action/formaction/background/poster/data and data-* URL
+ * attributes, srcset candidates, meta refresh targets, CSS url() in style attributes
+ * and <style> blocks, the visible text (for search, campaigns and URLs written as
+ * text), and the anchor text, to flag links whose text shows another domain.  <base
+ * href> resolves relative URLs.  Inline elements (b, i, span, font ...) do not separate
  * words, so "ht<b></b>tp://x" is read as the reader sees it.
+ *
+ * Why a tokenizer and not libxml2's HTML parser (used until issue 12): libxml2 builds
+ * HTML the way a 2000s parser did and stops reporting content after </html> (or a stray
+ * </HTML>, or an end tag before any element), drops a misplaced <body background=...>
+ * with its attributes, and took 35% of the analyzer's instructions (callgrind) for a
+ * tree discipline we never use.  A tokenizer has no end of document and no misplaced
+ * elements: it reports every tag and all text, as a mail client's renderer reaches
+ * them.  The part is tokenized as it is decoded, in pieces of at most HTML_PENDING
+ * bytes, so memory stays bounded.
  */
 #include "analyze/analyze_private.h"
 
 #include <ctype.h>
-#include <libxml/HTMLparser.h>
-#include <libxml/parser.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "analyze/htmltok.h"
 #include "analyze/url.h"
 
 #define ANCHOR_TEXT_MAX 1024
@@ -40,7 +35,7 @@ struct an_html {
 	int part;
 	struct buf *text;       /* the message's text, capped */
 	size_t text_start;
-	htmlParserCtxtPtr px;
+	struct htok tok;
 	int in_style, in_script;
 	int anchor;             /* link index of the open <a href>, or -1 */
 	struct buf anchor_text;
@@ -53,10 +48,9 @@ struct an_html {
 	unsigned wextra;        /* where bits added to every link (an_html_set_where) */
 };
 
-/* The decoded part is handed to libxml2 whole, with terminate set, when it fits in
- * HTML_PENDING (nearly every part): the push parser then parses straight through
- * instead of re-scanning its input for the end of each construct it cannot yet prove
- * complete.  Bigger parts go in HTML_PENDING pieces, so memory stays bounded. */
+/* Decoded HTML waits in a buffer of at most HTML_PENDING bytes before it is tokenized
+ * (nearly every part fits: one pass at the end); what a piece leaves unfinished (a tag
+ * cut by the piece's end) stays for the next. */
 #define HTML_PENDING (1u << 20)
 
 static bool is_web_value(const char *v)
@@ -241,12 +235,12 @@ struct attrs {
 	int n_data;
 };
 
-static void collect(const xmlChar **atts, struct attrs *v)
+static void collect(const char **atts, struct attrs *v)
 {
 	memset(v, 0, sizeof(*v));
 	for (size_t i = 0; atts && atts[i]; i += 2) {
-		const char *n = (const char *)atts[i];
-		const char *val = atts[i + 1] ? (const char *)atts[i + 1] : "";
+		const char *n = atts[i];
+		const char *val = atts[i + 1] ? atts[i + 1] : "";
 		const char **slot = NULL;
 		switch (n[0] | 32) {
 		case 'h':
@@ -324,10 +318,9 @@ static bool is_inline(const char *n)
 	return false;
 }
 
-static void on_start(void *ud, const xmlChar *xname, const xmlChar **atts)
+static void on_start(void *ud, const char *name, const char **atts)
 {
 	struct an_html *h = ud;
-	const char *name = (const char *)xname;
 	an_template_tag(h->c, name);
 	if (!is_inline(name))
 		space(h);
@@ -492,10 +485,9 @@ static void anchor_close(struct an_html *h)
 	buf_reset(&h->anchor_text);
 }
 
-static void on_end(void *ud, const xmlChar *xname)
+static void on_end(void *ud, const char *name)
 {
 	struct an_html *h = ud;
-	const char *name = (const char *)xname;
 	if (strcasecmp(name, "style") == 0 && h->in_style > 0) {
 		h->in_style--;
 		scan_css(h, h->css.data ? h->css.data : "", h->css.len);
@@ -509,10 +501,10 @@ static void on_end(void *ud, const xmlChar *xname)
 		space(h);
 }
 
-static void on_chars(void *ud, const xmlChar *ch, int len)
+static void on_chars(void *ud, const char *ch, size_t len)
 {
 	struct an_html *h = ud;
-	if (len <= 0)
+	if (len == 0)
 		return;
 	if (h->in_style) {
 		if (buf_append(&h->css, ch, (size_t)len) < 0) {
@@ -523,7 +515,7 @@ static void on_chars(void *ud, const xmlChar *ch, int len)
 	}
 	if (h->in_script)
 		return;
-	text_add(h, (const char *)ch, (size_t)len);
+	text_add(h, ch, len);
 	if (h->anchor >= 0 && h->anchor_text.len < ANCHOR_TEXT_MAX)
 		buf_append(&h->anchor_text, ch,
 			   (size_t)len > ANCHOR_TEXT_MAX - h->anchor_text.len
@@ -531,26 +523,10 @@ static void on_chars(void *ud, const xmlChar *ch, int len)
 				   : (size_t)len);
 }
 
-/* libxml2 reports errors through these; we ignore them (broken HTML is the norm). */
-static void on_error(void *ud, const char *msg, ...)
-{
-}
+static const struct htok_cb tok_cb = {on_start, on_end, on_chars};
 
 struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text)
 {
-	static htmlSAXHandler sax;
-	static bool sax_ready;
-	if (!sax_ready) {
-		memset(&sax, 0, sizeof(sax));
-		sax.startElement = on_start;
-		sax.endElement = on_end;
-		sax.characters = on_chars;
-		sax.cdataBlock = on_chars;
-		sax.warning = on_error;
-		sax.error = on_error;
-		sax.fatalError = on_error;
-		sax_ready = true;
-	}
 	struct an_html *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
@@ -562,57 +538,8 @@ struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text)
 	buf_init(&h->anchor_text, ANCHOR_TEXT_MAX + 16);
 	buf_init(&h->css, 1 << 20);
 	buf_init(&h->pending, 0);
-	/* the root is opened here, so that no end tag in the part can close it */
-	buf_append(&h->pending, "<html><body>", 12);
-	h->px = htmlCreatePushParserCtxt(&sax, h, NULL, 0, NULL, XML_CHAR_ENCODING_UTF8);
-	if (!h->px) {
-		buf_free(&h->anchor_text);
-		buf_free(&h->css);
-		free(h);
-		return NULL;
-	}
-	htmlCtxtUseOptions(h->px, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-					  HTML_PARSE_NONET | HTML_PARSE_IGNORE_ENC | HTML_PARSE_COMPACT);
+	htok_init(&h->tok);
 	return h;
-}
-
-static bool name_end(char c)
-{
-	return !(isalnum((unsigned char)c) || c == '-' || c == '_' || c == ':');
-}
-
-/* The in-place adjustments described at the top, over bytes about to be parsed.
- * final: these are the part's last bytes, so a "<!--" without "-->" is unterminated. */
-static void neutralise(char *b, size_t n, bool final)
-{
-	char *p = b, *end = b + n;
-	while ((p = memchr(p, '<', (size_t)(end - p))) && end - p >= 6) {
-		if (p[1] == '/' && (strncasecmp(p + 2, "html", 4) == 0 ||
-				    strncasecmp(p + 2, "body", 4) == 0) &&
-		    (end - p == 6 || name_end(p[6]))) {
-			p[2] = 'x'; /* </xtml>, </xody>: unknown, ignored */
-			p += 6;
-		} else if ((p[1] | 32) == 'b' && strncasecmp(p + 1, "body", 4) == 0 && name_end(p[5])) {
-			p[1] = 'x'; /* <xody background=...>: reported, never "misplaced" */
-			p += 5;
-		} else if (p[1] == '!' && p[2] == '-' && p[3] == '-') {
-			char *e = memmem(p + 4, (size_t)(end - p - 4), "-->", 3);
-			if (e) {
-				p = e + 3;
-				continue;
-			}
-			if (!final)
-				return;
-			char *gt = memchr(p + 4, '>', (size_t)(end - p - 4));
-			memset(p, ' ', 4);
-			if (!gt)
-				return;
-			*gt = ' ';
-			p = gt + 1;
-		} else {
-			p++;
-		}
-	}
 }
 
 void an_html_set_where(struct an_html *h, unsigned where)
@@ -626,22 +553,16 @@ void an_html_feed(struct an_html *h, const char *data, size_t len)
 	while (h && len > 0) {
 		size_t room = HTML_PENDING - h->pending.len;
 		size_t n = len < room ? len : room;
-		if (buf_append(&h->pending, data, n) < 0) /* out of memory: parse it now */
-			n = 0;
+		if (buf_append(&h->pending, data, n) < 0)
+			return; /* out of memory: the rest of the part is lost, never overrun */
 		data += n;
 		len -= n;
-		if (h->pending.len >= HTML_PENDING || n == 0) {
-			if (h->pending.len) {
-				neutralise(h->pending.data, h->pending.len, false);
-				htmlParseChunk(h->px, h->pending.data, (int)h->pending.len, 0);
-			}
-			buf_reset(&h->pending);
-			if (n == 0) {
-				int k = len > HTML_PENDING ? (int)HTML_PENDING : (int)len;
-				htmlParseChunk(h->px, data, k, 0);
-				data += k;
-				len -= (size_t)k;
-			}
+		if (h->pending.len >= HTML_PENDING) {
+			size_t used = htok_run(&h->tok, h->pending.data, h->pending.len, false,
+					       &tok_cb, h);
+			if (used == 0) /* cannot happen (a tag is cut at HTOK_TAG_MAX): progress */
+				used = h->pending.len;
+			buf_consume(&h->pending, used);
 		}
 	}
 }
@@ -652,9 +573,9 @@ void an_html_free(struct an_html **hp)
 	if (!h)
 		return;
 	if (h->pending.len)
-		neutralise(h->pending.data, h->pending.len, true);
-	htmlParseChunk(h->px, h->pending.data, (int)h->pending.len, 1);
+		htok_run(&h->tok, h->pending.data, h->pending.len, true, &tok_cb, h);
 	buf_free(&h->pending);
+	htok_free(&h->tok);
 	free(h->base);
 	anchor_close(h);
 	if (h->css.len)
@@ -663,7 +584,6 @@ void an_html_free(struct an_html **hp)
 	if (h->text->len > h->text_start)
 		an_scan_add(h->c, h->text->data + h->text_start, h->text->len - h->text_start,
 			    AN_W_HTML_TEXT | h->wextra, h->part);
-	htmlFreeParserCtxt(h->px);
 	buf_free(&h->anchor_text);
 	buf_free(&h->css);
 	free(h);
