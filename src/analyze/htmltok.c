@@ -302,20 +302,25 @@ size_t htok_run(struct htok *t, const char *s, size_t n, bool final, const struc
 			size_t el = strlen(t->raw_end);
 			while (e && e + el < s + n && !(is_space(e[el]) || e[el] == '>' || e[el] == '/'))
 				e = find_ci(e + 1, (size_t)(s + n - e - 1), t->raw_end);
+			if (e && e + el >= s + n && !final)
+				e = NULL; /* what follows decides: wait for it */
 			if (!e && !final) {
 				/* keep what could be the start of the end tag */
 				size_t keep = n - i > el ? el : n - i;
 				size_t upto = n - keep;
 				if (upto > i) {
 					if (t->rcdata) {
+						/* a reference cut by the piece's end waits too */
 						buf_reset(&t->scratch);
-						decode_into(s + i, upto - i, &t->scratch, false, true);
-						cb->text(ud, t->scratch.data, t->scratch.len);
+						upto = i + decode_into(s + i, upto - i, &t->scratch, false,
+								       false);
+						if (t->scratch.len)
+							cb->text(ud, t->scratch.data, t->scratch.len);
 					} else {
 						cb->text(ud, s + i, upto - i);
 					}
 				}
-				return upto;
+				return upto > i ? upto : i;
 			}
 			size_t stop = e ? (size_t)(e - s) : n;
 			if (stop > i) {
