@@ -418,7 +418,7 @@ static void archive_list(struct an_ctx *c, int part, size_t att, const unsigned 
 				else if (ooxml && ooxml_text_part(nm ? nm : ""))
 					ooxml_text(c, part, kept.data, kept.len);
 				else if (depth + 1 <= AT_MAX_DEPTH) {
-					char pre[1024];
+					char pre[1040];
 					snprintf(pre, sizeof(pre), "%s!/", full);
 					inspect(c, part, att, kd, kept.len, full, depth + 1, pre);
 				}

@@ -273,6 +273,8 @@ static size_t start_tag(struct htok *t, const char *s, size_t n, const struct ht
 			na++;
 		}
 	}
+	if (!sc->data)
+		return end + 1; /* out of memory: the tag is dropped */
 	const char *atts[HTOK_MAX_ATTS * 2 + 2];
 	for (int a = 0; a < na; a++) {
 		atts[2 * a] = sc->data + att_off[2 * a];
@@ -286,7 +288,10 @@ static size_t start_tag(struct htok *t, const char *s, size_t n, const struct ht
 	    strcmp(name, "title") == 0) {
 		/* raw text (script, style, xmp) or text without tags (textarea, title) up
 		 * to the end tag; a self-closed <script/> is still open, as in browsers */
-		snprintf(t->raw_end, sizeof(t->raw_end), "</%s", name);
+		size_t nl = strlen(name); /* at most 8: one of the names above */
+		t->raw_end[0] = '<';
+		t->raw_end[1] = '/';
+		memcpy(t->raw_end + 2, name, nl + 1);
 		t->rcdata = strcmp(name, "textarea") == 0 || strcmp(name, "title") == 0;
 	}
 	return end + 1;

@@ -134,8 +134,20 @@ static bool inflate_stream(const unsigned char *d, size_t n, struct buf *out)
 	return out->len > 0;
 }
 
+/* Does the stream dictionary name the Flate filter (/FlateDecode, or /Fl abbreviated)? */
+static bool names_flate(const char *dict, size_t n)
+{
+	static const char *const names[] = {"/FlateDecode", "/Fl ", "/Fl]", "/Fl/", "/Fl>"};
+	for (size_t i = 0; dict && i < sizeof(names) / sizeof(names[0]); i++)
+		if (memmem(dict, n, names[i], strlen(names[i])))
+			return true;
+	return false;
+}
+
 void an_pdf_scan(struct an_ctx *c, int part, const char *d, size_t len)
 {
+	if (!d || !len)
+		return;
 	int found = scan_uris(c, part, d, len, 0);
 	/* every "stream" keyword whose dictionary (back to its "obj") names FlateDecode */
 	const char *p = d, *end = d + len;
@@ -157,10 +169,7 @@ void an_pdf_scan(struct an_ctx *c, int part, const char *d, size_t len)
 		for (const char *b = back; (b = memmem(b, (size_t)(kw - b), "obj", 3)); b += 3)
 			obj = b;
 		const char *dict = obj ? obj : back;
-		if (!memmem(dict, (size_t)(kw - dict), "/FlateDecode", 12) &&
-		    !memmem(dict, (size_t)(kw - dict), "/Fl ", 4) &&
-		    !memmem(dict, (size_t)(kw - dict), "/Fl]", 4) &&
-		    !memmem(dict, (size_t)(kw - dict), "/Fl/", 4))
+		if (!names_flate(dict, (size_t)(kw - dict)))
 			continue;
 		if (++streams > PDF_MAX_STREAMS) {
 			an_finding(c->a, "pdf_streams_limit", "more than %d streams (part %d)",
