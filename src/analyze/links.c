@@ -468,6 +468,57 @@ static bool all_digits_dots(const char *h, size_t len)
 	return true;
 }
 
+/* The host of a URL written in text (s: after the scheme): 1 when it is an IP
+ * literal or a name under a known TLD, -1 when it is a plain name under no known TLD
+ * ("https://sender.dial" cut by a line wrap, "http://ss"): a host that does not exist
+ * is not reported from text; 0 when it cannot be told here (defanged, encoded,
+ * userinfo, IDN: the normaliser decides). */
+static int host_verdict(const char *s, size_t n)
+{
+	size_t he = 0;
+	while (he < n && s[he] != '/' && s[he] != '?' && s[he] != '#' && s[he] != '\\')
+		he++;
+	size_t hs = 0;
+	for (size_t k = 0; k < he; k++)
+		if (s[k] == '@')
+			return 0;
+	size_t pe = he;
+	for (size_t k = hs; k < he; k++)
+		if (s[k] == ':') {
+			pe = k;
+			break;
+		}
+	if (pe == hs)
+		return 0;
+	bool digits_only = true;
+	for (size_t k = hs; k < pe; k++) {
+		unsigned char c = (unsigned char)s[k];
+		if (!(isalnum(c) || c == '-' || c == '.'))
+			return 0;
+		if (!(isdigit(c) || c == '.' || c == 'x' || c == 'X'))
+			digits_only = false;
+	}
+	unsigned long ip;
+	if (digits_only || url_parse_ipv4(s + hs, pe - hs, &ip))
+		return 1; /* an address in some notation: the normaliser reads it */
+	size_t end = pe;
+	while (end > hs && s[end - 1] == '.')
+		end--;
+	const char *dot = memrchr(s + hs, '.', end - hs);
+	if (!dot)
+		return -1;
+	char tld[64];
+	size_t tl = (size_t)(s + end - dot - 1);
+	if (tl == 0 || tl >= sizeof(tld))
+		return -1;
+	for (size_t k = 0; k < tl; k++)
+		tld[k] = (char)tolower((unsigned char)dot[1 + k]);
+	tld[tl] = 0;
+	if (strncmp(tld, "xn--", 4) == 0)
+		return 0;
+	return url_tld_known(tld) ? 1 : -1;
+}
+
 /* A URL with an explicit scheme whose host ends in a word glued to the TLD
  * ("http://AkkaBay.comIf you...", "www.looksmart.co.ukUK"): when the last label is
  * not a TLD but a lower-case run of it, followed by a capital letter, is one, the URL
@@ -552,7 +603,30 @@ void an_scan_text(const char *s, size_t len, an_url_cb cb, void *arg)
 			size_t n = trim_tail(s + st, e - st);
 			if (sl) {
 				n = unglue_tld(s + st, n, sl);
-				if (n > sl)
+				int hv = host_verdict(s + st + sl, n - sl);
+				if (hv < 0 && e < len && (s[e] == '\n' || s[e] == '\r')) {
+					/* a plain-text line wrapped inside the host
+					 * ("https://sender.dial\nogapi.no/l/5bA"): rejoined when
+					 * that gives a host under a known TLD */
+					size_t j = e;
+					while (j < len && (s[j] == '\r' || s[j] == '\n'))
+						j++;
+					size_t k = j;
+					while (k < len && k - j < URL_MAX_LEN / 2 &&
+					       !url_end((const unsigned char *)s + k, len - k))
+						k++;
+					size_t tl = trim_tail(s + j, k - j);
+					if (n + tl < sizeof(clean) && tl > 0) {
+						memcpy(clean, s + st, n);
+						memcpy(clean + n, s + j, tl);
+						if (host_verdict(clean + sl, n + tl - sl) > 0) {
+							cb(arg, s + st, j + tl - st, clean, n + tl, 0);
+							i = j + tl;
+							continue;
+						}
+					}
+				}
+				if (n > sl && hv != -1)
 					cb(arg, s + st, n, s + st, n, 0);
 			} else {
 				size_t hl = n - spaced;
@@ -593,8 +667,10 @@ void an_scan_text(const char *s, size_t len, an_url_cb cb, void *arg)
 		bool www = hlen > 4 && strncasecmp(host, "www.", 4) == 0;
 		bool ftp = hlen > 4 && strncasecmp(host, "ftp.", 4) == 0;
 		bool line_no = e + 1 < len && s[e] == ':' && isdigit((unsigned char)s[e + 1]);
+		/* a bare address is a link only with a port or a path after it: "Your IP:
+		 * 203.0.113.9" and relay addresses in quoted headers are not links */
 		bool ok = all_digits_dots(host, hlen)
-				  ? dotted_quad(host, hlen)
+				  ? dotted_quad(host, hlen) && e < len && (s[e] == '/' || s[e] == ':')
 				  : bare_host_ok(host, hlen, www) && !file_like(host, hlen, line_no);
 		if (!ok && www && !def) {
 			/* "www.example.netNow": a word glued to the TLD */

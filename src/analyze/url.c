@@ -989,9 +989,25 @@ bool url_has_public_suffix(const char *name, size_t len)
 
 bool url_tld_known(const char *label)
 {
-	if (!label || !*label || strchr(label, '.'))
+	if (!label || !*label || strchr(label, '.') || strlen(label) > 63)
 		return false;
-	return psl_is_public_suffix2(url_psl(), label, PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE) != 0;
+	int t = PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE;
+	if (psl_is_public_suffix2(url_psl(), label, t))
+		return true;
+	/* ccTLDs registered only at the second level (za: co.za, org.za ...) are not
+	 * suffixes themselves; one of the usual second levels is.  A made-up second level
+	 * must not be, or libpsl is answering from a wildcard or a quirk ("x.m"). */
+	static const char *const second[] = {"co", "com", "org", "ac", "gov", "net"};
+	char tmp[80];
+	snprintf(tmp, sizeof(tmp), "zz-mxb-x.%s", label);
+	if (psl_is_public_suffix2(url_psl(), tmp, t))
+		return false;
+	for (size_t i = 0; i < sizeof(second) / sizeof(second[0]); i++) {
+		snprintf(tmp, sizeof(tmp), "%s.%s", second[i], label);
+		if (psl_is_public_suffix2(url_psl(), tmp, t))
+			return true;
+	}
+	return false;
 }
 
 const char *url_registrable(const char *host)
