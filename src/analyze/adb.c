@@ -115,6 +115,9 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
+static int64_t one_int(sqlite3 *db, const char *sql, const char *arg, int64_t arg2,
+		       int64_t dflt);
+
 static int migrate(sqlite3 *db, char **err_r)
 {
 	sqlite3_stmt *st;
@@ -134,14 +137,28 @@ static int migrate(sqlite3 *db, char **err_r)
 			*err_r = NULL;
 		return -1;
 	}
+	/* Two analyzers may open a new or old file at once (serve's child and a manual
+	 * `analyze --daemon`): each step re-reads the version inside its write
+	 * transaction, so a step another process has just applied is never run twice. */
 	for (int k = v; k < nmig; k++) {
 		char ins[96];
+		char msg[256] = "";
 		if (exec(db, "BEGIN IMMEDIATE") < 0)
 			goto fail;
+		int cur = (int)one_int(db, "SELECT max(version) FROM schema_version WHERE ?1 IS NULL",
+				       NULL, 0, 0);
+		if (cur > k) {
+			exec(db, "COMMIT");
+			k = cur - 1;
+			continue;
+		}
 		snprintf(ins, sizeof(ins), "INSERT INTO schema_version VALUES(%d)", k + 1);
 		if (exec(db, migrations[k]) < 0 || exec(db, ins) < 0) {
+			snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
 			exec(db, "ROLLBACK");
-			goto fail;
+			if (err_r && asprintf(err_r, "analysis.db: migration %d: %s", k + 1, msg) < 0)
+				*err_r = NULL;
+			return -1;
 		}
 		if (exec(db, "COMMIT") < 0)
 			goto fail;

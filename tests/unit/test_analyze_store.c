@@ -277,6 +277,43 @@ static void test_rewording_and_merge(void **state)
 	adb_close(&db);
 }
 
+struct opener {
+	char dir[300];
+	int ok;
+};
+
+static void *open_one(void *arg)
+{
+	struct opener *o = arg;
+	char *err = NULL;
+	struct adb *db = adb_open(o->dir, &err);
+	o->ok = db != NULL;
+	if (!db)
+		fprintf(stderr, "adb_open: %s\n", err ? err : "?");
+	free(err);
+	adb_close(&db);
+	return NULL;
+}
+
+/* Two analyzers opening a new file at once (serve's child and `analyze --daemon`)
+ * both migrate it without running a step twice. */
+static void test_concurrent_migration(void **state)
+{
+	for (int round = 0; round < 20; round++) {
+		struct opener o[2];
+		pthread_t th[2];
+		for (int k = 0; k < 2; k++) {
+			snprintf(o[k].dir, sizeof(o[k].dir), "%s/race%d", g_dir, round);
+			mkdir(o[k].dir, 0700);
+			assert_int_equal(pthread_create(&th[k], NULL, open_one, &o[k]), 0);
+		}
+		for (int k = 0; k < 2; k++) {
+			pthread_join(th[k], NULL);
+			assert_true(o[k].ok);
+		}
+	}
+}
+
 /* Variants drifting a little each step: with comparison against the representative
  * (not any member), the far end of the chain does not join the first campaign. */
 static void test_no_chaining(void **state)
@@ -532,6 +569,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_campaigns_and_idempotence),
 		cmocka_unit_test(test_rewording_and_merge),
+		cmocka_unit_test(test_concurrent_migration),
 		cmocka_unit_test(test_no_chaining),
 		cmocka_unit_test(test_analyzer_pass),
 		cmocka_unit_test(test_envelope_from_daemon_db),
