@@ -419,6 +419,8 @@ static bool is_utf8_name(const char *cs)
 
 static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth);
 
+static const char *sniff_type(const unsigned char *d, size_t n);
+
 /* An attachment record from bytes already in memory. */
 size_t an_add_attachment(struct an_ctx *c, int part, const char *filename, const char *declared,
 			 const unsigned char *d, size_t n)
@@ -439,8 +441,7 @@ size_t an_add_attachment(struct an_ctx *c, int part, const char *filename, const
 	hex(md, mdl, at->sha256);
 	EVP_Digest(d, n, md, &mdl, EVP_md5(), NULL);
 	hex(md, mdl, at->md5);
-	const char *det = g_magic && n ? magic_buffer(g_magic, d, n < MAGIC_SNIFF ? n : MAGIC_SNIFF)
-				       : NULL;
+	const char *det = sniff_type(d, n);
 	at->detected = an_strdup(det ? det : "application/octet-stream");
 	return a->n_atts - 1;
 }
@@ -534,6 +535,24 @@ static bool container_magic(const unsigned char *d, size_t n)
 	return (n > 262 && memcmp(d + 257, "ustar", 5) == 0) ||
 	       (n > 0x8005 && memcmp(d + 0x8001, "CD001", 5) == 0) ||
 	       (n >= 5 && memmem(d, n < 1024 ? n : 1024, "%PDF-", 5));
+}
+
+/* libmagic over an attachment's first bytes.  Most types show in the first 16 KiB, and
+ * libmagic's text tests read all they are given, so it sees 16 KiB first and the whole
+ * MAGIC_SNIFF only when the answer is one that more bytes can refine (ISO 9660 images
+ * have their magic at 32 KiB; OLE documents name their kind in directory sectors). */
+#define MAGIC_FIRST (16 * 1024)
+
+static const char *sniff_type(const unsigned char *d, size_t n)
+{
+	if (!g_magic)
+		return NULL;
+	const char *det = magic_buffer(g_magic, d, n < MAGIC_FIRST ? n : MAGIC_FIRST);
+	if (n > MAGIC_FIRST && det &&
+	    (strcmp(det, "application/octet-stream") == 0 ||
+	     strcmp(det, "application/x-ole-storage") == 0 || strcmp(det, "application/CDFV2") == 0))
+		det = magic_buffer(g_magic, d, n < MAGIC_SNIFF ? n : MAGIC_SNIFF);
+	return det;
 }
 
 static bool name_is_html(const char *fn)
@@ -682,11 +701,7 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			hex(md, mdl, at->sha256);
 			EVP_DigestFinal_ex(lf.md5, md, &mdl);
 			hex(md, mdl, at->md5);
-			const char *det =
-				g_magic ? magic_buffer(g_magic, lf.magic,
-						       lf.magic_len < MAGIC_SNIFF ? lf.magic_len
-										  : MAGIC_SNIFF)
-					: NULL;
+			const char *det = sniff_type(lf.magic, lf.magic_len);
 			at->detected = an_strdup(det ? det : "application/octet-stream");
 			if (kept.len)
 				an_attachment_inspect(c, idx, a->n_atts - 1,
