@@ -8,10 +8,13 @@ set -eu
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
 libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
-nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev"
+nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev zlib1g-dev libarchive-dev"
 # libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
 # bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
+# zlib1g-dev: the analyzer inflates PDF FlateDecode streams (bounded); libarchive-dev:
+# it lists archive members (zip/OOXML, rar, 7z, tar, gzip, cab, iso) with their hashes, in
+# memory, never extracted to disk.
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
@@ -23,7 +26,7 @@ TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pyte
 postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
 systemd-journal-remote fail2ban chromium fonts-dejavu-core python3-websocket
 python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset bind9-utils bind9-dnsutils
-rbldnsd"
+rbldnsd spamassassin"
 # chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
 # dashboard test drives Debian's chromium headless over the DevTools protocol;
 # python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics
@@ -33,6 +36,8 @@ rbldnsd"
 # the firewall exports inside a network namespace; named-checkzone (bind9-utils) the RPZ;
 # rbldnsd and dig (bind9-dnsutils) serve and query the DNSBL zones; fail2ban-regex runs
 # the filter.
+# spamassassin: the reference URI extractor of bench/analyze-quality.py (its Perl API,
+# get_uri_detail_list; no daemon is started, no network lookups).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.  The guard's tests run
