@@ -7,13 +7,32 @@ set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
-libxml2-dev libidn2-dev publicsuffix nmap-common"
+libxml2-dev libidn2-dev publicsuffix nmap-common libseccomp-dev libsystemd-dev
+swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl"
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
+# libseccomp-dev: the analyzer child's system-call filter (src/core/sandbox.c).
+# libsystemd-dev: sd_notify (Type=notify service, reload and stop states).
+# swaks and curl: the README's tour (`make run` installs what the tour uses).  apt is
+# run with --no-install-recommends, so swaks's Recommends that the tour and the tests
+# need are named: libnet-ssleay-perl (--tls, --tlsc: without it swaks says "TLS not
+# available"), libio-socket-inet6-perl (-6, [::1]), libauthen-sasl-perl (--auth).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd"
+postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
+llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
+systemd passwd util-linux"
+# llvm-14: llvm-symbolizer, which clang's sanitizer runtime (the fuzz build) needs to
+# print symbolized stack traces (a Recommends of clang-14).
+# dpkg-dev, debhelper, lintian, fakeroot: scripts/check-package.sh builds the Debian
+# package (dpkg-buildpackage -us -uc -b) and runs lintian on it.
+# debootstrap, debian-archive-keyring (its Recommends: the signature of the Release
+# file is checked with it): scripts/check-fresh.sh and check-package.sh build a minimal
+# Debian 12 root.
+# systemd: systemd-analyze (verify, security --offline) on the installed unit in
+# tests/integration/test_install.py.  passwd (useradd) and util-linux (setpriv,
+# runuser): the file-permission test runs as a second, unprivileged user.
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.

@@ -108,7 +108,21 @@ struct mxb_config {
 	unsigned analyzer_max_recipients; /* 10000 (1-10000000) */
 	char *analyzer_psl_file;         /* "" = the system public suffix list; else a file
 					  * checked readable at load */
+
+	/* operations (docs/operations.md) */
+	char *log;                       /* log = stderr | syslog | /absolute/file */
+	char *analyzer_user;             /* analyzer_user = "" (the daemon's user); an account:
+					  * the analyzer child runs as it (see core/sandbox.h) */
+	char *config_file;               /* the file loaded (NULL: embedded defaults) */
+	unsigned *key_lines;             /* per key of the table, the line that set it (0) */
 };
+
+/* Where the service's configuration lives (mxbait check, serve and the reading
+ * commands use it when it exists and no -c is given). */
+#ifndef MXB_CONFIG_DIR
+#define MXB_CONFIG_DIR "/etc/mxbait"
+#endif
+#define MXB_DEFAULT_CONFIG MXB_CONFIG_DIR "/mxbait.conf"
 
 /* Fill cfg with the embedded defaults. */
 void config_defaults(struct mxb_config *cfg);
@@ -118,5 +132,15 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* The line of the loaded file that set key (0: not set there, or no file). */
+unsigned config_key_line(const struct mxb_config *cfg, const char *key);
+/* The table of keys, in order (NULL after the last): for `mxbait check` and reload. */
+const char *config_key_name(size_t i);
+/* Whether key has the same value in a and b (strings and lists compared by content).
+ * An unknown key compares equal. */
+bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
+		      const char *key);
+/* Give dst src's value of key (deep copy; dst's old value freed). */
+void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const char *key);
 
 #endif
