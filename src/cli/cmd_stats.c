@@ -75,6 +75,10 @@ static void spool_usage(const struct cli_opts *o, struct spool_usage *u)
 static const char sql_offences[] =
 	"SELECT coalesce(json_extract(json, '$.kind'), '?') AS k, count(*) FROM events"
 	" WHERE event = 'offence' GROUP BY k ORDER BY count(*) DESC, k";
+/* Messages not captured, by reason (no_space: the spool's disk budget was spent). */
+static const char sql_refused[] =
+	"SELECT coalesce(json_extract(json, '$.reason'), '?') AS r, count(*) FROM events"
+	" WHERE event = 'message_rejected' GROUP BY r ORDER BY count(*) DESC, r";
 static const char sql_reasons[] =
 	"SELECT coalesce(reason, '(open)') AS r, count(*) FROM sessions"
 	" GROUP BY r ORDER BY count(*) DESC, r";
@@ -175,6 +179,7 @@ int cmd_stats(int argc, char **argv)
 		jw_int(&w, "accepted", rcpt_ok);
 		jw_int(&w, "denied", rcpt_all - rcpt_ok);
 		jw_end_object(&w);
+		group_json(db, sql_refused, "messages_refused", &w);
 		group_json(db, sql_offences, "offences", &w);
 		group_json(db, sql_reasons, "disconnect_reasons", &w);
 		jw_int(&w, "events", events);
@@ -221,6 +226,7 @@ int cmd_stats(int argc, char **argv)
 		table_cells(t, 2, "accepted");
 		ROW("", "%lld", (long long)(rcpt_all - rcpt_ok));
 		table_cells(t, 2, "denied");
+		group_table(db, sql_refused, "messages refused", t);
 		group_table(db, sql_offences, "offences", t);
 		group_table(db, sql_reasons, "disconnect reasons", t);
 		ROW("events", "%lld", (long long)events);
