@@ -9,6 +9,6 @@ mkdir -p "$dir"
 if [ -e "$dir/mxbait.conf" ]; then
 	echo "mxbait: $dir/mxbait.conf exists: left as it is (the example: $src)"
 else
-	install -m 0640 "$src" "$dir/mxbait.conf"
+	install -m 0644 "$src" "$dir/mxbait.conf"
 	echo "mxbait: installed $dir/mxbait.conf"
 fi
