@@ -104,7 +104,6 @@ static const struct key_def keys[] = {
 	{ "analyzer_max_recipients", K_UINT, OFF(analyzer_max_recipients), 1, 10000000, 0 },
 	{ "analyzer_psl_file", K_FILE, OFF(analyzer_psl_file), 0, 0, 0 },
 	{ "log", K_LOG, OFF(log), 0, 0, 0 },
-	{ "analyzer_user", K_USER, OFF(analyzer_user), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -254,7 +253,6 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->analyzer_max_recipients = 10000;
 	cfg->analyzer_psl_file = xstrdup("");
 	cfg->log = xstrdup("stderr");
-	cfg->analyzer_user = xstrdup("");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -279,7 +277,6 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->user);
 	free(cfg->analyzer_psl_file);
 	free(cfg->log);
-	free(cfg->analyzer_user);
 	free(cfg->config_file);
 	free(cfg->key_lines);
 	memset(cfg, 0, sizeof(*cfg));

@@ -111,8 +111,6 @@ struct mxb_config {
 
 	/* operations (docs/operations.md) */
 	char *log;                       /* log = stderr | syslog | /absolute/file */
-	char *analyzer_user;             /* analyzer_user = "" (the daemon's user); an account:
-					  * the analyzer child runs as it (see core/sandbox.h) */
 	char *config_file;               /* the file loaded (NULL: embedded defaults) */
 	unsigned *key_lines;             /* per key of the table, the line that set it (0) */
 };

@@ -17,7 +17,7 @@
  * identity (hostname, local_domains: the certificate and every generated mailbox
  * follow them), the credential policy (accounts, password_list, password_top_n,
  * crack_after_failures, max_accounts: it holds the accounts in memory), data_dir,
- * event_log, spool_budget, user, analyzer_user.
+ * event_log, spool_budget, user.
  * A key this list does not name is reloadable.  The event log and a log file are
  * reopened by every SIGHUP (logrotate), even when nothing changed.
  */
@@ -33,7 +33,7 @@ struct mxb_config;
 		"smtps_listen", "imap_listen", "imaps_listen", "pop3_listen",            \
 		"pop3s_listen", "password_list", "password_top_n",                       \
 		"crack_after_failures", "max_accounts", "data_dir", "event_log",          \
-		"spool_budget", "user", "analyzer_user"
+		"spool_budget", "user"
 
 /* Fill next from cur's file again (embedded defaults when cur had none), with every
  * restart-only key put back to cur's value (a warning for each that changed).

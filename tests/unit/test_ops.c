@@ -1,8 +1,7 @@
 /*
  * test_ops: the operations helpers: log timestamps and rate limit (core/log), reading
  * an event's fields back for the daemon log (core/evlog), the configuration keys of
- * reload (config_key_equal/copy, RELOAD_RESTART_KEYS) and the `log` and
- * `analyzer_user` keys.
+ * reload (config_key_equal/copy, RELOAD_RESTART_KEYS) and the `log` key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -90,7 +89,6 @@ static void test_log_key(void **state)
 	char *err = NULL;
 	config_defaults(&c);
 	assert_string_equal(c.log, "stderr");
-	assert_string_equal(c.analyzer_user, "");
 	const char ok[] = "log = syslog\n";
 	assert_int_equal(config_parse(&c, "t.conf", ok, sizeof(ok) - 1, &err), 0);
 	assert_string_equal(c.log, "syslog");
@@ -102,12 +100,6 @@ static void test_log_key(void **state)
 	assert_string_equal(err, "t.conf:2: log: expected stderr, syslog or an absolute file name");
 	free(err);
 	err = NULL;
-	config_free(&c);
-	config_defaults(&c);
-	const char user[] = "analyzer_user = mxb-no-such-user-9\n";
-	assert_int_equal(config_parse(&c, "t.conf", user, sizeof(user) - 1, &err), -1);
-	assert_non_null(strstr(err, "t.conf:1: analyzer_user: no such user"));
-	free(err);
 	config_free(&c);
 }
 
