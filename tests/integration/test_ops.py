@@ -140,7 +140,7 @@ def test_sighup_applies_new_settings_to_new_sessions_only(make_daemon):
                      r"restart", err)
     # A new session: the new limit (Postfix's 552), and still the old banner name.
     rc, out = send(d, marker(), size=8000)
-    assert "552 5.3.4 Message size exceeds fixed limit" in out, out[-2000:]
+    assert "552 5.3.4 Error: message file too big" in out, out[-2000:]
     assert "mail.example.test ESMTP" in out
     # The session opened before keeps its settings: 8 KB still fits its 100k.
     before.mail("early@bad.example")
