@@ -273,7 +273,7 @@ static int landlock_analyzer(int abi, const char *data_dir, const char *psl_file
 static const char *const analyzer_syscalls[] = {
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close",
 	"fstat", "newfstatat", "stat", "lstat", "statx", "openat", "open", "access",
-	"faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "getcwd",
+	"faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "getdents", "getcwd",
 	"fcntl", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "dup", "dup3",
 	"fchown", /* SQLite, as root, gives a journal its database's owner (no CAP_CHOWN left) */
 	"mmap", "munmap", "mremap", "mprotect", "madvise", "brk",
