@@ -17,7 +17,8 @@
 #      deleted files left out): what a developer's next commit holds.  Build folders
 #      and other ignored files are not copied.  /work/shared (the shared reference
 #      material the persona tests read) is copied beside it, as CI lays it out.
-#   3. In a chroot (with /proc, /sys, /dev, /dev/pts, /dev/shm and /run mounted):
+#   3. In a chroot (with /proc, /sys, /dev, /dev/pts, /dev/shm and /run mounted), after
+#      the README's first step, `apt-get install make`:
 #        a. `make run` on the pristine root, until the daemon says it is ready, then the
 #           README's two-minute tour (scripts/readme-tour.py: every command of the tour,
 #           on the packages `make run` installed and nothing else), then SIGINT;
@@ -174,6 +175,11 @@ make_run() {
 }
 
 echo "check-fresh: root in $root, tree from $tree (working tree, tracked + unignored files)"
+# The README's first step: make itself (the one thing the Makefile cannot install).
+echo "== apt-get install make (README: the first command on a fresh machine) =="
+in_root /bin/sh -c 'apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -q --no-install-recommends make >/dev/null' </dev/null ||
+	die "apt-get install make failed"
 echo "== make run + README tour (pristine root: only what make run installs) =="
 # In a network namespace of its own when the kernel allows (it does as root).
 in_netns() {
