@@ -25,7 +25,8 @@
 #        b. `make test` (its last line is the summary);
 #        c. `make run` again, until it listens, then SIGINT.
 #      Both `make run`s run in a network namespace of their own (loopback only), so the
-#      fixed ports 2525, 2143, ... cannot collide with daemons on the host.
+#      fixed ports 2525, 2143, ... cannot collide with daemons on the host; the first
+#      one's package step (`make deps`, which needs the network) runs just before it.
 #   4. Mounts are undone and the temporary root removed on any exit (Ctrl-C too);
 #      MXBAIT_FRESH_KEEP=1 keeps the root for a look afterwards (mounts still undone).
 #
@@ -65,6 +66,9 @@ if [ -z "$mirror" ]; then
 fi
 
 mkdir -p "$CACHE" || die "cannot create $CACHE"
+# One run at a time: the apt download cache is shared.
+exec 9>"$CACHE/lock"
+flock -n 9 || { echo "check-fresh: another run holds $CACHE/lock" >&2; exit 2; }
 base="$CACHE/$SUITE-minbase.tar.gz"
 if [ ! -s "$base" ]; then
 	echo "check-fresh: debootstrap --variant=minbase $SUITE from $mirror (cached in $base)"
@@ -187,7 +191,13 @@ in_netns() {
 	unshare --net true 2>/dev/null && ns="unshare --net"
 	$ns /bin/bash -c "$(declare -f in_root make_run); root=$(printf %q "$root"); make_run $1 $2"
 }
-if in_netns first tour; then TOUR=ok; else TOUR=FAIL; fi
+# make run's first step, `make deps` (apt), needs the network: run on its own first,
+# so that `make run` in the namespace finds everything installed, as it would have.
+if in_root /bin/sh -c 'cd /work/mxbait && make deps' </dev/null && in_netns first tour; then
+	TOUR=ok
+else
+	TOUR=FAIL
+fi
 echo "== make test =="
 in_root /bin/sh -c 'cd /work/mxbait && make test' </dev/null 2>&1 | tee "$work/make-test.log"
 test_rc=${PIPESTATUS[0]}
