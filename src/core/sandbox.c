@@ -331,8 +331,9 @@ static int seccomp_analyzer(unsigned *n_r, char **err_r)
 	(void)sanitizer_syscalls;
 	/* abort() and raise() signal this very thread group only */
 	if (rc == 0) {
-		int r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-					 SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+		const struct scmp_arg_cmp own = { .arg = 0, .op = SCMP_CMP_EQ,
+						  .datum_a = (scmp_datum_t)getpid(), .datum_b = 0 };
+		int r = seccomp_rule_add_array(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &own);
 		if (r < 0) {
 			*err_r = errf("seccomp: tgkill: %s", strerror(-r));
 			rc = -1;
@@ -343,8 +344,9 @@ static int seccomp_analyzer(unsigned *n_r, char **err_r)
 #endif
 	/* isatty() on stderr, and nothing else of ioctl */
 	if (rc == 0) {
-		int r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-					 SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)TCGETS));
+		const struct scmp_arg_cmp tcgets = { .arg = 1, .op = SCMP_CMP_EQ,
+						     .datum_a = (scmp_datum_t)TCGETS, .datum_b = 0 };
+		int r = seccomp_rule_add_array(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &tcgets);
 		if (r < 0) {
 			*err_r = errf("seccomp: ioctl: %s", strerror(-r));
 			rc = -1;
