@@ -95,12 +95,13 @@ check test "$(echo "$pw" | cut -d: -f7)" = /usr/sbin/nologin
 check test "$(echo "$pw" | cut -d: -f3)" -lt 1000
 for f in /usr/bin/mxbait /lib/systemd/system/mxbait.service /usr/lib/sysusers.d/mxbait.conf \
 	 /usr/lib/tmpfiles.d/mxbait.conf /etc/logrotate.d/mxbait /etc/mxbait/mxbait.conf \
-	 /usr/share/man/man8/mxbait.8.gz /usr/share/man/man5/mxbait.conf.5.gz \
-	 /usr/share/doc/mxbait/operations.md; do
+	 /usr/share/man/man8/mxbait.8.gz /usr/share/man/man5/mxbait.conf.5.gz; do
 	check test -f "$root$f"
 done
+check test -f "$root/usr/share/doc/mxbait/operations.md.gz" -o -f "$root/usr/share/doc/mxbait/operations.md"
 check grep -qx /etc/mxbait/mxbait.conf "$root/var/lib/dpkg/info/mxbait.conffiles"
-check test "$(stat -c '%a %U' "$root/var/lib/mxbait")" = "700 mxbait"
+# owners as the new system names them (its uids are not the host's)
+check test "$(in_root stat -c '%a %U' /var/lib/mxbait)" = "700 mxbait"
 check grep -q '^ExecStart=/usr/bin/mxbait serve -c /etc/mxbait/mxbait.conf$' "$root/lib/systemd/system/mxbait.service"
 check test -L "$root/etc/systemd/system/multi-user.target.wants/mxbait.service"
 check in_root unshare -n /usr/bin/mxbait check
@@ -122,7 +123,7 @@ check grep -qx listening25 "$root/tmp/serve.ok"
 check grep -qx stats "$root/tmp/serve.ok"
 check grep -qx exit=0 "$root/tmp/serve.ok"
 check grep -q "running as\|ready: hostname=mail.example.com data_dir=/var/lib/mxbait" "$root/tmp/serve.log"
-check test "$(stat -c '%U %a' "$root/var/lib/mxbait/mxbait.db")" = "mxbait 600"
+check test "$(in_root stat -c '%U %a' /var/lib/mxbait/mxbait.db)" = "mxbait 600"
 # An upgrade (the same package again) keeps the admin's configuration.
 echo "# edited by the admin" >>"$root/etc/mxbait/mxbait.conf"
 in_root sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold /tmp/$(basename "$deb")" >>"$work/install.log" 2>&1
@@ -132,7 +133,8 @@ check test ! -e "$root/var/lib/mxbait"
 check test ! -e "$root/usr/bin/mxbait"
 
 echo "== systemd-analyze security =="
-exposure=$(systemd-analyze security --offline=yes "$root/lib/systemd/system/mxbait.service" 2>/dev/null | tail -1)
+cp "$root/lib/systemd/system/mxbait.service" "$work/mxbait.service"
+exposure=$(systemd-analyze security --offline=yes "$work/mxbait.service" 2>&1 | tail -1)
 echo "  $exposure"
 cp "$deb" "${MXBAIT_PACKAGE_OUT:-/var/tmp}/" 2>/dev/null || true
 if [ "$problems" -eq 0 ]; then
