@@ -155,7 +155,6 @@ make_run() {
 	local label=$1 tour=$2 log=/work/make-run-$1.log
 	in_root /bin/sh -c '
 		cd /work/mxbait || exit 1
-		ip link set lo up 2>/dev/null || true
 		make run >'"$log"' 2>&1 &
 		pid=$!
 		n=0
@@ -189,7 +188,8 @@ echo "== make run + README tour (pristine root: only what make run installs) =="
 in_netns() {
 	local ns=""
 	unshare --net true 2>/dev/null && ns="unshare --net"
-	$ns /bin/bash -c "$(declare -f in_root make_run); root=$(printf %q "$root"); make_run $1 $2"
+	# loopback up with the host's ip(8), before the chroot (the new root may lack it)
+	$ns /bin/bash -c "ip link set lo up; $(declare -f in_root make_run); root=$(printf %q "$root"); make_run $1 $2"
 }
 # make run's first step, `make deps` (apt), needs the network: run on its own first,
 # so that `make run` in the namespace finds everything installed, as it would have.

@@ -8,7 +8,7 @@ set -eu
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
 libxml2-dev libidn2-dev publicsuffix nmap-common libseccomp-dev libsystemd-dev
-swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl"
+swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl netbase"
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # libseccomp-dev: the analyzer child's system-call filter (src/core/sandbox.c).
@@ -16,7 +16,9 @@ swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl"
 # swaks and curl: the README's tour (`make run` installs what the tour uses).  apt is
 # run with --no-install-recommends, so swaks's Recommends that the tour and the tests
 # need are named: libnet-ssleay-perl (--tls, --tlsc: without it swaks says "TLS not
-# available"), libio-socket-inet6-perl (-6, [::1]), libauthen-sasl-perl (--auth).
+# available"), libio-socket-inet6-perl (-6, [::1]), libauthen-sasl-perl (--auth), and
+# netbase (/etc/protocols: without it, on a minimal system, every swaks connection fails
+# with "IO::Socket::INET6: sock_info: Bad protocol 'tcp'"; found by check-fresh.sh).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
