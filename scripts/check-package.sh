@@ -124,6 +124,7 @@ check grep -qx stats "$root/tmp/serve.ok"
 check grep -qx exit=0 "$root/tmp/serve.ok"
 check grep -q "running as\|ready: hostname=mail.example.com data_dir=/var/lib/mxbait" "$root/tmp/serve.log"
 check test "$(in_root stat -c '%U %a' /var/lib/mxbait/mxbait.db)" = "mxbait 600"
+cp "$root/lib/systemd/system/mxbait.service" "$work/mxbait.service" # for step 5
 # An upgrade (the same package again) keeps the admin's configuration.
 echo "# edited by the admin" >>"$root/etc/mxbait/mxbait.conf"
 in_root sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold /tmp/$(basename "$deb")" >>"$work/install.log" 2>&1
@@ -133,7 +134,6 @@ check test ! -e "$root/var/lib/mxbait"
 check test ! -e "$root/usr/bin/mxbait"
 
 echo "== systemd-analyze security =="
-cp "$root/lib/systemd/system/mxbait.service" "$work/mxbait.service"
 exposure=$(systemd-analyze security --offline=yes "$work/mxbait.service" 2>&1 | tail -1)
 echo "  $exposure"
 cp "$deb" "${MXBAIT_PACKAGE_OUT:-/var/tmp}/" 2>/dev/null || true
