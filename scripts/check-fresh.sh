@@ -125,7 +125,9 @@ mkdir -p "$root/work/mxbait"
 	while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done |
 	tar --null -T - -cf - ) | tar -C "$root/work/mxbait" -xf - || die "cannot copy the tree"
 if [ -d "$SHARED" ]; then
-	cp -a "$SHARED" "$root/work/shared" || die "cannot copy $SHARED"
+	# its contents ("/."): the path may be a symbolic link (worktrees have one)
+	mkdir -p "$root/work/shared" && cp -a "$SHARED/." "$root/work/shared/" ||
+		die "cannot copy $SHARED"
 else
 	echo "check-fresh: no $SHARED: the persona tests will skip" >&2
 fi

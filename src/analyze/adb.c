@@ -112,6 +112,21 @@ static int migrate(sqlite3 *db, char **err_r)
 		char ins[96];
 		if (exec(db, "BEGIN IMMEDIATE") < 0)
 			goto fail;
+		/* Another analyzer may have migrated while we waited for the write lock:
+		 * read the version again under it (two analyzers start together when serve's
+		 * child and `mxbait analyze --daemon` share a data directory). */
+		int now = 0;
+		if (sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &st,
+				       NULL) == SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				now = sqlite3_column_int(st, 0);
+			sqlite3_finalize(st);
+		}
+		if (now > k) {
+			exec(db, "COMMIT");
+			k = now - 1;
+			continue;
+		}
 		snprintf(ins, sizeof(ins), "INSERT INTO schema_version VALUES(%d)", k + 1);
 		if (exec(db, migrations[k]) < 0 || exec(db, ins) < 0) {
 			exec(db, "ROLLBACK");
