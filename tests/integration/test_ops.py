@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from conftest import (DOMAIN, MXBAIT_BIN, PASSWORD, USER, Daemon, _conf_value, marker,
-                      queue_id_from, sanitizer_env, swaks)
+from conftest import (DOMAIN, MXBAIT_BIN, PASSWORD, USER, Daemon, _conf_value,
+                      listening_ports, marker, queue_id_from, sanitizer_env, swaks)
 
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d"
 
@@ -179,6 +179,8 @@ def _peer_cert_sha256(port):
 def test_sighup_reloads_certificates(make_daemon, tmp_path):
     crt, key = _make_cert(str(tmp_path), "a", "mail.example.test")
     d = make_daemon(tls_cert_file=crt, tls_key_file=key)
+    # the fixture waits for the SMTP ports; IMAPS is bound right after them
+    wait_for(lambda: d.port_imaps in listening_ports(), what="imaps listening")
     first = _peer_cert_sha256(d.port_imaps)
     # A renewal: the same file names, new contents.
     crt2, key2 = _make_cert(str(tmp_path), "b", "mail.example.test")
