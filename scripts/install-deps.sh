@@ -7,24 +7,31 @@ set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
-libxml2-dev libidn2-dev publicsuffix nmap-common libseccomp-dev libsystemd-dev
+libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
+nftables libcrypt-dev libmaxminddb-dev libseccomp-dev
 swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl netbase"
+# libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
+# bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
+# The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
+# libsystemd-dev (sd-journal for watch_journal), libcap-dev (the nft helper keeps only
+# CAP_NET_ADMIN), nftables (the nft program the helper runs; GPL, never linked).
 # libseccomp-dev: the analyzer child's system-call filter (src/core/sandbox.c).
-# libsystemd-dev: sd_notify (Type=notify service, reload and stop states).
 # swaks and curl: the README's tour (`make run` installs what the tour uses).  apt is
 # run with --no-install-recommends, so swaks's Recommends that the tour and the tests
 # need are named: libnet-ssleay-perl (--tls, --tlsc: without it swaks says "TLS not
 # available"), libio-socket-inet6-perl (-6, [::1]), libauthen-sasl-perl (--auth), and
 # netbase (/etc/protocols: without it, on a minimal system, every swaks connection fails
 # with "IO::Socket::INET6: sock_info: Bad protocol 'tcp'"; found by check-fresh.sh).
+# libsystemd-dev: also sd_notify (Type=notify service, reload and stop states).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
 postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
 llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
-systemd passwd util-linux"
+systemd passwd util-linux systemd-journal-remote fail2ban chromium fonts-dejavu-core
+python3-websocket python3-jsonschema prometheus"
 # llvm-14: llvm-symbolizer, which clang's sanitizer runtime (the fuzz build) needs to
 # print symbolized stack traces (a Recommends of clang-14).
 # dpkg-dev, debhelper, lintian, fakeroot: scripts/check-package.sh builds the Debian
@@ -35,9 +42,17 @@ systemd passwd util-linux"
 # systemd: systemd-analyze (verify, security --offline) on the installed unit in
 # tests/integration/test_install.py.  passwd (useradd) and util-linux (setpriv,
 # runuser): the file-permission test runs as a second, unprivileged user.
+# chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
+# dashboard test drives Debian's chromium headless over the DevTools protocol;
+# python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics
+# (the server it ships is not wanted: its service is disabled below).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
-# service that dovecot-imapd enables (143/993) is disabled below.
+# service that dovecot-imapd enables (143/993) is disabled below.  The guard's tests run
+# private Postfix and Dovecot instances too (tests/integration/guard_env.py).
+# systemd-journal-remote: writes the journal files the guard's journal test reads
+# (no journald needed).  fail2ban: fail2ban-regex, the reference of bench/guard-logwatch.sh;
+# its service (which would ban addresses from the system's logs) is disabled below.
 
 want="$RUN_PKGS"
 [ "${1:-run}" = test ] && want="$want $TEST_PKGS"
@@ -58,8 +73,20 @@ APT_LOCK="-o DPkg::Lock::Timeout=900"
 $SUDO apt-get $APT_LOCK update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_LOCK install -y -q --no-install-recommends $missing
 case " $missing " in
+*" prometheus "*)
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi ;;
+esac
+case " $missing " in
 *" dovecot-"*)
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 		$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+	fi ;;
+esac
+case " $missing " in
+*" fail2ban "*)
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now fail2ban.service >/dev/null 2>&1 || true
 	fi ;;
 esac

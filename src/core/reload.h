@@ -17,7 +17,8 @@
  * identity (hostname, local_domains: the certificate and every generated mailbox
  * follow them), the credential policy (accounts, password_list, password_top_n,
  * crack_after_failures, max_accounts: it holds the accounts in memory), data_dir,
- * event_log, spool_budget, user.
+ * event_log, spool_budget, user, and every key of the guard and of the web server
+ * (they read their settings at start).
  * A key this list does not name is reloadable.  The event log and a log file are
  * reopened by every SIGHUP (logrotate), even when nothing changed.
  */
@@ -33,7 +34,20 @@ struct mxb_config;
 		"smtps_listen", "imap_listen", "imaps_listen", "pop3_listen",            \
 		"pop3s_listen", "password_list", "password_top_n",                       \
 		"crack_after_failures", "max_accounts", "data_dir", "event_log",          \
-		"spool_budget", "user"
+		"spool_budget", "user",                                                  \
+		/* the guard and the web server read their settings at start */          \
+		"dovecot_policy_listen", "dovecot_policy_api_key", "dovecot_policy_hash_nonce", \
+		"dovecot_policy_hash_mech", "dovecot_policy_hash_truncate",              \
+		"postfix_policy_listen", "watch_log_files", "watch_journal",             \
+		"watch_journal_directory", "trusted_networks", "guard_trap_users",       \
+		"guard_window", "guard_user_min_ips", "guard_pair_min_ips",              \
+		"guard_ip_failures", "guard_known_user_failures", "guard_prefix_min_ips", \
+		"guard_ip_unknown_rcpts", "guard_domain_unknown_rcpts", "guard_delay",   \
+		"guard_max_keys", "decision_duration", "decision_max_duration",          \
+		"ban_after", "divert", "divert_ports", "divert_to", "nft_path",          \
+		"nft_set_size", "backend_mta", "web_listen", "web_auth",                 \
+		"web_max_connections", "web_timeout", "web_threads", "web_auth_failures", \
+		"geoip_file"
 
 /* Fill next from cur's file again (embedded defaults when cur had none), with every
  * restart-only key put back to cur's value (a warning for each that changed).
