@@ -8,7 +8,9 @@ set -eu
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
 libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
-nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev zlib1g-dev libarchive-dev"
+nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev zlib1g-dev libarchive-dev
+libseccomp-dev swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl
+netbase"
 # libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
 # bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
@@ -20,13 +22,32 @@ nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev zlib1g-dev libarchiv
 # The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
 # libsystemd-dev (sd-journal for watch_journal), libcap-dev (the nft helper keeps only
 # CAP_NET_ADMIN), nftables (the nft program the helper runs; GPL, never linked).
+# libseccomp-dev: the analyzer child's system-call filter (src/core/sandbox.c).
+# swaks and curl: the README's tour (`make run` installs what the tour uses).  apt is
+# run with --no-install-recommends, so swaks's Recommends that the tour and the tests
+# need are named: libnet-ssleay-perl (--tls, --tlsc: without it swaks says "TLS not
+# available"), libio-socket-inet6-perl (-6, [::1]), libauthen-sasl-perl (--auth), and
+# netbase (/etc/protocols: without it, on a minimal system, every swaks connection fails
+# with "IO::Socket::INET6: sock_info: Bad protocol 'tcp'"; found by check-fresh.sh).
+# libsystemd-dev: also sd_notify (Type=notify service, reload and stop states).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
 postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
-systemd-journal-remote fail2ban chromium fonts-dejavu-core python3-websocket
-python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset bind9-utils bind9-dnsutils
-rbldnsd spamassassin"
+llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
+systemd passwd util-linux systemd-journal-remote fail2ban chromium fonts-dejavu-core
+python3-websocket python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset
+bind9-utils bind9-dnsutils rbldnsd spamassassin"
+# llvm-14: llvm-symbolizer, which clang's sanitizer runtime (the fuzz build) needs to
+# print symbolized stack traces (a Recommends of clang-14).
+# dpkg-dev, debhelper, lintian, fakeroot: scripts/check-package.sh builds the Debian
+# package (dpkg-buildpackage -us -uc -b) and runs lintian on it.
+# debootstrap, debian-archive-keyring (its Recommends: the signature of the Release
+# file is checked with it): scripts/check-fresh.sh and check-package.sh build a minimal
+# Debian 12 root.
+# systemd: systemd-analyze (verify, security --offline) on the installed unit in
+# tests/integration/test_install.py.  passwd (useradd) and util-linux (setpriv,
+# runuser): the file-permission test runs as a second, unprivileged user.
 # chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
 # dashboard test drives Debian's chromium headless over the DevTools protocol;
 # python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics

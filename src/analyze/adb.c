@@ -187,6 +187,8 @@ struct adb *adb_open(const char *data_dir, char **err_r)
 	}
 	sqlite3_busy_timeout(a->db, 5000);
 	exec(a->db, "PRAGMA journal_mode=WAL");
+	/* no temporary files: the analyzer's sandbox lets it write analysis.db only */
+	exec(a->db, "PRAGMA temp_store=MEMORY");
 	exec(a->db, "PRAGMA synchronous=NORMAL");
 	exec(a->db, "PRAGMA foreign_keys=OFF");
 	if (migrate(a->db, err_r) < 0) {

@@ -30,7 +30,7 @@
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
 		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH,
-		K_NETLIST };
+		K_NETLIST, K_LOG };
 
 struct key_def {
 	const char *name;
@@ -186,6 +186,7 @@ static const struct key_def keys[] = {
 	{ "report_webhook_token_file", K_FILE, OFF(report_webhook_token_file), 0, 0, 0 },
 	{ "report_smtp_rate", K_UINT, OFF(report_smtp_rate), 1, 100000, 0 },
 	{ "report_webhook_rate", K_UINT, OFF(report_webhook_rate), 1, 1000000, 0 },
+	{ "log", K_LOG, OFF(log), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -427,6 +428,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->report_webhook_token_file = xstrdup("");
 	cfg->report_smtp_rate = 60;
 	cfg->report_webhook_rate = 1200;
+	cfg->log = xstrdup("stderr");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -483,6 +485,9 @@ void config_free(struct mxb_config *cfg)
 	};
 	for (size_t i = 0; i < sizeof(report_strs) / sizeof(report_strs[0]); i++)
 		free(*report_strs[i]);
+	free(cfg->log);
+	free(cfg->config_file);
+	free(cfg->key_lines);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1007,6 +1012,16 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		*dst = xstrdup(val);
 		return 0;
 	}
+	case K_LOG: {
+		if (strcmp(val, "stderr") && strcmp(val, "syslog") && val[0] != '/')
+			return fail(p, k->name, "expected stderr, syslog or an absolute file name");
+		if (strlen(val) >= PATH_MAX)
+			return fail(p, k->name, "file name too long");
+		char **dst = field(cfg, k->off);
+		free(*dst);
+		*dst = xstrdup(val);
+		return 0;
+	}
 	case K_USER: {
 		/* Looked up now, so that a typo is a configuration error naming the line
 		 * rather than a failure after the ports are bound.  Empty: keep the uid. */
@@ -1343,7 +1358,145 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 		p.line = 0;
 		return fail(&p, NULL, "no listener configured (every *_listen key is empty)");
 	}
+	free(cfg->key_lines);
+	cfg->key_lines = malloc(sizeof(set_on));
+	if (!cfg->key_lines)
+		abort();
+	memcpy(cfg->key_lines, set_on, sizeof(set_on));
 	return 0;
+}
+
+unsigned config_key_line(const struct mxb_config *cfg, const char *key)
+{
+	if (!cfg->key_lines)
+		return 0;
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i].name, key))
+			return cfg->key_lines[i];
+	return 0;
+}
+
+const char *config_key_name(size_t i)
+{
+	return i < N_KEYS ? keys[i].name : NULL;
+}
+
+static const struct key_def *find_key(const char *name)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* const view of a field (the casts only drop const of the struct, as field() does) */
+static const void *cfield(const struct mxb_config *cfg, size_t off)
+{
+	return (const char *)cfg + off;
+}
+
+bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
+		      const char *key)
+{
+	const struct key_def *k = find_key(key);
+	if (!k)
+		return true;
+	switch (k->type) {
+	case K_STR: case K_PATH: case K_HOST: case K_USER: case K_FILE: case K_LOG: case K_NETLIST:
+		return str_equal(*(char *const *)cfield(a, k->off), *(char *const *)cfield(b, k->off));
+	case K_DOMAINS: case K_ACCOUNTS: case K_LIST: case K_WEBAUTH: case K_LISTEN: case K_ADDRS: {
+		size_t na = *(const size_t *)cfield(a, k->count_off);
+		size_t nb = *(const size_t *)cfield(b, k->count_off);
+		if (na != nb)
+			return false;
+		bool inline_array = k->type == K_LISTEN || k->type == K_ADDRS;
+		char *const *va = inline_array ? (char *const *)cfield(a, k->off)
+					       : *(char **const *)cfield(a, k->off);
+		char *const *vb = inline_array ? (char *const *)cfield(b, k->off)
+					       : *(char **const *)cfield(b, k->off);
+		for (size_t i = 0; i < na; i++)
+			if (!str_equal(va[i], vb[i]))
+				return false;
+		return true;
+	}
+	case K_BOOL:
+		return *(const bool *)cfield(a, k->off) == *(const bool *)cfield(b, k->off);
+	case K_SIZE:
+		return *(const size_t *)cfield(a, k->off) == *(const size_t *)cfield(b, k->off);
+	case K_SIZE64:
+		return *(const uint64_t *)cfield(a, k->off) == *(const uint64_t *)cfield(b, k->off);
+	case K_RANGE:
+		if (*(const unsigned *)cfield(a, k->count_off) !=
+		    *(const unsigned *)cfield(b, k->count_off))
+			return false;
+		return *(const unsigned *)cfield(a, k->off) == *(const unsigned *)cfield(b, k->off);
+	case K_UINT: case K_MS:
+		return *(const unsigned *)cfield(a, k->off) == *(const unsigned *)cfield(b, k->off);
+	}
+	return true;
+}
+
+void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const char *key)
+{
+	const struct key_def *k = find_key(key);
+	if (!k)
+		return;
+	switch (k->type) {
+	case K_STR: case K_PATH: case K_HOST: case K_USER: case K_FILE: case K_LOG: case K_NETLIST: {
+		char **d = field(dst, k->off);
+		const char *v = *(char *const *)cfield(src, k->off);
+		free(*d);
+		*d = v ? xstrdup(v) : NULL;
+		return;
+	}
+	case K_DOMAINS: case K_ACCOUNTS: case K_LIST: case K_WEBAUTH: {
+		char ***d = field(dst, k->off);
+		size_t *dn = field(dst, k->count_off);
+		char **const *s = cfield(src, k->off);
+		size_t n = *(const size_t *)cfield(src, k->count_off);
+		free_list(*d, *dn);
+		free(*d);
+		*d = n ? calloc(n, sizeof(char *)) : NULL;
+		if (n && !*d)
+			abort();
+		for (size_t i = 0; i < n; i++)
+			(*d)[i] = xstrdup((*s)[i]);
+		*dn = n;
+		return;
+	}
+	case K_LISTEN: case K_ADDRS: {
+		char **d = field(dst, k->off);
+		size_t *dn = field(dst, k->count_off);
+		char *const *s = cfield(src, k->off);
+		size_t n = *(const size_t *)cfield(src, k->count_off);
+		free_list(d, *dn);
+		for (size_t i = 0; i < n; i++)
+			d[i] = xstrdup(s[i]);
+		*dn = n;
+		return;
+	}
+	case K_BOOL:
+		*(bool *)field(dst, k->off) = *(const bool *)cfield(src, k->off);
+		return;
+	case K_SIZE:
+		*(size_t *)field(dst, k->off) = *(const size_t *)cfield(src, k->off);
+		return;
+	case K_SIZE64:
+		*(uint64_t *)field(dst, k->off) = *(const uint64_t *)cfield(src, k->off);
+		return;
+	case K_RANGE:
+		*(unsigned *)field(dst, k->count_off) = *(const unsigned *)cfield(src, k->count_off);
+		*(unsigned *)field(dst, k->off) = *(const unsigned *)cfield(src, k->off);
+		return;
+	case K_UINT: case K_MS:
+		*(unsigned *)field(dst, k->off) = *(const unsigned *)cfield(src, k->off);
+		return;
+	}
 }
 
 bool config_listen_is_loopback(const char *spec)
@@ -1393,5 +1546,9 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r)
 	if (!rc)
 		rc = config_parse(cfg, path, b.data ? b.data : "", b.len, err_r);
 	buf_free(&b);
+	if (!rc) {
+		free(cfg->config_file);
+		cfg->config_file = xstrdup(path);
+	}
 	return rc;
 }

@@ -109,6 +109,10 @@ struct mxb_config {
 	char *analyzer_psl_file;         /* "" = the system public suffix list; else a file
 					  * checked readable at load */
 
+	/* operations (docs/operations.md) */
+	char *log;                       /* log = stderr | syslog | /absolute/file */
+	char *config_file;               /* the file loaded (NULL: embedded defaults) */
+	unsigned *key_lines;             /* per key of the table, the line that set it (0) */
 	/* guard: protecting the real Postfix + Dovecot (src/guard/guard.h, docs/deploy.md) */
 	char *dovecot_policy_listen[MXB_MAX_LISTEN]; /* addr:port of the auth-policy HTTP server */
 	size_t n_dovecot_policy_listen;
@@ -187,6 +191,13 @@ struct mxb_config {
 	unsigned report_webhook_rate;    /* 1200 requests a minute */
 };
 
+/* Where the service's configuration lives (mxbait check, serve and the reading
+ * commands use it when it exists and no -c is given). */
+#ifndef MXB_CONFIG_DIR
+#define MXB_CONFIG_DIR "/etc/mxbait"
+#endif
+#define MXB_DEFAULT_CONFIG MXB_CONFIG_DIR "/mxbait.conf"
+
 /* Fill cfg with the embedded defaults. */
 void config_defaults(struct mxb_config *cfg);
 /* Load path over the defaults.  Returns 0, or -1 with *err_r = "file:line: key: why". */
@@ -195,6 +206,16 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* The line of the loaded file that set key (0: not set there, or no file). */
+unsigned config_key_line(const struct mxb_config *cfg, const char *key);
+/* The table of keys, in order (NULL after the last): for `mxbait check` and reload. */
+const char *config_key_name(size_t i);
+/* Whether key has the same value in a and b (strings and lists compared by content).
+ * An unknown key compares equal. */
+bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
+		      const char *key);
+/* Give dst src's value of key (deep copy; dst's old value freed). */
+void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const char *key);
 /* An "addr:port" / "[v6]:port" listen value on a loopback address (127/8, ::1). */
 bool config_listen_is_loopback(const char *spec);
 

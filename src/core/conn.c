@@ -33,6 +33,7 @@
 #include <openssl/err.h>
 
 #include "core/config.h"
+#include "core/evlog.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/origdst.h"
@@ -100,6 +101,7 @@ struct conn {
 	bool admitted;
 	bool committing;
 	bool logged_in;       /* the engine reported a user: post-login idle timeout */
+	void *gen;            /* settings generation the session's engine config is from */
 	const char *pending_reason; /* conn_end() asked while a commit was in flight */
 	const char *pending_engine;
 	bool pending_flush;
@@ -152,6 +154,7 @@ static void make_id(char id[17])
 static void conn_emit(struct conn *c, struct mxb_event *ev)
 {
 	mxb_event_stamp(ev, 0, c->id, c->ip, c->port, conn_role_name(c->role));
+	evlog_event(ev); /* failed logins, a full spool: in the daemon log too */
 	struct conn_server *srv = c->srv;
 	if (srv->emit_hook)
 		srv->emit_hook(srv->emit_arg, ev);
@@ -273,6 +276,9 @@ static void conn_free(struct conn *c)
 	if (c->s)
 		c->eng->destroy(c->s);
 	c->s = NULL;
+	if (c->gen && srv->gen_release)
+		srv->gen_release(srv->gen_arg, c->gen);
+	c->gen = NULL;
 	if (c->sock_out_entry)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock_bev), c->sock_out_entry);
 	if (c->bev)
@@ -414,7 +420,8 @@ static int op_msg_open(void *ctx, char *queue_id_r, size_t queue_id_len)
 		return -1;
 	c->msg = spool_msg_begin(c->srv->spool, queue_id_r, queue_id_len);
 	if (!c->msg) {
-		log_msg(LOG_WARNING, c->id, "spool refuses a message: %s", strerror(errno));
+		/* one warning per interval comes from the message_rejected event (evlog) */
+		log_msg(LOG_DEBUG, c->id, "spool refuses a message: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -975,6 +982,8 @@ void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd
 	c->handshake_ev = evtimer_new(base, conn_handshake_timeout_cb, c);
 	c->linger_ev = evtimer_new(base, conn_linger_cb, c);
 	struct proto_peer peer = { .ip = c->ip, .port = c->port, .rdns = NULL };
+	if (srv->gen_hold)
+		c->gen = srv->gen_hold(srv->gen_arg);
 	if (c->bev)
 		c->s = c->eng->create(srv->engine_cfg[role], &peer, mxb_role_implicit_tls(role),
 				      &conn_ops, c);

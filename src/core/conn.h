@@ -57,6 +57,12 @@ struct conn_server {
 	/* Called (outside any connection callback) whenever a connection was freed. */
 	void (*on_freed)(void *arg);
 	void *on_freed_arg;
+	/* Reload (SIGHUP): engine_cfg and cfg may be replaced while sessions live.  A new
+	 * session holds what gen_hold() returns (the generation its engine config belongs
+	 * to) and gives it back with gen_release() when it is freed.  NULL: no reload. */
+	void *(*gen_hold)(void *arg);
+	void (*gen_release)(void *arg, void *gen);
+	void *gen_arg;
 
 	/* private */
 	struct conn *conns;

@@ -86,6 +86,10 @@ static bool has_cursor(const struct query_page *pg)
 const char query_sql_offences[] =
 	"SELECT coalesce(json_extract(json, '$.kind'), '?') AS k, count(*) FROM events"
 	" WHERE event = 'offence' GROUP BY k ORDER BY count(*) DESC, k";
+/* Messages not captured, by reason (no_space: the spool's disk budget was spent). */
+const char query_sql_refused[] =
+	"SELECT coalesce(json_extract(json, '$.reason'), '?') AS r, count(*) FROM events"
+	" WHERE event = 'message_rejected' GROUP BY r ORDER BY count(*) DESC, r";
 const char query_sql_reasons[] =
 	"SELECT coalesce(reason, '(open)') AS r, count(*) FROM sessions"
 	" GROUP BY r ORDER BY count(*) DESC, r";
@@ -197,7 +201,8 @@ int query_stats(const struct query_db *q, struct jw *w, struct buf *err)
 	jw_int(w, "accepted", t.rcpt_ok);
 	jw_int(w, "denied", t.rcpt_all - t.rcpt_ok);
 	jw_end_object(w);
-	int rc = group_json(q->db, query_sql_offences, "offences", w);
+	int rc = group_json(q->db, query_sql_refused, "messages_refused", w);
+	rc |= group_json(q->db, query_sql_offences, "offences", w);
 	rc |= group_json(q->db, query_sql_reasons, "disconnect_reasons", w);
 	jw_int(w, "events", t.events);
 	jw_int(w, "events_dropped", t.dropped);

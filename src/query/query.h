@@ -57,6 +57,7 @@ struct query_page {
 /* Offence kinds and disconnect reasons by count (rows: name, count); shared with the
  * CLI's table. */
 extern const char query_sql_offences[];
+extern const char query_sql_refused[];
 extern const char query_sql_reasons[];
 
 struct query_spool_usage {

@@ -638,3 +638,22 @@ static void *writer_thread(void *arg)
 	buf_free(&lines);
 	return NULL;
 }
+
+int eventstore_reopen_log(struct eventstore *es, const char *jsonl_path, char **err_r)
+{
+	*err_r = NULL;
+	if (es->jsonl_fd < 0 || !jsonl_path || !*jsonl_path)
+		return 0;
+	int fd = open(jsonl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*err_r = fmt("%s: %s", jsonl_path, strerror(errno));
+		return -1;
+	}
+	/* The writer thread keeps using the same descriptor number: dup2 swaps the file
+	 * under it atomically (a write in progress completes on the old file). */
+	int rc = dup2(fd, es->jsonl_fd) < 0 ? -1 : 0;
+	if (rc)
+		*err_r = fmt("%s: dup2: %s", jsonl_path, strerror(errno));
+	close(fd);
+	return rc;
+}

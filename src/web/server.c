@@ -665,7 +665,7 @@ static int bind_one(struct web *w, const char *spec, char **err_r)
 	ls->lev = evhttp_bound_socket_get_listener(bs);
 	ls->tls = tls;
 	ls->loopback = lo;
-	fprintf(stderr, "mxbait: listening web on %s%s\n", spec, tls ? " (TLS)" : "");
+	log_msg(LOG_INFO, NULL, "listening web on %s%s", spec, tls ? " (TLS)" : "");
 	return 0;
 }
 

@@ -57,6 +57,8 @@ ALL_EVENT_LINES = []
 
 def sanitizer_env(extra_asan=""):
     env = dict(os.environ)
+    # Hermetic: never the machine's /etc/mxbait/mxbait.conf (a packaged install).
+    env.setdefault("MXBAIT_CONFIG", "")
     env["ASAN_OPTIONS"] = ":".join(filter(None, [
         env.get("ASAN_OPTIONS", ""), "halt_on_error=1:detect_leaks=1:print_summary=1",
         extra_asan]))
