@@ -825,7 +825,7 @@ const struct aq_def aq_urls = {
 	" WHERE (?2 IS NULL OR l.domain = lower(?2))"
 	" AND (?3 IS NULL OR instr(',' || l.flag_names || ',', ',' || ?3 || ',') > 0)"
 	" GROUP BY l.url ORDER BY messages DESC, l.url LIMIT ?1 OFFSET ?9",
-	cols_urls, 5, "no links"};
+	cols_urls, 5, "no links", NULL};
 
 static const struct aq_col cols_domains[] = {{"DOMAIN", "domain", 48, false, 0},
 					     {"MSGS", "messages", 0, true, 0},
@@ -836,7 +836,7 @@ const struct aq_def aq_domains = {
 	" group_concat(DISTINCT nullif(flag_names, '')) AS flags"
 	" FROM links WHERE domain IS NOT NULL"
 	" GROUP BY domain ORDER BY messages DESC, domain LIMIT ?1 OFFSET ?9",
-	cols_domains, 4, "no domains"};
+	cols_domains, 4, "no domains", NULL};
 
 static const struct aq_col cols_rcpt[] = {{"ADDRESS", "addr", 48, false, 0},
 					  {"NAME", "name", 32, false, 0},
@@ -850,7 +850,7 @@ const struct aq_def aq_recipients = {
 	"  CASE WHEN max(src & 8) THEN 'bcc' ELSE '' END) AS seen_in"
 	" FROM recipients WHERE (?2 IS NULL OR domain = lower(?2))"
 	" GROUP BY addr ORDER BY messages DESC, addr LIMIT ?1 OFFSET ?9",
-	cols_rcpt, 4, "no recipients"};
+	cols_rcpt, 4, "no recipients", NULL};
 
 static const struct aq_col cols_rcpt_dom[] = {{"DOMAIN", "domain", 48, false, 0},
 					      {"ADDRESSES", "addresses", 0, true, 0},
@@ -859,7 +859,7 @@ const struct aq_def aq_recipient_domains = {
 	"SELECT domain, count(DISTINCT addr) AS addresses,"
 	" count(DISTINCT message) AS messages FROM recipients"
 	" GROUP BY domain ORDER BY addresses DESC, domain LIMIT ?1 OFFSET ?9",
-	cols_rcpt_dom, 3, "no recipients"};
+	cols_rcpt_dom, 3, "no recipients", NULL};
 
 static const struct aq_col cols_campaigns[] = {{"CAMPAIGN", "id", 0, false, 0},
 					       {"MSGS", "messages", 0, true, 0},
@@ -873,7 +873,7 @@ const struct aq_def aq_campaigns = {
 	"   WHERE m2.campaign_id = c.id AND m2.from_addr IS NOT NULL LIMIT 3)) AS senders"
 	" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
 	" GROUP BY c.id ORDER BY messages DESC, c.id LIMIT ?1 OFFSET ?9",
-	cols_campaigns, 5, "no campaigns"};
+	cols_campaigns, 5, "no campaigns", NULL};
 
 static const struct aq_col cols_campaign_msgs[] = {{"MSG", "message", 0, true, 0},
 						   {"SOURCE", "source", 40, false, 0},
@@ -881,12 +881,19 @@ static const struct aq_col cols_campaign_msgs[] = {{"MSG", "message", 0, true, 0
 						   {"SUBJECT", "subject", 50, false, 0},
 						   {"CLIENT", "client_ip", 0, false, 0},
 						   {"REP", "representative", 0, true, 0}};
+/* A campaign merged into another (analysis.db schema 4: campaigns.merged_into) answers
+ * with the messages of the campaign it went into. */
 const struct aq_def aq_campaign_messages = {
 	"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
 	" (m.id = c.rep_message) AS representative"
+	" FROM campaigns q JOIN campaigns c ON c.id = coalesce(q.merged_into, q.id)"
+	" JOIN messages m ON m.campaign_id = c.id"
+	" WHERE q.key = ?2 ORDER BY m.id LIMIT ?1 OFFSET ?9",
+	cols_campaign_msgs, 6, "no such campaign",
+	"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
+	" (m.id = c.rep_message) AS representative"
 	" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
-	" WHERE c.key = ?2 ORDER BY m.id LIMIT ?1 OFFSET ?9",
-	cols_campaign_msgs, 6, "no such campaign"};
+	" WHERE c.key = ?2 ORDER BY m.id LIMIT ?1 OFFSET ?9"};
 
 int query_analysis(const struct query_db *q, const struct aq_def *d,
 		   const char *const *params, size_t nparams, struct query_page *pg,
@@ -898,7 +905,8 @@ int query_analysis(const struct query_db *q, const struct aq_def *d,
 	if (!q->adb)
 		return QUERY_NO_ANALYSIS;
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(q->adb, d->sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(q->adb, d->sql, -1, &st, NULL) != SQLITE_OK &&
+	    (!d->sql_old || sqlite3_prepare_v2(q->adb, d->sql_old, -1, &st, NULL) != SQLITE_OK))
 		return sql_fail(q, q->adb, err);
 	long limit = pg && pg->limit > 0 ? pg->limit : -1;
 	sqlite3_bind_int64(st, 1, limit > 0 ? limit + 1 : -1);

@@ -138,6 +138,10 @@ struct aq_def {
 	const struct aq_col *cols;
 	size_t ncols;
 	const char *empty; /* the CLI's "(no links)" text */
+	/* NULL, or the same query for an analysis.db older than the columns sql reads
+	 * (tried when sql does not prepare: the analyzer migrates the file only when it
+	 * next starts, and the readers must not fail in between). */
+	const char *sql_old;
 };
 extern const struct aq_def aq_urls, aq_domains, aq_recipients, aq_recipient_domains,
 	aq_campaigns, aq_campaign_messages;
