@@ -235,6 +235,7 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct even
 	dc.n_fixed = cfg->n_accounts;
 	memcpy(dc.secret, secret, SECRET_LEN);
 	dc.max_accounts = cfg->max_accounts;
+	dc.account_expiry_us = (int64_t)cfg->account_expiry_ms * 1000;
 	dc.save = eventstore_account_hook;
 	dc.save_ctx = es;
 	struct auth_policy *p = deception_new(&dc);
