@@ -374,6 +374,26 @@ static void test_huge_literal_refused(void **st)
 	t_close(&t);
 }
 
+/* Regression (issue 7, one credential rule): IMAP cut a LOGIN password at its first NUL,
+ * so the right password, a NUL and junk logged in.  Now it fails like a wrong password,
+ * recorded as "malformed" with every byte.  (Over 8 KiB cannot reach the rule before
+ * login: imap-login's 8 KiB line bound, literals included, answers first.) */
+static void test_login_credential_rule(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	static const char nul_pw[] = "a LOGIN alice {19+}\r\nalice-Secret-1\0junk\r\n";
+	imap_fake_drive(&t.h, nul_pw, sizeof(nul_pw) - 1);
+	assert_true(out_has(&t, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"));
+	assert_null(imap_session_auth_user(t.s));
+	assert_true(imap_fake_has_event(&t.h, "auth", (const char *[]){
+		"\"password\":\"alice-Secret-1\\u0000junk\"", "\"result\":\"malformed\"", NULL}));
+	/* the true password alone still works */
+	send_str(&t, "c LOGIN alice alice-Secret-1\r\n");
+	assert_true(out_has(&t, "c OK [CAPABILITY IMAP4rev1"));
+	t_close(&t);
+}
+
 static void test_long_line_bounded(void **st)
 {
 	struct t t;
@@ -577,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_bodystructure_many_params),
 		cmocka_unit_test(test_huge_literal_refused),
 		cmocka_unit_test(test_long_line_bounded),
+		cmocka_unit_test(test_login_credential_rule),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_vtable),
 		cmocka_unit_test(test_sort_thread_esearch),
