@@ -727,6 +727,7 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 			mxb_event_int(ev, "size", (int64_t)r->size);
 			mxb_event_str(ev, "sender", "");
 			mxb_event_str_array(ev, "recipients", NULL, 0);
+			mxb_event_int(ev, "recipient_count", 0);
 			mxb_event_str(ev, "method", "APPEND");
 			mxb_event_str(ev, "auth_user", s->user);
 			mxb_event_bool(ev, "tls", s->tls);

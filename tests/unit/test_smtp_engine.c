@@ -273,6 +273,36 @@ static void test_auth_login_password_at_sasl_limit(void **state)
 	fix_end(&f);
 }
 
+/* Regression (issue 7): the message event kept at most 1,024 recipients while
+ * recipient_limit allows 100,000; the rest were silently lost.  Now every accepted
+ * recipient is listed, and recipient_count says how many there were. */
+static void test_message_event_lists_every_recipient(void **state)
+{
+	struct fix f;
+	config(&f.cfg, SMTP_ROLE_MX);
+	f.cfg.recipient_limit = 3000;
+	f.auth = NULL;
+	fake_host_init(&f.h);
+	struct smtp_peer peer = {.ip = "192.0.2.9", .port = 1234, .rdns = NULL};
+	f.h.s = smtp_session_new(&f.cfg, &peer, false, &fake_host_ops, &f.h);
+	smtp_session_start(f.h.s);
+	struct buf in;
+	buf_init(&in, 0);
+	buf_puts(&in, "EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+	for (int i = 0; i < 2500; i++)
+		buf_printf(&in, "RCPT TO:<user%d@example.com>\r\n", i);
+	buf_puts(&in, "DATA\r\nhello\r\n.\r\n");
+	fake_host_drive(&f.h, in.data, in.len);
+	assert_non_null(strstr(out(&f), "250 2.0.0 Ok: queued as"));
+	assert_true(fake_host_has_event(&f.h, "message", (const char *[]){
+		"\"user0@example.com\"", "\"user1024@example.com\"", "\"user2499@example.com\"]",
+		"\"recipient_count\":2500", NULL}));
+	char why[256];
+	assert_true(fake_host_check_schema(&f.h, why, sizeof(why)));
+	buf_free(&in);
+	fix_end(&f);
+}
+
 static void test_wait_suspends(void **state)
 {
 	struct fix f;
@@ -413,6 +443,7 @@ int main(void)
 		cmocka_unit_test(test_auth_nul_bytes),
 		cmocka_unit_test(test_auth_login_password_at_sasl_limit),
 		cmocka_unit_test(test_auth_password_with_nul_never_cut),
+		cmocka_unit_test(test_message_event_lists_every_recipient),
 		cmocka_unit_test(test_wait_suspends),
 		cmocka_unit_test(test_many_bad_commands),
 		cmocka_unit_test(test_huge_line),
