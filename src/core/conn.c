@@ -4,8 +4,11 @@
  * Life of a connection:
  *   accept -> limits -> [implicit TLS handshake] -> banner -> feed/suspend/resume ...
  *   -> conn_end() (client gone, timeout, shutdown) or engine close()
- *   -> conn_close(): disconnect event, flush what is queued (bounded linger), then a
- *      deferred free.
+ *   -> conn_close(): the open message (if any) goes back to the spool, disconnect
+ *      event, flush what is queued (bounded linger), then a deferred free.
+ *   At daemon stop conn_server_teardown() ends every session before the spool closes
+ *   and frees the connections after it, so no connection outlives the spool with a
+ *   message of it.
  *
  * The engine may suspend (wait, commit, STARTTLS, close); while suspended nothing is
  * fed and client bytes wait in the bufferevent's input buffer, itself bounded by a
@@ -312,6 +315,11 @@ static void conn_close(struct conn *c, const char *reason, bool flush)
 	if (c->dead)
 		return;
 	c->dead = true;
+	/* A session that ended holds no message: whatever was open goes back to the
+	 * spool now, not when the connection is freed after lingering (and never after
+	 * the spool is gone: conn_server_teardown). */
+	if (c->msg)
+		spool_msg_abort(&c->msg);
 	emit_disconnect(c, reason);
 	if (c->wait_ev)
 		event_del(c->wait_ev);
@@ -1013,4 +1021,22 @@ void conn_free_all(struct conn_server *srv)
 		}
 		conn_free(c);
 	}
+}
+
+void conn_server_teardown(struct conn_server *srv, struct spool **spool)
+{
+	srv->shutting_down = true;
+	/* 1. Every session still open ends, and with it any message it has open (a BDAT
+	 *    without LAST, a DATA cut short).  A commit in flight is left to finish. */
+	for (struct conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->committing)
+			conn_close(c, "shutdown", false);
+	}
+	/* 2. No connection can open a message any more; the spool completes what was
+	 *    queued (its callbacks find their sessions alive and record the messages). */
+	srv->spool = NULL;
+	spool_close(spool);
+	/* 3. Nothing a connection holds refers to the spool now. */
+	conn_free_all(srv);
 }

@@ -728,11 +728,11 @@ int serve_run(const struct mxb_config *cfg)
 	sv.stopping = true;
 	analyzer_stop(&sv);
 
-	/* The loop has stopped: commits still queued complete inside spool_close (their
-	 * sessions are alive to record them), then what is left is freed. */
+	/* The loop has stopped: sessions still open end (their open messages go back),
+	 * commits still queued complete inside the spool's close (their sessions alive to
+	 * record them), then the connections are freed: conn_server_teardown(). */
 	listener_set_free(&sv.listeners);
-	spool_close(&spool);
-	conn_free_all(&sv.srv);
+	conn_server_teardown(&sv.srv, &spool);
 	eventstore_flush(es);
 	log_msg(LOG_INFO, NULL, "stopped");
 	rc = 0;
@@ -740,11 +740,7 @@ out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
 	listener_set_free(&sv.listeners);
-	if (sv.srv.conns) {
-		spool_close(&spool);
-		conn_free_all(&sv.srv);
-	}
-	spool_close(&spool);
+	conn_server_teardown(&sv.srv, &spool);
 	if (es)
 		eventstore_close(&es);
 	if (sv.sigint_ev)
