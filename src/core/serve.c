@@ -49,6 +49,7 @@
 #include "store/eventstore.h"
 #include "store/spool.h"
 #include "util/buf.h"
+#include "util/budget.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 #define SECRET_FILE "secret"
@@ -87,6 +88,7 @@ struct serve {
 	struct smtp_config smtp_cfg[3];
 	struct imap_config imap_cfg[2];
 	struct pop3_config pop3_cfg[2];
+	struct budget imap_memory; /* imap_memory_budget, shared by every IMAP session */
 	uint8_t secret[SECRET_LEN];
 };
 
@@ -533,7 +535,8 @@ static void fill_smtp_config(struct smtp_config *sc, const struct mxb_config *cf
 }
 
 static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cfg,
-			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret)
+			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret,
+			     struct budget *memory)
 {
 	memset(ic, 0, sizeof(*ic));
 	ic->hostname = cfg->hostname;
@@ -544,6 +547,8 @@ static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cf
 	ic->secret = secret;
 	ic->line_length_limit = cfg->imap_line_length_limit;
 	ic->literal_max = cfg->imap_literal_max;
+	ic->session_memory = cfg->imap_session_memory;
+	ic->memory = memory;
 	ic->bad_command_limit = cfg->imap_bad_command_limit;
 	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
@@ -695,8 +700,9 @@ int serve_run(const struct mxb_config *cfg)
 	fill_smtp_config(&sv.smtp_cfg[0], cfg, SMTP_ROLE_MX, true, auth);
 	fill_smtp_config(&sv.smtp_cfg[1], cfg, SMTP_ROLE_SUBMISSION, true, auth);
 	fill_smtp_config(&sv.smtp_cfg[2], cfg, SMTP_ROLE_SMTPS, true, auth);
-	fill_imap_config(&sv.imap_cfg[0], cfg, false, auth, sv.secret);
-	fill_imap_config(&sv.imap_cfg[1], cfg, true, auth, sv.secret);
+	sv.imap_memory.limit = cfg->imap_memory_budget;
+	fill_imap_config(&sv.imap_cfg[0], cfg, false, auth, sv.secret, &sv.imap_memory);
+	fill_imap_config(&sv.imap_cfg[1], cfg, true, auth, sv.secret, &sv.imap_memory);
 	fill_pop3_config(&sv.pop3_cfg[0], cfg, false, auth, sv.secret);
 	fill_pop3_config(&sv.pop3_cfg[1], cfg, true, auth, sv.secret);
 	const struct {

@@ -280,11 +280,12 @@ static void acct_sync(struct acct *a)
 	a->pub.password = a->pass;
 }
 
-/* The account of user (canonical), created as a guessed account when create is set.
+/* The account of user (canonical), created as a guessed account when create is set
+ * (with *threshold, or the one derived from the secret when threshold is NULL).
  * Making room: expired guessed accounts go first, then the least recently guessed
  * one.  NULL when unknown (!create), out of memory, or every account is pinned. */
 static struct acct *acct_get(struct deception *d, const char *user, bool create,
-			     int64_t now)
+			     int64_t now, const unsigned *threshold)
 {
 	size_t ulen = strlen(user);
 	uint64_t h = siphash24(d->table_key, user, ulen);
@@ -319,7 +320,7 @@ static struct acct *acct_get(struct deception *d, const char *user, bool create,
 		return NULL;
 	memcpy(a->user, user, ulen + 1);
 	a->hash = h;
-	a->pub.threshold = threshold_for(d, user);
+	a->pub.threshold = threshold ? *threshold : threshold_for(d, user);
 	a->pub.updated_us = now;
 	acct_sync(a);
 	d->slots[i] = a;
@@ -403,7 +404,7 @@ static enum auth_verdict deception_check(struct auth_policy *p, const struct aut
 	if (!req->username || canonical(d, req->username, user, sizeof(user)) < 0)
 		return AUTH_FAIL;
 	int64_t now = d->now_us();
-	struct acct *a = acct_get(d, user, true, now);
+	struct acct *a = acct_get(d, user, true, now, NULL);
 	if (!a)
 		return AUTH_FAIL; /* every slot holds a cracked account: refuse, untracked */
 	if (a->pass) {
@@ -582,7 +583,7 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 		raw[colon - cfg->fixed[i]] = '\0';
 		if (canonical(d, raw, user, sizeof(user)) < 0)
 			continue;
-		struct acct *a = acct_get(d, user, true, now);
+		struct acct *a = acct_get(d, user, true, now, NULL);
 		if (!a)
 			continue;
 		free(a->pass);
@@ -603,7 +604,10 @@ int deception_restore(struct auth_policy *p, const struct deception_account *in)
 	int64_t now = d->now_us();
 	if (!in->password && in->updated_us && now - in->updated_us > d->expiry_us)
 		return 0; /* guessed long ago and never cracked: forgotten */
-	struct acct *a = acct_get(d, user, true, now);
+	/* the threshold saved with it was derived from the same secret: reuse it while
+	 * it fits crack_after_failures (no HMAC per account at start) */
+	bool saved_fits = in->threshold >= d->fail_min && in->threshold <= d->fail_max;
+	struct acct *a = acct_get(d, user, true, now, saved_fits ? &in->threshold : NULL);
 	if (!a)
 		return -1;
 	if (a->pub.fixed)

@@ -491,6 +491,35 @@ static void test_siphash_vectors(void **state)
 	EVP_MAC_free(mac);
 }
 
+/* A restore keeps the saved threshold while it fits crack_after_failures (no HMAC per
+ * account at start); one outside the range is derived again. */
+static void test_restore_uses_saved_threshold(void **state)
+{
+	struct auth_policy *probe = make(2, 6, 0);
+	char name[32];
+	int found = 0;
+	for (int i = 0; i < 500 && !found; i++) {
+		snprintf(name, sizeof(name), "th%d", i);
+		try(probe, name, "x");
+		found = deception_lookup(probe, name)->threshold == 6;
+	}
+	assert_true(found);
+	auth_policy_free(&probe);
+	struct auth_policy *p = make(2, 6, 0);
+	struct deception_account a = {.username = name, .failures = 2, .threshold = 2,
+				      .updated_us = clock_us};
+	assert_int_equal(deception_restore(p, &a), 0);
+	assert_int_equal(deception_lookup(p, name)->threshold, 2);
+	assert_int_equal(try(p, name, "123456"), AUTH_OK);
+	auth_policy_free(&p);
+	p = make(2, 6, 0);
+	a.threshold = 9; /* out of range: derived again */
+	assert_int_equal(deception_restore(p, &a), 0);
+	assert_int_equal(deception_lookup(p, name)->threshold, 6);
+	assert_int_equal(try(p, name, "123456"), AUTH_FAIL);
+	auth_policy_free(&p);
+}
+
 static void test_list_load(void **state)
 {
 	char path[] = "/tmp/mxb-pwlist-XXXXXX";
@@ -531,6 +560,7 @@ int main(void)
 		cmocka_unit_test_setup(test_table_churn, setup),
 		cmocka_unit_test_setup(test_cram_md5_bounded_candidates, setup),
 		cmocka_unit_test_setup(test_siphash_vectors, setup),
+		cmocka_unit_test_setup(test_restore_uses_saved_threshold, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
