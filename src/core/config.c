@@ -843,6 +843,22 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 	return 0;
 }
 
+int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key_def *k = &keys[i];
+		if (strcmp(k->name, key) != 0)
+			continue;
+		if (k->type != K_SIZE && k->type != K_SIZE64 && k->type != K_UINT &&
+		    k->type != K_MS && k->type != K_RANGE)
+			return -1;
+		*min_r = k->min;
+		*max_r = k->max;
+		return 0;
+	}
+	return -1;
+}
+
 int config_load(struct mxb_config *cfg, const char *path, char **err_r)
 {
 	if (err_r)

@@ -122,5 +122,9 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* The bounds mxbait.conf accepts for a numeric key (bytes, a count or milliseconds):
+ * 0, or -1 for an unknown or non-numeric key.  For the fuzzers, which take limits
+ * from their input within these bounds. */
+int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r);
 
 #endif

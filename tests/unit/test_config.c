@@ -242,6 +242,21 @@ static void test_every_key(void **state)
 	config_free(&cfg);
 }
 
+static void test_key_range(void **state)
+{
+	(void)state;
+	uint64_t lo, hi;
+	assert_int_equal(config_key_range("line_length_limit", &lo, &hi), 0);
+	assert_int_equal(lo, 512);
+	assert_int_equal(hi, 1024 * 1024);
+	assert_int_equal(config_key_range("imap_memory_budget", &lo, &hi), 0);
+	assert_int_equal(lo, 1024 * 1024);
+	assert_int_equal(config_key_range("account_expiry", &lo, &hi), 0);
+	assert_int_equal(lo, 60000);
+	assert_int_equal(config_key_range("hostname", &lo, &hi), -1);
+	assert_int_equal(config_key_range("no_such_key", &lo, &hi), -1);
+}
+
 static void test_derived_defaults(void **state)
 {
 	(void)state;
@@ -566,6 +581,7 @@ int main(void)
 		cmocka_unit_test(test_empty_text_keeps_defaults),
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_derived_defaults),
+		cmocka_unit_test(test_key_range),
 		cmocka_unit_test(test_units),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_load_file),
