@@ -89,6 +89,7 @@ static const struct key_def keys[] = {
 	{ "imap_literal_max", K_SIZE, OFF(imap_literal_max), KIB, GIB, 0 },
 	{ "imap_session_memory", K_SIZE, OFF(imap_session_memory), 64 * KIB, 4 * GIB, 0 },
 	{ "imap_memory_budget", K_SIZE, OFF(imap_memory_budget), MIB, 64 * GIB, 0 },
+	{ "output_memory_budget", K_SIZE, OFF(output_memory_budget), 4 * MIB, 64 * GIB, 0 },
 	{ "imap_bad_command_limit", K_UINT, OFF(imap_bad_command_limit), 1, 100000, 0 },
 	{ "pop3_bad_command_limit", K_UINT, OFF(pop3_bad_command_limit), 1, 100000, 0 },
 	{ "auth_penalty", K_BOOL, OFF(auth_penalty), 0, 0, 0 },
@@ -239,6 +240,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->imap_literal_max = 10 * MIB;
 	cfg->imap_session_memory = 32 * MIB;
 	cfg->imap_memory_budget = 64 * MIB;
+	cfg->output_memory_budget = 64 * MIB;
 	cfg->imap_bad_command_limit = 20;
 	cfg->pop3_bad_command_limit = 20;
 	cfg->auth_penalty = true;

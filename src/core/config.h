@@ -86,6 +86,7 @@ struct mxb_config {
 	size_t imap_literal_max;       /* largest APPEND: 10m */
 	size_t imap_session_memory;    /* APPEND bytes one IMAP session may hold: 32m */
 	size_t imap_memory_budget;     /* ... all IMAP sessions together: 64m */
+	size_t output_memory_budget;   /* answers queued for clients, all together: 64m */
 	unsigned imap_bad_command_limit; /* BAD replies in a row after login: 20 */
 	unsigned pop3_bad_command_limit; /* bad commands in a row after login: 20 */
 	bool auth_penalty;             /* Dovecot's growing per-session auth penalty: yes */

@@ -58,11 +58,17 @@ struct conn_server {
 	/* Called (outside any connection callback) whenever a connection was freed. */
 	void (*on_freed)(void *arg);
 	void *on_freed_arg;
+	/* Bytes of answers queued for clients, all connections together
+	 * (output_memory_budget; 0: no bound).  Past it, a connection that adds output
+	 * while it holds more than 1 MiB unread is dropped as a client that does not read
+	 * (an IMAP FETCH of APPENDed mail, left unread by many sessions at once). */
+	size_t output_budget;
 
 	/* private */
 	struct conn *conns;
 	size_t n_conns;
 	bool shutting_down;
+	size_t out_queued;     /* bytes in every connection's output buffers */
 };
 
 /* Role names as used in events and logs (mxb_role_name). */

@@ -697,6 +697,7 @@ int serve_run(const struct mxb_config *cfg)
 	srv->limits = limits;
 	srv->on_freed = on_conn_freed;
 	srv->on_freed_arg = &sv;
+	srv->output_budget = cfg->output_memory_budget;
 	fill_smtp_config(&sv.smtp_cfg[0], cfg, SMTP_ROLE_MX, true, auth);
 	fill_smtp_config(&sv.smtp_cfg[1], cfg, SMTP_ROLE_SUBMISSION, true, auth);
 	fill_smtp_config(&sv.smtp_cfg[2], cfg, SMTP_ROLE_SMTPS, true, auth);

@@ -7,7 +7,8 @@ imap_memory_budget, and past them the client gets Dovecot's
 `NO [OVERQUOTA] Quota exceeded (mailbox for user is full)`.  The daemon's resident
 memory must grow by less than the budget plus a fixed slack; before the fix the
 same loops grew it by the size of every copy (1 MB appended: 156 MB per session).
-Then huge AUTH fields (9,000-byte passwords over SMTP AUTH LOGIN, smtplib): refused
+Then the same mail FETCHed by sessions that read nothing: the answers queued for
+clients are bounded by output_memory_budget.  Then huge AUTH fields (9,000-byte passwords over SMTP AUTH LOGIN, smtplib): refused
 by the one credential rule, recorded as `malformed`.  Afterwards the sensor still
 records: a new SMTP message is captured and new attempts are events.
 
@@ -16,7 +17,9 @@ bench/imap-amplification.py prints the same figures for any build (before/after)
 import imaplib
 import re
 import smtplib
+import socket
 import ssl
+import time
 
 from conftest import PASSWORD, USER, DOMAIN, assert_captured, marker
 
@@ -26,9 +29,11 @@ CTX.verify_mode = ssl.CERT_NONE
 
 SESSION_MEMORY = 1 << 20
 MEMORY_BUDGET = 3 << 20
+OUTPUT_BUDGET = 4 << 20
 LIMITS = {
     "imap_session_memory": "1m",
     "imap_memory_budget": "3m",
+    "output_memory_budget": "4m",
     "imap_literal_max": "400k",
     "auth_failure_delay": "0",
     "auth_penalty": False,
@@ -89,6 +94,68 @@ def test_imap_append_copy_loops_stay_in_budget(make_daemon):
     assert len(d.wait_events("message", count=SESSIONS, method="APPEND")) == SESSIONS
     for m in sessions:
         m.logout()
+    assert d.alive()
+    check_still_recording(d)
+
+
+class RawImap:
+    """An IMAPS client that writes commands and reads only when asked to."""
+
+    def __init__(self, d):
+        sock = socket.create_connection((d.host, d.port_imaps), timeout=30)
+        self.s = CTX.wrap_socket(sock)
+        self.buf = b""
+        self.read_until(b"\r\n")
+
+    def read_until(self, end):
+        while end not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf[-200:])
+            self.buf += chunk
+        head, self.buf = self.buf.split(end, 1)
+        return head + end
+
+    def cmd(self, tag, text, literal=None):
+        if literal is None:
+            self.s.sendall(f"{tag} {text}\r\n".encode())
+        else:
+            self.s.sendall(f"{tag} {text} {{{len(literal)}+}}\r\n".encode() + literal + b"\r\n")
+        out = b""
+        while True:
+            line = self.read_until(b"\r\n")
+            out += line
+            if line.startswith(f"{tag} ".encode()):
+                return out
+
+
+def test_fetch_left_unread_stays_in_budget(make_daemon):
+    """Sessions that each APPEND 256 KiB, copy it 40 times (free: shared bytes) and
+    FETCH the lot (10 MiB of answer each) without reading: the daemon keeps at most
+    output_memory_budget of unread answers, plus the answer being made."""
+    d = make_daemon(asan=ASAN, **LIMITS)
+    rss0 = d.rss_kb()
+    clients = []
+    for i in range(8):
+        c = RawImap(d)
+        assert b"OK" in c.cmd("l", f"LOGIN {USER} {PASSWORD}")
+        assert b"a OK" in c.cmd("a", "APPEND INBOX", message(MSG_SIZE, f"f{i}"))
+        assert b"s OK" in c.cmd("s", "SELECT INBOX")
+        for k in range(40):
+            assert f"c{k} OK".encode() in c.cmd(f"c{k}", "COPY * Trash")
+        assert b"t OK" in c.cmd("t", "SELECT Trash")
+        c.s.sendall(b"f FETCH 1:* BODY.PEEK[]\r\n")  # and read nothing
+        clients.append(c)
+        time.sleep(0.2)
+    time.sleep(1)
+    grew = (d.rss_kb() - rss0) * 1024
+    one_answer = 41 * MSG_SIZE
+    assert grew < MEMORY_BUDGET + OUTPUT_BUDGET + one_answer + SLACK, (
+        f"RSS grew by {grew >> 20} MiB with 8 unread FETCHes of {one_answer >> 20} MiB")
+    dropped = d.wait_events("disconnect", count=4, reason="error")
+    assert len(dropped) >= 4, "clients that read nothing were not dropped"
+    for c in clients:
+        c.s.close()
     assert d.alive()
     check_still_recording(d)
 

@@ -101,6 +101,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.imap_literal_max, 10 * 1024 * 1024);
 	assert_int_equal(cfg.imap_session_memory, 32 * 1024 * 1024);
 	assert_int_equal(cfg.imap_memory_budget, 64 * 1024 * 1024);
+	assert_int_equal(cfg.output_memory_budget, 64 * 1024 * 1024);
 	assert_int_equal(cfg.imap_bad_command_limit, 20);
 	assert_int_equal(cfg.pop3_bad_command_limit, 20);
 	assert_true(cfg.auth_penalty);
@@ -172,6 +173,7 @@ static void test_every_key(void **state)
 		"imap_literal_max = 1m\n"
 		"imap_session_memory = 4m\n"
 		"imap_memory_budget = 16m\n"
+		"output_memory_budget = 8m\n"
 		"imap_bad_command_limit = 5\n"
 		"pop3_bad_command_limit = 6\n"
 		"auth_penalty = no\n"
@@ -235,6 +237,7 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.imap_literal_max, 1024 * 1024);
 	assert_int_equal(cfg.imap_session_memory, 4 * 1024 * 1024);
 	assert_int_equal(cfg.imap_memory_budget, 16 * 1024 * 1024);
+	assert_int_equal(cfg.output_memory_budget, 8 * 1024 * 1024);
 	assert_int_equal(cfg.imap_bad_command_limit, 5);
 	assert_int_equal(cfg.pop3_bad_command_limit, 6);
 	assert_false(cfg.auth_penalty);
@@ -387,6 +390,8 @@ static void test_errors(void **state)
 		     "t.conf:1: imap_session_memory: out of range (65536 to 4294967296)");
 	expect_error("imap_memory_budget = 100k\n",
 		     "t.conf:1: imap_memory_budget: out of range (1048576 to 68719476736)");
+	expect_error("output_memory_budget = 1m\n",
+		     "t.conf:1: output_memory_budget: out of range (4194304 to 68719476736)");
 	/* hostile bytes in a key are escaped in the message */
 	expect_error("\x1b[31m = 1\n", "t.conf:1: \\x1b[31m: unknown key");
 	/* NUL */

@@ -914,6 +914,38 @@ static void test_closed_conn_releases_message(void **state)
 	close(fd);
 }
 
+/* The daemon-wide output budget (issue 7): clients that FETCH big answers and read
+ * nothing cannot make the daemon hold more than output_budget (plus the answer being
+ * made).  Under it, the same answer reaches a reading client whole; past it, the
+ * connection holding it is dropped, and the queued bytes are given back. */
+static void test_output_daemon_budget(void **state)
+{
+	struct fixture *f = *state;
+	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
+	f->srv.output_budget = 4u << 20;
+	int fd1 = connect_pair(f, MXB_ROLE_IMAP);
+	int fd2 = connect_pair(f, MXB_ROLE_IMAP);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd1, buf, sizeof(buf));
+	recv1(fd2, buf, sizeof(buf));
+	sendstr(fd1, "BIG\r\n"); /* 3 MiB, unread: under the budget, kept */
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 2);
+	assert_true(f->srv.out_queued > 2u << 20);
+	sendstr(fd2, "BIG\r\n"); /* 3 more MiB: past the budget */
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 1);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"error\"") >= 0);
+	assert_true(f->srv.out_queued < 4u << 20);
+	close(fd2);
+	close(fd1);
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 0);
+	assert_int_equal(f->srv.out_queued, 0);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as the daemon does */
@@ -930,6 +962,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refusal_per_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout_after_login, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_output, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_output_daemon_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pregreet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
