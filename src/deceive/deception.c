@@ -6,8 +6,12 @@
  * -> rank, built once) and the accounts (canonical username -> account).  The account
  * table grows by doubling up to twice max_accounts slots (load at most 1/2) and removes
  * with backward shifting (no tombstones), so a lookup costs a few probes whatever names
- * an attacker sends.  Guessed accounts sit on an LRU list (newest first); cracked and
- * fixed ones are not on it and are never removed.
+ * an attacker sends.  Guessed accounts sit on one of two LRU lists (newest first), as
+ * a segmented LRU does: a name guessed once is "on probation", one guessed again is
+ * "established"; room is made from the probation list first, so a flood of names
+ * each tried once churns only among themselves while an account under a patient,
+ * focused attack keeps its failures.  Cracked and fixed accounts are on neither list
+ * and are never removed.
  */
 #include "deceive/deception.h"
 
@@ -31,12 +35,14 @@
 #define DEFAULT_MAX_ACCOUNTS 100000
 #define DEFAULT_EXPIRY_US (7LL * 86400 * 1000000)  /* account_expiry = 7d */
 #define EXPIRE_PER_CALL 64  /* expired guessed accounts freed per new name, at most */
+enum { SEG_PROBATION, SEG_ESTABLISHED, N_SEGS };
 
 struct acct {
 	struct deception_account pub;
 	uint64_t hash;
 	struct acct *newer, *older; /* LRU of guessed accounts; both NULL otherwise */
 	bool on_lru;
+	uint8_t seg;                /* its LRU list: SEG_PROBATION or SEG_ESTABLISHED */
 	char *pass;
 	char user[];                /* canonical user name */
 };
@@ -58,7 +64,7 @@ struct deception {
 	size_t slot_mask;
 	size_t n_accts, n_pinned; /* pinned: cracked or fixed */
 	size_t max_accts, max_slots;
-	struct acct *lru_newest, *lru_oldest;
+	struct acct *lru_newest[N_SEGS], *lru_oldest[N_SEGS];
 	int64_t expiry_us;
 	uint64_t evicted, expired, refused;
 	char **domains;
@@ -205,27 +211,40 @@ static void lru_unlink(struct deception *d, struct acct *a)
 	if (a->newer)
 		a->newer->older = a->older;
 	else
-		d->lru_newest = a->older;
+		d->lru_newest[a->seg] = a->older;
 	if (a->older)
 		a->older->newer = a->newer;
 	else
-		d->lru_oldest = a->newer;
+		d->lru_oldest[a->seg] = a->newer;
 	a->newer = a->older = NULL;
 	a->on_lru = false;
 }
 
-static void lru_push_newest(struct deception *d, struct acct *a)
+/* a becomes the most recently guessed account of list seg. */
+static void lru_push_newest(struct deception *d, struct acct *a, unsigned seg)
 {
 	lru_unlink(d, a);
-	a->older = d->lru_newest;
+	a->seg = (uint8_t)seg;
+	a->older = d->lru_newest[seg];
 	a->newer = NULL;
-	if (d->lru_newest)
-		d->lru_newest->newer = a;
+	if (d->lru_newest[seg])
+		d->lru_newest[seg]->newer = a;
 	else
-		d->lru_oldest = a;
-	d->lru_newest = a;
+		d->lru_oldest[seg] = a;
+	d->lru_newest[seg] = a;
 	a->on_lru = true;
 }
+
+/* The guessed account to drop first: the oldest on probation, else the oldest
+ * established one (NULL: every account is cracked or fixed). */
+static struct acct *lru_victim(const struct deception *d)
+{
+	return d->lru_oldest[SEG_PROBATION] ? d->lru_oldest[SEG_PROBATION]
+					    : d->lru_oldest[SEG_ESTABLISHED];
+}
+
+/* The least recently guessed account of either list, if it is past account_expiry. */
+static struct acct *lru_stale(const struct deception *d, int64_t now);
 
 static void acct_free(struct acct *a)
 {
@@ -262,6 +281,14 @@ static bool is_stale(const struct deception *d, const struct acct *a, int64_t no
 	return a->pub.updated_us && now - a->pub.updated_us > d->expiry_us;
 }
 
+static struct acct *lru_stale(const struct deception *d, int64_t now)
+{
+	for (unsigned seg = 0; seg < N_SEGS; seg++)
+		if (d->lru_oldest[seg] && is_stale(d, d->lru_oldest[seg], now))
+			return d->lru_oldest[seg];
+	return NULL;
+}
+
 static unsigned threshold_for(const struct deception *d, const char *user)
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
@@ -293,18 +320,19 @@ static struct acct *acct_get(struct deception *d, const char *user, bool create,
 	if (d->slots[i] || !create)
 		return d->slots[i];
 	bool moved = false;
-	for (int k = 0; k < EXPIRE_PER_CALL && d->lru_oldest && is_stale(d, d->lru_oldest, now);
-	     k++) {
-		acct_drop(d, d->lru_oldest);
+	struct acct *old;
+	for (int k = 0; k < EXPIRE_PER_CALL && (old = lru_stale(d, now)); k++) {
+		acct_drop(d, old);
 		d->expired++;
 		moved = true;
 	}
 	if (d->n_accts >= d->max_accts) {
-		if (!d->lru_oldest) {
+		struct acct *victim = lru_victim(d);
+		if (!victim) {
 			d->refused++;
 			return NULL;
 		}
-		acct_drop(d, d->lru_oldest);
+		acct_drop(d, victim);
 		d->evicted++;
 		moved = true;
 	}
@@ -325,7 +353,7 @@ static struct acct *acct_get(struct deception *d, const char *user, bool create,
 	acct_sync(a);
 	d->slots[i] = a;
 	d->n_accts++;
-	lru_push_newest(d, a);
+	lru_push_newest(d, a, SEG_PROBATION);
 	return a;
 }
 
@@ -420,7 +448,8 @@ static enum auth_verdict deception_check(struct auth_policy *p, const struct aut
 		d->expired++;
 	}
 	a->pub.updated_us = now;
-	lru_push_newest(d, a);
+	/* guessed at again: established (a flood of one-off names evicts others first) */
+	lru_push_newest(d, a, a->pub.failures > 0 ? SEG_ESTABLISHED : SEG_PROBATION);
 	if (a->pub.failures >= a->pub.threshold) {
 		const char *hit = guess_from_list(d, req);
 		if (hit && (a->pass = strdup(hit))) {
@@ -623,7 +652,7 @@ int deception_restore(struct auth_policy *p, const struct deception_account *in)
 	} else if (a->pass) {
 		return 0; /* cracked already (a later row cannot undo a crack) */
 	} else {
-		lru_push_newest(d, a);
+		lru_push_newest(d, a, a->pub.failures > 1 ? SEG_ESTABLISHED : SEG_PROBATION);
 	}
 	acct_sync(a);
 	return 0;

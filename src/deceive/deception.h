@@ -22,9 +22,11 @@
  * max_accounts accounts and is a hash table keyed with SipHash-2-4 under a key derived
  * from the installation secret, so nobody outside can choose names that collide.
  * Accounts that were guessed at but never cracked are "guessed" accounts: they live in
- * least-recently-used order, one untouched for account_expiry starts over (its
- * failures forgotten), and when the table is full the least recently guessed one makes
- * room for a new name.  Cracked and fixed accounts are never evicted: a guessing flood
+ * least-recently-used order (a segmented LRU: names guessed only once are dropped
+ * before names guessed again, so a flood of one-off names cannot push out an account
+ * under a patient attack), one untouched for account_expiry starts over (its failures
+ * forgotten), and when the table is full the least recently guessed one makes room
+ * for a new name.  Cracked and fixed accounts are never evicted: a guessing flood
  * cannot take away what an attacker already "owns".  Only when every slot holds a
  * cracked or fixed account is a new user name refused without being tracked.
  *
