@@ -48,8 +48,21 @@ struct derived {
 
 static const struct derived derived_sql[] = {
 	{"connect", "UPDATE sessions SET dst_ip = json_extract(?1, '$.dst_ip'),"
-		    " dst_port = json_extract(?1, '$.dst_port'), started_us = ?3"
+		    " dst_port = json_extract(?1, '$.dst_port'), started_us = ?3,"
+		    " orig_dst_ip = json_extract(?1, '$.orig_dst_ip'),"
+		    " orig_dst_port = json_extract(?1, '$.orig_dst_port')"
 		    " WHERE session = ?2"},
+	/* The guard's decisions (session = the decision id; db.c step 4 -> 5). */
+	{"decision", "INSERT INTO decisions(id, source, action, reason, origin, evidence,"
+		     " created_us, expires_us, level) SELECT ?2, json_extract(?1, '$.source'),"
+		     " json_extract(?1, '$.action'), json_extract(?1, '$.reason'),"
+		     " json_extract(?1, '$.origin'), json_extract(?1, '$.evidence'), ?3,"
+		     " CASE WHEN json_extract(?1, '$.duration_ms') IS NULL THEN 0"
+		     " ELSE ?3 + json_extract(?1, '$.duration_ms') * 1000 END,"
+		     " json_extract(?1, '$.level') WHERE json_extract(?1, '$.op') = 'add'"
+		     " ON CONFLICT(id) DO NOTHING"},
+	{"decision", "UPDATE decisions SET ended_us = ?3 WHERE id = ?2"
+		     " AND json_extract(?1, '$.op') = 'del' AND ended_us IS NULL"},
 	{"tls", "UPDATE sessions SET tls = json_extract(?1, '$.version') WHERE session = ?2"},
 	{"helo", "UPDATE sessions SET helo = json_extract(?1, '$.name') WHERE session = ?2"},
 	{"auth", "UPDATE sessions SET auth_attempts = auth_attempts + 1,"
@@ -136,6 +149,10 @@ struct eventstore {
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
 	int flushers;
 	bool stop;
+	/* metrics (eventstore_set_observer, commit latency) */
+	eventstore_observer_fn observer;
+	void *observer_ctx;
+	unsigned long long commit_le[EVENTSTORE_COMMIT_BUCKETS], commit_us_sum;
 	pthread_t thread;
 	bool thread_started;
 };
@@ -227,6 +244,17 @@ fail:
 	return NULL;
 }
 
+const unsigned long long EVENTSTORE_COMMIT_BUCKETS_US[EVENTSTORE_COMMIT_BUCKETS] = {
+	1000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+
+void eventstore_set_observer(struct eventstore *es, eventstore_observer_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&es->mu);
+	es->observer = fn;
+	es->observer_ctx = ctx;
+	pthread_mutex_unlock(&es->mu);
+}
+
 void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 {
 	if (!ev)
@@ -237,6 +265,8 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 	}
 	if (!ev->ts_us)
 		ev->ts_us = mxb_now_us();
+	if (es->observer)
+		es->observer(es->observer_ctx, ev);
 	pthread_mutex_lock(&es->mu);
 	if (es->n_queue >= es->queue_limit) {
 		es->dropped++;
@@ -378,6 +408,8 @@ void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st)
 	st->failed = es->failed;
 	st->batches = es->batches;
 	st->queued = es->n_queue;
+	memcpy(st->commit_le, es->commit_le, sizeof(st->commit_le));
+	st->commit_us_sum = es->commit_us_sum;
 	pthread_mutex_unlock(&es->mu);
 }
 
@@ -430,7 +462,12 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 		return -1;
 	if (!ev->session[0])
 		return 0;
+	/* The guard's events carry an observation or decision id, not a session of ours:
+	 * no sessions row, only their own tables. */
+	bool guard = !strcmp(ev->proto, "guard");
 	st = es->ins_session;
+	if (guard)
+		goto derived;
 	sqlite3_bind_text(st, 1, ev->session, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, ev->proto, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, ev->src_ip, -1, SQLITE_STATIC);
@@ -438,6 +475,7 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 	sqlite3_bind_int64(st, 5, ev->ts_us);
 	if (step_reset(st) < 0)
 		return -1;
+derived:
 	for (size_t i = 0; i < N_DERIVED; i++) {
 		if (strcmp(derived_sql[i].event, ev->name))
 			continue;
@@ -568,7 +606,12 @@ static void *writer_thread(void *arg)
 		es->n_accts = es->alloc_accts = 0;
 		pthread_mutex_unlock(&es->mu);
 
+		struct timespec c0, c1;
+		clock_gettime(CLOCK_MONOTONIC, &c0);
 		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs);
+		clock_gettime(CLOCK_MONOTONIC, &c1);
+		unsigned long long took = (unsigned long long)((c1.tv_sec - c0.tv_sec) * 1000000LL +
+							       (c1.tv_nsec - c0.tv_nsec) / 1000);
 		for (size_t i = 0; i < n; i++)
 			mxb_event_free(&batch[i]);
 		for (size_t i = 0; i < ab.n; i++)
@@ -584,6 +627,10 @@ static void *writer_thread(void *arg)
 		es->done += n;
 		es->failed += lost;
 		es->batches++;
+		for (size_t b = 0; b < EVENTSTORE_COMMIT_BUCKETS; b++)
+			if (took <= EVENTSTORE_COMMIT_BUCKETS_US[b])
+				es->commit_le[b]++;
+		es->commit_us_sum += took;
 		pthread_cond_broadcast(&es->done_cv);
 	}
 	pthread_mutex_unlock(&es->mu);
