@@ -78,6 +78,7 @@ static const struct key_def keys[] = {
 	{ "password_top_n", K_UINT, OFF(password_top_n), 1, 10000000, 0 },
 	{ "crack_after_failures", K_RANGE, OFF(crack_fail_min), 0, 1000, OFF(crack_fail_max) },
 	{ "max_accounts", K_UINT, OFF(max_accounts), 1, 100000000, 0 },
+	{ "account_expiry", K_MS, OFF(account_expiry_ms), 60000, 30 * 86400000U, 0 },
 	{ "distributed_window", K_MS, OFF(distributed_window_ms), 1000, 30 * 86400000U, 0 },
 	{ "distributed_min_ips", K_UINT, OFF(distributed_min_ips), 1, 1000000, 0 },
 	{ "data_dir", K_PATH, OFF(data_dir), 0, 0, 0 },
@@ -100,6 +101,9 @@ static const struct key_def keys[] = {
 	{ "pop3_idle_timeout", K_MS, OFF(pop3_idle_timeout_ms), 1000, 86400000, 0 },
 	{ "imap_line_length_limit", K_SIZE, OFF(imap_line_length_limit), 1024, 16 * MIB, 0 },
 	{ "imap_literal_max", K_SIZE, OFF(imap_literal_max), KIB, GIB, 0 },
+	{ "imap_session_memory", K_SIZE, OFF(imap_session_memory), 64 * KIB, 4 * GIB, 0 },
+	{ "imap_memory_budget", K_SIZE, OFF(imap_memory_budget), MIB, 64 * GIB, 0 },
+	{ "output_memory_budget", K_SIZE, OFF(output_memory_budget), 4 * MIB, 64 * GIB, 0 },
 	{ "imap_bad_command_limit", K_UINT, OFF(imap_bad_command_limit), 1, 100000, 0 },
 	{ "pop3_bad_command_limit", K_UINT, OFF(pop3_bad_command_limit), 1, 100000, 0 },
 	{ "auth_penalty", K_BOOL, OFF(auth_penalty), 0, 0, 0 },
@@ -320,6 +324,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->crack_fail_min = 2;
 	cfg->crack_fail_max = 6;
 	cfg->max_accounts = 100000;
+	cfg->account_expiry_ms = 7 * 86400000U;
 	cfg->distributed_window_ms = 3600000;
 	cfg->distributed_min_ips = 5;
 	cfg->data_dir = xstrdup("./mxbait-data");
@@ -342,6 +347,9 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->pop3_idle_timeout_ms = 600000;
 	cfg->imap_line_length_limit = 65536;
 	cfg->imap_literal_max = 10 * MIB;
+	cfg->imap_session_memory = 32 * MIB;
+	cfg->imap_memory_budget = 64 * MIB;
+	cfg->output_memory_budget = 64 * MIB;
 	cfg->imap_bad_command_limit = 20;
 	cfg->pop3_bad_command_limit = 20;
 	cfg->auth_penalty = true;
@@ -1497,6 +1505,20 @@ void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const
 		*(unsigned *)field(dst, k->off) = *(const unsigned *)cfield(src, k->off);
 		return;
 	}
+int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key_def *k = &keys[i];
+		if (strcmp(k->name, key) != 0)
+			continue;
+		if (k->type != K_SIZE && k->type != K_SIZE64 && k->type != K_UINT &&
+		    k->type != K_MS && k->type != K_RANGE)
+			return -1;
+		*min_r = k->min;
+		*max_r = k->max;
+		return 0;
+	}
+	return -1;
 }
 
 bool config_listen_is_loopback(const char *spec)

@@ -38,6 +38,8 @@ struct mxb_config {
 	unsigned crack_fail_min;     /* crack_after_failures = 2-6 */
 	unsigned crack_fail_max;
 	unsigned max_accounts;       /* max_accounts = 100000 */
+	unsigned account_expiry_ms;  /* account_expiry = 7d: a guessed, never cracked
+				      * account untouched this long starts over */
 	unsigned distributed_window_ms; /* distributed_window = 1h (mxbait creds) */
 	unsigned distributed_min_ips;   /* distributed_min_ips = 5 (mxbait creds) */
 
@@ -82,6 +84,9 @@ struct mxb_config {
 	unsigned pop3_idle_timeout_ms; /* after login: 10m (pop3) */
 	size_t imap_line_length_limit; /* [imap_max_line_length] 64k */
 	size_t imap_literal_max;       /* largest APPEND: 10m */
+	size_t imap_session_memory;    /* APPEND bytes one IMAP session may hold: 32m */
+	size_t imap_memory_budget;     /* ... all IMAP sessions together: 64m */
+	size_t output_memory_budget;   /* answers queued for clients, all together: 64m */
 	unsigned imap_bad_command_limit; /* BAD replies in a row after login: 20 */
 	unsigned pop3_bad_command_limit; /* bad commands in a row after login: 20 */
 	bool auth_penalty;             /* Dovecot's growing per-session auth penalty: yes */
@@ -216,6 +221,11 @@ bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
 		      const char *key);
 /* Give dst src's value of key (deep copy; dst's old value freed). */
 void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const char *key);
+/* The bounds mxbait.conf accepts for a numeric key (bytes, a count or milliseconds):
+ * 0, or -1 for an unknown or non-numeric key.  For the fuzzers, which take limits
+ * from their input within these bounds. */
+int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r);
+
 /* An "addr:port" / "[v6]:port" listen value on a loopback address (127/8, ::1). */
 bool config_listen_is_loopback(const char *spec);
 

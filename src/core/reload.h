@@ -16,7 +16,8 @@
  * value stays): RELOAD_RESTART_KEYS below: the listeners (binding needs root), the
  * identity (hostname, local_domains: the certificate and every generated mailbox
  * follow them), the credential policy (accounts, password_list, password_top_n,
- * crack_after_failures, max_accounts: it holds the accounts in memory), data_dir,
+ * crack_after_failures, max_accounts, account_expiry: it holds the accounts in
+ * memory), data_dir,
  * event_log, spool_budget, user, and every key of the guard and of the web server
  * (they read their settings at start).
  * A key this list does not name is reloadable.  The event log and a log file are
@@ -33,7 +34,8 @@ struct mxb_config;
 	"hostname", "local_domains", "accounts", "smtp_listen", "submission_listen",     \
 		"smtps_listen", "imap_listen", "imaps_listen", "pop3_listen",            \
 		"pop3s_listen", "password_list", "password_top_n",                       \
-		"crack_after_failures", "max_accounts", "data_dir", "event_log",          \
+		"crack_after_failures", "max_accounts", "account_expiry", "data_dir",        \
+		"event_log",                                                             \
 		"spool_budget", "user",                                                  \
 		/* the guard and the web server read their settings at start */          \
 		"dovecot_policy_listen", "dovecot_policy_api_key", "dovecot_policy_hash_nonce", \

@@ -53,6 +53,7 @@
 #include "store/eventstore.h"
 #include "store/spool.h"
 #include "util/buf.h"
+#include "util/budget.h"
 #include "web/web.h"
 
 #define SHUTDOWN_GRACE_MS 10000
@@ -103,6 +104,7 @@ struct serve {
 	struct analyzer_child an;
 	struct serve_gen *gen;       /* the current settings (the conn_server points in) */
 	struct auth_policy *auth;
+	struct budget imap_memory; /* imap_memory_budget, shared by every IMAP session */
 	uint8_t secret[SECRET_LEN];
 	struct eventstore *es;
 	struct guard *guard;      /* NULL unless a guard key is configured (guard/guard.h) */
@@ -263,6 +265,7 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serv
 	dc.n_fixed = cfg->n_accounts;
 	memcpy(dc.secret, secret, SECRET_LEN);
 	dc.max_accounts = cfg->max_accounts;
+	dc.account_expiry_us = (int64_t)cfg->account_expiry_ms * 1000;
 	dc.save = account_saved;
 	dc.save_ctx = sv;
 	struct auth_policy *p = deception_new(&dc);
@@ -572,7 +575,8 @@ static void fill_smtp_config(struct smtp_config *sc, const struct mxb_config *cf
 }
 
 static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cfg,
-			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret)
+			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret,
+			     struct budget *memory)
 {
 	memset(ic, 0, sizeof(*ic));
 	ic->hostname = cfg->hostname;
@@ -583,6 +587,8 @@ static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cf
 	ic->secret = secret;
 	ic->line_length_limit = cfg->imap_line_length_limit;
 	ic->literal_max = cfg->imap_literal_max;
+	ic->session_memory = cfg->imap_session_memory;
+	ic->memory = memory;
 	ic->bad_command_limit = cfg->imap_bad_command_limit;
 	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
@@ -629,8 +635,10 @@ static void gen_build(struct serve *sv, struct serve_gen *g)
 	fill_smtp_config(&g->smtp_cfg[0], cfg, SMTP_ROLE_MX, true, sv->auth);
 	fill_smtp_config(&g->smtp_cfg[1], cfg, SMTP_ROLE_SUBMISSION, true, sv->auth);
 	fill_smtp_config(&g->smtp_cfg[2], cfg, SMTP_ROLE_SMTPS, true, sv->auth);
-	fill_imap_config(&g->imap_cfg[0], cfg, false, sv->auth, sv->secret);
-	fill_imap_config(&g->imap_cfg[1], cfg, true, sv->auth, sv->secret);
+	/* one budget for every IMAP session, whatever generation it started with */
+	sv->imap_memory.limit = cfg->imap_memory_budget;
+	fill_imap_config(&g->imap_cfg[0], cfg, false, sv->auth, sv->secret, &sv->imap_memory);
+	fill_imap_config(&g->imap_cfg[1], cfg, true, sv->auth, sv->secret, &sv->imap_memory);
 	fill_pop3_config(&g->pop3_cfg[0], cfg, false, sv->auth, sv->secret);
 	fill_pop3_config(&g->pop3_cfg[1], cfg, true, sv->auth, sv->secret);
 }
@@ -656,6 +664,7 @@ static void gen_install(struct serve *sv, struct serve_gen *g)
 		sv->srv.engine_cfg[engines[i].role] = engines[i].cfg;
 	}
 	sv->srv.cfg = g->cfg;
+	sv->srv.output_budget = g->cfg->output_memory_budget;
 	sv->cfg = g->cfg;
 	sv->gen = g;
 }
@@ -948,11 +957,11 @@ int serve_run(const struct mxb_config *cfg)
 	sv.stopping = true;
 	analyzer_stop(&sv);
 
-	/* The loop has stopped: commits still queued complete inside spool_close (their
-	 * sessions are alive to record them), then what is left is freed. */
+	/* The loop has stopped: sessions still open end (their open messages go back),
+	 * commits still queued complete inside the spool's close (their sessions alive to
+	 * record them), then the connections are freed: conn_server_teardown(). */
 	listener_set_free(&sv.listeners);
-	spool_close(&spool);
-	conn_free_all(&sv.srv);
+	conn_server_teardown(&sv.srv, &spool);
 	eventstore_flush(es);
 	log_msg(LOG_INFO, NULL, "stopped");
 	rc = 0;
@@ -960,11 +969,7 @@ out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
 	listener_set_free(&sv.listeners);
-	if (sv.srv.conns) {
-		spool_close(&spool);
-		conn_free_all(&sv.srv);
-	}
-	spool_close(&spool);
+	conn_server_teardown(&sv.srv, &spool);
 	guard_free(&sv.guard);
 	web_free(&web);
 	if (es)

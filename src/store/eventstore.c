@@ -78,7 +78,8 @@ static const struct derived derived_sql[] = {
 		    " json_extract(?1, '$.spool'), json_extract(?1, '$.sha256'),"
 		    " json_extract(?1, '$.size'), json_extract(?1, '$.sender'),"
 		    " json_extract(?1, '$.recipients'),"
-		    " coalesce(json_array_length(?1, '$.recipients'), 0),"
+		    " coalesce(json_extract(?1, '$.recipient_count'),"
+		    " json_array_length(?1, '$.recipients'), 0),"
 		    " json_extract(?1, '$.method'), json_extract(?1, '$.auth_user'),"
 		    " json_extract(?1, '$.tls'))"},
 	/* Brute-force intelligence (db.c step 3 -> 4 backfills the same rows). */
