@@ -1505,6 +1505,8 @@ void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const
 		*(unsigned *)field(dst, k->off) = *(const unsigned *)cfield(src, k->off);
 		return;
 	}
+}
+
 int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r)
 {
 	for (size_t i = 0; i < N_KEYS; i++) {
