@@ -33,7 +33,7 @@ netbase"
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
+postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd dovecot-pop3d
 llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
 systemd passwd util-linux systemd-journal-remote fail2ban chromium fonts-dejavu-core
 python3-websocket python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset
@@ -59,6 +59,8 @@ bind9-utils bind9-dnsutils rbldnsd spamassassin"
 # the filter.
 # spamassassin: the reference URI extractor of bench/analyze-quality.py (its Perl API,
 # get_uri_detail_list; no daemon is started, no network lookups).
+# dovecot-pop3d: the POP3 half of the persona reference (tests/persona/stock-servers.py
+# records Dovecot's POP3 replies and TLS profile on 110/995's roles).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.  The guard's tests run

@@ -41,7 +41,6 @@
 #include "core/reload.h"
 #include "core/sandbox.h"
 #include "core/service.h"
-#include "core/smtp_adapter.h"
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
 #include "deceive/deception.h"
@@ -651,9 +650,9 @@ static void gen_install(struct serve *sv, struct serve_gen *g)
 		const struct proto_engine *eng;
 		const void *cfg;
 	} engines[] = {
-		{ MXB_ROLE_SMTP, &smtp_proto_engine, &g->smtp_cfg[0] },
-		{ MXB_ROLE_SUBMISSION, &smtp_proto_engine, &g->smtp_cfg[1] },
-		{ MXB_ROLE_SMTPS, &smtp_proto_engine, &g->smtp_cfg[2] },
+		{ MXB_ROLE_SMTP, &smtp_engine, &g->smtp_cfg[0] },
+		{ MXB_ROLE_SUBMISSION, &smtp_engine, &g->smtp_cfg[1] },
+		{ MXB_ROLE_SMTPS, &smtp_engine, &g->smtp_cfg[2] },
 		{ MXB_ROLE_IMAP, &imap_engine, &g->imap_cfg[0] },
 		{ MXB_ROLE_IMAPS, &imap_engine, &g->imap_cfg[1] },
 		{ MXB_ROLE_POP3, &pop3_engine, &g->pop3_cfg[0] },

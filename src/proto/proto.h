@@ -11,11 +11,9 @@
  * the count; when the engine must wait (message commit, a delay, STARTTLS/STLS, close)
  * it stops consuming, says why through a callback, and the host feeds the rest again
  * after calling the matching resume entry.  Replies queued during one feed or resume
- * call leave in one write.
- *
- * The SMTP engine (smtp.h) predates this header and declares the same callbacks as
- * struct smtp_host_ops; the two are kept member-for-member identical until smtp.h is
- * moved onto these names.
+ * call leave in one write.  What the engines share in doing all this is one module,
+ * session.h; each engine is smtp.h, imap.h or pop3.h and exports its struct
+ * proto_engine (smtp_engine, imap_engine, pop3_engine).
  */
 #ifndef MXB_PROTO_PROTO_H
 #define MXB_PROTO_PROTO_H
@@ -57,6 +55,9 @@ struct proto_host_ops {
 	void (*wait)(void *ctx, unsigned ms);
 	void (*close)(void *ctx, const char *reason);
 	int64_t (*now_us)(void *ctx); /* optional: NULL = system clock */
+	/* Optional: every state change of the engine, "proto: what old -> new" (tests
+	 * check transitions; the daemon logs them at debug level). */
+	void (*trace)(void *ctx, const char *line);
 };
 
 struct proto_counters {

@@ -60,6 +60,14 @@ int sasl_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t out
 	return 0;
 }
 
+bool sasl_b64_charset(const char *in, size_t inlen)
+{
+	for (size_t i = 0; i < inlen; i++)
+		if (b64_value((unsigned char)in[i]) < 0 && in[i] != '=')
+			return false;
+	return true;
+}
+
 size_t sasl_b64_encode(const unsigned char *in, size_t inlen, char *out)
 {
 	static const char tab[] =

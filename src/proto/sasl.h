@@ -19,6 +19,9 @@
  * Returns 0, or -1 for bad characters, bad padding or a result over outcap. */
 int sasl_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
 		    size_t *outlen_r);
+/* Only the RFC 4648 alphabet and '=' (what Postfix's Dovecot client and Dovecot's
+ * imap-login check before decoding). */
+bool sasl_b64_charset(const char *in, size_t inlen);
 /* Encode base64 with padding; out needs 4 * ((inlen + 2) / 3) + 1 bytes. */
 size_t sasl_b64_encode(const unsigned char *in, size_t inlen, char *out);
 

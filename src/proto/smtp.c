@@ -40,11 +40,11 @@
 
 static const char *state_name(const struct smtp_session *s)
 {
-	if (s->susp == SUSP_CLOSED)
+	if (s->sess.susp == SESSION_CLOSED)
 		return "closed";
-	if (s->susp == SUSP_TLS)
+	if (s->sess.susp == SESSION_TLS)
 		return "starttls";
-	if (s->susp == SUSP_COMMIT)
+	if (s->sess.susp == SESSION_COMMIT)
 		return "commit";
 	switch (s->state) {
 	case ST_DATA:
@@ -67,13 +67,13 @@ static const char *state_name(const struct smtp_session *s)
 	return "connected";
 }
 
-/* The one place the input state changes.  old -> new is visible here for tracing. */
+static const char *const sstate_names[] = {"cmd", "data", "chunk", "auth"};
+
+/* The one place the input state changes; the host sees old -> new (session_trace). */
 void smtp_set_state(struct smtp_session *s, enum sstate new_state)
 {
-#ifdef MXB_SMTP_TRACE
-	static const char *const names[] = {"cmd", "data", "chunk", "auth"};
-	fprintf(stderr, "smtp: state %s -> %s\n", names[s->state], names[new_state]);
-#endif
+	if (s->state != new_state)
+		session_trace(&s->sess, "input", sstate_names[s->state], sstate_names[new_state]);
 	s->state = new_state;
 }
 
@@ -82,11 +82,11 @@ const char *smtp_session_state_name(const struct smtp_session *s)
 	return state_name(s);
 }
 
-void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c_r)
+void smtp_session_counters(const struct smtp_session *s, struct proto_counters *c_r)
 {
-	c_r->commands = s->commands;
-	c_r->errors = s->errors;
-	c_r->messages = s->messages;
+	c_r->commands = s->sess.commands;
+	c_r->errors = s->sess.errors;
+	c_r->messages = s->sess.messages;
 }
 
 const char *smtp_session_auth_user(const struct smtp_session *s)
@@ -112,84 +112,33 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	line[len++] = '\r';
 	line[len++] = '\n';
 	/* One sleep per step: a multi-line reply is one Postfix reply. */
-	if (s->cfg->soft_error_limit > 0 && s->errors >= s->cfg->soft_error_limit &&
+	if (s->cfg->soft_error_limit > 0 && s->sess.errors >= s->cfg->soft_error_limit &&
 	    !s->step_delayed) {
-		s->delay_ms += s->cfg->error_sleep_ms;
+		s->sess.delay_ms += s->cfg->error_sleep_ms;
 		s->step_delayed = true;
 	}
-	buf_append(&s->out, line, len);
+	buf_append(&s->sess.out, line, len);
 	s->last_code = atoi(line);
 }
 
 /* A 4xx/5xx answer to a command: Postfix's error_count++. */
 void smtp_count_error(struct smtp_session *s)
 {
-	s->errors++;
-}
-
-static void flush_out(struct smtp_session *s)
-{
-	if (s->out.len > 0) {
-		s->ops->send(s->ctx, s->out.data, s->out.len);
-		buf_reset(&s->out);
-	}
-}
-
-static void do_close(struct smtp_session *s)
-{
-	flush_out(s);
-	s->susp = SUSP_CLOSED;
-	s->ops->close(s->ctx, s->close_reason ? s->close_reason : "protocol");
-}
-
-/* End of a step (a command, the end of DATA, a commit): sleep if Postfix would, then
- * send, then close if asked. */
-void smtp_finish_step(struct smtp_session *s)
-{
-	if (s->susp == SUSP_CLOSED)
-		return;
-	s->step_delayed = false;
-	if (s->delay_ms > 0) {
-		unsigned ms = s->delay_ms;
-		s->delay_ms = 0;
-		s->susp = SUSP_WAIT;
-		s->ops->wait(s->ctx, ms);
-		return;
-	}
-	if (s->close_reason) {
-		do_close(s);
-		return;
-	}
-	flush_out(s);
-}
-
-void smtp_close_after(struct smtp_session *s, const char *reason)
-{
-	if (!s->close_reason)
-		s->close_reason = reason;
+	s->sess.errors++;
 }
 
 /* ------------------------------------------------------------------ events --- */
 
-void smtp_emit(struct smtp_session *s, struct mxb_event *ev)
-{
-	if (ev)
-		s->ops->event(s->ctx, ev);
-}
-
 void smtp_offence(struct smtp_session *s, const char *kind, const char *detail,
 		    size_t len)
 {
-	smtp_emit(s, proto_offence_event(kind, detail, len));
+	session_emit(&s->sess, proto_offence_event(kind, detail, len));
 }
 
 static void offence_once(struct smtp_session *s, unsigned bit, const char *kind,
 			 const char *detail, size_t len)
 {
-	if (s->once & bit)
-		return;
-	s->once |= bit;
-	smtp_offence(s, kind, detail, len);
+	session_offence_once(&s->sess, bit, kind, detail, len);
 }
 
 /* ------------------------------------------------------------- transaction --- */
@@ -197,7 +146,7 @@ static void offence_once(struct smtp_session *s, unsigned bit, const char *kind,
 void smtp_msg_abort(struct smtp_session *s)
 {
 	if (s->msg_is_open) {
-		s->ops->msg_abort(s->ctx);
+		s->sess.ops->msg_abort(s->sess.ctx);
 		s->msg_is_open = false;
 	}
 }
@@ -223,26 +172,6 @@ void smtp_mail_reset(struct smtp_session *s)
 	s->bdat_active = false;
 	s->bdat_error = false;
 	s->method_bdat = false;
-}
-
-/* Postfix printable(): header-safe copy of attacker text. */
-void smtp_printable(char *dst, size_t dstlen, const char *src, size_t len)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len && o + 1 < dstlen; i++) {
-		unsigned char c = (unsigned char)src[i];
-		dst[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	dst[o] = '\0';
-}
-
-int64_t smtp_now_us(struct smtp_session *s)
-{
-	if (s->ops->now_us)
-		return s->ops->now_us(s->ctx);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ------------------------------------------------------------ command table --- */
@@ -304,7 +233,7 @@ static void helo_event(struct smtp_session *s, const char *verb)
 		return;
 	mxb_event_str(ev, "verb", verb);
 	mxb_event_str(ev, "name", s->x->helo);
-	smtp_emit(s, ev);
+	session_emit(&s->sess, ev);
 }
 
 static int check_ehlo(struct smtp_session *s, struct smtp_args *a)
@@ -379,7 +308,7 @@ static void mail_event(struct smtp_session *s, const struct smtp_path_req *r, bo
 		mxb_event_null(ev, "size");
 	mxb_event_bool(ev, "accepted", s->last_code == 250);
 	mxb_event_int(ev, "reply", s->last_code);
-	smtp_emit(s, ev);
+	session_emit(&s->sess, ev);
 }
 
 static int check_mail(struct smtp_session *s, struct smtp_args *a)
@@ -452,7 +381,7 @@ static void rcpt_event(struct smtp_session *s, const struct smtp_path_req *r, bo
 	mxb_event_bool(ev, "accepted", s->last_code == 250);
 	mxb_event_int(ev, "reply", s->last_code);
 	mxb_event_bool(ev, "relay", relay);
-	smtp_emit(s, ev);
+	session_emit(&s->sess, ev);
 }
 
 static int check_rcpt(struct smtp_session *s, struct smtp_args *a)
@@ -507,7 +436,7 @@ static void run_rcpt(struct smtp_session *s, struct smtp_args *a)
 		unq[u++] = *q;
 	}
 	unq[u] = '\0';
-	smtp_printable(shown, sizeof(shown), unq, u);
+	session_printable(shown, sizeof(shown), unq, u);
 	/* Sender-specified routing (user%host@us, host!user) is never local to Postfix
 	 * (allow_untrusted_routing = no): nmap's smtp-open-relay probes exactly that. */
 	bool local = !smtp_addr_is_routed(r.addr) &&
@@ -560,7 +489,7 @@ static void run_noop(struct smtp_session *s, struct smtp_args *a)
 static void run_quit(struct smtp_session *s, struct smtp_args *a)
 {
 	smtp_reply(s, "221 2.0.0 Bye");
-	smtp_close_after(s, "quit");
+	session_close_after(&s->sess, "quit");
 }
 
 static void vrfy_event(struct smtp_session *s, const char *verb, const char *arg)
@@ -571,7 +500,7 @@ static void vrfy_event(struct smtp_session *s, const char *verb, const char *arg
 	mxb_event_str(ev, "verb", verb);
 	mxb_event_str(ev, "argument", arg);
 	mxb_event_int(ev, "reply", s->last_code);
-	smtp_emit(s, ev);
+	session_emit(&s->sess, ev);
 }
 
 static int check_vrfy(struct smtp_session *s, struct smtp_args *a)
@@ -615,7 +544,7 @@ static void run_vrfy(struct smtp_session *s, struct smtp_args *a)
 		vrfy_event(s, "VRFY", arg);
 		return;
 	}
-	smtp_printable(shown, sizeof(shown), arg, strlen(arg));
+	session_printable(shown, sizeof(shown), arg, strlen(arg));
 	/* One answer for every address: no user enumeration through us. */
 	smtp_reply(s, "252 2.0.0 %s", shown);
 	vrfy_event(s, "VRFY", arg);
@@ -696,10 +625,10 @@ static int check_starttls(struct smtp_session *s, struct smtp_args *a)
 static void run_starttls(struct smtp_session *s, struct smtp_args *a)
 {
 	smtp_reply(s, "220 2.0.0 Ready to start TLS");
-	if (s->feed_pos && s->feed_pos < s->feed_end)
-		smtp_offence(s, "starttls_injection", s->feed_pos,
-			(size_t)(s->feed_end - s->feed_pos));
-	s->susp = SUSP_TLS;
+	if (s->sess.feed_pos && s->sess.feed_pos < s->sess.feed_end)
+		smtp_offence(s, "starttls_injection", s->sess.feed_pos,
+			(size_t)(s->sess.feed_end - s->sess.feed_pos));
+	session_suspend(&s->sess, SESSION_TLS);
 }
 
 static const struct smtp_cmd cmd_table[] = {
@@ -737,12 +666,12 @@ static bool forbidden(const char *verb)
 static void command_line(struct smtp_session *s, char *line, size_t len)
 {
 	const struct smtp_config *c = s->cfg;
-	s->commands++;
+	s->sess.commands++;
 	s->last_code = 0;
-	if (c->command_limit > 0 && s->commands > c->command_limit) {
+	if (c->command_limit > 0 && s->sess.commands > c->command_limit) {
 		smtp_reply(s, "421 4.7.0 %s Error: too many errors", c->hostname);
 		smtp_offence(s, "command_limit", line, len);
-		smtp_close_after(s, "command_limit");
+		session_close_after(&s->sess, "command_limit");
 		return;
 	}
 	char *nul = memchr(line, '\0', len);
@@ -774,7 +703,7 @@ static void command_line(struct smtp_session *s, char *line, size_t len)
 		if (forbidden(a.tok[0].s)) {
 			smtp_reply(s, "221 2.7.0 Error: I can break rules, too. Goodbye.");
 			smtp_offence(s, "forbidden_command", detail, dlen);
-			smtp_close_after(s, "forbidden_command");
+			session_close_after(&s->sess, "forbidden_command");
 			return;
 		}
 		smtp_reply(s, "500 5.5.2 Error: command not recognized");
@@ -797,43 +726,33 @@ static void command_line(struct smtp_session *s, char *line, size_t len)
 	}
 	/* Postfix logs "improper command pipelining" when more input is already waiting
 	 * after a command that must end a group, or after anything before EHLO. */
-	if ((!s->esmtp || (cmd->flags & CMD_LAST)) && s->feed_pos && s->feed_pos < s->feed_end)
-		offence_once(s, ONCE_PIPELINING, "pipelining", s->feed_pos,
-			     (size_t)(s->feed_end - s->feed_pos));
+	if ((!s->esmtp || (cmd->flags & CMD_LAST)) && s->sess.feed_pos && s->sess.feed_pos < s->sess.feed_end)
+		offence_once(s, ONCE_PIPELINING, "pipelining", s->sess.feed_pos,
+			     (size_t)(s->sess.feed_end - s->sess.feed_pos));
 	if (cmd->check(s, &a) < 0) {
 		/* A BDAT whose chunk is being skipped is answered (and counted) once the
 		 * chunk bytes are read. */
-		if (s->last_code >= 400 && !s->close_reason && s->state != ST_CHUNK)
+		if (s->last_code >= 400 && !s->sess.close_reason && s->state != ST_CHUNK)
 			smtp_count_error(s);
 	} else {
 		cmd->run(s, &a);
 	}
 	if ((cmd->flags & CMD_JUNK) && s->junk_cmds++ > JUNK_CMD_LIMIT)
-		s->errors++;
+		s->sess.errors++;
 }
 
 /* ------------------------------------------------------------------ input ---- */
 
+/* After a command line, the end of DATA or a chunk: Postfix's hard error limit. */
 static void after_step(struct smtp_session *s)
 {
 	const struct smtp_config *c = s->cfg;
-	if (!s->close_reason && s->susp == SUSP_NONE && c->hard_error_limit > 0 &&
-	    s->errors >= c->hard_error_limit && s->state == ST_CMD) {
+	if (!s->sess.close_reason && s->sess.susp == SESSION_RUN && c->hard_error_limit > 0 &&
+	    s->sess.errors >= c->hard_error_limit && s->state == ST_CMD) {
 		smtp_reply(s, "421 4.7.0 %s Error: too many errors", c->hostname);
 		smtp_offence(s, "too_many_errors", "", 0);
-		smtp_close_after(s, "too_many_errors");
+		session_close_after(&s->sess, "too_many_errors");
 	}
-	if (s->susp == SUSP_TLS) {
-		flush_out(s);
-		s->ops->starttls(s->ctx);
-		return;
-	}
-	if (s->susp == SUSP_COMMIT) {
-		/* msg_commit was called already; replies so far may leave now. */
-		flush_out(s);
-		return;
-	}
-	smtp_finish_step(s);
 }
 
 /* A complete line from the framer: content without LF; CR stripped if present. */
@@ -844,7 +763,7 @@ static void line_complete(struct smtp_session *s, char *p, size_t len, bool bare
 	switch (s->state) {
 	case ST_DATA:
 		smtp_data_piece(s, p, len, true);
-		if (s->state != ST_DATA || s->susp != SUSP_NONE)
+		if (s->state != ST_DATA || s->sess.susp != SESSION_RUN)
 			after_step(s);
 		return;
 	case ST_AUTH:
@@ -885,117 +804,80 @@ static size_t feed_chunk(struct smtp_session *s, const char *data, size_t len)
 	return n;
 }
 
-/* Line framing.  Returns bytes consumed from data. */
+/* Line framing (session_frame): DATA lines longer than the limit are cut into pieces
+ * (Postfix stores them as continuation records, never refused); command and SASL
+ * lines keep their first line_length_limit bytes and skip the rest (Postfix's
+ * smtp_get(..., SMTP_GET_FLAG_SKIP)).  Returns bytes consumed from data. */
 static size_t feed_lines(struct smtp_session *s, const char *data, size_t len)
 {
-	const char *lf = memchr(data, '\n', len);
-	size_t take = lf ? (size_t)(lf - data) + 1 : len;
-	size_t limit = line_limit(s);
-	size_t content = lf ? take - 1 : take;
-
-	if (s->state == ST_DATA) {
-		/* DATA: long lines are cut into pieces (Postfix stores them as
-		 * continuation records), never refused. */
-		size_t room = limit > s->line.len ? limit - s->line.len : 0;
-		if (content > room) {
-			size_t cut = room;
-			buf_append(&s->line, data, cut);
-			/* Keep a trailing CR for the next round: it may pair with LF. */
-			size_t out = s->line.len;
-			if (out > 0 && s->line.data[out - 1] == '\r')
-				out--;
-			smtp_data_piece(s, s->line.data, out, false);
-			buf_consume(&s->line, out);
-			return cut;
-		}
-		buf_append(&s->line, data, content);
-		if (!lf)
-			return take;
-	} else if (s->skipping) {
-		if (!lf)
-			return take;
-		s->skipping = false;
-	} else {
-		size_t room = limit > s->line.len ? limit - s->line.len : 0;
-		if (content > room) {
-			buf_append(&s->line, data, room);
-			s->overflowed = true;
-			offence_once(s, ONCE_LINE_TOO_LONG, "line_too_long", s->line.data,
-				     s->line.len);
-			if (!lf) {
-				/* Postfix smtp_get(..., SMTP_GET_FLAG_SKIP): keep the first
-				 * line_length_limit bytes, drop the rest up to the newline. */
-				s->skipping = true;
-				return take;
-			}
-		} else {
-			buf_append(&s->line, data, content);
-		}
-		if (!lf)
-			return take;
+	struct session_line l;
+	enum session_frame_result r;
+	bool data_mode = s->state == ST_DATA;
+	size_t take = session_frame(&s->in, data, len, line_limit(s),
+				    data_mode ? FRAME_CUT : FRAME_SKIP, &l, &r);
+	switch (r) {
+	case FRAME_MORE:
+		if (s->in.skipping)
+			offence_once(s, ONCE_LINE_TOO_LONG, "line_too_long", s->in.line.data,
+				     s->in.line.len);
+		break;
+	case FRAME_PIECE:
+		smtp_data_piece(s, l.p, l.len, false);
+		break;
+	case FRAME_LINE:
+		if (l.overflow && !data_mode)
+			offence_once(s, ONCE_LINE_TOO_LONG, "line_too_long", l.p, l.len);
+		s->overflowed = l.overflow;
+		s->sess.feed_pos = data + take;
+		line_complete(s, l.p, l.len, l.bare_lf);
+		s->overflowed = false;
+		break;
+	case FRAME_TOO_LONG:
+		break;
 	}
-	/* A complete line is in s->line.  (After a cut line the CR is gone: not bare.) */
-	bool bare_lf = !s->overflowed;
-	size_t l = s->line.len;
-	if (l > 0 && s->line.data[l - 1] == '\r') {
-		l--;
-		bare_lf = false;
-	}
-	s->line.data[l] = '\0';
-	s->feed_pos = data + take;
-	line_complete(s, s->line.data, l, bare_lf);
-	buf_reset(&s->line);
-	s->overflowed = false;
 	return take;
+}
+
+/* One step: one line (or piece, or chunk bytes) of input. */
+static size_t feed_step(void *engine, const char *data, size_t len)
+{
+	struct smtp_session *s = engine;
+	s->step_delayed = false; /* one error sleep per reply */
+	if (s->state == ST_CHUNK)
+		return feed_chunk(s, data, len);
+	return feed_lines(s, data, len);
 }
 
 size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 {
-	size_t pos = 0;
-	if (!s->x && len > 0 && s->susp == SUSP_NONE) {
+	if (!s->x && len > 0 && s->sess.susp == SESSION_RUN) {
 		s->x = calloc(1, sizeof(*s->x));
 		if (!s->x) {
-			s->close_reason = "error";
-			do_close(s);
+			session_close_after(&s->sess, "error");
+			session_end_step(&s->sess);
 			return len;
 		}
 	}
-	s->feed_end = data + len;
-	while (pos < len && s->susp == SUSP_NONE) {
-		s->feed_pos = data + pos;
-		if (s->state == ST_CHUNK)
-			pos += feed_chunk(s, data + pos, len - pos);
-		else
-			pos += feed_lines(s, data + pos, len - pos);
-	}
-	s->feed_pos = NULL;
-	s->feed_end = NULL;
-	if (s->susp == SUSP_NONE)
-		flush_out(s);
-	return pos;
+	return session_feed(&s->sess, s, feed_step, data, len);
 }
 
 /* ---------------------------------------------------------------- lifecycle --- */
 
 struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
-				      const struct smtp_peer *peer, bool tls_active,
-				      const struct smtp_host_ops *ops, void *ctx)
+				      const struct proto_peer *peer, bool tls_active,
+				      const struct proto_host_ops *ops, void *ctx)
 {
 	struct smtp_session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->cfg = cfg;
-	s->ops = ops;
-	s->ctx = ctx;
+	session_init(&s->sess, "smtp", peer, ops, ctx, 64 * 1024);
 	if (peer) {
-		snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", peer->ip ? peer->ip : "unknown");
 		if (peer->rdns && *peer->rdns) {
-			smtp_printable(s->peer_rdns, sizeof(s->peer_rdns), peer->rdns,
+			session_printable(s->peer_rdns, sizeof(s->peer_rdns), peer->rdns,
 				  strlen(peer->rdns));
 			s->have_rdns = true;
 		}
-	} else {
-		snprintf(s->peer_ip, sizeof(s->peer_ip), "unknown");
 	}
 	s->tls = tls_active;
 	if (tls_active) {
@@ -1005,8 +887,7 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 	size_t lim = cfg->line_length_limit ? cfg->line_length_limit : 2048;
 	lim = lim < 16 ? 16 : lim;
 	size_t cap = (lim > SASL_RESP_LIMIT ? lim : SASL_RESP_LIMIT) + 8;
-	buf_init(&s->line, cap);
-	buf_init(&s->out, 64 * 1024);
+	session_framer_init(&s->in, cap);
 	/* Recipients: bounded by recipient_limit addresses of at most 1 KB. */
 	buf_init(&s->rcpts, (size_t)(cfg->recipient_limit ? cfg->recipient_limit : 1000) * 1025);
 	s->state = ST_CMD;
@@ -1016,7 +897,7 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 void smtp_session_start(struct smtp_session *s)
 {
 	smtp_reply(s, "220 %s ESMTP Postfix (Debian/GNU)", s->cfg->hostname);
-	flush_out(s);
+	session_flush(&s->sess);
 }
 
 void smtp_session_free(struct smtp_session **sp)
@@ -1024,10 +905,10 @@ void smtp_session_free(struct smtp_session **sp)
 	if (!sp || !*sp)
 		return;
 	struct smtp_session *s = *sp;
-	if (s->msg_is_open && s->susp != SUSP_COMMIT)
-		s->ops->msg_abort(s->ctx);
-	buf_free(&s->line);
-	buf_free(&s->out);
+	if (s->msg_is_open && s->sess.susp != SESSION_COMMIT)
+		s->sess.ops->msg_abort(s->sess.ctx);
+	session_framer_free(&s->in);
+	session_free(&s->sess);
 	buf_free(&s->rcpts);
 	free(s->auth_tmp);
 	free(s->x);
@@ -1037,14 +918,7 @@ void smtp_session_free(struct smtp_session **sp)
 
 void smtp_session_resume(struct smtp_session *s)
 {
-	if (s->susp != SUSP_WAIT)
-		return;
-	s->susp = SUSP_NONE;
-	if (s->close_reason) {
-		do_close(s);
-		return;
-	}
-	flush_out(s);
+	session_resume(&s->sess);
 }
 
 void smtp_session_tls_started(struct smtp_session *s, const char *version,
@@ -1054,7 +928,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version,
 	snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", cipher ? cipher : "unknown");
 	s->tls_bits = bits;
 	s->tls = true;
-	if (s->susp == SUSP_TLS) {
+	if (s->sess.susp == SESSION_TLS) {
 		/* RFC 3207 4.2: forget everything learned before the handshake. */
 		smtp_mail_reset(s);
 		s->have_helo = false;
@@ -1064,31 +938,104 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version,
 			s->x->helo[0] = '\0';
 			s->x->auth_user[0] = '\0';
 		}
-		buf_reset(&s->line);
-		s->skipping = false;
+		session_framer_reset(&s->in);
 		s->overflowed = false;
 		smtp_set_state(s, ST_CMD);
-		s->susp = SUSP_NONE;
+		s->sess.susp = SESSION_RUN;
 	}
 }
 
 void smtp_session_hangup(struct smtp_session *s, const char *reason)
 {
-	if (s->susp == SUSP_CLOSED)
+	if (s->sess.susp == SESSION_CLOSED)
 		return;
 	bool timeout = reason && strcmp(reason, "timeout") == 0;
 	bool in_transfer = s->state == ST_DATA || s->state == ST_CHUNK ||
 			   (s->bdat_active && s->msg_is_open);
-	if (s->susp == SUSP_COMMIT) {
+	if (s->sess.susp == SESSION_COMMIT) {
 		/* The spool finishes the commit on its own; nothing to abort here. */
 	} else if (in_transfer) {
 		smtp_msg_abort(s);
 		smtp_message_rejected(s, timeout ? "timeout" : "hangup", timeout ? 421 : 0);
 	}
 	if (timeout) {
-		buf_reset(&s->out);
+		buf_reset(&s->sess.out);
 		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
-		flush_out(s);
+		session_flush(&s->sess);
 	}
-	s->susp = SUSP_CLOSED;
+	session_hangup(&s->sess);
 }
+
+/* ----------------------------------------------------------------- vtable ---- */
+
+static void *v_create(const void *cfg, const struct proto_peer *peer, bool tls_active,
+		      const struct proto_host_ops *ops, void *ctx)
+{
+	return smtp_session_new(cfg, peer, tls_active, ops, ctx);
+}
+
+static void v_start(void *s)
+{
+	smtp_session_start(s);
+}
+
+static size_t v_feed(void *s, const char *data, size_t len)
+{
+	return smtp_session_feed(s, data, len);
+}
+
+static void v_resume(void *s)
+{
+	smtp_session_resume(s);
+}
+
+static void v_committed(void *s, const struct proto_commit_result *r)
+{
+	smtp_session_committed(s, r);
+}
+
+static void v_tls_started(void *s, const char *version, const char *cipher, int bits)
+{
+	smtp_session_tls_started(s, version, cipher, bits);
+}
+
+static void v_hangup(void *s, const char *reason)
+{
+	smtp_session_hangup(s, reason);
+}
+
+static const char *v_state_name(const void *s)
+{
+	return smtp_session_state_name(s);
+}
+
+static void v_counters(const void *s, struct proto_counters *c_r)
+{
+	smtp_session_counters(s, c_r);
+}
+
+static const char *v_auth_user(const void *s)
+{
+	return smtp_session_auth_user(s);
+}
+
+static void v_destroy(void *s)
+{
+	struct smtp_session *ss = s;
+	smtp_session_free(&ss);
+}
+
+const struct proto_engine smtp_engine = {
+	.name = "smtp",
+	.create = v_create,
+	.start = v_start,
+	.feed = v_feed,
+	.resume = v_resume,
+	.committed = v_committed,
+	.tls_started = v_tls_started,
+	.hangup = v_hangup,
+	.state_name = v_state_name,
+	.counters = v_counters,
+	.auth_user = v_auth_user,
+	.destroy = v_destroy,
+};

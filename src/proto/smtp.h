@@ -2,7 +2,8 @@
  * smtp: the ESMTP server engine, a pure state machine.
  *
  * Bytes from the client go in through smtp_session_feed(); replies, events and message
- * bytes come out through the host callbacks.  No sockets, no clocks, no disk inside:
+ * bytes come out through the host callbacks of proto.h (struct proto_host_ops; what
+ * each one means is said there and in session.h).  No sockets, no clocks, no disk inside:
  * the host (src/core/conn.c in the daemon, a fake in tests and fuzzers) owns those.
  * That is what makes every verb unit-testable and the whole engine fuzzable.
  *
@@ -22,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proto/proto.h"
 
 struct mxb_event;
 struct auth_policy;
@@ -54,66 +57,13 @@ struct smtp_config {
 	struct auth_policy *auth;           /* credential decisions; NULL: every AUTH fails */
 };
 
-/* The peer as the host saw it (true address, never a client-supplied one). */
-struct smtp_peer {
-	const char *ip;       /* textual address */
-	unsigned port;
-	const char *rdns;     /* verified reverse name, or NULL ("unknown") */
-};
-
-/* What the spool reports when a message is durably stored (or not). */
-struct smtp_commit_result {
-	bool ok;              /* false: answer 451 4.3.0 / 452 4.3.1 (see no_space) */
-	bool no_space;        /* refusal because of the disk budget */
-	const char *queue_id; /* Postfix-style short id, e.g. 2DC1A11A199 */
-	const char *spool_name;
-	const char *sha256;   /* hex */
-	uint64_t size;        /* bytes on disk, Received header included */
-};
-
-/* Services the host gives the engine.  ctx is passed back to each. */
-struct smtp_host_ops {
-	/* Queue reply bytes for the client. */
-	void (*send)(void *ctx, const char *data, size_t len);
-	/* An event (the engine fills the specific fields; the host stamps the common ones
-	 * and takes ownership). */
-	void (*event)(void *ctx, struct mxb_event *ev);
-	/* Start a message file and write its first bytes.  Returns 0, or -1 when the spool
-	 * refuses (disk budget: the engine answers 452 4.3.1 Insufficient system storage).
-	 * queue_id_r receives the Postfix-style queue id chosen for it (>= 16 bytes). */
-	int (*msg_open)(void *ctx, char *queue_id_r, size_t queue_id_len);
-	/* Append message bytes (already unstuffed, CRLF line ends).  -1: budget exhausted
-	 * or I/O error; the engine keeps reading to the end of DATA, then refuses. */
-	int (*msg_write)(void *ctx, const char *data, size_t len);
-	/* The message is complete: make it durable.  The engine is suspended until the
-	 * host calls smtp_session_committed(). */
-	void (*msg_commit)(void *ctx);
-	/* Forget the message being written (RSET, disconnect mid-DATA, refusal). */
-	void (*msg_abort)(void *ctx);
-	/* The engine queued "220 2.0.0 Ready to start TLS" and is suspended.  The host
-	 * flushes, DISCARDS every byte the client sent after the STARTTLS line (RFC 3207
-	 * plaintext injection), runs the handshake, then calls smtp_session_tls_started()
-	 * or, on failure, drops the connection. */
-	void (*starttls)(void *ctx);
-	/* Suspend input for ms milliseconds (error sleep, auth failure delay), then call
-	 * smtp_session_resume(). */
-	void (*wait)(void *ctx, unsigned ms);
-	/* Close after the queued replies are flushed.  reason is an event-friendly word:
-	 * "quit", "too_many_errors", "command_limit", "protocol", ... */
-	void (*close)(void *ctx, const char *reason);
-	/* Optional (may be NULL): the wall clock in microseconds since the epoch, for the
-	 * Received header date.  NULL: the engine reads the system clock.  Tests and
-	 * fuzzers set it to get reproducible message bytes. */
-	int64_t (*now_us)(void *ctx);
-};
-
 struct smtp_session;
 
 /* Create a session and queue the 220 banner.  tls_active: implicit TLS (465), in which
  * case the host gives the TLS facts with smtp_session_tls_started() before feeding. */
 struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
-				      const struct smtp_peer *peer, bool tls_active,
-				      const struct smtp_host_ops *ops, void *ctx);
+				      const struct proto_peer *peer, bool tls_active,
+				      const struct proto_host_ops *ops, void *ctx);
 void smtp_session_free(struct smtp_session **s);
 
 /* Banner: queued by smtp_session_start() so an implicit-TLS host can call it after the
@@ -126,7 +76,7 @@ size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len);
 /* Resume after wait(). */
 void smtp_session_resume(struct smtp_session *s);
 /* Resume after msg_commit(). */
-void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_result *r);
+void smtp_session_committed(struct smtp_session *s, const struct proto_commit_result *r);
 /* Resume after starttls(): the handshake succeeded. */
 void smtp_session_tls_started(struct smtp_session *s, const char *version,
 			      const char *cipher, int bits);
@@ -137,14 +87,13 @@ void smtp_session_hangup(struct smtp_session *s, const char *reason);
 
 /* What the session is doing, for the host's disconnect event. */
 const char *smtp_session_state_name(const struct smtp_session *s);
-/* Counters for the host's disconnect event. */
-struct smtp_counters {
-	unsigned commands;  /* command lines received */
-	unsigned errors;    /* 4xx/5xx replies sent (Postfix's error count) */
-	unsigned messages;  /* messages captured */
-};
-void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c_r);
+/* Counters for the host's disconnect event: command lines received, 4xx/5xx replies
+ * sent (Postfix's error count), messages captured. */
+void smtp_session_counters(const struct smtp_session *s, struct proto_counters *c_r);
 /* Authenticated user, or NULL. */
 const char *smtp_session_auth_user(const struct smtp_session *s);
+
+/* The engine for a connection host (proto.h); cfg is a struct smtp_config. */
+extern const struct proto_engine smtp_engine;
 
 #endif

@@ -25,13 +25,12 @@
 /* One `auth` event: slices of the decoded exchange (any bytes, NUL included). */
 static void auth_event(struct smtp_session *s, const struct auth_ev *a)
 {
-	smtp_emit(s, proto_auth_event(a));
+	session_auth_event(&s->sess, a);
 }
 
 void smtp_auth_event_simple(struct smtp_session *s, const char *mech, const char *result)
 {
-	struct auth_ev a = {.mech = mech, .result = result};
-	auth_event(s, &a);
+	session_auth_event_simple(&s->sess, mech, result);
 }
 
 
@@ -77,13 +76,7 @@ int smtp_auth_check(struct smtp_session *s, struct smtp_args *a)
 /* Postfix's Dovecot client checks the alphabet before Dovecot decodes. */
 static bool b64_charset(const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		char c = p[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      c == '+' || c == '/' || c == '='))
-			return false;
-	}
-	return true;
+	return sasl_b64_charset(p, len);
 }
 
 static void auth_challenge(struct smtp_session *s, const char *b64)
@@ -111,60 +104,43 @@ static void auth_fail_text(struct smtp_session *s, const char *reason)
 	auth_end(s);
 }
 
-/* Ask the policy; answer 235, or wait then 535/454 as Postfix+Dovecot do.  A
- * credential the one rule refuses (sasl.h: a NUL byte, over 8 KiB) is not asked about
- * and fails like a wrong password. */
+/* Ask the policy (through the session's one credential path: a NUL byte or over
+ * 8 KiB fails like a wrong password, never asked about); answer 235, or wait then
+ * 535/454 as Postfix+Dovecot do. */
 static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid,
 			const struct sasl_slice *user, const struct sasl_slice *pass,
 			const char *cram_digest)
 {
-	struct sasl_cred cred;
-	bool taken = sasl_cred_take(authzid, user, pass, &cred);
-	const char *proto = s->cfg->role == SMTP_ROLE_SUBMISSION ? "submission"
-			    : s->cfg->role == SMTP_ROLE_SMTPS  ? "smtps"
-							       : "smtp";
-	enum auth_verdict v = AUTH_FAIL;
-	if (taken) {
-		struct auth_request req = {
-			.proto = proto,
-			.mechanism = mech_name(s->mech),
-			.src_ip = s->peer_ip,
-			.authzid = cred.authzid,
-			.username = cred.user,
-			.password = cred.pass,
-			.cram_challenge = cram_digest ? s->x->auth_challenge : NULL,
-			.cram_digest = cram_digest,
-		};
-		v = auth_policy_check(s->cfg->auth, &req);
-	}
-	struct auth_ev ev = {
+	struct session_cred c = {
+		.proto = s->cfg->role == SMTP_ROLE_SUBMISSION ? "submission"
+			 : s->cfg->role == SMTP_ROLE_SMTPS    ? "smtps"
+								: "smtp",
 		.mech = mech_name(s->mech),
-		.user = user->p,
-		.user_len = user->len,
-		.pass = pass ? pass->p : NULL,
-		.pass_len = pass ? pass->len : 0,
-		.authzid = authzid ? authzid->p : NULL,
-		.authzid_len = authzid ? authzid->len : 0,
-		.success = v == AUTH_OK,
-		.result = !taken ? "malformed" : v == AUTH_OK ? "ok"
-					       : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
+		.authzid = authzid,
+		.user = user,
+		.pass = pass,
+		.cram_challenge = cram_digest ? s->x->auth_challenge : NULL,
+		.cram_digest = cram_digest,
 	};
-	if (taken && v == AUTH_FAIL && s->auth_failures >= 2) {
-		ev.result = "tempfail"; /* answered 454 below, as recorded */
-	}
-	auth_event(s, &ev);
+	struct sasl_cred cred;
+	bool taken;
+	enum auth_verdict v = session_auth_check(&s->sess, s->cfg->auth, &c, &cred, &taken);
+	const char *result = !taken ? "malformed" : v == AUTH_OK ? "ok"
+				    : v == AUTH_TEMPFAIL ? "tempfail" : "fail";
+	if (taken && v == AUTH_FAIL && s->auth_failures >= 2)
+		result = "tempfail"; /* answered 454 below, as recorded */
+	session_cred_event(&s->sess, &c, v == AUTH_OK, result);
 	if (v == AUTH_OK) {
 		s->authenticated = true;
-		smtp_printable(s->x->auth_user, sizeof(s->x->auth_user), cred.user,
-			       strlen(cred.user));
+		session_printable(s->x->auth_user, sizeof(s->x->auth_user), cred.user,
+				  strlen(cred.user));
 		sasl_cred_free(&cred);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 		auth_end(s);
 		return;
 	}
-	sasl_cred_free(&cred);
 	/* The failure delay comes before the answer (Dovecot's auth_failure_delay). */
-	s->delay_ms += s->cfg->auth_failure_delay_ms;
+	session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
 	s->auth_failures++;
 	/* Recorded Postfix+Dovecot: from the third wrong password on, the penalised
 	 * request times out and Postfix reports a temporary failure. */
@@ -197,7 +173,7 @@ static void auth_step(struct smtp_session *s, const unsigned char *msg, size_t l
 			struct auth_ev ev = {.mech = "PLAIN", .user = len ? whole.p : NULL,
 					     .user_len = len, .result = "malformed"};
 			auth_event(s, &ev);
-			s->delay_ms += s->cfg->auth_failure_delay_ms;
+			session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
 			s->auth_failures++;
 			auth_fail_text(s, "(reason unavailable)");
 			return;
@@ -248,8 +224,7 @@ static void auth_input(struct smtp_session *s, const char *b64, size_t len, bool
 {
 	unsigned char *dec = malloc(SASL_RESP_LIMIT);
 	size_t n;
-	if (!dec || !b64_charset(b64, len) ||
-	    sasl_b64_decode(b64, len, dec, SASL_RESP_LIMIT, &n) < 0) {
+	if (!dec || !session_b64_decode(b64, len, dec, SASL_RESP_LIMIT, &n)) {
 		free(dec);
 		auth_malformed(s, initial ? "Invalid base64 data in initial response"
 					  : "Invalid base64 data in continued response");
@@ -284,7 +259,7 @@ void smtp_auth_run(struct smtp_session *s, struct smtp_args *a)
 	 * waits (2^failures x the base delay, capped) before its first answer. */
 	if (s->auth_failures > 0) {
 		unsigned shift = s->auth_failures < 2 ? s->auth_failures : 2;
-		s->delay_ms += s->cfg->auth_failure_delay_ms << shift;
+		session_hold(&s->sess, s->cfg->auth_failure_delay_ms << shift);
 	}
 	if (s->mech == MECH_CRAM) {
 		unsigned char rnd[8];
@@ -292,7 +267,7 @@ void smtp_auth_run(struct smtp_session *s, struct smtp_args *a)
 		if (RAND_bytes(rnd, sizeof(rnd)) == 1)
 			memcpy(&r, rnd, sizeof(r));
 		snprintf(s->x->auth_challenge, sizeof(s->x->auth_challenge), "<%llu.%lld@%s>", r,
-			 (long long)(smtp_now_us(s) / 1000000), s->cfg->hostname);
+			 (long long)(session_now_us(&s->sess) / 1000000), s->cfg->hostname);
 		char b64[sizeof(s->x->auth_challenge) * 2];
 		sasl_b64_encode((const unsigned char *)s->x->auth_challenge,
 				strlen(s->x->auth_challenge), b64);

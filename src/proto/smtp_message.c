@@ -28,7 +28,7 @@ void smtp_message_rejected(struct smtp_session *s, const char *reason, int code)
 		mxb_event_int(ev, "reply", code);
 	else
 		mxb_event_null(ev, "reply");
-	smtp_emit(s, ev);
+	session_emit(&s->sess, ev);
 }
 
 
@@ -50,7 +50,7 @@ static int msg_write(struct smtp_session *s, const char *data, size_t len)
 {
 	if (s->msg_failed || !s->msg_is_open)
 		return -1;
-	if (s->ops->msg_write(s->ctx, data, len) < 0) {
+	if (s->sess.ops->msg_write(s->sess.ctx, data, len) < 0) {
 		s->msg_failed = true;
 		return -1;
 	}
@@ -71,7 +71,7 @@ void smtp_msg_put(struct smtp_session *s, const char *data, size_t len)
 static int msg_start(struct smtp_session *s, bool bdat)
 {
 	char qid[32] = "";
-	if (s->ops->msg_open(s->ctx, qid, sizeof(qid)) < 0)
+	if (s->sess.ops->msg_open(s->sess.ctx, qid, sizeof(qid)) < 0)
 		return -1;
 	s->msg_is_open = true;
 	s->msg_failed = false;
@@ -85,11 +85,11 @@ static int msg_start(struct smtp_session *s, bool bdat)
 	buf_init(&h, 8192);
 	char helo[NAME_MAX_LEN];
 	const char *name = s->have_rdns ? s->peer_rdns : "unknown";
-	smtp_printable(helo, sizeof(helo), s->have_helo ? s->x->helo : name,
+	session_printable(helo, sizeof(helo), s->have_helo ? s->x->helo : name,
 		  strlen(s->have_helo ? s->x->helo : name));
-	bool v6 = strchr(s->peer_ip, ':') != NULL;
+	bool v6 = strchr(s->sess.peer_ip, ':') != NULL;
 	buf_printf(&h, "Received: from %s (%s [%s%s])\r\n", helo, name, v6 ? "IPv6:" : "",
-		   s->peer_ip);
+		   s->sess.peer_ip);
 	if (s->tls) {
 		buf_printf(&h, "\t(using %s with cipher %s (%d/%d bits))\r\n", s->tls_version,
 			   s->tls_cipher, s->tls_bits, s->tls_bits);
@@ -97,17 +97,17 @@ static int msg_start(struct smtp_session *s, bool bdat)
 	}
 	if (s->authenticated) {
 		char user[NAME_MAX_LEN];
-		smtp_printable(user, sizeof(user), s->x->auth_user, strlen(s->x->auth_user));
+		session_printable(user, sizeof(user), s->x->auth_user, strlen(s->x->auth_user));
 		buf_printf(&h, "\t(Authenticated sender: %s)\r\n", user);
 	}
 	char date[64];
-	time_t t = (time_t)(smtp_now_us(s) / 1000000);
+	time_t t = (time_t)(session_now_us(&s->sess) / 1000000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S +0000 (UTC)", &tm);
 	if (s->rcpt_count == 1) {
 		char rcpt[1100];
-		smtp_printable(rcpt, sizeof(rcpt), s->rcpts.data, strlen(s->rcpts.data));
+		session_printable(rcpt, sizeof(rcpt), s->rcpts.data, strlen(s->rcpts.data));
 		buf_printf(&h, "\tby %s (Postfix) with %s id %s\r\n", s->cfg->hostname,
 			   proto_name(s), s->queue_id);
 		buf_printf(&h, "\tfor <%s>; %s\r\n", rcpt, date);
@@ -141,15 +141,16 @@ static void msg_end(struct smtp_session *s)
 		smtp_mail_reset(s);
 		return;
 	}
-	s->susp = SUSP_COMMIT;
-	s->ops->msg_commit(s->ctx);
+	session_suspend(&s->sess, SESSION_COMMIT);
+	s->sess.ops->msg_commit(s->sess.ctx);
 }
 
-void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_result *r)
+void smtp_session_committed(struct smtp_session *s, const struct proto_commit_result *r)
 {
-	if (s->susp != SUSP_COMMIT)
+	if (s->sess.susp != SESSION_COMMIT)
 		return;
-	s->susp = SUSP_NONE;
+	session_suspend(&s->sess, SESSION_RUN);
+	s->step_delayed = false;
 	s->msg_is_open = false; /* the spool owns it now, whatever the outcome */
 	const char *qid = (r && r->queue_id && *r->queue_id) ? r->queue_id : s->queue_id;
 	if (r && r->ok) {
@@ -158,9 +159,9 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 			      (unsigned long long)s->msg_bytes, qid);
 		else
 			smtp_reply(s, "250 2.0.0 Ok: queued as %s", qid);
-		s->messages++;
+		s->sess.messages++;
 		/* Postfix forgives earlier errors once a message was delivered. */
-		s->errors = 0;
+		s->sess.errors = 0;
 		s->junk_cmds = 0;
 		struct mxb_event *ev = mxb_event_new("message");
 		if (ev) {
@@ -190,7 +191,7 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 			else
 				mxb_event_null(ev, "auth_user");
 			mxb_event_bool(ev, "tls", s->tls);
-			smtp_emit(s, ev);
+			session_emit(&s->sess, ev);
 		}
 	} else {
 		bool nospace = r && r->no_space;
@@ -204,12 +205,12 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 	s->msg_is_open = false;
 	smtp_mail_reset(s);
 	smtp_set_state(s, ST_CMD);
-	if (s->cfg->hard_error_limit > 0 && s->errors >= s->cfg->hard_error_limit) {
+	if (s->cfg->hard_error_limit > 0 && s->sess.errors >= s->cfg->hard_error_limit) {
 		smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
 		smtp_offence(s, "too_many_errors", "", 0);
-		smtp_close_after(s, "too_many_errors");
+		session_close_after(&s->sess, "too_many_errors");
 	}
-	smtp_finish_step(s);
+	session_end_step(&s->sess);
 }
 
 
@@ -267,7 +268,7 @@ int smtp_bdat_check(struct smtp_session *s, struct smtp_args *a)
 		 * next command starts. */
 		smtp_reply(s, "%s", err);
 		smtp_offence(s, "bad_syntax", a->n > 0 ? a->tok[0].s : "", 4);
-		smtp_close_after(s, "protocol");
+		session_close_after(&s->sess, "protocol");
 		return -1;
 	}
 	if (s->rcpt_count == 0 || s->bdat_error) {

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/session.h"
 #include "proto/smtp.h"
 #include "proto/smtp_parse.h"
 #include "util/buf.h"
@@ -29,14 +30,6 @@ enum sstate {
 	ST_DATA,  /* reading DATA lines */
 	ST_CHUNK, /* reading BDAT chunk bytes */
 	ST_AUTH,  /* reading a SASL continuation line */
-};
-
-enum susp {
-	SUSP_NONE,
-	SUSP_WAIT,
-	SUSP_COMMIT,
-	SUSP_TLS,
-	SUSP_CLOSED,
 };
 
 enum auth_mech { MECH_NONE, MECH_PLAIN, MECH_LOGIN, MECH_CRAM };
@@ -63,15 +56,12 @@ struct smtp_text {
 };
 
 struct smtp_session {
+	struct session sess;         /* output, suspension, counters, events (session.h) */
 	const struct smtp_config *cfg;
-	const struct smtp_host_ops *ops;
-	void *ctx;
-	char peer_ip[64];
 	char peer_rdns[256];
 	bool have_rdns;
 
 	enum sstate state;
-	enum susp susp;
 	/* NULL until the first input byte (smtp_session_feed); everything that reads or
 	 * writes it runs because of input, except where it checks for NULL. */
 	struct smtp_text *x;
@@ -118,43 +108,28 @@ struct smtp_session {
 	bool method_bdat;
 
 	/* Input framing */
-	struct buf line;
-	bool skipping;               /* over-long command line: skip to LF */
-	bool overflowed;             /* the line being skipped was over the limit */
-	const char *feed_end;        /* set during feed: for "more input pending" */
-	const char *feed_pos;
+	struct session_framer in;
+	bool overflowed;             /* the line just framed was over the limit */
 
 	/* Output */
-	struct buf out;
-	unsigned delay_ms;
-	bool step_delayed;
-	const char *close_reason;
+	bool step_delayed;           /* this step already slept (one sleep per reply) */
 
-	/* Counters */
-	unsigned commands;
-	unsigned errors;
-	unsigned messages;
+	/* Counters beyond the session's */
 	unsigned junk_cmds;
-	unsigned once;
 	int last_code;
 };
 
 /* smtp.c: state, output, events, the transaction */
+/* The one place the input state changes (traced old -> new, session.h). */
 void smtp_set_state(struct smtp_session *s, enum sstate new_state);
 /* Queue one reply line (no CRLF in fmt); sleeps are planned per step. */
 void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* A 4xx/5xx answer to a command: Postfix's error_count++. */
 void smtp_count_error(struct smtp_session *s);
-/* End of a step: wait if Postfix would sleep, send, close if asked. */
-void smtp_finish_step(struct smtp_session *s);
-void smtp_close_after(struct smtp_session *s, const char *reason);
-void smtp_emit(struct smtp_session *s, struct mxb_event *ev);
 void smtp_offence(struct smtp_session *s, const char *kind, const char *detail, size_t len);
 void smtp_msg_abort(struct smtp_session *s);
 void smtp_mail_reset(struct smtp_session *s);
-void smtp_printable(char *dst, size_t dstlen, const char *src, size_t len);
-int64_t smtp_now_us(struct smtp_session *s);
 bool smtp_auth_offered(const struct smtp_session *s);
 void smtp_join_args(const struct smtp_args *a, size_t from, char *out, size_t outlen);
 

@@ -24,7 +24,7 @@
 #include "fuzz_limits.h"
 #include "proto/imap.h"
 #include "util/budget.h"
-#include "../unit/imap_fake_host.h"
+#include "../unit/fake_host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -63,12 +63,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.auth_failure_delay_ms = 1,
 		.auth_penalty_max_ms = (opt & 0x40) ? 5 : 0,
 	};
-	struct imap_fake h;
-	imap_fake_init(&h);
+	struct fake_host h;
+	fake_host_init(&h, &imap_engine);
 	h.fail_open = ans & 0x01;
-	h.next_commit = (enum imap_fake_commit)((ans >> 1) % 3);
+	h.next_commit = (enum fake_commit)((ans >> 1) % 3);
 	struct proto_peer peer = {.ip = (ans & 0x10) ? "2001:db8::1" : "192.0.2.1", .port = 143};
-	h.s = imap_session_new(&cfg, &peer, implicit, &imap_fake_ops, &h);
+	h.s = imap_session_new(&cfg, &peer, implicit, &fake_host_ops, &h);
 	if (!h.s)
 		__builtin_trap();
 	if (implicit)
@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	imap_session_start(h.s);
 	if (prelogin) {
 		static const char login[] = "a LOGIN alice alice-Secret-1\r\n";
-		imap_fake_drive(&h, login, sizeof(login) - 1);
+		fake_host_drive(&h, login, sizeof(login) - 1);
 		data++;
 		size--;
 	}
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = size - pos < step ? size - pos : step;
 		if (split & 0x80)
 			n = size - pos; /* one write */
-		imap_fake_drive(&h, (const char *)data + pos, n);
+		fake_host_drive(&h, (const char *)data + pos, n);
 		pos += n;
 	}
 	struct proto_counters c;
@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)imap_session_auth_user(h.s);
 	imap_session_hangup(h.s, (ans & 0x40) ? "timeout" : "client_closed");
 	char why[256];
-	if (!imap_fake_check_schema(&h, why, sizeof(why)))
+	if (!fake_host_check_schema(&h, why, sizeof(why)))
 		__builtin_trap();
 	imap_session_free(&h.s);
 	/* every message the engine opened was committed or aborted */
@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the budgets were never passed, and everything taken was given back */
 	if (memory.peak > memory.limit || memory.used != 0)
 		__builtin_trap();
-	imap_fake_free(&h);
+	fake_host_free(&h);
 	auth_policy_free(&auth);
 	return 0;
 }

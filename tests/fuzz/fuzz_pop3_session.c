@@ -21,8 +21,7 @@
 #include "deceive/auth_policy.h"
 #include "fuzz_limits.h"
 #include "proto/pop3.h"
-#include "../unit/smtp_fake_host.h"
-#include "../unit/test_pop3_fake.h"
+#include "../unit/fake_host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,14 +56,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.auth_failure_delay_ms = 1,
 		.auth_penalty = opt & 0x80,
 	};
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, cfg.implicit_tls);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, cfg.implicit_tls);
 	size_t step = (size_t)(split % 64) + 1;
 	for (size_t pos = 0; pos < size && !h.closed;) {
 		size_t n = size - pos < step ? size - pos : step;
 		if (split & 0x80)
 			n = size - pos; /* one write */
-		pop3_fake_drive(&h, (const char *)data + pos, n);
+		fake_host_drive(&h, (const char *)data + pos, n);
 		pos += n;
 	}
 	/* Replies are whole lines. */
@@ -78,15 +77,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)pop3_engine.state_name(h.s);
 	(void)pop3_engine.auth_user(h.s);
 	pop3_engine.hangup(h.s, (opt & 0x40) ? "timeout" : "client_closed");
-	/* Every event keeps the public contract (the SMTP fake host's checker reads the
-	 * same "name<TAB>fields" records). */
-	struct fake_host eh;
-	memset(&eh, 0, sizeof(eh));
-	eh.events = h.events;
+	/* Every event keeps the public contract. */
 	char why[256];
-	if (!fake_host_check_schema(&eh, why, sizeof(why)))
+	if (!fake_host_check_schema(&h, why, sizeof(why)))
 		__builtin_trap();
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	auth_policy_free(&auth);
 	return 0;
 }

@@ -19,7 +19,7 @@
 #include "deceive/auth_policy.h"
 #include "fuzz_limits.h"
 #include "proto/smtp.h"
-#include "../unit/smtp_fake_host.h"
+#include "../unit/fake_host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -63,11 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.auth = auth,
 	};
 	struct fake_host h;
-	fake_host_init(&h);
+	fake_host_init(&h, &smtp_engine);
 	h.fail_open = ans & 0x01;
 	h.write_budget = (ans & 0x02) ? 100 : -1;
 	h.next_commit = (enum fake_commit)((ans >> 2) % 3);
-	struct smtp_peer peer = {.ip = (ans & 0x10) ? "2001:db8::1" : "192.0.2.1", .port = 25,
+	struct proto_peer peer = {.ip = (ans & 0x10) ? "2001:db8::1" : "192.0.2.1", .port = 25,
 				 .rdns = (ans & 0x20) ? "host.example" : NULL};
 	bool implicit = cfg.role == SMTP_ROLE_SMTPS;
 	h.s = smtp_session_new(&cfg, &peer, implicit, &fake_host_ops, &h);
@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fake_host_drive(&h, (const char *)data + pos, n);
 		pos += n;
 	}
-	struct smtp_counters c;
+	struct proto_counters c;
 	smtp_session_counters(h.s, &c);
 	if (c.messages != h.commits)
 		__builtin_trap();
@@ -93,7 +93,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[256];
 	if (!fake_host_check_schema(&h, why, sizeof(why)))
 		__builtin_trap();
-	smtp_session_free(&h.s);
+	struct smtp_session *ss = h.s;
+	smtp_session_free(&ss);
+	h.s = NULL;
 	/* Every message the engine opened was committed or aborted. */
 	if (h.msg_open)
 		__builtin_trap();

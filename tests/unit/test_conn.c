@@ -4,8 +4,8 @@
  * is the host: one write per reply group, STARTTLS injection discard, TLS handshakes
  * (STARTTLS and implicit), commits through the real spool, waits, timeouts, EOF and
  * admission limits, refusal texts per protocol, login-dependent idle timeouts.  The
- * fake defines the smtp_session_* symbols itself and is driven through the real
- * smtp_adapter (struct proto_engine), so the real engine is not linked in.
+ * fake is a struct proto_engine of its own (fake_engine), so no real engine is linked
+ * in.
  *
  * Fake engine script (one command per line): EHLO (a three-line reply sent with three
  * send calls), STARTTLS, WAIT (50 ms), MSG (write and commit a message), OPEN (begin a
@@ -37,8 +37,8 @@
 #include "core/conn.h"
 #include "core/limits.h"
 #include "core/listener.h"
-#include "core/smtp_adapter.h"
 #include "core/tls.h"
+#include "proto/proto.h"
 #include "proto/smtp.h"
 #include "store/event.h"
 #include "store/spool.h"
@@ -46,7 +46,7 @@
 /* ---- fake engine ---- */
 
 struct smtp_session {
-	const struct smtp_host_ops *ops;
+	const struct proto_host_ops *ops;
 	void *ctx;
 	unsigned commands;
 	unsigned messages;
@@ -57,9 +57,8 @@ struct smtp_session {
 
 static char last_tls_version[32];
 
-struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
-				      const struct smtp_peer *peer, bool tls_active,
-				      const struct smtp_host_ops *ops, void *ctx)
+static void *fake_new(const void *cfg, const struct proto_peer *peer, bool tls_active,
+		      const struct proto_host_ops *ops, void *ctx)
 {
 	(void)cfg;
 	(void)peer;
@@ -70,10 +69,9 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
 	return s;
 }
 
-void smtp_session_free(struct smtp_session **s)
+static void fake_free(void *s)
 {
-	free(*s);
-	*s = NULL;
+	free(s);
 }
 
 static void say(struct smtp_session *s, const char *t)
@@ -81,13 +79,15 @@ static void say(struct smtp_session *s, const char *t)
 	s->ops->send(s->ctx, t, strlen(t));
 }
 
-void smtp_session_start(struct smtp_session *s)
+static void fake_start(void *sv)
 {
+	struct smtp_session *s = sv;
 	say(s, "220 fake ESMTP\r\n");
 }
 
-size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
+static size_t fake_feed(void *sv, const char *data, size_t len)
 {
+	struct smtp_session *s = sv;
 	size_t pos = 0;
 	while (pos < len) {
 		const char *nl = memchr(data + pos, '\n', len - pos);
@@ -162,13 +162,15 @@ size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 	return pos;
 }
 
-void smtp_session_resume(struct smtp_session *s)
+static void fake_resume(void *sv)
 {
+	struct smtp_session *s = sv;
 	say(s, "250 resumed\r\n");
 }
 
-void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_result *r)
+static void fake_committed(void *sv, const struct proto_commit_result *r)
 {
+	struct smtp_session *s = sv;
 	char t[128];
 	if (r->ok) {
 		s->messages++;
@@ -179,38 +181,56 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 	say(s, t);
 }
 
-void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher,
-			      int bits)
+static void fake_tls_started(void *sv, const char *version, const char *cipher, int bits)
 {
+	struct smtp_session *s = sv;
 	(void)cipher;
 	(void)bits;
 	snprintf(s->tls_version, sizeof(s->tls_version), "%s", version);
 	snprintf(last_tls_version, sizeof(last_tls_version), "%s", version);
 }
 
-void smtp_session_hangup(struct smtp_session *s, const char *reason)
+static void fake_hangup(void *sv, const char *reason)
 {
+	struct smtp_session *s = sv;
 	if (!strcmp(reason, "timeout"))
 		say(s, "421 4.4.2 fake Error: timeout exceeded\r\n");
 }
 
-const char *smtp_session_state_name(const struct smtp_session *s)
+static const char *fake_state_name(const void *s)
 {
 	(void)s;
 	return "fake";
 }
 
-void smtp_session_counters(const struct smtp_session *s, struct smtp_counters *c_r)
+static void fake_counters(const void *sv, struct proto_counters *c_r)
 {
+	const struct smtp_session *s = sv;
 	c_r->commands = s->commands;
 	c_r->errors = 0;
 	c_r->messages = s->messages;
 }
 
-const char *smtp_session_auth_user(const struct smtp_session *s)
+static const char *fake_auth_user(const void *sv)
 {
+	const struct smtp_session *s = sv;
 	return s->logged_in ? "user" : NULL;
 }
+
+static const struct proto_engine fake_engine = {
+	.name = "fake",
+	.create = fake_new,
+	.start = fake_start,
+	.feed = fake_feed,
+	.resume = fake_resume,
+	.committed = fake_committed,
+	.tls_started = fake_tls_started,
+	.hangup = fake_hangup,
+	.state_name = fake_state_name,
+	.counters = fake_counters,
+	.auth_user = fake_auth_user,
+	.destroy = fake_free,
+};
 
 /* ---- harness ---- */
 
@@ -283,7 +303,7 @@ static int setup(void **state)
 	f->srv.emit_arg = f;
 	/* the fake engine through the real adapter, as serve wires SMTP */
 	for (int r = MXB_ROLE_SMTP; r <= MXB_ROLE_SMTPS; r++) {
-		f->srv.engine[r] = &smtp_proto_engine;
+		f->srv.engine[r] = &fake_engine;
 		f->srv.engine_cfg[r] = &f->smtp_cfg;
 	}
 	*state = f;
@@ -554,7 +574,7 @@ static void test_idle_timeout(void **state)
 static void test_idle_timeout_after_login(void **state)
 {
 	struct fixture *f = *state;
-	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine[MXB_ROLE_IMAP] = &fake_engine;
 	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
 	f->cfg.idle_timeout_ms = 10000; /* SMTP's: not used for IMAP */
 	f->cfg.login_timeout_ms = 150;
@@ -582,7 +602,7 @@ static void test_idle_timeout_after_login(void **state)
 static void test_big_output(void **state)
 {
 	struct fixture *f = *state;
-	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine[MXB_ROLE_IMAP] = &fake_engine;
 	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
 	int fd = connect_pair(f, MXB_ROLE_IMAP);
 	int fd2 = connect_pair(f, MXB_ROLE_SMTP);
@@ -640,7 +660,7 @@ static void test_refusal_per_protocol(void **state)
 {
 	struct fixture *f = *state;
 	for (int r = MXB_ROLE_IMAP; r <= MXB_ROLE_POP3; r++) {
-		f->srv.engine[r] = &smtp_proto_engine; /* the fake speaks for every role */
+		f->srv.engine[r] = &fake_engine; /* the fake speaks for every role */
 		f->srv.engine_cfg[r] = &f->smtp_cfg;
 	}
 	f->srv.limits = limits_new(100, 0, 0);
@@ -921,7 +941,7 @@ static void test_closed_conn_releases_message(void **state)
 static void test_output_daemon_budget(void **state)
 {
 	struct fixture *f = *state;
-	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine[MXB_ROLE_IMAP] = &fake_engine;
 	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
 	f->srv.output_budget = 4u << 20;
 	int fd1 = connect_pair(f, MXB_ROLE_IMAP);

@@ -35,7 +35,7 @@
 
 #include "deceive/auth_policy.h"
 #include "proto/smtp.h"
-#include "smtp_fake_host.h"
+#include "fake_host.h"
 #include "util/buf.h"
 
 #define HOST "mail.example.com"
@@ -289,8 +289,8 @@ static void start_session(struct run *r)
 		r->accounts[r->n_accounts++] = t;
 	r->auth = auth_static_new(r->accounts, r->n_accounts);
 	r->cfg.auth = r->auth;
-	fake_host_init(&r->h);
-	struct smtp_peer peer = {.ip = r->peer_ip, .port = 40000,
+	fake_host_init(&r->h, &smtp_engine);
+	struct proto_peer peer = {.ip = r->peer_ip, .port = 40000,
 				 .rdns = r->peer_rdns[0] ? r->peer_rdns : NULL};
 	r->s = smtp_session_new(&r->cfg, &peer, r->implicit_tls, &fake_host_ops, &r->h);
 	r->h.s = r->s;
@@ -468,7 +468,7 @@ static void directive(struct run *r, char *d)
 			fail_at(r, "state is %s, expected %s", st, v);
 	} else if (strncmp(d, "expect-counters:", 16) == 0) {
 		unsigned c, e, m;
-		struct smtp_counters k;
+		struct proto_counters k;
 		smtp_session_counters(r->s, &k);
 		if (sscanf(d + 16, "%u %u %u", &c, &e, &m) != 3)
 			fail_at(r, "bad expect-counters");

@@ -45,7 +45,7 @@
 #include <strings.h>
 
 #include "deceive/auth_policy.h"
-#include "imap_fake_host.h"
+#include "fake_host.h"
 #include "proto/imap.h"
 #include "util/buf.h"
 
@@ -64,7 +64,7 @@ struct run {
 	size_t n_accounts;
 	struct auth_policy *auth;
 	bool implicit;
-	struct imap_fake h;
+	struct fake_host h;
 	struct imap_session *s;
 	bool started;
 	struct buf expect;  /* expected lines, '\n'-separated, escapes decoded */
@@ -298,7 +298,7 @@ static void end_session(struct run *r)
 	if (r->failed && getenv("IMAP_CONV_SHOW"))
 		show("final output", r->h.out.data ? r->h.out.data : "", r->h.out.len);
 	imap_session_free(&r->s);
-	imap_fake_free(&r->h);
+	fake_host_free(&r->h);
 	r->started = false;
 }
 
@@ -307,7 +307,7 @@ static void flush_pending(struct run *r)
 	if (!r->started || r->pending.len == 0)
 		return;
 	check_output(r);
-	imap_fake_drive(&r->h, r->pending.data, r->pending.len);
+	fake_host_drive(&r->h, r->pending.data, r->pending.len);
 	buf_reset(&r->pending);
 }
 
@@ -318,10 +318,10 @@ static void start_session(struct run *r, bool implicit)
 	r->auth = auth_static_new(r->accounts, r->n_accounts);
 	r->cfg.auth = r->auth;
 	r->cfg.implicit_tls = implicit;
-	imap_fake_init(&r->h);
+	fake_host_init(&r->h, &imap_engine);
 	buf_reset(&r->expect);
 	struct proto_peer peer = {.ip = "198.51.100.7", .port = 40000};
-	r->s = imap_session_new(&r->cfg, &peer, implicit, &imap_fake_ops, &r->h);
+	r->s = imap_session_new(&r->cfg, &peer, implicit, &fake_host_ops, &r->h);
 	r->h.s = r->s;
 	if (implicit)
 		imap_session_tls_started(r->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
@@ -396,9 +396,9 @@ static void directive(struct run *r, char *d)
 			fail_at(r, "server closed (%s)", r->h.close_reason);
 	} else if (!strncmp(d, "commit: ", 8)) {
 		const char *v = d + 8;
-		r->h.next_commit = !strcmp(v, "nospace") ? IFAKE_COMMIT_NOSPACE
-				   : !strcmp(v, "fail")  ? IFAKE_COMMIT_FAIL
-							 : IFAKE_COMMIT_OK;
+		r->h.next_commit = !strcmp(v, "nospace") ? FAKE_COMMIT_NOSPACE
+				   : !strcmp(v, "fail")  ? FAKE_COMMIT_FAIL
+							 : FAKE_COMMIT_OK;
 	} else if (!strcmp(d, "msgopen: fail")) {
 		r->h.fail_open = true;
 	} else if (!strncmp(d, "hangup: ", 8)) {
@@ -415,14 +415,14 @@ static void directive(struct run *r, char *d)
 			frags[n] = dec[n].data;
 			n++;
 		}
-		if (!imap_fake_has_event(&r->h, name, frags)) {
+		if (!fake_host_has_event(&r->h, name, frags)) {
 			fail_at(r, "no matching %s event", name);
 			show("events", r->h.events.data ? r->h.events.data : "", r->h.events.len);
 		}
 		for (size_t i = 0; i < n; i++)
 			buf_free(&dec[i]);
 	} else if (!strncmp(d, "expect-no-event: ", 17)) {
-		if (imap_fake_has_event(&r->h, d + 17, NULL))
+		if (fake_host_has_event(&r->h, d + 17, NULL))
 			fail_at(r, "unexpected %s event", d + 17);
 	} else if (!strncmp(d, "expect-wait: ", 13)) {
 		unsigned ms = (unsigned)atoi(d + 13);

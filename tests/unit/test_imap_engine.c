@@ -15,7 +15,7 @@
 
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
-#include "imap_fake_host.h"
+#include "fake_host.h"
 #include "proto/imap.h"
 #include "util/budget.h"
 
@@ -23,7 +23,7 @@ struct t {
 	struct imap_config cfg;
 	uint8_t secret[32];
 	struct auth_policy *auth;
-	struct imap_fake h;
+	struct fake_host h;
 	struct imap_session *s;
 };
 
@@ -41,9 +41,9 @@ static void t_open(struct t *t, bool implicit)
 	t->cfg.auth = t->auth;
 	t->cfg.secret = t->secret;
 	t->cfg.auth_failure_delay_ms = 2000;
-	imap_fake_init(&t->h);
+	fake_host_init(&t->h, &imap_engine);
 	struct proto_peer peer = {.ip = "192.0.2.1", .port = 5555};
-	t->s = imap_session_new(&t->cfg, &peer, implicit, &imap_fake_ops, &t->h);
+	t->s = imap_session_new(&t->cfg, &peer, implicit, &fake_host_ops, &t->h);
 	assert_non_null(t->s);
 	t->h.s = t->s;
 	imap_session_start(t->s);
@@ -53,13 +53,13 @@ static void t_close(struct t *t)
 {
 	imap_session_free(&t->s);
 	assert_null(t->s);
-	imap_fake_free(&t->h);
+	fake_host_free(&t->h);
 	auth_policy_free(&t->auth);
 }
 
 static void send_str(struct t *t, const char *s)
 {
-	imap_fake_drive(&t->h, s, strlen(s));
+	fake_host_drive(&t->h, s, strlen(s));
 }
 
 static bool out_has(const struct t *t, const char *needle)
@@ -125,7 +125,7 @@ static void test_byte_at_a_time(void **st)
 	send_str(&whole, script);
 	t_open(&bytes, true);
 	for (const char *p = script; *p && !bytes.h.closed; p++)
-		imap_fake_drive(&bytes.h, p, 1);
+		fake_host_drive(&bytes.h, p, 1);
 	assert_true(whole.h.closed);
 	assert_true(bytes.h.closed);
 	assert_int_equal(whole.h.out.len, bytes.h.out.len);
@@ -232,7 +232,7 @@ static void test_append_captured(void **st)
 	assert_true(out_has(&t, "a OK [APPENDUID "));
 	const char *frags[] = {"\"method\":\"APPEND\"", "\"recipients\":[]", "\"sender\":\"\"",
 			       "\"auth_user\":\"alice\"", "\"tls\":true", NULL};
-	assert_true(imap_fake_has_event(&t.h, "message", frags));
+	assert_true(fake_host_has_event(&t.h, "message", frags));
 	struct proto_counters c;
 	imap_session_counters(t.s, &c);
 	assert_int_equal(c.messages, 1);
@@ -260,7 +260,7 @@ static void test_hangup_during_commit(void **st)
 	imap_session_committed(t.s, &r);
 	assert_int_equal(t.h.out.len, before);
 	const char *frags[] = {"\"method\":\"APPEND\"", NULL};
-	assert_true(imap_fake_has_event(&t.h, "message", frags));
+	assert_true(fake_host_has_event(&t.h, "message", frags));
 	assert_string_equal(imap_session_state_name(t.s), "closed");
 	t_close(&t);
 }
@@ -309,7 +309,7 @@ static void test_search_adversarial_needle(void **st)
 	memset(in + n, 'a', body);
 	n += (int)body;
 	n += sprintf(in + n, "\r\nb SELECT INBOX\r\n");
-	imap_fake_drive(&t.h, in, (size_t)n);
+	fake_host_drive(&t.h, in, (size_t)n);
 	if (getenv("IMAP_DEBUG"))
 		fwrite(t.h.out.data, 1, t.h.out.len > 3000 ? 3000 : t.h.out.len, stderr);
 	buf_reset(&t.h.out);
@@ -320,7 +320,7 @@ static void test_search_adversarial_needle(void **st)
 	memset(in + n, 'a', needle);
 	n += (int)needle;
 	n += sprintf(in + n, "\r\n");
-	imap_fake_drive(&t.h, in, (size_t)n);
+	fake_host_drive(&t.h, in, (size_t)n);
 	if (getenv("IMAP_DEBUG"))
 		fwrite(t.h.out.data, 1, t.h.out.len > 3000 ? 3000 : t.h.out.len, stderr);
 	assert_true(out_has(&t, "* SEARCH\r\nc OK Search completed"));
@@ -371,7 +371,7 @@ static void test_huge_literal_refused(void **st)
 	assert_false(out_has(&t, "+ OK"));
 	assert_true(t.h.closed);
 	const char *frags[] = {"\"kind\":\"line_too_long\"", NULL};
-	assert_true(imap_fake_has_event(&t.h, "offence", frags));
+	assert_true(fake_host_has_event(&t.h, "offence", frags));
 	t_close(&t);
 }
 
@@ -384,10 +384,10 @@ static void test_login_credential_rule(void **st)
 	struct t t;
 	t_open(&t, true);
 	static const char nul_pw[] = "a LOGIN alice {19+}\r\nalice-Secret-1\0junk\r\n";
-	imap_fake_drive(&t.h, nul_pw, sizeof(nul_pw) - 1);
+	fake_host_drive(&t.h, nul_pw, sizeof(nul_pw) - 1);
 	assert_true(out_has(&t, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"));
 	assert_null(imap_session_auth_user(t.s));
-	assert_true(imap_fake_has_event(&t.h, "auth", (const char *[]){
+	assert_true(fake_host_has_event(&t.h, "auth", (const char *[]){
 		"\"password\":\"alice-Secret-1\\u0000junk\"", "\"result\":\"malformed\"", NULL}));
 	/* the true password alone still works */
 	send_str(&t, "c LOGIN alice alice-Secret-1\r\n");
@@ -398,20 +398,20 @@ static void test_login_credential_rule(void **st)
 /* ---- memory budgets (issue 7: APPEND + COPY amplification) ---- */
 
 /* A second session on the same config (and so the same daemon-wide budget). */
-static struct imap_session *open_second(struct t *t, struct imap_fake *h)
+static struct imap_session *open_second(struct t *t, struct fake_host *h)
 {
-	imap_fake_init(h);
+	fake_host_init(h, &imap_engine);
 	struct proto_peer peer = {.ip = "192.0.2.2", .port = 5556};
-	struct imap_session *s = imap_session_new(&t->cfg, &peer, true, &imap_fake_ops, h);
+	struct imap_session *s = imap_session_new(&t->cfg, &peer, true, &fake_host_ops, h);
 	assert_non_null(s);
 	h->s = s;
 	imap_session_start(s);
 	const char *in = "l1 LOGIN alice alice-Secret-1\r\n";
-	imap_fake_drive(h, in, strlen(in));
+	fake_host_drive(h, in, strlen(in));
 	return s;
 }
 
-static void append_n(struct imap_fake *h, const char *tag, size_t n, bool nonsync)
+static void append_n(struct fake_host *h, const char *tag, size_t n, bool nonsync)
 {
 	struct buf in;
 	buf_init(&in, 0);
@@ -420,11 +420,11 @@ static void append_n(struct imap_fake *h, const char *tag, size_t n, bool nonsyn
 	for (size_t i = strlen("Subject: big\r\n\r\n"); i < n; i++)
 		buf_putc(&in, 'x');
 	buf_puts(&in, "\r\n");
-	imap_fake_drive(h, in.data, in.len);
+	fake_host_drive(h, in.data, in.len);
 	buf_free(&in);
 }
 
-static bool has(const struct imap_fake *h, const char *needle)
+static bool has(const struct fake_host *h, const char *needle)
 {
 	return h->out.data && strstr(h->out.data, needle);
 }
@@ -478,7 +478,7 @@ static void test_append_over_session_memory(void **st)
 	assert_int_equal(n, strlen(in));
 	assert_false(out_has(&t, "+ OK"));
 	assert_true(out_has(&t, "a NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"));
-	assert_true(imap_fake_has_event(&t.h, "message_rejected", (const char *[]){
+	assert_true(fake_host_has_event(&t.h, "message_rejected", (const char *[]){
 		"\"reason\":\"quota\"", "\"size\":600000", "\"reply\":null", NULL}));
 	assert_int_equal(t.h.msg_opens, 0);
 	buf_reset(&t.h.out);
@@ -493,7 +493,7 @@ static void test_append_over_session_memory(void **st)
 	assert_int_equal(daemon.used, 300000 + MBOX_ENTRY_COST);
 	assert_int_equal(daemon.refused, 0); /* the session's own bound said no first */
 	char why[256];
-	assert_true(imap_fake_check_schema(&t.h, why, sizeof(why)));
+	assert_true(fake_host_check_schema(&t.h, why, sizeof(why)));
 	t_close(&t);
 	assert_int_equal(daemon.used, 0);
 }
@@ -511,11 +511,11 @@ static void test_daemon_memory_shared(void **st)
 	append_n(&t.h, "a", 1000000, false);
 	assert_true(out_has(&t, "a OK [APPENDUID "));
 	assert_int_equal(daemon.peak, 2000000 + MBOX_ENTRY_COST);
-	struct imap_fake h2;
+	struct fake_host h2;
 	struct imap_session *s2 = open_second(&t, &h2);
 	/* 1 MB kept + 2 MB to receive: refused before "+ OK", so the client sends nothing */
 	const char *b = "b APPEND INBOX {1000000}\r\n";
-	imap_fake_drive(&h2, b, strlen(b));
+	fake_host_drive(&h2, b, strlen(b));
 	assert_false(has(&h2, "+ OK"));
 	assert_true(has(&h2, "b NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"));
 	assert_true(daemon.refused > 0);
@@ -523,7 +523,7 @@ static void test_daemon_memory_shared(void **st)
 	assert_true(has(&h2, "c OK [APPENDUID "));
 	assert_int_equal(daemon.used, 1900000 + 2 * MBOX_ENTRY_COST);
 	imap_session_free(&s2);
-	imap_fake_free(&h2);
+	fake_host_free(&h2);
 	assert_int_equal(daemon.used, 1000000 + MBOX_ENTRY_COST);
 	t_close(&t);
 	assert_int_equal(daemon.used, 0);
@@ -536,7 +536,7 @@ static void test_long_line_bounded(void **st)
 	t_open(&t, false);
 	char *big = malloc(20000);
 	memset(big, 'a', 20000);
-	imap_fake_drive(&t.h, big, 20000);
+	fake_host_drive(&t.h, big, 20000);
 	assert_true(t.h.closed);
 	assert_true(out_has(&t, "* BYE Input buffer full, aborting\r\n"));
 	free(big);
@@ -569,11 +569,11 @@ static void test_state_names(void **st)
 static void test_vtable(void **st)
 {
 	assert_string_equal(imap_engine.name, "imap");
-	struct imap_fake h;
-	imap_fake_init(&h);
+	struct fake_host h;
+	fake_host_init(&h, &imap_engine);
 	struct imap_config cfg = {.hostname = "h", .domain = "d", .tls_available = true};
 	struct proto_peer peer = {.ip = "192.0.2.9"};
-	void *s = imap_engine.create(&cfg, &peer, false, &imap_fake_ops, &h);
+	void *s = imap_engine.create(&cfg, &peer, false, &fake_host_ops, &h);
 	assert_non_null(s);
 	h.s = s;
 	imap_engine.start(s);
@@ -588,7 +588,7 @@ static void test_vtable(void **st)
 	assert_int_equal(c.commands, 2);
 	assert_null(imap_engine.auth_user(s));
 	imap_engine.destroy(s);
-	imap_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static void expect(struct t *t, const char *cmd, const char *reply)

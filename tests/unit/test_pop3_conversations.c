@@ -45,7 +45,7 @@
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
 #include "proto/pop3.h"
-#include "test_pop3_fake.h"
+#include "fake_host.h"
 #include "util/buf.h"
 
 #define HOST "mail.example.test"
@@ -61,7 +61,7 @@ struct run {
 	struct auth_policy *auth;
 	char user[128];
 	struct mbox_set *mbox;
-	struct pop3_fake h;
+	struct fake_host h;
 	bool started;
 	struct buf expect;
 	struct buf pending;
@@ -254,7 +254,7 @@ static void apply_config(struct run *r, char *args)
 static void end_session(struct run *r)
 {
 	if (r->started)
-		pop3_fake_free(&r->h);
+		fake_host_free(&r->h);
 	r->started = false;
 	buf_reset(&r->expect);
 	r->wait_seen = 0;
@@ -270,7 +270,7 @@ static void flush_pending(struct run *r)
 		return;
 	}
 	if (r->pending.len) {
-		pop3_fake_drive(&r->h, r->pending.data, r->pending.len);
+		fake_host_drive(&r->h, r->pending.data, r->pending.len);
 		buf_reset(&r->pending);
 	}
 }
@@ -307,7 +307,7 @@ static void directive(struct run *r, char *d)
 			v++;
 		r->cfg.implicit_tls = strncmp(v, "pop3s", 5) == 0;
 		r->cfg.auth = r->auth;
-		pop3_fake_init(&r->h, &r->cfg, r->cfg.implicit_tls);
+		fake_host_start(&r->h, &pop3_engine, &r->cfg, NULL, r->cfg.implicit_tls);
 		r->started = r->h.s != NULL;
 		if (!r->started)
 			fail_at(r, "session creation failed");
@@ -367,7 +367,7 @@ static void directive(struct run *r, char *d)
 			nf++;
 		}
 		frags[nf] = NULL;
-		bool has = name && pop3_fake_has_event(&r->h, name, frags);
+		bool has = name && fake_host_has_event(&r->h, name, frags);
 		if (has == neg) {
 			fail_at(r, neg ? "unexpected event %s" : "no event %s with those fields",
 				name ? name : "?");

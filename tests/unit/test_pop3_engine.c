@@ -14,8 +14,8 @@
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
 #include "proto/pop3.h"
-#include "smtp_fake_host.h"
-#include "test_pop3_fake.h"
+#include "fake_host.h"
+#include "fake_host.h"
 
 static const uint8_t secret[32] = {7, 7, 7};
 static struct auth_policy *policy;
@@ -47,13 +47,13 @@ static int group_teardown(void **state)
 }
 
 /* Run a whole conversation input and return everything the server sent. */
-static char *run(struct pop3_fake *h, const char *input)
+static char *run(struct fake_host *h, const char *input)
 {
-	pop3_fake_drive_str(h, input);
-	return pop3_fake_take(h);
+	fake_host_drive_str(h, input);
+	return fake_host_take(h);
 }
 
-static void expect(struct pop3_fake *h, const char *input, const char *output)
+static void expect(struct fake_host *h, const char *input, const char *output)
 {
 	char *got = run(h, input);
 	assert_string_equal(got, output);
@@ -65,8 +65,8 @@ static void expect(struct pop3_fake *h, const char *input, const char *output)
 static void test_greeting_capa_plain(void **state)
 {
 	setup_cfg(false, true);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, false);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, false);
 	expect(&h, "", "+OK Dovecot (Debian) ready.\r\n");
 	assert_string_equal(pop3_engine.state_name(h.s), "authorization");
 	expect(&h, "CAPA\r\n", CAPA_HEAD "STLS\r\nSASL\r\n.\r\n");
@@ -79,53 +79,53 @@ static void test_greeting_capa_plain(void **state)
 	const char *f1[] = {"\"mechanism\":\"USER\"", "\"username\":\"alice\"",
 			    "\"password\":\"alice-Secret-1\"", "\"result\":\"tls_required\"",
 			    "\"success\":false", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", f1));
+	assert_true(fake_host_has_event(&h, "auth", f1));
 	expect(&h, "AUTH PLAIN AGFsaWNlAGFsaWNlLVNlY3JldC0x\r\n",
 	       "-ERR [AUTH] Plaintext authentication disabled.\r\n");
 	const char *f2[] = {"\"mechanism\":\"PLAIN\"", "\"password\":\"alice-Secret-1\"",
 			    "\"result\":\"tls_required\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", f2));
+	assert_true(fake_host_has_event(&h, "auth", f2));
 	expect(&h, "AUTH\r\n", "+OK\r\n.\r\n");
 	expect(&h, "APOP alice 0123456789abcdef0123456789abcdef\r\n", "-ERR APOP not enabled.\r\n");
 	expect(&h, "STAT\r\n", "-ERR Unknown command.\r\n");
 	expect(&h, "FOO\r\n", "-ERR Unknown command.\r\n");
 	const char *f3[] = {"\"kind\":\"unknown_command\"", "\"detail\":\"FOO\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "offence", f3));
+	assert_true(fake_host_has_event(&h, "offence", f3));
 	assert_false(h.closed);
 	expect(&h, "QUIT\r\n", "+OK Logging out\r\n");
 	assert_true(h.closed);
 	assert_string_equal(h.close_reason, "quit");
 	assert_null(pop3_engine.auth_user(h.s));
 	assert_string_equal(pop3_engine.state_name(h.s), "closed");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static void test_no_tls_available(void **state)
 {
 	setup_cfg(false, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, false);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, false);
+	free(fake_host_take(&h));
 	expect(&h, "CAPA\r\n", CAPA_HEAD "SASL\r\n.\r\n");
 	expect(&h, "STLS\r\n", "-ERR TLS support isn't enabled.\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	/* allow_plaintext: Dovecot's disable_plaintext_auth=no. */
 	cfg.allow_plaintext = true;
-	pop3_fake_init(&h, &cfg, false);
-	free(pop3_fake_take(&h));
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, false);
+	free(fake_host_take(&h));
 	expect(&h, "CAPA\r\n", CAPA_HEAD "USER\r\nSASL PLAIN LOGIN\r\n.\r\n");
 	expect(&h, "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
 	const char *f[] = {"\"proto\"", NULL};
-	assert_false(pop3_fake_has_event(&h, "auth", f)); /* proto is the host's field */
-	pop3_fake_free(&h);
+	assert_false(fake_host_has_event(&h, "auth", f)); /* proto is the host's field */
+	fake_host_free(&h);
 }
 
 static void test_login_and_failure_delay(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	expect(&h, "CAPA\r\n", CAPA_HEAD "USER\r\nSASL PLAIN LOGIN\r\n.\r\n");
 	expect(&h, "STLS\r\n", "-ERR TLS is already active.\r\n");
 	expect(&h, "USER alice\r\n", "+OK\r\n");
@@ -134,13 +134,13 @@ static void test_login_and_failure_delay(void **state)
 	assert_int_equal(h.waits[0], 2000);
 	const char *f1[] = {"\"mechanism\":\"USER\"", "\"username\":\"alice\"",
 			    "\"password\":\"wrong-password-1\"", "\"result\":\"fail\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", f1));
+	assert_true(fake_host_has_event(&h, "auth", f1));
 	/* PASS again without USER: Dovecot forgot the user. */
 	expect(&h, "PASS alice-Secret-1\r\n", "-ERR No username given.\r\n");
 	expect(&h, "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
 	assert_int_equal(h.n_waits, 1);
 	const char *f2[] = {"\"result\":\"ok\"", "\"success\":true", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", f2));
+	assert_true(fake_host_has_event(&h, "auth", f2));
 	assert_string_equal(pop3_engine.auth_user(h.s), "alice");
 	assert_string_equal(pop3_engine.state_name(h.s), "transaction");
 	expect(&h, "CAPA\r\n", CAPA_HEAD ".\r\n");
@@ -150,7 +150,7 @@ static void test_login_and_failure_delay(void **state)
 	expect(&h, "NOOP\r\n", "+OK\r\n");
 	expect(&h, "QUIT\r\n", "+OK Logging out.\r\n");
 	assert_true(h.closed);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 /* The failure reply leaves after the delay; replies to earlier pipelined commands
@@ -158,26 +158,26 @@ static void test_login_and_failure_delay(void **state)
 static void test_failure_delay_ordering(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	/* Feed directly to see the suspension. */
 	const char in[] = "NOOPX\r\nUSER alice\r\nPASS bad\r\nCAPA\r\n";
 	size_t n = pop3_engine.feed(h.s, in, sizeof(in) - 1);
 	assert_true(h.want_wait);
 	assert_int_equal(n, strlen("NOOPX\r\nUSER alice\r\nPASS bad\r\n"));
-	char *before = pop3_fake_take(&h);
+	char *before = fake_host_take(&h);
 	assert_string_equal(before, "-ERR Unknown command.\r\n+OK\r\n");
 	free(before);
 	assert_string_equal(pop3_engine.state_name(h.s), "wait");
 	h.want_wait = false;
 	pop3_engine.resume(h.s);
 	expect(&h, "", "-ERR [AUTH] Authentication failed.\r\n");
-	pop3_fake_drive(&h, in + n, sizeof(in) - 1 - n);
-	char *rest = pop3_fake_take(&h);
+	fake_host_drive(&h, in + n, sizeof(in) - 1 - n);
+	char *rest = fake_host_take(&h);
 	assert_memory_equal(rest, "+OK\r\nCAPA\r\n", 11);
 	free(rest);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static struct mbox_set *alice_box(void)
@@ -187,10 +187,10 @@ static struct mbox_set *alice_box(void)
 	return m;
 }
 
-static void login_alice(struct pop3_fake *h)
+static void login_alice(struct fake_host *h)
 {
 	setup_cfg(true, false);
-	pop3_fake_init(h, &cfg, true);
+	fake_host_start(h, &pop3_engine, &cfg, NULL, true);
 	expect(h, "USER alice\r\nPASS alice-Secret-1\r\n",
 	       "+OK Dovecot (Debian) ready.\r\n+OK\r\n+OK Logged in.\r\n");
 }
@@ -199,7 +199,7 @@ static void test_transaction_commands(void **state)
 {
 	struct mbox_set *m = alice_box();
 	struct mbox_folder *in = mailbox_folder(m, "INBOX");
-	struct pop3_fake h;
+	struct fake_host h;
 	login_alice(&h);
 	char exp[8192];
 	size_t total = 0;
@@ -259,8 +259,8 @@ static void test_transaction_commands(void **state)
 	expect(&h, "TOP 1 x\r\n", "-ERR Invalid size: x\r\n");
 	expect(&h, "TOP 1 1 1\r\n", "-ERR Noise after size:  1\r\n");
 	const char *f[] = {"\"kind\":\"bad_syntax\"", "\"detail\":\"TOP 1 x\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "offence", f));
-	pop3_fake_free(&h);
+	assert_true(fake_host_has_event(&h, "offence", f));
+	fake_host_free(&h);
 	mailbox_free(&m);
 }
 
@@ -268,7 +268,7 @@ static void test_dele_rset_quit(void **state)
 {
 	struct mbox_set *m = alice_box();
 	struct mbox_folder *in = mailbox_folder(m, "INBOX");
-	struct pop3_fake h;
+	struct fake_host h;
 	login_alice(&h);
 	expect(&h, "DELE 1\r\n", "+OK Marked to be deleted.\r\n");
 	expect(&h, "DELE 1\r\n", "-ERR Message is deleted.\r\n");
@@ -290,13 +290,13 @@ static void test_dele_rset_quit(void **state)
 	free(l);
 	expect(&h, "DELE 2\r\nQUIT\r\n", "+OK Marked to be deleted.\r\n"
 					 "+OK Logging out, messages deleted.\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	/* The next session sees every message again. */
 	login_alice(&h);
 	l = run(&h, "STAT\r\n");
 	assert_memory_equal(l, exp, strlen(exp));
 	free(l);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	mailbox_free(&m);
 }
 
@@ -327,8 +327,8 @@ static void test_dot_stuffing(void **state)
 	struct auth_policy *p = auth_static_new(accs, 1);
 	setup_cfg(true, false);
 	cfg.auth = p;
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 	char in[128];
 	snprintf(in, sizeof(in), "USER %s\r\nPASS pw\r\nRETR %zu\r\n", user, idx + 1);
 	char *r = run(&h, in);
@@ -357,7 +357,7 @@ static void test_dot_stuffing(void **state)
 	assert_memory_equal(un.data, msg->data, msg->size);
 	buf_free(&un);
 	free(r);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	auth_policy_free(&p);
 	mailbox_free(&m);
 }
@@ -365,9 +365,9 @@ static void test_dot_stuffing(void **state)
 static void test_stls_injection(void **state)
 {
 	setup_cfg(false, true);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, false);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, false);
+	free(fake_host_take(&h));
 	expect(&h, "STLS\r\nUSER alice\r\nPASS alice-Secret-1\r\n", "+OK Begin TLS negotiation now.\r\n");
 	assert_int_equal(h.n_starttls, 1);
 	assert_int_equal(h.discarded, strlen("USER alice\r\nPASS alice-Secret-1\r\n"));
@@ -377,22 +377,22 @@ static void test_stls_injection(void **state)
 	expect(&h, "PASS alice-Secret-1\r\n", "-ERR No username given.\r\n");
 	expect(&h, "STLS\r\n", "-ERR TLS is already active.\r\n");
 	/* A USER given in the clear before STLS is forgotten. */
-	pop3_fake_free(&h);
-	pop3_fake_init(&h, &cfg, false);
-	free(pop3_fake_take(&h));
+	fake_host_free(&h);
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, false);
+	free(fake_host_take(&h));
 	cfg.allow_plaintext = true;
 	expect(&h, "USER alice\r\n", "+OK\r\n");
 	expect(&h, "STLS\r\n", "+OK Begin TLS negotiation now.\r\n");
 	expect(&h, "PASS alice-Secret-1\r\n", "-ERR No username given.\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static void test_auth_sasl(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	expect(&h, "AUTH\r\n", "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n");
 	expect(&h, "AUTH PLAIN AGFsaWNlAHdyb25nLXBhc3N3b3JkLTE=\r\n",
 	       "-ERR [AUTH] Authentication failed.\r\n");
@@ -401,11 +401,11 @@ static void test_auth_sasl(void **state)
 	assert_string_equal(pop3_engine.state_name(h.s), "auth");
 	expect(&h, "*\r\n", "-ERR Authentication aborted by client.\r\n");
 	const char *fa[] = {"\"result\":\"aborted\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", fa));
+	assert_true(fake_host_has_event(&h, "auth", fa));
 	expect(&h, "AUTH CRAM-MD5\r\n", "-ERR [AUTH] Unsupported authentication mechanism.\r\n");
 	expect(&h, "AUTH PLAIN !!!!\r\n", "-ERR [AUTH] Authentication failed.\r\n");
 	const char *fm[] = {"\"result\":\"malformed\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", fm));
+	assert_true(fake_host_has_event(&h, "auth", fm));
 	expect(&h, "AUTH PLAIN\r\n", "+ \r\n");
 	expect(&h, "YWxpY2U=\r\n", "-ERR [AUTH] Authentication failed.\r\n"); /* no NULs */
 	expect(&h, "AUTH LOGIN\r\n", "+ VXNlcm5hbWU6\r\n");
@@ -413,42 +413,42 @@ static void test_auth_sasl(void **state)
 	expect(&h, "YWxpY2UtU2VjcmV0LTE=\r\n", "+OK Logged in.\r\n");
 	const char *fl[] = {"\"mechanism\":\"LOGIN\"", "\"username\":\"alice\"",
 			    "\"result\":\"ok\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", fl));
+	assert_true(fake_host_has_event(&h, "auth", fl));
 	expect(&h, "AUTH PLAIN\r\n", "-ERR Unknown command: AUTH\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static void test_auth_sasl_more(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 	char *r = run(&h, "AUTH PLAIN\r\nAGFsaWNlAGFsaWNlLVNlY3JldC0x\r\n");
 	assert_string_equal(r, "+OK Dovecot (Debian) ready.\r\n+ \r\n+OK Logged in.\r\n");
 	free(r);
-	pop3_fake_free(&h);
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	fake_host_free(&h);
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	expect(&h, "AUTH LOGIN YWxpY2U=\r\n", "+ UGFzc3dvcmQ6\r\n");
 	expect(&h, "d3Jvbmc=\r\n", "-ERR [AUTH] Authentication failed.\r\n");
 	expect(&h, "auth login\r\n*\r\n", "+ VXNlcm5hbWU6\r\n-ERR Authentication aborted by client.\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static void test_bad_command_limits(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	/* The third bad command in a row ends the session (NOOP is unknown before login). */
 	expect(&h, "A\r\nB\r\nNOOP\r\nCAPA\r\n", "-ERR Unknown command.\r\n-ERR Unknown command.\r\n"
 					"-ERR Unknown command.\r\n-ERR Too many invalid bad commands.\r\n");
 	assert_true(h.closed);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	/* A good command resets the counter. */
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	expect(&h, "A\r\nB\r\nCAPA\r\nC\r\nD\r\n",
 	       "-ERR Unknown command.\r\n-ERR Unknown command.\r\n" CAPA_HEAD
 	       "USER\r\nSASL PLAIN LOGIN\r\n.\r\n-ERR Unknown command.\r\n-ERR Unknown command.\r\n");
@@ -458,16 +458,16 @@ static void test_bad_command_limits(void **state)
 	assert_true(h.closed);
 	assert_string_equal(h.close_reason, "too_many_errors");
 	const char *f[] = {"\"kind\":\"too_many_errors\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "offence", f));
-	pop3_fake_free(&h);
+	assert_true(fake_host_has_event(&h, "offence", f));
+	fake_host_free(&h);
 	/* After login: 20 bad commands are answered, the 21st ends the session. */
 	login_alice(&h);
 	struct buf in;
 	buf_init(&in, 0);
 	for (int i = 0; i < 30; i++)
 		buf_puts(&in, i % 2 ? "RETR 99\r\n" : "XYZZY\r\n");
-	pop3_fake_drive(&h, in.data, in.len);
-	char *r = pop3_fake_take(&h);
+	fake_host_drive(&h, in.data, in.len);
+	char *r = fake_host_take(&h);
 	size_t n = 0;
 	for (const char *p = r; (p = strstr(p, "-ERR")); p++)
 		n++;
@@ -476,53 +476,53 @@ static void test_bad_command_limits(void **state)
 	assert_true(h.closed);
 	free(r);
 	buf_free(&in);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static void test_line_limits(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	static char big[20000];
 	memset(big, 'A', 20000);
 	/* Over the SASL buffer without a newline: refused at once. */
-	pop3_fake_drive(&h, big, 20000);
-	char *r = pop3_fake_take(&h);
+	fake_host_drive(&h, big, 20000);
+	char *r = fake_host_take(&h);
 	assert_string_equal(r, "-ERR Input buffer full, aborting\r\n");
 	free(r);
 	assert_true(h.closed);
 	const char *f[] = {"\"kind\":\"line_too_long\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "offence", f));
-	pop3_fake_free(&h);
+	assert_true(fake_host_has_event(&h, "offence", f));
+	fake_host_free(&h);
 	/* A 2000-byte USER line: over Dovecot's 1024 before login. */
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	memcpy(big, "USER ", 5);
 	memcpy(big + 2000, "\r\n", 2);
-	pop3_fake_drive(&h, big, 2002);
-	r = pop3_fake_take(&h);
+	fake_host_drive(&h, big, 2002);
+	r = fake_host_take(&h);
 	assert_string_equal(r, "-ERR Input buffer full, aborting\r\n");
 	free(r);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	/* After login the limit is 4096. */
 	login_alice(&h);
 	memset(big, 'A', sizeof(big));
 	memcpy(big, "NOOP ", 5);
 	memcpy(big + 4000, "\r\n", 2);
-	pop3_fake_drive(&h, big, 4002);
-	r = pop3_fake_take(&h);
+	fake_host_drive(&h, big, 4002);
+	r = fake_host_take(&h);
 	assert_string_equal(r, "+OK\r\n");
 	free(r);
 	memset(big, 'A', 20000);
 	memcpy(big + 5000, "\r\n", 2);
-	pop3_fake_drive(&h, big, 5002);
-	r = pop3_fake_take(&h);
+	fake_host_drive(&h, big, 5002);
+	r = fake_host_take(&h);
 	assert_string_equal(r, "-ERR Input line too long.\r\n");
 	free(r);
 	assert_true(h.closed);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 /* Feeding one byte at a time gives exactly the same bytes and events. */
@@ -533,12 +533,12 @@ static void test_byte_at_a_time(void **state)
 		"STAT\r\nLIST\r\nUIDL\r\nTOP 1 3\r\nRETR 2\r\nDELE 1\r\nLIST 1\r\nRSET\r\n"
 		"NOOP\r\nBOGUS\r\nQUIT\r\n";
 	setup_cfg(true, false);
-	struct pop3_fake a, b;
-	pop3_fake_init(&a, &cfg, true);
-	pop3_fake_drive_str(&a, script);
-	pop3_fake_init(&b, &cfg, true);
+	struct fake_host a, b;
+	fake_host_start(&a, &pop3_engine, &cfg, NULL, true);
+	fake_host_drive_str(&a, script);
+	fake_host_start(&b, &pop3_engine, &cfg, NULL, true);
 	for (size_t i = 0; script[i]; i++)
-		pop3_fake_drive(&b, script + i, 1);
+		fake_host_drive(&b, script + i, 1);
 	assert_int_equal(a.out.len, b.out.len);
 	assert_memory_equal(a.out.data, b.out.data, a.out.len);
 	assert_int_equal(a.events.len, b.events.len);
@@ -550,7 +550,7 @@ static void test_byte_at_a_time(void **state)
 	assert_int_equal(c.errors, 3); /* PASS nope, LIST 1 (deleted), BOGUS */
 	assert_int_equal(c.messages, 0);
 	const char *bl[] = {"\"kind\":\"bare_lf\"", NULL};
-	assert_true(pop3_fake_has_event(&a, "offence", bl));
+	assert_true(fake_host_has_event(&a, "offence", bl));
 	/* Every event keeps the catalogue of docs/events.md (field names and order). */
 	struct fake_host eh;
 	memset(&eh, 0, sizeof(eh));
@@ -558,34 +558,34 @@ static void test_byte_at_a_time(void **state)
 	char why[256] = "";
 	if (!fake_host_check_schema(&eh, why, sizeof(why)))
 		fail_msg("%s", why);
-	pop3_fake_free(&a);
-	pop3_fake_free(&b);
+	fake_host_free(&a);
+	fake_host_free(&b);
 }
 
 static void test_nul_and_hangup(void **state)
 {
 	setup_cfg(true, false);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
-	pop3_fake_drive(&h, "CAPA\0junk\r\n", 11);
-	char *r = pop3_fake_take(&h);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
+	fake_host_drive(&h, "CAPA\0junk\r\n", 11);
+	char *r = fake_host_take(&h);
 	assert_memory_equal(r, "+OK\r\nCAPA", 9);
 	free(r);
 	const char *f[] = {"\"kind\":\"nul_byte\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "offence", f));
+	assert_true(fake_host_has_event(&h, "offence", f));
 	pop3_engine.hangup(h.s, "client_closed");
 	assert_string_equal(pop3_engine.state_name(h.s), "closed");
 	assert_int_equal(pop3_engine.feed(h.s, "NOOP\r\n", 6), 0);
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	/* No policy: every login fails. */
 	setup_cfg(true, false);
 	cfg.auth = NULL;
-	pop3_fake_init(&h, &cfg, true);
-	free(pop3_fake_take(&h));
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h));
 	expect(&h, "USER alice\r\nPASS alice-Secret-1\r\n",
 	       "+OK\r\n-ERR [AUTH] Authentication failed.\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 static enum auth_verdict accept_all(struct auth_policy *p, const struct auth_request *r)
@@ -613,32 +613,32 @@ static void test_canonical_user(void **state)
 	static const char *spellings[] = {"alice", "Alice", "ALICE@example.test",
 					  "alice@EXAMPLE.TEST"};
 	for (size_t i = 0; i < 4; i++) {
-		struct pop3_fake h;
-		pop3_fake_init(&h, &cfg, true);
+		struct fake_host h;
+		fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 		char in_[128];
 		snprintf(in_, sizeof(in_), "USER %s\r\nPASS x\r\nSTAT\r\n", spellings[i]);
 		char *r = run(&h, in_);
 		assert_non_null(strstr(r, exp));
 		assert_string_equal(pop3_engine.auth_user(h.s), "alice");
 		free(r);
-		pop3_fake_free(&h);
+		fake_host_free(&h);
 	}
 	/* alice@other.example is another account. */
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 	free(run(&h, "USER alice@other.example\r\nPASS x\r\n"));
 	assert_string_equal(pop3_engine.auth_user(h.s), "alice@other.example");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	/* The hook decides; garbage falls back to the default form. */
 	cfg.canonical = upper_canonical;
-	pop3_fake_init(&h, &cfg, true);
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 	free(run(&h, "USER alice\r\nPASS x\r\n"));
 	assert_string_equal(pop3_engine.auth_user(h.s), "bob");
-	pop3_fake_free(&h);
-	pop3_fake_init(&h, &cfg, true);
+	fake_host_free(&h);
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 	free(run(&h, "USER garbage\r\nPASS x\r\n"));
 	assert_string_equal(pop3_engine.auth_user(h.s), "garbage");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 	mailbox_free(&m);
 }
 
@@ -648,20 +648,20 @@ static void test_canonical_user(void **state)
 static void test_pass_with_nul_refused(void **state)
 {
 	setup_cfg(true, true);
-	struct pop3_fake h;
-	pop3_fake_init(&h, &cfg, true);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
 	free(run(&h, ""));
 	static const char in[] = "USER alice\r\nPASS alice-Secret-1\0junk\r\n";
-	pop3_fake_drive(&h, in, sizeof(in) - 1);
-	char *got = pop3_fake_take(&h);
+	fake_host_drive(&h, in, sizeof(in) - 1);
+	char *got = fake_host_take(&h);
 	assert_string_equal(got, "+OK\r\n-ERR [AUTH] Authentication failed.\r\n");
 	free(got);
 	assert_null(pop3_engine.auth_user(h.s));
 	const char *f[] = {"\"password\":\"alice-Secret-1\\u0000junk\"",
 			   "\"result\":\"malformed\"", NULL};
-	assert_true(pop3_fake_has_event(&h, "auth", f));
+	assert_true(fake_host_has_event(&h, "auth", f));
 	expect(&h, "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
-	pop3_fake_free(&h);
+	fake_host_free(&h);
 }
 
 int main(void)

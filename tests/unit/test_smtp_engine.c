@@ -15,7 +15,7 @@
 #include "deceive/auth_policy.h"
 #include "proto/sasl.h"
 #include "proto/smtp.h"
-#include "smtp_fake_host.h"
+#include "fake_host.h"
 #include "store/event.h"
 
 static const char *domains[] = {"example.com"};
@@ -52,8 +52,8 @@ static void fix_start_limit(struct fix *f, enum smtp_role role, bool tls, size_t
 	f->auth = auth_static_new(acc, 2);
 	f->cfg.auth = f->auth;
 	f->cfg.cram_md5 = true;
-	fake_host_init(&f->h);
-	struct smtp_peer peer = {.ip = "192.0.2.9", .port = 1234, .rdns = NULL};
+	fake_host_init(&f->h, &smtp_engine);
+	struct proto_peer peer = {.ip = "192.0.2.9", .port = 1234, .rdns = NULL};
 	f->h.s = smtp_session_new(&f->cfg, &peer, tls, &fake_host_ops, &f->h);
 	assert_non_null(f->h.s);
 	if (tls)
@@ -68,7 +68,8 @@ static void fix_start(struct fix *f, enum smtp_role role, bool tls)
 
 static void fix_end(struct fix *f)
 {
-	smtp_session_free(&f->h.s);
+	smtp_engine.destroy(f->h.s);
+	f->h.s = NULL;
 	assert_null(f->h.s);
 	fake_host_free(&f->h);
 	auth_policy_free(&f->auth);
@@ -92,7 +93,7 @@ static void test_commit_suspends(void **state)
 	assert_string_equal(smtp_session_state_name(f.h.s), "commit");
 	/* While suspended, feed consumes nothing. */
 	assert_int_equal(smtp_session_feed(f.h.s, "QUIT\r\n", 6), 0);
-	struct smtp_commit_result r = {.ok = true, .queue_id = "ABCDEF12345", .spool_name = "s",
+	struct proto_commit_result r = {.ok = true, .queue_id = "ABCDEF12345", .spool_name = "s",
 				       .sha256 = "00", .size = 10};
 	f.h.want_commit = false;
 	smtp_session_committed(f.h.s, &r);
@@ -100,7 +101,7 @@ static void test_commit_suspends(void **state)
 	assert_int_equal(smtp_session_feed(f.h.s, "QUIT\r\n", 6), 6);
 	assert_true(f.h.closed);
 	assert_string_equal(f.h.close_reason, "quit");
-	struct smtp_counters c;
+	struct proto_counters c;
 	smtp_session_counters(f.h.s, &c);
 	assert_int_equal(c.messages, 1);
 	assert_int_equal(c.commands, 5);
@@ -282,8 +283,8 @@ static void test_message_event_lists_every_recipient(void **state)
 	config(&f.cfg, SMTP_ROLE_MX);
 	f.cfg.recipient_limit = 3000;
 	f.auth = NULL;
-	fake_host_init(&f.h);
-	struct smtp_peer peer = {.ip = "192.0.2.9", .port = 1234, .rdns = NULL};
+	fake_host_init(&f.h, &smtp_engine);
+	struct proto_peer peer = {.ip = "192.0.2.9", .port = 1234, .rdns = NULL};
 	f.h.s = smtp_session_new(&f.cfg, &peer, false, &fake_host_ops, &f.h);
 	smtp_session_start(f.h.s);
 	struct buf in;
@@ -332,7 +333,7 @@ static void test_many_bad_commands(void **state)
 	fake_host_drive(&f.h, in.data, in.len);
 	assert_true(f.h.closed);
 	assert_string_equal(f.h.close_reason, "too_many_errors");
-	struct smtp_counters c;
+	struct proto_counters c;
 	smtp_session_counters(f.h.s, &c);
 	assert_int_equal(c.commands, 20);
 	assert_int_equal(c.errors, 20);
@@ -389,7 +390,8 @@ static void test_free_aborts_open_message(void **state)
 	const char *in = "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<x@example.com>\r\nDATA\r\nabc\r\n";
 	fake_host_drive(&f.h, in, strlen(in));
 	assert_true(f.h.msg_open);
-	smtp_session_free(&f.h.s);
+	smtp_engine.destroy(f.h.s);
+	f.h.s = NULL;
 	assert_false(f.h.msg_open);
 	fake_host_free(&f.h);
 	auth_policy_free(&f.auth);
@@ -400,7 +402,7 @@ static void test_schema_checker(void **state)
 {
 	struct fake_host h;
 	char why[256];
-	fake_host_init(&h);
+	fake_host_init(&h, &smtp_engine);
 	struct mxb_event *ev = mxb_event_new("helo");
 	mxb_event_str(ev, "verb", "EHLO");
 	mxb_event_str(ev, "name", "x");

@@ -1,13 +1,14 @@
 /*
- * smtp_fake_host: the recording host for engine tests and fuzzers (see the header).
+ * fake_host: the one recording host of the protocol engines (see the header).
  */
-#include "smtp_fake_host.h"
+#include "fake_host.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "store/event.h"
 #include "event_contract.h"
+#include "store/event.h"
 
 static void fh_send(void *ctx, const char *data, size_t len)
 {
@@ -84,6 +85,7 @@ static void fh_wait(void *ctx, unsigned ms)
 {
 	struct fake_host *h = ctx;
 	h->want_wait = true;
+	h->wait_total_ms += ms;
 	if (h->n_waits < sizeof(h->waits) / sizeof(h->waits[0]))
 		h->waits[h->n_waits++] = ms;
 }
@@ -97,10 +99,18 @@ static void fh_close(void *ctx, const char *reason)
 
 static int64_t fh_now(void *ctx)
 {
-	return 1795762363000000LL; /* 2026-11-27 06:52:43 UTC */
+	struct fake_host *h = ctx;
+	return h->now_us;
 }
 
-const struct smtp_host_ops fake_host_ops = {
+static void fh_trace(void *ctx, const char *line)
+{
+	struct fake_host *h = ctx;
+	buf_puts(&h->traces, line);
+	buf_putc(&h->traces, '\n');
+}
+
+const struct proto_host_ops fake_host_ops = {
 	.send = fh_send,
 	.event = fh_event,
 	.msg_open = fh_msg_open,
@@ -111,22 +121,46 @@ const struct smtp_host_ops fake_host_ops = {
 	.wait = fh_wait,
 	.close = fh_close,
 	.now_us = fh_now,
+	.trace = fh_trace,
 };
 
-void fake_host_init(struct fake_host *h)
+void fake_host_init(struct fake_host *h, const struct proto_engine *eng)
 {
 	memset(h, 0, sizeof(*h));
+	h->eng = eng;
 	buf_init(&h->out, 0);
 	buf_init(&h->events, 0);
+	buf_init(&h->traces, 1 << 20);
 	buf_init(&h->msg, 0);
 	buf_init(&h->last_msg, 0);
 	h->write_budget = -1;
+	h->now_us = FAKE_NOW_US;
+}
+
+bool fake_host_start(struct fake_host *h, const struct proto_engine *eng, const void *cfg,
+		     const struct proto_peer *peer, bool implicit_tls)
+{
+	fake_host_init(h, eng);
+	static const struct proto_peer dflt = {.ip = "192.0.2.9", .port = 40000};
+	h->s = eng->create(cfg, peer ? peer : &dflt, implicit_tls, &fake_host_ops, h);
+	if (!h->s)
+		return false;
+	h->owned = true;
+	if (implicit_tls)
+		eng->tls_started(h->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
+	eng->start(h->s);
+	return true;
 }
 
 void fake_host_free(struct fake_host *h)
 {
+	if (h->owned && h->s)
+		h->eng->destroy(h->s);
+	h->s = NULL;
+	h->owned = false;
 	buf_free(&h->out);
 	buf_free(&h->events);
+	buf_free(&h->traces);
 	buf_free(&h->msg);
 	buf_free(&h->last_msg);
 }
@@ -136,12 +170,12 @@ static bool answer(struct fake_host *h)
 {
 	if (h->want_wait) {
 		h->want_wait = false;
-		smtp_session_resume(h->s);
+		h->eng->resume(h->s);
 		return true;
 	}
 	if (h->want_commit) {
 		h->want_commit = false;
-		struct smtp_commit_result r = {0};
+		struct proto_commit_result r = {0};
 		char sha[65];
 		memset(sha, 'a', 64);
 		sha[64] = '\0';
@@ -159,7 +193,7 @@ static bool answer(struct fake_host *h)
 		}
 		h->next_commit = FAKE_COMMIT_OK;
 		h->msg_open = false;
-		smtp_session_committed(h->s, &r);
+		h->eng->committed(h->s, &r);
 		return true;
 	}
 	return false;
@@ -169,14 +203,15 @@ void fake_host_drive(struct fake_host *h, const char *data, size_t len)
 {
 	size_t pos = 0;
 	for (int guard = 0; guard < 1000000 && !h->closed; guard++) {
-		size_t n = smtp_session_feed(h->s, data + pos, len - pos);
-		pos += n;
+		pos += h->eng->feed(h->s, data + pos, len - pos);
 		if (h->closed)
 			return;
 		if (h->want_tls) {
-			/* RFC 3207: bytes after STARTTLS are discarded, then the handshake. */
+			/* RFC 3207 / 3501 / 2595: what followed the command is discarded,
+			 * then the handshake */
 			h->want_tls = false;
-			smtp_session_tls_started(h->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
+			h->discarded += len - pos;
+			h->eng->tls_started(h->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
 			return;
 		}
 		bool answered = false;
@@ -186,43 +221,67 @@ void fake_host_drive(struct fake_host *h, const char *data, size_t len)
 			return;
 		if (pos >= len && !answered)
 			return;
-		if (pos >= len && answered)
-			continue; /* replies after a resume need no more input */
 	}
+}
+
+void fake_host_drive_str(struct fake_host *h, const char *s)
+{
+	fake_host_drive(h, s, strlen(s));
+}
+
+char *fake_host_take(struct fake_host *h)
+{
+	size_t n;
+	char *s = buf_steal(&h->out, &n);
+	if (!s)
+		s = calloc(1, 1);
+	return s;
+}
+
+static bool line_has_all(const char *p, const char *eol, size_t skip,
+			 const char *const *fragments)
+{
+	for (size_t i = 0; fragments && fragments[i]; i++) {
+		size_t fl = strlen(fragments[i]);
+		bool found = false;
+		for (const char *q = p + skip; q + fl <= eol && !found; q++)
+			found = memcmp(q, fragments[i], fl) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static unsigned scan(const struct fake_host *h, const char *name, const char *const *fragments,
+		     bool first)
+{
+	const char *p = h->events.data, *end = p ? p + h->events.len : NULL;
+	unsigned n = 0;
+	size_t nlen = strlen(name);
+	while (p && p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			eol = end;
+		if ((size_t)(eol - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '\t' &&
+		    line_has_all(p, eol, nlen, fragments)) {
+			n++;
+			if (first)
+				return n;
+		}
+		p = eol + 1;
+	}
+	return n;
 }
 
 bool fake_host_has_event(const struct fake_host *h, const char *name,
 			 const char *const *fragments)
 {
-	const char *p = h->events.data;
-	if (!p)
-		return false;
-	size_t nlen = strlen(name);
-	while (*p) {
-		const char *eol = strchr(p, '\n');
-		if (!eol)
-			break;
-		if ((size_t)(eol - p) > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '\t') {
-			bool all = true;
-			for (size_t i = 0; fragments && fragments[i]; i++) {
-				size_t fl = strlen(fragments[i]);
-				bool found = false;
-				for (const char *q = p; q + fl <= eol; q++)
-					if (memcmp(q, fragments[i], fl) == 0) {
-						found = true;
-						break;
-					}
-				if (!found) {
-					all = false;
-					break;
-				}
-			}
-			if (all)
-				return true;
-		}
-		p = eol + 1;
-	}
-	return false;
+	return scan(h, name, fragments, true) > 0;
+}
+
+unsigned fake_host_count_events(const struct fake_host *h, const char *name)
+{
+	return scan(h, name, NULL, false);
 }
 
 bool fake_host_check_schema(const struct fake_host *h, char *err_r, size_t errlen)
