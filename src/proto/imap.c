@@ -38,11 +38,11 @@
 
 static const char *state_name(const struct imap_session *s)
 {
-	if (s->susp == SUSP_CLOSED)
+	if (s->sess.susp == SESSION_CLOSED)
 		return "closed";
-	if (s->susp == SUSP_TLS)
+	if (s->sess.susp == SESSION_TLS)
 		return "starttls";
-	if (s->susp == SUSP_COMMIT)
+	if (s->sess.susp == SESSION_COMMIT)
 		return "append";
 	if (s->in == IN_AUTH)
 		return "auth";
@@ -61,14 +61,25 @@ static const char *state_name(const struct imap_session *s)
 	return "?";
 }
 
-/* The one place the input state changes. */
+static const char *const cs_names[] = {"not_authenticated", "authenticated", "selected",
+					"logout"};
+static const char *const in_names[] = {"line", "literal", "auth", "idle"};
+
+/* The one place the state changes (connection state and input mode); the host sees
+ * every old -> new (session_trace). */
+void imap_set_state(struct imap_session *s, enum cstate cs, enum istate in)
+{
+	if (s->cs != cs)
+		session_trace(&s->sess, "state", cs_names[s->cs], cs_names[cs]);
+	if (s->in != in)
+		session_trace(&s->sess, "input", in_names[s->in], in_names[in]);
+	s->cs = cs;
+	s->in = in;
+}
+
 void imap_set_input(struct imap_session *s, enum istate in)
 {
-#ifdef MXB_IMAP_TRACE
-	static const char *const names[] = {"line", "literal", "auth", "idle"};
-	fprintf(stderr, "imap: input %s -> %s\n", names[s->in], names[in]);
-#endif
-	s->in = in;
+	imap_set_state(s, s->cs, in);
 }
 
 const char *imap_session_state_name(const struct imap_session *s)
@@ -78,9 +89,9 @@ const char *imap_session_state_name(const struct imap_session *s)
 
 void imap_session_counters(const struct imap_session *s, struct proto_counters *c_r)
 {
-	c_r->commands = s->commands;
-	c_r->errors = s->errors;
-	c_r->messages = s->messages;
+	c_r->commands = s->sess.commands;
+	c_r->errors = s->sess.errors;
+	c_r->messages = s->sess.messages;
 }
 
 const char *imap_session_auth_user(const struct imap_session *s)
@@ -95,36 +106,20 @@ static bool logged_in(const struct imap_session *s)
 
 /* ------------------------------------------------------------------ output --- */
 
-int64_t imap_now_us(struct imap_session *s)
-{
-	if (s->ops->now_us)
-		return s->ops->now_us(s->ctx);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void flush_out(struct imap_session *s)
 {
-	if (s->out.len > 0) {
-		s->ops->send(s->ctx, s->out.data, s->out.len);
-		if (s->out.alloc > 65536)
-			buf_free(&s->out); /* after a big FETCH */
-		else
-			buf_reset(&s->out);
-	}
+	session_flush(&s->sess);
 }
 
 /* Big FETCH answers leave in pieces, unless a delay holds the step's replies. */
 static void out_maybe_flush(struct imap_session *s)
 {
-	if (s->out.len >= OUT_FLUSH_AT && s->delay_ms == 0 && s->susp == SUSP_NONE)
-		flush_out(s);
+	session_flush_if_big(&s->sess);
 }
 
 void imap_out_raw(struct imap_session *s, const char *data, size_t len)
 {
-	buf_append(&s->out, data, len);
+	buf_append(&s->sess.out, data, len);
 	out_maybe_flush(s);
 }
 
@@ -136,11 +131,11 @@ void imap_out_str(struct imap_session *s, const char *str)
 void imap_untagged(struct imap_session *s, const char *fmt, ...)
 {
 	va_list ap;
-	buf_puts(&s->out, "* ");
+	buf_puts(&s->sess.out, "* ");
 	va_start(ap, fmt);
-	buf_vprintf(&s->out, fmt, ap);
+	buf_vprintf(&s->sess.out, fmt, ap);
 	va_end(ap);
-	buf_puts(&s->out, "\r\n");
+	buf_puts(&s->sess.out, "\r\n");
 	out_maybe_flush(s);
 }
 
@@ -156,18 +151,18 @@ static void tagged_v(struct imap_session *s, bool timing, const char *status,
 	size_t tl = strlen(text);
 	if (timing && tl > 0 && text[tl - 1] == '.')
 		text[--tl] = '\0';
-	buf_printf(&s->out, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
+	buf_printf(&s->sess.out, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
 	if (timing) {
-		int64_t el = imap_now_us(s) - s->cmd_start_us;
+		int64_t el = session_now_us(&s->sess) - s->cmd_start_us;
 		if (el < 0)
 			el = 0;
 		int64_t ms = el / 1000;
-		buf_printf(&s->out, " (%lld.%03lld + 0.000 secs).", (long long)(ms / 1000),
+		buf_printf(&s->sess.out, " (%lld.%03lld + 0.000 secs).", (long long)(ms / 1000),
 			   (long long)(ms % 1000));
 	}
-	buf_puts(&s->out, "\r\n");
+	buf_puts(&s->sess.out, "\r\n");
 	if (strcmp(status, "OK") != 0)
-		s->errors++;
+		s->sess.errors++;
 	out_maybe_flush(s);
 }
 
@@ -190,52 +185,14 @@ void imap_tagged_plain(struct imap_session *s, const char *status, const char *f
 
 static void close_after(struct imap_session *s, const char *reason)
 {
-	if (!s->close_reason)
-		s->close_reason = reason;
-}
-
-static void do_close(struct imap_session *s)
-{
-	flush_out(s);
-	s->susp = SUSP_CLOSED;
-	s->ops->close(s->ctx, s->close_reason ? s->close_reason : "protocol");
-}
-
-/* End of a step: hold the replies for the delay Dovecot would impose, or send them,
- * then close if asked. */
-void imap_finish_step(struct imap_session *s)
-{
-	if (s->susp == SUSP_CLOSED)
-		return;
-	if (s->susp == SUSP_TLS) {
-		flush_out(s);
-		s->ops->starttls(s->ctx);
-		return;
-	}
-	if (s->susp == SUSP_COMMIT) {
-		flush_out(s);
-		return;
-	}
-	if (s->delay_ms > 0) {
-		unsigned ms = s->delay_ms;
-		s->delay_ms = 0;
-		s->susp = SUSP_WAIT;
-		s->ops->wait(s->ctx, ms);
-		return;
-	}
-	if (s->close_reason) {
-		do_close(s);
-		return;
-	}
-	flush_out(s);
+	session_close_after(&s->sess, reason);
 }
 
 /* ------------------------------------------------------------------ events --- */
 
 void imap_emit(struct imap_session *s, struct mxb_event *ev)
 {
-	if (ev)
-		s->ops->event(s->ctx, ev);
+	session_emit(&s->sess, ev);
 }
 
 static void offence(struct imap_session *s, const char *kind, const char *detail,
@@ -256,16 +213,6 @@ void imap_auth_event_simple(struct imap_session *s, const char *mech, const char
 }
 
 /* ------------------------------------------------------------ text helpers --- */
-
-void imap_printable(char *dst, size_t dstlen, const char *src, size_t len)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len && o + 1 < dstlen; i++) {
-		unsigned char c = (unsigned char)src[i];
-		dst[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	dst[o] = '\0';
-}
 
 /* An IMAP string: NIL, "quoted" or a {literal} for 8-bit, CR/LF and long text. */
 static void put_nstring(struct buf *b, const char *p, size_t len)
@@ -317,7 +264,7 @@ void imap_put_mailbox(struct buf *b, const char *name)
 /* Mailbox name from the client, printable, for NO texts. */
 void imap_shown_name(char *dst, size_t dstlen, const char *p, size_t len)
 {
-	imap_printable(dst, dstlen, p, len > 200 ? 200 : len);
+	session_printable(dst, dstlen, p, len > 200 ? 200 : len);
 }
 
 static const char *capability(const struct imap_session *s)
@@ -336,12 +283,36 @@ static const char *capability(const struct imap_session *s)
 
 /* --------------------------------------------------------- pre-login commands --- */
 
+/* The command tables (imap-login's before authentication, imap's after it), as
+ * SMTP's: per-command flags, a check step ("may it run now?", which answers the
+ * BAD/NO itself) and a do step. */
+enum {
+	ICMD_SELECTED = 1 << 0, /* needs a selected mailbox ("BAD No mailbox selected.") */
+	ICMD_LAST = 1 << 1,     /* must end a pipelined group (the input after it is not
+				 * commands: STARTTLS's handshake, a SASL exchange, IDLE) */
+};
+
 struct imap_cmd {
 	const char *name;
+	unsigned flags;
+	/* May it run now?  false after answering (NULL: always). */
+	bool (*check)(struct imap_session *s, struct imap_command *c);
 	/* Returns 0 when handled, -1 for "invalid arguments" (the caller answers the
 	 * persona's BAD and counts it). */
 	int (*run)(struct imap_session *s, struct imap_command *c);
 };
+
+/* The table's generic check: the flags say what the state must be. */
+static bool cmd_may_run(struct imap_session *s, const struct imap_cmd *cmd,
+			struct imap_command *c)
+{
+	if ((cmd->flags & ICMD_SELECTED) && !imap_need_selected(s))
+		return false;
+	if ((cmd->flags & ICMD_LAST) && session_more_input(&s->sess))
+		session_offence_once(&s->sess, 1u << 0, "pipelining", s->sess.feed_pos,
+				     (size_t)(s->sess.feed_end - s->sess.feed_pos));
+	return !cmd->check || cmd->check(s, c);
+}
 
 static int pre_capability(struct imap_session *s, struct imap_command *c)
 {
@@ -363,11 +334,11 @@ static int cmd_logout(struct imap_session *s, struct imap_command *c)
 	bool was_in = logged_in(s);
 	imap_untagged(s, "BYE Logging out");
 	if (was_in) {
-		s->cs = CS_LOGOUT;
+		imap_set_state(s, CS_LOGOUT, s->in);
 		imap_tagged(s, "OK", "Logout completed.");
 	} else {
 		imap_tagged_plain(s, "OK", "Logout completed.");
-		s->cs = CS_LOGOUT;
+		imap_set_state(s, CS_LOGOUT, s->in);
 	}
 	close_after(s, "quit");
 	return 0;
@@ -427,19 +398,19 @@ static int pre_starttls(struct imap_session *s, struct imap_command *c)
 	}
 	s->starttls_done = true;
 	imap_tagged_plain(s, "OK", "Begin TLS negotiation now.");
-	s->susp = SUSP_TLS;
+	s->sess.susp = SESSION_TLS;
 	return 0;
 }
 
 static const struct imap_cmd pre_table[] = {
-	{"CAPABILITY", pre_capability},
-	{"NOOP", pre_noop},
-	{"LOGOUT", cmd_logout},
-	{"ENABLE", pre_enable},
-	{"ID", cmd_id},
-	{"STARTTLS", pre_starttls},
-	{"LOGIN", imap_pre_login},
-	{"AUTHENTICATE", imap_pre_authenticate},
+	{"CAPABILITY", 0, NULL, pre_capability},
+	{"NOOP", 0, NULL, pre_noop},
+	{"LOGOUT", 0, NULL, cmd_logout},
+	{"ENABLE", 0, NULL, pre_enable},
+	{"ID", 0, NULL, cmd_id},
+	{"STARTTLS", 0, NULL, pre_starttls},
+	{"LOGIN", 0, NULL, imap_pre_login},
+	{"AUTHENTICATE", 0, NULL, imap_pre_authenticate},
 };
 
 /* imap-login: a bad command is answered "BAD Error in IMAP command received by
@@ -449,7 +420,7 @@ static void pre_bad(struct imap_session *s, const char *detail, size_t dlen, con
 	offence(s, kind, detail, dlen);
 	if (++s->bad_prelogin >= PRELOGIN_BAD_MAX) {
 		imap_untagged(s, "BYE Too many invalid IMAP commands.");
-		s->errors++;
+		s->sess.errors++;
 		offence(s, "too_many_errors", "", 0);
 		close_after(s, "too_many_errors");
 		return;
@@ -490,6 +461,8 @@ static void prelogin_command(struct imap_session *s, struct imap_command *c, int
 		imap_tagged_plain(s, "BAD", "%s", c->error);
 		return;
 	}
+	if (!cmd_may_run(s, cmd, c))
+		return;
 	if (cmd->run(s, c) < 0)
 		pre_bad(s, line, len, "bad_syntax");
 }
@@ -620,8 +593,6 @@ static int cmd_noop(struct imap_session *s, struct imap_command *c)
 
 static int cmd_check(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	imap_tagged(s, "OK", "Check completed.");
 	return 0;
 }
@@ -663,8 +634,6 @@ static void idle_line(struct imap_session *s, const char *line, size_t len)
 
 static int cmd_uid(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	const struct imap_arg *sub = c->args;
 	if (!sub || sub->type != IMAP_ARG_ATOM) {
 		imap_cmd_error(s, "UID", "Unknown command");
@@ -707,7 +676,7 @@ static int cmd_uid(struct imap_session *s, struct imap_command *c)
 		return 0;
 	}
 	char shown[64];
-	imap_printable(shown, sizeof(shown), sub->s, sub->len);
+	session_printable(shown, sizeof(shown), sub->s, sub->len);
 	for (char *p = shown; *p; p++)
 		*p = (char)toupper((unsigned char)*p);
 	char nm[96];
@@ -719,21 +688,36 @@ static int cmd_uid(struct imap_session *s, struct imap_command *c)
 /* ------------------------------------------------------- post-login dispatch --- */
 
 static const struct imap_cmd post_table[] = {
-	{"CAPABILITY", cmd_capability},       {"NOOP", cmd_noop},
-	{"LOGOUT", cmd_logout},               {"ID", cmd_id},
-	{"ENABLE", cmd_enable},               {"NAMESPACE", cmd_namespace},
-	{"IDLE", cmd_idle},                   {"LIST", imap_cmd_list},
-	{"LSUB", imap_cmd_lsub},              {"STATUS", imap_cmd_status},
-	{"SELECT", imap_cmd_select},          {"EXAMINE", imap_cmd_examine},
-	{"CREATE", imap_cmd_create},          {"DELETE", imap_cmd_delete},
-	{"RENAME", imap_cmd_rename},          {"SUBSCRIBE", imap_cmd_subscribe},
-	{"UNSUBSCRIBE", imap_cmd_subscribe},  {"APPEND", imap_cmd_append},
-	{"CHECK", cmd_check},                 {"FETCH", imap_cmd_fetch},
-	{"STORE", imap_cmd_store},            {"SEARCH", imap_cmd_search},
-	{"EXPUNGE", imap_cmd_expunge},        {"CLOSE", imap_cmd_close},
-	{"UNSELECT", imap_cmd_unselect},      {"COPY", imap_cmd_copy},
-	{"MOVE", imap_cmd_move},              {"UID", cmd_uid},
-	{"SORT", imap_cmd_sort},              {"THREAD", imap_cmd_thread},
+	{"CAPABILITY", 0, NULL, cmd_capability},
+	{"NOOP", 0, NULL, cmd_noop},
+	{"LOGOUT", 0, NULL, cmd_logout},
+	{"ID", 0, NULL, cmd_id},
+	{"ENABLE", 0, NULL, cmd_enable},
+	{"NAMESPACE", 0, NULL, cmd_namespace},
+	{"IDLE", ICMD_LAST, NULL, cmd_idle},
+	{"LIST", 0, NULL, imap_cmd_list},
+	{"LSUB", 0, NULL, imap_cmd_lsub},
+	{"STATUS", 0, NULL, imap_cmd_status},
+	{"SELECT", 0, NULL, imap_cmd_select},
+	{"EXAMINE", 0, NULL, imap_cmd_examine},
+	{"CREATE", 0, NULL, imap_cmd_create},
+	{"DELETE", 0, NULL, imap_cmd_delete},
+	{"RENAME", 0, NULL, imap_cmd_rename},
+	{"SUBSCRIBE", 0, NULL, imap_cmd_subscribe},
+	{"UNSUBSCRIBE", 0, NULL, imap_cmd_subscribe},
+	{"APPEND", 0, NULL, imap_cmd_append},
+	{"CHECK", ICMD_SELECTED, NULL, cmd_check},
+	{"FETCH", ICMD_SELECTED, NULL, imap_cmd_fetch},
+	{"STORE", ICMD_SELECTED, NULL, imap_cmd_store},
+	{"SEARCH", ICMD_SELECTED, NULL, imap_cmd_search},
+	{"EXPUNGE", ICMD_SELECTED, NULL, imap_cmd_expunge},
+	{"CLOSE", ICMD_SELECTED, NULL, imap_cmd_close},
+	{"UNSELECT", ICMD_SELECTED, NULL, imap_cmd_unselect},
+	{"COPY", ICMD_SELECTED, NULL, imap_cmd_copy},
+	{"MOVE", ICMD_SELECTED, NULL, imap_cmd_move},
+	{"UID", ICMD_SELECTED, NULL, cmd_uid},
+	{"SORT", ICMD_SELECTED, NULL, imap_cmd_sort},
+	{"THREAD", ICMD_SELECTED, NULL, imap_cmd_thread},
 };
 
 static void postlogin_command(struct imap_session *s, struct imap_command *c, int pr,
@@ -772,14 +756,16 @@ static void postlogin_command(struct imap_session *s, struct imap_command *c, in
 		imap_cmd_error(s, c->name, msg);
 		return;
 	}
-	unsigned errs = s->errors;
+	unsigned errs = s->sess.errors;
+	if (!cmd_may_run(s, cmd, c))
+		return;
 	if (cmd->run(s, c) < 0) {
 		offence(s, "bad_syntax", line, len);
 		imap_cmd_error(s, c->name, "Invalid arguments.");
 		return;
 	}
 	/* a command that went through resets Dovecot's bad counter */
-	if (s->errors == errs)
+	if (s->sess.errors == errs)
 		s->bad_row = 0;
 }
 
@@ -859,8 +845,8 @@ static void command(struct imap_session *s)
 {
 	const char *line = s->cmd.data ? s->cmd.data : "";
 	size_t len = s->cmd.len;
-	s->commands++;
-	s->cmd_start_us = imap_now_us(s);
+	s->sess.commands++;
+	s->cmd_start_us = session_now_us(&s->sess);
 	if (!s->pc) {
 		/* ~60 KiB of argument nodes: held only while a command runs, so that
 		 * idle sessions stay small */
@@ -878,7 +864,7 @@ static void command(struct imap_session *s)
 		prelogin_command(s, s->pc, pr, line, len);
 	else
 		postlogin_command(s, s->pc, pr, line, len);
-	if (s->susp != SUSP_COMMIT) /* an APPEND's bytes live in it until committed */
+	if (s->sess.susp != SESSION_COMMIT) /* an APPEND's bytes live in it until committed */
 		imap_release_command(s);
 }
 
@@ -914,7 +900,7 @@ static void too_long(struct imap_session *s, const char *text)
 {
 	offence(s, "line_too_long", s->cmd.data ? s->cmd.data : "", s->cmd.len);
 	imap_untagged(s, "BYE %s", text);
-	s->errors++;
+	s->sess.errors++;
 	close_after(s, "protocol");
 	buf_reset(&s->cmd);
 	s->line_text = 0;
@@ -951,8 +937,8 @@ static void append_refuse(struct imap_session *s, uint64_t size, bool nonsync)
 		return;
 	}
 	framing_tag(s);
-	s->cmd_start_us = imap_now_us(s);
-	s->commands++;
+	s->cmd_start_us = session_now_us(&s->sess);
+	s->sess.commands++;
 	imap_tagged(s, "NO", OVERQUOTA_TEXT);
 	buf_reset(&s->cmd);
 	s->line_text = 0;
@@ -1021,8 +1007,8 @@ static void line_done(struct imap_session *s)
 	if (s->cmd_refused) {
 		/* a LITERAL+ APPEND whose message was dropped: its answer, not its run */
 		framing_tag(s);
-		s->cmd_start_us = imap_now_us(s);
-		s->commands++;
+		s->cmd_start_us = session_now_us(&s->sess);
+		s->sess.commands++;
 		imap_tagged(s, "NO", OVERQUOTA_TEXT);
 		s->cmd_refused = false;
 		imap_release_command(s);
@@ -1062,7 +1048,7 @@ static size_t feed_cmd_text(struct imap_session *s, const char *data, size_t len
 	buf_append(&s->cmd, data, content);
 	s->line_text += content;
 	if (lf) {
-		s->feed_pos = data + take;
+		s->sess.feed_pos = data + take;
 		line_done(s);
 	}
 	return take;
@@ -1109,7 +1095,7 @@ static size_t feed_plain_line(struct imap_session *s, const char *data, size_t l
 	if (l > 0 && s->line.data[l - 1] == '\r')
 		l--;
 	buf_putc(&s->line, '\0');
-	s->cmd_start_us = imap_now_us(s);
+	s->cmd_start_us = session_now_us(&s->sess);
 	if (s->in == IN_AUTH)
 		imap_auth_line(s, s->line.data, l);
 	else
@@ -1118,36 +1104,25 @@ static size_t feed_plain_line(struct imap_session *s, const char *data, size_t l
 	return take;
 }
 
+/* One step: command text, literal bytes, or a SASL / IDLE line. */
+static size_t feed_step(void *engine, const char *data, size_t len)
+{
+	struct imap_session *s = engine;
+	switch (s->in) {
+	case IN_LITERAL:
+		return feed_literal(s, data, len);
+	case IN_AUTH:
+	case IN_IDLE:
+		return feed_plain_line(s, data, len);
+	case IN_LINE:
+		break;
+	}
+	return feed_cmd_text(s, data, len);
+}
+
 size_t imap_session_feed(struct imap_session *s, const char *data, size_t len)
 {
-	size_t pos = 0;
-	s->feed_end = data + len;
-	while (pos < len && s->susp == SUSP_NONE && !s->close_reason) {
-		s->feed_pos = data + pos;
-		size_t n;
-		switch (s->in) {
-		case IN_LITERAL:
-			n = feed_literal(s, data + pos, len - pos);
-			break;
-		case IN_AUTH:
-		case IN_IDLE:
-			n = feed_plain_line(s, data + pos, len - pos);
-			break;
-		case IN_LINE:
-		default:
-			n = feed_cmd_text(s, data + pos, len - pos);
-			break;
-		}
-		pos += n;
-		/* a step ended with a suspension, delay or close: act on it now */
-		if (s->susp != SUSP_NONE || s->delay_ms > 0 || s->close_reason)
-			imap_finish_step(s);
-	}
-	s->feed_pos = NULL;
-	s->feed_end = NULL;
-	if (s->susp == SUSP_NONE)
-		flush_out(s);
-	return pos;
+	return session_feed(&s->sess, s, feed_step, data, len);
 }
 
 /* ---------------------------------------------------------------- lifecycle --- */
@@ -1160,15 +1135,13 @@ struct imap_session *imap_session_new(const struct imap_config *cfg,
 	if (!s)
 		return NULL;
 	s->cfg = cfg;
-	s->ops = ops;
-	s->ctx = ctx;
-	snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", peer && peer->ip ? peer->ip : "unknown");
+	session_init(&s->sess, "imap", peer, ops, ctx, 0);
+	s->sess.out_flush_at = OUT_FLUSH_AT;
 	s->tls = tls_active;
 	size_t lim = cfg->line_length_limit ? cfg->line_length_limit : 65536;
 	size_t litmax = cfg->literal_max ? cfg->literal_max : 10 * 1024 * 1024;
 	buf_init(&s->cmd, lim + litmax + lim + 64);
 	buf_init(&s->line, AUTH_LINE_MAX + 16);
-	buf_init(&s->out, 0);
 	s->cs = CS_NOAUTH;
 	s->in = IN_LINE;
 	return s;
@@ -1191,28 +1164,21 @@ void imap_session_free(struct imap_session **sp)
 	mem_give(s, s->mem_held);
 	buf_free(&s->cmd);
 	buf_free(&s->line);
-	buf_free(&s->out);
+	session_free(&s->sess);
 	free(s);
 	*sp = NULL;
 }
 
 void imap_session_resume(struct imap_session *s)
 {
-	if (s->susp != SUSP_WAIT)
-		return;
-	s->susp = SUSP_NONE;
-	if (s->close_reason) {
-		do_close(s);
-		return;
-	}
-	flush_out(s);
+	session_resume(&s->sess);
 }
 
 void imap_session_tls_started(struct imap_session *s, const char *version,
 			      const char *cipher, int bits)
 {
 	s->tls = true;
-	if (s->susp == SUSP_TLS) {
+	if (s->sess.susp == SESSION_TLS) {
 		/* RFC 3501 6.2.1: nothing from before the handshake survives */
 		buf_reset(&s->cmd);
 		buf_reset(&s->line);
@@ -1222,15 +1188,15 @@ void imap_session_tls_started(struct imap_session *s, const char *version,
 		s->lit_discard = false;
 		s->cmd_refused = false;
 		imap_set_input(s, IN_LINE);
-		s->susp = SUSP_NONE;
+		session_suspend(&s->sess, SESSION_RUN);
 	}
 }
 
 void imap_session_hangup(struct imap_session *s, const char *reason)
 {
-	if (s->susp == SUSP_CLOSED)
+	if (s->sess.susp == SESSION_CLOSED)
 		return;
-	if (s->susp == SUSP_COMMIT) {
+	if (s->sess.susp == SESSION_COMMIT) {
 		/* The spool finishes the commit on its own: committed() still records the
 		 * message, without a reply. */
 		s->hung_up = true;
@@ -1244,15 +1210,15 @@ void imap_session_hangup(struct imap_session *s, const char *reason)
 		imap_auth_event(s, &ev);
 	}
 	if (reason && strcmp(reason, "timeout") == 0) {
-		buf_reset(&s->out);
+		buf_reset(&s->sess.out);
 		imap_untagged(s, "BYE Disconnected for inactivity.");
 		flush_out(s);
 	} else if (reason && strcmp(reason, "shutdown") == 0) {
-		buf_reset(&s->out);
+		buf_reset(&s->sess.out);
 		imap_untagged(s, "BYE Server shutting down.");
 		flush_out(s);
 	}
-	s->susp = SUSP_CLOSED;
+	session_hangup(&s->sess);
 }
 
 /* ----------------------------------------------------------------- vtable ---- */

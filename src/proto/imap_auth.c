@@ -41,7 +41,7 @@ static void auth_penalty(struct imap_session *s)
 		return;
 	unsigned shift = s->auth_failures > 8 ? 8 : s->auth_failures;
 	unsigned ms = 2000u << shift;
-	s->delay_ms += ms > max ? max : ms;
+	session_hold(&s->sess, ms > max ? max : ms);
 }
 
 static unsigned failure_delay(const struct imap_session *s)
@@ -64,7 +64,7 @@ static void canonical_user(const struct imap_session *s, const char *user, char 
 
 static void login_ok(struct imap_session *s, const char *user, size_t ulen)
 {
-	imap_printable(s->user, sizeof(s->user), user, ulen);
+	session_printable(s->user, sizeof(s->user), user, ulen);
 	char canon[USER_MAX];
 	canonical_user(s, s->user, canon, sizeof(canon));
 	static const uint8_t zero[32];
@@ -72,7 +72,7 @@ static void login_ok(struct imap_session *s, const char *user, size_t ulen)
 	s->mbox = mailbox_generate(canon, s->cfg->domain ? s->cfg->domain : "localdomain",
 				   s->cfg->hostname ? s->cfg->hostname : "localhost",
 				   s->cfg->secret ? s->cfg->secret : zero);
-	s->cs = CS_AUTH;
+	imap_set_state(s, CS_AUTH, s->in);
 	s->bad_row = 0;
 	/* imap's client_send_login_reply(): the capability as a resp-code unless the
 	 * client showed (CAPABILITY before STARTTLS) that it ignores resp-codes. */
@@ -84,48 +84,35 @@ static void login_ok(struct imap_session *s, const char *user, size_t ulen)
 	}
 }
 
-/* Ask the policy and answer.  A credential the one rule refuses (sasl.h: a NUL byte,
- * over 8 KiB) is not asked about and fails like a wrong password. */
+/* Ask the policy (through the session's one credential path: a NUL byte or over 8 KiB
+ * is not asked about and fails like a wrong password) and answer. */
 static void auth_verify(struct imap_session *s, const char *mech,
 			const struct sasl_slice *authzid, const struct sasl_slice *user,
 			const struct sasl_slice *pass)
 {
-	struct sasl_cred cred;
-	bool taken = user->len > 0 && sasl_cred_take(authzid, user, pass, &cred);
-	enum auth_verdict v = AUTH_FAIL;
-	if (taken) {
-		struct auth_request req = {
-			.proto = proto_name(s),
-			.mechanism = mech,
-			.src_ip = s->peer_ip,
-			.authzid = cred.authzid,
-			.username = cred.user,
-			.password = cred.pass,
-		};
-		v = auth_policy_check(s->cfg->auth, &req);
-	}
-	bool refused = user->len > 0 && !taken;
-	struct auth_ev ev = {
+	struct session_cred c = {
+		.proto = proto_name(s),
 		.mech = mech,
-		.user = user->p,
-		.user_len = user->len,
-		.pass = pass->p,
-		.pass_len = pass->len,
-		.authzid = authzid ? authzid->p : NULL,
-		.authzid_len = authzid ? authzid->len : 0,
-		.success = v == AUTH_OK,
-		.result = refused ? "malformed" : v == AUTH_OK ? "ok"
-						  : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
+		.authzid = authzid,
+		.user = user,
+		.pass = pass,
 	};
-	imap_auth_event(s, &ev);
+	struct sasl_cred cred;
+	bool taken = false;
+	enum auth_verdict v = AUTH_FAIL;
+	/* an empty user name is Dovecot's plain failure, not the rule's refusal */
+	if (user->len > 0)
+		v = session_auth_check(&s->sess, s->cfg->auth, &c, &cred, &taken);
+	bool refused = user->len > 0 && !taken;
+	session_cred_event(&s->sess, &c, v == AUTH_OK,
+			   refused ? "malformed" : v == AUTH_OK ? "ok"
+					 : v == AUTH_TEMPFAIL ? "tempfail" : "fail");
 	if (v == AUTH_OK) {
 		login_ok(s, cred.user, strlen(cred.user));
 		sasl_cred_free(&cred);
 		return;
 	}
-	if (taken)
-		sasl_cred_free(&cred);
-	s->delay_ms += failure_delay(s);
+	session_hold(&s->sess, failure_delay(s));
 	if (v == AUTH_TEMPFAIL) {
 		imap_tagged_plain(s, "NO", "[UNAVAILABLE] Temporary authentication failure.");
 		return;
@@ -154,7 +141,7 @@ static void auth_sasl_step(struct imap_session *s, const unsigned char *msg, siz
 			struct auth_ev ev = {.mech = "PLAIN", .user = len ? (const char *)msg : NULL,
 					     .user_len = len, .result = "malformed"};
 			imap_auth_event(s, &ev);
-			s->delay_ms += failure_delay(s);
+			session_hold(&s->sess, failure_delay(s));
 			s->auth_failures++;
 			imap_tagged_plain(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed.");
 			auth_end(s);
@@ -192,13 +179,7 @@ static void auth_sasl_step(struct imap_session *s, const unsigned char *msg, siz
 static bool b64_decode_resp(const char *b64, size_t len, unsigned char *out, size_t cap,
 			    size_t *n_r)
 {
-	for (size_t i = 0; i < len; i++) {
-		char c = b64[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      c == '+' || c == '/' || c == '='))
-			return false;
-	}
-	return sasl_b64_decode(b64, len, out, cap, n_r) == 0;
+	return session_b64_decode(b64, len, out, cap, n_r);
 }
 
 /* A base64 response (SASL-IR or continuation). */
@@ -276,7 +257,7 @@ int imap_pre_authenticate(struct imap_session *s, struct imap_command *c)
 		mech = MECH_LOGIN;
 	if (mech == MECH_NONE) {
 		char shown[64];
-		imap_printable(shown, sizeof(shown), m, ml);
+		session_printable(shown, sizeof(shown), m, ml);
 		imap_auth_event_simple(s, shown, "malformed");
 		imap_tagged_plain(s, "NO", "[ALERT] Unsupported authentication mechanism.");
 		return 0;

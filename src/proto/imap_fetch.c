@@ -377,7 +377,7 @@ static void put_disposition(struct buf *b, const struct mime_part *mp)
 	size_t dl = semi ? (size_t)(semi - v) : strlen(v);
 	while (dl > 0 && v[dl - 1] == ' ')
 		dl--;
-	imap_printable(dtype, sizeof(dtype), v, dl);
+	session_printable(dtype, sizeof(dtype), v, dl);
 	for (char *q = dtype; *q; q++)
 		*q = (char)tolower((unsigned char)*q);
 	buf_putc(b, '(');
@@ -509,7 +509,7 @@ static void put_addresses(struct buf *b, const char *v)
 		if (*p == ',')
 			p++;
 		char a[1024];
-		imap_printable(a, sizeof(a), st, al);
+		session_printable(a, sizeof(a), st, al);
 		char *lt = strchr(a, '<');
 		char name[1024] = "", addr[1024] = "";
 		bool have_name = false;
@@ -862,7 +862,7 @@ int imap_do_fetch(struct imap_session *s, const char *name, const struct imap_ar
 			    imap_fetch_att_parse(it->s, it->len, &atts[n]) < 0) {
 				char msg[128];
 				char shown[64];
-				imap_printable(shown, sizeof(shown), it->s ? it->s : "(",
+				session_printable(shown, sizeof(shown), it->s ? it->s : "(",
 					  it->s ? it->len : 1);
 				snprintf(msg, sizeof(msg), "Unknown parameter %s", shown);
 				imap_cmd_error(s, name, msg);
@@ -907,7 +907,5 @@ int imap_do_fetch(struct imap_session *s, const char *name, const struct imap_ar
 
 int imap_cmd_fetch(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_fetch(s, "FETCH", c->args, false);
 }

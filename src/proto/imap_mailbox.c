@@ -223,7 +223,7 @@ void imap_unselect(struct imap_session *s)
 	s->sel = NULL;
 	s->sel_ro = false;
 	if (s->cs == CS_SELECTED)
-		s->cs = CS_AUTH;
+		imap_set_state(s, CS_AUTH, s->in);
 }
 
 static int select_common(struct imap_session *s, struct imap_command *c, bool ro)
@@ -247,7 +247,7 @@ static int select_common(struct imap_session *s, struct imap_command *c, bool ro
 	}
 	s->sel = f;
 	s->sel_ro = ro;
-	s->cs = CS_SELECTED;
+	imap_set_state(s, CS_SELECTED, s->in);
 	imap_untagged(s, "FLAGS (" FLAGS_LIST ")");
 	if (ro)
 		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox.");
@@ -464,8 +464,6 @@ int imap_do_store(struct imap_session *s, const char *name, const struct imap_ar
 
 int imap_cmd_store(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_store(s, "STORE", c->args, false);
 }
 
@@ -513,8 +511,6 @@ void imap_expunge(struct imap_session *s, const uint32_t *only, long n_only, boo
 
 int imap_cmd_expunge(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	if (c->n_args != 0)
 		return -1;
 	if (s->sel_ro) {
@@ -528,8 +524,6 @@ int imap_cmd_expunge(struct imap_session *s, struct imap_command *c)
 
 int imap_cmd_close(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	if (!s->sel_ro)
 		imap_expunge(s, NULL, 0, true);
 	imap_unselect(s);
@@ -539,8 +533,6 @@ int imap_cmd_close(struct imap_session *s, struct imap_command *c)
 
 int imap_cmd_unselect(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	imap_unselect(s);
 	imap_tagged(s, "OK", "Unselect completed.");
 	return 0;
@@ -634,15 +626,11 @@ int imap_do_copy(struct imap_session *s, const char *name, const struct imap_arg
 
 int imap_cmd_copy(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_copy(s, "COPY", c->args, false, false);
 }
 
 int imap_cmd_move(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_copy(s, "MOVE", c->args, false, true);
 }
 
@@ -664,7 +652,7 @@ int imap_cmd_append(struct imap_session *s, struct imap_command *c)
 		}
 		a = a->next;
 	}
-	int64_t date = imap_now_us(s) / 1000000;
+	int64_t date = session_now_us(&s->sess) / 1000000;
 	if (a && a->type == IMAP_ARG_QUOTED) {
 		if (imap_parse_datetime(a->s, a->len, &date) < 0) {
 			imap_cmd_error(s, "APPEND", "Invalid internal date.");
@@ -686,13 +674,13 @@ int imap_cmd_append(struct imap_session *s, struct imap_command *c)
 		return 0;
 	}
 	char qid[32] = "";
-	if (s->ops->msg_open(s->ctx, qid, sizeof(qid)) < 0) {
+	if (s->sess.ops->msg_open(s->sess.ctx, qid, sizeof(qid)) < 0) {
 		imap_message_rejected(s, "no_space", a->len);
 		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
 		return 0;
 	}
-	if (s->ops->msg_write(s->ctx, a->s, a->len) < 0) {
-		s->ops->msg_abort(s->ctx);
+	if (s->sess.ops->msg_write(s->sess.ctx, a->s, a->len) < 0) {
+		s->sess.ops->msg_abort(s->sess.ctx);
 		imap_message_rejected(s, "no_space", a->len);
 		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
 		return 0;
@@ -704,18 +692,18 @@ int imap_cmd_append(struct imap_session *s, struct imap_command *c)
 	s->app_len = a->len;
 	s->app_flags = flags;
 	s->app_date = date;
-	s->susp = SUSP_COMMIT;
-	s->ops->msg_commit(s->ctx);
+	s->sess.susp = SESSION_COMMIT;
+	s->sess.ops->msg_commit(s->sess.ctx);
 	return 0;
 }
 
 void imap_session_committed(struct imap_session *s, const struct proto_commit_result *r)
 {
-	if (s->susp != SUSP_COMMIT)
+	if (s->sess.susp != SESSION_COMMIT)
 		return;
-	s->susp = SUSP_NONE;
+	s->sess.susp = SESSION_RUN;
 	if (r && r->ok) {
-		s->messages++;
+		s->sess.messages++;
 		struct mxb_event *ev = mxb_event_new("message");
 		if (ev) {
 			const char *qid = r->queue_id && *r->queue_id ? r->queue_id : s->app_qid;
@@ -762,9 +750,9 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 	s->app_data = NULL;
 	imap_release_command(s);
 	if (s->hung_up) {
-		buf_reset(&s->out);
-		s->susp = SUSP_CLOSED;
+		buf_reset(&s->sess.out);
+		s->sess.susp = SESSION_CLOSED;
 		return;
 	}
-	imap_finish_step(s);
+	session_end_step(&s->sess);
 }

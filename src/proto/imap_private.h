@@ -27,6 +27,7 @@
 #include "proto/imap.h"
 #include "proto/imap_parse.h"
 #include "proto/proto_event.h"
+#include "proto/session.h"
 #include "store/event.h"
 #include "util/buf.h"
 
@@ -49,14 +50,6 @@ enum istate {
 	IN_IDLE,    /* waiting for DONE */
 };
 
-enum susp {
-	SUSP_NONE,
-	SUSP_WAIT,
-	SUSP_COMMIT,
-	SUSP_TLS,
-	SUSP_CLOSED,
-};
-
 enum cstate {
 	CS_NOAUTH,
 	CS_AUTH,
@@ -67,10 +60,8 @@ enum cstate {
 enum mech { MECH_NONE, MECH_PLAIN, MECH_LOGIN };
 
 struct imap_session {
+	struct session sess;     /* output, suspension, counters, events (session.h) */
 	const struct imap_config *cfg;
-	const struct proto_host_ops *ops;
-	void *ctx;
-	char peer_ip[64];
 	bool tls;
 	bool starttls_done;      /* STARTTLS was issued (Dovecot client->starttls) */
 	bool hung_up;            /* the client left while an APPEND was being committed */
@@ -78,7 +69,6 @@ struct imap_session {
 
 	enum cstate cs;
 	enum istate in;
-	enum susp susp;
 
 	/* framing */
 	struct buf cmd;          /* the command as on the wire, literals inline */
@@ -96,16 +86,10 @@ struct imap_session {
 	size_t mbox_charged;     /* of which: the mailbox's extra bytes */
 	struct buf line;         /* SASL / IDLE line */
 	struct imap_command *pc; /* parsed command */
-	const char *feed_pos, *feed_end;
 
 	/* the command being answered */
 	char tag[IMAP_TAG_MAX_LEN + 1];
 	int64_t cmd_start_us;
-
-	/* output */
-	struct buf out;
-	unsigned delay_ms;
-	const char *close_reason;
 
 	/* auth */
 	enum mech mech;
@@ -130,15 +114,15 @@ struct imap_session {
 	int64_t app_date;
 	char app_qid[32];
 
-	/* counters */
-	unsigned commands;
-	unsigned errors;
-	unsigned messages;
+	/* counters beyond the session's */
 	unsigned bad_prelogin;
 	unsigned bad_row;
 };
 
 /* imap.c: session state, output, events, dispatch, framing */
+/* The one place the state changes (connection state and input mode; traced old ->
+ * new, session.h). */
+void imap_set_state(struct imap_session *s, enum cstate cs, enum istate in);
 void imap_set_input(struct imap_session *s, enum istate in);
 /* Charge n bytes to the session's and the daemon's memory budgets: false (nothing
  * charged) when either would pass its bound. */
@@ -148,7 +132,6 @@ bool imap_mem_take(struct imap_session *s, size_t n);
 void imap_mem_settle(struct imap_session *s);
 /* message_rejected event (reason, bytes, reply null: IMAP replies have no code). */
 void imap_message_rejected(struct imap_session *s, const char *reason, size_t size);
-int64_t imap_now_us(struct imap_session *s);
 void imap_out_raw(struct imap_session *s, const char *data, size_t len);
 void imap_out_str(struct imap_session *s, const char *str);
 void imap_untagged(struct imap_session *s, const char *fmt, ...)
@@ -157,11 +140,9 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
 	__attribute__((format(printf, 3, 4)));
 void imap_tagged_plain(struct imap_session *s, const char *status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void imap_finish_step(struct imap_session *s);
 void imap_emit(struct imap_session *s, struct mxb_event *ev);
 void imap_auth_event(struct imap_session *s, const struct auth_ev *a);
 void imap_auth_event_simple(struct imap_session *s, const char *mech, const char *result);
-void imap_printable(char *dst, size_t dstlen, const char *src, size_t len);
 void imap_put_string(struct buf *b, const char *str);
 void imap_put_mailbox(struct buf *b, const char *name);
 void imap_shown_name(char *dst, size_t dstlen, const char *p, size_t len);

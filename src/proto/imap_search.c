@@ -173,7 +173,7 @@ static bool search_key(struct search_ctx *x, const struct imap_arg **ap,
 		} else {
 			*ap = (*ap)->next->next;
 			char field[256];
-			imap_printable(field, sizeof(field), f, fl);
+			session_printable(field, sizeof(field), f, fl);
 			r = m && header_contains(x, m, field, v, vl);
 		}
 	} else if (strcasecmp(k, "BEFORE") == 0 || strcasecmp(k, "ON") == 0 ||
@@ -423,7 +423,5 @@ int imap_do_search(struct imap_session *s, const char *name, const struct imap_a
 
 int imap_cmd_search(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_search(s, "SEARCH", c->args, false);
 }

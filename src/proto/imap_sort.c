@@ -316,7 +316,7 @@ static int parse_program(struct imap_session *s, const char *name, const struct 
 			i++;
 		if (i == SK_N) {
 			char shown[80], msg[128];
-			imap_printable(shown, sizeof(shown), k, kl);
+			session_printable(shown, sizeof(shown), k, kl);
 			snprintf(msg, sizeof(msg), "Unknown sort argument: %s", shown);
 			imap_cmd_error(s, name, msg);
 			return -1;
@@ -397,8 +397,6 @@ int imap_do_sort(struct imap_session *s, const char *name, const struct imap_arg
 
 int imap_cmd_sort(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_sort(s, "SORT", c->args, false);
 }
 
@@ -500,7 +498,5 @@ int imap_do_thread(struct imap_session *s, const char *name, const struct imap_a
 
 int imap_cmd_thread(struct imap_session *s, struct imap_command *c)
 {
-	if (!imap_need_selected(s))
-		return 0;
 	return imap_do_thread(s, "THREAD", c->args, false);
 }

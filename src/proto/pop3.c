@@ -20,6 +20,7 @@
  */
 #include "proto/pop3.h"
 #include "proto/proto_event.h"
+#include "proto/session.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -46,7 +47,6 @@
 
 enum phase { PH_AUTHORIZATION, PH_TRANSACTION };
 enum input { IN_CMD, IN_SASL };
-enum susp { SUSP_NONE, SUSP_WAIT, SUSP_TLS, SUSP_CLOSED };
 enum mech { MECH_NONE, MECH_PLAIN, MECH_LOGIN };
 
 enum once_offence {
@@ -55,15 +55,12 @@ enum once_offence {
 };
 
 struct pop3_session {
+	struct session sess;           /* output, suspension, counters, events (session.h) */
 	const struct pop3_config *cfg;
-	const struct proto_host_ops *ops;
-	void *ctx;
-	char peer_ip[64];
 
 	bool tls;
 	enum phase phase;
 	enum input input;
-	enum susp susp;
 
 	/* USER/PASS: the last USER argument (Dovecot last_user). */
 	bool have_user;
@@ -89,45 +86,35 @@ struct pop3_session {
 	size_t n_deleted;
 
 	/* Input framing */
-	struct buf line;
+	struct session_framer in;
 
-	/* Output */
-	struct buf out;
-	unsigned delay_ms;
-	const char *close_reason;
-
-	/* Counters */
-	unsigned commands;
-	unsigned errors;
 	unsigned bad;                  /* consecutive bad commands (Dovecot bad_counter) */
-	unsigned once;
 };
 
 static const uint8_t zero_secret[32];
 
 /* ------------------------------------------------------------------ state ---- */
 
-/* The one place the session state (phase and input mode) changes; with
- * MXB_POP3_TRACE every old -> new is printed. */
+/* The one place the session state (phase and input mode) changes; the host sees
+ * every old -> new (session_trace). */
 static void set_state(struct pop3_session *s, enum phase ph, enum input in)
 {
-#ifdef MXB_POP3_TRACE
-	static const char *const phases[] = {"authorization", "transaction"};
-	static const char *const inputs[] = {"cmd", "sasl"};
-	fprintf(stderr, "pop3: %s/%s -> %s/%s\n", phases[s->phase], inputs[s->input],
-		phases[ph], inputs[in]);
-#endif
+	static const char *const names[2][2] = {{"authorization/cmd", "authorization/sasl"},
+						{"transaction/cmd", "transaction/sasl"}};
+	if (s->phase != ph || s->input != in)
+		session_trace(&s->sess, "state", names[s->phase][s->input], names[ph][in]);
 	s->phase = ph;
 	s->input = in;
 }
 
 const char *pop3_session_state_name(const struct pop3_session *s)
 {
-	switch (s->susp) {
-	case SUSP_CLOSED: return "closed";
-	case SUSP_TLS: return "starttls";
-	case SUSP_WAIT: return "wait";
-	case SUSP_NONE: break;
+	switch (s->sess.susp) {
+	case SESSION_CLOSED: return "closed";
+	case SESSION_TLS: return "starttls";
+	case SESSION_WAIT: return "wait";
+	case SESSION_COMMIT:
+	case SESSION_RUN: break;
 	}
 	if (s->input == IN_SASL)
 		return "auth";
@@ -136,8 +123,8 @@ const char *pop3_session_state_name(const struct pop3_session *s)
 
 void pop3_session_counters(const struct pop3_session *s, struct proto_counters *c_r)
 {
-	c_r->commands = s->commands;
-	c_r->errors = s->errors;
+	c_r->commands = s->sess.commands;
+	c_r->errors = s->sess.errors;
 	c_r->messages = 0; /* POP3 captures nothing */
 }
 
@@ -156,16 +143,18 @@ static bool plaintext_ok(const struct pop3_session *s)
 static void reply(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* One reply line; an -ERR counts as an error. */
 static void reply(struct pop3_session *s, const char *fmt, ...)
 {
-	size_t start = s->out.len;
+	struct buf *out = &s->sess.out;
+	size_t start = out->len;
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(&s->out, fmt, ap);
+	buf_vprintf(out, fmt, ap);
 	va_end(ap);
-	buf_puts(&s->out, "\r\n");
-	if (s->out.len > start && s->out.data[start] == '-')
-		s->errors++;
+	buf_puts(out, "\r\n");
+	if (out->len > start && out->data[start] == '-')
+		s->sess.errors++;
 }
 
 /* An -ERR that echoes attacker text, cut as Dovecot's input limit would. */
@@ -176,76 +165,35 @@ static void reply_echo(struct pop3_session *s, const char *prefix, const char *a
 
 static void flush_out(struct pop3_session *s)
 {
-	if (s->out.len > 0) {
-		s->ops->send(s->ctx, s->out.data, s->out.len);
-		buf_reset(&s->out);
-	}
-}
-
-static void do_close(struct pop3_session *s)
-{
-	flush_out(s);
-	s->susp = SUSP_CLOSED;
-	s->ops->close(s->ctx, s->close_reason ? s->close_reason : "error");
+	session_flush(&s->sess);
 }
 
 static void close_after(struct pop3_session *s, const char *reason)
 {
-	if (!s->close_reason)
-		s->close_reason = reason;
-}
-
-/* End of a step: STLS hands over to the host; a delay waits before the replies
- * leave; a close flushes and closes. */
-static void after_step(struct pop3_session *s)
-{
-	if (s->susp == SUSP_CLOSED)
-		return;
-	if (s->susp == SUSP_TLS) {
-		flush_out(s);
-		s->ops->starttls(s->ctx);
-		return;
-	}
-	if (s->delay_ms > 0) {
-		unsigned ms = s->delay_ms;
-		s->delay_ms = 0;
-		s->susp = SUSP_WAIT;
-		s->ops->wait(s->ctx, ms);
-		return;
-	}
-	if (s->close_reason)
-		do_close(s);
+	session_close_after(&s->sess, reason);
 }
 
 /* ------------------------------------------------------------------ events --- */
 
 static void offence(struct pop3_session *s, const char *kind, const char *detail, size_t len)
 {
-	struct mxb_event *ev = proto_offence_event(kind, detail, len);
-	if (ev)
-		s->ops->event(s->ctx, ev);
+	session_offence(&s->sess, kind, detail, len);
 }
 
 static void offence_once(struct pop3_session *s, unsigned bit, const char *kind,
 			 const char *detail, size_t len)
 {
-	if (s->once & bit)
-		return;
-	s->once |= bit;
-	offence(s, kind, detail, len);
+	session_offence_once(&s->sess, bit, kind, detail, len);
 }
 
 static void auth_event(struct pop3_session *s, const struct auth_ev *a)
 {
-	struct mxb_event *ev = proto_auth_event(a);
-	if (ev)
-		s->ops->event(s->ctx, ev);
+	session_auth_event(&s->sess, a);
 }
 
 static void auth_event_simple(struct pop3_session *s, const char *mech, const char *result)
 {
-	struct auth_ev a = {.mech = mech, .result = result};
-	auth_event(s, &a);
+	session_auth_event_simple(&s->sess, mech, result);
 }
 
 /* ---------------------------------------------------------- authentication --- */
@@ -315,7 +263,7 @@ static void auth_begin(struct pop3_session *s)
 	unsigned ms = penalty_ms(s);
 	if (ms) {
 		flush_out(s); /* earlier pipelined replies are not held back */
-		s->delay_ms += ms;
+		session_hold(&s->sess, ms);
 	}
 }
 
@@ -325,7 +273,7 @@ static void auth_done(struct pop3_session *s, bool failed)
 	s->penalty_charged = false;
 	if (failed) {
 		s->auth_fails++;
-		s->delay_ms += s->cfg->auth_failure_delay_ms;
+		session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
 	}
 }
 
@@ -334,29 +282,21 @@ static void auth_done(struct pop3_session *s, bool failed)
 static void auth_try(struct pop3_session *s, const char *mech, const char *user, size_t ulen,
 		     const char *pass, size_t plen, const char *authzid, size_t zlen)
 {
-	struct auth_ev a = {.mech = mech, .user = user, .user_len = ulen, .pass = pass,
-			    .pass_len = plen, .authzid = authzid, .authzid_len = zlen};
 	struct sasl_slice us = {user, ulen}, ps = {pass, plen}, zs = {authzid, zlen};
+	struct session_cred c = {
+		.proto = s->cfg->implicit_tls ? "pop3s" : "pop3",
+		.mech = mech,
+		.authzid = zlen ? &zs : NULL,
+		.user = &us,
+		.pass = &ps,
+	};
 	struct sasl_cred cred;
-	enum auth_verdict v = AUTH_FAIL;
-	bool ok = sasl_cred_take(zlen ? &zs : NULL, &us, &ps, &cred);
-	if (ok) {
-		struct auth_request req = {
-			.proto = s->cfg->implicit_tls ? "pop3s" : "pop3",
-			.mechanism = mech,
-			.src_ip = s->peer_ip,
-			.authzid = cred.authzid,
-			.username = cred.user,
-			.password = cred.pass,
-		};
-		v = auth_policy_check(s->cfg->auth, &req);
-	}
+	bool taken;
+	enum auth_verdict v = session_auth_check(&s->sess, s->cfg->auth, &c, &cred, &taken);
 	auth_begin(s); /* no-op when AUTH already paid the penalty */
 	if (v == AUTH_OK && login(s, cred.user)) {
 		sasl_cred_free(&cred);
-		a.success = true;
-		a.result = "ok";
-		auth_event(s, &a);
+		session_cred_event(&s->sess, &c, true, "ok");
 		reply(s, "+OK Logged in.");
 		auth_done(s, false);
 		return;
@@ -364,14 +304,12 @@ static void auth_try(struct pop3_session *s, const char *mech, const char *user,
 	sasl_cred_free(&cred);
 	if (v == AUTH_OK || v == AUTH_TEMPFAIL) {
 		/* (AUTH_OK here: out of memory building the mailbox.) */
-		a.result = "tempfail";
-		auth_event(s, &a);
+		session_cred_event(&s->sess, &c, false, "tempfail");
 		reply(s, "-ERR [SYS/TEMP] Temporary authentication failure.");
 		auth_done(s, false);
 		return;
 	}
-	a.result = ok ? "fail" : "malformed";
-	auth_event(s, &a);
+	session_cred_event(&s->sess, &c, false, taken ? "fail" : "malformed");
 	/* Replies to earlier pipelined commands leave now; this one after the delay. */
 	flush_out(s);
 	reply(s, "-ERR [AUTH] Authentication failed.");
@@ -656,7 +594,7 @@ static int run_stls(struct pop3_session *s, struct pop3_args *a)
 		return 0;
 	}
 	reply(s, "+OK Begin TLS negotiation now.");
-	s->susp = SUSP_TLS;
+	session_suspend(&s->sess, SESSION_TLS);
 	return 0;
 }
 
@@ -835,10 +773,10 @@ static void put_message(struct pop3_session *s, const struct mbox_msg *m, uint64
 		const char *lf = memchr(p, '\n', (size_t)(end - p));
 		const char *next = lf ? lf + 1 : end;
 		if (*p == '.')
-			buf_putc(&s->out, '.');
-		buf_append(&s->out, p, (size_t)(next - p));
+			buf_putc(&s->sess.out, '.');
+		buf_append(&s->sess.out, p, (size_t)(next - p));
 		if (!lf)
-			buf_puts(&s->out, "\r\n"); /* a last line without CRLF */
+			buf_puts(&s->sess.out, "\r\n"); /* a last line without CRLF */
 		bool blank = (next - p == 2 && p[0] == '\r') || (next - p == 1);
 		if (in_body)
 			left--;
@@ -846,7 +784,7 @@ static void put_message(struct pop3_session *s, const struct mbox_msg *m, uint64
 			in_body = true;
 		p = next;
 	}
-	buf_puts(&s->out, ".\r\n");
+	buf_puts(&s->sess.out, ".\r\n");
 }
 
 static int run_retr(struct pop3_session *s, struct pop3_args *a)
@@ -951,8 +889,8 @@ static void count_bad(struct pop3_session *s, bool bad)
  * Dovecot's C-string line reader). */
 static void command_line(struct pop3_session *s, char *line, size_t len)
 {
-	s->commands++;
-	if (s->cfg->command_limit && s->commands > s->cfg->command_limit) {
+	s->sess.commands++;
+	if (s->cfg->command_limit && s->sess.commands > s->cfg->command_limit) {
 		reply(s, "-ERR Too many bad commands.");
 		offence(s, "command_limit", line, len);
 		close_after(s, "command_limit");
@@ -1005,7 +943,7 @@ static void command_line(struct pop3_session *s, char *line, size_t len)
 		offence(s, "bad_syntax", line, len);
 	else
 		rc = cmd->run(s, &a);
-	if (!s->close_reason)
+	if (!s->sess.close_reason)
 		count_bad(s, rc < 0);
 }
 
@@ -1021,72 +959,39 @@ static size_t line_limit(const struct pop3_session *s)
 	return POST_LINE_LIMIT;
 }
 
-static void line_too_long(struct pop3_session *s)
+static void line_too_long(struct pop3_session *s, const char *p, size_t len)
 {
 	if (s->phase == PH_AUTHORIZATION)
 		reply(s, "-ERR Input buffer full, aborting");
 	else
 		reply(s, "-ERR Input line too long.");
-	offence(s, "line_too_long", s->line.data, s->line.len);
+	offence(s, "line_too_long", p, len);
 	close_after(s, "protocol");
-	after_step(s);
 }
 
-static void line_complete(struct pop3_session *s, char *p, size_t len)
+/* One step: one line (session_frame; over the limit Dovecot answers and hangs up). */
+static size_t feed_step(void *engine, const char *data, size_t len)
 {
-	if (s->input == IN_SASL)
-		sasl_line(s, p, len);
-	else
-		command_line(s, p, len);
-	after_step(s);
-}
-
-/* Line framing: returns the bytes consumed from data. */
-static size_t feed_line(struct pop3_session *s, const char *data, size_t len)
-{
-	const char *lf = memchr(data, '\n', len);
-	size_t take = lf ? (size_t)(lf - data) + 1 : len;
-	size_t content = lf ? take - 1 : take;
-	size_t limit = line_limit(s);
-	/* The limit counts the line without its CRLF: allow one CR held back. */
-	if (s->line.len + content > limit + 1) {
-		size_t room = limit + 1 > s->line.len ? limit + 1 - s->line.len : 0;
-		buf_append(&s->line, data, room < content ? room : content);
-		line_too_long(s);
-		return take;
+	struct pop3_session *s = engine;
+	struct session_line l;
+	enum session_frame_result r;
+	size_t take = session_frame(&s->in, data, len, line_limit(s), FRAME_STOP, &l, &r);
+	if (r == FRAME_TOO_LONG) {
+		line_too_long(s, l.p, l.len);
+	} else if (r == FRAME_LINE) {
+		if (l.bare_lf)
+			offence_once(s, ONCE_BARE_LF, "bare_lf", l.p, l.len);
+		if (s->input == IN_SASL)
+			sasl_line(s, l.p, l.len);
+		else
+			command_line(s, l.p, l.len);
 	}
-	buf_append(&s->line, data, content);
-	if (!lf)
-		return take;
-	size_t l = s->line.len;
-	if (l > 0 && s->line.data[l - 1] == '\r') {
-		l--;
-	} else {
-		offence_once(s, ONCE_BARE_LF, "bare_lf", s->line.data, l);
-	}
-	if (l > limit) {
-		line_too_long(s);
-		return take;
-	}
-	s->line.data[l] = '\0';
-	line_complete(s, s->line.data, l);
-	buf_reset(&s->line);
 	return take;
 }
 
 size_t pop3_session_feed(struct pop3_session *s, const char *data, size_t len)
 {
-	size_t pos = 0;
-	while (pos < len && s->susp == SUSP_NONE) {
-		pos += feed_line(s, data + pos, len - pos);
-		/* A burst of pipelined RETRs must not pile up here (the buffer is capped):
-		 * the host owns output buffering and backpressure. */
-		if (s->susp == SUSP_NONE && s->out.len >= OUT_FLUSH)
-			flush_out(s);
-	}
-	if (s->susp == SUSP_NONE)
-		flush_out(s);
-	return pos;
+	return session_feed(&s->sess, s, feed_step, data, len);
 }
 
 /* ---------------------------------------------------------------- lifecycle --- */
@@ -1099,15 +1004,14 @@ struct pop3_session *pop3_session_new(const struct pop3_config *cfg,
 	if (!s)
 		return NULL;
 	s->cfg = cfg;
-	s->ops = ops;
-	s->ctx = ctx;
-	snprintf(s->peer_ip, sizeof(s->peer_ip), "%s",
-		 peer && peer->ip ? peer->ip : "unknown");
+	session_init(&s->sess, "pop3", peer, ops, ctx, OUT_CAP);
+	/* a burst of pipelined RETRs must not pile up here: the host owns output
+	 * buffering and backpressure */
+	s->sess.out_flush_at = OUT_FLUSH;
 	s->tls = tls_active;
 	size_t pre = cfg->line_length_limit ? cfg->line_length_limit : PRE_LINE_LIMIT;
 	size_t cap = (pre > SASL_LINE_LIMIT ? pre : SASL_LINE_LIMIT) + 8;
-	buf_init(&s->line, cap);
-	buf_init(&s->out, OUT_CAP);
+	session_framer_init(&s->in, cap);
 	s->phase = PH_AUTHORIZATION;
 	s->input = IN_CMD;
 	return s;
@@ -1122,8 +1026,8 @@ void pop3_session_free(struct pop3_session **sp)
 	free(s->deleted);
 	free(s->user);
 	free(s->login_user);
-	buf_free(&s->line);
-	buf_free(&s->out);
+	session_framer_free(&s->in);
+	session_free(&s->sess);
 	free(s);
 	*sp = NULL;
 }
@@ -1136,37 +1040,30 @@ void pop3_session_start(struct pop3_session *s)
 
 void pop3_session_resume(struct pop3_session *s)
 {
-	if (s->susp != SUSP_WAIT)
-		return;
-	s->susp = SUSP_NONE;
-	if (s->close_reason) {
-		do_close(s);
-		return;
-	}
-	flush_out(s);
+	session_resume(&s->sess);
 }
 
 void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher,
 			      int bits)
 {
 	s->tls = true;
-	if (s->susp != SUSP_TLS)
+	if (s->sess.susp != SESSION_TLS)
 		return;
 	/* RFC 2595 4: forget what was said in the clear; nothing buffered survives. */
-	buf_reset(&s->line);
+	session_framer_reset(&s->in);
 	s->have_user = false;
 	s->have_refused_user = false;
 	sasl_end(s);
 	s->penalty_charged = false;
-	s->susp = SUSP_NONE;
+	session_suspend(&s->sess, SESSION_RUN);
 }
 
 void pop3_session_hangup(struct pop3_session *s, const char *reason)
 {
-	if (s->susp == SUSP_CLOSED)
+	if (s->sess.susp == SESSION_CLOSED)
 		return;
-	buf_reset(&s->out);
-	s->susp = SUSP_CLOSED;
+	buf_reset(&s->sess.out);
+	session_hangup(&s->sess);
 }
 
 /* ------------------------------------------------------------- proto_engine --- */

@@ -16,6 +16,7 @@ alice-Secret-1 with three INBOX messages.  Everything started is stopped by PID.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -191,18 +192,22 @@ local_recipient_maps = proxy:unix:passwd.byname $alias_maps
     with open("/etc/postfix/master.cf") as f:
         master = f.read()
     master = master.replace("\nsmtp      inet  n       -       y       -       -       smtpd",
-                            f"\n127.0.0.1:{p['smtp']} inet n - y - - smtpd")
+                            f"\n127.0.0.1:{p['smtp']} inet n - n - - smtpd")
     # Debian's commented submission and submissions services, enabled as an admin does
-    out = []
+    out, in_block = [], False
     for line in master.split("\n"):
         if line.startswith("#submission inet"):
-            line = f"127.0.0.1:{p['submission']} inet n - y - - smtpd"
+            line, in_block = f"127.0.0.1:{p['submission']} inet n - n - - smtpd", True
         elif line.startswith("#submissions     inet"):
-            line = f"127.0.0.1:{p['smtps']} inet n - y - - smtpd"
-        elif line.startswith("#  -o ") and out and (out[-1].startswith("127.0.0.1:") or
-                                                   out[-1].startswith("  -o ")):
+            line, in_block = f"127.0.0.1:{p['smtps']} inet n - n - - smtpd", True
+        elif in_block and line.startswith("#  -o "):
             line = line[1:]
+        elif in_block and not line.startswith("#     "):
+            in_block = False
         out.append(line)
+    # a private instance runs unchrooted (the chroot column changes nothing on the wire)
+    out = [re.sub(r"^(\S+\s+\S+\s+\S+\s+\S+\s+)y(\s)", r"\1n\2", l) if not l.startswith("#") else l
+           for l in out]
     write(os.path.join(pf, "master.cf"), "\n".join(out))
     dvp = subprocess.Popen(["dovecot", "-F", "-c", os.path.join(dv, "dovecot.conf")],
                            stdout=open(os.path.join(dv, "stdout"), "wb"), stderr=subprocess.STDOUT,
