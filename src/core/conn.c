@@ -570,6 +570,14 @@ static void op_close(void *ctx, const char *reason)
 	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "error");
 }
 
+/* The engine's state changes ("imap: state authenticated -> selected"), for debugging
+ * a conversation from the daemon's log. */
+static void op_trace(void *ctx, const char *line)
+{
+	struct conn *c = ctx;
+	log_msg(LOG_DEBUG, c->id, "%s", line);
+}
+
 static const struct proto_host_ops conn_ops = {
 	.send = op_send,
 	.event = op_event,
@@ -580,6 +588,7 @@ static const struct proto_host_ops conn_ops = {
 	.starttls = op_starttls,
 	.wait = op_wait,
 	.close = op_close,
+	.trace = op_trace,
 };
 
 /* ---- TLS ---- */

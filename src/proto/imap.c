@@ -288,8 +288,6 @@ static const char *capability(const struct imap_session *s)
  * BAD/NO itself) and a do step. */
 enum {
 	ICMD_SELECTED = 1 << 0, /* needs a selected mailbox ("BAD No mailbox selected.") */
-	ICMD_LAST = 1 << 1,     /* must end a pipelined group (the input after it is not
-				 * commands: STARTTLS's handshake, a SASL exchange, IDLE) */
 };
 
 struct imap_cmd {
@@ -302,15 +300,13 @@ struct imap_cmd {
 	int (*run)(struct imap_session *s, struct imap_command *c);
 };
 
-/* The table's generic check: the flags say what the state must be. */
+/* The table's generic check: the flags say what the state must be, then the
+ * command's own check. */
 static bool cmd_may_run(struct imap_session *s, const struct imap_cmd *cmd,
 			struct imap_command *c)
 {
 	if ((cmd->flags & ICMD_SELECTED) && !imap_need_selected(s))
 		return false;
-	if ((cmd->flags & ICMD_LAST) && session_more_input(&s->sess))
-		session_offence_once(&s->sess, 1u << 0, "pipelining", s->sess.feed_pos,
-				     (size_t)(s->sess.feed_end - s->sess.feed_pos));
 	return !cmd->check || cmd->check(s, c);
 }
 
@@ -386,19 +382,27 @@ static int cmd_id(struct imap_session *s, struct imap_command *c)
 	return 0;
 }
 
-static int pre_starttls(struct imap_session *s, struct imap_command *c)
+/* imap-login's cmd_starttls(): refused before anything else is looked at. */
+static bool check_starttls(struct imap_session *s, struct imap_command *c)
 {
+	(void)c;
 	if (s->tls) {
 		imap_tagged_plain(s, "BAD", "TLS is already active.");
-		return 0;
+		return false;
 	}
 	if (!s->cfg->tls_available || s->cfg->implicit_tls) {
 		imap_tagged_plain(s, "BAD", "TLS support isn't enabled.");
-		return 0;
+		return false;
 	}
+	return true;
+}
+
+static int pre_starttls(struct imap_session *s, struct imap_command *c)
+{
+	(void)c;
 	s->starttls_done = true;
 	imap_tagged_plain(s, "OK", "Begin TLS negotiation now.");
-	s->sess.susp = SESSION_TLS;
+	session_suspend(&s->sess, SESSION_TLS);
 	return 0;
 }
 
@@ -408,7 +412,7 @@ static const struct imap_cmd pre_table[] = {
 	{"LOGOUT", 0, NULL, cmd_logout},
 	{"ENABLE", 0, NULL, pre_enable},
 	{"ID", 0, NULL, cmd_id},
-	{"STARTTLS", 0, NULL, pre_starttls},
+	{"STARTTLS", 0, check_starttls, pre_starttls},
 	{"LOGIN", 0, NULL, imap_pre_login},
 	{"AUTHENTICATE", 0, NULL, imap_pre_authenticate},
 };
@@ -694,7 +698,7 @@ static const struct imap_cmd post_table[] = {
 	{"ID", 0, NULL, cmd_id},
 	{"ENABLE", 0, NULL, cmd_enable},
 	{"NAMESPACE", 0, NULL, cmd_namespace},
-	{"IDLE", ICMD_LAST, NULL, cmd_idle},
+	{"IDLE", 0, NULL, cmd_idle},
 	{"LIST", 0, NULL, imap_cmd_list},
 	{"LSUB", 0, NULL, imap_cmd_lsub},
 	{"STATUS", 0, NULL, imap_cmd_status},

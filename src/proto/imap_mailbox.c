@@ -692,7 +692,7 @@ int imap_cmd_append(struct imap_session *s, struct imap_command *c)
 	s->app_len = a->len;
 	s->app_flags = flags;
 	s->app_date = date;
-	s->sess.susp = SESSION_COMMIT;
+	session_suspend(&s->sess, SESSION_COMMIT);
 	s->sess.ops->msg_commit(s->sess.ctx);
 	return 0;
 }
@@ -701,7 +701,7 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 {
 	if (s->sess.susp != SESSION_COMMIT)
 		return;
-	s->sess.susp = SESSION_RUN;
+	session_suspend(&s->sess, SESSION_RUN);
 	if (r && r->ok) {
 		s->sess.messages++;
 		struct mxb_event *ev = mxb_event_new("message");
@@ -751,7 +751,7 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 	imap_release_command(s);
 	if (s->hung_up) {
 		buf_reset(&s->sess.out);
-		s->sess.susp = SESSION_CLOSED;
+		session_suspend(&s->sess, SESSION_CLOSED);
 		return;
 	}
 	session_end_step(&s->sess);

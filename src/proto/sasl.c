@@ -177,3 +177,25 @@ void sasl_cred_free(struct sasl_cred *c)
 	free(c->authzid);
 	memset(c, 0, sizeof(*c));
 }
+
+enum auth_verdict sasl_check(struct auth_policy *policy, const struct sasl_check *c,
+			     struct sasl_cred *cred_r, bool *taken_r)
+{
+	*taken_r = sasl_cred_take(c->authzid, c->user, c->pass, cred_r);
+	if (!*taken_r)
+		return AUTH_FAIL;
+	struct auth_request req = {
+		.proto = c->proto,
+		.mechanism = c->mech,
+		.src_ip = c->src_ip,
+		.authzid = cred_r->authzid,
+		.username = cred_r->user,
+		.password = cred_r->pass,
+		.cram_challenge = c->cram_challenge,
+		.cram_digest = c->cram_digest,
+	};
+	enum auth_verdict v = auth_policy_check(policy, &req);
+	if (v != AUTH_OK)
+		sasl_cred_free(cred_r);
+	return v;
+}

@@ -5,15 +5,17 @@
  * at the end, the same character check as Postfix's Dovecot client), the RFC 4616
  * PLAIN split (authzid NUL authcid NUL passwd; any other byte allowed), and the
  * RFC 2195 CRAM-MD5 answer split.  Outputs are slices of caller buffers; nothing
- * allocates, and every output is bounded by the caller's capacity.  And the one rule
- * every protocol applies to decoded credentials before asking the policy
- * (sasl_cred_take).
+ * allocates, and every output is bounded by the caller's capacity.  And the one
+ * credential path of all three protocols (sasl_check): the rule every protocol applies
+ * to decoded credentials (sasl_cred_take), then the policy.
  */
 #ifndef MXB_PROTO_SASL_H
 #define MXB_PROTO_SASL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "deceive/auth_policy.h"
 
 /* Decode base64.  "=" alone (RFC 4954's empty response) decodes to nothing.
  * Returns 0, or -1 for bad characters, bad padding or a result over outcap. */
@@ -62,5 +64,22 @@ struct sasl_cred {
 bool sasl_cred_take(const struct sasl_slice *authzid, const struct sasl_slice *user,
 		    const struct sasl_slice *pass, struct sasl_cred *c);
 void sasl_cred_free(struct sasl_cred *c);
+
+/* A credential as a protocol engine received it (slices of its buffers). */
+struct sasl_check {
+	const char *proto;                /* for the policy: "smtp", "imaps", "pop3", ... */
+	const char *mech;
+	const char *src_ip;
+	const struct sasl_slice *authzid; /* NULL: none */
+	const struct sasl_slice *user;
+	const struct sasl_slice *pass;    /* NULL: none (CRAM-MD5) */
+	const char *cram_challenge, *cram_digest;
+};
+/* The one credential check of SMTP, IMAP and POP3: the rule (a NUL byte or over
+ * SASL_CRED_MAX: refused, *taken_r false, never shown to the policy), then the
+ * policy.  On AUTH_OK *cred_r holds the copies (sasl_cred_free); otherwise it holds
+ * nothing. */
+enum auth_verdict sasl_check(struct auth_policy *policy, const struct sasl_check *c,
+			     struct sasl_cred *cred_r, bool *taken_r);
 
 #endif

@@ -82,8 +82,13 @@ void session_close_after(struct session *s, const char *reason)
 		s->close_reason = reason;
 }
 
+static const char *const susp_names[] = {"run", "wait", "commit", "tls", "closed"};
+
+/* The one place the suspension changes; traced like the engines' own states. */
 void session_suspend(struct session *s, enum session_susp why)
 {
+	if (s->susp != why)
+		session_trace(s, "suspension", susp_names[s->susp], susp_names[why]);
 	s->susp = why;
 }
 
@@ -95,7 +100,7 @@ bool session_running(const struct session *s)
 static void do_close(struct session *s)
 {
 	session_flush(s);
-	s->susp = SESSION_CLOSED;
+	session_suspend(s, SESSION_CLOSED);
 	s->ops->close(s->ctx, s->close_reason ? s->close_reason : "protocol");
 }
 
@@ -120,7 +125,7 @@ void session_end_step(struct session *s)
 	if (s->delay_ms > 0) {
 		unsigned ms = s->delay_ms;
 		s->delay_ms = 0;
-		s->susp = SESSION_WAIT;
+		session_suspend(s, SESSION_WAIT);
 		s->ops->wait(s->ctx, ms);
 		return;
 	}
@@ -135,7 +140,7 @@ bool session_resume(struct session *s)
 {
 	if (s->susp != SESSION_WAIT)
 		return false;
-	s->susp = SESSION_RUN;
+	session_suspend(s, SESSION_RUN);
 	if (s->close_reason)
 		do_close(s);
 	else
@@ -145,7 +150,7 @@ bool session_resume(struct session *s)
 
 void session_hangup(struct session *s)
 {
-	s->susp = SESSION_CLOSED;
+	session_suspend(s, SESSION_CLOSED);
 }
 
 size_t session_feed(struct session *s, void *engine, session_step_fn step, const char *data,
@@ -347,24 +352,17 @@ enum auth_verdict session_auth_check(struct session *s, struct auth_policy *poli
 				     const struct session_cred *c, struct sasl_cred *cred_r,
 				     bool *taken_r)
 {
-	memset(cred_r, 0, sizeof(*cred_r));
-	*taken_r = sasl_cred_take(c->authzid, c->user, c->pass, cred_r);
-	if (!*taken_r)
-		return AUTH_FAIL;
-	struct auth_request req = {
+	struct sasl_check check = {
 		.proto = c->proto,
-		.mechanism = c->mech,
+		.mech = c->mech,
 		.src_ip = s->peer_ip,
-		.authzid = cred_r->authzid,
-		.username = cred_r->user,
-		.password = cred_r->pass,
+		.authzid = c->authzid,
+		.user = c->user,
+		.pass = c->pass,
 		.cram_challenge = c->cram_challenge,
 		.cram_digest = c->cram_digest,
 	};
-	enum auth_verdict v = auth_policy_check(policy, &req);
-	if (v != AUTH_OK)
-		sasl_cred_free(cred_r);
-	return v;
+	return sasl_check(policy, &check, cred_r, taken_r);
 }
 
 void session_cred_event(struct session *s, const struct session_cred *c, bool success,

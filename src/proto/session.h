@@ -15,8 +15,8 @@
  *   - line framing (session_frame): LF-terminated lines, CR removed, bare LF and NUL
  *     noticed, a length bound with the engine's choice of what happens past it;
  *   - counters (commands, errors, messages) and offences, some recorded once;
- *   - the credential check (session_auth_check): the one rule of sasl.h, the policy,
- *     the auth event with every byte the client sent;
+ *   - the credential check (session_auth_check over sasl.h's sasl_check): the one
+ *     rule, the policy, the auth event with every byte the client sent;
  *   - tracing: every state change of an engine goes through its one state function,
  *     which calls session_trace() (the host's optional ops->trace sees "old -> new").
  *
@@ -83,6 +83,7 @@ void session_flush_if_big(struct session *s);
 /* ---- suspension ---- */
 void session_hold(struct session *s, unsigned ms);
 void session_close_after(struct session *s, const char *reason);
+/* The one place the suspension changes (traced "suspension old -> new"). */
 void session_suspend(struct session *s, enum session_susp why);
 bool session_running(const struct session *s);
 /* End of a step: STARTTLS hands over (replies flushed first), a commit lets the
@@ -153,9 +154,9 @@ struct session_cred {
 	const struct sasl_slice *pass;    /* NULL: none (CRAM-MD5) */
 	const char *cram_challenge, *cram_digest;
 };
-/* The one credential path of all three engines: the rule of sasl.h (a NUL byte or
- * over SASL_CRED_MAX: refused, *taken_r false, never shown to the policy), then the
- * policy.  On AUTH_OK *cred_r holds the copies (sasl_cred_free); otherwise it is
+/* The one credential path of all three engines: sasl_check() (sasl.h: the rule, a
+ * NUL byte or over SASL_CRED_MAX refused with *taken_r false and never shown to the
+ * policy, then the policy) with the session's peer address.  On AUTH_OK *cred_r holds the copies (sasl_cred_free); otherwise it is
  * freed already.  The caller emits the event with session_cred_event(), after
  * choosing the result its persona reports. */
 enum auth_verdict session_auth_check(struct session *s, struct auth_policy *policy,

@@ -941,7 +941,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version,
 		session_framer_reset(&s->in);
 		s->overflowed = false;
 		smtp_set_state(s, ST_CMD);
-		s->sess.susp = SESSION_RUN;
+		session_suspend(&s->sess, SESSION_RUN);
 	}
 }
 

@@ -543,6 +543,34 @@ static void test_long_line_bounded(void **st)
 	t_close(&t);
 }
 
+/* Every state change goes through imap_set_state() and the session's one suspension
+ * function, and the host sees each old -> new, in order. */
+static void test_state_traces(void **st)
+{
+	struct t t;
+	t_open(&t, false);
+	send_str(&t, "s STARTTLS\r\n");
+	assert_true(out_has(&t, "s OK Begin TLS negotiation now.\r\n"));
+	send_str(&t, "s2 STARTTLS\r\n"); /* the table's check step answers */
+	assert_true(out_has(&t, "s2 BAD TLS is already active.\r\n"));
+	send_str(&t, "a LOGIN alice alice-Secret-1\r\nb SELECT INBOX\r\nc IDLE\r\n");
+	send_str(&t, "DONE\r\nd FETCH 1 FLAGS\r\nd2 CLOSE\r\nd3 FETCH 1 FLAGS\r\n");
+	assert_true(out_has(&t, "d3 BAD No mailbox selected"));
+	send_str(&t, "e LOGOUT\r\n");
+	buf_putc(&t.h.traces, '\0');
+	assert_string_equal(t.h.traces.data,
+			    "imap: suspension run -> tls\n"
+			    "imap: suspension tls -> run\n"
+			    "imap: state not_authenticated -> authenticated\n"
+			    "imap: state authenticated -> selected\n"
+			    "imap: input line -> idle\n"
+			    "imap: input idle -> line\n"
+			    "imap: state selected -> authenticated\n"
+			    "imap: state authenticated -> logout\n"
+			    "imap: suspension run -> closed\n");
+	t_close(&t);
+}
+
 static void test_state_names(void **st)
 {
 	struct t t;
@@ -738,6 +766,7 @@ int main(void)
 		cmocka_unit_test(test_append_over_session_memory),
 		cmocka_unit_test(test_daemon_memory_shared),
 		cmocka_unit_test(test_state_names),
+		cmocka_unit_test(test_state_traces),
 		cmocka_unit_test(test_vtable),
 		cmocka_unit_test(test_sort_thread_esearch),
 	};

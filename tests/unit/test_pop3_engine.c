@@ -362,6 +362,28 @@ static void test_dot_stuffing(void **state)
 	mailbox_free(&m);
 }
 
+/* Every state change goes through set_state() and the session's one suspension
+ * function; the host sees each old -> new, in order. */
+static void test_state_traces(void **state)
+{
+	setup_cfg(false, true);
+	struct fake_host h;
+	fake_host_start(&h, &pop3_engine, &cfg, NULL, false);
+	free(fake_host_take(&h));
+	expect(&h, "STLS\r\n", "+OK Begin TLS negotiation now.\r\n");
+	free(run(&h, "AUTH PLAIN\r\n"));
+	free(run(&h, "AGFsaWNlAGFsaWNlLVNlY3JldC0x\r\nQUIT\r\n"));
+	buf_putc(&h.traces, '\0');
+	assert_string_equal(h.traces.data,
+			    "pop3: suspension run -> tls\n"
+			    "pop3: suspension tls -> run\n"
+			    "pop3: state authorization/cmd -> authorization/sasl\n"
+			    "pop3: state authorization/sasl -> authorization/cmd\n"
+			    "pop3: state authorization/cmd -> transaction/cmd\n"
+			    "pop3: suspension run -> closed\n");
+	fake_host_free(&h);
+}
+
 static void test_stls_injection(void **state)
 {
 	setup_cfg(false, true);
@@ -676,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_dele_rset_quit),
 		cmocka_unit_test(test_dot_stuffing),
 		cmocka_unit_test(test_stls_injection),
+		cmocka_unit_test(test_state_traces),
 		cmocka_unit_test(test_auth_sasl),
 		cmocka_unit_test(test_auth_sasl_more),
 		cmocka_unit_test(test_bad_command_limits),
