@@ -306,7 +306,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->hostname = default_hostname();
 	default_local_domains(cfg);
 	cfg->catch_all = false;
-	cfg->vrfy_enabled = false;
+	cfg->vrfy_enabled = true;
 	cfg->auth_on_mx = false;
 	cfg->cram_md5 = false;
 	cfg->accounts = NULL;

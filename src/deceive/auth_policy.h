@@ -37,6 +37,9 @@ struct auth_request {
 
 struct auth_policy {
 	enum auth_verdict (*check)(struct auth_policy *p, const struct auth_request *req);
+	/* Optional: true when username is an account that logs in now (a fixed account, or
+	 * one an attacker cracked): what a stock server's VRFY would confirm. */
+	bool (*has_user)(struct auth_policy *p, const char *username);
 	void (*destroy)(struct auth_policy *p);
 };
 
@@ -46,6 +49,10 @@ static inline enum auth_verdict auth_policy_check(struct auth_policy *p,
 	return p ? p->check(p, req) : AUTH_FAIL;
 }
 
+static inline bool auth_policy_has_user(struct auth_policy *p, const char *username)
+{
+	return p && p->has_user && username && p->has_user(p, username);
+}
 /* Fixed accounts: "user:password" strings.  n may be 0 (every attempt fails). */
 struct auth_policy *auth_static_new(const char *const *accounts, size_t n);
 void auth_policy_free(struct auth_policy **p);

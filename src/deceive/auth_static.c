@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -58,6 +59,20 @@ static enum auth_verdict static_check(struct auth_policy *p, const struct auth_r
 	return ok ? AUTH_OK : AUTH_FAIL;
 }
 
+/* "alice", "Alice" and "alice@any.domain" name the account alice. */
+static bool static_has_user(struct auth_policy *p, const char *username)
+{
+	struct auth_static *a = (struct auth_static *)p;
+	const char *at = strrchr(username, '@');
+	size_t ul = at ? (size_t)(at - username) : strlen(username);
+	for (size_t i = 0; i < a->n; i++) {
+		const char *u = a->acc[i].user;
+		if (strcasecmp(u, username) == 0 || (strlen(u) == ul && strncasecmp(u, username, ul) == 0))
+			return true;
+	}
+	return false;
+}
+
 static void static_destroy(struct auth_policy *p)
 {
 	struct auth_static *a = (struct auth_static *)p;
@@ -78,6 +93,7 @@ struct auth_policy *auth_static_new(const char *const *accounts, size_t n)
 	if (!a)
 		return NULL;
 	a->base.check = static_check;
+	a->base.has_user = static_has_user;
 	a->base.destroy = static_destroy;
 	if (n > 0) {
 		a->acc = calloc(n, sizeof(*a->acc));

@@ -552,12 +552,20 @@ static int cram_prepare(struct deception *d)
 	return rc;
 }
 
+/* A fixed account, or one cracked already: it "exists" (VRFY confirms it). */
+static bool deception_has_user(struct auth_policy *p, const char *username)
+{
+	const struct deception_account *a = deception_lookup(p, username);
+	return a && a->password;
+}
+
 struct auth_policy *deception_new(const struct deception_config *cfg)
 {
 	struct deception *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
 	d->policy.check = deception_check;
+	d->policy.has_user = deception_has_user;
 	d->policy.destroy = deception_destroy;
 	d->fail_min = cfg->fail_min;
 	d->fail_max = cfg->fail_max < cfg->fail_min ? cfg->fail_min : cfg->fail_max;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
 #include <strings.h>
 #include <time.h>
 
@@ -399,6 +400,8 @@ static int check_rcpt(struct smtp_session *s, struct smtp_args *a)
 	return 0;
 }
 
+static bool vrfy_said_unknown(const struct smtp_session *s, const char *addr);
+
 static void run_rcpt(struct smtp_session *s, struct smtp_args *a)
 {
 	struct smtp_path_req r;
@@ -446,6 +449,11 @@ static void run_rcpt(struct smtp_session *s, struct smtp_args *a)
 		/* Debian's submission/smtps: smtpd_client_restrictions=permit_sasl_authenticated,reject
 		 * shows as a recipient rejection for every address. */
 		smtp_reply(s, "554 5.7.1 <%s>: Recipient address rejected: Access denied", shown);
+		smtp_count_error(s);
+	} else if (local && !s->authenticated && vrfy_said_unknown(s, r.addr)) {
+		/* this session's VRFY called the name unknown: RCPT agrees (persona.md) */
+		smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown in local "
+			      "recipient table", shown);
 		smtp_count_error(s);
 	} else if (s->authenticated || local || s->cfg->catch_all) {
 		if (buf_append(&s->rcpts, r.addr, strlen(r.addr) + 1) < 0) {
@@ -520,6 +528,61 @@ static int check_vrfy(struct smtp_session *s, struct smtp_args *a)
 	return 0;
 }
 
+/* FNV-1a of the lower-case local part of addr: what VRFY and RCPT compare. */
+static uint64_t local_part_key(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t ll = at ? (size_t)(at - addr) : strlen(addr);
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < ll; i++) {
+		h ^= (unsigned char)tolower((unsigned char)addr[i]);
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static bool vrfy_said_unknown(const struct smtp_session *s, const char *addr)
+{
+	uint64_t k = local_part_key(addr);
+	for (unsigned i = 0; i < s->n_vrfy_unknown; i++)
+		if (s->vrfy_unknown[i] == k)
+			return true;
+	return false;
+}
+
+static void vrfy_remember_unknown(struct smtp_session *s, const char *addr)
+{
+	size_t cap = sizeof(s->vrfy_unknown) / sizeof(s->vrfy_unknown[0]);
+	if (vrfy_said_unknown(s, addr))
+		return;
+	/* past the bound the oldest is forgotten: a prober of 16+ names is answered
+	 * by RCPT as by the catch-all it then believes this is */
+	s->vrfy_unknown[s->n_vrfy_unknown % cap] = local_part_key(addr);
+	if (s->n_vrfy_unknown < cap)
+		s->n_vrfy_unknown++;
+}
+
+/* The local recipient table VRFY answers from, as Debian's local_recipient_maps
+ * (passwd.byname + aliases) has it on a Debian 12 mail host: the base-passwd system
+ * users, the daemons' users of Postfix, Dovecot and their usual neighbours,
+ * postmaster and abuse (aliases), and the accounts that log in (fixed ones, cracked
+ * ones: the policy).  Any other name is unknown, as on a stock server (RCPT still
+ * accepts it: docs/persona.md). */
+static bool vrfy_local_user(const struct smtp_session *s, const char *addr)
+{
+	static const char *const system_users[] = {
+		"postmaster", "abuse", "root", "daemon", "bin", "sys", "sync", "games", "man",
+		"lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc",
+		"_apt", "nobody", "systemd-network", "systemd-timesync", "messagebus", "sshd",
+		"postfix", "dovecot", "dovenull"};
+	const char *at = strrchr(addr, '@');
+	size_t ll = at ? (size_t)(at - addr) : strlen(addr);
+	for (size_t i = 0; i < sizeof(system_users) / sizeof(system_users[0]); i++)
+		if (strlen(system_users[i]) == ll && strncasecmp(system_users[i], addr, ll) == 0)
+			return true;
+	return auth_policy_has_user(s->cfg->auth, addr);
+}
+
 static void run_vrfy(struct smtp_session *s, struct smtp_args *a)
 {
 	char arg[2100], shown[2100];
@@ -545,8 +608,26 @@ static void run_vrfy(struct smtp_session *s, struct smtp_args *a)
 		return;
 	}
 	session_printable(shown, sizeof(shown), arg, strlen(arg));
-	/* One answer for every address: no user enumeration through us. */
-	smtp_reply(s, "252 2.0.0 %s", shown);
+	char addr[sizeof(r.addr)];
+	session_printable(addr, sizeof(addr), r.addr, strlen(r.addr));
+	/* As stock Postfix: smtpd_recipient_restrictions first (a foreign domain is a relay
+	 * attempt), then the local recipient table (docs/persona.md: VRFY). */
+	bool local = domain_is_local(s, r.addr) || smtp_addr_is_postmaster(r.addr);
+	if (s->cfg->role != SMTP_ROLE_MX && !s->authenticated) {
+		/* Debian's submission/smtps client restrictions, checked with RCPT's */
+		smtp_reply(s, "554 5.7.1 <%s>: Recipient address rejected: Access denied", addr);
+		smtp_count_error(s);
+	} else if (!local && !s->cfg->catch_all && !s->authenticated) {
+		smtp_reply(s, "454 4.7.1 <%s>: Relay access denied", addr);
+		smtp_count_error(s);
+	} else if (local && !vrfy_local_user(s, r.addr)) {
+		smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown in local "
+			      "recipient table", addr);
+		smtp_count_error(s);
+		vrfy_remember_unknown(s, r.addr);
+	} else {
+		smtp_reply(s, "252 2.0.0 %s", shown);
+	}
 	vrfy_event(s, "VRFY", arg);
 }
 
@@ -655,10 +736,15 @@ static const struct smtp_cmd *cmd_lookup(const char *verb)
 	return NULL;
 }
 
-/* Postfix 3.7 smtpd_forbidden_commands default, plus its is_header() test. */
+/* Postfix 3.7 smtpd_forbidden_commands default (`postconf -d`: CONNECT GET POST
+ * regexp:{{/^[^A-Z]/ Bogus}}, a case-insensitive table: a verb that does not start with
+ * a letter, e.g. a TLS ClientHello or JSON sent to port 25), plus its is_header()
+ * test. */
 static bool forbidden(const char *verb)
 {
-	return strcasecmp(verb, "CONNECT") == 0 || strcasecmp(verb, "GET") == 0 ||
+	unsigned char c0 = (unsigned char)verb[0];
+	bool letter = (c0 >= 'A' && c0 <= 'Z') || (c0 >= 'a' && c0 <= 'z');
+	return !letter || strcasecmp(verb, "CONNECT") == 0 || strcasecmp(verb, "GET") == 0 ||
 	       strcasecmp(verb, "POST") == 0 || smtp_is_header_name(verb);
 }
 

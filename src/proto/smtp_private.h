@@ -90,6 +90,10 @@ struct smtp_session {
 	bool mail_smtputf8;
 	uint64_t msg_size;           /* SIZE=, sticky until a reset as in Postfix */
 	unsigned rcpt_count;
+	/* Local names VRFY called unknown (FNV-1a of the lower-case local part): RCPT
+	 * refuses them too in this session, so the two never contradict (persona.md). */
+	uint64_t vrfy_unknown[16];
+	unsigned n_vrfy_unknown;
 	unsigned rcpt_overshoot;
 	struct buf rcpts;            /* accepted recipients, NUL-separated */
 

@@ -26,7 +26,12 @@ def test_smtplib_plain(daemon):
         code, ehlo = s.ehlo()
         assert code == 250 and b"PIPELINING" in ehlo and b"SIZE 10240000" in ehlo
         assert b"AUTH" not in ehlo, "AUTH must not be offered on the MX port by default"
-        assert b"VRFY" not in ehlo, "VRFY is disabled by default and must not be offered"
+        assert b"VRFY" in ehlo, "VRFY is offered by default, as stock Debian Postfix"
+        # answered as stock: an account that logs in exists, a random name does not
+        assert s.verify("alice")[0] == 252
+        code, text = s.verify("xkwqpzmt")
+        assert (code, text) == (550, b"5.1.1 <xkwqpzmt>: Recipient address rejected: "
+                                     b"User unknown in local recipient table"), (code, text)
         refused = s.sendmail("py@example.net", [f"alice@{DOMAIN}"], _msg(m))
         assert refused == {}
     path, data, ev = assert_captured(daemon, m, sender="py@example.net",

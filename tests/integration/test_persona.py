@@ -238,15 +238,14 @@ def test_rules_can_fail():
     """The rule engine itself: a rule changes exactly what it names."""
     r = Rules(RULES)
     ref = ["C: VRFY root\\r\\n", "S: 252 2.0.0 root\\r\\n", "S: 250-VRFY\\r\\n"]
-    exp = r.expected("smtp-commands", ref)
-    assert "S: 250-VRFY\\r\\n" not in exp
-    assert exp[1] == "S: 502 5.5.1 VRFY command is disabled\\r\\n", exp
+    assert r.expected("smtp-commands", ref) == ref  # VRFY as stock: no rule touches it
     assert r.expected("smtp-commands", ["S: 250 2.0.0 Ok\\r\\n"]) == ["S: 250 2.0.0 Ok\\r\\n"]
-    exp = r.expected("smtp-commands", ["C: XYZZY\\r\\n", "S: 500 x\\r\\n"])
-    assert exp == ["C: XYZZY\\r\\n", "# delay 1-3s", "S: 500 x\\r\\n"], exp
     u = "S: 550 5.1.1 <nosuchuser@<DOMAIN>>: Recipient address rejected: User unknown " \
         "in local recipient table\\r\\n"
     assert r.expected("smtp-rcpt", [u]) == ["S: 250 2.1.5 Ok\\r\\n"]
+    v = "S: 550 5.1.1 <nosuchuser>: Recipient address rejected: User unknown " \
+        "in local recipient table\\r\\n"
+    assert r.expected("smtp-commands", [v]) == [v]  # VRFY's 550 stays as recorded
 
 
 def test_mailbox_rules_ignore_only_content():

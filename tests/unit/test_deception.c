@@ -96,7 +96,13 @@ static void test_fails_first_then_cracks_then_only_that(void **state)
 	assert_int_equal(try(p, "alice", "password"), AUTH_FAIL);
 	/* not in the top 4: never cracks */
 	assert_int_equal(try(p, "alice", "dragon"), AUTH_FAIL);
+	/* guessed at, not cracked: VRFY does not confirm it yet */
+	assert_false(auth_policy_has_user(p, "alice"));
 	assert_int_equal(try(p, "alice", "qwerty"), AUTH_OK);
+	/* cracked: it exists now, under every spelling (SMTP VRFY answers 252) */
+	assert_true(auth_policy_has_user(p, "alice"));
+	assert_true(auth_policy_has_user(p, "ALICE@example.test"));
+	assert_false(auth_policy_has_user(p, "bob"));
 	const struct deception_account *a = deception_lookup(p, "alice");
 	assert_non_null(a);
 	assert_string_equal(a->password, "qwerty");
@@ -209,6 +215,7 @@ static void test_fixed_accounts(void **state)
 	struct auth_policy *p = deception_new(&cfg);
 	assert_int_equal(try(p, "alice", "123456"), AUTH_FAIL);
 	assert_int_equal(try(p, "alice@example.test", "alice-Secret-1"), AUTH_OK);
+	assert_true(auth_policy_has_user(p, "Alice")); /* a fixed account exists from the start */
 	/* restore cannot override a fixed account */
 	struct deception_account a = {.username = "alice", .password = "hijack"};
 	assert_int_equal(deception_restore(p, &a), 0);
