@@ -118,7 +118,11 @@ int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 		goto out;
 	}
 	X509_set_version(cert, 2); /* X509v3 */
-	unsigned char serial[16];
+	/* Shaped like Debian's snakeoil (make-ssl-cert: `openssl req -x509 -days 3650
+	 * -sha256` with ssleay.cnf): a 159-bit random serial, 3650 days, and the
+	 * extensions basicConstraints, subjectAltName, subjectKeyIdentifier in that
+	 * order (checked against one made by stock-servers.py). */
+	unsigned char serial[20];
 	RAND_bytes(serial, sizeof(serial));
 	serial[0] &= 0x7f; /* positive */
 	BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
@@ -127,7 +131,7 @@ int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 		BN_free(bn);
 	}
 	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-	X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 24 * 3600 + 2L * 24 * 3600);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 3650L * 24 * 3600);
 	X509_set_pubkey(cert, key);
 	X509_NAME *name = X509_get_subject_name(cert);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)hostname,
@@ -136,8 +140,8 @@ int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 	struct buf san;
 	buf_init(&san, 0);
 	buf_printf(&san, "DNS:%s", hostname);
-	int ext_ok = add_ext(cert, NID_subject_alt_name, san.data) == 0 &&
-		     add_ext(cert, NID_basic_constraints, "CA:FALSE") == 0 &&
+	int ext_ok = add_ext(cert, NID_basic_constraints, "CA:FALSE") == 0 &&
+		     add_ext(cert, NID_subject_alt_name, san.data) == 0 &&
 		     add_ext(cert, NID_subject_key_identifier, "hash") == 0;
 	buf_free(&san);
 	if (!ext_ok || !X509_sign(cert, key, EVP_sha256())) {

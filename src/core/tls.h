@@ -4,8 +4,9 @@
  * TLS 1.2 and 1.3 only, forward-secret ciphers (AEAD first), no compression, no client
  * renegotiation; TLS 1.3 prefers TLS_AES_256_GCM_SHA384 as a stock Postfix does.
  * Without a configured certificate, tls_server_ctx_new() makes a self-signed one on
- * first start (RSA 2048, SHA-256, CN and subjectAltName DNS:<hostname>, X509v3, ten
- * years) in <data_dir>/tls/cert.pem and key.pem (mode 0600), and reuses it later, so
+ * first start, shaped like Debian's snakeoil from make-ssl-cert (RSA 2048, SHA-256,
+ * 20-byte serial, CN and subjectAltName DNS:<hostname>, X509v3, 3650 days, extensions
+ * basicConstraints, subjectAltName, subjectKeyIdentifier in that order) in <data_dir>/tls/cert.pem and key.pem (mode 0600), and reuses it later, so
  * the daemon's fingerprint stays stable across restarts like a real server's (a new one
  * is made when the host name changed: the certificate must name the banner's host).
  * The SNI name a client asks for is accepted whatever it is and read back with

@@ -797,6 +797,19 @@ static void test_self_signed_cert(void **state)
 	X509 *a = read_cert(cert);
 	assert_int_equal(X509_check_host(a, "mx.test.example", 0, 0, NULL), 1);
 	assert_int_equal(X509_get_version(a), 2); /* v3 */
+	/* shaped like Debian's make-ssl-cert snakeoil: 3650 days, a 20-byte serial (19
+	 * when the random top byte is 0), RSA 2048, and its three extensions in order */
+	int days = -1, secs = -1;
+	assert_int_equal(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(a), X509_get0_notAfter(a)), 1);
+	assert_int_equal(days, 3650);
+	assert_int_equal(secs, 0);
+	const ASN1_INTEGER *sn = X509_get0_serialNumber(a);
+	assert_true(ASN1_STRING_length(sn) >= 19 && ASN1_STRING_length(sn) <= 20);
+	assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(a)), 2048);
+	assert_int_equal(X509_get_ext_count(a), 3);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(a, 0))), NID_basic_constraints);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(a, 1))), NID_subject_alt_name);
+	assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(a, 2))), NID_subject_key_identifier);
 	char *err = NULL;
 	assert_int_equal(tls_ensure_self_signed(cert, key, "mx.test.example", &err), 0);
 	X509 *b = read_cert(cert);
