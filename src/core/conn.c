@@ -637,10 +637,42 @@ static void conn_handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	conn_close(c, "tls_error", false);
 }
 
+static void profile_ctxs_free(struct conn_server *srv)
+{
+	for (size_t i = 0; i < sizeof(srv->profile_ctx) / sizeof(srv->profile_ctx[0]); i++) {
+		SSL_CTX_free(srv->profile_ctx[i]); /* open sessions hold their own reference */
+		srv->profile_ctx[i] = NULL;
+	}
+	srv->profile_base = NULL;
+}
+
+/* The context of the role's persona: Dovecot's TLS on IMAP and POP3, Postfix's on
+ * the SMTP roles (docs/persona.md).  Made from ssl_ctx's certificate once per
+ * certificate load; the certificate's own context if that fails. */
+static SSL_CTX *role_ssl_ctx(struct conn *c)
+{
+	struct conn_server *srv = c->srv;
+	if (srv->profile_base != srv->ssl_ctx)
+		profile_ctxs_free(srv);
+	srv->profile_base = srv->ssl_ctx;
+	bool dovecot = mxb_role_family(c->role) != MXB_FAMILY_SMTP;
+	enum tls_profile p = dovecot ? TLS_PROFILE_DOVECOT : TLS_PROFILE_POSTFIX;
+	if (!srv->profile_ctx[p]) {
+		char *err = NULL;
+		srv->profile_ctx[p] = tls_ctx_for_profile(srv->ssl_ctx, p, &err);
+		if (!srv->profile_ctx[p]) {
+			log_msg(LOG_ERR, c->id, "TLS profile: %s", err ? err : "?");
+			free(err);
+			return srv->ssl_ctx;
+		}
+	}
+	return srv->profile_ctx[p];
+}
+
 /* Wrap the socket in a TLS filter and start the server handshake. */
 static int conn_tls_begin(struct conn *c)
 {
-	SSL *ssl = SSL_new(c->srv->ssl_ctx);
+	SSL *ssl = SSL_new(role_ssl_ctx(c));
 	if (!ssl)
 		return -1;
 	bufferevent_set_timeouts(c->sock_bev, NULL, NULL);
@@ -1111,4 +1143,5 @@ void conn_server_teardown(struct conn_server *srv, struct spool **spool)
 	spool_close(spool);
 	/* 3. Nothing a connection holds refers to the spool now. */
 	conn_free_all(srv);
+	profile_ctxs_free(srv);
 }

@@ -71,6 +71,10 @@ struct conn_server {
 	size_t output_budget;
 
 	/* private */
+	/* ssl_ctx's certificate in each role's TLS profile (tls.h): made at the first
+	 * handshake after ssl_ctx was set or replaced by a reload */
+	SSL_CTX *profile_base;
+	SSL_CTX *profile_ctx[3];
 	struct conn *conns;
 	size_t n_conns;
 	bool shutting_down;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -179,6 +180,90 @@ const char *tls_sni(SSL *ssl)
 	return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 }
 
+/* Protocol versions, ciphers, key exchange and options of a profile (tls.h). */
+static int apply_profile(SSL_CTX *ctx, enum tls_profile profile, char **err_r)
+{
+	/* the client's cipher preference, as both stock daemons (tls_preempt_cipherlist
+	 * = no, ssl_prefer_server_ciphers = no); session tickets on */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	const char *list = NULL;
+	int min = TLS1_2_VERSION;
+	switch (profile) {
+	case TLS_PROFILE_STRICT:
+		list = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:ECDHE+AES:!aNULL:!eNULL:!MD5:!RC4:"
+		       "!3DES:!DSS:!SHA1";
+		break;
+	case TLS_PROFILE_POSTFIX:
+		/* Postfix 3.7 tls_medium_cipherlist (smtpd_tls_ciphers = medium), which
+		 * keeps the anonymous suites opportunistic TLS allows; TLS 1.0 and 1.1
+		 * and those suites need security level 0 with OpenSSL 3 */
+		list = "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH:@SECLEVEL=0";
+		min = TLS1_VERSION;
+		SSL_CTX_set_dh_auto(ctx, 1);
+		break;
+	case TLS_PROFILE_DOVECOT: {
+		/* Dovecot 2.3's ssl_cipher_list and ssl_min_protocol defaults, and the DH
+		 * group of Debian's ssl_dh (RFC 3526 modp_4096) */
+		list = "ALL:!kRSA:!SRP:!kDHd:!DSS:!aNULL:!eNULL:!EXPORT:!DES:!3DES:!MD5:!PSK:"
+		       "!RC4:!ADH:!LOW@STRENGTH";
+		EVP_PKEY *dh = NULL;
+		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+		OSSL_PARAM params[] = {
+			OSSL_PARAM_construct_utf8_string("group", (char *)"modp_4096", 0),
+			OSSL_PARAM_construct_end(),
+		};
+		if (!pc || EVP_PKEY_paramgen_init(pc) <= 0 ||
+		    EVP_PKEY_CTX_set_params(pc, params) <= 0 ||
+		    EVP_PKEY_paramgen(pc, &dh) <= 0 || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+			EVP_PKEY_free(dh);
+			EVP_PKEY_CTX_free(pc);
+			*err_r = errf("cannot set the DH group: %s", tls_last_error(0));
+			return -1;
+		}
+		EVP_PKEY_CTX_free(pc);
+		break;
+	}
+	}
+	SSL_CTX_set_min_proto_version(ctx, min);
+	if (!SSL_CTX_set_cipher_list(ctx, list) ||
+	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:"
+					   "TLS_CHACHA20_POLY1305_SHA256:"
+					   "TLS_AES_128_GCM_SHA256")) {
+		*err_r = errf("cannot set ciphers: %s", tls_last_error(0));
+		return -1;
+	}
+	static const unsigned char sid_ctx[] = "mxbait";
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+	return 0;
+}
+
+SSL_CTX *tls_ctx_for_profile(SSL_CTX *base, enum tls_profile profile, char **err_r)
+{
+	*err_r = NULL;
+	X509 *cert = SSL_CTX_get0_certificate(base);
+	EVP_PKEY *key = SSL_CTX_get0_privatekey(base);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx || !cert || !key) {
+		*err_r = errf("SSL_CTX_new: %s", tls_last_error(0));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	STACK_OF(X509) *chain = NULL;
+	SSL_CTX_get0_chain_certs(base, &chain);
+	if (apply_profile(ctx, profile, err_r) != 0)
+		goto fail;
+	if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+	    (chain && SSL_CTX_set1_chain(ctx, chain) != 1)) {
+		*err_r = errf("cannot use the certificate: %s", tls_last_error(0));
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 			    const char *data_dir, const char *hostname, char **err_r)
 {
@@ -211,22 +296,8 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 		*err_r = errf("SSL_CTX_new: %s", tls_last_error(0));
 		goto out;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* As Postfix 3.7 sets it up: the client's cipher preference (tls_preempt_cipherlist
-	 * = no) and session tickets on, so a TLS fingerprint of the honeypot looks like
-	 * the real thing. */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:"
-					  "ECDHE+AES:!aNULL:!eNULL:!MD5:!RC4:!3DES:!DSS:!SHA1") ||
-	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:"
-					   "TLS_CHACHA20_POLY1305_SHA256:"
-					   "TLS_AES_128_GCM_SHA256")) {
-		*err_r = errf("cannot set ciphers: %s", tls_last_error(0));
+	if (apply_profile(ctx, TLS_PROFILE_STRICT, err_r) != 0)
 		goto fail;
-	}
-	static const unsigned char sid_ctx[] = "mxbait";
-	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
-	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		*err_r = errf("cannot load certificate %s: %s", cert_file, tls_last_error(0));
 		goto fail;

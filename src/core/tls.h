@@ -26,6 +26,22 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 			   const char *hostname, char **err_r);
 
+/* What a role's TLS looks like from outside (docs/persona.md: TLS profile per role),
+ * each measured with nmap ssl-enum-ciphers against the stock Debian 12 daemon:
+ *   STRICT   TLS 1.2/1.3, forward-secret AEAD ciphers (the web server; the default
+ *            of tls_server_ctx_new);
+ *   POSTFIX  Postfix 3.7: TLS 1.0-1.3, tls_medium_cipherlist
+ *            (aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH, anonymous suites included at
+ *            security level 0), automatic DH groups, the client's cipher order;
+ *   DOVECOT  Dovecot 2.3: TLS 1.2/1.3, its ssl_cipher_list default, DHE with the
+ *            4096-bit RFC 3526 group of Debian's /usr/share/dovecot/dh.pem, the
+ *            client's cipher order. */
+enum tls_profile { TLS_PROFILE_STRICT, TLS_PROFILE_POSTFIX, TLS_PROFILE_DOVECOT };
+/* A context of the given profile with base's certificate, key and chain (made once
+ * per certificate load: the connection layer keeps one per profile).  NULL with
+ * *err_r (malloc'd) on failure. */
+SSL_CTX *tls_ctx_for_profile(SSL_CTX *base, enum tls_profile profile, char **err_r);
+
 /* The server name the client sent with SNI, or NULL. */
 const char *tls_sni(SSL *ssl);
 
