@@ -98,7 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[256];
 	if (!fake_host_check_schema(&h, why, sizeof(why)))
 		__builtin_trap();
-	imap_session_free(&h.s);
+	struct imap_session *is = h.s;
+	imap_session_free(&is);
+	h.s = NULL;
 	/* every message the engine opened was committed or aborted */
 	if (h.msg_open && !h.want_commit)
 		__builtin_trap();
