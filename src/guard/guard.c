@@ -109,14 +109,21 @@ static int64_t now_us(void)
 
 /* ---- events ---- */
 
-static void emit(struct guard *g, struct mxb_event *ev, const char *id, const char *src,
-		 unsigned port)
+/* ts_us 0: now. */
+static void emit_at(struct guard *g, struct mxb_event *ev, int64_t ts_us, const char *id,
+		    const char *src, unsigned port)
 {
-	mxb_event_stamp(ev, 0, id, src, port, "guard");
+	mxb_event_stamp(ev, ts_us, id, src, port, "guard");
 	if (g->es)
 		eventstore_submit(g->es, ev);
 	else
 		mxb_event_free(&ev);
+}
+
+static void emit(struct guard *g, struct mxb_event *ev, const char *id, const char *src,
+		 unsigned port)
+{
+	emit_at(g, ev, 0, id, src, port);
 }
 
 static void str_or_null(struct mxb_event *ev, const char *key, const char *v)
@@ -157,8 +164,8 @@ static void emit_decision(struct guard *g, const struct decision *d, const char 
 	else
 		mxb_event_null(ev, "duration_ms");
 	mxb_event_int(ev, "level", d->level);
-	ev->ts_us = ts_us;
-	emit(g, ev, d->id, src, 0);
+	/* at the decision's own time: the decisions table's created_us is this ts */
+	emit_at(g, ev, ts_us, d->id, src, 0);
 }
 
 /* ---- enforcement ---- */
@@ -587,7 +594,7 @@ enum guard_op_result guard_operator(struct guard *g, const struct guard_request 
 				    struct decision *d_r)
 {
 	memset(d_r, 0, sizeof(*d_r));
-	int64_t now = now_us();
+	int64_t now = r->now_us ? r->now_us : now_us();
 	char src_s[NETADDR_STRLEN];
 	netaddr_format(&r->src, src_s, sizeof(src_s));
 	const char *by = r->by ? r->by : "an operator";

@@ -101,6 +101,7 @@ struct guard_request {
 	const char *by;               /* who asked, for the log line (NULL: "an operator") */
 	const char *expect_id;        /* GUARD_OP_DEL: only when the decision in force
 				       * about src has this id (NULL: whichever) */
+	int64_t now_us;               /* the time of the change (0: now) */
 };
 
 enum guard_op_result {

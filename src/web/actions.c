@@ -23,7 +23,7 @@
  * guarded by the state it expects, so the two cannot overwrite each other.
  *
  * Every action that changes something is logged (NOTICE) with the web user's name and
- * address; a decision is also recorded as the guard's `decision` event.
+ * address (a decision by the guard, with its `decision` event; a report here).
  */
 #include "web/api.h"
 
@@ -243,14 +243,13 @@ void web_api_loop(const struct web_shared *sh, struct web_job *j)
 		return;
 	}
 	struct decision d;
+	a->rq.now_us = mxb_now_us();
+	/* (guard_operator logs the change with a->by, the web user's name) */
 	enum guard_op_result r = guard_operator(sh->guard, &a->rq, &d);
 	char m[200];
 	switch (r) {
 	case GUARD_OP_DONE:
 	case GUARD_OP_UNCHANGED: {
-		if (r == GUARD_OP_DONE)
-			log_msg(LOG_NOTICE, NULL, "web: %s: %s %s (decision %s)", a->by,
-				a->rq.op == GUARD_OP_DEL ? "released" : "allowed", a->source, d.id);
 		struct jw w;
 		jw_init(&w, &j->body);
 		jw_begin_object(&w, NULL);
@@ -260,7 +259,8 @@ void web_api_loop(const struct web_shared *sh, struct web_job *j)
 			buf_init(&one, 0);
 			struct jw w1;
 			jw_init(&w1, &one);
-			query_decision_json_mem(&w1, &d, a->rq.op == GUARD_OP_DEL ? mxb_now_us() : 0);
+			query_decision_json_mem(&w1, &d, a->rq.op == GUARD_OP_DEL &&
+							      r == GUARD_OP_DONE ? a->rq.now_us : 0);
 			jw_raw(&w, "decision", one.data, one.len);
 			buf_free(&one);
 		} else {
