@@ -480,6 +480,18 @@ def test_metrics_parse_and_count(hostile):
     for n in names:
         base = re.sub(r"_(bucket|sum|count)$", "", n)
         assert n in exported or base in exported, f"grafana queries {n}, /metrics has no such metric"
+    # ... among them the guard's and the reporter's; panels have their own ids and places.
+    assert {"mxbait_decisions", "mxbait_decisions_total", "mxbait_reports",
+            "mxbait_guard_logins_total", "mxbait_guard_recipients_total"} <= names, names
+    ids = [p["id"] for p in dash["panels"] if "id" in p]
+    assert len(ids) == len(set(ids)), ids
+    boxes = [(p["gridPos"]["x"], p["gridPos"]["y"], p["gridPos"]["w"], p["gridPos"]["h"])
+             for p in dash["panels"]]
+    for i, (x, y, w_, h) in enumerate(boxes):
+        assert x + w_ <= 24, boxes[i]
+        for (x2, y2, w2, h2) in boxes[i + 1:]:
+            assert x + w_ <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, \
+                ("overlapping panels", boxes[i], (x2, y2, w2, h2))
 
 
 def test_actions(hostile):

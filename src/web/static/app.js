@@ -126,7 +126,7 @@
     const body = rows.map((r) => el('tr', {}, ...cols.map((c) => {
       const v = c.fmt ? c.fmt(r) : r[c.key];
       const cell = v instanceof Node ? v : (c.num ? num(v) : hostile(v, c.max));
-      return el('td', { class: c.num ? 'num' : '' }, cell);
+      return el('td', { class: (c.num ? 'num' : '') + (c.nowrap ? ' nowrap' : '') }, cell);
     })));
     const t = el('table', {}, caption ? el('caption', { class: 'muted' }, caption) : null,
       el('thead', {}, head), el('tbody', {}, ...body));
@@ -181,7 +181,7 @@
 
   function show(...nodes) {
     const m = main();
-    m.replaceChildren(...nodes);
+    m.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
   }
 
   function failed(e) {
@@ -458,17 +458,17 @@
     const admin = isAdmin() && who.guard;
     const cols = [
       { key: 'source', label: 'Source', max: 45 },
-      { key: 'action', label: 'Action', fmt: (r) => el('span', { class: 'act act-' + (['delay', 'divert', 'ban', 'allow'].includes(r.action) ? r.action : 'other') }, r.action || r.op || '-') },
-      { key: 'state', label: 'State', max: 10 },
+      { key: 'action', label: 'Action', nowrap: true, fmt: (r) => el('span', { class: 'act act-' + (['delay', 'divert', 'ban', 'allow'].includes(r.action) ? r.action : 'other') }, r.action || r.op || '-') },
+      { key: 'state', label: 'State', max: 10, nowrap: true },
       { key: 'reason', label: 'Reason', max: 40 },
       { key: 'expires', label: 'Expires (UTC)', fmt: (r) => (r.state === 'pending' ? 'not applied yet' : r.expires ? when(r.expires) : 'never') },
       { key: 'evidence', label: 'Evidence', fmt: (r) => evidenceList(r.evidence) },
-      { key: 'origin', label: 'Origin', max: 12 },
+      { key: 'origin', label: 'Origin', max: 12, nowrap: true },
       { key: 'level', label: 'Level', num: true },
       { key: 'created', label: 'Made (UTC)', fmt: (r) => when(r.created) },
     ];
     if (admin) {
-      cols.push({ key: 'release', label: 'Action', fmt: (r) => (r.state === 'active' && r.id
+      cols.push({ key: 'release', label: '', nowrap: true, fmt: (r) => (r.state === 'active' && r.id
         ? actionButton('Release', 'decision-release', { source: r.source, id: r.id }, status,
           (x) => (x.result === 'done' ? 'Released ' + x.decision.source + '.' : 'Nothing changed.'))
         : '') });
@@ -516,16 +516,16 @@
       filters.appendChild(el('a', { href: route('reports') + '?state=' + s, 'aria-current': state === s ? 'page' : 'false' }, s));
     }
     const cols = [
-      { key: 'id', label: 'Id', fmt: (r) => el('a', { href: route('report', String(r.id)) }, String(r.id)) },
-      { key: 'state', label: 'State', max: 14 }, { key: 'sink', label: 'Sink', max: 12 },
-      { key: 'kind', label: 'Kind', max: 10 }, { key: 'subject', label: 'About', max: 60 },
+      { key: 'id', label: 'Id', nowrap: true, fmt: (r) => el('a', { href: route('report', String(r.id)) }, String(r.id)) },
+      { key: 'state', label: 'State', max: 14, nowrap: true }, { key: 'sink', label: 'Sink', max: 12, nowrap: true },
+      { key: 'kind', label: 'Kind', max: 12, nowrap: true }, { key: 'subject', label: 'About', max: 60 },
       { key: 'recipient', label: 'To', max: 50 }, { key: 'title', label: 'Title', max: 80 },
       { key: 'attempts', label: 'Tries', num: true },
       { key: 'created', label: 'Made (UTC)', fmt: (r) => when(r.created) },
       { key: 'sent', label: 'Sent (UTC)', fmt: (r) => when(r.sent) },
       { key: 'last_error', label: 'Last error', max: 60 },
     ];
-    if (isAdmin()) cols.push({ key: 'act', label: 'Action', fmt: (r) => reportButtons(r, status) });
+    if (isAdmin()) cols.push({ key: 'act', label: '', nowrap: true, fmt: (r) => reportButtons(r, status) });
     show(el('h1', {}, 'Reports'),
       el('p', { class: 'muted' }, 'Abuse reports the reporter (mxbait report --daemon) rendered: sent, held for review, or waiting.'),
       el('h2', {}, 'Per sink'),
@@ -584,7 +584,7 @@
     show(el('h1', {}, 'Indicators'),
       el('p', { class: 'muted' }, 'What the reporter derived from the captures (as of its last pass): the basis of exports and reports. Allowlisted ones are never exported.'),
       filters,
-      table([{ key: 'kind', label: 'Kind', max: 16 }, { key: 'value', label: 'Value (never a link)', max: 100 },
+      table([{ key: 'kind', label: 'Kind', max: 16, nowrap: true }, { key: 'value', label: 'Value (never a link)', max: 100 },
         { key: 'confidence', label: 'Conf', num: true },
         { key: 'last_seen', label: 'Last seen (UTC)', fmt: (r) => when(r.last_seen) },
         { key: 'guesses', label: 'Guesses', num: true }, { key: 'probes', label: 'Probes', num: true },
