@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "analyze/analyze.h"
 #include "core/config.h"
 #include "query/attackers.h"
 #include "query/creds.h"
@@ -43,6 +44,8 @@
 #define SQL_TIME_LIMIT_MS 10000
 #define DEFAULT_LIMIT 50
 #define MESSAGE_TEXT_MAX (256 * 1024) /* the message view's text; the rest: raw download */
+#define HTML_MESSAGE_MAX (16 << 20)   /* bytes of a message parsed for its HTML view */
+#define HTML_BODY_MAX (1 << 20)       /* bytes of HTML the view shows */
 #define PARAMS_MAX 16
 
 static int64_t mono_ms(void)
@@ -445,6 +448,48 @@ static void h_message_raw(struct web_job *j, struct ctx *c)
 		j->disposition = NULL;
 }
 
+static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+
+/* The message's HTML body for the message view's sandboxed frame (server.c sends it
+ * with its own CSP: sandbox, no script, no network).  The rest of the dashboard never
+ * renders attacker HTML. */
+static void h_message_html(struct web_job *j, struct ctx *c)
+{
+	char *path = NULL;
+	int64_t size = 0;
+	int st = query_message_file(&c->q, c->arg, &path, &size);
+	if (st != QUERY_OK) {
+		free(path);
+		web_job_error(j, st == QUERY_NOT_FOUND ? 404 : 500,
+			      st == QUERY_NOT_FOUND ? "no such message (or its file is gone)"
+						    : "query failed");
+		return;
+	}
+	struct buf raw;
+	buf_init(&raw, 0);
+	uint64_t total = 0;
+	char sha[65];
+	int rc = query_read_file(path, HTML_MESSAGE_MAX, &raw, &total, sha);
+	free(path);
+	if (rc < 0) {
+		buf_free(&raw);
+		web_job_error(j, 404, "the message file is gone");
+		return;
+	}
+	pthread_once(&mime_once, analyze_mime_init);
+	bool cut = false;
+	buf_reset(&j->body);
+	rc = analyze_html_body(raw.data ? raw.data : "", raw.len, HTML_BODY_MAX, &j->body, &cut);
+	buf_free(&raw);
+	if (rc <= 0) {
+		web_job_error(j, 404, "the message has no HTML part");
+		return;
+	}
+	j->status = 200;
+	j->content_type = "text/html; charset=utf-8";
+	j->sandboxed_html = true;
+}
+
 static void h_message(struct web_job *j, struct ctx *c)
 {
 	static const char *const known[] = {NULL};
@@ -452,6 +497,10 @@ static void h_message(struct web_job *j, struct ctx *c)
 		return;
 	if (c->arg2 && !strcmp(c->arg2, "raw")) {
 		h_message_raw(j, c);
+		return;
+	}
+	if (c->arg2 && !strcmp(c->arg2, "html")) {
+		h_message_html(j, c);
 		return;
 	}
 	if (c->arg2) {
@@ -956,7 +1005,7 @@ static const struct route routes[] = {
 	{EVHTTP_REQ_GET, "/api/v1/sessions", true, true, false, false, h_session, "a session's events"},
 	{EVHTTP_REQ_GET, "/api/v1/messages", false, true, false, false, h_messages, "captured messages"},
 	{EVHTTP_REQ_GET, "/api/v1/messages", true, true, false, false, h_message,
-	 "a message (/raw: the bytes, message/rfc822)"},
+	 "a message (/raw: the bytes, message/rfc822; /html: its HTML body, sandboxed)"},
 	{EVHTTP_REQ_GET, "/api/v1/auth-attempts", false, true, false, false, h_auth_attempts,
 	 "AUTH attempts, newest first"},
 	{EVHTTP_REQ_GET, "/api/v1/credentials", false, true, false, true, h_credentials,

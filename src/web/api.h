@@ -54,6 +54,8 @@ struct web_job {
 	const char *content_type;
 	char *disposition;          /* Content-Disposition, or NULL */
 	bool cacheable;             /* static assets: may be cached briefly */
+	bool sandboxed_html;        /* a message's HTML for the dashboard's frame: sent with
+				     * its own CSP (sandbox, no script, no network) */
 	bool www_authenticate;
 	long age_s;                 /* from the cache: the Age header; -1 fresh */
 	struct buf body;

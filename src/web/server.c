@@ -63,8 +63,13 @@
  * files, no inline script or style, Trusted Types required (so no string can become
  * HTML through a DOM sink), no framing, no forms, no base changes. */
 #define CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " \
-	    "connect-src 'self'; base-uri 'none'; form-action 'none'; "                   \
+	    "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "   \
 	    "frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+/* A captured message's HTML (the message view's frame): a sandbox (a unique origin,
+ * no script, no forms, no popups, no top navigation) even when opened on its own, and
+ * nothing fetched but inline styles and data: images; framed by this origin only. */
+#define CSP_SANDBOXED "default-src 'none'; style-src 'unsafe-inline'; img-src data:; " \
+		      "sandbox; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 
 struct listen_sock {
 	struct evhttp_bound_socket *bound;
@@ -231,17 +236,22 @@ static struct bufferevent *bev_tls(struct event_base *base, void *arg)
 
 /* ---- replies ---- */
 
-static void security_headers(struct evkeyvalq *h, bool tls)
+static void security_headers_for(struct evkeyvalq *h, bool tls, bool sandboxed)
 {
-	evhttp_add_header(h, "Content-Security-Policy", CSP);
+	evhttp_add_header(h, "Content-Security-Policy", sandboxed ? CSP_SANDBOXED : CSP);
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(h, "X-Frame-Options", "DENY");
+	evhttp_add_header(h, "X-Frame-Options", sandboxed ? "SAMEORIGIN" : "DENY");
 	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
 	evhttp_add_header(h, "Cross-Origin-Opener-Policy", "same-origin");
 	evhttp_add_header(h, "Cross-Origin-Resource-Policy", "same-origin");
 	evhttp_add_header(h, "Permissions-Policy", "geolocation=(), camera=(), microphone=()");
 	if (tls)
 		evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
+}
+
+static void security_headers(struct evkeyvalq *h, bool tls)
+{
+	security_headers_for(h, tls, false);
 }
 
 static void pending_remove(struct web *w, struct evhttp_request *req)
@@ -289,7 +299,7 @@ static void send_job(struct web *w, struct web_job *j)
 		return;
 	}
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	security_headers(h, j->tls);
+	security_headers_for(h, j->tls, j->sandboxed_html && j->status == 200);
 	evhttp_add_header(h, "Content-Type", j->content_type ? j->content_type
 							  : "application/json; charset=utf-8");
 	evhttp_add_header(h, "Cache-Control", j->cacheable ? "private, max-age=60" : "no-store");

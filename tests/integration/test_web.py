@@ -405,6 +405,31 @@ def test_raw_message_is_an_rfc822_attachment(hostile):
         assert v in h[k]
 
 
+def test_message_html_is_sandboxed(hostile):
+    """/api/v1/messages/ID/html: the HTML body, decoded, with a CSP of its own that
+    sandboxes it (no script, nothing fetched) even when opened directly; framed by the
+    dashboard only."""
+    w = hostile.web
+    qid = hostile.qids[0]
+    st, h, body = w.get(f"/api/v1/messages/{qid}/html")
+    assert st == 200 and h["content-type"] == "text/html; charset=utf-8"
+    csp = [x.strip() for x in h["content-security-policy"].split(";")]
+    assert "sandbox" in csp and "default-src 'none'" in csp and "img-src data:" in csp, csp
+    assert "frame-ancestors 'self'" in csp and not any("script" in x for x in csp), csp
+    assert h["x-frame-options"] == "SAMEORIGIN" and h["x-content-type-options"] == "nosniff"
+    assert "content-disposition" not in h
+    # the HTML part itself, decoded, not the text part or the attachment
+    assert body.startswith(b"<html><body onload=") and b"phish.evil.example" in body
+    assert webdata.PAYLOADS[0].encode() in body and b"Visit http" not in body
+    # no HTML part: 404; the main pages may frame only this origin
+    big = hostile.qids[-1]
+    st, h, b = w.get(f"/api/v1/messages/{big}/html")
+    assert st == 404 and "no HTML part" in json.loads(b)["error"]
+    assert "sandbox" not in h["content-security-policy"]
+    st, h, _ = w.get("/")
+    assert "frame-src 'self'" in h["content-security-policy"]
+
+
 def test_security_headers_everywhere(hostile):
     w = hostile.web
     st, h, _ = w.get("/api/v1/stats")
@@ -666,7 +691,9 @@ def test_connection_cap(make_daemon):
 # --------------------------------------------------------------------------- browser
 
 class CDP:
-    """The Chrome DevTools protocol over a WebSocket (python3-websocket)."""
+    """The Chrome DevTools protocol over a WebSocket (python3-websocket).  Frames in a
+    process of their own (the sandboxed message HTML) are attached automatically
+    (flat sessions): their events land in events too, with a sessionId."""
 
     def __init__(self, ws_url):
         import websocket
@@ -674,18 +701,28 @@ class CDP:
         self.n = 0
         self.events = []
 
+    def _event(self, msg):
+        if msg.get("method") == "Target.attachedToTarget":
+            sid = msg["params"]["sessionId"]
+            for m in ("Runtime.enable", "Log.enable", "Network.enable",
+                      "Runtime.runIfWaitingForDebugger"):
+                self.n += 1
+                self.ws.send(json.dumps({"id": self.n, "method": m, "params": {},
+                                         "sessionId": sid}))
+        self.events.append(msg)
+
     def send(self, method, **params):
         self.n += 1
         my = self.n
         self.ws.send(json.dumps({"id": my, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv())
-            if msg.get("id") == my:
+            if msg.get("id") == my and "sessionId" not in msg:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return msg.get("result", {})
             if "method" in msg:
-                self.events.append(msg)
+                self._event(msg)
 
     def pump(self, seconds):
         """Collect events for a while."""
@@ -697,7 +734,7 @@ class CDP:
             except Exception:
                 continue
             if "method" in msg:
-                self.events.append(msg)
+                self._event(msg)
         self.ws.settimeout(30)
 
     def eval(self, expr):
@@ -742,6 +779,8 @@ def browser(tmp_path_factory):
         cdp = CDP(target["webSocketDebuggerUrl"])
         for dom in ("Page", "Runtime", "Log", "Network"):
             cdp.send(dom + ".enable")
+        cdp.send("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=False,
+                 flatten=True)
         yield cdp
         cdp.close()
     finally:
@@ -757,10 +796,23 @@ PAGES = ["overview", "attackers", "credentials", "messages", "links", "campaigns
          "decisions", "reports", "indicators"]
 
 
+def _framed(text_or_url):
+    """A message from (or about) the sandboxed HTML frame: its refusals are expected."""
+    return bool(re.search(r"/api/v1/messages/[^/ ]+/html|sandboxed|allow-scripts", text_or_url))
+
+
 def _problems(cdp, origin):
     out = []
+    # requests the browser refused before they left (the frame's CSP)
+    blocked = {(e.get("sessionId"), e["params"]["requestId"]) for e in cdp.events
+               if e["method"] == "Network.loadingFailed" and e["params"].get("blockedReason")}
     for e in cdp.events:
         m, p = e["method"], e.get("params", {})
+        if m == "Log.entryAdded" and _framed(p["entry"].get("url", "") + " " +
+                                             p["entry"].get("text", "")):
+            continue  # the frame's CSP and sandbox refusing the payloads: checked apart
+        if m == "Network.requestWillBeSent" and (e.get("sessionId"), p["requestId"]) in blocked:
+            continue
         if m == "Runtime.exceptionThrown":
             out.append("exception: " + json.dumps(p.get("exceptionDetails", {}))[:400])
         elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
@@ -827,10 +879,24 @@ def test_browser_every_page_safe(hostile, browser):
                              ".map(e => e.getAttribute('href') || e.getAttribute('src') || '')")
             for h in hrefs:
                 assert h.startswith(("#", "/")) and not h.startswith("//"), f"{name}: link {h!r}"
+            # Frames: only the sandboxed message HTML.
+            frames = cdp.eval("[...document.querySelectorAll('iframe')].map(f => "
+                              "[f.getAttribute('sandbox'), f.getAttribute('src')])")
+            for sb, src in frames:
+                assert sb == "" and re.match(r"^/api/v1/messages/[^/]+/html$", src), (name, sb, src)
     # The payloads are on the page, as text.
     _load(cdp, origin, "/message/" + hostile_qid, "message-text")
     txt = cdp.eval("document.querySelector('pre.source').textContent")
     assert webdata.PAYLOADS[0] in txt and "<html><body onload" in txt
+    # ... and the HTML part in its sandboxed frame: loaded, its scripts refused.
+    frame = cdp.eval("(() => { const f = document.querySelector('iframe.html-view');"
+                     " return f && [f.getAttribute('sandbox'), f.getAttribute('src')]; })()")
+    assert frame and frame[0] == "" and frame[1].endswith("/html"), frame
+    refused = [e for e in cdp.events if e["method"] == "Log.entryAdded"
+               and _framed(e["params"]["entry"].get("url", "") + " " + e["params"]["entry"].get("text", ""))]
+    texts = " ".join(e["params"]["entry"]["text"] for e in refused)
+    assert "Blocked script execution" in texts and "img-src data:" in texts, texts[:2000]
+    # (the tracker image was refused by the frame's CSP before it left: _problems)
     cells = cdp.eval("document.body.innerText")
     assert "\\u{202E}" in cells, "the RTL override is not shown as an escape"
     _load(cdp, origin, "/credentials", "credentials-text")

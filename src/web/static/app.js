@@ -6,6 +6,9 @@
  * with no policy, so the browser itself would refuse such an assignment.  Links are
  * only ever to this dashboard's own routes (#/...) or API paths built here with
  * encodeURIComponent; an attacker's URL is shown as text and never becomes an href.
+ * The one exception to "never rendered": a message's HTML body inside an iframe that
+ * is sandboxed (no allow-scripts, no allow-same-origin) and whose document the server
+ * sends with a CSP of its own (sandbox; nothing but inline style and data: images).
  * Control characters, bidirectional overrides and other invisible code points in
  * attacker text are shown as visible \u{XXXX} escapes (so an RTL override cannot
  * reorder what a row says).
@@ -39,11 +42,19 @@
   // (values become text nodes).
   const ATTRS = new Set(['class', 'title', 'role', 'tabindex', 'colspan', 'scope',
     'aria-label', 'aria-current', 'aria-live', 'data-page', 'download', 'type',
-    'id', 'for', 'placeholder', 'maxlength', 'autocomplete', 'spellcheck', 'value']);
+    'id', 'for', 'placeholder', 'maxlength', 'autocomplete', 'spellcheck', 'value',
+    'referrerpolicy']);
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);
+    // A frame is sandboxed (no script, no same origin) before it has any source.
+    if (tag === 'iframe') e.setAttribute('sandbox', '');
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === 'href') {
+      if (k === 'src' && tag === 'iframe') {
+        // Only a message's HTML, which the server sends with its own sandbox CSP.
+        if (typeof v !== 'string' || !/^\/api\/v1\/messages\/[^/]+\/html$/.test(v))
+          throw new Error('refusing frame ' + v);
+        e.setAttribute('src', v);
+      } else if (k === 'href') {
         // Only our own routes and API paths: never a value from the data.
         if (typeof v !== 'string' || !(v.startsWith('#/') || v.startsWith('/api/v1/')))
           throw new Error('refusing href ' + v);
@@ -345,6 +356,13 @@
         table([{ key: 'kind', label: 'Kind', max: 40 }, { key: 'detail', label: 'Detail', max: 200 }], a.findings || []));
     } else {
       nodes.push(el('p', { class: 'muted' }, 'Not analysed yet.'));
+    }
+    const html = (a.parts || []).some((p) => p.type === 'text/html' && p.disposition !== 'attachment' && !p.filename);
+    if (html) {
+      nodes.push(el('h2', {}, 'HTML part'),
+        el('p', { class: 'muted' }, 'Rendered in a sandbox: no script runs, nothing is fetched (remote images stay blank), links lead nowhere.'),
+        el('iframe', { class: 'html-view', src: '/api/v1/messages/' + encodeURIComponent(qid) + '/html',
+          title: 'The message\u2019s HTML, sandboxed', referrerpolicy: 'no-referrer' }));
     }
     nodes.push(el('h2', {}, 'Source' + (m.truncated ? ' (first 256 KiB; the download has all of it)' : '')),
       el('p', { class: 'muted' }, 'Shown as text: headers, bodies and any HTML are never rendered.'),
