@@ -907,6 +907,7 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the guard");
 		goto out;
 	}
+	web_set_guard(web, sv.guard); /* the dashboard's decision actions go through it */
 	if (web_start(web, es, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "web: cannot start");
 		goto out;
