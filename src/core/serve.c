@@ -46,7 +46,10 @@
 #include "proto/pop3.h"
 #include "proto/smtp.h"
 #include "store/db.h"
+#include "store/durable.h"
 #include "store/eventstore.h"
+#include "store/maint.h"
+#include "store/reconcile.h"
 #include "store/spool.h"
 #include "util/buf.h"
 
@@ -176,27 +179,28 @@ static int load_secret(const char *data_dir, uint8_t out[SECRET_LEN])
 				SECRET_LEN);
 		close(fd);
 	} else if (errno == ENOENT) {
-		if (RAND_bytes(out, SECRET_LEN) != 1) {
+		/* Whole and durable, directory entry included, before anything uses it
+		 * (store/durable.h): a crash must not leave a short or missing secret. */
+		if (RAND_bytes(out, SECRET_LEN) != 1)
 			fprintf(stderr, "mxbait: no random bytes for %s\n", p.data);
-		} else if ((fd = open(p.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+		else if (durable_create_file(data_dir, SECRET_FILE, out, SECRET_LEN, 0600) != 0)
 			fprintf(stderr, "mxbait: cannot create %s: %s\n", p.data, strerror(errno));
-		} else {
-			if (write(fd, out, SECRET_LEN) == SECRET_LEN && fsync(fd) == 0)
-				rc = 0;
-			else
-				fprintf(stderr, "mxbait: cannot write %s: %s\n", p.data,
-					strerror(errno));
-			close(fd);
-			if (rc != 0)
-				unlink(p.data);
-			else
-				log_msg(LOG_INFO, NULL, "created %s", p.data);
-		}
+		else
+			rc = 0;
+		if (rc == 0)
+			log_msg(LOG_INFO, NULL, "created %s", p.data);
 	} else {
 		fprintf(stderr, "mxbait: cannot read %s: %s\n", p.data, strerror(errno));
 	}
 	buf_free(&p);
 	return rc;
+}
+
+/* The storage maintenance job's lines (store/maint.h) go to the daemon's log. */
+static void store_log(void *ctx, int prio, const char *msg)
+{
+	(void)ctx;
+	log_msg(prio, NULL, "%s", msg);
 }
 
 static int restore_account(void *ctx, const struct deception_account *a)
@@ -588,6 +592,9 @@ int serve_run(const struct mxb_config *cfg)
 	struct serve sv;
 	memset(&sv, 0, sizeof(sv));
 	struct spool *spool = NULL;
+	struct store_maint *maint = NULL;
+	struct buf spool_path;
+	buf_init(&spool_path, 0);
 	struct eventstore *es = NULL;
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
@@ -666,14 +673,32 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	buf_reset(&path);
 	buf_printf(&path, "%s/mxbait.db", cfg->data_dir);
-	es = eventstore_open(path.data, cfg->event_log && *cfg->event_log ? cfg->event_log : NULL,
-			     &err);
+	const char *event_log = cfg->event_log && *cfg->event_log ? cfg->event_log : NULL;
+	es = eventstore_open(path.data, event_log, &err);
 	if (!es) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot open the event store");
 		goto out;
 	}
 	if (!(auth = make_policy(cfg, es, sv.secret, path.data)))
 		goto out;
+	/* Index what a crash left unindexed, then budgets and retention (src/store). */
+	buf_reset(&spool_path);
+	buf_printf(&spool_path, "%s/spool", cfg->data_dir);
+	long recovered = store_reconcile(path.data, spool_path.data, es, &err);
+	if (recovered > 0)
+		log_msg(LOG_WARNING, NULL, "%ld spool files had no database row (a crash?): "
+			"indexed, event message_recovered", recovered);
+	else if (recovered < 0)
+		log_msg(LOG_ERR, NULL, "indexing the spool: %s", err ? err : "?");
+	free(err);
+	err = NULL;
+	maint = store_maint_start(&(struct store_maint_config){ cfg->data_dir, event_log, es,
+		spool, cfg->database_budget, cfg->analysis_budget, cfg->event_log_budget,
+		cfg->spool_budget, cfg->retention_ms, store_log, NULL }, &err);
+	if (!maint) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the storage job");
+		goto out;
+	}
 	limits = limits_new(cfg->max_connections, cfg->max_connections_per_ip,
 			    cfg->connection_rate_per_ip);
 	if (!limits) {
@@ -726,6 +751,7 @@ int serve_run(const struct mxb_config *cfg)
 	event_base_dispatch(sv.base);
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	store_maint_stop(&maint);
 
 	/* The loop has stopped: commits still queued complete inside spool_close (their
 	 * sessions are alive to record them), then what is left is freed. */
@@ -738,6 +764,7 @@ int serve_run(const struct mxb_config *cfg)
 out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	store_maint_stop(&maint);
 	listener_set_free(&sv.listeners);
 	if (sv.srv.conns) {
 		spool_close(&spool);
@@ -773,5 +800,6 @@ out:
 		close(lock_fd);
 	}
 	buf_free(&path);
+	buf_free(&spool_path);
 	return rc;
 }

@@ -152,6 +152,11 @@ static const char *const migrations[] = {
 	"  AND a.id < e.id AND json_extract(a.json, '$.success')"
 	"  AND json_extract(a.json, '$.username') IS NOT NULL)"
 	" ORDER BY e.id;",
+
+	/* 4 -> 5: spool files by name: the start-up reconciliation of spool/new with the
+	 * messages table (store/reconcile.h) and retention (store/prune.h) look rows up by
+	 * file name. */
+	"CREATE INDEX IF NOT EXISTS messages_spool ON messages(spool);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -341,10 +346,14 @@ enum db_status db_open_rw(const char *path, sqlite3 **db_r, char **err_r)
 		return DB_ERROR;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	/* journal_mode is the first real read: garbage shows up here. */
+	/* journal_mode is the first real read: garbage shows up here.  auto_vacuum takes
+	 * effect only on a database without tables yet (a new one): its pages freed by
+	 * retention can then be given back to the filesystem (store/prune.h).  The WAL is
+	 * cut back to 16 MiB after checkpoints, so a long reader cannot leave it big. */
 	char *em = NULL;
-	rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-			  &em);
+	rc = sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL;"
+			  " PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=16777216;",
+			  NULL, NULL, &em);
 	if (rc != SQLITE_OK) {
 		enum db_status s = classify(db, rc);
 		if (s == DB_NOT_OURS)

@@ -1,10 +1,13 @@
 /* event: build one event record and render it as JSON (see event.h). */
 #include "store/event.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "store/event_schema.h"
 
 struct mxb_event *mxb_event_new(const char *name)
 {
@@ -13,6 +16,7 @@ struct mxb_event *mxb_event_new(const char *name)
 		return NULL;
 	snprintf(ev->name, sizeof(ev->name), "%s", name);
 	buf_init(&ev->fields, 0);
+	buf_init(&ev->text, 0);
 	return ev;
 }
 
@@ -21,6 +25,8 @@ void mxb_event_free(struct mxb_event **evp)
 	if (!evp || !*evp)
 		return;
 	buf_free(&(*evp)->fields);
+	buf_free(&(*evp)->text);
+	free((*evp)->fv);
 	free(*evp);
 	*evp = NULL;
 }
@@ -107,6 +113,88 @@ static void add_key(struct mxb_event *ev, const char *key)
 	buf_printf(&ev->fields, ",\"%s\":", key);
 }
 
+/* A new typed field record (NULL when out of memory: the JSON still has the field,
+ * the derived tables then see it as absent). */
+static struct mxb_event_fv *add_fv(struct mxb_event *ev, const char *key,
+				   enum mxb_fv_type type)
+{
+	if (ev->n_fv == ev->alloc_fv) {
+		unsigned n = ev->alloc_fv ? ev->alloc_fv * 2 : 8;
+		struct mxb_event_fv *v = realloc(ev->fv, n * sizeof(*v));
+		if (!v)
+			return NULL;
+		ev->fv = v;
+		ev->alloc_fv = n;
+	}
+	struct mxb_event_fv *f = &ev->fv[ev->n_fv++];
+	memset(f, 0, sizeof(*f));
+	f->key = key;
+	f->type = type;
+	return f;
+}
+
+/* The longest prefix of s (len bytes) of at most max bytes that does not end inside a
+ * valid UTF-8 sequence. */
+static size_t cut_point(const char *s, size_t len, size_t max)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		size_t n = utf8_seq_len(p + i, len - i);
+		if (n == 0)
+			n = 1;
+		if (i + n > max)
+			break;
+		i += n;
+	}
+	return i;
+}
+
+/* The text form json_extract() gives for the JSON string of s: valid UTF-8 as is, an
+ * invalid byte as the UTF-8 of U+00XX, up to the first NUL. */
+static int append_text_form(struct buf *out, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len && p[i]) {
+		size_t run = i;
+		/* plain ASCII runs in one append */
+		while (run < len && p[run] && p[run] < 0x80)
+			run++;
+		if (run > i) {
+			if (buf_append(out, p + i, run - i) < 0)
+				return -1;
+			i = run;
+			continue;
+		}
+		if (!p[i])
+			break;
+		size_t n = utf8_seq_len(p + i, len - i);
+		if (n == 0) {
+			char two[2] = {(char)(0xC0 | (p[i] >> 6)), (char)(0x80 | (p[i] & 0x3F))};
+			if (buf_append(out, two, 2) < 0)
+				return -1;
+			i++;
+		} else {
+			if (buf_append(out, p + i, n) < 0)
+				return -1;
+			i += n;
+		}
+	}
+	return 0;
+}
+
+static void hex_sha256(const char *s, size_t len, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	out[0] = '\0';
+	if (EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+		return;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 void mxb_event_strn(struct mxb_event *ev, const char *key, const char *val, size_t len)
 {
 	if (!ev)
@@ -115,8 +203,23 @@ void mxb_event_strn(struct mxb_event *ev, const char *key, const char *val, size
 		mxb_event_null(ev, key);
 		return;
 	}
+	size_t keep = len > MXB_EVENT_VALUE_MAX ? cut_point(val, len, MXB_EVENT_VALUE_MAX) : len;
 	add_key(ev, key);
-	json_append_string(&ev->fields, val, len);
+	json_append_string(&ev->fields, val, keep);
+	struct mxb_event_fv *f = add_fv(ev, key, MXB_FV_STR);
+	if (f) {
+		f->off = ev->text.len;
+		if (append_text_form(&ev->text, val, keep) < 0)
+			f->type = MXB_FV_NULL;
+		f->len = ev->text.len - f->off;
+	}
+	if (keep < len) {
+		/* Cut: what was cut away is still identified (docs/events.md). */
+		char hex[65];
+		hex_sha256(val, len, hex);
+		buf_printf(&ev->fields, ",\"%s_length\":%zu,\"%s_sha256\":\"%s\"", key, len, key,
+			   hex);
+	}
 }
 
 void mxb_event_str(struct mxb_event *ev, const char *key, const char *val)
@@ -130,6 +233,9 @@ void mxb_event_int(struct mxb_event *ev, const char *key, int64_t val)
 		return;
 	add_key(ev, key);
 	buf_printf(&ev->fields, "%lld", (long long)val);
+	struct mxb_event_fv *f = add_fv(ev, key, MXB_FV_INT);
+	if (f)
+		f->i = val;
 }
 
 void mxb_event_bool(struct mxb_event *ev, const char *key, bool val)
@@ -138,6 +244,9 @@ void mxb_event_bool(struct mxb_event *ev, const char *key, bool val)
 		return;
 	add_key(ev, key);
 	buf_puts(&ev->fields, val ? "true" : "false");
+	struct mxb_event_fv *f = add_fv(ev, key, MXB_FV_BOOL);
+	if (f)
+		f->i = val ? 1 : 0;
 }
 
 void mxb_event_null(struct mxb_event *ev, const char *key)
@@ -146,6 +255,7 @@ void mxb_event_null(struct mxb_event *ev, const char *key)
 		return;
 	add_key(ev, key);
 	buf_puts(&ev->fields, "null");
+	add_fv(ev, key, MXB_FV_NULL);
 }
 
 void mxb_event_str_array(struct mxb_event *ev, const char *key, const char *const *vals,
@@ -154,13 +264,51 @@ void mxb_event_str_array(struct mxb_event *ev, const char *key, const char *cons
 	if (!ev)
 		return;
 	add_key(ev, key);
+	size_t start = ev->fields.len;
 	buf_putc(&ev->fields, '[');
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			buf_putc(&ev->fields, ',');
-		json_append_string(&ev->fields, vals[i], strlen(vals[i]));
+		size_t len = strlen(vals[i]);
+		json_append_string(&ev->fields, vals[i],
+				   len > MXB_EVENT_VALUE_MAX
+					   ? cut_point(vals[i], len, MXB_EVENT_VALUE_MAX)
+					   : len);
 	}
 	buf_putc(&ev->fields, ']');
+	struct mxb_event_fv *f = add_fv(ev, key, MXB_FV_ARRAY);
+	if (f) {
+		f->off = start;
+		f->len = ev->fields.len - start;
+		f->i = (int64_t)n;
+	}
+}
+
+const struct mxb_event_fv *mxb_event_field(const struct mxb_event *ev, const char *key)
+{
+	if (!ev)
+		return NULL;
+	for (unsigned i = ev->n_fv; i-- > 0;)
+		if (!strcmp(ev->fv[i].key, key))
+			return &ev->fv[i];
+	return NULL;
+}
+
+const char *mxb_event_fv_text(const struct mxb_event *ev, const struct mxb_event_fv *fv,
+			      size_t *len_r)
+{
+	*len_r = 0;
+	if (!ev || !fv)
+		return NULL;
+	if (fv->type == MXB_FV_STR) {
+		*len_r = fv->len;
+		return ev->text.data ? ev->text.data + fv->off : "";
+	}
+	if (fv->type == MXB_FV_ARRAY) {
+		*len_r = fv->len;
+		return ev->fields.data + fv->off;
+	}
+	return NULL;
 }
 
 void mxb_event_stamp(struct mxb_event *ev, int64_t ts_us, const char *session,

@@ -8,12 +8,33 @@
  *   events, far above any sane backlog); past the bound an event is dropped, counted,
  *   and the count is written to the counters table ("events_dropped"), which
  *   `mxbait stats` shows.  Nothing is dropped silently.
- * - The writer commits batches: a batch closes 50 ms after its first event or at 512
- *   events (or at once on flush/close).  Per batch: one write(2) of all its JSON lines
- *   to the log (O_APPEND), one SQLite transaction inserting the events and updating
- *   the sessions and messages tables.
- * - The derived tables are updated from the event's own JSON with json_extract(), so
- *   what the CLI shows is exactly what the event said.
+ * - The writer commits batches: a batch closes 50 ms after its first event (measured
+ *   on CLOCK_MONOTONIC: a wall-clock step neither stalls nor rushes it) or at 512
+ *   events, or at once on flush/close or when a cracked account waits to be saved.
+ *   Per batch: one write(2) of all its JSON lines to the log (O_APPEND), one SQLite
+ *   transaction inserting the events and updating the derived tables.
+ * - The derived tables (sessions, messages, auth_attempts, probes) are defined by the
+ *   event contract: each column is an SQL expression over the event's fields, written
+ *   below with named parameters (:field for an event field, :_ts_us, :_session,
+ *   :_src_ip, :_proto, :_prefix for the common ones).  The fields are bound directly
+ *   from the event's typed copy (struct mxb_event_fv), whose text forms are what
+ *   json_extract() gives for the event's JSON, so a row is exactly what the backfill
+ *   over the events table (db.c) computes from the stored JSON; a unit test checks
+ *   that equality.  Re-parsing each event's JSON with json_extract() was about 20% of
+ *   the daemon's CPU while capturing (docs/PERFORMANCE.md).
+ * - A session's row is inserted once: the writer remembers the sessions it created
+ *   (a small direct-mapped cache), so most events cost one INSERT into events plus
+ *   their derived statements.
+ * - A batch that saves a cracked (or fixed) account is committed with
+ *   synchronous=FULL, so the account survives a power loss as soon as the commit
+ *   returns; other batches use WAL with synchronous=NORMAL (a crash of the machine
+ *   may lose the last batches, a crash of the process loses nothing committed).
+ * - The writer thread is running when eventstore_open() returns (it waits for the
+ *   thread to say so), and eventstore_flush() never waits for a writer that has
+ *   stopped: events submitted to a store without a writer are counted as dropped.
+ * - The JSON-lines log is bounded by eventstore_set_log_budget(): when the file would
+ *   pass half of the budget it is renamed to "<log>.1" (replacing the previous one)
+ *   and a new file is started, so the two never hold more than the budget.
  * - eventstore_flush() returns once everything submitted before it is committed;
  *   eventstore_close() commits everything still queued.
  */
@@ -27,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,67 +60,81 @@
 #define BATCH_MAX 512
 #define BATCH_WAIT_NS (50 * 1000000L)
 #define QUEUE_LIMIT_DEFAULT 1000000
+#define START_WAIT_MS 30000     /* the writer thread must say it runs within this */
+#define SESSION_CACHE 4096      /* sessions whose row the writer knows exists */
 
-/* Derived-table maintenance: SQL run for an event id, with ?1 = the event JSON,
- * ?2 = session, ?3 = ts_us, ?4 = src_ip.  Run after the session row exists. */
+/* Derived-table maintenance: the statements run for an event id, in this order, after
+ * the event's own row and its session row.  Parameters: :name is the event's field
+ * `name` (NULL when absent), :name__count the number of elements of an array field,
+ * and the common fields :_ts_us, :_session (NULL when empty), :_src_ip, :_proto,
+ * :_prefix (the /24 or /48 of src_ip, db_prefix()).  db.c's backfill (step 3 -> 4)
+ * computes the same auth_attempts and probes rows from the stored JSON. */
 struct derived {
 	const char *event;
 	const char *sql;
 };
 
 static const struct derived derived_sql[] = {
-	{"connect", "UPDATE sessions SET dst_ip = json_extract(?1, '$.dst_ip'),"
-		    " dst_port = json_extract(?1, '$.dst_port'), started_us = ?3"
-		    " WHERE session = ?2"},
-	{"tls", "UPDATE sessions SET tls = json_extract(?1, '$.version') WHERE session = ?2"},
-	{"helo", "UPDATE sessions SET helo = json_extract(?1, '$.name') WHERE session = ?2"},
+	{"connect", "UPDATE sessions SET dst_ip = :dst_ip, dst_port = :dst_port,"
+		    " started_us = :_ts_us WHERE session = :_session"},
+	{"tls", "UPDATE sessions SET tls = :version WHERE session = :_session"},
+	{"helo", "UPDATE sessions SET helo = :name WHERE session = :_session"},
 	{"auth", "UPDATE sessions SET auth_attempts = auth_attempts + 1,"
-		 " auth_user = CASE WHEN json_extract(?1, '$.success')"
-		 " THEN json_extract(?1, '$.username') ELSE auth_user END WHERE session = ?2"},
-	{"mail", "UPDATE sessions SET mails = mails + 1 WHERE session = ?2"},
-	{"rcpt", "UPDATE sessions SET rcpts = rcpts + 1 WHERE session = ?2"},
-	{"offence", "UPDATE sessions SET offences = offences + 1 WHERE session = ?2"},
-	{"message", "UPDATE sessions SET messages = messages + 1 WHERE session = ?2"},
+		 " auth_user = CASE WHEN :success THEN :username ELSE auth_user END"
+		 " WHERE session = :_session"},
+	{"mail", "UPDATE sessions SET mails = mails + 1 WHERE session = :_session"},
+	{"rcpt", "UPDATE sessions SET rcpts = rcpts + 1 WHERE session = :_session"},
+	{"offence", "UPDATE sessions SET offences = offences + 1 WHERE session = :_session"},
+	{"message", "UPDATE sessions SET messages = messages + 1 WHERE session = :_session"},
 	{"message", "INSERT INTO messages(queue_id, session, ts_us, src_ip, spool, sha256, size,"
 		    " sender, recipients, n_rcpt, method, auth_user, tls) VALUES("
-		    " coalesce(json_extract(?1, '$.queue_id'), ''), ?2, ?3, ?4,"
-		    " json_extract(?1, '$.spool'), json_extract(?1, '$.sha256'),"
-		    " json_extract(?1, '$.size'), json_extract(?1, '$.sender'),"
-		    " json_extract(?1, '$.recipients'),"
-		    " coalesce(json_array_length(?1, '$.recipients'), 0),"
-		    " json_extract(?1, '$.method'), json_extract(?1, '$.auth_user'),"
-		    " json_extract(?1, '$.tls'))"},
+		    " coalesce(:queue_id, ''), :_session, :_ts_us, :_src_ip, :spool, :sha256,"
+		    " :size, :sender, :recipients, coalesce(:recipients__count, 0), :method,"
+		    " :auth_user, :tls)"},
 	/* Brute-force intelligence (db.c step 3 -> 4 backfills the same rows). */
 	{"auth", "INSERT INTO auth_attempts(ts_us, session, src_ip, prefix, proto, mechanism,"
-		 " username, password, success, result) VALUES(?3, ?2, ?4, mxb_prefix(?4),"
-		 " json_extract(?1, '$.proto'), json_extract(?1, '$.mechanism'),"
-		 " json_extract(?1, '$.username'), json_extract(?1, '$.password'),"
-		 " coalesce(json_extract(?1, '$.success'), 0), json_extract(?1, '$.result'))"},
+		 " username, password, success, result) VALUES(:_ts_us, :_session, :_src_ip,"
+		 " :_prefix, :_proto, :mechanism, :username, :password, coalesce(:success, 0),"
+		 " :result)"},
 	/* A probe: RCPT or VRFY/EXPN of a session not (yet) authenticated.  The auth rows
 	 * above ran first for earlier events of the batch, so auth_user is current. */
 	{"rcpt", "INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address,"
-		 " accepted, reply) SELECT ?3, ?2, ?4, mxb_prefix(?4), json_extract(?1, '$.proto'),"
-		 " 'rcpt', json_extract(?1, '$.recipient'),"
-		 " coalesce(json_extract(?1, '$.accepted'), 0), json_extract(?1, '$.reply')"
-		 " WHERE (SELECT auth_user FROM sessions WHERE session = ?2) IS NULL"},
+		 " accepted, reply) SELECT :_ts_us, :_session, :_src_ip, :_prefix, :_proto,"
+		 " 'rcpt', :recipient, coalesce(:accepted, 0), :reply"
+		 " WHERE (SELECT auth_user FROM sessions WHERE session = :_session) IS NULL"},
 	{"vrfy", "INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address,"
-		 " accepted, reply) SELECT ?3, ?2, ?4, mxb_prefix(?4), json_extract(?1, '$.proto'),"
-		 " lower(coalesce(json_extract(?1, '$.verb'), 'vrfy')),"
-		 " json_extract(?1, '$.argument'),"
-		 " coalesce(json_extract(?1, '$.reply') BETWEEN 200 AND 299, 0),"
-		 " json_extract(?1, '$.reply')"
-		 " WHERE (SELECT auth_user FROM sessions WHERE session = ?2) IS NULL"},
-	{"disconnect", "UPDATE sessions SET ended_us = ?3,"
-		       " duration_ms = json_extract(?1, '$.duration_ms'),"
-		       " reason = json_extract(?1, '$.reason'),"
-		       " state = json_extract(?1, '$.state'),"
-		       " commands = coalesce(json_extract(?1, '$.commands'), commands),"
-		       " errors = coalesce(json_extract(?1, '$.errors'), errors),"
-		       " messages = max(messages, coalesce(json_extract(?1, '$.messages'), 0))"
-		       " WHERE session = ?2"},
+		 " accepted, reply) SELECT :_ts_us, :_session, :_src_ip, :_prefix, :_proto,"
+		 " lower(coalesce(:verb, 'vrfy')), :argument,"
+		 " coalesce(:reply BETWEEN 200 AND 299, 0), :reply"
+		 " WHERE (SELECT auth_user FROM sessions WHERE session = :_session) IS NULL"},
+	{"disconnect", "UPDATE sessions SET ended_us = :_ts_us, duration_ms = :duration_ms,"
+		       " reason = :reason, state = :state,"
+		       " commands = coalesce(:commands, commands),"
+		       " errors = coalesce(:errors, errors),"
+		       " messages = max(messages, coalesce(:messages, 0))"
+		       " WHERE session = :_session"},
+	/* A spool file indexed at start (store/reconcile.h): its row, at capture time. */
+	{"message_recovered",
+	 "INSERT INTO messages(queue_id, session, ts_us, src_ip, spool, sha256, size, sender,"
+	 " recipients, n_rcpt, method, auth_user, tls) VALUES(coalesce(:queue_id, ''), NULL,"
+	 " coalesce(unixepoch(:captured_ts) * 1000000"
+	 " + CAST(substr(:captured_ts, 21, 6) AS INTEGER), :_ts_us),"
+	 " nullif(:_src_ip, ''), :spool, :sha256, :size, NULL, '[]', 0, NULL, NULL, NULL)"},
 };
 
 #define N_DERIVED (sizeof(derived_sql) / sizeof(derived_sql[0]))
+
+/* What a statement parameter is bound to. */
+enum param_kind { P_FIELD, P_FIELD_COUNT, P_TS_US, P_SESSION, P_SRC_IP, P_PROTO, P_PREFIX };
+struct param {
+	enum param_kind kind;
+	char key[32]; /* P_FIELD, P_FIELD_COUNT: the event field */
+};
+struct derived_stmt {
+	sqlite3_stmt *st;
+	struct param *params; /* [0 .. n_params) = parameters 1 .. n */
+	int n_params;
+};
 
 /* A saved state of a policy account, copied at eventstore_save_account() time. */
 struct acct_rec {
@@ -109,34 +145,55 @@ struct acct_rec {
 	int64_t updated_us;
 };
 
+enum writer_state { W_STARTING, W_RUNNING, W_EXITED };
+
 struct eventstore {
 	sqlite3 *db;
+	char *jsonl_path;
 	int jsonl_fd;
+	uint64_t jsonl_size;      /* bytes in the current log file */
+	uint64_t log_budget;      /* 0: none; else the log and <log>.1 together */
+	bool reopen_log;          /* eventstore_reopen_log() asked for it */
+	uint64_t wal_limit;       /* eventstore_set_wal_limit(); applied by the writer */
+	bool wal_limit_changed;
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_session;
-	sqlite3_stmt *derived[N_DERIVED];
+	struct derived_stmt derived[N_DERIVED];
 	sqlite3_stmt *upsert_account;
+	/* Sessions whose row exists (direct-mapped by a hash of the id): writer only. */
+	char (*known_sessions)[24];
+
+	/* Writer-owned scratch, allocated at open so the thread cannot fail to start. */
+	struct mxb_event **batch;
+	size_t *offs;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* writer waits for events */
-	pthread_cond_t done_cv; /* flushers wait for progress */
+	pthread_cond_t cv;      /* writer waits for events (CLOCK_MONOTONIC) */
+	pthread_cond_t done_cv; /* flushers wait for progress; open for the start */
 	struct mxb_event **queue;
 	size_t q_head, n_queue, alloc_queue; /* queue[q_head .. q_head+n_queue) */
 	size_t queue_limit;
 	uint64_t accepted;      /* events queued since open */
 	uint64_t done;          /* events the writer finished with */
-	uint64_t dropped;       /* refused by the bound, since open */
+	uint64_t dropped;       /* refused by the bound (or no writer), since open */
 	uint64_t dropped_recorded;
 	uint64_t failed;        /* lost to a failed transaction, since open */
 	uint64_t batches;
+	uint64_t durable_commits; /* batches committed with synchronous=FULL */
 	/* Account saves: a second queue, drained with every batch. */
 	struct acct_rec *accts;
 	size_t n_accts, alloc_accts;
+	size_t urgent_accts;    /* of them, saves that must be durable at once */
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
+	/* Budget watcher (store/maint.h): called after the log grew by kick_every bytes. */
+	void (*kick)(void *ctx);
+	void *kick_ctx;
+	uint64_t kick_every, since_kick;
 	int flushers;
 	bool stop;
+	enum writer_state writer;
 	pthread_t thread;
-	bool thread_started;
+	bool thread_started;    /* joinable */
 };
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
@@ -158,8 +215,113 @@ static void free_stmts(struct eventstore *es)
 	sqlite3_finalize(es->ins_event);
 	sqlite3_finalize(es->ins_session);
 	sqlite3_finalize(es->upsert_account);
-	for (size_t i = 0; i < N_DERIVED; i++)
-		sqlite3_finalize(es->derived[i]);
+	for (size_t i = 0; i < N_DERIVED; i++) {
+		sqlite3_finalize(es->derived[i].st);
+		free(es->derived[i].params);
+	}
+}
+
+/* Map every parameter of a derived statement to what it is bound to. */
+static int map_params(struct derived_stmt *d)
+{
+	int n = sqlite3_bind_parameter_count(d->st);
+	d->n_params = n;
+	if (n == 0)
+		return 0;
+	d->params = calloc((size_t)n, sizeof(*d->params));
+	if (!d->params)
+		return -1;
+	static const struct { const char *name; enum param_kind kind; } commons[] = {
+		{":_ts_us", P_TS_US}, {":_session", P_SESSION}, {":_src_ip", P_SRC_IP},
+		{":_proto", P_PROTO}, {":_prefix", P_PREFIX},
+	};
+	for (int i = 0; i < n; i++) {
+		const char *name = sqlite3_bind_parameter_name(d->st, i + 1);
+		struct param *p = &d->params[i];
+		if (!name || name[0] != ':')
+			return -1;
+		bool common = false;
+		for (size_t k = 0; k < sizeof(commons) / sizeof(commons[0]); k++)
+			if (!strcmp(name, commons[k].name)) {
+				p->kind = commons[k].kind;
+				common = true;
+			}
+		if (common)
+			continue;
+		size_t len = strlen(name + 1);
+		const char *count = strstr(name + 1, "__count");
+		if (count && count[7] == '\0') {
+			p->kind = P_FIELD_COUNT;
+			len = (size_t)(count - (name + 1));
+		} else {
+			p->kind = P_FIELD;
+		}
+		if (len == 0 || len >= sizeof(p->key))
+			return -1;
+		memcpy(p->key, name + 1, len);
+		p->key[len] = '\0';
+	}
+	return 0;
+}
+
+/* The writer thread, started with a monotonic condition clock; open waits until it
+ * says it runs (or ended without running). */
+static int start_writer(struct eventstore *es, char **err_r)
+{
+	pthread_mutex_lock(&es->mu);
+	es->writer = W_STARTING;
+	pthread_mutex_unlock(&es->mu);
+	int e = pthread_create(&es->thread, NULL, writer_thread, es);
+	if (e) {
+		es->writer = W_EXITED;
+		*err_r = fmt("eventstore: cannot start the writer thread: %s", strerror(e));
+		return -1;
+	}
+	es->thread_started = true;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pthread_mutex_lock(&es->mu);
+	while (es->writer == W_STARTING) {
+		struct timespec dl;
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		if ((dl.tv_sec - t0.tv_sec) * 1000 + (dl.tv_nsec - t0.tv_nsec) / 1000000 >
+		    START_WAIT_MS)
+			break;
+		dl.tv_nsec += 10 * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&es->done_cv, &es->mu, &dl);
+		/* A thread that ended without a word (e.g. cancelled) never signals. */
+		if (es->writer == W_STARTING && pthread_tryjoin_np(es->thread, NULL) == 0) {
+			es->thread_started = false;
+			es->writer = W_EXITED;
+		}
+	}
+	bool running = es->writer == W_RUNNING;
+	pthread_mutex_unlock(&es->mu);
+	if (!running) {
+		*err_r = fmt("eventstore: the writer thread did not start");
+		return -1;
+	}
+	return 0;
+}
+
+static int open_log(struct eventstore *es, char **err_r)
+{
+	int fd = open(es->jsonl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (err_r)
+			*err_r = fmt("%s: %s", es->jsonl_path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	es->jsonl_size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	if (es->jsonl_fd >= 0)
+		close(es->jsonl_fd);
+	es->jsonl_fd = fd;
+	return 0;
 }
 
 struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, char **err_r)
@@ -175,50 +337,66 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 	}
 	es->jsonl_fd = -1;
 	es->queue_limit = QUEUE_LIMIT_DEFAULT;
+	es->writer = W_EXITED;
 	pthread_mutex_init(&es->mu, NULL);
-	pthread_cond_init(&es->cv, NULL);
-	pthread_cond_init(&es->done_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&es->cv, &ca);
+	pthread_cond_init(&es->done_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	es->batch = malloc(BATCH_MAX * sizeof(*es->batch));
+	es->offs = malloc((BATCH_MAX + 1) * sizeof(*es->offs));
+	es->known_sessions = calloc(SESSION_CACHE, sizeof(*es->known_sessions));
+	if (!es->batch || !es->offs || !es->known_sessions) {
+		*err_r = fmt("eventstore: out of memory");
+		goto fail;
+	}
 	if (db_open_rw(db_path, &es->db, err_r) != DB_OK)
 		goto fail;
-	int rc = sqlite3_prepare_v2(es->db,
+	int rc = sqlite3_prepare_v3(es->db,
 				    "INSERT INTO events(ts, ts_us, event, session, src_ip, src_port,"
 				    " proto, json) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-				    -1, &es->ins_event, NULL);
+				    -1, SQLITE_PREPARE_PERSISTENT, &es->ins_event, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(es->db,
+		rc = sqlite3_prepare_v3(es->db,
 					"INSERT INTO sessions(session, proto, src_ip, src_port,"
 					" started_us) VALUES(?, ?, ?, ?, ?)"
 					" ON CONFLICT(session) DO NOTHING",
-					-1, &es->ins_session, NULL);
-	for (size_t i = 0; rc == SQLITE_OK && i < N_DERIVED; i++)
-		rc = sqlite3_prepare_v2(es->db, derived_sql[i].sql, -1, &es->derived[i], NULL);
+					-1, SQLITE_PREPARE_PERSISTENT, &es->ins_session, NULL);
+	for (size_t i = 0; rc == SQLITE_OK && i < N_DERIVED; i++) {
+		rc = sqlite3_prepare_v3(es->db, derived_sql[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+					&es->derived[i].st, NULL);
+		if (rc == SQLITE_OK && map_params(&es->derived[i]) < 0) {
+			*err_r = fmt("eventstore: bad parameters in %s", derived_sql[i].sql);
+			goto fail;
+		}
+	}
 	/* Latest state wins: saves are applied in the order they were made. */
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(es->db,
+		rc = sqlite3_prepare_v3(es->db,
 					"INSERT INTO accounts(username, password, failures, threshold,"
 					" cracked_us, fixed, updated_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 					" ON CONFLICT(username) DO UPDATE SET password = excluded.password,"
 					" failures = excluded.failures, threshold = excluded.threshold,"
 					" cracked_us = excluded.cracked_us, fixed = excluded.fixed,"
 					" updated_us = excluded.updated_us",
-					-1, &es->upsert_account, NULL);
+					-1, SQLITE_PREPARE_PERSISTENT, &es->upsert_account, NULL);
 	if (rc != SQLITE_OK) {
 		*err_r = fmt("%s: %s", db_path, sqlite3_errmsg(es->db));
 		goto fail;
 	}
 	if (jsonl_path) {
-		es->jsonl_fd = open(jsonl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		if (es->jsonl_fd < 0) {
-			*err_r = fmt("%s: %s", jsonl_path, strerror(errno));
+		es->jsonl_path = strdup(jsonl_path);
+		if (!es->jsonl_path) {
+			*err_r = fmt("eventstore: out of memory");
 			goto fail;
 		}
+		if (open_log(es, err_r) < 0)
+			goto fail;
 	}
-	int e = pthread_create(&es->thread, NULL, writer_thread, es);
-	if (e) {
-		*err_r = fmt("eventstore: cannot start the writer thread: %s", strerror(e));
+	if (start_writer(es, err_r) < 0)
 		goto fail;
-	}
-	es->thread_started = true;
 	return es;
 fail:
 	free(dummy);
@@ -237,7 +415,7 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 	if (!ev->ts_us)
 		ev->ts_us = mxb_now_us();
 	pthread_mutex_lock(&es->mu);
-	if (es->n_queue >= es->queue_limit) {
+	if (es->n_queue >= es->queue_limit || es->writer != W_RUNNING) {
 		es->dropped++;
 		pthread_mutex_unlock(&es->mu);
 		mxb_event_free(&ev);
@@ -290,7 +468,8 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
 		.updated_us = mxb_now_us(),
 	};
 	pthread_mutex_lock(&es->mu);
-	if (!r.username || (a->password && !r.password) || es->n_accts >= es->queue_limit)
+	if (!r.username || (a->password && !r.password) || es->n_accts >= es->queue_limit ||
+	    es->writer != W_RUNNING)
 		goto drop;
 	if (es->n_accts == es->alloc_accts) {
 		size_t n = es->alloc_accts ? es->alloc_accts * 2 : 64;
@@ -302,7 +481,11 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
 	}
 	es->accts[es->n_accts++] = r;
 	es->accts_accepted++;
-	if (es->n_accts == 1)
+	/* An account with a password (cracked, or fixed) must not be forgotten by a crash:
+	 * its batch is committed at once, durably. */
+	if (r.password)
+		es->urgent_accts++;
+	if (es->n_accts == 1 || r.password)
 		pthread_cond_signal(&es->cv);
 	pthread_mutex_unlock(&es->mu);
 	return;
@@ -320,19 +503,21 @@ void eventstore_account_hook(void *es, const struct deception_account *a)
 	eventstore_save_account(es, a);
 }
 
-void eventstore_flush(struct eventstore *es)
+bool eventstore_flush(struct eventstore *es)
 {
 	if (!es)
-		return;
+		return false;
 	pthread_mutex_lock(&es->mu);
 	uint64_t target = es->accepted;
 	uint64_t acct_target = es->accts_accepted;
 	es->flushers++;
 	pthread_cond_signal(&es->cv);
-	while ((es->done < target || es->accts_done < acct_target) && es->thread_started)
+	while ((es->done < target || es->accts_done < acct_target) && es->writer == W_RUNNING)
 		pthread_cond_wait(&es->done_cv, &es->mu);
+	bool all = es->done >= target && es->accts_done >= acct_target;
 	es->flushers--;
 	pthread_mutex_unlock(&es->mu);
+	return all;
 }
 
 void eventstore_close(struct eventstore **esp)
@@ -358,6 +543,10 @@ void eventstore_close(struct eventstore **esp)
 		sqlite3_close(es->db);
 	if (es->jsonl_fd >= 0)
 		close(es->jsonl_fd);
+	free(es->jsonl_path);
+	free(es->batch);
+	free(es->offs);
+	free(es->known_sessions);
 	pthread_mutex_destroy(&es->mu);
 	pthread_cond_destroy(&es->cv);
 	pthread_cond_destroy(&es->done_cv);
@@ -377,6 +566,7 @@ void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st)
 	st->failed = es->failed;
 	st->batches = es->batches;
 	st->queued = es->n_queue;
+	st->durable_commits = es->durable_commits;
 	pthread_mutex_unlock(&es->mu);
 }
 
@@ -384,6 +574,48 @@ void eventstore_set_queue_limit(struct eventstore *es, unsigned long limit)
 {
 	pthread_mutex_lock(&es->mu);
 	es->queue_limit = limit ? limit : QUEUE_LIMIT_DEFAULT;
+	pthread_mutex_unlock(&es->mu);
+}
+
+void eventstore_set_log_budget(struct eventstore *es, uint64_t bytes)
+{
+	if (!es)
+		return;
+	pthread_mutex_lock(&es->mu);
+	es->log_budget = bytes;
+	pthread_mutex_unlock(&es->mu);
+}
+
+void eventstore_set_wal_limit(struct eventstore *es, uint64_t bytes)
+{
+	if (!es)
+		return;
+	pthread_mutex_lock(&es->mu);
+	es->wal_limit = bytes;
+	es->wal_limit_changed = true;
+	pthread_mutex_unlock(&es->mu);
+}
+
+void eventstore_reopen_log(struct eventstore *es)
+{
+	if (!es)
+		return;
+	pthread_mutex_lock(&es->mu);
+	es->reopen_log = true;
+	pthread_cond_signal(&es->cv);
+	pthread_mutex_unlock(&es->mu);
+}
+
+void eventstore_set_growth_hook(struct eventstore *es, uint64_t every_bytes,
+				void (*fn)(void *ctx), void *ctx)
+{
+	if (!es)
+		return;
+	pthread_mutex_lock(&es->mu);
+	es->kick = fn;
+	es->kick_ctx = ctx;
+	es->kick_every = every_bytes;
+	es->since_kick = 0;
 	pthread_mutex_unlock(&es->mu);
 }
 
@@ -407,8 +639,81 @@ static int step_reset(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+static uint32_t session_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a: the ids are ours (random hex), not chosen */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % SESSION_CACHE;
+}
+
+/* Bind one derived statement's parameters from the event. */
+static void bind_derived(const struct derived_stmt *d, const struct mxb_event *ev,
+			 const char *prefix)
+{
+	sqlite3_stmt *st = d->st;
+	for (int i = 0; i < d->n_params; i++) {
+		const struct param *p = &d->params[i];
+		int ix = i + 1;
+		switch (p->kind) {
+		case P_TS_US:
+			sqlite3_bind_int64(st, ix, ev->ts_us);
+			break;
+		case P_SESSION:
+			if (ev->session[0])
+				sqlite3_bind_text(st, ix, ev->session, -1, SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, ix);
+			break;
+		case P_SRC_IP:
+			sqlite3_bind_text(st, ix, ev->src_ip, -1, SQLITE_STATIC);
+			break;
+		case P_PROTO:
+			sqlite3_bind_text(st, ix, ev->proto, -1, SQLITE_STATIC);
+			break;
+		case P_PREFIX:
+			if (prefix)
+				sqlite3_bind_text(st, ix, prefix, -1, SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, ix);
+			break;
+		case P_FIELD:
+		case P_FIELD_COUNT: {
+			const struct mxb_event_fv *fv = mxb_event_field(ev, p->key);
+			if (!fv) {
+				sqlite3_bind_null(st, ix);
+				break;
+			}
+			if (p->kind == P_FIELD_COUNT) {
+				if (fv->type == MXB_FV_ARRAY)
+					sqlite3_bind_int64(st, ix, fv->i);
+				else
+					sqlite3_bind_null(st, ix);
+				break;
+			}
+			size_t len;
+			const char *t;
+			switch (fv->type) {
+			case MXB_FV_STR:
+			case MXB_FV_ARRAY:
+				t = mxb_event_fv_text(ev, fv, &len);
+				sqlite3_bind_text(st, ix, t, (int)len, SQLITE_STATIC);
+				break;
+			case MXB_FV_INT:
+			case MXB_FV_BOOL:
+				sqlite3_bind_int64(st, ix, fv->i);
+				break;
+			case MXB_FV_NULL:
+				sqlite3_bind_null(st, ix);
+				break;
+			}
+			break;
+		}
+		}
+	}
 }
 
 static int store_one(struct eventstore *es, const struct mxb_event *ev, const char *json,
@@ -417,7 +722,7 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 	char ts[40];
 	mxb_format_ts(ev->ts_us, ts, sizeof(ts));
 	sqlite3_stmt *st = es->ins_event;
-	sqlite3_bind_text(st, 1, ts, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 1, ts, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, ev->ts_us);
 	sqlite3_bind_text(st, 3, ev->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, ev->session, -1, SQLITE_STATIC);
@@ -427,29 +732,31 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 	sqlite3_bind_text(st, 8, json, (int)json_len, SQLITE_STATIC);
 	if (step_reset(st) < 0)
 		return -1;
-	if (!ev->session[0])
-		return 0;
-	st = es->ins_session;
-	sqlite3_bind_text(st, 1, ev->session, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, ev->proto, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, ev->src_ip, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, (int)ev->src_port);
-	sqlite3_bind_int64(st, 5, ev->ts_us);
-	if (step_reset(st) < 0)
-		return -1;
+	if (ev->session[0]) {
+		char *known = es->known_sessions[session_hash(ev->session)];
+		if (strcmp(known, ev->session) != 0) {
+			st = es->ins_session;
+			sqlite3_bind_text(st, 1, ev->session, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, ev->proto, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, ev->src_ip, -1, SQLITE_STATIC);
+			sqlite3_bind_int(st, 4, (int)ev->src_port);
+			sqlite3_bind_int64(st, 5, ev->ts_us);
+			if (step_reset(st) < 0)
+				return -1;
+			snprintf(known, sizeof(es->known_sessions[0]), "%s", ev->session);
+		}
+	}
+	char prefix[64];
+	bool have_prefix = false, prefix_done = false;
 	for (size_t i = 0; i < N_DERIVED; i++) {
 		if (strcmp(derived_sql[i].event, ev->name))
 			continue;
-		st = es->derived[i];
-		int np = sqlite3_bind_parameter_count(st);
-		sqlite3_bind_text(st, 1, json, (int)json_len, SQLITE_STATIC);
-		if (np >= 2)
-			sqlite3_bind_text(st, 2, ev->session, -1, SQLITE_STATIC);
-		if (np >= 3)
-			sqlite3_bind_int64(st, 3, ev->ts_us);
-		if (np >= 4)
-			sqlite3_bind_text(st, 4, ev->src_ip, -1, SQLITE_STATIC);
-		if (step_reset(st) < 0)
+		if (!prefix_done) {
+			have_prefix = db_prefix(ev->src_ip, prefix, sizeof(prefix)) == 0;
+			prefix_done = true;
+		}
+		bind_derived(&es->derived[i], ev, have_prefix ? prefix : NULL);
+		if (step_reset(es->derived[i].st) < 0)
 			return -1;
 	}
 	return 0;
@@ -475,13 +782,56 @@ struct acct_batch {
 	struct acct_rec *recs;
 	size_t n;
 	uint64_t new_drops;
+	bool durable;  /* one of them has a password: commit with synchronous=FULL */
 };
+
+/* Before a batch's lines are appended: start a new file when the budget asks for it
+ * (the current one becomes <log>.1), or when eventstore_reopen_log() was called. */
+static void log_rotate_if_needed(struct eventstore *es, size_t adding, uint64_t budget,
+				 bool reopen)
+{
+	if (es->jsonl_fd < 0)
+		return;
+	if (budget && es->jsonl_size && es->jsonl_size + adding > budget / 2) {
+		char *old = fmt("%s.1", es->jsonl_path);
+		if (!old || rename(es->jsonl_path, old) < 0)
+			fprintf(stderr, "mxbait: eventstore: cannot rotate %s: %s\n",
+				es->jsonl_path, strerror(errno));
+		else
+			reopen = true;
+		free(old);
+	}
+	if (reopen && open_log(es, NULL) < 0)
+		fprintf(stderr, "mxbait: eventstore: cannot reopen %s: %s (still writing to the "
+			"old file)\n", es->jsonl_path, strerror(errno));
+}
 
 /* Commit one batch (events, then account saves, in one transaction); returns the
  * number of events lost (0 on success). */
+/* The writer's connection checkpoints its WAL at about bytes and cuts it back to that
+ * afterwards (0: SQLite's defaults, 1000 pages, and 16 MiB). */
+static void apply_wal_limit(struct eventstore *es, uint64_t bytes)
+{
+	int64_t page = 4096;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(es->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		page = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	int64_t pages = bytes ? (int64_t)bytes / (page > 0 ? page : 4096) : 1000;
+	if (pages < 16)
+		pages = 16;
+	if (pages > 1000)
+		pages = 1000;
+	char sql[128];
+	snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%lld; PRAGMA journal_size_limit=%lld",
+		 (long long)pages, bytes ? (long long)bytes : 16777216LL);
+	sqlite3_exec(es->db, sql, NULL, NULL, NULL);
+}
+
 static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t n,
 			   uint64_t new_drops, const struct acct_batch *ab, struct buf *lines,
-			   size_t *offs)
+			   size_t *offs, uint64_t log_budget, bool reopen)
 {
 	buf_reset(lines);
 	for (size_t i = 0; i < n; i++) {
@@ -490,10 +840,17 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 			return n; /* out of memory: nothing sensible to do but count */
 	}
 	offs[n] = lines->len;
-	if (es->jsonl_fd >= 0 && lines->len && write_all(es->jsonl_fd, lines->data, lines->len) < 0)
-		fprintf(stderr, "mxbait: eventstore: writing the JSON-lines log: %s\n",
-			strerror(errno));
-	if (sqlite3_exec(es->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+	log_rotate_if_needed(es, lines->len, log_budget, reopen);
+	if (es->jsonl_fd >= 0 && lines->len) {
+		if (write_all(es->jsonl_fd, lines->data, lines->len) < 0)
+			fprintf(stderr, "mxbait: eventstore: writing the JSON-lines log: %s\n",
+				strerror(errno));
+		else
+			es->jsonl_size += lines->len;
+	}
+	if (ab->durable)
+		sqlite3_exec(es->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	if (sqlite3_exec(es->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
 		if (store_one(es, evs[i], lines->data + offs[i], offs[i + 1] - offs[i] - 1) < 0)
@@ -508,17 +865,23 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 		goto fail;
 	if (sqlite3_exec(es->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
+	if (ab->durable)
+		sqlite3_exec(es->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	return 0;
 fail:
 	fprintf(stderr, "mxbait: eventstore: batch of %zu events and %zu account saves not "
 		"stored: %s\n", n, ab->n, sqlite3_errmsg(es->db));
 	sqlite3_exec(es->db, "ROLLBACK", NULL, NULL, NULL);
+	if (ab->durable)
+		sqlite3_exec(es->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	/* A row we cached may have been rolled back with the batch. */
+	memset(es->known_sessions, 0, SESSION_CACHE * sizeof(*es->known_sessions));
 	return n;
 }
 
 static void deadline_in(struct timespec *ts, long ns)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
+	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_nsec += ns;
 	if (ts->tv_nsec >= 1000000000L) {
 		ts->tv_sec++;
@@ -531,24 +894,29 @@ static void *writer_thread(void *arg)
 	struct eventstore *es = arg;
 	struct buf lines;
 	buf_init(&lines, 0);
-	struct mxb_event **batch = malloc(BATCH_MAX * sizeof(*batch));
-	size_t *offs = malloc((BATCH_MAX + 1) * sizeof(*offs));
+	struct mxb_event **batch = es->batch;
+	size_t *offs = es->offs;
 	pthread_mutex_lock(&es->mu);
-	while (batch && offs) {
+	es->writer = W_RUNNING;
+	pthread_cond_broadcast(&es->done_cv);
+	for (;;) {
 #define NOTHING_TO_DO()                                                       \
 	(!es->n_queue && !es->n_accts && es->dropped == es->dropped_recorded && \
-	 es->accts_dropped == es->accts_dropped_recorded)
+	 es->accts_dropped == es->accts_dropped_recorded && !es->reopen_log && \
+	 !es->wal_limit_changed)
 		while (NOTHING_TO_DO() && !es->stop)
 			pthread_cond_wait(&es->cv, &es->mu);
 		if (NOTHING_TO_DO() && es->stop)
 			break;
 #undef NOTHING_TO_DO
-		/* Let the batch fill for up to 50 ms, unless someone waits for it. */
+		/* Let the batch fill for up to 50 ms, unless someone waits for it or a
+		 * cracked account waits to be made durable. */
 		if ((es->n_queue || es->n_accts) && es->n_queue < BATCH_MAX && !es->stop &&
-		    !es->flushers) {
+		    !es->flushers && !es->urgent_accts) {
 			struct timespec dl;
 			deadline_in(&dl, BATCH_WAIT_NS);
-			while (es->n_queue < BATCH_MAX && !es->stop && !es->flushers)
+			while (es->n_queue < BATCH_MAX && !es->stop && !es->flushers &&
+			       !es->urgent_accts)
 				if (pthread_cond_timedwait(&es->cv, &es->mu, &dl) == ETIMEDOUT)
 					break;
 		}
@@ -562,12 +930,23 @@ static void *writer_thread(void *arg)
 		uint64_t new_drops = es->dropped - es->dropped_recorded;
 		/* Every pending account save goes with this batch (they are small). */
 		struct acct_batch ab = {es->accts, es->n_accts,
-					es->accts_dropped - es->accts_dropped_recorded};
+					es->accts_dropped - es->accts_dropped_recorded,
+					es->urgent_accts > 0};
 		es->accts = NULL;
 		es->n_accts = es->alloc_accts = 0;
+		es->urgent_accts = 0;
+		uint64_t log_budget = es->log_budget;
+		bool reopen = es->reopen_log;
+		es->reopen_log = false;
+		bool wal_changed = es->wal_limit_changed;
+		uint64_t wal_limit = es->wal_limit;
+		es->wal_limit_changed = false;
 		pthread_mutex_unlock(&es->mu);
 
-		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs);
+		if (wal_changed)
+			apply_wal_limit(es, wal_limit);
+		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs, log_budget,
+					   reopen);
 		for (size_t i = 0; i < n; i++)
 			mxb_event_free(&batch[i]);
 		for (size_t i = 0; i < ab.n; i++)
@@ -583,11 +962,29 @@ static void *writer_thread(void *arg)
 		es->done += n;
 		es->failed += lost;
 		es->batches++;
+		if (ab.durable && !lost)
+			es->durable_commits++;
+		void (*kick)(void *) = NULL;
+		es->since_kick += lines.len;
+		if (es->kick && es->kick_every && es->since_kick >= es->kick_every) {
+			kick = es->kick;
+			es->since_kick = 0;
+		}
+		void *kick_ctx = es->kick_ctx;
 		pthread_cond_broadcast(&es->done_cv);
+		if (kick) {
+			pthread_mutex_unlock(&es->mu);
+			kick(kick_ctx);
+			pthread_mutex_lock(&es->mu);
+		}
+		if (lines.alloc > 1024 * 1024) { /* a burst's buffer is not kept forever */
+			buf_free(&lines);
+			buf_init(&lines, 0);
+		}
 	}
+	es->writer = W_EXITED;
+	pthread_cond_broadcast(&es->done_cv);
 	pthread_mutex_unlock(&es->mu);
-	free(batch);
-	free(offs);
 	buf_free(&lines);
 	return NULL;
 }

@@ -4,12 +4,17 @@
  * eventstore_submit() is cheap, thread-safe and never blocks on disk: the event is put
  * on a queue that a writer thread drains, committing in batches (one SQLite
  * transaction and one write(2) to the JSON-lines log per batch, every ~50 ms or 512
- * events).  Besides the raw events table the writer maintains the sessions and
- * messages tables that the CLI reads.  The schema is versioned with
- * PRAGMA user_version and migrated forward on open (see store/db.h).
+ * events).  Besides the raw events table the writer maintains the tables derived from
+ * the events (sessions, messages, auth_attempts, probes) that the CLI reads, binding
+ * the event's fields directly.  The schema is versioned with PRAGMA user_version and
+ * migrated forward on open (see store/db.h).  Account saves carrying a password are
+ * committed at once with synchronous=FULL (a crash never forgets a cracked account).
  */
 #ifndef MXB_STORE_EVENTSTORE_H
 #define MXB_STORE_EVENTSTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 struct mxb_event;
 struct eventstore;
@@ -30,8 +35,9 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
  * cfg.save = eventstore_account_hook, cfg.save_ctx = es. */
 void eventstore_account_hook(void *es, const struct deception_account *a);
 /* Block until everything submitted (events and account saves) so far is committed
- * (tests, shutdown). */
-void eventstore_flush(struct eventstore *es);
+ * (tests, shutdown).  Never waits for a writer thread that is not running: returns
+ * false when something submitted could not be committed that way. */
+bool eventstore_flush(struct eventstore *es);
 void eventstore_close(struct eventstore **es);
 
 /* Counters since open (for stats and tests).  Events refused because the queue was
@@ -39,9 +45,25 @@ void eventstore_close(struct eventstore **es);
  * database); events lost to a failed transaction in failed. */
 struct eventstore_stats {
 	unsigned long long submitted, written, dropped, failed, batches, queued;
+	unsigned long long durable_commits; /* batches committed with synchronous=FULL */
 };
 void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st);
 /* Bound of the in-memory queue (0: the default, 1,000,000 events). */
 void eventstore_set_queue_limit(struct eventstore *es, unsigned long limit);
+/* Bound the JSON-lines log: the log and its previous generation "<log>.1" together
+ * hold at most bytes (0: no bound).  Thread-safe; takes effect at the next batch. */
+void eventstore_set_log_budget(struct eventstore *es, uint64_t bytes);
+/* The writer checkpoints mxbait.db's WAL when it holds about bytes (and truncates it
+ * back to that after a checkpoint), so the WAL fits the database budget; 0: SQLite's
+ * default (1000 pages).  Thread-safe; applied before the next batch. */
+void eventstore_set_wal_limit(struct eventstore *es, uint64_t bytes);
+/* Reopen the JSON-lines log at its path before the next write (after it was renamed
+ * by logrotate, say).  Thread-safe, async-signal-unsafe: call it from the loop. */
+void eventstore_reopen_log(struct eventstore *es);
+/* fn(ctx) is called from the writer thread each time the events written since the
+ * last call reach every_bytes (of JSON): the disk-budget job (store/maint.h) uses it
+ * to look at the database sooner than its period under a flood. */
+void eventstore_set_growth_hook(struct eventstore *es, uint64_t every_bytes,
+				void (*fn)(void *ctx), void *ctx);
 
 #endif

@@ -1,0 +1,82 @@
+/*
+ * prune: retention and disk budgets of the two databases, <data_dir>/mxbait.db and
+ * <data_dir>/analysis.db, shared by the daemon's maintenance job (store/maint.h) and
+ * `mxbait prune`.
+ *
+ * Every deletion runs in short transactions (BEGIN IMMEDIATE, at most `chunk` rows of
+ * a table each), so the daemon's event writer and the analyzer, which write the same
+ * files, wait a few milliseconds at a time, never the length of a whole prune.
+ *
+ * What "older" means, table by table (docs/datamodel.md, "Retention"):
+ *   mxbait.db   events: by position, every event before the first one stamped at or
+ *               after the cutoff (the log is in time order; a clock stepped back does
+ *               not keep old rows alive); auth_attempts, probes: ts_us; sessions:
+ *               started_us; messages: ts_us (capture time), only when asked (the
+ *               caller deletes the spool files with them); accounts and counters are
+ *               never pruned (the accounts are bounded by max_accounts).
+ *   analysis.db messages: analyzed_at, with their rows in every table that has a
+ *               `message` column (parts, links, recipients, attachments, findings, and
+ *               whatever a later schema adds) and their text in message_text;
+ *               spool_done rows only by name, for spool files that were deleted (a row
+ *               kept for a file that is still there is what stops the analyzer from
+ *               reading it again); campaigns stay (their representative's signature
+ *               lives in the campaign row).
+ *
+ * Budgets: the content of a database ((page_count - freelist_count) * page_size) is
+ * kept at or under a target by deleting its oldest rows; freed pages are reused by new
+ * rows, so the file stops growing.  prune_*_to_size() do that.
+ */
+#ifndef MXB_STORE_PRUNE_H
+#define MXB_STORE_PRUNE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sqlite3;
+
+#define PRUNE_CHUNK 2000 /* rows per transaction */
+
+struct prune_counts {
+	/* mxbait.db */
+	int64_t events, auth_attempts, probes, sessions, messages;
+	/* analysis.db */
+	int64_t analysis_messages, spool_done;
+	/* spool (filled by the callers that delete files) */
+	int64_t spool_files;
+	uint64_t spool_bytes;
+};
+
+/* Delete (or, with dry_run, count) the rows of mxbait.db older than cutoff_us
+ * (microseconds since the epoch), messages rows too when with_messages.  0, or -1
+ * with *err_r (malloc'd). */
+int prune_db_before(struct sqlite3 *db, int64_t cutoff_us, bool with_messages, bool dry_run,
+		    struct prune_counts *c, char **err_r);
+
+/* Delete the oldest rows of mxbait.db (never messages, accounts or counters) until its
+ * content is at most target bytes.  Returns 1 when the target was reached, 0 when
+ * nothing prunable is left above it, -1 with *err_r on error. */
+int prune_db_to_size(struct sqlite3 *db, int64_t target, struct prune_counts *c,
+		     char **err_r);
+
+/* analysis.db: delete (or count) the messages analysed before cutoff_us with their
+ * rows; 0 or -1 with *err_r.  A database without the analyzer's tables is left alone. */
+int prune_adb_before(struct sqlite3 *adb, int64_t cutoff_us, bool dry_run,
+		     struct prune_counts *c, char **err_r);
+/* analysis.db: delete the oldest analysed messages until the content is at most target
+ * bytes; 1, 0 or -1 as prune_db_to_size. */
+int prune_adb_to_size(struct sqlite3 *adb, int64_t target, struct prune_counts *c,
+		      char **err_r);
+/* analysis.db: forget that the spool file name was analysed (it was deleted).  0 or -1. */
+int prune_adb_spool_done(struct sqlite3 *adb, const char *name);
+
+/* The content of a database: (page_count - freelist_count) * page_size; -1 on error. */
+int64_t prune_content_bytes(struct sqlite3 *db);
+/* Disk space of a database: the file and its -wal and -shm, in allocated bytes. */
+uint64_t prune_disk_bytes(const char *db_path);
+/* Give free pages back to the filesystem while the file is bigger than max_bytes, when
+ * the database was created with auto_vacuum=INCREMENTAL (new mxbait.db files are);
+ * returns the pages freed, 0 when it cannot (a database without auto_vacuum needs a
+ * VACUUM, which `mxbait prune --vacuum` does with the daemon stopped). */
+int64_t prune_shrink(struct sqlite3 *db, const char *db_path, uint64_t max_bytes);
+
+#endif
