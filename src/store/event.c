@@ -64,12 +64,31 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+/* \u00XX for a byte, without printf. */
+static int append_u00(struct buf *out, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+	char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+	return buf_append(out, e, sizeof(e));
+}
+
 int json_append_string(struct buf *out, const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	if (buf_putc(out, '"') < 0)
 		return -1;
 	for (size_t i = 0; i < len;) {
+		/* A run of printable ASCII that needs no escape goes in one append. */
+		size_t run = i;
+		while (run < len && p[run] >= 0x20 && p[run] < 0x7F && p[run] != '"' &&
+		       p[run] != '\\')
+			run++;
+		if (run > i) {
+			if (buf_append(out, p + i, run - i) < 0)
+				return -1;
+			i = run;
+			continue;
+		}
 		unsigned char c = p[i];
 		int r = 0;
 		if (c == '"' || c == '\\') {
@@ -86,16 +105,13 @@ int json_append_string(struct buf *out, const char *s, size_t len)
 			r = buf_puts(out, "\\t");
 			i++;
 		} else if (c < 0x20 || c == 0x7F) {
-			r = buf_printf(out, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			r = buf_putc(out, (char)c);
+			r = append_u00(out, c);
 			i++;
 		} else {
 			size_t n = utf8_seq_len(p + i, len - i);
 			if (n == 0) {
 				/* Not UTF-8: keep the byte value visible, as U+00XX. */
-				r = buf_printf(out, "\\u%04x", c);
+				r = append_u00(out, c);
 				i++;
 			} else {
 				r = buf_append(out, p + i, n);
@@ -110,7 +126,9 @@ int json_append_string(struct buf *out, const char *s, size_t len)
 
 static void add_key(struct mxb_event *ev, const char *key)
 {
-	buf_printf(&ev->fields, ",\"%s\":", key);
+	buf_puts(&ev->fields, ",\"");
+	buf_puts(&ev->fields, key);
+	buf_puts(&ev->fields, "\":");
 }
 
 /* A new typed field record (NULL when out of memory: the JSON still has the field,
@@ -328,25 +346,101 @@ int64_t mxb_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Days since 1970-01-01 to a civil date (proleptic Gregorian), without libc's time
+ * zone machinery: this runs for every event the writer stores. */
+static void civil_from_days(int64_t z, int *y_r, unsigned *m_r, unsigned *d_r)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = (int64_t)yoe + era * 400;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d_r = doy - (153 * mp + 2) / 5 + 1;
+	*m_r = mp < 10 ? mp + 3 : mp - 9;
+	*y_r = (int)(y + (*m_r <= 2));
+}
+
+static char *put_digits(char *p, unsigned v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return p + n;
+}
+
 void mxb_format_ts(int64_t ts_us, char *out, size_t outlen)
 {
-	time_t sec = (time_t)(ts_us / 1000000);
-	struct tm tm;
-	gmtime_r(&sec, &tm);
-	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (int)(ts_us % 1000000));
+	if (outlen < 28) {
+		if (outlen)
+			out[0] = '\0';
+		return;
+	}
+	int64_t sec = ts_us / 1000000, us = ts_us % 1000000;
+	if (us < 0) {
+		us += 1000000;
+		sec--;
+	}
+	int64_t days = sec / 86400, rem = sec % 86400;
+	if (rem < 0) {
+		rem += 86400;
+		days--;
+	}
+	int y;
+	unsigned mo, d;
+	civil_from_days(days, &y, &mo, &d);
+	if (y < 0 || y > 9999) { /* not a time we stamp; keep the format */
+		snprintf(out, outlen, "%04d-01-01T00:00:00.000000Z", y < 0 ? 0 : 9999);
+		return;
+	}
+	char *p = out;
+	p = put_digits(p, (unsigned)y, 4);
+	*p++ = '-';
+	p = put_digits(p, mo, 2);
+	*p++ = '-';
+	p = put_digits(p, d, 2);
+	*p++ = 'T';
+	p = put_digits(p, (unsigned)(rem / 3600), 2);
+	*p++ = ':';
+	p = put_digits(p, (unsigned)(rem / 60 % 60), 2);
+	*p++ = ':';
+	p = put_digits(p, (unsigned)(rem % 60), 2);
+	*p++ = '.';
+	p = put_digits(p, (unsigned)us, 6);
+	*p++ = 'Z';
+	*p = '\0';
 }
 
 int mxb_event_to_json(const struct mxb_event *ev, struct buf *out)
 {
 	char ts[40];
 	mxb_format_ts(ev->ts_us, ts, sizeof(ts));
-	int r = buf_printf(out, "{\"event\":\"%s\",\"ts\":\"%s\",\"session\":", ev->name, ts);
+	return mxb_event_to_json_ts(ev, ts, out);
+}
+
+int mxb_event_to_json_ts(const struct mxb_event *ev, const char *ts, struct buf *out)
+{
+	/* Plain appends, no printf: the writer renders every event (PERFORMANCE.md). */
+	char port[16];
+	char *pe = port + sizeof(port);
+	unsigned v = ev->src_port;
+	do {
+		*--pe = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	int r = buf_puts(out, "{\"event\":\"");
+	r |= buf_puts(out, ev->name);
+	r |= buf_puts(out, "\",\"ts\":\"");
+	r |= buf_puts(out, ts);
+	r |= buf_puts(out, "\",\"session\":");
 	r |= json_append_string(out, ev->session, strlen(ev->session));
 	r |= buf_puts(out, ",\"src_ip\":");
 	r |= json_append_string(out, ev->src_ip, strlen(ev->src_ip));
-	r |= buf_printf(out, ",\"src_port\":%u,\"proto\":", ev->src_port);
+	r |= buf_puts(out, ",\"src_port\":");
+	r |= buf_append(out, pe, (size_t)(port + sizeof(port) - pe));
+	r |= buf_puts(out, ",\"proto\":");
 	r |= json_append_string(out, ev->proto, strlen(ev->proto));
 	if (ev->fields.len)
 		r |= buf_append(out, ev->fields.data, ev->fields.len);

@@ -81,6 +81,9 @@ void mxb_event_stamp(struct mxb_event *ev, int64_t ts_us, const char *session,
 
 /* The whole event as one JSON object (no newline) appended to out. */
 int mxb_event_to_json(const struct mxb_event *ev, struct buf *out);
+/* The same with ts already formatted by mxb_format_ts(ev->ts_us) (the writer needs it
+ * for its own column too). */
+int mxb_event_to_json_ts(const struct mxb_event *ev, const char *ts, struct buf *out);
 
 /* Append s (len bytes, any content) as a JSON string literal, quotes included. */
 int json_append_string(struct buf *out, const char *s, size_t len);

@@ -72,54 +72,63 @@
 struct derived {
 	const char *event;
 	const char *sql;
+	/* A statement that only adds 1 to this sessions column is not run per event: the
+	 * writer adds up a batch's increments per session and applies them once, before
+	 * any other statement on that session's row and before the commit (the same rows,
+	 * fewer statements: a guessing flood is mostly such events).  With `unless`, an
+	 * event whose bool field of that name is true runs the statement itself. */
+	const char *counter;
+	const char *unless;
 };
 
 static const struct derived derived_sql[] = {
 	{"connect", "UPDATE sessions SET dst_ip = :dst_ip, dst_port = :dst_port,"
-		    " started_us = :_ts_us WHERE session = :_session"},
-	{"tls", "UPDATE sessions SET tls = :version WHERE session = :_session"},
-	{"helo", "UPDATE sessions SET helo = :name WHERE session = :_session"},
+		    " started_us = :_ts_us WHERE session = :_session", NULL, NULL},
+	{"tls", "UPDATE sessions SET tls = :version WHERE session = :_session", NULL, NULL},
+	{"helo", "UPDATE sessions SET helo = :name WHERE session = :_session", NULL, NULL},
 	{"auth", "UPDATE sessions SET auth_attempts = auth_attempts + 1,"
 		 " auth_user = CASE WHEN :success THEN :username ELSE auth_user END"
-		 " WHERE session = :_session"},
-	{"mail", "UPDATE sessions SET mails = mails + 1 WHERE session = :_session"},
-	{"rcpt", "UPDATE sessions SET rcpts = rcpts + 1 WHERE session = :_session"},
-	{"offence", "UPDATE sessions SET offences = offences + 1 WHERE session = :_session"},
-	{"message", "UPDATE sessions SET messages = messages + 1 WHERE session = :_session"},
+		 " WHERE session = :_session", "auth_attempts", "success"},
+	{"mail", "UPDATE sessions SET mails = mails + 1 WHERE session = :_session", "mails", NULL},
+	{"rcpt", "UPDATE sessions SET rcpts = rcpts + 1 WHERE session = :_session", "rcpts", NULL},
+	{"offence", "UPDATE sessions SET offences = offences + 1 WHERE session = :_session",
+	 "offences", NULL},
+	{"message", "UPDATE sessions SET messages = messages + 1 WHERE session = :_session",
+	 "messages", NULL},
 	{"message", "INSERT INTO messages(queue_id, session, ts_us, src_ip, spool, sha256, size,"
 		    " sender, recipients, n_rcpt, method, auth_user, tls) VALUES("
 		    " coalesce(:queue_id, ''), :_session, :_ts_us, :_src_ip, :spool, :sha256,"
 		    " :size, :sender, :recipients, coalesce(:recipients__count, 0), :method,"
-		    " :auth_user, :tls)"},
+		    " :auth_user, :tls)", NULL, NULL},
 	/* Brute-force intelligence (db.c step 3 -> 4 backfills the same rows). */
 	{"auth", "INSERT INTO auth_attempts(ts_us, session, src_ip, prefix, proto, mechanism,"
 		 " username, password, success, result) VALUES(:_ts_us, :_session, :_src_ip,"
 		 " :_prefix, :_proto, :mechanism, :username, :password, coalesce(:success, 0),"
-		 " :result)"},
+		 " :result)", NULL, NULL},
 	/* A probe: RCPT or VRFY/EXPN of a session not (yet) authenticated.  The auth rows
 	 * above ran first for earlier events of the batch, so auth_user is current. */
 	{"rcpt", "INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address,"
 		 " accepted, reply) SELECT :_ts_us, :_session, :_src_ip, :_prefix, :_proto,"
 		 " 'rcpt', :recipient, coalesce(:accepted, 0), :reply"
-		 " WHERE (SELECT auth_user FROM sessions WHERE session = :_session) IS NULL"},
+		 " WHERE (SELECT auth_user FROM sessions WHERE session = :_session) IS NULL", NULL, NULL},
 	{"vrfy", "INSERT INTO probes(ts_us, session, src_ip, prefix, proto, kind, address,"
 		 " accepted, reply) SELECT :_ts_us, :_session, :_src_ip, :_prefix, :_proto,"
 		 " lower(coalesce(:verb, 'vrfy')), :argument,"
 		 " coalesce(:reply BETWEEN 200 AND 299, 0), :reply"
-		 " WHERE (SELECT auth_user FROM sessions WHERE session = :_session) IS NULL"},
+		 " WHERE (SELECT auth_user FROM sessions WHERE session = :_session) IS NULL", NULL, NULL},
 	{"disconnect", "UPDATE sessions SET ended_us = :_ts_us, duration_ms = :duration_ms,"
 		       " reason = :reason, state = :state,"
 		       " commands = coalesce(:commands, commands),"
 		       " errors = coalesce(:errors, errors),"
 		       " messages = max(messages, coalesce(:messages, 0))"
-		       " WHERE session = :_session"},
+		       " WHERE session = :_session", NULL, NULL},
 	/* A spool file indexed at start (store/reconcile.h): its row, at capture time. */
 	{"message_recovered",
 	 "INSERT INTO messages(queue_id, session, ts_us, src_ip, spool, sha256, size, sender,"
 	 " recipients, n_rcpt, method, auth_user, tls) VALUES(coalesce(:queue_id, ''), NULL,"
 	 " coalesce(unixepoch(:captured_ts) * 1000000"
 	 " + CAST(substr(:captured_ts, 21, 6) AS INTEGER), :_ts_us),"
-	 " nullif(:_src_ip, ''), :spool, :sha256, :size, NULL, '[]', 0, NULL, NULL, NULL)"},
+	 " nullif(:_src_ip, ''), :spool, :sha256, :size, NULL, '[]', 0, NULL, NULL, NULL)", NULL, NULL},
 };
 
 #define N_DERIVED (sizeof(derived_sql) / sizeof(derived_sql[0]))
@@ -147,6 +156,16 @@ struct acct_rec {
 
 enum writer_state { W_STARTING, W_RUNNING, W_EXITED };
 
+/* The session counters of a batch, added up (see struct derived). */
+enum { C_AUTH, C_MAILS, C_RCPTS, C_OFFENCES, C_MESSAGES, N_COUNTERS };
+static const char *const counter_cols[N_COUNTERS] = {"auth_attempts", "mails", "rcpts",
+						     "offences", "messages"};
+#define PENDING_SLOTS 1024 /* > BATCH_MAX: a batch never fills it */
+struct pending {
+	char session[24];       /* "" : free */
+	int64_t add[N_COUNTERS];
+};
+
 struct eventstore {
 	sqlite3 *db;
 	char *jsonl_path;
@@ -166,6 +185,14 @@ struct eventstore {
 	/* Writer-owned scratch, allocated at open so the thread cannot fail to start. */
 	struct mxb_event **batch;
 	size_t *offs;
+	char (*ts)[32];             /* each batch event's ts, formatted once */
+	struct pending *pending;    /* PENDING_SLOTS */
+	unsigned *pending_used;     /* slots in use, in order */
+	unsigned n_pending;
+	sqlite3_stmt *add_counters;
+	/* The last address's /24 or /48 (a flood comes from few addresses at a time). */
+	char last_ip[64], last_prefix[64];
+	bool last_has_prefix;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* writer waits for events (CLOCK_MONOTONIC) */
@@ -215,6 +242,7 @@ static void free_stmts(struct eventstore *es)
 	sqlite3_finalize(es->ins_event);
 	sqlite3_finalize(es->ins_session);
 	sqlite3_finalize(es->upsert_account);
+	sqlite3_finalize(es->add_counters);
 	for (size_t i = 0; i < N_DERIVED; i++) {
 		sqlite3_finalize(es->derived[i].st);
 		free(es->derived[i].params);
@@ -348,7 +376,11 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 	es->batch = malloc(BATCH_MAX * sizeof(*es->batch));
 	es->offs = malloc((BATCH_MAX + 1) * sizeof(*es->offs));
 	es->known_sessions = calloc(SESSION_CACHE, sizeof(*es->known_sessions));
-	if (!es->batch || !es->offs || !es->known_sessions) {
+	es->ts = malloc(BATCH_MAX * sizeof(*es->ts));
+	es->pending = calloc(PENDING_SLOTS, sizeof(*es->pending));
+	es->pending_used = malloc(PENDING_SLOTS * sizeof(*es->pending_used));
+	if (!es->batch || !es->offs || !es->known_sessions || !es->ts || !es->pending ||
+	    !es->pending_used) {
 		*err_r = fmt("eventstore: out of memory");
 		goto fail;
 	}
@@ -372,6 +404,12 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 			goto fail;
 		}
 	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(es->db,
+					"UPDATE sessions SET auth_attempts = auth_attempts + ?1,"
+					" mails = mails + ?2, rcpts = rcpts + ?3, offences = offences + ?4,"
+					" messages = messages + ?5 WHERE session = ?6",
+					-1, SQLITE_PREPARE_PERSISTENT, &es->add_counters, NULL);
 	/* Latest state wins: saves are applied in the order they were made. */
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(es->db,
@@ -547,6 +585,9 @@ void eventstore_close(struct eventstore **esp)
 	free(es->batch);
 	free(es->offs);
 	free(es->known_sessions);
+	free(es->ts);
+	free(es->pending);
+	free(es->pending_used);
 	pthread_mutex_destroy(&es->mu);
 	pthread_cond_destroy(&es->cv);
 	pthread_cond_destroy(&es->done_cv);
@@ -716,11 +757,66 @@ static void bind_derived(const struct derived_stmt *d, const struct mxb_event *e
 	}
 }
 
-static int store_one(struct eventstore *es, const struct mxb_event *ev, const char *json,
-		     size_t json_len)
+static struct pending *pending_slot(struct eventstore *es, const char *session, bool create)
 {
-	char ts[40];
-	mxb_format_ts(ev->ts_us, ts, sizeof(ts));
+	unsigned h = session_hash(session) % PENDING_SLOTS;
+	for (unsigned k = 0; k < PENDING_SLOTS; k++, h = (h + 1) % PENDING_SLOTS) {
+		struct pending *p = &es->pending[h];
+		if (!p->session[0]) {
+			if (!create)
+				return NULL;
+			snprintf(p->session, sizeof(p->session), "%s", session);
+			memset(p->add, 0, sizeof(p->add));
+			es->pending_used[es->n_pending++] = h;
+			return p;
+		}
+		if (!strcmp(p->session, session))
+			return p;
+	}
+	return NULL;
+}
+
+/* Apply a session's added-up counters (before another statement on its row). */
+static int pending_apply(struct eventstore *es, struct pending *p)
+{
+	bool any = false;
+	for (int c = 0; c < N_COUNTERS; c++)
+		any |= p->add[c] != 0;
+	if (!any)
+		return 0;
+	sqlite3_stmt *st = es->add_counters;
+	for (int c = 0; c < N_COUNTERS; c++)
+		sqlite3_bind_int64(st, c + 1, p->add[c]);
+	sqlite3_bind_text(st, 6, p->session, -1, SQLITE_STATIC);
+	memset(p->add, 0, sizeof(p->add));
+	return step_reset(st);
+}
+
+/* Apply every session's counters and forget them (end of a batch, or its failure). */
+static int pending_flush(struct eventstore *es, bool apply)
+{
+	int rc = 0;
+	for (unsigned i = 0; i < es->n_pending; i++) {
+		struct pending *p = &es->pending[es->pending_used[i]];
+		if (apply && rc == 0)
+			rc = pending_apply(es, p);
+		p->session[0] = '\0';
+	}
+	es->n_pending = 0;
+	return rc;
+}
+
+static int counter_index(const char *col)
+{
+	for (int c = 0; c < N_COUNTERS; c++)
+		if (!strcmp(counter_cols[c], col))
+			return c;
+	return -1;
+}
+
+static int store_one(struct eventstore *es, const struct mxb_event *ev, const char *ts,
+		     const char *json, size_t json_len)
+{
 	sqlite3_stmt *st = es->ins_event;
 	sqlite3_bind_text(st, 1, ts, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, ev->ts_us);
@@ -746,16 +842,37 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 			snprintf(known, sizeof(es->known_sessions[0]), "%s", ev->session);
 		}
 	}
-	char prefix[64];
-	bool have_prefix = false, prefix_done = false;
+	bool prefix_done = false;
 	for (size_t i = 0; i < N_DERIVED; i++) {
-		if (strcmp(derived_sql[i].event, ev->name))
+		const struct derived *d = &derived_sql[i];
+		if (strcmp(d->event, ev->name))
 			continue;
+		bool on_session = ev->session[0] && !strncmp(d->sql, "UPDATE sessions", 15);
+		if (on_session && d->counter) {
+			const struct mxb_event_fv *u = d->unless ? mxb_event_field(ev, d->unless) : NULL;
+			bool run_it = u && u->type == MXB_FV_BOOL && u->i;
+			struct pending *p = run_it ? NULL : pending_slot(es, ev->session, true);
+			int c = counter_index(d->counter);
+			if (p && c >= 0) {
+				p->add[c]++;
+				continue;
+			}
+		}
+		if (on_session) {
+			/* Another statement on this row: its counters first, in order. */
+			struct pending *p = pending_slot(es, ev->session, false);
+			if (p && pending_apply(es, p) < 0)
+				return -1;
+		}
 		if (!prefix_done) {
-			have_prefix = db_prefix(ev->src_ip, prefix, sizeof(prefix)) == 0;
+			if (strcmp(es->last_ip, ev->src_ip) != 0) {
+				snprintf(es->last_ip, sizeof(es->last_ip), "%s", ev->src_ip);
+				es->last_has_prefix = db_prefix(ev->src_ip, es->last_prefix,
+								sizeof(es->last_prefix)) == 0;
+			}
 			prefix_done = true;
 		}
-		bind_derived(&es->derived[i], ev, have_prefix ? prefix : NULL);
+		bind_derived(&es->derived[i], ev, es->last_has_prefix ? es->last_prefix : NULL);
 		if (step_reset(es->derived[i].st) < 0)
 			return -1;
 	}
@@ -836,7 +953,9 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 	buf_reset(lines);
 	for (size_t i = 0; i < n; i++) {
 		offs[i] = lines->len;
-		if (mxb_event_to_json(evs[i], lines) < 0 || buf_putc(lines, '\n') < 0)
+		mxb_format_ts(evs[i]->ts_us, es->ts[i], sizeof(es->ts[i]));
+		if (mxb_event_to_json_ts(evs[i], es->ts[i], lines) < 0 ||
+		    buf_putc(lines, '\n') < 0)
 			return n; /* out of memory: nothing sensible to do but count */
 	}
 	offs[n] = lines->len;
@@ -853,8 +972,11 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 	if (sqlite3_exec(es->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
-		if (store_one(es, evs[i], lines->data + offs[i], offs[i + 1] - offs[i] - 1) < 0)
+		if (store_one(es, evs[i], es->ts[i], lines->data + offs[i],
+			      offs[i + 1] - offs[i] - 1) < 0)
 			goto fail;
+	if (pending_flush(es, true) < 0)
+		goto fail;
 	for (size_t i = 0; i < ab->n; i++)
 		if (store_account(es, &ab->recs[i]) < 0)
 			goto fail;
@@ -876,6 +998,7 @@ fail:
 		sqlite3_exec(es->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	/* A row we cached may have been rolled back with the batch. */
 	memset(es->known_sessions, 0, SESSION_CACHE * sizeof(*es->known_sessions));
+	pending_flush(es, false);
 	return n;
 }
 
@@ -896,6 +1019,7 @@ static void *writer_thread(void *arg)
 	buf_init(&lines, 0);
 	struct mxb_event **batch = es->batch;
 	size_t *offs = es->offs;
+	pthread_setname_np(pthread_self(), "mxb-events"); /* for top -H, perf, benches */
 	pthread_mutex_lock(&es->mu);
 	es->writer = W_RUNNING;
 	pthread_cond_broadcast(&es->done_cv);

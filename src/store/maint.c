@@ -314,6 +314,7 @@ static void pass(struct store_maint *m, bool full)
 static void *maint_thread(void *arg)
 {
 	struct store_maint *m = arg;
+	pthread_setname_np(pthread_self(), "mxb-maint");
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
 		if (!m->kicked && m->full_requested == m->full_done) {

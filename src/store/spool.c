@@ -661,6 +661,7 @@ static bool sync_one(struct spool *sp)
 static void *sync_thread(void *arg)
 {
 	struct spool *sp = arg;
+	pthread_setname_np(pthread_self(), "mxb-fsync");
 	pthread_mutex_lock(&sp->sync_mu);
 	for (;;) {
 		while (!sp->sync_stop && sp->sync_next >= sp->sync_n)
@@ -779,6 +780,7 @@ static void commit_group(struct spool *sp, struct spool_msg *group, size_t count
 static void *commit_thread(void *arg)
 {
 	struct spool *sp = arg;
+	pthread_setname_np(pthread_self(), "mxb-spool");
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
 		while (!sp->queue_head && !sp->stop)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/event.h"
 #include "store/event_schema.h"
@@ -168,12 +169,41 @@ static void test_event_line(void **state)
 	assert_null(ev);
 }
 
+/* The hand-written RFC 3339 formatter agrees with gmtime_r over four centuries of
+ * dates, leap days and the microseconds included. */
+static void test_format_ts(void **state)
+{
+	char got[40], want[64];
+	uint64_t x = 88172645463325252ULL;
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		/* 1970 .. ~2370 */
+		int64_t us = (int64_t)(x % (400ULL * 366 * 86400 * 1000000ULL));
+		if (i < 4)
+			us = (int64_t[]){0, 951782400000000LL, 4107542399999999LL, 1795762363123456LL}[i];
+		mxb_format_ts(us, got, sizeof(got));
+		time_t sec = (time_t)(us / 1000000);
+		struct tm tm;
+		gmtime_r(&sec, &tm);
+		snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int)(us % 1000000));
+		if (strcmp(got, want))
+			fail_msg("%lld: %s, gmtime says %s", (long long)us, got, want);
+	}
+	mxb_format_ts(1795762363123456LL, got, 10); /* too small: empty, no overflow */
+	assert_string_equal(got, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_json_escapes_attacker_bytes),
 		cmocka_unit_test(test_event_line),
 		cmocka_unit_test(test_long_value_cut),
+		cmocka_unit_test(test_format_ts),
 		cmocka_unit_test(test_text_forms_match_json_extract),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
