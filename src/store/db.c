@@ -352,10 +352,14 @@ enum db_status db_open_rw(const char *path, sqlite3 **db_r, char **err_r)
 	/* journal_mode is the first real read: garbage shows up here.  auto_vacuum takes
 	 * effect only on a database without tables yet (a new one): its pages freed by
 	 * retention can then be given back to the filesystem (store/prune.h).  The WAL is
-	 * cut back to 16 MiB after checkpoints, so a long reader cannot leave it big. */
+	 * cut back to 16 MiB after checkpoints, so a long reader cannot leave it big.
+	 * secure_delete=FAST (Debian's SQLite defaults to ON): deleted rows are zeroed in
+	 * their pages, but freed pages are not rewritten, so pruning a budget's worth of
+	 * rows does not write that much again into the WAL. */
 	char *em = NULL;
 	rc = sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL;"
-			  " PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=16777216;",
+			  " PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=16777216;"
+			  " PRAGMA secure_delete=FAST;",
 			  NULL, NULL, &em);
 	if (rc != SQLITE_OK) {
 		enum db_status s = classify(db, rc);
@@ -378,6 +382,30 @@ enum db_status db_open_rw(const char *path, sqlite3 **db_r, char **err_r)
 		free(why);
 		sqlite3_close(db);
 		return s;
+	}
+	*db_r = db;
+	return DB_OK;
+}
+
+enum db_status db_open_existing_rw(const char *path, sqlite3 **db_r, char **err_r)
+{
+	sqlite3 *db = NULL;
+	*db_r = NULL;
+	enum db_status s = db_open_ro(path, &db, err_r);
+	if (s != DB_OK)
+		return s;
+	/* db_open_ro checked the schema; this connection may write. */
+	if (sqlite3_exec(db, "PRAGMA query_only=0", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_db_readonly(db, "main") == 1) {
+		set_err(err_r, fmt("%s: cannot write it (permissions?)", path));
+		sqlite3_close(db);
+		return DB_ERROR;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	if (db_register_functions(db) < 0) {
+		set_err(err_r, fmt("%s: %s", path, sqlite3_errmsg(db)));
+		sqlite3_close(db);
+		return DB_ERROR;
 	}
 	*db_r = db;
 	return DB_OK;

@@ -55,9 +55,11 @@
 #include "store/db.h"
 #include "deceive/deception.h"
 #include "store/event.h"
+#include "store/prune.h"
 #include "util/buf.h"
 
 #define BATCH_MAX 512
+#define BATCH_BYTES_MAX (1024 * 1024) /* roughly what a batch adds to the WAL */
 #define BATCH_WAIT_NS (50 * 1000000L)
 #define QUEUE_LIMIT_DEFAULT 1000000
 #define START_WAIT_MS 30000     /* the writer thread must say it runs within this */
@@ -173,8 +175,13 @@ struct eventstore {
 	uint64_t jsonl_size;      /* bytes in the current log file */
 	uint64_t log_budget;      /* 0: none; else the log and <log>.1 together */
 	bool reopen_log;          /* eventstore_reopen_log() asked for it */
-	uint64_t wal_limit;       /* eventstore_set_wal_limit(); applied by the writer */
+	uint64_t db_budget;       /* eventstore_set_db_budget(); 0: none */
+	uint64_t wal_limit;       /* db_budget / 8: where the writer checkpoints */
 	bool wal_limit_changed;
+	struct prune_counts pruned; /* by the budget, not yet taken by the job's log */
+	bool prune_stuck;           /* the last prune could not reach its target */
+	sqlite3_stmt *page_count, *freelist_count;
+	int64_t page_size;
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_session;
 	struct derived_stmt derived[N_DERIVED];
@@ -200,6 +207,7 @@ struct eventstore {
 	struct mxb_event **queue;
 	size_t q_head, n_queue, alloc_queue; /* queue[q_head .. q_head+n_queue) */
 	size_t queue_limit;
+	size_t queued_bytes;    /* batch_bytes() of the queued events */
 	uint64_t accepted;      /* events queued since open */
 	uint64_t done;          /* events the writer finished with */
 	uint64_t dropped;       /* refused by the bound (or no writer), since open */
@@ -212,10 +220,6 @@ struct eventstore {
 	size_t n_accts, alloc_accts;
 	size_t urgent_accts;    /* of them, saves that must be durable at once */
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
-	/* Budget watcher (store/maint.h): called after the log grew by kick_every bytes. */
-	void (*kick)(void *ctx);
-	void *kick_ctx;
-	uint64_t kick_every, since_kick;
 	int flushers;
 	bool stop;
 	enum writer_state writer;
@@ -235,6 +239,21 @@ static char *fmt(const char *f, ...)
 	return s;
 }
 
+/* What an event adds to the WAL, roughly: its JSON row and its derived rows. */
+static size_t batch_bytes(const struct mxb_event *e)
+{
+	return 2 * (e->fields.len + 256);
+}
+
+/* Bytes a batch may add to the WAL: BATCH_BYTES_MAX, or half the WAL limit. */
+static size_t batch_bytes_max(const struct eventstore *es)
+{
+	size_t max = BATCH_BYTES_MAX;
+	if (es->wal_limit && es->wal_limit / 2 < max)
+		max = (size_t)(es->wal_limit / 2);
+	return max;
+}
+
 static void *writer_thread(void *arg);
 
 static void free_stmts(struct eventstore *es)
@@ -243,6 +262,8 @@ static void free_stmts(struct eventstore *es)
 	sqlite3_finalize(es->ins_session);
 	sqlite3_finalize(es->upsert_account);
 	sqlite3_finalize(es->add_counters);
+	sqlite3_finalize(es->page_count);
+	sqlite3_finalize(es->freelist_count);
 	for (size_t i = 0; i < N_DERIVED; i++) {
 		sqlite3_finalize(es->derived[i].st);
 		free(es->derived[i].params);
@@ -410,6 +431,12 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 					" mails = mails + ?2, rcpts = rcpts + ?3, offences = offences + ?4,"
 					" messages = messages + ?5 WHERE session = ?6",
 					-1, SQLITE_PREPARE_PERSISTENT, &es->add_counters, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(es->db, "PRAGMA page_count", -1, SQLITE_PREPARE_PERSISTENT,
+					&es->page_count, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(es->db, "PRAGMA freelist_count", -1,
+					SQLITE_PREPARE_PERSISTENT, &es->freelist_count, NULL);
 	/* Latest state wins: saves are applied in the order they were made. */
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(es->db,
@@ -423,6 +450,14 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 	if (rc != SQLITE_OK) {
 		*err_r = fmt("%s: %s", db_path, sqlite3_errmsg(es->db));
 		goto fail;
+	}
+	{
+		sqlite3_stmt *ps = NULL;
+		es->page_size = 4096;
+		if (sqlite3_prepare_v2(es->db, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK &&
+		    sqlite3_step(ps) == SQLITE_ROW)
+			es->page_size = sqlite3_column_int64(ps, 0);
+		sqlite3_finalize(ps);
 	}
 	if (jsonl_path) {
 		es->jsonl_path = strdup(jsonl_path);
@@ -478,9 +513,12 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 		}
 	}
 	es->queue[es->q_head + es->n_queue++] = ev;
+	es->queued_bytes += batch_bytes(ev);
 	es->accepted++;
 	/* Wake the writer for the first event of a batch and when a batch is full. */
-	if (es->n_queue == 1 || es->n_queue == BATCH_MAX)
+	if (es->n_queue == 1 || es->n_queue == BATCH_MAX ||
+	    (es->queued_bytes >= batch_bytes_max(es) &&
+	     es->queued_bytes - batch_bytes(ev) < batch_bytes_max(es)))
 		pthread_cond_signal(&es->cv);
 	pthread_mutex_unlock(&es->mu);
 }
@@ -627,14 +665,32 @@ void eventstore_set_log_budget(struct eventstore *es, uint64_t bytes)
 	pthread_mutex_unlock(&es->mu);
 }
 
-void eventstore_set_wal_limit(struct eventstore *es, uint64_t bytes)
+void eventstore_set_db_budget(struct eventstore *es, uint64_t bytes)
 {
 	if (!es)
 		return;
 	pthread_mutex_lock(&es->mu);
-	es->wal_limit = bytes;
+	struct prune_marks m;
+	prune_budget_marks(bytes, &m);
+	es->db_budget = bytes;
+	es->wal_limit = bytes ? m.wal : 0;
 	es->wal_limit_changed = true;
+	pthread_cond_signal(&es->cv);
 	pthread_mutex_unlock(&es->mu);
+}
+
+bool eventstore_take_pruned(struct eventstore *es, struct prune_counts *c, bool *stuck_r)
+{
+	memset(c, 0, sizeof(*c));
+	if (!es)
+		return false;
+	pthread_mutex_lock(&es->mu);
+	*c = es->pruned;
+	memset(&es->pruned, 0, sizeof(es->pruned));
+	if (stuck_r)
+		*stuck_r = es->prune_stuck;
+	pthread_mutex_unlock(&es->mu);
+	return c->events || c->auth_attempts || c->probes || c->sessions;
 }
 
 void eventstore_reopen_log(struct eventstore *es)
@@ -644,19 +700,6 @@ void eventstore_reopen_log(struct eventstore *es)
 	pthread_mutex_lock(&es->mu);
 	es->reopen_log = true;
 	pthread_cond_signal(&es->cv);
-	pthread_mutex_unlock(&es->mu);
-}
-
-void eventstore_set_growth_hook(struct eventstore *es, uint64_t every_bytes,
-				void (*fn)(void *ctx), void *ctx)
-{
-	if (!es)
-		return;
-	pthread_mutex_lock(&es->mu);
-	es->kick = fn;
-	es->kick_ctx = ctx;
-	es->kick_every = every_bytes;
-	es->since_kick = 0;
 	pthread_mutex_unlock(&es->mu);
 }
 
@@ -929,12 +972,7 @@ static void log_rotate_if_needed(struct eventstore *es, size_t adding, uint64_t 
  * afterwards (0: SQLite's defaults, 1000 pages, and 16 MiB). */
 static void apply_wal_limit(struct eventstore *es, uint64_t bytes)
 {
-	int64_t page = 4096;
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(es->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		page = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	int64_t page = es->page_size;
 	int64_t pages = bytes ? (int64_t)bytes / (page > 0 ? page : 4096) : 1000;
 	if (pages < 16)
 		pages = 16;
@@ -1002,6 +1040,37 @@ fail:
 	return n;
 }
 
+static int64_t step_int(sqlite3_stmt *st)
+{
+	int64_t v = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return v;
+}
+
+/* Keep mxbait.db's content under the budget's trigger mark: past it, delete the oldest
+ * rows down to the target mark (store/prune.h, prune_budget_marks); the rest of the
+ * budget is for the WAL and the -shm file.  Returns 1 (fine or done), 0 when only rows
+ * that are never pruned are left above the target, -1 on error. */
+static int enforce_db_budget(struct eventstore *es, uint64_t budget, struct prune_counts *c)
+{
+	int64_t pages = step_int(es->page_count), free_pages = step_int(es->freelist_count);
+	if (pages < 0 || free_pages < 0)
+		return -1;
+	int64_t content = (pages - free_pages) * es->page_size;
+	struct prune_marks m;
+	prune_budget_marks(budget, &m);
+	if ((uint64_t)content <= m.trigger)
+		return 1;
+	char *err = NULL;
+	int r = prune_db_to_size(es->db, (int64_t)m.target, c, &err);
+	if (r < 0)
+		fprintf(stderr, "mxbait: eventstore: database_budget: %s\n", err ? err : "?");
+	free(err);
+	return r;
+}
+
 static void deadline_in(struct timespec *ts, long ns)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -1036,15 +1105,27 @@ static void *writer_thread(void *arg)
 		/* Let the batch fill for up to 50 ms, unless someone waits for it or a
 		 * cracked account waits to be made durable. */
 		if ((es->n_queue || es->n_accts) && es->n_queue < BATCH_MAX && !es->stop &&
-		    !es->flushers && !es->urgent_accts) {
+		    !es->flushers && !es->urgent_accts && es->queued_bytes < batch_bytes_max(es)) {
 			struct timespec dl;
 			deadline_in(&dl, BATCH_WAIT_NS);
 			while (es->n_queue < BATCH_MAX && !es->stop && !es->flushers &&
-			       !es->urgent_accts)
+			       !es->urgent_accts && es->queued_bytes < batch_bytes_max(es))
 				if (pthread_cond_timedwait(&es->cv, &es->mu, &dl) == ETIMEDOUT)
 					break;
 		}
-		size_t n = es->n_queue < BATCH_MAX ? es->n_queue : BATCH_MAX;
+		/* At most BATCH_MAX events, and about BATCH_BYTES_MAX (half the WAL limit when
+		 * there is one) of what they add to the WAL: a batch of big events under a
+		 * small database budget must not blow the WAL past it. */
+		size_t max_bytes = batch_bytes_max(es);
+		size_t n = 0, bytes = 0;
+		while (n < es->n_queue && n < BATCH_MAX) {
+			size_t sz = batch_bytes(es->queue[es->q_head + n]);
+			if (n && bytes + sz > max_bytes)
+				break;
+			bytes += sz;
+			n++;
+		}
+		es->queued_bytes = es->queued_bytes >= bytes ? es->queued_bytes - bytes : 0;
 		if (n)
 			memcpy(batch, es->queue + es->q_head, n * sizeof(*batch));
 		es->q_head += n;
@@ -1088,18 +1169,21 @@ static void *writer_thread(void *arg)
 		es->batches++;
 		if (ab.durable && !lost)
 			es->durable_commits++;
-		void (*kick)(void *) = NULL;
-		es->since_kick += lines.len;
-		if (es->kick && es->kick_every && es->since_kick >= es->kick_every) {
-			kick = es->kick;
-			es->since_kick = 0;
-		}
-		void *kick_ctx = es->kick_ctx;
 		pthread_cond_broadcast(&es->done_cv);
-		if (kick) {
+		if (es->db_budget) {
+			/* The database budget, enforced by the only writer of the events:
+			 * checked after every batch, so a flood cannot outrun it. */
+			uint64_t budget = es->db_budget;
 			pthread_mutex_unlock(&es->mu);
-			kick(kick_ctx);
+			struct prune_counts c = {0};
+			int r = enforce_db_budget(es, budget, &c);
 			pthread_mutex_lock(&es->mu);
+			es->pruned.events += c.events;
+			es->pruned.auth_attempts += c.auth_attempts;
+			es->pruned.probes += c.probes;
+			es->pruned.sessions += c.sessions;
+			if (r >= 0)
+				es->prune_stuck = r == 0;
 		}
 		if (lines.alloc > 1024 * 1024) { /* a burst's buffer is not kept forever */
 			buf_free(&lines);

@@ -53,17 +53,17 @@ void eventstore_set_queue_limit(struct eventstore *es, unsigned long limit);
 /* Bound the JSON-lines log: the log and its previous generation "<log>.1" together
  * hold at most bytes (0: no bound).  Thread-safe; takes effect at the next batch. */
 void eventstore_set_log_budget(struct eventstore *es, uint64_t bytes);
-/* The writer checkpoints mxbait.db's WAL when it holds about bytes (and truncates it
- * back to that after a checkpoint), so the WAL fits the database budget; 0: SQLite's
- * default (1000 pages).  Thread-safe; applied before the next batch. */
-void eventstore_set_wal_limit(struct eventstore *es, uint64_t bytes);
+/* Keep mxbait.db with its -wal and -shm within bytes (0: no bound): after each batch
+ * the writer looks at the database's content, and past 3/4 of the budget deletes the
+ * oldest rows (events, auth_attempts, probes, sessions: store/prune.h) down to 5/8; it
+ * checkpoints its WAL at 1/8.  Thread-safe.  What it deleted is collected for the
+ * maintenance job's warning: eventstore_take_pruned() hands it over and resets it
+ * (stuck_r: the last pass found only rows that are never pruned above the target);
+ * returns whether anything was deleted. */
+void eventstore_set_db_budget(struct eventstore *es, uint64_t bytes);
+struct prune_counts;
+bool eventstore_take_pruned(struct eventstore *es, struct prune_counts *c, bool *stuck_r);
 /* Reopen the JSON-lines log at its path before the next write (after it was renamed
  * by logrotate, say).  Thread-safe, async-signal-unsafe: call it from the loop. */
 void eventstore_reopen_log(struct eventstore *es);
-/* fn(ctx) is called from the writer thread each time the events written since the
- * last call reach every_bytes (of JSON): the disk-budget job (store/maint.h) uses it
- * to look at the database sooner than its period under a flood. */
-void eventstore_set_growth_hook(struct eventstore *es, uint64_t every_bytes,
-				void (*fn)(void *ctx), void *ctx);
-
 #endif

@@ -93,6 +93,25 @@ static void fmt_size(uint64_t b, char *out, size_t n)
 		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
 }
 
+/* This connection's own transactions (the deletions) checkpoint the WAL at 1/8 of the
+ * budget and cut it back to that. */
+static void wal_bound(sqlite3 *db, uint64_t budget)
+{
+	if (!budget)
+		return;
+	struct prune_marks mk;
+	prune_budget_marks(budget, &mk);
+	uint64_t pages = mk.wal / 4096;
+	if (pages < 16)
+		pages = 16;
+	if (pages > 1000)
+		pages = 1000;
+	char sql[128];
+	snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%llu; PRAGMA journal_size_limit=%llu",
+		 (unsigned long long)pages, (unsigned long long)mk.wal);
+	sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
 /* Open analysis.db when it exists (the analyzer creates it); NULL otherwise. */
 static sqlite3 *open_adb(struct store_maint *m)
 {
@@ -107,6 +126,8 @@ static sqlite3 *open_adb(struct store_maint *m)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 10000);
+	sqlite3_exec(db, "PRAGMA secure_delete=FAST", NULL, NULL, NULL); /* see db.c */
+	wal_bound(db, m->cfg.analysis_budget);
 	m->adb = db;
 	return db;
 }
@@ -152,34 +173,42 @@ static void check_db_budget(struct store_maint *m)
 	uint64_t budget = m->cfg.database_budget;
 	if (!budget || !m->db)
 		return;
-	int64_t content = prune_content_bytes(m->db);
-	if (content < 0)
-		return;
-	if ((uint64_t)content > budget / 4 * 3) {
-		struct prune_counts c = {0};
-		char *err = NULL;
-		int r = prune_db_to_size(m->db, (int64_t)(budget / 8 * 5), &c, &err);
-		if (r < 0) {
-			say(m, LOG_WARNING, "database_budget: pruning %s: %s", m->db_path,
-			    err ? err : "?");
-		} else if (r == 0 && !m->db_log.stuck_said) {
-			char b[32];
-			fmt_size(budget, b, sizeof(b));
-			say(m, LOG_WARNING, "database_budget %s: %s holds more than that in rows "
-			    "that are never pruned for space (messages, accounts): raise it",
-			    b, m->db_path);
-			m->db_log.stuck_said = true;
+	struct prune_counts c = {0};
+	bool stuck = false;
+	if (m->cfg.es) {
+		/* The event writer enforces it (eventstore_set_db_budget): report. */
+		eventstore_take_pruned(m->cfg.es, &c, &stuck);
+	} else {
+		int64_t content = prune_content_bytes(m->db);
+		struct prune_marks mk;
+		prune_budget_marks(budget, &mk);
+		if (content >= 0 && (uint64_t)content > mk.trigger) {
+			char *err = NULL;
+			int r = prune_db_to_size(m->db, (int64_t)mk.target, &c, &err);
+			if (r < 0)
+				say(m, LOG_WARNING, "database_budget: pruning %s: %s", m->db_path,
+				    err ? err : "?");
+			stuck = r == 0;
+			free(err);
 		}
-		free(err);
-		add_counts(&m->db_log.c, &c);
-		if (c.events || c.auth_attempts || c.probes || c.sessions)
-			m->db_log.pending = true;
 	}
+	if (stuck && !m->db_log.stuck_said) {
+		char b[32];
+		fmt_size(budget, b, sizeof(b));
+		say(m, LOG_WARNING, "database_budget %s: %s holds more than that in rows that are "
+		    "never pruned for space (messages, accounts): raise it", b, m->db_path);
+		m->db_log.stuck_said = true;
+	}
+	add_counts(&m->db_log.c, &c);
+	if (c.events || c.auth_attempts || c.probes || c.sessions)
+		m->db_log.pending = true;
 	flush_budget_log(m, &m->db_log, "database_budget", MXB_DB_FILE, budget, false);
-	/* A file bigger than the budget (the budget was lowered): give pages back. */
+	/* A file bigger than the budget allows (the budget was lowered): pages back. */
+	struct prune_marks mk;
+	prune_budget_marks(budget, &mk);
 	struct stat st;
-	if (stat(m->db_path, &st) == 0 && (uint64_t)st.st_size > budget / 8 * 7) {
-		if (prune_shrink(m->db, m->db_path, budget / 4 * 3) == 0 && !m->db_log.vacuum_said) {
+	if (stat(m->db_path, &st) == 0 && (uint64_t)st.st_size > mk.trigger + mk.wal) {
+		if (prune_shrink(m->db, m->db_path, mk.trigger) == 0 && !m->db_log.vacuum_said) {
 			say(m, LOG_WARNING, "%s is bigger than database_budget and cannot shrink "
 			    "while it runs: stop mxbait and run mxbait prune --vacuum", m->db_path);
 			m->db_log.vacuum_said = true;
@@ -196,10 +225,13 @@ static void check_adb_budget(struct store_maint *m)
 	if (!adb)
 		return;
 	int64_t content = prune_content_bytes(adb);
-	if (content >= 0 && (uint64_t)content > budget / 4 * 3) {
+	struct prune_marks mk;
+	prune_budget_marks(budget, &mk);
+	if (content >= 0 && (uint64_t)content > mk.trigger) {
 		struct prune_counts c = {0};
 		char *err = NULL;
-		int r = prune_adb_to_size(adb, (int64_t)(budget / 8 * 5), &c, &err);
+		int r = prune_adb_to_size(adb, m->adb_path, (int64_t)mk.target, (int64_t)mk.wal,
+					  &c, &err);
 		if (r < 0)
 			say(m, LOG_WARNING, "analysis_budget: pruning %s: %s", m->adb_path,
 			    err ? err : "?");
@@ -208,16 +240,13 @@ static void check_adb_budget(struct store_maint *m)
 		if (c.analysis_messages)
 			m->adb_log.pending = true;
 	}
-	/* The analyzer checkpoints at SQLite's default (1000 pages); a WAL past 1/8 of the
-	 * budget is checkpointed and cut back from here. */
-	char wal[4096];
-	snprintf(wal, sizeof(wal), "%s-wal", m->adb_path);
+	/* The analyzer checkpoints at SQLite's default (1000 pages); a WAL past the mark is
+	 * checkpointed and cut back from here. */
+	prune_wal_bound(adb, m->adb_path, (int64_t)mk.wal);
 	struct stat st;
-	if (stat(wal, &st) == 0 && (uint64_t)st.st_size > budget / 8)
-		sqlite3_wal_checkpoint_v2(adb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	flush_budget_log(m, &m->adb_log, "analysis_budget", ADB_FILE_NAME, budget, false);
-	if (stat(m->adb_path, &st) == 0 && (uint64_t)st.st_size > budget / 8 * 7 &&
-	    prune_shrink(adb, m->adb_path, budget / 4 * 3) == 0 && !m->adb_log.vacuum_said) {
+	if (stat(m->adb_path, &st) == 0 && (uint64_t)st.st_size > mk.trigger + mk.wal &&
+	    prune_shrink(adb, m->adb_path, mk.trigger) == 0 && !m->adb_log.vacuum_said) {
 		say(m, LOG_WARNING, "%s is bigger than analysis_budget and cannot shrink while it "
 		    "runs: stop mxbait and run mxbait prune --vacuum", m->adb_path);
 		m->adb_log.vacuum_said = true;
@@ -342,11 +371,6 @@ static void *maint_thread(void *arg)
 	return NULL;
 }
 
-static void kick_hook(void *ctx)
-{
-	store_maint_kick(ctx);
-}
-
 static uint64_t file_bytes(const char *path)
 {
 	struct stat st;
@@ -422,12 +446,11 @@ struct store_maint *store_maint_start(const struct store_maint_config *cfg, char
 		return NULL;
 	}
 	sqlite3_busy_timeout(m->db, 10000);
+	sqlite3_exec(m->db, "PRAGMA secure_delete=FAST", NULL, NULL, NULL); /* see db.c */
+	wal_bound(m->db, cfg->database_budget);
 	if (cfg->es) {
 		eventstore_set_log_budget(cfg->es, cfg->event_log_budget);
-		if (cfg->database_budget) {
-			eventstore_set_wal_limit(cfg->es, cfg->database_budget / 8);
-			eventstore_set_growth_hook(cfg->es, cfg->database_budget / 16, kick_hook, m);
-		}
+		eventstore_set_db_budget(cfg->es, cfg->database_budget);
 	}
 	check_space(m);
 	int e = pthread_create(&m->thread, NULL, maint_thread, m);
@@ -468,8 +491,6 @@ void store_maint_stop(struct store_maint **mp)
 	struct store_maint *m = mp ? *mp : NULL;
 	if (!m)
 		return;
-	if (m->cfg.es)
-		eventstore_set_growth_hook(m->cfg.es, 0, NULL, NULL);
 	if (m->started) {
 		pthread_mutex_lock(&m->mu);
 		m->stop = true;

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,19 @@ static int delete_chunked(sqlite3 *db, const char *sql, int64_t bound, int64_t *
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		set_err(err_r, db, "prune");
 		return -1;
+	}
+	/* Inside the caller's transaction (a budget step): one statement, no commits. */
+	if (!sqlite3_get_autocommit(db)) {
+		sqlite3_bind_int64(st, 1, bound);
+		sqlite3_bind_int(st, 2, INT32_MAX);
+		int rc = sqlite3_step(st);
+		*n += sqlite3_changes(db);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			set_err(err_r, db, "prune");
+			return -1;
+		}
+		return 0;
 	}
 	for (;;) {
 		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
@@ -177,6 +191,14 @@ int prune_db_before(sqlite3 *db, int64_t cutoff_us, bool with_messages, bool dry
 	return 0;
 }
 
+void prune_budget_marks(uint64_t budget, struct prune_marks *m)
+{
+	m->wal = budget / 16 < 4 * 1024 * 1024 ? budget / 16 : 4 * 1024 * 1024;
+	uint64_t margin = 4 * m->wal + 64 * 1024;
+	m->trigger = budget > margin ? budget - margin : budget / 2;
+	m->target = m->trigger > budget / 8 ? m->trigger - budget / 8 : m->trigger / 2;
+}
+
 int64_t prune_content_bytes(sqlite3 *db)
 {
 	int64_t pages = q_int(db, "PRAGMA page_count", 0, -1);
@@ -187,15 +209,36 @@ int64_t prune_content_bytes(sqlite3 *db)
 	return (pages - free_pages) * size;
 }
 
-/* The time before which the oldest `chunk` rows of the prunable tables lie. */
-static int64_t db_chunk_cutoff(sqlite3 *db)
+/* The time before which lie the oldest events whose removal should bring the content
+ * from live down to target: that share of the events (estimated from their ids, which
+ * grow by one per event), at least one, at most PRUNE_CHUNK. */
+static int64_t db_chunk_cutoff(sqlite3 *db, int64_t live, int64_t target)
 {
-	int64_t t = q_int(db, "SELECT ts_us FROM events ORDER BY id LIMIT 1 OFFSET ?1",
-			  PRUNE_CHUNK, -1);
-	if (t >= 0)
-		return t;
-	/* Fewer than a chunk of events: everything prunable that exists. */
-	return INT64_MAX;
+	int64_t lo = q_int(db, "SELECT min(id) FROM events", 0, -1);
+	int64_t hi = q_int(db, "SELECT max(id) FROM events", 0, -1);
+	if (lo < 0 || hi < lo)
+		return INT64_MAX; /* no events: everything prunable that exists */
+	double share = live > 0 ? (double)(live - target) / (double)live : 1.0;
+	int64_t n = (int64_t)((double)(hi - lo + 1) * share * 1.1) + 1;
+	if (n > PRUNE_CHUNK)
+		n = PRUNE_CHUNK;
+	int64_t t = q_int(db, "SELECT ts_us FROM events ORDER BY id LIMIT 1 OFFSET ?1", n, -1);
+	return t >= 0 ? t : INT64_MAX;
+}
+
+int prune_wal_bound(sqlite3 *db, const char *db_path, int64_t wal_max)
+{
+	if (wal_max <= 0 || !db_path)
+		return 0;
+	char wal[4096];
+	snprintf(wal, sizeof(wal), "%s-wal", db_path);
+	struct stat st;
+	if (stat(wal, &st) < 0 || st.st_size <= wal_max)
+		return 0;
+	return sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) ==
+			       SQLITE_OK
+		       ? 1
+		       : 0;
 }
 
 int prune_db_to_size(sqlite3 *db, int64_t target, struct prune_counts *c, char **err_r)
@@ -208,10 +251,21 @@ int prune_db_to_size(sqlite3 *db, int64_t target, struct prune_counts *c, char *
 		}
 		if (live <= target)
 			return 1;
-		int64_t cutoff = db_chunk_cutoff(db);
-		struct prune_counts before = *c;
-		if (prune_db_before(db, cutoff, false, false, c, err_r) < 0)
+		/* One step, one transaction: at most PRUNE_CHUNK events and their rows. */
+		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+			set_err(err_r, db, "prune");
 			return -1;
+		}
+		int64_t cutoff = db_chunk_cutoff(db, live, target);
+		struct prune_counts before = *c;
+		if (prune_db_before(db, cutoff, false, false, c, err_r) < 0 ||
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			if (err_r && !*err_r)
+				set_err(err_r, db, "prune");
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			*c = before;
+			return -1;
+		}
 		bool deleted = c->events != before.events ||
 			       c->auth_attempts != before.auth_attempts ||
 			       c->probes != before.probes || c->sessions != before.sessions;
@@ -327,11 +381,13 @@ int prune_adb_before(sqlite3 *adb, int64_t cutoff_us, bool dry_run, struct prune
 	return adb_delete_below(adb, b, c, err_r);
 }
 
-int prune_adb_to_size(sqlite3 *adb, int64_t target, struct prune_counts *c, char **err_r)
+int prune_adb_to_size(sqlite3 *adb, const char *db_path, int64_t target, int64_t wal_max,
+		      struct prune_counts *c, char **err_r)
 {
 	if (!has_table(adb, "messages"))
 		return 1;
 	for (;;) {
+		prune_wal_bound(adb, db_path, wal_max);
 		int64_t live = prune_content_bytes(adb);
 		if (live < 0) {
 			set_err(err_r, adb, "analysis.db");
@@ -339,8 +395,16 @@ int prune_adb_to_size(sqlite3 *adb, int64_t target, struct prune_counts *c, char
 		}
 		if (live <= target)
 			return 1;
+		/* The share of the messages that should bring live down to target. */
+		int64_t lo = q_int(adb, "SELECT min(id) FROM messages", 0, -1);
+		int64_t hi = q_int(adb, "SELECT max(id) FROM messages", 0, -1);
+		double share = (double)(live - target) / (double)live;
+		int64_t n = lo >= 0 && hi >= lo ? (int64_t)((double)(hi - lo + 1) * share * 1.1) + 1
+						: 1;
+		if (n > PRUNE_CHUNK / 10)
+			n = PRUNE_CHUNK / 10;
 		int64_t upto = q_int(adb, "SELECT id FROM messages ORDER BY id LIMIT 1 OFFSET ?1",
-				     PRUNE_CHUNK / 10, -1);
+				     n, -1);
 		if (upto == -1) /* fewer than that: all of them */
 			upto = q_int(adb, "SELECT coalesce(max(id), 0) + 1 FROM messages", 0, 1);
 		int64_t before = c->analysis_messages;

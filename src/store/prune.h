@@ -54,7 +54,9 @@ int prune_db_before(struct sqlite3 *db, int64_t cutoff_us, bool with_messages, b
 
 /* Delete the oldest rows of mxbait.db (never messages, accounts or counters) until its
  * content is at most target bytes.  Returns 1 when the target was reached, 0 when
- * nothing prunable is left above it, -1 with *err_r on error. */
+ * nothing prunable is left above it, -1 with *err_r on error.  The daemon's event
+ * writer runs it itself (eventstore_set_db_budget): being the only writer of the
+ * events, it cannot be outrun by them. */
 int prune_db_to_size(struct sqlite3 *db, int64_t target, struct prune_counts *c,
 		     char **err_r);
 
@@ -64,10 +66,24 @@ int prune_adb_before(struct sqlite3 *adb, int64_t cutoff_us, bool dry_run,
 		     struct prune_counts *c, char **err_r);
 /* analysis.db: delete the oldest analysed messages until the content is at most target
  * bytes; 1, 0 or -1 as prune_db_to_size. */
-int prune_adb_to_size(struct sqlite3 *adb, int64_t target, struct prune_counts *c,
-		      char **err_r);
+int prune_adb_to_size(struct sqlite3 *adb, const char *db_path, int64_t target,
+		      int64_t wal_max, struct prune_counts *c, char **err_r);
+/* When db_path's WAL holds more than wal_max bytes: checkpoint it completely and
+ * truncate it (waits, with the connection's busy timeout, for the writers and readers
+ * of the moment).  Returns 1 when it did, 0 when not needed or not possible. */
+int prune_wal_bound(struct sqlite3 *db, const char *db_path, int64_t wal_max);
 /* analysis.db: forget that the spool file name was analysed (it was deleted).  0 or -1. */
 int prune_adb_spool_done(struct sqlite3 *adb, const char *name);
+
+/* How a database budget is shared (the daemon's writer and maintenance job use it):
+ * the WAL is checkpointed at wal (budget/16, at most 4 MiB) and a write transaction
+ * adds about wal/2 at most; past trigger (the budget less 4 WALs and 64 KiB for the
+ * -shm file and slack) the oldest rows are deleted down to target (trigger less
+ * budget/8).  So the file, its WAL and -shm stay within the budget. */
+struct prune_marks {
+	uint64_t wal, trigger, target;
+};
+void prune_budget_marks(uint64_t budget, struct prune_marks *m);
 
 /* The content of a database: (page_count - freelist_count) * page_size; -1 on error. */
 int64_t prune_content_bytes(struct sqlite3 *db);

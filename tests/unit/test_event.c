@@ -94,12 +94,14 @@ static void test_text_forms_match_json_extract(void **state)
 		const char *v;
 		size_t len;
 	} cases[] = {
-		{"plain", 5},
-		{"evil\x1b[31m\xff\0x", 11},
-		{"a\"b\\c\r\n\x01\x7f\xff\xc3\xa9\xe2\x82", 16},
-		{"\xed\xa0\x80 surrogate, \xf4\x90\x80\x80 too big, \xc0\xaf overlong", 43},
-		{"", 0},
-		{"\0lead", 5},
+#define C(s) {s, sizeof(s) - 1}
+		C("plain"),
+		C("evil\x1b[31m\xff\0x"),
+		C("a\"b\\c\r\n\x01\x7f\xff\xc3\xa9\xe2\x82"),
+		C("\xed\xa0\x80 surrogate, \xf4\x90\x80\x80 too big, \xc0\xaf overlong"),
+		C(""),
+		C("\0lead"),
+#undef C
 	};
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);

@@ -1030,14 +1030,14 @@ static void fill_hostile(struct eventstore *es)
 	mxb_event_str(e, "result", "ok");
 	eventstore_submit(es, e);
 	e = ev("mail", sid, t + 4);
-	mxb_event_strn(e, "sender", "\xc3\xa9\xe2\x82@x", 7);
+	mxb_event_strn(e, "sender", "\xc3\xa9\xe2\x82@x", 6);
 	mxb_event_str(e, "params", "SIZE=1");
 	mxb_event_int(e, "size", 1);
 	mxb_event_bool(e, "accepted", true);
 	mxb_event_int(e, "reply", 250);
 	eventstore_submit(es, e);
 	e = ev("rcpt", sid, t + 5);
-	mxb_event_strn(e, "recipient", "v\"i\\c\nt\xfe@x", 12);
+	mxb_event_strn(e, "recipient", "v\"i\\c\nt\xfe@x", 10);
 	mxb_event_str(e, "params", "");
 	mxb_event_bool(e, "accepted", true);
 	mxb_event_int(e, "reply", 250);
