@@ -11,17 +11,23 @@
  *      BUILD/src/store/libmxb_store.a BUILD/src/store/libmxb_event.a \
  *      BUILD/src/util/libmxb_util.a -lsqlite3 -lcrypto -levent -levent_pthreads -lpthread
  *   /tmp/eventstore-bench DIR KIND N      KIND: auth (a failed guess) | session (the
- *                                          eight events of one captured message)
- * Prints one line: kind, events, writer CPU seconds, microseconds per event.  Not a test.
+ *                                          six events of one captured message)
+ *                                          | crack, failure: N account saves, each
+ *                                          flushed alone (a crack is committed with
+ *                                          synchronous=FULL, a failure count is not)
+ * Prints one line: kind, events, writer CPU seconds, microseconds per event (for the
+ * account kinds: milliseconds per save until it is committed).  Not a test.
  */
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
+#include "deceive/deception.h"
 #include "store/event.h"
 #include "store/eventstore.h"
 
@@ -117,7 +123,8 @@ int main(int argc, char **argv)
 	}
 	const char *dir = argv[1], *kind = argv[2];
 	long n = atol(argv[3]);
-	if (n <= 0 || (strcmp(kind, "auth") && strcmp(kind, "session")))
+	bool accounts = !strcmp(kind, "crack") || !strcmp(kind, "failure");
+	if (n <= 0 || (strcmp(kind, "auth") && strcmp(kind, "session") && !accounts))
 		return 2;
 	char db[4096], log[4096];
 	snprintf(db, sizeof(db), "%s/mxbait.db", dir);
@@ -127,6 +134,29 @@ int main(int argc, char **argv)
 	if (!es) {
 		fprintf(stderr, "eventstore_open: %s\n", err ? err : "?");
 		return 1;
+	}
+	if (accounts) {
+		/* One save, one commit, waited for: the latency a crack adds. */
+		double p0 = cpu(RUSAGE_SELF), t0 = cpu(RUSAGE_THREAD);
+		struct timespec w0, w1;
+		clock_gettime(CLOCK_MONOTONIC, &w0);
+		for (long i = 0; i < n; i++) {
+			char user[32];
+			snprintf(user, sizeof(user), "user%ld", i);
+			struct deception_account a = {user, !strcmp(kind, "crack") ? "123456" : NULL,
+						      3, 3, !strcmp(kind, "crack") ? 1 : 0, 0};
+			eventstore_save_account(es, &a);
+			eventstore_flush(es);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &w1);
+		double writer = (cpu(RUSAGE_SELF) - p0) - (cpu(RUSAGE_THREAD) - t0);
+		double wall = (double)(w1.tv_sec - w0.tv_sec) +
+			      (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
+		printf("eventstore-bench: %s: %ld account saves, each committed alone: %.2f ms "
+		       "per save, writer CPU %.1f us per save\n", kind, n, wall / (double)n * 1e3,
+		       writer / (double)n * 1e6);
+		eventstore_close(&es);
+		return 0;
 	}
 	long per = strcmp(kind, "auth") ? 6 : 1;
 	long total = n * per;

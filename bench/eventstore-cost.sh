@@ -10,11 +10,15 @@
 #      (mxbait names its event writer "mxb-events").
 #   3. capture of 1 KB messages with the data dir on tmpfs against smtp-sink
 #      (bench/smtp-throughput.sh with WORKLOADS=1k).
+#   4. what a cracked account's durable commit costs (synchronous=FULL: the WAL is
+#      fsync'd) against a failure count's (NORMAL), each save committed alone, on a real
+#      disk (DISK_DIR, default BUILD/bench-data): eventstore-bench crack / failure.
 #
 #   bench/eventstore-cost.sh BUILD [SRC]     (SRC: the source tree BUILD was built from;
 #                                             default: this one)
 # Environment: N (events for 1., default 100000), CONNS (default 20), DURATION (default
-# 15), REPEAT (runs of 3., default 3), SKIP (space-separated step numbers to skip).
+# 15), REPEAT (runs of 3., default 3), SKIP (space-separated step numbers to skip),
+# DISK_DIR (for 4.).
 # Everything runs on loopback with free high ports and tmpfs (/dev/shm) data dirs, and
 # is stopped by PID on exit.  Prints figures; not a test.
 set -u
@@ -45,11 +49,13 @@ echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: 
 echo "build: $BUILD (source $SRC)"
 
 # ---- 1. the writer alone
-if ! skip 1; then
+if ! skip 1 || ! skip 4; then
 	cc -O2 -D_GNU_SOURCE -I "$SRC/src" -o "$T/eventstore-bench" "$here/eventstore-bench.c" \
 		"$BUILD/src/store/libmxb_store.a" "$BUILD/src/store/libmxb_event.a" \
 		"$BUILD/src/util/libmxb_util.a" -lsqlite3 -lcrypto -levent -levent_pthreads \
 		-lpthread || die "cannot build eventstore-bench"
+fi
+if ! skip 1; then
 	for kind in auth session; do
 		for r in 1 2 3; do
 			mkdir "$T/es"
@@ -133,4 +139,19 @@ fi
 if ! skip 3; then
 	echo
 	WORKLOADS=1k REPEAT=$REPEAT BENCH_DIR="$T/tp" sh "$here/smtp-throughput.sh" "$BUILD"
+fi
+
+# ---- 4. a crack's durable commit, on a real disk
+if ! skip 4; then
+	DISK_DIR=${DISK_DIR:-$BUILD/bench-data}
+	mkdir -p "$DISK_DIR"
+	D=$(mktemp -d "$DISK_DIR/escost-XXXXXX")
+	echo
+	echo "account saves committed one by one on $(df -T "$D" | awk 'NR==2 {print $2 " on " $1}'):"
+	for kind in failure crack failure crack; do
+		mkdir "$D/es"
+		"$T/eventstore-bench" "$D/es" "$kind" 200
+		rm -rf "$D/es"
+	done
+	rm -rf "$D"
 fi

@@ -31,9 +31,10 @@ static int64_t q_int(sqlite3 *db, const char *sql)
 
 struct spool_usage {
 	uint64_t files, bytes, tmp_files;
+	uint64_t disk_bytes; /* as spool_budget counts them: allocated blocks */
 };
 
-static void scan(const char *dir, uint64_t *files, uint64_t *bytes)
+static void scan(const char *dir, uint64_t *files, uint64_t *bytes, uint64_t *disk)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -47,6 +48,8 @@ static void scan(const char *dir, uint64_t *files, uint64_t *bytes)
 		    S_ISREG(st.st_mode)) {
 			(*files)++;
 			*bytes += (uint64_t)st.st_size;
+			uint64_t alloc = (uint64_t)st.st_blocks * 512;
+			*disk += alloc > (uint64_t)st.st_size ? alloc : (uint64_t)st.st_size;
 		}
 	}
 	closedir(d);
@@ -60,13 +63,13 @@ static void spool_usage(const struct cli_opts *o, struct spool_usage *u)
 		char *p = NULL;
 		if (asprintf(&p, "%s/%s/%s", o->data_dir, MXB_SPOOL_DIR, subs[i]) < 0)
 			continue;
-		scan(p, &u->files, &u->bytes);
+		scan(p, &u->files, &u->bytes, &u->disk_bytes);
 		free(p);
 	}
 	char *p = NULL;
 	uint64_t tb = 0;
 	if (asprintf(&p, "%s/%s/tmp", o->data_dir, MXB_SPOOL_DIR) >= 0)
-		scan(p, &u->tmp_files, &tb);
+		scan(p, &u->tmp_files, &tb, &u->disk_bytes);
 	u->bytes += tb;
 	free(p);
 }
@@ -190,6 +193,7 @@ int cmd_stats(int argc, char **argv)
 		jw_begin_object(&w, "spool");
 		jw_int(&w, "files", (long long)su.files);
 		jw_int(&w, "bytes", (long long)su.bytes);
+		jw_int(&w, "disk_bytes", (long long)su.disk_bytes);
 		jw_int(&w, "tmp_files", (long long)su.tmp_files);
 		if (o.spool_budget)
 			jw_int(&w, "budget", (long long)o.spool_budget);
@@ -234,8 +238,8 @@ int cmd_stats(int argc, char **argv)
 		if (o.spool_budget) {
 			char bs[32];
 			cli_fmt_size(o.spool_budget, bs, sizeof(bs));
-			snprintf(budget, sizeof(budget), " of %s (%.1f%%)", bs,
-				 100.0 * (double)su.bytes / (double)o.spool_budget);
+			snprintf(budget, sizeof(budget), " (%.1f%% of %s on disk)",
+				 100.0 * (double)su.disk_bytes / (double)o.spool_budget, bs);
 		}
 		ROW("spool", "%llu", (unsigned long long)su.files);
 		table_cellf(t, 2, "files, %s%s", sz, budget);

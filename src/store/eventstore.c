@@ -943,7 +943,57 @@ struct acct_batch {
 	size_t n;
 	uint64_t new_drops;
 	bool durable;  /* one of them has a password: commit with synchronous=FULL */
+	/* Set by mark_superseded(): a later save of the same username in this batch wins
+	 * (a guessing flood saves one account's failure count once per guess). */
+	bool *superseded;
 };
+
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a; collisions only cost a compare */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Mark every save that a later save of the same username in the batch replaces. */
+static void mark_superseded(struct acct_batch *ab)
+{
+	ab->superseded = NULL;
+	if (ab->n < 2)
+		return;
+	size_t slots = 4;
+	while (slots < 2 * ab->n)
+		slots *= 2;
+	size_t *tab = malloc(slots * sizeof(*tab)); /* index + 1, 0: free */
+	ab->superseded = calloc(ab->n, sizeof(*ab->superseded));
+	if (!tab || !ab->superseded) {
+		free(tab);
+		free(ab->superseded);
+		ab->superseded = NULL; /* store them all: correct, only slower */
+		return;
+	}
+	memset(tab, 0, slots * sizeof(*tab));
+	for (size_t i = ab->n; i-- > 0;) { /* the latest first */
+		size_t h = (size_t)name_hash(ab->recs[i].username) & (slots - 1);
+		for (;; h = (h + 1) & (slots - 1)) {
+			if (!tab[h]) {
+				tab[h] = i + 1;
+				break;
+			}
+			if (!strcmp(ab->recs[tab[h] - 1].username, ab->recs[i].username)) {
+				ab->superseded[i] = true;
+				break;
+			}
+		}
+	}
+	free(tab);
+}
+
+static bool account_superseded(const struct acct_batch *ab, size_t i)
+{
+	return ab->superseded && ab->superseded[i];
+}
 
 /* Before a batch's lines are appended: start a new file when the budget asks for it
  * (the current one becomes <log>.1), or when eventstore_reopen_log() was called. */
@@ -1016,7 +1066,7 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 	if (pending_flush(es, true) < 0)
 		goto fail;
 	for (size_t i = 0; i < ab->n; i++)
-		if (store_account(es, &ab->recs[i]) < 0)
+		if (!account_superseded(ab, i) && store_account(es, &ab->recs[i]) < 0)
 			goto fail;
 	if (new_drops && db_counter_add(es->db, "events_dropped", (int64_t)new_drops) < 0)
 		goto fail;
@@ -1136,7 +1186,7 @@ static void *writer_thread(void *arg)
 		/* Every pending account save goes with this batch (they are small). */
 		struct acct_batch ab = {es->accts, es->n_accts,
 					es->accts_dropped - es->accts_dropped_recorded,
-					es->urgent_accts > 0};
+					es->urgent_accts > 0, NULL};
 		es->accts = NULL;
 		es->n_accts = es->alloc_accts = 0;
 		es->urgent_accts = 0;
@@ -1150,6 +1200,7 @@ static void *writer_thread(void *arg)
 
 		if (wal_changed)
 			apply_wal_limit(es, wal_limit);
+		mark_superseded(&ab);
 		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs, log_budget,
 					   reopen);
 		for (size_t i = 0; i < n; i++)
@@ -1157,6 +1208,7 @@ static void *writer_thread(void *arg)
 		for (size_t i = 0; i < ab.n; i++)
 			acct_rec_free(&ab.recs[i]);
 		free(ab.recs);
+		free(ab.superseded);
 
 		pthread_mutex_lock(&es->mu);
 		/* Drops are counted in memory (eventstore_get_stats) even when the batch

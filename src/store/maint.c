@@ -207,7 +207,7 @@ static void check_db_budget(struct store_maint *m)
 	struct prune_marks mk;
 	prune_budget_marks(budget, &mk);
 	struct stat st;
-	if (stat(m->db_path, &st) == 0 && (uint64_t)st.st_size > mk.trigger + mk.wal) {
+	if (stat(m->db_path, &st) == 0 && (uint64_t)st.st_size + 2 * mk.wal > budget) {
 		if (prune_shrink(m->db, m->db_path, mk.trigger) == 0 && !m->db_log.vacuum_said) {
 			say(m, LOG_WARNING, "%s is bigger than database_budget and cannot shrink "
 			    "while it runs: stop mxbait and run mxbait prune --vacuum", m->db_path);
@@ -245,7 +245,7 @@ static void check_adb_budget(struct store_maint *m)
 	prune_wal_bound(adb, m->adb_path, (int64_t)mk.wal);
 	struct stat st;
 	flush_budget_log(m, &m->adb_log, "analysis_budget", ADB_FILE_NAME, budget, false);
-	if (stat(m->adb_path, &st) == 0 && (uint64_t)st.st_size > mk.trigger + mk.wal &&
+	if (stat(m->adb_path, &st) == 0 && (uint64_t)st.st_size + 2 * mk.wal > budget &&
 	    prune_shrink(adb, m->adb_path, mk.trigger) == 0 && !m->adb_log.vacuum_said) {
 		say(m, LOG_WARNING, "%s is bigger than analysis_budget and cannot shrink while it "
 		    "runs: stop mxbait and run mxbait prune --vacuum", m->adb_path);
