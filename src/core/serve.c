@@ -49,7 +49,6 @@
 #include "store/durable.h"
 #include "store/eventstore.h"
 #include "store/maint.h"
-#include "store/reconcile.h"
 #include "store/spool.h"
 #include "util/buf.h"
 
@@ -593,8 +592,6 @@ int serve_run(const struct mxb_config *cfg)
 	memset(&sv, 0, sizeof(sv));
 	struct spool *spool = NULL;
 	struct store_maint *maint = NULL;
-	struct buf spool_path;
-	buf_init(&spool_path, 0);
 	struct eventstore *es = NULL;
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
@@ -681,17 +678,7 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	if (!(auth = make_policy(cfg, es, sv.secret, path.data)))
 		goto out;
-	/* Index what a crash left unindexed, then budgets and retention (src/store). */
-	buf_reset(&spool_path);
-	buf_printf(&spool_path, "%s/spool", cfg->data_dir);
-	long recovered = store_reconcile(path.data, spool_path.data, es, &err);
-	if (recovered > 0)
-		log_msg(LOG_WARNING, NULL, "%ld spool files had no database row (a crash?): "
-			"indexed, event message_recovered", recovered);
-	else if (recovered < 0)
-		log_msg(LOG_ERR, NULL, "indexing the spool: %s", err ? err : "?");
-	free(err);
-	err = NULL;
+	/* Index what a crash left unindexed, then budgets and retention (store/maint.h). */
 	maint = store_maint_start(&(struct store_maint_config){ cfg->data_dir, event_log, es,
 		spool, cfg->database_budget, cfg->analysis_budget, cfg->event_log_budget,
 		cfg->spool_budget, cfg->retention_ms, store_log, NULL }, &err);
@@ -800,6 +787,5 @@ out:
 		close(lock_fd);
 	}
 	buf_free(&path);
-	buf_free(&spool_path);
 	return rc;
 }

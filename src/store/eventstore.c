@@ -219,6 +219,11 @@ struct eventstore {
 	struct acct_rec *accts;
 	size_t n_accts, alloc_accts;
 	size_t urgent_accts;    /* of them, saves that must be durable at once */
+	/* (username, password) pairs known to be committed durably: a later save of the
+	 * same pair (a failed guess against a cracked account) needs no fsync.  Open
+	 * addressing over 64-bit hashes (0: free), guarded by mu. */
+	uint64_t *durable_set;
+	size_t durable_n, durable_cap;
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
 	int flushers;
 	bool stop;
@@ -530,6 +535,63 @@ static void acct_rec_free(struct acct_rec *r)
 	r->username = r->password = NULL;
 }
 
+#define DURABLE_SET_MAX (1u << 22) /* pairs remembered; beyond, every such save syncs */
+
+static uint64_t pair_hash(const char *user, const char *pass)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a over "user\0pass" */
+	for (const char *p = user; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h = (h ^ 0) * 1099511628211ULL;
+	for (const char *p = pass; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+static bool durable_known(const struct eventstore *es, uint64_t h)
+{
+	if (!es->durable_cap)
+		return false;
+	for (size_t i = h & (es->durable_cap - 1);; i = (i + 1) & (es->durable_cap - 1)) {
+		if (!es->durable_set[i])
+			return false;
+		if (es->durable_set[i] == h)
+			return true;
+	}
+}
+
+/* Remember a committed pair (called with mu held). */
+static void durable_add(struct eventstore *es, uint64_t h)
+{
+	if (durable_known(es, h))
+		return;
+	if (2 * (es->durable_n + 1) > es->durable_cap) {
+		size_t cap = es->durable_cap ? es->durable_cap * 2 : 1024;
+		if (cap > DURABLE_SET_MAX)
+			return;
+		uint64_t *t = calloc(cap, sizeof(*t));
+		if (!t)
+			return;
+		for (size_t i = 0; i < es->durable_cap; i++) {
+			uint64_t v = es->durable_set[i];
+			if (!v)
+				continue;
+			size_t j = v & (cap - 1);
+			while (t[j])
+				j = (j + 1) & (cap - 1);
+			t[j] = v;
+		}
+		free(es->durable_set);
+		es->durable_set = t;
+		es->durable_cap = cap;
+	}
+	size_t j = h & (es->durable_cap - 1);
+	while (es->durable_set[j])
+		j = (j + 1) & (es->durable_cap - 1);
+	es->durable_set[j] = h;
+	es->durable_n++;
+}
+
 void eventstore_save_account(struct eventstore *es, const struct deception_account *a)
 {
 	if (!es || !a || !a->username)
@@ -557,11 +619,13 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
 	}
 	es->accts[es->n_accts++] = r;
 	es->accts_accepted++;
-	/* An account with a password (cracked, or fixed) must not be forgotten by a crash:
-	 * its batch is committed at once, durably. */
-	if (r.password)
+	/* An account's password (cracked, or fixed) must not be forgotten by a crash: the
+	 * batch that first saves it is committed at once, durably.  Later saves of the same
+	 * pair (failed guesses against a cracked account) batch as usual. */
+	bool urgent = r.password && !durable_known(es, pair_hash(r.username, r.password));
+	if (urgent)
 		es->urgent_accts++;
-	if (es->n_accts == 1 || r.password)
+	if (es->n_accts == 1 || urgent)
 		pthread_cond_signal(&es->cv);
 	pthread_mutex_unlock(&es->mu);
 	return;
@@ -626,6 +690,7 @@ void eventstore_close(struct eventstore **esp)
 	free(es->ts);
 	free(es->pending);
 	free(es->pending_used);
+	free(es->durable_set);
 	pthread_mutex_destroy(&es->mu);
 	pthread_cond_destroy(&es->cv);
 	pthread_cond_destroy(&es->done_cv);
@@ -1016,8 +1081,6 @@ static void log_rotate_if_needed(struct eventstore *es, size_t adding, uint64_t 
 			"old file)\n", es->jsonl_path, strerror(errno));
 }
 
-/* Commit one batch (events, then account saves, in one transaction); returns the
- * number of events lost (0 on success). */
 /* The writer's connection checkpoints its WAL at about bytes and cuts it back to that
  * afterwards (0: SQLite's defaults, 1000 pages, and 16 MiB). */
 static void apply_wal_limit(struct eventstore *es, uint64_t bytes)
@@ -1034,7 +1097,9 @@ static void apply_wal_limit(struct eventstore *es, uint64_t bytes)
 	sqlite3_exec(es->db, sql, NULL, NULL, NULL);
 }
 
-static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t n,
+/* Commit one batch (events, then account saves, in one transaction); false when it
+ * was not stored (its events are counted as failed). */
+static bool commit_batch(struct eventstore *es, struct mxb_event **evs, size_t n,
 			   uint64_t new_drops, const struct acct_batch *ab, struct buf *lines,
 			   size_t *offs, uint64_t log_budget, bool reopen)
 {
@@ -1044,7 +1109,7 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 		mxb_format_ts(evs[i]->ts_us, es->ts[i], sizeof(es->ts[i]));
 		if (mxb_event_to_json_ts(evs[i], es->ts[i], lines) < 0 ||
 		    buf_putc(lines, '\n') < 0)
-			return n; /* out of memory: nothing sensible to do but count */
+			return false; /* out of memory: nothing sensible to do but count */
 	}
 	offs[n] = lines->len;
 	log_rotate_if_needed(es, lines->len, log_budget, reopen);
@@ -1077,7 +1142,7 @@ static size_t commit_batch(struct eventstore *es, struct mxb_event **evs, size_t
 		goto fail;
 	if (ab->durable)
 		sqlite3_exec(es->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-	return 0;
+	return true;
 fail:
 	fprintf(stderr, "mxbait: eventstore: batch of %zu events and %zu account saves not "
 		"stored: %s\n", n, ab->n, sqlite3_errmsg(es->db));
@@ -1087,7 +1152,7 @@ fail:
 	/* A row we cached may have been rolled back with the batch. */
 	memset(es->known_sessions, 0, SESSION_CACHE * sizeof(*es->known_sessions));
 	pending_flush(es, false);
-	return n;
+	return false;
 }
 
 static int64_t step_int(sqlite3_stmt *st)
@@ -1201,14 +1266,11 @@ static void *writer_thread(void *arg)
 		if (wal_changed)
 			apply_wal_limit(es, wal_limit);
 		mark_superseded(&ab);
-		size_t lost = commit_batch(es, batch, n, new_drops, &ab, &lines, offs, log_budget,
-					   reopen);
+		bool ok = commit_batch(es, batch, n, new_drops, &ab, &lines, offs, log_budget,
+				       reopen);
+		size_t lost = ok ? 0 : n;
 		for (size_t i = 0; i < n; i++)
 			mxb_event_free(&batch[i]);
-		for (size_t i = 0; i < ab.n; i++)
-			acct_rec_free(&ab.recs[i]);
-		free(ab.recs);
-		free(ab.superseded);
 
 		pthread_mutex_lock(&es->mu);
 		/* Drops are counted in memory (eventstore_get_stats) even when the batch
@@ -1219,8 +1281,17 @@ static void *writer_thread(void *arg)
 		es->done += n;
 		es->failed += lost;
 		es->batches++;
-		if (ab.durable && !lost)
+		if (ab.durable && ok) {
 			es->durable_commits++;
+			for (size_t i = 0; i < ab.n; i++)
+				if (ab.recs[i].password)
+					durable_add(es, pair_hash(ab.recs[i].username,
+								  ab.recs[i].password));
+		}
+		for (size_t i = 0; i < ab.n; i++)
+			acct_rec_free(&ab.recs[i]);
+		free(ab.recs);
+		free(ab.superseded);
 		pthread_cond_broadcast(&es->done_cv);
 		if (es->db_budget) {
 			/* The database budget, enforced by the only writer of the events:

@@ -27,6 +27,7 @@
 #include "store/event.h"
 #include "store/eventstore.h"
 #include "store/prune.h"
+#include "store/reconcile.h"
 #include "store/spool.h"
 
 #define CHECK_MS 1000
@@ -451,6 +452,17 @@ struct store_maint *store_maint_start(const struct store_maint_config *cfg, char
 	if (cfg->es) {
 		eventstore_set_log_budget(cfg->es, cfg->event_log_budget);
 		eventstore_set_db_budget(cfg->es, cfg->database_budget);
+	}
+	if (cfg->es) {
+		/* Before the daemon serves: what a crash left without a row (reconcile.h). */
+		char *why = NULL;
+		long n = store_reconcile(m->db_path, m->spool_dir, cfg->es, &why);
+		if (n > 0)
+			say(m, LOG_WARNING, "%ld spool files had no database row (a crash?): "
+			    "indexed, event message_recovered", n);
+		else if (n < 0)
+			say(m, LOG_ERR, "indexing the spool: %s", why ? why : "?");
+		free(why);
 	}
 	check_space(m);
 	int e = pthread_create(&m->thread, NULL, maint_thread, m);

@@ -23,8 +23,10 @@
  * before it.  Every ten minutes the spool recounts its directories (spool_resync), so
  * files deleted by `mxbait prune` while the daemon runs free their space.
  *
- * At start it also warns when the budgets together exceed the space the filesystem
- * has for them (the disk would fill before a budget is reached).
+ * At start (in store_maint_start, before the daemon serves) it indexes the spool files
+ * a crash left without a database row (store/reconcile.h), and warns when the budgets
+ * together exceed the space the filesystem has for them (the disk would fill before a
+ * budget is reached).
  */
 #ifndef MXB_STORE_MAINT_H
 #define MXB_STORE_MAINT_H
@@ -51,7 +53,8 @@ struct store_maint_config {
 	void *log_ctx;
 };
 
-/* Start the job (its thread).  NULL with *err_r (malloc'd) on failure. */
+/* Reconcile the spool with mxbait.db (when es is given), then start the job (its
+ * thread).  NULL with *err_r (malloc'd) on failure. */
 struct store_maint *store_maint_start(const struct store_maint_config *cfg, char **err_r);
 /* Look at the budgets now (thread-safe, never blocks). */
 void store_maint_kick(struct store_maint *m);
