@@ -164,6 +164,7 @@ imap_listen = 127.0.0.1:$P_MX_IMAP
 imaps_listen =
 pop3_listen =
 pop3s_listen =
+web_listen =
 data_dir = $T/mx/data
 tls_cert_file = $T/cert.pem
 tls_key_file = $T/key.pem

@@ -82,6 +82,7 @@ imap_listen = 127.0.0.1:$P_IMAP
 imaps_listen =
 pop3_listen =
 pop3s_listen =
+web_listen =
 data_dir = $T/data
 max_connections = 20000
 max_connections_per_ip = 0

@@ -14,4 +14,10 @@ sh "$here/analyze-throughput.sh" "$BUILD" || status=1
 # and memory with 10,000 idle connections.
 bash "$here/auth-flood.sh" "$BUILD" || status=1
 bash "$here/idle-conns.sh" "$BUILD" || status=1
+# The guard: the Dovecot policy server on one core, the log watch on a 1 GB log beside
+# fail2ban-regex.
+bash "$here/guard-policy.sh" "$BUILD" || status=1
+bash "$here/guard-logwatch.sh" "$BUILD" || status=1
+# The web server: API latency with 1 M events, the loop's latency while it is polled.
+/usr/bin/python3 "$here/web-api.py" "$BUILD" || status=1
 exit $status

@@ -63,6 +63,7 @@ max_connections = 10000
 max_connections_per_ip = 0
 connection_rate_per_ip = 0
 spool_budget = 8g
+web_listen =
 EOF
 
 MX_PID=""

@@ -7,16 +7,32 @@ set -eu
 
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
-libxml2-dev libidn2-dev publicsuffix nmap-common"
+libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
+nftables libcrypt-dev libmaxminddb-dev"
+# libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
+# bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
+# The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
+# libsystemd-dev (sd-journal for watch_journal), libcap-dev (the nft helper keeps only
+# CAP_NET_ADMIN), nftables (the nft program the helper runs; GPL, never linked).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
-postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd"
+postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
+systemd-journal-remote fail2ban chromium fonts-dejavu-core python3-websocket
+python3-jsonschema prometheus"
+# chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
+# dashboard test drives Debian's chromium headless over the DevTools protocol;
+# python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics
+# (the server it ships is not wanted: its service is disabled below).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
-# service that dovecot-imapd enables (143/993) is disabled below.
+# service that dovecot-imapd enables (143/993) is disabled below.  The guard's tests run
+# private Postfix and Dovecot instances too (tests/integration/guard_env.py).
+# systemd-journal-remote: writes the journal files the guard's journal test reads
+# (no journald needed).  fail2ban: fail2ban-regex, the reference of bench/guard-logwatch.sh;
+# its service (which would ban addresses from the system's logs) is disabled below.
 
 want="$RUN_PKGS"
 [ "${1:-run}" = test ] && want="$want $TEST_PKGS"
@@ -37,8 +53,20 @@ APT_LOCK="-o DPkg::Lock::Timeout=900"
 $SUDO apt-get $APT_LOCK update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_LOCK install -y -q --no-install-recommends $missing
 case " $missing " in
+*" prometheus "*)
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi ;;
+esac
+case " $missing " in
 *" dovecot-"*)
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 		$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+	fi ;;
+esac
+case " $missing " in
+*" fail2ban "*)
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now fail2ban.service >/dev/null 2>&1 || true
 	fi ;;
 esac

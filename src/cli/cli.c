@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "core/config.h"
+#include "query/query.h"
 #include "store/db.h"
 
 const struct cli_command cli_commands[] = {
@@ -40,6 +41,11 @@ const struct cli_command cli_commands[] = {
 	 "[OPTIONS] [--top N] [--since DURATION] [--window DURATION] [--min-ips N]", cmd_creds},
 	{"attackers", "attacking IPs and networks (/24, /48): attempts, logins, mail, probes",
 	 "[OPTIONS] [--top N] [--since DURATION]", cmd_attackers},
+	{"decisions", "the guard's decisions (divert, ban, delay, allow): list, add, del, allow",
+	 "[list [--all] | add SOURCE [--action A] [--for DURATION] [--reason TEXT] | del SOURCE "
+	 "| allow SOURCE [--for DURATION]] [OPTIONS]", cmd_decisions},
+	{"handoff", "the backend hand-off worker (started by serve when backend_mta is set)",
+	 "--daemon -d DIR --backend SPEC --helo NAME --domains D1,D2 [--once]", cmd_handoff},
 	{"prune", "delete records and captured mail older than the retention (or --older-than)",
 	 "[OPTIONS] [--older-than DURATION] [--dry-run] [--vacuum]", cmd_prune},
 	{"backup", "a consistent copy of the data directory into DIR, while the daemon runs",
@@ -81,6 +87,12 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 		fprintf(f, "      --top N         rows per section (default 10; 0: all; -n N "
 			   "is the same)\n"
 			   "      --since DURATION  only the last DURATION (90s, 30m, 24h, 7d, 2w)\n");
+	if (!strcmp(name, "decisions"))
+		fprintf(f, "      --all           list: every decision ever made, not only those in force\n"
+			   "      --action A      add: divert (default), ban or delay\n"
+			   "      --for DURATION  add, allow: how long (default: decision_duration; "
+			   "allow: until removed)\n"
+			   "      --reason TEXT   add, allow: recorded as the decision's reason\n");
 	if (!strcmp(name, "creds"))
 		fprintf(f, "      --window DURATION  distributed-attack window (default 1h)\n"
 			   "      --min-ips N     distinct IPs within a window that flag a username "
@@ -245,4 +257,23 @@ int cli_missing_arg(const char *name, const char *usage, const char *what)
 	fprintf(stderr, "mxbait %s: missing %s\n", name, what);
 	print_usage(stderr, name, usage);
 	return 2;
+}
+
+int cli_print_query(int status, struct buf *b, struct buf *err, const char *cmd)
+{
+	int rc = 0;
+	if (status == QUERY_OK) {
+		buf_putc(b, '\n');
+		fwrite(b->data, 1, b->len, stdout);
+	} else if (status == QUERY_NO_ANALYSIS) {
+		fprintf(stderr, "mxbait %s: no analysis.db yet (the analyzer writes it when "
+				"mail is captured)\n", cmd);
+		rc = 1;
+	} else {
+		fprintf(stderr, "mxbait %s: %s\n", cmd, err->data ? err->data : "query failed");
+		rc = 1;
+	}
+	buf_free(b);
+	buf_free(err);
+	return rc;
 }

@@ -39,6 +39,10 @@ int cmd_campaigns(int argc, char **argv);
  * cmd_attackers.c, sharing intel.c */
 int cmd_creds(int argc, char **argv);
 int cmd_attackers(int argc, char **argv);
+/* the guard's decisions (src/intel/decision.h): cmd_decisions.c */
+int cmd_decisions(int argc, char **argv);
+/* the backend hand-off worker (src/guard/handoff.h), a child of serve: cmd_handoff.c */
+int cmd_handoff(int argc, char **argv);
 /* storage: retention now, online backup (cmd_prune.c, cmd_backup.c) */
 int cmd_prune(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
@@ -83,5 +87,11 @@ int cli_missing_arg(const char *name, const char *usage, const char *what);
  * mxbait database") and returns NULL. */
 struct sqlite3 *cli_open_db(const struct cli_opts *o);
 void cli_usage(FILE *f, const struct cli_command *c);
+
+/* Print the JSON a query wrote into b (status from query/query.h): on QUERY_OK the
+ * text and a newline on stdout; otherwise the error on stderr ("no analysis yet" for
+ * QUERY_NO_ANALYSIS).  Returns the exit status (0 or 1) and frees b and err. */
+struct buf;
+int cli_print_query(int status, struct buf *b, struct buf *err, const char *cmd);
 
 #endif

@@ -20,31 +20,8 @@ int cmd_campaigns(int argc, char **argv)
 		return 2;
 	}
 	if (o.argi < argc) {
-		static const char sql[] =
-			"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
-			" (m.id = c.rep_message) AS representative"
-			" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
-			" WHERE c.key = ?2 ORDER BY m.id LIMIT ?1";
-		static const struct aq_col cols[] = {{"MSG", "message", 0, true},
-						     {"SOURCE", "source", 40, false},
-						     {"FROM", "from", 32, false},
-						     {"SUBJECT", "subject", 50, false},
-						     {"CLIENT", "client_ip", 0, false},
-						     {"REP", "representative", 0, true}};
 		const char *params[] = {argv[o.argi]};
-		return aq_run(&o, "campaigns", sql, params, 1, cols, 6, "no such campaign");
+		return aq_run(&o, "campaigns", &aq_campaign_messages, params, 1);
 	}
-	static const char sql[] =
-		"SELECT c.key, count(m.id) AS messages,"
-		" datetime(c.first_seen, 'unixepoch') AS first_seen, c.subject,"
-		" (SELECT group_concat(f, ' ') FROM (SELECT DISTINCT m2.from_addr AS f FROM messages m2"
-		"   WHERE m2.campaign_id = c.id AND m2.from_addr IS NOT NULL LIMIT 3)) AS senders"
-		" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
-		" GROUP BY c.id ORDER BY messages DESC, c.id LIMIT ?1";
-	static const struct aq_col cols[] = {{"CAMPAIGN", "id", 0, false},
-					     {"MSGS", "messages", 0, true},
-					     {"FIRST SEEN (UTC)", "first_seen", 0, false},
-					     {"SUBJECT", "subject", 50, false},
-					     {"SENDERS", "senders", 50, false}};
-	return aq_run(&o, "campaigns", sql, NULL, 0, cols, 5, "no campaigns");
+	return aq_run(&o, "campaigns", &aq_campaigns, NULL, 0);
 }

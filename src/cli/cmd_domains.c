@@ -18,14 +18,5 @@ int cmd_domains(int argc, char **argv)
 		fprintf(stderr, "mxbait domains: unexpected argument '%s'\n", argv[o.argi]);
 		return 2;
 	}
-	static const char sql[] =
-		"SELECT domain, count(DISTINCT message) AS messages, count(DISTINCT url) AS urls,"
-		" group_concat(DISTINCT nullif(flag_names, '')) AS flags"
-		" FROM links WHERE domain IS NOT NULL"
-		" GROUP BY domain ORDER BY messages DESC, domain LIMIT ?1";
-	static const struct aq_col cols[] = {{"DOMAIN", "domain", 48, false},
-					     {"MSGS", "messages", 0, true},
-					     {"URLS", "urls", 0, true},
-					     {"FLAGS", "flags", 60, false}};
-	return aq_run(&o, "domains", sql, NULL, 0, cols, 4, "no domains");
+	return aq_run(&o, "domains", &aq_domains, NULL, 0);
 }

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/spoolfile.h"
-#include "cli/table.h"
-#include "store/event.h"
+#include "query/spoolfile.h"
+#include "query/query.h"
+#include "query/table.h"
 
 static const char usage[] = "[OPTIONS]";
 
@@ -40,6 +40,18 @@ int cmd_messages(int argc, char **argv)
 	sqlite3 *db = cli_open_db(&o);
 	if (!db)
 		return 1;
+	if (o.json) {
+		struct query_db q = {.db = db, .data_dir = o.data_dir};
+		struct query_page pg = {.limit = o.limit};
+		struct buf b, err;
+		buf_init(&b, 0);
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		int status = query_messages(&q, &pg, &w, &err);
+		sqlite3_close(db);
+		return cli_print_query(status, &b, &err, "messages");
+	}
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "mxbait: %s\n", sqlite3_errmsg(db));
@@ -48,59 +60,23 @@ int cmd_messages(int argc, char **argv)
 	}
 	sqlite3_bind_int64(st, 1, o.limit > 0 ? o.limit : -1);
 
-	struct buf b, subj;
-	struct jw w;
-	struct table *t = NULL;
-	buf_init(&b, 0);
+	struct buf subj;
 	buf_init(&subj, 0);
-	jw_init(&w, &b);
-	if (o.json) {
-		jw_begin_array(&w, NULL);
-	} else {
-		const char *heads[] = {"QUEUE ID", "TIME (UTC)", "SESSION", "PEER", "SENDER",
-				       "RCPT", "SIZE", "SUBJECT"};
-		t = table_new(8, heads);
-		table_set_max(t, 3, 40);
-		table_set_max(t, 4, 32);
-		table_set_max(t, 7, 60);
-		table_set_right(t, 5);
-		table_set_right(t, 6);
-	}
+	const char *heads[] = {"QUEUE ID", "TIME (UTC)", "SESSION", "PEER", "SENDER",
+			       "RCPT", "SIZE", "SUBJECT"};
+	struct table *t = table_new(8, heads);
+	table_set_max(t, 3, 40);
+	table_set_max(t, 4, 32);
+	table_set_max(t, 7, 60);
+	table_set_right(t, 5);
+	table_set_right(t, 6);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		size_t len;
 		const char *s;
 		buf_reset(&subj);
-		char *path = spoolfile_path(&o, (const char *)sqlite3_column_text(st, 7));
+		char *path = spoolfile_path(o.data_dir, (const char *)sqlite3_column_text(st, 7));
 		int have_subj = path ? spoolfile_subject(path, &subj) : -1;
-		if (o.json) {
-			static const char *names[] = {"queue_id", "ts_us", "session", "src_ip",
-						      "sender", "n_rcpt", "size", "spool",
-						      "sha256"};
-			jw_begin_object(&w, NULL);
-			for (int i = 0; i < 9; i++)
-				jw_col(&w, names[i], st, i);
-			char tbuf[40];
-			mxb_format_ts(sqlite3_column_int64(st, 1), tbuf, sizeof(tbuf));
-			jw_cstr(&w, "ts", tbuf);
-			/* recipients: the JSON array the event store kept. */
-			s = txt(st, 9, &len);
-			if (s && len && s[0] == '[')
-				jw_raw(&w, "recipients", s, len);
-			else
-				jw_null(&w, "recipients");
-			jw_col(&w, "method", st, 10);
-			jw_col(&w, "auth_user", st, 11);
-			jw_bool(&w, "tls", sqlite3_column_int(st, 12) != 0);
-			jw_cstr(&w, "path", path);
-			if (have_subj == 1)
-				jw_str(&w, "subject", subj.data, subj.len);
-			else
-				jw_null(&w, "subject");
-			jw_end_object(&w);
-			free(path);
-			continue;
-		}
 		char tbuf[40], sz[32];
 		table_add_row(t);
 		s = txt(st, 0, &len);
@@ -127,17 +103,10 @@ int cmd_messages(int argc, char **argv)
 	}
 	if (rc != SQLITE_DONE)
 		fprintf(stderr, "mxbait: %s\n", sqlite3_errmsg(db));
-	if (o.json) {
-		jw_end_array(&w);
-		buf_putc(&b, '\n');
-		fwrite(b.data, 1, b.len, stdout);
-	} else {
-		table_print(t, stdout);
-		if (!table_rows(t))
-			printf("(no messages)\n");
-	}
+	table_print(t, stdout);
+	if (!table_rows(t))
+		printf("(no messages)\n");
 	table_free(&t);
-	buf_free(&b);
 	buf_free(&subj);
 	sqlite3_finalize(st);
 	sqlite3_close(db);

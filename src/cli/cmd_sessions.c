@@ -10,21 +10,18 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/table.h"
+#include "query/query.h"
+#include "query/table.h"
 
 static const char usage[] = "[OPTIONS] [--ip IP]";
 
+/* The table's columns (--json: query_sessions, the API's shape). */
 static const char sql[] =
 	"SELECT session, started_us, src_ip, src_port, proto, helo, tls, auth_user, commands,"
 	" messages, duration_ms, reason, ended_us, dst_port, errors, auth_attempts, mails,"
 	" rcpts, offences, state"
 	" FROM sessions WHERE (?1 IS NULL OR src_ip = ?1)"
 	" ORDER BY started_us DESC, rowid DESC LIMIT ?2";
-
-static const char *col_names[] = {"session", "started_us", "src_ip", "src_port", "proto",
-				  "helo", "tls", "auth_user", "commands", "messages",
-				  "duration_ms", "reason", "ended_us", "dst_port", "errors",
-				  "auth_attempts", "mails", "rcpts", "offences", "state"};
 
 static const char *txt(sqlite3_stmt *st, int i, size_t *len)
 {
@@ -47,6 +44,18 @@ int cmd_sessions(int argc, char **argv)
 	sqlite3 *db = cli_open_db(&o);
 	if (!db)
 		return 1;
+	if (o.json) {
+		struct query_db q = {.db = db, .data_dir = o.data_dir};
+		struct query_page pg = {.limit = o.limit};
+		struct buf b, err;
+		buf_init(&b, 0);
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		int status = query_sessions(&q, ip, &pg, &w, &err);
+		sqlite3_close(db);
+		return cli_print_query(status, &b, &err, "sessions");
+	}
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "mxbait: %s\n", sqlite3_errmsg(db));
@@ -57,34 +66,18 @@ int cmd_sessions(int argc, char **argv)
 		sqlite3_bind_text(st, 1, ip, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, o.limit > 0 ? o.limit : -1);
 
-	struct buf b;
-	struct jw w;
-	struct table *t = NULL;
-	buf_init(&b, 0);
-	jw_init(&w, &b);
-	if (o.json) {
-		jw_begin_array(&w, NULL);
-	} else {
-		const char *heads[] = {"SESSION", "START (UTC)", "PEER", "PROTO", "HELO", "TLS",
-				       "AUTH", "CMDS", "MSGS", "DURATION", "END"};
-		t = table_new(11, heads);
-		table_set_max(t, 2, 48);
-		table_set_max(t, 4, 32);
-		table_set_max(t, 5, 8);
-		table_set_max(t, 6, 16);
-		table_set_right(t, 7);
-		table_set_right(t, 8);
-		table_set_right(t, 9);
-	}
+	const char *heads[] = {"SESSION", "START (UTC)", "PEER", "PROTO", "HELO", "TLS",
+			       "AUTH", "CMDS", "MSGS", "DURATION", "END"};
+	struct table *t = table_new(11, heads);
+	table_set_max(t, 2, 48);
+	table_set_max(t, 4, 32);
+	table_set_max(t, 5, 8);
+	table_set_max(t, 6, 16);
+	table_set_right(t, 7);
+	table_set_right(t, 8);
+	table_set_right(t, 9);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (o.json) {
-			jw_begin_object(&w, NULL);
-			for (int i = 0; i < 20; i++)
-				jw_col(&w, col_names[i], st, i);
-			jw_end_object(&w);
-			continue;
-		}
 		size_t len;
 		const char *s;
 		char tbuf[40];
@@ -120,17 +113,10 @@ int cmd_sessions(int argc, char **argv)
 	}
 	if (rc != SQLITE_DONE)
 		fprintf(stderr, "mxbait: %s\n", sqlite3_errmsg(db));
-	if (o.json) {
-		jw_end_array(&w);
-		buf_putc(&b, '\n');
-		fwrite(b.data, 1, b.len, stdout);
-	} else {
-		table_print(t, stdout);
-		if (!table_rows(t))
-			printf("(no sessions%s%s)\n", ip ? " from " : "", ip ? "that address" : "");
-	}
+	table_print(t, stdout);
+	if (!table_rows(t))
+		printf("(no sessions%s%s)\n", ip ? " from " : "", ip ? "that address" : "");
 	table_free(&t);
-	buf_free(&b);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return rc == SQLITE_DONE ? 0 : 1;

@@ -14,18 +14,15 @@
  * query_only connection, so nothing is written; a missing file, an older schema or a
  * message not analysed yet is not an error ("analysis": null in --json).
  */
-#include <fcntl.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "analyze/adb.h"
 #include "cli/cli.h"
-#include "cli/spoolfile.h"
-#include "cli/table.h"
+#include "query/query.h"
+#include "query/spoolfile.h"
+#include "query/table.h"
 #include "store/event.h"
 
 static const char usage[] = "[OPTIONS] [--full] SESSION|QUEUEID";
@@ -63,27 +60,14 @@ static int show_session(sqlite3 *db, const struct cli_opts *o, const char *sid)
 	sqlite3_stmt *st = NULL;
 	int rc;
 	if (o->json) {
-		/* json(): re-validated, compact; events as the contract defines them. */
-		rc = sqlite3_prepare_v2(db, "SELECT json(json) FROM events WHERE session = ?1"
-					    " ORDER BY id", -1, &st, NULL);
-		if (rc != SQLITE_OK)
-			goto fail;
-		sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-		buf_putc(&b, '[');
-		bool first = true;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			if (!first)
-				buf_putc(&b, ',');
-			first = false;
-			buf_append(&b, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-		}
-		buf_puts(&b, "]\n");
-		if (rc != SQLITE_DONE)
-			goto fail;
-		fwrite(b.data, 1, b.len, stdout);
-		sqlite3_finalize(st);
-		buf_free(&b);
-		return 0;
+		struct query_db q = {.db = db, .data_dir = o->data_dir};
+		struct buf err;
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		int status = query_session_events(&q, sid, &w, &err);
+		return cli_print_query(status == QUERY_NOT_FOUND ? QUERY_OK : status, &b, &err,
+				       "show");
 	}
 	/* Header: the session summary. */
 	rc = sqlite3_prepare_v2(db, "SELECT src_ip, src_port, proto, started_us, duration_ms,"
@@ -185,43 +169,6 @@ fail:
 	return 1;
 }
 
-/* Read up to max bytes of the file (0: all); total size in *size_r; SHA-256 of the
- * whole file in hex. */
-static int read_message(const char *path, size_t max, struct buf *out, uint64_t *size_r,
-			char sha_r[65])
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -1;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(md);
-		close(fd);
-		return -1;
-	}
-	char chunk[65536];
-	uint64_t total = 0;
-	ssize_t n;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-		EVP_DigestUpdate(md, chunk, (size_t)n);
-		size_t keep = (size_t)n;
-		if (max && total < max && total + keep > max)
-			keep = (size_t)(max - total);
-		if (!max || total < max)
-			buf_append(out, chunk, keep);
-		total += (uint64_t)n;
-	}
-	close(fd);
-	unsigned char d[EVP_MAX_MD_SIZE];
-	unsigned dl = 0;
-	EVP_DigestFinal_ex(md, d, &dl);
-	EVP_MD_CTX_free(md);
-	for (unsigned i = 0; i < dl && i < 32; i++)
-		snprintf(sha_r + 2 * i, 3, "%02x", d[i]);
-	*size_r = total;
-	return n < 0 ? -1 : 0;
-}
-
 /* The message text, line by line, every line escaped and cut. */
 static void print_text(struct buf *b, const char *s, size_t len, bool full)
 {
@@ -238,60 +185,6 @@ static void print_text(struct buf *b, const char *s, size_t len, bool full)
 		buf_putc(b, '\n');
 		i = eol + 1;
 	}
-}
-
-/* The message's analysis as JSON text (malloc'd; NULL when there is none): the
- * analyzer's own rendering (messages.analysis_json) with the campaign's stable id added
- * as campaign.id.  Looked up by the SHA-256 of the message bytes (the analysis store's
- * key), else by spool file name (the file changed since it was analysed): the name
- * itself (the analyzer process) or a path ending in it (`analyze --store DIR/spool`). */
-static char *load_analysis(sqlite3 *db, const struct cli_opts *o, const char *spool,
-			   const char *sha)
-{
-	char *path = cli_data_path(o, ADB_FILE);
-	struct stat sb;
-	if (!path || stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		free(path);
-		return NULL;
-	}
-	/* The connection is PRAGMA query_only (cli_open_db) and was opened without
-	 * SQLITE_OPEN_CREATE: the attached file is read, never written or created. */
-	sqlite3_stmt *st = NULL;
-	char *out = NULL;
-	bool attached = false;
-	if (sqlite3_prepare_v2(db, "ATTACH ?1 AS analysis", -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-		attached = sqlite3_step(st) == SQLITE_DONE;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	free(path);
-	if (!attached)
-		return NULL;
-	static const char *const sql[] = {
-		"SELECT json_set(m.analysis_json, '$.campaign.id', c.key)"
-		" FROM analysis.messages m LEFT JOIN analysis.campaigns c ON c.id = m.campaign_id"
-		" WHERE m.sha256 = ?1 AND m.analysis_json IS NOT NULL",
-		"SELECT json_set(m.analysis_json, '$.campaign.id', c.key)"
-		" FROM analysis.messages m LEFT JOIN analysis.campaigns c ON c.id = m.campaign_id"
-		" WHERE (m.source = ?1 OR substr(m.source, -length(?1) - 1) = '/' || ?1)"
-		" AND m.analysis_json IS NOT NULL ORDER BY m.id DESC LIMIT 1",
-	};
-	const char *arg[] = {sha, spool};
-	for (int i = 0; i < 2 && !out; i++) {
-		if (!arg[i])
-			continue;
-		/* An analysis.db of schema 1 has no analysis_json: prepare fails, no analysis. */
-		if (sqlite3_prepare_v2(db, sql[i], -1, &st, NULL) != SQLITE_OK)
-			break;
-		sqlite3_bind_text(st, 1, arg[i], -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-			out = strdup((const char *)sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
-		st = NULL;
-	}
-	sqlite3_exec(db, "DETACH analysis", NULL, NULL, NULL);
-	return out;
 }
 
 /* Append column i escaped (max characters), "-" for NULL. */
@@ -464,6 +357,22 @@ static void print_analysis(sqlite3 *db, struct buf *b, const char *json, bool fu
 
 static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, bool full)
 {
+	struct query_db q = {.db = db, .data_dir = o->data_dir};
+	if (o->json) {
+		struct buf jb, err;
+		buf_init(&jb, 0);
+		buf_init(&err, 0);
+		struct jw jwr;
+		jw_init(&jwr, &jb);
+		int status = query_message(&q, qid, full ? 0 : SHOW_TEXT_MAX, &jwr, &err);
+		if (status == QUERY_NOT_FOUND) {
+			fprintf(stderr, "mxbait: no message %s\n", qid);
+			buf_free(&jb);
+			buf_free(&err);
+			return 1;
+		}
+		return cli_print_query(status, &jb, &err, "show");
+	}
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db,
 				    "SELECT queue_id, ts_us, session, src_ip, sender, recipients,"
@@ -481,52 +390,18 @@ static int show_message(sqlite3 *db, const struct cli_opts *o, const char *qid, 
 		return 1;
 	}
 	const char *spool = (const char *)sqlite3_column_text(st, 8);
-	char *path = spoolfile_path(o, spool);
+	char *path = spoolfile_path(o->data_dir, spool);
 	struct buf text, b;
 	buf_init(&text, 0);
 	buf_init(&b, 0);
 	uint64_t fsize = 0;
 	char sha[65] = "";
-	int rr = path ? read_message(path, full ? 0 : SHOW_TEXT_MAX, &text, &fsize, sha) : -1;
+	int rr = path ? query_read_file(path, full ? 0 : SHOW_TEXT_MAX, &text, &fsize, sha) : -1;
 	const char *want_sha = (const char *)sqlite3_column_text(st, 7);
 	bool sha_ok = rr == 0 && want_sha && !strcmp(want_sha, sha);
 	bool cut = rr == 0 && fsize > text.len;
-	char *analysis = load_analysis(db, o, spool, want_sha);
-	if (o->json) {
-		struct jw w;
-		jw_init(&w, &b);
-		jw_begin_object(&w, NULL);
-		static const char *names[] = {"queue_id", "ts_us", "session", "src_ip", "sender"};
-		for (int i = 0; i < 5; i++)
-			jw_col(&w, names[i], st, i);
-		const char *r = (const char *)sqlite3_column_text(st, 5);
-		if (r && r[0] == '[')
-			jw_raw(&w, "recipients", r, (size_t)sqlite3_column_bytes(st, 5));
-		else
-			jw_null(&w, "recipients");
-		jw_col(&w, "size", st, 6);
-		jw_col(&w, "sha256", st, 7);
-		jw_col(&w, "spool", st, 8);
-		jw_col(&w, "method", st, 9);
-		jw_col(&w, "auth_user", st, 10);
-		jw_bool(&w, "tls", sqlite3_column_int(st, 11) != 0);
-		jw_cstr(&w, "path", path);
-		if (rr == 0) {
-			jw_bool(&w, "sha256_ok", sha_ok);
-			jw_str(&w, "text", text.data ? text.data : "", text.len);
-			jw_bool(&w, "truncated", cut);
-		} else {
-			jw_null(&w, "sha256_ok");
-			jw_null(&w, "text");
-			jw_bool(&w, "truncated", false);
-		}
-		if (analysis)
-			jw_raw(&w, "analysis", analysis, strlen(analysis));
-		else
-			jw_null(&w, "analysis");
-		jw_end_object(&w);
-		buf_putc(&b, '\n');
-	} else {
+	char *analysis = query_load_analysis(&q, spool, want_sha);
+	{
 		char t[40], sz[32];
 		const struct {
 			const char *label;

@@ -11,11 +11,10 @@
 
 #include "analyze/adb.h"
 #include "cli/cmd_analysis.h"
-#include "cli/table.h"
+#include "query/table.h"
 
-int aq_run(const struct cli_opts *o, const char *cmd, const char *sql,
-	   const char *const *params, size_t nparams, const struct aq_col *cols, size_t ncols,
-	   const char *empty)
+int aq_run(const struct cli_opts *o, const char *cmd, const struct aq_def *d,
+	   const char *const *params, size_t nparams)
 {
 	char *err = NULL;
 	sqlite3 *db = adb_open_ro(o->data_dir, &err);
@@ -24,8 +23,20 @@ int aq_run(const struct cli_opts *o, const char *cmd, const char *sql,
 		free(err);
 		return 1;
 	}
+	if (o->json) {
+		struct query_db q = {.adb = db, .data_dir = o->data_dir};
+		struct query_page pg = {.limit = o->limit};
+		struct buf b, e;
+		buf_init(&b, 0);
+		buf_init(&e, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		int status = query_analysis(&q, d, params, nparams, &pg, &w, &e);
+		sqlite3_close(db);
+		return cli_print_query(status, &b, &e, cmd);
+	}
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, d->sql, -1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "mxbait %s: %s\n", cmd, sqlite3_errmsg(db));
 		sqlite3_close(db);
 		return 1;
@@ -34,34 +45,21 @@ int aq_run(const struct cli_opts *o, const char *cmd, const char *sql,
 	for (size_t i = 0; i < nparams; i++)
 		if (params[i])
 			sqlite3_bind_text(st, (int)i + 2, params[i], -1, SQLITE_STATIC);
-	struct buf b;
-	struct jw w;
-	struct table *t = NULL;
-	buf_init(&b, 0);
-	jw_init(&w, &b);
-	if (o->json) {
-		jw_begin_array(&w, NULL);
-	} else {
-		const char *heads[16];
-		for (size_t i = 0; i < ncols && i < 16; i++)
-			heads[i] = cols[i].head;
-		t = table_new(ncols, heads);
-		for (size_t i = 0; i < ncols; i++) {
-			if (cols[i].max)
-				table_set_max(t, i, cols[i].max);
-			if (cols[i].right)
-				table_set_right(t, i);
-		}
+	sqlite3_bind_int64(st, 9, 0);
+	const struct aq_col *cols = d->cols;
+	size_t ncols = d->ncols;
+	const char *heads[16];
+	for (size_t i = 0; i < ncols && i < 16; i++)
+		heads[i] = cols[i].head;
+	struct table *t = table_new(ncols, heads);
+	for (size_t i = 0; i < ncols; i++) {
+		if (cols[i].max)
+			table_set_max(t, i, cols[i].max);
+		if (cols[i].right)
+			table_set_right(t, i);
 	}
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (o->json) {
-			jw_begin_object(&w, NULL);
-			for (size_t i = 0; i < ncols; i++)
-				jw_col(&w, cols[i].json, st, (int)i);
-			jw_end_object(&w);
-			continue;
-		}
 		table_add_row(t);
 		for (size_t i = 0; i < ncols; i++) {
 			const char *s = (const char *)sqlite3_column_text(st, (int)i);
@@ -70,17 +68,10 @@ int aq_run(const struct cli_opts *o, const char *cmd, const char *sql,
 	}
 	if (rc != SQLITE_DONE)
 		fprintf(stderr, "mxbait %s: %s\n", cmd, sqlite3_errmsg(db));
-	if (o->json) {
-		jw_end_array(&w);
-		buf_putc(&b, '\n');
-		fwrite(b.data, 1, b.len, stdout);
-	} else {
-		table_print(t, stdout);
-		if (!table_rows(t))
-			printf("(%s)\n", empty);
-	}
+	table_print(t, stdout);
+	if (!table_rows(t))
+		printf("(%s)\n", d->empty);
 	table_free(&t);
-	buf_free(&b);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return rc == SQLITE_DONE ? 0 : 1;
@@ -101,19 +92,6 @@ int cmd_urls(int argc, char **argv)
 		fprintf(stderr, "mxbait urls: unexpected argument '%s'\n", argv[o.argi]);
 		return 2;
 	}
-	static const char sql[] =
-		"SELECT l.url, l.domain, count(DISTINCT l.message) AS messages,"
-		" group_concat(DISTINCT nullif(l.flag_names, '')) AS flags,"
-		" datetime(min(m.analyzed_at), 'unixepoch') AS first_seen"
-		" FROM links l JOIN messages m ON m.id = l.message"
-		" WHERE (?2 IS NULL OR l.domain = lower(?2))"
-		" AND (?3 IS NULL OR instr(',' || l.flag_names || ',', ',' || ?3 || ',') > 0)"
-		" GROUP BY l.url ORDER BY messages DESC, l.url LIMIT ?1";
-	static const struct aq_col cols[] = {{"URL", "url", 80, false},
-					     {"DOMAIN", "domain", 32, false},
-					     {"MSGS", "messages", 0, true},
-					     {"FLAGS", "flags", 48, false},
-					     {"FIRST SEEN (UTC)", "first_seen", 0, false}};
 	const char *params[] = {domain, flag};
-	return aq_run(&o, "urls", sql, params, 2, cols, 5, "no links");
+	return aq_run(&o, "urls", &aq_urls, params, 2);
 }

@@ -23,12 +23,13 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/netaddr.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)   /* a config file is small; refuse monsters */
 #define CONFIG_MAX_LIST 1024            /* entries in local_domains / accounts */
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
-		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE,
+		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH,
 		K_BUDGET,  /* a uint64_t size: 0 (no limit) or min..max */
 		K_MS64 };  /* a uint64_t duration in ms: 0 (off) or min..max */
 
@@ -39,6 +40,18 @@ struct key_def {
 	uint64_t min, max; /* numeric bounds (bytes, count or milliseconds) */
 	size_t count_off;  /* lists: offset of the element count; K_RANGE: of the upper end */
 };
+/* K_LIST is a malloc'd array of strings (max: most items, 0 = CONFIG_MAX_LIST);
+ * K_ADDRS a fixed array of MXB_MAX_LISTEN.  Their items, and K_STR values, may have a
+ * check (key_checks below): NULL when acceptable, else why not. */
+
+static const char *check_policy_listen(const char *s);
+static const char *check_network(const char *s);
+static const char *check_divert_port(const char *s);
+static const char *check_abs_path(const char *s);
+static const char *check_token(const char *s);
+static const char *check_hash_mech(const char *s);
+static const char *check_backend(const char *s);
+static const char *check_host_address(const char *s);
 
 #define OFF(f) offsetof(struct mxb_config, f)
 #define KIB 1024ULL
@@ -109,8 +122,71 @@ static const struct key_def keys[] = {
 	{ "analyzer_max_links", K_UINT, OFF(analyzer_max_links), 1, 1000000, 0 },
 	{ "analyzer_max_recipients", K_UINT, OFF(analyzer_max_recipients), 1, 10000000, 0 },
 	{ "analyzer_psl_file", K_FILE, OFF(analyzer_psl_file), 0, 0, 0 },
+	/* guard (docs/deploy.md) */
+	{ "dovecot_policy_listen", K_ADDRS, OFF(dovecot_policy_listen), 0, 0, OFF(n_dovecot_policy_listen) },
+	{ "dovecot_policy_api_key", K_STR, OFF(dovecot_policy_api_key), 0, 0, 0 },
+	{ "dovecot_policy_hash_nonce", K_STR, OFF(dovecot_policy_hash_nonce), 0, 0, 0 },
+	{ "dovecot_policy_hash_mech", K_STR, OFF(dovecot_policy_hash_mech), 0, 0, 0 },
+	{ "dovecot_policy_hash_truncate", K_UINT, OFF(dovecot_policy_hash_truncate), 0, 512, 0 },
+	{ "postfix_policy_listen", K_ADDRS, OFF(postfix_policy_listen), 0, 0, OFF(n_postfix_policy_listen) },
+	{ "watch_log_files", K_LIST, OFF(watch_log_files), 0, 64, OFF(n_watch_log_files) },
+	{ "watch_journal", K_BOOL, OFF(watch_journal), 0, 0, 0 },
+	{ "watch_journal_directory", K_STR, OFF(watch_journal_directory), 0, 0, 0 },
+	{ "trusted_networks", K_LIST, OFF(trusted_networks), 0, CONFIG_MAX_LIST, OFF(n_trusted_networks) },
+	{ "guard_trap_users", K_LIST, OFF(guard_trap_users), 0, CONFIG_MAX_LIST, OFF(n_guard_trap_users) },
+	{ "guard_window", K_MS, OFF(guard_window_ms), 10000, 7 * 86400000U, 0 },
+	{ "guard_user_min_ips", K_UINT, OFF(guard_user_min_ips), 2, 100000, 0 },
+	{ "guard_pair_min_ips", K_UINT, OFF(guard_pair_min_ips), 2, 100000, 0 },
+	{ "guard_ip_failures", K_UINT, OFF(guard_ip_failures), 1, 100000, 0 },
+	{ "guard_known_user_failures", K_UINT, OFF(guard_known_user_failures), 1, 100000, 0 },
+	{ "guard_prefix_min_ips", K_UINT, OFF(guard_prefix_min_ips), 2, 100000, 0 },
+	{ "guard_ip_unknown_rcpts", K_UINT, OFF(guard_ip_unknown_rcpts), 1, 100000, 0 },
+	{ "guard_domain_unknown_rcpts", K_UINT, OFF(guard_domain_unknown_rcpts), 2, 1000000, 0 },
+	{ "guard_delay", K_MS, OFF(guard_delay_ms), 1000, 60000, 0 },
+	{ "guard_max_keys", K_UINT, OFF(guard_max_keys), 100, 10000000, 0 },
+	{ "decision_duration", K_MS, OFF(decision_duration_ms), 60000, 30 * 86400000U, 0 },
+	{ "decision_max_duration", K_MS, OFF(decision_max_duration_ms), 60000, 49 * 86400000U, 0 },
+	{ "ban_after", K_UINT, OFF(ban_after), 0, 1000, 0 },
+	{ "divert", K_BOOL, OFF(divert), 0, 0, 0 },
+	{ "divert_ports", K_LIST, OFF(divert_ports), 0, 16, OFF(n_divert_ports) },
+	{ "divert_to", K_STR, OFF(divert_to), 0, 0, 0 },
+	{ "nft_path", K_STR, OFF(nft_path), 0, 0, 0 },
+	{ "nft_set_size", K_UINT, OFF(nft_set_size), 16, 16777216, 0 },
+	{ "backend_mta", K_STR, OFF(backend_mta), 0, 0, 0 },
+	{ "web_listen", K_LISTEN, OFF(web_listen), 0, 0, OFF(n_web_listen) },
+	{ "web_auth", K_WEBAUTH, OFF(web_auth), 0, 0, OFF(n_web_auth) },
+	{ "web_max_connections", K_UINT, OFF(web_max_connections), 1, 10000, 0 },
+	{ "web_timeout", K_MS, OFF(web_timeout_ms), 1000, 3600000, 0 },
+	{ "web_threads", K_UINT, OFF(web_threads), 1, 16, 0 },
+	{ "web_auth_failures", K_UINT, OFF(web_auth_failures), 1, 100000, 0 },
+	{ "geoip_file", K_FILE, OFF(geoip_file), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const struct { const char *key; const char *(*check)(const char *); } key_checks[] = {
+	{ "dovecot_policy_listen", check_policy_listen },
+	{ "dovecot_policy_api_key", check_token },
+	{ "dovecot_policy_hash_nonce", check_token },
+	{ "dovecot_policy_hash_mech", check_hash_mech },
+	{ "postfix_policy_listen", check_policy_listen },
+	{ "watch_log_files", check_abs_path },
+	{ "watch_journal_directory", check_abs_path },
+	{ "trusted_networks", check_network },
+	{ "guard_trap_users", check_token },
+	{ "divert_ports", check_divert_port },
+	{ "divert_to", check_host_address },
+	{ "nft_path", check_abs_path },
+	{ "backend_mta", check_backend },
+};
+
+static const char *(*key_check(const char *name))(const char *)
+{
+	for (size_t i = 0; i < sizeof(key_checks) / sizeof(key_checks[0]); i++)
+		if (!strcmp(key_checks[i].key, name))
+			return key_checks[i].check;
+	return NULL;
+}
+
 
 static char *xstrdup(const char *s)
 {
@@ -261,6 +337,43 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->analyzer_max_links = 5000;
 	cfg->analyzer_max_recipients = 10000;
 	cfg->analyzer_psl_file = xstrdup("");
+	cfg->dovecot_policy_api_key = xstrdup("");
+	cfg->dovecot_policy_hash_nonce = xstrdup("");
+	cfg->dovecot_policy_hash_mech = xstrdup("sha256");
+	cfg->dovecot_policy_hash_truncate = 12;
+	cfg->watch_journal_directory = xstrdup("");
+	cfg->guard_window_ms = 3600000;
+	cfg->guard_user_min_ips = 5;
+	cfg->guard_pair_min_ips = 3;
+	cfg->guard_ip_failures = 5;
+	cfg->guard_known_user_failures = 10;
+	cfg->guard_prefix_min_ips = 8;
+	cfg->guard_ip_unknown_rcpts = 5;
+	cfg->guard_domain_unknown_rcpts = 20;
+	cfg->guard_delay_ms = 5000;
+	cfg->guard_max_keys = 100000;
+	cfg->decision_duration_ms = 3600000;
+	cfg->decision_max_duration_ms = 7 * 86400000U;
+	cfg->ban_after = 0;
+	cfg->divert = false;
+	static const char *const auth_ports[] = { "587", "465", "143", "993", "110", "995" };
+	cfg->divert_ports = calloc(6, sizeof(char *));
+	if (!cfg->divert_ports)
+		abort();
+	for (size_t i = 0; i < 6; i++)
+		cfg->divert_ports[i] = xstrdup(auth_ports[i]);
+	cfg->n_divert_ports = 6;
+	cfg->divert_to = xstrdup("");
+	cfg->nft_path = xstrdup("/usr/sbin/nft");
+	cfg->nft_set_size = 65536;
+	cfg->backend_mta = xstrdup("");
+	cfg->web_listen[0] = xstrdup("127.0.0.1:8025");
+	cfg->n_web_listen = 1;
+	cfg->web_max_connections = 64;
+	cfg->web_timeout_ms = 30000;
+	cfg->web_threads = 2;
+	cfg->web_auth_failures = 10;
+	cfg->geoip_file = xstrdup("");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -284,6 +397,27 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->event_log);
 	free(cfg->user);
 	free(cfg->analyzer_psl_file);
+	free_list(cfg->dovecot_policy_listen, cfg->n_dovecot_policy_listen);
+	free(cfg->dovecot_policy_api_key);
+	free(cfg->dovecot_policy_hash_nonce);
+	free(cfg->dovecot_policy_hash_mech);
+	free_list(cfg->postfix_policy_listen, cfg->n_postfix_policy_listen);
+	char **lists[] = { cfg->watch_log_files, cfg->trusted_networks, cfg->guard_trap_users,
+			   cfg->divert_ports };
+	size_t counts[] = { cfg->n_watch_log_files, cfg->n_trusted_networks,
+			    cfg->n_guard_trap_users, cfg->n_divert_ports };
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		free_list(lists[i], counts[i]);
+		free(lists[i]);
+	}
+	free(cfg->watch_journal_directory);
+	free(cfg->divert_to);
+	free(cfg->nft_path);
+	free(cfg->backend_mta);
+	free_list(cfg->web_listen, cfg->n_web_listen);
+	free_list(cfg->web_auth, cfg->n_web_auth);
+	free(cfg->web_auth);
+	free(cfg->geoip_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -512,6 +646,213 @@ static const char *check_account(const char *s)
 	return NULL;
 }
 
+/* ---- guard value checks ---- */
+
+/* A policy listener: "unix:/absolute/path" or an address as the listeners take it. */
+static const char *check_policy_listen(const char *s)
+{
+	if (!strncmp(s, "unix:", 5)) {
+		if (s[5] != '/')
+			return "a unix socket needs an absolute path (unix:/run/mxbait/policy)";
+		if (strlen(s + 5) >= 108)
+			return "unix socket path longer than 107 bytes";
+		return NULL;
+	}
+	return check_listen(s);
+}
+
+static const char *check_network(const char *s)
+{
+	struct netaddr a;
+	return netaddr_parse(s, &a) == 0 ? NULL : "not an address or prefix (192.0.2.0/24, 2001:db8::/32)";
+}
+
+static const char *check_host_address(const char *s)
+{
+	struct netaddr a;
+	if (!*s)
+		return NULL;
+	if (netaddr_parse(s, &a) != 0 || !netaddr_is_host(&a))
+		return "expected one IPv4 or IPv6 address";
+	return NULL;
+}
+
+static bool parse_port(const char *s, const char **end_r, unsigned *port_r)
+{
+	uint64_t v;
+	if (!parse_u64(s, &v, end_r) || v == 0 || v > 65535)
+		return false;
+	*port_r = (unsigned)v;
+	return true;
+}
+
+/* "PORT" or "PORT:HONEYPOT_PORT". */
+static const char *check_divert_port(const char *s)
+{
+	const char *e;
+	unsigned a, b;
+	if (!parse_port(s, &e, &a))
+		return "expected a port (1-65535) or port:honeypot_port";
+	if (*e == ':' && (!parse_port(e + 1, &e, &b) || *e))
+		return "expected a port (1-65535) or port:honeypot_port";
+	if (*e && *e != ':')
+		return "expected a port (1-65535) or port:honeypot_port";
+	return NULL;
+}
+
+static const char *check_abs_path(const char *s)
+{
+	if (!*s)
+		return NULL;
+	if (s[0] != '/')
+		return "expected an absolute path";
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return "control character in path";
+	return NULL;
+}
+
+/* A secret or a user name: printable, no spaces (lists split on them). */
+static const char *check_token(const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return "control character or space";
+	if (strlen(s) > 255)
+		return "longer than 255 bytes";
+	return NULL;
+}
+
+static const char *check_hash_mech(const char *s)
+{
+	static const char *const ok[] = { "md5", "sha1", "sha256", "sha512" };
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (!strcmp(s, ok[i]))
+			return NULL;
+	return "expected md5, sha1, sha256 or sha512 (as Dovecot's auth_policy_hash_mech)";
+}
+
+int config_backend_parse(const char *s, struct mxb_backend *b)
+{
+	memset(b, 0, sizeof(*b));
+	if (!s || !*s)
+		return -1;
+	b->lmtp = false;
+	if (!strncmp(s, "lmtp:", 5)) {
+		b->lmtp = true;
+		s += 5;
+	} else if (!strncmp(s, "smtp:", 5)) {
+		s += 5;
+	}
+	if (!strncmp(s, "unix:", 5)) {
+		if (s[5] != '/' || strlen(s + 5) >= sizeof(b->path))
+			return -1;
+		b->unix_socket = true;
+		snprintf(b->path, sizeof(b->path), "%s", s + 5);
+		return 0;
+	}
+	if (check_listen(s) || s[0] == '*')
+		return -1;
+	const char *colon = strrchr(s, ':');
+	size_t hl = (size_t)(colon - s);
+	if (s[0] == '[') {
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(b->host))
+		return -1;
+	memcpy(b->host, s, hl);
+	b->host[hl] = '\0';
+	b->port = (unsigned)strtoul(colon + 1, NULL, 10);
+	return 0;
+}
+
+static const char *check_backend(const char *s)
+{
+	struct mxb_backend b;
+	if (!*s)
+		return NULL;
+	if (config_backend_parse(s, &b) != 0)
+		return "expected [smtp:|lmtp:]ADDRESS:PORT or lmtp:unix:/path (e.g. 127.0.0.1:25)";
+	return NULL;
+}
+
+/* The port mxbait listens on for a role: the first listener's. 0 when none. */
+static unsigned role_port(char *const *v, size_t n)
+{
+	if (!n)
+		return 0;
+	const char *colon = strrchr(v[0], ':');
+	return colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+}
+
+int config_divert_map(const struct mxb_config *cfg, size_t i, unsigned *real_r,
+		      unsigned *trap_r)
+{
+	if (i >= cfg->n_divert_ports)
+		return -1;
+	const char *s = cfg->divert_ports[i];
+	char *e;
+	*real_r = (unsigned)strtoul(s, &e, 10);
+	if (*e == ':') {
+		*trap_r = (unsigned)strtoul(e + 1, NULL, 10);
+		return 0;
+	}
+	switch (*real_r) {
+	case 25: *trap_r = role_port(cfg->smtp_listen, cfg->n_smtp_listen); break;
+	case 587: *trap_r = role_port(cfg->submission_listen, cfg->n_submission_listen); break;
+	case 465: *trap_r = role_port(cfg->smtps_listen, cfg->n_smtps_listen); break;
+	case 143: *trap_r = role_port(cfg->imap_listen, cfg->n_imap_listen); break;
+	case 993: *trap_r = role_port(cfg->imaps_listen, cfg->n_imaps_listen); break;
+	case 110: *trap_r = role_port(cfg->pop3_listen, cfg->n_pop3_listen); break;
+	case 995: *trap_r = role_port(cfg->pop3s_listen, cfg->n_pop3s_listen); break;
+	default: *trap_r = 0; break;
+	}
+	return *trap_r ? 0 : -1;
+}
+
+/* NAME:ROLE:HASH of web_auth: a name for logs and Basic auth (letters, digits, ._@-),
+ * the role (read or admin), and either a crypt(3) hash (yescrypt $y$, SHA-512 $6$,
+ * SHA-256 $5$, bcrypt $2b$/$2y$) for a password, or sha256:HEX (64 hex digits) of a
+ * bearer token. */
+static const char *check_web_auth(const char *s)
+{
+	const char *c1 = strchr(s, ':');
+	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c1 || !c2)
+		return "expected NAME:ROLE:HASH";
+	if (c1 == s || c1 - s > 64)
+		return "name must be 1 to 64 characters";
+	for (const char *p = s; p < c1; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._@-", *p))
+			return "name may have letters, digits and . _ @ - only";
+	size_t rl = (size_t)(c2 - c1 - 1);
+	if (!((rl == 4 && !strncmp(c1 + 1, "read", 4)) || (rl == 5 && !strncmp(c1 + 1, "admin", 5))))
+		return "role must be read or admin";
+	const char *h = c2 + 1;
+	if (!strncmp(h, "sha256:", 7)) {
+		size_t n = 0;
+		for (const char *p = h + 7; *p; p++, n++)
+			if (!isxdigit((unsigned char)*p))
+				return "sha256: needs 64 hex digits";
+		return n == 64 ? NULL : "sha256: needs 64 hex digits";
+	}
+	static const char *const prefixes[] = {"$y$", "$gy$", "$7$", "$6$", "$5$", "$2b$", "$2y$"};
+	bool known = false;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (!strncmp(h, prefixes[i], strlen(prefixes[i])))
+			known = true;
+	if (!known)
+		return "hash must be sha256:HEX or a crypt(3) hash ($y$, $6$, $5$, $2b$: "
+		       "mkpasswd or openssl passwd -6)";
+	if (strlen(h) < 20 || strlen(h) > 512)
+		return "hash length out of range";
+	for (const char *p = h; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("$./=", *p))
+			return "invalid character in hash";
+	return NULL;
+}
+
 /* NULL when path opens for reading as a regular file, else why not. */
 static const char *check_readable_file(const char *path)
 {
@@ -594,6 +935,8 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 			return fail(p, k->name, "empty path");
 		if (k->type == K_HOST && (why = check_dns_name(val)))
 			return fail(p, k->name, "%s", why);
+		if (k->type == K_STR && key_check(k->name) && (why = key_check(k->name)(val)))
+			return fail(p, k->name, "%s", why);
 		char **dst = field(cfg, k->off);
 		free(*dst);
 		*dst = xstrdup(val);
@@ -642,11 +985,13 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		return 0;
 	}
 	case K_DOMAINS:
-	case K_ACCOUNTS: {
+	case K_ACCOUNTS:
+	case K_WEBAUTH: {
 		char **v_new = NULL;
 		size_t n_new = 0;
 		if (split_list(p, k->name, val, &v_new, &n_new, CONFIG_MAX_LIST,
-			       k->type == K_DOMAINS ? check_dns_name : check_account))
+			       k->type == K_DOMAINS ? check_dns_name
+			       : k->type == K_ACCOUNTS ? check_account : check_web_auth))
 			return -1;
 		if (k->type == K_DOMAINS && n_new == 0) {
 			free(v_new);
@@ -660,10 +1005,26 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		*cnt = n_new;
 		return 0;
 	}
-	case K_LISTEN: {
+	case K_LIST: {
 		char **v_new = NULL;
 		size_t n_new = 0;
-		if (split_list(p, k->name, val, &v_new, &n_new, MXB_MAX_LISTEN, check_listen))
+		if (split_list(p, k->name, val, &v_new, &n_new, k->max ? k->max : CONFIG_MAX_LIST,
+			       key_check(k->name)))
+			return -1;
+		char ***dst = field(cfg, k->off);
+		size_t *cnt = field(cfg, k->count_off);
+		free_list(*dst, *cnt);
+		free(*dst);
+		*dst = v_new;
+		*cnt = n_new;
+		return 0;
+	}
+	case K_LISTEN:
+	case K_ADDRS: {
+		char **v_new = NULL;
+		size_t n_new = 0;
+		if (split_list(p, k->name, val, &v_new, &n_new, MXB_MAX_LISTEN,
+			       k->type == K_ADDRS ? key_check(k->name) : check_listen))
 			return -1;
 		char **dst = field(cfg, k->off);
 		size_t *cnt = field(cfg, k->count_off);
@@ -751,6 +1112,48 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 static bool is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static unsigned line_of(const unsigned *set_on, const char *key)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i].name, key))
+			return set_on[i];
+	return 0;
+}
+
+/* The guard's cross-key rules: a policy server is authenticated, divert maps every port
+ * to a honeypot listener, the decision bounds are ordered. */
+static int config_check_guard(struct mxb_config *cfg, struct parse_ctx *p,
+			      const unsigned *set_on)
+{
+	if (cfg->n_dovecot_policy_listen && (!*cfg->dovecot_policy_api_key ||
+					     !*cfg->dovecot_policy_hash_nonce)) {
+		p->line = line_of(set_on, "dovecot_policy_listen");
+		return fail(p, "dovecot_policy_listen", "needs dovecot_policy_api_key and "
+			    "dovecot_policy_hash_nonce (the same as Dovecot's "
+			    "auth_policy_server_api_header and auth_policy_hash_nonce)");
+	}
+	if (cfg->decision_duration_ms > cfg->decision_max_duration_ms) {
+		p->line = line_of(set_on, "decision_duration");
+		return fail(p, "decision_duration", "above decision_max_duration");
+	}
+	if (cfg->divert) {
+		if (!cfg->n_divert_ports) {
+			p->line = line_of(set_on, "divert_ports");
+			return fail(p, "divert_ports", "empty while divert = yes");
+		}
+		for (size_t i = 0; i < cfg->n_divert_ports; i++) {
+			unsigned real, trap;
+			if (config_divert_map(cfg, i, &real, &trap) != 0) {
+				p->line = line_of(set_on, "divert_ports");
+				return fail(p, "divert_ports", "%s: no honeypot port (give it as "
+					    "port:honeypot_port, or configure the listener of that "
+					    "role)", cfg->divert_ports[i]);
+			}
+		}
+	}
+	return 0;
 }
 
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
@@ -851,6 +1254,16 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 			    "soft_error_limit (%u) above hard_error_limit (%u)",
 			    cfg->soft_error_limit, cfg->hard_error_limit);
 	}
+	if (config_check_guard(cfg, &p, set_on) != 0)
+		return -1;
+	for (size_t i = 0; i < cfg->n_web_listen; i++) {
+		if (!config_listen_is_loopback(cfg->web_listen[i]) && !cfg->n_web_auth) {
+			p.line = 0;
+			return fail(&p, "web_listen", "%s is not a loopback address: set web_auth "
+				    "(the dashboard and API then require TLS and a login)",
+				    cfg->web_listen[i]);
+		}
+	}
 	if (!cfg->n_smtp_listen && !cfg->n_submission_listen && !cfg->n_smtps_listen &&
 	    !cfg->n_imap_listen && !cfg->n_imaps_listen && !cfg->n_pop3_listen &&
 	    !cfg->n_pop3s_listen) {
@@ -858,6 +1271,28 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 		return fail(&p, NULL, "no listener configured (every *_listen key is empty)");
 	}
 	return 0;
+}
+
+bool config_listen_is_loopback(const char *spec)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *e;
+	if (spec[0] == '[') {
+		e = strchr(spec, ']');
+		if (!e || (size_t)(e - spec - 1) >= sizeof(host))
+			return false;
+		memcpy(host, spec + 1, (size_t)(e - spec - 1));
+		host[e - spec - 1] = '\0';
+		struct in6_addr a6;
+		return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	e = strrchr(spec, ':');
+	if (!e || (size_t)(e - spec) >= sizeof(host))
+		return false;
+	memcpy(host, spec, (size_t)(e - spec));
+	host[e - spec] = '\0';
+	struct in_addr a4;
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 int config_load(struct mxb_config *cfg, const char *path, char **err_r)

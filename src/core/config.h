@@ -115,6 +115,56 @@ struct mxb_config {
 	unsigned analyzer_max_recipients; /* 10000 (1-10000000) */
 	char *analyzer_psl_file;         /* "" = the system public suffix list; else a file
 					  * checked readable at load */
+
+	/* guard: protecting the real Postfix + Dovecot (src/guard/guard.h, docs/deploy.md) */
+	char *dovecot_policy_listen[MXB_MAX_LISTEN]; /* addr:port of the auth-policy HTTP server */
+	size_t n_dovecot_policy_listen;
+	char *dovecot_policy_api_key;    /* required with a listener (X-API-Key header) */
+	char *dovecot_policy_hash_nonce; /* Dovecot's auth_policy_hash_nonce */
+	char *dovecot_policy_hash_mech;  /* auth_policy_hash_mech: sha256 */
+	unsigned dovecot_policy_hash_truncate; /* auth_policy_hash_truncate: 12 (bits, 0 = all) */
+	char *postfix_policy_listen[MXB_MAX_LISTEN]; /* addr:port or unix:/path */
+	size_t n_postfix_policy_listen;
+	char **watch_log_files;          /* Postfix/Dovecot log files to follow */
+	size_t n_watch_log_files;
+	bool watch_journal;              /* the systemd journal: no */
+	char *watch_journal_directory;   /* "" = the system journal */
+	char **trusted_networks;         /* never acted on; empty = loopback + own addresses */
+	size_t n_trusted_networks;
+	char **guard_trap_users;         /* user names whose every use convicts */
+	size_t n_guard_trap_users;
+	unsigned guard_window_ms;        /* detection window: 1h */
+	unsigned guard_user_min_ips;     /* one user name failing from N addresses: 5 */
+	unsigned guard_pair_min_ips;     /* one user+password pair from N addresses: 3 */
+	unsigned guard_ip_failures;      /* failures for unknown users from one address: 5 */
+	unsigned guard_known_user_failures; /* failures for a known user from one address: 10 */
+	unsigned guard_prefix_min_ips;   /* failing addresses in one /24 or /64: 8 */
+	unsigned guard_ip_unknown_rcpts; /* unknown recipients from one address: 5 */
+	unsigned guard_domain_unknown_rcpts; /* unknown recipients of one domain: 20 */
+	unsigned guard_delay_ms;         /* a delay decision's answer: 5s */
+	unsigned guard_max_keys;         /* tracked keys per detector: 100000 */
+	unsigned decision_duration_ms;   /* first decision: 1h, doubled on every repeat */
+	unsigned decision_max_duration_ms; /* 7d */
+	unsigned ban_after;              /* diverted this many times: ban (0 = never) */
+	bool divert;                     /* enforcement with nftables: no */
+	char **divert_ports;             /* real port[:honeypot port]; default auth ports */
+	size_t n_divert_ports;
+	char *divert_to;                 /* "" = redirect here; an address: dnat there */
+	char *nft_path;                  /* /usr/sbin/nft */
+	unsigned nft_set_size;           /* elements per set: 65536 */
+	char *backend_mta;               /* "" off; host:port, lmtp:host:port, lmtp:unix:/path */
+	/* web: dashboard, JSON API and /metrics (src/web/, docs/api.md) */
+	char *web_listen[MXB_MAX_LISTEN]; /* 127.0.0.1:8025; empty: no web server; off
+					   * loopback: TLS, and web_auth is required */
+	size_t n_web_listen;
+	char **web_auth;                 /* NAME:ROLE:HASH (ROLE read or admin; HASH a
+					  * crypt(3) string, or sha256:HEX of a token) */
+	size_t n_web_auth;
+	unsigned web_max_connections;    /* 64 */
+	unsigned web_timeout_ms;         /* 30s: a request must arrive and leave in it */
+	unsigned web_threads;            /* 2: query threads (never the network loop) */
+	unsigned web_auth_failures;      /* 10 failed logins per IP per minute, then 429 */
+	char *geoip_file;                /* "": no countries; else a MaxMind/DB-IP mmdb */
 };
 
 /* Fill cfg with the embedded defaults. */
@@ -125,5 +175,23 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* An "addr:port" / "[v6]:port" listen value on a loopback address (127/8, ::1). */
+bool config_listen_is_loopback(const char *spec);
+
+/* divert_ports entry i as (real port, honeypot port): an explicit "25:2525", else the
+ * port of the first listener of the role whose standard port it is (587 ->
+ * submission_listen, ...).  -1 when i is out of range or no honeypot port exists. */
+int config_divert_map(const struct mxb_config *cfg, size_t i, unsigned *real_r,
+		      unsigned *trap_r);
+
+/* backend_mta parsed: [smtp:|lmtp:]HOST:PORT, [smtp:|lmtp:]unix:/path.  -1 if bad. */
+struct mxb_backend {
+	bool lmtp;
+	bool unix_socket;
+	char host[64];
+	unsigned port;
+	char path[108];
+};
+int config_backend_parse(const char *s, struct mxb_backend *b);
 
 #endif

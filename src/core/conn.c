@@ -35,6 +35,7 @@
 #include "core/config.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/origdst.h"
 #include "core/tls.h"
 #include "store/event.h"
 #include "store/eventstore.h"
@@ -72,6 +73,8 @@ struct conn {
 	unsigned port;
 	char local_ip[64];
 	unsigned local_port;
+	char orig_ip[64];     /* before a NAT divert (core/origdst.h); "" when none */
+	unsigned orig_port;
 	int64_t start_us;
 
 	struct bufferevent *sock_bev; /* the socket */
@@ -832,6 +835,13 @@ static void emit_connect(struct conn *c)
 	if (ev) {
 		mxb_event_str(ev, "dst_ip", c->local_ip);
 		mxb_event_int(ev, "dst_port", c->local_port);
+		if (c->orig_ip[0]) {
+			mxb_event_str(ev, "orig_dst_ip", c->orig_ip);
+			mxb_event_int(ev, "orig_dst_port", c->orig_port);
+		} else {
+			mxb_event_null(ev, "orig_dst_ip");
+			mxb_event_null(ev, "orig_dst_port");
+		}
 		conn_emit(c, ev);
 	}
 }
@@ -907,9 +917,16 @@ void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd
 	c->local_port = local_port;
 	c->start_us = mxb_now_us();
 	buf_init(&c->out, OUTPUT_HARD);
+	if (origdst_get(fd, c->orig_ip, sizeof(c->orig_ip), &c->orig_port) != 1)
+		c->orig_ip[0] = '\0';
 	emit_connect(c);
-	log_msg(LOG_INFO, c->id, "connect from %s[%u] to %s %s:%u", c->ip, c->port,
-		conn_role_name(role), c->local_ip, c->local_port);
+	if (c->orig_ip[0])
+		log_msg(LOG_INFO, c->id, "connect from %s[%u] to %s %s:%u diverted from %s:%u",
+			c->ip, c->port, conn_role_name(role), c->local_ip, c->local_port,
+			c->orig_ip, c->orig_port);
+	else
+		log_msg(LOG_INFO, c->id, "connect from %s[%u] to %s %s:%u", c->ip, c->port,
+			conn_role_name(role), c->local_ip, c->local_port);
 
 	if (srv->shutting_down) {
 		conn_refuse(c, fd, LIMITS_TOTAL, true);

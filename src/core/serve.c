@@ -42,6 +42,7 @@
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
 #include "deceive/deception.h"
+#include "guard/guard.h"
 #include "proto/imap.h"
 #include "proto/pop3.h"
 #include "proto/smtp.h"
@@ -51,6 +52,7 @@
 #include "store/maint.h"
 #include "store/spool.h"
 #include "util/buf.h"
+#include "web/web.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 #define SECRET_FILE "secret"
@@ -90,6 +92,8 @@ struct serve {
 	struct imap_config imap_cfg[2];
 	struct pop3_config pop3_cfg[2];
 	uint8_t secret[SECRET_LEN];
+	struct eventstore *es;
+	struct guard *guard;      /* NULL unless a guard key is configured (guard/guard.h) */
 };
 
 /* The 20 most common passwords of nmap's ranked list, for a host without it. */
@@ -211,8 +215,16 @@ static int restore_account(void *ctx, const struct deception_account *a)
 	return 0;
 }
 
+/* The policy saved an account: to the store, and to the guard (a trap credential). */
+static void account_saved(void *ctx, const struct deception_account *a)
+{
+	struct serve *sv = ctx;
+	eventstore_save_account(sv->es, a);
+	guard_account_saved(sv->guard, a);
+}
+
 /* The credential policy of every protocol, with its saved accounts loaded. */
-static struct auth_policy *make_policy(const struct mxb_config *cfg, struct eventstore *es,
+static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serve *sv,
 				       const uint8_t secret[SECRET_LEN], const char *db_path)
 {
 	char **list = NULL;
@@ -238,8 +250,8 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct even
 	dc.n_fixed = cfg->n_accounts;
 	memcpy(dc.secret, secret, SECRET_LEN);
 	dc.max_accounts = cfg->max_accounts;
-	dc.save = eventstore_account_hook;
-	dc.save_ctx = es;
+	dc.save = account_saved;
+	dc.save_ctx = sv;
 	struct auth_policy *p = deception_new(&dc);
 	OPENSSL_cleanse(dc.secret, sizeof(dc.secret));
 	if (list)
@@ -596,6 +608,7 @@ int serve_run(const struct mxb_config *cfg)
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
 	struct limits *limits = NULL;
+	struct web *web = NULL; /* dashboard, API, metrics (src/web/) */
 	int lock_fd = -1;
 	struct buf path;
 	buf_init(&path, 0);
@@ -658,6 +671,16 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
 		goto out;
 	}
+	/* The guard binds its policy sockets and forks its nft helper while root. */
+	if (guard_configured(cfg) && !(sv.guard = guard_new(cfg, sv.base, &err))) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot set up the guard");
+		goto out;
+	}
+	web = web_open(sv.base, cfg, ssl_ctx, &err);
+	if (!web && err) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
 	 * event store (and their threads) start as the unprivileged user. */
 	if (must_drop && drop_privileges(cfg, &user) != 0)
@@ -676,7 +699,8 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot open the event store");
 		goto out;
 	}
-	if (!(auth = make_policy(cfg, es, sv.secret, path.data)))
+	sv.es = es;
+	if (!(auth = make_policy(cfg, &sv, sv.secret, path.data)))
 		goto out;
 	/* Index what a crash left unindexed, then budgets and retention (store/maint.h). */
 	maint = store_maint_start(&(struct store_maint_config){ cfg->data_dir, event_log, es,
@@ -684,6 +708,14 @@ int serve_run(const struct mxb_config *cfg)
 		cfg->spool_budget, cfg->retention_ms, store_log, NULL }, &err);
 	if (!maint) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the storage job");
+		goto out;
+	}
+	if (sv.guard && guard_start(sv.guard, es, path.data, cfg->data_dir, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the guard");
+		goto out;
+	}
+	if (web_start(web, es, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "web: cannot start");
 		goto out;
 	}
 	limits = limits_new(cfg->max_connections, cfg->max_connections_per_ip,
@@ -758,6 +790,8 @@ out:
 		conn_free_all(&sv.srv);
 	}
 	spool_close(&spool);
+	guard_free(&sv.guard);
+	web_free(&web);
 	if (es)
 		eventstore_close(&es);
 	if (sv.sigint_ev)

@@ -153,7 +153,27 @@ static const char *const migrations[] = {
 	"  AND json_extract(a.json, '$.username') IS NOT NULL)"
 	" ORDER BY e.id;",
 
-	/* 4 -> 5: spool files by name: the start-up reconciliation of spool/new with the
+	/* 4 -> 5: the guard (src/guard/, issue 9).  decisions is maintained by the event
+	 * store from `decision` events (its one writer is the guard: what an operator asks
+	 * with `mxbait decisions add|del|allow` reaches it as a request file); sessions
+	 * gain the original destination of a connection diverted by NAT (SO_ORIGINAL_DST). */
+	"CREATE TABLE decisions ("
+	" id TEXT PRIMARY KEY,"
+	" source TEXT NOT NULL,"       /* address or prefix, canonical (util/netaddr) */
+	" action TEXT NOT NULL,"       /* delay, divert, ban, allow */
+	" reason TEXT,"
+	" origin TEXT,"
+	" evidence TEXT,"              /* JSON array of ids */
+	" created_us INTEGER NOT NULL,"
+	" expires_us INTEGER NOT NULL DEFAULT 0," /* 0: never */
+	" level INTEGER NOT NULL DEFAULT 0,"
+	" ended_us INTEGER);"          /* set when removed before its time */
+	"CREATE INDEX decisions_source ON decisions(source);"
+	"CREATE INDEX decisions_expires ON decisions(expires_us);"
+	"ALTER TABLE sessions ADD COLUMN orig_dst_ip TEXT;"
+	"ALTER TABLE sessions ADD COLUMN orig_dst_port INTEGER;",
+
+	/* 5 -> 6: spool files by name: the start-up reconciliation of spool/new with the
 	 * messages table (store/reconcile.h) and retention (store/prune.h) look rows up by
 	 * file name. */
 	"CREATE INDEX IF NOT EXISTS messages_spool ON messages(spool);",

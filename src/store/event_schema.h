@@ -33,7 +33,8 @@ enum mxb_field_type {
 /* Event ids, in catalogue order. */
 #define MXB_EVENT_IDS(X)                                                                 \
 	X(connect) X(tls) X(tls_error) X(helo) X(auth) X(mail) X(rcpt) X(vrfy) X(message) \
-	X(message_rejected) X(offence) X(disconnect) X(message_recovered)
+	X(message_rejected) X(offence) X(disconnect) X(guard_auth) X(guard_rcpt) X(guard_log) \
+	X(decision) X(message_recovered)
 
 #define MXB_EVENT_FIELDS(X)                                 \
 	X(_, event, MXB_FT_STRING, false)                   \
@@ -44,6 +45,8 @@ enum mxb_field_type {
 	X(_, proto, MXB_FT_STRING, false)                   \
 	X(connect, dst_ip, MXB_FT_STRING, false)            \
 	X(connect, dst_port, MXB_FT_INT, false)             \
+	X(connect, orig_dst_ip, MXB_FT_STRING, true)        \
+	X(connect, orig_dst_port, MXB_FT_INT, true)         \
 	X(tls, mode, MXB_FT_STRING, false)                  \
 	X(tls, version, MXB_FT_STRING, false)               \
 	X(tls, cipher, MXB_FT_STRING, false)                \
@@ -92,6 +95,31 @@ enum mxb_field_type {
 	X(disconnect, commands, MXB_FT_INT, false)          \
 	X(disconnect, errors, MXB_FT_INT, false)            \
 	X(disconnect, messages, MXB_FT_INT, false)          \
+	X(guard_auth, origin, MXB_FT_STRING, false)         \
+	X(guard_auth, stage, MXB_FT_STRING, false)          \
+	X(guard_auth, service, MXB_FT_STRING, true)         \
+	X(guard_auth, username, MXB_FT_STRING, true)        \
+	X(guard_auth, pwhash, MXB_FT_STRING, true)          \
+	X(guard_auth, success, MXB_FT_BOOL, true)           \
+	X(guard_auth, user_known, MXB_FT_BOOL, true)        \
+	X(guard_auth, trap, MXB_FT_BOOL, false)             \
+	X(guard_auth, answer, MXB_FT_STRING, false)         \
+	X(guard_rcpt, origin, MXB_FT_STRING, false)         \
+	X(guard_rcpt, recipient, MXB_FT_STRING, false)      \
+	X(guard_rcpt, sender, MXB_FT_STRING, true)          \
+	X(guard_rcpt, known, MXB_FT_BOOL, true)             \
+	X(guard_rcpt, trap, MXB_FT_BOOL, false)             \
+	X(guard_rcpt, answer, MXB_FT_STRING, false)         \
+	X(guard_log, kind, MXB_FT_STRING, false)            \
+	X(guard_log, detail, MXB_FT_STRING, false)          \
+	X(decision, op, MXB_FT_STRING, false)               \
+	X(decision, action, MXB_FT_STRING, false)           \
+	X(decision, source, MXB_FT_STRING, false)           \
+	X(decision, reason, MXB_FT_STRING, false)           \
+	X(decision, origin, MXB_FT_STRING, false)           \
+	X(decision, evidence, MXB_FT_STRING_ARRAY, false)   \
+	X(decision, duration_ms, MXB_FT_INT, true)          \
+	X(decision, level, MXB_FT_INT, false)               \
 	X(message_recovered, queue_id, MXB_FT_STRING, false) \
 	X(message_recovered, spool, MXB_FT_STRING, false)   \
 	X(message_recovered, sha256, MXB_FT_STRING, false)  \

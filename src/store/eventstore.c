@@ -85,7 +85,16 @@ struct derived {
 
 static const struct derived derived_sql[] = {
 	{"connect", "UPDATE sessions SET dst_ip = :dst_ip, dst_port = :dst_port,"
-		    " started_us = :_ts_us WHERE session = :_session", NULL, NULL},
+		    " started_us = :_ts_us, orig_dst_ip = :orig_dst_ip,"
+		    " orig_dst_port = :orig_dst_port WHERE session = :_session", NULL, NULL},
+	/* The guard's decisions (session = the decision id; db.c step 4 -> 5). */
+	{"decision", "INSERT INTO decisions(id, source, action, reason, origin, evidence,"
+		     " created_us, expires_us, level) SELECT :_session, :source, :action, :reason,"
+		     " :origin, :evidence, :_ts_us,"
+		     " CASE WHEN :duration_ms IS NULL THEN 0 ELSE :_ts_us + :duration_ms * 1000 END,"
+		     " :level WHERE :op = 'add' ON CONFLICT(id) DO NOTHING", NULL, NULL},
+	{"decision", "UPDATE decisions SET ended_us = :_ts_us WHERE id = :_session"
+		     " AND :op = 'del' AND ended_us IS NULL", NULL, NULL},
 	{"tls", "UPDATE sessions SET tls = :version WHERE session = :_session", NULL, NULL},
 	{"helo", "UPDATE sessions SET helo = :name WHERE session = :_session", NULL, NULL},
 	{"auth", "UPDATE sessions SET auth_attempts = auth_attempts + 1,"
@@ -228,6 +237,10 @@ struct eventstore {
 	int flushers;
 	bool stop;
 	enum writer_state writer;
+	/* metrics (eventstore_set_observer, commit latency) */
+	eventstore_observer_fn observer;
+	void *observer_ctx;
+	unsigned long long commit_le[EVENTSTORE_COMMIT_BUCKETS], commit_us_sum;
 	pthread_t thread;
 	bool thread_started;    /* joinable */
 };
@@ -482,6 +495,17 @@ fail:
 	return NULL;
 }
 
+const unsigned long long EVENTSTORE_COMMIT_BUCKETS_US[EVENTSTORE_COMMIT_BUCKETS] = {
+	1000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+
+void eventstore_set_observer(struct eventstore *es, eventstore_observer_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&es->mu);
+	es->observer = fn;
+	es->observer_ctx = ctx;
+	pthread_mutex_unlock(&es->mu);
+}
+
 void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 {
 	if (!ev)
@@ -492,6 +516,8 @@ void eventstore_submit(struct eventstore *es, struct mxb_event *ev)
 	}
 	if (!ev->ts_us)
 		ev->ts_us = mxb_now_us();
+	if (es->observer)
+		es->observer(es->observer_ctx, ev);
 	pthread_mutex_lock(&es->mu);
 	if (es->n_queue >= es->queue_limit || es->writer != W_RUNNING) {
 		es->dropped++;
@@ -711,6 +737,8 @@ void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st)
 	st->batches = es->batches;
 	st->queued = es->n_queue;
 	st->durable_commits = es->durable_commits;
+	memcpy(st->commit_le, es->commit_le, sizeof(st->commit_le));
+	st->commit_us_sum = es->commit_us_sum;
 	pthread_mutex_unlock(&es->mu);
 }
 
@@ -936,7 +964,10 @@ static int store_one(struct eventstore *es, const struct mxb_event *ev, const ch
 	sqlite3_bind_text(st, 8, json, (int)json_len, SQLITE_STATIC);
 	if (step_reset(st) < 0)
 		return -1;
-	if (ev->session[0]) {
+	/* The guard's events carry an observation or decision id, not a session of ours:
+	 * no sessions row, only their own tables. */
+	bool guard = !strcmp(ev->proto, "guard");
+	if (ev->session[0] && !guard) {
 		char *known = es->known_sessions[session_hash(ev->session)];
 		if (strcmp(known, ev->session) != 0) {
 			st = es->ins_session;
@@ -1266,8 +1297,13 @@ static void *writer_thread(void *arg)
 		if (wal_changed)
 			apply_wal_limit(es, wal_limit);
 		mark_superseded(&ab);
+		struct timespec c0, c1;
+		clock_gettime(CLOCK_MONOTONIC, &c0);
 		bool ok = commit_batch(es, batch, n, new_drops, &ab, &lines, offs, log_budget,
 				       reopen);
+		clock_gettime(CLOCK_MONOTONIC, &c1);
+		unsigned long long took = (unsigned long long)((c1.tv_sec - c0.tv_sec) * 1000000LL +
+							       (c1.tv_nsec - c0.tv_nsec) / 1000);
 		size_t lost = ok ? 0 : n;
 		for (size_t i = 0; i < n; i++)
 			mxb_event_free(&batch[i]);
@@ -1281,6 +1317,10 @@ static void *writer_thread(void *arg)
 		es->done += n;
 		es->failed += lost;
 		es->batches++;
+		for (size_t b = 0; b < EVENTSTORE_COMMIT_BUCKETS; b++)
+			if (took <= EVENTSTORE_COMMIT_BUCKETS_US[b])
+				es->commit_le[b]++;
+		es->commit_us_sum += took;
 		if (ab.durable && ok) {
 			es->durable_commits++;
 			for (size_t i = 0; i < ab.n; i++)

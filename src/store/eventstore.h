@@ -46,8 +46,19 @@ void eventstore_close(struct eventstore **es);
 struct eventstore_stats {
 	unsigned long long submitted, written, dropped, failed, batches, queued;
 	unsigned long long durable_commits; /* batches committed with synchronous=FULL */
+	/* Batch commit latency (JSON-lines write + SQLite transaction), for /metrics:
+	 * commit_le[i] counts the batches that took at most EVENTSTORE_COMMIT_BUCKETS_US[i]
+	 * (cumulative, as Prometheus histograms are); commit_us_sum their total time. */
+	unsigned long long commit_le[8], commit_us_sum;
 };
+#define EVENTSTORE_COMMIT_BUCKETS 8
+extern const unsigned long long EVENTSTORE_COMMIT_BUCKETS_US[EVENTSTORE_COMMIT_BUCKETS];
 void eventstore_get_stats(struct eventstore *es, struct eventstore_stats *st);
+/* An observer sees every accepted event, on the submitting thread, just before it is
+ * queued (metrics, live updates): it must be quick and must not keep ev.  Set it
+ * before any event is submitted; NULL removes it. */
+typedef void (*eventstore_observer_fn)(void *ctx, const struct mxb_event *ev);
+void eventstore_set_observer(struct eventstore *es, eventstore_observer_fn fn, void *ctx);
 /* Bound of the in-memory queue (0: the default, 1,000,000 events). */
 void eventstore_set_queue_limit(struct eventstore *es, unsigned long limit);
 /* Bound the JSON-lines log: the log and its previous generation "<log>.1" together

@@ -434,7 +434,7 @@ def test_creds_and_attackers_json(state):
     h = users["hydra-smtp"]
     # hydra tried the 7 uncommon words and then the common one, on one protocol
     assert (h["attempts"], h["passwords"], h["successes"], h["ips"], h["protocols"]) == \
-        (8, 8, 1, 1, "submission"), h
+        (8, 8, 1, 1, ["submission"]), h
     m = users["medusa-smtp"]
     assert (m["attempts"], m["passwords"], m["successes"]) == (3, 3, 0), m
     mine = [e for e in auths if e["username"] == SHARED_USER]
@@ -442,7 +442,7 @@ def test_creds_and_attackers_json(state):
     assert cu["attempts"] == len(mine), (cu, len(mine))
     assert cu["passwords"] == len({e["password"] for e in mine if e["password"] is not None})
     assert cu["successes"] == sum(e["success"] for e in mine), cu
-    assert cu["protocols"].split(",") == sorted({e["proto"] for e in mine}), cu
+    assert cu["protocols"] == sorted({e["proto"] for e in mine}), cu
     pw = {p["password"]: p for p in creds["passwords"]}
     assert pw[COMMON]["successes"] == sum(1 for e in auths if e["success"]), pw[COMMON]
     assert pw[WRONG]["successes"] == 0

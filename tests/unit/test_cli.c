@@ -291,7 +291,7 @@ static void test_stats(void **state)
 	expect_json(r.out, "json_extract(?1, '$.disconnect_reasons.quit')", "1");
 	expect_json(r.out, "json_extract(?1, '$.spool.files')", "2");
 	expect_json(r.out, "json_extract(?1, '$.events_dropped')", "0");
-	expect_json(r.out, "json_extract(?1, '$.first_event')", "2026-11-18 11:06:40");
+	expect_json(r.out, "json_extract(?1, '$.first_event')", "2026-11-18T11:06:40.000000Z");
 	run_free(&r);
 }
 
@@ -782,7 +782,7 @@ static void test_creds(void **state)
 	expect_json_i(j, "$.usernames[0].successes", 1);
 	expect_json_i(j, "$.usernames[0].first_us", bf_base);
 	expect_json_i(j, "$.usernames[0].last_us", bf_base + 20 * MIN_US);
-	expect_json_s(j, "$.usernames[0].protocols", "imap,pop3,submission");
+	expect_json_s(j, "$.usernames[0].protocols", "[\"imap\",\"pop3\",\"submission\"]");
 	expect_json_i(j, "$.usernames[0].peak_ips", 5);
 	expect_json_i(j, "$.usernames[0].distributed", 1);
 	expect_json_s(j, "$.usernames[1].username", "support");
@@ -790,13 +790,13 @@ static void test_creds(void **state)
 	expect_json_i(j, "$.usernames[1].ips", 5);
 	expect_json_i(j, "$.usernames[1].passwords", 1);
 	expect_json_i(j, "$.usernames[1].successes", 0);
-	expect_json_s(j, "$.usernames[1].protocols", "smtp");
+	expect_json_s(j, "$.usernames[1].protocols", "[\"smtp\"]");
 	expect_json_i(j, "$.usernames[1].peak_ips", 2);
 	expect_json_i(j, "$.usernames[1].distributed", 0);
 	expect_json_s(j, "$.usernames[2].username", "info");
 	expect_json_i(j, "$.usernames[2].attempts", 4);
 	expect_json_i(j, "$.usernames[2].ips", 2);
-	expect_json_s(j, "$.usernames[2].protocols", "imaps,pop3");
+	expect_json_s(j, "$.usernames[2].protocols", "[\"imaps\",\"pop3\"]");
 	expect_json_i(j, "$.usernames[2].peak_ips", 2);
 	/* passwords */
 	expect_json(j, "json_array_length(?1, '$.passwords')", "6");
@@ -841,7 +841,7 @@ static void test_creds(void **state)
 	expect_json_s(j, "$.probed_addresses[2].address", "nobody@local.example");
 	expect_json_i(j, "$.probed_addresses[2].accepted", 0);
 	expect_json_s(j, "$.probed_addresses[3].address", "root");
-	expect_json_s(j, "$.probed_addresses[3].kinds", "vrfy");
+	expect_json_s(j, "$.probed_addresses[3].kinds", "[\"vrfy\"]");
 	expect_json(j, "json_array_length(?1, '$.probing_ips')", "2");
 	expect_json_s(j, "$.probing_ips[0].ip", "192.0.2.50");
 	expect_json_i(j, "$.probing_ips[0].probes", 4);
@@ -943,7 +943,7 @@ static void test_attackers(void **state)
 	expect_json_i(j, "$.ips[0].attempts", 3);
 	expect_json_i(j, "$.ips[0].usernames", 1);
 	expect_json_i(j, "$.ips[0].sessions", 2);
-	expect_json_s(j, "$.ips[0].protocols", "imaps,pop3");
+	expect_json_s(j, "$.ips[0].protocols", "[\"imaps\",\"pop3\"]");
 	expect_json_i(j, "$.ips[0].first_us", bf_recent);
 	expect_json_i(j, "$.ips[0].last_us", bf_recent + 2);
 	expect_json_s(j, "$.ips[1].ip", "198.51.100.1");
@@ -966,7 +966,7 @@ static void test_attackers(void **state)
 	expect_json_i(j, "$.prefixes[0].successes", 1);
 	expect_json_i(j, "$.prefixes[0].sessions", 5);
 	expect_json_i(j, "$.prefixes[0].messages", 2);
-	expect_json_s(j, "$.prefixes[0].protocols", "imap,pop3,submission");
+	expect_json_s(j, "$.prefixes[0].protocols", "[\"imap\",\"pop3\",\"submission\"]");
 	expect_json_s(j, "$.prefixes[1].prefix", "203.0.113.0/24");
 	expect_json_s(j, "$.prefixes[2].prefix", "2001:db8:aa::/48");
 	expect_json_i(j, "$.prefixes[2].ips", 2);

@@ -522,6 +522,71 @@ static void test_analyzer_keys(void **state)
 	}
 }
 
+static void test_web_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	config_defaults(&cfg);
+	assert_int_equal(cfg.n_web_listen, 1);
+	assert_string_equal(cfg.web_listen[0], "127.0.0.1:8025");
+	assert_int_equal(cfg.n_web_auth, 0);
+	assert_int_equal(cfg.web_max_connections, 64);
+	assert_int_equal(cfg.web_timeout_ms, 30000);
+	assert_int_equal(cfg.web_threads, 2);
+	assert_int_equal(cfg.web_auth_failures, 10);
+	assert_string_equal(cfg.geoip_file, "");
+	config_free(&cfg);
+
+	const char *ok =
+		"web_listen = 192.0.2.7:443, [::1]:8025\n"
+		"web_auth = ops:read:$6$abcdefgh$0123456789abcdefABCDEF./, "
+		"bot:admin:sha256:" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+		"web_max_connections = 10\nweb_timeout = 5s\nweb_threads = 4\n"
+		"web_auth_failures = 3\n";
+	assert_int_equal(parse(&cfg, ok, &err), 0);
+	assert_int_equal(cfg.n_web_listen, 2);
+	assert_int_equal(cfg.n_web_auth, 2);
+	assert_string_equal(cfg.web_auth[1], "bot:admin:sha256:"
+			    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	assert_int_equal(cfg.web_timeout_ms, 5000);
+	assert_int_equal(cfg.web_threads, 4);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "web_listen =\n", &err), 0);
+	assert_int_equal(cfg.n_web_listen, 0);
+	config_free(&cfg);
+
+	assert_true(config_listen_is_loopback("127.0.0.1:8025"));
+	assert_true(config_listen_is_loopback("127.9.9.9:1"));
+	assert_true(config_listen_is_loopback("[::1]:8025"));
+	assert_false(config_listen_is_loopback("*:8025"));
+	assert_false(config_listen_is_loopback("0.0.0.0:8025"));
+	assert_false(config_listen_is_loopback("[::]:8025"));
+	assert_false(config_listen_is_loopback("192.0.2.1:8025"));
+	assert_false(config_listen_is_loopback("[::ffff:127.0.0.1]:8025"));
+
+	/* Off loopback without credentials: refused, naming the address. */
+	expect_error("web_listen = *:8025\n",
+		     "t.conf: web_listen: *:8025 is not a loopback address: set web_auth (the "
+		     "dashboard and API then require TLS and a login)");
+	expect_error("web_auth = ops\n", "t.conf:1: web_auth: ops: expected NAME:ROLE:HASH");
+	expect_error("web_auth = ops:root:sha256:00\n",
+		     "t.conf:1: web_auth: ops:root:sha256:00: role must be read or admin");
+	expect_error("web_auth = ops:read:sha256:00\n",
+		     "t.conf:1: web_auth: ops:read:sha256:00: sha256: needs 64 hex digits");
+	expect_error("web_auth = ops:read:plaintext\n",
+		     "t.conf:1: web_auth: ops:read:plaintext: hash must be sha256:HEX or a crypt(3) "
+		     "hash ($y$, $6$, $5$, $2b$: mkpasswd or openssl passwd -6)");
+	expect_error("web_auth = <b>:read:$6$abcdefgh$0123456789abcdefABCDEF\n",
+		     "t.conf:1: web_auth: <b>:read:$6$abcdefgh$0123456789abcdefABCDEF: name may "
+		     "have letters, digits and . _ @ - only");
+	expect_error("web_threads = 0\n", "t.conf:1: web_threads: out of range (1 to 16)");
+	expect_error("web_timeout = 100ms\n",
+		     "t.conf:1: web_timeout: out of range (1000ms to 3600000ms)");
+	expect_error("web_max_connections = 0\n",
+		     "t.conf:1: web_max_connections: out of range (1 to 10000)");
+}
+
 /* The records' disk budgets and retention: defaults, 0 = off, lower bounds, units
  * (retention is a duration past 2^32 ms: 90 days is 7.8e9 ms). */
 static void test_budget_keys(void **state)
@@ -594,6 +659,111 @@ static void test_example_file(void **state)
 	config_free(&cfg);
 }
 
+/* The guard's keys (issue 9): defaults, values, bounds and the cross-key rules. */
+static void test_guard_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_int_equal(cfg.n_dovecot_policy_listen, 0);
+	assert_int_equal(cfg.n_postfix_policy_listen, 0);
+	assert_string_equal(cfg.dovecot_policy_hash_mech, "sha256");
+	assert_int_equal(cfg.dovecot_policy_hash_truncate, 12);
+	assert_false(cfg.divert);
+	assert_false(cfg.watch_journal);
+	assert_int_equal(cfg.n_trusted_networks, 0);
+	assert_int_equal(cfg.n_divert_ports, 6); /* the authentication ports, not 25 */
+	assert_string_equal(cfg.divert_ports[0], "587");
+	assert_string_equal(cfg.backend_mta, "");
+	assert_int_equal(cfg.guard_window_ms, 3600000);
+	assert_int_equal(cfg.decision_duration_ms, 3600000);
+	assert_int_equal(cfg.decision_max_duration_ms, 7 * 86400000U);
+	unsigned real, trap;
+	assert_int_equal(config_divert_map(&cfg, 0, &real, &trap), 0);
+	assert_int_equal(real, 587);
+	assert_int_equal(trap, 2587); /* submission_listen's port */
+	config_free(&cfg);
+
+	assert_int_equal(parse(&cfg,
+			       "dovecot_policy_listen = 127.0.0.1:9080, [::1]:9080\n"
+			       "dovecot_policy_api_key = s3cret\n"
+			       "dovecot_policy_hash_nonce = n0nce\n"
+			       "dovecot_policy_hash_mech = sha512\n"
+			       "dovecot_policy_hash_truncate = 0\n"
+			       "postfix_policy_listen = unix:/run/mxbait/policy, 127.0.0.1:9081\n"
+			       "watch_log_files = /var/log/mail.log /var/log/dovecot.log\n"
+			       "watch_journal = yes\nwatch_journal_directory = /var/log/journal\n"
+			       "trusted_networks = 192.0.2.0/24, 2001:db8::/32 ::ffff:198.51.100.7\n"
+			       "guard_trap_users = admin, test@example.test\n"
+			       "divert = yes\ndivert_ports = 25, 587, 143:12143\n"
+			       "divert_to = 192.0.2.10\nbackend_mta = lmtp:unix:/run/dovecot/lmtp\n"
+			       "decision_duration = 30m\ndecision_max_duration = 2d\nban_after = 3\n",
+			       &err), 0);
+	assert_int_equal(cfg.n_dovecot_policy_listen, 2);
+	assert_string_equal(cfg.postfix_policy_listen[0], "unix:/run/mxbait/policy");
+	assert_int_equal(cfg.n_watch_log_files, 2);
+	assert_int_equal(cfg.n_trusted_networks, 3);
+	assert_int_equal(cfg.n_guard_trap_users, 2);
+	assert_true(cfg.divert);
+	assert_int_equal(config_divert_map(&cfg, 0, &real, &trap), 0);
+	assert_int_equal(trap, 2525);
+	assert_int_equal(config_divert_map(&cfg, 2, &real, &trap), 0);
+	assert_int_equal(real, 143);
+	assert_int_equal(trap, 12143);
+	assert_int_equal(config_divert_map(&cfg, 3, &real, &trap), -1);
+	struct mxb_backend b;
+	assert_int_equal(config_backend_parse(cfg.backend_mta, &b), 0);
+	assert_true(b.lmtp && b.unix_socket);
+	assert_string_equal(b.path, "/run/dovecot/lmtp");
+	assert_int_equal(config_backend_parse("[::1]:25", &b), 0);
+	assert_false(b.lmtp || b.unix_socket);
+	assert_string_equal(b.host, "::1");
+	assert_int_equal(b.port, 25);
+	assert_int_equal(config_backend_parse("*:25", &b), -1);
+	assert_int_equal(cfg.ban_after, 3);
+	config_free(&cfg);
+
+	expect_error("dovecot_policy_listen = 127.0.0.1:9080\n",
+		     "t.conf:1: dovecot_policy_listen: needs dovecot_policy_api_key and "
+		     "dovecot_policy_hash_nonce (the same as Dovecot's auth_policy_server_api_header "
+		     "and auth_policy_hash_nonce)");
+	expect_error("dovecot_policy_hash_mech = crc32\n",
+		     "t.conf:1: dovecot_policy_hash_mech: expected md5, sha1, sha256 or sha512 (as "
+		     "Dovecot's auth_policy_hash_mech)");
+	expect_error("dovecot_policy_hash_truncate = 513\n",
+		     "t.conf:1: dovecot_policy_hash_truncate: out of range (0 to 512)");
+	expect_error("postfix_policy_listen = unix:relative\n",
+		     "t.conf:1: postfix_policy_listen: unix:relative: a unix socket needs an absolute "
+		     "path (unix:/run/mxbait/policy)");
+	expect_error("trusted_networks = 192.0.2.0/33\n",
+		     "t.conf:1: trusted_networks: 192.0.2.0/33: not an address or prefix "
+		     "(192.0.2.0/24, 2001:db8::/32)");
+	expect_error("watch_log_files = mail.log\n",
+		     "t.conf:1: watch_log_files: mail.log: expected an absolute path");
+	expect_error("divert_ports = 0\n",
+		     "t.conf:1: divert_ports: 0: expected a port (1-65535) or port:honeypot_port");
+	expect_error("divert_ports = 25:x\n",
+		     "t.conf:1: divert_ports: 25:x: expected a port (1-65535) or port:honeypot_port");
+	expect_error("divert = yes\ndivert_ports = 2000\n",
+		     "t.conf:2: divert_ports: 2000: no honeypot port (give it as port:honeypot_port, "
+		     "or configure the listener of that role)");
+	expect_error("divert = yes\nsmtp_listen =\ndivert_ports = 25\n",
+		     "t.conf:3: divert_ports: 25: no honeypot port (give it as port:honeypot_port, "
+		     "or configure the listener of that role)");
+	expect_error("divert_to = 192.0.2.0/24\n",
+		     "t.conf:1: divert_to: expected one IPv4 or IPv6 address");
+	expect_error("backend_mta = mail.example.com:25\n",
+		     "t.conf:1: backend_mta: expected [smtp:|lmtp:]ADDRESS:PORT or lmtp:unix:/path "
+		     "(e.g. 127.0.0.1:25)");
+	expect_error("decision_duration = 2d\ndecision_max_duration = 1d\n",
+		     "t.conf:1: decision_duration: above decision_max_duration");
+	expect_error("guard_user_min_ips = 1\n",
+		     "t.conf:1: guard_user_min_ips: out of range (2 to 100000)");
+	expect_error("guard_trap_users = bad\x01user\n",
+		     "t.conf:1: guard_trap_users: bad\\x01user: control character or space");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -608,6 +778,8 @@ int main(void)
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_analyzer_keys),
 		cmocka_unit_test(test_budget_keys),
+		cmocka_unit_test(test_guard_keys),
+		cmocka_unit_test(test_web_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -848,8 +848,12 @@ static void test_bruteforce_tables(void **state)
 	/* Backfill: an existing data directory from before the tables (version 3) gets
 	 * exactly the rows the writer would have made. */
 	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	/* (and what later steps added: the guard's decisions, step 4 -> 5) */
 	assert_int_equal(sqlite3_exec(db, "DROP TABLE auth_attempts; DROP TABLE probes;"
-					  " DROP INDEX messages_auth_user; PRAGMA user_version = 3",
+					  " DROP INDEX messages_auth_user; DROP TABLE decisions;"
+					  " ALTER TABLE sessions DROP COLUMN orig_dst_ip;"
+					  " ALTER TABLE sessions DROP COLUMN orig_dst_port;"
+					  " PRAGMA user_version = 3",
 				      NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	es = eventstore_open(p.db, NULL, NULL);

@@ -1,5 +1,5 @@
 /* spoolfile: locate a captured message and read its Subject (see spoolfile.h). */
-#include "cli/spoolfile.h"
+#include "query/spoolfile.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
 #include "store/db.h"
 
 #define HEADER_SCAN_MAX (64 * 1024)
@@ -34,18 +33,18 @@ static char *existing(const char *dir, const char *name)
 	return NULL;
 }
 
-char *spoolfile_path(const struct cli_opts *o, const char *name)
+char *spoolfile_path(const char *data_dir, const char *name)
 {
 	if (!plain_name(name))
 		return NULL;
 	char *dir = NULL, *p = NULL;
-	if (asprintf(&dir, "%s/%s/new", o->data_dir, MXB_SPOOL_DIR) < 0)
+	if (asprintf(&dir, "%s/%s/new", data_dir, MXB_SPOOL_DIR) < 0)
 		return NULL;
 	p = existing(dir, name);
 	free(dir);
 	if (p)
 		return p;
-	if (asprintf(&dir, "%s/%s/cur", o->data_dir, MXB_SPOOL_DIR) < 0)
+	if (asprintf(&dir, "%s/%s/cur", data_dir, MXB_SPOOL_DIR) < 0)
 		return NULL;
 	p = existing(dir, name);
 	if (!p) {

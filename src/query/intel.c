@@ -1,12 +1,12 @@
 /*
  * intel: shared option parsing and section printing of `mxbait creds` and
- * `mxbait attackers` (see intel.h).
+ * `mxbait attackers`, and the JSON of their API endpoints (see intel.h).
  *
  * Promises: every text cell goes through the table's escaping (or the JSON writer),
  * a failing query prints one line on stderr and makes the exit status 1 but the other
  * sections are still printed, and rows are bounded by --top.
  */
-#include "cli/intel.h"
+#include "query/intel.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -130,11 +130,18 @@ void intel_section(struct intel_out *o, const char *title, const char *key, cons
 			int c = (int)i;
 			bool null = sqlite3_column_type(st, c) == SQLITE_NULL;
 			if (o->json) {
-				if (cols[i].kind == IK_TEXT || null)
+				if (cols[i].kind == IK_LIST)
+					jw_list(&o->w, cols[i].json,
+						(const char *)sqlite3_column_text(st, c),
+						(size_t)sqlite3_column_bytes(st, c), ',');
+				else if (cols[i].kind == IK_TEXT || null)
 					jw_col(&o->w, cols[i].json, st, c);
 				else
 					jw_int(&o->w, cols[i].json,
 					       (long long)sqlite3_column_int64(st, c));
+				if (cols[i].kind == IK_TIME && cols[i].iso)
+					jw_time(&o->w, cols[i].iso,
+						null ? 0 : sqlite3_column_int64(st, c));
 				continue;
 			}
 			if (null)
@@ -171,6 +178,13 @@ void intel_section(struct intel_out *o, const char *title, const char *key, cons
 		printf("  (none)\n");
 	printf("\n");
 	table_free(&t);
+}
+
+int intel_finish(struct intel_out *o, char **json_r, size_t *len_r)
+{
+	jw_end_object(&o->w);
+	*json_r = buf_steal(&o->buf, len_r);
+	return o->failed ? -1 : 0;
 }
 
 int intel_end(struct intel_out *o)
