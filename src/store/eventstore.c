@@ -1210,7 +1210,10 @@ static int enforce_db_budget(struct eventstore *es, uint64_t budget, struct prun
 	if ((uint64_t)content <= m.trigger)
 		return 1;
 	char *err = NULL;
-	int r = prune_db_to_size(es->db, (int64_t)m.target, c, &err);
+	/* At most 10 steps per batch: a lowered budget is caught up over a few batches. */
+	int r = prune_db_to_size_steps(es->db, (int64_t)m.target, 10, c, &err);
+	if (r == 2)
+		r = 1;
 	if (r < 0)
 		fprintf(stderr, "mxbait: eventstore: database_budget: %s\n", err ? err : "?");
 	free(err);

@@ -243,7 +243,15 @@ int prune_wal_bound(sqlite3 *db, const char *db_path, int64_t wal_max)
 
 int prune_db_to_size(sqlite3 *db, int64_t target, struct prune_counts *c, char **err_r)
 {
-	for (;;) {
+	return prune_db_to_size_steps(db, target, 0, c, err_r);
+}
+
+int prune_db_to_size_steps(sqlite3 *db, int64_t target, int max_steps, struct prune_counts *c,
+			   char **err_r)
+{
+	for (int step = 0;; step++) {
+		if (max_steps > 0 && step >= max_steps)
+			return 2;
 		int64_t live = prune_content_bytes(db);
 		if (live < 0) {
 			set_err(err_r, db, "page_count");

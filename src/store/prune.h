@@ -59,6 +59,11 @@ int prune_db_before(struct sqlite3 *db, int64_t cutoff_us, bool with_messages, b
  * events, it cannot be outrun by them. */
 int prune_db_to_size(struct sqlite3 *db, int64_t target, struct prune_counts *c,
 		     char **err_r);
+/* The same in at most max_steps steps (of up to PRUNE_CHUNK events each): returns 2
+ * when it stopped there with more to do (the writer goes on after its next batch, so
+ * events never wait for a whole prune after the budget was lowered). */
+int prune_db_to_size_steps(struct sqlite3 *db, int64_t target, int max_steps,
+			   struct prune_counts *c, char **err_r);
 
 /* analysis.db: delete (or count) the messages analysed before cutoff_us with their
  * rows; 0 or -1 with *err_r.  A database without the analyzer's tables is left alone. */

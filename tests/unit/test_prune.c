@@ -210,6 +210,12 @@ static void test_db_to_size(void **state)
 			 1);
 	assert_int_equal(q_int(db, "SELECT count(*) FROM auth_attempts WHERE username = 'user0'"),
 			 0);
+	/* A bounded run stops after its steps and says there is more (the writer goes on
+	 * after its next batch). */
+	memset(&c, 0, sizeof(c));
+	int64_t left = q_int(db, "SELECT count(*) FROM events");
+	assert_int_equal(prune_db_to_size_steps(db, 1, 1, &c, &err), 2);
+	assert_true(c.events > 0 && c.events <= left && c.events <= PRUNE_CHUNK);
 	/* messages are not pruned for space: the target cannot be met by them alone. */
 	assert_int_equal(q_int(db, "SELECT count(*) FROM messages"), 400);
 	memset(&c, 0, sizeof(c));
