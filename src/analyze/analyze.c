@@ -1057,3 +1057,101 @@ void analysis_free(struct analysis **ap)
 	free(a);
 	*ap = NULL;
 }
+
+/* ---- the HTML body, for the dashboard's sandboxed view ---- */
+
+void analyze_mime_init(void)
+{
+	g_mime_init(); /* counted by GMime: analyze_global_init may call it too */
+}
+
+struct html_find {
+	unsigned parts;
+	GMimePart *found;
+};
+
+/* The first text/html leaf that is not an attachment, depth-first in MIME order
+ * (inside message/rfc822 parts too: a forwarded message is shown as a client would). */
+static void find_html(struct html_find *h, GMimeObject *obj, unsigned depth)
+{
+	if (!obj || h->found || depth > 20 || ++h->parts > 2000)
+		return;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int n = g_mime_multipart_get_count(mp);
+		for (int i = 0; i < n && !h->found; i++)
+			find_html(h, g_mime_multipart_get_part(mp, i), depth + 1);
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+		if (m)
+			find_html(h, g_mime_message_get_mime_part(m), depth + 1);
+	} else if (GMIME_IS_PART(obj)) {
+		GMimeContentType *ct = g_mime_object_get_content_type(obj);
+		const char *disp = g_mime_object_get_disposition(obj);
+		if (ct && g_mime_content_type_is_type(ct, "text", "html") &&
+		    !(disp && !strcasecmp(disp, "attachment")) &&
+		    !g_mime_part_get_filename(GMIME_PART(obj)))
+			h->found = GMIME_PART(obj);
+	}
+}
+
+int analyze_html_body(const void *data, size_t len, size_t max, struct buf *out,
+		      bool *truncated_r)
+{
+	*truncated_r = false;
+	if (len > (size_t)G_MAXUINT)
+		len = G_MAXUINT;
+	GMimeStream *st = stream_over(data, boundary_cut(data, len));
+	GMimeParser *parser = g_mime_parser_new_with_stream(st);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	int ret = -1;
+	if (msg) {
+		struct html_find h = {0};
+		find_html(&h, g_mime_message_get_mime_part(msg), 0);
+		ret = 0;
+		GMimeDataWrapper *w = h.found ? g_mime_part_get_content(h.found) : NULL;
+		GMimeStream *raw = w ? g_mime_data_wrapper_get_stream(w) : NULL;
+		if (raw) {
+			ret = 1;
+			g_mime_stream_reset(raw);
+			GMimeStream *fs = g_mime_stream_filter_new(raw);
+			GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(w);
+			if (enc == GMIME_CONTENT_ENCODING_BASE64 ||
+			    enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+			    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+				GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
+				g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+				g_object_unref(f);
+			}
+			GMimeContentType *ct = g_mime_object_get_content_type(GMIME_OBJECT(h.found));
+			const char *cs = ct ? g_mime_content_type_get_parameter(ct, "charset") : NULL;
+			char *lcs = cs ? lower_dup(cs) : NULL;
+			if (lcs && !is_utf8_name(lcs)) {
+				GMimeFilter *f = g_mime_filter_charset_new(lcs, "UTF-8");
+				if (f) {
+					g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+					g_object_unref(f);
+				}
+			}
+			free(lcs);
+			char chunk[16384];
+			ssize_t n;
+			while ((n = g_mime_stream_read(fs, chunk, sizeof(chunk))) > 0) {
+				size_t k = (size_t)n;
+				if (out->len + k > max) {
+					k = max - out->len;
+					*truncated_r = true;
+				}
+				buf_append(out, chunk, k);
+				if (*truncated_r)
+					break;
+			}
+			g_object_unref(fs);
+		}
+		g_object_unref(msg);
+	}
+	g_object_unref(parser);
+	release_stream(st);
+	return ret;
+}

@@ -157,6 +157,16 @@ void analysis_free(struct analysis **a);
  * For the fuzz targets and tests. */
 struct analysis *analyze_attachment(const void *data, size_t len, const char *filename,
 				    const struct analyze_limits *lim);
+/* GMime alone (what analyze_html_body needs), once per process before any thread
+ * calls it; cheaper than analyze_global_init (no libmagic, no PSL). */
+void analyze_mime_init(void);
+/* The body a mail client would show as HTML: the first text/html part that is not an
+ * attachment, decoded (transfer encoding, charset to UTF-8), at most max bytes
+ * appended to out (*truncated_r when cut).  The same bounds as analyze_message
+ * (boundaries, depth, parts).  Returns 1 found, 0 no such part, -1 not a message.
+ * The bytes are the attacker's HTML: for a sandboxed frame only (docs/api.md). */
+int analyze_html_body(const void *data, size_t len, size_t max, struct buf *out,
+		      bool *truncated_r);
 
 /* One JSON object (no newline).  source: the file name (may be NULL). */
 int analysis_to_json(const struct analysis *a, const char *source, struct buf *out);

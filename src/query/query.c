@@ -43,8 +43,7 @@ static int bad_arg(struct buf *err, const char *what)
 
 /* ---- cursors ---- */
 
-/* "A.B" with two decimal int64s (keyset cursors). */
-static int cursor_pair(const char *c, int64_t *a, int64_t *b)
+int query_cursor_pair(const char *c, int64_t *a, int64_t *b)
 {
 	char *end;
 	errno = 0;
@@ -62,8 +61,7 @@ static int cursor_pair(const char *c, int64_t *a, int64_t *b)
 	return 0;
 }
 
-/* "oN": an offset (aggregate lists). */
-static int cursor_offset(const char *c, long *off)
+int query_cursor_offset(const char *c, long *off)
 {
 	if (c[0] != 'o' || !(c[1] >= '0' && c[1] <= '9'))
 		return -1;
@@ -239,7 +237,7 @@ int query_sessions(const struct query_db *q, const char *ip, struct query_page *
 		" AND (?3 IS NULL OR (started_us, rowid) < (?3, ?4))"
 		" ORDER BY started_us DESC, rowid DESC LIMIT ?2";
 	int64_t ca = 0, cb = 0;
-	if (has_cursor(pg) && cursor_pair(pg->cursor, &ca, &cb) < 0)
+	if (has_cursor(pg) && query_cursor_pair(pg->cursor, &ca, &cb) < 0)
 		return bad_arg(err, "bad cursor");
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -319,7 +317,7 @@ int query_messages(const struct query_db *q, struct query_page *pg, struct jw *w
 	static const char *const names[] = {"queue_id", "ts_us", "session", "src_ip",
 					    "sender", "n_rcpt", "size", "spool", "sha256"};
 	int64_t ca = 0, cb = 0;
-	if (has_cursor(pg) && cursor_pair(pg->cursor, &ca, &cb) < 0)
+	if (has_cursor(pg) && query_cursor_pair(pg->cursor, &ca, &cb) < 0)
 		return bad_arg(err, "bad cursor");
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -580,7 +578,7 @@ int query_auth_attempts(const struct query_db *q, const char *ip, const char *us
 	static const char *const names[] = {"id", "ts_us", "session", "src_ip", "prefix",
 					    "proto", "mechanism", "username", "password"};
 	int64_t ca = 0, cb = 0;
-	if (has_cursor(pg) && cursor_pair(pg->cursor, &ca, &cb) < 0)
+	if (has_cursor(pg) && query_cursor_pair(pg->cursor, &ca, &cb) < 0)
 		return bad_arg(err, "bad cursor");
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -900,7 +898,7 @@ int query_analysis(const struct query_db *q, const struct aq_def *d,
 		   struct jw *w, struct buf *err)
 {
 	long off = 0;
-	if (has_cursor(pg) && cursor_offset(pg->cursor, &off) < 0)
+	if (has_cursor(pg) && query_cursor_offset(pg->cursor, &off) < 0)
 		return bad_arg(err, "bad cursor");
 	if (!q->adb)
 		return QUERY_NO_ANALYSIS;

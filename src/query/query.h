@@ -31,6 +31,7 @@ struct sqlite3;
 struct query_db {
 	struct sqlite3 *db;       /* mxbait.db, read-only, db_register_functions() done */
 	struct sqlite3 *adb;      /* analysis.db, read-only; NULL when none exists yet */
+	struct sqlite3 *idb;      /* intel.db (the reporter's), read-only; NULL when none */
 	const char *data_dir;
 	unsigned long long spool_budget; /* bytes; 0 when unknown */
 };
@@ -41,6 +42,7 @@ enum query_status {
 	QUERY_NOT_FOUND = 1,   /* no such session / message / campaign */
 	QUERY_BAD_ARG = 2,     /* a parameter (cursor, series, ...) is invalid: message in err */
 	QUERY_NO_ANALYSIS = 3, /* analysis.db does not exist yet */
+	QUERY_NO_INTEL = 4,    /* intel.db does not exist yet (no reporter has run) */
 };
 
 #define QUERY_PAGE_MAX 1000     /* largest page the API serves */
@@ -51,6 +53,15 @@ struct query_page {
 	const char *cursor;      /* NULL or "": the first page */
 	char next[QUERY_CURSOR_MAX]; /* out: the cursor of the next page, "" at the end */
 };
+
+/* Cursors: "A.B", two decimal int64s (keyset: the last row's sort key), and "oN", an
+ * offset (aggregate lists).  0, or -1 when c does not parse. */
+int query_cursor_pair(const char *c, int64_t *a, int64_t *b);
+int query_cursor_offset(const char *c, long *off);
+static inline bool query_has_cursor(const struct query_page *pg)
+{
+	return pg && pg->cursor && pg->cursor[0];
+}
 
 /* ---- mxbait.db ---- */
 
