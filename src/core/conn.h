@@ -1,7 +1,7 @@
 /*
  * conn: one client connection, hosting one protocol engine session (SMTP, IMAP or
- * POP3, driven through struct proto_engine of proto/proto.h; SMTP through
- * core/smtp_adapter.h).
+ * POP3, each driven through its struct proto_engine of proto/proto.h), in the TLS
+ * profile of the role's persona (core/tls.h).
  *
  * The connection owns the socket (a libevent bufferevent, wrapped in an OpenSSL
  * filter for implicit TLS and after STARTTLS/STLS) and gives the engine its host

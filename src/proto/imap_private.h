@@ -12,7 +12,7 @@
  *   imap_mailbox.c  LIST/LSUB/STATUS, SELECT/EXAMINE, CREATE/DELETE/RENAME/SUBSCRIBE,
  *                   message sets, STORE, EXPUNGE/CLOSE/UNSELECT, COPY/MOVE, APPEND.
  * Promises: every function here takes a live session; replies go through imap_tagged /
- * imap_untagged (collected per step, sent by imap_finish_step); command handlers
+ * imap_untagged (collected per step in the session core, session.h, and sent when the step ends); command handlers
  * return 0 when answered and -1 for "invalid arguments", which the dispatcher answers.
  */
 #ifndef MXB_PROTO_IMAP_PRIVATE_H
