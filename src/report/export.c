@@ -845,9 +845,31 @@ static int write_crowdsec_yaml(const struct export_opts *o, char **err_r)
 	char *pp = join(o->out_path, "mxbait-logs.yaml");
 	char *sp = join(o->out_path, "mxbait-bf.yaml");
 	char *ap = join(o->out_path, "acquis-mxbait.yaml");
-	struct outfile f1 = {0}, f2 = {0}, f3 = {0};
+	char *rp = join(o->out_path, "mxbait-raw.yaml");
+	struct outfile f1 = {0}, f2 = {0}, f3 = {0}, f4 = {0};
 	int rc = -1;
-	if (pp && sp && ap && out_open(&f1, pp) && out_open(&f2, sp) && out_open(&f3, ap)) {
+	if (pp && sp && ap && rp && out_open(&f1, pp) && out_open(&f2, sp) && out_open(&f3, ap) &&
+	    out_open(&f4, rp)) {
+		/* Stage s00-raw: once any s00 parser is loaded (Debian enables syslog-logs), a
+		 * line no s00 parser accepts is dropped before s01; CrowdSec's generic
+		 * non-syslog parser is not in Debian's offline hub, so mxbait ships its own,
+		 * limited to the lines acquired with type mxbait. */
+		fprintf(f4.f,
+			"# CrowdSec parser (stage s00-raw) for mxbait's events.jsonl, written by\n"
+			"# `mxbait export --format crowdsec`: hands the raw JSON line to s01.\n"
+			"filter: \"evt.Line.Labels.type == 'mxbait'\"\n"
+			"onsuccess: next_stage\n"
+			"name: mxbait/mxbait-raw\n"
+			"description: \"mxbait events.jsonl lines (acquired with type mxbait)\"\n"
+			"statics:\n"
+			"  - parsed: message\n"
+			"    expression: evt.Line.Raw\n"
+			"  - parsed: program\n"
+			"    value: mxbait\n"
+			"  - meta: datasource_path\n"
+			"    expression: evt.Line.Src\n"
+			"  - meta: datasource_type\n"
+			"    expression: evt.Line.Module\n");
 		fprintf(f1.f,
 			"# CrowdSec parser (stage s01-parse) for mxbait's events.jsonl, written by\n"
 			"# `mxbait export --format crowdsec`.\n"
@@ -908,6 +930,9 @@ static int write_crowdsec_yaml(const struct export_opts *o, char **err_r)
 		rc |= out_close(&f2, rc == 0);
 	if (f3.tmp)
 		rc |= out_close(&f3, rc == 0);
+	if (f4.tmp)
+		rc |= out_close(&f4, rc == 0);
+	free(rp);
 	free(pp);
 	free(sp);
 	free(ap);

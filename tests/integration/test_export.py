@@ -7,8 +7,10 @@ way the event writer fills them) so that IPv4, IPv6, prefixes and an allowlisted
 are all present.  Consumers: nft -c/-f and ipset restore inside a network namespace
 this test creates, postmap/postmap -q, named-checkzone, rbldnsd answering dig on a
 loopback port, JSON Schema (tests/report/) for STIX 2.1 and the MISP feed plus
-recomputed SCO ids and MD5s, fail2ban-regex on the daemon's own events.jsonl, and YAML
-structure for the CrowdSec parser/scenario.
+recomputed SCO ids and MD5s, fail2ban-regex on the daemon's own events.jsonl, and
+crowdsec itself (a private config directory, local API on a loopback port, its own SQLite)
+replaying that events.jsonl through the exported parsers and scenario, and importing the
+exported decisions.
 """
 
 import csv
@@ -29,8 +31,14 @@ from conftest import (MXBAIT_BIN, ROOT, Daemon, PASSWORD, USER, sanitizer_env, s
 
 SCHEMAS = os.path.join(ROOT, "tests", "report")
 ALLOWLISTED = "203.0.113.77"
-BODY = ("Your mailbox is full. Verify now: http://login.bank-phish.test/verify?id=7\n"
-        "or https://bit.ly/3aBcD and http://evil-domain.test/x/pay\n")
+FAILED_LOGINS = 5        # over the CrowdSec scenario's capacity (3): it must fire
+# HTML links: the analyzer takes a URL from plain text only under a known TLD (not the
+# reserved .test), but an href is a link whatever its host.
+BODY = ('<html><body><p>Your mailbox is full. <a href="http://login.bank-phish.test/'
+        'verify?id=7">Verify now</a> or <a href="https://bit.ly/3aBcD">https://bit.ly/3aBcD'
+        '</a> and <a href="http://evil-domain.test/x/pay">pay</a></p></body></html>\n')
+HTML_HEADERS = ["--add-header", "MIME-Version: 1.0",
+                "--add-header", "Content-Type: text/html; charset=utf-8"]
 
 
 def prefix_of(ip):
@@ -55,13 +63,13 @@ def data(tmp_path_factory):
                allowlist_networks=ALLOWLISTED)
     d.start()
     try:
-        for _ in range(3):
+        for _ in range(FAILED_LOGINS):
             swaks(d, "--tls", "-a", "LOGIN", "--auth-user", USER,
                   "--auth-password", "wrong", "--quit-after", "AUTH",
                   port=d.port_submission)
         swaks(d, "--tls", "-a", "LOGIN", "--auth-user", USER, "--auth-password", PASSWORD,
               "--from", "billing@bank-phish.test", "--to", "victim@corp.example",
-              "--header", "Subject: Account on hold", "--body", BODY,
+              "--header", "Subject: Account on hold", *HTML_HEADERS, "--body", BODY,
               port=d.port_submission, check=0)
         adb = os.path.join(d.data_dir, "analysis.db")
         deadline = time.monotonic() + 60
@@ -122,7 +130,7 @@ def test_indicators_cli(data):
     assert ip["guesses"] == 20 and ip["confidence"] == 60 and "guessing" in ip["flags"]
     assert by[("ip", ALLOWLISTED)]["allowlisted"] is True
     lo = by[("ip", "127.0.0.1")]
-    assert lo["messages"] == 1 and lo["logins"] >= 1 and lo["guesses"] == 3
+    assert lo["messages"] == 1 and lo["logins"] >= 1 and lo["guesses"] == FAILED_LOGINS
     assert lo["confidence"] == 95 and "spam" in lo["flags"]
     assert any(e.startswith("msg:") for e in lo["evidence"])
     assert by[("prefix", "198.51.100.0/24")]["members"] == 5
@@ -337,6 +345,8 @@ def test_crowdsec_files(data):
     import yaml
     out = os.path.join(data["tmp"], "cs")
     mxbait("export", "-c", data["conf"], "--format", "crowdsec", "-o", out)
+    raw = yaml.safe_load(read(os.path.join(out, "mxbait-raw.yaml")))
+    assert raw["filter"] == "evt.Line.Labels.type == 'mxbait'"
     parser = yaml.safe_load(read(os.path.join(out, "mxbait-logs.yaml")))
     assert parser["onsuccess"] == "next_stage" and parser["nodes"][0]["grok"]["apply_on"]
     scen = yaml.safe_load(read(os.path.join(out, "mxbait-bf.yaml")))
@@ -355,3 +365,134 @@ def test_crowdsec_files(data):
     lines = read(os.path.join(data["dir"], "events.jsonl")).splitlines()
     hits = [l for l in lines if re.search(pat, l)]
     assert len(hits) == data["failed"]
+
+
+def crowdsec_home(tmp, port):
+    """A private CrowdSec configuration: nothing under /etc/crowdsec or /var/lib/crowdsec
+    is read or written (the grok patterns are copied; the package's offline hub index in
+    /usr/share is only read), no Central API, local API on a
+    loopback port, SQLite in tmp; mxbait's parsers next to two of the hub's."""
+    import shutil
+    cfg = os.path.join(tmp, "cfg")
+    for d in ("parsers/s00-raw", "parsers/s01-parse", "parsers/s02-enrich", "scenarios",
+              "data"):
+        os.makedirs(os.path.join(cfg, d), exist_ok=True)
+    shutil.copytree("/etc/crowdsec/patterns", os.path.join(cfg, "patterns"))
+    # as Debian enables them: syslog-logs in s00 (so a line must be accepted by some s00
+    # parser to go on) and the date parser in s02 (replay dates events by their "ts")
+    hub = "/usr/share/crowdsec/hub/parsers"
+    os.symlink(f"{hub}/s00-raw/crowdsecurity/syslog-logs.yaml",
+               os.path.join(cfg, "parsers/s00-raw/syslog-logs.yaml"))
+    os.symlink(f"{hub}/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
+               os.path.join(cfg, "parsers/s02-enrich/dateparse-enrich.yaml"))
+    with open(os.path.join(cfg, "profiles.yaml"), "w") as f:
+        f.write("name: ip_ban\nfilters:\n - Alert.Remediation == true && "
+                "Alert.GetScope() == \"Ip\"\ndecisions:\n - type: ban\n   duration: 4h\n"
+                "on_success: break\n")
+    with open(os.path.join(cfg, "simulation.yaml"), "w") as f:
+        f.write("simulation: off\n")
+    with open(os.path.join(cfg, "acquis.yaml"), "w") as f:
+        f.write("# replay only (-dsn)\n")
+    conf = os.path.join(cfg, "config.yaml")
+    with open(conf, "w") as f:
+        f.write(f"""common:
+  daemonize: false
+  log_media: stdout
+  log_level: info
+  working_dir: {tmp}
+config_paths:
+  config_dir: {cfg}/
+  data_dir: {cfg}/data/
+  simulation_path: {cfg}/simulation.yaml
+  hub_dir: /usr/share/crowdsec/hub/
+  index_path: /usr/share/crowdsec/hub/.index.json
+crowdsec_service:
+  acquisition_path: {cfg}/acquis.yaml
+  parser_routines: 1
+db_config:
+  type: sqlite
+  db_path: {cfg}/data/crowdsec.db
+  use_wal: false
+api:
+  client:
+    credentials_path: {cfg}/local_api_credentials.yaml
+  server:
+    listen_uri: 127.0.0.1:{port}
+    profiles_path: {cfg}/profiles.yaml
+    trusted_ips: [127.0.0.1]
+prometheus:
+  enabled: false
+""")
+    return cfg, conf
+
+
+def cscli(conf, *args):
+    r = subprocess.run(["cscli", "-c", conf] + list(args), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def test_crowdsec_replay(data):
+    """CrowdSec 1.4.6 (Debian) itself: the exported s00/s01 parsers parse the daemon's
+    real events.jsonl, the scenario fires for its FAILED_LOGINS failed logins and the
+    local API bans the address; the exported decisions import into the same API."""
+    import shutil
+    import yaml
+    out = os.path.join(data["tmp"], "cs-run")
+    mxbait("export", "-c", data["conf"], "--format", "crowdsec", "-o", out)
+    tmp = os.path.join(data["tmp"], "crowdsec")
+    port, = free_ports(1)
+    cfg, conf = crowdsec_home(tmp, port)
+    shutil.copy(os.path.join(out, "mxbait-raw.yaml"), os.path.join(cfg, "parsers/s00-raw"))
+    shutil.copy(os.path.join(out, "mxbait-logs.yaml"), os.path.join(cfg, "parsers/s01-parse"))
+    shutil.copy(os.path.join(out, "mxbait-bf.yaml"), os.path.join(cfg, "scenarios"))
+    acquis = yaml.safe_load(read(os.path.join(out, "acquis-mxbait.yaml")))
+    events = os.path.join(data["dir"], "events.jsonl")
+    assert acquis["filenames"] == [events], acquis
+    cscli(conf, "machines", "add", "mxbait-test", "--auto", "--force")
+    # Replay ("time machine") mode: reads the file once, dates events by their "ts",
+    # pushes the alerts to the local API it runs, and exits.
+    r = subprocess.run(["crowdsec", "-c", conf, "-dsn", "file://" + events,
+                        "-type", acquis["labels"]["type"]], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = r.stdout + r.stderr
+    assert "Loaded 1 parser nodes" in log and "file=" + os.path.join(
+        cfg, "parsers/s00-raw/mxbait-raw.yaml") in log, log
+    lapi = subprocess.Popen(["crowdsec", "-c", conf, "-no-cs"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        import socket
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert lapi.poll() is None and time.monotonic() < deadline, "no LAPI"
+                time.sleep(0.3)
+        alerts = json.loads(cscli(conf, "alerts", "list", "-o", "json"))
+        fired = [a for a in alerts if a["scenario"] == "mxbait/mxbait-bf"]
+        assert len(fired) == 1, (alerts, log)
+        a = fired[0]
+        assert a["source"]["ip"] == "127.0.0.1" and a["capacity"] == 3
+        assert [(d["type"], d["value"]) for d in a["decisions"]] == [("ban", "127.0.0.1")]
+        # every event it counted is one of the daemon's failed logins, by its timestamp
+        failed_ts = {e["ts"] for e in data["d"].events("auth") if not e.get("success")}
+        seen = [{m["key"]: m["value"] for m in e["meta"]} for e in a["events"]]
+        assert len(seen) == 4 and all(m["log_type"] == "mxbait_auth_failed" and
+                                      m["timestamp"] in failed_ts for m in seen), seen
+        # the decisions file: imported, listed by the API, nothing allowlisted
+        cscli(conf, "decisions", "import", "-i", os.path.join(out, "mxbait-decisions.json"))
+        # (-a: every origin; without it cscli lists only crowdsec's own decisions)
+        listed = json.loads(cscli(conf, "decisions", "list", "-a", "-o", "json", "-l", "0"))
+        imported = {d["value"]: d for al in listed for d in al["decisions"]
+                    if d["origin"] == "cscli-import"}
+        assert imported["192.0.2.10"]["type"] == "ban" and imported["192.0.2.10"]["scope"] == "Ip"
+        assert imported["2001:db8:5::9"]["scope"] == "Ip"
+        assert "127.0.0.1" in imported and ALLOWLISTED not in imported
+        assert len(imported) == len(json.loads(read(os.path.join(out, "mxbait-decisions.json"))))
+    finally:
+        lapi.terminate()
+        lapi.wait(timeout=30)

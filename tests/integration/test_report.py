@@ -30,9 +30,14 @@ from conftest import MXBAIT_BIN, SHARED, Daemon, PASSWORD, USER, sanitizer_env, 
 from report_fakes import HTTPFake, SMTPFake
 
 VICTIM = "victim@corp.example"
-BODY = ("Your account is on hold. Verify: http://login.bank-phish.test/verify?id=7\n"
-        "Invoice: http://dl.malware-host.test/payload/invoice.zip\n"
-        "Also http://evil-domain.test/x/pay\n")
+# HTML links: the analyzer takes a URL from plain text only under a known TLD (not the
+# reserved .test), but an href is a link whatever its host.
+BODY = ('<html><body><p>Your account is on hold. <a href="http://login.bank-phish.test/'
+        'verify?id=7">Verify</a></p>\n<p>Invoice: <a href="http://dl.malware-host.test/'
+        'payload/invoice.zip">invoice.zip</a></p>\n<p>Also <a href="http://evil-domain.test/'
+        'x/pay">pay</a></p></body></html>\n')
+HTML_HEADERS = ["--add-header", "MIME-Version: 1.0",
+                "--add-header", "Content-Type: text/html; charset=utf-8"]
 
 
 def prefix_of(ip):
@@ -83,7 +88,7 @@ def base(tmp_path_factory):
                   "--quit-after", "AUTH", port=d.port_submission)
         swaks(d, "--tls", "-a", "LOGIN", "--auth-user", USER, "--auth-password", PASSWORD,
               "--from", "billing@bank-phish.test", "--to", VICTIM,
-              "--header", "Subject: Account on hold", "--body", BODY,
+              "--header", "Subject: Account on hold", *HTML_HEADERS, "--body", BODY,
               port=d.port_submission, check=0)
         adb = os.path.join(d.data_dir, "analysis.db")
         deadline = time.monotonic() + 60
@@ -578,6 +583,70 @@ def test_abusix_dns_fallback(base, tmp_path, http, smtp):
         assert db.execute("SELECT origin FROM contacts WHERE query = 'ip:192.0.2.10'"
                           ).fetchone()[0] == "abusix"
         db.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(zones, ignore_errors=True)
+
+
+def test_web_host_contact(base, tmp_path, http, smtp):
+    """The network hosting each spamvertised URL: the reporter resolves the URL's host
+    through the pinned resolver (rbldnsd answering A records on a loopback port) and
+    asks RDAP for the address's abuse contact.  A name pointing at a private address or
+    at an allowlisted one accuses nobody (no RDAP query at all); answers are cached."""
+    from conftest import free_ports
+    zones = tempfile.mkdtemp(prefix="mxbt-webhost-")
+    os.chmod(zones, 0o755)
+    with open(os.path.join(zones, "hosts.txt"), "w") as f:
+        f.write("login.bank-phish :198.51.100.80:web\n"
+                "evil-domain :10.9.8.7:private\n"
+                "dl.malware-host :192.0.2.99:allowlisted\n")
+    os.chmod(os.path.join(zones, "hosts.txt"), 0o644)
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(["rbldnsd", "-n", "-u", "nobody", "-b", f"127.0.0.1/{port}",
+                             "-w", zones, "test:dnset:hosts.txt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = subprocess.run(["dig", "+short", "-p", str(port), "@127.0.0.1",
+                                "login.bank-phish.test", "A"], capture_output=True, text=True)
+            if "198.51.100.80" in r.stdout:
+                break
+            time.sleep(0.1)
+        assert "198.51.100.80" in r.stdout, r.stdout
+        f = http.fake
+        f.rdap_ip = {"127.": "abuse@isp.test", "198.51.100.": "abuse@webhost.test",
+                     "192.0.2.": "abuse@net2.test", "10.": "abuse@private.test"}
+        s = Setup(base, tmp_path, report_smtp_url=smtp.url, allowlist_networks="192.0.2.99",
+                  report_dns_server=f"127.0.0.1:{port}", **rdap_conf(http))
+        s.run()
+        hosts = {r["subject"]: r for r in s.rows(kind="arf-host")}
+        assert set(hosts) == {"login.bank-phish.test", "evil-domain.test",
+                              "dl.malware-host.test"}, set(hosts)
+        web = hosts["login.bank-phish.test"]
+        assert web["contact_query"] == "host:login.bank-phish.test"
+        assert web["recipient"] == "abuse@webhost.test" and web["state"] == "sent", web
+        for h in ("evil-domain.test", "dl.malware-host.test"):
+            assert hosts[h]["state"] == "rejected", hosts[h]
+        asked = [p for p, *_ in f.requests if p.startswith("/rdap/ip/")]
+        assert "/rdap/ip/198.51.100.80" in asked
+        assert not [p for p in asked if p.endswith(("/10.9.8.7", "/192.0.2.99"))], asked
+        raws = [raw for _, rcpts, raw in smtp.messages if rcpts == ["abuse@webhost.test"]]
+        assert len(raws) == 1
+        msg, fields, third = arf_parts(raws[0])
+        assert "http://login.bank-phish.test/verify?id=7" in fields.get_all("Reported-URI")
+        assert VICTIM.encode() not in raws[0].lower()
+        db = sqlite3.connect(os.path.join(s.dir, "intel.db"))
+        origin = dict(db.execute("SELECT query, origin FROM contacts WHERE query LIKE"
+                                 " 'host:%'").fetchall())
+        db.close()
+        assert origin["host:login.bank-phish.test"] == "dns 198.51.100.80"
+        assert origin["host:evil-domain.test"] == "dns 10.9.8.7(not looked up)"
+        assert origin["host:dl.malware-host.test"] == "dns 192.0.2.99(not looked up)"
+        # nothing again on the next pass; the contact came from the cache
+        n, lookups = len(smtp.messages), f.count("/rdap/ip/")
+        st = s.run()
+        assert st["sent"] == 0 and len(smtp.messages) == n and f.count("/rdap/ip/") == lookups
     finally:
         proc.terminate()
         proc.wait(timeout=10)
