@@ -168,9 +168,14 @@ def smtp():
 
 
 def rdap_conf(http):
+    # The resolver (web hosts of links, Abusix) is pinned to a loopback port nobody
+    # answers on: no test depends on the machine's DNS; a web host's lookup fails at
+    # once and its report waits in `addressing` (test_web_host_contact pins a real one).
+    from conftest import free_ports
     return {"report_contact_lookup": "yes",
             "report_rdap_bootstrap_url": http.base + "/rdap/bootstrap/",
-            "report_abusix": "no"}
+            "report_abusix": "no",
+            "report_dns_server": f"127.0.0.1:{free_ports(1)[0]}"}
 
 
 # ---------------------------------------------------------------- ARF structure
@@ -618,7 +623,7 @@ def test_web_host_contact(base, tmp_path, http, smtp):
         f.rdap_ip = {"127.": "abuse@isp.test", "198.51.100.": "abuse@webhost.test",
                      "192.0.2.": "abuse@net2.test", "10.": "abuse@private.test"}
         s = Setup(base, tmp_path, report_smtp_url=smtp.url, allowlist_networks="192.0.2.99",
-                  report_dns_server=f"127.0.0.1:{port}", **rdap_conf(http))
+                  **{**rdap_conf(http), "report_dns_server": f"127.0.0.1:{port}"})
         s.run()
         hosts = {r["subject"]: r for r in s.rows(kind="arf-host")}
         assert set(hosts) == {"login.bank-phish.test", "evil-domain.test",
