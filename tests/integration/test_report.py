@@ -493,6 +493,12 @@ def test_dry_run_by_default(base, tmp_path):
 
 # ---------------------------------------------------------------- kill -9
 
+def waits_for_dns(r):
+    """A web host's report under rdap_conf's unanswered resolver: it stays in
+    `addressing` (lookup failed, retried later) and is never sent here."""
+    return r["kind"] == "arf-host" and r["state"] == "addressing"
+
+
 def test_kill9_exactly_once(base, tmp_path, http):
     """kill -9 the reporter at random moments while it sends (the receivers answer
     slowly), restart it, until everything is settled: the webhook (which honours
@@ -519,14 +525,15 @@ def test_kill9_exactly_once(base, tmp_path, http):
             kills += 1
             try:
                 pending = [r for r in s.rows() if r["state"] in
-                           ("queued", "sending", "addressing")]
+                           ("queued", "sending", "addressing") and not waits_for_dns(r)]
             except sqlite3.Error:
                 continue
             if kills > 3 and not pending:
                 break
         st = s.run()                          # a clean pass settles what is left
         rows = s.rows()
-        assert not [r for r in rows if r["state"] in ("queued", "sending", "addressing")], \
+        assert not [r for r in rows if r["state"] in ("queued", "sending", "addressing")
+                    and not waits_for_dns(r)], \
             [(r["id"], r["state"], r["last_error"]) for r in rows if r["state"] != "sent"]
         # webhook: every report exactly once (repeats after a kill carry the same key)
         wh = [r for r in rows if r["sink"] == "webhook"]
@@ -538,7 +545,7 @@ def test_kill9_exactly_once(base, tmp_path, http):
             m = email.message_from_bytes(raw)
             ids.append(m["Message-ID"].strip("<>").split("@")[0])
         assert len(ids) == len(set(ids)), "a report was delivered twice"
-        mail = [r for r in rows if r["sink"] == "smtp"]
+        mail = [r for r in rows if r["sink"] == "smtp" and not waits_for_dns(r)]
         for r in mail:
             if r["state"] == "sent":
                 assert ids.count(r["key"]) == 1, r
