@@ -337,7 +337,8 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 					if (u && uris.n < MAX_LINKS && reportable(p, "url", u, NULL)) {
 						strv_add(&uris, u);
 						char h[256];
-						if (hosts.n < MAX_LINKS && web_host(p, u, d, h, sizeof(h)))
+						if (p->cfg->report_web_hosts && hosts.n < MAX_LINKS &&
+						    web_host(p, u, d, h, sizeof(h)))
 							strv_add(&hosts, h);
 					}
 					if (d && domains.n < MAX_LINKS && reportable(p, "domain", d, NULL))

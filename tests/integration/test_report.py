@@ -659,6 +659,12 @@ def test_web_host_contact(base, tmp_path, http, smtp):
         n, lookups = len(smtp.messages), f.count("/rdap/ip/")
         st = s.run()
         assert st["sent"] == 0 and len(smtp.messages) == n and f.count("/rdap/ip/") == lookups
+        # report_web_hosts = no: no such report is even planned
+        off = tmp_path / "off"
+        off.mkdir()
+        s2 = Setup(base, off, report_web_hosts="no", **rdap_conf(http))
+        s2.run()
+        assert s2.rows(kind="arf") and not s2.rows(kind="arf-host")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
