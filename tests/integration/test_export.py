@@ -33,13 +33,8 @@ from conftest import (MXBAIT_BIN, ROOT, Daemon, PASSWORD, USER, psl_with_test_tl
 SCHEMAS = os.path.join(ROOT, "tests", "report")
 ALLOWLISTED = "203.0.113.77"
 FAILED_LOGINS = 5        # over the CrowdSec scenario's capacity (3): it must fire
-# HTML links: the analyzer takes a URL from plain text only under a known TLD (not the
-# reserved .test), but an href is a link whatever its host.
-BODY = ('<html><body><p>Your mailbox is full. <a href="http://login.bank-phish.test/'
-        'verify?id=7">Verify now</a> or <a href="https://bit.ly/3aBcD">https://bit.ly/3aBcD'
-        '</a> and <a href="http://evil-domain.test/x/pay">pay</a></p></body></html>\n')
-HTML_HEADERS = ["--add-header", "MIME-Version: 1.0",
-                "--add-header", "Content-Type: text/html; charset=utf-8"]
+BODY = ("Your mailbox is full. Verify now: http://login.bank-phish.test/verify?id=7\n"
+        "or https://bit.ly/3aBcD and http://evil-domain.test/x/pay\n")
 
 
 def prefix_of(ip):
@@ -70,7 +65,7 @@ def data(tmp_path_factory):
                   port=d.port_submission)
         swaks(d, "--tls", "-a", "LOGIN", "--auth-user", USER, "--auth-password", PASSWORD,
               "--from", "billing@bank-phish.test", "--to", "victim@corp.example",
-              "--header", "Subject: Account on hold", *HTML_HEADERS, "--body", BODY,
+              "--header", "Subject: Account on hold", "--body", BODY,
               port=d.port_submission, check=0)
         adb = os.path.join(d.data_dir, "analysis.db")
         deadline = time.monotonic() + 60

@@ -31,14 +31,9 @@ from conftest import (MXBAIT_BIN, SHARED, Daemon, PASSWORD, USER, psl_with_test_
 from report_fakes import HTTPFake, SMTPFake
 
 VICTIM = "victim@corp.example"
-# HTML links: the analyzer takes a URL from plain text only under a known TLD (not the
-# reserved .test), but an href is a link whatever its host.
-BODY = ('<html><body><p>Your account is on hold. <a href="http://login.bank-phish.test/'
-        'verify?id=7">Verify</a></p>\n<p>Invoice: <a href="http://dl.malware-host.test/'
-        'payload/invoice.zip">invoice.zip</a></p>\n<p>Also <a href="http://evil-domain.test/'
-        'x/pay">pay</a></p></body></html>\n')
-HTML_HEADERS = ["--add-header", "MIME-Version: 1.0",
-                "--add-header", "Content-Type: text/html; charset=utf-8"]
+BODY = ("Your account is on hold. Verify: http://login.bank-phish.test/verify?id=7\n"
+        "Invoice: http://dl.malware-host.test/payload/invoice.zip\n"
+        "Also http://evil-domain.test/x/pay\n")
 
 
 def prefix_of(ip):
@@ -90,7 +85,7 @@ def base(tmp_path_factory):
                   "--quit-after", "AUTH", port=d.port_submission)
         swaks(d, "--tls", "-a", "LOGIN", "--auth-user", USER, "--auth-password", PASSWORD,
               "--from", "billing@bank-phish.test", "--to", VICTIM,
-              "--header", "Subject: Account on hold", *HTML_HEADERS, "--body", BODY,
+              "--header", "Subject: Account on hold", "--body", BODY,
               port=d.port_submission, check=0)
         adb = os.path.join(d.data_dir, "analysis.db")
         deadline = time.monotonic() + 60
