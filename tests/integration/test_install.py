@@ -56,6 +56,15 @@ def test_meson_install_lays_out_a_service(tmp_path):
                  "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line + "\n" in unit, line
     assert re.search(r"^RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX$", unit, re.M)
+    # The reporter's unit beside it: the same account and state, no capability.
+    runits = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+              if f == "mxbait-report.service"]
+    assert len(runits) == 1 and os.path.dirname(runits[0]) == os.path.dirname(units[0])
+    runit = open(runits[0]).read()
+    assert f"ExecStart={exe} report --daemon -c /etc/mxbait/mxbait.conf\n" in runit
+    for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "CapabilityBoundingSet=", "AmbientCapabilities="):
+        assert line + "\n" in runit, line
     sysusers = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
                 if dp.endswith("sysusers.d")]
     assert sysusers and open(sysusers[0]).read().count("u mxbait") == 1
