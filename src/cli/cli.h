@@ -47,6 +47,10 @@ int cmd_handoff(int argc, char **argv);
 int cmd_indicators(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+/* federation and the hub (src/federate): cmd_keys.c, cmd_peers.c, cmd_hub.c */
+int cmd_keys(int argc, char **argv);
+int cmd_peers(int argc, char **argv);
+int cmd_hub(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */

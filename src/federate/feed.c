@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "guard/pwhash.h"
+#include "guard/traps.h"
 #include "store/event.h"
 #include "util/buf.h"
 #include "util/netaddr.h"
@@ -901,15 +903,7 @@ int fed_profile_open(const struct fed_key *k, const char *box_b64, struct fed_tr
 
 void fed_trap_tag(const char *nonce, const char *canonical_user, char tag[33])
 {
-	static const char ctx[] = "mxbait-trap-user";
-	uint8_t mac[crypto_auth_hmacsha256_BYTES];
-	crypto_auth_hmacsha256_state st;
-	crypto_auth_hmacsha256_init(&st, (const unsigned char *)nonce, strlen(nonce));
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)ctx, sizeof(ctx)); /* with NUL */
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)canonical_user,
-				      strlen(canonical_user));
-	crypto_auth_hmacsha256_final(&st, mac);
-	sodium_bin2hex(tag, 33, mac, 16);
+	traps_peer_tag(nonce, canonical_user, tag); /* the guard's own function: one truth */
 }
 
 int fed_trap_hashes(const struct fed_trap_profile *p, const char *canonical_user,
@@ -918,10 +912,20 @@ int fed_trap_hashes(const struct fed_trap_profile *p, const char *canonical_user
 {
 	if (sodium_ready() < 0)
 		return -1;
+	/* the subscriber's canonical form: its own domains are stripped (guard/traps.h) */
+	char user[600];
+	snprintf(user, sizeof(user), "%s", canonical_user);
+	char *at = strrchr(user, '@');
+	for (size_t i = 0; at && i < p->n_domains; i++)
+		if (!strcasecmp(at + 1, p->domains[i])) {
+			*at = '\0';
+			break;
+		}
+	canonical_user = user;
 	char tag[33];
 	fed_trap_tag(p->nonce, canonical_user, tag);
 	int n = 0;
-	char h[160], form[600];
+	char h[160], form[900];
 	size_t forms = strchr(canonical_user, '@') ? 1 : 1 + p->n_domains;
 	for (size_t i = 0; i < forms; i++) {
 		if (i == 0)

@@ -65,6 +65,9 @@ struct guard {
 	struct event *tick_ev;
 	struct convictions conv;
 	char *request_dir;
+	char *peer_traps_path;           /* federation: peers' trap hashes for us */
+	struct timespec peer_traps_mtime;
+	off_t peer_traps_size;
 	unsigned ticks;
 	int64_t dp_smtp_us, dp_other_us; /* last Dovecot policy request per kind */
 	/* Postfix SASL through Dovecot logs one failure twice (Postfix's warning and
@@ -514,6 +517,7 @@ static void copy_field(char *dst, size_t n, const char *v)
 static void apply_request(struct guard *g, const char *text, const char *name)
 {
 	char op[16] = "", source[NETADDR_STRLEN + 8] = "", action[16] = "", reason[DECISION_REASON_LEN] = "manual";
+	char origin[DECISION_ORIGIN_LEN] = "manual"; /* manual, or peers (federation) */
 	long long duration_ms = 0;
 	const char *p = text;
 	while (*p) {
@@ -534,6 +538,8 @@ static void apply_request(struct guard *g, const char *text, const char *name)
 					copy_field(action, sizeof(action), v);
 				else if (kl == 6 && !memcmp(p, "reason", 6))
 					copy_field(reason, sizeof(reason), v);
+				else if (kl == 6 && !memcmp(p, "origin", 6) && !strcmp(v, "peers"))
+					copy_field(origin, sizeof(origin), v);
 				else if (kl == 11 && !memcmp(p, "duration_ms", 11))
 					duration_ms = strtoll(v, NULL, 10);
 			}
@@ -562,14 +568,20 @@ static void apply_request(struct guard *g, const char *text, const char *name)
 		log_msg(LOG_WARNING, NULL, "guard: request %s: bad action: ignored", name);
 		return;
 	}
-	/* idempotent: the same manual decision in force is not made twice */
+	/* what peers agree on never touches a trusted source */
+	if (!strcmp(origin, "peers") && (act == DECISION_ALLOW || guard_trusted(g, &src))) {
+		log_msg(LOG_NOTICE, NULL, "guard: request %s: peers' decision about a trusted "
+			"source %s ignored", name, source);
+		return;
+	}
+	/* idempotent: the same decision of the same origin in force is not made twice */
 	const struct decision *cur = decision_table_get(g->decisions, &src, now);
-	if (cur && cur->action == act && !strcmp(cur->origin, "manual"))
+	if (cur && cur->action == act && !strcmp(cur->origin, origin))
 		return;
 	uint64_t ms = duration_ms < 0 ? UINT64_MAX
 		      : duration_ms > 0 ? (uint64_t)duration_ms
 		      : act == DECISION_ALLOW ? UINT64_MAX : g->cfg->decision_duration_ms;
-	decide(g, &src, act, reason, "manual", NULL, 0, ms);
+	decide(g, &src, act, reason, origin, NULL, 0, ms);
 }
 
 static void poll_requests(struct guard *g)
@@ -684,6 +696,40 @@ static void handoff_stop(struct guard *g)
 	g->ho.pid = 0;
 }
 
+/* DATA_DIR/federate/peer-traps (written by the reporter, federate/consensus.c):
+ * reloaded when it changes, bounded by traps' own limit (40 MiB read at most). */
+static void load_peer_traps(struct guard *g)
+{
+	struct stat st;
+	if (!g->peer_traps_path)
+		return;
+	if (stat(g->peer_traps_path, &st) != 0) {
+		if (traps_peer_count(g->traps)) {
+			traps_set_peer(g->traps, "", 0);
+			memset(&g->peer_traps_mtime, 0, sizeof(g->peer_traps_mtime));
+		}
+		return;
+	}
+	if (st.st_mtim.tv_sec == g->peer_traps_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == g->peer_traps_mtime.tv_nsec && st.st_size == g->peer_traps_size)
+		return;
+	if (!S_ISREG(st.st_mode) || st.st_size > 40 * 1024 * 1024)
+		return;
+	int fd = open(g->peer_traps_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char *text = malloc((size_t)st.st_size + 1);
+	ssize_t got = text ? read(fd, text, (size_t)st.st_size) : -1;
+	close(fd);
+	if (got >= 0) {
+		size_t n = traps_set_peer(g->traps, text, (size_t)got);
+		g->peer_traps_mtime = st.st_mtim;
+		g->peer_traps_size = st.st_size;
+		log_msg(LOG_INFO, NULL, "guard: %zu trap hashes from peers", n);
+	}
+	free(text);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -692,6 +738,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	poll_requests(g);
 	if (++g->ticks % SWEEP_EVERY == 0) {
 		detect_sweep(g->detect, now_us());
+		load_peer_traps(g);
 		decision_table_active(g->decisions, now_us(), NULL, NULL);
 	}
 	if (g->ppolicy)
@@ -895,6 +942,9 @@ int guard_start(struct guard *g, struct eventstore *es, const char *db_path, con
 		*err_r = strdup("guard: cannot create the requests directory");
 		return -1;
 	}
+	if (asprintf(&g->peer_traps_path, "%s/federate/peer-traps", data_dir) < 0)
+		g->peer_traps_path = NULL;
+	load_peer_traps(g);
 	eventstore_flush(es); /* the decisions table is up to date */
 	if (load_state(g, db_path, err_r) != 0)
 		return -1;
@@ -944,6 +994,7 @@ void guard_free(struct guard **gp)
 	convictions_free(&g->conv);
 	netset_free(&g->trusted);
 	free(g->request_dir);
+	free(g->peer_traps_path);
 	free(g);
 	*gp = NULL;
 }
