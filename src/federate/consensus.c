@@ -316,12 +316,13 @@ int federate_pass(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 {
 	memset(st, 0, sizeof(*st));
 	*err_r = NULL;
+	/* pull first: a peer's trap profile learnt now is served in this pass's segment */
 	int rc = 0;
-	if (c->cfg->feed_publish && fed_publish(c, st, err_r) != 0)
-		rc = -1;
-	if (rc == 0 && fed_pull(c, st, err_r) != 0)
+	if (fed_pull(c, st, err_r) != 0)
 		rc = -1;
 	if (rc == 0 && fed_consensus(c, st, err_r) != 0)
+		rc = -1;
+	if (rc == 0 && c->cfg->feed_publish && fed_publish(c, st, err_r) != 0)
 		rc = -1;
 	return rc;
 }

@@ -2,7 +2,7 @@
  * federate: signed feeds between operators (docs/federation.md), run by the reporter
  * process, the only mxbait process with outbound network (docs/DESIGN.md).
  *
- * One pass (federate_pass), each step its own file:
+ * One pass (federate_pass: pull, consensus, publish), each step its own file:
  *  - publish.c: this sensor's local indicators changed since the last segment (above
  *    export_min_confidence, not allowlisted, never victims unless feed_share_victims,
  *    never what peers said: indicators_each with IND_SHARE) and, for each peer whose

@@ -370,7 +370,8 @@ void fed_sha256_hex(const void *data, size_t len, char out[FEED_HASH_HEX])
 	sodium_bin2hex(out, FEED_HASH_HEX, h, sizeof(h));
 }
 
-/* The count is written as 10 digits so the header can be patched in place. */
+/* The count is written in 10 characters (right-aligned after spaces, which JSON
+ * allows before a value) so the header can be patched in place. */
 struct fed_writer *fed_writer_new(const struct fed_key *k, uint64_t seq, const char *prev_hex,
 				  int64_t created_us)
 {
@@ -386,7 +387,7 @@ struct fed_writer *fed_writer_new(const struct fed_key *k, uint64_t seq, const c
 		   "\"prev\":\"%s\",\"created\":%lld,\"count\":", k->id, (unsigned long long)seq,
 		   prev_hex, (long long)created_us);
 	w->count_at = w->b.len;
-	buf_puts(&w->b, "0000000000}\n");
+	buf_puts(&w->b, "         0}\n");
 	return w;
 }
 
@@ -467,7 +468,7 @@ char *fed_writer_finish(struct fed_writer **wp, size_t *len_r, char hash_hex[FEE
 {
 	struct fed_writer *w = *wp;
 	char digits[11];
-	snprintf(digits, sizeof(digits), "%010u", w->count);
+	snprintf(digits, sizeof(digits), "%10u", w->count); /* JSON: spaces, not zeros */
 	memcpy(w->b.data + w->count_at, digits, 10);
 	w->b.cap = 0;
 	if (append_sig(&w->b, w->sk) != 0) {

@@ -15,7 +15,8 @@
  * Transport: libcurl; a response over the document's bound is cut off and refused;
  * 30 s per request; no redirects; TLS verified with the CA file, or, for a peer added
  * with --pin, by the pinned public key of its certificate (a daemon's self-signed
- * certificate); a bearer token (the peer's `feed` login) only over https.
+ * certificate); a bearer token (the peer's `feed` login) only over https or to a
+ * loopback address.
  */
 #include "federate/federate.h"
 
@@ -258,7 +259,9 @@ static int fetch(const struct fed_ctx *c, const struct peer *p, const char *rel,
 	char url[1200];
 	size_t ul = strlen(p->url);
 	snprintf(url, sizeof(url), "%s%s%s", p->url, ul && p->url[ul - 1] == '/' ? "" : "/", rel);
-	bool https = !strncmp(p->url, "https://", 8);
+	/* a token travels encrypted, or not off this host */
+	bool https = !strncmp(p->url, "https://", 8) || !strncmp(p->url, "http://127.", 11) ||
+		     !strncmp(p->url, "http://[::1]", 12) || !strncmp(p->url, "http://localhost", 16);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, TIMEOUT_S);
