@@ -1,0 +1,155 @@
+"""The PostgreSQL hub (docs/scaling.md) with a real PostgreSQL 15 started here.
+
+Three real `mxbait serve` sensors receive logins from Python's smtplib (STARTTLS, AUTH
+LOGIN with wrong passwords) while a `mxbait hub push` process per sensor streams to a
+private PostgreSQL (pg_env.py: initdb/pg_ctl as nobody, unix socket only).  Mid-stream
+the hub is killed with SIGKILL and started again.  When the load has stopped and the
+pushers caught up: every sensor's events at the hub equal its own mxbait.db rows,
+one for one (the same sequence numbers, none twice), and no captured password left a
+sensor (keyed hashes only, by default).  Then the cross-sensor queries.
+"""
+
+import json
+import os
+import smtplib
+import sqlite3
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pg_env
+from conftest import MXBAIT_BIN, Daemon, sanitizer_env
+
+pytestmark = pytest.mark.skipif(not pg_env.available(), reason="postgresql-15 not installed")
+
+SECRET_PW = "Hub-Secret-" + os.urandom(4).hex()
+
+
+def hammer(d, stop, user):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    while not stop.is_set():
+        try:
+            with smtplib.SMTP("127.0.0.1", d.port_submission, timeout=10) as s:
+                s.ehlo("client.example.net")
+                s.starttls(context=ctx)
+                s.ehlo("client.example.net")
+                for _ in range(3):
+                    try:
+                        s.login(user, SECRET_PW)
+                    except smtplib.SMTPAuthenticationError:
+                        pass
+        except (OSError, smtplib.SMTPException):
+            time.sleep(0.05)
+
+
+def mx(conf, *args, check=True, timeout=180):
+    r = subprocess.run([MXBAIT_BIN, args[0], "-c", conf] + list(args[1:]), capture_output=True,
+                       timeout=timeout, env=sanitizer_env())
+    err = r.stderr.decode(errors="replace")
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+    if check:
+        assert r.returncode == 0, (args, err)
+    return r
+
+
+def test_three_sensors_kill_the_hub(tmp_path):
+    pg = pg_env.Postgres().start()
+    sensors, pushers, loaders = [], [], []
+    stop = threading.Event()
+    try:
+        for i in range(3):
+            os.makedirs(str(tmp_path / f"s{i}"))
+            d = Daemon(str(tmp_path / f"s{i}"), f"hub-s{i}", auth_failure_delay="0",
+                       hub_url=pg.conninfo,
+                       hub_sensor=f"sensor-{i}", hub_batch=200, hub_interval="200ms")
+            d.start()
+            sensors.append(d)
+        for i, d in enumerate(sensors):
+            err = open(os.path.join(d.tmp, "push.stderr"), "wb")
+            pushers.append((subprocess.Popen([MXBAIT_BIN, "hub", "push", "-c", d.conf_path],
+                                             stdout=subprocess.DEVNULL, stderr=err,
+                                             env=sanitizer_env()), err))
+            t = threading.Thread(target=hammer, args=(d, stop, f"user{i}"), daemon=True)
+            t.start()
+            loaders.append(t)
+        time.sleep(4)
+        # the hub dies mid-stream (rows of open transactions are lost at the hub, never
+        # at the sensors), stays down while the load goes on, and comes back
+        pg.kill9()
+        time.sleep(3)
+        pg.start()
+        time.sleep(3)
+        stop.set()
+        for t in loaders:
+            t.join(timeout=30)
+        # wait until every pusher has caught up with its sensor
+        want = {}
+        for i, d in enumerate(sensors):
+            db = sqlite3.connect(f"file:{os.path.join(d.data_dir, 'mxbait.db')}?mode=ro",
+                                 uri=True, timeout=30)
+            want[f"sensor-{i}"] = db.execute("SELECT count(*), max(id), sum(id) FROM events"
+                                             ).fetchone()
+            db.close()
+        deadline = time.monotonic() + 120
+        while True:
+            got = dict((r.split("|")[0], int(r.split("|")[1])) for r in
+                       pg.psql("SELECT id, event_seq FROM sensors").splitlines())
+            if all(got.get(s) == w[1] for s, w in want.items()):
+                break
+            assert time.monotonic() < deadline, (got, want)
+            time.sleep(0.3)
+        for s, (n, mx_id, sum_id) in want.items():
+            assert n > 100, f"{s}: too little load to mean anything ({n} events)"
+            row = pg.psql(f"SELECT count(*), count(DISTINCT seq), max(seq), sum(seq) FROM events"
+                          f" WHERE sensor = '{s}'").split("|")
+            # equal to the sensor's own: the same rows, once each
+            assert [int(x) for x in row] == [n, n, mx_id, sum_id], (s, row, (n, mx_id, sum_id))
+        # pushers logged the outage and recovered
+        for p, err in pushers:
+            assert p.poll() is None, "a pusher died"
+        text = b"".join(open(e.name, "rb").read() for _, e in pushers).decode(errors="replace")
+        assert "connected again" in text, text[-2000:]
+
+        # privacy by default: no password at the hub, keyed hashes instead
+        assert pg.psql("SELECT count(*) FROM events WHERE password IS NOT NULL") == "0"
+        assert int(pg.psql("SELECT count(*) FROM events WHERE pw_hash IS NOT NULL")) > 0
+        assert SECRET_PW not in pg.psql("SELECT string_agg(coalesce(username, '') || '|' ||"
+                                        " coalesce(pw_hash, ''), ',') FROM events")
+        # daily partitions, not the default one
+        assert pg.psql("SELECT count(*) FROM events_default") == "0"
+
+        conf = sensors[0].conf_path
+        stats = json.loads(mx(conf, "hub", "stats", "--json").stdout)
+        assert stats["sensors"] == 3 and stats["events"] == sum(w[0] for w in want.values())
+        assert stats["partitions"] >= 2
+        att = json.loads(mx(conf, "hub", "attackers", "--json").stdout)
+        assert att[0]["ip"] == "127.0.0.1" and att[0]["sensors"] == 3
+        creds = json.loads(mx(conf, "hub", "creds", "--json").stdout)
+        users = {u["username"]: u for u in creds["usernames"]}
+        assert {"user0", "user1", "user2"} <= set(users)
+        # one password, tried on three sensors: one keyed hash seen by all three
+        assert creds["passwords"][0]["sensors"] == 3
+        assert creds["passwords"][0]["password"].startswith("(hmac) ")
+        assert SECRET_PW not in json.dumps(creds)
+        json.loads(mx(conf, "hub", "campaigns", "--json").stdout)
+        table = mx(conf, "hub", "attackers").stdout.decode()
+        assert "127.0.0.1" in table
+    finally:
+        stop.set()
+        for p, err in pushers:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            err.close()
+        for d in sensors:
+            problems = d.stop()
+            assert not problems, problems
+        pg.stop()
