@@ -363,3 +363,45 @@ def test_nothing_private_leaves_by_default(tmp_path):
         assert served == open(os.path.join(s.dir, "feed", "manifest")).read()
     finally:
         s.stop()
+
+
+def test_feed_login(trio, tmp_path):
+    """A sensor with web_auth serves /feed/v1/ to a `feed` login only (which may read
+    nothing else); a peer pulls with --token-file."""
+    import urllib.error
+    import urllib.request
+    a, b, c = trio
+    token = "feed-token-" + os.urandom(8).hex()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    s = Sensor(str(tmp_path / "auth"), "fed-auth", web_auth=f"peer:feed:sha256:{digest}")
+    try:
+        add_attempts(s.dir, "198.51.100.40", 30)
+        s.run()
+
+        def get(path, auth=None):
+            req = urllib.request.Request(f"http://127.0.0.1:{s.d.port_web}{path}")
+            if auth:
+                req.add_header("Authorization", f"Bearer {auth}")
+            try:
+                return urllib.request.urlopen(req, timeout=10).status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert get("/feed/v1/manifest") == 401
+        assert get("/feed/v1/manifest", token) == 200
+        assert get("/feed/v1/seg/1", token) == 200
+        assert get("/api/v1/stats", token) == 403      # a feed login reads feeds only
+        assert get("/feed/v1/seg/0", token) == 404
+        assert get("/feed/v1/../mxbait.db", token) == 404
+        tf = tmp_path / "token"
+        tf.write_text(token + "\n")
+        c.mx("peers", "add", s.url, s.key, "--name", "fed-auth", "--token-file", str(tf))
+        c.run()
+        st = c.sql("SELECT status, last_seq FROM peers WHERE id = ?", (s.id,))[0]
+        assert st == ("ok", 1), st
+        assert c.sql("SELECT 1 FROM peer_entries WHERE peer = ? AND value = ?",
+                     (s.id, "198.51.100.40"))
+        c.mx("peers", "remove", "fed-auth")
+        assert not c.sql("SELECT 1 FROM peer_entries WHERE peer = ?", (s.id,))
+    finally:
+        s.stop()
