@@ -8,10 +8,12 @@ set -eu
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
 libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
-nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev"
+nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev libsodium-dev libpq-dev"
 # libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
 # bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
+# Federation (issue 14): libsodium-dev (Ed25519 feed signatures, sealed boxes, BLAKE2b
+# key ids), libpq-dev (the PostgreSQL hub's client library: `mxbait hub`).
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
@@ -23,7 +25,11 @@ TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pyte
 postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
 systemd-journal-remote fail2ban chromium fonts-dejavu-core python3-websocket
 python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset bind9-utils bind9-dnsutils
-rbldnsd"
+rbldnsd postgresql-15 postgresql-client-15"
+# postgresql-15, postgresql-client-15: the hub's tests and benchmarks start a private
+# server (initdb/pg_ctl as nobody in a temporary directory, unix socket only) and use
+# psql; the system cluster the package creates is stopped and its service disabled
+# below (nothing listens on 5432).
 # chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
 # dashboard test drives Debian's chromium headless over the DevTools protocol;
 # python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics
@@ -65,6 +71,18 @@ units=""
 case " $missing " in *" dovecot-"*) units="$units dovecot.service dovecot.socket" ;; esac
 case " $missing " in *" fail2ban "*) units="$units fail2ban.service" ;; esac
 case " $missing " in *" prometheus "*) units="$units prometheus.service" ;; esac
+case " $missing " in *" postgresql-15 "*) units="$units postgresql.service" ;; esac
 if [ -n "$units" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	$SUDO systemctl disable --now $units >/dev/null 2>&1 || true
 fi
+# Without systemd the package's postinst starts the cluster itself: stop it, and keep
+# it from starting at boot (start.conf), so no system PostgreSQL is left running.
+case " $missing " in *" postgresql-15 "*)
+	if command -v pg_lsclusters >/dev/null 2>&1; then
+		pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+			$SUDO pg_ctlcluster "$ver" "$name" stop >/dev/null 2>&1 || true
+			[ -f "/etc/postgresql/$ver/$name/start.conf" ] &&
+				echo disabled | $SUDO tee "/etc/postgresql/$ver/$name/start.conf" >/dev/null
+		done
+	fi ;;
+esac
