@@ -162,7 +162,8 @@ PGconn *hub_connect(const char *conninfo, bool migrate, char **err_r)
 		PQfinish(c);
 		return NULL;
 	}
-	PQclear(PQexec(c, "SET application_name = 'mxbait'"));
+	/* "already exists, skipping" notices of partition creation are not news */
+	PQclear(PQexec(c, "SET application_name = 'mxbait'; SET client_min_messages = warning"));
 	if (migrate && hub_migrate(c, err_r) != 0) {
 		PQfinish(c);
 		return NULL;
