@@ -646,6 +646,7 @@ int hub_push_run(const char *data_dir, const struct mxb_config *cfg, volatile si
 	int64_t backoff = 1000000;
 	char *err = NULL;
 	bool logged_down = false;
+	int64_t prune_at = 0;
 	while (!*stop) {
 		if (!db) {
 			struct stat sb;
@@ -712,6 +713,16 @@ int hub_push_run(const char *data_dir, const struct mxb_config *cfg, volatile si
 			continue;
 		}
 		backoff = 1000000;
+		if (r == 0 && cfg->hub_retention_days && mxb_now_us() >= prune_at) {
+			/* retention: whichever pusher comes first each hour drops old days */
+			char *perr = NULL;
+			int dropped = hub_prune(p.c, cfg->hub_retention_days, &perr);
+			if (dropped > 0)
+				fprintf(stderr, "mxbait hub: %d daily partitions older than %u days"
+						" dropped\n", dropped, cfg->hub_retention_days);
+			free(perr);
+			prune_at = mxb_now_us() + 3600 * 1000000LL;
+		}
 		if (r == 0) {
 			if (once)
 				break;
