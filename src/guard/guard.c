@@ -736,9 +736,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct guard *g = arg;
 	poll_requests(g);
+	load_peer_traps(g); /* a stat(2) a second; reread only when it changed */
 	if (++g->ticks % SWEEP_EVERY == 0) {
 		detect_sweep(g->detect, now_us());
-		load_peer_traps(g);
 		decision_table_active(g->decisions, now_us(), NULL, NULL);
 	}
 	if (g->ppolicy)

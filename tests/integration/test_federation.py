@@ -28,13 +28,17 @@ import time
 
 import pytest
 
-from conftest import MXBAIT_BIN, PASSWORD, USER, Daemon, sanitizer_env, swaks
+from conftest import MXBAIT_BIN, PASSWORD, USER, Daemon, free_ports, sanitizer_env, swaks
+from guard_env import dovecot_pwhash
 
 X_AB = "198.51.100.7"      # seen by A and B: consensus on C
 X_A = "198.51.100.8"       # seen by A only: no consensus on C
 X_AC = "198.51.100.9"      # seen by A, and once by C itself: local evidence counts
+X_TRUSTED = "198.51.100.60"  # A and B see it; C's trusted_networks has it
 ALLOWED = "203.0.113.5"    # C allowlists 203.0.113.0/24; A lists it: a contradiction
 NONCE_C = "c-nonce-0123456789"
+API_KEY = "k-" + "7" * 20
+TRAP_USER, TRAP_PW = "carol", "Carol-Trap-9"   # cracked by A's honeypot, unknown to C
 
 
 def prefix_of(ip):
@@ -109,19 +113,25 @@ def trio(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("fed"))
     a = Sensor(os.path.join(base, "a"), "fed-a")
     b = Sensor(os.path.join(base, "b"), "fed-b")
+    (dp_port,) = free_ports(1)
+    # C protects a real server: its guard answers Dovecot's policy requests
     c = Sensor(os.path.join(base, "c"), "fed-c", allowlist_networks="203.0.113.0/24",
+               dovecot_policy_listen=f"127.0.0.1:{dp_port}", dovecot_policy_api_key=API_KEY,
                dovecot_policy_hash_nonce=NONCE_C, dovecot_policy_hash_mech="sha256",
-               dovecot_policy_hash_truncate=12)
+               dovecot_policy_hash_truncate=12, trusted_networks=X_TRUSTED)
+    c.dp_port = dp_port
     try:
         add_attempts(a.dir, X_AB, 30)
         add_attempts(a.dir, X_A, 30)
         add_attempts(a.dir, X_AC, 30)
         add_attempts(b.dir, X_AB, 30)
+        add_attempts(a.dir, X_TRUSTED, 30)
+        add_attempts(b.dir, X_TRUSTED, 30)
         add_attempts(c.dir, X_AC, 1)     # confidence 40: below the floor, local evidence
         # A's honeypot "cracked" alice: a trap credential (as the event writer saves it)
         db = sqlite3.connect(os.path.join(a.dir, "mxbait.db"), timeout=30)
         db.execute("INSERT OR REPLACE INTO accounts(username, password, cracked_us, updated_us)"
-                   " VALUES(?, ?, 1, 1)", (USER, PASSWORD))
+                   " VALUES(?, ?, 1, 1)", (TRAP_USER, TRAP_PW))
         db.commit()
         db.close()
         for s in (a, b, c):
@@ -161,12 +171,15 @@ def test_consensus_and_boundary(trio):
     assert c.sql("SELECT count(*) FROM indicators WHERE kind = 'ip' AND value = ?"
                  " AND source = 'peer'", (X_AC,))[0][0] == 1, "A plus C's own evidence reach 2"
 
-    # the guard gets a decision request for each consensus address
-    reqs = [open(os.path.join(c.dir, "guard-requests", f)).read()
-            for f in os.listdir(os.path.join(c.dir, "guard-requests"))
-            if f.startswith("req-peers-")] if os.path.isdir(os.path.join(c.dir, "guard-requests")) else []
-    # (the daemon's guard is not configured here: the requests wait in the directory)
-    assert any(f"source={X_AB}\n" in r and "origin=peers" in r for r in reqs), reqs
+    # the guard (C's one writer of decisions) turns each consensus address into a decision
+    dec = c.d.wait_events("decision", source=X_AB, timeout=15)
+    assert dec[0]["origin"] == "peers" and dec[0]["reason"] == "peer_consensus", dec
+    assert dec[0]["action"] == "divert"
+    assert not c.d.events("decision", source=X_A)
+    # peers agreeing on a source C trusts change nothing at C's guard
+    assert c.sql("SELECT 1 FROM indicators WHERE value = ? AND source = 'peer'", (X_TRUSTED,))
+    assert not c.d.events("decision", source=X_TRUSTED)
+    assert "peers' decision about a trusted source" in c.d.stderr_text()
 
     # never re-published: C's feed carries its own observations only
     c.run()
@@ -183,18 +196,33 @@ def test_consensus_and_boundary(trio):
     outbox = c.sql("SELECT subject FROM outbox")
     assert all(X_AB not in s for (s,) in outbox)
 
-    # trap hashes for C's guard: under C's own nonce, for "alice" as C's users log in
+    # trap hashes for C's guard: under C's own nonce, as C's users log in
     traps = c.sql("SELECT tag, hash FROM peer_traps WHERE peer = ?", (a.id,))
-    want = hashlib.sha256(NONCE_C.encode() + USER.encode() + b"\0" + PASSWORD.encode()).digest()
-    assert format(int.from_bytes(want[:2], "big") >> 4, "04x") in {h for _, h in traps}, traps
-    assert not os.path.exists(os.path.join(c.dir, "federate", "peer-traps")) or \
-        os.path.getsize(os.path.join(c.dir, "federate", "peer-traps")) == 0, \
+    want = {dovecot_pwhash(NONCE_C, f, TRAP_PW) for f in (TRAP_USER, f"{TRAP_USER}@example.test")}
+    assert want <= {h for _, h in traps}, traps
+    assert not os.path.exists(os.path.join(c.dir, "federate", "peer-traps")), \
         "one peer of trust 1 does not reach peer_consensus 2"
+    assert policy(c, "192.0.2.71", f"{TRAP_USER}@example.test", TRAP_PW) == 0
+    assert not c.d.events("decision", source="192.0.2.71")
     c.mx("peers", "add", a.url, a.key, "--trust", "2")
     c.run()
     pt = open(os.path.join(c.dir, "federate", "peer-traps")).read()
     assert len(pt.splitlines()) >= 2 and all(h in pt for _, h in traps)
-    assert PASSWORD not in pt and PASSWORD not in a.feed_text()
+    assert TRAP_PW not in pt and TRAP_PW not in a.feed_text() and TRAP_USER not in pt
+    # the guard reloads the file and convicts the pair's use from any address at once,
+    # without ever learning the password
+    deadline = time.monotonic() + 15
+    while True:
+        policy(c, "192.0.2.72", f"{TRAP_USER}@example.test", TRAP_PW)
+        dec = c.d.events("decision", source="192.0.2.72")
+        if dec:
+            break
+        assert time.monotonic() < deadline, "the guard did not convict the peer's trap pair"
+        time.sleep(0.5)
+    assert dec[0]["reason"] == "trap_credential" and dec[0]["action"] == "divert", dec
+    # a wrong password for the same user is no trap
+    policy(c, "192.0.2.73", f"{TRAP_USER}@example.test", "not-the-trap")
+    assert not c.d.events("decision", source="192.0.2.73")
     c.mx("peers", "add", a.url, a.key, "--trust", "1")
 
 
@@ -217,6 +245,17 @@ def test_contradicted_peer_loses_trust(trio):
     b.run()
     c.run()
     assert c.sql("SELECT 1 FROM indicators WHERE value = ? AND source = 'peer'", (X_AB,))
+
+
+def policy(s, remote, login, password):
+    """A Dovecot auth-policy request (as Dovecot sends it) to sensor s's guard."""
+    import urllib.request
+    body = json.dumps({"login": login, "pwhash": dovecot_pwhash(NONCE_C, login, password),
+                       "remote": remote, "protocol": "imap", "session_id": "t1"}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{s.dp_port}/?command=allow", data=body,
+                                 headers={"X-API-Key": API_KEY,
+                                          "Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=10).read())["status"]
 
 
 class FakePeer:
