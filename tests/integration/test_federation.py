@@ -444,3 +444,29 @@ def test_feed_login(trio, tmp_path):
         assert not c.sql("SELECT 1 FROM peer_entries WHERE peer = ?", (s.id,))
     finally:
         s.stop()
+
+
+def test_gap(trio):
+    """Segments pruned by the publisher before a subscriber read them: a gap, logged and
+    counted; the subscriber goes on from the oldest segment still served."""
+    a, b, c = trio
+    c.run()
+    before = c.sql("SELECT last_seq, gaps FROM peers WHERE id = ?", (b.id,))[0]
+    for ip in ("198.51.100.81", "198.51.100.82", "198.51.100.83"):
+        add_attempts(b.dir, ip, 30)
+        b.run()
+    # B's segments older than feed_entry_ttl are pruned at its next pass: age them all
+    db = sqlite3.connect(os.path.join(b.dir, "intel.db"), timeout=30)
+    db.execute("UPDATE feed_segments SET created_us = 0")
+    db.commit()
+    db.close()
+    b.run()
+    served = sorted(int(n) for n in os.listdir(os.path.join(b.dir, "feed", "seg")))
+    assert len(served) == 1 and served[0] > before[0] + 1, (served, before)
+    c.run()
+    st = c.sql("SELECT status, gaps, last_seq FROM peers WHERE id = ?", (b.id,))[0]
+    assert st[0] == "gap" and st[1] == before[1] + 1 and st[2] == served[0], st
+    log = json.loads(c.mx("peers", "log", b.id, "--json").stdout)
+    assert log[0]["what"] == "gap" and "pruned" in log[0]["detail"], log
+    c.run()   # and then it is simply up to date again
+    assert c.sql("SELECT status FROM peers WHERE id = ?", (b.id,))[0][0] == "ok"
