@@ -87,22 +87,29 @@ def test_three_sensors_kill_the_hub(tmp_path):
         stop.set()
         for t in loaders:
             t.join(timeout=30)
-        # wait until every pusher has caught up with its sensor
-        want = {}
-        for i, d in enumerate(sensors):
-            db = sqlite3.connect(f"file:{os.path.join(d.data_dir, 'mxbait.db')}?mode=ro",
-                                 uri=True, timeout=30)
-            want[f"sensor-{i}"] = db.execute("SELECT count(*), max(id), sum(id) FROM events"
-                                             ).fetchone()
-            db.close()
+        # wait until every pusher has caught up with its sensor, and the sensors are
+        # quiet (sessions still closing write their last events after the load stops)
+        def sensor_rows():
+            out = {}
+            for i, d in enumerate(sensors):
+                db = sqlite3.connect(f"file:{os.path.join(d.data_dir, 'mxbait.db')}?mode=ro",
+                                     uri=True, timeout=30)
+                out[f"sensor-{i}"] = db.execute("SELECT count(*), max(id), sum(id) FROM events"
+                                                ).fetchone()
+                db.close()
+            return out
+
         deadline = time.monotonic() + 120
+        prev = None
         while True:
+            want = sensor_rows()
             got = dict((r.split("|")[0], int(r.split("|")[1])) for r in
                        pg.psql("SELECT id, event_seq FROM sensors").splitlines())
-            if all(got.get(s) == w[1] for s, w in want.items()):
+            if want == prev and all(got.get(s) == w[1] for s, w in want.items()):
                 break
             assert time.monotonic() < deadline, (got, want)
-            time.sleep(0.3)
+            prev = want
+            time.sleep(1)
         for s, (n, mx_id, sum_id) in want.items():
             assert n > 100, f"{s}: too little load to mean anything ({n} events)"
             row = pg.psql(f"SELECT count(*), count(DISTINCT seq), max(seq), sum(seq) FROM events"
@@ -136,7 +143,23 @@ def test_three_sensors_kill_the_hub(tmp_path):
         assert creds["passwords"][0]["sensors"] == 3
         assert creds["passwords"][0]["password"].startswith("(hmac) ")
         assert SECRET_PW not in json.dumps(creds)
-        json.loads(mx(conf, "hub", "campaigns", "--json").stdout)
+        # campaigns merge across sensors by MinHash (0.3 estimated similarity or more):
+        # two sensors' near-duplicates are one campaign, an unrelated one stays apart
+        import random
+        rnd = random.Random(5)
+        base = [rnd.getrandbits(64) for _ in range(128)]
+        near = [v if k % 8 else rnd.getrandbits(64) for k, v in enumerate(base)]  # 112/128
+        other = [rnd.getrandbits(64) for _ in range(128)]
+        hexof = lambda mh: b"".join(v.to_bytes(8, "little") for v in mh).hex()
+        pg.psql("INSERT INTO campaigns (sensor, key, messages, first_seen, minhash) VALUES"
+                f" ('sensor-0', 'Caaaa', 5, now(), decode('{hexof(base)}', 'hex')),"
+                f" ('sensor-1', 'Cbbbb', 7, now(), decode('{hexof(near)}', 'hex')),"
+                f" ('sensor-2', 'Ccccc', 2, now(), decode('{hexof(other)}', 'hex'))")
+        camps = json.loads(mx(conf, "hub", "campaigns", "--json").stdout)
+        assert len(camps) == 2, camps
+        assert camps[0]["sensors"] == 2 and camps[0]["messages"] == 12, camps
+        assert set(camps[0]["members"]) == {"sensor-0:Caaaa", "sensor-1:Cbbbb"}, camps
+        assert camps[1]["members"] == ["sensor-2:Ccccc"], camps
         table = mx(conf, "hub", "attackers").stdout.decode()
         assert "127.0.0.1" in table
     finally:
