@@ -31,6 +31,7 @@
 #include "core/config.h"
 #include "intel/allowlist.h"
 #include "intel/indicator.h"
+#include "intel/intel_db.h"
 #include "store/event.h"
 #include "util/buf.h"
 #include "util/netaddr.h"
@@ -211,6 +212,151 @@ static int write_trap_file(const struct fed_ctx *c, double k)
 	return rc;
 }
 
+/* ---- campaigns: a peer's campaign that is one of ours ---- */
+
+#define MH_N 128
+#define LSH_BANDS 64              /* analyze/adb.c's banding: 64 bands of 2 hashes */
+#define LSH_ROWS (MH_N / LSH_BANDS)
+#define SIMILAR 0.3               /* analyze/adb.c CAMPAIGN_THRESHOLD */
+#define LOCAL_CAMPAIGNS_MAX 200000
+#define LINKS_PER_PASS 20000
+
+struct lcamp {
+	char key[96];
+	uint64_t mh[MH_N];
+};
+
+struct band_ref {
+	uint64_t h; /* band hash, band number folded in */
+	uint32_t idx;
+};
+
+static uint64_t band_hash(const uint64_t *mh, int b)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)b;
+	for (int k = 0; k < LSH_ROWS; k++)
+		h = (h ^ mh[b * LSH_ROWS + k]) * 1099511628211ULL;
+	return h;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+	const struct band_ref *x = a, *y = b;
+	return x->h < y->h ? -1 : x->h > y->h;
+}
+
+/* Link each new peer campaign entry (with its MinHash) to the most similar local
+ * campaign of analysis.db, found through the analyzer's LSH banding; consensus then
+ * counts it under the local campaign's key (local evidence included). */
+static int link_campaigns(const struct fed_ctx *c)
+{
+	if (!(c->sources & INTEL_HAS_ANALYSIS))
+		return 0;
+	sqlite3 *db = c->db;
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT e.peer, e.value, e.minhash FROM peer_entries e"
+				   " LEFT JOIN campaign_links l ON l.peer = e.peer AND l.key = e.value"
+				   " WHERE e.kind = 'campaign' AND length(e.minhash) = 1024"
+				   " AND l.key IS NULL LIMIT ?1", -1, &q, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int(q, 1, LINKS_PER_PASS);
+	struct pending {
+		char peer[FEED_KEYID_LEN];
+		char key[96];
+		uint64_t mh[MH_N];
+	} *pv = NULL;
+	size_t np = 0;
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		const char *peer = (const char *)sqlite3_column_text(q, 0);
+		const char *key = (const char *)sqlite3_column_text(q, 1);
+		if (!peer || !key || strlen(key) >= sizeof(pv->key))
+			continue;
+		struct pending *n = realloc(pv, (np + 1) * sizeof(*pv));
+		if (!n)
+			break;
+		pv = n;
+		snprintf(pv[np].peer, sizeof(pv[np].peer), "%s", peer);
+		snprintf(pv[np].key, sizeof(pv[np].key), "%s", key);
+		memcpy(pv[np].mh, sqlite3_column_blob(q, 2), sizeof(pv[np].mh));
+		np++;
+	}
+	sqlite3_finalize(q);
+	if (np == 0)
+		return 0;
+	/* the local campaigns and their bands */
+	struct lcamp *lv = NULL;
+	size_t nl = 0;
+	q = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT key, rep_minhash FROM an.campaigns"
+				   " WHERE length(rep_minhash) = 1024 ORDER BY id LIMIT ?1", -1, &q,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_int(q, 1, LOCAL_CAMPAIGNS_MAX);
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			const char *key = (const char *)sqlite3_column_text(q, 0);
+			if (!key || strlen(key) >= sizeof(lv->key))
+				continue;
+			struct lcamp *n = realloc(lv, (nl + 1) * sizeof(*lv));
+			if (!n)
+				break;
+			lv = n;
+			snprintf(lv[nl].key, sizeof(lv[nl].key), "%s", key);
+			memcpy(lv[nl].mh, sqlite3_column_blob(q, 1), sizeof(lv[nl].mh));
+			nl++;
+		}
+	}
+	sqlite3_finalize(q);
+	struct band_ref *refs = nl ? malloc(nl * LSH_BANDS * sizeof(*refs)) : NULL;
+	size_t nr = 0;
+	for (size_t i = 0; refs && i < nl; i++)
+		for (int b = 0; b < LSH_BANDS; b++)
+			refs[nr++] = (struct band_ref){band_hash(lv[i].mh, b), (uint32_t)i};
+	if (refs)
+		qsort(refs, nr, sizeof(*refs), cmp_ref);
+	sqlite3_stmt *ins = NULL;
+	int rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO campaign_links(peer, key, local_key,"
+					" similarity, linked_us) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &ins,
+				    NULL) == SQLITE_OK ? 0 : -1;
+	for (size_t i = 0; rc == 0 && i < np; i++) {
+		double best = 0;
+		long best_i = -1;
+		for (int b = 0; refs && b < LSH_BANDS; b++) {
+			struct band_ref key = {band_hash(pv[i].mh, b), 0};
+			struct band_ref *hit = bsearch(&key, refs, nr, sizeof(*refs), cmp_ref);
+			if (!hit)
+				continue;
+			while (hit > refs && hit[-1].h == key.h)
+				hit--;
+			for (int k = 0; hit + k < refs + nr && hit[k].h == key.h && k < 64; k++) {
+				const struct lcamp *l = &lv[hit[k].idx];
+				int eq = 0;
+				for (int m = 0; m < MH_N; m++)
+					eq += l->mh[m] == pv[i].mh[m];
+				double sim = eq / (double)MH_N;
+				if (sim > best) {
+					best = sim;
+					best_i = hit[k].idx;
+				}
+			}
+		}
+		sqlite3_reset(ins);
+		sqlite3_bind_text(ins, 1, pv[i].peer, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, pv[i].key, -1, SQLITE_STATIC);
+		if (best >= SIMILAR && best_i >= 0)
+			sqlite3_bind_text(ins, 3, lv[best_i].key, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(ins, 3); /* looked at: not ours (looked at again when new
+						    * local campaigns make it worth it: see below) */
+		sqlite3_bind_double(ins, 4, best);
+		sqlite3_bind_int64(ins, 5, c->now_us);
+		rc = sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
+	}
+	sqlite3_finalize(ins);
+	free(refs);
+	free(lv);
+	free(pv);
+	return rc;
+}
+
 int fed_consensus(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 {
 	sqlite3 *db = c->db;
@@ -225,24 +371,40 @@ int fed_consensus(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 	if (exec_bind(db, "DELETE FROM peer_entries WHERE expires_us < ?1", now, 0, &st->expired) ||
 	    exec_bind(db, "DELETE FROM peer_traps WHERE expires_us < ?1", now, 0, &st->expired))
 		goto rollback;
-	/* what reaches K now */
+	/* peers' campaigns that are ours by MinHash; a miss is looked at again a day later
+	 * (new local campaigns may match it by then) */
+	if (exec_bind(db, "DELETE FROM campaign_links WHERE local_key IS NULL AND linked_us < ?1",
+		      now - 86400 * 1000000LL, 0, NULL) || link_campaigns(c) != 0)
+		goto rollback;
+	/* what reaches K now (a linked campaign counts under our own key) */
 	if (sqlite3_exec(db, "DROP TABLE IF EXISTS temp.cons", NULL, NULL, NULL) != SQLITE_OK ||
 	    exec_bind(db,
 		      "CREATE TEMP TABLE cons AS"
-		      " SELECT e.kind AS kind, e.value AS value,"
-		      "  sum(mxb_fed_weight(p.trust, p.contradictions))"
-		      "   + (EXISTS(SELECT 1 FROM indicators i WHERE i.kind = e.kind"
-		      "      AND i.value = e.value AND i.source = 'local')) AS weight,"
-		      "  count(*) + (EXISTS(SELECT 1 FROM indicators i WHERE i.kind = e.kind"
-		      "      AND i.value = e.value AND i.source = 'local')) AS operators,"
-		      "  max(e.confidence) AS conf, min(e.first_seen_us) AS f, max(e.last_seen_us) AS l,"
-		      "  max(e.guesses) AS gu, max(e.probes) AS pr, max(e.messages) AS ms,"
-		      "  max(e.logins) AS lo, max(e.members) AS mem,"
-		      "  group_concat('peer:' || e.peer, ' ') AS ev"
-		      " FROM peer_entries e JOIN peers p ON p.id = e.peer"
-		      " WHERE e.expires_us >= ?1"
-		      " GROUP BY e.kind, e.value"
-		      " HAVING weight >= ?2",
+		      /* each peer's entries, a linked campaign under our own key ... */
+		      " WITH m AS (SELECT p.peer, p.kind, p.confidence, p.first_seen_us,"
+		      "  p.last_seen_us, p.guesses, p.probes, p.messages, p.logins, p.members,"
+		      "  CASE WHEN p.kind = 'campaign' THEN coalesce((SELECT l.local_key"
+		      "   FROM campaign_links l WHERE l.peer = p.peer AND l.key = p.value), p.value)"
+		      "   ELSE p.value END AS value"
+		      "  FROM peer_entries p WHERE p.expires_us >= ?1),"
+		      /* ... one vote per peer and value ... */
+		      " v AS (SELECT m.kind, m.value, m.peer,"
+		      "  mxb_fed_weight(pr.trust, pr.contradictions) AS w, max(m.confidence) AS conf,"
+		      "  min(m.first_seen_us) AS f, max(m.last_seen_us) AS l, max(m.guesses) AS gu,"
+		      "  max(m.probes) AS pr, max(m.messages) AS ms, max(m.logins) AS lo,"
+		      "  max(m.members) AS mem"
+		      "  FROM m JOIN peers pr ON pr.id = m.peer GROUP BY m.kind, m.value, m.peer)"
+		      /* ... and the sum, local evidence counting as one operator */
+		      " SELECT kind, value, weight, operators, conf, f, l, gu, pr, ms, lo, mem, ev"
+		      " FROM (SELECT v.kind AS kind, v.value AS value,"
+		      "  sum(v.w) + loc AS weight, count(*) + loc AS operators,"
+		      "  max(conf) AS conf, min(f) AS f, max(l) AS l, max(gu) AS gu, max(pr) AS pr,"
+		      "  max(ms) AS ms, max(lo) AS lo, max(mem) AS mem,"
+		      "  group_concat('peer:' || v.peer, ' ') AS ev"
+		      "  FROM (SELECT v.*, EXISTS(SELECT 1 FROM indicators i WHERE i.kind = v.kind"
+		      "   AND i.value = v.value AND i.source = 'local') AS loc FROM v) v"
+		      "  GROUP BY v.kind, v.value)"
+		      " WHERE weight >= ?2",
 		      now, k, NULL))
 		goto rollback;
 	int64_t stamp = now;

@@ -153,7 +153,12 @@ static const char *const migrations[] = {
 	" kind TEXT NOT NULL, value TEXT NOT NULL,"
 	" weight REAL NOT NULL, operators INTEGER NOT NULL,"
 	" since_us INTEGER NOT NULL, acted_us INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY(kind, value)) WITHOUT ROWID;",
+	" PRIMARY KEY(kind, value)) WITHOUT ROWID;"
+	/* a peer's campaign that is one of ours by MinHash (analysis.db campaigns) */
+	"CREATE TABLE campaign_links ("
+	" peer TEXT NOT NULL, key TEXT NOT NULL, local_key TEXT,"  /* NULL: none found */
+	" similarity REAL NOT NULL DEFAULT 0, linked_us INTEGER NOT NULL,"
+	" PRIMARY KEY(peer, key)) WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

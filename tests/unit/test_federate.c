@@ -23,6 +23,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "core/config.h"
 #include "federate/feed.h"
 #include "federate/feed_path.h"
 #include "federate/federate.h"
@@ -441,6 +442,111 @@ static void test_share_boundary(void **state)
 	sqlite3_close(db);
 }
 
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+	char *em = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &em) != SQLITE_OK)
+		fail_msg("%s: %s", sql, em);
+}
+
+static void put_campaign(sqlite3 *db, const char *sql, const uint64_t *mh)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, mh, 1024, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+static int64_t one_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Peers' campaigns similar to one of ours by MinHash (not by id) are counted under
+ * our key; one peer with two similar campaigns votes once; an unrelated one is not
+ * linked; trust-weighted consensus with local evidence. */
+static void test_campaign_consensus(void **state)
+{
+	(void)state;
+	char path[400];
+	snprintf(path, sizeof(path), "%s/analysis.db", g_dir);
+	sqlite3 *an = NULL;
+	assert_int_equal(sqlite3_open(path, &an), SQLITE_OK);
+	exec_ok(an, "CREATE TABLE campaigns(id INTEGER PRIMARY KEY, key TEXT, rep_minhash BLOB);"
+		    "CREATE TABLE links(id INTEGER); CREATE TABLE recipients(id INTEGER);"
+		    "CREATE TABLE messages(id INTEGER)");
+	uint64_t base[128], near[128], other[128];
+	for (int i = 0; i < 128; i++) {
+		base[i] = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+		near[i] = i % 4 ? base[i] : base[i] ^ 0xffff;   /* 96/128 equal: 0.75 */
+		other[i] = base[i] ^ 0x5555;                     /* nothing equal */
+	}
+	put_campaign(an, "INSERT INTO campaigns(key, rep_minhash) VALUES('Clocal', ?1)", base);
+	sqlite3_close(an);
+	char *err = NULL;
+	int sources = 0;
+	sqlite3 *db = intel_db_open(g_dir, true, &sources, &err);
+	assert_non_null(db);
+	assert_true(sources & INTEL_HAS_ANALYSIS);
+	int64_t now = 1796000000000000LL, x = now + 3600000000LL;
+	char sql[600];
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO peers(id, key, url, trust, added_us) VALUES"
+		 " ('aaaaaaaaaaaaaaaa', 'k', 'http://x', 1, 0), ('bbbbbbbbbbbbbbbb', 'k', 'http://x', 0.5, 0);"
+		 "INSERT INTO indicators(kind, value, source, confidence, updated_us)"
+		 " VALUES('campaign', 'Clocal', 'local', 80, 1)");
+	exec_ok(db, sql);
+	const struct {
+		const char *peer, *key;
+		const uint64_t *mh;
+	} pe[] = {
+		{"aaaaaaaaaaaaaaaa", "Cpeer1", near}, {"aaaaaaaaaaaaaaaa", "Cpeer1b", base},
+		{"bbbbbbbbbbbbbbbb", "Cpeer2", near}, {"bbbbbbbbbbbbbbbb", "Cother", other},
+	};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO peer_entries(peer, kind, value, expires_us,"
+			 " confidence, seq, received_us, minhash) VALUES('%s', 'campaign', '%s', %lld,"
+			 " 80, 1, 1, ?1)", pe[i].peer, pe[i].key, (long long)x);
+		put_campaign(db, sql, pe[i].mh);
+	}
+	struct mxb_config cfg;
+	config_defaults(&cfg);
+	free(cfg.peer_action);
+	cfg.peer_action = strdup("none");
+	cfg.peer_consensus = 2;
+	struct fed_key k;
+	make_key(&k, 9);
+	struct fed_ctx c = {.db = db, .data_dir = g_dir, .cfg = &cfg, .al = NULL, .key = &k,
+			    .sources = sources, .now_us = now};
+	struct fed_stats st;
+	memset(&st, 0, sizeof(st));
+	err = NULL;
+	int rc = fed_consensus(&c, &st, &err);
+	if (rc)
+		fail_msg("%s", err ? err : "?");
+	assert_int_equal(one_int(db, "SELECT count(*) FROM campaign_links WHERE local_key = 'Clocal'"), 3);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM campaign_links WHERE key = 'Cother'"
+				     " AND local_key IS NULL"), 1);
+	/* A (1) + B (0.5) + local (1) = 2.5 >= 2; A's two campaigns vote once */
+	assert_int_equal(one_int(db, "SELECT operators FROM consensus WHERE value = 'Clocal'"), 3);
+	assert_int_equal(one_int(db, "SELECT weight * 100 FROM consensus WHERE value = 'Clocal'"), 250);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE kind = 'campaign'"
+				     " AND value = 'Clocal' AND source = 'peer'"), 1);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE value = 'Cother'"), 0);
+	/* without our own evidence, A and B (1.5) do not reach 2: the peer row goes */
+	exec_ok(db, "DELETE FROM indicators WHERE source = 'local'");
+	assert_int_equal(fed_consensus(&c, &st, &err), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE source = 'peer'"), 0);
+	config_free(&cfg);
+	sqlite3_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_trap_hashes_match_the_guard),
 		cmocka_unit_test(test_weights_and_paths),
 		cmocka_unit_test_setup_teardown(test_share_boundary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_campaign_consensus, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
