@@ -86,6 +86,7 @@ struct fed_import {
 	int64_t now_us, ttl_us;
 	long max_entries;
 	long imported, contradictions, skipped;
+	long have;                   /* the peer's entries, estimated (-1: not counted yet) */
 };
 int fed_import_entry(void *ctx, const struct fed_entry *e);
 

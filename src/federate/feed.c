@@ -107,7 +107,11 @@ static void set_err(char **err_r, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+/* Write path whole (temporary name, fsync); replace an existing file when replace,
+ * else fail with EEXIST (link(2): two processes creating a key at once cannot both
+ * win). */
+static int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			     bool replace)
 {
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
@@ -128,10 +132,15 @@ static int write_file_atomic(const char *path, const void *data, size_t len, mod
 		p += w;
 		left -= (size_t)w;
 	}
-	if (fchmod(fd, mode) != 0 || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+	if (fchmod(fd, mode) != 0 || fsync(fd) != 0 || close(fd) != 0 ||
+	    (replace ? rename(tmp, path) : link(tmp, path)) != 0) {
+		int e = errno;
 		unlink(tmp);
+		errno = e;
 		return -1;
 	}
+	if (!replace)
+		unlink(tmp);
 	return 0;
 }
 
@@ -159,10 +168,15 @@ int fed_key_load(const char *data_dir, bool create, struct fed_key *k, char **er
 		struct buf t;
 		buf_init(&t, 0);
 		buf_printf(&t, "%s%s\n", KEY_FILE_HEAD, b64);
-		int rc = write_file_atomic(path, t.data, t.len, 0600);
+		int rc = write_file_atomic(path, t.data, t.len, 0600, false);
 		sodium_memzero(t.data, t.len);
 		sodium_memzero(b64, sizeof(b64));
 		buf_free(&t);
+		if (rc != 0 && errno == EEXIST) {
+			/* another process made it first: that key is the key */
+			fed_key_clear(k);
+			return fed_key_load(data_dir, false, k, err_r);
+		}
 		if (rc != 0) {
 			set_err(err_r, "%s: cannot write: %s", path, strerror(errno));
 			fed_key_clear(k);
@@ -172,7 +186,7 @@ int fed_key_load(const char *data_dir, bool create, struct fed_key *k, char **er
 		fed_key_public_text(k->pk, pub, sizeof(pub));
 		strcat(pub, "\n");
 		snprintf(ppath, sizeof(ppath), "%s/feed.pub", dir);
-		write_file_atomic(ppath, pub, strlen(pub), 0644);
+		write_file_atomic(ppath, pub, strlen(pub), 0644, true);
 		k->has_secret = true;
 		fed_key_id(k->pk, k->id);
 		return 0;

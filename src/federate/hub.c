@@ -237,14 +237,41 @@ static int ensure_day(struct pusher *p, int64_t day, char **err_r)
 	return 0;
 }
 
-/* ---- COPY text format ---- */
+/* ---- text PostgreSQL accepts ---- */
 
-static void copy_field(struct buf *b, const char *s, bool last)
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
 {
-	if (!s) {
-		buf_puts(b, "\\N");
-	} else {
-		for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
+	if (s[0] < 0x80)
+		return 1;
+	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+	if (n == 0 || s[0] > 0xf4)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+	    (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+		return 0; /* overlong, surrogates, above U+10FFFF */
+	return n;
+}
+
+/* s as valid UTF-8 text: a byte that is not part of a valid sequence becomes the four
+ * characters \xNN.  Attacker text (usernames, senders) may be any bytes; one bad byte
+ * must never stop a sensor's stream (the hub's database is UTF8 and refuses it). */
+static void pg_text(struct buf *b, const char *s, bool copy_escapes)
+{
+	for (const unsigned char *q = (const unsigned char *)s; *q;) {
+		size_t n = utf8_len(q);
+		if (n == 0) {
+			if (copy_escapes)
+				buf_printf(b, "\\\\x%02x", *q); /* COPY: a literal backslash */
+			else
+				buf_printf(b, "\\x%02x", *q);
+			q++;
+			continue;
+		}
+		if (copy_escapes && n == 1) {
 			switch (*q) {
 			case '\\': buf_puts(b, "\\\\"); break;
 			case '\t': buf_puts(b, "\\t"); break;
@@ -256,9 +283,31 @@ static void copy_field(struct buf *b, const char *s, bool last)
 				else
 					buf_putc(b, (char)*q);
 			}
+		} else {
+			buf_append(b, q, n);
 		}
+		q += n;
 	}
+}
+
+/* ---- COPY text format ---- */
+
+static void copy_field(struct buf *b, const char *s, bool last)
+{
+	if (!s)
+		buf_puts(b, "\\N");
+	else
+		pg_text(b, s, true);
 	buf_putc(b, last ? '\n' : '\t');
+}
+
+/* A malloc'd valid-UTF-8 copy of s (for query parameters). */
+static char *pg_param(const char *s)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	pg_text(&b, s ? s : "", false);
+	return buf_steal(&b, NULL);
 }
 
 static void pw_hash(const char *key, const char *pw, char out[65])
@@ -465,8 +514,7 @@ static int push_indicators(struct pusher *p, const char *data_dir, struct hub_pu
 			buf_putc(&sql, ')');
 			vals[nv++] = p->sensor;
 			for (int k = 0; k < 9; k++)
-				vals[nv++] = strdup((const char *)sqlite3_column_text(q, k) ?
-						    (const char *)sqlite3_column_text(q, k) : "");
+				vals[nv++] = pg_param((const char *)sqlite3_column_text(q, k));
 			char t1[48], t2[48];
 			ts_text(sqlite3_column_int64(q, 9), t1, sizeof(t1));
 			ts_text(sqlite3_column_int64(q, 10), t2, sizeof(t2));

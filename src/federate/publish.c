@@ -434,6 +434,9 @@ static int publish_traps(struct pub *p)
 
 /* ---- pruning and the manifest ---- */
 
+static int64_t cursor_get(sqlite3 *db, const char *name);
+static int cursor_set(sqlite3 *db, const char *name, int64_t v);
+
 static void prune(struct pub *p, uint64_t *oldest_r)
 {
 	const struct fed_ctx *c = p->c;
@@ -474,7 +477,11 @@ static int write_manifest(struct pub *p, uint64_t oldest)
 	struct fed_manifest *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -1;
-	m->created_us = c->now_us;
+	/* strictly increasing, even if the clock stepped back: subscribers refuse an older
+	 * manifest as a replay */
+	int64_t last = cursor_get(c->db, "feed_manifest");
+	m->created_us = c->now_us > last ? c->now_us : last + 1;
+	cursor_set(c->db, "feed_manifest", m->created_us);
 	m->head = p->head;
 	m->oldest = oldest;
 	snprintf(m->head_hash, sizeof(m->head_hash), "%s", p->head_hash);
@@ -573,10 +580,14 @@ int fed_publish(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 		.purpose = IND_SHARE,
 		.updated_after_us = cursor,
 	};
+	/* one snapshot for the walk over every kind and the cursor it moves: a derivation
+	 * committing in between must not slip under the cursor unpublished */
+	sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
 	int rc = indicators_each(c->db, &f, each_indicator, &p);
 	sqlite3_finalize(p.minhash);
 	if (rc == 0)
 		rc = publish_traps(&p);
+	sqlite3_exec(c->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
 	if (rc == 0)
 		rc = flush_segment(&p);
 	fed_writer_free(&p.w);

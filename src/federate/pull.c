@@ -104,6 +104,35 @@ void fed_log(sqlite3 *db, const char *peer, const char *what, const char *detail
 
 /* ---- import ---- */
 
+static long count_entries(sqlite3 *db, const char *peer)
+{
+	sqlite3_stmt *q = NULL;
+	long n = 0;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM peer_entries WHERE peer = ?1", -1, &q,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, peer, -1, SQLITE_STATIC);
+		if (sqlite3_step(q) == SQLITE_ROW)
+			n = sqlite3_column_int64(q, 0);
+	}
+	sqlite3_finalize(q);
+	return n;
+}
+
+static bool entry_exists(sqlite3 *db, const char *peer, const struct fed_entry *e)
+{
+	sqlite3_stmt *q = NULL;
+	bool yes = false;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM peer_entries WHERE peer = ?1 AND kind = ?2"
+				   " AND value = ?3", -1, &q, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, peer, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, fed_kind_name(e->kind), -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, e->value, -1, SQLITE_STATIC);
+		yes = sqlite3_step(q) == SQLITE_ROW;
+	}
+	sqlite3_finalize(q);
+	return yes;
+}
+
 int fed_import_entry(void *ctx, const struct fed_entry *e)
 {
 	struct fed_import *im = ctx;
@@ -154,26 +183,16 @@ int fed_import_entry(void *ctx, const struct fed_entry *e)
 		return 0;
 	}
 	if (im->max_entries > 0) {
-		/* bounded per peer: a new value beyond the bound is dropped */
-		sqlite3_stmt *q = NULL;
-		long have = 0;
-		bool exists = false;
-		if (sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM peer_entries WHERE peer = ?1),"
-					   " EXISTS(SELECT 1 FROM peer_entries WHERE peer = ?1 AND kind = ?2"
-					   " AND value = ?3)", -1, &q, NULL) == SQLITE_OK) {
-			sqlite3_bind_text(q, 1, im->peer, -1, SQLITE_STATIC);
-			sqlite3_bind_text(q, 2, fed_kind_name(e->kind), -1, SQLITE_STATIC);
-			sqlite3_bind_text(q, 3, e->value, -1, SQLITE_STATIC);
-			if (sqlite3_step(q) == SQLITE_ROW) {
-				have = sqlite3_column_int64(q, 0);
-				exists = sqlite3_column_int(q, 1);
-			}
-		}
-		sqlite3_finalize(q);
-		if (!exists && have >= im->max_entries) {
+		/* bounded per peer: a new value beyond the bound is dropped.  The count is
+		 * taken once, then estimated (every import counted as new); only near the
+		 * bound is it taken again and each value checked. */
+		if (im->have < 0 || im->have >= im->max_entries)
+			im->have = count_entries(db, im->peer);
+		if (im->have >= im->max_entries && !entry_exists(db, im->peer, e)) {
 			im->skipped++;
 			return 0;
 		}
+		im->have++;
 	}
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db,
@@ -480,7 +499,7 @@ static void pull_peer(const struct fed_ctx *c, struct peer *p, struct fed_stats 
 		struct fed_import im = {
 			.db = db, .al = c->al, .peer = p->id, .me = c->key->id, .seq = want,
 			.now_us = now, .ttl_us = (int64_t)c->cfg->feed_entry_ttl_ms * 1000,
-			.max_entries = c->cfg->peer_max_entries,
+			.max_entries = c->cfg->peer_max_entries, .have = -1,
 		};
 		sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		rc = fed_segment_parse(p->pk, bd.b.data, bd.b.len, &h, fed_import_entry, &im, &reason);
