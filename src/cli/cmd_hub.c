@@ -4,7 +4,9 @@
  *   mxbait hub push [--once]        the sensor's pusher: streams events, indicators and
  *                                   campaigns to hub_url; runs until SIGTERM/SIGINT
  *                                   (a service of its own, like the reporter: it makes
- *                                   outbound connections, the front daemon never does)
+ *                                   outbound connections, the front daemon never does;
+ *                                   started as root with `user` set, it becomes that
+ *                                   account first)
  *   mxbait hub migrate              create or upgrade the hub's schema
  *   mxbait hub stats|attackers|creds|campaigns [--top N] [--since D] [--json]
  *   mxbait hub prune [--days N]     drop daily partitions older than N days
@@ -17,9 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_intel.h"
+#include "core/privdrop.h"
 #include "federate/hub.h"
 #include "query/intel.h"
 #include "store/event.h"
@@ -82,6 +86,21 @@ int cmd_hub(int argc, char **argv)
 		return 1;
 	}
 	if (!strcmp(verb, "push")) {
+		if (geteuid() == 0 && cfg.user && *cfg.user) {
+			/* the pusher reads the daemon's data as its account, never as root */
+			struct privdrop_user u;
+			char *perr = NULL;
+			if (privdrop_lookup(cfg.user, &u, &perr) < 0 ||
+			    privdrop_become(&u, &perr) < 0) {
+				fprintf(stderr, "mxbait hub: %s\n", perr ? perr : "cannot drop privileges");
+				free(perr);
+				config_free(&cfg);
+				return 1;
+			}
+		} else if (geteuid() == 0 && !once) {
+			fprintf(stderr, "mxbait hub: warning: running as root (set `user` in the "
+					"configuration)\n");
+		}
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_signal;
