@@ -14,6 +14,11 @@ sh "$here/analyze-throughput.sh" "$BUILD" || status=1
 # and memory with 10,000 idle connections.
 bash "$here/auth-flood.sh" "$BUILD" || status=1
 bash "$here/idle-conns.sh" "$BUILD" || status=1
+# Issue 7: the deception table under floods and collisions, a start with 100,000 saved
+# accounts, IMAP APPEND + COPY memory.
+sh "$here/deception-table.sh" || status=1
+/usr/bin/python3 "$here/deception-restart.py" "$BUILD" || status=1
+/usr/bin/python3 "$here/imap-amplification.py" "$BUILD" || status=1
 # The guard: the Dovecot policy server on one core, the log watch on a 1 GB log beside
 # fail2ban-regex.
 bash "$here/guard-policy.sh" "$BUILD" || status=1

@@ -8,10 +8,15 @@ set -eu
 RUN_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
 libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev libxxhash-dev
 libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
-nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev libsodium-dev libpq-dev"
+nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev zlib1g-dev libarchive-dev
+libseccomp-dev swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl
+netbase libsodium-dev libpq-dev"
 # libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
 # bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
+# zlib1g-dev: the analyzer inflates PDF FlateDecode streams (bounded); libarchive-dev:
+# it lists archive members (zip/OOXML, rar, 7z, tar, gzip, cab, iso) with their hashes, in
+# memory, never extracted to disk.
 # Federation (issue 14): libsodium-dev (Ed25519 feed signatures, sealed boxes, BLAKE2b
 # key ids), libpq-dev (the PostgreSQL hub's client library: `mxbait hub`).
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
@@ -19,13 +24,32 @@ nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev libsodium-dev libpq-
 # The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
 # libsystemd-dev (sd-journal for watch_journal), libcap-dev (the nft helper keeps only
 # CAP_NET_ADMIN), nftables (the nft program the helper runs; GPL, never linked).
+# libseccomp-dev: the analyzer child's system-call filter (src/core/sandbox.c).
+# swaks and curl: the README's tour (`make run` installs what the tour uses).  apt is
+# run with --no-install-recommends, so swaks's Recommends that the tour and the tests
+# need are named: libnet-ssleay-perl (--tls, --tlsc: without it swaks says "TLS not
+# available"), libio-socket-inet6-perl (-6, [::1]), libauthen-sasl-perl (--auth), and
+# netbase (/etc/protocols: without it, on a minimal system, every swaks connection fails
+# with "IO::Socket::INET6: sock_info: Bad protocol 'tcp'"; found by check-fresh.sh).
+# libsystemd-dev: also sd_notify (Type=notify service, reload and stop states).
 # Test tools: real clients nobody here wrote, clang for libFuzzer, and Postfix for
 # smtp-source/smtp-sink (installed with "No configuration": nothing listens on 25).
 TEST_PKGS="clang libclang-rt-14-dev swaks nmap curl sqlite3 python3 python3-pytest
 postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
-systemd-journal-remote fail2ban chromium fonts-dejavu-core python3-websocket
-python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset bind9-utils bind9-dnsutils
-rbldnsd postgresql-15 postgresql-client-15"
+llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
+systemd passwd util-linux systemd-journal-remote fail2ban chromium fonts-dejavu-core
+python3-websocket python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset
+bind9-utils bind9-dnsutils rbldnsd spamassassin postgresql-15 postgresql-client-15"
+# llvm-14: llvm-symbolizer, which clang's sanitizer runtime (the fuzz build) needs to
+# print symbolized stack traces (a Recommends of clang-14).
+# dpkg-dev, debhelper, lintian, fakeroot: scripts/check-package.sh builds the Debian
+# package (dpkg-buildpackage -us -uc -b) and runs lintian on it.
+# debootstrap, debian-archive-keyring (its Recommends: the signature of the Release
+# file is checked with it): scripts/check-fresh.sh and check-package.sh build a minimal
+# Debian 12 root.
+# systemd: systemd-analyze (verify, security --offline) on the installed unit in
+# tests/integration/test_install.py.  passwd (useradd) and util-linux (setpriv,
+# runuser): the file-permission test runs as a second, unprivileged user.
 # postgresql-15, postgresql-client-15: the hub's tests and benchmarks start a private
 # server (initdb/pg_ctl as nobody in a temporary directory, unix socket only) and use
 # psql; the system cluster the package creates is stopped and its service disabled
@@ -39,6 +63,8 @@ rbldnsd postgresql-15 postgresql-client-15"
 # the firewall exports inside a network namespace; named-checkzone (bind9-utils) the RPZ;
 # rbldnsd and dig (bind9-dnsutils) serve and query the DNSBL zones; fail2ban-regex runs
 # the filter.
+# spamassassin: the reference URI extractor of bench/analyze-quality.py (its Perl API,
+# get_uri_detail_list; no daemon is started, no network lookups).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
 # bench runs a private instance (dovecot -c) on loopback high ports, so the system
 # service that dovecot-imapd enables (143/993) is disabled below.  The guard's tests run

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -82,12 +83,40 @@ static const char *const migrations[] = {
 	 * their exact-body and strong keys) rather than give wrong similarities */
 	("UPDATE campaigns SET rep_minhash = NULL; DELETE FROM campaign_lsh;"
 	 " UPDATE messages SET minhash = NULL;"),
+	/* 4: campaigns that survive rewording (a word-set MinHash, the sender's template,
+	 * merges through representatives, recorded with their reason) and archive members
+	 * with their hashes */
+	("ALTER TABLE messages ADD COLUMN minhash_w BLOB;"
+	 "ALTER TABLE messages ADD COLUMN template TEXT;"
+	 "ALTER TABLE campaigns ADD COLUMN rep_minhash_w BLOB;"
+	 "ALTER TABLE campaigns ADD COLUMN rep_template TEXT;"
+	 "ALTER TABLE campaigns ADD COLUMN merged_into INTEGER;"
+	 "CREATE TABLE campaign_merges(campaign INTEGER NOT NULL, into_campaign INTEGER NOT NULL,"
+	 " message INTEGER, reason TEXT, at INTEGER);"
+	 "CREATE TABLE attachment_members(message INTEGER NOT NULL, attachment INTEGER NOT NULL,"
+	 " idx INTEGER NOT NULL, name TEXT, size INTEGER, sha256 TEXT,"
+	 " PRIMARY KEY(message, attachment, idx));"
+	 "CREATE INDEX attachment_members_sha ON attachment_members(sha256);"
+	 /* attachments are keyed by their position (idx): a TNEF stream or a text part
+	  * with inline uuencoded files gives several attachments in one MIME part */
+	 "CREATE TABLE attachments4(message INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	 " part INTEGER NOT NULL, filename TEXT, declared_type TEXT, detected_type TEXT,"
+	 " size INTEGER, sha256 TEXT, md5 TEXT, members TEXT, PRIMARY KEY(message, idx));"
+	 "INSERT INTO attachments4 SELECT message, row_number() OVER (PARTITION BY message"
+	 " ORDER BY part) - 1, part, filename, declared_type, detected_type, size, sha256, md5,"
+	 " members FROM attachments;"
+	 "DROP TABLE attachments;"
+	 "ALTER TABLE attachments4 RENAME TO attachments;"
+	 "CREATE INDEX attachments_sha ON attachments(sha256);"),
 };
 
 static int exec(sqlite3 *db, const char *sql)
 {
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
+
+static int64_t one_int(sqlite3 *db, const char *sql, const char *arg, int64_t arg2,
+		       int64_t dflt);
 
 static int migrate(sqlite3 *db, char **err_r)
 {
@@ -108,14 +137,28 @@ static int migrate(sqlite3 *db, char **err_r)
 			*err_r = NULL;
 		return -1;
 	}
+	/* Two analyzers may open a new or old file at once (serve's child and a manual
+	 * `analyze --daemon`): each step re-reads the version inside its write
+	 * transaction, so a step another process has just applied is never run twice. */
 	for (int k = v; k < nmig; k++) {
 		char ins[96];
+		char msg[256] = "";
 		if (exec(db, "BEGIN IMMEDIATE") < 0)
 			goto fail;
+		int cur = (int)one_int(db, "SELECT max(version) FROM schema_version WHERE ?1 IS NULL",
+				       NULL, 0, 0);
+		if (cur > k) {
+			exec(db, "COMMIT");
+			k = cur - 1;
+			continue;
+		}
 		snprintf(ins, sizeof(ins), "INSERT INTO schema_version VALUES(%d)", k + 1);
 		if (exec(db, migrations[k]) < 0 || exec(db, ins) < 0) {
+			snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
 			exec(db, "ROLLBACK");
-			goto fail;
+			if (err_r && asprintf(err_r, "analysis.db: migration %d: %s", k + 1, msg) < 0)
+				*err_r = NULL;
+			return -1;
 		}
 		if (exec(db, "COMMIT") < 0)
 			goto fail;
@@ -144,6 +187,8 @@ struct adb *adb_open(const char *data_dir, char **err_r)
 	}
 	sqlite3_busy_timeout(a->db, 5000);
 	exec(a->db, "PRAGMA journal_mode=WAL");
+	/* no temporary files: the analyzer's sandbox lets it write analysis.db only */
+	exec(a->db, "PRAGMA temp_store=MEMORY");
 	exec(a->db, "PRAGMA synchronous=NORMAL");
 	exec(a->db, "PRAGMA foreign_keys=OFF");
 	if (migrate(a->db, err_r) < 0) {
@@ -275,6 +320,15 @@ static bool link_key(const struct an_link *l, char *out, size_t outsz)
 	size_t seg = strcspn(p + 1, "/?#");
 	if (seg < 2)
 		return false; /* a bare host says too little */
+	/* an image or a static file on a hosting site is not the advertised site */
+	size_t pl = strcspn(p, "?#");
+	static const char *const stat[] = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".css",
+					   ".js", ".ico", ".bmp"};
+	for (size_t i = 0; i < sizeof(stat) / sizeof(stat[0]); i++) {
+		size_t el = strlen(stat[i]);
+		if (pl > el && strncasecmp(p + pl - el, stat[i], el) == 0)
+			return false;
+	}
 	snprintf(out, outsz, "%s/%.*s", l->host, (int)(seg > 200 ? 200 : seg), p + 1);
 	return true;
 }
@@ -284,25 +338,105 @@ static uint64_t band_hash(const uint64_t *mh, int b)
 	return XXH3_64bits(mh + b * LSH_ROWS, LSH_ROWS * sizeof(uint64_t));
 }
 
-static int64_t campaign_find(sqlite3 *db, const struct analysis *a, int64_t msg)
+/* The word-set signature's bands: 32 of 4 rows (candidates from J ~0.5 up), stored in
+ * campaign_lsh as bands WORD_BAND0 + b. */
+#define WORD_BANDS 32
+#define WORD_ROWS 4
+#define WORD_BAND0 1000
+
+static uint64_t word_band_hash(const uint64_t *mh, int b)
+{
+	return XXH3_64bits(mh + b * WORD_ROWS, WORD_ROWS * sizeof(uint64_t));
+}
+
+/* A campaign merged into another answers for it (followed a few steps at most). */
+static int64_t resolve(sqlite3 *db, int64_t c)
+{
+	for (int i = 0; c >= 0 && i < 8; i++) {
+		int64_t m = one_int(db, "SELECT merged_into FROM campaigns WHERE id=?2 AND ?1 IS NULL",
+				    NULL, c, -1);
+		if (m < 0 || m == c)
+			break;
+		c = m;
+	}
+	return c;
+}
+
+/* What a message has in common with one campaign (its representative). */
+struct cand {
+	int64_t id;
+	double j3, jw;     /* shingle and word-set Jaccard estimates with the representative */
+	bool tmpl;         /* same sender template */
+	const char *strong; /* the strong key that links them, or NULL */
+};
+
+#define MAX_MATCHED 16
+
+static struct cand *cand_of(struct cand *v, int *n, int64_t id)
+{
+	for (int k = 0; k < *n; k++)
+		if (v[k].id == id)
+			return &v[k];
+	if (*n >= MAX_CANDIDATES)
+		return NULL;
+	v[*n] = (struct cand){.id = id, .j3 = -1, .jw = -1};
+	return &v[(*n)++];
+}
+
+/* Content similarity that makes a message a copy of a representative on its own:
+ * the 3-shingle estimate (>= 0.3), or, for texts of 8+ distinct words, the word-set
+ * estimate (>= WORDS_THRESHOLD: rewording keeps most words, while unrelated mail of
+ * the same genre shares up to about 0.45 of them on the variant bench); the same
+ * sender template lowers the word-set threshold a little (WORDS_THRESHOLD_TMPL) but
+ * never links on its own, since one tool sends many campaigns. */
+#define WORDS_THRESHOLD 0.6
+#define WORDS_THRESHOLD_TMPL 0.55
+
+static bool near_copy(const struct cand *c, bool words_ok)
+{
+	double tw = c->tmpl ? WORDS_THRESHOLD_TMPL : WORDS_THRESHOLD;
+	return c->j3 >= CAMPAIGN_THRESHOLD || (words_ok && c->jw >= tw);
+}
+
+/* Strong enough to merge two existing campaigns through this message. */
+static bool merge_worthy(const struct cand *c)
+{
+	return c->strong || c->j3 >= 0.5 || c->jw >= 0.8;
+}
+
+static double score(const struct cand *c)
+{
+	double a = c->j3 / CAMPAIGN_THRESHOLD, b = c->jw / WORDS_THRESHOLD;
+	return (c->strong ? 10 : 0) + (a > b ? a : b) + (c->tmpl ? 0.5 : 0);
+}
+
+/* Which campaign a message joins (-1: a new one), and the campaigns to merge into it
+ * (merge[], *n_merge), each with its reason. */
+static int64_t campaign_find(sqlite3 *db, const struct analysis *a, int64_t msg,
+			     struct cand *merge, int *n_merge)
 {
 	int64_t c;
 	bool has_text = a->n_shingles > 0;
+	bool words_ok = a->n_words >= 8;
+	*n_merge = 0;
 	if (has_text) {
 		c = one_int(db,
 			    "SELECT campaign_id FROM messages WHERE body_sha256=?1 AND id!=?2 "
 			    "AND campaign_id IS NOT NULL ORDER BY id LIMIT 1",
 			    a->body_sha256, msg, -1);
 		if (c >= 0)
-			return c;
+			return resolve(db, c);
 	}
+	struct cand cand[MAX_CANDIDATES];
+	int nc = 0;
 	for (size_t i = 0; i < a->n_atts; i++) {
 		if (a->atts[i].size == 0)
 			continue;
 		c = one_int(db, "SELECT campaign FROM campaign_keys WHERE kind='att' AND value=?1",
 			    a->atts[i].sha256, 0, -1);
-		if (c >= 0)
-			return c;
+		struct cand *cd = c >= 0 ? cand_of(cand, &nc, resolve(db, c)) : NULL;
+		if (cd && !cd->strong)
+			cd->strong = "attachment";
 	}
 	char key[512];
 	for (size_t i = 0; i < a->n_links; i++) {
@@ -310,49 +444,105 @@ static int64_t campaign_find(sqlite3 *db, const struct analysis *a, int64_t msg)
 			continue;
 		c = one_int(db, "SELECT campaign FROM campaign_keys WHERE kind='link' AND value=?1",
 			    key, 0, -1);
-		if (c >= 0)
-			return c;
+		struct cand *cd = c >= 0 ? cand_of(cand, &nc, resolve(db, c)) : NULL;
+		if (cd && !cd->strong)
+			cd->strong = "link";
 	}
-	if (!has_text)
-		return -1;
-	int64_t cand[MAX_CANDIDATES];
-	int nc = 0;
 	sqlite3_stmt *st = prep(db, "SELECT campaign FROM campaign_lsh WHERE band=?1 AND hash=?2");
-	for (int b = 0; b < LSH_BANDS && st; b++) {
+	for (int b = 0; has_text && b < LSH_BANDS + WORD_BANDS && st; b++) {
+		bool w = b >= LSH_BANDS;
+		if (w && !words_ok)
+			break;
 		sqlite3_reset(st);
-		sqlite3_bind_int(st, 1, b);
-		sqlite3_bind_int64(st, 2, (int64_t)band_hash(a->minhash, b));
-		while (sqlite3_step(st) == SQLITE_ROW && nc < MAX_CANDIDATES) {
-			int64_t v = sqlite3_column_int64(st, 0);
-			bool dup = false;
-			for (int k = 0; k < nc; k++)
-				dup |= cand[k] == v;
-			if (!dup)
-				cand[nc++] = v;
-		}
+		sqlite3_bind_int(st, 1, w ? WORD_BAND0 + b - LSH_BANDS : b);
+		sqlite3_bind_int64(st, 2, (int64_t)(w ? word_band_hash(a->minhash_w, b - LSH_BANDS)
+						      : band_hash(a->minhash, b)));
+		while (sqlite3_step(st) == SQLITE_ROW && nc < MAX_CANDIDATES)
+			cand_of(cand, &nc, sqlite3_column_int64(st, 0));
 	}
 	sqlite3_finalize(st);
-	double best = CAMPAIGN_THRESHOLD;
-	int64_t bestc = -1;
-	st = prep(db, "SELECT rep_minhash FROM campaigns WHERE id=?1");
+	st = prep(db, "SELECT rep_minhash, rep_minhash_w, rep_template, merged_into FROM campaigns"
+		      " WHERE id=?1");
 	for (int k = 0; k < nc && st; k++) {
 		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, cand[k]);
+		sqlite3_bind_int64(st, 1, cand[k].id);
 		if (sqlite3_step(st) != SQLITE_ROW)
 			continue;
-		const void *blob = sqlite3_column_blob(st, 0);
-		if (!blob || sqlite3_column_bytes(st, 0) != AN_MINHASH * 8)
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL) { /* merged: its target answers */
+			cand[k].j3 = cand[k].jw = -1;
 			continue;
-		uint64_t mh[AN_MINHASH];
-		memcpy(mh, blob, sizeof(mh));
-		double s = an_minhash_similarity(mh, a->minhash);
-		if (s >= best) {
-			best = s;
-			bestc = cand[k];
 		}
+		uint64_t mh[AN_MINHASH];
+		if (has_text && sqlite3_column_bytes(st, 0) == AN_MINHASH * 8) {
+			memcpy(mh, sqlite3_column_blob(st, 0), sizeof(mh));
+			cand[k].j3 = an_minhash_similarity(mh, a->minhash);
+		}
+		if (words_ok && sqlite3_column_bytes(st, 1) == AN_MINHASH * 8) {
+			memcpy(mh, sqlite3_column_blob(st, 1), sizeof(mh));
+			cand[k].jw = an_minhash_similarity(mh, a->minhash_w);
+		}
+		const char *t = (const char *)sqlite3_column_text(st, 2);
+		cand[k].tmpl = t && a->template_key[0] && strcmp(t, a->template_key) == 0;
 	}
 	sqlite3_finalize(st);
-	return bestc;
+	int best = -1;
+	for (int k = 0; k < nc; k++) {
+		if (!cand[k].strong && !near_copy(&cand[k], words_ok))
+			continue;
+		if (best < 0 || score(&cand[k]) > score(&cand[best]) ||
+		    (score(&cand[k]) == score(&cand[best]) && cand[k].id < cand[best].id))
+			best = k;
+	}
+	if (best < 0)
+		return -1;
+	/* Merge through the representative: every other campaign this message is a
+	 * strong match for is the same campaign (kept: the oldest). */
+	int64_t into = cand[best].id;
+	for (int k = 0; k < nc; k++)
+		if (k != best && cand[k].id != into && merge_worthy(&cand[k]) &&
+		    (cand[k].strong || near_copy(&cand[k], words_ok)) && merge_worthy(&cand[best]) &&
+		    *n_merge < MAX_MATCHED)
+			merge[(*n_merge)++] = cand[k];
+	for (int k = 0; k < *n_merge; k++)
+		if (merge[k].id < into) {
+			struct cand t = merge[k];
+			merge[k] = cand[best];
+			merge[k].id = into;
+			into = t.id;
+		}
+	return into;
+}
+
+/* Merge campaign from into campaign into: its messages move, it keeps its row (its
+ * id still answers, through merged_into) and leaves the indexes; the reason is
+ * recorded in campaign_merges. */
+static void campaign_merge(sqlite3 *db, const struct cand *from, int64_t into, int64_t msg)
+{
+	char reason[96];
+	if (from->strong)
+		snprintf(reason, sizeof(reason), "strong key (%s)", from->strong);
+	else
+		snprintf(reason, sizeof(reason), "content (shingles %.2f, words %.2f)", from->j3,
+			 from->jw);
+	char b[32];
+	snprintf(b, sizeof(b), "%lld", (long long)into);
+	one_int(db, "UPDATE messages SET campaign_id=CAST(?1 AS INTEGER) WHERE campaign_id=?2", b,
+		from->id, 0);
+	/* campaigns merged into from earlier now point at into: one step always answers */
+	one_int(db, "UPDATE campaigns SET merged_into=CAST(?1 AS INTEGER) WHERE id=?2 OR merged_into=?2",
+		b, from->id, 0);
+	one_int(db, "UPDATE campaign_keys SET campaign=CAST(?1 AS INTEGER) WHERE campaign=?2", b,
+		from->id, 0);
+	one_int(db, "DELETE FROM campaign_lsh WHERE campaign=?2 AND ?1 IS NULL", NULL, from->id, 0);
+	sqlite3_stmt *st = prep(db, "INSERT INTO campaign_merges VALUES(?1, ?2, ?3, ?4,"
+				    " strftime('%s','now'))");
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, from->id);
+	sqlite3_bind_int64(st, 2, into);
+	sqlite3_bind_int64(st, 3, msg);
+	bt(st, 4, reason);
+	step_done(st);
 }
 
 static int64_t campaign_new(sqlite3 *db, const struct analysis *a, int64_t msg)
@@ -364,7 +554,8 @@ static int64_t campaign_new(sqlite3 *db, const struct analysis *a, int64_t msg)
 	if (one_int(db, "SELECT id FROM campaigns WHERE key=?1", key, 0, -1) >= 0)
 		snprintf(key, sizeof(key), "C%.12s-%lld", src, (long long)msg);
 	sqlite3_stmt *st = prep(db, "INSERT INTO campaigns(key, rep_message, rep_minhash, first_seen,"
-				    " subject) VALUES(?1, ?2, ?3, strftime('%s','now'), ?4)");
+				    " subject, rep_minhash_w, rep_template)"
+				    " VALUES(?1, ?2, ?3, strftime('%s','now'), ?4, ?5, ?6)");
 	if (!st)
 		return -1;
 	bt(st, 1, key);
@@ -372,15 +563,23 @@ static int64_t campaign_new(sqlite3 *db, const struct analysis *a, int64_t msg)
 	if (a->n_shingles > 0)
 		sqlite3_bind_blob(st, 3, a->minhash, sizeof(a->minhash), SQLITE_TRANSIENT);
 	bt(st, 4, a->subject);
+	if (a->n_words > 0)
+		sqlite3_bind_blob(st, 5, a->minhash_w, sizeof(a->minhash_w), SQLITE_TRANSIENT);
+	bt(st, 6, a->template_key[0] ? a->template_key : NULL);
 	if (step_done(st) < 0)
 		return -1;
 	int64_t c = sqlite3_last_insert_rowid(db);
 	if (a->n_shingles > 0) {
 		st = prep(db, "INSERT OR IGNORE INTO campaign_lsh VALUES(?1, ?2, ?3)");
-		for (int b = 0; b < LSH_BANDS && st; b++) {
+		for (int b = 0; b < LSH_BANDS + WORD_BANDS && st; b++) {
+			bool w = b >= LSH_BANDS;
+			if (w && a->n_words < 8)
+				break;
 			sqlite3_reset(st);
-			sqlite3_bind_int(st, 1, b);
-			sqlite3_bind_int64(st, 2, (int64_t)band_hash(a->minhash, b));
+			sqlite3_bind_int(st, 1, w ? WORD_BAND0 + b - LSH_BANDS : b);
+			sqlite3_bind_int64(st, 2,
+					   (int64_t)(w ? word_band_hash(a->minhash_w, b - LSH_BANDS)
+						       : band_hash(a->minhash, b)));
 			sqlite3_bind_int64(st, 3, c);
 			sqlite3_step(st);
 		}
@@ -483,11 +682,14 @@ static int store_children(sqlite3 *db, const struct analysis *a, int64_t m)
 			goto fail;
 	}
 	sqlite3_finalize(st);
-	st = prep(db, "INSERT INTO attachments VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+	st = prep(db, "INSERT INTO attachments(message, part, filename, declared_type,"
+		      " detected_type, size, sha256, md5, members, idx)"
+		      " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
 	for (size_t i = 0; i < a->n_atts && st; i++) {
 		const struct an_attachment *t = &a->atts[i];
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, m);
+		sqlite3_bind_int(st, 10, (int)i);
 		sqlite3_bind_int(st, 2, t->part);
 		bt(st, 3, t->filename);
 		bt(st, 4, t->declared);
@@ -508,6 +710,24 @@ static int store_children(sqlite3 *db, const struct analysis *a, int64_t m)
 		}
 		if (sqlite3_step(st) != SQLITE_DONE)
 			goto fail;
+	}
+	sqlite3_finalize(st);
+	st = prep(db, "INSERT INTO attachment_members(message, attachment, idx, name, size, sha256)"
+		      " VALUES(?1,?2,?3,?4,?5,?6)");
+	for (size_t i = 0; i < a->n_atts && st; i++) {
+		const struct an_attachment *t = &a->atts[i];
+		for (size_t k = 0; k < t->n_mdet; k++) {
+			sqlite3_reset(st);
+			sqlite3_bind_int64(st, 1, m);
+			/* the attachment's position (attachments.idx), not its MIME part */
+			sqlite3_bind_int(st, 2, (int)i);
+			sqlite3_bind_int(st, 3, (int)k);
+			bt(st, 4, t->mdet[k].name);
+			sqlite3_bind_int64(st, 5, (int64_t)t->mdet[k].size);
+			bt(st, 6, t->mdet[k].sha256[0] ? t->mdet[k].sha256 : NULL);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				goto fail;
+		}
 	}
 	sqlite3_finalize(st);
 	st = prep(db, "INSERT INTO findings VALUES(?1,?2,?3,?4)");
@@ -532,6 +752,18 @@ static int store_children(sqlite3 *db, const struct analysis *a, int64_t m)
 fail:
 	sqlite3_finalize(st);
 	return -1;
+}
+
+/* The word-set signature and the template (schema 4), beside the message's row. */
+static int store_campaign_sigs(sqlite3 *db, const struct analysis *a, int64_t m)
+{
+	sqlite3_stmt *st = prep(db, "UPDATE messages SET minhash_w=?1, template=?2 WHERE id=?3");
+	if (!st)
+		return -1;
+	sqlite3_bind_blob(st, 1, a->minhash_w, sizeof(a->minhash_w), SQLITE_TRANSIENT);
+	bt(st, 2, a->template_key[0] ? a->template_key : NULL);
+	sqlite3_bind_int64(st, 3, m);
+	return step_done(st);
 }
 
 static int store_json(sqlite3 *db, const struct analysis *a, int64_t m)
@@ -567,6 +799,7 @@ int64_t adb_store_c(struct adb *adb, const struct analysis *a, const char *sourc
 			"DELETE FROM recipients WHERE message=?2 AND ?1 IS NULL",
 			"DELETE FROM attachments WHERE message=?2 AND ?1 IS NULL",
 			"DELETE FROM findings WHERE message=?2 AND ?1 IS NULL",
+			"DELETE FROM attachment_members WHERE message=?2 AND ?1 IS NULL",
 			"DELETE FROM message_text WHERE rowid=?2 AND ?1 IS NULL",
 		};
 		for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++)
@@ -604,14 +837,18 @@ int64_t adb_store_c(struct adb *adb, const struct analysis *a, const char *sourc
 		goto fail;
 	if (m < 0)
 		m = sqlite3_last_insert_rowid(db);
-	if (store_children(db, a, m) < 0 || store_json(db, a, m) < 0)
+	if (store_children(db, a, m) < 0 || store_json(db, a, m) < 0 || store_campaign_sigs(db, a, m) < 0)
 		goto fail;
 	if (camp < 0) {
-		camp = campaign_find(db, a, m);
+		struct cand merge[MAX_MATCHED];
+		int n_merge = 0;
+		camp = campaign_find(db, a, m, merge, &n_merge);
 		if (camp < 0)
 			camp = campaign_new(db, a, m);
 		if (camp < 0)
 			goto fail;
+		for (int k = 0; k < n_merge; k++)
+			campaign_merge(db, &merge[k], camp, m);
 		char num[32];
 		snprintf(num, sizeof(num), "%lld", (long long)camp);
 		one_int(db, "UPDATE messages SET campaign_id=CAST(?1 AS INTEGER) WHERE id=?2", num, m,

@@ -21,7 +21,7 @@ struct analysis;
 struct sqlite3;
 
 #define ADB_FILE "analysis.db"
-#define ADB_SCHEMA_VERSION 3
+#define ADB_SCHEMA_VERSION 4
 
 /* messages.analysis_json holds the whole analysis as `mxbait analyze` prints it (with
  * "source": null); messages.source is the spool file name (process mode) or the path

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #include "analyze/url.h"
 
@@ -27,11 +28,11 @@
  * encrypted Office: the directory sectors) then come out as octet-stream or
  * x-ole-storage (measured over the corpus's 195 attachments). */
 #define MAGIC_SNIFF MAGIC_BYTES
-#define PDF_KEEP (8u << 20) /* bytes of a PDF scanned for /URI */
+#define ATT_KEEP (16u << 20) /* bytes of a container or PDF attachment inspected */
 
 const char *const an_where_names[] = {"text", "html_href", "html_src", "html_action",
 				      "html_meta", "html_css", "html_srcset", "html_text",
-				      "redirect", "header", "attachment"};
+				      "redirect", "header", "attachment", "subject"};
 
 size_t an_where_count(void)
 {
@@ -318,6 +319,78 @@ static void session_facts(struct analysis *a, GMimeObject *msg)
 	}
 }
 
+/* ---- the sender's template ---- */
+
+void an_template_tag(struct an_ctx *c, const char *name)
+{
+	if (c->n_tags >= 256)
+		return;
+	c->n_tags++;
+	c->tmpl_tags = XXH3_64bits_withSeed(name, strlen(name), c->tmpl_tags);
+}
+
+/* Headers a relay or our own daemon adds: not the sending tool's. */
+static bool trace_header(const char *n)
+{
+	static const char *const trace[] = {"received", "return-path", "x-original-to",
+					    "delivered-to", "authentication-results",
+					    "received-spf", "arc-seal", "arc-message-signature",
+					    "arc-authentication-results", "x-spam-status",
+					    "x-spam-flag", "x-spam-score", "x-spam-level",
+					    "x-spam-checker-version", "x-virus-scanned"};
+	for (size_t i = 0; i < sizeof(trace) / sizeof(trace[0]); i++)
+		if (strcasecmp(n, trace[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The template key: what one spam tool and template give every copy, however the
+ * text is varied: the order of the header names it writes, the MIME skeleton (each
+ * part's depth, type and transfer encoding), X-Mailer with its digits masked, and the
+ * sequence of HTML start tags. */
+void an_template(struct an_ctx *c, struct _GMimeObject *msg)
+{
+	struct analysis *a = c->a;
+	XXH3_state_t *st = XXH3_createState();
+	if (!st)
+		return;
+	XXH3_64bits_reset(st);
+	GMimeHeaderList *hl = msg ? g_mime_object_get_header_list(msg) : NULL;
+	int n = hl ? g_mime_header_list_get_count(hl) : 0;
+	char prev[64] = "";
+	for (int i = 0, k = 0; i < n && k < 48; i++) {
+		const char *name = g_mime_header_get_name(g_mime_header_list_get_header_at(hl, i));
+		char low[64];
+		size_t j = 0;
+		for (; name && name[j] && j < sizeof(low) - 1; j++)
+			low[j] = (char)tolower((unsigned char)name[j]);
+		low[j] = 0;
+		if (trace_header(low) || strcmp(low, prev) == 0)
+			continue;
+		memcpy(prev, low, j + 1);
+		XXH3_64bits_update(st, low, j + 1);
+		k++;
+	}
+	XXH3_64bits_update(st, "|", 1);
+	for (size_t i = 0; i < a->n_parts && i < 64; i++) {
+		char sk[160];
+		int l = snprintf(sk, sizeof(sk), "%u:%s:%s;", a->parts[i].depth,
+				 a->parts[i].content_type ? a->parts[i].content_type : "",
+				 a->parts[i].encoding ? a->parts[i].encoding : "");
+		XXH3_64bits_update(st, sk, (size_t)l < sizeof(sk) ? (size_t)l : sizeof(sk) - 1);
+	}
+	XXH3_64bits_update(st, "|", 1);
+	for (const char *m = a->x_mailer; m && *m && m - a->x_mailer < 200; m++) {
+		char ch = isdigit((unsigned char)*m) ? '#' : *m;
+		XXH3_64bits_update(st, &ch, 1);
+	}
+	XXH3_64bits_update(st, "|", 1);
+	XXH3_64bits_update(st, &c->tmpl_tags, sizeof(c->tmpl_tags));
+	uint64_t h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	snprintf(a->template_key, sizeof(a->template_key), "%016llx", (unsigned long long)h);
+}
+
 /* ---- parts ---- */
 
 struct leaf {
@@ -344,44 +417,22 @@ static bool is_utf8_name(const char *cs)
 	       strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "ascii") == 0;
 }
 
-/* Zip central directory: member names, cheap (no decompression). */
-static char **zip_members(const unsigned char *d, size_t n)
-{
-	/* only the local file headers within the sniffed bytes */
-	char **v = NULL;
-	size_t nv = 0;
-	for (size_t i = 0; i + 30 <= n && nv < 64;) {
-		if (!(d[i] == 'P' && d[i + 1] == 'K' && d[i + 2] == 3 && d[i + 3] == 4))
-			break;
-		size_t csize = d[i + 18] | d[i + 19] << 8 | (size_t)d[i + 20] << 16 |
-			       (size_t)d[i + 21] << 24;
-		size_t nl = d[i + 26] | d[i + 27] << 8, xl = d[i + 28] | d[i + 29] << 8;
-		if (i + 30 + nl > n)
-			break;
-		char **nv2 = realloc(v, (nv + 2) * sizeof(*v));
-		if (!nv2)
-			break;
-		v = nv2;
-		v[nv++] = strndup((const char *)d + i + 30, nl);
-		v[nv] = NULL;
-		if (d[i + 6] & 8) /* sizes in a data descriptor: cannot skip cheaply */
-			break;
-		i += 30 + nl + xl + csize;
-	}
-	return v;
-}
-
 static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth);
 
+static const char *sniff_type(const unsigned char *d, size_t n);
+
 /* An attachment record from bytes already in memory. */
-static void add_attachment(struct analysis *a, int part, const char *filename,
-			   const char *declared, const unsigned char *d, size_t n)
+size_t an_add_attachment(struct an_ctx *c, int part, const char *filename, const char *declared,
+			 const unsigned char *d, size_t n)
 {
+	struct analysis *a = c->a;
+	if (a->n_atts >= 4096)
+		return (size_t)-1;
 	struct an_attachment *at = AN_PUSH(a->atts, a->n_atts);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdl = 0;
 	if (!at)
-		return;
+		return (size_t)-1;
 	at->part = part;
 	at->filename = an_strdup(filename);
 	at->declared = an_strdup(declared);
@@ -390,11 +441,9 @@ static void add_attachment(struct analysis *a, int part, const char *filename,
 	hex(md, mdl, at->sha256);
 	EVP_Digest(d, n, md, &mdl, EVP_md5(), NULL);
 	hex(md, mdl, at->md5);
-	const char *det = g_magic && n ? magic_buffer(g_magic, d, n < MAGIC_SNIFF ? n : MAGIC_SNIFF)
-				       : NULL;
+	const char *det = sniff_type(d, n);
 	at->detected = an_strdup(det ? det : "application/octet-stream");
-	if (n > 4 && memcmp(d, "PK\3\4", 4) == 0)
-		at->members = zip_members(d, n < MAGIC_BYTES ? n : MAGIC_BYTES);
+	return a->n_atts - 1;
 }
 
 /* Inline uuencoded files in a text body ("begin 644 name" ... "end"), the way old
@@ -461,12 +510,56 @@ static void inline_uuencode(struct an_ctx *c, int part, const char *t, size_t le
 			l = le ? le + 1 : end;
 		}
 		if (out && (ended || o > 0)) {
-			add_attachment(c->a, part, name, NULL, out, o);
+			size_t idx = an_add_attachment(c, part, name, NULL, out, o);
+			if (idx != (size_t)-1)
+				an_attachment_inspect(c, part, idx, out, o, 1);
 			found++;
 		}
 		free(out);
 		pos = (size_t)(l - t) > pos ? (size_t)(l - t) : pos;
 	}
+}
+
+/* The first bytes of a container or a PDF (attach.c reads them). */
+static bool container_magic(const unsigned char *d, size_t n)
+{
+	static const struct {
+		const char *m;
+		size_t l;
+	} mg[] = {{"%PDF-", 5}, {"\x78\x9f\x3e\x22", 4}, {"PK\3\4", 4}, {"Rar!\x1a\x07", 6},
+		  {"7z\xbc\xaf\x27\x1c", 6}, {"\x1f\x8b", 2}, {"BZh", 3}, {"\xfd" "7zXZ", 5},
+		  {"MSCF", 4}};
+	for (size_t i = 0; i < sizeof(mg) / sizeof(mg[0]); i++)
+		if (n >= mg[i].l && memcmp(d, mg[i].m, mg[i].l) == 0)
+			return true;
+	return (n > 262 && memcmp(d + 257, "ustar", 5) == 0) ||
+	       (n > 0x8005 && memcmp(d + 0x8001, "CD001", 5) == 0) ||
+	       (n >= 5 && memmem(d, n < 1024 ? n : 1024, "%PDF-", 5));
+}
+
+/* libmagic over an attachment's first bytes.  Most types show in the first 16 KiB, and
+ * libmagic's text tests read all they are given, so it sees 16 KiB first and the whole
+ * MAGIC_SNIFF only when the answer is one that more bytes can refine (ISO 9660 images
+ * have their magic at 32 KiB; OLE documents name their kind in directory sectors). */
+#define MAGIC_FIRST (16 * 1024)
+
+static const char *sniff_type(const unsigned char *d, size_t n)
+{
+	if (!g_magic)
+		return NULL;
+	const char *det = magic_buffer(g_magic, d, n < MAGIC_FIRST ? n : MAGIC_FIRST);
+	if (n > MAGIC_FIRST && det &&
+	    (strcmp(det, "application/octet-stream") == 0 ||
+	     strcmp(det, "application/x-ole-storage") == 0 || strcmp(det, "application/CDFV2") == 0))
+		det = magic_buffer(g_magic, d, n < MAGIC_SNIFF ? n : MAGIC_SNIFF);
+	return det;
+}
+
+static bool name_is_html(const char *fn)
+{
+	const char *dot = fn ? strrchr(fn, '.') : NULL;
+	return dot && (strcasecmp(dot, ".htm") == 0 || strcasecmp(dot, ".html") == 0 ||
+		       strcasecmp(dot, ".xhtml") == 0 || strcasecmp(dot, ".shtml") == 0);
 }
 
 static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
@@ -490,7 +583,11 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 	}
 	const char *ct = p->content_type ? p->content_type : "text/plain";
 	bool is_text = strncmp(ct, "text/", 5) == 0;
-	bool is_html = strcmp(ct, "text/html") == 0 || strcmp(ct, "application/xhtml+xml") == 0;
+	/* HTML by name too: phishing attaches "offer.htm" as application/octet-stream */
+	bool is_html = strcmp(ct, "text/html") == 0 || strcmp(ct, "application/xhtml+xml") == 0 ||
+		       name_is_html(p->filename);
+	if (is_html)
+		is_text = true;
 	bool is_att = (p->disposition && strcasecmp(p->disposition, "attachment") == 0) ||
 		      p->filename || !is_text;
 	if (is_text && !is_utf8_name(p->charset)) {
@@ -502,7 +599,12 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			an_finding(a, "unknown_charset", "part %d: %.100s", idx, p->charset);
 		}
 	}
-	struct leaf lf = {0};
+	/* not "= {0}": that would clear the 64 KiB sniff buffer for every part */
+	struct leaf lf;
+	lf.sha = lf.md5 = NULL;
+	lf.magic_len = 0;
+	lf.size = 0;
+	lf.truncated = false;
 	if (is_att) {
 		lf.sha = EVP_MD_CTX_new();
 		lf.md5 = EVP_MD_CTX_new();
@@ -510,12 +612,18 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 		EVP_DigestInit_ex(lf.md5, EVP_md5(), NULL);
 	}
 	struct an_html *h = is_html ? an_html_new(c, idx, &a->text) : NULL;
-	/* PDF bytes are kept (capped) for the /URI scan after decoding */
-	bool is_pdf = strcmp(ct, "application/pdf") == 0 ||
-		      (p->filename && strlen(p->filename) > 4 &&
-		       strcasecmp(p->filename + strlen(p->filename) - 4, ".pdf") == 0);
-	struct buf pdf;
-	buf_init(&pdf, PDF_KEEP);
+	/* An attachment's bytes are kept (capped) when they are a container or a PDF, for
+	 * attach.c after decoding: decided on the first chunk (magic numbers), or by the
+	 * declared type or name */
+	bool keep = is_att && (strcmp(ct, "application/pdf") == 0 ||
+			       strcmp(ct, "application/ms-tnef") == 0 ||
+			       strcmp(ct, "application/vnd.ms-tnef") == 0 ||
+			       (p->filename && (strcasecmp(p->filename, "winmail.dat") == 0 ||
+						(strlen(p->filename) > 4 &&
+						 strcasecmp(p->filename + strlen(p->filename) - 4,
+							    ".pdf") == 0))));
+	struct buf kept;
+	buf_init(&kept, ATT_KEEP);
 	size_t text_start = a->text.len;
 	if (!c->chunk)
 		c->chunk = malloc(CHUNK); /* one per message, not one per part */
@@ -544,11 +652,11 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			memcpy(lf.magic + lf.magic_len, chunk, k);
 			lf.magic_len += k;
 		}
-		if (lf.size == (uint64_t)n && n >= 5 && memcmp(chunk, "%PDF-", 5) == 0)
-			is_pdf = true;
-		if (is_pdf && pdf.len < PDF_KEEP)
-			buf_append(&pdf, chunk,
-				   (size_t)n < PDF_KEEP - pdf.len ? (size_t)n : PDF_KEEP - pdf.len);
+		if (is_att && lf.size == (uint64_t)n && container_magic((unsigned char *)chunk, (size_t)n))
+			keep = true;
+		if (keep && kept.len < ATT_KEEP)
+			buf_append(&kept, chunk,
+				   (size_t)n < ATT_KEEP - kept.len ? (size_t)n : ATT_KEEP - kept.len);
 		if (h) {
 			an_html_feed(h, chunk, (size_t)n);
 		} else if (is_text) {
@@ -568,9 +676,6 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			break;
 	}
 	g_object_unref(fs);
-	if (is_pdf && pdf.len)
-		an_pdf_scan(c, idx, pdf.data, pdf.len);
-	buf_free(&pdf);
 	if (h) {
 		an_html_free(&h);
 	} else if (is_text && a->text.len > text_start) {
@@ -596,16 +701,14 @@ static void visit_leaf(struct an_ctx *c, GMimePart *part, int idx)
 			hex(md, mdl, at->sha256);
 			EVP_DigestFinal_ex(lf.md5, md, &mdl);
 			hex(md, mdl, at->md5);
-			const char *det =
-				g_magic ? magic_buffer(g_magic, lf.magic,
-						       lf.magic_len < MAGIC_SNIFF ? lf.magic_len
-										  : MAGIC_SNIFF)
-					: NULL;
+			const char *det = sniff_type(lf.magic, lf.magic_len);
 			at->detected = an_strdup(det ? det : "application/octet-stream");
-			if (lf.magic_len > 4 && memcmp(lf.magic, "PK\3\4", 4) == 0)
-				at->members = zip_members(lf.magic, lf.magic_len);
+			if (kept.len)
+				an_attachment_inspect(c, idx, a->n_atts - 1,
+						      (const unsigned char *)kept.data, kept.len, 0);
 		}
 	}
+	buf_free(&kept);
 	EVP_MD_CTX_free(lf.sha);
 	EVP_MD_CTX_free(lf.md5);
 }
@@ -668,6 +771,25 @@ static void visit(struct an_ctx *c, GMimeObject *obj, int parent, unsigned depth
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int n = g_mime_multipart_get_count(mp);
+		/* The preamble and epilogue are text a mail client may show (all of the
+		 * body, when the delimiter lines never match the boundary): links there
+		 * count; when there are no parts at all it is the body's text too. */
+		const char *pro[2] = {g_mime_multipart_get_prologue(mp),
+				      g_mime_multipart_get_epilogue(mp)};
+		for (int k = 0; k < 2; k++) {
+			size_t pl = pro[k] ? strlen(pro[k]) : 0;
+			if (pl == 0)
+				continue;
+			if (pl > c->lim->max_text)
+				pl = c->lim->max_text;
+			an_scan_add(c, pro[k], pl, AN_W_TEXT, idx);
+			if (n == 0) {
+				struct buf *t = &c->a->text;
+				size_t room = t->cap > t->len + 2 ? t->cap - t->len - 2 : 0;
+				buf_append(t, pro[k], pl < room ? pl : room);
+				buf_putc(t, '\n');
+			}
+		}
 		for (int i = 0; i < n; i++) {
 			if (parts_full(c)) {
 				new_part(c, obj, idx, depth); /* records the finding once */
@@ -832,11 +954,15 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 		walk_addrs(&c, g_mime_message_get_to(msg), AN_R_TO, 0);
 		walk_addrs(&c, g_mime_message_get_cc(msg), AN_R_CC, 0);
 		walk_addrs(&c, g_mime_message_get_bcc(msg), AN_R_BCC, 0);
+		/* a link in the Subject is a link the recipient sees first */
+		if (a->subject)
+			an_scan_add(&c, a->subject, strlen(a->subject), AN_W_SUBJECT, -1);
 		/* List-Unsubscribe carries links too */
 		const char *lu = g_mime_object_get_header(mo, "List-Unsubscribe");
 		if (lu)
 			an_scan_add(&c, lu, strlen(lu), AN_W_HEADER, -1);
 		visit(&c, g_mime_message_get_mime_part(msg), -1, 0);
+		an_template(&c, mo);
 		g_object_unref(msg);
 	}
 	g_object_unref(parser);
@@ -846,6 +972,31 @@ struct analysis *analyze_message(const void *data, size_t len, const struct anal
 	an_seen_free(&c);
 	an_map_free(&c.rcpt_map);
 	an_fingerprint(a);
+	return a;
+}
+
+struct analysis *analyze_attachment(const void *data, size_t len, const char *filename,
+				    const struct analyze_limits *lim)
+{
+	struct analyze_limits dl;
+	if (!lim) {
+		analyze_limits_default(&dl);
+		lim = &dl;
+	}
+	analyze_global_init();
+	struct analysis *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	buf_init(&a->text, lim->max_text);
+	a->size = len;
+	struct an_ctx c = {.a = a, .lim = lim};
+	size_t idx = an_add_attachment(&c, 0, filename, NULL, data, len);
+	if (idx != (size_t)-1)
+		an_attachment_inspect(&c, 0, idx, data, len, 0);
+	free(c.lt);
+	free(c.chunk);
+	an_seen_free(&c);
+	an_map_free(&c.rcpt_map);
 	return a;
 }
 
@@ -892,6 +1043,9 @@ void analysis_free(struct analysis **ap)
 		for (char **m = t->members; m && *m; m++)
 			free(*m);
 		free(t->members);
+		for (size_t k = 0; k < t->n_mdet; k++)
+			free(t->mdet[k].name);
+		free(t->mdet);
 	}
 	free(a->atts);
 	for (size_t i = 0; i < a->n_findings; i++) {
@@ -902,4 +1056,102 @@ void analysis_free(struct analysis **ap)
 	buf_free(&a->text);
 	free(a);
 	*ap = NULL;
+}
+
+/* ---- the HTML body, for the dashboard's sandboxed view ---- */
+
+void analyze_mime_init(void)
+{
+	g_mime_init(); /* counted by GMime: analyze_global_init may call it too */
+}
+
+struct html_find {
+	unsigned parts;
+	GMimePart *found;
+};
+
+/* The first text/html leaf that is not an attachment, depth-first in MIME order
+ * (inside message/rfc822 parts too: a forwarded message is shown as a client would). */
+static void find_html(struct html_find *h, GMimeObject *obj, unsigned depth)
+{
+	if (!obj || h->found || depth > 20 || ++h->parts > 2000)
+		return;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int n = g_mime_multipart_get_count(mp);
+		for (int i = 0; i < n && !h->found; i++)
+			find_html(h, g_mime_multipart_get_part(mp, i), depth + 1);
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+		if (m)
+			find_html(h, g_mime_message_get_mime_part(m), depth + 1);
+	} else if (GMIME_IS_PART(obj)) {
+		GMimeContentType *ct = g_mime_object_get_content_type(obj);
+		const char *disp = g_mime_object_get_disposition(obj);
+		if (ct && g_mime_content_type_is_type(ct, "text", "html") &&
+		    !(disp && !strcasecmp(disp, "attachment")) &&
+		    !g_mime_part_get_filename(GMIME_PART(obj)))
+			h->found = GMIME_PART(obj);
+	}
+}
+
+int analyze_html_body(const void *data, size_t len, size_t max, struct buf *out,
+		      bool *truncated_r)
+{
+	*truncated_r = false;
+	if (len > (size_t)G_MAXUINT)
+		len = G_MAXUINT;
+	GMimeStream *st = stream_over(data, boundary_cut(data, len));
+	GMimeParser *parser = g_mime_parser_new_with_stream(st);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	int ret = -1;
+	if (msg) {
+		struct html_find h = {0};
+		find_html(&h, g_mime_message_get_mime_part(msg), 0);
+		ret = 0;
+		GMimeDataWrapper *w = h.found ? g_mime_part_get_content(h.found) : NULL;
+		GMimeStream *raw = w ? g_mime_data_wrapper_get_stream(w) : NULL;
+		if (raw) {
+			ret = 1;
+			g_mime_stream_reset(raw);
+			GMimeStream *fs = g_mime_stream_filter_new(raw);
+			GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(w);
+			if (enc == GMIME_CONTENT_ENCODING_BASE64 ||
+			    enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+			    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+				GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
+				g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+				g_object_unref(f);
+			}
+			GMimeContentType *ct = g_mime_object_get_content_type(GMIME_OBJECT(h.found));
+			const char *cs = ct ? g_mime_content_type_get_parameter(ct, "charset") : NULL;
+			char *lcs = cs ? lower_dup(cs) : NULL;
+			if (lcs && !is_utf8_name(lcs)) {
+				GMimeFilter *f = g_mime_filter_charset_new(lcs, "UTF-8");
+				if (f) {
+					g_mime_stream_filter_add(GMIME_STREAM_FILTER(fs), f);
+					g_object_unref(f);
+				}
+			}
+			free(lcs);
+			char chunk[16384];
+			ssize_t n;
+			while ((n = g_mime_stream_read(fs, chunk, sizeof(chunk))) > 0) {
+				size_t k = (size_t)n;
+				if (out->len + k > max) {
+					k = max - out->len;
+					*truncated_r = true;
+				}
+				buf_append(out, chunk, k);
+				if (*truncated_r)
+					break;
+			}
+			g_object_unref(fs);
+		}
+		g_object_unref(msg);
+	}
+	g_object_unref(parser);
+	release_stream(st);
+	return ret;
 }

@@ -37,7 +37,7 @@ enum an_where {
 	AN_W_TEXT = 1u << 0, AN_W_HTML_HREF = 1u << 1, AN_W_HTML_SRC = 1u << 2,
 	AN_W_HTML_ACTION = 1u << 3, AN_W_HTML_META = 1u << 4, AN_W_HTML_CSS = 1u << 5,
 	AN_W_HTML_SRCSET = 1u << 6, AN_W_HTML_TEXT = 1u << 7, AN_W_REDIRECT = 1u << 8,
-	AN_W_HEADER = 1u << 9, AN_W_ATTACHMENT = 1u << 10,
+	AN_W_HEADER = 1u << 9, AN_W_ATTACHMENT = 1u << 10, AN_W_SUBJECT = 1u << 11,
 };
 extern const char *const an_where_names[];
 size_t an_where_count(void);
@@ -76,6 +76,15 @@ struct an_part {
 	bool truncated;
 };
 
+/* One member of an archive attachment (or of an archive inside it: "a.zip!/b.txt"). */
+struct an_member {
+	char *name;
+	uint64_t size;       /* bytes read (decompressed) */
+	char sha256[65];     /* empty when not read (encrypted, not a file) */
+	bool encrypted;
+	bool truncated;      /* damaged, or the expansion budget ran out */
+};
+
 struct an_attachment {
 	int part;
 	char *filename;
@@ -84,7 +93,9 @@ struct an_attachment {
 	uint64_t size;
 	char sha256[65];
 	char md5[33];
-	char **members;      /* archive member names (zip), NULL-terminated, may be NULL */
+	char **members;      /* archive member names, NULL-terminated, may be NULL */
+	struct an_member *mdet; /* the same members with sizes and hashes */
+	size_t n_mdet;
 };
 
 struct an_finding {
@@ -115,6 +126,13 @@ struct analysis {
 	char body_sha256[65];
 	uint64_t minhash[AN_MINHASH];
 	size_t n_shingles;
+	/* MinHash over the set of distinct words (no order): what survives rewording
+	 * (docs/ANALYSIS.md, "Campaigns") */
+	uint64_t minhash_w[AN_MINHASH];
+	size_t n_words;
+	/* sender tool and template: MIME skeleton, header order, X-Mailer (digits
+	 * masked), HTML tag sequence, as 16 hex digits (XXH3-64) */
+	char template_key[17];
 	uint64_t size;
 };
 
@@ -133,6 +151,22 @@ struct an_envelope {
 struct analysis *analyze_message(const void *data, size_t len, const struct analyze_limits *lim,
 				 const struct an_envelope *env);
 void analysis_free(struct analysis **a);
+
+/* Analyse len bytes as one attachment named filename (may be NULL), outside any
+ * message: what attach.c finds in it (archive members, OOXML and PDF links, TNEF).
+ * For the fuzz targets and tests. */
+struct analysis *analyze_attachment(const void *data, size_t len, const char *filename,
+				    const struct analyze_limits *lim);
+/* GMime alone (what analyze_html_body needs), once per process before any thread
+ * calls it; cheaper than analyze_global_init (no libmagic, no PSL). */
+void analyze_mime_init(void);
+/* The body a mail client would show as HTML: the first text/html part that is not an
+ * attachment, decoded (transfer encoding, charset to UTF-8), at most max bytes
+ * appended to out (*truncated_r when cut).  The same bounds as analyze_message
+ * (boundaries, depth, parts).  Returns 1 found, 0 no such part, -1 not a message.
+ * The bytes are the attacker's HTML: for a sandboxed frame only (docs/api.md). */
+int analyze_html_body(const void *data, size_t len, size_t max, struct buf *out,
+		      bool *truncated_r);
 
 /* One JSON object (no newline).  source: the file name (may be NULL). */
 int analysis_to_json(const struct analysis *a, const char *source, struct buf *out);

@@ -33,7 +33,30 @@ struct an_ctx {
 	struct an_map rcpt_map; /* addr -> index in a->rcpts */
 	char *chunk;		/* the decode buffer, shared by the message's parts */
 	struct an_map seen;	/* an_add_link's inputs -> outcome (keys owned) */
+	uint64_t tmpl_tags;	/* running hash of the first HTML start tags' names */
+	unsigned n_tags;
+	size_t expanded;	/* bytes expanded from archives, PDF streams, TNEF */
+	bool expand_noted;
 };
+
+/* attach.c: containers inside attachments, at most AT_MAX_DEPTH deep. */
+#define AT_MAX_DEPTH 3
+/* Count n more expanded bytes; false (and a finding, once) past the budget. */
+bool an_expand_budget(struct an_ctx *c, size_t n);
+/* Inspect attachment att's bytes: archive members, OOXML links, PDF streams, TNEF. */
+void an_attachment_inspect(struct an_ctx *c, int part, size_t att, const unsigned char *d,
+			   size_t n, unsigned depth);
+/* An attachment record from bytes in memory (hashes, libmagic type); its index or
+ * (size_t)-1. */
+size_t an_add_attachment(struct an_ctx *c, int part, const char *filename, const char *declared,
+			 const unsigned char *d, size_t n);
+/* tnef.c: a TNEF stream's attachments and bodies. */
+void an_tnef(struct an_ctx *c, int part, const unsigned char *d, size_t n, unsigned depth);
+/* Fold an HTML start tag's name into the template's tag sequence (first 256). */
+void an_template_tag(struct an_ctx *c, const char *name);
+/* The template key (a->template_key) from the message's headers and structure. */
+struct _GMimeObject;
+void an_template(struct an_ctx *c, struct _GMimeObject *msg);
 void an_seen_free(struct an_ctx *c);
 
 /* Add one found link: normalise, dedupe, unwrap redirectors, flag shorteners.
@@ -54,6 +77,8 @@ struct an_html;
 struct an_html *an_html_new(struct an_ctx *c, int part, struct buf *text);
 void an_html_feed(struct an_html *h, const char *data, size_t len);
 void an_html_free(struct an_html **h); /* finishes the parse */
+/* Add where bits to every link this parser reports (AN_W_ATTACHMENT). */
+void an_html_set_where(struct an_html *h, unsigned where);
 
 /* PDF /URI link annotations in a PDF's bytes (pdf.c). */
 void an_pdf_scan(struct an_ctx *c, int part, const char *data, size_t len);

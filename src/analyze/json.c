@@ -167,6 +167,23 @@ int analysis_to_json(const struct analysis *a, const char *source, struct buf *o
 			}
 			buf_putc(o, ']');
 		}
+		if (t->n_mdet) {
+			buf_puts(o, ",\"member_details\":[");
+			for (size_t k = 0; k < t->n_mdet; k++) {
+				const struct an_member *m = &t->mdet[k];
+				buf_puts(o, k ? ",{\"name\":" : "{\"name\":");
+				jval(o, m->name, strlen(m->name));
+				buf_printf(o, ",\"size\":%" PRIu64, m->size);
+				if (m->sha256[0])
+					buf_printf(o, ",\"sha256\":\"%s\"", m->sha256);
+				if (m->encrypted)
+					buf_puts(o, ",\"encrypted\":true");
+				if (m->truncated)
+					buf_puts(o, ",\"truncated\":true");
+				buf_putc(o, '}');
+			}
+			buf_putc(o, ']');
+		}
 		buf_putc(o, '}');
 	}
 	buf_puts(o, "],\"findings\":[");
@@ -176,7 +193,8 @@ int analysis_to_json(const struct analysis *a, const char *source, struct buf *o
 		jstr(o, "detail", a->findings[i].detail, true);
 		buf_putc(o, '}');
 	}
-	buf_printf(o, "],\"campaign\":{\"body_sha256\":\"%s\",\"shingles\":%zu}", a->body_sha256,
-		   a->n_shingles);
+	buf_printf(o, "],\"campaign\":{\"body_sha256\":\"%s\",\"shingles\":%zu,\"words\":%zu,"
+		   "\"template\":\"%s\"}", a->body_sha256, a->n_shingles, a->n_words,
+		   a->template_key[0] ? a->template_key : "");
 	return buf_putc(o, '}');
 }

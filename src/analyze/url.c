@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <glib.h>
 #include <idn2.h>
 #include <libpsl.h>
 #include <stdint.h>
@@ -35,7 +36,7 @@ static inline int putc_fast(struct buf *b, char c)
 const char *const url_flag_names[] = {
 	"defanged", "zero_width", "bidi", "ip", "ip_obfuscated", "idn", "userinfo", "port",
 	"redirector", "unwrapped", "shortener", "display_mismatch", "no_scheme", "backslash",
-	"encoded_host", "mixed_script", "data",
+	"encoded_host", "mixed_script", "data", "trimmed_host",
 };
 
 size_t url_flag_count(void)
@@ -407,6 +408,12 @@ static bool norm_host(const char *s, size_t len, struct url_norm *r)
 		} else if ((n = unicode_dot_at((const unsigned char *)s + i, len - i))) {
 			c = '.';
 			i += n - 1;
+		} else if (h.len > 0 && c == 0xC2 && i + 1 < len && (unsigned char)s[i + 1] == 0xA0) {
+			/* "http://host.example&nbsp;Search": the host ends at the NBSP, the
+			 * rest of the authority is junk (flagged), as SpamAssassin trims it; an
+			 * ASCII space stays a broken URL */
+			r->flags |= URL_F_TRIMMED_HOST;
+			break;
 		}
 		if (c <= ' ' || c == 0x7F) /* NUL, controls, space: never in a host */
 			goto bad;
@@ -466,6 +473,21 @@ static bool norm_host(const char *s, size_t len, struct url_norm *r)
 		if (idn2_to_unicode_8z8z(a, &u, 0) != IDN2_OK) {
 			free(u);
 			u = NULL;
+		}
+		/* Only letters, digits, marks and '-' in a label: a symbol or punctuation
+		 * ("(c)XxxMatch.net") is text around a host, never part of an IDN (IDNA
+		 * 2003's transitional mapping would fold some of them in). */
+		for (const char *q = u ? u : ""; *q; q = g_utf8_next_char(q)) {
+			gunichar ch = g_utf8_get_char_validated(q, -1);
+			if (ch == (gunichar)-1 || ch == (gunichar)-2) {
+				break;
+			}
+			if (!(ch == '.' || ch == '-' || ch == '_' || g_unichar_isalnum(ch) ||
+			      g_unichar_ismark(ch))) {
+				idn2_free(a);
+				idn2_free(u);
+				goto bad;
+			}
 		}
 		/* IDNA mapping can make an IPv4 literal ("\u2080" is "0"): browsers then
 		 * read it as an address, and so do we */
@@ -586,11 +608,43 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 		pos++;
 		sl++;
 	}
-	if (sl == 0 && !(r->flags & URL_F_NO_SCHEME))
-		goto out; /* "http:foo" */
+	/* "http:host/path" without slashes: browsers read it as http://host/path, and so
+	 * do we when the host is an address or a name under a known TLD ("http:foo" stays
+	 * refused: more likely a word than a host) */
+	bool slashless = sl == 0 && !(r->flags & URL_F_NO_SCHEME);
 	size_t aend = pos;
 	while (aend < n && s[aend] != '/' && s[aend] != '?' && s[aend] != '#' && s[aend] != '\\')
 		aend++;
+	if (memchr(s + pos, '%', aend - pos)) {
+		/* Percent-encoded delimiters in the authority ("decoy%40real.example",
+		 * "%31%39%32.0.2.10%2Fpath"): decoded before it is split, the way
+		 * SpamAssassin's decoded duplicate reads it, so the real host is the one
+		 * after an encoded '@' and an encoded '/' starts the path.  The bytes shrink,
+		 * so the rewrite fits in place. */
+		size_t o = pos;
+		for (size_t k = pos; k < aend; k++) {
+			int hv = k + 2 < aend ? hexval(s[k + 1]) : -1, lv = hv >= 0 ? hexval(s[k + 2]) : -1;
+			unsigned char d = (unsigned char)(hv * 16 + lv);
+			/* control bytes stay escaped: in the host they make it invalid
+			 * (norm_host decodes and refuses them), in the userinfo they stay as
+			 * they are, so the canonical form is a fixed point */
+			if (s[k] == '%' && hv >= 0 && lv >= 0 && d >= 0x20 && d != 0x7F) {
+				s[o++] = (char)d;
+				k += 2;
+				r->flags |= URL_F_ENCODED_HOST;
+			} else {
+				s[o++] = s[k];
+			}
+		}
+		memmove(s + o, s + aend, n - aend);
+		n -= aend - o;
+		s[n] = 0;
+		in.len = n;
+		aend = pos;
+		while (aend < n && s[aend] != '/' && s[aend] != '?' && s[aend] != '#' &&
+		       s[aend] != '\\')
+			aend++;
+	}
 	const char *auth = s + pos;
 	size_t alen = aend - pos;
 	const char *at = NULL;
@@ -633,6 +687,11 @@ enum url_result url_normalise(const char *raw, size_t len, struct url_norm *r)
 	}
 	if (!norm_host(hostp, hlen, r))
 		goto out;
+	if (slashless && !(r->flags & URL_F_IP)) {
+		const char *tld = strrchr(r->host, '.');
+		if (!tld || !r->domain || !url_tld_known(tld + 1))
+			goto out;
+	}
 	r->scheme = strdup(scheme);
 	buf_printf(&out, "%s://", scheme);
 	if (user) {
@@ -725,6 +784,24 @@ static bool looks_absolute(const char *v)
 	       strncmp(v, "//", 2) == 0;
 }
 
+/* A "www." parameter value that is a host under a known TLD, optionally with a path. */
+static bool www_target(const char *v)
+{
+	size_t hl = strcspn(v, "/?# ");
+	if (hl < 6 || hl > 253)
+		return false;
+	char tmp[256];
+	for (size_t i = 0; i < hl; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (!(isalnum(c) || c == '-' || c == '.'))
+			return false;
+		tmp[i] = (char)tolower(c);
+	}
+	tmp[hl] = 0;
+	const char *dot = strrchr(tmp, '.');
+	return dot && url_tld_known(dot + 1) && url_has_public_suffix(tmp, hl);
+}
+
 /* Proofpoint URL Defense v2: u=http-3A__host_path  ("-XX" is %XX, "_" is "/"). */
 static char *proofpoint_v2(const char *v)
 {
@@ -745,6 +822,45 @@ static char *proofpoint_v2(const char *v)
 	}
 	o[j] = 0;
 	return o;
+}
+
+/* The generic redirector shape SpamAssassin falls back on: the first "http:" or
+ * "https:" (any case, then up to two slashes) anywhere after the host, in the path or
+ * the query, glued to what precedes it or not ("/ *http://" without the space, "/?http://",
+ * "clk;1;2;b?http://", "Redirect=http://", "q=6b-8gbZHEhttp://"), up to '&' or '#'.
+ * Looked for in the bytes as they are, then percent-decoded once. */
+static char *embedded_at(const char *p)
+{
+	for (const char *h = p; (h = strpbrk(h, "hH")); h++) {
+		size_t sl = strncasecmp(h, "https:", 6) == 0 ? 6 : strncasecmp(h, "http:", 5) == 0 ? 5 : 0;
+		if (!sl)
+			continue;
+		const char *r = h + sl;
+		int slashes = 0;
+		while (*r == '/' && slashes < 2) {
+			r++;
+			slashes++;
+		}
+		if (!(isalnum((unsigned char)*r) || *r == '[' || (unsigned char)*r >= 0x80))
+			continue;
+		size_t rl = strcspn(r, "&#");
+		char *v = NULL;
+		if (asprintf(&v, "%.*s//%.*s", (int)sl, h, (int)rl, r) < 0)
+			return NULL;
+		return v;
+	}
+	return NULL;
+}
+
+static char *embedded_url(const char *p)
+{
+	char *v = embedded_at(p + 1);
+	if (v || !strchr(p, '%'))
+		return v;
+	char *d = pct_decode(p + 1, strlen(p + 1));
+	v = d ? embedded_at(d) : NULL;
+	free(d);
+	return v;
 }
 
 char *url_unwrap(const struct url_norm *n)
@@ -796,7 +912,7 @@ char *url_unwrap_nth(const struct url_norm *n, unsigned k)
 			return k == 0 ? pct_decode(p + i, plen - i) : NULL;
 	}
 	if (!q)
-		return NULL;
+		return k == 0 ? embedded_url(p) : NULL;
 	/* any parameter whose decoded value is an absolute http(s) URL; Proofpoint v2's
 	 * u= has its own encoding */
 	const char *a = q + 1;
@@ -816,6 +932,17 @@ char *url_unwrap_nth(const struct url_norm *n, unsigned k)
 				free(pp);
 				v = NULL;
 			}
+			if (v && strncasecmp(v, "www.", 4) == 0 && www_target(v)) {
+				/* "?login=www.evil.example": a host given as a parameter */
+				char *w = NULL;
+				if (asprintf(&w, "http://%.*s", (int)strcspn(v, " "), v) < 0)
+					w = NULL;
+				free(v);
+				v = NULL;
+				if (w && found++ == k)
+					return w;
+				free(w);
+			}
 			if (v && looks_absolute(v)) {
 				/* A value that is itself still percent-encoded once more */
 				if (strncasecmp(v, "http%3a", 7) == 0 || strncasecmp(v, "https%3a", 8) == 0) {
@@ -832,7 +959,7 @@ char *url_unwrap_nth(const struct url_norm *n, unsigned k)
 			break;
 		a = e + 1;
 	}
-	return NULL;
+	return found == 0 && k == 0 ? embedded_url(p) : NULL;
 }
 
 bool url_has_public_suffix(const char *name, size_t len)
@@ -852,5 +979,38 @@ bool url_has_public_suffix(const char *name, size_t len)
 	const char *dot = strchr(rd, '.');
 	if (!dot)
 		return false;
+	/* libpsl says yes for some unknown multi-label names ("e.m"): the last label must
+	 * be a TLD on its own as well */
+	const char *last = strrchr(dot + 1, '.');
+	if (!url_tld_known(last ? last + 1 : dot + 1))
+		return false;
 	return psl_is_public_suffix2(url_psl(), dot + 1, PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE) != 0;
+}
+
+bool url_tld_known(const char *label)
+{
+	if (!label || !*label || strchr(label, '.') || strlen(label) > 63)
+		return false;
+	int t = PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE;
+	if (psl_is_public_suffix2(url_psl(), label, t))
+		return true;
+	/* ccTLDs registered only at the second level (za: co.za, org.za ...) are not
+	 * suffixes themselves; one of the usual second levels is.  A made-up second level
+	 * must not be, or libpsl is answering from a wildcard or a quirk ("x.m"). */
+	static const char *const second[] = {"co", "com", "org", "ac", "gov", "net"};
+	char tmp[80];
+	snprintf(tmp, sizeof(tmp), "zz-mxb-x.%s", label);
+	if (psl_is_public_suffix2(url_psl(), tmp, t))
+		return false;
+	for (size_t i = 0; i < sizeof(second) / sizeof(second[0]); i++) {
+		snprintf(tmp, sizeof(tmp), "%s.%s", second[i], label);
+		if (psl_is_public_suffix2(url_psl(), tmp, t))
+			return true;
+	}
+	return false;
+}
+
+const char *url_registrable(const char *host)
+{
+	return psl_registrable_domain(url_psl(), host);
 }

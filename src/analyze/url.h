@@ -39,6 +39,7 @@ enum url_flag {
 	URL_F_ENCODED_HOST  = 1u << 14, /* %XX in the host */
 	URL_F_MIXED_SCRIPT  = 1u << 15, /* IDN label mixes Latin with other letters */
 	URL_F_DATA          = 1u << 16, /* data: URI */
+	URL_F_TRIMMED_HOST  = 1u << 17, /* junk after the host cut off (NBSP, space) */
 };
 
 /* Names for the flags, in bit order, for JSON and the store. */
@@ -80,6 +81,10 @@ bool url_is_shortener(const char *host);
 /* Is the dotted name (lower case ASCII or UTF-8) under a public suffix with a
  * registrable part, i.e. could it be a bare domain in text? */
 bool url_has_public_suffix(const char *name, size_t len);
+/* Is the single label (lower case) a top-level domain of the ICANN section? */
+bool url_tld_known(const char *label);
+/* The registrable domain of a lower-case host (libpsl, both sections), or NULL. */
+const char *url_registrable(const char *host);
 
 /* Parse an IPv4 literal the way browsers (inet_aton) do: 1-4 parts, each decimal,
  * 0x hex or 0 octal.  Returns true and the address in *ip_r. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "query/query.h"
@@ -62,10 +63,20 @@ const struct cli_command cli_commands[] = {
 	{"hub", "the shared PostgreSQL hub: push (the sensor's stream), migrate, stats, attackers,"
 	 " creds, campaigns, prune", "push [--once] | migrate | stats | attackers | creds | campaigns"
 	 " | prune [OPTIONS]", cmd_hub},
+	{"check", "check the configuration, TLS files, data directory and ports; create nothing",
+	 "[-c FILE] [--no-ports]", cmd_check},
 	{NULL, NULL, NULL, NULL},
 };
 
 #define DEFAULT_DATA_DIR "./mxbait-data"
+
+const char *cli_default_config(void)
+{
+	const char *env = getenv("MXBAIT_CONFIG");
+	if (env)
+		return *env ? env : NULL;
+	return access(MXB_DEFAULT_CONFIG, F_OK) == 0 ? MXB_DEFAULT_CONFIG : NULL;
+}
 #define DEFAULT_LIMIT 50
 
 static const struct cli_command *find_command(const char *name)
@@ -87,6 +98,7 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 	fprintf(f, "\noptions:\n"
 		   "  -d, --data-dir DIR  data directory (default " DEFAULT_DATA_DIR ")\n"
 		   "  -c, --config FILE   read data_dir (and creds' distributed_*) from this mxbait.conf\n"
+		   "                      (default " MXB_DEFAULT_CONFIG " when it exists)\n"
 		   "  -n, --limit N       at most N rows (default %d; 0: all)\n"
 		   "      --json          JSON instead of a table\n"
 		   "  -h, --help          this text\n",
@@ -196,12 +208,24 @@ int cli_parse(int argc, char **argv, const char *usage, const struct cli_option 
 		}
 	}
 	o->argi = optind;
+	bool default_config = false;
+	if (!o->config) {
+		/* The server's own configuration, so that `mxbait stats` works there as it
+		 * is; with -d, only when it can be read (it is optional then). */
+		const char *d = cli_default_config();
+		if (d && (!o->data_dir || access(d, R_OK) == 0)) {
+			o->config = d;
+			default_config = true;
+		}
+	}
 	if (o->config) {
 		struct mxb_config cfg;
 		char *err = NULL;
 		config_defaults(&cfg);
 		if (config_load(&cfg, o->config, &err) < 0) {
-			fprintf(stderr, "mxbait: %s\n", err ? err : o->config);
+			fprintf(stderr, "mxbait: %s%s\n", err ? err : o->config,
+				default_config ? " (the default configuration; -c FILE or -d DIR "
+						 "to use another)" : "");
 			free(err);
 			config_free(&cfg);
 			return 1;

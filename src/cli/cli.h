@@ -38,6 +38,13 @@ int cmd_campaigns(int argc, char **argv);
  * cmd_attackers.c, sharing intel.c */
 int cmd_creds(int argc, char **argv);
 int cmd_attackers(int argc, char **argv);
+/* operations: cmd_check.c */
+int cmd_check(int argc, char **argv);
+
+/* The configuration file a command reads when no -c is given: $MXBAIT_CONFIG when set
+ * ("" for none: the embedded defaults), else /etc/mxbait/mxbait.conf when it exists;
+ * NULL for none. */
+const char *cli_default_config(void);
 /* the guard's decisions (src/intel/decision.h): cmd_decisions.c */
 int cmd_decisions(int argc, char **argv);
 /* the backend hand-off worker (src/guard/handoff.h), a child of serve: cmd_handoff.c */

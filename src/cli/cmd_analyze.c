@@ -20,6 +20,8 @@
 #include "analyze/input.h"
 #include "analyze/url.h"
 #include "cli/cli.h"
+#include "core/log.h"
+#include "core/sandbox.h"
 
 static const char usage_text[] =
 	"usage: mxbait analyze [OPTIONS] FILE|MBOX|MAILDIR...\n"
@@ -150,6 +152,21 @@ int cmd_analyze(int argc, char **argv)
 			fputs(usage_text, stderr);
 			return 2;
 		}
+		/* Libraries loaded, nothing read yet: the walls go up (core/sandbox.h). */
+		struct sandbox_report sr;
+		char *serr = NULL;
+		if (sandbox_enter_analyzer(data_dir, psl, &sr, &serr) != 0) {
+			log_msg(LOG_ERR, NULL, "analyzer sandbox: %s", serr ? serr : "?");
+			free(serr);
+			return 1;
+		}
+		if (sr.landlock_abi)
+			log_msg(LOG_INFO, NULL, "analyzer sandbox: seccomp (%u system calls), "
+				"Landlock ABI %d, no capabilities", sr.syscalls, sr.landlock_abi);
+		else
+			log_msg(LOG_WARNING, NULL, "analyzer sandbox: seccomp (%u system calls), "
+				"no capabilities; the kernel has no Landlock: file access is "
+				"bounded by the user's permissions only", sr.syscalls);
 		struct sigaction sa = {0};
 		sa.sa_handler = on_signal;
 		sigaction(SIGTERM, &sa, NULL);

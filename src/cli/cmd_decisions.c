@@ -30,6 +30,7 @@
 #include "cli/intel.h"
 #include "cli/table.h"
 #include "intel/decision.h"
+#include "query/decisions.h"
 #include "store/db.h"
 #include "store/event.h"
 #include "util/buf.h"
@@ -129,8 +130,8 @@ static int parse_source(const char *s, struct netaddr *a)
 	return 0;
 }
 
-/* Pending requests (not applied yet): one line each, or JSON objects. */
-static void list_pending(const struct cli_opts *o, struct jw *w, struct table *t)
+/* Pending requests (not applied yet): one table line each. */
+static void list_pending(const struct cli_opts *o, struct table *t)
 {
 	char *dir = cli_data_path(o, REQUEST_DIR);
 	DIR *d = opendir(dir);
@@ -159,21 +160,11 @@ static void list_pending(const struct cli_opts *o, struct jw *w, struct table *t
 				else if (!strncmp(line, "action=", 7))
 					snprintf(action, sizeof(action), "%s", line + 7);
 			}
-			if (w) {
-				jw_begin_object(w, NULL);
-				jw_cstr(w, "request", de->d_name);
-				jw_cstr(w, "op", op);
-				jw_cstr(w, "source", source);
-				jw_cstr(w, "action", *action ? action : !strcmp(op, "allow") ? "allow" : "");
-				jw_cstr(w, "state", "pending");
-				jw_end_object(w);
-			} else {
-				table_add_row(t);
-				table_cells(t, 0, source);
-				table_cells(t, 1, *action ? action : op);
-				table_cells(t, 2, "pending");
-				table_cells(t, 5, de->d_name);
-			}
+			table_add_row(t);
+			table_cells(t, 0, source);
+			table_cells(t, 1, *action ? action : op);
+			table_cells(t, 2, "pending");
+			table_cells(t, 5, de->d_name);
 		}
 		closedir(d);
 	}
@@ -186,11 +177,24 @@ static int cmd_list(const struct cli_opts *o, bool all)
 	if (!db)
 		return 1;
 	int64_t now = mxb_now_us();
+	if (o->json) {
+		/* the API's serializer (query/decisions.h): GET /api/v1/decisions */
+		struct query_db q = {.db = db, .data_dir = o->data_dir};
+		struct query_page pg = {.limit = o->limit};
+		struct buf b, err;
+		buf_init(&b, 0);
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		int status = query_decisions(&q, all, now, &pg, &w, &err);
+		sqlite3_close(db);
+		return cli_print_query(status, &b, &err, "decisions");
+	}
 	sqlite3_stmt *st = NULL;
 	const char *sql =
 		"SELECT id, source, action, reason, origin, evidence, created_us, expires_us, level,"
 		" ended_us FROM decisions WHERE ?1 OR (ended_us IS NULL AND (expires_us = 0 OR"
-		" expires_us > ?2)) ORDER BY created_us DESC, id LIMIT ?3";
+		" expires_us > ?2)) ORDER BY created_us DESC, rowid DESC LIMIT ?3";
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "mxbait decisions: %s\n", sqlite3_errmsg(db));
 		sqlite3_close(db);
@@ -199,72 +203,36 @@ static int cmd_list(const struct cli_opts *o, bool all)
 	sqlite3_bind_int(st, 1, all);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, o->limit > 0 ? o->limit : -1);
-	struct buf out;
-	buf_init(&out, 0);
-	struct jw w;
 	static const char *const heads[] = { "SOURCE", "ACTION", "STATE", "REASON", "EXPIRES",
 					     "ID", "LEVEL", "EVIDENCE" };
-	struct table *t = o->json ? NULL : table_new(8, heads);
-	if (o->json) {
-		jw_init(&w, &out);
-		jw_begin_array(&w, NULL);
-	}
+	struct table *t = table_new(8, heads);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		int64_t exp = sqlite3_column_int64(st, 7);
 		bool ended = sqlite3_column_type(st, 9) != SQLITE_NULL;
 		const char *state = ended ? "removed" : exp && exp <= now ? "expired" : "active";
-		if (o->json) {
-			jw_begin_object(&w, NULL);
-			jw_col(&w, "id", st, 0);
-			jw_col(&w, "source", st, 1);
-			jw_col(&w, "action", st, 2);
-			jw_col(&w, "reason", st, 3);
-			jw_col(&w, "origin", st, 4);
-			const char *ev = (const char *)sqlite3_column_text(st, 5);
-			if (ev && *ev == '[')
-				jw_raw(&w, "evidence", ev, strlen(ev));
-			else
-				jw_raw(&w, "evidence", "[]", 2);
-			jw_col(&w, "created_us", st, 6);
-			if (exp)
-				jw_int(&w, "expires_us", exp);
-			else
-				jw_null(&w, "expires_us");
-			jw_col(&w, "level", st, 8);
-			jw_cstr(&w, "state", state);
-			jw_end_object(&w);
-		} else {
-			char when[40] = "never";
-			if (exp)
-				cli_fmt_time(exp, when, sizeof(when));
-			table_add_row(t);
-			table_cells(t, 0, (const char *)sqlite3_column_text(st, 1));
-			table_cells(t, 1, (const char *)sqlite3_column_text(st, 2));
-			table_cells(t, 2, state);
-			table_cells(t, 3, (const char *)sqlite3_column_text(st, 3));
-			table_cells(t, 4, when);
-			table_cells(t, 5, (const char *)sqlite3_column_text(st, 0));
-			table_cellf(t, 6, "%d", sqlite3_column_int(st, 8));
-			const char *ev = (const char *)sqlite3_column_text(st, 5);
-			table_cells(t, 7, ev ? ev : "");
-			table_set_max(t, 7, 60);
-		}
+		char when[40] = "never";
+		if (exp)
+			cli_fmt_time(exp, when, sizeof(when));
+		table_add_row(t);
+		table_cells(t, 0, (const char *)sqlite3_column_text(st, 1));
+		table_cells(t, 1, (const char *)sqlite3_column_text(st, 2));
+		table_cells(t, 2, state);
+		table_cells(t, 3, (const char *)sqlite3_column_text(st, 3));
+		table_cells(t, 4, when);
+		table_cells(t, 5, (const char *)sqlite3_column_text(st, 0));
+		table_cellf(t, 6, "%d", sqlite3_column_int(st, 8));
+		const char *ev = (const char *)sqlite3_column_text(st, 5);
+		table_cells(t, 7, ev ? ev : "");
+		table_set_max(t, 7, 60);
 	}
 	sqlite3_finalize(st);
 	sqlite3_close(db);
-	list_pending(o, o->json ? &w : NULL, t);
-	if (o->json) {
-		jw_end_array(&w);
-		fwrite(out.data, 1, out.len, stdout);
-		putchar('\n');
-	} else {
-		if (table_rows(t))
-			table_print(t, stdout);
-		else
-			printf("no decisions in force\n");
-		table_free(&t);
-	}
-	buf_free(&out);
+	list_pending(o, t);
+	if (table_rows(t))
+		table_print(t, stdout);
+	else
+		printf("no decisions in force\n");
+	table_free(&t);
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "cli/table.h"
 #include "intel/indicator.h"
 #include "intel/intel_db.h"
+#include "query/reports.h"
 #include "store/event.h"
 
 int intel_cli_config(const struct cli_opts *o, struct mxb_config *cfg)
@@ -85,69 +86,14 @@ struct sqlite3 *intel_cli_open(const struct cli_opts *o, bool no_update, const c
 }
 
 struct list_ctx {
-	bool json;
 	struct table *t;
-	struct buf b;
-	struct jw w;
 	const struct allowlist *al;
 };
-
-static void evidence_json(struct jw *w, const char *ev)
-{
-	jw_begin_array(w, "evidence");
-	for (const char *p = ev; *p;) {
-		size_t n = strcspn(p, " ");
-		if (n)
-			jw_str(w, NULL, p, n);
-		p += n;
-		while (*p == ' ')
-			p++;
-	}
-	jw_end_array(w);
-}
 
 static int list_row(void *ctx, const struct indicator *ind)
 {
 	struct list_ctx *c = ctx;
 	bool refused = allowlist_refuses(c->al, ind);
-	if (c->json) {
-		struct jw *w = &c->w;
-		jw_begin_object(w, NULL);
-		jw_cstr(w, "kind", indicator_kind_name(ind->kind));
-		jw_cstr(w, "value", ind->value);
-		jw_cstr(w, "source", ind->source);
-		jw_cstr(w, "parent", ind->parent);
-		jw_int(w, "confidence", ind->confidence);
-		char ts[40];
-		mxb_format_ts(ind->first_seen_us, ts, sizeof(ts));
-		jw_cstr(w, "first_seen", ts);
-		mxb_format_ts(ind->last_seen_us, ts, sizeof(ts));
-		jw_cstr(w, "last_seen", ts);
-		jw_int(w, "guesses", ind->guesses);
-		jw_int(w, "probes", ind->probes);
-		jw_int(w, "messages", ind->messages);
-		jw_int(w, "logins", ind->logins);
-		jw_int(w, "members", ind->members);
-		jw_begin_array(w, "flags");
-		for (const char *p = ind->flags; *p;) {
-			size_t n = strcspn(p, " ");
-			if (n)
-				jw_str(w, NULL, p, n);
-			p += n;
-			while (*p == ' ')
-				p++;
-		}
-		jw_end_array(w);
-		evidence_json(w, ind->evidence);
-		jw_cstr(w, "note", ind->note);
-		jw_bool(w, "allowlisted", refused);
-		jw_end_object(w);
-		if (c->b.len > (1 << 20)) {
-			fwrite(c->b.data, 1, c->b.len, stdout);
-			buf_reset(&c->b);
-		}
-		return 0;
-	}
 	struct table *t = c->t;
 	table_add_row(t);
 	table_cells(t, 0, indicator_kind_name(ind->kind));
@@ -189,6 +135,7 @@ int cmd_indicators(int argc, char **argv)
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	struct indicator_filter f = {.limit = o.limit};
+	/* (--json pages through query_indicators with the same limit) */
 	if (kind) {
 		const char *bad = NULL;
 		f.kinds = indicator_kinds_parse(kind, &bad);
@@ -231,34 +178,36 @@ int cmd_indicators(int argc, char **argv)
 		allowlist_free(&al);
 		return 1;
 	}
-	struct list_ctx c = {.json = o.json, .al = &al};
-	buf_init(&c.b, 0);
-	jw_init(&c.w, &c.b);
 	if (o.json) {
-		jw_begin_array(&c.w, NULL);
-	} else {
-		static const char *const heads[] = {"KIND", "VALUE", "CONF", "LAST SEEN", "GUESSES",
-						    "PROBES", "MSGS", "LOGINS", "FLAGS", "EVIDENCE"};
-		c.t = table_new(10, heads);
-		table_set_max(c.t, 1, 60);
-		for (size_t i = 4; i < 8; i++)
-			table_set_right(c.t, i);
-		table_set_right(c.t, 2);
-		table_set_max(c.t, 9, 50);
+		/* the API's serializer (query/reports.h): GET /api/v1/indicators */
+		struct query_db q = {.idb = db, .data_dir = o.data_dir};
+		struct query_page pg = {.limit = o.limit};
+		struct buf b, err;
+		buf_init(&b, 0);
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		rc = cli_print_query(query_indicators(&q, &f, &al, &pg, &w, &err), &b, &err,
+				     "indicators");
+		sqlite3_close(db);
+		allowlist_free(&al);
+		return rc;
 	}
+	struct list_ctx c = {.al = &al};
+	static const char *const heads[] = {"KIND", "VALUE", "CONF", "LAST SEEN", "GUESSES",
+					    "PROBES", "MSGS", "LOGINS", "FLAGS", "EVIDENCE"};
+	c.t = table_new(10, heads);
+	table_set_max(c.t, 1, 60);
+	for (size_t i = 4; i < 8; i++)
+		table_set_right(c.t, i);
+	table_set_right(c.t, 2);
+	table_set_max(c.t, 9, 50);
 	rc = indicators_each(db, &f, list_row, &c);
-	if (o.json) {
-		jw_end_array(&c.w);
-		buf_putc(&c.b, '\n');
-		fwrite(c.b.data, 1, c.b.len, stdout);
-	} else {
-		if (table_rows(c.t))
-			table_print(c.t, stdout);
-		else
-			printf("(no indicators)\n");
-		table_free(&c.t);
-	}
-	buf_free(&c.b);
+	if (table_rows(c.t))
+		table_print(c.t, stdout);
+	else
+		printf("(no indicators)\n");
+	table_free(&c.t);
 	if (rc < 0)
 		fprintf(stderr, "mxbait indicators: %s\n", sqlite3_errmsg(db));
 	sqlite3_close(db);

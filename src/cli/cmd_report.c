@@ -28,6 +28,7 @@
 #include "cli/table.h"
 #include "core/privdrop.h"
 #include "intel/intel_db.h"
+#include "query/reports.h"
 #include "report/outbox.h"
 #include "report/reporter.h"
 #include "report/sink.h"
@@ -66,11 +67,28 @@ static int parse_id(const char *s, int64_t *id)
 	return 0;
 }
 
+/* --json: the API's serializer (query/reports.h), GET /api/v1/reports... */
+static int print_json(sqlite3 *db, int status, struct buf *b, struct buf *err)
+{
+	sqlite3_close(db);
+	return cli_print_query(status, b, err, "report");
+}
+
 static int report_list(const struct cli_opts *o, const char *state, const char *sink)
 {
 	sqlite3 *db = open_rw(o);
 	if (!db)
 		return 1;
+	if (o->json) {
+		struct query_db q = {.idb = db, .data_dir = o->data_dir};
+		struct query_page pg = {.limit = o->limit};
+		struct buf b, err;
+		buf_init(&b, 0);
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		return print_json(db, query_reports(&q, state, sink, &pg, &w, &err), &b, &err);
+	}
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db,
 				    "SELECT id, state, sink, kind, subject, recipient, title, incidents,"
@@ -88,38 +106,13 @@ static int report_list(const struct cli_opts *o, const char *state, const char *
 	if (sink)
 		sqlite3_bind_text(st, 2, sink, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, o->limit > 0 ? o->limit : -1);
-	struct buf b;
-	struct jw w;
-	buf_init(&b, 0);
-	jw_init(&w, &b);
 	static const char *const heads[] = {"ID", "STATE", "SINK", "KIND", "TO", "TITLE", "TRIES",
 					    "CREATED", "ERROR"};
-	struct table *t = o->json ? NULL : table_new(9, heads);
-	if (o->json) {
-		jw_begin_array(&w, NULL);
-	} else {
-		table_set_right(t, 0);
-		table_set_max(t, 5, 60);
-		table_set_max(t, 8, 40);
-	}
+	struct table *t = table_new(9, heads);
+	table_set_right(t, 0);
+	table_set_max(t, 5, 60);
+	table_set_max(t, 8, 40);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (o->json) {
-			jw_begin_object(&w, NULL);
-			jw_int(&w, "id", sqlite3_column_int64(st, 0));
-			jw_col(&w, "state", st, 1);
-			jw_col(&w, "sink", st, 2);
-			jw_col(&w, "kind", st, 3);
-			jw_col(&w, "subject", st, 4);
-			jw_col(&w, "recipient", st, 5);
-			jw_col(&w, "title", st, 6);
-			jw_int(&w, "incidents", sqlite3_column_int64(st, 7));
-			jw_int(&w, "attempts", sqlite3_column_int64(st, 8));
-			jw_int(&w, "created_us", sqlite3_column_int64(st, 9));
-			jw_int(&w, "sent_us", sqlite3_column_int64(st, 10));
-			jw_col(&w, "last_error", st, 11);
-			jw_end_object(&w);
-			continue;
-		}
 		table_add_row(t);
 		table_cellf(t, 0, "%lld", (long long)sqlite3_column_int64(st, 0));
 		for (int c = 1; c <= 3; c++)
@@ -133,18 +126,11 @@ static int report_list(const struct cli_opts *o, const char *state, const char *
 		table_cells(t, 8, (const char *)sqlite3_column_text(st, 11));
 	}
 	sqlite3_finalize(st);
-	if (o->json) {
-		jw_end_array(&w);
-		buf_putc(&b, '\n');
-		fwrite(b.data, 1, b.len, stdout);
-	} else {
-		if (table_rows(t))
-			table_print(t, stdout);
-		else
-			printf("(no reports)\n");
-		table_free(&t);
-	}
-	buf_free(&b);
+	if (table_rows(t))
+		table_print(t, stdout);
+	else
+		printf("(no reports)\n");
+	table_free(&t);
 	sqlite3_close(db);
 	return 0;
 }
@@ -159,6 +145,23 @@ static int report_show(const struct cli_opts *o, const char *ids, bool payload)
 	sqlite3 *db = open_rw(o);
 	if (!db)
 		return 1;
+	if (o->json && !payload) {
+		struct query_db q = {.idb = db, .data_dir = o->data_dir};
+		struct buf b, err;
+		buf_init(&b, 0);
+		buf_init(&err, 0);
+		struct jw w;
+		jw_init(&w, &b);
+		int status = query_report(&q, id, &w, &err);
+		if (status == QUERY_NOT_FOUND) {
+			buf_free(&b);
+			buf_free(&err);
+			sqlite3_close(db);
+			fprintf(stderr, "mxbait report show: no report %lld\n", (long long)id);
+			return 1;
+		}
+		return print_json(db, status, &b, &err);
+	}
 	sqlite3_stmt *st = NULL;
 	sqlite3_prepare_v2(db, "SELECT id, key, state, sink, kind, subject, recipient, contact_query,"
 			       " title, content_type, incidents, redacted, victim_domains, created_us,"
@@ -196,24 +199,11 @@ static int report_show(const struct cli_opts *o, const char *ids, bool payload)
 			"title", "content_type", "incidents", "redacted", "victim_domains",
 			"created_us", "not_after_us", "attempts", "next_attempt_us", "last_error",
 			"response", "sent_us"};
-		struct buf b;
-		struct jw w;
-		buf_init(&b, 0);
-		jw_init(&w, &b);
-		struct table *t = NULL;
-		if (o->json) {
-			jw_begin_object(&w, NULL);
-		} else {
-			static const char *const h[] = {"", ""};
-			t = table_new(2, h);
-			table_hide_header(t);
-			table_set_max(t, 1, 100);
-		}
+		static const char *const h[] = {"", ""};
+		struct table *t = table_new(2, h);
+		table_hide_header(t);
+		table_set_max(t, 1, 100);
 		for (int c = 0; c < 20; c++) {
-			if (o->json) {
-				jw_col(&w, names[c], st, c);
-				continue;
-			}
 			table_add_row(t);
 			table_cells(t, 0, names[c]);
 			if (sqlite3_column_type(st, c) == SQLITE_NULL)
@@ -227,20 +217,12 @@ static int report_show(const struct cli_opts *o, const char *ids, bool payload)
 					   (size_t)sqlite3_column_bytes(st, c));
 			}
 		}
-		if (o->json) {
-			jw_int(&w, "payload_bytes", sqlite3_column_bytes(st, 20));
-			jw_end_object(&w);
-			buf_putc(&b, '\n');
-			fwrite(b.data, 1, b.len, stdout);
-		} else {
-			table_add_row(t);
-			table_cells(t, 0, "payload");
-			table_cellf(t, 1, "%d bytes (mxbait report show %lld --payload)",
-				    sqlite3_column_bytes(st, 20), (long long)id);
-			table_print(t, stdout);
-			table_free(&t);
-		}
-		buf_free(&b);
+		table_add_row(t);
+		table_cells(t, 0, "payload");
+		table_cellf(t, 1, "%d bytes (mxbait report show %lld --payload)",
+			    sqlite3_column_bytes(st, 20), (long long)id);
+		table_print(t, stdout);
+		table_free(&t);
 	}
 	sqlite3_finalize(st);
 	sqlite3_close(db);
@@ -388,6 +370,14 @@ static int report_stats(const struct cli_opts *o)
 	sqlite3 *db = open_rw(o);
 	if (!db)
 		return 1;
+	struct query_db q = {.idb = db, .data_dir = o->data_dir};
+	struct buf b, err;
+	buf_init(&b, 0);
+	buf_init(&err, 0);
+	struct jw w;
+	jw_init(&w, &b);
+	if (o->json)
+		return print_json(db, query_report_stats(&q, &w, &err), &b, &err);
 	sqlite3_stmt *st = NULL;
 	sqlite3_prepare_v2(db,
 			   "SELECT sink, count(*), sum(state = 'sent'), sum(state = 'duplicate'),"
@@ -395,27 +385,11 @@ static int report_stats(const struct cli_opts *o)
 			   " sum(state = 'addressing'), sum(state = 'held'), sum(state = 'unknown'),"
 			   " sum(state = 'expired'), sum(state = 'manual'), sum(attempts)"
 			   " FROM outbox GROUP BY sink ORDER BY sink", -1, &st, NULL);
-	static const char *const cols[] = {"sink", "total", "sent", "duplicate", "failed",
-					   "queued", "addressing", "held", "unknown", "expired",
-					   "manual", "attempts"};
-	struct buf b;
-	struct jw w;
-	buf_init(&b, 0);
-	jw_init(&w, &b);
 	static const char *const h[] = {"SINK", "TOTAL", "SENT", "DUPLICATE", "FAILED", "QUEUED",
 					"ADDRESSING", "HELD", "UNKNOWN", "EXPIRED", "MANUAL",
 					"ATTEMPTS"};
-	struct table *t = o->json ? NULL : table_new(12, h);
-	if (o->json)
-		jw_begin_object(&w, NULL);
+	struct table *t = table_new(12, h);
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
-		if (o->json) {
-			jw_begin_object(&w, (const char *)sqlite3_column_text(st, 0));
-			for (int c = 1; c < 12; c++)
-				jw_int(&w, cols[c], sqlite3_column_int64(st, c));
-			jw_end_object(&w);
-			continue;
-		}
 		table_add_row(t);
 		table_cells(t, 0, (const char *)sqlite3_column_text(st, 0));
 		for (int c = 1; c < 12; c++) {
@@ -424,18 +398,13 @@ static int report_stats(const struct cli_opts *o)
 		}
 	}
 	sqlite3_finalize(st);
-	if (o->json) {
-		jw_end_object(&w);
-		buf_putc(&b, '\n');
-		fwrite(b.data, 1, b.len, stdout);
-	} else {
-		if (table_rows(t))
-			table_print(t, stdout);
-		else
-			printf("(no reports)\n");
-		table_free(&t);
-	}
+	if (table_rows(t))
+		table_print(t, stdout);
+	else
+		printf("(no reports)\n");
+	table_free(&t);
 	buf_free(&b);
+	buf_free(&err);
 	sqlite3_close(db);
 	return 0;
 }

@@ -17,7 +17,8 @@
 static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: mxbait serve [-c FILE] [-f]\n"
-		   "  -c, --config FILE  configuration file (mxbait.conf(5)); default: embedded\n"
+		   "  -c, --config FILE  configuration file (mxbait.conf(5)); default:\n"
+		   "                     " MXB_DEFAULT_CONFIG " when it exists, else the embedded\n"
 		   "                     defaults (loopback ports 2525/2587/2465 SMTP,\n"
 		   "                     2143/2993 IMAP, 2110/2995 POP3; ./mxbait-data)\n"
 		   "  -f, --foreground   stay in the foreground (the default)\n");
@@ -48,6 +49,8 @@ int cmd_serve(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (!conf)
+		conf = cli_default_config();
 	struct mxb_config cfg;
 	config_defaults(&cfg);
 	if (conf) {

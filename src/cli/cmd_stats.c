@@ -98,6 +98,7 @@ int cmd_stats(int argc, char **argv)
 		table_cells(t, 2, "accepted");
 		ROW("", "%lld", (long long)(tt.rcpt_all - tt.rcpt_ok));
 		table_cells(t, 2, "denied");
+		group_table(db, query_sql_refused, "messages refused", t);
 		group_table(db, query_sql_offences, "offences", t);
 		group_table(db, query_sql_reasons, "disconnect reasons", t);
 		ROW("events", "%lld", (long long)tt.events);

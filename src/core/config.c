@@ -30,7 +30,7 @@
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
 		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH,
-		K_NETLIST };
+		K_NETLIST, K_LOG };
 
 struct key_def {
 	const char *name;
@@ -80,6 +80,7 @@ static const struct key_def keys[] = {
 	{ "password_top_n", K_UINT, OFF(password_top_n), 1, 10000000, 0 },
 	{ "crack_after_failures", K_RANGE, OFF(crack_fail_min), 0, 1000, OFF(crack_fail_max) },
 	{ "max_accounts", K_UINT, OFF(max_accounts), 1, 100000000, 0 },
+	{ "account_expiry", K_MS, OFF(account_expiry_ms), 60000, 30 * 86400000U, 0 },
 	{ "distributed_window", K_MS, OFF(distributed_window_ms), 1000, 30 * 86400000U, 0 },
 	{ "distributed_min_ips", K_UINT, OFF(distributed_min_ips), 1, 1000000, 0 },
 	{ "data_dir", K_PATH, OFF(data_dir), 0, 0, 0 },
@@ -102,6 +103,9 @@ static const struct key_def keys[] = {
 	{ "pop3_idle_timeout", K_MS, OFF(pop3_idle_timeout_ms), 1000, 86400000, 0 },
 	{ "imap_line_length_limit", K_SIZE, OFF(imap_line_length_limit), 1024, 16 * MIB, 0 },
 	{ "imap_literal_max", K_SIZE, OFF(imap_literal_max), KIB, GIB, 0 },
+	{ "imap_session_memory", K_SIZE, OFF(imap_session_memory), 64 * KIB, 4 * GIB, 0 },
+	{ "imap_memory_budget", K_SIZE, OFF(imap_memory_budget), MIB, 64 * GIB, 0 },
+	{ "output_memory_budget", K_SIZE, OFF(output_memory_budget), 4 * MIB, 64 * GIB, 0 },
 	{ "imap_bad_command_limit", K_UINT, OFF(imap_bad_command_limit), 1, 100000, 0 },
 	{ "pop3_bad_command_limit", K_UINT, OFF(pop3_bad_command_limit), 1, 100000, 0 },
 	{ "auth_penalty", K_BOOL, OFF(auth_penalty), 0, 0, 0 },
@@ -202,6 +206,7 @@ static const struct key_def keys[] = {
 	{ "hub_interval", K_MS, OFF(hub_interval_ms), 100, 3600000, 0 },
 	{ "hub_share_passwords", K_BOOL, OFF(hub_share_passwords), 0, 0, 0 },
 	{ "hub_retention_days", K_UINT, OFF(hub_retention_days), 0, 36500, 0 },
+	{ "log", K_LOG, OFF(log), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -337,6 +342,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->crack_fail_min = 2;
 	cfg->crack_fail_max = 6;
 	cfg->max_accounts = 100000;
+	cfg->account_expiry_ms = 7 * 86400000U;
 	cfg->distributed_window_ms = 3600000;
 	cfg->distributed_min_ips = 5;
 	cfg->data_dir = xstrdup("./mxbait-data");
@@ -359,6 +365,9 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->pop3_idle_timeout_ms = 600000;
 	cfg->imap_line_length_limit = 65536;
 	cfg->imap_literal_max = 10 * MIB;
+	cfg->imap_session_memory = 32 * MIB;
+	cfg->imap_memory_budget = 64 * MIB;
+	cfg->output_memory_budget = 64 * MIB;
 	cfg->imap_bad_command_limit = 20;
 	cfg->pop3_bad_command_limit = 20;
 	cfg->auth_penalty = true;
@@ -459,6 +468,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->hub_interval_ms = 1000;
 	cfg->hub_share_passwords = false;
 	cfg->hub_retention_days = 0;
+	cfg->log = xstrdup("stderr");
 }
 
 void config_free(struct mxb_config *cfg)
@@ -516,6 +526,9 @@ void config_free(struct mxb_config *cfg)
 	};
 	for (size_t i = 0; i < sizeof(report_strs) / sizeof(report_strs[0]); i++)
 		free(*report_strs[i]);
+	free(cfg->log);
+	free(cfg->config_file);
+	free(cfg->key_lines);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1062,6 +1075,16 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		*dst = xstrdup(val);
 		return 0;
 	}
+	case K_LOG: {
+		if (strcmp(val, "stderr") && strcmp(val, "syslog") && val[0] != '/')
+			return fail(p, k->name, "expected stderr, syslog or an absolute file name");
+		if (strlen(val) >= PATH_MAX)
+			return fail(p, k->name, "file name too long");
+		char **dst = field(cfg, k->off);
+		free(*dst);
+		*dst = xstrdup(val);
+		return 0;
+	}
 	case K_USER: {
 		/* Looked up now, so that a typo is a configuration error naming the line
 		 * rather than a failure after the ports are bound.  Empty: keep the uid. */
@@ -1398,7 +1421,161 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 		p.line = 0;
 		return fail(&p, NULL, "no listener configured (every *_listen key is empty)");
 	}
+	free(cfg->key_lines);
+	cfg->key_lines = malloc(sizeof(set_on));
+	if (!cfg->key_lines)
+		abort();
+	memcpy(cfg->key_lines, set_on, sizeof(set_on));
 	return 0;
+}
+
+unsigned config_key_line(const struct mxb_config *cfg, const char *key)
+{
+	if (!cfg->key_lines)
+		return 0;
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i].name, key))
+			return cfg->key_lines[i];
+	return 0;
+}
+
+const char *config_key_name(size_t i)
+{
+	return i < N_KEYS ? keys[i].name : NULL;
+}
+
+static const struct key_def *find_key(const char *name)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* const view of a field (the casts only drop const of the struct, as field() does) */
+static const void *cfield(const struct mxb_config *cfg, size_t off)
+{
+	return (const char *)cfg + off;
+}
+
+bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
+		      const char *key)
+{
+	const struct key_def *k = find_key(key);
+	if (!k)
+		return true;
+	switch (k->type) {
+	case K_STR: case K_PATH: case K_HOST: case K_USER: case K_FILE: case K_LOG: case K_NETLIST:
+		return str_equal(*(char *const *)cfield(a, k->off), *(char *const *)cfield(b, k->off));
+	case K_DOMAINS: case K_ACCOUNTS: case K_LIST: case K_WEBAUTH: case K_LISTEN: case K_ADDRS: {
+		size_t na = *(const size_t *)cfield(a, k->count_off);
+		size_t nb = *(const size_t *)cfield(b, k->count_off);
+		if (na != nb)
+			return false;
+		bool inline_array = k->type == K_LISTEN || k->type == K_ADDRS;
+		char *const *va = inline_array ? (char *const *)cfield(a, k->off)
+					       : *(char **const *)cfield(a, k->off);
+		char *const *vb = inline_array ? (char *const *)cfield(b, k->off)
+					       : *(char **const *)cfield(b, k->off);
+		for (size_t i = 0; i < na; i++)
+			if (!str_equal(va[i], vb[i]))
+				return false;
+		return true;
+	}
+	case K_BOOL:
+		return *(const bool *)cfield(a, k->off) == *(const bool *)cfield(b, k->off);
+	case K_SIZE:
+		return *(const size_t *)cfield(a, k->off) == *(const size_t *)cfield(b, k->off);
+	case K_SIZE64:
+		return *(const uint64_t *)cfield(a, k->off) == *(const uint64_t *)cfield(b, k->off);
+	case K_RANGE:
+		if (*(const unsigned *)cfield(a, k->count_off) !=
+		    *(const unsigned *)cfield(b, k->count_off))
+			return false;
+		return *(const unsigned *)cfield(a, k->off) == *(const unsigned *)cfield(b, k->off);
+	case K_UINT: case K_MS:
+		return *(const unsigned *)cfield(a, k->off) == *(const unsigned *)cfield(b, k->off);
+	}
+	return true;
+}
+
+void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const char *key)
+{
+	const struct key_def *k = find_key(key);
+	if (!k)
+		return;
+	switch (k->type) {
+	case K_STR: case K_PATH: case K_HOST: case K_USER: case K_FILE: case K_LOG: case K_NETLIST: {
+		char **d = field(dst, k->off);
+		const char *v = *(char *const *)cfield(src, k->off);
+		free(*d);
+		*d = v ? xstrdup(v) : NULL;
+		return;
+	}
+	case K_DOMAINS: case K_ACCOUNTS: case K_LIST: case K_WEBAUTH: {
+		char ***d = field(dst, k->off);
+		size_t *dn = field(dst, k->count_off);
+		char **const *s = cfield(src, k->off);
+		size_t n = *(const size_t *)cfield(src, k->count_off);
+		free_list(*d, *dn);
+		free(*d);
+		*d = n ? calloc(n, sizeof(char *)) : NULL;
+		if (n && !*d)
+			abort();
+		for (size_t i = 0; i < n; i++)
+			(*d)[i] = xstrdup((*s)[i]);
+		*dn = n;
+		return;
+	}
+	case K_LISTEN: case K_ADDRS: {
+		char **d = field(dst, k->off);
+		size_t *dn = field(dst, k->count_off);
+		char *const *s = cfield(src, k->off);
+		size_t n = *(const size_t *)cfield(src, k->count_off);
+		free_list(d, *dn);
+		for (size_t i = 0; i < n; i++)
+			d[i] = xstrdup(s[i]);
+		*dn = n;
+		return;
+	}
+	case K_BOOL:
+		*(bool *)field(dst, k->off) = *(const bool *)cfield(src, k->off);
+		return;
+	case K_SIZE:
+		*(size_t *)field(dst, k->off) = *(const size_t *)cfield(src, k->off);
+		return;
+	case K_SIZE64:
+		*(uint64_t *)field(dst, k->off) = *(const uint64_t *)cfield(src, k->off);
+		return;
+	case K_RANGE:
+		*(unsigned *)field(dst, k->count_off) = *(const unsigned *)cfield(src, k->count_off);
+		*(unsigned *)field(dst, k->off) = *(const unsigned *)cfield(src, k->off);
+		return;
+	case K_UINT: case K_MS:
+		*(unsigned *)field(dst, k->off) = *(const unsigned *)cfield(src, k->off);
+		return;
+	}
+}
+
+int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key_def *k = &keys[i];
+		if (strcmp(k->name, key) != 0)
+			continue;
+		if (k->type != K_SIZE && k->type != K_SIZE64 && k->type != K_UINT &&
+		    k->type != K_MS && k->type != K_RANGE)
+			return -1;
+		*min_r = k->min;
+		*max_r = k->max;
+		return 0;
+	}
+	return -1;
 }
 
 bool config_listen_is_loopback(const char *spec)
@@ -1448,5 +1625,9 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r)
 	if (!rc)
 		rc = config_parse(cfg, path, b.data ? b.data : "", b.len, err_r);
 	buf_free(&b);
+	if (!rc) {
+		free(cfg->config_file);
+		cfg->config_file = xstrdup(path);
+	}
 	return rc;
 }

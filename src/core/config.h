@@ -38,6 +38,8 @@ struct mxb_config {
 	unsigned crack_fail_min;     /* crack_after_failures = 2-6 */
 	unsigned crack_fail_max;
 	unsigned max_accounts;       /* max_accounts = 100000 */
+	unsigned account_expiry_ms;  /* account_expiry = 7d: a guessed, never cracked
+				      * account untouched this long starts over */
 	unsigned distributed_window_ms; /* distributed_window = 1h (mxbait creds) */
 	unsigned distributed_min_ips;   /* distributed_min_ips = 5 (mxbait creds) */
 
@@ -82,6 +84,9 @@ struct mxb_config {
 	unsigned pop3_idle_timeout_ms; /* after login: 10m (pop3) */
 	size_t imap_line_length_limit; /* [imap_max_line_length] 64k */
 	size_t imap_literal_max;       /* largest APPEND: 10m */
+	size_t imap_session_memory;    /* APPEND bytes one IMAP session may hold: 32m */
+	size_t imap_memory_budget;     /* ... all IMAP sessions together: 64m */
+	size_t output_memory_budget;   /* answers queued for clients, all together: 64m */
 	unsigned imap_bad_command_limit; /* BAD replies in a row after login: 20 */
 	unsigned pop3_bad_command_limit; /* bad commands in a row after login: 20 */
 	bool auth_penalty;             /* Dovecot's growing per-session auth penalty: yes */
@@ -109,6 +114,10 @@ struct mxb_config {
 	char *analyzer_psl_file;         /* "" = the system public suffix list; else a file
 					  * checked readable at load */
 
+	/* operations (docs/operations.md) */
+	char *log;                       /* log = stderr | syslog | /absolute/file */
+	char *config_file;               /* the file loaded (NULL: embedded defaults) */
+	unsigned *key_lines;             /* per key of the table, the line that set it (0) */
 	/* guard: protecting the real Postfix + Dovecot (src/guard/guard.h, docs/deploy.md) */
 	char *dovecot_policy_listen[MXB_MAX_LISTEN]; /* addr:port of the auth-policy HTTP server */
 	size_t n_dovecot_policy_listen;
@@ -202,6 +211,13 @@ struct mxb_config {
 	unsigned hub_retention_days;     /* 0: partitions kept; else older ones dropped */
 };
 
+/* Where the service's configuration lives (mxbait check, serve and the reading
+ * commands use it when it exists and no -c is given). */
+#ifndef MXB_CONFIG_DIR
+#define MXB_CONFIG_DIR "/etc/mxbait"
+#endif
+#define MXB_DEFAULT_CONFIG MXB_CONFIG_DIR "/mxbait.conf"
+
 /* Fill cfg with the embedded defaults. */
 void config_defaults(struct mxb_config *cfg);
 /* Load path over the defaults.  Returns 0, or -1 with *err_r = "file:line: key: why". */
@@ -210,6 +226,21 @@ int config_load(struct mxb_config *cfg, const char *path, char **err_r);
 int config_parse(struct mxb_config *cfg, const char *name, const char *text, size_t len,
 		 char **err_r);
 void config_free(struct mxb_config *cfg);
+/* The line of the loaded file that set key (0: not set there, or no file). */
+unsigned config_key_line(const struct mxb_config *cfg, const char *key);
+/* The table of keys, in order (NULL after the last): for `mxbait check` and reload. */
+const char *config_key_name(size_t i);
+/* Whether key has the same value in a and b (strings and lists compared by content).
+ * An unknown key compares equal. */
+bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
+		      const char *key);
+/* Give dst src's value of key (deep copy; dst's old value freed). */
+void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const char *key);
+/* The bounds mxbait.conf accepts for a numeric key (bytes, a count or milliseconds):
+ * 0, or -1 for an unknown or non-numeric key.  For the fuzzers, which take limits
+ * from their input within these bounds. */
+int config_key_range(const char *key, uint64_t *min_r, uint64_t *max_r);
+
 /* An "addr:port" / "[v6]:port" listen value on a loopback address (127/8, ::1). */
 bool config_listen_is_loopback(const char *spec);
 

@@ -4,8 +4,11 @@
  * Life of a connection:
  *   accept -> limits -> [implicit TLS handshake] -> banner -> feed/suspend/resume ...
  *   -> conn_end() (client gone, timeout, shutdown) or engine close()
- *   -> conn_close(): disconnect event, flush what is queued (bounded linger), then a
- *      deferred free.
+ *   -> conn_close(): the open message (if any) goes back to the spool, disconnect
+ *      event, flush what is queued (bounded linger), then a deferred free.
+ *   At daemon stop conn_server_teardown() ends every session before the spool closes
+ *   and frees the connections after it, so no connection outlives the spool with a
+ *   message of it.
  *
  * The engine may suspend (wait, commit, STARTTLS, close); while suspended nothing is
  * fed and client bytes wait in the bufferevent's input buffer, itself bounded by a
@@ -33,6 +36,7 @@
 #include <openssl/err.h>
 
 #include "core/config.h"
+#include "core/evlog.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/origdst.h"
@@ -84,6 +88,8 @@ struct conn {
 	struct spool_msg *msg;
 	struct buf out;               /* replies of the current engine call */
 	struct evbuffer_cb_entry *sock_out_entry;
+	struct evbuffer_cb_entry *top_out_entry; /* the TLS filter's output, when there is one */
+	size_t out_held;              /* bytes in this connection's output buffers */
 
 	struct event *wait_ev, *session_ev, *handshake_ev, *linger_ev, *run_ev, *free_ev;
 
@@ -100,6 +106,7 @@ struct conn {
 	bool admitted;
 	bool committing;
 	bool logged_in;       /* the engine reported a user: post-login idle timeout */
+	void *gen;            /* settings generation the session's engine config is from */
 	const char *pending_reason; /* conn_end() asked while a commit was in flight */
 	const char *pending_engine;
 	bool pending_flush;
@@ -152,6 +159,7 @@ static void make_id(char id[17])
 static void conn_emit(struct conn *c, struct mxb_event *ev)
 {
 	mxb_event_stamp(ev, 0, c->id, c->ip, c->port, conn_role_name(c->role));
+	evlog_event(ev); /* failed logins, a full spool: in the daemon log too */
 	struct conn_server *srv = c->srv;
 	if (srv->emit_hook)
 		srv->emit_hook(srv->emit_arg, ev);
@@ -212,6 +220,36 @@ static size_t output_hard(const struct conn *c)
 	return mxb_role_family(c->role) == MXB_FAMILY_IMAP ? IMAP_OUTPUT_HARD : OUTPUT_HARD;
 }
 
+/* Too much unread output: this connection's own bound, or the daemon-wide budget
+ * passed while this one holds more than an ordinary client ever needs. */
+static bool output_over(const struct conn *c)
+{
+	size_t pending = out_pending(c);
+	const struct conn_server *srv = c->srv;
+	return pending > output_hard(c) ||
+	       (srv->output_budget && srv->out_queued > srv->output_budget &&
+		pending > OUTPUT_HARD);
+}
+
+/* Every byte added to or drained from a connection's output buffers, counted for
+ * the daemon-wide output budget (evbuffer callbacks run at once, not deferred). */
+static void out_count(struct conn *c, size_t added, size_t deleted)
+{
+	struct conn_server *srv = c->srv;
+	c->out_held += added;
+	srv->out_queued += added;
+	if (deleted > c->out_held)
+		deleted = c->out_held;
+	c->out_held -= deleted;
+	srv->out_queued -= deleted > srv->out_queued ? srv->out_queued : deleted;
+}
+
+static void top_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	out_count(arg, info->n_added, info->n_deleted);
+}
+
 /* Move the gathered replies to the bufferevent (no checks: may run inside an engine
  * call). */
 static void conn_move_out(struct conn *c)
@@ -225,9 +263,9 @@ static void conn_move_out(struct conn *c)
 static void conn_flush_out(struct conn *c)
 {
 	conn_move_out(c);
-	if (!c->dead && (c->out_overflow || out_pending(c) > output_hard(c))) {
-		log_msg(LOG_WARNING, c->id, "output over %zu bytes: client does not read",
-			output_hard(c));
+	if (!c->dead && (c->out_overflow || output_over(c))) {
+		log_msg(LOG_WARNING, c->id, "output over %zu bytes (%zu queued for all "
+			"clients): client does not read", out_pending(c), c->srv->out_queued);
 		conn_close(c, "error", false);
 	}
 }
@@ -273,8 +311,14 @@ static void conn_free(struct conn *c)
 	if (c->s)
 		c->eng->destroy(c->s);
 	c->s = NULL;
+	if (c->gen && srv->gen_release)
+		srv->gen_release(srv->gen_arg, c->gen);
+	c->gen = NULL;
 	if (c->sock_out_entry)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock_bev), c->sock_out_entry);
+	if (c->top_out_entry)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->top_out_entry);
+	out_count(c, 0, c->out_held); /* freed with the bufferevents below */
 	if (c->bev)
 		bufferevent_free(c->bev); /* frees sock_bev too when it is a filter */
 	buf_free(&c->out);
@@ -315,6 +359,11 @@ static void conn_close(struct conn *c, const char *reason, bool flush)
 	if (c->dead)
 		return;
 	c->dead = true;
+	/* A session that ended holds no message: whatever was open goes back to the
+	 * spool now, not when the connection is freed after lingering (and never after
+	 * the spool is gone: conn_server_teardown). */
+	if (c->msg)
+		spool_msg_abort(&c->msg);
 	emit_disconnect(c, reason);
 	if (c->wait_ev)
 		event_del(c->wait_ev);
@@ -387,11 +436,11 @@ static void op_send(void *ctx, const char *data, size_t len)
 		if (len > OUTPUT_SOFT) {
 			if (c->bev && !c->free_scheduled)
 				evbuffer_add(bufferevent_get_output(c->bev), data, len);
-			if (out_pending(c) > output_hard(c))
+			if (output_over(c))
 				c->out_overflow = true; /* conn_flush_out() drops the client */
 			return;
 		}
-		if (out_pending(c) > output_hard(c)) {
+		if (output_over(c)) {
 			c->out_overflow = true;
 			return;
 		}
@@ -414,7 +463,8 @@ static int op_msg_open(void *ctx, char *queue_id_r, size_t queue_id_len)
 		return -1;
 	c->msg = spool_msg_begin(c->srv->spool, queue_id_r, queue_id_len);
 	if (!c->msg) {
-		log_msg(LOG_WARNING, c->id, "spool refuses a message: %s", strerror(errno));
+		/* one warning per interval comes from the message_rejected event (evlog) */
+		log_msg(LOG_DEBUG, c->id, "spool refuses a message: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -593,6 +643,7 @@ static int conn_tls_begin(struct conn *c)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	c->bev = f;
+	c->top_out_entry = evbuffer_add_cb(bufferevent_get_output(f), top_out_cb, c);
 	c->susp = SUSP_HANDSHAKE;
 	bufferevent_setcb(f, conn_readcb, conn_writecb, conn_eventcb, c);
 	bufferevent_setwatermark(f, EV_READ, 0, INPUT_MAX);
@@ -768,6 +819,7 @@ static void sock_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
 {
 	(void)b;
 	struct conn *c = arg;
+	out_count(c, info->n_added, info->n_deleted);
 	if (info->n_deleted && !c->free_scheduled)
 		conn_check_drained(c);
 }
@@ -975,6 +1027,8 @@ void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd
 	c->handshake_ev = evtimer_new(base, conn_handshake_timeout_cb, c);
 	c->linger_ev = evtimer_new(base, conn_linger_cb, c);
 	struct proto_peer peer = { .ip = c->ip, .port = c->port, .rdns = NULL };
+	if (srv->gen_hold)
+		c->gen = srv->gen_hold(srv->gen_arg);
 	if (c->bev)
 		c->s = c->eng->create(srv->engine_cfg[role], &peer, mxb_role_implicit_tls(role),
 				      &conn_ops, c);
@@ -1030,4 +1084,22 @@ void conn_free_all(struct conn_server *srv)
 		}
 		conn_free(c);
 	}
+}
+
+void conn_server_teardown(struct conn_server *srv, struct spool **spool)
+{
+	srv->shutting_down = true;
+	/* 1. Every session still open ends, and with it any message it has open (a BDAT
+	 *    without LAST, a DATA cut short).  A commit in flight is left to finish. */
+	for (struct conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->committing)
+			conn_close(c, "shutdown", false);
+	}
+	/* 2. No connection can open a message any more; the spool completes what was
+	 *    queued (its callbacks find their sessions alive and record the messages). */
+	srv->spool = NULL;
+	spool_close(spool);
+	/* 3. Nothing a connection holds refers to the spool now. */
+	conn_free_all(srv);
 }

@@ -13,8 +13,9 @@
  * (RFC 3207 section 6, RFC 2595 section 3.1), and admission limits before any session.
  *
  * Lifetime: a connection is never freed inside one of its own callbacks; conn_close
- * marks it dead and a deferred event frees it.  A connection whose message commit is
- * in flight stays allocated until the spool reports back.
+ * marks it dead, gives back its open message and a deferred event frees it.  A
+ * connection whose message commit is in flight stays allocated until the spool
+ * reports back.  Nothing a connection holds outlives the spool (conn_server_teardown).
  */
 #ifndef MXB_CORE_CONN_H
 #define MXB_CORE_CONN_H
@@ -57,11 +58,23 @@ struct conn_server {
 	/* Called (outside any connection callback) whenever a connection was freed. */
 	void (*on_freed)(void *arg);
 	void *on_freed_arg;
+	/* Reload (SIGHUP): engine_cfg and cfg may be replaced while sessions live.  A new
+	 * session holds what gen_hold() returns (the generation its engine config belongs
+	 * to) and gives it back with gen_release() when it is freed.  NULL: no reload. */
+	void *(*gen_hold)(void *arg);
+	void (*gen_release)(void *arg, void *gen);
+	void *gen_arg;
+	/* Bytes of answers queued for clients, all connections together
+	 * (output_memory_budget; 0: no bound).  Past it, a connection that adds output
+	 * while it holds more than 1 MiB unread is dropped as a client that does not read
+	 * (an IMAP FETCH of APPENDed mail, left unread by many sessions at once). */
+	size_t output_budget;
 
 	/* private */
 	struct conn *conns;
 	size_t n_conns;
 	bool shutting_down;
+	size_t out_queued;     /* bytes in every connection's output buffers */
 };
 
 /* Role names as used in events and logs (mxb_role_name). */
@@ -79,5 +92,13 @@ void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd
 void conn_shutdown_all(struct conn_server *srv);
 /* Free every connection now (after the loop stopped; commits in flight are given up). */
 void conn_free_all(struct conn_server *srv);
+
+/* Daemon stop, in the one order that keeps every pointer valid (the loop has
+ * stopped): every session still open ends (disconnect "shutdown") and gives back the
+ * message it has open; srv->spool is cleared, so no message can be opened any more;
+ * *spool is closed (commits still queued complete inside, their sessions alive to
+ * record them) and set to NULL; then every connection is freed.  spool may point to
+ * NULL. */
+void conn_server_teardown(struct conn_server *srv, struct spool **spool);
 
 #endif

@@ -152,6 +152,16 @@ void limits_set_per_prefix(struct limits *l, unsigned max_per_prefix)
 	l->max_per_prefix = max_per_prefix;
 }
 
+void limits_reconfigure(struct limits *l, unsigned max_total, unsigned max_per_ip,
+			unsigned rate_per_min, unsigned max_per_prefix)
+{
+	if (max_total)
+		l->max_total = max_total;
+	l->max_per_ip = max_per_ip;
+	l->rate = rate_per_min;
+	l->max_per_prefix = max_per_prefix;
+}
+
 int limits_prefix(const char *ip, char *out, size_t outlen)
 {
 	unsigned char a[16];

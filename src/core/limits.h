@@ -32,6 +32,10 @@ void limits_free(struct limits **l);
 /* Cap live connections per /24 (IPv4, IPv4-mapped IPv6) and /48 (IPv6); 0: none (the
  * default of limits_new).  Set before the first admit. */
 void limits_set_per_prefix(struct limits *l, unsigned max_per_prefix);
+/* New bounds (SIGHUP): live connections and counts are kept; a lower bound refuses
+ * new connections until enough have ended. */
+void limits_reconfigure(struct limits *l, unsigned max_total, unsigned max_per_ip,
+			unsigned rate_per_min, unsigned max_per_prefix);
 /* The prefix an address counts toward, as "203.0.113.0/24" or "2001:db8:1::/48".
  * Returns 0, or -1 when ip is not an address. */
 int limits_prefix(const char *ip, char *out, size_t outlen);

@@ -229,7 +229,7 @@ static int open_one(struct listener_set *ls, enum mxb_role role, const char *add
 	}
 	evconnlistener_set_error_cb(l->evl, error_cb);
 	ls->n++;
-	fprintf(stderr, "mxbait: listening %s on %s\n", role_name(role), addr);
+	log_msg(LOG_INFO, NULL, "listening %s on %s", role_name(role), addr);
 	return 0;
 }
 
@@ -295,7 +295,7 @@ struct listener_set *listener_set_open(struct event_base *base, const struct mxb
 			return NULL;
 		}
 		if (soft) {
-			fprintf(stderr, "mxbait: warning: %s; serving %s on its other addresses\n", soft,
+			log_msg(LOG_WARNING, NULL, "%s; serving %s on its other addresses", soft,
 				role_name(roles[r].role));
 			free(soft);
 		}

@@ -61,15 +61,53 @@ int privdrop_lookup(const char *name, struct privdrop_user *u_r, char **err_r)
 }
 
 struct walk {
-	const struct privdrop_user *u;
+	const struct privdrop_user *u; /* NULL: modes only */
 	dev_t dev;
-	unsigned long changed, skipped;
+	unsigned long changed, skipped, tightened;
 	char *err;
 };
 
+/* Group and other bits off (0755 -> 0700, 0644 -> 0600).  A file we may not change
+ * (another owner, when not root) is a warning, not an error: the daemon still runs. */
+static int tighten_fd(struct walk *w, int fd, const struct stat *st, const char *what)
+{
+	if (!(st->st_mode & 077))
+		return 0;
+	if (fchmod(fd, st->st_mode & 07700) != 0) {
+		log_msg(LOG_WARNING, NULL, "cannot tighten the mode of %s (%04o): %s", what,
+			(unsigned)(st->st_mode & 07777), strerror(errno));
+		return 0;
+	}
+	w->tightened++;
+	return 0;
+}
+
+static int tighten_at(struct walk *w, int dirfd, const char *name, const struct stat *st,
+		      const char *what)
+{
+	if (!(st->st_mode & 077))
+		return 0;
+	/* fchmodat does not follow the link it was given: the walk checked it is a
+	 * regular file with one link, and O_NOFOLLOW below makes sure it still is */
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_msg(LOG_WARNING, NULL, "cannot tighten the mode of %s: %s", what,
+				strerror(errno));
+		return 0;
+	}
+	struct stat now;
+	if (fstat(fd, &now) == 0 && S_ISREG(now.st_mode) && now.st_nlink == 1 &&
+	    now.st_ino == st->st_ino && now.st_dev == st->st_dev)
+		tighten_fd(w, fd, &now, what);
+	close(fd);
+	return 0;
+}
+
 static int chown_fd_if_needed(struct walk *w, int fd, const struct stat *st, const char *what)
 {
-	if (st->st_uid == w->u->uid && st->st_gid == w->u->gid)
+	tighten_fd(w, fd, st, what);
+	if (!w->u || (st->st_uid == w->u->uid && st->st_gid == w->u->gid))
 		return 0;
 	if (fchown(fd, w->u->uid, w->u->gid) != 0) {
 		w->err = errf("cannot chown %s: %s", what, strerror(errno));
@@ -112,6 +150,9 @@ static int walk_dir(struct walk *w, int dirfd, const char *path, unsigned depth)
 			continue;
 		}
 		if (S_ISREG(st.st_mode)) {
+			tighten_at(w, dirfd, n, &st, sub.data);
+			if (!w->u)
+				continue;
 			if ((st.st_uid != w->u->uid || st.st_gid != w->u->gid) &&
 			    fchownat(dirfd, n, w->u->uid, w->u->gid, AT_SYMLINK_NOFOLLOW) != 0) {
 				w->err = errf("cannot chown %s: %s", sub.data, strerror(errno));
@@ -183,11 +224,20 @@ int privdrop_chown_tree(const char *path, const struct privdrop_user *u, char **
 		*err_r = w.err;
 		return -1;
 	}
-	if (w.changed || w.skipped)
+	if (u && (w.changed || w.skipped))
 		log_msg(LOG_INFO, NULL, "%s: %lu entries handed to user %s, %lu left alone "
 			"(links, other file systems, special files)", path, w.changed, u->name,
 			w.skipped);
+	if (w.tightened)
+		log_msg(LOG_WARNING, NULL, "%s: tightened the mode of %lu entries that other "
+			"users could read or enter (directories now 0700, files 0600)", path,
+			w.tightened);
 	return 0;
+}
+
+int privdrop_tighten_tree(const char *path, char **err_r)
+{
+	return privdrop_chown_tree(path, NULL, err_r);
 }
 
 int privdrop_become(const struct privdrop_user *u, char **err_r)

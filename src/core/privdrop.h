@@ -28,6 +28,11 @@ int privdrop_lookup(const char *name, struct privdrop_user *u_r, char **err_r);
  * *err_r set. */
 #define PRIVDROP_MAX_DEPTH 8
 int privdrop_chown_tree(const char *path, const struct privdrop_user *u, char **err_r);
+/* The same walk, also done by privdrop_chown_tree(): group and other permission bits
+ * removed from path and from every directory and single-link regular file below it
+ * (directories 0700, files 0600), logged with the count.  u may be NULL in
+ * privdrop_chown_tree() (modes only); privdrop_tighten_tree() is that call. */
+int privdrop_tighten_tree(const char *path, char **err_r);
 /* setgroups(0), setresgid, setresuid, then verify; PR_SET_NO_NEW_PRIVS and
  * PR_SET_DUMPABLE 0.  0, or -1 with *err_r set. */
 int privdrop_become(const struct privdrop_user *u, char **err_r);

@@ -38,6 +38,9 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/privdrop.h"
+#include "core/reload.h"
+#include "core/sandbox.h"
+#include "core/service.h"
 #include "core/smtp_adapter.h"
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
@@ -50,6 +53,7 @@
 #include "store/eventstore.h"
 #include "store/spool.h"
 #include "util/buf.h"
+#include "util/budget.h"
 #include "web/web.h"
 
 #define SHUTDOWN_GRACE_MS 10000
@@ -72,9 +76,22 @@ struct analyzer_child {
 	char *argv[ANALYZER_ARGC_MAX];
 	char nums[6][ANALYZER_NUM_LEN];
 	pid_t pid;                /* 0: not running */
+	bool restart_now;         /* stopped for a reload: start again without backoff */
 	int64_t started_ms;
 	unsigned backoff_ms;
 	struct event *restart_ev, *sigchld_ev;
+};
+
+/* One generation of settings: the configuration and the engine configs made from it.
+ * SIGHUP makes a new one (reload.h); a session holds the generation it started with
+ * (conn_server's gen_hold), so its engine config outlives the reload. */
+struct serve_gen {
+	struct mxb_config own;       /* a reloaded configuration (unused in the first) */
+	const struct mxb_config *cfg; /* &own, or the caller's in the first generation */
+	struct smtp_config smtp_cfg[3];
+	struct imap_config imap_cfg[2];
+	struct pop3_config pop3_cfg[2];
+	unsigned refs;               /* sessions, plus one while it is the current one */
 };
 
 struct serve {
@@ -85,14 +102,15 @@ struct serve {
 	bool stopping;
 	const struct mxb_config *cfg;
 	struct analyzer_child an;
-	/* engine configs (the conn_server points at them) */
-	struct smtp_config smtp_cfg[3];
-	struct imap_config imap_cfg[2];
-	struct pop3_config pop3_cfg[2];
+	struct serve_gen *gen;       /* the current settings (the conn_server points in) */
+	struct auth_policy *auth;
+	struct budget imap_memory; /* imap_memory_budget, shared by every IMAP session */
 	uint8_t secret[SECRET_LEN];
 	struct eventstore *es;
 	struct guard *guard;      /* NULL unless a guard key is configured (guard/guard.h) */
 };
+
+static void serve_reload(struct serve *sv);
 
 /* The 20 most common passwords of nmap's ranked list, for a host without it. */
 static const char *const builtin_passwords[] = {
@@ -130,7 +148,7 @@ static int lock_data_dir(const char *data_dir)
 	struct buf p;
 	buf_init(&p, 0);
 	buf_printf(&p, "%s/mxbait.pid", data_dir);
-	int fd = open(p.data, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(p.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		fprintf(stderr, "mxbait: cannot open %s: %s\n", p.data, strerror(errno));
 		buf_free(&p);
@@ -247,6 +265,7 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serv
 	dc.n_fixed = cfg->n_accounts;
 	memcpy(dc.secret, secret, SECRET_LEN);
 	dc.max_accounts = cfg->max_accounts;
+	dc.account_expiry_us = (int64_t)cfg->account_expiry_ms * 1000;
 	dc.save = account_saved;
 	dc.save_ctx = sv;
 	struct auth_policy *p = deception_new(&dc);
@@ -416,12 +435,22 @@ static void analyzer_reaped(struct serve *sv, int status)
 	an->pid = 0;
 	if (sv->stopping)
 		return;
+	if (an->restart_now) { /* stopped by a reload: its new settings apply now */
+		an->restart_now = false;
+		an->backoff_ms = ANALYZER_BACKOFF_MIN_MS;
+		struct timeval now = { 0, 0 };
+		event_add(an->restart_ev, &now);
+		return;
+	}
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+		log_msg(LOG_ERR, NULL, "analyzer killed by its system-call filter (a forbidden "
+			"system call: a bug, or a message that took control of it)");
 	if (WIFEXITED(status))
 		log_msg(LOG_WARNING, NULL, "analyzer exited with status %d after %lld ms",
 			WEXITSTATUS(status), (long long)ran);
 	else if (WIFSIGNALED(status))
-		log_msg(LOG_WARNING, NULL, "analyzer killed by signal %d after %lld ms",
-			WTERMSIG(status), (long long)ran);
+		log_msg(LOG_WARNING, NULL, "analyzer killed by signal %d (%s) after %lld ms",
+			WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)ran);
 	if (ran >= ANALYZER_STABLE_MS)
 		an->backoff_ms = ANALYZER_BACKOFF_MIN_MS;
 	log_msg(LOG_INFO, NULL, "analyzer restarts in %u ms", an->backoff_ms);
@@ -499,7 +528,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	struct serve *sv = arg;
 	if (sig == SIGHUP) {
-		log_msg(LOG_INFO, NULL, "SIGHUP ignored (restart to reload the configuration)");
+		if (!sv->stopping)
+			serve_reload(sv);
 		return;
 	}
 	if (sv->stopping) {
@@ -509,6 +539,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	sv->stopping = true;
 	log_msg(LOG_INFO, NULL, "%s: shutting down (%zu sessions)", strsignal((int)sig),
 		sv->srv.n_conns);
+	service_stopping();
 	listener_set_free(&sv->listeners);
 	conn_shutdown_all(&sv->srv);
 	if (sv->srv.n_conns == 0) {
@@ -544,7 +575,8 @@ static void fill_smtp_config(struct smtp_config *sc, const struct mxb_config *cf
 }
 
 static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cfg,
-			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret)
+			     bool implicit_tls, struct auth_policy *auth, const uint8_t *secret,
+			     struct budget *memory)
 {
 	memset(ic, 0, sizeof(*ic));
 	ic->hostname = cfg->hostname;
@@ -555,6 +587,8 @@ static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cf
 	ic->secret = secret;
 	ic->line_length_limit = cfg->imap_line_length_limit;
 	ic->literal_max = cfg->imap_literal_max;
+	ic->session_memory = cfg->imap_session_memory;
+	ic->memory = memory;
 	ic->bad_command_limit = cfg->imap_bad_command_limit;
 	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
@@ -593,6 +627,152 @@ static void raise_fd_limit(unsigned want)
 			(unsigned long)rl.rlim_cur, want);
 }
 
+/* ---- settings generations and SIGHUP ---- */
+
+static void gen_build(struct serve *sv, struct serve_gen *g)
+{
+	const struct mxb_config *cfg = g->cfg;
+	fill_smtp_config(&g->smtp_cfg[0], cfg, SMTP_ROLE_MX, true, sv->auth);
+	fill_smtp_config(&g->smtp_cfg[1], cfg, SMTP_ROLE_SUBMISSION, true, sv->auth);
+	fill_smtp_config(&g->smtp_cfg[2], cfg, SMTP_ROLE_SMTPS, true, sv->auth);
+	/* one budget for every IMAP session, whatever generation it started with */
+	sv->imap_memory.limit = cfg->imap_memory_budget;
+	fill_imap_config(&g->imap_cfg[0], cfg, false, sv->auth, sv->secret, &sv->imap_memory);
+	fill_imap_config(&g->imap_cfg[1], cfg, true, sv->auth, sv->secret, &sv->imap_memory);
+	fill_pop3_config(&g->pop3_cfg[0], cfg, false, sv->auth, sv->secret);
+	fill_pop3_config(&g->pop3_cfg[1], cfg, true, sv->auth, sv->secret);
+}
+
+/* Point the connection layer at g's settings (new sessions use them). */
+static void gen_install(struct serve *sv, struct serve_gen *g)
+{
+	const struct {
+		enum mxb_role role;
+		const struct proto_engine *eng;
+		const void *cfg;
+	} engines[] = {
+		{ MXB_ROLE_SMTP, &smtp_proto_engine, &g->smtp_cfg[0] },
+		{ MXB_ROLE_SUBMISSION, &smtp_proto_engine, &g->smtp_cfg[1] },
+		{ MXB_ROLE_SMTPS, &smtp_proto_engine, &g->smtp_cfg[2] },
+		{ MXB_ROLE_IMAP, &imap_engine, &g->imap_cfg[0] },
+		{ MXB_ROLE_IMAPS, &imap_engine, &g->imap_cfg[1] },
+		{ MXB_ROLE_POP3, &pop3_engine, &g->pop3_cfg[0] },
+		{ MXB_ROLE_POP3S, &pop3_engine, &g->pop3_cfg[1] },
+	};
+	for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+		sv->srv.engine[engines[i].role] = engines[i].eng;
+		sv->srv.engine_cfg[engines[i].role] = engines[i].cfg;
+	}
+	sv->srv.cfg = g->cfg;
+	sv->srv.output_budget = g->cfg->output_memory_budget;
+	sv->cfg = g->cfg;
+	sv->gen = g;
+}
+
+static void gen_unref(struct serve_gen *g)
+{
+	if (!g || --g->refs > 0)
+		return;
+	if (g->cfg == &g->own)
+		config_free(&g->own);
+	free(g);
+}
+
+static void *gen_hold(void *arg)
+{
+	struct serve *sv = arg;
+	sv->gen->refs++;
+	return sv->gen;
+}
+
+static void gen_release(void *arg, void *gen)
+{
+	(void)arg;
+	gen_unref(gen);
+}
+
+/* SIGHUP: reopen the logs, read the configuration and the certificates again, apply
+ * what can change without a restart (reload.h); sessions stay open. */
+static void serve_reload(struct serve *sv)
+{
+	service_reloading();
+	char *err = NULL;
+	if (log_reopen(&err) != 0) {
+		log_msg(LOG_ERR, NULL, "SIGHUP: %s", err);
+		free(err);
+		err = NULL;
+	}
+	log_msg(LOG_INFO, NULL, "SIGHUP: reopening the logs, reloading %s",
+		sv->cfg->config_file ? sv->cfg->config_file : "the embedded defaults");
+	if (sv->srv.events &&
+	    eventstore_reopen_log(sv->srv.events, sv->cfg->event_log, &err) != 0) {
+		log_msg(LOG_ERR, NULL, "SIGHUP: event log: %s", err);
+		free(err);
+		err = NULL;
+	}
+	struct serve_gen *g = calloc(1, sizeof(*g));
+	if (!g) {
+		log_msg(LOG_ERR, NULL, "SIGHUP: out of memory: configuration not reloaded");
+		service_ready("running (reload failed)");
+		return;
+	}
+	int changed = reload_config(sv->cfg, &g->own, &err);
+	if (changed < 0) {
+		log_msg(LOG_ERR, NULL, "SIGHUP: configuration not reloaded: %s (the running "
+			"configuration stays)", err ? err : "?");
+		free(err);
+		free(g);
+		service_ready("running (reload failed: configuration error)");
+		return;
+	}
+	g->cfg = &g->own;
+	if (!config_key_equal(sv->cfg, g->cfg, "log") && log_open(g->cfg->log, &err) != 0) {
+		log_msg(LOG_ERR, NULL, "SIGHUP: %s (logging stays as it was)", err);
+		free(err);
+		err = NULL;
+		config_key_copy(&g->own, sv->cfg, "log");
+	}
+	/* Certificates: read again whether or not their names changed (renewed files). */
+	SSL_CTX *ctx = tls_server_ctx_new(g->cfg->tls_cert_file, g->cfg->tls_key_file,
+					  g->cfg->data_dir, g->cfg->hostname, &err);
+	if (ctx) {
+		SSL_CTX_free(sv->srv.ssl_ctx); /* TLS sessions open hold their own reference */
+		sv->srv.ssl_ctx = ctx;
+	} else {
+		log_msg(LOG_ERR, NULL, "SIGHUP: TLS: %s (the running certificate stays)",
+			err ? err : "?");
+		free(err);
+		err = NULL;
+		config_key_copy(&g->own, sv->cfg, "tls_cert_file");
+		config_key_copy(&g->own, sv->cfg, "tls_key_file");
+	}
+	if (sv->srv.limits)
+		limits_reconfigure(sv->srv.limits, g->cfg->max_connections,
+				   g->cfg->max_connections_per_ip, g->cfg->connection_rate_per_ip,
+				   g->cfg->max_connections_per_prefix);
+	bool analyzer_changed = reload_analyzer_changed(sv->cfg, g->cfg);
+	g->refs = 1;
+	gen_build(sv, g);
+	struct serve_gen *old = sv->gen;
+	gen_install(sv, g);
+	gen_unref(old); /* freed with the last session that started under it */
+	/* The child's command line points into the current settings: made again. */
+	analyzer_argv_init(&sv->an, g->cfg);
+	if (analyzer_changed) {
+		sv->an.enabled = g->cfg->analyzer;
+		if (sv->an.pid > 0) {
+			sv->an.restart_now = sv->an.enabled;
+			kill(sv->an.pid, SIGTERM);
+		} else if (sv->an.enabled) {
+			event_del(sv->an.restart_ev);
+			analyzer_start(sv);
+		}
+	}
+	log_msg(LOG_INFO, NULL, "reloaded: %d setting%s changed, %zu sessions kept", changed,
+		changed == 1 ? "" : "s", sv->srv.n_conns);
+	service_ready("running (reloaded)");
+}
+
 int serve_run(const struct mxb_config *cfg)
 {
 	int rc = 1;
@@ -609,11 +789,18 @@ int serve_run(const struct mxb_config *cfg)
 	struct buf path;
 	buf_init(&path, 0);
 	sv.cfg = cfg;
+	/* Whatever this process creates is its own alone: captured passwords may be real
+	 * users' (umask 077: files 0600, directories 0700). */
+	umask(077);
 	sv.an.enabled = cfg->analyzer;
 	analyzer_argv_init(&sv.an, cfg);
 	sv.an.backoff_ms = ANALYZER_BACKOFF_MIN_MS;
 
 	log_init(false, LOG_INFO);
+	if (log_open(cfg->log, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	struct privdrop_user user;
 	int must_drop = check_user(cfg, &user);
@@ -651,6 +838,11 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	if ((lock_fd = lock_data_dir(cfg->data_dir)) < 0)
 		goto out;
+	/* A data directory made by hand, or by an older mxbait, may be open to others. */
+	if (privdrop_tighten_tree(cfg->data_dir, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	/* Bind before touching the spool and the database: a port in use is the most
 	 * common start-up error, and it should not touch captured state.  (Nothing is
 	 * accepted before the loop runs.) */
@@ -678,9 +870,21 @@ int serve_run(const struct mxb_config *cfg)
 		goto out;
 	}
 	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
-	 * event store (and their threads) start as the unprivileged user. */
+	 * event store (and their threads) start as the unprivileged user.  Root gives up
+	 * the capability bounding set first (nothing this process or its children exec can
+	 * regain a capability), and every capability is dropped (a service started with
+	 * CAP_NET_BIND_SERVICE needs it no longer). */
+	unsigned bset_dropped = 0;
+	if (sandbox_drop_bounding_set(&bset_dropped, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	if (must_drop && drop_privileges(cfg, &user) != 0)
 		goto out;
+	if (geteuid() != 0 && sandbox_clear_caps(&err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	buf_printf(&path, "%s/spool", cfg->data_dir);
 	spool = spool_open(path.data, cfg->spool_budget, cfg->hostname, sv.base, &err);
 	if (!spool) {
@@ -698,10 +902,12 @@ int serve_run(const struct mxb_config *cfg)
 	sv.es = es;
 	if (!(auth = make_policy(cfg, &sv, sv.secret, path.data)))
 		goto out;
+	sv.auth = auth;
 	if (sv.guard && guard_start(sv.guard, es, path.data, cfg->data_dir, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the guard");
 		goto out;
 	}
+	web_set_guard(web, sv.guard); /* the dashboard's decision actions go through it */
 	if (web_start(web, es, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "web: cannot start");
 		goto out;
@@ -723,30 +929,19 @@ int serve_run(const struct mxb_config *cfg)
 	srv->limits = limits;
 	srv->on_freed = on_conn_freed;
 	srv->on_freed_arg = &sv;
-	fill_smtp_config(&sv.smtp_cfg[0], cfg, SMTP_ROLE_MX, true, auth);
-	fill_smtp_config(&sv.smtp_cfg[1], cfg, SMTP_ROLE_SUBMISSION, true, auth);
-	fill_smtp_config(&sv.smtp_cfg[2], cfg, SMTP_ROLE_SMTPS, true, auth);
-	fill_imap_config(&sv.imap_cfg[0], cfg, false, auth, sv.secret);
-	fill_imap_config(&sv.imap_cfg[1], cfg, true, auth, sv.secret);
-	fill_pop3_config(&sv.pop3_cfg[0], cfg, false, auth, sv.secret);
-	fill_pop3_config(&sv.pop3_cfg[1], cfg, true, auth, sv.secret);
-	const struct {
-		enum mxb_role role;
-		const struct proto_engine *eng;
-		const void *cfg;
-	} engines[] = {
-		{ MXB_ROLE_SMTP, &smtp_proto_engine, &sv.smtp_cfg[0] },
-		{ MXB_ROLE_SUBMISSION, &smtp_proto_engine, &sv.smtp_cfg[1] },
-		{ MXB_ROLE_SMTPS, &smtp_proto_engine, &sv.smtp_cfg[2] },
-		{ MXB_ROLE_IMAP, &imap_engine, &sv.imap_cfg[0] },
-		{ MXB_ROLE_IMAPS, &imap_engine, &sv.imap_cfg[1] },
-		{ MXB_ROLE_POP3, &pop3_engine, &sv.pop3_cfg[0] },
-		{ MXB_ROLE_POP3S, &pop3_engine, &sv.pop3_cfg[1] },
-	};
-	for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
-		srv->engine[engines[i].role] = engines[i].eng;
-		srv->engine_cfg[engines[i].role] = engines[i].cfg;
+	ssl_ctx = NULL; /* the server's now (a reload replaces it) */
+	srv->gen_hold = gen_hold;
+	srv->gen_release = gen_release;
+	srv->gen_arg = &sv;
+	struct serve_gen *g0 = calloc(1, sizeof(*g0));
+	if (!g0) {
+		fprintf(stderr, "mxbait: out of memory\n");
+		goto out;
 	}
+	g0->cfg = cfg; /* the caller's: not freed here */
+	g0->refs = 1;
+	gen_build(&sv, g0);
+	gen_install(&sv, g0);
 
 	/* The analyzer parses hostile MIME in its own process, never in this one. */
 	analyzer_check_user(&sv);
@@ -754,16 +949,20 @@ int serve_run(const struct mxb_config *cfg)
 
 	log_msg(LOG_INFO, NULL, "mxbait %s ready: hostname=%s data_dir=%s", MXB_VERSION,
 		cfg->hostname, cfg->data_dir);
+	if (bset_dropped)
+		log_msg(LOG_INFO, NULL, "capability bounding set emptied (%u dropped)",
+			bset_dropped);
+	service_ready("accepting connections");
 
 	event_base_dispatch(sv.base);
 	sv.stopping = true;
 	analyzer_stop(&sv);
 
-	/* The loop has stopped: commits still queued complete inside spool_close (their
-	 * sessions are alive to record them), then what is left is freed. */
+	/* The loop has stopped: sessions still open end (their open messages go back),
+	 * commits still queued complete inside the spool's close (their sessions alive to
+	 * record them), then the connections are freed: conn_server_teardown(). */
 	listener_set_free(&sv.listeners);
-	spool_close(&spool);
-	conn_free_all(&sv.srv);
+	conn_server_teardown(&sv.srv, &spool);
 	eventstore_flush(es);
 	log_msg(LOG_INFO, NULL, "stopped");
 	rc = 0;
@@ -771,11 +970,7 @@ out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
 	listener_set_free(&sv.listeners);
-	if (sv.srv.conns) {
-		spool_close(&spool);
-		conn_free_all(&sv.srv);
-	}
-	spool_close(&spool);
+	conn_server_teardown(&sv.srv, &spool);
 	guard_free(&sv.guard);
 	web_free(&web);
 	if (es)
@@ -795,6 +990,8 @@ out:
 	OPENSSL_cleanse(sv.secret, sizeof(sv.secret));
 	limits_free(&limits);
 	SSL_CTX_free(ssl_ctx);
+	SSL_CTX_free(sv.srv.ssl_ctx);
+	gen_unref(sv.gen); /* every session is gone: the last reference */
 	auth_policy_free(&auth);
 	if (sv.base)
 		event_base_free(sv.base);

@@ -1,43 +1,72 @@
 /*
  * deception: accounts that attackers "crack" on the fly (see deception.h).
  *
- * Two open-addressing hash tables: the ranked password list (string -> rank) and the
- * accounts (canonical username -> account).  Both are sized once; the account table
- * never grows past max_accounts, so a flood of random usernames costs bounded memory.
+ * Two open-addressing hash tables with linear probing, both hashed with SipHash-2-4
+ * under keys derived from the installation secret: the ranked password list (string
+ * -> rank, built once) and the accounts (canonical username -> account).  The account
+ * table grows by doubling up to twice max_accounts slots (load at most 1/2) and removes
+ * with backward shifting (no tombstones), so a lookup costs a few probes whatever names
+ * an attacker sends.  Guessed accounts sit on one of two LRU lists (newest first), as
+ * a segmented LRU does: a name guessed once is "on probation", one guessed again is
+ * "established"; room is made from the probation list first, so a flood of names
+ * each tried once churns only among themselves while an account under a patient,
+ * focused attack keeps its failures.  Cracked and fixed accounts are on neither list
+ * and are never removed.
  */
 #include "deceive/deception.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "deceive/siphash.h"
+
 #define USER_MAX 256
+#define TABLE_MIN 1024                               /* initial account slots */
+#define DEFAULT_MAX_ACCOUNTS 100000
+#define DEFAULT_EXPIRY_US (7LL * 86400 * 1000000)  /* account_expiry = 7d */
+#define EXPIRE_PER_CALL 64  /* expired guessed accounts freed per new name, at most */
+enum { SEG_PROBATION, SEG_ESTABLISHED, N_SEGS };
 
 struct acct {
 	struct deception_account pub;
-	char *user;
+	uint64_t hash;
+	struct acct *newer, *older; /* LRU of guessed accounts; both NULL otherwise */
+	bool on_lru;
+	uint8_t seg;                /* its LRU list: SEG_PROBATION or SEG_ESTABLISHED */
 	char *pass;
+	char user[];                /* canonical user name */
 };
 
 struct deception {
 	struct auth_policy policy; /* first: the policy pointer is the object */
+	uint8_t table_key[16];     /* SipHash keys, derived from the secret */
+	uint8_t pw_key[16];
 	/* password set */
 	char **pw;         /* ranked, owned */
 	size_t n_pw;
 	size_t *pw_slots;  /* index+1 into pw, 0 empty */
 	size_t pw_mask;
+	/* CRAM-MD5: HMAC-MD5 keyed with each of the first CRAM_CANDIDATES passwords */
+	EVP_MAC_CTX **cram;
+	size_t n_cram;
 	/* accounts */
 	struct acct **slots;
 	size_t slot_mask;
-	size_t n_accts;
-	size_t max_accts;
+	size_t n_accts, n_pinned; /* pinned: cracked or fixed */
+	size_t max_accts, max_slots;
+	struct acct *lru_newest[N_SEGS], *lru_oldest[N_SEGS];
+	int64_t expiry_us;
+	uint64_t evicted, expired, refused;
 	char **domains;
 	size_t n_domains;
 	unsigned fail_min, fail_max;
@@ -46,16 +75,6 @@ struct deception {
 	deception_save_fn save;
 	void *save_ctx;
 };
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
 
 static size_t pow2_at_least(size_t n)
 {
@@ -72,25 +91,21 @@ static int64_t wall_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static uint64_t pw_hash(const struct deception *d, const char *pw)
+{
+	return siphash24(d->pw_key, pw, strlen(pw));
+}
+
 static long pw_rank(const struct deception *d, const char *pw)
 {
 	if (!d->n_pw)
 		return -1;
-	for (size_t i = hash_str(pw) & d->pw_mask;; i = (i + 1) & d->pw_mask) {
+	for (size_t i = pw_hash(d, pw) & d->pw_mask;; i = (i + 1) & d->pw_mask) {
 		size_t v = d->pw_slots[i];
 		if (!v)
 			return -1;
 		if (!strcmp(d->pw[v - 1], pw))
 			return (long)(v - 1);
-	}
-}
-
-static struct acct **acct_slot(const struct deception *d, const char *user)
-{
-	for (size_t i = hash_str(user) & d->slot_mask;; i = (i + 1) & d->slot_mask) {
-		struct acct **s = &d->slots[i];
-		if (!*s || !strcmp((*s)->user, user))
-			return s;
 	}
 }
 
@@ -137,6 +152,143 @@ static int canonical(const struct deception *d, const char *username, char *out,
 	return 0;
 }
 
+/* ---- the account table ---- */
+
+/* The slot holding user (hash h), or the empty slot where it would go. */
+static size_t acct_find(const struct deception *d, const char *user, uint64_t h)
+{
+	for (size_t i = h & d->slot_mask;; i = (i + 1) & d->slot_mask) {
+		const struct acct *a = d->slots[i];
+		if (!a || (a->hash == h && !strcmp(a->user, user)))
+			return i;
+	}
+}
+
+/* Double the slots (rehash from the cached hashes).  -1 when out of memory. */
+static int table_grow(struct deception *d)
+{
+	size_t n = (d->slot_mask + 1) * 2;
+	struct acct **ns = calloc(n, sizeof(*ns));
+	if (!ns)
+		return -1;
+	for (size_t i = 0; i <= d->slot_mask; i++) {
+		struct acct *a = d->slots[i];
+		if (!a)
+			continue;
+		size_t j = a->hash & (n - 1);
+		while (ns[j])
+			j = (j + 1) & (n - 1);
+		ns[j] = a;
+	}
+	free(d->slots);
+	d->slots = ns;
+	d->slot_mask = n - 1;
+	return 0;
+}
+
+/* Remove the entry at slot i, shifting later members of its run back so that every
+ * entry stays reachable from its home slot (linear probing without tombstones). */
+static void table_remove_at(struct deception *d, size_t i)
+{
+	size_t mask = d->slot_mask;
+	d->slots[i] = NULL;
+	for (size_t j = (i + 1) & mask; d->slots[j]; j = (j + 1) & mask) {
+		size_t home = d->slots[j]->hash & mask;
+		/* the entry at j may move to the hole at i unless its home lies in (i, j] */
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (stays)
+			continue;
+		d->slots[i] = d->slots[j];
+		d->slots[j] = NULL;
+		i = j;
+	}
+}
+
+static void lru_unlink(struct deception *d, struct acct *a)
+{
+	if (!a->on_lru)
+		return;
+	if (a->newer)
+		a->newer->older = a->older;
+	else
+		d->lru_newest[a->seg] = a->older;
+	if (a->older)
+		a->older->newer = a->newer;
+	else
+		d->lru_oldest[a->seg] = a->newer;
+	a->newer = a->older = NULL;
+	a->on_lru = false;
+}
+
+/* a becomes the most recently guessed account of list seg. */
+static void lru_push_newest(struct deception *d, struct acct *a, unsigned seg)
+{
+	lru_unlink(d, a);
+	a->seg = (uint8_t)seg;
+	a->older = d->lru_newest[seg];
+	a->newer = NULL;
+	if (d->lru_newest[seg])
+		d->lru_newest[seg]->newer = a;
+	else
+		d->lru_oldest[seg] = a;
+	d->lru_newest[seg] = a;
+	a->on_lru = true;
+}
+
+/* The guessed account to drop first: the oldest on probation, else the oldest
+ * established one (NULL: every account is cracked or fixed). */
+static struct acct *lru_victim(const struct deception *d)
+{
+	return d->lru_oldest[SEG_PROBATION] ? d->lru_oldest[SEG_PROBATION]
+					    : d->lru_oldest[SEG_ESTABLISHED];
+}
+
+/* The least recently guessed account of either list, if it is past account_expiry. */
+static struct acct *lru_stale(const struct deception *d, int64_t now);
+
+static void acct_free(struct acct *a)
+{
+	if (!a)
+		return;
+	if (a->pass)
+		OPENSSL_cleanse(a->pass, strlen(a->pass));
+	free(a->pass);
+	free(a);
+}
+
+/* Forget a guessed account (it is on the LRU, never cracked or fixed). */
+static void acct_drop(struct deception *d, struct acct *a)
+{
+	size_t i = acct_find(d, a->user, a->hash);
+	if (d->slots[i] == a)
+		table_remove_at(d, i);
+	lru_unlink(d, a);
+	d->n_accts--;
+	acct_free(a);
+}
+
+/* A guessed account became cracked (or fixed): off the LRU, never evicted. */
+static void acct_pin(struct deception *d, struct acct *a)
+{
+	if (a->on_lru) {
+		lru_unlink(d, a);
+		d->n_pinned++;
+	}
+}
+
+static bool is_stale(const struct deception *d, const struct acct *a, int64_t now)
+{
+	return a->pub.updated_us && now - a->pub.updated_us > d->expiry_us;
+}
+
+static struct acct *lru_stale(const struct deception *d, int64_t now)
+{
+	for (unsigned seg = 0; seg < N_SEGS; seg++)
+		if (d->lru_oldest[seg] && is_stale(d, d->lru_oldest[seg], now))
+			return d->lru_oldest[seg];
+	return NULL;
+}
+
 static unsigned threshold_for(const struct deception *d, const char *user)
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
@@ -155,22 +307,53 @@ static void acct_sync(struct acct *a)
 	a->pub.password = a->pass;
 }
 
-static struct acct *acct_get(struct deception *d, const char *user, bool create)
+/* The account of user (canonical), created as a guessed account when create is set
+ * (with *threshold, or the one derived from the secret when threshold is NULL).
+ * Making room: expired guessed accounts go first, then the least recently guessed
+ * one.  NULL when unknown (!create), out of memory, or every account is pinned. */
+static struct acct *acct_get(struct deception *d, const char *user, bool create,
+			     int64_t now, const unsigned *threshold)
 {
-	struct acct **s = acct_slot(d, user);
-	if (*s || !create)
-		return *s;
-	if (d->n_accts >= d->max_accts)
-		return NULL;
-	struct acct *a = calloc(1, sizeof(*a));
-	if (!a || !(a->user = strdup(user))) {
-		free(a);
-		return NULL;
+	size_t ulen = strlen(user);
+	uint64_t h = siphash24(d->table_key, user, ulen);
+	size_t i = acct_find(d, user, h);
+	if (d->slots[i] || !create)
+		return d->slots[i];
+	bool moved = false;
+	struct acct *old;
+	for (int k = 0; k < EXPIRE_PER_CALL && (old = lru_stale(d, now)); k++) {
+		acct_drop(d, old);
+		d->expired++;
+		moved = true;
 	}
-	a->pub.threshold = threshold_for(d, user);
+	if (d->n_accts >= d->max_accts) {
+		struct acct *victim = lru_victim(d);
+		if (!victim) {
+			d->refused++;
+			return NULL;
+		}
+		acct_drop(d, victim);
+		d->evicted++;
+		moved = true;
+	}
+	if ((d->n_accts + 1) * 2 > d->slot_mask + 1 && d->slot_mask + 1 < d->max_slots) {
+		if (table_grow(d) != 0)
+			return NULL;
+		moved = true;
+	}
+	if (moved)
+		i = acct_find(d, user, h);
+	struct acct *a = calloc(1, sizeof(*a) + ulen + 1);
+	if (!a)
+		return NULL;
+	memcpy(a->user, user, ulen + 1);
+	a->hash = h;
+	a->pub.threshold = threshold ? *threshold : threshold_for(d, user);
+	a->pub.updated_us = now;
 	acct_sync(a);
-	*s = a;
+	d->slots[i] = a;
 	d->n_accts++;
+	lru_push_newest(d, a, SEG_PROBATION);
 	return a;
 }
 
@@ -180,6 +363,8 @@ static void save(struct deception *d, struct acct *a)
 	if (d->save)
 		d->save(d->save_ctx, &a->pub);
 }
+
+/* ---- guesses ---- */
 
 static bool secret_equal(const char *a, const char *b)
 {
@@ -199,7 +384,29 @@ static bool guess_matches(const struct auth_request *req, const char *password)
 	return req->password && secret_equal(req->password, password);
 }
 
-/* For CRAM-MD5 the guess is hidden in a digest: find which list password it is. */
+/* HMAC-MD5 of the challenge under candidate i, hex, from its prepared key. */
+static bool cram_candidate_digest(const struct deception *d, size_t i, const char *challenge,
+				  char out[33])
+{
+	EVP_MAC_CTX *c = EVP_MAC_CTX_dup(d->cram[i]);
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	size_t maclen = 0;
+	bool ok = c && EVP_MAC_update(c, (const unsigned char *)challenge, strlen(challenge)) &&
+		  EVP_MAC_final(c, mac, &maclen, sizeof(mac)) && maclen == 16;
+	EVP_MAC_CTX_free(c);
+	if (!ok)
+		return false;
+	static const char hex[] = "0123456789abcdef";
+	for (size_t k = 0; k < 16; k++) {
+		out[2 * k] = hex[mac[k] >> 4];
+		out[2 * k + 1] = hex[mac[k] & 15];
+	}
+	out[32] = '\0';
+	return true;
+}
+
+/* The list password the guess is (NULL: none).  For CRAM-MD5 the guess is hidden in a
+ * digest: only the first n_cram list passwords are tried, from prepared keys. */
 static const char *guess_from_list(const struct deception *d, const struct auth_request *req)
 {
 	if (!req->cram_digest) {
@@ -207,9 +414,14 @@ static const char *guess_from_list(const struct deception *d, const struct auth_
 			return NULL;
 		return req->password;
 	}
-	for (size_t i = 0; i < d->n_pw; i++)
-		if (guess_matches(req, d->pw[i]))
+	if (!req->cram_challenge)
+		return NULL;
+	for (size_t i = 0; i < d->n_cram; i++) {
+		char want[33];
+		if (cram_candidate_digest(d, i, req->cram_challenge, want) &&
+		    secret_equal(want, req->cram_digest))
 			return d->pw[i];
+	}
 	return NULL;
 }
 
@@ -219,9 +431,10 @@ static enum auth_verdict deception_check(struct auth_policy *p, const struct aut
 	char user[USER_MAX];
 	if (!req->username || canonical(d, req->username, user, sizeof(user)) < 0)
 		return AUTH_FAIL;
-	struct acct *a = acct_get(d, user, true);
+	int64_t now = d->now_us();
+	struct acct *a = acct_get(d, user, true, now, NULL);
 	if (!a)
-		return AUTH_FAIL; /* table full: refuse, untracked */
+		return AUTH_FAIL; /* every slot holds a cracked account: refuse, untracked */
 	if (a->pass) {
 		if (guess_matches(req, a->pass))
 			return AUTH_OK;
@@ -229,10 +442,19 @@ static enum auth_verdict deception_check(struct auth_policy *p, const struct aut
 		save(d, a);
 		return AUTH_FAIL;
 	}
+	if (is_stale(d, a, now)) {
+		/* untouched for account_expiry: the guessing starts over */
+		a->pub.failures = 0;
+		d->expired++;
+	}
+	a->pub.updated_us = now;
+	/* guessed at again: established (a flood of one-off names evicts others first) */
+	lru_push_newest(d, a, a->pub.failures > 0 ? SEG_ESTABLISHED : SEG_PROBATION);
 	if (a->pub.failures >= a->pub.threshold) {
 		const char *hit = guess_from_list(d, req);
 		if (hit && (a->pass = strdup(hit))) {
-			a->pub.cracked_us = d->now_us();
+			a->pub.cracked_us = now;
+			acct_pin(d, a);
 			save(d, a);
 			return AUTH_OK;
 		}
@@ -245,14 +467,13 @@ static enum auth_verdict deception_check(struct auth_policy *p, const struct aut
 static void deception_destroy(struct auth_policy *p)
 {
 	struct deception *d = (struct deception *)p;
-	for (size_t i = 0; i <= d->slot_mask; i++) {
-		if (d->slots[i]) {
-			free(d->slots[i]->user);
-			free(d->slots[i]->pass);
-			free(d->slots[i]);
-		}
-	}
+	if (d->slots)
+		for (size_t i = 0; i <= d->slot_mask; i++)
+			acct_free(d->slots[i]);
 	free(d->slots);
+	for (size_t i = 0; i < d->n_cram; i++)
+		EVP_MAC_CTX_free(d->cram[i]);
+	free(d->cram);
 	for (size_t i = 0; i < d->n_pw; i++)
 		free(d->pw[i]);
 	free(d->pw);
@@ -260,6 +481,9 @@ static void deception_destroy(struct auth_policy *p)
 	for (size_t i = 0; i < d->n_domains; i++)
 		free(d->domains[i]);
 	free(d->domains);
+	OPENSSL_cleanse(d->secret, sizeof(d->secret));
+	OPENSSL_cleanse(d->table_key, sizeof(d->table_key));
+	OPENSSL_cleanse(d->pw_key, sizeof(d->pw_key));
 	free(d);
 }
 
@@ -282,6 +506,52 @@ static char **copy_list(const char *const *src, size_t n, bool lower)
 	return dst;
 }
 
+/* The table keys: HMAC-SHA256(secret, label), so the secret itself never keys SipHash
+ * and the two tables do not share a key. */
+static int derive_keys(struct deception *d)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned maclen = 0;
+	static const char label[] = "mxbait-deception-table-v1";
+	if (!HMAC(EVP_sha256(), d->secret, sizeof(d->secret), (const unsigned char *)label,
+		  sizeof(label) - 1, mac, &maclen) || maclen < 32)
+		return -1;
+	memcpy(d->table_key, mac, 16);
+	memcpy(d->pw_key, mac + 16, 16);
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return 0;
+}
+
+/* HMAC-MD5 contexts keyed with the first CRAM_CANDIDATES list passwords. */
+static int cram_prepare(struct deception *d)
+{
+	size_t n = d->n_pw < CRAM_CANDIDATES ? d->n_pw : CRAM_CANDIDATES;
+	d->cram = calloc(n ? n : 1, sizeof(*d->cram));
+	if (!d->cram)
+		return -1;
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (!mac)
+		return -1;
+	char digest[] = "MD5";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		EVP_MAC_CTX *c = EVP_MAC_CTX_new(mac);
+		if (!c || !EVP_MAC_init(c, (const unsigned char *)d->pw[i], strlen(d->pw[i]),
+					params)) {
+			EVP_MAC_CTX_free(c);
+			rc = -1;
+			break;
+		}
+		d->cram[d->n_cram++] = c;
+	}
+	EVP_MAC_free(mac);
+	return rc;
+}
+
 struct auth_policy *deception_new(const struct deception_config *cfg)
 {
 	struct deception *d = calloc(1, sizeof(*d));
@@ -295,9 +565,12 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 	d->now_us = cfg->now_us ? cfg->now_us : wall_now_us;
 	d->save = cfg->save;
 	d->save_ctx = cfg->save_ctx;
-	d->max_accts = cfg->max_accounts ? cfg->max_accounts : 100000;
-	d->slot_mask = pow2_at_least(d->max_accts * 2) - 1;
-	d->slots = calloc(d->slot_mask + 1, sizeof(*d->slots));
+	d->max_accts = cfg->max_accounts ? cfg->max_accounts : DEFAULT_MAX_ACCOUNTS;
+	d->max_slots = pow2_at_least(d->max_accts * 2);
+	d->expiry_us = cfg->account_expiry_us > 0 ? cfg->account_expiry_us : DEFAULT_EXPIRY_US;
+	size_t first = TABLE_MIN < d->max_slots ? TABLE_MIN : d->max_slots;
+	d->slot_mask = first - 1;
+	d->slots = calloc(first, sizeof(*d->slots));
 
 	size_t n = cfg->n_passwords;
 	if (cfg->top_n && cfg->top_n < n)
@@ -307,7 +580,7 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 	d->pw_slots = calloc(d->pw_mask + 1, sizeof(*d->pw_slots));
 	d->domains = copy_list(cfg->domains, cfg->n_domains, true);
 	d->n_domains = cfg->n_domains;
-	if (!d->slots || !d->pw || !d->pw_slots || !d->domains) {
+	if (!d->slots || !d->pw || !d->pw_slots || !d->domains || derive_keys(d) != 0) {
 		if (!d->domains)
 			d->n_domains = 0;
 		deception_destroy(&d->policy);
@@ -320,11 +593,16 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 			deception_destroy(&d->policy);
 			return NULL;
 		}
-		size_t j = hash_str(d->pw[d->n_pw]) & d->pw_mask;
+		size_t j = pw_hash(d, d->pw[d->n_pw]) & d->pw_mask;
 		while (d->pw_slots[j])
 			j = (j + 1) & d->pw_mask;
 		d->pw_slots[j] = ++d->n_pw;
 	}
+	if (cram_prepare(d) != 0) {
+		deception_destroy(&d->policy);
+		return NULL;
+	}
+	int64_t now = d->now_us();
 	for (size_t i = 0; i < cfg->n_fixed; i++) {
 		const char *colon = strchr(cfg->fixed[i], ':');
 		char user[USER_MAX], raw[USER_MAX];
@@ -334,12 +612,13 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 		raw[colon - cfg->fixed[i]] = '\0';
 		if (canonical(d, raw, user, sizeof(user)) < 0)
 			continue;
-		struct acct *a = acct_get(d, user, true);
+		struct acct *a = acct_get(d, user, true, now, NULL);
 		if (!a)
 			continue;
 		free(a->pass);
 		a->pass = strdup(colon + 1);
 		a->pub.fixed = 1;
+		acct_pin(d, a);
 		acct_sync(a);
 	}
 	return &d->policy;
@@ -351,20 +630,43 @@ int deception_restore(struct auth_policy *p, const struct deception_account *in)
 	char user[USER_MAX];
 	if (!in->username || canonical(d, in->username, user, sizeof(user)) < 0)
 		return -1;
-	struct acct *a = acct_get(d, user, true);
+	int64_t now = d->now_us();
+	if (!in->password && in->updated_us && now - in->updated_us > d->expiry_us)
+		return 0; /* guessed long ago and never cracked: forgotten */
+	/* the threshold saved with it was derived from the same secret: reuse it while
+	 * it fits crack_after_failures (no HMAC per account at start) */
+	bool saved_fits = in->threshold >= d->fail_min && in->threshold <= d->fail_max;
+	struct acct *a = acct_get(d, user, true, now, saved_fits ? &in->threshold : NULL);
 	if (!a)
 		return -1;
 	if (a->pub.fixed)
 		return 0; /* the config wins over the saved state */
 	a->pub.failures = in->failures;
 	a->pub.cracked_us = in->cracked_us;
+	a->pub.updated_us = in->updated_us ? in->updated_us : now;
 	if (in->password) {
 		free(a->pass);
 		if (!(a->pass = strdup(in->password)))
 			return -1;
+		acct_pin(d, a);
+	} else if (a->pass) {
+		return 0; /* cracked already (a later row cannot undo a crack) */
+	} else {
+		lru_push_newest(d, a, a->pub.failures > 1 ? SEG_ESTABLISHED : SEG_PROBATION);
 	}
 	acct_sync(a);
 	return 0;
+}
+
+void deception_stats(const struct auth_policy *p, struct deception_stats *st_r)
+{
+	const struct deception *d = (const struct deception *)p;
+	memset(st_r, 0, sizeof(*st_r));
+	st_r->accounts = d->n_accts;
+	st_r->cracked = d->n_pinned;
+	st_r->evicted = d->evicted;
+	st_r->expired = d->expired;
+	st_r->refused = d->refused;
 }
 
 int deception_canonical(const struct auth_policy *p, const char *username, char *out,
@@ -380,7 +682,8 @@ const struct deception_account *deception_lookup(const struct auth_policy *p,
 	char user[USER_MAX];
 	if (canonical(d, username, user, sizeof(user)) < 0)
 		return NULL;
-	struct acct *a = *acct_slot(d, user);
+	uint64_t h = siphash24(d->table_key, user, strlen(user));
+	const struct acct *a = d->slots[acct_find(d, user, h)];
 	return a ? &a->pub : NULL;
 }
 

@@ -16,9 +16,23 @@
  *
  * Decisions are in memory and synchronous.  Every change of an account (a failure
  * counted, a crack) is reported to the save hook so that the host can persist it in
- * the background; deception_restore() loads saved accounts at start.  The number of
- * accounts held is bounded (max_accounts); when the table is full, new usernames are
- * refused without being tracked.
+ * the background; deception_restore() loads saved accounts at start.
+ *
+ * Bounded state (attackers choose the user names): the table holds at most
+ * max_accounts accounts and is a hash table keyed with SipHash-2-4 under a key derived
+ * from the installation secret, so nobody outside can choose names that collide.
+ * Accounts that were guessed at but never cracked are "guessed" accounts: they live in
+ * least-recently-used order (a segmented LRU: names guessed only once are dropped
+ * before names guessed again, so a flood of one-off names cannot push out an account
+ * under a patient attack), one untouched for account_expiry starts over (its failures
+ * forgotten), and when the table is full the least recently guessed one makes room
+ * for a new name.  Cracked and fixed accounts are never evicted: a guessing flood
+ * cannot take away what an attacker already "owns".  Only when every slot holds a
+ * cracked or fixed account is a new user name refused without being tracked.
+ *
+ * CRAM-MD5 hides the guess in an HMAC: past an account's threshold the policy tries
+ * only the first CRAM_CANDIDATES list passwords (HMAC-MD5 keys prepared once at
+ * start), so one attempt costs a bounded number of HMACs, never one per list entry.
  */
 #ifndef MXB_DECEIVE_DECEPTION_H
 #define MXB_DECEIVE_DECEPTION_H
@@ -35,7 +49,11 @@ struct deception_account {
 	unsigned threshold;     /* failures needed before a list password cracks it */
 	int64_t cracked_us;     /* when it was cracked, 0 if not */
 	int fixed;              /* from the config */
+	int64_t updated_us;     /* last guess at it (restore: when it was saved; 0 unknown) */
 };
+
+/* At most this many list passwords are tried against one CRAM-MD5 digest. */
+#define CRAM_CANDIDATES 100
 
 typedef void (*deception_save_fn)(void *ctx, const struct deception_account *a);
 
@@ -48,8 +66,10 @@ struct deception_config {
 	size_t n_domains;
 	const char *const *fixed;      /* "user:password" */
 	size_t n_fixed;
-	uint8_t secret[32];            /* per-installation key for thresholds */
+	uint8_t secret[32];            /* per-installation key: thresholds, table hash */
 	size_t max_accounts;           /* bound on accounts held (0: 100000) */
+	int64_t account_expiry_us;     /* a guessed account untouched this long starts
+					* over (0: 7 days) */
 	int64_t (*now_us)(void);       /* clock (tests); NULL: wall clock */
 	deception_save_fn save;        /* persistence hook, may be NULL */
 	void *save_ctx;
@@ -58,8 +78,21 @@ struct deception_config {
 /* Create the policy (it copies what it needs from cfg). NULL on allocation failure. */
 struct auth_policy *deception_new(const struct deception_config *cfg);
 
-/* Load a saved account (at start, before any check). Returns 0 or -1. */
+/* Load a saved account (at start, before any check; oldest save first, so that the
+ * most recent guessed accounts are the ones kept when there are more than fit).  A
+ * guessed account saved longer than account_expiry ago is skipped.  Returns 0, or -1
+ * when the account is refused (not plausible any more, or the table is full of cracked
+ * accounts). */
 int deception_restore(struct auth_policy *p, const struct deception_account *a);
+
+struct deception_stats {
+	size_t accounts;      /* held now */
+	size_t cracked;       /* of which cracked or fixed */
+	uint64_t evicted;     /* guessed accounts dropped to make room */
+	uint64_t expired;     /* guessed accounts that started over after account_expiry */
+	uint64_t refused;     /* new names not tracked: the table was full of cracked ones */
+};
+void deception_stats(const struct auth_policy *p, struct deception_stats *st_r);
 
 /* Canonical username into out (size outlen): lower case, served domain stripped.
  * Returns -1 when the username is garbage (never succeeds). */

@@ -18,9 +18,10 @@
  * (text + HTML) and one multipart/mixed with a small attachment whenever it holds 3+
  * messages, so IMAP BODYSTRUCTURE is never trivial.
  *
- * Bounds: a folder holds at most MBOX_MAX_MSGS messages and MBOX_MAX_BYTES bytes;
- * mailbox_append past them fails (returns 0) rather than letting an attacker fill
- * memory through APPEND.
+ * Bounds: a folder holds at most MBOX_MAX_MSGS messages and MBOX_MAX_BYTES bytes
+ * (copies counted at full size); mailbox_append and mailbox_copy past them fail
+ * (return 0).  Bodies are reference-counted: a copy shares its bytes, and what a
+ * session added is counted in set->extra_bytes for the engine's memory budgets.
  */
 #include "deceive/mailbox.h"
 
@@ -478,7 +479,51 @@ static int build_msg(struct gen *g, const struct tmpl *t, enum folder_kind fk, i
 
 /* ---- folders --------------------------------------------------------------------- */
 
-static int add_msg(struct mbox_folder *f, char *data, size_t len, int64_t date, unsigned flags)
+struct mbox_body {
+	size_t refs;
+	size_t size;
+	int extra;  /* APPENDed in this session: counted in extra_bytes */
+	char data[];
+};
+
+static struct mbox_body *body_new(struct mbox_set *set, const char *data, size_t len,
+				  int extra)
+{
+	struct mbox_body *b = malloc(sizeof(*b) + len + 1);
+	if (!b)
+		return NULL;
+	b->refs = 0;
+	b->size = len;
+	b->extra = extra;
+	if (len)
+		memcpy(b->data, data, len);
+	b->data[len] = '\0';
+	if (extra)
+		set->extra_bytes += len;
+	return b;
+}
+
+static void body_unref(struct mbox_set *set, struct mbox_body *b)
+{
+	if (!b || --b->refs > 0)
+		return;
+	if (b->extra)
+		set->extra_bytes -= b->size;
+	free(b);
+}
+
+/* Drop the entry m of set (its body reference and its entry cost). */
+static void entry_drop(struct mbox_set *set, struct mbox_msg *m)
+{
+	if (m->extra)
+		set->extra_bytes -= MBOX_ENTRY_COST;
+	body_unref(set, m->body);
+	m->body = NULL;
+	m->data = NULL;
+}
+
+static int add_entry(struct mbox_folder *f, struct mbox_body *body, int64_t date,
+		     unsigned flags, int extra)
 {
 	if (f->n_msgs == f->alloc_msgs) {
 		size_t na = f->alloc_msgs ? f->alloc_msgs * 2 : 8;
@@ -490,10 +535,29 @@ static int add_msg(struct mbox_folder *f, char *data, size_t len, int64_t date, 
 	}
 	struct mbox_msg *m = &f->msgs[f->n_msgs++];
 	m->uid = f->uidnext++;
-	m->data = data;
-	m->size = len;
+	m->body = body;
+	m->data = body->data;
+	m->size = body->size;
 	m->internaldate = date;
 	m->flags = flags;
+	m->extra = extra;
+	body->refs++;
+	if (extra)
+		f->set->extra_bytes += MBOX_ENTRY_COST;
+	return 0;
+}
+
+/* A generated message: data (malloc'd, taken) becomes a body of its own. */
+static int add_msg(struct mbox_folder *f, char *data, size_t len, int64_t date, unsigned flags)
+{
+	struct mbox_body *b = body_new(f->set, data, len, 0);
+	free(data);
+	if (!b)
+		return -1;
+	if (add_entry(f, b, date, flags, 0) < 0) {
+		free(b);
+		return -1;
+	}
 	return 0;
 }
 
@@ -669,6 +733,7 @@ struct mbox_set *mailbox_generate(const char *username, const char *domain,
 				   rng_range(&g.rng, 0, 86399));
 	for (size_t i = 0; i < NELEM(layout); i++) {
 		struct mbox_folder *f = &set->folders[i];
+		f->set = set;
 		f->name = strdup(layout[i].name);
 		f->special_use = layout[i].special;
 		f->uidvalidity = uidv + (uint32_t)(i ? rng_range(&g.rng, 1, 4) * i : 0);
@@ -711,7 +776,7 @@ void mailbox_free(struct mbox_set **setp)
 	for (size_t i = 0; i < set->n_folders; i++) {
 		struct mbox_folder *f = &set->folders[i];
 		for (size_t j = 0; j < f->n_msgs; j++)
-			free(f->msgs[j].data);
+			entry_drop(set, &f->msgs[j]);
 		free(f->msgs);
 		free(f->name);
 	}
@@ -733,28 +798,50 @@ struct mbox_folder *mailbox_folder(struct mbox_set *set, const char *name)
 	return NULL;
 }
 
-uint32_t mailbox_append(struct mbox_folder *f, const char *data, size_t len,
-			int64_t internaldate, unsigned flags)
+/* Room in f for one more message of len bytes (copies count at full size). */
+static bool folder_has_room(const struct mbox_folder *f, size_t len)
 {
-	if (!f || (!data && len) || f->n_msgs >= MBOX_MAX_MSGS || f->uidnext == UINT32_MAX)
-		return 0;
+	if (!f || f->n_msgs >= MBOX_MAX_MSGS || f->uidnext == UINT32_MAX)
+		return false;
 	size_t total = 0;
 	for (size_t i = 0; i < f->n_msgs; i++)
 		total += f->msgs[i].size;
-	if (len > MBOX_MAX_BYTES || total + len > MBOX_MAX_BYTES)
+	return len <= MBOX_MAX_BYTES && total + len <= MBOX_MAX_BYTES;
+}
+
+uint32_t mailbox_append(struct mbox_folder *f, const char *data, size_t len,
+			int64_t internaldate, unsigned flags)
+{
+	if ((!data && len) || !folder_has_room(f, len))
 		return 0;
-	char *copy = malloc(len + 1);
-	if (!copy)
+	struct mbox_body *b = body_new(f->set, data, len, 1);
+	if (!b)
 		return 0;
-	if (len)
-		memcpy(copy, data, len);
-	copy[len] = '\0';
 	uint32_t uid = f->uidnext;
-	if (add_msg(f, copy, len, internaldate, flags) < 0) {
-		free(copy);
+	if (add_entry(f, b, internaldate, flags, 1) < 0) {
+		b->refs = 1;
+		body_unref(f->set, b);
 		return 0;
 	}
 	return uid;
+}
+
+uint32_t mailbox_copy(struct mbox_folder *f, const struct mbox_msg *m, unsigned flags)
+{
+	if (!m || !m->body || !folder_has_room(f, m->size))
+		return 0;
+	/* m may be an entry of f, whose array add_entry may move: read it first */
+	struct mbox_body *body = m->body;
+	int64_t date = m->internaldate;
+	uint32_t uid = f->uidnext;
+	if (add_entry(f, body, date, flags, 1) < 0)
+		return 0;
+	return uid;
+}
+
+size_t mailbox_extra_bytes(const struct mbox_set *set)
+{
+	return set ? set->extra_bytes : 0;
 }
 
 size_t mailbox_expunge(struct mbox_folder *f)
@@ -764,7 +851,7 @@ size_t mailbox_expunge(struct mbox_folder *f)
 	size_t o = 0, gone = 0;
 	for (size_t i = 0; i < f->n_msgs; i++) {
 		if (f->msgs[i].flags & MBOX_DELETED) {
-			free(f->msgs[i].data);
+			entry_drop(f->set, &f->msgs[i]);
 			gone++;
 		} else {
 			f->msgs[o++] = f->msgs[i];

@@ -161,7 +161,7 @@ struct dovecot_policy *dovecot_policy_new(struct event_base *base, const struct 
 			dovecot_policy_free(&dp);
 			return NULL;
 		}
-		fprintf(stderr, "mxbait: listening dovecot-policy on %s\n",
+		log_msg(LOG_INFO, NULL, "listening dovecot-policy on %s",
 			cfg->dovecot_policy_listen[i]);
 	}
 	return dp;

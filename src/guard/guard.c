@@ -112,14 +112,21 @@ static int64_t now_us(void)
 
 /* ---- events ---- */
 
-static void emit(struct guard *g, struct mxb_event *ev, const char *id, const char *src,
-		 unsigned port)
+/* ts_us 0: now. */
+static void emit_at(struct guard *g, struct mxb_event *ev, int64_t ts_us, const char *id,
+		    const char *src, unsigned port)
 {
-	mxb_event_stamp(ev, 0, id, src, port, "guard");
+	mxb_event_stamp(ev, ts_us, id, src, port, "guard");
 	if (g->es)
 		eventstore_submit(g->es, ev);
 	else
 		mxb_event_free(&ev);
+}
+
+static void emit(struct guard *g, struct mxb_event *ev, const char *id, const char *src,
+		 unsigned port)
+{
+	emit_at(g, ev, 0, id, src, port);
 }
 
 static void str_or_null(struct mxb_event *ev, const char *key, const char *v)
@@ -160,8 +167,8 @@ static void emit_decision(struct guard *g, const struct decision *d, const char 
 	else
 		mxb_event_null(ev, "duration_ms");
 	mxb_event_int(ev, "level", d->level);
-	ev->ts_us = ts_us;
-	emit(g, ev, d->id, src, 0);
+	/* at the decision's own time: the decisions table's created_us is this ts */
+	emit_at(g, ev, ts_us, d->id, src, 0);
 }
 
 /* ---- enforcement ---- */
@@ -212,13 +219,19 @@ static void drop_narrower(void *arg, const struct decision *d)
 		enforce(n->g, d, NFT_OP_DEL, n->now);
 }
 
-/* Decide (and record, and enforce).  Trusted sources are never acted on. */
-static void decide(struct guard *g, const struct netaddr *src, enum decision_action act,
-		   const char *reason, const char *origin, const char *const *ev, size_t n_ev,
-		   uint64_t duration_ms)
+/* Decide (and record, and enforce).  Trusted sources are never acted on.  Returns
+ * the table's answer (DECIDE_FULL also for a trusted source, with *trusted_r set);
+ * out_r (may be NULL) gets the new decision. */
+static enum decide_result decide(struct guard *g, const struct netaddr *src,
+				 enum decision_action act, const char *reason, const char *origin,
+				 const char *const *ev, size_t n_ev, uint64_t duration_ms,
+				 struct decision *out_r, bool *trusted_r)
 {
-	if (act != DECISION_ALLOW && netset_contains(&g->trusted, src))
-		return;
+	if (act != DECISION_ALLOW && netset_contains(&g->trusted, src)) {
+		if (trusted_r)
+			*trusted_r = true;
+		return DECIDE_FULL;
+	}
 	int64_t now = now_us();
 	/* a stronger manual decision replaces the old one: end it in the record first */
 	struct decision old;
@@ -236,10 +249,10 @@ static void decide(struct guard *g, const struct netaddr *src, enum decision_act
 	if (r == DECIDE_FULL) {
 		log_msg(LOG_WARNING, NULL, "guard: decision table full (guard_max_keys): %s not "
 			"recorded", reason);
-		return;
+		return r;
 	}
 	if (r != DECIDE_NEW)
-		return;
+		return r;
 	if (replaced) {
 		emit_decision(g, &old, "del", now);
 		if (set_of(old.action) != set_of(d.action))
@@ -258,6 +271,9 @@ static void decide(struct guard *g, const struct netaddr *src, enum decision_act
 		decision_action_name(d.action), netaddr_format(&d.src, src_s, sizeof(src_s)),
 		d.expires_us ? (unsigned long long)((d.expires_us - d.created_us) / 1000000) : 0ULL,
 		d.reason, d.level, d.id);
+	if (out_r)
+		*out_r = d;
+	return r;
 }
 
 static void apply_convictions(struct guard *g)
@@ -267,7 +283,7 @@ static void apply_convictions(struct guard *g)
 		const char *ev[DECISION_EVIDENCE_MAX];
 		for (size_t j = 0; j < k->n_evidence; j++)
 			ev[j] = k->evidence[j];
-		decide(g, &k->src, k->action, k->reason, "guard", ev, k->n_evidence, 0);
+		decide(g, &k->src, k->action, k->reason, "guard", ev, k->n_evidence, 0, NULL, NULL);
 	}
 	convictions_reset(&g->conv);
 }
@@ -328,7 +344,7 @@ enum guard_answer guard_auth(struct guard *g, const struct guard_auth_obs *o, un
 		const char *ev[1] = { id };
 		/* a trap convicts even a correct password: the pair is known to attackers */
 		if (trap)
-			decide(g, &o->ip, DECISION_DIVERT, trap_reason, "guard", ev, 1, 0);
+			decide(g, &o->ip, DECISION_DIVERT, trap_reason, "guard", ev, 1, 0, NULL, NULL);
 		if (o->success >= 0 && !o->record_only) {
 			struct detect_auth a = {
 				.ip = o->ip, .id = id, .username = o->username, .pwhash = o->pwhash,
@@ -405,7 +421,7 @@ void guard_rcpt(struct guard *g, const struct guard_rcpt_obs *o)
 	if (!trusted) {
 		const char *ev[1] = { id };
 		if (trap)
-			decide(g, &o->ip, DECISION_DIVERT, "trap_user", "guard", ev, 1, 0);
+			decide(g, &o->ip, DECISION_DIVERT, "trap_user", "guard", ev, 1, 0, NULL, NULL);
 		if (o->known == 0 && !o->record_only) {
 			detect_rcpt_unknown(g->detect, &o->ip, id, at ? at + 1 : NULL, now_us(),
 					    &g->conv);
@@ -513,7 +529,8 @@ static void copy_field(char *dst, size_t n, const char *v)
 	dst[l] = '\0';
 }
 
-/* One request file: key=value lines (op, source, action, duration_ms, reason). */
+/* One request file of `mxbait decisions`: key=value lines (op, source, action,
+ * duration_ms, reason), applied through guard_operator() like the web's actions. */
 static void apply_request(struct guard *g, const char *text, const char *name)
 {
 	char op[16] = "", source[NETADDR_STRLEN + 8] = "", action[16] = "", reason[DECISION_REASON_LEN] = "manual";
@@ -546,42 +563,104 @@ static void apply_request(struct guard *g, const char *text, const char *name)
 		}
 		p += ll + (nl ? 1 : 0);
 	}
-	struct netaddr src;
-	if (netaddr_parse(source, &src) != 0) {
+	struct guard_request rq = { .reason = reason, .duration_ms = duration_ms,
+				    .origin = origin };
+	if (netaddr_parse(source, &rq.src) != 0) {
 		log_msg(LOG_WARNING, NULL, "guard: request %s: bad source: ignored", name);
 		return;
 	}
-	int64_t now = now_us();
 	if (!strcmp(op, "del")) {
-		struct decision old;
-		if (decision_table_remove(g->decisions, &src, now, &old) == 0) {
-			emit_decision(g, &old, "del", now);
-			enforce(g, &old, NFT_OP_DEL, now);
-			log_msg(LOG_NOTICE, NULL, "guard: decision %s about %s removed by an operator",
-				old.id, source);
-		}
-		return;
+		rq.op = GUARD_OP_DEL;
+	} else if (!strcmp(op, "allow")) {
+		rq.op = GUARD_OP_ALLOW;
+	} else {
+		rq.op = GUARD_OP_ADD;
+		rq.action = decision_action_parse(action);
 	}
-	enum decision_action act = !strcmp(op, "allow") ? DECISION_ALLOW
-						       : decision_action_parse(action);
-	if (act == DECISION_NONE) {
+	char by[300];
+	snprintf(by, sizeof(by), "request %s", name);
+	rq.by = by;
+	struct decision d;
+	if (guard_operator(g, &rq, &d) == GUARD_OP_BAD)
 		log_msg(LOG_WARNING, NULL, "guard: request %s: bad action: ignored", name);
-		return;
+}
+
+const char *guard_op_result_name(enum guard_op_result r)
+{
+	switch (r) {
+	case GUARD_OP_DONE: return "done";
+	case GUARD_OP_UNCHANGED: return "unchanged";
+	case GUARD_OP_NOT_FOUND: return "not_found";
+	case GUARD_OP_TRUSTED: return "trusted";
+	case GUARD_OP_FULL: return "full";
+	default: return "bad";
 	}
-	/* what peers agree on never touches a trusted source */
-	if (!strcmp(origin, "peers") && (act == DECISION_ALLOW || guard_trusted(g, &src))) {
-		log_msg(LOG_NOTICE, NULL, "guard: request %s: peers' decision about a trusted "
-			"source %s ignored", name, source);
-		return;
+}
+
+enum guard_op_result guard_operator(struct guard *g, const struct guard_request *r,
+				    struct decision *d_r)
+{
+	memset(d_r, 0, sizeof(*d_r));
+	int64_t now = r->now_us ? r->now_us : now_us();
+	char src_s[NETADDR_STRLEN];
+	netaddr_format(&r->src, src_s, sizeof(src_s));
+	const char *by = r->by ? r->by : "an operator";
+	if (r->op == GUARD_OP_DEL) {
+		const struct decision *cur = decision_table_get(g->decisions, &r->src, now);
+		if (!cur || (r->expect_id && strcmp(cur->id, r->expect_id)))
+			return GUARD_OP_NOT_FOUND;
+		if (decision_table_remove(g->decisions, &r->src, now, d_r) != 0)
+			return GUARD_OP_NOT_FOUND;
+		emit_decision(g, d_r, "del", now);
+		enforce(g, d_r, NFT_OP_DEL, now);
+		log_msg(LOG_NOTICE, NULL, "guard: decision %s about %s (%s) removed by %s", d_r->id,
+			src_s, decision_action_name(d_r->action), by);
+		return GUARD_OP_DONE;
+	}
+	enum decision_action act = r->op == GUARD_OP_ALLOW ? DECISION_ALLOW : r->action;
+	if (act == DECISION_NONE || (r->op == GUARD_OP_ADD && act == DECISION_ALLOW))
+		return GUARD_OP_BAD;
+	const char *origin = r->origin && !strcmp(r->origin, "peers") ? "peers" : "manual";
+	if (!strcmp(origin, "peers")) {
+		/* what peers agree on never touches a trusted source, never allows, and
+		 * never replaces a local decision (the operator's or the guard's own) */
+		if (act == DECISION_ALLOW || guard_trusted(g, &r->src)) {
+			log_msg(LOG_NOTICE, NULL, "guard: %s: peers' decision about a trusted "
+				"source %s ignored", by, src_s);
+			return GUARD_OP_TRUSTED;
+		}
+		const struct decision *local = decision_table_lookup(g->decisions, &r->src, now);
+		if (local && strcmp(local->origin, "peers")) {
+			*d_r = *local;
+			return GUARD_OP_UNCHANGED;
+		}
 	}
 	/* idempotent: the same decision of the same origin in force is not made twice */
-	const struct decision *cur = decision_table_get(g->decisions, &src, now);
-	if (cur && cur->action == act && !strcmp(cur->origin, origin))
-		return;
-	uint64_t ms = duration_ms < 0 ? UINT64_MAX
-		      : duration_ms > 0 ? (uint64_t)duration_ms
+	const struct decision *cur = decision_table_get(g->decisions, &r->src, now);
+	if (cur && cur->action == act && !strcmp(cur->origin, origin)) {
+		*d_r = *cur;
+		return GUARD_OP_UNCHANGED;
+	}
+	uint64_t ms = r->duration_ms < 0 ? UINT64_MAX
+		      : r->duration_ms > 0 ? (uint64_t)r->duration_ms
 		      : act == DECISION_ALLOW ? UINT64_MAX : g->cfg->decision_duration_ms;
-	decide(g, &src, act, reason, origin, NULL, 0, ms);
+	bool trusted = false;
+	enum decide_result res = decide(g, &r->src, act, r->reason && *r->reason ? r->reason
+							: "manual", origin, NULL, 0, ms, d_r,
+					&trusted);
+	if (trusted)
+		return GUARD_OP_TRUSTED;
+	if (res == DECIDE_FULL)
+		return GUARD_OP_FULL;
+	if (res != DECIDE_NEW) {
+		cur = decision_table_lookup(g->decisions, &r->src, now);
+		if (cur)
+			*d_r = *cur;
+		return GUARD_OP_UNCHANGED;
+	}
+	log_msg(LOG_NOTICE, NULL, "guard: decision %s (%s %s) asked for by %s", d_r->id,
+		decision_action_name(d_r->action), src_s, by);
+	return GUARD_OP_DONE;
 }
 
 static void poll_requests(struct guard *g)

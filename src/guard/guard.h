@@ -87,6 +87,43 @@ const char *guard_rcpt_answer(struct guard *g, const struct netaddr *ip, const c
 void guard_offence(struct guard *g, const struct netaddr *ip, unsigned port, const char *kind,
 		   const char *detail, size_t detail_len);
 
+/* ---- operators: `mxbait decisions` (request files) and the web's actions (loop thread) ---- */
+
+enum guard_op { GUARD_OP_ADD, GUARD_OP_DEL, GUARD_OP_ALLOW };
+
+struct guard_request {
+	enum guard_op op;
+	struct netaddr src;           /* an address or a prefix, exactly */
+	enum decision_action action;  /* GUARD_OP_ADD: delay, divert or ban */
+	long long duration_ms;        /* 0: the default (decision_duration; allow: until
+				       * removed); -1: until removed */
+	const char *reason;           /* NULL or "": "manual" */
+	const char *by;               /* who asked, for the log line (NULL: "an operator") */
+	const char *expect_id;        /* GUARD_OP_DEL: only when the decision in force
+				       * about src has this id (NULL: whichever) */
+	int64_t now_us;               /* the time of the change (0: now) */
+	const char *origin;           /* NULL: "manual"; "peers": federation consensus
+				       * (never allows, never a trusted source, never
+				       * replaces a local decision) */
+};
+
+enum guard_op_result {
+	GUARD_OP_DONE,       /* decided (d_r: the new decision) or removed (d_r: the old one) */
+	GUARD_OP_UNCHANGED,  /* the same manual decision, or one covering src, is in force
+			      * (d_r: it, when found) */
+	GUARD_OP_NOT_FOUND,  /* del: no decision in force about exactly src (or not expect_id) */
+	GUARD_OP_TRUSTED,    /* trusted_networks covers src: never acted on */
+	GUARD_OP_FULL,       /* the table is full (guard_max_keys) */
+	GUARD_OP_BAD,        /* no such action */
+};
+
+/* Apply an operator's request the way the guard applies its own convictions: recorded
+ * (a `decision` event, the decisions table), enforced, and logged with r->by.  The
+ * one way decisions change from outside the guard: keeps the guard their one writer. */
+enum guard_op_result guard_operator(struct guard *g, const struct guard_request *r,
+				    struct decision *d_r);
+const char *guard_op_result_name(enum guard_op_result r);
+
 /* Is ip trusted (never acted on)? */
 bool guard_trusted(const struct guard *g, const struct netaddr *ip);
 

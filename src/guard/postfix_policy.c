@@ -280,7 +280,7 @@ struct postfix_policy *postfix_policy_new(struct event_base *base, const struct 
 		if (pp->unix_paths[i])
 			chmod(pp->unix_paths[i], 0666);
 		pp->n_lis = i + 1;
-		fprintf(stderr, "mxbait: listening postfix-policy on %s\n", spec);
+		log_msg(LOG_INFO, NULL, "listening postfix-policy on %s", spec);
 	}
 	return pp;
 }

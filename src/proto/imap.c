@@ -19,6 +19,8 @@
  */
 #include "proto/imap_private.h"
 
+#include "util/budget.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,8 @@
 #define PRELOGIN_LINE_MAX 8192    /* imap-login MAX_IMAP_LINE */
 #define PRELOGIN_BAD_MAX 3        /* imap-login CLIENT_MAX_BAD_COMMANDS */
 #define OUT_FLUSH_AT (256 * 1024) /* hand output to the host in pieces */
+#define SESSION_MEMORY_DEFAULT (32u * 1024 * 1024)
+#define OVERQUOTA_TEXT "[OVERQUOTA] Quota exceeded (mailbox for user is full)"
 
 /* ------------------------------------------------------------------ state ---- */
 
@@ -779,12 +783,74 @@ static void postlogin_command(struct imap_session *s, struct imap_command *c, in
 		s->bad_row = 0;
 }
 
+/* ------------------------------------------------------------------ memory --- */
+
+static size_t session_memory(const struct imap_session *s)
+{
+	return s->cfg->session_memory ? s->cfg->session_memory : SESSION_MEMORY_DEFAULT;
+}
+
+bool imap_mem_take(struct imap_session *s, size_t n)
+{
+	if (n > session_memory(s) || s->mem_held > session_memory(s) - n)
+		return false;
+	if (s->cfg->memory && !budget_take(s->cfg->memory, n))
+		return false;
+	s->mem_held += n;
+	return true;
+}
+
+static void mem_give(struct imap_session *s, size_t n)
+{
+	if (n > s->mem_held)
+		n = s->mem_held;
+	s->mem_held -= n;
+	if (s->cfg->memory)
+		budget_give(s->cfg->memory, n);
+}
+
+void imap_mem_settle(struct imap_session *s)
+{
+	size_t now = mailbox_extra_bytes(s->mbox);
+	if (now < s->mbox_charged) {
+		mem_give(s, s->mbox_charged - now);
+	} else if (now > s->mbox_charged) {
+		/* more than was taken for it (cannot happen: every growth is taken first);
+		 * counted anyway so that the books stay true */
+		size_t more = now - s->mbox_charged;
+		s->mem_held += more;
+		if (s->cfg->memory) {
+			s->cfg->memory->used += more;
+			if (s->cfg->memory->used > s->cfg->memory->peak)
+				s->cfg->memory->peak = s->cfg->memory->used;
+		}
+	}
+	s->mbox_charged = now;
+}
+
+void imap_message_rejected(struct imap_session *s, const char *reason, size_t size)
+{
+	struct mxb_event *ev = mxb_event_new("message_rejected");
+	if (!ev)
+		return;
+	mxb_event_str(ev, "reason", reason);
+	mxb_event_int(ev, "size", (int64_t)size);
+	mxb_event_null(ev, "reply");
+	imap_emit(s, ev);
+}
+
 void imap_release_command(struct imap_session *s)
 {
 	if (s->pc) {
 		imap_command_clear(s->pc);
 		free(s->pc);
 		s->pc = NULL;
+	}
+	/* the command's literals (its framing buffer and parsed copy) are gone */
+	if (s->lit_charge || s->lit_framing) {
+		mem_give(s, s->lit_charge + s->lit_framing);
+		s->lit_charge = 0;
+		s->lit_framing = 0;
 	}
 }
 
@@ -853,6 +919,46 @@ static void too_long(struct imap_session *s, const char *text)
 	buf_reset(&s->cmd);
 	s->line_text = 0;
 	s->seg_start = 0;
+	s->cmd_refused = false;
+}
+
+/* The tag of the command being framed (its first word), for an answer given before
+ * the command is whole. */
+static void framing_tag(struct imap_session *s)
+{
+	const char *p = s->cmd.data ? s->cmd.data : "";
+	size_t n = strcspn(p, " ");
+	if (n > IMAP_TAG_MAX_LEN || !imap_tag_valid(p, n))
+		n = 0;
+	memcpy(s->tag, p, n);
+	s->tag[n] = '\0';
+}
+
+/* An APPEND the memory budgets cannot take: NO [OVERQUOTA] as a full Dovecot mailbox
+ * answers.  A synchronizing literal is refused before "+ OK" (the client never sends
+ * it: the command ends here); a LITERAL+ one is read and dropped, and the answer comes
+ * when its command line ends. */
+static void append_refuse(struct imap_session *s, uint64_t size, bool nonsync)
+{
+	if (!s->cmd_refused)
+		imap_message_rejected(s, "quota", (size_t)size);
+	if (nonsync) {
+		s->cmd_refused = true;
+		s->lit_discard = true;
+		s->lit_left = size;
+		buf_puts(&s->cmd, "\r\n");
+		imap_set_input(s, IN_LITERAL);
+		return;
+	}
+	framing_tag(s);
+	s->cmd_start_us = imap_now_us(s);
+	s->commands++;
+	imap_tagged(s, "NO", OVERQUOTA_TEXT);
+	buf_reset(&s->cmd);
+	s->line_text = 0;
+	s->seg_start = 0;
+	s->cmd_refused = false;
+	imap_release_command(s);
 }
 
 /* A complete command line (LF seen; CR still in the buffer). */
@@ -885,6 +991,18 @@ static void line_done(struct imap_session *s)
 			return;
 		}
 		s->cmd.len = l;
+		if (append) {
+			/* received here, then copied by the parser: twice its size, taken
+			 * before one byte of it is buffered */
+			if (s->cmd_refused || size > SIZE_MAX / 2 ||
+			    !imap_mem_take(s, (size_t)size * 2)) {
+				append_refuse(s, size, nonsync);
+				return;
+			}
+			s->lit_framing += (size_t)size;
+			s->lit_charge += (size_t)size;
+			buf_reserve_exact(&s->cmd, 2 + (size_t)size + text_limit(s));
+		}
 		buf_puts(&s->cmd, "\r\n");
 		if (!nonsync)
 			imap_out_str(s, "+ OK\r\n");
@@ -900,6 +1018,19 @@ static void line_done(struct imap_session *s)
 		return;
 	}
 	s->cmd.len = l;
+	if (s->cmd_refused) {
+		/* a LITERAL+ APPEND whose message was dropped: its answer, not its run */
+		framing_tag(s);
+		s->cmd_start_us = imap_now_us(s);
+		s->commands++;
+		imap_tagged(s, "NO", OVERQUOTA_TEXT);
+		s->cmd_refused = false;
+		imap_release_command(s);
+		buf_reset(&s->cmd);
+		s->line_text = 0;
+		s->seg_start = 0;
+		return;
+	}
 	buf_putc(&s->cmd, '\0');
 	s->cmd.len = l;
 	command(s);
@@ -907,6 +1038,12 @@ static void line_done(struct imap_session *s)
 		buf_free(&s->cmd); /* a big APPEND: give the memory back */
 	else
 		buf_reset(&s->cmd);
+	if (s->lit_framing) {
+		/* the framing copy is gone; the parsed copy waits for the command's end
+		 * (an APPEND waiting for its commit) */
+		mem_give(s, s->lit_framing);
+		s->lit_framing = 0;
+	}
 	s->line_text = 0;
 	s->seg_start = 0;
 }
@@ -936,9 +1073,11 @@ static size_t feed_literal(struct imap_session *s, const char *data, size_t len)
 	size_t n = len;
 	if ((uint64_t)n > s->lit_left)
 		n = (size_t)s->lit_left;
-	buf_append(&s->cmd, data, n);
+	if (!s->lit_discard)
+		buf_append(&s->cmd, data, n);
 	s->lit_left -= n;
 	if (s->lit_left == 0) {
+		s->lit_discard = false;
 		s->seg_start = s->cmd.len;
 		imap_set_input(s, IN_LINE);
 	}
@@ -1049,6 +1188,7 @@ void imap_session_free(struct imap_session **sp)
 	imap_release_command(s);
 	free(s->auth_user_tmp);
 	mailbox_free(&s->mbox);
+	mem_give(s, s->mem_held);
 	buf_free(&s->cmd);
 	buf_free(&s->line);
 	buf_free(&s->out);
@@ -1079,6 +1219,8 @@ void imap_session_tls_started(struct imap_session *s, const char *version,
 		s->line_text = 0;
 		s->seg_start = 0;
 		s->lit_left = 0;
+		s->lit_discard = false;
+		s->cmd_refused = false;
 		imap_set_input(s, IN_LINE);
 		s->susp = SUSP_NONE;
 	}

@@ -22,6 +22,16 @@
  * imap-login; bad_command_limit in a row after it); output goes to the host as it
  * grows (every 256 KiB) and one FETCH produces at most about 64 MiB.  An idle session
  * holds about a kilobyte: the parsed command and big buffers exist only while used.
+ *
+ * Memory an authenticated client can make the session hold is charged, before it is
+ * allocated, to session_memory and to the daemon-wide budget `memory`: an APPEND
+ * literal while it is received and parsed (twice its announced size), and what the
+ * session's mailbox holds beyond the generated one (APPENDed messages, and an entry
+ * cost per message APPENDed or copied: COPY and MOVE share the bytes).  Over either,
+ * the APPEND or COPY is answered NO [OVERQUOTA] as a full Dovecot mailbox is: a
+ * synchronizing literal before "+ OK" (the client never sends it), a LITERAL+ one after
+ * its bytes were read and dropped; an APPEND refused so is recorded as
+ * message_rejected with reason "quota".
  */
 #ifndef MXB_PROTO_IMAP_H
 #define MXB_PROTO_IMAP_H
@@ -33,6 +43,7 @@
 #include "proto/proto.h"
 
 struct auth_policy;
+struct budget;
 
 /* Per-listener settings, read-only, owned by the caller and outliving the session.
  * Zero values mean the documented default. */
@@ -45,6 +56,10 @@ struct imap_config {
 	const uint8_t *secret;          /* 32 bytes for mailbox_generate (NULL: zeros) */
 	size_t line_length_limit;       /* imap_max_line_length, 65536 */
 	size_t literal_max;             /* largest APPEND message, 10 MiB */
+	size_t session_memory;          /* bytes one session may hold for the client (see
+					 * above), 32 MiB */
+	struct budget *memory;          /* the same for all sessions together (mutable,
+					 * owned by the host); NULL: no daemon-wide bound */
 	unsigned bad_command_limit;     /* after login, BAD replies in a row: 20 */
 	unsigned auth_failure_delay_ms; /* auth_failure_delay, 2000 */
 	unsigned auth_penalty_max_ms;   /* cap of the growing per-session penalty before

@@ -84,33 +84,27 @@ static void login_ok(struct imap_session *s, const char *user, size_t ulen)
 	}
 }
 
-/* Ask the policy and answer. */
+/* Ask the policy and answer.  A credential the one rule refuses (sasl.h: a NUL byte,
+ * over 8 KiB) is not asked about and fails like a wrong password. */
 static void auth_verify(struct imap_session *s, const char *mech,
 			const struct sasl_slice *authzid, const struct sasl_slice *user,
 			const struct sasl_slice *pass)
 {
-	char ubuf[AUTH_LINE_MAX + 1], pbuf[AUTH_LINE_MAX + 1], zbuf[AUTH_LINE_MAX + 1];
-	size_t ul = strnlen(user->p, user->len < AUTH_LINE_MAX ? user->len : AUTH_LINE_MAX);
-	size_t pl = strnlen(pass->p, pass->len < AUTH_LINE_MAX ? pass->len : AUTH_LINE_MAX);
-	size_t zl = authzid ? strnlen(authzid->p, authzid->len < AUTH_LINE_MAX ? authzid->len
-										: AUTH_LINE_MAX)
-			    : 0;
-	memcpy(ubuf, user->p, ul);
-	ubuf[ul] = '\0';
-	memcpy(pbuf, pass->p, pl);
-	pbuf[pl] = '\0';
-	if (zl)
-		memcpy(zbuf, authzid->p, zl);
-	zbuf[zl] = '\0';
-	struct auth_request req = {
-		.proto = proto_name(s),
-		.mechanism = mech,
-		.src_ip = s->peer_ip,
-		.authzid = zl ? zbuf : NULL,
-		.username = ubuf,
-		.password = pbuf,
-	};
-	enum auth_verdict v = ul > 0 ? auth_policy_check(s->cfg->auth, &req) : AUTH_FAIL;
+	struct sasl_cred cred;
+	bool taken = user->len > 0 && sasl_cred_take(authzid, user, pass, &cred);
+	enum auth_verdict v = AUTH_FAIL;
+	if (taken) {
+		struct auth_request req = {
+			.proto = proto_name(s),
+			.mechanism = mech,
+			.src_ip = s->peer_ip,
+			.authzid = cred.authzid,
+			.username = cred.user,
+			.password = cred.pass,
+		};
+		v = auth_policy_check(s->cfg->auth, &req);
+	}
+	bool refused = user->len > 0 && !taken;
 	struct auth_ev ev = {
 		.mech = mech,
 		.user = user->p,
@@ -120,13 +114,17 @@ static void auth_verify(struct imap_session *s, const char *mech,
 		.authzid = authzid ? authzid->p : NULL,
 		.authzid_len = authzid ? authzid->len : 0,
 		.success = v == AUTH_OK,
-		.result = v == AUTH_OK ? "ok" : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
+		.result = refused ? "malformed" : v == AUTH_OK ? "ok"
+						  : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
 	};
 	imap_auth_event(s, &ev);
 	if (v == AUTH_OK) {
-		login_ok(s, ubuf, ul);
+		login_ok(s, cred.user, strlen(cred.user));
+		sasl_cred_free(&cred);
 		return;
 	}
+	if (taken)
+		sasl_cred_free(&cred);
 	s->delay_ms += failure_delay(s);
 	if (v == AUTH_TEMPFAIL) {
 		imap_tagged_plain(s, "NO", "[UNAVAILABLE] Temporary authentication failure.");

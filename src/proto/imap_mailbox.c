@@ -503,6 +503,7 @@ void imap_expunge(struct imap_session *s, const uint32_t *only, long n_only, boo
 		}
 	}
 	mailbox_expunge(f);
+	imap_mem_settle(s); /* what went gives its memory back */
 	if (saved) {
 		for (size_t j = 0; j < kept && j < f->n_msgs; j++)
 			f->msgs[j].flags = saved[j];
@@ -574,21 +575,28 @@ int imap_do_copy(struct imap_session *s, const char *name, const struct imap_arg
 		imap_tagged(s, "NO", "Mailbox is read-only.");
 		return 0;
 	}
+	/* The copies share their bytes; each new entry is charged to the memory
+	 * budgets first (a Dovecot over quota refuses the whole COPY). */
+	if (k > 0 && (size_t)k > SIZE_MAX / MBOX_ENTRY_COST) {
+		free(seqs);
+		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
+		return 0;
+	}
+	if (k > 0 && !imap_mem_take(s, (size_t)k * MBOX_ENTRY_COST)) {
+		free(seqs);
+		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
+		return 0;
+	}
+	if (k > 0)
+		s->mbox_charged += (size_t)k * MBOX_ENTRY_COST;
 	struct buf src, dstu;
 	buf_init(&src, 0);
 	buf_init(&dstu, 0);
 	bool full = false;
 	for (long i = 0; i < k; i++) {
-		struct mbox_msg *m = &s->sel->msgs[seqs[i] - 1];
-		/* d may be the selected folder: copy the bytes before they can move */
-		char *copy = malloc(m->size ? m->size : 1);
-		if (!copy)
-			break;
-		memcpy(copy, m->data, m->size);
+		const struct mbox_msg *m = &s->sel->msgs[seqs[i] - 1];
 		uint32_t srcuid = m->uid;
-		uint32_t nu = mailbox_append(d, copy, m->size, m->internaldate,
-					     m->flags & ~(unsigned)MBOX_RECENT);
-		free(copy);
+		uint32_t nu = mailbox_copy(d, m, m->flags & ~(unsigned)MBOX_RECENT);
 		if (nu == 0) {
 			full = true;
 			break;
@@ -596,6 +604,7 @@ int imap_do_copy(struct imap_session *s, const char *name, const struct imap_arg
 		buf_printf(&src, "%s%u", src.len ? "," : "", srcuid);
 		buf_printf(&dstu, "%s%u", dstu.len ? "," : "", nu);
 	}
+	imap_mem_settle(s); /* gives back what was taken and not used */
 	if (full) {
 		free(seqs);
 		buf_free(&src);
@@ -639,17 +648,6 @@ int imap_cmd_move(struct imap_session *s, struct imap_command *c)
 
 /* --------------------------------------------------------- post-login: APPEND --- */
 
-static void message_rejected(struct imap_session *s, const char *reason, size_t size)
-{
-	struct mxb_event *ev = mxb_event_new("message_rejected");
-	if (!ev)
-		return;
-	mxb_event_str(ev, "reason", reason);
-	mxb_event_int(ev, "size", (int64_t)size);
-	mxb_event_null(ev, "reply");
-	imap_emit(s, ev);
-}
-
 int imap_cmd_append(struct imap_session *s, struct imap_command *c)
 {
 	const char *name;
@@ -689,13 +687,13 @@ int imap_cmd_append(struct imap_session *s, struct imap_command *c)
 	}
 	char qid[32] = "";
 	if (s->ops->msg_open(s->ctx, qid, sizeof(qid)) < 0) {
-		message_rejected(s, "no_space", a->len);
+		imap_message_rejected(s, "no_space", a->len);
 		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
 		return 0;
 	}
 	if (s->ops->msg_write(s->ctx, a->s, a->len) < 0) {
 		s->ops->msg_abort(s->ctx);
-		message_rejected(s, "no_space", a->len);
+		imap_message_rejected(s, "no_space", a->len);
 		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
 		return 0;
 	}
@@ -727,13 +725,22 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 			mxb_event_int(ev, "size", (int64_t)r->size);
 			mxb_event_str(ev, "sender", "");
 			mxb_event_str_array(ev, "recipients", NULL, 0);
+			mxb_event_int(ev, "recipient_count", 0);
 			mxb_event_str(ev, "method", "APPEND");
 			mxb_event_str(ev, "auth_user", s->user);
 			mxb_event_bool(ev, "tls", s->tls);
 			imap_emit(s, ev);
 		}
-		uint32_t uid = mailbox_append(s->app_folder, s->app_data, s->app_len, s->app_date,
-					      s->app_flags | MBOX_RECENT);
+		/* kept in the session's mailbox only within the memory budgets (the message
+		 * is captured either way) */
+		uint32_t uid = 0;
+		size_t need = s->app_len + MBOX_ENTRY_COST;
+		if (s->app_len <= SIZE_MAX - MBOX_ENTRY_COST && imap_mem_take(s, need)) {
+			s->mbox_charged += need;
+			uid = mailbox_append(s->app_folder, s->app_data, s->app_len, s->app_date,
+					     s->app_flags | MBOX_RECENT);
+			imap_mem_settle(s);
+		}
 		if (uid == 0) {
 			imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
 		} else {
@@ -744,7 +751,7 @@ void imap_session_committed(struct imap_session *s, const struct proto_commit_re
 		}
 	} else {
 		bool nospace = r && r->no_space;
-		message_rejected(s, nospace ? "no_space" : "io", s->app_len);
+		imap_message_rejected(s, nospace ? "no_space" : "io", s->app_len);
 		if (nospace)
 			imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
 		else

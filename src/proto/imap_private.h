@@ -86,6 +86,14 @@ struct imap_session {
 	size_t seg_start;        /* where the text after the last literal starts */
 	uint64_t lit_left;
 	bool cmd_append;         /* the command being framed is APPEND */
+	bool lit_discard;        /* the literal being read is dropped (over budget) */
+	bool cmd_refused;        /* the command being framed is answered NO [OVERQUOTA] */
+
+	/* memory charged for the client (imap.h): session_memory and cfg->memory */
+	size_t mem_held;         /* all of it */
+	size_t lit_framing;      /* of which: APPEND literals in the framing buffer */
+	size_t lit_charge;       /* ... and their parsed copy, until the command ends */
+	size_t mbox_charged;     /* of which: the mailbox's extra bytes */
 	struct buf line;         /* SASL / IDLE line */
 	struct imap_command *pc; /* parsed command */
 	const char *feed_pos, *feed_end;
@@ -132,6 +140,14 @@ struct imap_session {
 
 /* imap.c: session state, output, events, dispatch, framing */
 void imap_set_input(struct imap_session *s, enum istate in);
+/* Charge n bytes to the session's and the daemon's memory budgets: false (nothing
+ * charged) when either would pass its bound. */
+bool imap_mem_take(struct imap_session *s, size_t n);
+/* After the mailbox changed (mbox_charged was raised by what was taken for it): charge
+ * exactly what it holds now, giving back the rest. */
+void imap_mem_settle(struct imap_session *s);
+/* message_rejected event (reason, bytes, reply null: IMAP replies have no code). */
+void imap_message_rejected(struct imap_session *s, const char *reason, size_t size);
 int64_t imap_now_us(struct imap_session *s);
 void imap_out_raw(struct imap_session *s, const char *data, size_t len);
 void imap_out_str(struct imap_session *s, const char *str);

@@ -67,7 +67,7 @@ struct pop3_session {
 
 	/* USER/PASS: the last USER argument (Dovecot last_user). */
 	bool have_user;
-	char user[USER_MAX];
+	char *user;                    /* malloc'd: every byte of the argument */
 	size_t user_len;
 	/* USER refused before TLS: still recorded with the PASS that follows. */
 	bool have_refused_user;
@@ -75,7 +75,7 @@ struct pop3_session {
 	/* SASL exchange in progress */
 	enum mech mech;
 	int sasl_step;                 /* LOGIN: 0 username, 1 password */
-	char login_user[USER_MAX];
+	char *login_user;              /* malloc'd: every decoded byte */
 	size_t login_user_len;
 	unsigned auth_fails;           /* failed logins so far (the auth penalty) */
 	bool penalty_charged;          /* this attempt already waited its penalty */
@@ -329,38 +329,31 @@ static void auth_done(struct pop3_session *s, bool failed)
 	}
 }
 
-/* One attempt through the policy.  Slices may hold any byte; a NUL inside a user
- * name or password (possible with LOGIN) fails without asking the policy. */
+/* One attempt through the policy.  Slices may hold any byte; a credential the one rule
+ * refuses (sasl.h: a NUL byte, over 8 KiB) fails without asking the policy. */
 static void auth_try(struct pop3_session *s, const char *mech, const char *user, size_t ulen,
 		     const char *pass, size_t plen, const char *authzid, size_t zlen)
 {
 	struct auth_ev a = {.mech = mech, .user = user, .user_len = ulen, .pass = pass,
 			    .pass_len = plen, .authzid = authzid, .authzid_len = zlen};
-	char ubuf[USER_MAX], pbuf[SASL_LINE_LIMIT], zbuf[USER_MAX];
+	struct sasl_slice us = {user, ulen}, ps = {pass, plen}, zs = {authzid, zlen};
+	struct sasl_cred cred;
 	enum auth_verdict v = AUTH_FAIL;
-	bool ok = ulen < sizeof(ubuf) && plen < sizeof(pbuf) && zlen < sizeof(zbuf) &&
-		  !memchr(user, '\0', ulen) && !memchr(pass, '\0', plen) &&
-		  (!zlen || !memchr(authzid, '\0', zlen));
+	bool ok = sasl_cred_take(zlen ? &zs : NULL, &us, &ps, &cred);
 	if (ok) {
-		memcpy(ubuf, user, ulen);
-		ubuf[ulen] = '\0';
-		memcpy(pbuf, pass, plen);
-		pbuf[plen] = '\0';
-		if (zlen)
-			memcpy(zbuf, authzid, zlen);
-		zbuf[zlen] = '\0';
 		struct auth_request req = {
 			.proto = s->cfg->implicit_tls ? "pop3s" : "pop3",
 			.mechanism = mech,
 			.src_ip = s->peer_ip,
-			.authzid = zlen ? zbuf : NULL,
-			.username = ubuf,
-			.password = pbuf,
+			.authzid = cred.authzid,
+			.username = cred.user,
+			.password = cred.pass,
 		};
 		v = auth_policy_check(s->cfg->auth, &req);
 	}
 	auth_begin(s); /* no-op when AUTH already paid the penalty */
-	if (v == AUTH_OK && login(s, ubuf)) {
+	if (v == AUTH_OK && login(s, cred.user)) {
+		sasl_cred_free(&cred);
 		a.success = true;
 		a.result = "ok";
 		auth_event(s, &a);
@@ -368,6 +361,7 @@ static void auth_try(struct pop3_session *s, const char *mech, const char *user,
 		auth_done(s, false);
 		return;
 	}
+	sasl_cred_free(&cred);
 	if (v == AUTH_OK || v == AUTH_TEMPFAIL) {
 		/* (AUTH_OK here: out of memory building the mailbox.) */
 		a.result = "tempfail";
@@ -402,6 +396,8 @@ static void sasl_end(struct pop3_session *s)
 {
 	s->mech = MECH_NONE;
 	s->sasl_step = 0;
+	free(s->login_user);
+	s->login_user = NULL;
 	s->login_user_len = 0;
 	set_state(s, s->phase, IN_CMD);
 }
@@ -421,19 +417,27 @@ static void sasl_message(struct pop3_session *s, const unsigned char *msg, size_
 	}
 	/* LOGIN */
 	if (s->sasl_step == 0) {
-		size_t n = len < sizeof(s->login_user) ? len : sizeof(s->login_user);
-		memcpy(s->login_user, msg, n);
-		s->login_user_len = n;
+		free(s->login_user);
+		s->login_user = malloc(len ? len : 1);
+		if (!s->login_user) {
+			sasl_end(s);
+			auth_malformed(s, "LOGIN");
+			return;
+		}
+		if (len)
+			memcpy(s->login_user, msg, len);
+		s->login_user_len = len;
 		s->sasl_step = 1;
 		set_state(s, s->phase, IN_SASL);
 		reply(s, "+ UGFzc3dvcmQ6"); /* "Password:" */
 		return;
 	}
-	char user[USER_MAX];
+	char *user = s->login_user; /* taken over from the exchange that ends here */
 	size_t ulen = s->login_user_len;
-	memcpy(user, s->login_user, ulen);
+	s->login_user = NULL;
 	sasl_end(s);
-	auth_try(s, "LOGIN", user, ulen, (const char *)msg, len, NULL, 0);
+	auth_try(s, "LOGIN", user ? user : "", ulen, (const char *)msg, len, NULL, 0);
+	free(user);
 }
 
 /* Base64 text from the client (an initial response or a continuation line). */
@@ -470,7 +474,8 @@ static void sasl_line(struct pop3_session *s, const char *line, size_t len)
 /* ------------------------------------------------------------ the commands --- */
 
 struct pop3_args {
-	const char *raw;   /* everything after the first space ("" if none) */
+	const char *raw;   /* everything after the first space ("" if none), cut at a NUL */
+	size_t raw_len;    /* its bytes as sent up to the end of the line, NUL included */
 	unsigned msg;      /* 0-based message index, after check_msg */
 	uint64_t lines;    /* TOP */
 	bool have_msg;
@@ -519,11 +524,17 @@ static int run_capa_pre(struct pop3_session *s, struct pop3_args *a)
 
 static int run_user(struct pop3_session *s, struct pop3_args *a)
 {
-	size_t n = strlen(a->raw);
-	if (n >= sizeof(s->user))
-		n = sizeof(s->user) - 1;
-	memcpy(s->user, a->raw, n);
-	s->user[n] = '\0';
+	/* every byte as sent, a NUL and what follows it included (the credential rule) */
+	size_t n = a->raw_len;
+	char *u = malloc(n + 1);
+	if (!u) {
+		reply(s, "-ERR [SYS/TEMP] Temporary authentication failure.");
+		return 0;
+	}
+	memcpy(u, a->raw, n);
+	u[n] = '\0';
+	free(s->user);
+	s->user = u;
 	s->user_len = n;
 	if (!plaintext_ok(s)) {
 		s->have_user = false;
@@ -539,7 +550,7 @@ static int run_user(struct pop3_session *s, struct pop3_args *a)
 
 static int run_pass(struct pop3_session *s, struct pop3_args *a)
 {
-	size_t plen = strlen(a->raw);
+	size_t plen = a->raw_len; /* a NUL and what follows it included */
 	if (!s->have_user) {
 		if (!plaintext_ok(s)) {
 			struct auth_ev e = {.mech = "USER", .pass = a->raw, .pass_len = plen,
@@ -617,7 +628,6 @@ static int run_auth(struct pop3_session *s, struct pop3_args *a)
 	}
 	s->mech = m;
 	s->sasl_step = 0;
-	s->login_user_len = 0;
 	auth_begin(s);
 	if (ir) {
 		sasl_input(s, ir, strlen(ir));
@@ -949,6 +959,7 @@ static void command_line(struct pop3_session *s, char *line, size_t len)
 		return;
 	}
 	char *nul = memchr(line, '\0', len);
+	size_t sent = len;
 	if (nul) {
 		offence_once(s, ONCE_NUL, "nul_byte", line, len);
 		len = (size_t)(nul - line);
@@ -958,6 +969,7 @@ static void command_line(struct pop3_session *s, char *line, size_t len)
 	if (sp) {
 		*sp = '\0';
 		a.raw = sp + 1;
+		a.raw_len = sent - (size_t)(sp + 1 - line);
 	}
 	bool pre = s->phase == PH_AUTHORIZATION;
 	const struct pop3_cmd *cmd =
@@ -1108,6 +1120,8 @@ void pop3_session_free(struct pop3_session **sp)
 	struct pop3_session *s = *sp;
 	mailbox_free(&s->mbox);
 	free(s->deleted);
+	free(s->user);
+	free(s->login_user);
 	buf_free(&s->line);
 	buf_free(&s->out);
 	free(s);

@@ -1,9 +1,13 @@
 /*
- * sasl: strict base64 and the PLAIN / CRAM-MD5 message splits (see sasl.h).
+ * sasl: strict base64, the PLAIN / CRAM-MD5 message splits and the credential rule
+ * (see sasl.h).
  */
 #include "proto/sasl.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 static int b64_value(unsigned char c)
 {
@@ -118,4 +122,50 @@ bool sasl_cram_split(const unsigned char *msg, size_t len, struct sasl_slice *us
 	digest_r->p = (const char *)msg + sp;
 	digest_r->len = 32;
 	return true;
+}
+
+/* A field the rule accepts: no NUL, at most SASL_CRED_MAX bytes. */
+static bool cred_field_ok(const struct sasl_slice *f)
+{
+	return f->len <= SASL_CRED_MAX && (!f->len || !memchr(f->p, '\0', f->len));
+}
+
+static char *cred_copy(const struct sasl_slice *f)
+{
+	char *p = malloc(f->len + 1);
+	if (p) {
+		if (f->len)
+			memcpy(p, f->p, f->len);
+		p[f->len] = '\0';
+	}
+	return p;
+}
+
+bool sasl_cred_take(const struct sasl_slice *authzid, const struct sasl_slice *user,
+		    const struct sasl_slice *pass, struct sasl_cred *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (!user || !cred_field_ok(user) || (pass && !cred_field_ok(pass)) ||
+	    (authzid && !cred_field_ok(authzid)))
+		return false;
+	c->user = cred_copy(user);
+	if (pass)
+		c->pass = cred_copy(pass);
+	if (authzid && authzid->len)
+		c->authzid = cred_copy(authzid);
+	if (!c->user || (pass && !c->pass) || (authzid && authzid->len && !c->authzid)) {
+		sasl_cred_free(c);
+		return false;
+	}
+	return true;
+}
+
+void sasl_cred_free(struct sasl_cred *c)
+{
+	if (c->pass)
+		OPENSSL_cleanse(c->pass, strlen(c->pass));
+	free(c->user);
+	free(c->pass);
+	free(c->authzid);
+	memset(c, 0, sizeof(*c));
 }

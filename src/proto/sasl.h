@@ -5,7 +5,9 @@
  * at the end, the same character check as Postfix's Dovecot client), the RFC 4616
  * PLAIN split (authzid NUL authcid NUL passwd; any other byte allowed), and the
  * RFC 2195 CRAM-MD5 answer split.  Outputs are slices of caller buffers; nothing
- * allocates, and every output is bounded by the caller's capacity.
+ * allocates, and every output is bounded by the caller's capacity.  And the one rule
+ * every protocol applies to decoded credentials before asking the policy
+ * (sasl_cred_take).
  */
 #ifndef MXB_PROTO_SASL_H
 #define MXB_PROTO_SASL_H
@@ -33,5 +35,29 @@ bool sasl_plain_split(const unsigned char *msg, size_t len, struct sasl_slice *a
 /* RFC 2195: "username SP digest"; the digest is 32 lowercase hex digits. */
 bool sasl_cram_split(const unsigned char *msg, size_t len, struct sasl_slice *user_r,
 		     struct sasl_slice *digest_r);
+
+/*
+ * The one credential rule of SMTP AUTH, IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH
+ * (docs/persona.md, "Credentials"): a user name, password or authorization identity
+ * that holds a NUL byte, or is longer than SASL_CRED_MAX bytes, is never shown to the
+ * credential policy and never truncated into something the client did not send: the
+ * attempt fails exactly as a wrong password does (same reply, same failure delay) and
+ * its auth event says result "malformed", with every byte the client sent.
+ */
+#define SASL_CRED_MAX 8192
+
+/* NUL-terminated copies of the fields, for the policy (auth_request). */
+struct sasl_cred {
+	char *user;
+	char *pass;    /* NULL when no password was given (CRAM-MD5) */
+	char *authzid; /* NULL when absent or empty */
+};
+
+/* Apply the rule: true and *c filled (free with sasl_cred_free), or false when the
+ * credential is refused (or memory ran out) and *c holds nothing.  pass and authzid may
+ * be NULL. */
+bool sasl_cred_take(const struct sasl_slice *authzid, const struct sasl_slice *user,
+		    const struct sasl_slice *pass, struct sasl_cred *c);
+void sasl_cred_free(struct sasl_cred *c);
 
 #endif

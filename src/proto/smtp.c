@@ -1029,6 +1029,7 @@ void smtp_session_free(struct smtp_session **sp)
 	buf_free(&s->line);
 	buf_free(&s->out);
 	buf_free(&s->rcpts);
+	free(s->auth_tmp);
 	free(s->x);
 	free(s);
 	*sp = NULL;

@@ -97,6 +97,8 @@ static void auth_end(struct smtp_session *s)
 {
 	s->mech = MECH_NONE;
 	s->auth_step = 0;
+	free(s->auth_tmp);
+	s->auth_tmp = NULL;
 	s->auth_tmp_len = 0;
 	if (s->state == ST_AUTH)
 		smtp_set_state(s, ST_CMD);
@@ -109,37 +111,32 @@ static void auth_fail_text(struct smtp_session *s, const char *reason)
 	auth_end(s);
 }
 
-/* Ask the policy; answer 235, or wait then 535/454 as Postfix+Dovecot do. */
+/* Ask the policy; answer 235, or wait then 535/454 as Postfix+Dovecot do.  A
+ * credential the one rule refuses (sasl.h: a NUL byte, over 8 KiB) is not asked about
+ * and fails like a wrong password. */
 static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid,
 			const struct sasl_slice *user, const struct sasl_slice *pass,
 			const char *cram_digest)
 {
-	char ubuf[SASL_RESP_LIMIT], pbuf[SASL_RESP_LIMIT], zbuf[SASL_RESP_LIMIT];
-	/* C strings for the policy: cut at the first NUL (the event keeps every byte). */
-	size_t ul = strnlen(user->p, user->len), pl = pass ? strnlen(pass->p, pass->len) : 0;
-	size_t zl = authzid ? strnlen(authzid->p, authzid->len) : 0;
-	memcpy(ubuf, user->p, ul);
-	ubuf[ul] = '\0';
-	if (pass)
-		memcpy(pbuf, pass->p, pl);
-	pbuf[pl] = '\0';
-	if (authzid)
-		memcpy(zbuf, authzid->p, zl);
-	zbuf[zl] = '\0';
+	struct sasl_cred cred;
+	bool taken = sasl_cred_take(authzid, user, pass, &cred);
 	const char *proto = s->cfg->role == SMTP_ROLE_SUBMISSION ? "submission"
 			    : s->cfg->role == SMTP_ROLE_SMTPS  ? "smtps"
 							       : "smtp";
-	struct auth_request req = {
-		.proto = proto,
-		.mechanism = mech_name(s->mech),
-		.src_ip = s->peer_ip,
-		.authzid = zl ? zbuf : NULL,
-		.username = ubuf,
-		.password = pass ? pbuf : NULL,
-		.cram_challenge = cram_digest ? s->x->auth_challenge : NULL,
-		.cram_digest = cram_digest,
-	};
-	enum auth_verdict v = auth_policy_check(s->cfg->auth, &req);
+	enum auth_verdict v = AUTH_FAIL;
+	if (taken) {
+		struct auth_request req = {
+			.proto = proto,
+			.mechanism = mech_name(s->mech),
+			.src_ip = s->peer_ip,
+			.authzid = cred.authzid,
+			.username = cred.user,
+			.password = cred.pass,
+			.cram_challenge = cram_digest ? s->x->auth_challenge : NULL,
+			.cram_digest = cram_digest,
+		};
+		v = auth_policy_check(s->cfg->auth, &req);
+	}
 	struct auth_ev ev = {
 		.mech = mech_name(s->mech),
 		.user = user->p,
@@ -149,19 +146,23 @@ static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid
 		.authzid = authzid ? authzid->p : NULL,
 		.authzid_len = authzid ? authzid->len : 0,
 		.success = v == AUTH_OK,
-		.result = v == AUTH_OK ? "ok" : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
+		.result = !taken ? "malformed" : v == AUTH_OK ? "ok"
+					       : v == AUTH_TEMPFAIL ? "tempfail" : "fail",
 	};
-	if (v == AUTH_FAIL && s->auth_failures >= 2) {
+	if (taken && v == AUTH_FAIL && s->auth_failures >= 2) {
 		ev.result = "tempfail"; /* answered 454 below, as recorded */
 	}
 	auth_event(s, &ev);
 	if (v == AUTH_OK) {
 		s->authenticated = true;
-		smtp_printable(s->x->auth_user, sizeof(s->x->auth_user), user->p, ul);
+		smtp_printable(s->x->auth_user, sizeof(s->x->auth_user), cred.user,
+			       strlen(cred.user));
+		sasl_cred_free(&cred);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 		auth_end(s);
 		return;
 	}
+	sasl_cred_free(&cred);
 	/* The failure delay comes before the answer (Dovecot's auth_failure_delay). */
 	s->delay_ms += s->cfg->auth_failure_delay_ms;
 	s->auth_failures++;
@@ -206,14 +207,20 @@ static void auth_step(struct smtp_session *s, const unsigned char *msg, size_t l
 	}
 	case MECH_LOGIN:
 		if (s->auth_step == 0) {
-			size_t n = len < sizeof(s->x->auth_tmp) ? len : sizeof(s->x->auth_tmp);
-			memcpy(s->x->auth_tmp, msg, n);
-			s->auth_tmp_len = n;
+			free(s->auth_tmp);
+			s->auth_tmp = malloc(len ? len : 1);
+			if (!s->auth_tmp) {
+				auth_malformed(s, "(reason unavailable)");
+				return;
+			}
+			if (len)
+				memcpy(s->auth_tmp, msg, len);
+			s->auth_tmp_len = len;
 			s->auth_step = 1;
 			auth_challenge(s, "UGFzc3dvcmQ6");
 			return;
 		} else {
-			struct sasl_slice u = {(const char *)s->x->auth_tmp, s->auth_tmp_len};
+			struct sasl_slice u = {(const char *)s->auth_tmp, s->auth_tmp_len};
 			struct sasl_slice p = {(const char *)msg, len};
 			auth_verify(s, NULL, &u, &p, NULL);
 			return;

@@ -169,14 +169,21 @@ void smtp_session_committed(struct smtp_session *s, const struct smtp_commit_res
 			mxb_event_str(ev, "sha256", r->sha256 ? r->sha256 : "");
 			mxb_event_int(ev, "size", (int64_t)r->size);
 			mxb_event_str(ev, "sender", s->x->sender);
-			const char *list[1024];
+			/* Every accepted recipient (recipient_limit bounds them), and
+			 * their count, which stays true even if a store must shorten
+			 * the list (docs/events.md). */
 			size_t n = 0;
-			for (size_t off = 0; off < s->rcpts.len && n < 1024;) {
-				const char *p = s->rcpts.data + off;
-				list[n++] = p;
-				off += strlen(p) + 1;
+			for (size_t off = 0; off < s->rcpts.len; n++)
+				off += strlen(s->rcpts.data + off) + 1;
+			const char **list = calloc(n ? n : 1, sizeof(*list));
+			size_t listed = 0;
+			for (size_t off = 0; list && off < s->rcpts.len; listed++) {
+				list[listed] = s->rcpts.data + off;
+				off += strlen(list[listed]) + 1;
 			}
-			mxb_event_str_array(ev, "recipients", list, n);
+			mxb_event_str_array(ev, "recipients", list, list ? listed : 0);
+			mxb_event_int(ev, "recipient_count", (int64_t)n);
+			free(list);
 			mxb_event_str(ev, "method", s->method_bdat ? "BDAT" : "DATA");
 			if (s->authenticated)
 				mxb_event_str(ev, "auth_user", s->x->auth_user);

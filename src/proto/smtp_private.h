@@ -55,7 +55,6 @@ enum once_offence {
 struct smtp_text {
 	char helo[NAME_MAX_LEN];
 	char auth_user[NAME_MAX_LEN];
-	unsigned char auth_tmp[512]; /* LOGIN username until the password arrives */
 	char auth_challenge[160];    /* CRAM-MD5 challenge sent */
 	char auth_last334[400];      /* text of the last 334, for Dovecot's empty-answer reply */
 	char sender[1024];
@@ -92,6 +91,8 @@ struct smtp_session {
 	enum auth_mech mech;
 	int auth_step;               /* LOGIN: 0 username, 1 password */
 	unsigned auth_failures;      /* wrong credentials so far (Dovecot's penalty) */
+	unsigned char *auth_tmp;     /* LOGIN username until the password arrives (malloc'd,
+				      * every decoded byte) */
 	size_t auth_tmp_len;
 
 	/* Transaction */

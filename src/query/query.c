@@ -43,8 +43,7 @@ static int bad_arg(struct buf *err, const char *what)
 
 /* ---- cursors ---- */
 
-/* "A.B" with two decimal int64s (keyset cursors). */
-static int cursor_pair(const char *c, int64_t *a, int64_t *b)
+int query_cursor_pair(const char *c, int64_t *a, int64_t *b)
 {
 	char *end;
 	errno = 0;
@@ -62,8 +61,7 @@ static int cursor_pair(const char *c, int64_t *a, int64_t *b)
 	return 0;
 }
 
-/* "oN": an offset (aggregate lists). */
-static int cursor_offset(const char *c, long *off)
+int query_cursor_offset(const char *c, long *off)
 {
 	if (c[0] != 'o' || !(c[1] >= '0' && c[1] <= '9'))
 		return -1;
@@ -86,6 +84,10 @@ static bool has_cursor(const struct query_page *pg)
 const char query_sql_offences[] =
 	"SELECT coalesce(json_extract(json, '$.kind'), '?') AS k, count(*) FROM events"
 	" WHERE event = 'offence' GROUP BY k ORDER BY count(*) DESC, k";
+/* Messages not captured, by reason (no_space: the spool's disk budget was spent). */
+const char query_sql_refused[] =
+	"SELECT coalesce(json_extract(json, '$.reason'), '?') AS r, count(*) FROM events"
+	" WHERE event = 'message_rejected' GROUP BY r ORDER BY count(*) DESC, r";
 const char query_sql_reasons[] =
 	"SELECT coalesce(reason, '(open)') AS r, count(*) FROM sessions"
 	" GROUP BY r ORDER BY count(*) DESC, r";
@@ -197,7 +199,8 @@ int query_stats(const struct query_db *q, struct jw *w, struct buf *err)
 	jw_int(w, "accepted", t.rcpt_ok);
 	jw_int(w, "denied", t.rcpt_all - t.rcpt_ok);
 	jw_end_object(w);
-	int rc = group_json(q->db, query_sql_offences, "offences", w);
+	int rc = group_json(q->db, query_sql_refused, "messages_refused", w);
+	rc |= group_json(q->db, query_sql_offences, "offences", w);
 	rc |= group_json(q->db, query_sql_reasons, "disconnect_reasons", w);
 	jw_int(w, "events", t.events);
 	jw_int(w, "events_dropped", t.dropped);
@@ -234,7 +237,7 @@ int query_sessions(const struct query_db *q, const char *ip, struct query_page *
 		" AND (?3 IS NULL OR (started_us, rowid) < (?3, ?4))"
 		" ORDER BY started_us DESC, rowid DESC LIMIT ?2";
 	int64_t ca = 0, cb = 0;
-	if (has_cursor(pg) && cursor_pair(pg->cursor, &ca, &cb) < 0)
+	if (has_cursor(pg) && query_cursor_pair(pg->cursor, &ca, &cb) < 0)
 		return bad_arg(err, "bad cursor");
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -314,7 +317,7 @@ int query_messages(const struct query_db *q, struct query_page *pg, struct jw *w
 	static const char *const names[] = {"queue_id", "ts_us", "session", "src_ip",
 					    "sender", "n_rcpt", "size", "spool", "sha256"};
 	int64_t ca = 0, cb = 0;
-	if (has_cursor(pg) && cursor_pair(pg->cursor, &ca, &cb) < 0)
+	if (has_cursor(pg) && query_cursor_pair(pg->cursor, &ca, &cb) < 0)
 		return bad_arg(err, "bad cursor");
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -575,7 +578,7 @@ int query_auth_attempts(const struct query_db *q, const char *ip, const char *us
 	static const char *const names[] = {"id", "ts_us", "session", "src_ip", "prefix",
 					    "proto", "mechanism", "username", "password"};
 	int64_t ca = 0, cb = 0;
-	if (has_cursor(pg) && cursor_pair(pg->cursor, &ca, &cb) < 0)
+	if (has_cursor(pg) && query_cursor_pair(pg->cursor, &ca, &cb) < 0)
 		return bad_arg(err, "bad cursor");
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -820,7 +823,7 @@ const struct aq_def aq_urls = {
 	" WHERE (?2 IS NULL OR l.domain = lower(?2))"
 	" AND (?3 IS NULL OR instr(',' || l.flag_names || ',', ',' || ?3 || ',') > 0)"
 	" GROUP BY l.url ORDER BY messages DESC, l.url LIMIT ?1 OFFSET ?9",
-	cols_urls, 5, "no links"};
+	cols_urls, 5, "no links", NULL};
 
 static const struct aq_col cols_domains[] = {{"DOMAIN", "domain", 48, false, 0},
 					     {"MSGS", "messages", 0, true, 0},
@@ -831,7 +834,7 @@ const struct aq_def aq_domains = {
 	" group_concat(DISTINCT nullif(flag_names, '')) AS flags"
 	" FROM links WHERE domain IS NOT NULL"
 	" GROUP BY domain ORDER BY messages DESC, domain LIMIT ?1 OFFSET ?9",
-	cols_domains, 4, "no domains"};
+	cols_domains, 4, "no domains", NULL};
 
 static const struct aq_col cols_rcpt[] = {{"ADDRESS", "addr", 48, false, 0},
 					  {"NAME", "name", 32, false, 0},
@@ -845,7 +848,7 @@ const struct aq_def aq_recipients = {
 	"  CASE WHEN max(src & 8) THEN 'bcc' ELSE '' END) AS seen_in"
 	" FROM recipients WHERE (?2 IS NULL OR domain = lower(?2))"
 	" GROUP BY addr ORDER BY messages DESC, addr LIMIT ?1 OFFSET ?9",
-	cols_rcpt, 4, "no recipients"};
+	cols_rcpt, 4, "no recipients", NULL};
 
 static const struct aq_col cols_rcpt_dom[] = {{"DOMAIN", "domain", 48, false, 0},
 					      {"ADDRESSES", "addresses", 0, true, 0},
@@ -854,7 +857,7 @@ const struct aq_def aq_recipient_domains = {
 	"SELECT domain, count(DISTINCT addr) AS addresses,"
 	" count(DISTINCT message) AS messages FROM recipients"
 	" GROUP BY domain ORDER BY addresses DESC, domain LIMIT ?1 OFFSET ?9",
-	cols_rcpt_dom, 3, "no recipients"};
+	cols_rcpt_dom, 3, "no recipients", NULL};
 
 static const struct aq_col cols_campaigns[] = {{"CAMPAIGN", "id", 0, false, 0},
 					       {"MSGS", "messages", 0, true, 0},
@@ -868,7 +871,7 @@ const struct aq_def aq_campaigns = {
 	"   WHERE m2.campaign_id = c.id AND m2.from_addr IS NOT NULL LIMIT 3)) AS senders"
 	" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
 	" GROUP BY c.id ORDER BY messages DESC, c.id LIMIT ?1 OFFSET ?9",
-	cols_campaigns, 5, "no campaigns"};
+	cols_campaigns, 5, "no campaigns", NULL};
 
 static const struct aq_col cols_campaign_msgs[] = {{"MSG", "message", 0, true, 0},
 						   {"SOURCE", "source", 40, false, 0},
@@ -876,24 +879,32 @@ static const struct aq_col cols_campaign_msgs[] = {{"MSG", "message", 0, true, 0
 						   {"SUBJECT", "subject", 50, false, 0},
 						   {"CLIENT", "client_ip", 0, false, 0},
 						   {"REP", "representative", 0, true, 0}};
+/* A campaign merged into another (analysis.db schema 4: campaigns.merged_into) answers
+ * with the messages of the campaign it went into. */
 const struct aq_def aq_campaign_messages = {
 	"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
 	" (m.id = c.rep_message) AS representative"
+	" FROM campaigns q JOIN campaigns c ON c.id = coalesce(q.merged_into, q.id)"
+	" JOIN messages m ON m.campaign_id = c.id"
+	" WHERE q.key = ?2 ORDER BY m.id LIMIT ?1 OFFSET ?9",
+	cols_campaign_msgs, 6, "no such campaign",
+	"SELECT m.id, m.source, m.from_addr, m.subject, m.client_ip,"
+	" (m.id = c.rep_message) AS representative"
 	" FROM campaigns c JOIN messages m ON m.campaign_id = c.id"
-	" WHERE c.key = ?2 ORDER BY m.id LIMIT ?1 OFFSET ?9",
-	cols_campaign_msgs, 6, "no such campaign"};
+	" WHERE c.key = ?2 ORDER BY m.id LIMIT ?1 OFFSET ?9"};
 
 int query_analysis(const struct query_db *q, const struct aq_def *d,
 		   const char *const *params, size_t nparams, struct query_page *pg,
 		   struct jw *w, struct buf *err)
 {
 	long off = 0;
-	if (has_cursor(pg) && cursor_offset(pg->cursor, &off) < 0)
+	if (has_cursor(pg) && query_cursor_offset(pg->cursor, &off) < 0)
 		return bad_arg(err, "bad cursor");
 	if (!q->adb)
 		return QUERY_NO_ANALYSIS;
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(q->adb, d->sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(q->adb, d->sql, -1, &st, NULL) != SQLITE_OK &&
+	    (!d->sql_old || sqlite3_prepare_v2(q->adb, d->sql_old, -1, &st, NULL) != SQLITE_OK))
 		return sql_fail(q, q->adb, err);
 	long limit = pg && pg->limit > 0 ? pg->limit : -1;
 	sqlite3_bind_int64(st, 1, limit > 0 ? limit + 1 : -1);

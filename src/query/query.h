@@ -31,6 +31,7 @@ struct sqlite3;
 struct query_db {
 	struct sqlite3 *db;       /* mxbait.db, read-only, db_register_functions() done */
 	struct sqlite3 *adb;      /* analysis.db, read-only; NULL when none exists yet */
+	struct sqlite3 *idb;      /* intel.db (the reporter's), read-only; NULL when none */
 	const char *data_dir;
 	unsigned long long spool_budget; /* bytes; 0 when unknown */
 };
@@ -41,6 +42,7 @@ enum query_status {
 	QUERY_NOT_FOUND = 1,   /* no such session / message / campaign */
 	QUERY_BAD_ARG = 2,     /* a parameter (cursor, series, ...) is invalid: message in err */
 	QUERY_NO_ANALYSIS = 3, /* analysis.db does not exist yet */
+	QUERY_NO_INTEL = 4,    /* intel.db does not exist yet (no reporter has run) */
 };
 
 #define QUERY_PAGE_MAX 1000     /* largest page the API serves */
@@ -52,11 +54,21 @@ struct query_page {
 	char next[QUERY_CURSOR_MAX]; /* out: the cursor of the next page, "" at the end */
 };
 
+/* Cursors: "A.B", two decimal int64s (keyset: the last row's sort key), and "oN", an
+ * offset (aggregate lists).  0, or -1 when c does not parse. */
+int query_cursor_pair(const char *c, int64_t *a, int64_t *b);
+int query_cursor_offset(const char *c, long *off);
+static inline bool query_has_cursor(const struct query_page *pg)
+{
+	return pg && pg->cursor && pg->cursor[0];
+}
+
 /* ---- mxbait.db ---- */
 
 /* Offence kinds and disconnect reasons by count (rows: name, count); shared with the
  * CLI's table. */
 extern const char query_sql_offences[];
+extern const char query_sql_refused[];
 extern const char query_sql_reasons[];
 
 struct query_spool_usage {
@@ -137,6 +149,10 @@ struct aq_def {
 	const struct aq_col *cols;
 	size_t ncols;
 	const char *empty; /* the CLI's "(no links)" text */
+	/* NULL, or the same query for an analysis.db older than the columns sql reads
+	 * (tried when sql does not prepare: the analyzer migrates the file only when it
+	 * next starts, and the readers must not fail in between). */
+	const char *sql_old;
 };
 extern const struct aq_def aq_urls, aq_domains, aq_recipients, aq_recipient_domains,
 	aq_campaigns, aq_campaign_messages;

@@ -200,3 +200,50 @@ int outbox_move(sqlite3 *db, int64_t id, const char *from, const char *to)
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? sqlite3_changes(db) : -1;
 }
+
+int outbox_operator_move(sqlite3 *db, int64_t id, const char *from, const char *to,
+			 const char *recipient, char old_r[16])
+{
+	old_r[0] = '\0';
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return -2;
+	sqlite3_stmt *st = NULL;
+	int ret = -2;
+	if (sqlite3_prepare_v2(db, "SELECT state FROM outbox WHERE id = ?1", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *s = (const char *)sqlite3_column_text(st, 0);
+			snprintf(old_r, 16, "%s", s ? s : "");
+			ret = 0;
+		} else if (rc == SQLITE_DONE) {
+			ret = -1;
+		}
+	}
+	sqlite3_finalize(st);
+	if (ret == 0) {
+		int n = outbox_move(db, id, from, to);
+		ret = n < 0 ? -2 : n > 0 ? 1 : 0;
+	}
+	if (ret == 1 && recipient) {
+		st = NULL;
+		if (sqlite3_prepare_v2(db, "UPDATE outbox SET recipient = ?2 WHERE id = ?1 AND"
+					   " sink = 'smtp'", -1, &st, NULL) != SQLITE_OK)
+			ret = -2;
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, recipient, -1, SQLITE_STATIC);
+		if (ret == 1 && sqlite3_step(st) != SQLITE_DONE)
+			ret = -2;
+		sqlite3_finalize(st);
+	}
+	if (ret == 1) {
+		if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -2;
+		}
+		return 1;
+	}
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return ret;
+}

@@ -78,4 +78,15 @@ int outbox_finish(struct sqlite3 *db, int64_t id, const char *state, const char 
  * space-separated.  Returns rows changed or -1. */
 int outbox_move(struct sqlite3 *db, int64_t id, const char *from, const char *to);
 
+/* An operator's move of one report (the dashboard's hold/release/retry), safe against
+ * a running reporter: one write transaction reads the state and moves the row only
+ * when it is one of from (space-separated); *old_r (16 bytes) gets the state it was
+ * in; recipient (not NULL) becomes the recipient of an e-mail report in the same
+ * transaction.  The reporter's own transitions are all guarded by the state they expect, so
+ * whichever commits first wins and the other changes nothing.  Returns 1 moved, 0
+ * not in such a state, -1 no such report, -2 a database error (busy past the timeout
+ * included). */
+int outbox_operator_move(struct sqlite3 *db, int64_t id, const char *from, const char *to,
+			 const char *recipient, char old_r[16]);
+
 #endif

@@ -91,13 +91,18 @@ static bool domain_in(const char *dom, const char *list)
 	return false;
 }
 
-static void set_row(sqlite3 *db, int64_t id, const char *state, const char *recipient,
-		    const char *error, int64_t now)
+/* from: the state the row was read in.  An operator may have moved it meanwhile (held
+ * it during a slow contact lookup, from the CLI or the dashboard): then the row is
+ * theirs and stays as they left it.  Returns whether the row changed. */
+static bool set_row(sqlite3 *db, int64_t id, const char *from, const char *state,
+		    const char *recipient, const char *error, int64_t now)
 {
+	bool changed = false;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, "UPDATE outbox SET state = ?2, recipient = coalesce(?3, recipient),"
-				   " last_error = ?4, updated_us = ?5 WHERE id = ?1", -1, &st,
-			       NULL) == SQLITE_OK) {
+				   " last_error = ?4, updated_us = ?5 WHERE id = ?1 AND state = ?6",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 6, from, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
 		if (recipient)
@@ -109,9 +114,10 @@ static void set_row(sqlite3 *db, int64_t id, const char *state, const char *reci
 		else
 			sqlite3_bind_null(st, 4);
 		sqlite3_bind_int64(st, 5, now);
-		sqlite3_step(st);
+		changed = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(db) > 0;
 	}
 	sqlite3_finalize(st);
+	return changed;
 }
 
 /* Pick an acceptable recipient among the contact's addresses. */
@@ -177,17 +183,17 @@ static void address_pass(sqlite3 *db, const struct mxb_config *cfg, struct conta
 		if (rc > 0) {
 			const char *e = acceptable(db, cfg, emails.data, rows[i].v, &why);
 			if (e) {
-				set_row(db, rows[i].id, "queued", e, NULL, now);
-				rs->addressed++;
-			} else {
-				set_row(db, rows[i].id, "rejected", NULL, why, now);
+				if (set_row(db, rows[i].id, "addressing", "queued", e, NULL, now))
+					rs->addressed++;
+			} else if (set_row(db, rows[i].id, "addressing", "rejected", NULL, why, now)) {
 				rs->rejected++;
 			}
 		} else if (rc == 0) {
-			set_row(db, rows[i].id, "rejected", NULL, "no abuse contact found", now);
-			rs->rejected++;
+			if (set_row(db, rows[i].id, "addressing", "rejected", NULL,
+				    "no abuse contact found", now))
+				rs->rejected++;
 		} else {
-			set_row(db, rows[i].id, "addressing", NULL, why, now);
+			set_row(db, rows[i].id, "addressing", "addressing", NULL, why, now);
 		}
 		buf_free(&emails);
 		free(rows[i].q);
@@ -370,8 +376,9 @@ static size_t drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink 
 				continue;
 			}
 			if (opted_out(db, d->recipient)) {
-				set_row(db, d->id, "rejected", NULL, "the recipient opted out", now);
-				rs->rejected++;
+				if (set_row(db, d->id, "queued", "rejected", NULL,
+					    "the recipient opted out", now))
+					rs->rejected++;
 				continue;
 			}
 		}

@@ -513,8 +513,11 @@ int db_load_accounts(const char *db_path, int (*fn)(void *ctx, const struct dece
 	if (!has_table(db, "accounts"))
 		goto out; /* an older schema: no account was ever saved */
 	rc = sqlite3_prepare_v2(db,
-				"SELECT username, password, failures, threshold, cracked_us, fixed"
-				" FROM accounts WHERE username IS NOT NULL ORDER BY username",
+				/* oldest save first: when more were saved than the policy
+				 * holds, the most recently guessed ones are kept */
+				"SELECT username, password, failures, threshold, cracked_us, fixed,"
+				" updated_us FROM accounts WHERE username IS NOT NULL"
+				" ORDER BY updated_us, username",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		set_err(err_r, fmt("%s: %s", db_path, sqlite3_errmsg(db)));
@@ -533,6 +536,7 @@ int db_load_accounts(const char *db_path, int (*fn)(void *ctx, const struct dece
 										: (unsigned)threshold,
 			.cracked_us = sqlite3_column_int64(st, 4),
 			.fixed = sqlite3_column_int(st, 5) != 0,
+			.updated_us = sqlite3_column_int64(st, 6),
 		};
 		if (!a.username)
 			continue;

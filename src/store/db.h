@@ -61,7 +61,8 @@ int db_register_functions(struct sqlite3 *db);
 int db_prefix(const char *ip, char *out, size_t outlen);
 
 /* Load the saved accounts of the credential policy (deceive/deception.h), for start-up:
- * fn is called once per row of the accounts table, in username order (the strings are
+ * fn is called once per row of the accounts table, oldest save (updated_us) first, so
+ * that a policy holding fewer keeps the most recent ones (the strings are
  * valid during the call only).  Returns the number of accounts passed to fn; 0 when the
  * database does not exist yet or predates the accounts table; -1 with *err_r (malloc'd)
  * on error, a database newer than this program, or when fn returns non-zero (loading

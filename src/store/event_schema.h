@@ -76,6 +76,7 @@ enum mxb_field_type {
 	X(message, size, MXB_FT_INT, false)                 \
 	X(message, sender, MXB_FT_STRING, false)            \
 	X(message, recipients, MXB_FT_STRING_ARRAY, false)  \
+	X(message, recipient_count, MXB_FT_INT, false)      \
 	X(message, method, MXB_FT_STRING, false)            \
 	X(message, auth_user, MXB_FT_STRING, true)          \
 	X(message, tls, MXB_FT_BOOL, false)                 \

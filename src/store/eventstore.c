@@ -78,7 +78,8 @@ static const struct derived derived_sql[] = {
 		    " json_extract(?1, '$.spool'), json_extract(?1, '$.sha256'),"
 		    " json_extract(?1, '$.size'), json_extract(?1, '$.sender'),"
 		    " json_extract(?1, '$.recipients'),"
-		    " coalesce(json_array_length(?1, '$.recipients'), 0),"
+		    " coalesce(json_extract(?1, '$.recipient_count'),"
+		    " json_array_length(?1, '$.recipients'), 0),"
 		    " json_extract(?1, '$.method'), json_extract(?1, '$.auth_user'),"
 		    " json_extract(?1, '$.tls'))"},
 	/* Brute-force intelligence (db.c step 3 -> 4 backfills the same rows). */
@@ -637,4 +638,23 @@ static void *writer_thread(void *arg)
 	free(offs);
 	buf_free(&lines);
 	return NULL;
+}
+
+int eventstore_reopen_log(struct eventstore *es, const char *jsonl_path, char **err_r)
+{
+	*err_r = NULL;
+	if (es->jsonl_fd < 0 || !jsonl_path || !*jsonl_path)
+		return 0;
+	int fd = open(jsonl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*err_r = fmt("%s: %s", jsonl_path, strerror(errno));
+		return -1;
+	}
+	/* The writer thread keeps using the same descriptor number: dup2 swaps the file
+	 * under it atomically (a write in progress completes on the old file). */
+	int rc = dup2(fd, es->jsonl_fd) < 0 ? -1 : 0;
+	if (rc)
+		*err_r = fmt("%s: dup2: %s", jsonl_path, strerror(errno));
+	close(fd);
+	return rc;
 }

@@ -33,6 +33,11 @@ void eventstore_account_hook(void *es, const struct deception_account *a);
  * (tests, shutdown). */
 void eventstore_flush(struct eventstore *es);
 void eventstore_close(struct eventstore **es);
+/* Reopen the JSON-lines log at jsonl_path (SIGHUP, after logrotate renamed it):
+ * created 0600 when missing; lines of the batch being written at that moment land in
+ * the old file or the new one, whole.  A store opened without a log keeps none
+ * (turning the log on or off needs a restart).  0, or -1 with *err_r (malloc'd). */
+int eventstore_reopen_log(struct eventstore *es, const char *jsonl_path, char **err_r);
 
 /* Counters since open (for stats and tests).  Events refused because the queue was
  * full are counted in dropped (and added to the "events_dropped" counter in the

@@ -47,6 +47,23 @@ static int buf_reserve(struct buf *b, size_t extra)
 	return 0;
 }
 
+int buf_reserve_exact(struct buf *b, size_t extra)
+{
+	if (extra > (size_t)-1 - b->len - 1)
+		return -1;
+	size_t need = b->len + extra + 1;
+	if (b->cap && b->len + extra > b->cap)
+		return -1;
+	if (need <= b->alloc)
+		return 0;
+	char *p = realloc(b->data, need);
+	if (!p)
+		return -1;
+	b->data = p;
+	b->alloc = need;
+	return 0;
+}
+
 int buf_append(struct buf *b, const void *data, size_t len)
 {
 	if (buf_reserve(b, len) < 0)

@@ -24,6 +24,10 @@ void buf_init(struct buf *b, size_t cap);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b);
 int buf_append(struct buf *b, const void *data, size_t len);
+/* Make room for exactly extra more bytes now (within the cap), so that appending them
+ * later allocates nothing and the buffer is not doubled past them: -1 when the cap or
+ * memory says no. */
+int buf_reserve_exact(struct buf *b, size_t extra);
 int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

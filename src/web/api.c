@@ -24,12 +24,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "analyze/analyze.h"
 #include "core/config.h"
 #include "federate/feed_path.h"
 #include "query/attackers.h"
 #include "query/creds.h"
+#include "query/decisions.h"
 #include "query/intel.h"
 #include "query/query.h"
+#include "query/reports.h"
+#include "intel/indicator.h"
+#include "intel/intel_db.h"
 #include "store/db.h"
 #include "store/event.h"
 #include "store/eventstore.h"
@@ -40,6 +45,8 @@
 #define SQL_TIME_LIMIT_MS 10000
 #define DEFAULT_LIMIT 50
 #define MESSAGE_TEXT_MAX (256 * 1024) /* the message view's text; the rest: raw download */
+#define HTML_MESSAGE_MAX (16 << 20)   /* bytes of a message parsed for its HTML view */
+#define HTML_BODY_MAX (1 << 20)       /* bytes of HTML the view shows */
 #define PARAMS_MAX 16
 
 static int64_t mono_ms(void)
@@ -77,7 +84,9 @@ void web_worker_db_close(struct web_worker_db *wdb)
 		sqlite3_close(wdb->db);
 	if (wdb->adb)
 		sqlite3_close(wdb->adb);
-	wdb->db = wdb->adb = NULL;
+	if (wdb->idb)
+		sqlite3_close(wdb->idb);
+	wdb->db = wdb->adb = wdb->idb = NULL;
 }
 
 static int open_dbs(const struct web_shared *sh, struct web_worker_db *wdb, char **err_r)
@@ -117,6 +126,20 @@ static int open_dbs(const struct web_shared *sh, struct web_worker_db *wdb, char
 				wdb->adb = adb;
 			else
 				sqlite3_close(adb);
+		}
+	}
+	if (!wdb->idb) {
+		/* intel.db appears when the reporter (or `mxbait indicators`) first runs:
+		 * looked for again until then, never created here. */
+		struct stat st;
+		char *e = NULL;
+		sqlite3 *idb = stat(sh->idb_path, &st) == 0 ? intel_db_open_ro(sh->cfg->data_dir, &e)
+							     : NULL;
+		free(e);
+		if (idb) {
+			sqlite3_busy_timeout(idb, 5000);
+			sqlite3_progress_handler(idb, 10000, progress, wdb);
+			wdb->idb = idb;
 		}
 	}
 	return 0;
@@ -242,8 +265,8 @@ static void page_begin(struct page_out *po)
 static void page_end(struct web_job *j, struct page_out *po, int status, struct buf *err,
 		     const struct query_page *pg)
 {
-	if (status == QUERY_NO_ANALYSIS) {
-		/* Nothing analysed yet: an empty list, not an error. */
+	if (status == QUERY_NO_ANALYSIS || status == QUERY_NO_INTEL) {
+		/* Nothing analysed or reported yet: an empty list, not an error. */
 		buf_reset(&po->inner);
 		buf_puts(&po->inner, "[]");
 		status = QUERY_OK;
@@ -426,6 +449,48 @@ static void h_message_raw(struct web_job *j, struct ctx *c)
 		j->disposition = NULL;
 }
 
+static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+
+/* The message's HTML body for the message view's sandboxed frame (server.c sends it
+ * with its own CSP: sandbox, no script, no network).  The rest of the dashboard never
+ * renders attacker HTML. */
+static void h_message_html(struct web_job *j, struct ctx *c)
+{
+	char *path = NULL;
+	int64_t size = 0;
+	int st = query_message_file(&c->q, c->arg, &path, &size);
+	if (st != QUERY_OK) {
+		free(path);
+		web_job_error(j, st == QUERY_NOT_FOUND ? 404 : 500,
+			      st == QUERY_NOT_FOUND ? "no such message (or its file is gone)"
+						    : "query failed");
+		return;
+	}
+	struct buf raw;
+	buf_init(&raw, 0);
+	uint64_t total = 0;
+	char sha[65];
+	int rc = query_read_file(path, HTML_MESSAGE_MAX, &raw, &total, sha);
+	free(path);
+	if (rc < 0) {
+		buf_free(&raw);
+		web_job_error(j, 404, "the message file is gone");
+		return;
+	}
+	pthread_once(&mime_once, analyze_mime_init);
+	bool cut = false;
+	buf_reset(&j->body);
+	rc = analyze_html_body(raw.data ? raw.data : "", raw.len, HTML_BODY_MAX, &j->body, &cut);
+	buf_free(&raw);
+	if (rc <= 0) {
+		web_job_error(j, 404, "the message has no HTML part");
+		return;
+	}
+	j->status = 200;
+	j->content_type = "text/html; charset=utf-8";
+	j->sandboxed_html = true;
+}
+
 static void h_message(struct web_job *j, struct ctx *c)
 {
 	static const char *const known[] = {NULL};
@@ -433,6 +498,10 @@ static void h_message(struct web_job *j, struct ctx *c)
 		return;
 	if (c->arg2 && !strcmp(c->arg2, "raw")) {
 		h_message_raw(j, c);
+		return;
+	}
+	if (c->arg2 && !strcmp(c->arg2, "html")) {
+		h_message_html(j, c);
 		return;
 	}
 	if (c->arg2) {
@@ -619,6 +688,159 @@ static void h_campaigns(struct web_job *j, struct ctx *c)
 	analysis_list(j, c, &aq_campaigns, NULL, 0);
 }
 
+/* A yes/no parameter: 1/0, true/false, yes/no. */
+static bool param_bool(struct web_job *j, struct params *p, const char *name, bool *v)
+{
+	const char *s = param(p, name);
+	if (!s)
+		return true;
+	if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "yes")) {
+		*v = true;
+	} else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no")) {
+		*v = false;
+	} else {
+		char m[96];
+		snprintf(m, sizeof(m), "bad %s (true or false)", name);
+		web_job_error(j, 400, m);
+		return false;
+	}
+	return true;
+}
+
+static void h_decisions(struct web_job *j, struct ctx *c)
+{
+	static const char *const known[] = {"all", "limit", "cursor", NULL};
+	struct query_page pg = {0};
+	bool all = false;
+	if (!params_known(j, c->p, known) || !page_params(j, c->p, &pg) ||
+	    !param_bool(j, c->p, "all", &all))
+		return;
+	if (c->arg) {
+		web_job_error(j, 404, "no such endpoint");
+		return;
+	}
+	struct page_out po;
+	struct buf err;
+	buf_init(&err, 0);
+	page_begin(&po);
+	int st = query_decisions(&c->q, all, mxb_now_us(), &pg, &po.w, &err);
+	page_end(j, &po, st, &err, &pg);
+	buf_free(&err);
+}
+
+/* One report: /reports/ID, /reports/ID/payload, and /reports/stats. */
+static void h_report(struct web_job *j, struct ctx *c)
+{
+	static const char *const known[] = {NULL};
+	if (!params_known(j, c->p, known))
+		return;
+	struct buf err;
+	buf_init(&err, 0);
+	struct jw w;
+	jw_init(&w, &j->body);
+	int st;
+	if (!strcmp(c->arg, "stats") && !c->arg2) {
+		st = query_report_stats(&c->q, &w, &err);
+		if (st == QUERY_NO_INTEL) {
+			buf_puts(&j->body, "{}");
+			st = QUERY_OK;
+		}
+	} else {
+		long id = 0;
+		if (intel_parse_count(c->arg, 1, &id) < 0 ||
+		    (c->arg2 && strcmp(c->arg2, "payload"))) {
+			buf_free(&err);
+			web_job_error(j, 404, "no such endpoint");
+			return;
+		}
+		if (c->arg2) {
+			/* The rendered report, byte for byte as a sink sends it: a download (an
+			 * .eml or JSON), never a page: its text is attacker-derived. */
+			st = query_report_payload(&c->q, id, &j->body, &err);
+			if (st == QUERY_OK) {
+				j->status = 200;
+				j->content_type = "application/octet-stream";
+				if (asprintf(&j->disposition, "attachment; filename=\"mxbait-report-%ld\"",
+					     id) < 0)
+					j->disposition = NULL;
+				buf_free(&err);
+				return;
+			}
+		} else {
+			st = query_report(&c->q, id, &w, &err);
+		}
+		if (st == QUERY_NO_INTEL)
+			st = QUERY_NOT_FOUND;
+	}
+	if (st == QUERY_OK)
+		json_reply(j);
+	else
+		query_failed(j, st, &err);
+	buf_free(&err);
+}
+
+static void h_reports(struct web_job *j, struct ctx *c)
+{
+	static const char *const known[] = {"state", "sink", "limit", "cursor", NULL};
+	struct query_page pg = {0};
+	const char *state = NULL, *sink = NULL;
+	if (!params_known(j, c->p, known) || !page_params(j, c->p, &pg) ||
+	    !param_text(j, c->p, "state", 16, &state) || !param_text(j, c->p, "sink", 16, &sink))
+		return;
+	if (state) {
+		bool ok = false;
+		for (size_t i = 0; query_report_states[i]; i++)
+			if (!strcmp(state, query_report_states[i]))
+				ok = true;
+		if (!ok) {
+			web_job_error(j, 400, "bad state (addressing, queued, held, manual, sending, "
+					      "transmitting, sent, duplicate, rejected, failed, expired, "
+					      "unknown)");
+			return;
+		}
+	}
+	struct page_out po;
+	struct buf err;
+	buf_init(&err, 0);
+	page_begin(&po);
+	int st = query_reports(&c->q, state, sink, &pg, &po.w, &err);
+	page_end(j, &po, st, &err, &pg);
+	buf_free(&err);
+}
+
+static void h_indicators(struct web_job *j, struct ctx *c)
+{
+	static const char *const known[] = {"kind", "since", "min_confidence", "limit", "cursor",
+					    NULL};
+	struct query_page pg = {0};
+	const char *kind = NULL;
+	int64_t since = 0;
+	long minc = 0;
+	if (!params_known(j, c->p, known) || !page_params(j, c->p, &pg) ||
+	    !param_text(j, c->p, "kind", 200, &kind) || !param_duration(j, c->p, "since", &since) ||
+	    !param_long(j, c->p, "min_confidence", 0, 100, &minc))
+		return;
+	struct indicator_filter f = {.min_confidence = (int)minc};
+	if (kind) {
+		const char *bad = NULL;
+		f.kinds = indicator_kinds_parse(kind, &bad);
+		if (!f.kinds) {
+			web_job_error(j, 400, "bad kind (ip, prefix, url, domain, sender, sender_domain, "
+					      "attachment, recipient, recipient_domain, campaign)");
+			return;
+		}
+	}
+	if (since)
+		f.since_us = mxb_now_us() - since;
+	struct page_out po;
+	struct buf err;
+	buf_init(&err, 0);
+	page_begin(&po);
+	int st = query_indicators(&c->q, &f, c->sh->allowlist, &pg, &po.w, &err);
+	page_end(j, &po, st, &err, &pg);
+	buf_free(&err);
+}
+
 static void h_whoami(struct web_job *j, struct ctx *c)
 {
 	struct jw w;
@@ -630,6 +852,7 @@ static void h_whoami(struct web_job *j, struct ctx *c)
 	web_auth_csrf(c->sh->auth, j->user, csrf);
 	jw_cstr(&w, "csrf_token", j->role == WEB_ROLE_ADMIN ? csrf : NULL);
 	jw_bool(&w, "geoip", c->sh->geoip != NULL);
+	jw_bool(&w, "guard", c->sh->guard != NULL);
 	jw_cstr(&w, "version", MXB_VERSION);
 	jw_end_object(&w);
 	json_reply(j);
@@ -711,6 +934,31 @@ static void h_metrics(struct web_job *j, struct ctx *c)
 		double lag = difftime(time(NULL), oldest);
 		d.analyzer_lag_s = lag > 0 ? lag : 0;
 	}
+	d.decisions_ok = query_decisions_count(&c->q, mxb_now_us(), d.decisions_active) == 0;
+	if (c->q.idb) {
+		/* reports by sink and state; a sink name becomes a label value: only names
+		 * of the reporter's form are taken */
+		sqlite3_stmt *rs = NULL;
+		if (sqlite3_prepare_v2(c->q.idb, "SELECT sink, state, count(*) FROM outbox"
+						 " GROUP BY sink, state ORDER BY sink, state",
+				       -1, &rs, NULL) == SQLITE_OK) {
+			d.intel = true;
+			while (sqlite3_step(rs) == SQLITE_ROW && d.n_reports < METRICS_REPORT_ROWS) {
+				const char *sink = (const char *)sqlite3_column_text(rs, 0);
+				const char *state = (const char *)sqlite3_column_text(rs, 1);
+				struct metrics_report_row *row = &d.reports[d.n_reports];
+				if (!sink || !state || strlen(sink) >= sizeof(row->sink) ||
+				    strlen(state) >= sizeof(row->state) ||
+				    strspn(sink, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(sink))
+					continue;
+				snprintf(row->sink, sizeof(row->sink), "%s", sink);
+				snprintf(row->state, sizeof(row->state), "%s", state);
+				row->n = sqlite3_column_int64(rs, 2);
+				d.n_reports++;
+			}
+		}
+		sqlite3_finalize(rs);
+	}
 	struct eventstore_stats es;
 	if (c->sh->es)
 		eventstore_get_stats(c->sh->es, &es);
@@ -727,12 +975,14 @@ static void h_stream(struct web_job *j, struct ctx *c)
 }
 
 /* Actions change state (allow an IP, release a decision, hold a report): POST, admin
- * role, CSRF token, same origin.  None exists yet; the checks run for every action
- * path, so the protection is in place when the features plug in here. */
+ * role, CSRF token, same origin, all checked before this runs (actions.c). */
 static void h_action(struct web_job *j, struct ctx *c)
 {
-	(void)c;
-	web_job_error(j, 404, "no such action (decisions and reports are not built yet)");
+	if (c->arg2) {
+		web_job_error(j, 404, "no such action");
+		return;
+	}
+	web_action_run(c->sh, j, c->arg);
 }
 
 struct route {
@@ -756,7 +1006,7 @@ static const struct route routes[] = {
 	{EVHTTP_REQ_GET, "/api/v1/sessions", true, true, false, false, h_session, "a session's events"},
 	{EVHTTP_REQ_GET, "/api/v1/messages", false, true, false, false, h_messages, "captured messages"},
 	{EVHTTP_REQ_GET, "/api/v1/messages", true, true, false, false, h_message,
-	 "a message (/raw: the bytes, message/rfc822)"},
+	 "a message (/raw: the bytes, message/rfc822; /html: its HTML body, sandboxed)"},
 	{EVHTTP_REQ_GET, "/api/v1/auth-attempts", false, true, false, false, h_auth_attempts,
 	 "AUTH attempts, newest first"},
 	{EVHTTP_REQ_GET, "/api/v1/credentials", false, true, false, true, h_credentials,
@@ -773,9 +1023,17 @@ static const struct route routes[] = {
 	{EVHTTP_REQ_GET, "/api/v1/campaigns", true, true, false, false, h_campaigns, "a campaign's messages"},
 	{EVHTTP_REQ_GET, "/api/v1/stream", false, false, false, false, h_stream,
 	 "live counters (text/event-stream)"},
-	/* Decisions and reports: their list endpoints go here when the features exist
-	 * (GET /api/v1/decisions, /api/v1/reports), their actions below. */
-	{EVHTTP_REQ_POST, "/api/v1/actions", true, false, true, false, h_action, "state changes (admin)"},
+	{EVHTTP_REQ_GET, "/api/v1/decisions", false, true, false, false, h_decisions,
+	 "the guard's decisions (mxbait decisions list)"},
+	{EVHTTP_REQ_GET, "/api/v1/reports", false, true, false, false, h_reports,
+	 "abuse reports in the outbox (mxbait report list)"},
+	{EVHTTP_REQ_GET, "/api/v1/reports", true, true, false, false, h_report,
+	 "a report (mxbait report show; /payload: its bytes), or /stats per sink"},
+	{EVHTTP_REQ_GET, "/api/v1/indicators", false, true, false, false, h_indicators,
+	 "indicators (mxbait indicators --no-update)"},
+	{EVHTTP_REQ_POST, "/api/v1/actions", true, false, true, false, h_action,
+	 "state changes (admin): decision-allow, decision-release, report-hold, "
+	 "report-release, report-retry"},
 	{EVHTTP_REQ_GET, "/metrics", false, true, false, false, h_metrics, "Prometheus metrics"},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -802,8 +1060,13 @@ static void h_index(struct web_job *j, struct ctx *c)
 	jw_begin_array(&w, "features");
 	jw_cstr(&w, NULL, "stats");
 	jw_cstr(&w, NULL, "analysis");
+	jw_cstr(&w, NULL, "decisions");
+	jw_cstr(&w, NULL, "reports");
+	jw_cstr(&w, NULL, "indicators");
 	if (c->sh->geoip)
 		jw_cstr(&w, NULL, "geoip");
+	if (c->sh->guard)
+		jw_cstr(&w, NULL, "guard");
 	jw_end_array(&w);
 	jw_end_object(&w);
 	json_reply(j);
@@ -932,7 +1195,8 @@ static void run_route(const struct web_shared *sh, struct web_worker_db *wdb, st
 			return;
 		}
 		wdb->deadline_ms = mono_ms() + sql_limit_ms;
-		c.q = (struct query_db){.db = wdb->db, .adb = wdb->adb, .data_dir = sh->cfg->data_dir,
+		c.q = (struct query_db){.db = wdb->db, .adb = wdb->adb, .idb = wdb->idb,
+					.data_dir = sh->cfg->data_dir,
 					.spool_budget = sh->cfg->spool_budget};
 		/* One snapshot per request. */
 		in_tx = sqlite3_exec(wdb->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;

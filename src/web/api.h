@@ -4,8 +4,13 @@
  *
  * A job is a copy of everything the handler needs from the request (the loop thread
  * made it; the worker never touches libevent objects), and the reply it fills in.
- * Adding an endpoint (decisions, reports when those features exist) is one row in the
- * route table of api.c and one handler.
+ * Adding an endpoint is one row in the route table of api.c and one handler; an
+ * action is one row in the action table.
+ *
+ * Actions that change the guard's decisions run on the network loop, the guard's
+ * thread (the guard is their one writer and is not thread-safe): the worker checks
+ * the request and leaves the prepared change in job->loop; the loop thread applies it
+ * (web_api_loop) just before it sends the reply.
  */
 #ifndef MXB_WEB_API_H
 #define MXB_WEB_API_H
@@ -19,6 +24,9 @@
 
 struct evhttp_request;
 struct sqlite3;
+struct guard;
+struct allowlist;
+struct web_loop_action;
 struct metrics;
 struct eventstore;
 struct mxb_config;
@@ -32,7 +40,9 @@ struct web_job {
 	int method;                 /* EVHTTP_REQ_* */
 	char *path;                 /* decoded path */
 	char *query;                /* raw query string or NULL */
-	char *authz, *csrf, *origin, *host, *sec_fetch_site;
+	char *authz, *csrf, *origin, *host, *sec_fetch_site, *content_type_in;
+	char *body_in;              /* the request body (POST; at most 16 KiB), or NULL */
+	size_t body_in_len;
 	char peer[64];
 	bool loopback;              /* the listener is on loopback */
 	bool tls;
@@ -44,6 +54,8 @@ struct web_job {
 	const char *content_type;
 	char *disposition;          /* Content-Disposition, or NULL */
 	bool cacheable;             /* static assets: may be cached briefly */
+	bool sandboxed_html;        /* a message's HTML for the dashboard's frame: sent with
+				     * its own CSP (sandbox, no script, no network) */
 	bool www_authenticate;
 	long age_s;                 /* from the cache: the Age header; -1 fresh */
 	struct buf body;
@@ -51,6 +63,7 @@ struct web_job {
 	int64_t file_len;
 	char user[65];
 	enum web_role role;
+	struct web_loop_action *loop; /* set by the worker: web_api_loop() finishes the job */
 };
 
 /* What every worker shares (read-only after start, or internally locked). */
@@ -64,15 +77,23 @@ struct web_shared {
 	char db_path[4096], adb_path[4096];
 	struct web_cache *cache; /* the aggregates' replies (web_cache_new) */
 	struct web_geoip *geoip; /* geoip_file, or NULL */
+	struct guard *guard;     /* the guard of this daemon, or NULL (loop thread only) */
+	struct allowlist *allowlist; /* marks allowlisted indicators (NULL: none) */
+	char idb_path[4096];     /* intel.db */
 };
 
 /* Per worker: its own read-only connections, opened on first use. */
 struct web_worker_db {
-	struct sqlite3 *db, *adb;
+	struct sqlite3 *db, *adb, *idb;
 	int64_t deadline_ms; /* the SQL time limit of the current job */
 };
 
 void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j);
+/* POST /api/v1/actions/NAME (actions.c), after the role and CSRF checks. */
+void web_action_run(const struct web_shared *sh, struct web_job *j, const char *name);
+/* The loop thread's part of a job with j->loop set: apply it, fill the reply. */
+void web_api_loop(const struct web_shared *sh, struct web_job *j);
+void web_loop_action_free(struct web_loop_action **a);
 /* The network loop's shortcut: a GET of a cached aggregate by a login already known
  * (or anonymous on loopback) is answered from the cache without a thread hop.  Never
  * computes a hash or runs SQL; true when j holds the reply. */

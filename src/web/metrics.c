@@ -15,6 +15,18 @@ static const char *const reject_reasons[METRICS_REJECT_REASONS] = {
 static const char *const refusals[METRICS_REFUSALS] = {
 	"limit_connections", "limit_per_ip", "limit_rate", "limit_per_prefix"};
 
+static const char *const decision_actions[METRICS_ACTIONS] = {"delay", "divert", "ban", "allow"};
+static const char *const decision_origins[METRICS_ORIGINS] = {"guard", "manual"};
+static const char *const guard_auth_answers[METRICS_GUARD_AUTH] = {
+	"allow", "delay", "reject", "none", "other"};
+static const char *const guard_rcpt_answers[METRICS_GUARD_RCPT] = {
+	"dunno", "defer", "reject", "sleep", "none", "other"};
+/* report/outbox.h's states, in its order */
+static const char *const report_states[] = {
+	"addressing", "queued", "held", "manual", "sending", "transmitting", "sent",
+	"duplicate", "rejected", "failed", "expired", "unknown"};
+#define N_REPORT_STATES (sizeof(report_states) / sizeof(report_states[0]))
+
 void metrics_init(struct metrics *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -118,6 +130,24 @@ void metrics_observe(void *ctx, const struct mxb_event *ev)
 		atomic_fetch_add_explicit(&m->rejected[i], 1, memory_order_relaxed);
 	} else if (!strcmp(name, "offence")) {
 		atomic_fetch_add_explicit(&m->offences, 1, memory_order_relaxed);
+	} else if (!strcmp(name, "decision")) {
+		if (field_is(ev, "op", "\"del\"")) {
+			atomic_fetch_add_explicit(&m->decisions_removed, 1, memory_order_relaxed);
+			return;
+		}
+		/* the names of both lists have no "other": an unknown one is not counted */
+		int a = enum_index(ev, "action", decision_actions, METRICS_ACTIONS + 1);
+		int o = enum_index(ev, "origin", decision_origins, METRICS_ORIGINS + 1);
+		if (a < METRICS_ACTIONS && o < METRICS_ORIGINS)
+			atomic_fetch_add_explicit(&m->decisions[a][o], 1, memory_order_relaxed);
+	} else if (!strcmp(name, "guard_auth")) {
+		int i = enum_index(ev, "answer", guard_auth_answers, METRICS_GUARD_AUTH);
+		atomic_fetch_add_explicit(&m->guard_auth[i], 1, memory_order_relaxed);
+	} else if (!strcmp(name, "guard_rcpt")) {
+		int i = enum_index(ev, "answer", guard_rcpt_answers, METRICS_GUARD_RCPT);
+		atomic_fetch_add_explicit(&m->guard_rcpt[i], 1, memory_order_relaxed);
+	} else if (!strcmp(name, "guard_log")) {
+		atomic_fetch_add_explicit(&m->guard_log, 1, memory_order_relaxed);
 	} else if (!strcmp(name, "rcpt")) {
 		if (field_is(ev, "accepted", "true"))
 			atomic_fetch_add_explicit(&m->rcpt_accepted, 1, memory_order_relaxed);
@@ -254,6 +284,53 @@ void metrics_render(const struct metrics *m, const struct eventstore_stats *es,
 		buf_printf(o, "mxbait_analyzer_lag_seconds %.3f\n", d->analyzer_lag_s);
 		head(o, "mxbait_analyzer_messages", "gauge", "Messages in analysis.db.");
 		buf_printf(o, "mxbait_analyzer_messages %lld\n", (long long)d->analysis_messages);
+	}
+	head(o, "mxbait_decisions_total", "counter",
+	     "Decisions the guard made since start, by action and origin (guard: detection; "
+	     "manual: an operator).");
+	for (int a = 0; a < METRICS_ACTIONS; a++)
+		for (int g = 0; g < METRICS_ORIGINS; g++)
+			buf_printf(o, "mxbait_decisions_total{action=\"%s\",origin=\"%s\"} %llu\n",
+				   decision_actions[a], decision_origins[g], ld(&m->decisions[a][g]));
+	head(o, "mxbait_decisions_removed_total", "counter",
+	     "Decisions ended before their time since start (released by an operator).");
+	buf_printf(o, "mxbait_decisions_removed_total %llu\n", ld(&m->decisions_removed));
+	head(o, "mxbait_guard_logins_total", "counter",
+	     "Logins at the real server the guard saw since start, by its answer.");
+	for (int i = 0; i < METRICS_GUARD_AUTH; i++)
+		buf_printf(o, "mxbait_guard_logins_total{answer=\"%s\"} %llu\n",
+			   guard_auth_answers[i], ld(&m->guard_auth[i]));
+	head(o, "mxbait_guard_recipients_total", "counter",
+	     "Recipients offered to the real Postfix the guard saw since start, by its answer.");
+	for (int i = 0; i < METRICS_GUARD_RCPT; i++)
+		buf_printf(o, "mxbait_guard_recipients_total{answer=\"%s\"} %llu\n",
+			   guard_rcpt_answers[i], ld(&m->guard_rcpt[i]));
+	head(o, "mxbait_guard_log_offences_total", "counter",
+	     "Offences in the real server's logs (postscreen, smtpd) since start.");
+	buf_printf(o, "mxbait_guard_log_offences_total %llu\n", ld(&m->guard_log));
+	if (d && d->decisions_ok) {
+		head(o, "mxbait_decisions", "gauge", "Decisions in force now, by action.");
+		for (int a = 0; a < METRICS_ACTIONS; a++)
+			buf_printf(o, "mxbait_decisions{action=\"%s\"} %lld\n", decision_actions[a],
+				   (long long)d->decisions_active[a]);
+	}
+	if (d && d->intel) {
+		head(o, "mxbait_reports", "gauge",
+		     "Abuse reports in the outbox (intel.db), by sink and state.");
+		/* every state of each sink present, 0 included: steady series for graphs */
+		for (size_t i = 0; i < d->n_reports; i++) {
+			if (i && !strcmp(d->reports[i].sink, d->reports[i - 1].sink))
+				continue;
+			for (size_t k = 0; k < N_REPORT_STATES; k++) {
+				long long n = 0;
+				for (size_t r = i; r < d->n_reports &&
+						   !strcmp(d->reports[r].sink, d->reports[i].sink); r++)
+					if (!strcmp(d->reports[r].state, report_states[k]))
+						n = d->reports[r].n;
+				buf_printf(o, "mxbait_reports{sink=\"%s\",state=\"%s\"} %lld\n",
+					   d->reports[i].sink, report_states[k], n);
+			}
+		}
 	}
 	head(o, "mxbait_http_requests_total", "counter",
 	     "Requests the web server answered since start, by status class.");

@@ -30,6 +30,15 @@ struct eventstore_stats;
 #define METRICS_REJECT_REASONS 6
 /* disconnect reasons that are admission refusals. */
 #define METRICS_REFUSALS 4
+/* decision actions (delay, divert, ban, allow) and origins (guard, manual). */
+#define METRICS_ACTIONS 4
+#define METRICS_ORIGINS 2
+/* the guard's answers: guard_auth (allow, delay, reject, none, other), guard_rcpt
+ * (dunno, defer, reject, sleep, none, other). */
+#define METRICS_GUARD_AUTH 5
+#define METRICS_GUARD_RCPT 6
+/* rows of mxbait_reports: (sink, state) pairs kept from intel.db. */
+#define METRICS_REPORT_ROWS 256
 
 struct metrics {
 	int64_t start_us;
@@ -42,6 +51,12 @@ struct metrics {
 	atomic_ullong rejected[METRICS_REJECT_REASONS];
 	atomic_ullong offences;
 	atomic_ullong rcpt_accepted, rcpt_denied;
+	/* the guard: decisions made (op add) by action and origin; observations answered */
+	atomic_ullong decisions[METRICS_ACTIONS][METRICS_ORIGINS];
+	atomic_ullong decisions_removed;
+	atomic_ullong guard_auth[METRICS_GUARD_AUTH];
+	atomic_ullong guard_rcpt[METRICS_GUARD_RCPT];
+	atomic_ullong guard_log;
 	/* web server */
 	atomic_ullong http_requests[6]; /* by status class: 1xx..5xx, index 0 unused */
 	atomic_ullong http_auth_failures, http_rate_limited;
@@ -55,6 +70,17 @@ struct metrics_disk {
 	int64_t analyzer_backlog;   /* files in spool/new not analysed yet */
 	double analyzer_lag_s;      /* age of the oldest of them (0: none) */
 	int64_t analysis_messages;
+	/* decisions in force now (mxbait.db), by action; decisions_ok false: not read */
+	bool decisions_ok;
+	int64_t decisions_active[METRICS_ACTIONS];
+	/* reports in intel.db by sink and state (intel false: no intel.db yet) */
+	bool intel;
+	struct metrics_report_row {
+		char sink[24];
+		char state[16];
+		int64_t n;
+	} reports[METRICS_REPORT_ROWS];
+	size_t n_reports;
 };
 
 void metrics_init(struct metrics *m);

@@ -42,6 +42,8 @@
 #include "core/config.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "intel/allowlist.h"
+#include "intel/intel_db.h"
 #include "store/db.h"
 #include "store/eventstore.h"
 #include "web/api.h"
@@ -61,8 +63,13 @@
  * files, no inline script or style, Trusted Types required (so no string can become
  * HTML through a DOM sink), no framing, no forms, no base changes. */
 #define CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " \
-	    "connect-src 'self'; base-uri 'none'; form-action 'none'; "                   \
+	    "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "   \
 	    "frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+/* A captured message's HTML (the message view's frame): a sandbox (a unique origin,
+ * no script, no forms, no popups, no top navigation) even when opened on its own, and
+ * nothing fetched but inline styles and data: images; framed by this origin only. */
+#define CSP_SANDBOXED "default-src 'none'; style-src 'unsafe-inline'; img-src data:; " \
+		      "sandbox; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 
 struct listen_sock {
 	struct evhttp_bound_socket *bound;
@@ -89,6 +96,7 @@ struct web {
 	struct web_auth *auth;
 	struct metrics metrics;
 	struct eventstore *es;
+	struct allowlist allowlist;
 
 	/* pool */
 	pthread_t *threads;
@@ -228,17 +236,22 @@ static struct bufferevent *bev_tls(struct event_base *base, void *arg)
 
 /* ---- replies ---- */
 
-static void security_headers(struct evkeyvalq *h, bool tls)
+static void security_headers_for(struct evkeyvalq *h, bool tls, bool sandboxed)
 {
-	evhttp_add_header(h, "Content-Security-Policy", CSP);
+	evhttp_add_header(h, "Content-Security-Policy", sandboxed ? CSP_SANDBOXED : CSP);
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(h, "X-Frame-Options", "DENY");
+	evhttp_add_header(h, "X-Frame-Options", sandboxed ? "SAMEORIGIN" : "DENY");
 	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
 	evhttp_add_header(h, "Cross-Origin-Opener-Policy", "same-origin");
 	evhttp_add_header(h, "Cross-Origin-Resource-Policy", "same-origin");
 	evhttp_add_header(h, "Permissions-Policy", "geolocation=(), camera=(), microphone=()");
 	if (tls)
 		evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
+}
+
+static void security_headers(struct evkeyvalq *h, bool tls)
+{
+	security_headers_for(h, tls, false);
 }
 
 static void pending_remove(struct web *w, struct evhttp_request *req)
@@ -286,7 +299,7 @@ static void send_job(struct web *w, struct web_job *j)
 		return;
 	}
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	security_headers(h, j->tls);
+	security_headers_for(h, j->tls, j->sandboxed_html && j->status == 200);
 	evhttp_add_header(h, "Content-Type", j->content_type ? j->content_type
 							  : "application/json; charset=utf-8");
 	evhttp_add_header(h, "Cache-Control", j->cacheable ? "private, max-age=60" : "no-store");
@@ -330,6 +343,9 @@ static void job_free(struct web_job *j)
 	free(j->origin);
 	free(j->host);
 	free(j->sec_fetch_site);
+	free(j->content_type_in);
+	free(j->body_in);
+	web_loop_action_free(&j->loop);
 	free(j->disposition);
 	buf_free(&j->body);
 	if (j->fd >= 0)
@@ -356,6 +372,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	while (rev) {
 		struct web_job *n = rev->next;
+		if (rev->loop) /* a decision action: the guard lives on this thread */
+			web_api_loop(&w->sh, rev);
 		send_job(w, rev);
 		job_free(rev);
 		rev = n;
@@ -469,6 +487,17 @@ static void handle(struct evhttp_request *req, struct web *w, bool tls, bool loo
 	j->origin = hdr_dup(in, "Origin");
 	j->host = hdr_dup(in, "Host");
 	j->sec_fetch_site = hdr_dup(in, "Sec-Fetch-Site");
+	if (j->method == EVHTTP_REQ_POST) {
+		/* at most BODY_MAX bytes: evhttp refused a longer one (413) */
+		struct evbuffer *ib = evhttp_request_get_input_buffer(req);
+		size_t n = ib ? evbuffer_get_length(ib) : 0;
+		j->content_type_in = hdr_dup(in, "Content-Type");
+		if (n && (j->body_in = malloc(n + 1))) {
+			evbuffer_copyout(ib, j->body_in, n);
+			j->body_in[n] = '\0';
+			j->body_in_len = n;
+		}
+	}
 	snprintf(j->peer, sizeof(j->peer), "%s", peer ? peer : "");
 	j->loopback = loopback;
 	j->tls = tls;
@@ -665,7 +694,7 @@ static int bind_one(struct web *w, const char *spec, char **err_r)
 	ls->lev = evhttp_bound_socket_get_listener(bs);
 	ls->tls = tls;
 	ls->loopback = lo;
-	fprintf(stderr, "mxbait: listening web on %s%s\n", spec, tls ? " (TLS)" : "");
+	log_msg(LOG_INFO, NULL, "listening web on %s%s", spec, tls ? " (TLS)" : "");
 	return 0;
 }
 
@@ -736,11 +765,28 @@ struct web *web_open(struct event_base *base, const struct mxb_config *cfg, SSL_
 	w->sh.metrics = &w->metrics;
 	snprintf(w->sh.db_path, sizeof(w->sh.db_path), "%s/%s", cfg->data_dir, MXB_DB_FILE);
 	snprintf(w->sh.adb_path, sizeof(w->sh.adb_path), "%s/analysis.db", cfg->data_dir);
+	snprintf(w->sh.idb_path, sizeof(w->sh.idb_path), "%s/%s", cfg->data_dir, INTEL_DB_FILE);
+	/* The indicators' allowlisted mark, as `mxbait indicators` shows it. */
+	char *aerr = NULL;
+	if (allowlist_init(&w->allowlist, cfg->allowlist_networks, cfg->allowlist_domains,
+			   cfg->allowlist_own_addresses, &aerr) == 0) {
+		w->sh.allowlist = &w->allowlist;
+	} else {
+		log_msg(LOG_WARNING, NULL, "web: allowlist: %s (indicators are not marked)",
+			aerr ? aerr : "?");
+		free(aerr);
+	}
 	return w;
 oom:
 	if (asprintf(err_r, "web: out of memory") < 0)
 		*err_r = NULL;
 	return NULL;
+}
+
+void web_set_guard(struct web *w, struct guard *g)
+{
+	if (w)
+		w->sh.guard = g;
 }
 
 int web_start(struct web *w, struct eventstore *es, char **err_r)
@@ -798,6 +844,8 @@ void web_free(struct web **wp)
 	}
 	web_cache_free(&w->sh.cache);
 	web_geoip_close(&w->sh.geoip);
+	if (w->sh.allowlist)
+		allowlist_free(w->sh.allowlist);
 	/* Jobs never started, and finished ones never sent: the requests go with evhttp. */
 	while (w->queue) {
 		struct web_job *n = w->queue->next;

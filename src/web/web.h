@@ -35,6 +35,10 @@ struct web;
  * listeners off loopback. */
 struct web *web_open(struct event_base *base, const struct mxb_config *cfg, SSL_CTX *tls,
 		     char **err_r);
+/* The guard of this daemon (may be NULL), before web_start: the decision actions
+ * are applied through it, on the loop thread. */
+struct guard;
+void web_set_guard(struct web *w, struct guard *g);
 /* Start the workers; es (may be NULL) feeds /metrics and the live stream. */
 int web_start(struct web *w, struct eventstore *es, char **err_r);
 void web_free(struct web **w);

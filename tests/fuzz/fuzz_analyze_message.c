@@ -1,9 +1,10 @@
 /*
  * fuzz_analyze_message: libFuzzer target for the whole analysis of one message
  * (analyze_message: GMime, charsets, HTML through libxml2, link extraction and
- * normalisation, attachments, fingerprint) and its JSON rendering.  Any bytes must give
- * a result, never a crash, a leak, or a read out of bounds.  Limits are small so that
- * each input stays fast.
+ * normalisation, attachments, fingerprint) and its JSON rendering, and the HTML body
+ * the dashboard's sandboxed view takes out (analyze_html_body, never over its bound).
+ * Any bytes must give a result, never a crash, a leak, or a read out of bounds.
+ * Limits are small so that each input stays fast.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -47,5 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	analysis_to_json(a, "fuzz", &out);
 	buf_free(&out);
 	analysis_free(&a);
+	buf_init(&out, 0);
+	bool cut = false;
+	int h = analyze_html_body(data, size, 64u << 10, &out, &cut);
+	if (h < -1 || h > 1 || out.len > (64u << 10) || (h <= 0 && out.len))
+		abort();
+	buf_free(&out);
 	return 0;
 }

@@ -1,15 +1,19 @@
 /*
  * libFuzzer target: the whole IMAP engine with the recording fake host.
  *
- * Input: byte 0 picks the listener and limits, byte 1 the answers the host gives
- * (commit result, spool refusal), byte 2 the write sizes; the rest is what the client
- * sends, split into writes so that suspensions (failed-login delay, APPEND commit,
- * STARTTLS) land anywhere.  Inputs that start by logging in ("!" as the first client
+ * Input: first the limits (fuzz_limits.h, two bytes each, zeros for the defaults):
+ * imap_line_length_limit, imap_literal_max, imap_bad_command_limit,
+ * imap_session_memory and imap_memory_budget, anywhere in the bounds mxbait.conf
+ * accepts; then byte 0 picks the listener and options, byte 1 the answers the host
+ * gives (commit result, spool refusal), byte 2 the write sizes; the rest is what the
+ * client sends, split into writes so that suspensions (failed-login delay, APPEND
+ * commit, STARTTLS) land anywhere.  Inputs that start by logging in ("!" as the first client
  * byte) get "a LOGIN alice alice-Secret-1" prepended on an implicit-TLS listener, so
  * the fuzzer spends its time in the mailbox commands too.  The host answers every
  * suspension as a real one would; at the end the client hangs up.  ASan/UBSan catch
  * memory errors; the checks below catch broken invariants and events that break the
- * public contract.
+ * public contract, and memory charged to the budgets that is never given back or
+ * that passes them.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,13 +21,23 @@
 #include <string.h>
 
 #include "deceive/auth_policy.h"
+#include "fuzz_limits.h"
 #include "proto/imap.h"
+#include "util/budget.h"
 #include "../unit/imap_fake_host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct fuzz_in in = {data, size};
+	uint64_t line = fuzz_limit(&in, "imap_line_length_limit", 65536);
+	uint64_t litmax = fuzz_limit(&in, "imap_literal_max", 10u << 20);
+	uint64_t bad = fuzz_limit(&in, "imap_bad_command_limit", 20);
+	uint64_t session_mem = fuzz_limit(&in, "imap_session_memory", 32u << 20);
+	struct budget memory = {.limit = fuzz_limit(&in, "imap_memory_budget", 64u << 20)};
+	data = in.p;
+	size = in.n;
 	if (size < 3)
 		return 0;
 	uint8_t opt = data[0], ans = data[1], split = data[2];
@@ -41,9 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.tls_available = opt & 0x02,
 		.auth = auth,
 		.secret = (opt & 0x04) ? secret : NULL,
-		.line_length_limit = (opt & 0x08) ? 100 : 0,
-		.literal_max = (opt & 0x10) ? 64 : 0,
-		.bad_command_limit = (opt & 0x20) ? 2 : 0,
+		.line_length_limit = (size_t)line,
+		.literal_max = (size_t)litmax,
+		.bad_command_limit = (unsigned)bad,
+		.session_memory = (size_t)session_mem,
+		.memory = &memory,
 		.auth_failure_delay_ms = 1,
 		.auth_penalty_max_ms = (opt & 0x40) ? 5 : 0,
 	};
@@ -85,6 +101,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	imap_session_free(&h.s);
 	/* every message the engine opened was committed or aborted */
 	if (h.msg_open && !h.want_commit)
+		__builtin_trap();
+	/* the budgets were never passed, and everything taken was given back */
+	if (memory.peak > memory.limit || memory.used != 0)
 		__builtin_trap();
 	imap_fake_free(&h);
 	auth_policy_free(&auth);

@@ -2,8 +2,11 @@
  * libFuzzer target: the whole POP3 engine (through struct proto_engine) with the
  * recording fake host of the unit tests.
  *
- * Input: byte 0 picks the listener and options (110 or 995, STLS offered, plaintext
- * allowed, small limits), byte 1 the write sizes; the rest is what the client sends,
+ * Input: first the limits (fuzz_limits.h, two bytes each, zeros for the defaults):
+ * pop3_bad_command_limit and command_limit, anywhere in the bounds mxbait.conf
+ * accepts; then byte 0 picks the listener and options (110 or 995, STLS offered,
+ * plaintext allowed, a short line limit), byte 1 the write sizes; the rest is what
+ * the client sends,
  * split into writes so suspensions (failure delay, STLS) land anywhere.  The host
  * answers every suspension as a real one would (STLS: the rest of a write is thrown
  * away); at the end the client hangs up.  ASan/UBSan catch memory errors; the checks
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "deceive/auth_policy.h"
+#include "fuzz_limits.h"
 #include "proto/pop3.h"
 #include "../unit/smtp_fake_host.h"
 #include "../unit/test_pop3_fake.h"
@@ -26,6 +30,11 @@ static const uint8_t secret[32] = {1, 2, 3};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct fuzz_in in = {data, size};
+	uint64_t bad_auth = fuzz_limit(&in, "pop3_bad_command_limit", 20);
+	uint64_t cmds = fuzz_limit(&in, "command_limit", 1000);
+	data = in.p;
+	size = in.n;
 	if (size < 2)
 		return 0;
 	uint8_t opt = data[0], split = data[1];
@@ -43,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.secret = secret,
 		.line_length_limit = (opt & 0x08) ? 40 : 0,
 		.bad_command_limit = (opt & 0x10) ? 50 : 0,
-		.bad_command_limit_auth = (opt & 0x10) ? 100 : 0,
-		.command_limit = (opt & 0x20) ? 30 : 0,
+		.bad_command_limit_auth = (unsigned)bad_auth,
+		.command_limit = (opt & 0x20) ? (unsigned)cmds : 0,
 		.auth_failure_delay_ms = 1,
 		.auth_penalty = opt & 0x80,
 	};

@@ -1,9 +1,14 @@
 /*
  * libFuzzer target: the whole SMTP engine with the recording fake host.
  *
- * Input: byte 0 picks the listener and options, byte 1 the answers the host gives
- * (commit result, spool refusals), byte 2 the write sizes; the rest is what the client
- * sends, split into writes so suspensions (commit, wait, STARTTLS) land anywhere.
+ * Input: first the limits (fuzz_limits.h, two bytes each, zeros for the defaults):
+ * line_length_limit, message_size_limit, recipient_limit, command_limit,
+ * soft_error_limit, hard_error_limit, anywhere in the bounds mxbait.conf accepts (so a
+ * line_length_limit of 16384 or more, with which an AUTH LOGIN password of 12,288
+ * bytes once overflowed a stack buffer, is reachable); then byte 0 picks the listener
+ * and options, byte 1 the answers the host gives (commit result, spool refusals), byte
+ * 2 the write sizes; the rest is what the client sends, split into writes so
+ * suspensions (commit, wait, STARTTLS) land anywhere.
  * The host answers every suspension as a real one would; at the end the client hangs
  * up.  ASan/UBSan catch memory errors; the checks below catch broken invariants.
  */
@@ -12,6 +17,7 @@
 #include <string.h>
 
 #include "deceive/auth_policy.h"
+#include "fuzz_limits.h"
 #include "proto/smtp.h"
 #include "../unit/smtp_fake_host.h"
 
@@ -19,6 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct fuzz_in in = {data, size};
+	uint64_t line = fuzz_limit(&in, "line_length_limit", 2048);
+	uint64_t msg_size = fuzz_limit(&in, "message_size_limit", 10240000);
+	uint64_t rcpts = fuzz_limit(&in, "recipient_limit", 1000);
+	uint64_t cmds = fuzz_limit(&in, "command_limit", 1000);
+	uint64_t soft = fuzz_limit(&in, "soft_error_limit", 10);
+	uint64_t hard = fuzz_limit(&in, "hard_error_limit", 20);
+	data = in.p;
+	size = in.n;
 	if (size < 3)
 		return 0;
 	uint8_t opt = data[0], ans = data[1], split = data[2];
@@ -37,12 +52,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.vrfy_enabled = opt & 0x10,
 		.auth_on_mx = opt & 0x20,
 		.cram_md5 = opt & 0x40,
-		.line_length_limit = (opt & 0x80) ? 64 : 2048,
-		.message_size_limit = (opt & 0x80) ? 200 : 10240000,
-		.recipient_limit = (opt & 0x80) ? 3 : 1000,
-		.command_limit = (opt & 0x80) ? 50 : 0,
-		.soft_error_limit = 3,
-		.hard_error_limit = 6,
+		.line_length_limit = (size_t)line,
+		.message_size_limit = msg_size,
+		.recipient_limit = (unsigned)rcpts,
+		.command_limit = (unsigned)cmds,
+		.soft_error_limit = (unsigned)soft,
+		.hard_error_limit = (unsigned)hard,
 		.error_sleep_ms = 1,
 		.auth_failure_delay_ms = 1,
 		.auth = auth,

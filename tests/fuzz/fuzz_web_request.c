@@ -1,8 +1,11 @@
 /*
  * libFuzzer target: one web request through authentication, routing, parameter
  * checks and the handlers (src/web/api.c), against an empty mxbait.db made at start.
- * Input: "PATH\nQUERY\nAUTHORIZATION\nCSRF" (missing lines: absent).  Every reply must
- * have a status and, when JSON, be valid JSON (checked by SQLite's json_valid).
+ * Input: "PATH\nQUERY\nAUTHORIZATION\nCSRF\nBODY" (missing lines: absent; PATH starting
+ * with POST: a POST of the rest; CSRF "*": the valid token of the admin "bot", so the
+ * actions' body checks are reached; BODY: the rest of the input, as JSON).  Every reply
+ * must have a status and, when JSON, be valid JSON (checked by SQLite's json_valid).
+ * intel.db exists (empty outbox); no guard runs.
  */
 #include <event2/http.h>
 #include <sqlite3.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "intel/intel_db.h"
 #include "store/db.h"
 #include "web/api.h"
 #include "web/auth.h"
@@ -42,6 +46,10 @@ static void setup(void)
 	sqlite3 *db = NULL;
 	char *err = NULL;
 	if (db_open_rw(sh.db_path, &db, &err) != DB_OK)
+		abort();
+	sqlite3_close(db);
+	snprintf(sh.idb_path, sizeof(sh.idb_path), "%s/%s", dir, INTEL_DB_FILE);
+	if (!(db = intel_db_open(dir, false, NULL, &err)))
 		abort();
 	sqlite3_close(db);
 	/* "bot" with token "t"; "ops" with password "pw" (SHA-512, 1000 rounds: fast). */
@@ -92,7 +100,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	j->query = line(&p, end);
 	j->authz = line(&p, end);
 	j->csrf = line(&p, end);
-	j->method = j->path[0] == 'P' ? EVHTTP_REQ_POST : EVHTTP_REQ_GET;
+	j->method = EVHTTP_REQ_GET;
+	if (!strncmp(j->path, "POST", 4)) {
+		j->method = EVHTTP_REQ_POST;
+		memmove(j->path, j->path + 4, strlen(j->path + 4) + 1);
+		if (p < end) {
+			j->body_in_len = (size_t)(end - p);
+			j->body_in = malloc(j->body_in_len + 1);
+			memcpy(j->body_in, p, j->body_in_len);
+			j->body_in[j->body_in_len] = '\0';
+		}
+		j->content_type_in = strdup("application/json");
+	}
+	if (j->csrf && !strcmp(j->csrf, "*")) {
+		char tok[65];
+		web_auth_csrf(sh.auth, "bot", tok);
+		free(j->csrf);
+		j->csrf = strdup(tok);
+	}
 	j->loopback = !(size & 1);
 	snprintf(j->peer, sizeof(j->peer), "192.0.2.1");
 	web_api_handle(&sh, &wdb, j);
@@ -113,6 +138,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(j->query);
 	free(j->authz);
 	free(j->csrf);
+	free(j->body_in);
+	free(j->content_type_in);
+	web_loop_action_free(&j->loop);
 	free(j->disposition);
 	buf_free(&j->body);
 	free(j);

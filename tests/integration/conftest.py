@@ -57,6 +57,8 @@ ALL_EVENT_LINES = []
 
 def sanitizer_env(extra_asan=""):
     env = dict(os.environ)
+    # Hermetic: never the machine's /etc/mxbait/mxbait.conf (a packaged install).
+    env.setdefault("MXBAIT_CONFIG", "")
     env["ASAN_OPTIONS"] = ":".join(filter(None, [
         env.get("ASAN_OPTIONS", ""), "halt_on_error=1:detect_leaks=1:print_summary=1",
         extra_asan]))
@@ -106,8 +108,9 @@ def _conf_value(v):
 class Daemon:
     """One `mxbait serve` process with its own config and data dir."""
 
-    def __init__(self, tmpdir, label, strace=False, **overrides):
+    def __init__(self, tmpdir, label, strace=False, asan="", **overrides):
         self.tmp = tmpdir
+        self.asan = asan  # extra ASAN_OPTIONS for this daemon (e.g. a small quarantine)
         self.label = label
         self.data_dir = os.path.join(tmpdir, "data")
         self.conf_path = os.path.join(tmpdir, "mxbait.conf")
@@ -155,11 +158,11 @@ class Daemon:
         if not os.access(MXBAIT_BIN, os.X_OK):
             pytest.fail(f"MXBAIT_BIN {MXBAIT_BIN} is not an executable: build it first")
         cmd = [MXBAIT_BIN, "serve", "-c", self.conf_path]
-        env = sanitizer_env()
+        env = sanitizer_env(self.asan)
         if self.strace:
             # LeakSanitizer cannot run under ptrace: leaks are checked by every other
             # daemon of the suite, this one only watches system calls.
-            env = sanitizer_env("detect_leaks=0")
+            env = sanitizer_env(":".join(filter(None, ["detect_leaks=0", self.asan])))
             cmd = ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg,accept,accept4",
                    "-o", self.strace_log] + cmd
         self._err = open(self.stderr_path, "wb")
@@ -356,9 +359,10 @@ def make_daemon(request, tmp_path):
     """Factory: make_daemon(**config_overrides) -> started Daemon (stopped at teardown)."""
     made = []
 
-    def make(strace=False, **overrides):
+    def make(strace=False, asan="", **overrides):
         sub = tempfile.mkdtemp(prefix="d", dir=tmp_path)
-        d = Daemon(sub, request.node.name, strace=strace or STRACE_ALL, **overrides)
+        d = Daemon(sub, request.node.name, strace=strace or STRACE_ALL, asan=asan,
+                   **overrides)
         made.append(d)
         return d.start()
 

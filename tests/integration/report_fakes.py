@@ -12,7 +12,8 @@ HTTP routes (the base URLs the test config points at):
   /webhook                        POST JSON; honours Idempotency-Key (a repeat is a no-op)
   /rdap/bootstrap/{ipv4,ipv6,dns}.json, /rdap/ip/ADDR, /rdap/domain/NAME
 Behaviour switches (per test): `script[path]` = list of (status, headers, body) answered
-first, in order, before the normal answer.
+first, in order, before the normal answer; `delay` slows every POST, `rdap_delay` every
+RDAP lookup.
 """
 
 import email
@@ -36,6 +37,8 @@ class Fake:
         self.rdap_ip = {}         # prefix string -> abuse e-mail (ip lookups)
         self.rdap_domain = {}     # domain -> registrar abuse e-mail
         self.abuseipdb_recent = set()
+        self.rdap_delay = 0.0     # seconds before an RDAP ip/domain answer
+        self.rdap_started = 0     # RDAP ip/domain requests received (before the delay)
 
     def count(self, prefix):
         with self.lock:
@@ -71,6 +74,11 @@ def make_handler(fake, base_url):
 
         def do_GET(self):
             p = self.path
+            if p.startswith("/rdap/ip/") or p.startswith("/rdap/domain/"):
+                with fake.lock:
+                    fake.rdap_started += 1
+                if fake.rdap_delay:
+                    time.sleep(fake.rdap_delay)
             if p.startswith("/rdap/bootstrap/"):
                 name = p.rsplit("/", 1)[1]
                 if name == "ipv4.json":

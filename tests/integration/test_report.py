@@ -271,6 +271,42 @@ def test_arf_xarf_via_rdap_to_smtp(base, tmp_path, http, smtp):
     assert lst and all(r["state"] == "manual" for r in lst)
 
 
+def test_hold_during_contact_lookup_sticks(base, tmp_path, http, smtp):
+    """An operator holds the reports while the reporter is looking their abuse contacts
+    up (a slow RDAP server): the lookup's outcome must not overwrite the hold, and
+    nothing held is sent (the CLI's `report hold` and the dashboard's action alike)."""
+    f = http.fake
+    f.rdap_ip = {"127.": "abuse@isp.test", "192.0.2.": "abuse@net2.test",
+                 "2001:db8:": "abuse@v6.test"}
+    f.rdap_domain = {"bank-phish.test": "abuse@registrar.test"}
+    f.rdap_delay = 1.0
+    s = Setup(base, tmp_path, report_smtp_url=smtp.url, **rdap_conf(http))
+    p = subprocess.Popen([MXBAIT_BIN, "report", "run", "-c", s.conf], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=sanitizer_env())
+    try:
+        # The reporter asks RDAP only after it has read the rows in `addressing`.
+        deadline = time.monotonic() + 60
+        while not f.rdap_started and time.monotonic() < deadline:
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.02)
+        assert f.rdap_started, "the reporter never looked a contact up"
+        addressing = {r["id"] for r in s.rows(state="addressing")}
+        assert addressing
+        r = s.mxbait("report", "hold", "--all")
+        assert r.returncode == 0
+        assert p.wait(120) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    err = p.stderr.read().decode(errors="replace")
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+    rows = {r["id"]: r for r in s.rows()}
+    assert {i for i in addressing if rows[i]["state"] != "held"} == set(), \
+        [(i, rows[i]["state"]) for i in addressing]
+    assert not smtp.messages, "a held report was sent"
+
+
 # ---------------------------------------------------------------- etiquette
 
 def test_etiquette(base, tmp_path, http, smtp):

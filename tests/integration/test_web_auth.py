@@ -102,7 +102,8 @@ def test_off_loopback_tls_login_roles_csrf_ratelimit(netns_daemon):
     st, _, body = curl(ns, "/metrics", *bearer)
     assert st == 200 and "mxbait_up 1" in body
     # Actions: read role 403; admin without CSRF 403; admin with the CSRF token and
-    # the same origin reaches the action table (none exists yet: 404).
+    # the same origin reaches the action table (an unknown one: 404; a decision
+    # without a guard in this daemon: 409).
     st, _, body = curl(ns, "/api/v1/actions/allow-ip", *basic, method="POST")
     assert st == 403 and "admin" in body
     st, _, body = curl(ns, "/api/v1/actions/allow-ip", *bearer, method="POST")
@@ -115,6 +116,10 @@ def test_off_loopback_tls_login_roles_csrf_ratelimit(netns_daemon):
     st, _, body = curl(ns, "/api/v1/actions/allow-ip", *bearer, "-H", f"X-CSRF-Token: {csrf}",
                        "-H", f"Origin: https://{ADDR}:{PORT}", method="POST")
     assert st == 404 and "no such action" in body, (st, body)
+    st, _, body = curl(ns, "/api/v1/actions/decision-allow", *bearer, "-H", f"X-CSRF-Token: {csrf}",
+                       "-H", f"Origin: https://{ADDR}:{PORT}", "-H", "Content-Type: application/json",
+                       "--data-raw", '{"source": "203.0.113.7"}', method="POST")
+    assert st == 409 and "no guard" in body, (st, body)
     st, _, _ = curl(ns, "/api/v1/actions/allow-ip", *bearer, "-H", "X-CSRF-Token: " + "0" * 64,
                     method="POST")
     assert st == 403

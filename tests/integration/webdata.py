@@ -7,9 +7,12 @@ A payload that runs sets window.__pwned or requests /pwned: the browser test loo
 for both."""
 
 import base64
+import json
+import socket
+import subprocess
 import time
 
-from conftest import DOMAIN, Raw
+from conftest import DOMAIN, MXBAIT_BIN, Raw, sanitizer_env
 
 # Every way a string could turn into code or a request.
 PAYLOADS = [
@@ -135,3 +138,56 @@ def populate(d):
     auth_attempts(d, [("bob", "wrong-1"), ("bob", "wrong-2"), ("bob", "123456"),
                       ("bob", "123456")])
     return qids
+
+
+# Decision reasons are at most 31 bytes: payloads that fit.
+REASON_CLI = "<img src=x onerror=__pwned=22>"
+REASON_WEB = "'><svg onload=__pwned=21>"
+CONVICTED = "198.51.100.66"     # the guard convicts it (a trap recipient)
+CLI_SOURCE = "203.0.113.9"      # `mxbait decisions add`
+WEB_SOURCE = "192.0.2.0/24"     # allowed through the API
+
+
+def policy_request(sock_path, client, recipient, sender):
+    """One Postfix policy request (smtpd_access_policy at RCPT) to the guard."""
+    req = (b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+           b"client_address=" + client.encode() + b"\nclient_port=40000\nrecipient=" +
+           _b(recipient) + b"\nsender=" + _b(sender) + b"\ninstance=web.1\n\n")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(sock_path)
+        s.sendall(req)
+        return s.recv(4096)
+    finally:
+        s.close()
+
+
+def decisions_and_reports(d, sock_path, admin):
+    """Hostile decisions (a guard conviction whose evidence carries payloads, an
+    operator's decision and an admin's allow with payload reasons) and the reports and
+    indicators `mxbait report run` derives from the hostile captures."""
+    policy_request(sock_path, CONVICTED, "trap@" + DOMAIN, PAYLOADS[0] + "@evil.example")
+    policy_request(sock_path, "198.51.100.67", PAYLOADS[1] + "@" + DOMAIN, "x@evil.example")
+    r = subprocess.run([MXBAIT_BIN, "decisions", "-d", d.data_dir, "add", CLI_SOURCE, "--action",
+                        "ban", "--reason", REASON_CLI], capture_output=True, timeout=30,
+                       env=sanitizer_env())
+    assert r.returncode == 0, r.stderr
+    csrf = json.loads(admin.get("/api/v1/whoami")[2])["csrf_token"]
+    st, _, body = admin.req("POST", "/api/v1/actions/decision-allow",
+                            headers={"X-CSRF-Token": csrf, "Content-Type": "application/json",
+                                     "Origin": f"http://127.0.0.1:{d.port_web}"},
+                            body=json.dumps({"source": WEB_SOURCE, "reason": REASON_WEB}))
+    assert st == 200, body
+    deadline = time.monotonic() + 15
+    while True:
+        srcs = {x["source"] for x in json.loads(admin.get("/api/v1/decisions")[2])["data"]
+                if x["state"] == "active"}
+        if {CONVICTED, CLI_SOURCE, WEB_SOURCE} <= srcs:
+            break
+        assert time.monotonic() < deadline, srcs
+        time.sleep(0.2)
+    r = subprocess.run([MXBAIT_BIN, "report", "run", "-c", d.conf_path, "--json"],
+                       capture_output=True, timeout=120, env=sanitizer_env())
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["planned"] > 0, r.stdout

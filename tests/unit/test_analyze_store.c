@@ -164,6 +164,156 @@ static void test_campaigns_and_idempotence(void **state)
 	adb_close(&db);
 }
 
+static const char long_text[] =
+	"our records show that the shipment addressed to you could not be delivered because "
+	"the customs declaration was incomplete and a handling fee remains unpaid at the "
+	"regional depot where parcels wait for seven days before they return to the sender "
+	"so please review the declaration form complete the missing fields and settle the "
+	"outstanding amount through our payment page after which the courier schedules a "
+	"new delivery window and sends a tracking number by text message to the phone "
+	"listed on your profile while any questions about duties or taxes go to the "
+	"support desk open every weekday morning";
+
+static char *plain(const char *subject, const char *text, const char *url)
+{
+	char *m = NULL;
+	if (asprintf(&m, "From: Courier <noreply@parcel.example.net>\r\nSubject: %s\r\n"
+			 "Content-Type: text/plain\r\n\r\n%s\r\n%s\r\n", subject, text, url) < 0)
+		return NULL;
+	return m;
+}
+
+/* Rewording (every fifth word replaced: most 3-shingles broken, most words kept)
+ * still joins through the word-set signature; and a message that carries campaign A's
+ * spammed link with campaign B's text merges B into A, through the representatives,
+ * with the reason recorded and B's id still answering. */
+static void test_rewording_and_merge(void **state)
+{
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/merge", g_dir);
+	mkdir(dir, 0700);
+	struct adb *db = adb_open(dir, NULL);
+	assert_non_null(db);
+	/* the reworded copy */
+	char reworded[2048];
+	size_t o = 0;
+	int w = 0;
+	for (const char *p = long_text; *p;) {
+		size_t n = strcspn(p, " ");
+		if (++w % 5 == 0)
+			o += (size_t)snprintf(reworded + o, sizeof(reworded) - o, "zq%cword ",
+					      'a' + w % 26);
+		else
+			o += (size_t)snprintf(reworded + o, sizeof(reworded) - o, "%.*s ", (int)n, p);
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	char *a1 = plain("Parcel held", long_text, "http://parcel-fee.example.com/pay/771");
+	char *r = plain("Parcel held again", reworded, "");
+	char *b1 = plain("Invoice", "Hi, the quarterly invoice for your order is attached; payment "
+			 "terms are thirty days from the date shown. Contact accounts receivable "
+			 "with any questions about line items or delivery schedules.",
+			 "http://invoices-b.example.org/view/1");
+	char *m = plain("Invoice", "Hi, the quarterly invoice for your order is attached; payment "
+			"terms are thirty days from the date shown. Contact accounts receivable "
+			"with any questions about line items or delivery schedules. Thanks.",
+			"http://parcel-fee.example.com/pay/772");
+	int64_t ca, cr, cb, cm;
+	store(db, a1, &ca);
+	int64_t rid = store(db, r, &cr);
+	int64_t bid = store(db, b1, &cb);
+	store(db, m, &cm);
+	sqlite3 *h = adb_handle(db);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT minhash, minhash_w FROM messages WHERE id IN"
+					    " (1, ?1) ORDER BY id", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, rid);
+	uint64_t s3[2][AN_MINHASH], sw[2][AN_MINHASH];
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		memcpy(s3[k], sqlite3_column_blob(st, 0), sizeof(s3[k]));
+		memcpy(sw[k], sqlite3_column_blob(st, 1), sizeof(sw[k]));
+	}
+	sqlite3_finalize(st);
+	/* the reworded copy is below the shingle threshold: the word set carried it */
+	assert_true(an_minhash_similarity(s3[0], s3[1]) < 0.3);
+	assert_true(an_minhash_similarity(sw[0], sw[1]) >= 0.55);
+	assert_int_equal(cr, ca);
+	assert_true(cb != ca);
+	assert_int_equal(cm, ca); /* A is older: B merges into it */
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT campaign_id FROM messages WHERE id=?1", -1,
+					    &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, bid);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(st, 0), ca);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT campaign, into_campaign, reason FROM"
+					    " campaign_merges", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(st, 0), cb);
+	assert_int_equal(sqlite3_column_int64(st, 1), ca);
+	assert_non_null(strstr((const char *)sqlite3_column_text(st, 2), "content"));
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT merged_into FROM campaigns WHERE id=?1", -1,
+					    &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, cb);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(st, 0), ca);
+	sqlite3_finalize(st);
+	/* a later copy of B's text alone now lands in A (B's rep left the index) */
+	char *b2 = plain("Invoice", "Hi, the quarterly invoice for your order is attached; payment "
+			 "terms are thirty days from the date shown. Contact accounts receivable "
+			 "with any questions about line items or delivery schedules!", "");
+	int64_t cb2;
+	store(db, b2, &cb2);
+	assert_int_equal(cb2, ca);
+	free(a1);
+	free(r);
+	free(b1);
+	free(m);
+	free(b2);
+	adb_close(&db);
+}
+
+struct opener {
+	char dir[300];
+	int ok;
+};
+
+static void *open_one(void *arg)
+{
+	struct opener *o = arg;
+	char *err = NULL;
+	struct adb *db = adb_open(o->dir, &err);
+	o->ok = db != NULL;
+	if (!db)
+		fprintf(stderr, "adb_open: %s\n", err ? err : "?");
+	free(err);
+	adb_close(&db);
+	return NULL;
+}
+
+/* Two analyzers opening a new file at once (serve's child and `analyze --daemon`)
+ * both migrate it without running a step twice. */
+static void test_concurrent_migration(void **state)
+{
+	for (int round = 0; round < 20; round++) {
+		struct opener o[2];
+		pthread_t th[2];
+		for (int k = 0; k < 2; k++) {
+			snprintf(o[k].dir, sizeof(o[k].dir), "%s/race%d", g_dir, round);
+			mkdir(o[k].dir, 0700);
+			assert_int_equal(pthread_create(&th[k], NULL, open_one, &o[k]), 0);
+		}
+		for (int k = 0; k < 2; k++) {
+			pthread_join(th[k], NULL);
+			assert_true(o[k].ok);
+		}
+	}
+}
+
 /* Variants drifting a little each step: with comparison against the representative
  * (not any member), the far end of the chain does not join the first campaign. */
 static void test_no_chaining(void **state)
@@ -314,7 +464,11 @@ static void test_migrations(void **state)
 		" campaign INTEGER NOT NULL, PRIMARY KEY(band, hash, campaign)) WITHOUT ROWID;"
 		"INSERT INTO messages VALUES(1, 'ab', x'0102');"
 		"INSERT INTO campaigns VALUES(1, 'Cabababababab', 1, x'0102', 0, 's');"
-		"INSERT INTO campaign_lsh VALUES(0, 42, 1);",
+		"INSERT INTO campaign_lsh VALUES(0, 42, 1);"
+		"CREATE TABLE attachments(message INTEGER NOT NULL, part INTEGER NOT NULL,"
+		" filename TEXT, declared_type TEXT, detected_type TEXT, size INTEGER, sha256 TEXT,"
+		" md5 TEXT, members TEXT, PRIMARY KEY(message, part));"
+		"INSERT INTO attachments VALUES(1, 2, 'a.zip', NULL, NULL, 3, 'ff', 'ee', NULL);",
 		NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	char *err = NULL;
@@ -339,6 +493,14 @@ static void test_migrations(void **state)
 	sqlite3_finalize(st);
 	assert_int_equal(sqlite3_exec(adb_handle(a), "INSERT INTO schema_version VALUES(99)",
 				      NULL, NULL, NULL), SQLITE_OK);
+	/* v4: attachments keyed by position, the old rows kept */
+	assert_int_equal(sqlite3_prepare_v2(adb_handle(a), "SELECT idx, part, filename FROM attachments",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	assert_int_equal(sqlite3_column_int(st, 1), 2);
+	assert_string_equal((const char *)sqlite3_column_text(st, 2), "a.zip");
+	sqlite3_finalize(st);
 	adb_close(&a);
 	a = adb_open(dd, &err);
 	assert_null(a);
@@ -406,6 +568,8 @@ int main(void)
 	analyze_global_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_campaigns_and_idempotence),
+		cmocka_unit_test(test_rewording_and_merge),
+		cmocka_unit_test(test_concurrent_migration),
 		cmocka_unit_test(test_no_chaining),
 		cmocka_unit_test(test_analyzer_pass),
 		cmocka_unit_test(test_envelope_from_daemon_db),

@@ -442,6 +442,26 @@ static void test_show_message(void **state)
 		    "1");
 	expect_json(r.out, "json_extract(?1, '$.analysis.campaign.id') GLOB 'C[0-9a-f]*'", "1");
 	run_free(&r);
+	/* A campaign merged into another answers with the messages of the one it went
+	 * into (campaigns.merged_into; the analyzer's merge moves the messages). */
+	{
+		char apath[4096];
+		snprintf(apath, sizeof(apath), "%s/analysis.db", data);
+		sqlite3 *adb;
+		assert_int_equal(sqlite3_open(apath, &adb), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(adb,
+			"INSERT INTO campaigns(key, rep_message, first_seen, subject, merged_into)"
+			" SELECT 'Cmerged0001', rep_message, first_seen, subject, id FROM campaigns"
+			" WHERE id = (SELECT campaign_id FROM messages WHERE id = 1)",
+			NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_changes(adb), 1);
+		sqlite3_close(adb);
+	}
+	r = run("campaigns --json -d %s Cmerged0001", data);
+	assert_int_equal(r.status, 0);
+	expect_json(r.out, "json_array_length(?1)", "1");
+	expect_json(r.out, "json_extract(?1, '$[0].message')", "1");
+	run_free(&r);
 	/* The other message is analysed too: 4000 links, listed up to 100 unless --full. */
 	r = run("show --json -d %s %s", data, qid_big);
 	expect_json(r.out, "json_type(?1, '$.analysis')", "object");
@@ -731,11 +751,11 @@ static void bf_fill(void)
 	bf_session(ses);
 	bf_rcpt(es, ses, "192.0.2.51", bf_base + 20, "alice@local.example", true);
 
-	struct deception_account a = {"admin", "letmein", 4, 4, bf_base + 20 * MIN_US, 0};
+	struct deception_account a = {"admin", "letmein", 4, 4, bf_base + 20 * MIN_US, 0, 0};
 	eventstore_save_account(es, &a);
-	a = (struct deception_account){"support", NULL, 5, 6, 0, 0};
+	a = (struct deception_account){"support", NULL, 5, 6, 0, 0, 0};
 	eventstore_save_account(es, &a);
-	a = (struct deception_account){"postmaster", "fixedpw", 0, 0, 0, 1};
+	a = (struct deception_account){"postmaster", "fixedpw", 0, 0, 0, 1, 0};
 	eventstore_save_account(es, &a);
 	eventstore_close(&es);
 }

@@ -90,6 +90,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.crack_fail_min, 2);
 	assert_int_equal(cfg.crack_fail_max, 6);
 	assert_int_equal(cfg.max_accounts, 100000);
+	assert_int_equal(cfg.account_expiry_ms, 7 * 86400000U);
 	assert_int_equal(cfg.distributed_window_ms, 3600000);
 	assert_int_equal(cfg.distributed_min_ips, 5);
 	assert_int_equal(cfg.max_connections_per_prefix, 50);
@@ -98,6 +99,9 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.pop3_idle_timeout_ms, 600000);
 	assert_int_equal(cfg.imap_line_length_limit, 65536);
 	assert_int_equal(cfg.imap_literal_max, 10 * 1024 * 1024);
+	assert_int_equal(cfg.imap_session_memory, 32 * 1024 * 1024);
+	assert_int_equal(cfg.imap_memory_budget, 64 * 1024 * 1024);
+	assert_int_equal(cfg.output_memory_budget, 64 * 1024 * 1024);
 	assert_int_equal(cfg.imap_bad_command_limit, 20);
 	assert_int_equal(cfg.pop3_bad_command_limit, 20);
 	assert_true(cfg.auth_penalty);
@@ -158,6 +162,7 @@ static void test_every_key(void **state)
 		"password_top_n = 200\n"
 		"crack_after_failures = 3-9\n"
 		"max_accounts = 500\n"
+		"account_expiry = 2d\n"
 		"distributed_window = 30m\n"
 		"distributed_min_ips = 12\n"
 		"max_connections_per_prefix = 0\n"
@@ -166,6 +171,9 @@ static void test_every_key(void **state)
 		"pop3_idle_timeout = 5m\n"
 		"imap_line_length_limit = 8k\n"
 		"imap_literal_max = 1m\n"
+		"imap_session_memory = 4m\n"
+		"imap_memory_budget = 16m\n"
+		"output_memory_budget = 8m\n"
 		"imap_bad_command_limit = 5\n"
 		"pop3_bad_command_limit = 6\n"
 		"auth_penalty = no\n"
@@ -218,6 +226,7 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.crack_fail_min, 3);
 	assert_int_equal(cfg.crack_fail_max, 9);
 	assert_int_equal(cfg.max_accounts, 500);
+	assert_int_equal(cfg.account_expiry_ms, 2 * 86400000U);
 	assert_int_equal(cfg.distributed_window_ms, 1800000);
 	assert_int_equal(cfg.distributed_min_ips, 12);
 	assert_int_equal(cfg.max_connections_per_prefix, 0);
@@ -226,11 +235,29 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.pop3_idle_timeout_ms, 300000);
 	assert_int_equal(cfg.imap_line_length_limit, 8192);
 	assert_int_equal(cfg.imap_literal_max, 1024 * 1024);
+	assert_int_equal(cfg.imap_session_memory, 4 * 1024 * 1024);
+	assert_int_equal(cfg.imap_memory_budget, 16 * 1024 * 1024);
+	assert_int_equal(cfg.output_memory_budget, 8 * 1024 * 1024);
 	assert_int_equal(cfg.imap_bad_command_limit, 5);
 	assert_int_equal(cfg.pop3_bad_command_limit, 6);
 	assert_false(cfg.auth_penalty);
 	assert_false(cfg.analyzer);
 	config_free(&cfg);
+}
+
+static void test_key_range(void **state)
+{
+	(void)state;
+	uint64_t lo, hi;
+	assert_int_equal(config_key_range("line_length_limit", &lo, &hi), 0);
+	assert_int_equal(lo, 512);
+	assert_int_equal(hi, 1024 * 1024);
+	assert_int_equal(config_key_range("imap_memory_budget", &lo, &hi), 0);
+	assert_int_equal(lo, 1024 * 1024);
+	assert_int_equal(config_key_range("account_expiry", &lo, &hi), 0);
+	assert_int_equal(lo, 60000);
+	assert_int_equal(config_key_range("hostname", &lo, &hi), -1);
+	assert_int_equal(config_key_range("no_such_key", &lo, &hi), -1);
 }
 
 static void test_derived_defaults(void **state)
@@ -357,6 +384,14 @@ static void test_errors(void **state)
 	assert_int_equal(only.crack_fail_max, 4);
 	config_free(&only);
 	expect_error("password_top_n = 0\n", "t.conf:1: password_top_n: out of range (1 to 10000000)");
+	expect_error("account_expiry = 10s\n",
+		     "t.conf:1: account_expiry: out of range (60000ms to 2592000000ms)");
+	expect_error("imap_session_memory = 1k\n",
+		     "t.conf:1: imap_session_memory: out of range (65536 to 4294967296)");
+	expect_error("imap_memory_budget = 100k\n",
+		     "t.conf:1: imap_memory_budget: out of range (1048576 to 68719476736)");
+	expect_error("output_memory_budget = 1m\n",
+		     "t.conf:1: output_memory_budget: out of range (4194304 to 68719476736)");
 	/* hostile bytes in a key are escaped in the message */
 	expect_error("\x1b[31m = 1\n", "t.conf:1: \\x1b[31m: unknown key");
 	/* NUL */
@@ -850,6 +885,7 @@ int main(void)
 		cmocka_unit_test(test_empty_text_keeps_defaults),
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_derived_defaults),
+		cmocka_unit_test(test_key_range),
 		cmocka_unit_test(test_units),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_load_file),

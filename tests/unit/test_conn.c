@@ -8,8 +8,10 @@
  * smtp_adapter (struct proto_engine), so the real engine is not linked in.
  *
  * Fake engine script (one command per line): EHLO (a three-line reply sent with three
- * send calls), STARTTLS, WAIT (50 ms), MSG (write and commit a message), QUIT, LOGIN
- * (the session names a user from then on); any other line gets "250 ok".
+ * send calls), STARTTLS, WAIT (300 ms), MSG (write and commit a message), OPEN (begin a
+ * message and leave it open, as a BDAT without LAST), BYEBIG (128 KiB of answer, then
+ * close), QUIT, LOGIN (the session names a user from then on); any other line gets
+ * "250 ok".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -108,7 +110,7 @@ size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 			s->ops->starttls(s->ctx);
 			return pos;
 		} else if (!strcmp(line, "WAIT")) {
-			s->ops->wait(s->ctx, 50);
+			s->ops->wait(s->ctx, 300);
 			return pos;
 		} else if (!strcmp(line, "MSG")) {
 			char qid[24];
@@ -126,6 +128,25 @@ size_t smtp_session_feed(struct smtp_session *s, const char *data, size_t len)
 			for (int i = 0; i < 48; i++)
 				s->ops->send(s->ctx, piece, sizeof(piece));
 			say(s, "\r\nBIG done\r\n");
+		} else if (!strcmp(line, "OPEN")) {
+			/* a message begun and left open (BDAT without LAST) */
+			char qid[24];
+			if (s->ops->msg_open(s->ctx, qid, sizeof(qid)) != 0) {
+				say(s, "452 4.3.1 Insufficient system storage\r\n");
+				continue;
+			}
+			s->ops->msg_write(s->ctx, "Subject: open\r\n\r\nhalf", 21);
+			say(s, "250 2.0.0 Ok: 21 octets received\r\n");
+		} else if (!strcmp(line, "BYEBIG")) {
+			/* a big last answer, then close: the host lingers to flush it */
+			static char piece[64 * 1024];
+			memset(piece, 'b', sizeof(piece));
+			for (int i = 0; i < 2; i++)
+				s->ops->send(s->ctx, piece, sizeof(piece));
+			say(s, "\r\n221 2.0.0 Bye\r\n");
+			s->closed = true;
+			s->ops->close(s->ctx, "quit");
+			return pos;
 		} else if (!strcmp(line, "LOGIN")) {
 			s->logged_in = true;
 			say(s, "250 logged in\r\n");
@@ -272,8 +293,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	spool_close(&f->spool);
-	conn_free_all(&f->srv);
+	conn_server_teardown(&f->srv, &f->spool);
 	limits_free(&f->srv.limits);
 	SSL_CTX_free(f->ssl_ctx);
 	config_free(&f->cfg);
@@ -290,6 +310,19 @@ static void pump(struct fixture *f, unsigned ms)
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	event_base_loopexit(f->base, &tv);
 	event_base_dispatch(f->base);
+}
+
+/* Run the loop until fd has at least want bytes to read or max_ms passed (a loaded
+ * machine may deschedule the test for longer than any fixed pump). */
+static void pump_until_readable(struct fixture *f, int fd, size_t want, unsigned max_ms)
+{
+	char peek[4096];
+	for (unsigned waited = 0; waited < max_ms; waited += 10) {
+		ssize_t n = recv(fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+		if (n >= (ssize_t)want)
+			return;
+		pump(f, 10);
+	}
 }
 
 /* One recv (what a client that reads a reply with a single recv would get). */
@@ -369,8 +402,8 @@ static void test_wait_resumes(void **state)
 	recv1(fd, buf, sizeof(buf));
 	sendstr(fd, "WAIT\r\nNOOP\r\n");
 	pump(f, 20);
-	assert_true(recv1(fd, buf, sizeof(buf)) < 0); /* suspended */
-	pump(f, 100);
+	assert_true(recv1(fd, buf, sizeof(buf)) < 0); /* suspended (300 ms) */
+	pump_until_readable(f, fd, strlen("250 resumed\r\n250 ok\r\n"), 5000);
 	recv1(fd, buf, sizeof(buf));
 	assert_string_equal(buf, "250 resumed\r\n250 ok\r\n");
 	close(fd);
@@ -831,6 +864,101 @@ static void test_listeners(void **state)
 	free(err);
 }
 
+/* Regression (issue 7): at shutdown the spool was closed before the connections still
+ * open (past the grace period, or lingering) were freed, and a connection freed with a
+ * message open (mid-BDAT) then aborted it into the freed spool.  conn_server_teardown()
+ * is the one order: sessions end and give their messages back, the spool closes
+ * (queued commits complete with their sessions alive), then the connections go. */
+static void test_teardown_with_open_message(void **state)
+{
+	struct fixture *f = *state;
+	int fd = connect_pair(f, MXB_ROLE_SMTP);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	sendstr(fd, "OPEN\r\n");
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "250 2.0.0 Ok: 21 octets received\r\n");
+	assert_true(spool_used(f->spool) > 0);
+	/* a second connection with a commit in flight is recorded, not dropped */
+	int fd2 = connect_pair(f, MXB_ROLE_SMTP);
+	pump(f, 20);
+	recv1(fd2, buf, sizeof(buf));
+	sendstr(fd2, "MSG\r\n");
+	pump(f, 1); /* read and handed to the spool, the commit not yet reported */
+	conn_server_teardown(&f->srv, &f->spool);
+	assert_null(f->spool);
+	assert_null(f->srv.spool);
+	assert_int_equal(f->srv.n_conns, 0);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"shutdown\"") >= 0);
+	/* nothing of the open message is left in tmp/ */
+	char tmpdir[128];
+	snprintf(tmpdir, sizeof(tmpdir), "%s/spool/tmp", f->dir);
+	char cmd[192];
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", tmpdir);
+	assert_int_equal(system(cmd), 0);
+	close(fd);
+	close(fd2);
+}
+
+/* A connection that ends while a message is open gives it back at once, not when it
+ * is freed after lingering to flush its last answer. */
+static void test_closed_conn_releases_message(void **state)
+{
+	struct fixture *f = *state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	int small = 4096; /* the last answer cannot all leave at once */
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	conn_accept(&f->srv, MXB_ROLE_SMTP, sv[0], "192.0.2.1", 40000, "127.0.0.1", 25);
+	int fd = sv[1];
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd, buf, sizeof(buf));
+	sendstr(fd, "OPEN\r\nBYEBIG\r\n"); /* the client reads nothing more */
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 1);                  /* lingering */
+	assert_true(find_event(f, "disconnect", "\"reason\":\"quit\"") >= 0);
+	assert_int_equal(spool_used(f->spool), 0);            /* the message went back */
+	conn_server_teardown(&f->srv, &f->spool);
+	assert_int_equal(f->srv.n_conns, 0);
+	close(fd);
+}
+
+/* The daemon-wide output budget (issue 7): clients that FETCH big answers and read
+ * nothing cannot make the daemon hold more than output_budget (plus the answer being
+ * made).  Under it, the same answer reaches a reading client whole; past it, the
+ * connection holding it is dropped, and the queued bytes are given back. */
+static void test_output_daemon_budget(void **state)
+{
+	struct fixture *f = *state;
+	f->srv.engine[MXB_ROLE_IMAP] = &smtp_proto_engine;
+	f->srv.engine_cfg[MXB_ROLE_IMAP] = &f->smtp_cfg;
+	f->srv.output_budget = 4u << 20;
+	int fd1 = connect_pair(f, MXB_ROLE_IMAP);
+	int fd2 = connect_pair(f, MXB_ROLE_IMAP);
+	char buf[4096];
+	pump(f, 20);
+	recv1(fd1, buf, sizeof(buf));
+	recv1(fd2, buf, sizeof(buf));
+	sendstr(fd1, "BIG\r\n"); /* 3 MiB, unread: under the budget, kept */
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 2);
+	assert_true(f->srv.out_queued > 2u << 20);
+	sendstr(fd2, "BIG\r\n"); /* 3 more MiB: past the budget */
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 1);
+	assert_true(find_event(f, "disconnect", "\"reason\":\"error\"") >= 0);
+	assert_true(f->srv.out_queued < 4u << 20);
+	close(fd2);
+	close(fd1);
+	pump(f, 50);
+	assert_int_equal(f->srv.n_conns, 0);
+	assert_int_equal(f->srv.out_queued, 0);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as the daemon does */
@@ -847,10 +975,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refusal_per_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout_after_login, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_output, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_output_daemon_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pregreet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_teardown_with_open_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_closed_conn_releases_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_signed_cert, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
 	};

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "deceive/auth_policy.h"
 #include "proto/smtp.h"
@@ -474,6 +475,9 @@ static void directive(struct run *r, char *d)
 		else if (k.commands != c || k.errors != e || k.messages != m)
 			fail_at(r, "counters %u %u %u, expected %u %u %u", k.commands, k.errors,
 				k.messages, c, e, m);
+	} else if (strncasecmp(d, "expect", 6) == 0) {
+		/* a misspelt expectation must not pass for a comment */
+		fail_at(r, "unknown directive: %s", d);
 	}
 }
 

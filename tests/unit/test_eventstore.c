@@ -520,22 +520,38 @@ struct loaded {
 	unsigned failures[8], threshold[8];
 	int64_t cracked_us[8];
 	int fixed[8];
+	int64_t last_updated_us;
 	int refuse_at; /* 1-based; 0: never */
 };
 
+/* Rows come oldest save first (updated_us ascending); they are kept here in username
+ * order, which is what the assertions below read. */
 static int collect(void *ctx, const struct deception_account *a)
 {
 	struct loaded *l = ctx;
 	if (l->refuse_at && l->n + 1 == l->refuse_at)
 		return -1;
 	assert_true(l->n < 8);
-	snprintf(l->user[l->n], 64, "%s", a->username);
-	l->has_pass[l->n] = a->password != NULL;
-	snprintf(l->pass[l->n], 64, "%s", a->password ? a->password : "");
-	l->failures[l->n] = a->failures;
-	l->threshold[l->n] = a->threshold;
-	l->cracked_us[l->n] = a->cracked_us;
-	l->fixed[l->n] = a->fixed;
+	assert_true(a->updated_us >= l->last_updated_us);
+	l->last_updated_us = a->updated_us;
+	int i = l->n;
+	while (i > 0 && strcmp(l->user[i - 1], a->username) > 0) {
+		memcpy(l->user[i], l->user[i - 1], 64);
+		memcpy(l->pass[i], l->pass[i - 1], 64);
+		l->has_pass[i] = l->has_pass[i - 1];
+		l->failures[i] = l->failures[i - 1];
+		l->threshold[i] = l->threshold[i - 1];
+		l->cracked_us[i] = l->cracked_us[i - 1];
+		l->fixed[i] = l->fixed[i - 1];
+		i--;
+	}
+	snprintf(l->user[i], 64, "%s", a->username);
+	l->has_pass[i] = a->password != NULL;
+	snprintf(l->pass[i], 64, "%s", a->password ? a->password : "");
+	l->failures[i] = a->failures;
+	l->threshold[i] = a->threshold;
+	l->cracked_us[i] = a->cracked_us;
+	l->fixed[i] = a->fixed;
 	l->n++;
 	return 0;
 }
@@ -547,7 +563,7 @@ static void save(struct eventstore *es, const char *user, const char *pass, unsi
 	char u[64], pw[64];
 	snprintf(u, sizeof(u), "%s", user);
 	snprintf(pw, sizeof(pw), "%s", pass ? pass : "");
-	struct deception_account a = {u, pass ? pw : NULL, failures, threshold, cracked_us, fixed};
+	struct deception_account a = {u, pass ? pw : NULL, failures, threshold, cracked_us, fixed, 0};
 	eventstore_save_account(es, &a);
 	memset(u, 'X', sizeof(u) - 1);
 	memset(pw, 'X', sizeof(pw) - 1);
@@ -578,11 +594,11 @@ static void test_accounts_roundtrip(void **state)
 	eventstore_submit(es, ev("offence", "00000000000000aa", 0));
 	/* Through the policy's hook type, as serve wires it. */
 	deception_save_fn hook = eventstore_account_hook;
-	struct deception_account a4 = {"zed", NULL, 1, 2, 0, 0};
+	struct deception_account a4 = {"zed", NULL, 1, 2, 0, 0, 0};
 	hook(es, &a4);
 	save(es, "alice", "123456", 4, 4, 1795000000123456, 0);
 	eventstore_save_account(es, NULL);  /* harmless */
-	struct deception_account nameless = {NULL, NULL, 0, 0, 0, 0};
+	struct deception_account nameless = {NULL, NULL, 0, 0, 0, 0, 0};
 	eventstore_save_account(es, &nameless);
 	eventstore_flush(es);
 

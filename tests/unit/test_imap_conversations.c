@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "deceive/auth_policy.h"
 #include "imap_fake_host.h"
@@ -378,8 +379,11 @@ static void directive(struct run *r, char *d)
 		apply_config(r, d + 7);
 		return;
 	}
-	if (!r->started)
+	if (!r->started) {
+		if (strncasecmp(d, "expect", 6) == 0)
+			fail_at(r, "check outside a session: %s", d);
 		return;
+	}
 	flush_pending(r);
 	if (!strncmp(d, "closed by server", 16)) {
 		if (!r->h.closed)
@@ -458,6 +462,9 @@ static void directive(struct run *r, char *d)
 	} else if (!strcmp(d, "expect-discarded")) {
 		if (r->h.discarded == 0)
 			fail_at(r, "nothing was discarded after STARTTLS");
+	} else if (strncasecmp(d, "expect", 6) == 0) {
+		/* a misspelt expectation must not pass for a comment */
+		fail_at(r, "unknown directive: %s", d);
 	}
 }
 

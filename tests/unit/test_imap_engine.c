@@ -17,6 +17,7 @@
 #include "deceive/mailbox.h"
 #include "imap_fake_host.h"
 #include "proto/imap.h"
+#include "util/budget.h"
 
 struct t {
 	struct imap_config cfg;
@@ -374,6 +375,161 @@ static void test_huge_literal_refused(void **st)
 	t_close(&t);
 }
 
+/* Regression (issue 7, one credential rule): IMAP cut a LOGIN password at its first NUL,
+ * so the right password, a NUL and junk logged in.  Now it fails like a wrong password,
+ * recorded as "malformed" with every byte.  (Over 8 KiB cannot reach the rule before
+ * login: imap-login's 8 KiB line bound, literals included, answers first.) */
+static void test_login_credential_rule(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	static const char nul_pw[] = "a LOGIN alice {19+}\r\nalice-Secret-1\0junk\r\n";
+	imap_fake_drive(&t.h, nul_pw, sizeof(nul_pw) - 1);
+	assert_true(out_has(&t, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"));
+	assert_null(imap_session_auth_user(t.s));
+	assert_true(imap_fake_has_event(&t.h, "auth", (const char *[]){
+		"\"password\":\"alice-Secret-1\\u0000junk\"", "\"result\":\"malformed\"", NULL}));
+	/* the true password alone still works */
+	send_str(&t, "c LOGIN alice alice-Secret-1\r\n");
+	assert_true(out_has(&t, "c OK [CAPABILITY IMAP4rev1"));
+	t_close(&t);
+}
+
+/* ---- memory budgets (issue 7: APPEND + COPY amplification) ---- */
+
+/* A second session on the same config (and so the same daemon-wide budget). */
+static struct imap_session *open_second(struct t *t, struct imap_fake *h)
+{
+	imap_fake_init(h);
+	struct proto_peer peer = {.ip = "192.0.2.2", .port = 5556};
+	struct imap_session *s = imap_session_new(&t->cfg, &peer, true, &imap_fake_ops, h);
+	assert_non_null(s);
+	h->s = s;
+	imap_session_start(s);
+	const char *in = "l1 LOGIN alice alice-Secret-1\r\n";
+	imap_fake_drive(h, in, strlen(in));
+	return s;
+}
+
+static void append_n(struct imap_fake *h, const char *tag, size_t n, bool nonsync)
+{
+	struct buf in;
+	buf_init(&in, 0);
+	buf_printf(&in, "%s APPEND INBOX {%zu%s}\r\nSubject: big\r\n\r\n", tag, n,
+		   nonsync ? "+" : "");
+	for (size_t i = strlen("Subject: big\r\n\r\n"); i < n; i++)
+		buf_putc(&in, 'x');
+	buf_puts(&in, "\r\n");
+	imap_fake_drive(h, in.data, in.len);
+	buf_free(&in);
+}
+
+static bool has(const struct imap_fake *h, const char *needle)
+{
+	return h->out.data && strstr(h->out.data, needle);
+}
+
+/* COPY shares the bytes: a 1 MB message copied 31 times (until the folder's 32 MiB)
+ * costs its megabyte once, plus a small entry each, against the budgets. */
+static void test_copy_shares_bytes(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	struct budget daemon = {.limit = 64u << 20};
+	t.cfg.memory = &daemon;
+	t.cfg.session_memory = 4u << 20;
+	login(&t);
+	append_n(&t.h, "a", 1000000, false);
+	assert_true(out_has(&t, "a OK [APPENDUID "));
+	/* the literal's charge went back; the kept message stays charged */
+	assert_int_equal(daemon.used, 1000000 + MBOX_ENTRY_COST);
+	send_str(&t, "s SELECT INBOX\r\n");
+	buf_reset(&t.h.out);
+	for (int i = 0; i < 40; i++) {
+		char c[64];
+		snprintf(c, sizeof(c), "c%d UID COPY %u:* Sent\r\n", i, 1000u);
+		send_str(&t, c);
+	}
+	assert_true(out_has(&t, "Copy completed"));
+	/* Sent fills at 32 MiB of message bytes (copies counted in full) */
+	assert_true(out_has(&t, "NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"));
+	assert_true(daemon.used < 1000000 + 64 * MBOX_ENTRY_COST);
+	assert_true(daemon.used > 1000000 + 30 * MBOX_ENTRY_COST);
+	/* expunging the copies gives their entries back */
+	send_str(&t, "e1 SELECT Sent\r\ne2 STORE 1:* +FLAGS (\\Deleted)\r\ne3 EXPUNGE\r\n");
+	assert_true(out_has(&t, "e3 OK Expunge completed"));
+	assert_int_equal(daemon.used, 1000000 + MBOX_ENTRY_COST);
+	t_close(&t);
+	assert_int_equal(daemon.used, 0);
+}
+
+/* Over the session's budget: a synchronizing literal is refused before "+ OK" and the
+ * session goes on; a LITERAL+ one is read, dropped, then refused. */
+static void test_append_over_session_memory(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	struct budget daemon = {.limit = 64u << 20};
+	t.cfg.memory = &daemon;
+	t.cfg.session_memory = 1u << 20;
+	login(&t);
+	const char *in = "a APPEND INBOX {600000}\r\n";
+	size_t n = imap_session_feed(t.s, in, strlen(in));
+	assert_int_equal(n, strlen(in));
+	assert_false(out_has(&t, "+ OK"));
+	assert_true(out_has(&t, "a NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"));
+	assert_true(imap_fake_has_event(&t.h, "message_rejected", (const char *[]){
+		"\"reason\":\"quota\"", "\"size\":600000", "\"reply\":null", NULL}));
+	assert_int_equal(t.h.msg_opens, 0);
+	buf_reset(&t.h.out);
+	append_n(&t.h, "b", 600000, true);
+	assert_true(out_has(&t, "b NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"));
+	assert_int_equal(t.h.msg_opens, 0);
+	send_str(&t, "c NOOP\r\n");
+	assert_true(out_has(&t, "c OK NOOP completed"));
+	/* what fits goes through */
+	append_n(&t.h, "d", 300000, false);
+	assert_true(out_has(&t, "d OK [APPENDUID "));
+	assert_int_equal(daemon.used, 300000 + MBOX_ENTRY_COST);
+	assert_int_equal(daemon.refused, 0); /* the session's own bound said no first */
+	char why[256];
+	assert_true(imap_fake_check_schema(&t.h, why, sizeof(why)));
+	t_close(&t);
+	assert_int_equal(daemon.used, 0);
+}
+
+/* The daemon-wide budget is shared: what one session holds, another cannot take. */
+static void test_daemon_memory_shared(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	struct budget daemon = {.limit = 2900000};
+	t.cfg.memory = &daemon;
+	t.cfg.session_memory = 32u << 20;
+	login(&t);
+	/* 2 MB while received and parsed, then 1 MB parsed + 1 MB kept, then 1 MB kept */
+	append_n(&t.h, "a", 1000000, false);
+	assert_true(out_has(&t, "a OK [APPENDUID "));
+	assert_int_equal(daemon.peak, 2000000 + MBOX_ENTRY_COST);
+	struct imap_fake h2;
+	struct imap_session *s2 = open_second(&t, &h2);
+	/* 1 MB kept + 2 MB to receive: refused before "+ OK", so the client sends nothing */
+	const char *b = "b APPEND INBOX {1000000}\r\n";
+	imap_fake_drive(&h2, b, strlen(b));
+	assert_false(has(&h2, "+ OK"));
+	assert_true(has(&h2, "b NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"));
+	assert_true(daemon.refused > 0);
+	append_n(&h2, "c", 900000, true);    /* LITERAL+: 1 MB + 1.8 MB fits */
+	assert_true(has(&h2, "c OK [APPENDUID "));
+	assert_int_equal(daemon.used, 1900000 + 2 * MBOX_ENTRY_COST);
+	imap_session_free(&s2);
+	imap_fake_free(&h2);
+	assert_int_equal(daemon.used, 1000000 + MBOX_ENTRY_COST);
+	t_close(&t);
+	assert_int_equal(daemon.used, 0);
+	assert_true(daemon.peak <= daemon.limit);
+}
+
 static void test_long_line_bounded(void **st)
 {
 	struct t t;
@@ -577,6 +733,10 @@ int main(void)
 		cmocka_unit_test(test_bodystructure_many_params),
 		cmocka_unit_test(test_huge_literal_refused),
 		cmocka_unit_test(test_long_line_bounded),
+		cmocka_unit_test(test_login_credential_rule),
+		cmocka_unit_test(test_copy_shares_bytes),
+		cmocka_unit_test(test_append_over_session_memory),
+		cmocka_unit_test(test_daemon_memory_shared),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_vtable),
 		cmocka_unit_test(test_sort_thread_esearch),

@@ -95,8 +95,8 @@ static int setup(void **state)
 	sql(a, "INSERT INTO recipients(message, addr, domain, src) VALUES"
 	       " (1, 'victim@corp.example', 'corp.example', 1),"
 	       " (1, 'other@corp.example', 'corp.example', 2)");
-	sql(a, "INSERT INTO attachments(message, part, filename, size, sha256) VALUES"
-	       " (1, 2, 'invoice.zip', 1234, 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')");
+	sql(a, "INSERT INTO attachments(message, idx, part, filename, size, sha256) VALUES"
+	       " (1, 0, 2, 'invoice.zip', 1234, 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')");
 	adb_close(&an);
 	*state = NULL;
 	return 0;

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
@@ -336,7 +337,7 @@ static void directive(struct run *r, char *d)
 	}
 	/* Everything below checks the session after the pending writes; other "#"
 	 * lines are comments and change nothing (the recordings' "# delay 1-3s"). */
-	if (strncmp(d, "expect", 6) != 0 && strcmp(d, "closed by server") != 0 &&
+	if (strncasecmp(d, "expect", 6) != 0 && strcmp(d, "closed by server") != 0 &&
 	    strcmp(d, "hangup") != 0)
 		return;
 	sync_io(r);
@@ -411,6 +412,9 @@ static void directive(struct run *r, char *d)
 			fail_at(r, "counters %u %u, expected %s", pc.commands, pc.errors, d + 16);
 	} else if (strcmp(d, "hangup") == 0) {
 		pop3_engine.hangup(r->h.s, "client_closed");
+	} else if (strncasecmp(d, "expect", 6) == 0) {
+		/* a misspelt expectation must not pass for a comment */
+		fail_at(r, "unknown directive: %s", d);
 	}
 	/* anything else is a comment */
 }

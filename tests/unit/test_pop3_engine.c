@@ -642,9 +642,32 @@ static void test_canonical_user(void **state)
 	mailbox_free(&m);
 }
 
+/* Regression (issue 7, one credential rule): the line reader cut "PASS" at a NUL, so
+ * the right password followed by a NUL and junk logged in.  Now it fails like a wrong
+ * password, recorded as "malformed" with every byte. */
+static void test_pass_with_nul_refused(void **state)
+{
+	setup_cfg(true, true);
+	struct pop3_fake h;
+	pop3_fake_init(&h, &cfg, true);
+	free(run(&h, ""));
+	static const char in[] = "USER alice\r\nPASS alice-Secret-1\0junk\r\n";
+	pop3_fake_drive(&h, in, sizeof(in) - 1);
+	char *got = pop3_fake_take(&h);
+	assert_string_equal(got, "+OK\r\n-ERR [AUTH] Authentication failed.\r\n");
+	free(got);
+	assert_null(pop3_engine.auth_user(h.s));
+	const char *f[] = {"\"password\":\"alice-Secret-1\\u0000junk\"",
+			   "\"result\":\"malformed\"", NULL};
+	assert_true(pop3_fake_has_event(&h, "auth", f));
+	expect(&h, "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
+	pop3_fake_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pass_with_nul_refused),
 		cmocka_unit_test(test_greeting_capa_plain),
 		cmocka_unit_test(test_no_tls_available),
 		cmocka_unit_test(test_login_and_failure_delay),

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/sasl.h"
@@ -85,12 +86,48 @@ static void test_cram(void **state)
 		assert_false(sasl_cram_split((const unsigned char *)bad[i], strlen(bad[i]), &u, &d));
 }
 
+/* The one credential rule: NUL or over SASL_CRED_MAX refuses; otherwise exact copies. */
+static void test_cred_rule(void **state)
+{
+	struct sasl_cred c;
+	struct sasl_slice u = {"alice", 5}, p = {"se\0cret", 7}, z = {"", 0};
+	assert_false(sasl_cred_take(NULL, &u, &p, &c));
+	assert_null(c.user);
+	p = (struct sasl_slice){"secret", 6};
+	assert_true(sasl_cred_take(&z, &u, &p, &c));
+	assert_string_equal(c.user, "alice");
+	assert_string_equal(c.pass, "secret");
+	assert_null(c.authzid); /* empty: none */
+	sasl_cred_free(&c);
+	assert_null(c.pass);
+	/* no password (CRAM-MD5) */
+	assert_true(sasl_cred_take(NULL, &u, NULL, &c));
+	assert_null(c.pass);
+	sasl_cred_free(&c);
+	/* a NUL in the user name or the authzid */
+	struct sasl_slice bad = {"al\0ice", 6};
+	assert_false(sasl_cred_take(NULL, &bad, &p, &c));
+	assert_false(sasl_cred_take(&bad, &u, &p, &c));
+	/* exactly SASL_CRED_MAX is taken, one more is not */
+	char *big = malloc(SASL_CRED_MAX + 1);
+	memset(big, 'x', SASL_CRED_MAX + 1);
+	struct sasl_slice at = {big, SASL_CRED_MAX}, over = {big, SASL_CRED_MAX + 1};
+	assert_true(sasl_cred_take(NULL, &u, &at, &c));
+	assert_int_equal(strlen(c.pass), SASL_CRED_MAX);
+	sasl_cred_free(&c);
+	assert_false(sasl_cred_take(NULL, &u, &over, &c));
+	assert_false(sasl_cred_take(NULL, &over, &p, &c));
+	assert_false(sasl_cred_take(&over, &u, &p, &c));
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_plain),
 		cmocka_unit_test(test_cram),
+		cmocka_unit_test(test_cred_rule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,10 +43,12 @@ struct fix {
 	struct auth_policy *auth;
 };
 
-static void fix_start(struct fix *f, enum smtp_role role, bool tls)
+static void fix_start_limit(struct fix *f, enum smtp_role role, bool tls, size_t line_limit)
 {
 	static const char *acc[] = {"alice:alice-Secret-1", "tim:tanstaaftanstaaf"};
 	config(&f->cfg, role);
+	if (line_limit)
+		f->cfg.line_length_limit = line_limit;
 	f->auth = auth_static_new(acc, 2);
 	f->cfg.auth = f->auth;
 	f->cfg.cram_md5 = true;
@@ -57,6 +59,11 @@ static void fix_start(struct fix *f, enum smtp_role role, bool tls)
 	if (tls)
 		smtp_session_tls_started(f->h.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", 128);
 	smtp_session_start(f->h.s);
+}
+
+static void fix_start(struct fix *f, enum smtp_role role, bool tls)
+{
+	fix_start_limit(f, role, tls, 0);
 }
 
 static void fix_end(struct fix *f)
@@ -201,10 +208,98 @@ static void test_auth_nul_bytes(void **state)
 	snprintf(line, sizeof(line), "AUTH LOGIN YWxpY2U=\r\n%s\r\n", b64);
 	fake_host_drive(&f.h, line, strlen(line));
 	assert_true(fake_host_has_event(&f.h, "auth", (const char *[]){
-		"\"password\":\"pa\\u0000ss\\u00ff\"", "\"result\":\"fail\"", NULL}));
+		"\"password\":\"pa\\u0000ss\\u00ff\"", "\"result\":\"malformed\"", NULL}));
 	assert_null(smtp_session_auth_user(f.h.s));
 	assert_int_equal(f.h.n_waits, 1);
 	assert_int_equal(f.h.waits[0], 2000);
+	fix_end(&f);
+}
+
+/* Regression (issue 7, one credential rule): the right password followed by a NUL and
+ * more bytes is not that password.  SMTP used to cut at the NUL and log alice in. */
+static void test_auth_password_with_nul_never_cut(void **state)
+{
+	struct fix f;
+	fix_start(&f, SMTP_ROLE_SMTPS, true);
+	static const char pw[] = "alice-Secret-1\0junk";
+	char b64[64], line[160];
+	sasl_b64_encode((const unsigned char *)pw, sizeof(pw) - 1, b64);
+	snprintf(line, sizeof(line), "AUTH LOGIN YWxpY2U=\r\n%s\r\n", b64);
+	fake_host_drive(&f.h, line, strlen(line));
+	assert_null(smtp_session_auth_user(f.h.s));
+	assert_non_null(strstr(out(&f), "535 5.7.8 Error: authentication failed: "
+				     "(reason unavailable)\r\n"));
+	assert_true(fake_host_has_event(&f.h, "auth", (const char *[]){
+		"\"password\":\"alice-Secret-1\\u0000junk\"", "\"success\":false",
+		"\"result\":\"malformed\"", NULL}));
+	/* the same user name and password without the tail work */
+	buf_reset(&f.h.out);
+	sasl_b64_encode((const unsigned char *)pw, strlen(pw), b64);
+	snprintf(line, sizeof(line), "AUTH LOGIN YWxpY2U=\r\n%s\r\n", b64);
+	fake_host_drive(&f.h, line, strlen(line));
+	assert_string_equal(smtp_session_auth_user(f.h.s), "alice");
+	fix_end(&f);
+}
+
+/* Regression (issue 7): with line_length_limit >= 16384 an AUTH LOGIN password may
+ * decode to exactly SASL_RESP_LIMIT (12,288) bytes; it used to be copied with its
+ * terminating NUL into a 12,288-byte stack buffer.  Now the one credential rule
+ * refuses it (over 8 KiB) like a wrong password, and the event keeps every byte. */
+static void test_auth_login_password_at_sasl_limit(void **state)
+{
+	struct fix f;
+	fix_start_limit(&f, SMTP_ROLE_SMTPS, true, 16384);
+	size_t plen = 12288;
+	unsigned char *pw = malloc(plen);
+	memset(pw, 'p', plen);
+	char *b64 = malloc(4 * ((plen + 2) / 3) + 1);
+	size_t bl = sasl_b64_encode(pw, plen, b64);
+	assert_int_equal(bl, 16384);
+	struct buf in;
+	buf_init(&in, 0);
+	buf_puts(&in, "AUTH LOGIN YWxpY2U=\r\n");
+	buf_append(&in, b64, bl);
+	buf_puts(&in, "\n"); /* a bare LF: the line is exactly line_length_limit */
+	fake_host_drive(&f.h, in.data, in.len);
+	assert_non_null(strstr(out(&f), "535 5.7.8 Error: authentication failed: "
+				     "(reason unavailable)\r\n"));
+	assert_null(smtp_session_auth_user(f.h.s));
+	assert_true(fake_host_has_event(&f.h, "auth", (const char *[]){
+		"\"username\":\"alice\"", "\"result\":\"malformed\"", "pppppppppppppppp", NULL}));
+	assert_int_equal(f.h.n_waits, 1); /* the failure delay, as for a wrong password */
+	buf_free(&in);
+	free(b64);
+	free(pw);
+	fix_end(&f);
+}
+
+/* Regression (issue 7): the message event kept at most 1,024 recipients while
+ * recipient_limit allows 100,000; the rest were silently lost.  Now every accepted
+ * recipient is listed, and recipient_count says how many there were. */
+static void test_message_event_lists_every_recipient(void **state)
+{
+	struct fix f;
+	config(&f.cfg, SMTP_ROLE_MX);
+	f.cfg.recipient_limit = 3000;
+	f.auth = NULL;
+	fake_host_init(&f.h);
+	struct smtp_peer peer = {.ip = "192.0.2.9", .port = 1234, .rdns = NULL};
+	f.h.s = smtp_session_new(&f.cfg, &peer, false, &fake_host_ops, &f.h);
+	smtp_session_start(f.h.s);
+	struct buf in;
+	buf_init(&in, 0);
+	buf_puts(&in, "EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+	for (int i = 0; i < 2500; i++)
+		buf_printf(&in, "RCPT TO:<user%d@example.com>\r\n", i);
+	buf_puts(&in, "DATA\r\nhello\r\n.\r\n");
+	fake_host_drive(&f.h, in.data, in.len);
+	assert_non_null(strstr(out(&f), "250 2.0.0 Ok: queued as"));
+	assert_true(fake_host_has_event(&f.h, "message", (const char *[]){
+		"\"user0@example.com\"", "\"user1024@example.com\"", "\"user2499@example.com\"]",
+		"\"recipient_count\":2500", NULL}));
+	char why[256];
+	assert_true(fake_host_check_schema(&f.h, why, sizeof(why)));
+	buf_free(&in);
 	fix_end(&f);
 }
 
@@ -346,6 +441,9 @@ int main(void)
 		cmocka_unit_test(test_byte_at_a_time),
 		cmocka_unit_test(test_cram_md5),
 		cmocka_unit_test(test_auth_nul_bytes),
+		cmocka_unit_test(test_auth_login_password_at_sasl_limit),
+		cmocka_unit_test(test_auth_password_with_nul_never_cut),
+		cmocka_unit_test(test_message_event_lists_every_recipient),
 		cmocka_unit_test(test_wait_suspends),
 		cmocka_unit_test(test_many_bad_commands),
 		cmocka_unit_test(test_huge_line),

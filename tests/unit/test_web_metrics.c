@@ -112,6 +112,87 @@ static void test_counts(void **state)
 	buf_free(&b);
 }
 
+/* The guard's events and the outbox counts: decisions by action and origin (a del
+ * counted apart), observations by answer, reports zero-filled per sink. */
+static void test_guard_and_reports(void **state)
+{
+	(void)state;
+	struct metrics m;
+	metrics_init(&m);
+	struct mxb_event *e = ev("decision", "guard");
+	mxb_event_str(e, "op", "add");
+	mxb_event_str(e, "action", "divert");
+	mxb_event_str(e, "reason", "\",\"action\":\"ban");
+	mxb_event_str(e, "origin", "guard");
+	observe(&m, e);
+	e = ev("decision", "guard");
+	mxb_event_str(e, "op", "add");
+	mxb_event_str(e, "action", "allow");
+	mxb_event_str(e, "origin", "manual");
+	observe(&m, e);
+	e = ev("decision", "guard");
+	mxb_event_str(e, "op", "del");
+	mxb_event_str(e, "action", "allow");
+	mxb_event_str(e, "origin", "manual");
+	observe(&m, e);
+	e = ev("decision", "guard");
+	mxb_event_str(e, "op", "add");
+	mxb_event_str(e, "action", "launch");
+	mxb_event_str(e, "origin", "guard");
+	observe(&m, e); /* an unknown action: not counted anywhere */
+	e = ev("guard_auth", "guard");
+	mxb_event_str(e, "answer", "reject");
+	observe(&m, e);
+	e = ev("guard_rcpt", "guard");
+	mxb_event_str(e, "answer", "dunno");
+	observe(&m, e);
+	e = ev("guard_rcpt", "guard");
+	mxb_event_str(e, "answer", "whatever");
+	observe(&m, e);
+	observe(&m, ev("guard_log", "guard"));
+	struct metrics_disk d = {.ok = true, .decisions_ok = true, .intel = true, .n_reports = 3,
+				 .decisions_active = {0, 5, 1, 2}};
+	snprintf(d.reports[0].sink, sizeof(d.reports[0].sink), "manual");
+	snprintf(d.reports[0].state, sizeof(d.reports[0].state), "manual");
+	d.reports[0].n = 4;
+	snprintf(d.reports[1].sink, sizeof(d.reports[1].sink), "smtp");
+	snprintf(d.reports[1].state, sizeof(d.reports[1].state), "held");
+	d.reports[1].n = 2;
+	snprintf(d.reports[2].sink, sizeof(d.reports[2].sink), "smtp");
+	snprintf(d.reports[2].state, sizeof(d.reports[2].state), "sent");
+	d.reports[2].n = 9;
+	struct buf b;
+	buf_init(&b, 0);
+	metrics_render(&m, NULL, &d, &b);
+	assert_true(has_line(&b, "mxbait_decisions_total{action=\"divert\",origin=\"guard\"} 1"));
+	assert_true(has_line(&b, "mxbait_decisions_total{action=\"ban\",origin=\"guard\"} 0"));
+	assert_true(has_line(&b, "mxbait_decisions_total{action=\"allow\",origin=\"manual\"} 1"));
+	assert_true(has_line(&b, "mxbait_decisions_removed_total 1"));
+	assert_true(has_line(&b, "mxbait_guard_logins_total{answer=\"reject\"} 1"));
+	assert_true(has_line(&b, "mxbait_guard_recipients_total{answer=\"dunno\"} 1"));
+	assert_true(has_line(&b, "mxbait_guard_recipients_total{answer=\"other\"} 1"));
+	assert_true(has_line(&b, "mxbait_guard_log_offences_total 1"));
+	assert_true(has_line(&b, "mxbait_decisions{action=\"divert\"} 5"));
+	assert_true(has_line(&b, "mxbait_decisions{action=\"allow\"} 2"));
+	assert_true(has_line(&b, "mxbait_reports{sink=\"manual\",state=\"manual\"} 4"));
+	assert_true(has_line(&b, "mxbait_reports{sink=\"manual\",state=\"sent\"} 0"));
+	assert_true(has_line(&b, "mxbait_reports{sink=\"smtp\",state=\"held\"} 2"));
+	assert_true(has_line(&b, "mxbait_reports{sink=\"smtp\",state=\"sent\"} 9"));
+	assert_true(has_line(&b, "mxbait_reports{sink=\"smtp\",state=\"queued\"} 0"));
+	/* one series per (sink, state): 2 sinks x 12 states */
+	size_t n = 0;
+	for (const char *p = b.data; (p = strstr(p, "\nmxbait_reports{")); p++)
+		n++;
+	assert_int_equal(n, 24);
+	buf_free(&b);
+	/* without intel.db: no mxbait_reports at all */
+	d.intel = false;
+	buf_init(&b, 0);
+	metrics_render(&m, NULL, &d, &b);
+	assert_null(strstr(b.data, "mxbait_reports"));
+	buf_free(&b);
+}
+
 static void test_field(void **state)
 {
 	(void)state;
@@ -136,6 +217,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts),
+		cmocka_unit_test(test_guard_and_reports),
 		cmocka_unit_test(test_field),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

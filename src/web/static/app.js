@@ -6,6 +6,9 @@
  * with no policy, so the browser itself would refuse such an assignment.  Links are
  * only ever to this dashboard's own routes (#/...) or API paths built here with
  * encodeURIComponent; an attacker's URL is shown as text and never becomes an href.
+ * The one exception to "never rendered": a message's HTML body inside an iframe that
+ * is sandboxed (no allow-scripts, no allow-same-origin) and whose document the server
+ * sends with a CSP of its own (sandbox; nothing but inline style and data: images).
  * Control characters, bidirectional overrides and other invisible code points in
  * attacker text are shown as visible \u{XXXX} escapes (so an RTL override cannot
  * reorder what a row says).
@@ -38,11 +41,20 @@
   // Elements: attributes from a fixed list only; children are nodes or values
   // (values become text nodes).
   const ATTRS = new Set(['class', 'title', 'role', 'tabindex', 'colspan', 'scope',
-    'aria-label', 'aria-current', 'aria-live', 'data-page', 'download', 'type']);
+    'aria-label', 'aria-current', 'aria-live', 'data-page', 'download', 'type',
+    'id', 'for', 'placeholder', 'maxlength', 'autocomplete', 'spellcheck', 'value',
+    'referrerpolicy']);
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);
+    // A frame is sandboxed (no script, no same origin) before it has any source.
+    if (tag === 'iframe') e.setAttribute('sandbox', '');
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === 'href') {
+      if (k === 'src' && tag === 'iframe') {
+        // Only a message's HTML, which the server sends with its own sandbox CSP.
+        if (typeof v !== 'string' || !/^\/api\/v1\/messages\/[^/]+\/html$/.test(v))
+          throw new Error('refusing frame ' + v);
+        e.setAttribute('src', v);
+      } else if (k === 'href') {
         // Only our own routes and API paths: never a value from the data.
         if (typeof v !== 'string' || !(v.startsWith('#/') || v.startsWith('/api/v1/')))
           throw new Error('refusing href ' + v);
@@ -83,6 +95,37 @@
     return body;
   }
 
+  // Actions (admin role): POST a JSON body with the CSRF token whoami gave.
+  async function act(name, body) {
+    const r = await fetch('/api/v1/actions/' + encodeURIComponent(name), {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': (who && who.csrf_token) || '' },
+      body: JSON.stringify(body),
+    });
+    const reply = await r.json().catch(() => ({ error: 'not JSON' }));
+    if (!r.ok) throw new Error((reply && reply.error) || r.statusText);
+    return reply;
+  }
+  const isAdmin = () => !!(who && who.role === 'admin' && who.csrf_token);
+
+  // A button that runs an action, says what happened in status (a text node), then
+  // shows the page again (the guard's record lands in the database a moment later).
+  function actionButton(label, name, body, status, describe) {
+    return el('button', { type: 'button', onclick: async (ev) => {
+      const b = ev.currentTarget;
+      b.disabled = true;
+      status.replaceChildren(text(label + '\u2026'));
+      try {
+        const r = await act(name, body);
+        status.replaceChildren(text(describe(r)));
+        setTimeout(render, 800);
+      } catch (e) {
+        status.replaceChildren(el('span', { class: 'error', role: 'alert' }, label + ' failed: ' + e.message));
+        b.disabled = false;
+      }
+    } }, label);
+  }
+
   const num = (n) => (n === null || n === undefined ? '-' : Number(n).toLocaleString('en'));
   const when = (iso) => (iso ? String(iso).replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 
@@ -94,7 +137,7 @@
     const body = rows.map((r) => el('tr', {}, ...cols.map((c) => {
       const v = c.fmt ? c.fmt(r) : r[c.key];
       const cell = v instanceof Node ? v : (c.num ? num(v) : hostile(v, c.max));
-      return el('td', { class: c.num ? 'num' : '' }, cell);
+      return el('td', { class: (c.num ? 'num' : '') + (c.nowrap ? ' nowrap' : '') }, cell);
     })));
     const t = el('table', {}, caption ? el('caption', { class: 'muted' }, caption) : null,
       el('thead', {}, head), el('tbody', {}, ...body));
@@ -149,7 +192,7 @@
 
   function show(...nodes) {
     const m = main();
-    m.replaceChildren(...nodes);
+    m.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
   }
 
   function failed(e) {
@@ -314,6 +357,13 @@
     } else {
       nodes.push(el('p', { class: 'muted' }, 'Not analysed yet.'));
     }
+    const html = (a.parts || []).some((p) => p.type === 'text/html' && p.disposition !== 'attachment' && !p.filename);
+    if (html) {
+      nodes.push(el('h2', {}, 'HTML part'),
+        el('p', { class: 'muted' }, 'Rendered in a sandbox: no script runs, nothing is fetched (remote images stay blank), links lead nowhere.'),
+        el('iframe', { class: 'html-view', src: '/api/v1/messages/' + encodeURIComponent(qid) + '/html',
+          title: 'The message\u2019s HTML, sandboxed', referrerpolicy: 'no-referrer' }));
+    }
     nodes.push(el('h2', {}, 'Source' + (m.truncated ? ' (first 256 KiB; the download has all of it)' : '')),
       el('p', { class: 'muted' }, 'Shown as text: headers, bodies and any HTML are never rendered.'),
       el('pre', { class: 'source' }, text(m.text === null ? '(the file is gone)' : m.text)));
@@ -371,14 +421,206 @@
         } }], evs));
   }
 
-  const pages = { overview, attackers, credentials, messages, message, links, campaigns, campaign, sessions, session };
+  // ---- the guard's decisions ----
+
+  // An evidence reference: a guard observation or a honeypot session (both are
+  // sessions of the event store), or "msg:QUEUEID"/"session:ID" of an indicator.
+  function evidenceLink(ref) {
+    let m = /^(?:session:)?([0-9a-f]{16})$/.exec(ref);
+    if (m) return el('a', { href: route('session', m[1]) }, hostile(m[1], 16));
+    m = /^msg:([0-9A-Za-z]{1,40})$/.exec(ref);
+    if (m) return el('a', { href: route('message', m[1]) }, hostile(ref, 44));
+    return hostile(ref, 80);
+  }
+  function evidenceList(refs, max) {
+    const span = el('span', {});
+    (refs || []).slice(0, max || 8).forEach((r, i) => {
+      if (i) span.appendChild(text(' '));
+      span.appendChild(evidenceLink(String(r)));
+    });
+    if ((refs || []).length > (max || 8)) span.appendChild(text(' \u2026'));
+    return span;
+  }
+
+  function allowForm(status) {
+    const src = el('input', { id: 'allow-src', type: 'text', placeholder: '203.0.113.7 or 198.51.100.0/24', maxlength: 50, autocomplete: 'off', spellcheck: 'false' });
+    const dur = el('select', { id: 'allow-for' },
+      el('option', { value: '' }, 'until released'), el('option', { value: '1h' }, '1 hour'),
+      el('option', { value: '24h' }, '24 hours'), el('option', { value: '7d' }, '7 days'));
+    const why = el('input', { id: 'allow-why', type: 'text', placeholder: 'reason (optional)', maxlength: 31, autocomplete: 'off' });
+    const go = el('button', { type: 'button', onclick: async () => {
+      go.disabled = true;
+      status.replaceChildren(text('Allowing\u2026'));
+      try {
+        const body = { source: src.value.trim() };
+        if (dur.value) body.for = dur.value;
+        if (why.value.trim()) body.reason = why.value.trim();
+        const r = await act('decision-allow', body);
+        status.replaceChildren(text(r.result === 'done' ? 'Allowed ' + r.decision.source + ' (decision ' + r.decision.id + ').'
+          : 'Nothing changed: a decision in force already covers it.'));
+        setTimeout(render, 800);
+      } catch (e) {
+        status.replaceChildren(el('span', { class: 'error', role: 'alert' }, 'Allow failed: ' + e.message));
+        go.disabled = false;
+      }
+    } }, 'Allow');
+    return el('div', { class: 'form', role: 'group', 'aria-label': 'Allow an address or prefix' },
+      el('label', { for: 'allow-src' }, 'Allow (never act on) an address or prefix'), src,
+      el('label', { for: 'allow-for' }, 'for'), dur,
+      el('label', { for: 'allow-why' }, 'reason'), why, go);
+  }
+
+  async function decisions(cursor, all) {
+    const d = await getJSON(api('decisions', { limit: 100, cursor, all: all ? 1 : undefined }));
+    const status = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+    const admin = isAdmin() && who.guard;
+    const cols = [
+      { key: 'source', label: 'Source', max: 45 },
+      { key: 'action', label: 'Action', nowrap: true, fmt: (r) => el('span', { class: 'act act-' + (['delay', 'divert', 'ban', 'allow'].includes(r.action) ? r.action : 'other') }, r.action || r.op || '-') },
+      { key: 'state', label: 'State', max: 10, nowrap: true },
+      { key: 'reason', label: 'Reason', max: 40 },
+      { key: 'expires', label: 'Expires (UTC)', fmt: (r) => (r.state === 'pending' ? 'not applied yet' : r.expires ? when(r.expires) : 'never') },
+      { key: 'evidence', label: 'Evidence', fmt: (r) => evidenceList(r.evidence) },
+      { key: 'origin', label: 'Origin', max: 12, nowrap: true },
+      { key: 'level', label: 'Level', num: true },
+      { key: 'created', label: 'Made (UTC)', fmt: (r) => when(r.created) },
+    ];
+    if (admin) {
+      cols.push({ key: 'release', label: '', nowrap: true, fmt: (r) => (r.state === 'active' && r.id
+        ? actionButton('Release', 'decision-release', { source: r.source, id: r.id }, status,
+          (x) => (x.result === 'done' ? 'Released ' + x.decision.source + '.' : 'Nothing changed.'))
+        : '') });
+    }
+    show(el('h1', {}, 'Decisions'),
+      el('p', { class: 'muted' }, who && who.guard
+        ? 'What the guard decided about sources: delay, divert to the honeypot, ban, or allow (never act on).'
+        : 'No guard runs in this daemon: decisions are listed as recorded, and cannot be changed here.'),
+      admin ? allowForm(status) : null, status,
+      el('p', {}, all ? el('a', { href: route('decisions') }, 'Only those in force')
+        : el('a', { href: route('decisions') + '?all=1' }, 'Every decision ever made')),
+      table(cols, d.data),
+      pager((c) => decisions(c, all), d.next_cursor));
+  }
+
+  // ---- abuse reports ----
+
+  const REPORT_MOVES = [
+    ['Hold', 'report-hold', ['queued', 'addressing']],
+    ['Release', 'report-release', ['held', 'addressing']],
+    ['Retry', 'report-retry', ['failed', 'unknown', 'expired', 'rejected']],
+  ];
+  function reportButtons(r, status) {
+    if (!isAdmin()) return '';
+    const span = el('span', { class: 'buttons' });
+    for (const [label, name, from] of REPORT_MOVES) {
+      if (from.includes(r.state)) {
+        span.appendChild(actionButton(label, name, { id: r.id }, status,
+          (x) => 'Report ' + x.report.id + ' ' + x.from + ' \u2192 ' + x.report.state + '.'));
+      }
+    }
+    return span;
+  }
+
+  const STATES = ['queued', 'addressing', 'held', 'manual', 'sending', 'transmitting', 'sent', 'duplicate', 'rejected', 'failed', 'expired', 'unknown'];
+
+  async function reports(cursor, state) {
+    const [st, l] = await Promise.all([getJSON(api('reports/stats')),
+      getJSON(api('reports', { limit: 100, cursor, state }))]);
+    const status = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+    const sinks = Object.keys(st).sort().map((k) => Object.assign({ sink: k }, st[k]));
+    const filters = el('p', { class: 'filters' }, el('a', { href: route('reports'), 'aria-current': state ? 'false' : 'page' }, 'all'));
+    for (const s of STATES) {
+      filters.appendChild(text(' '));
+      filters.appendChild(el('a', { href: route('reports') + '?state=' + s, 'aria-current': state === s ? 'page' : 'false' }, s));
+    }
+    const cols = [
+      { key: 'id', label: 'Id', nowrap: true, fmt: (r) => el('a', { href: route('report', String(r.id)) }, String(r.id)) },
+      { key: 'state', label: 'State', max: 14, nowrap: true }, { key: 'sink', label: 'Sink', max: 12, nowrap: true },
+      { key: 'kind', label: 'Kind', max: 12, nowrap: true }, { key: 'subject', label: 'About', max: 60 },
+      { key: 'recipient', label: 'To', max: 50 }, { key: 'title', label: 'Title', max: 80 },
+      { key: 'attempts', label: 'Tries', num: true },
+      { key: 'created', label: 'Made (UTC)', fmt: (r) => when(r.created) },
+      { key: 'sent', label: 'Sent (UTC)', fmt: (r) => when(r.sent) },
+      { key: 'last_error', label: 'Last error', max: 60 },
+    ];
+    if (isAdmin()) cols.push({ key: 'act', label: '', nowrap: true, fmt: (r) => reportButtons(r, status) });
+    show(el('h1', {}, 'Reports'),
+      el('p', { class: 'muted' }, 'Abuse reports the reporter (mxbait report --daemon) rendered: sent, held for review, or waiting.'),
+      el('h2', {}, 'Per sink'),
+      table([{ key: 'sink', label: 'Sink', max: 20 }, { key: 'total', label: 'Total', num: true },
+        { key: 'sent', label: 'Sent', num: true }, { key: 'duplicate', label: 'Known', num: true },
+        { key: 'failed', label: 'Failed', num: true }, { key: 'queued', label: 'Queued', num: true },
+        { key: 'addressing', label: 'Addressing', num: true }, { key: 'held', label: 'Held', num: true },
+        { key: 'manual', label: 'Manual', num: true }, { key: 'unknown', label: 'Unknown', num: true },
+        { key: 'expired', label: 'Expired', num: true }], sinks),
+      el('h2', {}, state ? 'Reports ' + state : 'Reports'), filters, status,
+      table(cols, l.data),
+      pager((c) => reports(c, state), l.next_cursor));
+  }
+
+  const PAYLOAD_MAX = 256 * 1024;
+
+  async function report(id) {
+    const r = await getJSON(api('reports/' + encodeURIComponent(id)));
+    const status = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+    const payloadUrl = '/api/v1/reports/' + encodeURIComponent(id) + '/payload';
+    const res = await fetch(payloadUrl, { credentials: 'same-origin' });
+    let body = '(the payload could not be read)';
+    let cut = false;
+    if (res.ok) {
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      cut = bytes.length > PAYLOAD_MAX;
+      body = new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(0, PAYLOAD_MAX));
+    }
+    show(el('h1', {}, 'Report ', String(r.id)),
+      kv([['state', r.state], ['sink', r.sink], ['kind', r.kind], ['about', r.subject],
+        ['to', r.recipient], ['contact looked up for', r.contact_query], ['title', r.title],
+        ['incidents', num(r.incidents)], ['victims redacted', r.redacted ? 'yes' : 'no'],
+        ['never to', (r.victim_domains || []).join(', ') || '-'],
+        ['made', when(r.created)], ['expires', when(r.not_after)], ['attempts', num(r.attempts)],
+        ['next attempt', when(r.next_attempt)], ['sent', when(r.sent)],
+        ['last error', r.last_error], ['answer', r.response], ['type', r.content_type],
+        ['size', num(r.payload_bytes) + ' bytes'], ['idempotency key', r.key]]),
+      el('p', {}, reportButtons(r, status)), status,
+      el('p', {}, el('a', { href: payloadUrl, download: 'report-' + r.id }, 'Download the rendered report (as an attachment)')),
+      el('h2', {}, 'Rendered report' + (cut ? ' (first 256 KiB)' : '')),
+      el('p', { class: 'muted' }, 'Shown as text: what the sink receives; its headers and any HTML are never rendered.'),
+      el('pre', { class: 'source' }, text(body)));
+  }
+
+  // ---- indicators ----
+
+  const KINDS = ['ip', 'prefix', 'url', 'domain', 'sender', 'sender_domain', 'attachment', 'recipient', 'recipient_domain', 'campaign'];
+
+  async function indicators(cursor, kind) {
+    const l = await getJSON(api('indicators', { limit: 200, cursor, kind }));
+    const filters = el('p', { class: 'filters' }, el('a', { href: route('indicators'), 'aria-current': kind ? 'false' : 'page' }, 'all'));
+    for (const k of KINDS) {
+      filters.appendChild(text(' '));
+      filters.appendChild(el('a', { href: route('indicators') + '?kind=' + k, 'aria-current': kind === k ? 'page' : 'false' }, k));
+    }
+    show(el('h1', {}, 'Indicators'),
+      el('p', { class: 'muted' }, 'What the reporter derived from the captures (as of its last pass): the basis of exports and reports. Allowlisted ones are never exported.'),
+      filters,
+      table([{ key: 'kind', label: 'Kind', max: 16, nowrap: true }, { key: 'value', label: 'Value (never a link)', max: 100 },
+        { key: 'confidence', label: 'Conf', num: true },
+        { key: 'last_seen', label: 'Last seen (UTC)', fmt: (r) => when(r.last_seen) },
+        { key: 'guesses', label: 'Guesses', num: true }, { key: 'probes', label: 'Probes', num: true },
+        { key: 'messages', label: 'Msgs', num: true }, { key: 'logins', label: 'Logins', num: true },
+        { key: 'flags', label: 'Flags', fmt: (r) => hostile((r.flags || []).concat(r.allowlisted ? ['ALLOWLISTED'] : []).join(' '), 60) },
+        { key: 'evidence', label: 'Evidence', fmt: (r) => evidenceList(r.evidence, 4) }], l.data),
+      pager((c) => indicators(c, kind), l.next_cursor));
+  }
+
+  const pages = { overview, attackers, credentials, messages, message, links, campaigns, campaign, sessions, session,
+    decisions, reports, report, indicators };
 
   async function render() {
     const h = location.hash.replace(/^#\/?/, '');
     const [pathPart, qs] = h.split('?');
     const parts = (pathPart || 'overview').split('/').map((p) => { try { return decodeURIComponent(p); } catch (e) { return p; } });
     const name = pages[parts[0]] ? parts[0] : 'overview';
-    const top = { message: 'messages', campaign: 'campaigns', session: 'sessions' }[name] || name;
+    const top = { message: 'messages', campaign: 'campaigns', session: 'sessions', report: 'reports' }[name] || name;
     for (const a of document.querySelectorAll('header nav a')) {
       if (a.getAttribute('data-page') === top) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
@@ -386,9 +628,17 @@
     liveCounters = null;
     show(el('p', { class: 'muted' }, 'Loading\u2026'));
     try {
+      const q = new URLSearchParams(qs || '');
       if (name === 'sessions') {
-        const ip = new URLSearchParams(qs || '').get('ip');
-        await sessions(undefined, ip || undefined);
+        await sessions(undefined, q.get('ip') || undefined);
+      } else if (name === 'decisions') {
+        await decisions(undefined, q.get('all') === '1');
+      } else if (name === 'reports') {
+        const st = q.get('state');
+        await reports(undefined, STATES.includes(st) ? st : undefined);
+      } else if (name === 'indicators') {
+        const k = q.get('kind');
+        await indicators(undefined, KINDS.includes(k) ? k : undefined);
       } else {
         await pages[name](parts[1]);
       }

@@ -1,0 +1,83 @@
+"""`meson install` lays out a service (issue 8 item 2): binary, man pages, the systemd
+unit, sysusers.d and tmpfiles.d entries, logrotate, and the example configuration as
+/etc/mxbait/mxbait.conf, which a second install never overwrites.  Installed into a
+DESTDIR from the tree the suite already built (build-asan), so it takes a second.
+The Debian package (build, lintian, install on a fresh root, the service started as
+the unit does) is scripts/check-package.sh, outside `make test` (minutes)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import MXBAIT_BIN
+
+BUILD = os.path.dirname(os.path.dirname(MXBAIT_BIN))
+
+
+def _install(destdir):
+    r = subprocess.run(["meson", "install", "-C", BUILD, "--no-rebuild", "--destdir",
+                        str(destdir)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout + r.stderr
+
+
+def _prefix():
+    r = subprocess.run(["meson", "introspect", "--buildoptions", BUILD], capture_output=True,
+                       text=True, timeout=60)
+    import json
+    opts = {o["name"]: o["value"] for o in json.loads(r.stdout)}
+    return opts["prefix"], opts["bindir"], opts["mandir"]
+
+
+def test_meson_install_lays_out_a_service(tmp_path):
+    if not os.path.isfile(os.path.join(BUILD, "build.ninja")):
+        pytest.skip("no meson build next to MXBAIT_BIN")
+    d = tmp_path / "root"
+    _install(d)
+    prefix, bindir, mandir = _prefix()
+    root = str(d)
+    def there(p):
+        return os.path.join(root, p.lstrip("/"))
+    assert os.access(there(os.path.join(prefix, bindir, "mxbait")), os.X_OK)
+    assert os.path.isfile(there(os.path.join(prefix, mandir, "man8", "mxbait.8")))
+    assert os.path.isfile(there(os.path.join(prefix, mandir, "man5", "mxbait.conf.5")))
+    units = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+             if f == "mxbait.service"]
+    assert len(units) == 1, units
+    unit = open(units[0]).read()
+    exe = os.path.join(prefix, bindir, "mxbait")
+    assert f"ExecStart={exe} serve -c /etc/mxbait/mxbait.conf\n" in unit
+    for line in ("Type=notify", "User=mxbait", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+                 "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "SystemCallFilter=@system-service",
+                 "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert line + "\n" in unit, line
+    assert re.search(r"^RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX$", unit, re.M)
+    sysusers = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+                if dp.endswith("sysusers.d")]
+    assert sysusers and open(sysusers[0]).read().count("u mxbait") == 1
+    tmpfiles = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+                if dp.endswith("tmpfiles.d")]
+    assert tmpfiles and "d /var/lib/mxbait 0700 mxbait mxbait" in open(tmpfiles[0]).read()
+    assert "postrotate" in open(there("/etc/logrotate.d/mxbait")).read()
+    conf = there("/etc/mxbait/mxbait.conf")
+    assert "data_dir = /var/lib/mxbait" in open(conf).read()
+    # The installed example is a configuration mxbait accepts.
+    r = subprocess.run([MXBAIT_BIN, "check", "-c", conf, "--no-ports"], capture_output=True,
+                       text=True, timeout=60)
+    assert "data_dir" in r.stdout + r.stderr or r.returncode == 0
+    assert not re.search(r"mxbait\.conf:\d+: \S+: (unknown key|expected)", r.stderr), r.stderr
+    # A second install keeps the admin's file.
+    with open(conf, "a") as f:
+        f.write("# the admin's edit\n")
+    _install(d)
+    assert "the admin's edit" in open(conf).read()
+    # systemd's own opinion of the unit, when systemd-analyze is there.
+    if shutil.which("systemd-analyze"):
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", units[0]],
+                           capture_output=True, text=True, timeout=120)
+        m = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
+        assert m and float(m.group(1)) <= 2.5, r.stdout[-500:]
