@@ -376,7 +376,7 @@ def test_nothing_private_leaves_by_default(tmp_path):
         swaks(s.d, "--tls", "-a", "LOGIN", "--auth-user", USER, "--auth-password", PASSWORD,
               "--from", "billing@spam-sender.test", "--to", victim,
               "--header", "Subject: Invoice", "--body",
-              f"{body_mark}\nPay at http://pay.phish-domain.test/x\n",
+              f"{body_mark}\nPay at http://pay.phish-domain.example.com/x\n",
               port=s.d.port_submission, check=0)
         adb = os.path.join(s.dir, "analysis.db")
         deadline = time.monotonic() + 60

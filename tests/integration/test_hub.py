@@ -176,3 +176,128 @@ def test_three_sensors_kill_the_hub(tmp_path):
             problems = d.stop()
             assert not problems, problems
         pg.stop()
+
+
+# ProtectSystem=strict + StateDirectory=mxbait + User=mxbait of etc/mxbait-{report,hub}.service,
+# done by hand (this machine has no systemd as PID 1): a private mount namespace where
+# every mount is read-only but the data directory, and an unprivileged account.
+SERVICE_SANDBOX = r"""
+set -e
+mount --make-rprivate /
+mount --bind "$MXB_RW" "$MXB_RW"
+for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+	case "$m" in
+	/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|"$MXB_RW") ;;
+	*) mount -o remount,bind,ro "$m" 2>/dev/null || true ;;
+	esac
+done
+# the sandbox is real: nothing outside the data directory is writable
+for d in / /etc /tmp /var/tmp "$(dirname "$MXB_RW")"; do
+	if touch "$d/.mxbait-rw-probe" 2>/dev/null; then
+		rm -f "$d/.mxbait-rw-probe"; echo "sandbox: $d is writable" >&2; exit 99
+	fi
+done
+exec setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all \
+	--bounding-set=-all --no-new-privs -- "$@"
+"""
+
+
+def as_service(data_dir, *args):
+    env = dict(sanitizer_env(), MXB_RW=data_dir, HOME="/nonexistent")
+    r = subprocess.run(["unshare", "--mount", "--", "sh", "-c", SERVICE_SANDBOX, "sandbox",
+                        MXBAIT_BIN] + list(args), capture_output=True, timeout=180, env=env)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode != 99, err
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+    assert r.returncode == 0, (args, err)
+    return r.stdout.decode(errors="replace")
+
+
+def test_services_read_only_system_and_privacy(tmp_path):
+    """The reporter (federation pass) and the hub pusher work as their systemd units run
+    them (unprivileged, everything read-only but the state directory), and by default no
+    captured password, message body or victim address reaches the hub: a real message
+    through smtplib, the whole hub database dumped and searched."""
+    import shutil
+    import tempfile
+    if not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.skip("unshare/setpriv missing")
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespaces here")
+    victim = "victim." + os.urandom(3).hex() + "@corp-victim.example"
+    body_mark = "BODY-" + os.urandom(6).hex()
+    base = tempfile.mkdtemp(prefix="mxbait-hubsvc-")  # nobody must reach the data dir
+    os.chmod(base, 0o755)
+    pg = pg_env.Postgres().start()
+    d = None
+    try:
+        d = Daemon(base, "hub-svc", auth_failure_delay="0", hub_url=pg.conninfo,
+                   hub_sensor="sensor-svc", feed_publish=True, export_min_confidence=50)
+        d.start()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", d.port_submission, timeout=30) as s:
+            s.ehlo("client.example.net")
+            s.starttls(context=ctx)
+            s.ehlo("client.example.net")
+            for _ in range(3):
+                try:
+                    s.login("bob", SECRET_PW)
+                except smtplib.SMTPAuthenticationError:
+                    pass
+        from conftest import USER, PASSWORD
+        with smtplib.SMTP("127.0.0.1", d.port_submission, timeout=30) as s:
+            s.ehlo("client.example.net")
+            s.starttls(context=ctx)
+            s.ehlo("client.example.net")
+            s.login(USER, PASSWORD)
+            s.sendmail("billing@spam-sender.test", [victim],
+                       f"From: billing@spam-sender.test\r\nTo: {victim}\r\n"
+                       f"Subject: Invoice\r\n\r\n{body_mark}\r\n"
+                       f"Pay at http://pay.phish-domain.example.com/x\r\n")
+        adb = os.path.join(d.data_dir, "analysis.db")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with sqlite3.connect(f"file:{adb}?mode=ro", uri=True) as db:
+                    if db.execute("SELECT count(*) FROM recipients").fetchone()[0] >= 1:
+                        break
+            except sqlite3.Error:
+                pass
+            assert time.monotonic() < deadline, "no analysis"
+            time.sleep(0.2)
+        problems = d.stop()
+        assert not problems, problems
+        # the state directory belongs to the service account, as StateDirectory= makes it
+        subprocess.run(["chown", "-R", "nobody:nogroup", d.data_dir], check=True)
+
+        fed = json.loads(as_service(d.data_dir, "report", "run", "--json", "-c",
+                                    d.conf_path))["federation"]
+        assert fed["published"] >= 1, fed
+        assert os.path.isfile(os.path.join(d.data_dir, "feed", "manifest"))
+        out = json.loads(as_service(d.data_dir, "hub", "push", "--once", "--json", "-c",
+                                    d.conf_path))
+        db = sqlite3.connect(f"file:{os.path.join(d.data_dir, 'mxbait.db')}?mode=ro", uri=True)
+        n = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        db.close()
+        assert out["events"] == n and out["lag_events"] == 0, (out, n)
+        assert pg.psql("SELECT count(*) FROM events WHERE sensor = 'sensor-svc'") == str(n)
+        assert int(pg.psql("SELECT count(*) FROM indicators")) > 0
+        # the sensor itself knows the victim (so the check below can fail) ...
+        idb = sqlite3.connect(f"file:{os.path.join(d.data_dir, 'intel.db')}?mode=ro", uri=True)
+        assert idb.execute("SELECT count(*) FROM indicators WHERE kind = 'recipient' AND"
+                           " value = ?", (victim,)).fetchone()[0] == 1
+        idb.close()
+        # ... and the hub has none of it: the whole database, dumped
+        dump = subprocess.run([os.path.join(pg_env.PG_BIN, "pg_dump"), "-h", pg.dir, "-p",
+                               str(pg.port), "-U", "mxbait", "-d", "postgres"],
+                              capture_output=True, timeout=120, check=True).stdout.decode()
+        assert "sensor-svc" in dump and "127.0.0.1" in dump  # the dump has the data
+        for secret in (SECRET_PW, PASSWORD, body_mark, victim, "corp-victim.example"):
+            assert secret not in dump, secret
+    finally:
+        if d and not d.stopped:
+            d.stop()
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -56,6 +56,21 @@ def test_meson_install_lays_out_a_service(tmp_path):
                  "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line + "\n" in unit, line
     assert re.search(r"^RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX$", unit, re.M)
+    # the reporter and the hub pusher (outbound processes) beside it, as hardened, with no
+    # capability at all (test_hub.py runs both read-only but the state directory)
+    side = {}
+    for name, cmd in (("mxbait-report.service", "report --daemon"),
+                      ("mxbait-hub.service", "hub push")):
+        found = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if f == name]
+        assert len(found) == 1 and os.path.dirname(found[0]) == os.path.dirname(units[0]), found
+        side[name] = found[0]
+        text = open(found[0]).read()
+        assert f"ExecStart={exe} {cmd} -c /etc/mxbait/mxbait.conf\n" in text, name
+        for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
+                     "NoNewPrivileges=yes", "SystemCallFilter=@system-service",
+                     "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes"):
+            assert line + "\n" in text, (name, line)
+        assert "AmbientCapabilities" not in text, name
     sysusers = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
                 if dp.endswith("sysusers.d")]
     assert sysusers and open(sysusers[0]).read().count("u mxbait") == 1
@@ -81,3 +96,8 @@ def test_meson_install_lays_out_a_service(tmp_path):
                            capture_output=True, text=True, timeout=120)
         m = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
         assert m and float(m.group(1)) <= 2.5, r.stdout[-500:]
+        for path in side.values():
+            r = subprocess.run(["systemd-analyze", "security", "--offline=yes", path],
+                               capture_output=True, text=True, timeout=120)
+            m = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
+            assert m and float(m.group(1)) <= 2.5, (path, r.stdout[-500:])
