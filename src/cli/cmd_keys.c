@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd_intel.h"
+#include "cli/data_owner.h"
 #include "federate/feed.h"
 #include "query/jw.h"
 #include "util/buf.h"
@@ -62,6 +63,11 @@ int cmd_keys(int argc, char **argv)
 	}
 	struct mxb_config cfg;
 	if (intel_cli_config(&o, &cfg)) {
+		config_free(&cfg);
+		return 1;
+	}
+	/* a key made by root would be unreadable by the reporter's account */
+	if (gen && cli_become_data_owner("keys", o.data_dir, cfg.user) < 0) {
 		config_free(&cfg);
 		return 1;
 	}

@@ -24,6 +24,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd_intel.h"
+#include "cli/data_owner.h"
 #include "federate/federate.h"
 #include "intel/intel_db.h"
 #include "query/jw.h"
@@ -376,6 +377,9 @@ int cmd_peers(int argc, char **argv)
 	if (o.argi >= argc)
 		return cli_missing_arg("peers", usage, "add, list, remove or log");
 	const char *verb = argv[o.argi];
+	/* intel.db (and its journals) stay the reporter's account's: as root, become it */
+	if (cli_become_data_owner("peers", o.data_dir, NULL) < 0)
+		return 1;
 	int nargs = argc - o.argi - 1;
 	char **args = argv + o.argi + 1;
 	if (!strcmp(verb, "add")) {

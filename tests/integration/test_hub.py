@@ -271,6 +271,16 @@ def test_services_read_only_system_and_privacy(tmp_path):
         assert not problems, problems
         # the state directory belongs to the service account, as StateDirectory= makes it
         subprocess.run(["chown", "-R", "nobody:nogroup", d.data_dir], check=True)
+        # the administrator makes the feed key as root (sudo mxbait keys --generate): it
+        # is the service account's, or the reporter below could not read it
+        mx(d.conf_path, "keys", "--generate")
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        for f in ("keys", "keys/feed.key"):
+            assert os.stat(os.path.join(d.data_dir, f)).st_uid == nobody, f
+        mx(d.conf_path, "peers", "list")
+        for f in os.listdir(d.data_dir):
+            assert os.stat(os.path.join(d.data_dir, f)).st_uid == nobody, f
 
         fed = json.loads(as_service(d.data_dir, "report", "run", "--json", "-c",
                                     d.conf_path))["federation"]
