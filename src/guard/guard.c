@@ -631,6 +631,9 @@ enum guard_op_result guard_operator(struct guard *g, const struct guard_request 
 		}
 		const struct decision *local = decision_table_lookup(g->decisions, &r->src, now);
 		if (local && strcmp(local->origin, "peers")) {
+			log_msg(LOG_INFO, NULL, "guard: %s: peers' decision about %s left to the "
+				"local decision %s (%s, %s)", by, src_s, local->id,
+				decision_action_name(local->action), local->origin);
 			*d_r = *local;
 			return GUARD_OP_UNCHANGED;
 		}

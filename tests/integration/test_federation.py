@@ -138,6 +138,9 @@ def trio(tmp_path_factory):
             for o in (a, b, c):
                 if o is not s:
                     s.mx("peers", "add", o.url, o.key, "--name", o.d.label)
+        # C's operator allowed X_AC: what peers agree on must not replace that
+        c.mx("decisions", "allow", X_AC)
+        assert c.d.wait_events("decision", source=X_AC, action="allow", timeout=15)
         yield a, b, c
     finally:
         for s in (a, b, c):
@@ -176,6 +179,12 @@ def test_consensus_and_boundary(trio):
     assert dec[0]["origin"] == "peers" and dec[0]["reason"] == "peer_consensus", dec
     assert dec[0]["action"] == "divert"
     assert not c.d.events("decision", source=X_A)
+    # a local decision in force (the operator's allow of X_AC) is left alone
+    deadline = time.monotonic() + 15
+    while f"peers' decision about {X_AC} left to the local decision" not in c.d.stderr_text():
+        assert time.monotonic() < deadline, c.d.stderr_text()[-2000:]
+        time.sleep(0.2)
+    assert [e["origin"] for e in c.d.events("decision", source=X_AC)] == ["manual"]
     # peers agreeing on a source C trusts change nothing at C's guard
     assert c.sql("SELECT 1 FROM indicators WHERE value = ? AND source = 'peer'", (X_TRUSTED,))
     assert not c.d.events("decision", source=X_TRUSTED)

@@ -543,6 +543,21 @@ static void test_campaign_consensus(void **state)
 	exec_ok(db, "DELETE FROM indicators WHERE source = 'local'");
 	assert_int_equal(fed_consensus(&c, &st, &err), 0);
 	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE source = 'peer'"), 0);
+	/* our evidence back: the consensus row is back ... */
+	exec_ok(db, "INSERT INTO indicators(kind, value, source, confidence, updated_us)"
+		    " VALUES('campaign', 'Clocal', 'local', 80, 2)");
+	assert_int_equal(fed_consensus(&c, &st, &err), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE source = 'peer'"), 1);
+	/* ... until the peers' entries expire: then they are deleted, and what rested on
+	 * them goes (our own evidence alone is one operator, below 2) */
+	c.now_us = x + 1;
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(fed_consensus(&c, &st, &err), 0);
+	assert_int_equal(st.expired, 4);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM peer_entries"), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE source = 'peer'"), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM consensus"), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM indicators WHERE source = 'local'"), 1);
 	config_free(&cfg);
 	sqlite3_close(db);
 }
