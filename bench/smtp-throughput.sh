@@ -7,7 +7,8 @@
 # Environment: MSGS (messages per workload, default 2000), SESSIONS (parallel
 # sessions, default 20), REPEAT (runs per workload and server, the median is shown,
 # default 3), BENCH_DIR (where the daemon's data dir goes; default
-# BUILD_DIR/bench-data, i.e. the disk the build lives on, not a tmpfs).
+# BUILD_DIR/bench-data, i.e. the disk the build lives on, not a tmpfs), WORKLOADS
+# (default "1k 100k churn").
 #
 # Workloads, each against smtp-sink (a discarding sink: the ceiling) and then mxbait
 # (every message durably captured: write, fsync, rename, directory fsync):
@@ -23,6 +24,7 @@ BUILD=${1:-build}
 MSGS=${MSGS:-2000}
 SESSIONS=${SESSIONS:-20}
 REPEAT=${REPEAT:-3}
+WORKLOADS=${WORKLOADS:-1k 100k churn}
 MXBAIT=$BUILD/src/mxbait
 SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
@@ -52,6 +54,10 @@ local_domains = example.test
 smtp_listen = 127.0.0.1:$P_SMTP
 submission_listen = 127.0.0.1:$P_SUB
 smtps_listen = 127.0.0.1:$P_SMTPS
+imap_listen =
+imaps_listen =
+pop3_listen =
+pop3s_listen =
 data_dir = $BENCH_DIR/data
 max_connections = 10000
 max_connections_per_ip = 0
@@ -121,7 +127,7 @@ median() { # numbers on stdin -> the median (the lower one of the middle two)
 }
 
 status=0
-for w in 1k 100k churn; do
+for w in $WORKLOADS; do
 	case $w in
 	1k) args="-d -s $SESSIONS -m $MSGS -l 1024" ;;
 	100k) args="-d -s $SESSIONS -m $MSGS -l 102400" ;;

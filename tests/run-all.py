@@ -19,6 +19,7 @@ process (detect_leaks=1).  Every child inherits them, the daemon under test incl
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import signal
@@ -80,14 +81,14 @@ def section(title):
     sys.stdout.flush()
 
 
-CURRENT = None   # the child process group running now (killed if we are stopped)
+CURRENT = set()  # the child process groups running now (killed if we are stopped)
 
 
 def _on_signal(signum, frame):
-    """Interrupted (Ctrl-C, SIGTERM): take the running suite's process group with us."""
-    if CURRENT is not None:
+    """Interrupted (Ctrl-C, SIGTERM): take the running suites' process groups with us."""
+    for p in list(CURRENT):
         try:
-            os.killpg(CURRENT.pid, signal.SIGTERM)
+            os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     sys.exit(128 + signum)
@@ -96,12 +97,11 @@ def _on_signal(signum, frame):
 def run_bounded(cmd, timeout, env, cwd=ROOT, capture=False):
     """Run cmd in its own process group; on timeout kill that group.
     Returns (returncode or None on timeout, output or None)."""
-    global CURRENT
     out = subprocess.PIPE if capture else None
     p = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True,
                          stdout=out, stderr=subprocess.STDOUT if capture else None,
                          text=capture)
-    CURRENT = p
+    CURRENT.add(p)
     try:
         o, _ = p.communicate(timeout=timeout)
         return p.returncode, o
@@ -113,7 +113,7 @@ def run_bounded(cmd, timeout, env, cwd=ROOT, capture=False):
         o, _ = p.communicate()
         return None, o
     finally:
-        CURRENT = None
+        CURRENT.discard(p)
 
 
 # --------------------------------------------------------------------------- unit
@@ -208,19 +208,27 @@ def run_fuzz(args, tally, env):
         print(f"  no fuzz targets in {args.fuzz_build}/tests/fuzz/")
         return
     script = os.path.join(ROOT, "tests", "fuzz", "run.sh")
-    for t in targets:
+
+    def one(t):
         cmd = ["sh", script, args.fuzz_build, t, str(args.fuzz_seconds)]
-        print(f"  $ {' '.join(cmd)}")
-        sys.stdout.flush()
         rc, out = run_bounded(cmd, args.fuzz_seconds + FUZZ_SLACK, env, capture=True)
-        for line in (out or "").splitlines():
-            print("    " + line)
-        if rc == 0:
-            tally.ok("fuzz", t)
-        elif rc is None:
-            tally.fail("fuzz", t, "run.sh overran its time bound")
-        else:
-            tally.fail("fuzz", t, f"run.sh exited {rc}")
+        return cmd, rc, out
+
+    # Targets run --fuzz-jobs at a time (each libFuzzer process is one thread): the
+    # wall time shrinks by that factor on a machine with that many cores, and every
+    # target still gets its --fuzz-seconds.  Reports are printed in target order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.fuzz_jobs)) as ex:
+        for t, (cmd, rc, out) in zip(targets, ex.map(one, targets)):
+            print(f"  $ {' '.join(cmd)}")
+            for line in (out or "").splitlines():
+                print("    " + line)
+            if rc == 0:
+                tally.ok("fuzz", t)
+            elif rc is None:
+                tally.fail("fuzz", t, "run.sh overran its time bound")
+            else:
+                tally.fail("fuzz", t, f"run.sh exited {rc}")
+            sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- integration
@@ -277,6 +285,8 @@ def main():
     ap.add_argument("--asan-build", default="build-asan")
     ap.add_argument("--fuzz-build", default="build-fuzz")
     ap.add_argument("--fuzz-seconds", type=int, default=20)
+    ap.add_argument("--fuzz-jobs", type=int, default=os.cpu_count() or 1,
+                    help="fuzz targets run at once (default: the number of CPUs)")
     ap.add_argument("--suites", default="unit,fuzz,integration",
                     help="comma-separated subset of unit,fuzz,integration")
     ap.add_argument("--pytest-args", default="",

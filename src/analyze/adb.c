@@ -118,54 +118,61 @@ static int exec(sqlite3 *db, const char *sql)
 static int64_t one_int(sqlite3 *db, const char *sql, const char *arg, int64_t arg2,
 		       int64_t dflt);
 
+/* Several processes may open a new analysis.db at once (the daemon's analyzer child,
+ * `mxbait analyze --store`): each step is applied under the write lock taken up front
+ * (BEGIN IMMEDIATE, waited for with the busy timeout), and the version is read inside
+ * that transaction, so a second writer sees the steps the first one made instead of
+ * applying them again.  The error is read before ROLLBACK, which clears it. */
 static int migrate(sqlite3 *db, char **err_r)
 {
-	sqlite3_stmt *st;
-	int v = 0;
-	if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)") < 0)
-		goto fail;
-	if (sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &st, NULL) !=
-	    SQLITE_OK)
-		goto fail;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
 	int nmig = (int)(sizeof(migrations) / sizeof(migrations[0]));
-	if (v > nmig) {
-		if (err_r && asprintf(err_r, "analysis.db schema %d is newer than this mxbait (%d)",
-				      v, nmig) < 0)
-			*err_r = NULL;
-		return -1;
-	}
-	/* Two analyzers may open a new or old file at once (serve's child and a manual
-	 * `analyze --daemon`): each step re-reads the version inside its write
-	 * transaction, so a step another process has just applied is never run twice. */
-	for (int k = v; k < nmig; k++) {
-		char ins[96];
-		char msg[256] = "";
-		if (exec(db, "BEGIN IMMEDIATE") < 0)
+	char why[512] = "";
+	for (;;) {
+		if (exec(db, "BEGIN IMMEDIATE") < 0) {
+			snprintf(why, sizeof(why), "%s", sqlite3_errmsg(db));
 			goto fail;
-		int cur = (int)one_int(db, "SELECT max(version) FROM schema_version WHERE ?1 IS NULL",
-				       NULL, 0, 0);
-		if (cur > k) {
-			exec(db, "COMMIT");
-			k = cur - 1;
-			continue;
 		}
-		snprintf(ins, sizeof(ins), "INSERT INTO schema_version VALUES(%d)", k + 1);
-		if (exec(db, migrations[k]) < 0 || exec(db, ins) < 0) {
-			snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
+		sqlite3_stmt *st = NULL;
+		int v = -1;
+		if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)") ==
+			    0 &&
+		    sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version",
+				       -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int(st, 0);
+		if (v < 0)
+			snprintf(why, sizeof(why), "%s", sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		if (v < 0)
+			goto fail_rollback;
+		if (v > nmig) {
 			exec(db, "ROLLBACK");
-			if (err_r && asprintf(err_r, "analysis.db: migration %d: %s", k + 1, msg) < 0)
+			if (err_r && asprintf(err_r, "analysis.db schema %d is newer than this mxbait "
+					      "(%d)", v, nmig) < 0)
 				*err_r = NULL;
 			return -1;
 		}
-		if (exec(db, "COMMIT") < 0)
-			goto fail;
+		if (v == nmig) {
+			if (exec(db, "COMMIT") == 0)
+				return 0;
+			snprintf(why, sizeof(why), "%s", sqlite3_errmsg(db));
+			goto fail_rollback;
+		}
+		char ins[96];
+		snprintf(ins, sizeof(ins), "INSERT INTO schema_version VALUES(%d)", v + 1);
+		if (exec(db, migrations[v]) < 0 || exec(db, ins) < 0) {
+			snprintf(why, sizeof(why), "step %d: %s", v + 1, sqlite3_errmsg(db));
+			goto fail_rollback;
+		}
+		if (exec(db, "COMMIT") < 0) {
+			snprintf(why, sizeof(why), "step %d: %s", v + 1, sqlite3_errmsg(db));
+			goto fail_rollback;
+		}
 	}
-	return 0;
+fail_rollback:
+	exec(db, "ROLLBACK");
 fail:
-	if (err_r && asprintf(err_r, "analysis.db: %s", sqlite3_errmsg(db)) < 0)
+	if (err_r && asprintf(err_r, "analysis.db: %s", why[0] ? why : "cannot migrate") < 0)
 		*err_r = NULL;
 	return -1;
 }
@@ -185,7 +192,9 @@ struct adb *adb_open(const char *data_dir, char **err_r)
 		free(a);
 		return NULL;
 	}
-	sqlite3_busy_timeout(a->db, 5000);
+	/* Other writers (the analyzer child, mxbait analyze --store, the daemon's budget
+	 * and retention job) hold the lock for one message at a time. */
+	sqlite3_busy_timeout(a->db, 30000);
 	exec(a->db, "PRAGMA journal_mode=WAL");
 	/* no temporary files: the analyzer's sandbox lets it write analysis.db only */
 	exec(a->db, "PRAGMA temp_store=MEMORY");

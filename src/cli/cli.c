@@ -65,6 +65,10 @@ const struct cli_command cli_commands[] = {
 	 " | prune [OPTIONS]", cmd_hub},
 	{"check", "check the configuration, TLS files, data directory and ports; create nothing",
 	 "[-c FILE] [--no-ports]", cmd_check},
+	{"prune", "delete records and captured mail older than the retention (or --older-than)",
+	 "[OPTIONS] [--older-than DURATION] [--dry-run] [--vacuum]", cmd_prune},
+	{"backup", "a consistent copy of the data directory into DIR, while the daemon runs",
+	 "[OPTIONS] DIR", cmd_backup},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -121,6 +125,12 @@ static void print_usage(FILE *f, const char *name, const char *usage)
 		fprintf(f, "      --window DURATION  distributed-attack window (default 1h)\n"
 			   "      --min-ips N     distinct IPs within a window that flag a username "
 			   "DISTRIBUTED (default 5)\n");
+	if (!strcmp(name, "prune"))
+		fprintf(f, "      --older-than DURATION  instead of the configured retention "
+			   "(90s, 30m, 24h, 7d, 2w)\n"
+			   "      --dry-run       count what would go, delete nothing\n"
+			   "      --vacuum        then rebuild the databases to give the space back "
+			   "(mxbait serve stopped)\n");
 	fprintf(f, "\nSee mxbait(8).\n");
 }
 
@@ -238,6 +248,11 @@ int cli_parse(int argc, char **argv, const char *usage, const struct cli_option 
 		o->spool_budget = cfg.spool_budget;
 		o->distributed_window_ms = cfg.distributed_window_ms;
 		o->distributed_min_ips = cfg.distributed_min_ips;
+		o->retention_ms = cfg.retention_ms;
+		o->config_read = true;
+		static char log[4096];
+		snprintf(log, sizeof(log), "%s", cfg.event_log ? cfg.event_log : "");
+		o->event_log = log;
 		config_free(&cfg);
 	}
 	if (!o->data_dir)

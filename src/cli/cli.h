@@ -10,6 +10,7 @@
 #define MXB_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct sqlite3;
@@ -58,6 +59,9 @@ int cmd_report(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_peers(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
+/* storage: retention now, online backup (cmd_prune.c, cmd_backup.c) */
+int cmd_prune(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 /* Common options of the reading commands: -d DIR / --data-dir DIR, -c FILE /
  * --config FILE (to find data_dir), --json, -n N / --limit N. */
@@ -72,6 +76,9 @@ struct cli_opts {
 	/* distributed_window (ms) and distributed_min_ips from the config file (-c);
 	 * 0 when not read */
 	unsigned distributed_window_ms, distributed_min_ips;
+	bool config_read;      /* -c was read: the values from it are valid */
+	uint64_t retention_ms; /* from the config file (prune) */
+	const char *event_log; /* from the config file ("" = none); NULL when not read */
 };
 /* Parse the common options (options and arguments may be mixed: arguments are moved
  * to argv[argi..]); with -c and no -d, data_dir comes from the config file.

@@ -112,9 +112,11 @@ int cmd_hub(int argc, char **argv)
 		if (rc == 0 && once) {
 			if (o.json)
 				printf("{\"sensor\":\"%s\",\"events\":%ld,\"indicators\":%ld,\"campaigns\":%ld,"
-				       "\"batches\":%ld,\"errors\":%ld,\"lag_events\":%lld}\n",
+				       "\"batches\":%ld,\"errors\":%ld,\"lag_events\":%lld,"
+				       "\"missing_events\":%lld}\n",
 				       hub_sensor_name(&cfg), st.events, st.indicators, st.campaigns,
-				       st.batches, st.errors, (long long)st.lag_events);
+				       st.batches, st.errors, (long long)st.lag_events,
+				       (long long)st.missing);
 			else
 				printf("sensor %s: %ld events, %ld indicators, %ld campaigns pushed; "
 				       "%lld events still to push\n", hub_sensor_name(&cfg), st.events,

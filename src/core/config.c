@@ -30,7 +30,9 @@
 
 enum key_type { K_STR, K_PATH, K_HOST, K_DOMAINS, K_ACCOUNTS, K_LISTEN, K_BOOL, K_SIZE,
 		K_SIZE64, K_UINT, K_MS, K_RANGE, K_USER, K_FILE, K_LIST, K_ADDRS, K_WEBAUTH,
-		K_NETLIST, K_LOG };
+		K_NETLIST, K_LOG,
+		K_BUDGET,  /* a uint64_t size: 0 (no limit) or min..max */
+		K_MS64 };  /* a uint64_t duration in ms: 0 (off) or min..max */
 
 struct key_def {
 	const char *name;
@@ -114,6 +116,10 @@ static const struct key_def keys[] = {
 	{ "connection_rate_per_ip", K_UINT, OFF(connection_rate_per_ip), 0, 1000000, 0 },
 	{ "max_connections_per_prefix", K_UINT, OFF(max_connections_per_prefix), 0, 1000000, 0 },
 	{ "spool_budget", K_SIZE64, OFF(spool_budget), 0, (uint64_t)1 << 50, 0 },
+	{ "database_budget", K_BUDGET, OFF(database_budget), MIB, (uint64_t)1 << 50, 0 },
+	{ "analysis_budget", K_BUDGET, OFF(analysis_budget), MIB, (uint64_t)1 << 50, 0 },
+	{ "event_log_budget", K_BUDGET, OFF(event_log_budget), 64 * KIB, (uint64_t)1 << 50, 0 },
+	{ "retention", K_MS64, OFF(retention_ms), 3600000ULL, 36500ULL * 86400000, 0 },
 	{ "analyzer", K_BOOL, OFF(analyzer), 0, 0, 0 },
 	{ "user", K_USER, OFF(user), 0, 0, 0 },
 	{ "analyzer_max_depth", K_UINT, OFF(analyzer_max_depth), 1, 1000, 0 },
@@ -376,6 +382,10 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->connection_rate_per_ip = 120;
 	cfg->max_connections_per_prefix = 50;
 	cfg->spool_budget = GIB;
+	cfg->database_budget = GIB;
+	cfg->analysis_budget = GIB;
+	cfg->event_log_budget = GIB;
+	cfg->retention_ms = 90ULL * 86400000;
 	cfg->analyzer = true;
 	cfg->user = xstrdup("");
 	/* the same values as analyze_limits_default() (core does not link the analyzer) */
@@ -1208,6 +1218,7 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 	}
 	case K_SIZE:
 	case K_SIZE64:
+	case K_BUDGET:
 		why = parse_size(val, &v);
 		break;
 	case K_UINT: {
@@ -1217,6 +1228,7 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 		break;
 	}
 	case K_MS:
+	case K_MS64:
 		why = parse_duration(val, &v);
 		break;
 	case K_RANGE: {
@@ -1245,7 +1257,16 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 	}
 	if (why)
 		return fail(p, k->name, "%s", why);
-	if (v < k->min || v > k->max) {
+	bool zero_off = k->type == K_BUDGET || k->type == K_MS64;
+	if (zero_off && v == 0) {
+		/* off: no limit */
+	} else if (zero_off && (v < k->min || v > k->max)) {
+		if (k->type == K_MS || k->type == K_MS64)
+			return fail(p, k->name, "out of range (0 for none, or %llums to %llums)",
+				    (unsigned long long)k->min, (unsigned long long)k->max);
+		return fail(p, k->name, "out of range (0 for none, or %llu to %llu)",
+			    (unsigned long long)k->min, (unsigned long long)k->max);
+	} else if (v < k->min || v > k->max) {
 		if (k->type == K_MS)
 			return fail(p, k->name, "out of range (%llums to %llums)",
 				    (unsigned long long)k->min, (unsigned long long)k->max);
@@ -1254,7 +1275,9 @@ static int set_value(struct mxb_config *cfg, struct parse_ctx *p, const struct k
 	}
 	switch (k->type) {
 	case K_SIZE: *(size_t *)field(cfg, k->off) = (size_t)v; break;
-	case K_SIZE64: *(uint64_t *)field(cfg, k->off) = v; break;
+	case K_SIZE64:
+	case K_BUDGET:
+	case K_MS64: *(uint64_t *)field(cfg, k->off) = v; break;
 	default: *(unsigned *)field(cfg, k->off) = (unsigned)v; break;
 	}
 	return 0;
@@ -1491,7 +1514,7 @@ bool config_key_equal(const struct mxb_config *a, const struct mxb_config *b,
 		return *(const bool *)cfield(a, k->off) == *(const bool *)cfield(b, k->off);
 	case K_SIZE:
 		return *(const size_t *)cfield(a, k->off) == *(const size_t *)cfield(b, k->off);
-	case K_SIZE64:
+	case K_SIZE64: case K_BUDGET: case K_MS64:
 		return *(const uint64_t *)cfield(a, k->off) == *(const uint64_t *)cfield(b, k->off);
 	case K_RANGE:
 		if (*(const unsigned *)cfield(a, k->count_off) !=
@@ -1549,7 +1572,7 @@ void config_key_copy(struct mxb_config *dst, const struct mxb_config *src, const
 	case K_SIZE:
 		*(size_t *)field(dst, k->off) = *(const size_t *)cfield(src, k->off);
 		return;
-	case K_SIZE64:
+	case K_SIZE64: case K_BUDGET: case K_MS64:
 		*(uint64_t *)field(dst, k->off) = *(const uint64_t *)cfield(src, k->off);
 		return;
 	case K_RANGE:

@@ -97,6 +97,13 @@ struct mxb_config {
 	unsigned connection_rate_per_ip; /* connections per minute per IP: 120, 0 = off */
 	unsigned max_connections_per_prefix; /* per /24 (IPv4) or /48 (IPv6): 50, 0 = off */
 	uint64_t spool_budget;           /* bytes for captured mail: 1g */
+	/* disk budgets of the records (store/maint.h; 0: no limit): the oldest rows go
+	 * when one is reached */
+	uint64_t database_budget;        /* mxbait.db with its -wal and -shm: 1g (>= 1m) */
+	uint64_t analysis_budget;        /* analysis.db with its -wal and -shm: 1g (>= 1m) */
+	uint64_t event_log_budget;       /* event_log and its one old generation: 1g (>= 64k) */
+	uint64_t retention_ms;           /* records and spool files older than this go: 90d
+					  * (>= 1h; 0 keeps everything) */
 
 	/* processes */
 	bool analyzer;                   /* run the analyzer child: yes */

@@ -18,7 +18,9 @@
  * follow them), the credential policy (accounts, password_list, password_top_n,
  * crack_after_failures, max_accounts, account_expiry: it holds the accounts in
  * memory), data_dir,
- * event_log, spool_budget, user, and every key of the guard and of the web server
+ * event_log, spool_budget, user, the storage budgets and retention (database_budget,
+ * analysis_budget, event_log_budget, retention: the storage job reads them at start),
+ * and every key of the guard and of the web server
  * (they read their settings at start).
  * A key this list does not name is reloadable.  The event log and a log file are
  * reopened by every SIGHUP (logrotate), even when nothing changed.
@@ -37,6 +39,8 @@ struct mxb_config;
 		"crack_after_failures", "max_accounts", "account_expiry", "data_dir",        \
 		"event_log",                                                             \
 		"spool_budget", "user",                                                  \
+		/* the storage job reads its budgets and retention at start */           \
+		"database_budget", "analysis_budget", "event_log_budget", "retention",   \
 		/* the guard and the web server read their settings at start */          \
 		"dovecot_policy_listen", "dovecot_policy_api_key", "dovecot_policy_hash_nonce", \
 		"dovecot_policy_hash_mech", "dovecot_policy_hash_truncate",              \

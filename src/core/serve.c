@@ -50,7 +50,9 @@
 #include "proto/pop3.h"
 #include "proto/smtp.h"
 #include "store/db.h"
+#include "store/durable.h"
 #include "store/eventstore.h"
+#include "store/maint.h"
 #include "store/spool.h"
 #include "util/buf.h"
 #include "util/budget.h"
@@ -198,27 +200,28 @@ static int load_secret(const char *data_dir, uint8_t out[SECRET_LEN])
 				SECRET_LEN);
 		close(fd);
 	} else if (errno == ENOENT) {
-		if (RAND_bytes(out, SECRET_LEN) != 1) {
+		/* Whole and durable, directory entry included, before anything uses it
+		 * (store/durable.h): a crash must not leave a short or missing secret. */
+		if (RAND_bytes(out, SECRET_LEN) != 1)
 			fprintf(stderr, "mxbait: no random bytes for %s\n", p.data);
-		} else if ((fd = open(p.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+		else if (durable_create_file(data_dir, SECRET_FILE, out, SECRET_LEN, 0600) != 0)
 			fprintf(stderr, "mxbait: cannot create %s: %s\n", p.data, strerror(errno));
-		} else {
-			if (write(fd, out, SECRET_LEN) == SECRET_LEN && fsync(fd) == 0)
-				rc = 0;
-			else
-				fprintf(stderr, "mxbait: cannot write %s: %s\n", p.data,
-					strerror(errno));
-			close(fd);
-			if (rc != 0)
-				unlink(p.data);
-			else
-				log_msg(LOG_INFO, NULL, "created %s", p.data);
-		}
+		else
+			rc = 0;
+		if (rc == 0)
+			log_msg(LOG_INFO, NULL, "created %s", p.data);
 	} else {
 		fprintf(stderr, "mxbait: cannot read %s: %s\n", p.data, strerror(errno));
 	}
 	buf_free(&p);
 	return rc;
+}
+
+/* The storage maintenance job's lines (store/maint.h) go to the daemon's log. */
+static void store_log(void *ctx, int prio, const char *msg)
+{
+	(void)ctx;
+	log_msg(prio, NULL, "%s", msg);
 }
 
 static int restore_account(void *ctx, const struct deception_account *a)
@@ -704,12 +707,7 @@ static void serve_reload(struct serve *sv)
 	}
 	log_msg(LOG_INFO, NULL, "SIGHUP: reopening the logs, reloading %s",
 		sv->cfg->config_file ? sv->cfg->config_file : "the embedded defaults");
-	if (sv->srv.events &&
-	    eventstore_reopen_log(sv->srv.events, sv->cfg->event_log, &err) != 0) {
-		log_msg(LOG_ERR, NULL, "SIGHUP: event log: %s", err);
-		free(err);
-		err = NULL;
-	}
+	eventstore_reopen_log(sv->srv.events); /* by the writer, before its next batch */
 	struct serve_gen *g = calloc(1, sizeof(*g));
 	if (!g) {
 		log_msg(LOG_ERR, NULL, "SIGHUP: out of memory: configuration not reloaded");
@@ -780,6 +778,7 @@ int serve_run(const struct mxb_config *cfg)
 	struct serve sv;
 	memset(&sv, 0, sizeof(sv));
 	struct spool *spool = NULL;
+	struct store_maint *maint = NULL;
 	struct eventstore *es = NULL;
 	struct auth_policy *auth = NULL;
 	SSL_CTX *ssl_ctx = NULL;
@@ -893,8 +892,8 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	buf_reset(&path);
 	buf_printf(&path, "%s/mxbait.db", cfg->data_dir);
-	es = eventstore_open(path.data, cfg->event_log && *cfg->event_log ? cfg->event_log : NULL,
-			     &err);
+	const char *event_log = cfg->event_log && *cfg->event_log ? cfg->event_log : NULL;
+	es = eventstore_open(path.data, event_log, &err);
 	if (!es) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot open the event store");
 		goto out;
@@ -903,6 +902,14 @@ int serve_run(const struct mxb_config *cfg)
 	if (!(auth = make_policy(cfg, &sv, sv.secret, path.data)))
 		goto out;
 	sv.auth = auth;
+	/* Index what a crash left unindexed, then budgets and retention (store/maint.h). */
+	maint = store_maint_start(&(struct store_maint_config){ cfg->data_dir, event_log, es,
+		spool, cfg->database_budget, cfg->analysis_budget, cfg->event_log_budget,
+		cfg->spool_budget, cfg->retention_ms, store_log, NULL }, &err);
+	if (!maint) {
+		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the storage job");
+		goto out;
+	}
 	if (sv.guard && guard_start(sv.guard, es, path.data, cfg->data_dir, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot start the guard");
 		goto out;
@@ -957,6 +964,7 @@ int serve_run(const struct mxb_config *cfg)
 	event_base_dispatch(sv.base);
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	store_maint_stop(&maint);
 
 	/* The loop has stopped: sessions still open end (their open messages go back),
 	 * commits still queued complete inside the spool's close (their sessions alive to
@@ -969,6 +977,7 @@ int serve_run(const struct mxb_config *cfg)
 out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	store_maint_stop(&maint);
 	listener_set_free(&sv.listeners);
 	conn_server_teardown(&sv.srv, &spool);
 	guard_free(&sv.guard);

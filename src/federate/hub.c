@@ -368,9 +368,13 @@ static int push_events(struct pusher *p, sqlite3 *db, struct hub_push_stats *st,
 	struct buf b;
 	buf_init(&b, 0);
 	long n = 0;
-	int64_t last = seq, min_day = INT64_MAX, max_day = INT64_MIN;
+	int64_t last = seq, min_day = INT64_MAX, max_day = INT64_MIN, missing = 0;
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(q, 0), ts = sqlite3_column_int64(q, 1);
+		/* ids are dense: a hole means rows the sensor pruned (retention,
+		 * database_budget) before they reached the hub; they are gone for good */
+		if (id > last + 1)
+			missing += id - last - 1;
 		char num[32], tss[48], port[16], hash[65];
 		snprintf(num, sizeof(num), "%lld", (long long)id);
 		ts_text(ts, tss, sizeof(tss));
@@ -462,6 +466,12 @@ static int push_events(struct pusher *p, sqlite3 *db, struct hub_push_stats *st,
 	}
 	st->events += n;
 	st->batches++;
+	if (missing) {
+		st->missing += missing;
+		fprintf(stderr, "mxbait hub: sensor %s: %lld events were pruned from mxbait.db "
+			"(retention, database_budget) before they reached the hub\n", p->sensor,
+			(long long)missing);
+	}
 	return 1;
 }
 

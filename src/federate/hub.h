@@ -42,6 +42,8 @@ struct hub_push_stats {
 	long events, indicators, campaigns;   /* rows written */
 	long batches, errors, reconnects;
 	int64_t lag_events;                   /* rows of mxbait.db not yet at the hub */
+	int64_t missing;                      /* events pruned by the sensor (retention,
+					       * database_budget) before the hub had them */
 };
 
 /* Connect (NULL with *err_r); the schema is migrated when migrate is true. */

@@ -38,12 +38,16 @@ enum db_status {
 int db_schema_version(void);
 
 /* Open (creating if needed) for writing: WAL, synchronous=NORMAL, busy_timeout,
- * then migrate to the latest version.  On failure *err_r gets a malloc'd message
- * naming the file. */
+ * then migrate to the latest version.  The connection is opened without SQLite's
+ * per-connection mutex: one thread at a time may use it.  On failure *err_r gets a
+ * malloc'd message naming the file. */
 enum db_status db_open_rw(const char *path, struct sqlite3 **db_r, char **err_r);
 
 /* Open an existing database for reading (query_only) and check its version. */
 enum db_status db_open_ro(const char *path, struct sqlite3 **db_r, char **err_r);
+/* Open an existing database of exactly this program's schema for writing beside a
+ * running daemon (mxbait prune): never creates or migrates; busy timeout 10 s. */
+enum db_status db_open_existing_rw(const char *path, struct sqlite3 **db_r, char **err_r);
 
 /* Apply the migrations from the current version up to target (-1: latest).  For
  * tests (building an old database) and db_open_rw. */

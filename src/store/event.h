@@ -10,6 +10,19 @@
  * Attacker bytes are welcome in string values: they are JSON-escaped, and bytes that
  * are not valid UTF-8 are written as \u00XX escapes of the raw byte, so every event
  * line is valid JSON whatever the input was.
+ *
+ * Bounded: a string value longer than MXB_EVENT_VALUE_MAX bytes (event_schema.h) is cut
+ * to that many bytes (never inside a UTF-8 sequence) and the event gains two fields
+ * right after it, "<key>_length" (the length as received) and "<key>_sha256" (hex
+ * SHA-256 of the whole value as received); an element of a string array is cut the
+ * same way.  So one event holds at most a few KiB per field, whatever was sent (a 9 KB
+ * password of control bytes used to cost 136 KB of disk: docs/events.md "Long values").
+ *
+ * Besides the JSON fragments, every field is kept typed (struct mxb_event_fv) so that
+ * the event store binds the derived tables' columns directly instead of re-parsing the
+ * JSON: a string's text form is exactly what SQLite's json_extract() returns for it
+ * (valid UTF-8 as is, an invalid byte as the UTF-8 of U+00XX, and the text ends at a
+ * NUL byte, as json_extract's does).
  */
 #ifndef MXB_STORE_EVENT_H
 #define MXB_STORE_EVENT_H
@@ -20,6 +33,16 @@
 
 #include "util/buf.h"
 
+/* One field as the event store binds it. */
+enum mxb_fv_type { MXB_FV_NULL, MXB_FV_STR, MXB_FV_INT, MXB_FV_BOOL, MXB_FV_ARRAY };
+struct mxb_event_fv {
+	const char *key;     /* the program constant given to mxb_event_*() */
+	enum mxb_fv_type type;
+	size_t off, len;     /* STR: the text form in ev->text; ARRAY: the JSON array in
+			      * ev->fields (what json_extract returns for an array) */
+	int64_t i;           /* INT; BOOL 0/1; ARRAY: the number of elements */
+};
+
 struct mxb_event {
 	char name[32];       /* event id, e.g. "auth" */
 	int64_t ts_us;       /* wall clock, microseconds since the epoch */
@@ -28,6 +51,9 @@ struct mxb_event {
 	unsigned src_port;
 	char proto[16];      /* "smtp", "submission", "smtps", ... */
 	struct buf fields;   /* extra fields as `,"key":value` JSON fragments */
+	struct buf text;     /* text forms of the string values (see mxb_event_fv) */
+	struct mxb_event_fv *fv; /* the fields in order, typed (grown as needed) */
+	unsigned n_fv, alloc_fv;
 };
 
 struct mxb_event *mxb_event_new(const char *name);
@@ -43,12 +69,21 @@ void mxb_event_null(struct mxb_event *ev, const char *key);
 void mxb_event_str_array(struct mxb_event *ev, const char *key, const char *const *vals,
 			 size_t n);
 
+/* The typed field called key (the last one of that name), or NULL. */
+const struct mxb_event_fv *mxb_event_field(const struct mxb_event *ev, const char *key);
+/* Its text form (STR) or JSON text (ARRAY), with its length; NULL for other types. */
+const char *mxb_event_fv_text(const struct mxb_event *ev, const struct mxb_event_fv *fv,
+			      size_t *len_r);
+
 /* Common fields, set by the connection layer. ts_us 0 means "now". */
 void mxb_event_stamp(struct mxb_event *ev, int64_t ts_us, const char *session,
 		     const char *src_ip, unsigned src_port, const char *proto);
 
 /* The whole event as one JSON object (no newline) appended to out. */
 int mxb_event_to_json(const struct mxb_event *ev, struct buf *out);
+/* The same with ts already formatted by mxb_format_ts(ev->ts_us) (the writer needs it
+ * for its own column too). */
+int mxb_event_to_json_ts(const struct mxb_event *ev, const char *ts, struct buf *out);
 
 /* Append s (len bytes, any content) as a JSON string literal, quotes included. */
 int json_append_string(struct buf *out, const char *s, size_t len);

@@ -18,6 +18,11 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Longest string value an event holds, in bytes as received: a longer one is cut and
+ * followed by "<field>_length" and "<field>_sha256" (docs/events.md, "Long values";
+ * the unit test checks that the document states this number). */
+#define MXB_EVENT_VALUE_MAX 1024
+
 enum mxb_field_type {
 	MXB_FT_STRING,       /* "string" */
 	MXB_FT_INT,          /* "int" */
@@ -29,7 +34,7 @@ enum mxb_field_type {
 #define MXB_EVENT_IDS(X)                                                                 \
 	X(connect) X(tls) X(tls_error) X(helo) X(auth) X(mail) X(rcpt) X(vrfy) X(message) \
 	X(message_rejected) X(offence) X(disconnect) X(guard_auth) X(guard_rcpt) X(guard_log) \
-	X(decision)
+	X(decision) X(message_recovered)
 
 #define MXB_EVENT_FIELDS(X)                                 \
 	X(_, event, MXB_FT_STRING, false)                   \
@@ -115,7 +120,12 @@ enum mxb_field_type {
 	X(decision, origin, MXB_FT_STRING, false)           \
 	X(decision, evidence, MXB_FT_STRING_ARRAY, false)   \
 	X(decision, duration_ms, MXB_FT_INT, true)          \
-	X(decision, level, MXB_FT_INT, false)
+	X(decision, level, MXB_FT_INT, false)               \
+	X(message_recovered, queue_id, MXB_FT_STRING, false) \
+	X(message_recovered, spool, MXB_FT_STRING, false)   \
+	X(message_recovered, sha256, MXB_FT_STRING, false)  \
+	X(message_recovered, size, MXB_FT_INT, false)       \
+	X(message_recovered, captured_ts, MXB_FT_STRING, false)
 
 struct mxb_event_field {
 	const char *event; /* "_" for the common fields */

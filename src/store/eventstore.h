@@ -4,12 +4,17 @@
  * eventstore_submit() is cheap, thread-safe and never blocks on disk: the event is put
  * on a queue that a writer thread drains, committing in batches (one SQLite
  * transaction and one write(2) to the JSON-lines log per batch, every ~50 ms or 512
- * events).  Besides the raw events table the writer maintains the sessions and
- * messages tables that the CLI reads.  The schema is versioned with
- * PRAGMA user_version and migrated forward on open (see store/db.h).
+ * events).  Besides the raw events table the writer maintains the tables derived from
+ * the events (sessions, messages, auth_attempts, probes) that the CLI reads, binding
+ * the event's fields directly.  The schema is versioned with PRAGMA user_version and
+ * migrated forward on open (see store/db.h).  Account saves carrying a password are
+ * committed at once with synchronous=FULL (a crash never forgets a cracked account).
  */
 #ifndef MXB_STORE_EVENTSTORE_H
 #define MXB_STORE_EVENTSTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 struct mxb_event;
 struct eventstore;
@@ -30,20 +35,17 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
  * cfg.save = eventstore_account_hook, cfg.save_ctx = es. */
 void eventstore_account_hook(void *es, const struct deception_account *a);
 /* Block until everything submitted (events and account saves) so far is committed
- * (tests, shutdown). */
-void eventstore_flush(struct eventstore *es);
+ * (tests, shutdown).  Never waits for a writer thread that is not running: returns
+ * false when something submitted could not be committed that way. */
+bool eventstore_flush(struct eventstore *es);
 void eventstore_close(struct eventstore **es);
-/* Reopen the JSON-lines log at jsonl_path (SIGHUP, after logrotate renamed it):
- * created 0600 when missing; lines of the batch being written at that moment land in
- * the old file or the new one, whole.  A store opened without a log keeps none
- * (turning the log on or off needs a restart).  0, or -1 with *err_r (malloc'd). */
-int eventstore_reopen_log(struct eventstore *es, const char *jsonl_path, char **err_r);
 
 /* Counters since open (for stats and tests).  Events refused because the queue was
  * full are counted in dropped (and added to the "events_dropped" counter in the
  * database); events lost to a failed transaction in failed. */
 struct eventstore_stats {
 	unsigned long long submitted, written, dropped, failed, batches, queued;
+	unsigned long long durable_commits; /* batches committed with synchronous=FULL */
 	/* Batch commit latency (JSON-lines write + SQLite transaction), for /metrics:
 	 * commit_le[i] counts the batches that took at most EVENTSTORE_COMMIT_BUCKETS_US[i]
 	 * (cumulative, as Prometheus histograms are); commit_us_sum their total time. */
@@ -59,5 +61,23 @@ typedef void (*eventstore_observer_fn)(void *ctx, const struct mxb_event *ev);
 void eventstore_set_observer(struct eventstore *es, eventstore_observer_fn fn, void *ctx);
 /* Bound of the in-memory queue (0: the default, 1,000,000 events). */
 void eventstore_set_queue_limit(struct eventstore *es, unsigned long limit);
-
+/* Bound the JSON-lines log: the log and its previous generation "<log>.1" together
+ * hold at most bytes (0: no bound).  Thread-safe; takes effect at the next batch. */
+void eventstore_set_log_budget(struct eventstore *es, uint64_t bytes);
+/* Keep mxbait.db with its -wal and -shm within bytes (0: no bound): after each batch
+ * the writer looks at the database's content, and past 3/4 of the budget deletes the
+ * oldest rows (events, auth_attempts, probes, sessions: store/prune.h) down to 5/8; it
+ * checkpoints its WAL at 1/8.  Thread-safe.  What it deleted is collected for the
+ * maintenance job's warning: eventstore_take_pruned() hands it over and resets it
+ * (stuck_r: the last pass found only rows that are never pruned above the target);
+ * returns whether anything was deleted. */
+void eventstore_set_db_budget(struct eventstore *es, uint64_t bytes);
+struct prune_counts;
+bool eventstore_take_pruned(struct eventstore *es, struct prune_counts *c, bool *stuck_r);
+/* Reopen the JSON-lines log at its path before the next write (SIGHUP, after logrotate
+ * renamed it): the writer thread makes the new file, 0600, between two batches, so a
+ * batch's lines land whole in the old file or the new one; a failure is logged on
+ * stderr and the writer keeps the old file.  A store opened without a log keeps none.
+ * Thread-safe, async-signal-unsafe: call it from the loop. */
+void eventstore_reopen_log(struct eventstore *es);
 #endif

@@ -13,10 +13,17 @@
  *   fsync'd once for the group.  Completion callbacks run in queue order on the event
  *   loop thread (a pipe watched by the loop wakes it; no evthread locking is needed).
  *   Without an event base they run on the commit thread.
- * - The budget counts the bytes of every file in tmp/, new/ and cur/.  Bytes are
- *   reserved before they are written, so nothing is ever written past the budget; a
- *   failed or aborted message gives its bytes back.  tmp/ files found at open are
- *   leftovers of a crash (never acknowledged) and are deleted.
+ * - The budget counts disk space, not file bytes: every file in tmp/, new/ and cur/
+ *   costs its size rounded up to the filesystem's block size (statvfs f_frsize, 4 KiB
+ *   on ext4 and tmpfs; or its allocated blocks, st_blocks, when that is more), which is
+ *   what it takes on disk: counting bytes let 1 KB messages use ~4x (and tiny ones
+ *   14x) the budget.  Space is reserved before bytes are written, so nothing is ever
+ *   written past the budget; a failed or aborted message gives its space back.  tmp/
+ *   files found at open are leftovers of a crash (never acknowledged) and are deleted.
+ * - Retention (spool_expire) deletes old files through the spool, so their space
+ *   returns to the budget at once; files deleted behind the spool's back (mxbait
+ *   prune while the daemon runs) are noticed by spool_resync(), which recounts the
+ *   directories without stopping the writers.
  *
  * Why concurrent fsyncs (measured 2026-11-27 on the bench VM, see docs/PERFORMANCE.md;
  * its / is ext4 *without* a journal on a virtio disk): fsyncing a group's files one
@@ -45,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -62,7 +70,7 @@ struct spool_msg {
 	bool no_space;
 	int saved_errno;
 	uint64_t size;            /* bytes written */
-	uint64_t reserved;        /* bytes counted in sp->used for this message */
+	uint64_t reserved;        /* disk bytes counted in sp->used for this message */
 	EVP_MD_CTX *md;
 	/* Write-behind buffer: DATA arrives a line at a time; the bytes reach the file
 	 * in one write(2) per SPOOL_WBUF_MAX (and at commit), not one per line.  It
@@ -86,10 +94,12 @@ struct spool {
 	char host[72];            /* sanitised host name for file names */
 	int pid;                  /* for file names (getpid() once, not per message) */
 	uint64_t budget;
+	uint64_t block;           /* the filesystem's allocation unit */
 
 	pthread_mutex_t mu;       /* guards everything below */
 	pthread_cond_t cv;        /* commit thread waits for work */
-	uint64_t used;
+	uint64_t used;            /* disk bytes: files on disk + inflight */
+	uint64_t inflight;        /* of which: reserved by messages not yet in new/ */
 	unsigned seq;
 	struct spool_msg *queue_head, **queue_tail;
 	struct spool_msg *done_head, **done_tail;
@@ -173,8 +183,16 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-/* Sum the sizes of the regular files in dirfd; with remove, delete them instead. */
-static int scan_dir(int dirfd, bool remove, uint64_t *sum_r)
+/* Disk space of a file of size bytes with blocks 512-byte blocks allocated. */
+static uint64_t disk_bytes(uint64_t block, uint64_t size, uint64_t blocks)
+{
+	uint64_t rounded = size ? (size + block - 1) / block * block : 0;
+	uint64_t alloc = blocks * 512;
+	return alloc > rounded ? alloc : rounded;
+}
+
+/* Sum the disk space of the regular files in dirfd; with remove, delete them instead. */
+static int scan_dir(int dirfd, uint64_t block, bool remove, uint64_t *sum_r)
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
@@ -196,10 +214,22 @@ static int scan_dir(int dirfd, bool remove, uint64_t *sum_r)
 		if (remove)
 			unlinkat(dirfd, de->d_name, 0);
 		else
-			*sum_r += (uint64_t)st.st_size;
+			*sum_r += disk_bytes(block, (uint64_t)st.st_size, (uint64_t)st.st_blocks);
 	}
 	closedir(d);
 	return 0;
+}
+
+/* The filesystem's allocation unit (f_frsize), within sane bounds. */
+static uint64_t fs_block(int fd)
+{
+	struct statvfs vfs;
+	uint64_t b = 0;
+	if (fstatvfs(fd, &vfs) == 0)
+		b = vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize;
+	if (b < 512 || b > 1024 * 1024)
+		b = 4096;
+	return b;
 }
 
 static int open_subdir(const char *dir, const char *sub, char **err_r)
@@ -262,11 +292,13 @@ struct spool *spool_open(const char *dir, uint64_t budget, const char *hostname,
 	int cur_fd = open_subdir(dir, "cur", err_r);
 	if (cur_fd < 0)
 		goto fail;
+	sp->block = fs_block(sp->new_fd);
 	/* A file left in tmp/ by a crash was never acknowledged: the client was told
 	 * nothing or 4xx, so it will retry.  Deleting it frees its budget. */
 	uint64_t used = 0;
-	if (scan_dir(sp->tmp_fd, true, &used) < 0 || scan_dir(sp->new_fd, false, &used) < 0 ||
-	    scan_dir(cur_fd, false, &used) < 0) {
+	if (scan_dir(sp->tmp_fd, sp->block, true, &used) < 0 ||
+	    scan_dir(sp->new_fd, sp->block, false, &used) < 0 ||
+	    scan_dir(cur_fd, sp->block, false, &used) < 0) {
 		*err_r = fmt_err("spool: cannot scan %s: %s", dir, strerror(errno));
 		close(cur_fd);
 		goto fail;
@@ -388,10 +420,12 @@ void spool_close(struct spool **spp)
 	*spp = NULL;
 }
 
+/* A message that will not reach new/ gives its space back. */
 static void release(struct spool *sp, uint64_t n)
 {
 	pthread_mutex_lock(&sp->mu);
 	sp->used = sp->used >= n ? sp->used - n : 0;
+	sp->inflight = sp->inflight >= n ? sp->inflight - n : 0;
 	pthread_mutex_unlock(&sp->mu);
 }
 
@@ -506,11 +540,18 @@ int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
 	if (len == 0)
 		return 0;
 	struct spool *sp = m->sp;
+	/* Disk space after this write: the size rounded up to whole blocks. */
+	uint64_t need = m->size + len;
+	need = need > UINT64_MAX - sp->block ? UINT64_MAX
+					      : (need + sp->block - 1) / sp->block * sp->block;
+	uint64_t extra = need > m->reserved ? need - m->reserved : 0;
 	pthread_mutex_lock(&sp->mu);
-	bool over = sp->budget && (len > sp->budget || sp->used > sp->budget - len);
+	bool over = sp->budget && extra &&
+		    (extra > sp->budget || sp->used > sp->budget - extra);
 	if (!over) {
-		sp->used += len;
-		m->reserved += len;
+		sp->used += extra;
+		sp->inflight += extra;
+		m->reserved += extra;
 	}
 	pthread_mutex_unlock(&sp->mu);
 	if (over) {
@@ -620,6 +661,7 @@ static bool sync_one(struct spool *sp)
 static void *sync_thread(void *arg)
 {
 	struct spool *sp = arg;
+	pthread_setname_np(pthread_self(), "mxb-fsync");
 	pthread_mutex_lock(&sp->sync_mu);
 	for (;;) {
 		while (!sp->sync_stop && sp->sync_next >= sp->sync_n)
@@ -719,17 +761,26 @@ static void commit_group(struct spool *sp, struct spool_msg *group, size_t count
 			}
 		}
 	}
-	uint64_t freed = 0;
-	for (struct spool_msg *m = group; m; m = m->next)
+	uint64_t freed = 0, landed = 0;
+	for (struct spool_msg *m = group; m; m = m->next) {
 		if (!m->ok)
 			freed += m->reserved;
+		else
+			landed += m->reserved;
+	}
 	if (freed)
 		release(sp, freed);
+	if (landed) { /* now counted as files in new/, no longer in flight */
+		pthread_mutex_lock(&sp->mu);
+		sp->inflight = sp->inflight >= landed ? sp->inflight - landed : 0;
+		pthread_mutex_unlock(&sp->mu);
+	}
 }
 
 static void *commit_thread(void *arg)
 {
 	struct spool *sp = arg;
+	pthread_setname_np(pthread_self(), "mxb-spool");
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
 		while (!sp->queue_head && !sp->stop)
@@ -765,6 +816,121 @@ static void *commit_thread(void *arg)
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
+}
+
+/* ---- retention and recount ---- */
+
+static long expire_dir(int dirfd, const char *sub, uint64_t block, int64_t cutoff_us,
+		       bool dry_run, spool_expire_fn fn, void *ctx, uint64_t *bytes_r)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -1;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	long n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		struct stat st;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		int64_t mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
+		if (mtime_us >= cutoff_us)
+			continue;
+		uint64_t bytes = disk_bytes(block, (uint64_t)st.st_size, (uint64_t)st.st_blocks);
+		if (!dry_run && unlinkat(dirfd, de->d_name, 0) < 0)
+			continue;
+		n++;
+		*bytes_r += bytes;
+		if (fn)
+			fn(ctx, sub, de->d_name, bytes);
+	}
+	closedir(d);
+	return n;
+}
+
+static long expire_at(const char *dir, uint64_t block, int64_t cutoff_us, bool dry_run,
+		      spool_expire_fn fn, void *ctx, uint64_t *bytes_r)
+{
+	static const char *const subs[] = {"new", "cur"};
+	long total = 0;
+	for (size_t i = 0; i < 2; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -1;
+		}
+		if (!block)
+			block = fs_block(fd);
+		long n = expire_dir(fd, subs[i], block, cutoff_us, dry_run, fn, ctx, bytes_r);
+		int e = errno;
+		close(fd);
+		if (n < 0) {
+			errno = e;
+			return -1;
+		}
+		total += n;
+	}
+	return total;
+}
+
+long spool_dir_expire(const char *spool_dir, int64_t cutoff_us, bool dry_run,
+		      spool_expire_fn fn, void *ctx)
+{
+	uint64_t bytes = 0;
+	return expire_at(spool_dir, 0, cutoff_us, dry_run, fn, ctx, &bytes);
+}
+
+long spool_expire(struct spool *sp, int64_t cutoff_us, spool_expire_fn fn, void *ctx)
+{
+	uint64_t bytes = 0;
+	long n = expire_at(sp->dir, sp->block, cutoff_us, false, fn, ctx, &bytes);
+	if (bytes) {
+		pthread_mutex_lock(&sp->mu);
+		sp->used = sp->used >= bytes ? sp->used - bytes : 0;
+		pthread_mutex_unlock(&sp->mu);
+	}
+	return n;
+}
+
+int spool_resync(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	uint64_t on_disk_before = sp->used - (sp->inflight <= sp->used ? sp->inflight : sp->used);
+	pthread_mutex_unlock(&sp->mu);
+	/* Counted without the lock: commits go on meanwhile.  A file renamed into new/
+	 * during the scan may be counted twice until the next recount (never missed). */
+	uint64_t scanned = 0;
+	int cur_fd = openat(sp->new_fd, "../cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = scan_dir(sp->new_fd, sp->block, false, &scanned);
+	if (rc == 0 && cur_fd >= 0)
+		rc = scan_dir(cur_fd, sp->block, false, &scanned);
+	if (cur_fd >= 0)
+		close(cur_fd);
+	if (rc < 0)
+		return -1;
+	pthread_mutex_lock(&sp->mu);
+	if (scanned >= on_disk_before)
+		sp->used += scanned - on_disk_before;
+	else
+		sp->used = sp->used >= on_disk_before - scanned ? sp->used - (on_disk_before - scanned)
+								 : 0;
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
+}
+
+uint64_t spool_block_size(const struct spool *sp)
+{
+	return sp->block;
 }
 
 uint64_t spool_used(const struct spool *sp)

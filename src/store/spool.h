@@ -10,8 +10,9 @@
  * cost of durability.  Completion callbacks run on the
  * event loop thread.
  *
- * The budget counts every byte in tmp/ and new/ (and cur/).  A write that would pass
- * it fails; nothing is ever written past the budget.
+ * The budget counts the disk space of every file in tmp/, new/ and cur/: each file's
+ * size rounded up to the filesystem's block size (or its allocated blocks when more).
+ * A write that would pass it fails; nothing is ever written past the budget.
  *
  * Queue ids look like Debian Postfix's short ids: five hex digits of microseconds and
  * the file's inode number in hex, upper case (e.g. 2DC1A11A199).
@@ -60,7 +61,24 @@ void spool_msg_commit(struct spool_msg **mp, spool_done_fn done, void *arg);
 /* Delete the partial file and release its budget. *mp is set to NULL. */
 void spool_msg_abort(struct spool_msg **mp);
 
-/* Bytes in use and budget, for stats. */
+/* Retention: delete the files of new/ and cur/ last modified before cutoff_us
+ * (microseconds since the epoch).  fn(ctx, "new" or "cur", name, disk_bytes) is
+ * called for each file deleted (or, with dry_run, that would be).  Returns how many,
+ * or -1 with errno.  spool_dir_expire works on a spool directory without opening the
+ * spool (for `mxbait prune`; never spool_open a spool a daemon uses: it empties tmp/);
+ * spool_expire gives the space back to a running spool's budget. */
+typedef void (*spool_expire_fn)(void *ctx, const char *sub, const char *name,
+				uint64_t disk_bytes);
+long spool_dir_expire(const char *spool_dir, int64_t cutoff_us, bool dry_run,
+		      spool_expire_fn fn, void *ctx);
+long spool_expire(struct spool *sp, int64_t cutoff_us, spool_expire_fn fn, void *ctx);
+/* Recount the space of new/ and cur/ (files deleted or added behind the spool's back),
+ * while messages keep flowing.  0, or -1 with errno. */
+int spool_resync(struct spool *sp);
+/* The allocation unit the budget rounds to. */
+uint64_t spool_block_size(const struct spool *sp);
+
+/* Disk bytes in use and budget, for stats. */
 uint64_t spool_used(const struct spool *sp);
 uint64_t spool_budget(const struct spool *sp);
 /* Directory fsyncs made so far (one per commit group): lets tests measure grouping. */

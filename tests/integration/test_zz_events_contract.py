@@ -18,6 +18,18 @@ from conftest import ALL_EVENT_LINES, DOMAIN, PASSWORD, ROOT, USER, Raw, marker,
 DOC = os.path.join(ROOT, "docs", "events.md")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 SESSION_RE = re.compile(r"^[0-9a-f]{16}$")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+# An event without a client session (docs/events.md, common fields).
+SESSIONLESS = {"message_recovered"}
+
+
+def value_max(path=DOC):
+    """The bound of "Long values": a string longer than this many bytes is cut."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"## Long values.*?\*\*(\d+)\*\*", text, re.S)
+    assert m, "docs/events.md has no 'Long values' bound"
+    return int(m.group(1))
 
 
 def parse_doc(path=DOC):
@@ -85,9 +97,26 @@ def check_line(raw, common, events):
     for k in spec:
         if k not in ev:
             probs.append(f"{name}: missing field {k!r}")
+    cut_max = value_max()
     for k, v in ev.items():
         if k not in spec:
+            # A cut string value: <field>_length and <field>_sha256 (docs "Long values").
+            base, _, suffix = k.rpartition("_")
+            if suffix in ("length", "sha256") and base in spec and spec[base][0][0] == "string":
+                other = f"{base}_sha256" if suffix == "length" else f"{base}_length"
+                if other not in ev:
+                    probs.append(f"{name}: {k} without {other}")
+                elif suffix == "length" and not (isinstance(v, int) and v > cut_max):
+                    probs.append(f"{name}.{k}: {v!r} is not a length above {cut_max}")
+                elif suffix == "sha256" and not (isinstance(v, str) and SHA_RE.match(v)):
+                    probs.append(f"{name}.{k}: {v!r} is not a hex SHA-256")
+                elif isinstance(ev.get(base), str) and len(ev[base].encode()) > 2 * cut_max:
+                    probs.append(f"{name}.{base}: {len(ev[base].encode())} bytes after a cut")
+                continue
             probs.append(f"{name}: undocumented field {k!r}")
+            continue
+        if name in SESSIONLESS and ((k == "session" and v == "") or (k == "proto" and v == "")
+                                    or (k == "src_ip" and v == "")):
             continue
         types, values = spec[k]
         if not type_ok(v, types):
@@ -96,10 +125,13 @@ def check_line(raw, common, events):
             probs.append(f"{name}.{k}: {v!r} not among the documented {sorted(values)}")
     if isinstance(ev.get("ts"), str) and not TS_RE.match(ev["ts"]):
         probs.append(f"ts {ev['ts']!r} is not RFC 3339 UTC with microseconds")
-    if isinstance(ev.get("session"), str) and not SESSION_RE.match(ev["session"]):
+    sessionless = name in SESSIONLESS
+    if isinstance(ev.get("session"), str) and not SESSION_RE.match(ev["session"]) and \
+            not (sessionless and ev["session"] == ""):
         probs.append(f"session {ev['session']!r} is not 16 lowercase hex characters")
-    # The guard's events (proto guard) may not know the port: 0 (docs/events.md).
-    low = 0 if ev.get("proto") == "guard" else 1
+    # The guard's events (proto guard) may not know the port: 0 (docs/events.md); nor
+    # does message_recovered.
+    low = 0 if ev.get("proto") == "guard" or sessionless else 1
     if isinstance(ev.get("src_port"), int) and not low <= ev["src_port"] < 65536:
         probs.append(f"src_port {ev['src_port']} out of range")
     return probs
@@ -176,3 +208,14 @@ def test_contract_checker_can_fail():
     del missing["name"]
     assert check_line(json.dumps(missing), common, events)
     assert check_line("{not json", common, events)
+    # A cut value's two fields: accepted together, refused alone or malformed.
+    cut = {**good, "name": "x" * value_max(), "name_length": value_max() + 1,
+           "name_sha256": "0" * 64}
+    assert check_line(json.dumps(cut), common, events) == []
+    for mutate in ({"name_length": 5}, {"name_sha256": "xyz"}, {"verb_length": 9999}):
+        assert check_line(json.dumps({**cut, **mutate}), common, events)
+    alone = dict(cut)
+    del alone["name_sha256"]
+    assert check_line(json.dumps(alone), common, events)
+    # Only message_recovered may lack a session.
+    assert check_line(json.dumps({**good, "session": ""}), common, events)

@@ -6,6 +6,7 @@
 #include "event_contract.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/event_schema.h"
@@ -119,8 +120,37 @@ bool event_contract_check(const char *records, char *err_r, size_t errlen)
 					 schema[row].field, (int)(vlen > 40 ? 40 : vlen), v);
 				return false;
 			}
-			row++;
 			f = v + vlen;
+			/* A cut string value is followed by <field>_length and <field>_sha256
+			 * (docs/events.md, "Long values"). */
+			if (schema[row].type == MXB_FT_STRING && f < eol) {
+				char key[80];
+				int kl = snprintf(key, sizeof(key), ",\"%s_length\":", schema[row].field);
+				if (kl > 0 && (size_t)kl < sizeof(key) &&
+				    !strncmp(f, key, (size_t)kl)) {
+					const char *lv = f + kl;
+					size_t ll = json_value_len(lv, eol);
+					if (!type_ok(lv, ll, MXB_FT_INT, false) ||
+					    atol(lv) <= MXB_EVENT_VALUE_MAX) {
+						snprintf(err_r, errlen, "%s: bad %s_length", name,
+							 schema[row].field);
+						return false;
+					}
+					f = lv + ll;
+					kl = snprintf(key, sizeof(key), ",\"%s_sha256\":\"",
+						      schema[row].field);
+					if (strncmp(f, key, (size_t)kl) != 0 ||
+					    f + kl + 65 > eol || f[kl + 64] != '"' ||
+					    strspn(f + kl, "0123456789abcdef") != 64) {
+						snprintf(err_r, errlen, "%s: %s_length without a "
+							 "%s_sha256", name, schema[row].field,
+							 schema[row].field);
+						return false;
+					}
+					f += kl + 65;
+				}
+			}
+			row++;
 		}
 		if (row < nrows && strcmp(schema[row].event, name) == 0) {
 			snprintf(err_r, errlen, "%s: field %s is missing", name, schema[row].field);

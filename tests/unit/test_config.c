@@ -751,6 +751,56 @@ static void test_federation_keys(void **state)
 	config_free(&cfg);
 }
 
+/* The records' disk budgets and retention: defaults, 0 = off, lower bounds, units
+ * (retention is a duration past 2^32 ms: 90 days is 7.8e9 ms). */
+static void test_budget_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_int_equal(cfg.database_budget, 1024ULL * 1024 * 1024);
+	assert_int_equal(cfg.analysis_budget, 1024ULL * 1024 * 1024);
+	assert_int_equal(cfg.event_log_budget, 1024ULL * 1024 * 1024);
+	assert_int_equal(cfg.retention_ms, 90ULL * 86400 * 1000);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "database_budget = 1m\nanalysis_budget = 0\n"
+				     "event_log_budget = 64k\nretention = 3650d\n", &err), 0);
+	assert_int_equal(cfg.database_budget, 1024 * 1024);
+	assert_int_equal(cfg.analysis_budget, 0);
+	assert_int_equal(cfg.event_log_budget, 64 * 1024);
+	assert_int_equal(cfg.retention_ms, 3650ULL * 86400 * 1000);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "retention = 0\ndatabase_budget = 0\nevent_log_budget = 0\n",
+			       &err), 0);
+	assert_int_equal(cfg.retention_ms, 0);
+	assert_int_equal(cfg.database_budget, 0);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "retention = 1h\n", &err), 0);
+	assert_int_equal(cfg.retention_ms, 3600000);
+	config_free(&cfg);
+	expect_error("database_budget = 512k\n",
+		     "t.conf:1: database_budget: out of range (0 for none, or 1048576 to "
+		     "1125899906842624)");
+	expect_error("analysis_budget = 1\n",
+		     "t.conf:1: analysis_budget: out of range (0 for none, or 1048576 to "
+		     "1125899906842624)");
+	expect_error("event_log_budget = 1k\n",
+		     "t.conf:1: event_log_budget: out of range (0 for none, or 65536 to "
+		     "1125899906842624)");
+	/* A bare number is seconds: 90 would keep 90 seconds of records; refused. */
+	expect_error("retention = 90\n",
+		     "t.conf:1: retention: out of range (0 for none, or 3600000ms to "
+		     "3153600000000ms)");
+	expect_error("retention = 36501d\n",
+		     "t.conf:1: retention: out of range (0 for none, or 3600000ms to "
+		     "3153600000000ms)");
+	expect_error("retention = forever\n", "t.conf:1: retention: expected a duration "
+		     "(number with ms, s, m, h or d suffix)");
+	expect_error("database_budget = lots\n", "t.conf:1: database_budget: expected a size "
+		     "(number with optional k, m or g suffix)");
+}
+
 /* The shipped example must load, and say what it claims. */
 static void test_example_file(void **state)
 {
@@ -892,6 +942,7 @@ int main(void)
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_analyzer_keys),
+		cmocka_unit_test(test_budget_keys),
 		cmocka_unit_test(test_guard_keys),
 		cmocka_unit_test(test_web_keys),
 		cmocka_unit_test(test_report_keys),

@@ -176,6 +176,50 @@ static void test_common_fields_emitted(void **state)
 	mxb_event_free(&ev);
 }
 
+/* docs/events.md "Long values" states the bound of event_schema.h and the names of the
+ * two fields a cut value gets, and event.c does what it says. */
+static void test_long_values_documented(void **state)
+{
+	FILE *f = fopen(doc_path, "r");
+	assert_non_null(f);
+	char line[1024];
+	bool in = false, said_length = false, said_sha = false;
+	long bound = -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "## ", 3)) {
+			in = strstr(line, "Long values") != NULL;
+			continue;
+		}
+		if (!in)
+			continue;
+		const char *b = strstr(line, "**");
+		if (b && bound < 0)
+			bound = strtol(b + 2, NULL, 10);
+		said_length |= strstr(line, "`<field>_length`") != NULL;
+		said_sha |= strstr(line, "`<field>_sha256`") != NULL;
+	}
+	fclose(f);
+	if (bound != MXB_EVENT_VALUE_MAX)
+		fail_msg("docs/events.md \"Long values\" says **%ld** bytes, event_schema.h %d",
+			 bound, MXB_EVENT_VALUE_MAX);
+	assert_true(said_length && said_sha);
+
+	/* The behaviour: one byte over the bound is cut, with the two fields. */
+	char *v = malloc(MXB_EVENT_VALUE_MAX + 1);
+	assert_non_null(v);
+	memset(v, 'p', MXB_EVENT_VALUE_MAX + 1);
+	struct mxb_event *ev = mxb_event_new("auth");
+	mxb_event_strn(ev, "password", v, MXB_EVENT_VALUE_MAX);
+	mxb_event_strn(ev, "username", v, MXB_EVENT_VALUE_MAX + 1);
+	assert_null(strstr(ev->fields.data, "password_length"));
+	char want[64];
+	snprintf(want, sizeof(want), "\"username_length\":%d,\"username_sha256\":\"",
+		 MXB_EVENT_VALUE_MAX + 1);
+	assert_non_null(strstr(ev->fields.data, want));
+	mxb_event_free(&ev);
+	free(v);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -186,6 +230,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_doc_matches_schema),
 		cmocka_unit_test(test_common_fields_emitted),
+		cmocka_unit_test(test_long_values_documented),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

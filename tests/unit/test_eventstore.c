@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "deceive/deception.h"
@@ -913,6 +914,264 @@ static void test_prefix(void **state)
 	assert_int_equal(db_prefix("203.0.113.9", small, sizeof(small)), -1);
 }
 
+/* ---- the derived tables are defined by the event contract ---- */
+
+/* Every derived row, recomputed from the stored event JSON with json_extract() (the
+ * definition the writer had before it bound fields directly, and the one db.c's
+ * backfill uses), must equal what the writer stored.  Returns the number of rows that
+ * differ (printing the first of each table). */
+static const char *const derived_checks[][2] = {
+	{"auth_attempts",
+	 "SELECT ts_us, session, src_ip, mxb_prefix(src_ip), proto,"
+	 " json_extract(json, '$.mechanism'), json_extract(json, '$.username'),"
+	 " json_extract(json, '$.password'), coalesce(json_extract(json, '$.success'), 0),"
+	 " json_extract(json, '$.result') FROM events WHERE event = 'auth'"},
+	{"probes",
+	 "SELECT e.ts_us, e.session, e.src_ip, mxb_prefix(e.src_ip), e.proto,"
+	 " CASE e.event WHEN 'rcpt' THEN 'rcpt'"
+	 "  ELSE lower(coalesce(json_extract(e.json, '$.verb'), 'vrfy')) END,"
+	 " CASE e.event WHEN 'rcpt' THEN json_extract(e.json, '$.recipient')"
+	 "  ELSE json_extract(e.json, '$.argument') END,"
+	 " CASE e.event WHEN 'rcpt' THEN coalesce(json_extract(e.json, '$.accepted'), 0)"
+	 "  ELSE coalesce(json_extract(e.json, '$.reply') BETWEEN 200 AND 299, 0) END,"
+	 " json_extract(e.json, '$.reply')"
+	 " FROM events e WHERE e.event IN ('rcpt', 'vrfy') AND NOT EXISTS ("
+	 "  SELECT 1 FROM events a WHERE a.session = e.session AND a.event = 'auth'"
+	 "  AND a.id < e.id AND json_extract(a.json, '$.success')"
+	 "  AND json_extract(a.json, '$.username') IS NOT NULL)"},
+	{"messages",
+	 "SELECT coalesce(json_extract(json, '$.queue_id'), ''), session, ts_us, src_ip,"
+	 " json_extract(json, '$.spool'), json_extract(json, '$.sha256'),"
+	 " json_extract(json, '$.size'), json_extract(json, '$.sender'),"
+	 " json_extract(json, '$.recipients'),"
+	 " coalesce(json_array_length(json, '$.recipients'), 0), json_extract(json, '$.method'),"
+	 " json_extract(json, '$.auth_user'), json_extract(json, '$.tls')"
+	 " FROM events WHERE event = 'message'"
+	 " UNION ALL SELECT coalesce(json_extract(json, '$.queue_id'), ''), NULL,"
+	 " unixepoch(json_extract(json, '$.captured_ts')) * 1000000"
+	 " + CAST(substr(json_extract(json, '$.captured_ts'), 21, 6) AS INTEGER),"
+	 " nullif(src_ip, ''), json_extract(json, '$.spool'), json_extract(json, '$.sha256'),"
+	 " json_extract(json, '$.size'), NULL, '[]', 0, NULL, NULL, NULL"
+	 " FROM events WHERE event = 'message_recovered'"},
+	{"sessions",
+	 "SELECT s.session, (SELECT proto FROM events WHERE session = s.session ORDER BY id"
+	 " LIMIT 1), (SELECT src_ip FROM events WHERE session = s.session ORDER BY id LIMIT 1),"
+	 " (SELECT json_extract(json, '$.dst_ip') FROM events WHERE session = s.session AND"
+	 "  event = 'connect' ORDER BY id DESC LIMIT 1),"
+	 " (SELECT json_extract(json, '$.dst_port') FROM events WHERE session = s.session AND"
+	 "  event = 'connect' ORDER BY id DESC LIMIT 1),"
+	 " coalesce((SELECT ts_us FROM events WHERE session = s.session AND event = 'connect'"
+	 "  ORDER BY id DESC LIMIT 1), (SELECT ts_us FROM events WHERE session = s.session"
+	 "  ORDER BY id LIMIT 1)),"
+	 " (SELECT ts_us FROM events WHERE session = s.session AND event = 'disconnect'"
+	 "  ORDER BY id DESC LIMIT 1),"
+	 " (SELECT json_extract(json, '$.name') FROM events WHERE session = s.session AND"
+	 "  event = 'helo' ORDER BY id DESC LIMIT 1),"
+	 " (SELECT json_extract(json, '$.version') FROM events WHERE session = s.session AND"
+	 "  event = 'tls' ORDER BY id DESC LIMIT 1),"
+	 " (SELECT json_extract(json, '$.username') FROM events WHERE session = s.session AND"
+	 "  event = 'auth' AND json_extract(json, '$.success') ORDER BY id DESC LIMIT 1),"
+	 " (SELECT count(*) FROM events WHERE session = s.session AND event = 'auth'),"
+	 " (SELECT count(*) FROM events WHERE session = s.session AND event = 'mail'),"
+	 " (SELECT count(*) FROM events WHERE session = s.session AND event = 'rcpt'),"
+	 " (SELECT count(*) FROM events WHERE session = s.session AND event = 'offence'),"
+	 " (SELECT json_extract(json, '$.reason') FROM events WHERE session = s.session AND"
+	 "  event = 'disconnect' ORDER BY id DESC LIMIT 1)"
+	 " FROM sessions s"},
+};
+static const char *const derived_live[] = {
+	"SELECT ts_us, session, src_ip, prefix, proto, mechanism, username, password, success,"
+	" result FROM auth_attempts",
+	"SELECT ts_us, session, src_ip, prefix, proto, kind, address, accepted, reply FROM probes",
+	"SELECT queue_id, session, ts_us, src_ip, spool, sha256, size, sender, recipients,"
+	" n_rcpt, method, auth_user, tls FROM messages",
+	"SELECT session, proto, src_ip, dst_ip, dst_port, started_us, ended_us, helo, tls,"
+	" auth_user, auth_attempts, mails, rcpts, offences, reason FROM sessions",
+};
+
+static int derived_differences(sqlite3 *db)
+{
+	assert_int_equal(db_register_functions(db), 0);
+	int bad = 0;
+	for (size_t i = 0; i < sizeof(derived_live) / sizeof(derived_live[0]); i++) {
+		for (int dir = 0; dir < 2; dir++) {
+			char *sql = sqlite3_mprintf("SELECT count(*), quote(group_concat(x, ' / '))"
+						    " FROM (SELECT * FROM (SELECT * FROM (%s) EXCEPT"
+						    " SELECT * FROM (%s)) LIMIT 1) AS t,"
+						    " (SELECT 'row' AS x)",
+						    dir ? derived_checks[i][1] : derived_live[i],
+						    dir ? derived_live[i] : derived_checks[i][1]);
+			sqlite3_stmt *st;
+			if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+				fail_msg("%s: %s", derived_checks[i][0], sqlite3_errmsg(db));
+			assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+			int n = sqlite3_column_int(st, 0);
+			if (n)
+				printf("# %s: a %s row differs\n", derived_checks[i][0],
+				       dir ? "recomputed" : "live");
+			bad += n;
+			sqlite3_finalize(st);
+			sqlite3_free(sql);
+		}
+	}
+	return bad;
+}
+
+/* Hostile values in every derived column: NUL, invalid UTF-8, escapes, values past
+ * the cut, nulls. */
+static void fill_hostile(struct eventstore *es)
+{
+	int64_t t = 1796000000000000;
+	const char *sid = "c000000000000001";
+	char longv[3000];
+	for (size_t i = 0; i < sizeof(longv); i++)
+		longv[i] = (char)(1 + i % 250);
+	struct mxb_event *e = ev("connect", sid, t);
+	mxb_event_str(e, "dst_ip", "127.0.0.1");
+	mxb_event_int(e, "dst_port", 25);
+	eventstore_submit(es, e);
+	e = ev("helo", sid, t + 1);
+	mxb_event_str(e, "verb", "HELO");
+	mxb_event_strn(e, "name", longv, sizeof(longv));
+	eventstore_submit(es, e);
+	e = ev("tls", sid, t + 2);
+	mxb_event_str(e, "mode", "starttls");
+	mxb_event_strn(e, "version", "TLS\0v1", 6);
+	mxb_event_str(e, "cipher", "x");
+	mxb_event_int(e, "bits", 0);
+	mxb_event_null(e, "sni");
+	eventstore_submit(es, e);
+	e = ev("auth", sid, t + 3);
+	mxb_event_str(e, "mechanism", "PLAIN");
+	mxb_event_strn(e, "username", "ro\xffot\x01", 6);
+	mxb_event_strn(e, "password", longv, sizeof(longv));
+	mxb_event_strn(e, "authzid", "a\0b", 3);
+	mxb_event_bool(e, "success", true);
+	mxb_event_str(e, "result", "ok");
+	eventstore_submit(es, e);
+	e = ev("mail", sid, t + 4);
+	mxb_event_strn(e, "sender", "\xc3\xa9\xe2\x82@x", 6);
+	mxb_event_str(e, "params", "SIZE=1");
+	mxb_event_int(e, "size", 1);
+	mxb_event_bool(e, "accepted", true);
+	mxb_event_int(e, "reply", 250);
+	eventstore_submit(es, e);
+	e = ev("rcpt", sid, t + 5);
+	mxb_event_strn(e, "recipient", "v\"i\\c\nt\xfe@x", 10);
+	mxb_event_str(e, "params", "");
+	mxb_event_bool(e, "accepted", true);
+	mxb_event_int(e, "reply", 250);
+	mxb_event_bool(e, "relay", false);
+	eventstore_submit(es, e);
+	e = ev("vrfy", sid, t + 6);
+	mxb_event_str(e, "verb", "EXPN");
+	mxb_event_strn(e, "argument", longv, sizeof(longv));
+	mxb_event_int(e, "reply", 502);
+	eventstore_submit(es, e);
+	e = ev("message", sid, t + 7);
+	mxb_event_str(e, "queue_id", "ABC");
+	mxb_event_str(e, "spool", "1.M1P1QABC.h");
+	mxb_event_str(e, "sha256", "ff");
+	mxb_event_int(e, "size", 3);
+	mxb_event_strn(e, "sender", "s\0x", 3);
+	const char *rc[] = {"a\xff@x", "b\"@x", "c@\x01"};
+	mxb_event_str_array(e, "recipients", rc, 3);
+	mxb_event_str(e, "method", "BDAT");
+	mxb_event_strn(e, "auth_user", "ro\xffot\x01", 6);
+	mxb_event_bool(e, "tls", false);
+	eventstore_submit(es, e);
+	e = ev("disconnect", sid, t + 8);
+	mxb_event_strn(e, "reason", "quit\xff", 5);
+	mxb_event_int(e, "duration_ms", 8);
+	mxb_event_str(e, "state", "idle");
+	mxb_event_int(e, "commands", 7);
+	mxb_event_int(e, "errors", 0);
+	mxb_event_int(e, "messages", 1);
+	eventstore_submit(es, e);
+	/* A message recovered at start (no session). */
+	e = mxb_event_new("message_recovered");
+	mxb_event_str(e, "queue_id", "DEF");
+	mxb_event_str(e, "spool", "1.M2P1QDEF.h");
+	mxb_event_str(e, "sha256", "ee");
+	mxb_event_int(e, "size", 9);
+	mxb_event_str(e, "captured_ts", "2026-11-27T06:52:43.123456Z");
+	mxb_event_stamp(e, t + 9, "", "198.51.100.4", 0, "");
+	eventstore_submit(es, e);
+}
+
+static void test_derived_match_contract(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, p.jsonl, NULL);
+	assert_non_null(es);
+	submit_session(es, "0123456789abcdef", 1700000000000000);
+	fill_bruteforce(es);
+	fill_hostile(es);
+	assert_true(eventstore_flush(es));
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(derived_differences(db), 0);
+	/* Something to compare: every table has rows, the long values were cut. */
+	assert_true(q_int(db, "SELECT count(*) FROM auth_attempts") >= 10);
+	assert_true(q_int(db, "SELECT count(*) FROM probes") >= 5);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM messages"), 3);
+	assert_int_equal(q_int(db, "SELECT max(length(CAST(password AS BLOB))) <= 2048"
+				   " FROM auth_attempts"), 1);
+	assert_int_equal(q_int(db, "SELECT ts_us FROM messages WHERE queue_id = 'DEF'"),
+			 1795762363123456);
+	/* The checker can fail: a changed derived value is found. */
+	assert_int_equal(sqlite3_exec(db, "UPDATE auth_attempts SET password = 'x' WHERE id = 1",
+				      NULL, NULL, NULL), SQLITE_OK);
+	assert_true(derived_differences(db) > 0);
+	sqlite3_close(db);
+	eventstore_close(&es);
+	rm_paths(&p);
+}
+
+/* The JSON-lines log under a budget: when the file would pass half of it, it becomes
+ * <log>.1 (replacing the older one), so the two never hold more than the budget; every
+ * event is in the database all the same. */
+static void test_log_budget(void **state)
+{
+	struct paths p;
+	make_paths(&p);
+	struct eventstore *es = eventstore_open(p.db, p.jsonl, NULL);
+	assert_non_null(es);
+	const uint64_t budget = 64 * 1024;
+	eventstore_set_log_budget(es, budget);
+	char old[160];
+	snprintf(old, sizeof(old), "%s.1", p.jsonl);
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < 100; i++)
+			eventstore_submit(es, ev("offence", "0000000000000009", 0));
+		assert_true(eventstore_flush(es));
+		struct stat a, b;
+		assert_int_equal(stat(p.jsonl, &a), 0);
+		uint64_t total = (uint64_t)a.st_size + (stat(old, &b) == 0 ? (uint64_t)b.st_size : 0);
+		if (total > budget)
+			fail_msg("round %d: the log holds %llu bytes, budget %llu", round,
+				 (unsigned long long)total, (unsigned long long)budget);
+	}
+	assert_int_equal(access(old, F_OK), 0);
+	/* Reopen on request: after a rename (logrotate), a new file at the path. */
+	char moved[160];
+	snprintf(moved, sizeof(moved), "%s.moved", p.jsonl);
+	assert_int_equal(rename(p.jsonl, moved), 0);
+	eventstore_reopen_log(es);
+	eventstore_submit(es, ev("offence", "0000000000000009", 0));
+	assert_true(eventstore_flush(es));
+	struct stat a;
+	assert_int_equal(stat(p.jsonl, &a), 0);
+	assert_true(a.st_size > 0);
+	eventstore_close(&es);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 2001);
+	sqlite3_close(db);
+	rm_paths(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -927,6 +1186,8 @@ int main(void)
 		cmocka_unit_test(test_accounts_threads),
 		cmocka_unit_test(test_bruteforce_tables),
 		cmocka_unit_test(test_prefix),
+		cmocka_unit_test(test_derived_match_contract),
+		cmocka_unit_test(test_log_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

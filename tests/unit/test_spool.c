@@ -18,6 +18,8 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/spool.h"
@@ -110,7 +112,10 @@ static void test_commit(void **state)
 	assert_int_equal(spool_msg_write(m, b, strlen(b)), 0);
 	assert_int_equal(spool_msg_write(m, b, 0), 0);
 	assert_int_equal(count_files(dir, "tmp"), 1);
-	assert_int_equal(spool_used(sp), strlen(a) + strlen(b));
+	/* Disk space: the bytes rounded up to the filesystem's block. */
+	uint64_t blk = spool_block_size(sp);
+	assert_true(blk >= 512);
+	assert_int_equal(spool_used(sp), blk);
 
 	struct done_rec d = {0};
 	spool_msg_commit(&m, on_done, &d);
@@ -159,7 +164,7 @@ static void test_commit(void **state)
 	assert_non_null(strstr(d.r.name, want_tail));
 	assert_null(strchr(d.r.name, '/'));
 	assert_null(strchr(d.r.name, ':'));
-	assert_int_equal(spool_used(sp), n);
+	assert_int_equal(spool_used(sp), blk);
 	assert_int_equal(spool_dir_fsyncs(sp), 1);
 
 	spool_close(&sp);
@@ -172,13 +177,13 @@ static void test_commit(void **state)
 static void test_abort(void **state)
 {
 	char *dir = make_dir();
-	struct spool *sp = spool_open(dir, 1000, "h", NULL, NULL);
+	struct spool *sp = spool_open(dir, 1024 * 1024, "h", NULL, NULL);
 	assert_non_null(sp);
 	char qid[24];
 	struct spool_msg *m = spool_msg_begin(sp, qid, sizeof(qid));
 	assert_non_null(m);
 	assert_int_equal(spool_msg_write(m, "hello", 5), 0);
-	assert_int_equal(spool_used(sp), 5);
+	assert_int_equal(spool_used(sp), spool_block_size(sp));
 	spool_msg_abort(&m);
 	assert_null(m);
 	assert_int_equal(spool_used(sp), 0);
@@ -215,32 +220,42 @@ static void test_budget_edges(void **state)
 {
 	char *dir = make_dir();
 	struct event_base *base = event_base_new();
-	struct spool *sp = spool_open(dir, 100, "h", base, NULL);
+	/* The block size first (a spool without budget), then a budget of two blocks. */
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
 	assert_non_null(sp);
-	assert_int_equal(spool_budget(sp), 100);
-	char buf[200];
-	memset(buf, 'a', sizeof(buf));
+	const size_t B = spool_block_size(sp);
+	spool_close(&sp);
+	sp = spool_open(dir, 2 * B, "h", base, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_budget(sp), 2 * B);
+	char *buf = malloc(3 * B);
+	assert_non_null(buf);
+	memset(buf, 'a', 3 * B);
 
-	/* Exactly the budget fits. */
+	/* Exactly the budget fits: 60 bytes take a block, the rest of it is free, the next
+	 * block fills the budget. */
 	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
 	assert_non_null(m);
 	assert_int_equal(spool_msg_write(m, buf, 60), 0);
-	assert_int_equal(spool_msg_write(m, buf, 40), 0);
-	assert_int_equal(spool_used(sp), 100);
-	/* One byte more does not, and nothing of it is written (the 100 accepted
-	 * bytes may still be in the write-behind buffer). */
+	assert_int_equal(spool_used(sp), B);
+	assert_int_equal(spool_msg_write(m, buf, B - 60), 0);
+	assert_int_equal(spool_used(sp), B);
+	assert_int_equal(spool_msg_write(m, buf, B), 0);
+	assert_int_equal(spool_used(sp), 2 * B);
+	/* One byte more needs a third block: refused, and nothing of it is written (the
+	 * accepted bytes may still be in the write-behind buffer). */
 	errno = 0;
 	assert_int_equal(spool_msg_write(m, buf, 1), -1);
 	assert_int_equal(errno, ENOSPC);
-	assert_int_equal(spool_used(sp), 100);
-	assert_true(file_size_in(dir, "tmp") <= 100);
+	assert_int_equal(spool_used(sp), 2 * B);
+	assert_true(file_size_in(dir, "tmp") <= (off_t)(2 * B));
 	/* Doomed: later writes fail too. */
 	assert_int_equal(spool_msg_write(m, buf, 0), -1);
 	/* The budget is spent: no new message. */
 	errno = 0;
 	assert_null(spool_msg_begin(sp, NULL, 0));
 	assert_int_equal(errno, ENOSPC);
-	/* A doomed commit completes with ok=false, no_space, and frees its bytes. */
+	/* A doomed commit completes with ok=false, no_space, and frees its space. */
 	struct done_rec d = {0};
 	spool_msg_commit(&m, on_done, &d);
 	run_until(base, &d.calls, 1);
@@ -253,31 +268,161 @@ static void test_budget_edges(void **state)
 	/* A single write larger than the budget fails at once, file stays empty. */
 	m = spool_msg_begin(sp, NULL, 0);
 	assert_non_null(m);
-	assert_int_equal(spool_msg_write(m, buf, 101), -1);
+	assert_int_equal(spool_msg_write(m, buf, 2 * B + 1), -1);
 	assert_int_equal(errno, ENOSPC);
 	assert_int_equal(file_size_in(dir, "tmp"), 0);
 	spool_msg_abort(&m);
 
-	/* Two messages share the budget: 99 committed + 1 fits, then one more fails. */
+	/* Two messages share the budget: one block committed, a second message gets the
+	 * other block, then not a third. */
 	m = spool_msg_begin(sp, NULL, 0);
-	assert_int_equal(spool_msg_write(m, buf, 99), 0);
+	assert_int_equal(spool_msg_write(m, buf, B), 0);
 	memset(&d, 0, sizeof(d));
 	spool_msg_commit(&m, on_done, &d);
 	run_until(base, &d.calls, 1);
 	assert_true(d.r.ok);
-	assert_int_equal(spool_used(sp), 99);
+	assert_int_equal(spool_used(sp), B);
 	m = spool_msg_begin(sp, NULL, 0);
 	assert_non_null(m);
 	assert_int_equal(spool_msg_write(m, buf, 1), 0);
-	assert_int_equal(spool_msg_write(m, buf, 1), -1);
+	assert_int_equal(spool_used(sp), 2 * B);
+	assert_int_equal(spool_msg_write(m, buf, B), -1);
 	spool_msg_abort(&m);
-	assert_int_equal(spool_used(sp), 99);
+	assert_int_equal(spool_used(sp), B);
 	spool_close(&sp);
 
-	/* Reopen: the committed bytes are counted again. */
-	sp = spool_open(dir, 100, "h", base, NULL);
+	/* Reopen: the committed file is counted again, as its blocks. */
+	sp = spool_open(dir, 2 * B, "h", base, NULL);
 	assert_non_null(sp);
-	assert_int_equal(spool_used(sp), 99);
+	assert_int_equal(spool_used(sp), B);
+	spool_close(&sp);
+	free(buf);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* Issue 7: the budget counted file bytes, so small messages used many times their
+ * share of the disk.  A budget of ten blocks holds ten small messages, not twenty, and
+ * what the spool counts is what the files occupy on disk. */
+static void test_budget_counts_blocks(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 0, "h", base, NULL);
+	assert_non_null(sp);
+	const size_t B = spool_block_size(sp);
+	spool_close(&sp);
+	sp = spool_open(dir, 10 * B, "h", base, NULL);
+	assert_non_null(sp);
+	char msg[100];
+	memset(msg, 'm', sizeof(msg));
+	int stored = 0;
+	for (int i = 0; i < 20; i++) {
+		struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+		if (!m) {
+			assert_int_equal(errno, ENOSPC);
+			break;
+		}
+		if (spool_msg_write(m, msg, sizeof(msg)) < 0) {
+			assert_int_equal(errno, ENOSPC);
+			spool_msg_abort(&m);
+			break;
+		}
+		struct done_rec d = {0};
+		spool_msg_commit(&m, on_done, &d);
+		run_until(base, &d.calls, 1);
+		assert_true(d.r.ok);
+		stored++;
+	}
+	assert_int_equal(stored, 10);
+	assert_int_equal(spool_used(sp), 10 * B);
+	/* What the files take on disk (du) is what was counted. */
+	char p[512];
+	snprintf(p, sizeof(p), "%s/new", dir);
+	DIR *dd = opendir(p);
+	assert_non_null(dd);
+	uint64_t on_disk = 0;
+	struct dirent *de;
+	while ((de = readdir(dd))) {
+		if (de->d_name[0] == '.')
+			continue;
+		struct stat st;
+		assert_int_equal(fstatat(dirfd(dd), de->d_name, &st, 0), 0);
+		on_disk += (uint64_t)st.st_blocks * 512;
+	}
+	closedir(dd);
+	assert_true(on_disk <= 10 * B);
+	spool_close(&sp);
+	/* Reopened, the count is the same. */
+	sp = spool_open(dir, 10 * B, "h", base, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_used(sp), 10 * B);
+	spool_close(&sp);
+	event_base_free(base);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void count_expired(void *ctx, const char *sub, const char *name, uint64_t bytes)
+{
+	(void)sub;
+	(void)name;
+	*(uint64_t *)ctx += bytes;
+}
+
+/* Retention through the spool gives the space back at once; files deleted behind its
+ * back are noticed by a recount. */
+static void test_expire_and_resync(void **state)
+{
+	char *dir = make_dir();
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(dir, 100 * 1024 * 1024, "h", base, NULL);
+	assert_non_null(sp);
+	const uint64_t B = spool_block_size(sp);
+	char names[3][256];
+	for (int i = 0; i < 3; i++) {
+		struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+		assert_non_null(m);
+		assert_int_equal(spool_msg_write(m, "hello\r\n", 7), 0);
+		struct done_rec d = {0};
+		spool_msg_commit(&m, on_done, &d);
+		run_until(base, &d.calls, 1);
+		assert_true(d.r.ok);
+		snprintf(names[i], sizeof(names[i]), "%s", d.r.name);
+	}
+	assert_int_equal(spool_used(sp), 3 * B);
+	/* The first one is 100 days old. */
+	char p[600];
+	snprintf(p, sizeof(p), "%s/new/%s", dir, names[0]);
+	struct timeval tv[2] = {{time(NULL) - 100 * 86400, 0}, {time(NULL) - 100 * 86400, 0}};
+	assert_int_equal(utimes(p, tv), 0);
+	int64_t cutoff = ((int64_t)time(NULL) - 90 * 86400) * 1000000;
+	/* A dry run on the directory counts it and keeps it. */
+	uint64_t bytes = 0;
+	assert_int_equal(spool_dir_expire(dir, cutoff, true, count_expired, &bytes), 1);
+	assert_int_equal(bytes, B);
+	assert_int_equal(access(p, F_OK), 0);
+	bytes = 0;
+	assert_int_equal(spool_expire(sp, cutoff, count_expired, &bytes), 1);
+	assert_int_equal(bytes, B);
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(spool_used(sp), 2 * B);
+	/* Deleted behind its back (mxbait prune while the daemon runs): the recount. */
+	snprintf(p, sizeof(p), "%s/new/%s", dir, names[1]);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(spool_used(sp), 2 * B);
+	assert_int_equal(spool_resync(sp), 0);
+	assert_int_equal(spool_used(sp), B);
+	/* A message being received meanwhile keeps its reservation through a recount. */
+	struct spool_msg *m = spool_msg_begin(sp, NULL, 0);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "x", 1), 0);
+	assert_int_equal(spool_used(sp), 2 * B);
+	assert_int_equal(spool_resync(sp), 0);
+	assert_int_equal(spool_used(sp), 2 * B);
+	spool_msg_abort(&m);
+	assert_int_equal(spool_used(sp), B);
 	spool_close(&sp);
 	event_base_free(base);
 	rm_rf(dir);
@@ -306,7 +451,8 @@ static void test_stale_tmp(void **state)
 	assert_non_null(sp);
 	assert_int_equal(count_files(dir, "tmp"), 0);
 	assert_int_equal(count_files(dir, "new"), 1);
-	assert_int_equal(spool_used(sp), 50);
+	/* Two small files (new/ and cur/): a block each. */
+	assert_int_equal(spool_used(sp), 2 * spool_block_size(sp));
 	spool_close(&sp);
 	rm_rf(dir);
 	free(dir);
@@ -743,6 +889,8 @@ int main(void)
 		cmocka_unit_test(test_commit),
 		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_budget_edges),
+		cmocka_unit_test(test_budget_counts_blocks),
+		cmocka_unit_test(test_expire_and_resync),
 		cmocka_unit_test(test_stale_tmp),
 		cmocka_unit_test(test_grouping),
 		cmocka_unit_test(test_group_order),
