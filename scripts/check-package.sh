@@ -104,6 +104,9 @@ check grep -qx /etc/mxbait/mxbait.conf "$root/var/lib/dpkg/info/mxbait.conffiles
 check test "$(in_root stat -c '%a %U' /var/lib/mxbait)" = "700 mxbait"
 check grep -q '^ExecStart=/usr/bin/mxbait serve -c /etc/mxbait/mxbait.conf$' "$root/lib/systemd/system/mxbait.service"
 check test -L "$root/etc/systemd/system/multi-user.target.wants/mxbait.service"
+# the reporter's unit: installed, not enabled (reporting is the operator's decision)
+check grep -q '^ExecStart=/usr/bin/mxbait report --daemon -c /etc/mxbait/mxbait.conf$' "$root/lib/systemd/system/mxbait-report.service"
+check test ! -e "$root/etc/systemd/system/multi-user.target.wants/mxbait-report.service"
 check in_root unshare -n /usr/bin/mxbait check
 # The service as the unit runs it: user mxbait, CAP_NET_BIND_SERVICE only, no options.
 in_root unshare -n sh -c '
@@ -125,6 +128,7 @@ check grep -qx exit=0 "$root/tmp/serve.ok"
 check grep -q "running as\|ready: hostname=mail.example.com data_dir=/var/lib/mxbait" "$root/tmp/serve.log"
 check test "$(in_root stat -c '%U %a' /var/lib/mxbait/mxbait.db)" = "mxbait 600"
 cp "$root/lib/systemd/system/mxbait.service" "$work/mxbait.service" # for step 5
+cp "$root/lib/systemd/system/mxbait-report.service" "$work/mxbait-report.service"
 # An upgrade (the same package again) keeps the admin's configuration.
 echo "# edited by the admin" >>"$root/etc/mxbait/mxbait.conf"
 in_root sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold /tmp/$(basename "$deb")" >>"$work/install.log" 2>&1
@@ -136,6 +140,7 @@ check test ! -e "$root/usr/bin/mxbait"
 echo "== systemd-analyze security =="
 exposure=$(systemd-analyze security --offline=yes "$work/mxbait.service" 2>&1 | tail -1)
 echo "  $exposure"
+echo "  $(systemd-analyze security --offline=yes "$work/mxbait-report.service" 2>&1 | tail -1)"
 cp "$deb" "${MXBAIT_PACKAGE_OUT:-/var/tmp}/" 2>/dev/null || true
 if [ "$problems" -eq 0 ]; then
 	echo "check-package: PASS $(basename "$deb"), lintian $lerr errors $lwarn warnings, $exposure"

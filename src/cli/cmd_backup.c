@@ -49,20 +49,6 @@ static int fail(const char *what, const char *why)
 	return -1;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Copy src to dst (created, mode), fsync'd.  whole_lines: stop after the last newline
  * of what the file held when the copy began (an event log being appended to). */
 static int copy_file(const char *src, const char *dst, mode_t mode, bool whole_lines,
@@ -96,7 +82,7 @@ static int copy_file(const char *src, const char *dst, mode_t mode, bool whole_l
 					last_nl = done + i;
 					break;
 				}
-		if (write_all(out, buf, (size_t)n) < 0) {
+		if (durable_write_all(out, buf, (size_t)n) < 0) {
 			rc = fail(dst, strerror(errno));
 			break;
 		}

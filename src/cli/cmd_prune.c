@@ -30,30 +30,6 @@
 
 static const char usage[] = "[OPTIONS] [--older-than DURATION] [--dry-run] [--vacuum]";
 
-struct names {
-	char **v;
-	size_t n, alloc;
-	struct prune_counts *c;
-};
-
-static void on_file(void *ctx, const char *sub, const char *name, uint64_t bytes)
-{
-	(void)sub;
-	struct names *nm = ctx;
-	nm->c->spool_files++;
-	nm->c->spool_bytes += bytes;
-	if (nm->n == nm->alloc) {
-		size_t a = nm->alloc ? nm->alloc * 2 : 256;
-		char **v = realloc(nm->v, a * sizeof(*v));
-		if (!v)
-			return;
-		nm->v = v;
-		nm->alloc = a;
-	}
-	if ((nm->v[nm->n] = strdup(name)))
-		nm->n++;
-}
-
 /* True when a daemon holds the data directory (its lock on mxbait.pid). */
 static bool daemon_running(const char *data_dir)
 {
@@ -184,21 +160,15 @@ int cmd_prune(int argc, char **argv)
 	int rc = 0;
 	/* 1. spool files, 2. what said they were analysed, 3. the rows. */
 	char *spool_dir = cli_data_path(&o, MXB_SPOOL_DIR);
-	struct names nm = {.c = &c};
-	if (spool_dir_expire(spool_dir, cutoff, dry_run, on_file, &nm) < 0 && errno != ENOENT) {
+	struct prune_names nm = {.c = &c};
+	if (spool_dir_expire(spool_dir, cutoff, dry_run, prune_names_add, &nm) < 0 &&
+	    errno != ENOENT) {
 		fprintf(stderr, "mxbait prune: %s: %s\n", spool_dir, strerror(errno));
 		rc = 1;
 	}
-	if (adb && !dry_run) {
-		sqlite3_exec(adb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		for (size_t i = 0; i < nm.n; i++)
-			if (prune_adb_spool_done(adb, nm.v[i]) == 0)
-				c.spool_done += sqlite3_changes(adb);
-		sqlite3_exec(adb, "COMMIT", NULL, NULL, NULL);
-	}
-	for (size_t i = 0; i < nm.n; i++)
-		free(nm.v[i]);
-	free(nm.v);
+	if (!dry_run)
+		prune_names_forget(adb, &nm);
+	prune_names_free(&nm);
 	if (prune_db_before(db, cutoff, true, dry_run, &c, &err) < 0) {
 		fprintf(stderr, "mxbait prune: %s: %s\n", path, err ? err : "?");
 		free(err);

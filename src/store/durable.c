@@ -19,7 +19,7 @@ int durable_fsync_dir(const char *dir)
 	return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len)
+int durable_write_all(int fd, const char *p, size_t len)
 {
 	while (len) {
 		ssize_t n = write(fd, p, len);
@@ -52,7 +52,7 @@ int durable_create_file(const char *dir, const char *name, const void *data, siz
 	if (fd < 0)
 		return -1;
 	int e = 0;
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0)
+	if (durable_write_all(fd, data, len) < 0 || fsync(fd) < 0)
 		e = errno;
 	if (close(fd) < 0 && !e)
 		e = errno;

@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Write all len bytes to fd (again after EINTR and short writes).  0, or -1 with
+ * errno (EIO when write(2) returned 0). */
+int durable_write_all(int fd, const char *p, size_t len);
+
 /* fsync a directory.  0, or -1 with errno. */
 int durable_fsync_dir(const char *dir);
 

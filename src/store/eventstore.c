@@ -39,6 +39,7 @@
  *   eventstore_close() commits everything still queued.
  */
 #include "store/eventstore.h"
+#include "store/durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -799,20 +800,6 @@ void eventstore_reopen_log(struct eventstore *es)
 
 /* ---- writer thread ---- */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int step_reset(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
@@ -1146,7 +1133,7 @@ static bool commit_batch(struct eventstore *es, struct mxb_event **evs, size_t n
 	offs[n] = lines->len;
 	log_rotate_if_needed(es, lines->len, log_budget, reopen);
 	if (es->jsonl_fd >= 0 && lines->len) {
-		if (write_all(es->jsonl_fd, lines->data, lines->len) < 0)
+		if (durable_write_all(es->jsonl_fd, lines->data, lines->len) < 0)
 			fprintf(stderr, "mxbait: eventstore: writing the JSON-lines log: %s\n",
 				strerror(errno));
 		else

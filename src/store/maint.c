@@ -254,57 +254,20 @@ static void check_adb_budget(struct store_maint *m)
 	}
 }
 
-/* Names of deleted spool files, to forget in analysis.db's spool_done. */
-struct names {
-	char **v;
-	size_t n, alloc;
-	struct prune_counts *c;
-};
-
-static void on_expired(void *ctx, const char *sub, const char *name, uint64_t bytes)
-{
-	(void)sub;
-	struct names *nm = ctx;
-	nm->c->spool_files++;
-	nm->c->spool_bytes += bytes;
-	if (nm->n == nm->alloc) {
-		size_t a = nm->alloc ? nm->alloc * 2 : 256;
-		char **v = realloc(nm->v, a * sizeof(*v));
-		if (!v)
-			return;
-		nm->v = v;
-		nm->alloc = a;
-	}
-	if ((nm->v[nm->n] = strdup(name)))
-		nm->n++;
-}
-
 static void run_retention(struct store_maint *m)
 {
 	if (!m->cfg.retention_ms)
 		return;
 	int64_t cutoff = mxb_now_us() - (int64_t)m->cfg.retention_ms * 1000;
 	struct prune_counts c = {0};
-	struct names nm = {.c = &c};
-	long files = m->cfg.spool ? spool_expire(m->cfg.spool, cutoff, on_expired, &nm)
-				  : spool_dir_expire(m->spool_dir, cutoff, false, on_expired, &nm);
+	struct prune_names nm = {.c = &c};
+	long files = m->cfg.spool ? spool_expire(m->cfg.spool, cutoff, prune_names_add, &nm)
+				  : spool_dir_expire(m->spool_dir, cutoff, false, prune_names_add, &nm);
 	if (files < 0)
 		say(m, LOG_WARNING, "retention: spool %s: %s", m->spool_dir, strerror(errno));
 	sqlite3 *adb = open_adb(m);
-	if (adb && nm.n) {
-		/* In transactions of a chunk each. */
-		for (size_t i = 0; i < nm.n; i += PRUNE_CHUNK) {
-			if (sqlite3_exec(adb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-				break;
-			for (size_t k = i; k < nm.n && k < i + PRUNE_CHUNK; k++)
-				if (prune_adb_spool_done(adb, nm.v[k]) == 0)
-					c.spool_done += sqlite3_changes(adb);
-			sqlite3_exec(adb, "COMMIT", NULL, NULL, NULL);
-		}
-	}
-	for (size_t i = 0; i < nm.n; i++)
-		free(nm.v[i]);
-	free(nm.v);
+	prune_names_forget(adb, &nm); /* in transactions of a chunk each */
+	prune_names_free(&nm);
 	char *err = NULL;
 	if (m->db && prune_db_before(m->db, cutoff, true, false, &c, &err) < 0)
 		say(m, LOG_WARNING, "retention: %s: %s", m->db_path, err ? err : "?");

@@ -485,3 +485,44 @@ int64_t prune_shrink(sqlite3 *db, const char *db_path, uint64_t max_bytes)
 	}
 	return done;
 }
+
+void prune_names_add(void *ctx, const char *sub, const char *name, uint64_t bytes)
+{
+	(void)sub;
+	struct prune_names *nm = ctx;
+	nm->c->spool_files++;
+	nm->c->spool_bytes += bytes;
+	if (nm->n == nm->alloc) {
+		size_t a = nm->alloc ? nm->alloc * 2 : 256;
+		char **v = realloc(nm->v, a * sizeof(*v));
+		if (!v)
+			return; /* the file is gone; analysis.db keeps a stale name, harmless */
+		nm->v = v;
+		nm->alloc = a;
+	}
+	if ((nm->v[nm->n] = strdup(name)))
+		nm->n++;
+}
+
+void prune_names_forget(struct sqlite3 *adb, const struct prune_names *nm)
+{
+	if (!adb)
+		return;
+	for (size_t i = 0; i < nm->n; i += PRUNE_CHUNK) {
+		if (sqlite3_exec(adb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			return;
+		for (size_t k = i; k < nm->n && k < i + PRUNE_CHUNK; k++)
+			if (prune_adb_spool_done(adb, nm->v[k]) == 0)
+				nm->c->spool_done += sqlite3_changes(adb);
+		sqlite3_exec(adb, "COMMIT", NULL, NULL, NULL);
+	}
+}
+
+void prune_names_free(struct prune_names *nm)
+{
+	for (size_t i = 0; i < nm->n; i++)
+		free(nm->v[i]);
+	free(nm->v);
+	nm->v = NULL;
+	nm->n = nm->alloc = 0;
+}

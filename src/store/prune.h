@@ -30,6 +30,7 @@
 #define MXB_STORE_PRUNE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct sqlite3;
@@ -79,6 +80,20 @@ int prune_adb_to_size(struct sqlite3 *adb, const char *db_path, int64_t target,
 int prune_wal_bound(struct sqlite3 *db, const char *db_path, int64_t wal_max);
 /* analysis.db: forget that the spool file name was analysed (it was deleted).  0 or -1. */
 int prune_adb_spool_done(struct sqlite3 *adb, const char *name);
+
+/* The spool files a retention pass deleted (`mxbait prune` and the maintenance job):
+ * prune_names_add is the spool_expire callback (spool.h) that counts each into
+ * c->spool_files and c->spool_bytes and keeps its name; prune_names_forget then makes
+ * analysis.db forget them, PRUNE_CHUNK names per transaction, adding to c->spool_done
+ * (adb NULL: nothing to forget); prune_names_free releases the names. */
+struct prune_names {
+	char **v;
+	size_t n, alloc;
+	struct prune_counts *c;
+};
+void prune_names_add(void *ctx, const char *sub, const char *name, uint64_t bytes);
+void prune_names_forget(struct sqlite3 *adb, const struct prune_names *nm);
+void prune_names_free(struct prune_names *nm);
 
 /* How a database budget is shared (the daemon's writer and maintenance job use it):
  * the WAL is checkpointed at wal (budget/16, at most 4 MiB) and a write transaction

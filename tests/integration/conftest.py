@@ -67,6 +67,23 @@ def sanitizer_env(extra_asan=""):
     return env
 
 
+def psl_with_test_tlds(directory):
+    """A public suffix list (analyzer_psl_file) that also knows the RFC 6761 test TLDs.
+
+    The analyzer reports a URL written in text only when its host is under a known TLD
+    (a host that cannot exist is not reported); tests that need captured links under
+    `.test` names give the daemon this list, the operator's way to supply a newer one.
+    """
+    src = "/usr/share/publicsuffix/public_suffix_list.dat"
+    text = open(src, encoding="utf-8").read()
+    marker = "// ===BEGIN ICANN DOMAINS===\n"
+    assert marker in text, src
+    path = os.path.join(directory, "psl-with-test.dat")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace(marker, marker + "test\nexample\n", 1))
+    return path
+
+
 def free_ports(n, host="127.0.0.1"):
     """n distinct free TCP ports (held open together so they differ)."""
     socks = []

@@ -24,7 +24,8 @@ import uuid
 
 import pytest
 
-from conftest import (MXBAIT_BIN, ROOT, Daemon, PASSWORD, USER, sanitizer_env, swaks,
+from conftest import (MXBAIT_BIN, ROOT, Daemon, PASSWORD, USER, psl_with_test_tlds,
+                      sanitizer_env, swaks,
                       free_ports)
 
 SCHEMAS = os.path.join(ROOT, "tests", "report")
@@ -52,7 +53,7 @@ def mxbait(*args, check=True, timeout=120):
 def data(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("export"))
     d = Daemon(tmp, "test_export", auth_failure_delay="0", allowlist_own_addresses=False,
-               allowlist_networks=ALLOWLISTED)
+               allowlist_networks=ALLOWLISTED, analyzer_psl_file=psl_with_test_tlds(tmp))
     d.start()
     try:
         for _ in range(3):

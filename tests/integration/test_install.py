@@ -56,21 +56,29 @@ def test_meson_install_lays_out_a_service(tmp_path):
                  "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line + "\n" in unit, line
     assert re.search(r"^RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX$", unit, re.M)
-    # the reporter and the hub pusher (outbound processes) beside it, as hardened, with no
-    # capability at all (test_hub.py runs both read-only but the state directory)
-    side = {}
-    for name, cmd in (("mxbait-report.service", "report --daemon"),
-                      ("mxbait-hub.service", "hub push")):
-        found = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if f == name]
-        assert len(found) == 1 and os.path.dirname(found[0]) == os.path.dirname(units[0]), found
-        side[name] = found[0]
-        text = open(found[0]).read()
-        assert f"ExecStart={exe} {cmd} -c /etc/mxbait/mxbait.conf\n" in text, name
-        for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
-                     "NoNewPrivileges=yes", "SystemCallFilter=@system-service",
-                     "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes"):
-            assert line + "\n" in text, (name, line)
-        assert "AmbientCapabilities" not in text, name
+    # The reporter's unit beside it: the same account and state, no capability.
+    runits = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+              if f == "mxbait-report.service"]
+    assert len(runits) == 1 and os.path.dirname(runits[0]) == os.path.dirname(units[0])
+    runit = open(runits[0]).read()
+    assert f"ExecStart={exe} report --daemon -c /etc/mxbait/mxbait.conf\n" in runit
+    for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "CapabilityBoundingSet=", "AmbientCapabilities="):
+        assert line + "\n" in runit, line
+    # the hub pusher's unit (outbound too) as hardened, with no capability at all
+    # (test_hub.py runs both the reporter and the pusher read-only but the state directory)
+    side = {"mxbait-report.service": runits[0]}
+    hunits = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+              if f == "mxbait-hub.service"]
+    assert len(hunits) == 1 and os.path.dirname(hunits[0]) == os.path.dirname(units[0]), hunits
+    side["mxbait-hub.service"] = hunits[0]
+    hunit = open(hunits[0]).read()
+    assert f"ExecStart={exe} hub push -c /etc/mxbait/mxbait.conf\n" in hunit
+    for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "SystemCallFilter=@system-service",
+                 "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes"):
+        assert line + "\n" in hunit, line
+    assert "AmbientCapabilities=CAP" not in hunit
     sysusers = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
                 if dp.endswith("sysusers.d")]
     assert sysusers and open(sysusers[0]).read().count("u mxbait") == 1

@@ -26,7 +26,8 @@ import time
 
 import pytest
 
-from conftest import MXBAIT_BIN, SHARED, Daemon, PASSWORD, USER, sanitizer_env, swaks
+from conftest import (MXBAIT_BIN, SHARED, Daemon, PASSWORD, USER, psl_with_test_tlds,
+                      sanitizer_env, swaks)
 from report_fakes import HTTPFake, SMTPFake
 
 VICTIM = "victim@corp.example"
@@ -75,7 +76,8 @@ def add_messages(data_dir, ips, age_s=0):
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("reportbase"))
-    d = Daemon(tmp, "test_report", auth_failure_delay="0", allowlist_own_addresses=False)
+    d = Daemon(tmp, "test_report", auth_failure_delay="0", allowlist_own_addresses=False,
+               analyzer_psl_file=psl_with_test_tlds(tmp))
     d.start()
     try:
         for _ in range(6):
