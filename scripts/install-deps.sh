@@ -39,7 +39,7 @@ postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd
 llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
 systemd passwd util-linux systemd-journal-remote fail2ban chromium fonts-dejavu-core
 python3-websocket python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset
-bind9-utils bind9-dnsutils rbldnsd spamassassin postgresql-15 postgresql-client-15"
+bind9-utils bind9-dnsutils rbldnsd spamassassin crowdsec postgresql-15 postgresql-client-15"
 # llvm-14: llvm-symbolizer, which clang's sanitizer runtime (the fuzz build) needs to
 # print symbolized stack traces (a Recommends of clang-14).
 # dpkg-dev, debhelper, lintian, fakeroot: scripts/check-package.sh builds the Debian
@@ -63,6 +63,11 @@ bind9-utils bind9-dnsutils rbldnsd spamassassin postgresql-15 postgresql-client-
 # the firewall exports inside a network namespace; named-checkzone (bind9-utils) the RPZ;
 # rbldnsd and dig (bind9-dnsutils) serve and query the DNSBL zones; fail2ban-regex runs
 # the filter.
+# crowdsec: the real consumer of `mxbait export --format crowdsec` (test_export.py runs
+# crowdsec with a private config directory, local API on a loopback port and its own SQLite,
+# replaying a daemon's events.jsonl through mxbait's parser and scenario).  Its postinst
+# registers with the Central API (network) unless online_api_credentials.yaml exists
+# beforehand (README.Debian): it is preseeded below; its service is disabled below.
 # spamassassin: the reference URI extractor of bench/analyze-quality.py (its Perl API,
 # get_uri_detail_list; no daemon is started, no network lookups).
 # dovecot-core, dovecot-imapd: bench/auth-flood.sh's reference Dovecot SASL and IMAP; the
@@ -87,6 +92,15 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # Postfix must not be configured to listen: preseed "No configuration".
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# CrowdSec must not register with its Central API (a network call from postinst that fails
+# offline): an online_api_credentials.yaml holding only a comment skips it (README.Debian).
+case " $missing " in *" crowdsec "*)
+	if [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
+		$SUDO mkdir -p /etc/crowdsec
+		echo "# mxbait: no Central API registration (README.Debian)" |
+			$SUDO tee /etc/crowdsec/online_api_credentials.yaml >/dev/null
+	fi ;;
+esac
 # Wait for another apt/dpkg (a parallel build, unattended-upgrades) instead of failing.
 APT_LOCK="-o DPkg::Lock::Timeout=900"
 $SUDO apt-get $APT_LOCK update -q
@@ -97,6 +111,7 @@ units=""
 case " $missing " in *" dovecot-"*) units="$units dovecot.service dovecot.socket" ;; esac
 case " $missing " in *" fail2ban "*) units="$units fail2ban.service" ;; esac
 case " $missing " in *" prometheus "*) units="$units prometheus.service" ;; esac
+case " $missing " in *" crowdsec "*) units="$units crowdsec.service" ;; esac
 case " $missing " in *" postgresql-15 "*) units="$units postgresql.service" ;; esac
 if [ -n "$units" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	$SUDO systemctl disable --now $units >/dev/null 2>&1 || true

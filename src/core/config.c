@@ -178,6 +178,7 @@ static const struct key_def keys[] = {
 	{ "report_quiet_period", K_MS, OFF(report_quiet_ms), 60000, 30 * 86400000U, 0 },
 	{ "report_leak_digest", K_BOOL, OFF(report_leak_digest), 0, 0, 0 },
 	{ "report_xarf", K_BOOL, OFF(report_xarf), 0, 0, 0 },
+	{ "report_web_hosts", K_BOOL, OFF(report_web_hosts), 0, 0, 0 },
 	{ "report_interval", K_MS, OFF(report_interval_ms), 1000, 86400000, 0 },
 	{ "report_expiry", K_MS, OFF(report_expiry_ms), 3600000, 30 * 86400000U, 0 },
 	{ "report_contact_lookup", K_BOOL, OFF(report_contact_lookup), 0, 0, 0 },
@@ -444,6 +445,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->report_quiet_ms = 86400000;
 	cfg->report_leak_digest = false;
 	cfg->report_xarf = true;
+	cfg->report_web_hosts = true;
 	cfg->report_interval_ms = 60000;
 	cfg->report_expiry_ms = 7 * 86400000U;
 	cfg->report_contact_lookup = false;

@@ -186,6 +186,7 @@ struct mxb_config {
 	unsigned report_quiet_ms;        /* 1d: thinning restarts after this quiet time */
 	bool report_leak_digest;         /* no: digests of leaked lists to abuse@ (opt-in) */
 	bool report_xarf;                /* yes: XARF v4 login-attack reports */
+	bool report_web_hosts;           /* yes: ARF to the network hosting each link's host */
 	unsigned report_interval_ms;     /* 60s: reporter pass period */
 	unsigned report_expiry_ms;       /* 7d: older evidence is not submitted */
 	bool report_contact_lookup;      /* no: RDAP lookups of abuse contacts (network) */

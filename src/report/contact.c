@@ -22,10 +22,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "intel/allowlist.h"
 #include "util/netaddr.h"
 
 #define BOOTSTRAP_MAX_AGE (7 * 86400)
 #define RDAP_MAX (2 << 20)
+#define HOST_ADDRS_MAX 4  /* addresses of one URL host looked up */
+#define EMAILS_MAX 4      /* addresses kept per contact */
 
 int contact_store(sqlite3 *db, const char *query, const char *emails, const char *origin,
 		  int64_t now_us, int64_t ttl_us)
@@ -250,6 +253,34 @@ static int rdap_lookup(struct contact_ctx *c, bool is_ip, const char *what, int6
 	return n > 0 ? 1 : 0;
 }
 
+/* A resolver handle: the system's, or the one report_dns_server pins ("ADDR" or
+ * "ADDR:PORT", IPv4), with short timeouts (2 s, 2 tries). */
+static int resolver_open(const struct contact_ctx *c, struct __res_state *rs)
+{
+	memset(rs, 0, sizeof(*rs));
+	if (res_ninit(rs) != 0)
+		return -1;
+	if (c->dns_server && *c->dns_server) {
+		/* "ADDR" or "ADDR:PORT" (IPv4) */
+		char host[64];
+		unsigned port = 53;
+		snprintf(host, sizeof(host), "%s", c->dns_server);
+		char *colon = strrchr(host, ':');
+		if (colon && !strchr(colon + 1, '.')) {
+			port = (unsigned)atoi(colon + 1);
+			*colon = 0;
+		}
+		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		if (inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
+			rs->nsaddr_list[0] = sin;
+			rs->nscount = 1;
+		}
+	}
+	rs->retrans = 2;
+	rs->retry = 2;
+	return 0;
+}
+
 /* Abusix: TXT <reversed address>.abuse-contacts.abusix.zone */
 static int abusix_lookup(const struct contact_ctx *c, const char *ip, struct buf *emails)
 {
@@ -269,27 +300,8 @@ static int abusix_lookup(const struct contact_ctx *c, const char *ip, struct buf
 	}
 	snprintf(name + o, sizeof(name) - o, ".abuse-contacts.abusix.zone");
 	struct __res_state rs;
-	memset(&rs, 0, sizeof(rs));
-	if (res_ninit(&rs) != 0)
+	if (resolver_open(c, &rs) < 0)
 		return -1;
-	if (c->dns_server && *c->dns_server) {
-		/* "ADDR" or "ADDR:PORT" (IPv4) */
-		char host[64];
-		unsigned port = 53;
-		snprintf(host, sizeof(host), "%s", c->dns_server);
-		char *colon = strrchr(host, ':');
-		if (colon && !strchr(colon + 1, '.')) {
-			port = (unsigned)atoi(colon + 1);
-			*colon = 0;
-		}
-		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-		if (inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
-			rs.nsaddr_list[0] = sin;
-			rs.nscount = 1;
-		}
-	}
-	rs.retrans = 2;
-	rs.retry = 2;
 	unsigned char ans[4096];
 	int len = res_nquery(&rs, name, ns_c_in, ns_t_txt, ans, sizeof(ans));
 	if (len < 0) {
@@ -327,6 +339,152 @@ static int abusix_lookup(const struct contact_ctx *c, const char *ip, struct buf
 	return n > 0 ? 1 : 0;
 }
 
+bool contact_address_public(const struct netaddr *a)
+{
+	const uint8_t *b = a->a;
+	if (a->family == AF_INET6)
+		return (b[0] & 0xe0) == 0x20; /* 2000::/3, global unicast */
+	if (a->family != AF_INET)
+		return false;
+	return !(b[0] == 0 || b[0] == 10 || b[0] == 127 || b[0] >= 224 ||
+		 (b[0] == 100 && (b[1] & 0xc0) == 64) || (b[0] == 169 && b[1] == 254) ||
+		 (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168) ||
+		 (b[0] == 192 && b[1] == 0 && b[2] == 0));
+}
+
+/* A host name as DNS carries it: LDH labels (and '_'), 1-63 bytes each, 253 in all. */
+static bool host_name_ok(const char *h)
+{
+	size_t n = strlen(h), label = 0;
+	if (!n || n > 253)
+		return false;
+	for (const char *p = h; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '.') {
+			if (!label)
+				return false;
+			label = 0;
+		} else if (isalnum(ch) || ch == '-' || ch == '_') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+/* The A and AAAA records of name (CNAMEs followed by the resolver), at most max.
+ * Returns how many, 0 when the name has none (NXDOMAIN, NODATA), -1 when it cannot
+ * be known now (timeout, SERVFAIL) and nothing was found. */
+static int host_addresses(const struct contact_ctx *c, const char *name, struct netaddr *out,
+			  int max)
+{
+	struct __res_state rs;
+	if (resolver_open(c, &rs) < 0)
+		return -1;
+	static const ns_type types[2] = {ns_t_a, ns_t_aaaa};
+	int n = 0;
+	bool failed = false;
+	for (int t = 0; t < 2 && n < max; t++) {
+		unsigned char ans[4096];
+		int len = res_nquery(&rs, name, ns_c_in, types[t], ans, sizeof(ans));
+		if (len < 0) {
+			int herr = rs.res_h_errno;
+			if (herr == HOST_NOT_FOUND)
+				break; /* the name does not exist: no AAAA either */
+			if (herr != NO_DATA)
+				failed = true;
+			continue;
+		}
+		ns_msg msg;
+		if (ns_initparse(ans, len, &msg) < 0) {
+			failed = true;
+			continue;
+		}
+		int want = types[t] == ns_t_a ? 4 : 16;
+		for (int i = 0; i < ns_msg_count(msg, ns_s_an) && n < max; i++) {
+			ns_rr rr;
+			if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != types[t] ||
+			    (int)ns_rr_rdlen(rr) != want)
+				continue;
+			char text[INET6_ADDRSTRLEN];
+			struct netaddr a;
+			if (!inet_ntop(want == 4 ? AF_INET : AF_INET6, ns_rr_rdata(rr), text,
+				       sizeof(text)) ||
+			    netaddr_parse(text, &a) < 0)
+				continue;
+			bool dup = false;
+			for (int k = 0; k < n; k++)
+				dup |= netaddr_equal(&out[k], &a);
+			if (!dup)
+				out[n++] = a;
+		}
+	}
+	res_nclose(&rs);
+	return n > 0 ? n : failed ? -1 : 0;
+}
+
+/* Add the space-separated addresses of more to emails, each once, EMAILS_MAX in all. */
+static int merge_emails(struct buf *emails, const char *more, int n)
+{
+	char *copy = strdup(more ? more : "");
+	for (char *save = NULL, *e = copy ? strtok_r(copy, " ", &save) : NULL; e && n < EMAILS_MAX;
+	     e = strtok_r(NULL, " ", &save)) {
+		bool seen = false;
+		const char *d = emails->data ? emails->data : "";
+		size_t el = strlen(e);
+		for (const char *q = strstr(d, e); q && !seen; q = strstr(q + 1, e))
+			seen = (q == d || q[-1] == ' ') && (q[el] == 0 || q[el] == ' ');
+		if (seen)
+			continue;
+		buf_printf(emails, "%s%s", n ? " " : "", e);
+		n++;
+	}
+	free(copy);
+	return n;
+}
+
+/* The web host of a spamvertised URL: its name resolved (report_dns_server when set),
+ * each public, not allowlisted address's network contact looked up as "ip:ADDR" (its
+ * own cache entry).  origin receives "dns ADDR ..." for the record. */
+static int host_lookup(struct contact_ctx *c, const char *name, int64_t now_us,
+		       struct buf *emails, struct buf *origin)
+{
+	if (!host_name_ok(name))
+		return 0;
+	struct netaddr addrs[HOST_ADDRS_MAX];
+	int n = host_addresses(c, name, addrs, HOST_ADDRS_MAX);
+	if (n <= 0)
+		return n;
+	buf_puts(origin, "dns");
+	int found = 0;
+	bool later = false;
+	for (int i = 0; i < n; i++) {
+		char t[NETADDR_STRLEN], q[NETADDR_STRLEN + 4];
+		netaddr_format(&addrs[i], t, sizeof(t));
+		/* never accuse a private or our own/allowlisted network: a spammer's name
+		 * may point anywhere */
+		if (!contact_address_public(&addrs[i]) ||
+		    (c->al && netset_contains(&c->al->nets, &addrs[i]))) {
+			buf_printf(origin, " %s(not looked up)", t);
+			continue;
+		}
+		buf_printf(origin, " %s", t);
+		snprintf(q, sizeof(q), "ip:%s", t);
+		struct buf e;
+		buf_init(&e, 0);
+		const char *why = NULL;
+		int rc = contact_resolve(c, q, now_us, &e, &why);
+		if (rc < 0)
+			later = true;
+		else if (rc > 0)
+			found = merge_emails(emails, e.data, found);
+		buf_free(&e);
+	}
+	return found ? 1 : later ? -1 : 0;
+}
+
 int contact_resolve(struct contact_ctx *c, const char *query, int64_t now_us, struct buf *emails,
 		    const char **why_r)
 {
@@ -360,6 +518,19 @@ int contact_resolve(struct contact_ctx *c, const char *query, int64_t now_us, st
 	}
 	bool is_ip = !strncmp(query, "ip:", 3);
 	const char *what = strchr(query, ':') ? strchr(query, ':') + 1 : query;
+	if (!strncmp(query, "host:", 5)) {
+		struct buf origin;
+		buf_init(&origin, 0);
+		int hr = host_lookup(c, what, now_us, emails, &origin);
+		if (hr >= 0)
+			contact_store(c->db, query, hr > 0 ? emails->data : "",
+				      origin.len ? origin.data : "dns", now_us, c->cache_us);
+		buf_free(&origin);
+		if (why_r)
+			*why_r = hr < 0 ? "lookup failed (network); will retry"
+				 : hr > 0 ? "dns" : "the host has no public address with a contact";
+		return hr;
+	}
 	int rc = rdap_lookup(c, is_ip, what, now_us, emails);
 	const char *origin = "rdap";
 	if (rc == 0 && is_ip && c->abusix) {

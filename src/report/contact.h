@@ -24,6 +24,8 @@
 #include "util/buf.h"
 
 struct sqlite3;
+struct allowlist;
+struct netaddr;
 
 struct contact_ctx {
 	struct sqlite3 *db;
@@ -31,16 +33,24 @@ struct contact_ctx {
 	const char *bootstrap_url;
 	const char *ca_file;
 	const char *dns_server;  /* "" / NULL: the system resolver */
+	const struct allowlist *al; /* its networks are never looked up as a web host */
 	bool abusix;
 	int64_t cache_us;
 	bool online;
 };
 
-/* query: "ip:ADDR" or "domain:NAME".  Returns 1 with the addresses (space-separated)
+/* query: "ip:ADDR", "domain:NAME", or "host:NAME" (the web host of a spamvertised URL:
+ * NAME's A/AAAA records, at most 4, through the same resolver; each public address
+ * that the allowlist does not cover is looked up as "ip:ADDR" and the contacts are
+ * merged; cached under "host:NAME" with origin "dns ADDR...").  Returns 1 with the addresses (space-separated)
  * in emails, 0 when none exists (cached), -1 when it cannot be known now (offline,
  * network error: try later); *why_r (static text) says what happened. */
 int contact_resolve(struct contact_ctx *c, const char *query, int64_t now_us, struct buf *emails,
 		    const char **why_r);
+/* Global unicast: not private, loopback, link-local, shared (100.64/10), multicast,
+ * reserved or unspecified; IPv6 only 2000::/3.  Only such an address of a web host is
+ * looked up or accused. */
+bool contact_address_public(const struct netaddr *a);
 /* Store an answer (also used by tests and `report send --to`). */
 int contact_store(struct sqlite3 *db, const char *query, const char *emails, const char *origin,
 		  int64_t now_us, int64_t ttl_us);

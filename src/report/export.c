@@ -82,15 +82,21 @@ const char *export_format_list(void)
 
 void export_time(int64_t us, bool millis, char *out, size_t outlen)
 {
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char base[32];
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	if (millis)
-		snprintf(out, outlen, "%s.%03dZ", base, (int)((us / 1000) % 1000));
-	else
-		snprintf(out, outlen, "%sZ", base);
+	/* the event writer's formatter (no gmtime/strftime: this runs twice per row of a
+	 * CSV or STIX export), cut to seconds or milliseconds */
+	char full[40];
+	mxb_format_ts(us, full, sizeof(full)); /* YYYY-MM-DDTHH:MM:SS.uuuuuuZ */
+	size_t n = millis ? 23 : 19;
+	if (outlen < 2) {
+		if (outlen)
+			out[0] = 0;
+		return;
+	}
+	if (n > outlen - 2)
+		n = outlen - 2;
+	memcpy(out, full, n);
+	out[n] = 'Z';
+	out[n + 1] = 0;
 }
 
 void export_uuid5(const uint8_t ns[16], const char *name, size_t len, char out[37])
@@ -260,9 +266,9 @@ struct ex {
 	bool io_error;
 	unsigned kinds;
 	struct strset prefixes; /* nft: exported prefixes (their IPs are left out) */
-	bool want_v6;           /* nft/ipset second pass */
+	bool first6;            /* nft: no IPv6 element yet */
 	int pass;               /* formats that write IPv4 then IPv6 */
-	FILE *aux;              /* misp: hashes.csv */
+	FILE *aux;              /* misp: hashes.csv; nft: the IPv6 elements, until the end */
 	char event_uuid[37];
 	int64_t max_last_us;
 };
@@ -295,16 +301,18 @@ static void row_nft(struct ex *x, const struct indicator *ind)
 		x->st->skipped++;
 		return;
 	}
-	if ((a.family == AF_INET6) != (x->pass == 1))
-		return;
 	if (ind->kind == IND_IP && ind->parent && strset_has(&x->prefixes, ind->parent))
 		return; /* inside an exported prefix: interval sets refuse overlaps */
-	if (x->first)
-		buf_printf(&x->b, "add element inet mxbait blocklist%c {\n\t%s",
-			   x->pass ? '6' : '4', t);
-	else
-		buf_printf(&x->b, ",\n\t%s", t);
-	x->first = false;
+	if (a.family == AF_INET6) {
+		/* one walk: IPv6 elements wait in a temporary file for the IPv4 set's end */
+		if (fprintf(x->aux, "%s%s", x->first6 ? "" : ",\n\t", t) < 0)
+			x->io_error = true;
+		x->first6 = false;
+	} else {
+		buf_puts(&x->b, x->first ? "add element inet mxbait blocklist4 {\n\t" : ",\n\t");
+		buf_puts(&x->b, t);
+		x->first = false;
+	}
 	x->st->written++;
 }
 
@@ -866,9 +874,31 @@ static int write_crowdsec_yaml(const struct export_opts *o, char **err_r)
 	char *pp = join(o->out_path, "mxbait-logs.yaml");
 	char *sp = join(o->out_path, "mxbait-bf.yaml");
 	char *ap = join(o->out_path, "acquis-mxbait.yaml");
-	struct outfile f1 = {0}, f2 = {0}, f3 = {0};
+	char *rp = join(o->out_path, "mxbait-raw.yaml");
+	struct outfile f1 = {0}, f2 = {0}, f3 = {0}, f4 = {0};
 	int rc = -1;
-	if (pp && sp && ap && out_open(&f1, pp) && out_open(&f2, sp) && out_open(&f3, ap)) {
+	if (pp && sp && ap && rp && out_open(&f1, pp) && out_open(&f2, sp) && out_open(&f3, ap) &&
+	    out_open(&f4, rp)) {
+		/* Stage s00-raw: once any s00 parser is loaded (Debian enables syslog-logs), a
+		 * line no s00 parser accepts is dropped before s01; CrowdSec's generic
+		 * non-syslog parser is not in Debian's offline hub, so mxbait ships its own,
+		 * limited to the lines acquired with type mxbait. */
+		fprintf(f4.f,
+			"# CrowdSec parser (stage s00-raw) for mxbait's events.jsonl, written by\n"
+			"# `mxbait export --format crowdsec`: hands the raw JSON line to s01.\n"
+			"filter: \"evt.Line.Labels.type == 'mxbait'\"\n"
+			"onsuccess: next_stage\n"
+			"name: mxbait/mxbait-raw\n"
+			"description: \"mxbait events.jsonl lines (acquired with type mxbait)\"\n"
+			"statics:\n"
+			"  - parsed: message\n"
+			"    expression: evt.Line.Raw\n"
+			"  - parsed: program\n"
+			"    value: mxbait\n"
+			"  - meta: datasource_path\n"
+			"    expression: evt.Line.Src\n"
+			"  - meta: datasource_type\n"
+			"    expression: evt.Line.Module\n");
 		fprintf(f1.f,
 			"# CrowdSec parser (stage s01-parse) for mxbait's events.jsonl, written by\n"
 			"# `mxbait export --format crowdsec`.\n"
@@ -929,6 +959,9 @@ static int write_crowdsec_yaml(const struct export_opts *o, char **err_r)
 		rc |= out_close(&f2, rc == 0);
 	if (f3.tmp)
 		rc |= out_close(&f3, rc == 0);
+	if (f4.tmp)
+		rc |= out_close(&f4, rc == 0);
+	free(rp);
 	free(pp);
 	free(sp);
 	free(ap);
@@ -1118,14 +1151,34 @@ int export_run(sqlite3 *db, const struct export_opts *o, struct export_stats *st
 		struct indicator_filter pf = walk_filter(o, kinds & K(PREFIX));
 		if (pf.kinds && indicators_each(db, &pf, collect_prefix, &x) != 0)
 			rc = -1;
-		for (x.pass = 0; rc == 0 && x.pass < 2; x.pass++) {
-			x.first = true;
+		/* One walk (the rows in order); the IPv6 set follows the IPv4 one. */
+		x.aux = rc == 0 ? tmpfile() : NULL;
+		if (!x.aux)
+			rc = -1;
+		x.first = x.first6 = true;
+		if (rc == 0)
 			rc = walk(db, &x, kinds);
-			if (!x.first)
-				buf_puts(&x.b, "\n}\n");
+		if (!x.first)
+			buf_puts(&x.b, "\n}\n");
+		if (rc == 0 && !x.first6) {
+			buf_puts(&x.b, "add element inet mxbait blocklist6 {\n\t");
+			flush_buf(&x, true);
+			char chunk[65536];
+			size_t n;
+			if (fflush(x.aux) != 0 || fseek(x.aux, 0, SEEK_SET) != 0)
+				x.io_error = true;
+			while (!x.io_error && (n = fread(chunk, 1, sizeof(chunk), x.aux)) > 0)
+				if (fwrite(chunk, 1, n, x.f) != n)
+					x.io_error = true;
+			if (ferror(x.aux))
+				x.io_error = true;
+			buf_puts(&x.b, "\n}\n");
+			if (x.io_error)
+				rc = -1;
 		}
-		/* skipped rows are seen once per family pass */
-		st->skipped /= 2;
+		if (x.aux)
+			fclose(x.aux);
+		x.aux = NULL;
 		break;
 	}
 	case EXP_IPSET: {

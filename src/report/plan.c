@@ -18,6 +18,7 @@
 #include "intel/allowlist.h"
 #include "intel/indicator.h"
 #include "report/arf.h"
+#include "report/contact.h"
 #include "report/export.h"
 #include "report/outbox.h"
 #include "report/sink.h"
@@ -210,6 +211,51 @@ static void day_of(int64_t us, char *out, size_t outlen, bool week)
 	strftime(out, outlen, week ? "%G-W%V" : "%Y-%m-%d", &tm);
 }
 
+/* The host of a reportable URL whose network may be told: a name whose registrable
+ * domain is itself reportable (platforms, shorteners, redirectors and allowlisted
+ * domains are refused there), or a public, not allowlisted IP literal. */
+static bool web_host(const struct plan_ctx *p, const char *url, const char *domain, char *host,
+		     size_t hostlen)
+{
+	if (!allowlist_url_host(url, host, hostlen) || allowlist_has_domain(p->al, host))
+		return false;
+	struct netaddr a;
+	if (netaddr_parse(host, &a) == 0)
+		return netaddr_is_host(&a) && contact_address_public(&a) &&
+		       !netset_contains(&p->al->nets, &a);
+	return domain && reportable(p, "domain", domain, NULL);
+}
+
+/* The message's ARF once more for another recipient (a registrar, the network hosting
+ * a link), once per (kind, subject) ever; base carries the rest.  Returns 1 if added. */
+static int arf_copy(struct plan_ctx *p, const struct outbox_item *base,
+		    const struct arf_message *am, const char *kind, const char *subject,
+		    const char *contact_query, const char *title)
+{
+	char key[33];
+	outbox_key(key, "smtp", kind, subject, NULL);
+	if (key_exists(p->db, key))
+		return 0;
+	struct buf o;
+	buf_init(&o, 0);
+	char *e = NULL;
+	int added = 0;
+	if (arf_render(p->id, am, key, p->now_us, &o, &e) == 0) {
+		struct outbox_item it = *base;
+		it.key = key;
+		it.kind = kind;
+		it.subject = subject;
+		it.contact_query = contact_query;
+		it.title = title;
+		it.payload = o.data;
+		it.payload_len = o.len;
+		added = outbox_add(p->db, &it) > 0;
+	}
+	free(e);
+	buf_free(&o);
+	return added;
+}
+
 /* ---- ARF per captured message ---- */
 
 static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
@@ -257,7 +303,7 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 			st->skipped++;
 			continue;
 		}
-		struct strv victims = {0}, uris = {0}, domains = {0}, vdom = {0};
+		struct strv victims = {0}, uris = {0}, domains = {0}, vdom = {0}, hosts = {0};
 		bool fraud = false;
 		sqlite3_stmt *r = NULL;
 		if (rcpt_json && sqlite3_prepare_v2(p->db, "SELECT value FROM json_each(?1)", -1, &r,
@@ -288,8 +334,13 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 					if (fl && (strstr(fl, "display_mismatch") || strstr(fl, "userinfo") ||
 						   strstr(fl, "mixed_script")))
 						fraud = true;
-					if (u && uris.n < MAX_LINKS && reportable(p, "url", u, NULL))
+					if (u && uris.n < MAX_LINKS && reportable(p, "url", u, NULL)) {
 						strv_add(&uris, u);
+						char h[256];
+						if (p->cfg->report_web_hosts && hosts.n < MAX_LINKS &&
+						    web_host(p, u, d, h, sizeof(h)))
+							strv_add(&hosts, h);
+					}
 					if (d && domains.n < MAX_LINKS && reportable(p, "domain", d, NULL))
 						strv_add(&domains, d);
 				}
@@ -338,30 +389,22 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 				fprintf(stderr, "mxbait report: outbox: %s\n", sqlite3_errmsg(p->db));
 			/* the registrar of each spamvertised domain, once per domain */
 			for (size_t i = 0; i < domains.n; i++) {
-				char dkey[33], dcq[300];
-				outbox_key(dkey, "smtp", "arf-domain", domains.v[i], NULL);
-				if (key_exists(p->db, dkey))
-					continue;
-				struct buf o2;
-				buf_init(&o2, 0);
-				char *e2 = NULL;
-				if (arf_render(p->id, &am, dkey, p->now_us, &o2, &e2) == 0) {
-					snprintf(dcq, sizeof(dcq), "domain:%s", domains.v[i]);
-					snprintf(title, sizeof(title), "ARF to the registrar of %.120s",
-						 domains.v[i]);
-					struct outbox_item d2 = it;
-					d2.key = dkey;
-					d2.kind = "arf-domain";
-					d2.subject = domains.v[i];
-					d2.contact_query = dcq;
-					d2.title = title;
-					d2.payload = o2.data;
-					d2.payload_len = o2.len;
-					if (outbox_add(p->db, &d2) > 0)
-						st->registrar++;
-				}
-				free(e2);
-				buf_free(&o2);
+				char dcq[300];
+				snprintf(dcq, sizeof(dcq), "domain:%s", domains.v[i]);
+				snprintf(title, sizeof(title), "ARF to the registrar of %.120s",
+					 domains.v[i]);
+				st->registrar += arf_copy(p, &it, &am, "arf-domain", domains.v[i], dcq,
+							  title);
+			}
+			/* the network hosting each spamvertised URL's host, once per host */
+			for (size_t i = 0; i < hosts.n; i++) {
+				char hcq[300];
+				struct netaddr lit;
+				snprintf(hcq, sizeof(hcq), "%s:%s",
+					 netaddr_parse(hosts.v[i], &lit) == 0 ? "ip" : "host", hosts.v[i]);
+				snprintf(title, sizeof(title), "ARF to the web host of %.120s",
+					 hosts.v[i]);
+				st->webhost += arf_copy(p, &it, &am, "arf-host", hosts.v[i], hcq, title);
 			}
 		} else if (err) {
 			fprintf(stderr, "mxbait report: message %s: not reported: %s\n", qid, err);
@@ -374,6 +417,7 @@ static int plan_messages(struct plan_ctx *p, struct plan_stats *st)
 		strv_free(&uris);
 		strv_free(&domains);
 		strv_free(&vdom);
+		strv_free(&hosts);
 		free(msg);
 	}
 	sqlite3_finalize(q);

@@ -7,7 +7,10 @@
  *    restarting after report_quiet_period without mail from it; the report carries
  *    Incidents = messages since the previous report (RFC 6650 9.5).
  *  - the same evidence once per spamvertised registrable domain, to its registrar's
- *    abuse contact (RDAP), when the domain's confidence reaches the floor.
+ *    abuse contact (RDAP), when the domain's confidence reaches the floor; and once per
+ *    host of a reportable link, to the network hosting it (contact query host:NAME,
+ *    resolved by the reporter; ip:ADDR for an IP literal), not for platforms,
+ *    shorteners, redirectors, allowlisted domains or private/allowlisted addresses.
  *  - XARF v4 login_attack, once per guessing client per UTC day (report_xarf).
  *  - API submissions for each configured sink: AbuseIPDB (attacking IPs, once a day),
  *    Spamhaus (spam sources, once), Netcraft (spamvertised URLs, once), URLhaus (URLs
@@ -43,7 +46,7 @@ struct plan_ctx {
 };
 
 struct plan_stats {
-	long arf, registrar, xarf, api, digest, manual, thinned, skipped;
+	long arf, registrar, webhost, xarf, api, digest, manual, thinned, skipped;
 };
 
 int plan_reports(struct plan_ctx *p, struct plan_stats *st, char **err_r);

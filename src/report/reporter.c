@@ -548,7 +548,7 @@ int reporter_run(const char *data_dir, const struct mxb_config *cfg, volatile si
 	struct contact_ctx cc = {
 		.db = db, .data_dir = data_dir, .bootstrap_url = cfg->report_rdap_bootstrap_url,
 		.ca_file = cfg->report_ca_file, .dns_server = cfg->report_dns_server,
-		.abusix = cfg->report_abusix, .cache_us = (int64_t)cfg->report_contact_cache_ms * 1000,
+		.al = &al, .abusix = cfg->report_abusix, .cache_us = (int64_t)cfg->report_contact_cache_ms * 1000,
 		.online = cfg->report_contact_lookup,
 	};
 	if (outbox_recover(db, sink_idempotent, &rs->recovered_requeued, &rs->recovered_unknown) < 0)
@@ -574,7 +574,7 @@ int reporter_run(const char *data_dir, const struct mxb_config *cfg, volatile si
 			free(err);
 			err = NULL;
 		}
-		rs->planned += ps.arf + ps.registrar + ps.xarf + ps.api + ps.digest + ps.manual;
+		rs->planned += ps.arf + ps.registrar + ps.webhost + ps.xarf + ps.api + ps.digest + ps.manual;
 		address_pass(db, cfg, &cc, mxb_now_us(), rs);
 		/* full batches mean more is due: drain on while the bucket allows */
 		for (int k = 0; k < SINK_COUNT && !*stop; k++)

@@ -7,8 +7,10 @@ way the event writer fills them) so that IPv4, IPv6, prefixes and an allowlisted
 are all present.  Consumers: nft -c/-f and ipset restore inside a network namespace
 this test creates, postmap/postmap -q, named-checkzone, rbldnsd answering dig on a
 loopback port, JSON Schema (tests/report/) for STIX 2.1 and the MISP feed plus
-recomputed SCO ids and MD5s, fail2ban-regex on the daemon's own events.jsonl, and YAML
-structure for the CrowdSec parser/scenario.
+recomputed SCO ids and MD5s, fail2ban-regex on the daemon's own events.jsonl, and
+crowdsec itself (a private config directory, local API on a loopback port, its own SQLite)
+tailing a file those events.jsonl lines are appended to, through the exported parsers and
+scenario, and importing the exported decisions.
 """
 
 import csv
@@ -30,6 +32,7 @@ from conftest import (MXBAIT_BIN, ROOT, Daemon, PASSWORD, USER, psl_with_test_tl
 
 SCHEMAS = os.path.join(ROOT, "tests", "report")
 ALLOWLISTED = "203.0.113.77"
+FAILED_LOGINS = 5        # over the CrowdSec scenario's capacity (3): it must fire
 BODY = ("Your mailbox is full. Verify now: http://login.bank-phish.test/verify?id=7\n"
         "or https://bit.ly/3aBcD and http://evil-domain.test/x/pay\n")
 
@@ -56,7 +59,7 @@ def data(tmp_path_factory):
                allowlist_networks=ALLOWLISTED, analyzer_psl_file=psl_with_test_tlds(tmp))
     d.start()
     try:
-        for _ in range(3):
+        for _ in range(FAILED_LOGINS):
             swaks(d, "--tls", "-a", "LOGIN", "--auth-user", USER,
                   "--auth-password", "wrong", "--quit-after", "AUTH",
                   port=d.port_submission)
@@ -123,7 +126,7 @@ def test_indicators_cli(data):
     assert ip["guesses"] == 20 and ip["confidence"] == 60 and "guessing" in ip["flags"]
     assert by[("ip", ALLOWLISTED)]["allowlisted"] is True
     lo = by[("ip", "127.0.0.1")]
-    assert lo["messages"] == 1 and lo["logins"] >= 1 and lo["guesses"] == 3
+    assert lo["messages"] == 1 and lo["logins"] >= 1 and lo["guesses"] == FAILED_LOGINS
     assert lo["confidence"] == 95 and "spam" in lo["flags"]
     assert any(e.startswith("msg:") for e in lo["evidence"])
     assert by[("prefix", "198.51.100.0/24")]["members"] == 5
@@ -338,6 +341,8 @@ def test_crowdsec_files(data):
     import yaml
     out = os.path.join(data["tmp"], "cs")
     mxbait("export", "-c", data["conf"], "--format", "crowdsec", "-o", out)
+    raw = yaml.safe_load(read(os.path.join(out, "mxbait-raw.yaml")))
+    assert raw["filter"] == "evt.Line.Labels.type == 'mxbait'"
     parser = yaml.safe_load(read(os.path.join(out, "mxbait-logs.yaml")))
     assert parser["onsuccess"] == "next_stage" and parser["nodes"][0]["grok"]["apply_on"]
     scen = yaml.safe_load(read(os.path.join(out, "mxbait-bf.yaml")))
@@ -356,3 +361,164 @@ def test_crowdsec_files(data):
     lines = read(os.path.join(data["dir"], "events.jsonl")).splitlines()
     hits = [l for l in lines if re.search(pat, l)]
     assert len(hits) == data["failed"]
+
+
+def crowdsec_home(tmp, port):
+    """A private CrowdSec configuration: nothing under /etc/crowdsec or /var/lib/crowdsec
+    is read or written (the grok patterns are copied; the package's offline hub index in
+    /usr/share is only read), no Central API, local API on a
+    loopback port, SQLite in tmp; mxbait's parsers next to two of the hub's."""
+    import shutil
+    cfg = os.path.join(tmp, "cfg")
+    for d in ("parsers/s00-raw", "parsers/s01-parse", "parsers/s02-enrich", "scenarios",
+              "data"):
+        os.makedirs(os.path.join(cfg, d), exist_ok=True)
+    shutil.copytree("/etc/crowdsec/patterns", os.path.join(cfg, "patterns"))
+    # as Debian enables them: syslog-logs in s00 (so a line must be accepted by some s00
+    # parser to go on) and the date parser in s02 (events dated by their "ts")
+    hub = "/usr/share/crowdsec/hub/parsers"
+    os.symlink(f"{hub}/s00-raw/crowdsecurity/syslog-logs.yaml",
+               os.path.join(cfg, "parsers/s00-raw/syslog-logs.yaml"))
+    os.symlink(f"{hub}/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
+               os.path.join(cfg, "parsers/s02-enrich/dateparse-enrich.yaml"))
+    with open(os.path.join(cfg, "profiles.yaml"), "w") as f:
+        f.write("name: ip_ban\nfilters:\n - Alert.Remediation == true && "
+                "Alert.GetScope() == \"Ip\"\ndecisions:\n - type: ban\n   duration: 4h\n"
+                "on_success: break\n")
+    with open(os.path.join(cfg, "simulation.yaml"), "w") as f:
+        f.write("simulation: off\n")
+    with open(os.path.join(cfg, "acquis.yaml"), "w") as f:
+        f.write("# replaced by the test\n")
+    conf = os.path.join(cfg, "config.yaml")
+    with open(conf, "w") as f:
+        f.write(f"""common:
+  daemonize: false
+  log_media: stdout
+  log_level: info
+  working_dir: {tmp}
+config_paths:
+  config_dir: {cfg}/
+  data_dir: {cfg}/data/
+  simulation_path: {cfg}/simulation.yaml
+  hub_dir: /usr/share/crowdsec/hub/
+  index_path: /usr/share/crowdsec/hub/.index.json
+crowdsec_service:
+  acquisition_path: {cfg}/acquis.yaml
+  parser_routines: 1
+db_config:
+  type: sqlite
+  db_path: {cfg}/data/crowdsec.db
+  use_wal: false
+api:
+  client:
+    credentials_path: {cfg}/local_api_credentials.yaml
+  server:
+    listen_uri: 127.0.0.1:{port}
+    profiles_path: {cfg}/profiles.yaml
+    trusted_ips: [127.0.0.1]
+prometheus:
+  enabled: false
+""")
+    return cfg, conf
+
+
+def cscli(conf, *args):
+    r = subprocess.run(["cscli", "-c", conf] + list(args), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def test_crowdsec(data):
+    """CrowdSec 1.4.6 (Debian) itself, running as it is deployed (agent and local API in
+    one process, tailing the file the exported acquisition names): the daemon's real
+    events.jsonl lines are appended to that file, the exported s00/s01 parsers parse
+    them, the scenario fires once for the FAILED_LOGINS failed logins and the local API
+    bans the address; the exported decisions import into the same API."""
+    import shutil
+    import socket
+    import yaml
+    out = os.path.join(data["tmp"], "cs-run")
+    mxbait("export", "-c", data["conf"], "--format", "crowdsec", "-o", out)
+    tmp = os.path.join(data["tmp"], "crowdsec")
+    port, = free_ports(1)
+    cfg, conf = crowdsec_home(tmp, port)
+    shutil.copy(os.path.join(out, "mxbait-raw.yaml"), os.path.join(cfg, "parsers/s00-raw"))
+    shutil.copy(os.path.join(out, "mxbait-logs.yaml"), os.path.join(cfg, "parsers/s01-parse"))
+    shutil.copy(os.path.join(out, "mxbait-bf.yaml"), os.path.join(cfg, "scenarios"))
+    acquis = yaml.safe_load(read(os.path.join(out, "acquis-mxbait.yaml")))
+    events = os.path.join(data["dir"], "events.jsonl")
+    assert acquis["filenames"] == [events], acquis
+    # the exported acquisition, pointed at a file of the test's own (the daemon's file
+    # stays as it is for the other tests)
+    live = os.path.join(tmp, "events.jsonl")
+    open(live, "w").close()
+    acquis["filenames"] = [live]
+    with open(os.path.join(cfg, "acquis.yaml"), "w") as f:
+        yaml.safe_dump(acquis, f)
+    cscli(conf, "machines", "add", "mxbait-test", "--auto", "--force")
+    logpath = os.path.join(tmp, "crowdsec.log")
+    with open(logpath, "w") as logf:
+        cs = subprocess.Popen(["crowdsec", "-c", conf], stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while "Starting processing data" not in read(logpath):
+            assert cs.poll() is None and time.monotonic() < deadline, read(logpath)
+            time.sleep(0.3)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert cs.poll() is None and time.monotonic() < deadline, read(logpath)
+                time.sleep(0.3)
+        log = read(logpath)
+        assert "Loaded 1 parser nodes\" file=" + os.path.join(
+            cfg, "parsers/s00-raw/mxbait-raw.yaml") in log, log
+        lines = read(events)
+        fired = []
+        # The file is tailed from its end once crowdsec has opened it: lines appended
+        # before that are not read, so append again if nothing came of it (the scenario
+        # fires once whatever: its blackhole is 5 minutes).
+        for attempt in range(4):
+            time.sleep(1 + attempt)
+            with open(live, "a") as f:
+                f.write(lines)
+            until = time.monotonic() + 15
+            while time.monotonic() < until and not fired:
+                alerts = json.loads(cscli(conf, "alerts", "list", "-o", "json")) or []
+                fired = [a for a in alerts if a["scenario"] == "mxbait/mxbait-bf"]
+                time.sleep(0.5)
+            if fired:
+                break
+        assert len(fired) == 1, read(logpath)
+        a = fired[0]
+        assert a["source"]["ip"] == "127.0.0.1" and a["capacity"] == 3
+        assert [(d["type"], d["value"]) for d in a["decisions"]] == [("ban", "127.0.0.1")]
+        # every event it counted is one of the daemon's failed logins (the lines carry
+        # their "ts", which the parser copies)
+        # (compared as times: Go's RFC 3339 drops trailing zeros of the fraction)
+        from datetime import datetime
+        failed_ts = {datetime.fromisoformat(e["ts"]) for e in data["d"].events("auth")
+                     if not e.get("success")}
+        seen = [{m["key"]: m["value"] for m in e["meta"]} for e in a["events"]]
+        assert len(seen) == 4 and all(m["log_type"] == "mxbait_auth_failed" and
+                                      datetime.fromisoformat(m["timestamp"]) in failed_ts
+                                      for m in seen), (seen, failed_ts)
+        # the decisions file: imported, listed by the API, nothing allowlisted
+        cscli(conf, "decisions", "import", "-i", os.path.join(out, "mxbait-decisions.json"))
+        # (-a: every origin; without it cscli lists only crowdsec's own decisions)
+        listed = json.loads(cscli(conf, "decisions", "list", "-a", "-o", "json", "-l", "0"))
+        imported = {d["value"]: d for al in listed for d in al["decisions"]
+                    if d["origin"] == "cscli-import"}
+        assert imported["192.0.2.10"]["type"] == "ban" and imported["192.0.2.10"]["scope"] == "Ip"
+        assert imported["2001:db8:5::9"]["scope"] == "Ip"
+        assert "127.0.0.1" in imported and ALLOWLISTED not in imported
+        assert len(imported) == len(json.loads(read(os.path.join(out, "mxbait-decisions.json"))))
+    finally:
+        cs.terminate()
+        try:
+            cs.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            cs.kill()
+            cs.wait()

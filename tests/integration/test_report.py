@@ -165,9 +165,14 @@ def smtp():
 
 
 def rdap_conf(http):
+    # The resolver (web hosts of links, Abusix) is pinned to a loopback port nobody
+    # answers on: no test depends on the machine's DNS; a web host's lookup fails at
+    # once and its report waits in `addressing` (test_web_host_contact pins a real one).
+    from conftest import free_ports
     return {"report_contact_lookup": "yes",
             "report_rdap_bootstrap_url": http.base + "/rdap/bootstrap/",
-            "report_abusix": "no"}
+            "report_abusix": "no",
+            "report_dns_server": f"127.0.0.1:{free_ports(1)[0]}"}
 
 
 # ---------------------------------------------------------------- ARF structure
@@ -485,6 +490,12 @@ def test_dry_run_by_default(base, tmp_path):
 
 # ---------------------------------------------------------------- kill -9
 
+def waits_for_dns(r):
+    """A web host's report under rdap_conf's unanswered resolver: it stays in
+    `addressing` (lookup failed, retried later) and is never sent here."""
+    return r["kind"] == "arf-host" and r["state"] == "addressing"
+
+
 def test_kill9_exactly_once(base, tmp_path, http):
     """kill -9 the reporter at random moments while it sends (the receivers answer
     slowly), restart it, until everything is settled: the webhook (which honours
@@ -511,14 +522,15 @@ def test_kill9_exactly_once(base, tmp_path, http):
             kills += 1
             try:
                 pending = [r for r in s.rows() if r["state"] in
-                           ("queued", "sending", "addressing")]
+                           ("queued", "sending", "addressing") and not waits_for_dns(r)]
             except sqlite3.Error:
                 continue
             if kills > 3 and not pending:
                 break
         st = s.run()                          # a clean pass settles what is left
         rows = s.rows()
-        assert not [r for r in rows if r["state"] in ("queued", "sending", "addressing")], \
+        assert not [r for r in rows if r["state"] in ("queued", "sending", "addressing")
+                    and not waits_for_dns(r)], \
             [(r["id"], r["state"], r["last_error"]) for r in rows if r["state"] != "sent"]
         # webhook: every report exactly once (repeats after a kill carry the same key)
         wh = [r for r in rows if r["sink"] == "webhook"]
@@ -530,7 +542,7 @@ def test_kill9_exactly_once(base, tmp_path, http):
             m = email.message_from_bytes(raw)
             ids.append(m["Message-ID"].strip("<>").split("@")[0])
         assert len(ids) == len(set(ids)), "a report was delivered twice"
-        mail = [r for r in rows if r["sink"] == "smtp"]
+        mail = [r for r in rows if r["sink"] == "smtp" and not waits_for_dns(r)]
         for r in mail:
             if r["state"] == "sent":
                 assert ids.count(r["key"]) == 1, r
@@ -580,6 +592,76 @@ def test_abusix_dns_fallback(base, tmp_path, http, smtp):
         assert db.execute("SELECT origin FROM contacts WHERE query = 'ip:192.0.2.10'"
                           ).fetchone()[0] == "abusix"
         db.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(zones, ignore_errors=True)
+
+
+def test_web_host_contact(base, tmp_path, http, smtp):
+    """The network hosting each spamvertised URL: the reporter resolves the URL's host
+    through the pinned resolver (rbldnsd answering A records on a loopback port) and
+    asks RDAP for the address's abuse contact.  A name pointing at a private address or
+    at an allowlisted one accuses nobody (no RDAP query at all); answers are cached."""
+    from conftest import free_ports
+    zones = tempfile.mkdtemp(prefix="mxbt-webhost-")
+    os.chmod(zones, 0o755)
+    with open(os.path.join(zones, "hosts.txt"), "w") as f:
+        f.write("login.bank-phish :198.51.100.80:web\n"
+                "evil-domain :10.9.8.7:private\n"
+                "dl.malware-host :192.0.2.99:allowlisted\n")
+    os.chmod(os.path.join(zones, "hosts.txt"), 0o644)
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(["rbldnsd", "-n", "-u", "nobody", "-b", f"127.0.0.1/{port}",
+                             "-w", zones, "test:dnset:hosts.txt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = subprocess.run(["dig", "+short", "-p", str(port), "@127.0.0.1",
+                                "login.bank-phish.test", "A"], capture_output=True, text=True)
+            if "198.51.100.80" in r.stdout:
+                break
+            time.sleep(0.1)
+        assert "198.51.100.80" in r.stdout, r.stdout
+        f = http.fake
+        f.rdap_ip = {"127.": "abuse@isp.test", "198.51.100.": "abuse@webhost.test",
+                     "192.0.2.": "abuse@net2.test", "10.": "abuse@private.test"}
+        s = Setup(base, tmp_path, report_smtp_url=smtp.url, allowlist_networks="192.0.2.99",
+                  **{**rdap_conf(http), "report_dns_server": f"127.0.0.1:{port}"})
+        s.run()
+        hosts = {r["subject"]: r for r in s.rows(kind="arf-host")}
+        assert set(hosts) == {"login.bank-phish.test", "evil-domain.test",
+                              "dl.malware-host.test"}, set(hosts)
+        web = hosts["login.bank-phish.test"]
+        assert web["contact_query"] == "host:login.bank-phish.test"
+        assert web["recipient"] == "abuse@webhost.test" and web["state"] == "sent", web
+        for h in ("evil-domain.test", "dl.malware-host.test"):
+            assert hosts[h]["state"] == "rejected", hosts[h]
+        asked = [p for p, *_ in f.requests if p.startswith("/rdap/ip/")]
+        assert "/rdap/ip/198.51.100.80" in asked
+        assert not [p for p in asked if p.endswith(("/10.9.8.7", "/192.0.2.99"))], asked
+        raws = [raw for _, rcpts, raw in smtp.messages if rcpts == ["abuse@webhost.test"]]
+        assert len(raws) == 1
+        msg, fields, third = arf_parts(raws[0])
+        assert "http://login.bank-phish.test/verify?id=7" in fields.get_all("Reported-URI")
+        assert VICTIM.encode() not in raws[0].lower()
+        db = sqlite3.connect(os.path.join(s.dir, "intel.db"))
+        origin = dict(db.execute("SELECT query, origin FROM contacts WHERE query LIKE"
+                                 " 'host:%'").fetchall())
+        db.close()
+        assert origin["host:login.bank-phish.test"] == "dns 198.51.100.80"
+        assert origin["host:evil-domain.test"] == "dns 10.9.8.7(not looked up)"
+        assert origin["host:dl.malware-host.test"] == "dns 192.0.2.99(not looked up)"
+        # nothing again on the next pass; the contact came from the cache
+        n, lookups = len(smtp.messages), f.count("/rdap/ip/")
+        st = s.run()
+        assert st["sent"] == 0 and len(smtp.messages) == n and f.count("/rdap/ip/") == lookups
+        # report_web_hosts = no: no such report is even planned
+        off = tmp_path / "off"
+        off.mkdir()
+        s2 = Setup(base, off, report_web_hosts="no", **rdap_conf(http))
+        s2.run()
+        assert s2.rows(kind="arf") and not s2.rows(kind="arf-host")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

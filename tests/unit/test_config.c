@@ -638,6 +638,7 @@ static void test_report_keys(void **state)
 	assert_int_equal(cfg.report_quiet_ms, 86400000);
 	assert_false(cfg.report_leak_digest);
 	assert_true(cfg.report_xarf);
+	assert_true(cfg.report_web_hosts);
 	assert_int_equal(cfg.report_interval_ms, 60000);
 	assert_int_equal(cfg.report_expiry_ms, 7 * 86400000U);
 	assert_false(cfg.report_contact_lookup);
@@ -655,6 +656,7 @@ static void test_report_keys(void **state)
 			       "report_smtp_url = smtp://127.0.0.1:2525\nreport_redact = no\n"
 			       "report_daily_budget = 100000\nreport_quiet_period = 1m\n"
 			       "report_leak_digest = yes\nreport_xarf = no\nreport_interval = 1s\n"
+			       "report_web_hosts = no\n"
 			       "report_expiry = 1h\nreport_contact_lookup = yes\n"
 			       "report_contact_cache = 30d\nreport_abusix = no\n"
 			       "report_dns_server = 127.0.0.1:5353\n"
@@ -669,6 +671,7 @@ static void test_report_keys(void **state)
 	assert_int_equal(cfg.report_quiet_ms, 60000);
 	assert_true(cfg.report_leak_digest);
 	assert_false(cfg.report_xarf);
+	assert_false(cfg.report_web_hosts);
 	assert_int_equal(cfg.report_interval_ms, 1000);
 	assert_int_equal(cfg.report_expiry_ms, 3600000);
 	assert_int_equal(cfg.report_contact_cache_ms, 30 * 86400000U);

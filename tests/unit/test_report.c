@@ -4,7 +4,8 @@
  * victim's address, a victim address in the sender, non-ASCII subjects), redaction as
  * a property over many generated messages, XARF JSON validity (SQLite's json_valid),
  * and the outbox's idempotency keys and state machine (claim, transmitting, finish,
- * crash recovery per sink kind).
+ * crash recovery per sink kind); export_time against gmtime/strftime; which web-host
+ * addresses the contact lookup may accuse.
  */
 #include <ctype.h>
 #include <setjmp.h>
@@ -14,12 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
 #include "intel/intel_db.h"
 #include "report/arf.h"
+#include "report/contact.h"
+#include "report/export.h"
+#include "util/netaddr.h"
 #include "report/outbox.h"
 #include "report/sink.h"
 
@@ -283,6 +288,59 @@ static void test_backoff(void **state)
 	}
 }
 
+/* export_time (no libc time zone code) gives what gmtime_r + strftime give. */
+static void test_export_time(void **state)
+{
+	(void)state;
+	static const int64_t samples[] = {0, 1, 999999, 1000000, 951782400123456LL /* 2000-02-29 */,
+					  1795745564987654LL, 4102444799999999LL /* 2099-12-31 */,
+					  1234567890000000LL};
+	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+		int64_t us = samples[i];
+		time_t t = (time_t)(us / 1000000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		char want[40], want_ms[48], got[40];
+		strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		strftime(want_ms, sizeof(want_ms), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(want_ms + strlen(want_ms), sizeof(want_ms) - strlen(want_ms), ".%03dZ",
+			 (int)((us / 1000) % 1000));
+		export_time(us, false, got, sizeof(got));
+		assert_string_equal(got, want);
+		export_time(us, true, got, sizeof(got));
+		assert_string_equal(got, want_ms);
+	}
+	char small[8];
+	export_time(0, false, small, sizeof(small)); /* cut, still terminated */
+	assert_int_equal(strlen(small), 7);
+	assert_int_equal(small[6], 'Z');
+}
+
+/* A web host's address is looked up (and its network told) only when it is global. */
+static void test_web_host_addresses(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *a;
+		bool ok;
+	} cases[] = {
+		{"198.51.100.80", true}, {"8.8.8.8", true},        {"2001:db8::1", true},
+		{"2a00:1450::1", true},   {"10.1.2.3", false},      {"127.0.0.1", false},
+		{"172.16.0.1", false},    {"172.31.255.255", false}, {"172.32.0.1", true},
+		{"192.168.1.1", false},   {"169.254.1.1", false},   {"100.64.0.1", false},
+		{"100.128.0.1", true},    {"0.0.0.0", false},       {"224.0.0.1", false},
+		{"255.255.255.255", false}, {"192.0.0.8", false},   {"::1", false},
+		{"fe80::1", false},       {"fd00::1", false},       {"ff02::1", false},
+		{"::ffff:10.0.0.1", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct netaddr a;
+		assert_int_equal(netaddr_parse(cases[i].a, &a), 0);
+		if (contact_address_public(&a) != cases[i].ok)
+			fail_msg("%s: expected %s", cases[i].a, cases[i].ok ? "public" : "refused");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -292,6 +350,8 @@ int main(void)
 		cmocka_unit_test(test_xarf),
 		cmocka_unit_test(test_outbox_states),
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_export_time),
+		cmocka_unit_test(test_web_host_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
