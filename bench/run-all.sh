@@ -28,4 +28,9 @@ bash "$here/guard-logwatch.sh" "$BUILD" || status=1
 # Exports of 1M indicators per format, and the reporter's outbox drain (local receivers).
 sh "$here/export-1m.sh" "$BUILD" || status=1
 /usr/bin/python3 "$here/outbox-throughput.py" "$BUILD" || status=1
+# Federation and the hub: feed verification, hub ingest from 10 sensors (a private
+# PostgreSQL 15), the sensor's queue while the hub is down (10 minutes).
+sh "$here/feed-verify.sh" "$BUILD" || status=1
+/usr/bin/python3 "$here/hub-ingest.py" "$BUILD" || status=1
+/usr/bin/python3 "$here/hub-queue.py" "$BUILD" || status=1
 exit $status

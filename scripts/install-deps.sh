@@ -10,13 +10,15 @@ libsqlite3-dev libcmocka-dev openssl libgmime-3.0-dev libpsl-dev libmagic-dev li
 libxml2-dev libidn2-dev publicsuffix nmap-common libjansson-dev libsystemd-dev libcap-dev
 nftables libcrypt-dev libmaxminddb-dev libcurl4-openssl-dev zlib1g-dev libarchive-dev
 libseccomp-dev swaks libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl curl
-netbase"
+netbase libsodium-dev libpq-dev"
 # libcrypt-dev: crypt(3) of web_auth password hashes (libxcrypt: yescrypt, SHA-crypt,
 # bcrypt); libmaxminddb-dev: countries of attackers when geoip_file is set.
 # libcurl4-openssl-dev: the reporter's SMTP/HTTPS client (src/report/sink.c), on OpenSSL.
 # zlib1g-dev: the analyzer inflates PDF FlateDecode streams (bounded); libarchive-dev:
 # it lists archive members (zip/OOXML, rar, 7z, tar, gzip, cab, iso) with their hashes, in
 # memory, never extracted to disk.
+# Federation (issue 14): libsodium-dev (Ed25519 feed signatures, sealed boxes, BLAKE2b
+# key ids), libpq-dev (the PostgreSQL hub's client library: `mxbait hub`).
 # nmap-common: its ranked nselib/data/passwords.lst is the deception policy's
 # password_list (read at run time; without it a built-in list of 20 is used).
 # The guard (issue 9): libjansson-dev (Dovecot's auth-policy JSON, nft's JSON listings),
@@ -37,7 +39,7 @@ postfix iproute2 procps strace time hydra medusa dovecot-core dovecot-imapd dove
 llvm-14 dpkg-dev debhelper lintian fakeroot debootstrap debian-archive-keyring
 systemd passwd util-linux systemd-journal-remote fail2ban chromium fonts-dejavu-core
 python3-websocket python3-jsonschema prometheus python3-aiosmtpd python3-yaml ipset
-bind9-utils bind9-dnsutils rbldnsd spamassassin crowdsec"
+bind9-utils bind9-dnsutils rbldnsd spamassassin crowdsec postgresql-15 postgresql-client-15"
 # llvm-14: llvm-symbolizer, which clang's sanitizer runtime (the fuzz build) needs to
 # print symbolized stack traces (a Recommends of clang-14).
 # dpkg-dev, debhelper, lintian, fakeroot: scripts/check-package.sh builds the Debian
@@ -48,6 +50,10 @@ bind9-utils bind9-dnsutils rbldnsd spamassassin crowdsec"
 # systemd: systemd-analyze (verify, security --offline) on the installed unit in
 # tests/integration/test_install.py.  passwd (useradd) and util-linux (setpriv,
 # runuser): the file-permission test runs as a second, unprivileged user.
+# postgresql-15, postgresql-client-15: the hub's tests and benchmarks start a private
+# server (initdb/pg_ctl as nobody in a temporary directory, unix socket only) and use
+# psql; the system cluster the package creates is stopped and its service disabled
+# below (nothing listens on 5432).
 # chromium (+ fonts-dejavu-core for legible screenshots), python3-websocket: the
 # dashboard test drives Debian's chromium headless over the DevTools protocol;
 # python3-jsonschema: the API's JSON Schemas; prometheus: its promtool checks /metrics
@@ -108,6 +114,18 @@ case " $missing " in *" dovecot-"*) units="$units dovecot.service dovecot.socket
 case " $missing " in *" fail2ban "*) units="$units fail2ban.service" ;; esac
 case " $missing " in *" prometheus "*) units="$units prometheus.service" ;; esac
 case " $missing " in *" crowdsec "*) units="$units crowdsec.service" ;; esac
+case " $missing " in *" postgresql-15 "*) units="$units postgresql.service" ;; esac
 if [ -n "$units" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	$SUDO systemctl disable --now $units >/dev/null 2>&1 || true
 fi
+# Without systemd the package's postinst starts the cluster itself: stop it, and keep
+# it from starting at boot (start.conf), so no system PostgreSQL is left running.
+case " $missing " in *" postgresql-15 "*)
+	if command -v pg_lsclusters >/dev/null 2>&1; then
+		pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+			$SUDO pg_ctlcluster "$ver" "$name" stop >/dev/null 2>&1 || true
+			[ -f "/etc/postgresql/$ver/$name/start.conf" ] &&
+				echo disabled | $SUDO tee "/etc/postgresql/$ver/$name/start.conf" >/dev/null
+		done
+	fi ;;
+esac

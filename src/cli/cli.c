@@ -55,6 +55,14 @@ const struct cli_command cli_commands[] = {
 	 cmd_export},
 	{"report", "abuse reports and submissions: the outbox and the reporter process",
 	 "list|show|send|retry|hold|optout|stats|run [OPTIONS] | --daemon", cmd_report},
+	{"keys", "this sensor's feed signing key (Ed25519): id, public key, TLS pin",
+	 "[--generate] [OPTIONS]", cmd_keys},
+	{"peers", "operators whose signed feeds this sensor pulls: add, list, remove, log",
+	 "add URL KEY [--trust N] [--name N] [--pin P] [--token-file F] [--reset] | list | remove ID"
+	 " | log [ID] [OPTIONS]", cmd_peers},
+	{"hub", "the shared PostgreSQL hub: push (the sensor's stream), migrate, stats, attackers,"
+	 " creds, campaigns, prune", "push [--once] | migrate | stats | attackers | creds | campaigns"
+	 " | prune [OPTIONS]", cmd_hub},
 	{"check", "check the configuration, TLS files, data directory and ports; create nothing",
 	 "[-c FILE] [--no-ports]", cmd_check},
 	{"prune", "delete records and captured mail older than the retention (or --older-than)",

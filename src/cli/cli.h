@@ -55,6 +55,10 @@ int cmd_handoff(int argc, char **argv);
 int cmd_indicators(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+/* federation and the hub (src/federate): cmd_keys.c, cmd_peers.c, cmd_hub.c */
+int cmd_keys(int argc, char **argv);
+int cmd_peers(int argc, char **argv);
+int cmd_hub(int argc, char **argv);
 /* storage: retention now, online backup (cmd_prune.c, cmd_backup.c) */
 int cmd_prune(int argc, char **argv);
 int cmd_backup(int argc, char **argv);

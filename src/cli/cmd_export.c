@@ -19,16 +19,17 @@
 #include "store/event.h"
 
 static const char usage[] = "--format F [-o PATH] [OPTIONS] [--kind K,...] [--since DURATION] "
-			    "[--min-confidence N] [--no-update]";
+			    "[--min-confidence N] [--no-update] [--include-peer]";
 
 int cmd_export(int argc, char **argv)
 {
 	const char *format = NULL, *out = NULL, *kind = NULL, *since = NULL, *minc = NULL,
-		   *noup = NULL;
+		   *noup = NULL, *peer = NULL;
 	const struct cli_option extra[] = {
 		{"format", true, &format}, {"output", true, &out},
 		{"kind", true, &kind},     {"since", true, &since},
 		{"min-confidence", true, &minc}, {"no-update", false, &noup},
+		{"include-peer", false, &peer},
 		{NULL, false, NULL},
 	};
 	/* -o is short for --output (cli_parse knows only the common short options). */
@@ -54,6 +55,15 @@ int cmd_export(int argc, char **argv)
 	}
 	struct export_opts eo = {.format = (enum export_format)fmt, .out_path = out,
 				 .out = stdout, .data_dir = o.data_dir};
+	if (peer) {
+		if (!export_keeps_peer(eo.format)) {
+			fprintf(stderr, "mxbait export: --include-peer: %s is a sharing format; "
+					"what peers said is never passed on (docs/federation.md)\n",
+				format);
+			return 2;
+		}
+		eo.include_peer = true;
+	}
 	if (kind) {
 		const char *bad = NULL;
 		eo.kinds = indicator_kinds_parse(kind, &bad);

@@ -444,10 +444,15 @@ static int report_run(const struct cli_opts *o, bool daemon)
 		if (o->json)
 			printf("{\"planned\":%ld,\"addressed\":%ld,\"sent\":%ld,\"duplicate\":%ld,"
 			       "\"retried\":%ld,\"rejected\":%ld,\"failed\":%ld,\"expired\":%ld,"
-			       "\"deferred\":%ld,\"recovered_requeued\":%ld,\"recovered_unknown\":%ld}\n",
+			       "\"deferred\":%ld,\"recovered_requeued\":%ld,\"recovered_unknown\":%ld,"
+			       "\"federation\":{\"published\":%ld,\"segments\":%ld,\"trap_hashes\":%ld,"
+			       "\"pulled_segments\":%ld,\"imported\":%ld,\"refused\":%ld,"
+			       "\"contradictions\":%ld,\"consensus\":%ld,\"decisions\":%ld}}\n",
 			       rs.planned, rs.addressed, rs.sent, rs.duplicate, rs.retried, rs.rejected,
 			       rs.failed, rs.expired, rs.deferred, rs.recovered_requeued,
-			       rs.recovered_unknown);
+			       rs.recovered_unknown, rs.fed_published, rs.fed_segments,
+			       rs.fed_trap_hashes, rs.fed_pulled, rs.fed_imported, rs.fed_refused,
+			       rs.fed_contradictions, rs.fed_consensus, rs.fed_decisions);
 		else
 			printf("planned %ld, addressed %ld, sent %ld, already known %ld, retry later %ld, "
 			       "rejected %ld, failed %ld, expired %ld, deferred %ld\n",

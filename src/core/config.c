@@ -53,6 +53,8 @@ static const char *check_token(const char *s);
 static const char *check_hash_mech(const char *s);
 static const char *check_backend(const char *s);
 static const char *check_host_address(const char *s);
+static const char *check_peer_action(const char *s);
+static const char *check_sensor_name(const char *s);
 
 #define OFF(f) offsetof(struct mxb_config, f)
 #define KIB 1024ULL
@@ -197,6 +199,20 @@ static const struct key_def keys[] = {
 	{ "report_webhook_token_file", K_FILE, OFF(report_webhook_token_file), 0, 0, 0 },
 	{ "report_smtp_rate", K_UINT, OFF(report_smtp_rate), 1, 100000, 0 },
 	{ "report_webhook_rate", K_UINT, OFF(report_webhook_rate), 1, 1000000, 0 },
+	{ "feed_publish", K_BOOL, OFF(feed_publish), 0, 0, 0 },
+	{ "feed_public", K_BOOL, OFF(feed_public), 0, 0, 0 },
+	{ "feed_entry_ttl", K_MS, OFF(feed_entry_ttl_ms), 3600000, 30 * 86400000U, 0 },
+	{ "feed_share_victims", K_BOOL, OFF(feed_share_victims), 0, 0, 0 },
+	{ "peer_pull_interval", K_MS, OFF(peer_pull_interval_ms), 1000, 86400000, 0 },
+	{ "peer_consensus", K_UINT, OFF(peer_consensus), 1, 100, 0 },
+	{ "peer_action", K_STR, OFF(peer_action), 0, 0, 0 },
+	{ "peer_max_entries", K_UINT, OFF(peer_max_entries), 1000, 100000000, 0 },
+	{ "hub_url", K_STR, OFF(hub_url), 0, 0, 0 },
+	{ "hub_sensor", K_STR, OFF(hub_sensor), 0, 0, 0 },
+	{ "hub_batch", K_UINT, OFF(hub_batch), 100, 1000000, 0 },
+	{ "hub_interval", K_MS, OFF(hub_interval_ms), 100, 3600000, 0 },
+	{ "hub_share_passwords", K_BOOL, OFF(hub_share_passwords), 0, 0, 0 },
+	{ "hub_retention_days", K_UINT, OFF(hub_retention_days), 0, 36500, 0 },
 	{ "log", K_LOG, OFF(log), 0, 0, 0 },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -215,6 +231,8 @@ static const struct { const char *key; const char *(*check)(const char *); } key
 	{ "divert_to", check_host_address },
 	{ "nft_path", check_abs_path },
 	{ "backend_mta", check_backend },
+	{ "peer_action", check_peer_action },
+	{ "hub_sensor", check_sensor_name },
 };
 
 static const char *(*key_check(const char *name))(const char *)
@@ -448,6 +466,20 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->report_webhook_token_file = xstrdup("");
 	cfg->report_smtp_rate = 60;
 	cfg->report_webhook_rate = 1200;
+	cfg->feed_publish = false;
+	cfg->feed_public = false;
+	cfg->feed_entry_ttl_ms = 7 * 86400000U;
+	cfg->feed_share_victims = false;
+	cfg->peer_pull_interval_ms = 300000;
+	cfg->peer_consensus = 2;
+	cfg->peer_action = xstrdup("divert");
+	cfg->peer_max_entries = 1000000;
+	cfg->hub_url = xstrdup("");
+	cfg->hub_sensor = xstrdup("");
+	cfg->hub_batch = 10000;
+	cfg->hub_interval_ms = 1000;
+	cfg->hub_share_passwords = false;
+	cfg->hub_retention_days = 0;
 	cfg->log = xstrdup("stderr");
 }
 
@@ -502,6 +534,7 @@ void config_free(struct mxb_config *cfg)
 		&cfg->report_netcraft_email, &cfg->report_netcraft_url,
 		&cfg->report_urlhaus_key_file, &cfg->report_urlhaus_url,
 		&cfg->report_webhook_url, &cfg->report_webhook_token_file,
+		&cfg->peer_action, &cfg->hub_url, &cfg->hub_sensor,
 	};
 	for (size_t i = 0; i < sizeof(report_strs) / sizeof(report_strs[0]); i++)
 		free(*report_strs[i]);
@@ -822,6 +855,27 @@ static const char *check_hash_mech(const char *s)
 	return "expected md5, sha1, sha256 or sha512 (as Dovecot's auth_policy_hash_mech)";
 }
 
+static const char *check_peer_action(const char *s)
+{
+	static const char *const ok[] = { "divert", "ban", "delay", "none" };
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (!strcmp(s, ok[i]))
+			return NULL;
+	return "expected divert, ban, delay or none";
+}
+
+/* A sensor name at the hub: letters, digits and . _ - (1-64), or empty (hostname). */
+static const char *check_sensor_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n > 64)
+		return "at most 64 characters";
+	for (const char *p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+			return "letters, digits and . _ - only";
+	return NULL;
+}
+
 int config_backend_parse(const char *s, struct mxb_backend *b)
 {
 	memset(b, 0, sizeof(*b));
@@ -917,8 +971,9 @@ static const char *check_web_auth(const char *s)
 		if (!isalnum((unsigned char)*p) && !strchr("._@-", *p))
 			return "name may have letters, digits and . _ @ - only";
 	size_t rl = (size_t)(c2 - c1 - 1);
-	if (!((rl == 4 && !strncmp(c1 + 1, "read", 4)) || (rl == 5 && !strncmp(c1 + 1, "admin", 5))))
-		return "role must be read or admin";
+	if (!((rl == 4 && !strncmp(c1 + 1, "read", 4)) || (rl == 5 && !strncmp(c1 + 1, "admin", 5)) ||
+	      (rl == 4 && !strncmp(c1 + 1, "feed", 4))))
+		return "role must be read, admin or feed";
 	const char *h = c2 + 1;
 	if (!strncmp(h, "sha256:", 7)) {
 		size_t n = 0;

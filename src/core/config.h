@@ -202,6 +202,21 @@ struct mxb_config {
 	char *report_webhook_url, *report_webhook_token_file;
 	unsigned report_smtp_rate;       /* 60 reports a minute through the smarthost */
 	unsigned report_webhook_rate;    /* 1200 requests a minute */
+	/* federation and the hub (src/federate; docs/federation.md, docs/scaling.md) */
+	bool feed_publish;               /* no: sign and publish a feed (the reporter) */
+	bool feed_public;                /* no: /feed/v1 needs a web_auth login */
+	unsigned feed_entry_ttl_ms;      /* 7d: an entry's life after it was last seen */
+	bool feed_share_victims;         /* no: recipients (victims) are never published */
+	unsigned peer_pull_interval_ms;  /* 5m */
+	unsigned peer_consensus;         /* 2: trust-weighted operators needed (K) */
+	char *peer_action;               /* divert: what a consensus address becomes */
+	unsigned peer_max_entries;       /* 1000000 kept per peer */
+	char *hub_url;                   /* "": no hub; else a libpq connection string */
+	char *hub_sensor;                /* "": the sensor's name at the hub is hostname */
+	unsigned hub_batch;              /* 10000 events per transaction */
+	unsigned hub_interval_ms;        /* 1s between catch-up checks */
+	bool hub_share_passwords;        /* no: the hub gets keyed hashes of passwords */
+	unsigned hub_retention_days;     /* 0: partitions kept; else older ones dropped */
 };
 
 /* Where the service's configuration lives (mxbait check, serve and the reading

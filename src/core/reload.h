@@ -20,8 +20,9 @@
  * memory), data_dir,
  * event_log, spool_budget, user, the storage budgets and retention (database_budget,
  * analysis_budget, event_log_budget, retention: the storage job reads them at start),
- * and every key of the guard and of the web server
- * (they read their settings at start).
+ * and every key of the guard and of the web server, feed_public included
+ * (they read their settings at start).  The other federation and hub keys are read by
+ * the reporter and `mxbait hub push` at their own start, not by this daemon.
  * A key this list does not name is reloadable.  The event log and a log file are
  * reopened by every SIGHUP (logrotate), even when nothing changed.
  */
@@ -53,7 +54,9 @@ struct mxb_config;
 		"ban_after", "divert", "divert_ports", "divert_to", "nft_path",          \
 		"nft_set_size", "backend_mta", "web_listen", "web_auth",                 \
 		"web_max_connections", "web_timeout", "web_threads", "web_auth_failures", \
-		"geoip_file"
+		"geoip_file",                                                            \
+		/* the web server's feed: public or behind a feed login (federation) */  \
+		"feed_public"
 
 /* Fill next from cur's file again (embedded defaults when cur had none), with every
  * restart-only key put back to cur's value (a warning for each that changed).

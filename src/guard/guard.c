@@ -65,6 +65,9 @@ struct guard {
 	struct event *tick_ev;
 	struct convictions conv;
 	char *request_dir;
+	char *peer_traps_path;           /* federation: peers' trap hashes for us */
+	struct timespec peer_traps_mtime;
+	off_t peer_traps_size;
 	unsigned ticks;
 	int64_t dp_smtp_us, dp_other_us; /* last Dovecot policy request per kind */
 	/* Postfix SASL through Dovecot logs one failure twice (Postfix's warning and
@@ -531,6 +534,7 @@ static void copy_field(char *dst, size_t n, const char *v)
 static void apply_request(struct guard *g, const char *text, const char *name)
 {
 	char op[16] = "", source[NETADDR_STRLEN + 8] = "", action[16] = "", reason[DECISION_REASON_LEN] = "manual";
+	char origin[DECISION_ORIGIN_LEN] = "manual"; /* manual, or peers (federation) */
 	long long duration_ms = 0;
 	const char *p = text;
 	while (*p) {
@@ -551,13 +555,16 @@ static void apply_request(struct guard *g, const char *text, const char *name)
 					copy_field(action, sizeof(action), v);
 				else if (kl == 6 && !memcmp(p, "reason", 6))
 					copy_field(reason, sizeof(reason), v);
+				else if (kl == 6 && !memcmp(p, "origin", 6) && !strcmp(v, "peers"))
+					copy_field(origin, sizeof(origin), v);
 				else if (kl == 11 && !memcmp(p, "duration_ms", 11))
 					duration_ms = strtoll(v, NULL, 10);
 			}
 		}
 		p += ll + (nl ? 1 : 0);
 	}
-	struct guard_request rq = { .reason = reason, .duration_ms = duration_ms };
+	struct guard_request rq = { .reason = reason, .duration_ms = duration_ms,
+				    .origin = origin };
 	if (netaddr_parse(source, &rq.src) != 0) {
 		log_msg(LOG_WARNING, NULL, "guard: request %s: bad source: ignored", name);
 		return;
@@ -613,9 +620,27 @@ enum guard_op_result guard_operator(struct guard *g, const struct guard_request 
 	enum decision_action act = r->op == GUARD_OP_ALLOW ? DECISION_ALLOW : r->action;
 	if (act == DECISION_NONE || (r->op == GUARD_OP_ADD && act == DECISION_ALLOW))
 		return GUARD_OP_BAD;
-	/* idempotent: the same manual decision in force is not made twice */
+	const char *origin = r->origin && !strcmp(r->origin, "peers") ? "peers" : "manual";
+	if (!strcmp(origin, "peers")) {
+		/* what peers agree on never touches a trusted source, never allows, and
+		 * never replaces a local decision (the operator's or the guard's own) */
+		if (act == DECISION_ALLOW || guard_trusted(g, &r->src)) {
+			log_msg(LOG_NOTICE, NULL, "guard: %s: peers' decision about a trusted "
+				"source %s ignored", by, src_s);
+			return GUARD_OP_TRUSTED;
+		}
+		const struct decision *local = decision_table_lookup(g->decisions, &r->src, now);
+		if (local && strcmp(local->origin, "peers")) {
+			log_msg(LOG_INFO, NULL, "guard: %s: peers' decision about %s left to the "
+				"local decision %s (%s, %s)", by, src_s, local->id,
+				decision_action_name(local->action), local->origin);
+			*d_r = *local;
+			return GUARD_OP_UNCHANGED;
+		}
+	}
+	/* idempotent: the same decision of the same origin in force is not made twice */
 	const struct decision *cur = decision_table_get(g->decisions, &r->src, now);
-	if (cur && cur->action == act && !strcmp(cur->origin, "manual")) {
+	if (cur && cur->action == act && !strcmp(cur->origin, origin)) {
 		*d_r = *cur;
 		return GUARD_OP_UNCHANGED;
 	}
@@ -624,7 +649,7 @@ enum guard_op_result guard_operator(struct guard *g, const struct guard_request 
 		      : act == DECISION_ALLOW ? UINT64_MAX : g->cfg->decision_duration_ms;
 	bool trusted = false;
 	enum decide_result res = decide(g, &r->src, act, r->reason && *r->reason ? r->reason
-							: "manual", "manual", NULL, 0, ms, d_r,
+							: "manual", origin, NULL, 0, ms, d_r,
 					&trusted);
 	if (trusted)
 		return GUARD_OP_TRUSTED;
@@ -753,12 +778,47 @@ static void handoff_stop(struct guard *g)
 	g->ho.pid = 0;
 }
 
+/* DATA_DIR/federate/peer-traps (written by the reporter, federate/consensus.c):
+ * reloaded when it changes, bounded by traps' own limit (40 MiB read at most). */
+static void load_peer_traps(struct guard *g)
+{
+	struct stat st;
+	if (!g->peer_traps_path)
+		return;
+	if (stat(g->peer_traps_path, &st) != 0) {
+		if (traps_peer_count(g->traps)) {
+			traps_set_peer(g->traps, "", 0);
+			memset(&g->peer_traps_mtime, 0, sizeof(g->peer_traps_mtime));
+		}
+		return;
+	}
+	if (st.st_mtim.tv_sec == g->peer_traps_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == g->peer_traps_mtime.tv_nsec && st.st_size == g->peer_traps_size)
+		return;
+	if (!S_ISREG(st.st_mode) || st.st_size > 40 * 1024 * 1024)
+		return;
+	int fd = open(g->peer_traps_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char *text = malloc((size_t)st.st_size + 1);
+	ssize_t got = text ? read(fd, text, (size_t)st.st_size) : -1;
+	close(fd);
+	if (got >= 0) {
+		size_t n = traps_set_peer(g->traps, text, (size_t)got);
+		g->peer_traps_mtime = st.st_mtim;
+		g->peer_traps_size = st.st_size;
+		log_msg(LOG_INFO, NULL, "guard: %zu trap hashes from peers", n);
+	}
+	free(text);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct guard *g = arg;
 	poll_requests(g);
+	load_peer_traps(g); /* a stat(2) a second; reread only when it changed */
 	if (++g->ticks % SWEEP_EVERY == 0) {
 		detect_sweep(g->detect, now_us());
 		decision_table_active(g->decisions, now_us(), NULL, NULL);
@@ -964,6 +1024,9 @@ int guard_start(struct guard *g, struct eventstore *es, const char *db_path, con
 		*err_r = strdup("guard: cannot create the requests directory");
 		return -1;
 	}
+	if (asprintf(&g->peer_traps_path, "%s/federate/peer-traps", data_dir) < 0)
+		g->peer_traps_path = NULL;
+	load_peer_traps(g);
 	eventstore_flush(es); /* the decisions table is up to date */
 	if (load_state(g, db_path, err_r) != 0)
 		return -1;
@@ -1013,6 +1076,7 @@ void guard_free(struct guard **gp)
 	convictions_free(&g->conv);
 	netset_free(&g->trusted);
 	free(g->request_dir);
+	free(g->peer_traps_path);
 	free(g);
 	*gp = NULL;
 }

@@ -102,6 +102,9 @@ struct guard_request {
 	const char *expect_id;        /* GUARD_OP_DEL: only when the decision in force
 				       * about src has this id (NULL: whichever) */
 	int64_t now_us;               /* the time of the change (0: now) */
+	const char *origin;           /* NULL: "manual"; "peers": federation consensus
+				       * (never allows, never a trusted source, never
+				       * replaces a local decision) */
 };
 
 enum guard_op_result {

@@ -11,6 +11,8 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "guard/pwhash.h"
 
@@ -23,6 +25,12 @@ struct cred {
 	char *password;
 };
 
+struct peer_hash {
+	struct peer_hash *next;
+	char tag[33];
+	char hash[129];
+};
+
 struct traps {
 	char **domains;
 	size_t n_domains;
@@ -30,6 +38,8 @@ struct traps {
 	size_t n_users;
 	struct cred *bucket[N_BUCKETS];
 	size_t n_creds;
+	struct peer_hash **peer;     /* N_BUCKETS chains by tag, allocated on first use */
+	size_t n_peer;
 };
 
 static uint32_t fnv(const char *s)
@@ -115,6 +125,8 @@ void traps_free(struct traps **tp)
 			c = n;
 		}
 	}
+	traps_set_peer(t, "", 0);
+	free(t->peer);
 	free(t);
 	*tp = NULL;
 }
@@ -172,7 +184,94 @@ bool traps_credential(const struct traps *t, const char *login, const char *pwha
 		if (strlen(h) == hl && !strcasecmp(h, pwhash))
 			return true;
 	}
+	if (t->n_peer && nonce) {
+		char tag[33];
+		traps_peer_tag(nonce, u, tag);
+		for (const struct peer_hash *p = t->peer[fnv(tag) & (N_BUCKETS - 1)]; p; p = p->next)
+			if (!strcmp(p->tag, tag) && strlen(p->hash) == hl && !strcasecmp(p->hash, pwhash))
+				return true;
+	}
 	return false;
+}
+
+void traps_peer_tag(const char *nonce, const char *canonical_user, char tag[33])
+{
+	static const char ctx[] = "mxbait-trap-user";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int ml = 0;
+	size_t ul = strlen(canonical_user);
+	unsigned char *msg = malloc(sizeof(ctx) + ul);
+	tag[0] = '\0';
+	if (!msg)
+		return;
+	memcpy(msg, ctx, sizeof(ctx)); /* with its NUL */
+	memcpy(msg + sizeof(ctx), canonical_user, ul);
+	if (HMAC(EVP_sha256(), nonce, (int)strlen(nonce), msg, sizeof(ctx) + ul, mac, &ml) && ml >= 16) {
+		static const char hex[] = "0123456789abcdef";
+		for (int i = 0; i < 16; i++) {
+			tag[2 * i] = hex[mac[i] >> 4];
+			tag[2 * i + 1] = hex[mac[i] & 15];
+		}
+		tag[32] = '\0';
+	}
+	free(msg);
+}
+
+static bool hex_token(const char *s, size_t n, size_t min, size_t max)
+{
+	if (n < min || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+size_t traps_set_peer(struct traps *t, const char *text, size_t len)
+{
+	if (t->peer) {
+		for (size_t i = 0; i < N_BUCKETS; i++) {
+			struct peer_hash *p = t->peer[i];
+			while (p) {
+				struct peer_hash *n = p->next;
+				free(p);
+				p = n;
+			}
+			t->peer[i] = NULL;
+		}
+	}
+	t->n_peer = 0;
+	if (!len)
+		return 0;
+	if (!t->peer && !(t->peer = calloc(N_BUCKETS, sizeof(*t->peer))))
+		return 0;
+	for (size_t i = 0; i < len && t->n_peer < TRAPS_MAX;) {
+		const char *line = text + i;
+		const char *nl = memchr(line, '\n', len - i);
+		size_t ll = nl ? (size_t)(nl - line) : len - i;
+		i += ll + 1;
+		const char *sp = memchr(line, ' ', ll);
+		if (!sp)
+			continue;
+		size_t tl = (size_t)(sp - line), hl = ll - tl - 1;
+		if (!hex_token(line, tl, 32, 32) || !hex_token(sp + 1, hl, 2, 128))
+			continue;
+		struct peer_hash *p = calloc(1, sizeof(*p));
+		if (!p)
+			break;
+		memcpy(p->tag, line, 32);
+		memcpy(p->hash, sp + 1, hl);
+		uint32_t b = fnv(p->tag) & (N_BUCKETS - 1);
+		p->next = t->peer[b];
+		t->peer[b] = p;
+		t->n_peer++;
+	}
+	return t->n_peer;
+}
+
+size_t traps_peer_count(const struct traps *t)
+{
+	return t->n_peer;
 }
 
 bool traps_credential_plain(const struct traps *t, const char *username, const char *password)

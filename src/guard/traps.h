@@ -10,6 +10,7 @@
  * mailboxes) convict on any use.  User names compare in canonical form: lower case,
  * a served domain stripped (alice, Alice and alice@example.com are one user).
  * Bounded: at most TRAPS_MAX credentials (further ones are counted, not kept).
+ * Peers' trap hashes (traps_set_peer) are matched by traps_credential too.
  */
 #ifndef MXB_GUARD_TRAPS_H
 #define MXB_GUARD_TRAPS_H
@@ -34,6 +35,17 @@ bool traps_credential(const struct traps *t, const char *login, const char *pwha
 /* Does (username, password) match one (log lines never have it; tests and the CLI)? */
 bool traps_credential_plain(const struct traps *t, const char *username, const char *password);
 size_t traps_count(const struct traps *t);
+
+/* Peers' trap credentials (federation, docs/federation.md): never the pairs, only a
+ * tag of the canonical user name and the pair's Dovecot hashes under OUR nonce, as a
+ * peer computed them for us.  text: "TAG HASH" lines (the reporter's file
+ * DATA_DIR/federate/peer-traps); replaces the previous set; bounded by TRAPS_MAX.
+ * Returns the number kept. */
+size_t traps_set_peer(struct traps *t, const char *text, size_t len);
+size_t traps_peer_count(const struct traps *t);
+/* The tag of a canonical user name: HMAC-SHA256 keyed with the Dovecot nonce over
+ * "mxbait-trap-user" NUL user, first 16 bytes in lowercase hex (33 bytes with NUL). */
+void traps_peer_tag(const char *nonce, const char *canonical_user, char tag[33]);
 /* Canonical user name into out; -1 when empty, too long or with control bytes. */
 int traps_canonical(const struct traps *t, const char *username, char *out, size_t outlen);
 

@@ -498,8 +498,8 @@ int indicators_each(sqlite3 *db, const struct indicator_filter *f, indicator_fn 
 	buf_puts(&q, "SELECT id, kind, value, source, parent, flags, evidence, note, first_seen_us,"
 		     " last_seen_us, guesses, probes, messages, logins, members, confidence,"
 		     " updated_us FROM indicators WHERE kind = ?4 AND +confidence >= ?1"
-		     " AND +last_seen_us >= ?2");
-	if (!f->include_peer)
+		     " AND +last_seen_us >= ?2 AND +updated_us > ?5");
+	if (!f->include_peer || f->purpose != IND_SELF)
 		buf_puts(&q, " AND source = 'local'");
 	buf_puts(&q, " ORDER BY kind, value, source LIMIT ?3");
 	sqlite3_stmt *st = NULL;
@@ -517,6 +517,7 @@ int indicators_each(sqlite3 *db, const struct indicator_filter *f, indicator_fn 
 		sqlite3_bind_int64(st, 2, f->since_us);
 		sqlite3_bind_int64(st, 3, left);
 		sqlite3_bind_text(st, 4, kind_names[k], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, f->updated_after_us > 0 ? f->updated_after_us : -1);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			struct indicator ind = {
 				.id = sqlite3_column_int64(st, 0),

@@ -60,11 +60,24 @@ struct indicator {
 	int64_t updated_us;   /* when the derivation last changed it */
 };
 
+/* Where the rows go: THE boundary against circular reporting (docs/federation.md).
+ * What was learned from peers never leaves the operator: feeds, abuse reports,
+ * submissions and the sharing formats (MISP, STIX, AbuseIPDB, CrowdSec, CSV) walk
+ * with IND_SHARE, which returns source = 'local' rows only whatever include_peer
+ * says; only the operator's own enforcement (firewall sets, Postfix maps, RPZ,
+ * rbldnsd, plain lists, the CLI) may ask for consensus peer rows, with IND_SELF. */
+enum indicator_purpose {
+	IND_SHARE = 0,         /* the default: leaves the operator */
+	IND_SELF,              /* stays with the operator */
+};
+
 struct indicator_filter {
 	unsigned kinds;        /* IND_BIT mask; 0: every kind */
 	int64_t since_us;      /* last seen at or after; 0: any */
 	int min_confidence;    /* 0-100 */
-	bool include_peer;     /* default: local only */
+	bool include_peer;     /* consensus peer rows too (only with IND_SELF) */
+	enum indicator_purpose purpose;
+	int64_t updated_after_us; /* changed by a derivation after this; 0: any */
 	long limit;            /* 0: all */
 };
 

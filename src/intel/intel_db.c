@@ -94,6 +94,71 @@ static const char *const migrations[] = {
 	" incidents INTEGER NOT NULL DEFAULT 0," /* seen since the last quiet period */
 	" reported INTEGER NOT NULL DEFAULT 0,"  /* of which a report was made */
 	" last_us INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+	/* 1 -> 2: federation (src/federate/, docs/federation.md): the peers this sensor
+	 * pulls, what each said (with who and when: provenance), its trap hashes for us,
+	 * contradictions, security events, our own published segments, and consensus. */
+	"CREATE TABLE peers ("
+	" id TEXT PRIMARY KEY,"          /* key id: 16 hex of BLAKE2b(public key) */
+	" key TEXT NOT NULL,"            /* ed25519:BASE64 */
+	" url TEXT NOT NULL,"            /* base URL of the feed (.../feed/v1) */
+	" name TEXT,"
+	" trust REAL NOT NULL DEFAULT 1," /* the operator's weight, 0-10 */
+	" contradictions INTEGER NOT NULL DEFAULT 0," /* each halves the weight */
+	" pin TEXT,"                     /* TLS public key pin (sha256//BASE64) */
+	" token_file TEXT,"              /* bearer token for the peer's web_auth */
+	" added_us INTEGER NOT NULL,"
+	" last_seq INTEGER NOT NULL DEFAULT 0," /* last segment accepted */
+	" last_hash TEXT NOT NULL DEFAULT '',"  /* its SHA-256: the chain continues here */
+	" manifest_us INTEGER NOT NULL DEFAULT 0," /* created time of the last manifest */
+	" pulled_us INTEGER NOT NULL DEFAULT 0,"
+	" next_pull_us INTEGER NOT NULL DEFAULT 0,"
+	" status TEXT NOT NULL DEFAULT 'new'," /* new ok gap replay rollback signature error */
+	" last_error TEXT,"
+	" gaps INTEGER NOT NULL DEFAULT 0, replays INTEGER NOT NULL DEFAULT 0,"
+	" rollbacks INTEGER NOT NULL DEFAULT 0, bad_signatures INTEGER NOT NULL DEFAULT 0,"
+	" profile TEXT,"                 /* their trap profile (JSON), opened from a box */
+	" traps_sent_us INTEGER NOT NULL DEFAULT 0," /* our trap hashes for them, last time */
+	" traps_sent INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE peer_entries ("
+	" peer TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,"
+	" flags TEXT NOT NULL DEFAULT '',"
+	" first_seen_us INTEGER NOT NULL DEFAULT 0, last_seen_us INTEGER NOT NULL DEFAULT 0,"
+	" expires_us INTEGER NOT NULL,"
+	" confidence INTEGER NOT NULL DEFAULT 0,"
+	" guesses INTEGER NOT NULL DEFAULT 0, probes INTEGER NOT NULL DEFAULT 0,"
+	" messages INTEGER NOT NULL DEFAULT 0, logins INTEGER NOT NULL DEFAULT 0,"
+	" members INTEGER NOT NULL DEFAULT 0,"
+	" minhash BLOB,"
+	" seq INTEGER NOT NULL,"         /* the segment that said it */
+	" received_us INTEGER NOT NULL,"
+	" PRIMARY KEY(peer, kind, value)) WITHOUT ROWID;"
+	"CREATE INDEX peer_entries_kv ON peer_entries(kind, value);"
+	"CREATE INDEX peer_entries_expires ON peer_entries(expires_us);"
+	"CREATE TABLE peer_traps ("
+	" peer TEXT NOT NULL, tag TEXT NOT NULL, hash TEXT NOT NULL,"
+	" expires_us INTEGER NOT NULL, seq INTEGER NOT NULL, received_us INTEGER NOT NULL,"
+	" PRIMARY KEY(peer, tag, hash)) WITHOUT ROWID;"
+	"CREATE TABLE peer_contradictions ("
+	" peer TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,"
+	" seen_us INTEGER NOT NULL, reason TEXT,"
+	" PRIMARY KEY(peer, kind, value)) WITHOUT ROWID;"
+	"CREATE TABLE peer_log ("
+	" id INTEGER PRIMARY KEY, ts_us INTEGER NOT NULL, peer TEXT NOT NULL,"
+	" what TEXT NOT NULL,"           /* gap replay rollback signature malformed error */
+	" detail TEXT);"
+	"CREATE TABLE feed_segments ("
+	" seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, created_us INTEGER NOT NULL,"
+	" entries INTEGER NOT NULL);"
+	"CREATE TABLE consensus ("
+	" kind TEXT NOT NULL, value TEXT NOT NULL,"
+	" weight REAL NOT NULL, operators INTEGER NOT NULL,"
+	" since_us INTEGER NOT NULL, acted_us INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY(kind, value)) WITHOUT ROWID;"
+	/* a peer's campaign that is one of ours by MinHash (analysis.db campaigns) */
+	"CREATE TABLE campaign_links ("
+	" peer TEXT NOT NULL, key TEXT NOT NULL, local_key TEXT,"  /* NULL: none found */
+	" similarity REAL NOT NULL DEFAULT 0, linked_us INTEGER NOT NULL,"
+	" PRIMARY KEY(peer, key)) WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

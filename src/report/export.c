@@ -722,13 +722,34 @@ static int collect_prefix(void *ctx, const struct indicator *ind)
 	return 0;
 }
 
-static int walk(sqlite3 *db, struct ex *x, unsigned kinds)
+bool export_keeps_peer(enum export_format f)
+{
+	switch (f) {
+	case EXP_NFT: case EXP_IPSET: case EXP_POSTFIX_CIDR: case EXP_POSTFIX_ACCESS:
+	case EXP_PLAIN: case EXP_RPZ: case EXP_RBLDNSD:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The filter of every walk: peer rows only where the format keeps them (the boundary
+ * itself is in indicators_each, intel/indicator.h). */
+static struct indicator_filter walk_filter(const struct export_opts *o, unsigned kinds)
 {
 	struct indicator_filter f = {
 		.kinds = kinds,
-		.since_us = x->o->since_us,
-		.min_confidence = x->o->min_confidence,
+		.since_us = o->since_us,
+		.min_confidence = o->min_confidence,
+		.include_peer = o->include_peer,
+		.purpose = export_keeps_peer(o->format) ? IND_SELF : IND_SHARE,
 	};
+	return f;
+}
+
+static int walk(sqlite3 *db, struct ex *x, unsigned kinds)
+{
+	struct indicator_filter f = walk_filter(x->o, kinds);
 	int rc = indicators_each(db, &f, each_row, x);
 	flush_buf(x, true);
 	return rc < 0 || x->io_error ? -1 : 0;
@@ -1127,9 +1148,7 @@ int export_run(sqlite3 *db, const struct export_opts *o, struct export_stats *st
 			       "flush set inet mxbait blocklist4\nflush set inet mxbait blocklist6\n");
 		/* Prefixes first, so that their member IPs can be left out (an interval set
 		 * refuses an address inside a listed prefix). */
-		struct indicator_filter pf = {.kinds = kinds & K(PREFIX),
-					      .since_us = o->since_us,
-					      .min_confidence = o->min_confidence};
+		struct indicator_filter pf = walk_filter(o, kinds & K(PREFIX));
 		if (pf.kinds && indicators_each(db, &pf, collect_prefix, &x) != 0)
 			rc = -1;
 		/* One walk (the rows in order); the IPv6 set follows the IPv4 one. */

@@ -59,7 +59,13 @@ struct export_opts {
 	const char *data_dir;      /* fail2ban/crowdsec: where events.jsonl lives */
 	const char *event_log;     /* its path (NULL: data_dir/events.jsonl) */
 	int64_t now_us;            /* generation time (0: now) */
+	bool include_peer;         /* consensus peer rows too: only the operator's own
+				    * enforcement formats take them (export_keeps_peer) */
 };
+
+/* May format f carry what was learned from peers (the operator's own enforcement:
+ * nft, ipset, Postfix maps, plain, RPZ, rbldnsd)?  Never the sharing formats. */
+bool export_keeps_peer(enum export_format f);
 
 struct export_stats {
 	long written;              /* entries written */

@@ -2,6 +2,7 @@
  * reporter: the passes of the reporter process (see reporter.h).
  */
 #include "report/reporter.h"
+#include "federate/federate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -453,6 +454,47 @@ static size_t drain_sink(sqlite3 *db, const struct mxb_config *cfg, struct sink 
 	return exhausted ? 0 : fetched;
 }
 
+/* Signed feeds (docs/federation.md): publish, pull the peers, consensus.  Only when
+ * feed_publish is on or peers were added. */
+static void federation_pass(sqlite3 *db, const char *data_dir, const struct mxb_config *cfg,
+			    const struct allowlist *al, int sources, bool force,
+			    struct reporter_stats *rs)
+{
+	sqlite3_stmt *q = NULL;
+	long peers = 0;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM peers", -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		peers = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	if (!cfg->feed_publish && peers == 0)
+		return;
+	struct fed_key key;
+	char *err = NULL;
+	if (fed_key_load(data_dir, true, &key, &err) < 0) {
+		fprintf(stderr, "mxbait report: federation: %s\n", err ? err : "no key");
+		free(err);
+		return;
+	}
+	struct fed_ctx fc = {.db = db, .data_dir = data_dir, .cfg = cfg, .al = al, .key = &key,
+			     .sources = sources, .now_us = mxb_now_us(),
+			     .ca_file = cfg->report_ca_file, .force_pull = force};
+	struct fed_stats fs;
+	if (federate_pass(&fc, &fs, &err) < 0) {
+		fprintf(stderr, "mxbait report: federation: %s\n", err ? err : "failed");
+		free(err);
+	}
+	fed_key_clear(&key);
+	rs->fed_published += fs.published;
+	rs->fed_segments += fs.segments;
+	rs->fed_trap_hashes += fs.trap_hashes;
+	rs->fed_pulled += fs.pulled_segments;
+	rs->fed_imported += fs.imported;
+	rs->fed_refused += fs.refused;
+	rs->fed_contradictions += fs.contradictions;
+	rs->fed_consensus = fs.consensus;
+	rs->fed_decisions += fs.decisions;
+}
+
 int reporter_run(const char *data_dir, const struct mxb_config *cfg, volatile sig_atomic_t *stop,
 		 bool once, struct reporter_stats *rs)
 {
@@ -523,6 +565,7 @@ int reporter_run(const char *data_dir, const struct mxb_config *cfg, volatile si
 			free(err);
 			err = NULL;
 		}
+		federation_pass(db, data_dir, cfg, &al, sources, once, rs);
 		struct plan_ctx pc = {.db = db, .sources = sources, .cfg = cfg, .al = &al, .id = &id,
 				      .data_dir = data_dir, .sinks = &ss, .now_us = mxb_now_us()};
 		struct plan_stats ps;

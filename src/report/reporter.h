@@ -24,6 +24,9 @@ struct mxb_config;
 struct reporter_stats {
 	long planned, addressed, sent, duplicate, retried, rejected, failed, expired, deferred;
 	long recovered_requeued, recovered_unknown;
+	/* federation (src/federate/federate.h, struct fed_stats) */
+	long fed_published, fed_segments, fed_trap_hashes, fed_pulled, fed_imported,
+		fed_refused, fed_contradictions, fed_consensus, fed_decisions;
 };
 
 /* once: a single pass; else passes every report_interval until *stop.  Returns 0, or

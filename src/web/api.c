@@ -26,6 +26,7 @@
 
 #include "analyze/analyze.h"
 #include "core/config.h"
+#include "federate/feed_path.h"
 #include "query/attackers.h"
 #include "query/creds.h"
 #include "query/decisions.h"
@@ -1382,13 +1383,47 @@ void *web_cache_thread(void *arg)
 	return NULL;
 }
 
+/* /feed/v1/...: this sensor's signed feed, files the reporter wrote (federate/). */
+static void serve_feed(const struct web_shared *sh, struct web_job *j)
+{
+	char path[4400];
+	if ((j->method != EVHTTP_REQ_GET && j->method != EVHTTP_REQ_HEAD) ||
+	    fed_request_file(sh->cfg->data_dir, j->path, path, sizeof(path)) != 0) {
+		web_job_error(j, 404, "no such feed file");
+		return;
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		web_job_error(j, 404, "no such feed file (feed_publish off, or pruned)");
+		return;
+	}
+	j->fd = fd;
+	j->file_len = sb.st_size;
+	j->kind = REPLY_FILE;
+	j->status = 200;
+	j->content_type = "text/plain; charset=utf-8";
+}
+
 void web_api_handle(const struct web_shared *sh, struct web_worker_db *wdb, struct web_job *j)
 {
 	j->status = 500;
 	j->kind = REPLY_BODY;
 	j->age_s = -1;
+	if (fed_is_feed_request(j->path)) {
+		if (!sh->cfg->feed_public && !authorise(sh, j))
+			return;
+		serve_feed(sh, j);
+		return;
+	}
 	if (!authorise(sh, j))
 		return;
+	if (j->role == WEB_ROLE_FEED) {
+		web_job_error(j, 403, "this login may read /feed/v1/ only");
+		return;
+	}
 	int method = j->method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : j->method;
 	if (method == EVHTTP_REQ_GET && serve_asset(j))
 		return;
@@ -1453,7 +1488,7 @@ bool web_api_fast(const struct web_shared *sh, struct web_job *j)
 		if (!j->authz)
 			return false; /* the worker answers 401 */
 		j->role = web_auth_check_cached(sh->auth, j->authz, j->user);
-		if (j->role == WEB_ROLE_NONE)
+		if (j->role == WEB_ROLE_NONE || j->role == WEB_ROLE_FEED)
 			return false; /* unknown yet, or wrong: the worker checks the hash */
 	} else {
 		j->role = WEB_ROLE_READ;

@@ -53,7 +53,8 @@ struct web_auth {
 
 const char *web_role_name(enum web_role r)
 {
-	return r == WEB_ROLE_ADMIN ? "admin" : r == WEB_ROLE_READ ? "read" : "none";
+	return r == WEB_ROLE_ADMIN ? "admin" : r == WEB_ROLE_READ ? "read"
+	       : r == WEB_ROLE_FEED ? "feed" : "none";
 }
 
 static int64_t mono_ms(void)
@@ -101,7 +102,9 @@ struct web_auth *web_auth_new(char *const *entries, size_t n, unsigned failures_
 			return NULL;
 		}
 		memcpy(c->name, e, (size_t)(c1 - e));
-		c->role = !strncmp(c1 + 1, "admin:", 6) ? WEB_ROLE_ADMIN : WEB_ROLE_READ;
+		c->role = !strncmp(c1 + 1, "admin:", 6)  ? WEB_ROLE_ADMIN
+			  : !strncmp(c1 + 1, "feed:", 5) ? WEB_ROLE_FEED
+							 : WEB_ROLE_READ;
 		const char *h = c2 + 1;
 		if (!strncmp(h, "sha256:", 7) && strlen(h + 7) == 64) {
 			c->token = true;

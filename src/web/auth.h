@@ -24,7 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum web_role { WEB_ROLE_NONE = 0, WEB_ROLE_READ = 1, WEB_ROLE_ADMIN = 2 };
+/* feed: a peer's login, allowed /feed/v1/ only (docs/federation.md). */
+enum web_role { WEB_ROLE_NONE = 0, WEB_ROLE_READ = 1, WEB_ROLE_ADMIN = 2, WEB_ROLE_FEED = 3 };
 
 struct web_auth;
 

@@ -65,6 +65,20 @@ def test_meson_install_lays_out_a_service(tmp_path):
     for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
                  "NoNewPrivileges=yes", "CapabilityBoundingSet=", "AmbientCapabilities="):
         assert line + "\n" in runit, line
+    # the hub pusher's unit (outbound too) as hardened, with no capability at all
+    # (test_hub.py runs both the reporter and the pusher read-only but the state directory)
+    side = {"mxbait-report.service": runits[0]}
+    hunits = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
+              if f == "mxbait-hub.service"]
+    assert len(hunits) == 1 and os.path.dirname(hunits[0]) == os.path.dirname(units[0]), hunits
+    side["mxbait-hub.service"] = hunits[0]
+    hunit = open(hunits[0]).read()
+    assert f"ExecStart={exe} hub push -c /etc/mxbait/mxbait.conf\n" in hunit
+    for line in ("User=mxbait", "StateDirectory=mxbait", "UMask=0077", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "SystemCallFilter=@system-service",
+                 "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes"):
+        assert line + "\n" in hunit, line
+    assert "AmbientCapabilities=CAP" not in hunit
     sysusers = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
                 if dp.endswith("sysusers.d")]
     assert sysusers and open(sysusers[0]).read().count("u mxbait") == 1
@@ -90,3 +104,8 @@ def test_meson_install_lays_out_a_service(tmp_path):
                            capture_output=True, text=True, timeout=120)
         m = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
         assert m and float(m.group(1)) <= 2.5, r.stdout[-500:]
+        for path in side.values():
+            r = subprocess.run(["systemd-analyze", "security", "--offline=yes", path],
+                               capture_output=True, text=True, timeout=120)
+            m = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
+            assert m and float(m.group(1)) <= 2.5, (path, r.stdout[-500:])

@@ -20,14 +20,17 @@ import subprocess
 
 import pytest
 
-from conftest import ACCEPT_RE, DOMAIN, PASSWORD, USER, marker, swaks
+from conftest import ACCEPT_RE, DOMAIN, MXBAIT_BIN, PASSWORD, USER, marker, sanitizer_env, swaks
 
 
 
 @pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed "
                     "(scripts/install-deps.sh test installs it)")
 def test_no_outbound_connection(make_daemon):
-    d = make_daemon(strace=True)
+    # Federation and the hub configured too: the daemon serves the signed feed the
+    # reporter wrote, and never connects to peers or to the hub itself.
+    d = make_daemon(strace=True, feed_publish=True,
+                    hub_url="host=192.0.2.1 port=5432 dbname=mxbait connect_timeout=1")
     # A workload that would make a careless daemon deliver, relay or look something up.
     swaks(d, "--from", "a@example.net", "--to", f"alice@{DOMAIN}", "--header",
           "Subject: " + marker())
@@ -52,6 +55,13 @@ def test_no_outbound_connection(make_daemon):
     if shutil.which("nmap"):
         subprocess.run(["nmap", "-n", "-Pn", "-sT", "-p", str(d.port_smtp), "--script",
                         "+smtp-open-relay", d.host], capture_output=True, timeout=180)
+    r = subprocess.run([MXBAIT_BIN, "report", "run", "-c", d.conf_path], capture_output=True,
+                       timeout=180, env=sanitizer_env())
+    assert r.returncode == 0, r.stderr
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.port_web}/feed/v1/manifest",
+                                timeout=20) as resp:
+        assert resp.status == 200 and b"mxbait-manifest/1" in resp.read()
     n_msgs = len(d.spool("new"))
     assert n_msgs >= 2, f"workload captured only {n_msgs} messages: it did not run"
     problems = d.stop()

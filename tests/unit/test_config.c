@@ -606,7 +606,7 @@ static void test_web_keys(void **state)
 		     "dashboard and API then require TLS and a login)");
 	expect_error("web_auth = ops\n", "t.conf:1: web_auth: ops: expected NAME:ROLE:HASH");
 	expect_error("web_auth = ops:root:sha256:00\n",
-		     "t.conf:1: web_auth: ops:root:sha256:00: role must be read or admin");
+		     "t.conf:1: web_auth: ops:root:sha256:00: role must be read, admin or feed");
 	expect_error("web_auth = ops:read:sha256:00\n",
 		     "t.conf:1: web_auth: ops:read:sha256:00: sha256: needs 64 hex digits");
 	expect_error("web_auth = ops:read:plaintext\n",
@@ -694,6 +694,64 @@ static void test_report_keys(void **state)
 		     "t.conf:1: report_abuseipdb_key_file: /nonexistent/key: No such file or "
 		     "directory");
 	expect_error("report_ca_file = /tmp\n", "t.conf:1: report_ca_file: /tmp: not a regular file");
+}
+
+/* Federation and the hub (docs/federation.md, docs/scaling.md). */
+static void test_federation_keys(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_false(cfg.feed_publish);
+	assert_false(cfg.feed_public);
+	assert_false(cfg.feed_share_victims);
+	assert_int_equal(cfg.feed_entry_ttl_ms, 7 * 86400000U);
+	assert_int_equal(cfg.peer_pull_interval_ms, 300000);
+	assert_int_equal(cfg.peer_consensus, 2);
+	assert_string_equal(cfg.peer_action, "divert");
+	assert_int_equal(cfg.peer_max_entries, 1000000);
+	assert_string_equal(cfg.hub_url, "");
+	assert_string_equal(cfg.hub_sensor, "");
+	assert_int_equal(cfg.hub_batch, 10000);
+	assert_int_equal(cfg.hub_interval_ms, 1000);
+	assert_false(cfg.hub_share_passwords);
+	assert_int_equal(cfg.hub_retention_days, 0);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg,
+			       "feed_publish = yes\nfeed_public = yes\nfeed_entry_ttl = 1h\n"
+			       "feed_share_victims = yes\npeer_pull_interval = 10s\n"
+			       "peer_consensus = 3\npeer_action = ban\npeer_max_entries = 5000\n"
+			       "hub_url = host=/run/pg port=5433 dbname=mxbait\nhub_sensor = edge-1\n"
+			       "hub_batch = 500\nhub_interval = 250ms\nhub_share_passwords = yes\n"
+			       "hub_retention_days = 90\n", &err), 0);
+	assert_true(cfg.feed_publish && cfg.feed_public && cfg.feed_share_victims);
+	assert_int_equal(cfg.feed_entry_ttl_ms, 3600000);
+	assert_int_equal(cfg.peer_pull_interval_ms, 10000);
+	assert_int_equal(cfg.peer_consensus, 3);
+	assert_string_equal(cfg.peer_action, "ban");
+	assert_int_equal(cfg.peer_max_entries, 5000);
+	assert_string_equal(cfg.hub_url, "host=/run/pg port=5433 dbname=mxbait");
+	assert_string_equal(cfg.hub_sensor, "edge-1");
+	assert_int_equal(cfg.hub_batch, 500);
+	assert_int_equal(cfg.hub_interval_ms, 250);
+	assert_true(cfg.hub_share_passwords);
+	assert_int_equal(cfg.hub_retention_days, 90);
+	config_free(&cfg);
+	expect_error("peer_action = reboot\n",
+		     "t.conf:1: peer_action: expected divert, ban, delay or none");
+	expect_error("peer_consensus = 0\n", "t.conf:1: peer_consensus: out of range (1 to 100)");
+	expect_error("hub_sensor = bad name\n",
+		     "t.conf:1: hub_sensor: letters, digits and . _ - only");
+	expect_error("hub_batch = 10\n", "t.conf:1: hub_batch: out of range (100 to 1000000)");
+	expect_error("feed_entry_ttl = 1m\n",
+		     "t.conf:1: feed_entry_ttl: out of range (3600000ms to 2592000000ms)");
+	expect_error("web_auth = peer:feeder:sha256:00\n",
+		     "t.conf:1: web_auth: peer:feeder:sha256:00: role must be read, admin or feed");
+	assert_int_equal(parse(&cfg, "web_auth = peer:feed:sha256:"
+			       "0000000000000000000000000000000000000000000000000000000000000000\n",
+			       &err), 0);
+	config_free(&cfg);
 }
 
 /* The records' disk budgets and retention: defaults, 0 = off, lower bounds, units
@@ -891,6 +949,7 @@ int main(void)
 		cmocka_unit_test(test_guard_keys),
 		cmocka_unit_test(test_web_keys),
 		cmocka_unit_test(test_report_keys),
+		cmocka_unit_test(test_federation_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
