@@ -133,6 +133,9 @@ else
 fi
 
 mnt() { mount "$@" && MOUNTS="${!#} $MOUNTS"; }
+# The root a mount point of its own, as / is on a machine: tests that make a private
+# mount namespace run `mount --make-rslave /`, which fails on a plain directory.
+mnt --bind "$root" "$root" || die "bind-mount the root onto itself"
 mnt -t proc proc "$root/proc" || die "mount proc"
 mnt -t sysfs sysfs "$root/sys" || die "mount sys"
 mnt --bind /dev "$root/dev" || die "mount dev"
