@@ -262,8 +262,13 @@ def test_event_amplification_and_budgets(make_daemon):
     swaks(d, "--from", "a@example.net", "--to", f"alice@{DOMAIN}", "--header",
           f"Subject: {mark}", check=0)
     path, data, ev = assert_captured(d, mark)
-    assert db_rows(db, "SELECT count(*) FROM messages WHERE spool = ?",
-                   (os.path.basename(path),))[0][0] == 1
+    # The writer appends a batch's lines to the event log just before it commits the
+    # batch's rows: the message event can be read a moment before its row.
+    deadline = time.monotonic() + 10
+    while db_rows(db, "SELECT count(*) FROM messages WHERE spool = ?",
+                  (os.path.basename(path),))[0][0] != 1:
+        assert time.monotonic() < deadline, "the captured message has no messages row"
+        time.sleep(0.1)
     assert "database_budget" in d.stderr_text(), "no warning logged for the budget"
 
 
