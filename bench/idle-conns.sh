@@ -5,7 +5,7 @@
 #                                        missing or sanitized: bench/out/build is built here)
 #
 # Environment: COUNT (connections, default 10000), SETTLE (seconds held before reading
-# /proc, default 5), KEEP=1 keeps the temp dir.
+# /proc, default 5), KINDS (default "smtp imap smtps"), KEEP=1 keeps the temp dir.
 # For each listener kind (smtp: plain SMTP on the MX role; imap: plain IMAP; smtps:
 # implicit TLS, so each connection also holds a finished TLS session) it starts a fresh
 # `mxbait serve` with max_connections = 20000 and the per-IP/per-prefix/rate limits off,
@@ -93,7 +93,7 @@ EOF
 echo
 echo "idle connections: $COUNT held to mxbait serve ($MXBAIT), greeting read, then silence; settle ${SETTLE}s"
 printf '%-7s %6s %10s %10s %10s %10s %9s %8s\n' kind held "RSS before" "RSS held" "HWM held" "B/conn" "open s" "children"
-for kind in smtp imap smtps; do
+for kind in ${KINDS:-smtp imap smtps}; do
 	case $kind in
 	smtp) port=$P_SMTP ;;
 	imap) port=$P_IMAP ;;
