@@ -145,8 +145,9 @@ static void tri_bool(struct mxb_event *ev, const char *key, int v)
 		mxb_event_bool(ev, key, v != 0);
 }
 
+/* by: who asked (an operator's change), NULL for the guard's own decisions */
 static void emit_decision(struct guard *g, const struct decision *d, const char *op,
-			  int64_t ts_us)
+			  const char *by, int64_t ts_us)
 {
 	struct mxb_event *ev = mxb_event_new("decision");
 	if (!ev)
@@ -167,6 +168,10 @@ static void emit_decision(struct guard *g, const struct decision *d, const char 
 	else
 		mxb_event_null(ev, "duration_ms");
 	mxb_event_int(ev, "level", d->level);
+	if (by)
+		mxb_event_str(ev, "by", by);
+	else
+		mxb_event_null(ev, "by");
 	/* at the decision's own time: the decisions table's created_us is this ts */
 	emit_at(g, ev, ts_us, d->id, src, 0);
 }
@@ -225,7 +230,7 @@ static void drop_narrower(void *arg, const struct decision *d)
 static enum decide_result decide(struct guard *g, const struct netaddr *src,
 				 enum decision_action act, const char *reason, const char *origin,
 				 const char *const *ev, size_t n_ev, uint64_t duration_ms,
-				 struct decision *out_r, bool *trusted_r)
+				 const char *by, struct decision *out_r, bool *trusted_r)
 {
 	if (act != DECISION_ALLOW && netset_contains(&g->trusted, src)) {
 		if (trusted_r)
@@ -254,11 +259,11 @@ static enum decide_result decide(struct guard *g, const struct netaddr *src,
 	if (r != DECIDE_NEW)
 		return r;
 	if (replaced) {
-		emit_decision(g, &old, "del", now);
+		emit_decision(g, &old, "del", by, now);
 		if (set_of(old.action) != set_of(d.action))
 			enforce(g, &old, NFT_OP_DEL, now);
 	}
-	emit_decision(g, &d, "add", now);
+	emit_decision(g, &d, "add", by, now);
 	if (g->nft && !netaddr_is_host(&d.src)) {
 		const struct decision *wide = decision_table_get(g->decisions, &d.src, now);
 		struct narrower n = { g, wide, now };
@@ -283,7 +288,8 @@ static void apply_convictions(struct guard *g)
 		const char *ev[DECISION_EVIDENCE_MAX];
 		for (size_t j = 0; j < k->n_evidence; j++)
 			ev[j] = k->evidence[j];
-		decide(g, &k->src, k->action, k->reason, "guard", ev, k->n_evidence, 0, NULL, NULL);
+		decide(g, &k->src, k->action, k->reason, "guard", ev, k->n_evidence, 0, NULL, NULL,
+		       NULL);
 	}
 	convictions_reset(&g->conv);
 }
@@ -344,7 +350,8 @@ enum guard_answer guard_auth(struct guard *g, const struct guard_auth_obs *o, un
 		const char *ev[1] = { id };
 		/* a trap convicts even a correct password: the pair is known to attackers */
 		if (trap)
-			decide(g, &o->ip, DECISION_DIVERT, trap_reason, "guard", ev, 1, 0, NULL, NULL);
+			decide(g, &o->ip, DECISION_DIVERT, trap_reason, "guard", ev, 1, 0, NULL, NULL,
+			       NULL);
 		if (o->success >= 0 && !o->record_only) {
 			struct detect_auth a = {
 				.ip = o->ip, .id = id, .username = o->username, .pwhash = o->pwhash,
@@ -421,7 +428,8 @@ void guard_rcpt(struct guard *g, const struct guard_rcpt_obs *o)
 	if (!trusted) {
 		const char *ev[1] = { id };
 		if (trap)
-			decide(g, &o->ip, DECISION_DIVERT, "trap_user", "guard", ev, 1, 0, NULL, NULL);
+			decide(g, &o->ip, DECISION_DIVERT, "trap_user", "guard", ev, 1, 0, NULL, NULL,
+			       NULL);
 		if (o->known == 0 && !o->record_only) {
 			detect_rcpt_unknown(g->detect, &o->ip, id, at ? at + 1 : NULL, now_us(),
 					    &g->conv);
@@ -611,7 +619,7 @@ enum guard_op_result guard_operator(struct guard *g, const struct guard_request 
 			return GUARD_OP_NOT_FOUND;
 		if (decision_table_remove(g->decisions, &r->src, now, d_r) != 0)
 			return GUARD_OP_NOT_FOUND;
-		emit_decision(g, d_r, "del", now);
+		emit_decision(g, d_r, "del", r->by, now);
 		enforce(g, d_r, NFT_OP_DEL, now);
 		log_msg(LOG_NOTICE, NULL, "guard: decision %s about %s (%s) removed by %s", d_r->id,
 			src_s, decision_action_name(d_r->action), by);
@@ -649,7 +657,7 @@ enum guard_op_result guard_operator(struct guard *g, const struct guard_request 
 		      : act == DECISION_ALLOW ? UINT64_MAX : g->cfg->decision_duration_ms;
 	bool trusted = false;
 	enum decide_result res = decide(g, &r->src, act, r->reason && *r->reason ? r->reason
-							: "manual", origin, NULL, 0, ms, d_r,
+							: "manual", origin, NULL, 0, ms, r->by, d_r,
 					&trusted);
 	if (trusted)
 		return GUARD_OP_TRUSTED;

@@ -121,6 +121,7 @@ enum mxb_field_type {
 	X(decision, evidence, MXB_FT_STRING_ARRAY, false)   \
 	X(decision, duration_ms, MXB_FT_INT, true)          \
 	X(decision, level, MXB_FT_INT, false)               \
+	X(decision, by, MXB_FT_STRING, true)                \
 	X(message_recovered, queue_id, MXB_FT_STRING, false) \
 	X(message_recovered, spool, MXB_FT_STRING, false)   \
 	X(message_recovered, sha256, MXB_FT_STRING, false)  \

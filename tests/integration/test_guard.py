@@ -138,7 +138,7 @@ def test_user_spray_across_sources(env):
     assert got == set(sources), evs
     ids = {e["session"] for e in d.events("guard_auth") if e["src_ip"] in sources}
     for e in evs:
-        assert e["action"] == "divert" and e["origin"] == "guard" and e["op"] == "add"
+        assert e["action"] == "divert" and e["origin"] == "guard" and e["op"] == "add" and e["by"] is None
         assert e["duration_ms"] == 3600000 and e["level"] == 0
         assert e["evidence"] and set(e["evidence"]) <= ids, (e, ids)
     # the next try of any of them is refused by the policy before the password is checked

@@ -568,6 +568,7 @@ def test_actions(hostile):
     assert 3599e6 <= dec["expires_us"] - dec["created_us"] <= 3600e6
     ev = d.wait_events("decision", src_ip=src)
     assert ev and ev[0]["op"] == "add" and ev[0]["duration_ms"] == 3600000 and ev[0]["session"] == dec["id"]
+    assert ev[0]["by"] == "web user boss from 127.0.0.1", ev[0]
     assert f"asked for by web user boss from 127.0.0.1" in d.stderr_text()
     assert post("decision-allow", {"source": src})["result"] == "unchanged"
     # The list (and the CLI) show the same object the action answered.
@@ -582,7 +583,8 @@ def test_actions(hostile):
     r = post("decision-release", {"source": src, "id": dec["id"]})
     assert r["result"] == "done" and r["decision"]["state"] == "removed" and r["decision"]["ended_us"]
     post("decision-release", {"source": src}, status=404)
-    assert d.wait_events("decision", src_ip=src, op="del")
+    dels = d.wait_events("decision", src_ip=src, op="del")
+    assert dels and dels[0]["by"] == "web user boss from 127.0.0.1", dels
     assert f"removed by web user boss from 127.0.0.1" in d.stderr_text()
 
     # Reports: hold, release (with a recipient), retry.
