@@ -434,9 +434,6 @@ static int publish_traps(struct pub *p)
 
 /* ---- pruning and the manifest ---- */
 
-static int64_t cursor_get(sqlite3 *db, const char *name);
-static int cursor_set(sqlite3 *db, const char *name, int64_t v);
-
 static void prune(struct pub *p, uint64_t *oldest_r)
 {
 	const struct fed_ctx *c = p->c;
@@ -479,9 +476,9 @@ static int write_manifest(struct pub *p, uint64_t oldest)
 		return -1;
 	/* strictly increasing, even if the clock stepped back: subscribers refuse an older
 	 * manifest as a replay */
-	int64_t last = cursor_get(c->db, "feed_manifest");
+	int64_t last = intel_cursor_get(c->db, "feed_manifest");
 	m->created_us = c->now_us > last ? c->now_us : last + 1;
-	cursor_set(c->db, "feed_manifest", m->created_us);
+	intel_cursor_set(c->db, "feed_manifest", m->created_us);
 	m->head = p->head;
 	m->oldest = oldest;
 	snprintf(m->head_hash, sizeof(m->head_hash), "%s", p->head_hash);
@@ -526,35 +523,6 @@ static int write_manifest(struct pub *p, uint64_t oldest)
 	return rc;
 }
 
-static int64_t cursor_get(sqlite3 *db, const char *name)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v = 0;
-	if (sqlite3_prepare_v2(db, "SELECT value FROM cursors WHERE name = ?1", -1, &st, NULL) ==
-	    SQLITE_OK) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			v = sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	return v;
-}
-
-static int cursor_set(sqlite3 *db, const char *name, int64_t v)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = -1;
-	if (sqlite3_prepare_v2(db, "INSERT INTO cursors(name, value) VALUES(?1, ?2)"
-				   " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-			       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, v);
-		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
 int fed_publish(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 {
 	if (mkdirs(c->data_dir) != 0) {
@@ -565,7 +533,7 @@ int fed_publish(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 	struct pub p = {.c = c, .st = st};
 	load_head(c->db, &p.head, p.head_hash);
 	adopt_orphans(&p);
-	int64_t cursor = cursor_get(c->db, "feed_published");
+	int64_t cursor = intel_cursor_get(c->db, "feed_published");
 	p.max_updated = cursor;
 	if (c->sources & INTEL_HAS_ANALYSIS)
 		sqlite3_prepare_v2(c->db, "SELECT rep_minhash FROM an.campaigns WHERE key = ?1", -1,
@@ -595,10 +563,10 @@ int fed_publish(const struct fed_ctx *c, struct fed_stats *st, char **err_r)
 		sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		rc = record_segments(c->db, p.recs, p.n_recs);
 		if (rc == 0)
-			rc = cursor_set(c->db, "feed_published", p.max_updated);
+			rc = intel_cursor_set(c->db, "feed_published", p.max_updated);
 		sqlite3_exec(c->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
 	} else if (rc == 0 && p.max_updated > cursor) {
-		rc = cursor_set(c->db, "feed_published", p.max_updated);
+		rc = intel_cursor_set(c->db, "feed_published", p.max_updated);
 	}
 	free(p.recs);
 	if (rc != 0) {

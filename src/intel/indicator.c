@@ -308,7 +308,7 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t dflt)
 	return v;
 }
 
-static int64_t cursor_get(sqlite3 *db, const char *name)
+int64_t intel_cursor_get(sqlite3 *db, const char *name)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t v = 0;
@@ -322,7 +322,7 @@ static int64_t cursor_get(sqlite3 *db, const char *name)
 	return v;
 }
 
-static int cursor_set(sqlite3 *db, const char *name, int64_t v)
+int intel_cursor_set(sqlite3 *db, const char *name, int64_t v)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
@@ -363,7 +363,7 @@ static long event_batch(sqlite3 *db, const char *cursor, const char *table, cons
 		set_err(err_r, db, "intel.db");
 		return -1;
 	}
-	int64_t lo = cursor_get(db, cursor);
+	int64_t lo = intel_cursor_get(db, cursor);
 	char q[128];
 	snprintf(q, sizeof(q), "SELECT max(id) FROM ev.%s", table);
 	int64_t max = query_int(db, q, 0);
@@ -374,7 +374,7 @@ static long event_batch(sqlite3 *db, const char *cursor, const char *table, cons
 	int64_t hi = max - lo > BATCH_ROWS ? lo + BATCH_ROWS : max;
 	int64_t stamp = batch_stamp(db);
 	if (exec1(db, sql, lo, hi, stamp, NULL) < 0 || finish_batch(db, stamp, touched) < 0 ||
-	    cursor_set(db, cursor, hi) < 0) {
+	    intel_cursor_set(db, cursor, hi) < 0) {
 		set_err(err_r, db, table);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
@@ -393,7 +393,7 @@ static long analysis_batch(sqlite3 *db, bool have_events, long *touched, char **
 		set_err(err_r, db, "intel.db");
 		return -1;
 	}
-	int64_t lo = cursor_get(db, "an_messages");
+	int64_t lo = intel_cursor_get(db, "an_messages");
 	int64_t max = query_int(db, "SELECT max(id) FROM an.messages", 0);
 	if (max <= lo) {
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -430,7 +430,7 @@ static long analysis_batch(sqlite3 *db, bool have_events, long *touched, char **
 	if (rc == 0)
 		rc = finish_batch(db, stamp, touched);
 	if (rc == 0)
-		rc = cursor_set(db, "an_messages", hi);
+		rc = intel_cursor_set(db, "an_messages", hi);
 	if (rc < 0) {
 		set_err(err_r, db, "analysis.db");
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

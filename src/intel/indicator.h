@@ -102,4 +102,9 @@ int indicators_each(struct sqlite3 *db, const struct indicator_filter *f, indica
 /* Does the space-separated list contain the token? */
 bool indicator_has_flag(const struct indicator *ind, const char *flag);
 
+/* A named position in intel.db's cursors table (how far a pass has read: the
+ * indicator derivation, the feed publisher): 0 when never set.  set: 0 or -1. */
+int64_t intel_cursor_get(struct sqlite3 *db, const char *name);
+int intel_cursor_set(struct sqlite3 *db, const char *name, int64_t v);
+
 #endif
