@@ -106,6 +106,7 @@ struct conn {
 	bool admitted;
 	bool committing;
 	bool logged_in;       /* the engine reported a user: post-login idle timeout */
+	uint64_t durable_wait; /* answers held until this account save is durable */
 	void *gen;            /* settings generation the session's engine config is from */
 	const char *pending_reason; /* conn_end() asked while a commit was in flight */
 	const char *pending_engine;
@@ -250,10 +251,84 @@ static void top_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, 
 	out_count(arg, info->n_added, info->n_deleted);
 }
 
+/* ---- answers that wait for a durable account save ----
+ *
+ * The credential policy saves a newly cracked account from inside the engine call
+ * that answers "235 Authentication successful" (IMAP "OK", POP3 "+OK").  An attacker
+ * told so must find the account after a crash, so this connection's answers, that one
+ * and every later one, stay in c->out and its input is not read until the event
+ * store's writer has committed the save with synchronous=FULL (a few ms).  Engine calls
+ * run one at a time on the loop thread, so a save number that advanced during a call
+ * is that call's. */
+static void durable_wake_cb(evutil_socket_t fd, short what, void *arg);
+
+static void durable_notify(void *arg)
+{
+	event_active(arg, EV_READ, 0); /* writer thread: only wake the loop */
+}
+
+/* Called when the engine answers and after each engine call: hold this connection's
+ * answers if the call queued a save that is not durable yet. */
+static void durable_check(struct conn *c)
+{
+	struct conn_server *srv = c->srv;
+	if (!srv->events)
+		return;
+	uint64_t queued = eventstore_durable_queued(srv->events);
+	if (queued == srv->durable_seen)
+		return;
+	srv->durable_seen = queued;
+	if (eventstore_durable_done(srv->events) >= queued)
+		return;
+	if (!srv->durable_ev) {
+		srv->durable_ev = event_new(srv->base, -1, 0, durable_wake_cb, srv);
+		if (!srv->durable_ev)
+			return; /* cannot wait: answer at once, as before */
+		eventstore_set_durable_notify(srv->events, durable_notify, srv->durable_ev);
+	}
+	if (!c->durable_wait)
+		srv->n_durable_held++;
+	c->durable_wait = queued;
+}
+
+static void conn_flush_out(struct conn *c);
+static void conn_defer_run(struct conn *c);
+
+static void durable_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn_server *srv = arg;
+	if (!srv->n_durable_held || !srv->events)
+		return;
+	uint64_t done = eventstore_durable_done(srv->events);
+	for (struct conn *c = srv->conns; c; c = c->next) {
+		if (!c->durable_wait || c->durable_wait > done)
+			continue;
+		c->durable_wait = 0;
+		srv->n_durable_held--;
+		if (c->dead)
+			continue;
+		conn_flush_out(c);
+		if (!c->dead)
+			conn_defer_run(c); /* read on, or act on what the engine asked */
+	}
+}
+
+static void durable_release(struct conn *c)
+{
+	if (c->durable_wait) {
+		c->durable_wait = 0;
+		c->srv->n_durable_held--;
+	}
+}
+
 /* Move the gathered replies to the bufferevent (no checks: may run inside an engine
  * call). */
 static void conn_move_out(struct conn *c)
 {
+	if (c->durable_wait)
+		return; /* held in c->out until the account save is durable */
 	if (c->out.len && c->bev && !c->free_scheduled)
 		evbuffer_add(bufferevent_get_output(c->bev), c->out.data, c->out.len);
 	buf_reset(&c->out);
@@ -277,6 +352,7 @@ static void conn_set_timeouts(struct conn *c);
  * timeout, as Dovecot's login process hands over to imap/pop3. */
 static void conn_after_engine(struct conn *c)
 {
+	durable_check(c);
 	conn_flush_out(c);
 	if (!c->dead && !c->logged_in && c->s && c->eng->auth_user(c->s)) {
 		c->logged_in = true;
@@ -290,6 +366,7 @@ static void conn_after_engine(struct conn *c)
 static void conn_free(struct conn *c)
 {
 	struct conn_server *srv = c->srv;
+	durable_release(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -359,6 +436,12 @@ static void conn_close(struct conn *c, const char *reason, bool flush)
 	if (c->dead)
 		return;
 	c->dead = true;
+	/* Answers still held for a durable save are dropped with the session (the save
+	 * was not confirmed: the client must not be told it succeeded). */
+	if (c->durable_wait) {
+		buf_reset(&c->out);
+		durable_release(c);
+	}
 	/* A session that ended holds no message: whatever was open goes back to the
 	 * spool now, not when the connection is freed after lingering (and never after
 	 * the spool is gone: conn_server_teardown). */
@@ -430,7 +513,8 @@ static void op_send(void *ctx, const char *data, size_t len)
 	struct conn *c = ctx;
 	if (c->dead || c->out_overflow)
 		return;
-	if (c->out.len + len > OUTPUT_SOFT) {
+	durable_check(c);
+	if (c->out.len + len > OUTPUT_SOFT && !c->durable_wait) {
 		/* a big answer: what is gathered goes first, big pieces go straight on */
 		conn_move_out(c);
 		if (len > OUTPUT_SOFT) {
@@ -772,7 +856,7 @@ static void conn_tls_failed(struct conn *c, const char *why)
 static void conn_run(struct conn *c)
 {
 	int feeds = 0;
-	while (!c->dead && c->susp == SUSP_NONE) {
+	while (!c->dead && c->susp == SUSP_NONE && !c->durable_wait) {
 		if (c->out_blocked) {
 			if (out_pending(c) > OUTPUT_RESUME)
 				return; /* conn_writecb resumes */
@@ -810,8 +894,8 @@ static void conn_run(struct conn *c)
 			return;
 		}
 	}
-	if (c->dead)
-		return;
+	if (c->dead || c->durable_wait)
+		return; /* durable_wake_cb runs the connection again */
 	switch (c->susp) {
 	case SUSP_STARTTLS:
 		conn_starttls(c);
@@ -1144,4 +1228,9 @@ void conn_server_teardown(struct conn_server *srv, struct spool **spool)
 	/* 3. Nothing a connection holds refers to the spool now. */
 	conn_free_all(srv);
 	profile_ctxs_free(srv);
+	if (srv->durable_ev) {
+		eventstore_set_durable_notify(srv->events, NULL, NULL); /* no wake after this */
+		event_free(srv->durable_ev);
+		srv->durable_ev = NULL;
+	}
 }

@@ -78,6 +78,10 @@ struct conn_server {
 	struct conn *conns;
 	size_t n_conns;
 	bool shutting_down;
+	/* Answers held until an account save is durable (eventstore_durable_queued). */
+	uint64_t durable_seen;       /* the last save number a connection was checked for */
+	struct event *durable_ev;    /* woken by the event store's writer thread */
+	size_t n_durable_held;
 	size_t out_queued;     /* bytes in every connection's output buffers */
 };
 

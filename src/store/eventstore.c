@@ -236,6 +236,12 @@ struct eventstore {
 	uint64_t *durable_set;
 	size_t durable_n, durable_cap;
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
+	/* Urgent (durable-at-once) saves numbered as queued, and how far the writer is
+	 * with them (eventstore_durable_queued/done); durable_notify wakes a waiting host. */
+	uint64_t urgent_seq, urgent_done;
+	unsigned test_durable_delay_ms; /* MXBAIT_TEST_DURABLE_DELAY_MS (tests only) */
+	void (*durable_notify)(void *ctx);
+	void *durable_notify_ctx;
 	int flushers;
 	bool stop;
 	enum writer_state writer;
@@ -406,6 +412,9 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 	}
 	es->jsonl_fd = -1;
 	es->queue_limit = QUEUE_LIMIT_DEFAULT;
+	const char *delay = getenv("MXBAIT_TEST_DURABLE_DELAY_MS");
+	if (delay && *delay)
+		es->test_durable_delay_ms = (unsigned)strtoul(delay, NULL, 10) % 60000;
 	es->writer = W_EXITED;
 	pthread_mutex_init(&es->mu, NULL);
 	pthread_condattr_t ca;
@@ -651,8 +660,10 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
 	 * batch that first saves it is committed at once, durably.  Later saves of the same
 	 * pair (failed guesses against a cracked account) batch as usual. */
 	bool urgent = r.password && !durable_known(es, pair_hash(r.username, r.password));
-	if (urgent)
+	if (urgent) {
 		es->urgent_accts++;
+		es->urgent_seq++;
+	}
 	if (es->n_accts == 1 || urgent)
 		pthread_cond_signal(&es->cv);
 	pthread_mutex_unlock(&es->mu);
@@ -669,6 +680,46 @@ drop:
 void eventstore_account_hook(void *es, const struct deception_account *a)
 {
 	eventstore_save_account(es, a);
+}
+
+uint64_t eventstore_durable_queued(struct eventstore *es)
+{
+	if (!es)
+		return 0;
+	pthread_mutex_lock(&es->mu);
+	uint64_t n = es->urgent_seq;
+	pthread_mutex_unlock(&es->mu);
+	return n;
+}
+
+uint64_t eventstore_durable_done(struct eventstore *es)
+{
+	if (!es)
+		return 0;
+	pthread_mutex_lock(&es->mu);
+	uint64_t n = es->urgent_done;
+	pthread_mutex_unlock(&es->mu);
+	return n;
+}
+
+void eventstore_set_durable_notify(struct eventstore *es, void (*fn)(void *ctx), void *ctx)
+{
+	if (!es)
+		return;
+	pthread_mutex_lock(&es->mu);
+	es->durable_notify = fn;
+	es->durable_notify_ctx = ctx;
+	pthread_mutex_unlock(&es->mu);
+}
+
+/* The writer finished with the urgent saves up to upto (mu held). */
+static void durable_progress(struct eventstore *es, uint64_t upto)
+{
+	if (upto <= es->urgent_done)
+		return;
+	es->urgent_done = upto;
+	if (es->durable_notify)
+		es->durable_notify(es->durable_notify_ctx);
 }
 
 bool eventstore_flush(struct eventstore *es)
@@ -1027,6 +1078,7 @@ struct acct_batch {
 	size_t n;
 	uint64_t new_drops;
 	bool durable;  /* one of them has a password: commit with synchronous=FULL */
+	uint64_t urgent_upto; /* es->urgent_seq when the batch was taken */
 	/* Set by mark_superseded(): a later save of the same username in this batch wins
 	 * (a guessing flood saves one account's failure count once per guess). */
 	bool *superseded;
@@ -1273,7 +1325,7 @@ static void *writer_thread(void *arg)
 		/* Every pending account save goes with this batch (they are small). */
 		struct acct_batch ab = {es->accts, es->n_accts,
 					es->accts_dropped - es->accts_dropped_recorded,
-					es->urgent_accts > 0, NULL};
+					es->urgent_accts > 0, es->urgent_seq, NULL};
 		es->accts = NULL;
 		es->n_accts = es->alloc_accts = 0;
 		es->urgent_accts = 0;
@@ -1288,6 +1340,12 @@ static void *writer_thread(void *arg)
 		if (wal_changed)
 			apply_wal_limit(es, wal_limit);
 		mark_superseded(&ab);
+		if (ab.durable && es->test_durable_delay_ms) {
+			/* Test hook: a slow disk, so tests can see who waits for the commit. */
+			struct timespec d = {es->test_durable_delay_ms / 1000,
+					     (long)(es->test_durable_delay_ms % 1000) * 1000000L};
+			nanosleep(&d, NULL);
+		}
 		struct timespec c0, c1;
 		clock_gettime(CLOCK_MONOTONIC, &c0);
 		bool ok = commit_batch(es, batch, n, new_drops, &ab, &lines, offs, log_budget,
@@ -1323,6 +1381,7 @@ static void *writer_thread(void *arg)
 			acct_rec_free(&ab.recs[i]);
 		free(ab.recs);
 		free(ab.superseded);
+		durable_progress(es, ab.urgent_upto);
 		pthread_cond_broadcast(&es->done_cv);
 		if (es->db_budget) {
 			/* The database budget, enforced by the only writer of the events:
@@ -1345,6 +1404,7 @@ static void *writer_thread(void *arg)
 		}
 	}
 	es->writer = W_EXITED;
+	durable_progress(es, es->urgent_seq); /* nobody may wait for a writer that is gone */
 	pthread_cond_broadcast(&es->done_cv);
 	pthread_mutex_unlock(&es->mu);
 	buf_free(&lines);

@@ -34,6 +34,22 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
 /* The same with the signature of the policy's save hook (deception_save_fn):
  * cfg.save = eventstore_account_hook, cfg.save_ctx = es. */
 void eventstore_account_hook(void *es, const struct deception_account *a);
+/* Saves that must be durable at once (the first save of a cracked or fixed account's
+ * password) are numbered in the order they were queued.  A host that must not answer
+ * before such a save is on disk (a client told "235 Authentication successful" must
+ * find the account after a crash) remembers eventstore_durable_queued() after the call
+ * that made the save and holds its answer until eventstore_durable_done() reaches it.
+ * "Done" means the writer finished with the save: committed with synchronous=FULL, or
+ * given up on (a failed transaction is logged; the policy still holds the account), or
+ * the writer stopped; so no host waits forever.  The notify function (NULL: none) is
+ * called on the writer thread, with the store's lock held, whenever done advances: it
+ * must only wake the host's loop (event_active()).  Set it from the loop thread; setting
+ * NULL guarantees no call after the return. */
+/* Test hook: MXBAIT_TEST_DURABLE_DELAY_MS=N in the environment makes the writer sleep N
+ * ms before committing a batch with such a save (a slow disk). */
+uint64_t eventstore_durable_queued(struct eventstore *es);
+uint64_t eventstore_durable_done(struct eventstore *es);
+void eventstore_set_durable_notify(struct eventstore *es, void (*fn)(void *ctx), void *ctx);
 /* Block until everything submitted (events and account saves) so far is committed
  * (tests, shutdown).  Never waits for a writer thread that is not running: returns
  * false when something submitted could not be committed that way. */

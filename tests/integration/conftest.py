@@ -141,6 +141,7 @@ class Daemon:
         self.proc = None
         self.pid = None
         self.stopped = False
+        self.extra_env = {}  # test hooks (MXBAIT_TEST_*) for this daemon
         cfg = {
             "hostname": HOSTNAME,
             "local_domains": DOMAIN,
@@ -182,6 +183,7 @@ class Daemon:
             env = sanitizer_env(":".join(filter(None, ["detect_leaks=0", self.asan])))
             cmd = ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg,accept,accept4",
                    "-o", self.strace_log] + cmd
+        env.update(self.extra_env)
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err,
