@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1172,6 +1173,46 @@ static void test_log_budget(void **state)
 	rm_paths(&p);
 }
 
+/* Numbered durable saves: only the first save of a password counts, done catches up
+ * after the commit, and the notify hook fires on the writer's progress. */
+static atomic_int notified;
+static void count_notify(void *ctx)
+{
+	(void)ctx;
+	atomic_fetch_add(&notified, 1);
+}
+
+static void test_durable_numbers(void **state)
+{
+	(void)state;
+	struct paths p;
+	make_paths(&p);
+	char *err = NULL;
+	struct eventstore *es = eventstore_open(p.db, NULL, &err);
+	assert_non_null(es);
+	eventstore_set_durable_notify(es, count_notify, NULL);
+	assert_int_equal(eventstore_durable_queued(es), 0);
+	save(es, "alice", NULL, 1, 4, 0, 0);          /* a failure: nothing durable */
+	eventstore_flush(es);
+	assert_int_equal(eventstore_durable_queued(es), 0);
+	save(es, "alice", "123456", 4, 4, 1795000000123456, 0); /* the crack */
+	assert_int_equal(eventstore_durable_queued(es), 1);
+	eventstore_flush(es);
+	assert_int_equal(eventstore_durable_done(es), 1);
+	assert_true(atomic_load(&notified) >= 1);
+	save(es, "alice", "123456", 5, 4, 1795000000123456, 0); /* same pair: on disk */
+	assert_int_equal(eventstore_durable_queued(es), 1);
+	save(es, "bob", "password", 5, 5, 1795000000999999, 0);
+	assert_int_equal(eventstore_durable_queued(es), 2);
+	eventstore_set_durable_notify(es, NULL, NULL);
+	int before = atomic_load(&notified);
+	eventstore_flush(es);
+	assert_int_equal(eventstore_durable_done(es), 2);
+	assert_int_equal(atomic_load(&notified), before); /* removed: not called */
+	eventstore_close(&es);
+	assert_int_equal(eventstore_durable_queued(NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1188,6 +1229,7 @@ int main(void)
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_derived_match_contract),
 		cmocka_unit_test(test_log_budget),
+		cmocka_unit_test(test_durable_numbers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
