@@ -231,25 +231,36 @@ bool conv_session_set(struct conv_session *s, const char *key, const char *value
 			snprintf(err, errlen, "%s: not a number: %s", key, value);
 			return false;
 		}
+		/* memcpy: the field's address is computed from a byte offset */
 		char *f = (char *)s + t->off;
+		bool b = n != 0;
+		unsigned u = n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
+		size_t z = (size_t)n;
 		switch (t->kind) {
 		case K_BOOL:
-			*(bool *)f = n != 0;
+			memcpy(f, &b, sizeof(b));
 			break;
 		case K_UINT:
-			*(unsigned *)f = n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
+			memcpy(f, &u, sizeof(u));
 			break;
 		case K_SIZE:
-			*(size_t *)f = (size_t)n;
+			memcpy(f, &z, sizeof(z));
 			break;
 		case K_U64:
-			*(uint64_t *)f = n;
+			memcpy(f, &n, sizeof(n));
 			break;
 		}
 		return true;
 	}
 	snprintf(err, errlen, "no setting \"%s\" for %s", key, s->proto->name);
 	return false;
+}
+
+bool conv_session_set_num(struct conv_session *s, const char *key, uint64_t value)
+{
+	char v[32], err[128];
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)value);
+	return conv_session_set(s, key, v, err, sizeof(err));
 }
 
 const char *conv_session_proto_name(const struct conv_session *s)

@@ -67,6 +67,8 @@ bool conv_session_setup(struct conv_session *s, const char *listener, char *err,
  * false when the key means nothing for it or the value is bad. */
 bool conv_session_set(struct conv_session *s, const char *key, const char *value,
 		      char *err, size_t errlen);
+/* The same with a number (the fuzzers' limits). */
+bool conv_session_set_num(struct conv_session *s, const char *key, uint64_t value);
 /* Make the session (implicit TLS: the handshake facts first) and queue the greeting. */
 bool conv_session_start(struct conv_session *s);
 /* Client bytes: one write (step 0) or writes of step bytes; stops once the server
