@@ -298,9 +298,6 @@ enum {
 				 * are bad ("OK [CLOSED]" first: SELECT, EXAMINE) */
 	ICMD_MESSAGE = 1 << 5,  /* its literals are a message (APPEND): framed up to
 				 * imap_literal_max, charged to the memory budgets first */
-	ICMD_LAST = 1 << 6,     /* must end the client's write: bytes after it in the
-				 * same read are the plaintext injection of RFC 3501
-				 * 6.2.1, recorded (the host throws them away) */
 };
 
 struct imap_cmd {
@@ -330,10 +327,6 @@ static int cmd_may_run(struct imap_session *s, const struct imap_cmd *cmd,
 		cmd->plaintext(s, c);
 		return 1;
 	}
-	size_t rest;
-	const char *more = session_pending(&s->sess, &rest);
-	if ((cmd->flags & ICMD_LAST) && rest > 0)
-		offence(s, "starttls_injection", more, rest);
 	return 0;
 }
 
@@ -719,7 +712,7 @@ static const struct imap_cmd cmd_table[] = {
 	{"LOGOUT", PRE, NULL, NULL, cmd_logout},
 	{"ENABLE", PRE, NULL, NULL, pre_enable},
 	{"ID", PRE, NULL, NULL, cmd_id},
-	{"STARTTLS", PRE | ICMD_LAST, check_starttls, NULL, pre_starttls},
+	{"STARTTLS", PRE, check_starttls, NULL, pre_starttls},
 	{"LOGIN", PRE | ICMD_TLS, imap_login_check, imap_login_plaintext, imap_pre_login},
 	{"AUTHENTICATE", PRE | ICMD_TLS, imap_authenticate_check, imap_authenticate_plaintext,
 	 imap_pre_authenticate},
