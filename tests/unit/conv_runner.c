@@ -431,7 +431,8 @@ static void fail_at(struct run *r, const char *fmt, ...)
 static void show(const char *label, const char *p, size_t len, bool pattern)
 {
 	fprintf(stderr, "  %s (%zu bytes):\n    ", label, len);
-	for (size_t i = 0; i < len && i < 8000; i++) {
+	size_t shown = len < 8000 ? len : 8000;
+	for (size_t i = 0; i < shown; i++) {
 		unsigned char c = (unsigned char)p[i];
 		if (pattern && c == PAT_ESC && i + 1 < len) {
 			static const char *const names[] = {"<ANY>", "<NUM>", "<TIMING>", "<ANYLINES>"};
@@ -444,7 +445,7 @@ static void show(const char *label, const char *p, size_t len, bool pattern)
 		} else if (c == '\r')
 			fputs("\\r", stderr);
 		else if (c == '\n')
-			fputs("\\n\n    ", stderr);
+			fputs(i + 1 < shown ? "\\n\n    " : "\\n", stderr);
 		else if (c == '\\')
 			fputs("\\\\", stderr);
 		else if (c < 0x20 || c >= 0x7f)
