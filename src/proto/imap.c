@@ -283,31 +283,51 @@ static const char *capability(const struct imap_session *s)
 
 /* --------------------------------------------------------- pre-login commands --- */
 
-/* The command tables (imap-login's before authentication, imap's after it), as
- * SMTP's: per-command flags, a check step ("may it run now?", which answers the
- * BAD/NO itself) and a do step. */
+/* The command table (imap-login's commands before authentication, imap's after it),
+ * as SMTP's: per-command flags, a check step for what the flags cannot say (it
+ * answers the BAD/NO itself) and a do step.  The state flags choose the row: a name
+ * without a row for the session's state is an unknown command there, as it is in
+ * Dovecot, where imap-login and imap are two processes with two tables. */
 enum {
-	ICMD_SELECTED = 1 << 0, /* needs a selected mailbox ("BAD No mailbox selected.") */
+	ICMD_NOAUTH = 1 << 0,   /* imap-login: not authenticated */
+	ICMD_AUTH = 1 << 1,     /* imap: authenticated (or selected) */
+	ICMD_SELECTED = 1 << 2, /* needs a selected mailbox ("BAD No mailbox selected.") */
+	ICMD_TLS = 1 << 3,      /* credentials: without TLS refused by its plaintext
+				 * step, after the check read the arguments */
+	ICMD_CLOSES = 1 << 4,   /* closes the selected mailbox even when its arguments
+				 * are bad ("OK [CLOSED]" first: SELECT, EXAMINE) */
+	ICMD_MESSAGE = 1 << 5,  /* its literals are a message (APPEND): framed up to
+				 * imap_literal_max, charged to the memory budgets first */
 };
 
 struct imap_cmd {
 	const char *name;
 	unsigned flags;
-	/* May it run now?  false after answering (NULL: always). */
-	bool (*check)(struct imap_session *s, struct imap_command *c);
-	/* Returns 0 when handled, -1 for "invalid arguments" (the caller answers the
-	 * persona's BAD and counts it). */
+	/* May it run now?  0: yes; 1: it answered; -1: invalid arguments (the caller
+	 * answers the persona's BAD and counts it).  NULL: always. */
+	int (*check)(struct imap_session *s, struct imap_command *c);
+	/* ICMD_TLS without TLS: the refusal (answers, records what was given away). */
+	void (*plaintext)(struct imap_session *s, struct imap_command *c);
+	/* Returns 0 when handled, -1 for "invalid arguments" (as check). */
 	int (*run)(struct imap_session *s, struct imap_command *c);
 };
 
-/* The table's generic check: the flags say what the state must be, then the
- * command's own check. */
-static bool cmd_may_run(struct imap_session *s, const struct imap_cmd *cmd,
-			struct imap_command *c)
+/* The table's generic steps: the flags say what the state must be, then the
+ * command's own check, then the plaintext refusal.  0: run it; 1: answered; -1:
+ * invalid arguments. */
+static int cmd_may_run(struct imap_session *s, const struct imap_cmd *cmd,
+		       struct imap_command *c)
 {
 	if ((cmd->flags & ICMD_SELECTED) && !imap_need_selected(s))
-		return false;
-	return !cmd->check || cmd->check(s, c);
+		return 1;
+	int r = cmd->check ? cmd->check(s, c) : 0;
+	if (r != 0)
+		return r;
+	if ((cmd->flags & ICMD_TLS) && !s->tls) {
+		cmd->plaintext(s, c);
+		return 1;
+	}
+	return 0;
 }
 
 static int pre_capability(struct imap_session *s, struct imap_command *c)
@@ -383,18 +403,18 @@ static int cmd_id(struct imap_session *s, struct imap_command *c)
 }
 
 /* imap-login's cmd_starttls(): refused before anything else is looked at. */
-static bool check_starttls(struct imap_session *s, struct imap_command *c)
+static int check_starttls(struct imap_session *s, struct imap_command *c)
 {
 	(void)c;
 	if (s->tls) {
 		imap_tagged_plain(s, "BAD", "TLS is already active.");
-		return false;
+		return 1;
 	}
 	if (!s->cfg->tls_available || s->cfg->implicit_tls) {
 		imap_tagged_plain(s, "BAD", "TLS support isn't enabled.");
-		return false;
+		return 1;
 	}
-	return true;
+	return 0;
 }
 
 static int pre_starttls(struct imap_session *s, struct imap_command *c)
@@ -405,17 +425,6 @@ static int pre_starttls(struct imap_session *s, struct imap_command *c)
 	session_suspend(&s->sess, SESSION_TLS);
 	return 0;
 }
-
-static const struct imap_cmd pre_table[] = {
-	{"CAPABILITY", 0, NULL, pre_capability},
-	{"NOOP", 0, NULL, pre_noop},
-	{"LOGOUT", 0, NULL, cmd_logout},
-	{"ENABLE", 0, NULL, pre_enable},
-	{"ID", 0, NULL, cmd_id},
-	{"STARTTLS", 0, check_starttls, pre_starttls},
-	{"LOGIN", 0, NULL, imap_pre_login},
-	{"AUTHENTICATE", 0, NULL, imap_pre_authenticate},
-};
 
 /* imap-login: a bad command is answered "BAD Error in IMAP command received by
  * server."; the third one gets "* BYE Too many invalid IMAP commands." instead. */
@@ -432,6 +441,10 @@ static void pre_bad(struct imap_session *s, const char *detail, size_t dlen, con
 	imap_tagged_plain(s, "BAD", "Error in IMAP command received by server.");
 }
 
+static const struct imap_cmd *cmd_lookup(const struct imap_session *s, const char *name);
+static const struct imap_cmd *cmd_lookup_n(const struct imap_session *s, const char *name,
+					   size_t len);
+
 static void prelogin_command(struct imap_session *s, struct imap_command *c, int pr,
 			     const char *line, size_t len)
 {
@@ -444,10 +457,7 @@ static void prelogin_command(struct imap_session *s, struct imap_command *c, int
 		pre_bad(s, line, len, "bad_syntax");
 		return;
 	}
-	const struct imap_cmd *cmd = NULL;
-	for (size_t i = 0; i < sizeof(pre_table) / sizeof(pre_table[0]); i++)
-		if (strcmp(c->name, pre_table[i].name) == 0)
-			cmd = &pre_table[i];
+	const struct imap_cmd *cmd = cmd_lookup(s, c->name);
 	if (!cmd) {
 		if (strcasecmp(c->tag, "LOGIN") == 0) {
 			offence(s, "unknown_command", line, len);
@@ -465,9 +475,10 @@ static void prelogin_command(struct imap_session *s, struct imap_command *c, int
 		imap_tagged_plain(s, "BAD", "%s", c->error);
 		return;
 	}
-	if (!cmd_may_run(s, cmd, c))
+	int may = cmd_may_run(s, cmd, c);
+	if (may > 0)
 		return;
-	if (cmd->run(s, c) < 0)
+	if (may < 0 || cmd->run(s, c) < 0)
 		pre_bad(s, line, len, "bad_syntax");
 }
 
@@ -691,38 +702,73 @@ static int cmd_uid(struct imap_session *s, struct imap_command *c)
 
 /* ------------------------------------------------------- post-login dispatch --- */
 
-static const struct imap_cmd post_table[] = {
-	{"CAPABILITY", 0, NULL, cmd_capability},
-	{"NOOP", 0, NULL, cmd_noop},
-	{"LOGOUT", 0, NULL, cmd_logout},
-	{"ID", 0, NULL, cmd_id},
-	{"ENABLE", 0, NULL, cmd_enable},
-	{"NAMESPACE", 0, NULL, cmd_namespace},
-	{"IDLE", 0, NULL, cmd_idle},
-	{"LIST", 0, NULL, imap_cmd_list},
-	{"LSUB", 0, NULL, imap_cmd_lsub},
-	{"STATUS", 0, NULL, imap_cmd_status},
-	{"SELECT", 0, NULL, imap_cmd_select},
-	{"EXAMINE", 0, NULL, imap_cmd_examine},
-	{"CREATE", 0, NULL, imap_cmd_create},
-	{"DELETE", 0, NULL, imap_cmd_delete},
-	{"RENAME", 0, NULL, imap_cmd_rename},
-	{"SUBSCRIBE", 0, NULL, imap_cmd_subscribe},
-	{"UNSUBSCRIBE", 0, NULL, imap_cmd_subscribe},
-	{"APPEND", 0, NULL, imap_cmd_append},
-	{"CHECK", ICMD_SELECTED, NULL, cmd_check},
-	{"FETCH", ICMD_SELECTED, NULL, imap_cmd_fetch},
-	{"STORE", ICMD_SELECTED, NULL, imap_cmd_store},
-	{"SEARCH", ICMD_SELECTED, NULL, imap_cmd_search},
-	{"EXPUNGE", ICMD_SELECTED, NULL, imap_cmd_expunge},
-	{"CLOSE", ICMD_SELECTED, NULL, imap_cmd_close},
-	{"UNSELECT", ICMD_SELECTED, NULL, imap_cmd_unselect},
-	{"COPY", ICMD_SELECTED, NULL, imap_cmd_copy},
-	{"MOVE", ICMD_SELECTED, NULL, imap_cmd_move},
-	{"UID", ICMD_SELECTED, NULL, cmd_uid},
-	{"SORT", ICMD_SELECTED, NULL, imap_cmd_sort},
-	{"THREAD", ICMD_SELECTED, NULL, imap_cmd_thread},
+#define PRE ICMD_NOAUTH
+#define POST ICMD_AUTH
+#define SEL (ICMD_AUTH | ICMD_SELECTED)
+static const struct imap_cmd cmd_table[] = {
+	/* imap-login */
+	{"CAPABILITY", PRE, NULL, NULL, pre_capability},
+	{"NOOP", PRE, NULL, NULL, pre_noop},
+	{"LOGOUT", PRE, NULL, NULL, cmd_logout},
+	{"ENABLE", PRE, NULL, NULL, pre_enable},
+	{"ID", PRE, NULL, NULL, cmd_id},
+	{"STARTTLS", PRE, check_starttls, NULL, pre_starttls},
+	{"LOGIN", PRE | ICMD_TLS, imap_login_check, imap_login_plaintext, imap_pre_login},
+	{"AUTHENTICATE", PRE | ICMD_TLS, imap_authenticate_check, imap_authenticate_plaintext,
+	 imap_pre_authenticate},
+	/* imap, authenticated */
+	{"CAPABILITY", POST, NULL, NULL, cmd_capability},
+	{"NOOP", POST, NULL, NULL, cmd_noop},
+	{"LOGOUT", POST, NULL, NULL, cmd_logout},
+	{"ID", POST, NULL, NULL, cmd_id},
+	{"ENABLE", POST, NULL, NULL, cmd_enable},
+	{"NAMESPACE", POST, NULL, NULL, cmd_namespace},
+	{"IDLE", POST, NULL, NULL, cmd_idle},
+	{"LIST", POST, NULL, NULL, imap_cmd_list},
+	{"LSUB", POST, NULL, NULL, imap_cmd_lsub},
+	{"STATUS", POST, NULL, NULL, imap_cmd_status},
+	{"SELECT", POST | ICMD_CLOSES, NULL, NULL, imap_cmd_select},
+	{"EXAMINE", POST | ICMD_CLOSES, NULL, NULL, imap_cmd_examine},
+	{"CREATE", POST, NULL, NULL, imap_cmd_create},
+	{"DELETE", POST, NULL, NULL, imap_cmd_delete},
+	{"RENAME", POST, NULL, NULL, imap_cmd_rename},
+	{"SUBSCRIBE", POST, NULL, NULL, imap_cmd_subscribe},
+	{"UNSUBSCRIBE", POST, NULL, NULL, imap_cmd_subscribe},
+	{"APPEND", POST | ICMD_MESSAGE, NULL, NULL, imap_cmd_append},
+	/* imap, selected */
+	{"CHECK", SEL, NULL, NULL, cmd_check},
+	{"FETCH", SEL, NULL, NULL, imap_cmd_fetch},
+	{"STORE", SEL, NULL, NULL, imap_cmd_store},
+	{"SEARCH", SEL, NULL, NULL, imap_cmd_search},
+	{"EXPUNGE", SEL, NULL, NULL, imap_cmd_expunge},
+	{"CLOSE", SEL, NULL, NULL, imap_cmd_close},
+	{"UNSELECT", SEL, NULL, NULL, imap_cmd_unselect},
+	{"COPY", SEL, NULL, NULL, imap_cmd_copy},
+	{"MOVE", SEL, NULL, NULL, imap_cmd_move},
+	{"UID", SEL, NULL, NULL, cmd_uid},
+	{"SORT", SEL, NULL, NULL, imap_cmd_sort},
+	{"THREAD", SEL, NULL, NULL, imap_cmd_thread},
 };
+#undef PRE
+#undef POST
+#undef SEL
+
+/* The row for name (len bytes, case-insensitive) in the session's state, or NULL. */
+static const struct imap_cmd *cmd_lookup_n(const struct imap_session *s, const char *name,
+					   size_t len)
+{
+	unsigned state = s->cs == CS_NOAUTH ? ICMD_NOAUTH : ICMD_AUTH;
+	for (size_t i = 0; i < sizeof(cmd_table) / sizeof(cmd_table[0]); i++)
+		if ((cmd_table[i].flags & state) && strlen(cmd_table[i].name) == len &&
+		    strncasecmp(name, cmd_table[i].name, len) == 0)
+			return &cmd_table[i];
+	return NULL;
+}
+
+static const struct imap_cmd *cmd_lookup(const struct imap_session *s, const char *name)
+{
+	return cmd_lookup_n(s, name, strlen(name));
+}
 
 static void postlogin_command(struct imap_session *s, struct imap_command *c, int pr,
 			      const char *line, size_t len)
@@ -738,10 +784,7 @@ static void postlogin_command(struct imap_session *s, struct imap_command *c, in
 		imap_cmd_error(s, "", "Unknown command.");
 		return;
 	}
-	const struct imap_cmd *cmd = NULL;
-	for (size_t i = 0; i < sizeof(post_table) / sizeof(post_table[0]); i++)
-		if (strcmp(c->name, post_table[i].name) == 0)
-			cmd = &post_table[i];
+	const struct imap_cmd *cmd = cmd_lookup(s, c->name);
 	if (!cmd) {
 		offence(s, "unknown_command", line, len);
 		imap_cmd_error(s, c->name, "Unknown command.");
@@ -749,7 +792,7 @@ static void postlogin_command(struct imap_session *s, struct imap_command *c, in
 	}
 	if (pr < 0) {
 		offence(s, "bad_syntax", line, len);
-		if (cmd->run == imap_cmd_select || cmd->run == imap_cmd_examine) {
+		if (cmd->flags & ICMD_CLOSES) {
 			if (s->cs == CS_SELECTED) {
 				imap_unselect(s);
 				imap_untagged(s, "OK [CLOSED] Previous mailbox closed.");
@@ -761,9 +804,10 @@ static void postlogin_command(struct imap_session *s, struct imap_command *c, in
 		return;
 	}
 	unsigned errs = s->sess.errors;
-	if (!cmd_may_run(s, cmd, c))
+	int may = cmd_may_run(s, cmd, c);
+	if (may > 0)
 		return;
-	if (cmd->run(s, c) < 0) {
+	if (may < 0 || cmd->run(s, c) < 0) {
 		offence(s, "bad_syntax", line, len);
 		imap_cmd_error(s, c->name, "Invalid arguments.");
 		return;
@@ -886,8 +930,9 @@ static size_t literal_max(const struct imap_session *s)
 	return s->cfg->literal_max ? s->cfg->literal_max : 10 * 1024 * 1024;
 }
 
-/* Is the command being framed an APPEND?  (tag SP "APPEND" SP ...) */
-static bool framing_append(const struct imap_session *s)
+/* Are the literals of the command being framed a message (ICMD_MESSAGE: APPEND)?
+ * (tag SP name SP ...) */
+static bool framing_message(const struct imap_session *s)
 {
 	if (!logged_in(s))
 		return false;
@@ -896,8 +941,12 @@ static bool framing_append(const struct imap_session *s)
 	const char *sp = memchr(p, ' ', len);
 	if (!sp)
 		return false;
-	size_t rest = len - (size_t)(sp + 1 - p);
-	return rest >= 7 && strncasecmp(sp + 1, "APPEND ", 7) == 0;
+	const char *name = sp + 1;
+	const char *end = memchr(name, ' ', len - (size_t)(name - p));
+	if (!end)
+		return false;
+	const struct imap_cmd *cmd = cmd_lookup_n(s, name, (size_t)(end - name));
+	return cmd && (cmd->flags & ICMD_MESSAGE);
 }
 
 static void too_long(struct imap_session *s, const char *text)
@@ -964,7 +1013,7 @@ static void line_done(struct imap_session *s)
 	const char *d = s->cmd.data ? s->cmd.data : "";
 	size_t seg = s->seg_start <= l ? s->seg_start : l;
 	if (imap_line_literal(d + seg, l - seg, &size, &nonsync, &bad) && !bad) {
-		bool append = framing_append(s);
+		bool append = framing_message(s);
 		uint64_t room;
 		size_t lim = text_limit(s);
 		if (append) {

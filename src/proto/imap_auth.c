@@ -218,67 +218,117 @@ void imap_auth_line(struct imap_session *s, const char *line, size_t len)
 	auth_input(s, line, len, false);
 }
 
+/* LOGIN's and AUTHENTICATE's three steps in the command table (imap.c): the check
+ * reads the arguments (-1: invalid, the table's BAD) and answers what the arguments
+ * alone decide; without TLS the table then calls the refusal (ICMD_TLS: imap-login
+ * refuses plaintext credentials only after reading them, and records what they gave
+ * away); else the run. */
+static bool login_args(const struct imap_command *c, const char **u, size_t *ul,
+		       const char **p, size_t *pl)
+{
+	return c->n_args == 2 && imap_arg_astring(c->args, u, ul) &&
+	       imap_arg_astring(c->args->next, p, pl);
+}
+
+int imap_login_check(struct imap_session *s, struct imap_command *c)
+{
+	(void)s;
+	const char *u, *p;
+	size_t ul, pl;
+	return login_args(c, &u, &ul, &p, &pl) ? 0 : -1;
+}
+
+void imap_login_plaintext(struct imap_session *s, struct imap_command *c)
+{
+	const char *u = "", *p = "";
+	size_t ul = 0, pl = 0;
+	login_args(c, &u, &ul, &p, &pl);
+	struct auth_ev ev = {.mech = "LOGIN", .user = u, .user_len = ul, .pass = p,
+			     .pass_len = pl, .result = "tls_required"};
+	imap_auth_event(s, &ev);
+	imap_untagged(s, "BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, "
+		    "but your client did it anyway. If anyone was listening, the "
+		    "password was exposed.");
+	imap_tagged_plain(s, "NO", "[PRIVACYREQUIRED] Plaintext authentication disallowed on "
+			      "non-secure (SSL/TLS) connections.");
+}
+
 int imap_pre_login(struct imap_session *s, struct imap_command *c)
 {
 	const char *u, *p;
 	size_t ul, pl;
-	if (c->n_args != 2 || !imap_arg_astring(c->args, &u, &ul) ||
-	    !imap_arg_astring(c->args->next, &p, &pl))
+	if (!login_args(c, &u, &ul, &p, &pl))
 		return -1;
-	if (!s->tls) {
-		struct auth_ev ev = {.mech = "LOGIN", .user = u, .user_len = ul, .pass = p,
-				     .pass_len = pl, .result = "tls_required"};
-		imap_auth_event(s, &ev);
-		imap_untagged(s, "BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, "
-			    "but your client did it anyway. If anyone was listening, the "
-			    "password was exposed.");
-		imap_tagged_plain(s, "NO", "[PRIVACYREQUIRED] Plaintext authentication disallowed on "
-				      "non-secure (SSL/TLS) connections.");
-		return 0;
-	}
 	auth_penalty(s);
 	struct sasl_slice us = {u, ul}, ps = {p, pl};
 	auth_verify(s, "LOGIN", NULL, &us, &ps);
 	return 0;
 }
 
-int imap_pre_authenticate(struct imap_session *s, struct imap_command *c)
+/* AUTHENTICATE mechanism [initial-response]: MECH_NONE when unsupported. */
+static bool authenticate_args(const struct imap_command *c, enum mech *mech_r,
+			      const char **m, size_t *ml, const char **ir, size_t *irl)
 {
-	const char *m, *ir = NULL;
-	size_t ml, irl = 0;
-	if (c->n_args < 1 || c->n_args > 2 || !imap_arg_astring(c->args, &m, &ml) || ml == 0)
+	*ir = NULL;
+	*irl = 0;
+	if (c->n_args < 1 || c->n_args > 2 || !imap_arg_astring(c->args, m, ml) || *ml == 0)
+		return false;
+	if (c->n_args == 2 && !imap_arg_astring(c->args->next, ir, irl))
+		return false;
+	*mech_r = MECH_NONE;
+	if (strcasecmp(*m, "PLAIN") == 0)
+		*mech_r = MECH_PLAIN;
+	else if (strcasecmp(*m, "LOGIN") == 0)
+		*mech_r = MECH_LOGIN;
+	return true;
+}
+
+int imap_authenticate_check(struct imap_session *s, struct imap_command *c)
+{
+	const char *m, *ir;
+	size_t ml, irl;
+	enum mech mech;
+	if (!authenticate_args(c, &mech, &m, &ml, &ir, &irl))
 		return -1;
-	if (c->n_args == 2 && !imap_arg_astring(c->args->next, &ir, &irl))
-		return -1;
-	enum mech mech = MECH_NONE;
-	if (strcasecmp(m, "PLAIN") == 0)
-		mech = MECH_PLAIN;
-	else if (strcasecmp(m, "LOGIN") == 0)
-		mech = MECH_LOGIN;
 	if (mech == MECH_NONE) {
 		char shown[64];
 		session_printable(shown, sizeof(shown), m, ml);
 		imap_auth_event_simple(s, shown, "malformed");
 		imap_tagged_plain(s, "NO", "[ALERT] Unsupported authentication mechanism.");
-		return 0;
+		return 1;
 	}
-	if (!s->tls) {
-		/* Record what a SASL-IR would have given away. */
-		unsigned char dec[AUTH_LINE_MAX];
-		size_t n;
-		struct sasl_slice z, u, p;
-		if (ir && mech == MECH_PLAIN && b64_decode_resp(ir, irl, dec, sizeof(dec), &n) &&
-		    sasl_plain_split(dec, n, &z, &u, &p)) {
-			struct auth_ev ev = {.mech = "PLAIN", .user = u.p, .user_len = u.len,
-					     .pass = p.p, .pass_len = p.len, .authzid = z.p,
-					     .authzid_len = z.len, .result = "tls_required"};
-			imap_auth_event(s, &ev);
-		} else {
-			imap_auth_event_simple(s, imap_mech_name(mech), "tls_required");
-		}
-		imap_tagged_plain(s, "NO", "[PRIVACYREQUIRED] Plaintext authentication disabled.");
-		return 0;
+	return 0;
+}
+
+void imap_authenticate_plaintext(struct imap_session *s, struct imap_command *c)
+{
+	const char *m, *ir;
+	size_t ml, irl;
+	enum mech mech = MECH_NONE;
+	authenticate_args(c, &mech, &m, &ml, &ir, &irl);
+	/* Record what a SASL-IR would have given away. */
+	unsigned char dec[AUTH_LINE_MAX];
+	size_t n;
+	struct sasl_slice z, u, p;
+	if (ir && mech == MECH_PLAIN && b64_decode_resp(ir, irl, dec, sizeof(dec), &n) &&
+	    sasl_plain_split(dec, n, &z, &u, &p)) {
+		struct auth_ev ev = {.mech = "PLAIN", .user = u.p, .user_len = u.len,
+				     .pass = p.p, .pass_len = p.len, .authzid = z.p,
+				     .authzid_len = z.len, .result = "tls_required"};
+		imap_auth_event(s, &ev);
+	} else {
+		imap_auth_event_simple(s, imap_mech_name(mech), "tls_required");
 	}
+	imap_tagged_plain(s, "NO", "[PRIVACYREQUIRED] Plaintext authentication disabled.");
+}
+
+int imap_pre_authenticate(struct imap_session *s, struct imap_command *c)
+{
+	const char *m, *ir;
+	size_t ml, irl;
+	enum mech mech;
+	if (!authenticate_args(c, &mech, &m, &ml, &ir, &irl) || mech == MECH_NONE)
+		return -1;
 	s->mech = mech;
 	s->auth_step = 0;
 	memcpy(s->auth_tag, s->tag, sizeof(s->auth_tag));

@@ -160,7 +160,13 @@ void imap_release_command(struct imap_session *s);
 /* imap_auth.c: LOGIN, AUTHENTICATE, the failure penalty */
 const char *imap_mech_name(enum mech m);
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
+/* LOGIN and AUTHENTICATE as the command table calls them: check (0 may go on, 1
+ * answered, -1 invalid arguments), the refusal without TLS, the run. */
+int imap_login_check(struct imap_session *s, struct imap_command *c);
+void imap_login_plaintext(struct imap_session *s, struct imap_command *c);
 int imap_pre_login(struct imap_session *s, struct imap_command *c);
+int imap_authenticate_check(struct imap_session *s, struct imap_command *c);
+void imap_authenticate_plaintext(struct imap_session *s, struct imap_command *c);
 int imap_pre_authenticate(struct imap_session *s, struct imap_command *c);
 
 /* imap_fetch.c: message anatomy, FETCH */

@@ -1,5 +1,6 @@
 /*
- * libFuzzer target: the whole SMTP engine with the recording fake host.
+ * libFuzzer target: the whole SMTP engine, driven by the conversation runner's
+ * session driver (tests/unit/conv_runner.h), the code path every .conv file takes.
  *
  * Input: first the limits (fuzz_limits.h, two bytes each, zeros for the defaults):
  * line_length_limit, message_size_limit, recipient_limit, command_limit,
@@ -10,16 +11,15 @@
  * 2 the write sizes; the rest is what the client sends, split into writes so
  * suspensions (commit, wait, STARTTLS) land anywhere.
  * The host answers every suspension as a real one would; at the end the client hangs
- * up.  ASan/UBSan catch memory errors; the checks below catch broken invariants.
+ * up and conv_session_finish() checks the invariants (events within the public
+ * contract, one commit per counted message, no message left open).  ASan/UBSan catch
+ * memory errors.
  */
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
-#include "deceive/auth_policy.h"
 #include "fuzz_limits.h"
-#include "proto/smtp.h"
-#include "../unit/fake_host.h"
+#include "../unit/conv_runner.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,67 +39,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t opt = data[0], ans = data[1], split = data[2];
 	data += 3;
 	size -= 3;
-	static const char *domains[] = {"example.com", "example.org"};
-	static const char *acc[] = {"alice:alice-Secret-1", "tim:tanstaaftanstaaf"};
-	struct auth_policy *auth = auth_static_new(acc, 2);
-	struct smtp_config cfg = {
-		.hostname = "mail.example.com",
-		.local_domains = domains,
-		.n_local_domains = 2,
-		.catch_all = opt & 0x04,
-		.role = (enum smtp_role)((opt & 0x03) % 3),
-		.tls_available = opt & 0x08,
-		.vrfy_enabled = opt & 0x10,
-		.auth_on_mx = opt & 0x20,
-		.cram_md5 = opt & 0x40,
-		.line_length_limit = (size_t)line,
-		.message_size_limit = msg_size,
-		.recipient_limit = (unsigned)rcpts,
-		.command_limit = (unsigned)cmds,
-		.soft_error_limit = (unsigned)soft,
-		.hard_error_limit = (unsigned)hard,
-		.error_sleep_ms = 1,
-		.auth_failure_delay_ms = 1,
-		.auth = auth,
-	};
-	struct fake_host h;
-	fake_host_init(&h, &smtp_engine);
-	h.fail_open = ans & 0x01;
-	h.write_budget = (ans & 0x02) ? 100 : -1;
-	h.next_commit = (enum fake_commit)((ans >> 2) % 3);
-	struct proto_peer peer = {.ip = (ans & 0x10) ? "2001:db8::1" : "192.0.2.1", .port = 25,
-				 .rdns = (ans & 0x20) ? "host.example" : NULL};
-	bool implicit = cfg.role == SMTP_ROLE_SMTPS;
-	h.s = smtp_session_new(&cfg, &peer, implicit, &fake_host_ops, &h);
-	if (implicit)
-		smtp_session_tls_started(h.s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
-	smtp_session_start(h.s);
-	size_t step = (size_t)(split % 64) + 1;
-	for (size_t pos = 0; pos < size && !h.closed;) {
-		size_t n = size - pos < step ? size - pos : step;
-		if (split & 0x80)
-			n = size - pos; /* one write */
-		fake_host_drive(&h, (const char *)data + pos, n);
-		pos += n;
-	}
-	struct proto_counters c;
-	smtp_session_counters(h.s, &c);
-	if (c.messages != h.commits)
+	static const char *const listeners[] = {"smtp", "submission", "smtps"};
+	static struct conv_session s;
+	char err[128];
+	if (!conv_session_setup(&s, listeners[(opt & 0x03) % 3], err, sizeof(err)) ||
+	    !conv_session_set(&s, "domains", "example.com,example.org", err, sizeof(err)) ||
+	    !conv_session_set(&s, "accounts", "alice:alice-Secret-1,tim:tanstaaftanstaaf", err,
+			      sizeof(err)) ||
+	    !conv_session_set(&s, "ip", (ans & 0x10) ? "2001:db8::1" : "192.0.2.1", err,
+			      sizeof(err)) ||
+	    ((ans & 0x20) && !conv_session_set(&s, "rdns", "host.example", err, sizeof(err))) ||
+	    !conv_session_set_num(&s, "catch_all", opt & 0x04) ||
+	    !conv_session_set_num(&s, "tls", opt & 0x08) ||
+	    !conv_session_set_num(&s, "vrfy", opt & 0x10) ||
+	    !conv_session_set_num(&s, "auth_on_mx", opt & 0x20) ||
+	    !conv_session_set_num(&s, "cram", opt & 0x40) ||
+	    !conv_session_set_num(&s, "line", line) || !conv_session_set_num(&s, "size", msg_size) ||
+	    !conv_session_set_num(&s, "rcpt_limit", rcpts) ||
+	    !conv_session_set_num(&s, "cmd_limit", cmds) || !conv_session_set_num(&s, "soft", soft) ||
+	    !conv_session_set_num(&s, "hard", hard) || !conv_session_set_num(&s, "sleep", 1) ||
+	    !conv_session_set_num(&s, "authdelay", 1) || !conv_session_start(&s))
+		__builtin_trap(); /* the fuzzer and the runner disagree on the settings */
+	s.h.fail_open = ans & 0x01;
+	s.h.write_budget = (ans & 0x02) ? 100 : -1;
+	s.h.next_commit = (enum fake_commit)((ans >> 2) % 3);
+	size_t step = (split & 0x80) ? 0 : (size_t)(split % 64) + 1;
+	conv_session_write(&s, (const char *)data, size, step);
+	char why[512];
+	if (!conv_session_finish(&s, (ans & 0x40) ? "timeout" : "client_closed", why, sizeof(why)))
 		__builtin_trap();
-	(void)smtp_session_state_name(h.s);
-	(void)smtp_session_auth_user(h.s);
-	smtp_session_hangup(h.s, (ans & 0x40) ? "timeout" : "client_closed");
-	/* Every event keeps the public contract of docs/events.md. */
-	char why[256];
-	if (!fake_host_check_schema(&h, why, sizeof(why)))
-		__builtin_trap();
-	struct smtp_session *ss = h.s;
-	smtp_session_free(&ss);
-	h.s = NULL;
-	/* Every message the engine opened was committed or aborted. */
-	if (h.msg_open)
-		__builtin_trap();
-	fake_host_free(&h);
-	auth_policy_free(&auth);
 	return 0;
 }

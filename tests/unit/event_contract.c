@@ -1,7 +1,7 @@
 /*
  * event_contract: check event records a fake host collected against the catalogue
  * (src/store/event_schema.h, which a unit test keeps equal to docs/events.md).
- * Shared by the SMTP, POP3 and IMAP fake hosts and their conversation runners.
+ * Shared by the fake host (every engine), the conversation runner and the fuzzers.
  */
 #include "event_contract.h"
 
