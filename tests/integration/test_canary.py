@@ -39,7 +39,9 @@ TOP_N = 50
 # More failures first than any threshold of crack_after_failures 2-6.
 UNCOMMON = [f"zq7-unlisted-{c}" for c in "abcdefg"]
 CONFIG = {"auth_failure_delay": "0", "auth_penalty": False, "password_top_n": TOP_N,
-          "crack_after_failures": "2-6", "password_list": PASSWORD_LIST}
+          "crack_after_failures": "2-6", "password_list": PASSWORD_LIST,
+          # hundreds of guesses from one address in seconds: no per-IP connection rate
+          "connection_rate_per_ip": 0}
 
 
 def top_list():
@@ -88,6 +90,16 @@ class _Src:
                                         source_address=(self.src, 0) if self.src else None)
 
 
+def _close(conn):
+    """Close a client connection object, whatever state it is in."""
+    if conn is None:
+        return
+    try:
+        (conn.shutdown if isinstance(conn, imaplib.IMAP4) else conn.close)()
+    except OSError:
+        pass
+
+
 def imap_guess(d, user, passwords, src=None):
     src_c = _Src(src)
 
@@ -107,10 +119,11 @@ def imap_guess(d, user, passwords, src=None):
                     m.logout()
                     return pw
                 except imaplib.IMAP4.abort:
-                    m = None  # hung up: the same guess again on a new connection
+                    _close(m)  # hung up: the same guess again on a new connection
+                    m = None
                     continue
-                except (imaplib.IMAP4.error, OSError):
-                    m = None if not m or m.state == "LOGOUT" else m
+                except imaplib.IMAP4.error as e:
+                    assert "AUTHENTICATIONFAILED" in str(e), e
                     break
         return None
     finally:
@@ -144,8 +157,10 @@ def pop3_guess(d, user, passwords, src=None):
                 except poplib.error_proto as e:
                     if b"Authentication failed" in e.args[0]:
                         break
-                    p = None  # a disconnect or a protocol refusal: reconnect
-                except (OSError, EOFError):
+                    _close(p)  # a disconnect ("-ERR Disconnected ..."): reconnect
+                    p = None
+                except (ConnectionError, EOFError):
+                    _close(p)
                     p = None
         return None
     finally:
@@ -173,8 +188,10 @@ def smtp_guess(d, user, passwords, src=None):
                 except smtplib.SMTPAuthenticationError as e:
                     if e.smtp_code == 535:
                         break
+                    _close(s)  # 454 from the third failure on: a new connection
                     s = None
-                except (smtplib.SMTPServerDisconnected, OSError):
+                except (smtplib.SMTPServerDisconnected, ConnectionError):
+                    _close(s)
                     s = None
         return None
     finally:
