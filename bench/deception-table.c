@@ -113,6 +113,12 @@ static struct auth_policy *policy(void)
 	for (size_t i = 0; i < sizeof(cfg.secret); i++)
 		cfg.secret[i] = (uint8_t)(i * 37 + 11);
 	cfg.max_accounts = MAX_ACCOUNTS;
+#ifdef DECEPTION_MAX_SOURCES
+	/* Every name plausible (crack_distinct_sources = 1): the phases measure the table
+	 * with made-up names ("victim", every tenth colliding name cracked), not the
+	 * plausibility rule, and a tree before the rule behaves this way. */
+	cfg.distinct_sources = 1;
+#endif
 	cfg.save = save_hook;
 	struct auth_policy *p = deception_new(&cfg);
 	if (!p) {

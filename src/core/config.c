@@ -83,6 +83,9 @@ static const struct key_def keys[] = {
 	{ "crack_after_failures", K_RANGE, OFF(crack_fail_min), 0, 1000, OFF(crack_fail_max) },
 	{ "max_accounts", K_UINT, OFF(max_accounts), 1, 100000000, 0 },
 	{ "account_expiry", K_MS, OFF(account_expiry_ms), 60000, 30 * 86400000U, 0 },
+	{ "username_list", K_STR, OFF(username_list), 0, 0, 0 },
+	{ "crack_distinct_sources", K_UINT, OFF(crack_distinct_sources), 0, 16, 0 },
+	{ "crack_rcpt_probed", K_BOOL, OFF(crack_rcpt_probed), 0, 0, 0 },
 	{ "distributed_window", K_MS, OFF(distributed_window_ms), 1000, 30 * 86400000U, 0 },
 	{ "distributed_min_ips", K_UINT, OFF(distributed_min_ips), 1, 1000000, 0 },
 	{ "data_dir", K_PATH, OFF(data_dir), 0, 0, 0 },
@@ -350,6 +353,9 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->crack_fail_max = 6;
 	cfg->max_accounts = 100000;
 	cfg->account_expiry_ms = 7 * 86400000U;
+	cfg->username_list = xstrdup(MXB_DEFAULT_USERNAME_LIST);
+	cfg->crack_distinct_sources = 3;
+	cfg->crack_rcpt_probed = true;
 	cfg->distributed_window_ms = 3600000;
 	cfg->distributed_min_ips = 5;
 	cfg->data_dir = xstrdup("./mxbait-data");
@@ -498,6 +504,7 @@ void config_free(struct mxb_config *cfg)
 	free_list(cfg->pop3_listen, cfg->n_pop3_listen);
 	free_list(cfg->pop3s_listen, cfg->n_pop3s_listen);
 	free(cfg->password_list);
+	free(cfg->username_list);
 	free(cfg->data_dir);
 	free(cfg->tls_cert_file);
 	free(cfg->tls_key_file);

@@ -18,6 +18,11 @@
 #define MXB_MAX_LISTEN 8
 /* Debian's nmap-common: 5000 passwords ranked by frequency in real leaks. */
 #define MXB_DEFAULT_PASSWORD_LIST "/usr/share/nmap/nselib/data/passwords.lst"
+/* The plausible usernames shipped in the tree (data/usernames.txt), installed in
+ * DATADIR/mxbait: meson sets the path of the install prefix. */
+#ifndef MXB_DEFAULT_USERNAME_LIST
+#define MXB_DEFAULT_USERNAME_LIST "/usr/share/mxbait/usernames.txt"
+#endif
 
 struct mxb_config {
 	/* identity and recipients */
@@ -40,6 +45,11 @@ struct mxb_config {
 	unsigned max_accounts;       /* max_accounts = 100000 */
 	unsigned account_expiry_ms;  /* account_expiry = 7d: a guessed, never cracked
 				      * account untouched this long starts over */
+	char *username_list;         /* username_list: plausible local parts (built-in short
+				      * list if unreadable) */
+	unsigned crack_distinct_sources; /* crack_distinct_sources = 3: networks (/24, /64)
+					  * that make any name plausible; 0 never */
+	bool crack_rcpt_probed;      /* crack_rcpt_probed = yes: RCPT-probed names plausible */
 	unsigned distributed_window_ms; /* distributed_window = 1h (mxbait creds) */
 	unsigned distributed_min_ips;   /* distributed_min_ips = 5 (mxbait creds) */
 

@@ -16,7 +16,8 @@
  * value stays): RELOAD_RESTART_KEYS below: the listeners (binding needs root), the
  * identity (hostname, local_domains: the certificate and every generated mailbox
  * follow them), the credential policy (accounts, password_list, password_top_n,
- * crack_after_failures, max_accounts, account_expiry: it holds the accounts in
+ * crack_after_failures, max_accounts, account_expiry, username_list,
+ * crack_distinct_sources, crack_rcpt_probed: it holds the accounts in
  * memory), data_dir,
  * event_log, spool_budget, user, the storage budgets and retention (database_budget,
  * analysis_budget, event_log_budget, retention: the storage job reads them at start),
@@ -37,7 +38,8 @@ struct mxb_config;
 	"hostname", "local_domains", "accounts", "smtp_listen", "submission_listen",     \
 		"smtps_listen", "imap_listen", "imaps_listen", "pop3_listen",            \
 		"pop3s_listen", "password_list", "password_top_n",                       \
-		"crack_after_failures", "max_accounts", "account_expiry", "data_dir",        \
+		"crack_after_failures", "max_accounts", "account_expiry", "username_list", \
+		"crack_distinct_sources", "crack_rcpt_probed", "data_dir",                \
 		"event_log",                                                             \
 		"spool_budget", "user",                                                  \
 		/* the storage job reads its budgets and retention at start */           \

@@ -258,6 +258,20 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serv
 		dc.passwords = builtin_passwords;
 		dc.n_passwords = sizeof(builtin_passwords) / sizeof(builtin_passwords[0]);
 	}
+	char **users = NULL;
+	long nu = deception_list_load(cfg->username_list, DECEPTION_MAX_USERNAMES, &users);
+	if (nu > 0) {
+		dc.usernames = (const char *const *)users;
+		dc.n_usernames = (size_t)nu;
+	} else {
+		log_msg(LOG_WARNING, NULL, "username list %s %s: using the built-in %zu role "
+			"mailboxes (set username_list)", cfg->username_list,
+			nu == 0 ? "is empty" : "cannot be read", deception_n_builtin_usernames);
+		dc.usernames = deception_builtin_usernames;
+		dc.n_usernames = deception_n_builtin_usernames;
+	}
+	dc.distinct_sources = cfg->crack_distinct_sources;
+	dc.rcpt_probed = cfg->crack_rcpt_probed;
 	dc.top_n = cfg->password_top_n;
 	dc.fail_min = cfg->crack_fail_min;
 	dc.fail_max = cfg->crack_fail_max;
@@ -274,6 +288,7 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serv
 	OPENSSL_cleanse(dc.secret, sizeof(dc.secret));
 	if (list)
 		deception_list_free(&list);
+	deception_list_free(&users);
 	if (!p) {
 		fprintf(stderr, "mxbait: out of memory (credential policy)\n");
 		return NULL;
@@ -287,9 +302,11 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serv
 		return NULL;
 	}
 	log_msg(LOG_INFO, NULL, "credential policy: %ld passwords (top %u), cracks after %u-%u "
-		"failures, %zu fixed accounts, %d saved accounts", n > 0 ? n : 20L,
+		"failures, %zu fixed accounts, %d saved accounts; plausible names: %zu listed, "
+		"RCPT-probed %s, tried from %u networks", n > 0 ? n : 20L,
 		cfg->password_top_n, cfg->crack_fail_min, cfg->crack_fail_max, cfg->n_accounts,
-		loaded);
+		loaded, nu > 0 ? (size_t)nu : deception_n_builtin_usernames,
+		cfg->crack_rcpt_probed ? "yes" : "no", cfg->crack_distinct_sources);
 	return p;
 }
 

@@ -1,20 +1,22 @@
 /*
  * auth_policy: the one place that decides whether a username/password works.
  *
- * Every protocol (SMTP AUTH now; IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH next)
- * asks the same policy, so an account looks the same everywhere.  The decision is
+ * Every protocol (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH) asks the
+ * same policy, so an account looks the same everywhere.  The decision is
  * synchronous and cheap (memory lookups); persistence, if any, is the policy's own
  * business in the background.  Failure delays are not the policy's job: the protocol
  * engine asks its host for a timer.
  *
- * Implementations: auth_static (fixed accounts from the config; none by default) in
- * this release; the deception policy (accounts created on the fly) replaces it.
+ * Implementations: auth_static (fixed accounts from the config only: tests, fuzzers)
+ * and the deception policy the daemon runs (deception.h: plausible accounts cracked
+ * on the fly).
  */
 #ifndef MXB_DECEIVE_AUTH_POLICY_H
 #define MXB_DECEIVE_AUTH_POLICY_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum auth_verdict {
 	AUTH_OK,
@@ -40,6 +42,13 @@ struct auth_policy {
 	/* Optional: true when username is an account that logs in now (a fixed account, or
 	 * one an attacker cracked): what a stock server's VRFY would confirm. */
 	bool (*has_user)(struct auth_policy *p, const char *username);
+	/* Optional: an unauthenticated RCPT TO of a served domain accepted this address:
+	 * the attack's own enumeration, which makes the name plausible (deception.h). */
+	void (*note_recipient)(struct auth_policy *p, const char *address);
+	/* Optional: when username came to log in (its crack time; for a fixed account
+	 * its first login), microseconds since the epoch; 0 when unknown.  The generated
+	 * mailbox dates its messages from it (mailbox.h). */
+	int64_t (*account_since_us)(struct auth_policy *p, const char *username);
 	void (*destroy)(struct auth_policy *p);
 };
 
@@ -53,6 +62,17 @@ static inline bool auth_policy_has_user(struct auth_policy *p, const char *usern
 {
 	return p && p->has_user && username && p->has_user(p, username);
 }
+static inline void auth_policy_note_recipient(struct auth_policy *p, const char *address)
+{
+	if (p && p->note_recipient && address)
+		p->note_recipient(p, address);
+}
+
+static inline int64_t auth_policy_account_since_us(struct auth_policy *p, const char *username)
+{
+	return p && p->account_since_us && username ? p->account_since_us(p, username) : 0;
+}
+
 /* Fixed accounts: "user:password" strings.  n may be 0 (every attempt fails). */
 struct auth_policy *auth_static_new(const char *const *accounts, size_t n);
 void auth_policy_free(struct auth_policy **p);

@@ -12,9 +12,15 @@
  * each tried once churns only among themselves while an account under a patient,
  * focused attack keeps its failures.  Cracked and fixed accounts are on neither list
  * and are never removed.
+ *
+ * Plausibility (deception.h): the username list is a third hash set like the password
+ * list; the networks that guessed a name are keyed 32-bit hashes of their /24 or /64,
+ * the first held in the account, the others in a small array allocated on the second
+ * network and freed once the name is plausible.
  */
 #include "deceive/deception.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/core_names.h>
@@ -43,19 +49,31 @@ struct acct {
 	struct acct *newer, *older; /* LRU of guessed accounts; both NULL otherwise */
 	bool on_lru;
 	uint8_t seg;                /* its LRU list: SEG_PROBATION or SEG_ESTABLISHED */
+	uint8_t n_src;              /* networks that guessed it: src_first, then src[] */
+	uint32_t src_first;         /* keyed hash of the first one */
+	uint32_t *src;              /* the others (distinct_sources - 1 slots, lazily) */
 	char *pass;
 	char user[];                /* canonical user name */
+};
+
+/* A set of strings (open addressing, SipHash-keyed): rank of an entry, or -1. */
+struct strset {
+	char **s;       /* in list order, owned */
+	size_t n;
+	size_t *slots;  /* index+1 into s, 0 empty */
+	size_t mask;
+	const uint8_t *key;
 };
 
 struct deception {
 	struct auth_policy policy; /* first: the policy pointer is the object */
 	uint8_t table_key[16];     /* SipHash keys, derived from the secret */
 	uint8_t pw_key[16];
-	/* password set */
-	char **pw;         /* ranked, owned */
-	size_t n_pw;
-	size_t *pw_slots;  /* index+1 into pw, 0 empty */
-	size_t pw_mask;
+	struct strset pwset;       /* ranked password list */
+	struct strset users;       /* plausible local parts, lower case */
+	unsigned distinct_sources;
+	bool rcpt_probed;
+	uint64_t implausible;
 	/* CRAM-MD5: HMAC-MD5 keyed with each of the first CRAM_CANDIDATES passwords */
 	EVP_MAC_CTX **cram;
 	size_t n_cram;
@@ -91,22 +109,58 @@ static int64_t wall_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static uint64_t pw_hash(const struct deception *d, const char *pw)
+static long strset_rank(const struct strset *set, const char *str)
 {
-	return siphash24(d->pw_key, pw, strlen(pw));
-}
-
-static long pw_rank(const struct deception *d, const char *pw)
-{
-	if (!d->n_pw)
+	if (!set->n)
 		return -1;
-	for (size_t i = pw_hash(d, pw) & d->pw_mask;; i = (i + 1) & d->pw_mask) {
-		size_t v = d->pw_slots[i];
+	for (size_t i = siphash24(set->key, str, strlen(str)) & set->mask;;
+	     i = (i + 1) & set->mask) {
+		size_t v = set->slots[i];
 		if (!v)
 			return -1;
-		if (!strcmp(d->pw[v - 1], pw))
+		if (!strcmp(set->s[v - 1], str))
 			return (long)(v - 1);
 	}
+}
+
+/* Fill set from list[0..n) (empty and duplicate entries skipped; lower: lower-cased).
+ * -1 on allocation failure (the set is then freed by strset_free). */
+static int strset_build(struct strset *set, const uint8_t key[16], const char *const *list,
+			size_t n, bool lower)
+{
+	set->key = key;
+	set->s = calloc(n ? n : 1, sizeof(*set->s));
+	set->mask = pow2_at_least(n * 2) - 1;
+	set->slots = calloc(set->mask + 1, sizeof(*set->slots));
+	if (!set->s || !set->slots)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		char *e = strdup(list[i]);
+		if (!e)
+			return -1;
+		if (lower)
+			for (char *c = e; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+		if (!*e || strset_rank(set, e) >= 0) {
+			free(e);
+			continue;
+		}
+		set->s[set->n] = e;
+		size_t j = siphash24(key, e, strlen(e)) & set->mask;
+		while (set->slots[j])
+			j = (j + 1) & set->mask;
+		set->slots[j] = ++set->n;
+	}
+	return 0;
+}
+
+static void strset_free(struct strset *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		free(set->s[i]);
+	free(set->s);
+	free(set->slots);
+	memset(set, 0, sizeof(*set));
 }
 
 static bool local_char(unsigned char c)
@@ -253,6 +307,7 @@ static void acct_free(struct acct *a)
 	if (a->pass)
 		OPENSSL_cleanse(a->pass, strlen(a->pass));
 	free(a->pass);
+	free(a->src);
 	free(a);
 }
 
@@ -410,7 +465,7 @@ static bool cram_candidate_digest(const struct deception *d, size_t i, const cha
 static const char *guess_from_list(const struct deception *d, const struct auth_request *req)
 {
 	if (!req->cram_digest) {
-		if (!req->password || !*req->password || pw_rank(d, req->password) < 0)
+		if (!req->password || !*req->password || strset_rank(&d->pwset, req->password) < 0)
 			return NULL;
 		return req->password;
 	}
@@ -420,9 +475,95 @@ static const char *guess_from_list(const struct deception *d, const struct auth_
 		char want[33];
 		if (cram_candidate_digest(d, i, req->cram_challenge, want) &&
 		    secret_equal(want, req->cram_digest))
-			return d->pw[i];
+			return d->pwset.s[i];
 	}
 	return NULL;
+}
+
+/* ---- plausibility ---- */
+
+/* Keyed 32-bit hash of the network of ip: its /24 (IPv4, IPv4-mapped IPv6 too) or its
+ * /64 (IPv6).  false when ip is not an address (no network is counted). */
+static bool source_hash(const struct deception *d, const char *ip, uint32_t *h_r)
+{
+	unsigned char a[16];
+	unsigned char net[9];
+	size_t len;
+	if (!ip)
+		return false;
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		net[0] = 4;
+		memcpy(net + 1, a, 3);
+		len = 4;
+	} else if (inet_pton(AF_INET6, ip, a) == 1) {
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (!memcmp(a, mapped, sizeof(mapped))) {
+			net[0] = 4;
+			memcpy(net + 1, a + 12, 3);
+			len = 4;
+		} else {
+			net[0] = 6;
+			memcpy(net + 1, a, 8);
+			len = 9;
+		}
+	} else {
+		return false;
+	}
+	*h_r = (uint32_t)siphash24(d->table_key, net, len);
+	return true;
+}
+
+/* The network of src_ip guessed at a: true when that makes distinct_sources networks
+ * (the name is then plausible for good, and the hashes are dropped). */
+static bool count_source(struct deception *d, struct acct *a, const char *src_ip)
+{
+	uint32_t h;
+	if (!d->distinct_sources || !source_hash(d, src_ip, &h))
+		return false;
+	for (unsigned i = 0; i < a->n_src; i++)
+		if ((i ? a->src[i - 1] : a->src_first) == h)
+			return false;
+	if ((unsigned)a->n_src + 1 >= d->distinct_sources) {
+		free(a->src);
+		a->src = NULL;
+		a->n_src = 0;
+		a->pub.plausible |= DECEPTION_PLAUSIBLE_SOURCES;
+		return true;
+	}
+	if (a->n_src == 0) {
+		a->src_first = h; /* most names are tried from one network: no allocation */
+	} else {
+		if (!a->src && !(a->src = calloc(d->distinct_sources - 1, sizeof(*a->src))))
+			return false; /* out of memory: this network is not counted */
+		a->src[a->n_src - 1] = h;
+	}
+	a->n_src++;
+	return false;
+}
+
+static bool listed(const struct deception *d, const char *user)
+{
+	return strset_rank(&d->users, user) >= 0;
+}
+
+/* May a (guessed at from src_ip now) be cracked?  Counts the network first. */
+static bool plausible(struct deception *d, struct acct *a, const char *src_ip)
+{
+	if (a->pub.plausible & (DECEPTION_PLAUSIBLE_RCPT | DECEPTION_PLAUSIBLE_SOURCES))
+		return true;
+	if (listed(d, a->user))
+		return true;
+	return count_source(d, a, src_ip);
+}
+
+/* A guessed account starts over: failures, and what made it plausible. */
+static void acct_forget(struct acct *a)
+{
+	a->pub.failures = 0;
+	a->pub.plausible = 0;
+	free(a->src);
+	a->src = NULL;
+	a->n_src = 0;
 }
 
 static enum auth_verdict deception_check(struct auth_policy *p, const struct auth_request *req)
@@ -436,23 +577,32 @@ static enum auth_verdict deception_check(struct auth_policy *p, const struct aut
 	if (!a)
 		return AUTH_FAIL; /* every slot holds a cracked account: refuse, untracked */
 	if (a->pass) {
-		if (guess_matches(req, a->pass))
+		if (guess_matches(req, a->pass)) {
+			if (!a->pub.cracked_us) {
+				/* a fixed account's first login: what its mailbox dates from */
+				a->pub.cracked_us = now;
+				save(d, a);
+			}
 			return AUTH_OK;
+		}
 		a->pub.failures++;
 		save(d, a);
 		return AUTH_FAIL;
 	}
 	if (is_stale(d, a, now)) {
 		/* untouched for account_expiry: the guessing starts over */
-		a->pub.failures = 0;
+		acct_forget(a);
 		d->expired++;
 	}
 	a->pub.updated_us = now;
 	/* guessed at again: established (a flood of one-off names evicts others first) */
 	lru_push_newest(d, a, a->pub.failures > 0 ? SEG_ESTABLISHED : SEG_PROBATION);
+	bool may_crack = plausible(d, a, req->src_ip);
 	if (a->pub.failures >= a->pub.threshold) {
 		const char *hit = guess_from_list(d, req);
-		if (hit && (a->pass = strdup(hit))) {
+		if (hit && !may_crack)
+			d->implausible++; /* a canary's list password: refused as by a real server */
+		else if (hit && (a->pass = strdup(hit))) {
 			a->pub.cracked_us = now;
 			acct_pin(d, a);
 			save(d, a);
@@ -474,10 +624,8 @@ static void deception_destroy(struct auth_policy *p)
 	for (size_t i = 0; i < d->n_cram; i++)
 		EVP_MAC_CTX_free(d->cram[i]);
 	free(d->cram);
-	for (size_t i = 0; i < d->n_pw; i++)
-		free(d->pw[i]);
-	free(d->pw);
-	free(d->pw_slots);
+	strset_free(&d->pwset);
+	strset_free(&d->users);
 	for (size_t i = 0; i < d->n_domains; i++)
 		free(d->domains[i]);
 	free(d->domains);
@@ -525,7 +673,7 @@ static int derive_keys(struct deception *d)
 /* HMAC-MD5 contexts keyed with the first CRAM_CANDIDATES list passwords. */
 static int cram_prepare(struct deception *d)
 {
-	size_t n = d->n_pw < CRAM_CANDIDATES ? d->n_pw : CRAM_CANDIDATES;
+	size_t n = d->pwset.n < CRAM_CANDIDATES ? d->pwset.n : CRAM_CANDIDATES;
 	d->cram = calloc(n ? n : 1, sizeof(*d->cram));
 	if (!d->cram)
 		return -1;
@@ -540,8 +688,8 @@ static int cram_prepare(struct deception *d)
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		EVP_MAC_CTX *c = EVP_MAC_CTX_new(mac);
-		if (!c || !EVP_MAC_init(c, (const unsigned char *)d->pw[i], strlen(d->pw[i]),
-					params)) {
+		const char *pw = d->pwset.s[i];
+		if (!c || !EVP_MAC_init(c, (const unsigned char *)pw, strlen(pw), params)) {
 			EVP_MAC_CTX_free(c);
 			rc = -1;
 			break;
@@ -559,6 +707,17 @@ static bool deception_has_user(struct auth_policy *p, const char *username)
 	return a && a->password;
 }
 
+static int64_t deception_since(struct auth_policy *p, const char *username)
+{
+	const struct deception_account *a = deception_lookup(p, username);
+	return a && a->password ? a->cracked_us : 0;
+}
+
+static void deception_note(struct auth_policy *p, const char *address)
+{
+	deception_note_recipient(p, address);
+}
+
 struct auth_policy *deception_new(const struct deception_config *cfg)
 {
 	struct deception *d = calloc(1, sizeof(*d));
@@ -566,7 +725,12 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 		return NULL;
 	d->policy.check = deception_check;
 	d->policy.has_user = deception_has_user;
+	d->policy.note_recipient = deception_note;
+	d->policy.account_since_us = deception_since;
 	d->policy.destroy = deception_destroy;
+	d->distinct_sources = cfg->distinct_sources > DECEPTION_MAX_SOURCES
+				      ? DECEPTION_MAX_SOURCES : cfg->distinct_sources;
+	d->rcpt_probed = cfg->rcpt_probed != 0;
 	d->fail_min = cfg->fail_min;
 	d->fail_max = cfg->fail_max < cfg->fail_min ? cfg->fail_min : cfg->fail_max;
 	memcpy(d->secret, cfg->secret, sizeof(d->secret));
@@ -583,30 +747,17 @@ struct auth_policy *deception_new(const struct deception_config *cfg)
 	size_t n = cfg->n_passwords;
 	if (cfg->top_n && cfg->top_n < n)
 		n = cfg->top_n;
-	d->pw = calloc(n ? n : 1, sizeof(*d->pw));
-	d->pw_mask = pow2_at_least(n * 2) - 1;
-	d->pw_slots = calloc(d->pw_mask + 1, sizeof(*d->pw_slots));
 	d->domains = copy_list(cfg->domains, cfg->n_domains, true);
 	d->n_domains = cfg->n_domains;
-	if (!d->slots || !d->pw || !d->pw_slots || !d->domains || derive_keys(d) != 0) {
+	if (!d->slots || !d->domains || derive_keys(d) != 0) {
 		if (!d->domains)
 			d->n_domains = 0;
 		deception_destroy(&d->policy);
 		return NULL;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (!*cfg->passwords[i] || pw_rank(d, cfg->passwords[i]) >= 0)
-			continue; /* skip empty and duplicate entries */
-		if (!(d->pw[d->n_pw] = strdup(cfg->passwords[i]))) {
-			deception_destroy(&d->policy);
-			return NULL;
-		}
-		size_t j = pw_hash(d, d->pw[d->n_pw]) & d->pw_mask;
-		while (d->pw_slots[j])
-			j = (j + 1) & d->pw_mask;
-		d->pw_slots[j] = ++d->n_pw;
-	}
-	if (cram_prepare(d) != 0) {
+	if (strset_build(&d->pwset, d->pw_key, cfg->passwords, n, false) != 0 ||
+	    strset_build(&d->users, d->pw_key, cfg->usernames, cfg->n_usernames, true) != 0 ||
+	    cram_prepare(d) != 0) {
 		deception_destroy(&d->policy);
 		return NULL;
 	}
@@ -647,11 +798,16 @@ int deception_restore(struct auth_policy *p, const struct deception_account *in)
 	struct acct *a = acct_get(d, user, true, now, saved_fits ? &in->threshold : NULL);
 	if (!a)
 		return -1;
-	if (a->pub.fixed)
-		return 0; /* the config wins over the saved state */
+	if (a->pub.fixed) {
+		/* the config wins over the saved state, except for its first login */
+		if (!a->pub.cracked_us && in->cracked_us > 0)
+			a->pub.cracked_us = in->cracked_us;
+		return 0;
+	}
 	a->pub.failures = in->failures;
 	a->pub.cracked_us = in->cracked_us;
 	a->pub.updated_us = in->updated_us ? in->updated_us : now;
+	a->pub.plausible |= in->plausible & (DECEPTION_PLAUSIBLE_RCPT | DECEPTION_PLAUSIBLE_SOURCES);
 	if (in->password) {
 		free(a->pass);
 		if (!(a->pass = strdup(in->password)))
@@ -675,6 +831,36 @@ void deception_stats(const struct auth_policy *p, struct deception_stats *st_r)
 	st_r->evicted = d->evicted;
 	st_r->expired = d->expired;
 	st_r->refused = d->refused;
+	st_r->implausible = d->implausible;
+}
+
+void deception_note_recipient(struct auth_policy *p, const char *address)
+{
+	struct deception *d = (struct deception *)p;
+	char user[USER_MAX];
+	/* a served domain only (canonical refuses the others), and no name the list
+	 * makes plausible already: nothing to hold for those */
+	if (!d->rcpt_probed || !address || !strchr(address, '@') ||
+	    canonical(d, address, user, sizeof(user)) < 0 || listed(d, user))
+		return;
+	/* canonical strips only a served domain: "x@other" kept its '@' */
+	if (strchr(user, '@'))
+		return;
+	int64_t now = d->now_us();
+	struct acct *a = acct_get(d, user, true, now, NULL);
+	if (!a || a->pass || (a->pub.plausible & DECEPTION_PLAUSIBLE_RCPT))
+		return;
+	if (is_stale(d, a, now)) {
+		acct_forget(a);
+		d->expired++;
+	}
+	a->pub.plausible |= DECEPTION_PLAUSIBLE_RCPT;
+	a->pub.updated_us = now;
+	lru_push_newest(d, a, a->seg);
+	/* a name being guessed at already is saved with its new reason; one only probed
+	 * stays in memory (a spam run's recipients are not worth a database row each) */
+	if (a->pub.failures)
+		save(d, a);
 }
 
 int deception_canonical(const struct auth_policy *p, const char *username, char *out,
@@ -694,6 +880,14 @@ const struct deception_account *deception_lookup(const struct auth_policy *p,
 	const struct acct *a = d->slots[acct_find(d, user, h)];
 	return a ? &a->pub : NULL;
 }
+
+const char *const deception_builtin_usernames[] = {
+	"postmaster", "hostmaster", "webmaster", "abuse", "noc", "security", "info",
+	"marketing", "sales", "support", "admin", "administrator", "root", "test", "user",
+	"guest", "office", "contact", "mail", "help", "billing", "accounts", "hr", "jobs",
+};
+const size_t deception_n_builtin_usernames =
+	sizeof(deception_builtin_usernames) / sizeof(deception_builtin_usernames[0]);
 
 long deception_list_load(const char *path, size_t max, char ***list_r)
 {

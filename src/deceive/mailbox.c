@@ -4,9 +4,12 @@
  * Determinism: one HMAC-SHA256 over (username, domain, hostname) keyed with the
  * installation secret seeds a splitmix64 stream; every choice (how many messages per
  * folder, which templates, which colleague, dates, ids, flags) is drawn from it in a
- * fixed order.  Dates are a fixed anchor (MBOX_ANCHOR) minus seeded offsets, never the
- * current time, so the bytes are identical at every login, on every protocol, after
- * every restart.  Changing a template changes the mailboxes: that is a version bump
+ * fixed order.  Dates are an anchor minus seeded offsets, never the current time: the
+ * anchor is the day the account was cracked (midnight UTC of the crack time the policy
+ * keeps), so the newest mail arrived the day before the attacker got in, and the
+ * bytes are identical at every login, on every protocol, after every restart.  With
+ * no crack time (a caller without a policy: tests, conversation files) the anchor is
+ * MBOX_DEFAULT_ANCHOR.  Changing a template changes the mailboxes: that is a version bump
  * of the honeypot, not something that happens between two logins.
  *
  * Content is built from templates written for this project: colleagues at the user's
@@ -38,7 +41,7 @@
 
 #include "util/buf.h"
 
-#define MBOX_ANCHOR 1795392000LL   /* 2026-11-23 00:00:00 UTC */
+#define MBOX_DEFAULT_ANCHOR 1795392000LL   /* 2026-11-23 00:00:00 UTC */
 #define MBOX_MAX_MSGS 1000
 #define MBOX_MAX_BYTES (32u * 1024 * 1024)
 #define NAME_LEN 128
@@ -230,6 +233,7 @@ struct gen {
 	char user_full[NAME_LEN * 2];
 	const char *domain;
 	const char *hostname;
+	int64_t anchor;        /* midnight UTC of the crack day: dates count back from it */
 };
 
 static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -585,7 +589,7 @@ static int fill_folder(struct gen *g, struct mbox_folder *f, enum folder_kind fk
 	int64_t when[16];
 	for (size_t i = 0; i < n; i++) {
 		/* Office hours on some day in the window, seconds scattered. */
-		int64_t day = MBOX_ANCHOR - (int64_t)rng_range(&g->rng, 1, max_age_days) * 86400;
+		int64_t day = g->anchor - (int64_t)rng_range(&g->rng, 1, max_age_days) * 86400;
 		when[i] = day + (int64_t)rng_range(&g->rng, 7 * 3600, 18 * 3600) + rng_range(&g->rng, 0, 59);
 	}
 	qsort(when, n, sizeof(when[0]), cmp_i64);
@@ -684,6 +688,13 @@ static void names_from_user(struct gen *g, const char *username, const char *dom
 struct mbox_set *mailbox_generate(const char *username, const char *domain,
 				  const char *hostname, const uint8_t secret[32])
 {
+	return mailbox_generate_at(username, domain, hostname, secret, 0);
+}
+
+struct mbox_set *mailbox_generate_at(const char *username, const char *domain,
+				     const char *hostname, const uint8_t secret[32],
+				     int64_t cracked_at)
+{
 	static const struct {
 		const char *name, *special;
 		enum folder_kind fk;
@@ -699,6 +710,10 @@ struct mbox_set *mailbox_generate(const char *username, const char *domain,
 	memset(&g, 0, sizeof(g));
 	g.domain = domain;
 	g.hostname = hostname;
+	/* a crack time before 2001 or past 2100 is not one (UIDVALIDITY must stay 32-bit) */
+	g.anchor = cracked_at > 978307200LL && cracked_at < 4102444800LL
+			   ? cracked_at - cracked_at % 86400
+			   : MBOX_DEFAULT_ANCHOR;
 	names_from_user(&g, username, domain);
 
 	/* Seed: HMAC-SHA256(secret, "mxbait-mailbox-v1" NUL user NUL domain NUL host). */
@@ -729,7 +744,7 @@ struct mbox_set *mailbox_generate(const char *username, const char *domain,
 	set->n_folders = NELEM(layout);
 	/* UIDVALIDITY looks like Dovecot's: the creation time of the mailbox, a year or
 	 * two before the anchor; the other folders were created seconds after INBOX. */
-	uint32_t uidv = (uint32_t)(MBOX_ANCHOR - 86400LL * rng_range(&g.rng, 200, 900) -
+	uint32_t uidv = (uint32_t)(g.anchor - 86400LL * rng_range(&g.rng, 200, 900) -
 				   rng_range(&g.rng, 0, 86399));
 	for (size_t i = 0; i < NELEM(layout); i++) {
 		struct mbox_folder *f = &set->folders[i];

@@ -3,8 +3,10 @@
  *
  * Generated, not stored: the same username always gets the same folders (INBOX, Sent,
  * Drafts, Trash, Junk), the same few realistic messages, UIDs, UIDVALIDITY, sizes and
- * dates, derived from the username and the per-installation secret, so every login
- * (any protocol, any address, after a restart) sees the same thing.  Each session
+ * dates, derived from the username, the per-installation secret and the day the
+ * account was cracked (dates count back from it: the newest mail is from the days
+ * before the attacker got in), so every login (any protocol, any address, after a
+ * restart) sees the same thing.  Each session
  * gets its own copy: flag changes, expunges and deletions live only as long as the
  * session, as if another client had undone them.
  *
@@ -72,6 +74,13 @@ struct mbox_set {
  * secret: the per-installation key.  NULL on allocation failure. */
 struct mbox_set *mailbox_generate(const char *username, const char *domain,
 				  const char *hostname, const uint8_t secret[32]);
+/* The same, dated from the crack time cracked_at (seconds since the epoch: the
+ * newest message is from the day before that day, UIDVALIDITY 200-900 days before
+ * it).  0 (unknown): a fixed anchor (2026-11-23), which is what mailbox_generate()
+ * uses. */
+struct mbox_set *mailbox_generate_at(const char *username, const char *domain,
+				     const char *hostname, const uint8_t secret[32],
+				     int64_t cracked_at);
 void mailbox_free(struct mbox_set **set);
 
 /* Folder by name (INBOX case-insensitive), or NULL. */

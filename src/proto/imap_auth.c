@@ -69,9 +69,11 @@ static void login_ok(struct imap_session *s, const char *user, size_t ulen)
 	canonical_user(s, s->user, canon, sizeof(canon));
 	static const uint8_t zero[32];
 	mailbox_free(&s->mbox);
-	s->mbox = mailbox_generate(canon, s->cfg->domain ? s->cfg->domain : "localdomain",
-				   s->cfg->hostname ? s->cfg->hostname : "localhost",
-				   s->cfg->secret ? s->cfg->secret : zero);
+	/* dated from the crack time, as POP3 does (mailbox.h) */
+	int64_t since_us = auth_policy_account_since_us(s->cfg->auth, canon);
+	s->mbox = mailbox_generate_at(canon, s->cfg->domain ? s->cfg->domain : "localdomain",
+				      s->cfg->hostname ? s->cfg->hostname : "localhost",
+				      s->cfg->secret ? s->cfg->secret : zero, since_us / 1000000);
 	imap_set_state(s, CS_AUTH, s->in);
 	s->bad_row = 0;
 	/* imap's client_send_login_reply(): the capability as a resp-code unless the

@@ -224,9 +224,11 @@ static bool login(struct pop3_session *s, const char *user)
 	const uint8_t *secret = s->cfg->secret ? s->cfg->secret : zero_secret;
 	/* Same call, same canonical form and same fallbacks as the IMAP engine, so both
 	 * protocols show one INBOX. */
-	struct mbox_set *m = mailbox_generate(canon, s->cfg->domain ? s->cfg->domain : "localdomain",
-					      s->cfg->hostname ? s->cfg->hostname : "localhost",
-					      secret);
+	int64_t since_us = auth_policy_account_since_us(s->cfg->auth, canon);
+	struct mbox_set *m = mailbox_generate_at(canon,
+						 s->cfg->domain ? s->cfg->domain : "localdomain",
+						 s->cfg->hostname ? s->cfg->hostname : "localhost",
+						 secret, since_us / 1000000);
 	struct mbox_folder *in = m ? mailbox_folder(m, "INBOX") : NULL;
 	bool *del = in ? calloc(in->n_msgs + 1, sizeof(*del)) : NULL;
 	if (!del) {

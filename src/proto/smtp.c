@@ -461,6 +461,9 @@ static void run_rcpt(struct smtp_session *s, struct smtp_args *a)
 		} else {
 			s->rcpt_count++;
 			smtp_reply(s, "250 2.1.5 Ok");
+			/* the attack's own enumeration makes the name plausible (deception.h) */
+			if (local && !s->authenticated)
+				auth_policy_note_recipient(s->cfg->auth, r.addr);
 		}
 	} else {
 		smtp_reply(s, "454 4.7.1 <%s>: Relay access denied", shown);

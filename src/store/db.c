@@ -183,6 +183,13 @@ static const char *const migrations[] = {
 	 * writer a B-tree insert of a random key per event (~8% of its instructions on a
 	 * guessing flood: docs/PERFORMANCE.md). */
 	"DROP INDEX IF EXISTS events_src_ip;",
+
+	/* 7 -> 8: why a guessed account not in the username list may be cracked
+	 * (DECEPTION_PLAUSIBLE_* bits: probed by RCPT, tried from enough networks), so a
+	 * restart in the middle of an attack does not forget it.  Rows saved before stay
+	 * as they were: a cracked account stays cracked; a guessed one not in the list
+	 * earns its plausibility again. */
+	"ALTER TABLE accounts ADD COLUMN plausible INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -562,7 +569,7 @@ int db_load_accounts(const char *db_path, int (*fn)(void *ctx, const struct dece
 				/* oldest save first: when more were saved than the policy
 				 * holds, the most recently guessed ones are kept */
 				"SELECT username, password, failures, threshold, cracked_us, fixed,"
-				" updated_us FROM accounts WHERE username IS NOT NULL"
+				" updated_us, plausible FROM accounts WHERE username IS NOT NULL"
 				" ORDER BY updated_us, username",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK) {
@@ -583,6 +590,7 @@ int db_load_accounts(const char *db_path, int (*fn)(void *ctx, const struct dece
 			.cracked_us = sqlite3_column_int64(st, 4),
 			.fixed = sqlite3_column_int(st, 5) != 0,
 			.updated_us = sqlite3_column_int64(st, 6),
+			.plausible = (unsigned)sqlite3_column_int(st, 7),
 		};
 		if (!a.username)
 			continue;

@@ -165,6 +165,7 @@ struct acct_rec {
 	int64_t cracked_us;
 	int fixed;
 	int64_t updated_us;
+	unsigned plausible;
 };
 
 enum writer_state { W_STARTING, W_RUNNING, W_EXITED };
@@ -470,11 +471,13 @@ struct eventstore *eventstore_open(const char *db_path, const char *jsonl_path, 
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(es->db,
 					"INSERT INTO accounts(username, password, failures, threshold,"
-					" cracked_us, fixed, updated_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+					" cracked_us, fixed, updated_us, plausible)"
+					" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 					" ON CONFLICT(username) DO UPDATE SET password = excluded.password,"
 					" failures = excluded.failures, threshold = excluded.threshold,"
 					" cracked_us = excluded.cracked_us, fixed = excluded.fixed,"
-					" updated_us = excluded.updated_us",
+					" updated_us = excluded.updated_us,"
+					" plausible = excluded.plausible",
 					-1, SQLITE_PREPARE_PERSISTENT, &es->upsert_account, NULL);
 	if (rc != SQLITE_OK) {
 		*err_r = fmt("%s: %s", db_path, sqlite3_errmsg(es->db));
@@ -641,6 +644,7 @@ void eventstore_save_account(struct eventstore *es, const struct deception_accou
 		.cracked_us = a->cracked_us,
 		.fixed = a->fixed,
 		.updated_us = mxb_now_us(),
+		.plausible = a->plausible,
 	};
 	pthread_mutex_lock(&es->mu);
 	if (!r.username || (a->password && !r.password) || es->n_accts >= es->queue_limit ||
@@ -1070,6 +1074,7 @@ static int store_account(struct eventstore *es, const struct acct_rec *r)
 	sqlite3_bind_int64(st, 5, r->cracked_us);
 	sqlite3_bind_int(st, 6, r->fixed ? 1 : 0);
 	sqlite3_bind_int64(st, 7, r->updated_us);
+	sqlite3_bind_int(st, 8, (int)r->plausible);
 	return step_reset(st);
 }
 

@@ -3,7 +3,8 @@
 Each test that asks for `daemon` (or calls `make_daemon(...)` for special limits) gets its
 own daemon: a fresh config in a temp dir (free high loopback ports for smtp, submission
 and smtps; data_dir in the temp dir; hostname mail.example.test; local domain
-example.test; one fixed account alice:alice-Secret-1), started as
+example.test; one fixed account alice:alice-Secret-1; username_list the tree's
+data/usernames.txt), started as
 `$MXBAIT_BIN serve -c CONF`.  The fixture waits until the three ports accept, and at
 teardown sends SIGTERM and waits: the test FAILS if the daemon does not stop, exits
 non-zero, or printed an ASan/UBSan/LSan report on stderr.
@@ -36,6 +37,7 @@ SHARED = os.path.abspath(os.environ.get("MXBAIT_SHARED")
 
 HOSTNAME = "mail.example.test"
 DOMAIN = "example.test"
+USERNAME_LIST = os.path.join(ROOT, "data", "usernames.txt")
 USER = "alice"
 PASSWORD = "alice-Secret-1"
 
@@ -146,6 +148,8 @@ class Daemon:
             "hostname": HOSTNAME,
             "local_domains": DOMAIN,
             "accounts": f"{USER}:{PASSWORD}",
+            # the plausible usernames of the tree (installed as DATADIR/mxbait/...)
+            "username_list": USERNAME_LIST,
             "smtp_listen": f"127.0.0.1:{self.port_smtp}",
             "submission_listen": f"127.0.0.1:{self.port_submission}",
             "smtps_listen": f"127.0.0.1:{self.port_smtps}",

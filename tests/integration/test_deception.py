@@ -47,7 +47,12 @@ COMMON = "password"
 UNCOMMON = [f"zq7-unlisted-{c}" for c in "abcdefg"]
 WORDS = UNCOMMON + [COMMON]
 # The user name every tool attacks where consistency is checked; fresh names elsewhere.
+# Every one is plausible (data/usernames.txt): a random name never cracks (the canary
+# tests below), so each tool attacks a mailbox an attacker would.
 SHARED_USER = "carol"
+TOOL_USER = {"hydra-smtp": "sales", "hydra-imap": "support", "hydra-pop3": "office",
+             "medusa-imap": "billing", "medusa-pop3": "accounts", "medusa-smtp": "marketing",
+             "nmap-imaps": "webmaster", "nmap-pop3s": "contact", "nmap-smtp": "info"}
 WRONG = "123456"  # a top-list password too: after the crack it must NOT work
 
 ADDR = f"127.{random.randint(64, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
@@ -151,7 +156,7 @@ def hydra(st, user, port, svc, *opts):
 
 
 @pytest.mark.skipif(not shutil.which("hydra"), reason="hydra not installed")
-@pytest.mark.parametrize("user", ["hydra-smtp", SHARED_USER])
+@pytest.mark.parametrize("user", [TOOL_USER["hydra-smtp"], SHARED_USER])
 def test_hydra_smtp_submission_starttls(state, user):
     d = state["daemon"]
     # smtp module, TLS option = STARTTLS on submission (AUTH is offered only after it)
@@ -162,7 +167,7 @@ def test_hydra_smtp_submission_starttls(state, user):
 
 
 @pytest.mark.skipif(not shutil.which("hydra"), reason="hydra not installed")
-@pytest.mark.parametrize("user", ["hydra-imap", SHARED_USER])
+@pytest.mark.parametrize("user", [TOOL_USER["hydra-imap"], SHARED_USER])
 def test_hydra_imap_starttls(state, user):
     d = state["daemon"]
     hydra(state, user, d.port_imap, "imap", "-m", "TLS")
@@ -173,7 +178,7 @@ def test_hydra_imap_starttls(state, user):
 
 
 @pytest.mark.skipif(not shutil.which("hydra"), reason="hydra not installed")
-@pytest.mark.parametrize("user", ["hydra-pop3", SHARED_USER])
+@pytest.mark.parametrize("user", [TOOL_USER["hydra-pop3"], SHARED_USER])
 def test_hydra_pop3s(state, user):
     # Implicit TLS (-S on 995): hydra's pop3 "TLS" (STLS) option waits, after the
     # handshake, for a line that neither Dovecot nor we send (RFC 2595: the client speaks
@@ -201,7 +206,7 @@ def medusa(st, user, port, mod, words=None):
 @pytest.mark.parametrize("fresh", [True, False])
 def test_medusa_imap_pop3(state, mod, port, proto, fresh):
     d = state["daemon"]
-    user = f"medusa-{mod}" if fresh else SHARED_USER
+    user = TOOL_USER[f"medusa-{mod}"] if fresh else SHARED_USER
     rc, out, found = medusa(state, user, port, mod)
     assert rc == 0 and found == [COMMON], f"medusa {mod} exit {rc}:\n{out[-3000:]}"
     if fresh:
@@ -217,16 +222,16 @@ def test_medusa_smtp(state):
     third guess; on the account the other tools cracked, two wrong guesses and then the
     password find it."""
     d = state["daemon"]
-    rc, out, found = medusa(state, "medusa-smtp", 465, "smtp")
+    rc, out, found = medusa(state, TOOL_USER["medusa-smtp"], 465, "smtp")
     assert not found, out[-2000:]
     assert "454 4.7.0 Temporary authentication failure" in out, out[-2000:]
-    evs = auth_events(d, "medusa-smtp")
+    evs = auth_events(d, TOOL_USER["medusa-smtp"])
     assert [e["result"] for e in evs] == ["fail", "fail", "tempfail"], evs
     assert [e["password"] for e in evs] == UNCOMMON[:3]
     # The shared, already cracked account: found with a list that fits in one session.
     assert d.wait_events("auth", username=SHARED_USER, success=True), \
         "test order: hydra cracks carol first"
-    words = wordlist(state, "medusa-smtp.txt", UNCOMMON[:2] + [COMMON])
+    words = wordlist(state, "medusa-smtp-words.txt", UNCOMMON[:2] + [COMMON])
     rc, out, found = medusa(state, SHARED_USER, 465, "smtp", words)
     assert rc == 0 and found == [COMMON], f"medusa smtp exit {rc}:\n{out[-3000:]}"
     assert d.wait_events("auth", username=SHARED_USER, proto="smtps", success=True,
@@ -251,7 +256,7 @@ def nmap_brute(st, script, port, user):
 @pytest.mark.parametrize("fresh", [True, False])
 def test_nmap_imap_pop3_brute(state, script, port, proto, fresh):
     d = state["daemon"]
-    user = f"nmap-{proto}" if fresh else SHARED_USER
+    user = TOOL_USER[f"nmap-{proto}"] if fresh else SHARED_USER
     nmap_brute(state, script, port, user)
     if fresh:
         # brute.useraspass: nmap also guesses the user name itself (one more failure)
@@ -267,9 +272,9 @@ def test_nmap_smtp_brute(state):
     On port 25, where AUTH is not offered, AUTH gets Postfix's 503 and the offence is
     recorded."""
     d = state["daemon"]
-    nmap_brute(state, "smtp-brute", 465, "nmap-smtp")
-    assert_cracked_by(d, "nmap-smtp", {"smtps"})
-    ok = d.events("auth", username="nmap-smtp", success=True)[0]
+    nmap_brute(state, "smtp-brute", 465, TOOL_USER["nmap-smtp"])
+    assert_cracked_by(d, TOOL_USER["nmap-smtp"], {"smtps"})
+    ok = d.events("auth", username=TOOL_USER["nmap-smtp"], success=True)[0]
     assert not d.events("helo", session=ok["session"]), "nmap sent no EHLO in that session"
     # port 25: AUTH before EHLO (and AUTH at all) is refused like Postfix
     s = socket.create_connection((ADDR, d.port_smtp), timeout=10)
@@ -409,7 +414,7 @@ def test_other_password_fails_everywhere(state):
     d = state["daemon"]
     # WRONG is a top-list password: a second "correct" password never exists
     wrong_everywhere(d, SHARED_USER, WRONG)
-    wrong_everywhere(d, "hydra-imap", WRONG)
+    wrong_everywhere(d, TOOL_USER["hydra-imap"], WRONG)
     fails = [e for e in auth_events(d, SHARED_USER) if e["password"] == WRONG]
     assert {e["proto"] for e in fails} == {"submission", "imaps", "pop3s"}
     assert not any(e["success"] for e in fails)
@@ -422,20 +427,19 @@ def test_creds_and_attackers_json(state):
     auths = d.wait_events("auth")
     creds = d.cli_json("creds", "--top", "0")
     by_user = {a["username"]: a for a in creds["cracked"]}
-    for u in (SHARED_USER, "hydra-smtp", "hydra-imap", "hydra-pop3", "medusa-imap",
-              "medusa-pop3", "nmap-imaps", "nmap-pop3s", "nmap-smtp"):
+    for u in [SHARED_USER] + [v for k, v in TOOL_USER.items() if k != "medusa-smtp"]:
         assert u in by_user, f"{u} not cracked in creds --json: {sorted(by_user)}"
         assert by_user[u]["password"] == COMMON and by_user[u]["kind"] == "cracked", by_user[u]
-    assert "medusa-smtp" not in by_user, "medusa-smtp never guessed the password"
+    assert TOOL_USER["medusa-smtp"] not in by_user, "medusa-smtp never guessed the password"
     c = by_user[SHARED_USER]
     assert c["messages"] == 1 and c["recipients"] == 1, c
     assert c["last_subject"] == state["mark"], c
     users = {u["username"]: u for u in creds["usernames"]}
-    h = users["hydra-smtp"]
+    h = users[TOOL_USER["hydra-smtp"]]
     # hydra tried the 7 uncommon words and then the common one, on one protocol
     assert (h["attempts"], h["passwords"], h["successes"], h["ips"], h["protocols"]) == \
         (8, 8, 1, 1, ["submission"]), h
-    m = users["medusa-smtp"]
+    m = users[TOOL_USER["medusa-smtp"]]
     assert (m["attempts"], m["passwords"], m["successes"]) == (3, 3, 0), m
     mine = [e for e in auths if e["username"] == SHARED_USER]
     cu = users[SHARED_USER]

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import MXBAIT_BIN
+from conftest import MXBAIT_BIN, USERNAME_LIST
 
 BUILD = os.path.dirname(os.path.dirname(MXBAIT_BIN))
 
@@ -44,6 +44,11 @@ def test_meson_install_lays_out_a_service(tmp_path):
     assert os.access(there(os.path.join(prefix, bindir, "mxbait")), os.X_OK)
     assert os.path.isfile(there(os.path.join(prefix, mandir, "man8", "mxbait.8")))
     assert os.path.isfile(there(os.path.join(prefix, mandir, "man5", "mxbait.conf.5")))
+    # the plausible user names, where the binary's username_list default looks
+    users = there(os.path.join(prefix, "share", "mxbait", "usernames.txt"))
+    assert open(users).read() == open(USERNAME_LIST).read()
+    with open(there(os.path.join(prefix, bindir, "mxbait")), "rb") as f:
+        assert os.path.join(prefix, "share", "mxbait", "usernames.txt").encode() in f.read()
     units = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs
              if f == "mxbait.service"]
     assert len(units) == 1, units

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import (DOMAIN, MXBAIT_BIN, PASSWORD, USER, Daemon, _conf_value,
+from conftest import (DOMAIN, MXBAIT_BIN, PASSWORD, USER, USERNAME_LIST, Daemon, _conf_value,
                       listening_ports, marker, queue_id_from, sanitizer_env, swaks)
 
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d"
@@ -279,8 +279,10 @@ def _check(conf, *args):
 
 
 def _conf(tmp_path, text, name="mxbait.conf"):
+    # the tree's username list (a test build is not installed: the default path is
+    # missing, which `mxbait check` rightly warns about), last so line numbers hold
     p = tmp_path / name
-    p.write_text(text)
+    p.write_text(text + f"username_list = {USERNAME_LIST}\n")
     return str(p)
 
 

@@ -103,32 +103,32 @@ def test_greetings_on_every_role(daemon):
 
 def test_one_account_everywhere_and_after_restart(make_daemon):
     d = make_daemon(**FAST)
-    pw = crack(d, "mallory")
+    pw = crack(d, "payroll")
     # the same password on POP3 and SMTP submission, and the mailbox is the same INBOX
-    m = imaps_login(d, "mallory", pw)
+    m = imaps_login(d, "payroll", pw)
     typ, data = m.select("INBOX")
     assert typ == "OK"
     n_imap = int(data[0])
     m.logout()
-    p = pop3s_login(d, "mallory", pw)
+    p = pop3s_login(d, "payroll", pw)
     assert p is not None
     assert p.stat()[0] == n_imap
     p.quit()
-    s = submission_login(d, "Mallory@" + DOMAIN, pw)  # canonical: the same account
+    s = submission_login(d, "PayRoll@" + DOMAIN, pw)  # canonical: the same account
     assert s is not None
     mark = "issue3-" + os.urandom(4).hex()
-    s.sendmail("mallory@" + DOMAIN, ["victim@example.org"], f"Subject: {mark}\r\n\r\nspam\r\n")
+    s.sendmail("payroll@" + DOMAIN, ["victim@example.org"], f"Subject: {mark}\r\n\r\nspam\r\n")
     s.quit()
-    ev = d.wait_events("message", auth_user="Mallory@" + DOMAIN)
+    ev = d.wait_events("message", auth_user="PayRoll@" + DOMAIN)
     assert ev and ev[0]["recipients"] == ["victim@example.org"]
     assert len(d.find_message(mark)) == 1
     # a second "correct" password never exists
     for other in ("password", "qwerty", pw + "1"):
         if other == pw:
             continue
-        assert imaps_login(d, "mallory", other) is None
-        assert pop3s_login(d, "mallory", other) is None
-        assert submission_login(d, "mallory", other) is None
+        assert imaps_login(d, "payroll", other) is None
+        assert pop3s_login(d, "payroll", other) is None
+        assert submission_login(d, "payroll", other) is None
     secret_path = os.path.join(d.data_dir, "secret")
     st = os.stat(secret_path)
     assert st.st_size == 32 and (st.st_mode & 0o777) == 0o600
@@ -137,11 +137,11 @@ def test_one_account_everywhere_and_after_restart(make_daemon):
     # restart on the same data directory: the account and the secret are the same
     d2 = make_daemon(data_dir=d.data_dir, **FAST)
     assert open(secret_path, "rb").read() == secret
-    m = imaps_login(d2, "mallory", pw)
+    m = imaps_login(d2, "payroll", pw)
     assert m is not None
     m.logout()
-    assert pop3s_login(d2, "mallory", "qwerty" if pw != "qwerty" else "password") is None
-    s = submission_login(d2, "mallory", pw)
+    assert pop3s_login(d2, "payroll", "qwerty" if pw != "qwerty" else "password") is None
+    s = submission_login(d2, "payroll", pw)
     assert s is not None
     s.quit()
 

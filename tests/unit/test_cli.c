@@ -751,11 +751,11 @@ static void bf_fill(void)
 	bf_session(ses);
 	bf_rcpt(es, ses, "192.0.2.51", bf_base + 20, "alice@local.example", true);
 
-	struct deception_account a = {"admin", "letmein", 4, 4, bf_base + 20 * MIN_US, 0, 0};
+	struct deception_account a = {"admin", "letmein", 4, 4, bf_base + 20 * MIN_US, 0, 0, 0};
 	eventstore_save_account(es, &a);
-	a = (struct deception_account){"support", NULL, 5, 6, 0, 0, 0};
+	a = (struct deception_account){"support", NULL, 5, 6, 0, 0, 0, 0};
 	eventstore_save_account(es, &a);
-	a = (struct deception_account){"postmaster", "fixedpw", 0, 0, 0, 1, 0};
+	a = (struct deception_account){"postmaster", "fixedpw", 0, 0, 0, 1, 0, 0};
 	eventstore_save_account(es, &a);
 	eventstore_close(&es);
 }

@@ -91,6 +91,10 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.crack_fail_max, 6);
 	assert_int_equal(cfg.max_accounts, 100000);
 	assert_int_equal(cfg.account_expiry_ms, 7 * 86400000U);
+	assert_string_equal(cfg.username_list, MXB_DEFAULT_USERNAME_LIST);
+	assert_true(strstr(cfg.username_list, "/mxbait/usernames.txt") != NULL);
+	assert_int_equal(cfg.crack_distinct_sources, 3);
+	assert_true(cfg.crack_rcpt_probed);
 	assert_int_equal(cfg.distributed_window_ms, 3600000);
 	assert_int_equal(cfg.distributed_min_ips, 5);
 	assert_int_equal(cfg.max_connections_per_prefix, 50);
@@ -163,6 +167,9 @@ static void test_every_key(void **state)
 		"crack_after_failures = 3-9\n"
 		"max_accounts = 500\n"
 		"account_expiry = 2d\n"
+		"username_list = /etc/mxbait/users.txt\n"
+		"crack_distinct_sources = 5\n"
+		"crack_rcpt_probed = no\n"
 		"distributed_window = 30m\n"
 		"distributed_min_ips = 12\n"
 		"max_connections_per_prefix = 0\n"
@@ -227,6 +234,9 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.crack_fail_max, 9);
 	assert_int_equal(cfg.max_accounts, 500);
 	assert_int_equal(cfg.account_expiry_ms, 2 * 86400000U);
+	assert_string_equal(cfg.username_list, "/etc/mxbait/users.txt");
+	assert_int_equal(cfg.crack_distinct_sources, 5);
+	assert_false(cfg.crack_rcpt_probed);
 	assert_int_equal(cfg.distributed_window_ms, 1800000);
 	assert_int_equal(cfg.distributed_min_ips, 12);
 	assert_int_equal(cfg.max_connections_per_prefix, 0);
@@ -384,6 +394,8 @@ static void test_errors(void **state)
 	assert_int_equal(only.crack_fail_max, 4);
 	config_free(&only);
 	expect_error("password_top_n = 0\n", "t.conf:1: password_top_n: out of range (1 to 10000000)");
+	expect_error("crack_distinct_sources = 17\n",
+		     "t.conf:1: crack_distinct_sources: out of range (0 to 16)");
 	expect_error("account_expiry = 10s\n",
 		     "t.conf:1: account_expiry: out of range (60000ms to 2592000000ms)");
 	expect_error("imap_session_memory = 1k\n",

@@ -1,7 +1,8 @@
 /* Unit tests for deceive/deception: fail first, crack, one password forever, restarts,
  * garbage usernames, two sessions racing for one account, bounded memory (LRU eviction
  * of guessed accounts, expiry, cracked accounts kept), CRAM-MD5 (bounded candidates),
- * and the SipHash-2-4 the table is keyed with. */
+ * the SipHash-2-4 the table is keyed with, and the plausibility rule: a random name
+ * never cracks however many guesses, a listed, RCPT-probed or widely tried one does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,12 +22,20 @@
 
 static const char *const pwlist[] = {"123456", "password", "qwerty", "letmein", "dragon"};
 static const char *const domains[] = {"example.test"};
+/* The plausible names of these tests (the daemon's come from data/usernames.txt). */
+static const char *const userlist[] = {
+	"alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "Info", "victim",
+	"target", "slow", "quick", "new", "fresh", "stale", "owned", "owned1", "owned2",
+	"owned3", "owned4", "owned5", "late", "guess0", "guess1", "guess2", "guess3",
+	"guess4", "guess5", "guess6", "guess7", "guess8", "guess9"};
+#define N_USERLIST (sizeof(userlist) / sizeof(userlist[0]))
 
 struct saved {
 	char user[64];
 	char pass[64];
 	unsigned failures;
 	int64_t cracked_us;
+	unsigned plausible;
 	int n_saves;
 };
 static struct saved store[16];
@@ -48,6 +57,7 @@ static void save_hook(void *ctx, const struct deception_account *a)
 	snprintf(store[i].pass, sizeof(store[i].pass), "%s", a->password ? a->password : "");
 	store[i].failures = a->failures;
 	store[i].cracked_us = a->cracked_us;
+	store[i].plausible = a->plausible;
 	store[i].n_saves++;
 }
 
@@ -59,12 +69,16 @@ static int64_t fake_now(void)
 	return clock_us;
 }
 
-static struct auth_policy *make(unsigned fmin, unsigned fmax, size_t max_accounts)
+/* The daemon's defaults: the list, RCPT probing, 3 networks. */
+static struct auth_policy *make_rule(unsigned fmin, unsigned fmax, size_t max_accounts,
+				     unsigned sources, int rcpt)
 {
 	struct deception_config cfg = {
 		.passwords = pwlist, .n_passwords = 5, .top_n = 4,
 		.fail_min = fmin, .fail_max = fmax,
 		.domains = domains, .n_domains = 1,
+		.usernames = userlist, .n_usernames = N_USERLIST,
+		.distinct_sources = sources, .rcpt_probed = rcpt,
 		.max_accounts = max_accounts, .now_us = fake_now,
 		.save = save_hook,
 	};
@@ -72,11 +86,29 @@ static struct auth_policy *make(unsigned fmin, unsigned fmax, size_t max_account
 	return deception_new(&cfg);
 }
 
-static enum auth_verdict try(struct auth_policy *p, const char *user, const char *pw)
+static struct auth_policy *make(unsigned fmin, unsigned fmax, size_t max_accounts)
 {
-	struct auth_request r = {.proto = "smtp", .mechanism = "PLAIN", .src_ip = "192.0.2.1",
+	return make_rule(fmin, fmax, max_accounts, 3, 1);
+}
+
+/* crack_distinct_sources = 1: every name is plausible (the table mechanics with
+ * generated names; a configuration a canary catches, documented as such). */
+static struct auth_policy *make_any(unsigned fmin, unsigned fmax, size_t max_accounts)
+{
+	return make_rule(fmin, fmax, max_accounts, 1, 1);
+}
+
+static enum auth_verdict try_from(struct auth_policy *p, const char *ip, const char *user,
+				  const char *pw)
+{
+	struct auth_request r = {.proto = "smtp", .mechanism = "PLAIN", .src_ip = ip,
 				 .username = user, .password = pw};
 	return auth_policy_check(p, &r);
+}
+
+static enum auth_verdict try(struct auth_policy *p, const char *user, const char *pw)
+{
+	return try_from(p, "192.0.2.1", user, pw);
 }
 
 static int setup(void **state)
@@ -195,7 +227,7 @@ static void test_two_sessions_race_for_one_account(void **state)
 
 static void test_bounded_accounts(void **state)
 {
-	struct auth_policy *p = make(0, 0, 10);
+	struct auth_policy *p = make_any(0, 0, 10);
 	char name[32];
 	for (int i = 0; i < 1000; i++) {
 		snprintf(name, sizeof(name), "flood%d", i);
@@ -315,6 +347,7 @@ static void test_guessed_accounts_expire(void **state)
 	struct deception_config cfg = {
 		.passwords = pwlist, .n_passwords = 5, .top_n = 4, .fail_min = 3, .fail_max = 3,
 		.domains = domains, .n_domains = 1, .now_us = fake_now, .save = save_hook,
+		.usernames = userlist, .n_usernames = N_USERLIST,
 		.account_expiry_us = 3600LL * 1000000,
 	};
 	memset(cfg.secret, 7, sizeof(cfg.secret));
@@ -468,7 +501,7 @@ static void test_cram_md5_bounded_candidates(void **state)
 	struct deception_config cfg = {
 		.passwords = (const char *const *)big, .n_passwords = CRAM_CANDIDATES + 50,
 		.fail_min = 0, .fail_max = 0, .domains = domains, .n_domains = 1,
-		.now_us = fake_now,
+		.usernames = userlist, .n_usernames = N_USERLIST, .now_us = fake_now,
 	};
 	struct auth_policy *p = deception_new(&cfg);
 	const char *chal = "<77.1795762363@mail.example.test>";
@@ -532,7 +565,7 @@ static void test_siphash_vectors(void **state)
  * account at start); one outside the range is derived again. */
 static void test_restore_uses_saved_threshold(void **state)
 {
-	struct auth_policy *probe = make(2, 6, 0);
+	struct auth_policy *probe = make_any(2, 6, 0);
 	char name[32];
 	int found = 0;
 	for (int i = 0; i < 500 && !found; i++) {
@@ -542,14 +575,14 @@ static void test_restore_uses_saved_threshold(void **state)
 	}
 	assert_true(found);
 	auth_policy_free(&probe);
-	struct auth_policy *p = make(2, 6, 0);
+	struct auth_policy *p = make_any(2, 6, 0);
 	struct deception_account a = {.username = name, .failures = 2, .threshold = 2,
 				      .updated_us = clock_us};
 	assert_int_equal(deception_restore(p, &a), 0);
 	assert_int_equal(deception_lookup(p, name)->threshold, 2);
 	assert_int_equal(try(p, name, "123456"), AUTH_OK);
 	auth_policy_free(&p);
-	p = make(2, 6, 0);
+	p = make_any(2, 6, 0);
 	a.threshold = 9; /* out of range: derived again */
 	assert_int_equal(deception_restore(p, &a), 0);
 	assert_int_equal(deception_lookup(p, name)->threshold, 6);
@@ -578,6 +611,252 @@ static void test_list_load(void **state)
 	assert_int_equal(deception_list_load("/nonexistent/list", 0, &list), -1);
 }
 
+
+/* ---- the plausibility rule ---- */
+
+/* A canary: a random name with every list password, many times, over PLAIN and
+ * CRAM-MD5, from many addresses of one /24 and one /64, never logs in. */
+static void test_random_name_never_cracks(void **state)
+{
+	struct auth_policy *p = make(0, 2, 0);
+	char ip[64];
+	for (int round = 0; round < 50; round++)
+		for (size_t i = 0; i < 5; i++) {
+			snprintf(ip, sizeof(ip), "192.0.2.%d", 1 + (round * 5 + (int)i) % 250);
+			assert_int_equal(try_from(p, ip, "xkwqpzmt", pwlist[i]), AUTH_FAIL);
+			snprintf(ip, sizeof(ip), "2001:db8:1:2::%x", round * 5 + (int)i + 1);
+			assert_int_equal(try_from(p, ip, "xkwqpzmt@example.test", pwlist[i]),
+					 AUTH_FAIL);
+		}
+	const struct deception_account *a = deception_lookup(p, "xkwqpzmt");
+	assert_non_null(a);
+	assert_int_equal(a->failures, 500); /* every guess counted */
+	assert_null(a->password);
+	assert_int_equal(a->plausible, 0);
+	assert_false(auth_policy_has_user(p, "xkwqpzmt"));
+	const char *chal = "<1.2@mail.example.test>";
+	char dig[33];
+	auth_cram_md5_digest("123456", chal, dig);
+	struct auth_request r = {.mechanism = "CRAM-MD5", .username = "xkwqpzmt",
+				 .src_ip = "192.0.2.7", .cram_challenge = chal, .cram_digest = dig};
+	assert_int_equal(auth_policy_check(p, &r), AUTH_FAIL);
+	/* an IPv4-mapped address is its IPv4 /24: still the same network */
+	assert_int_equal(try_from(p, "::ffff:192.0.2.99", "xkwqpzmt", "123456"), AUTH_FAIL);
+	struct deception_stats st;
+	deception_stats(p, &st);
+	assert_true(st.implausible >= 400);
+	assert_int_equal(st.cracked, 0);
+	auth_policy_free(&p);
+}
+
+/* A listed name (any case, with the served domain) cracks as before. */
+static void test_listed_name_cracks(void **state)
+{
+	struct auth_policy *p = make(2, 2, 0);
+	assert_int_equal(try(p, "info", "123456"), AUTH_FAIL);
+	assert_int_equal(try(p, "INFO@example.test", "qwerty"), AUTH_FAIL);
+	assert_int_equal(try(p, "Info", "password"), AUTH_OK);
+	assert_int_equal(try(p, "info@EXAMPLE.TEST", "password"), AUTH_OK);
+	/* the same spelling elsewhere is someone else's address, never ours */
+	assert_int_equal(try(p, "info@other.example", "password"), AUTH_FAIL);
+	auth_policy_free(&p);
+}
+
+/* A name the attacker enumerated with RCPT TO in a served domain becomes plausible;
+ * one in another domain, or with crack_rcpt_probed off, does not. */
+static void test_rcpt_probed_name_cracks(void **state)
+{
+	struct auth_policy *p = make(1, 1, 0);
+	assert_int_equal(try(p, "zq7cust", "x"), AUTH_FAIL);
+	assert_int_equal(try(p, "zq7cust", "123456"), AUTH_FAIL); /* not plausible yet */
+	auth_policy_note_recipient(p, "zq7cust@other.example");
+	assert_int_equal(try(p, "zq7cust", "123456"), AUTH_FAIL);
+	auth_policy_note_recipient(p, "ZQ7cust@Example.Test");
+	assert_int_equal(deception_lookup(p, "zq7cust")->plausible, DECEPTION_PLAUSIBLE_RCPT);
+	assert_int_equal(try(p, "zq7cust", "123456"), AUTH_OK);
+	assert_int_equal(try(p, "zq7cust", "qwerty"), AUTH_FAIL);
+	/* probed first, guessed after: the same */
+	auth_policy_note_recipient(p, "k.hoffmann@example.test");
+	assert_int_equal(try(p, "k.hoffmann", "x"), AUTH_FAIL);
+	assert_int_equal(try(p, "k.hoffmann@example.test", "letmein"), AUTH_OK);
+	/* a listed name is not held for a probe (it needs none) */
+	auth_policy_note_recipient(p, "bob@example.test");
+	assert_null(deception_lookup(p, "bob"));
+	/* garbage is ignored */
+	auth_policy_note_recipient(p, "a b@example.test");
+	auth_policy_note_recipient(p, "@example.test");
+	auth_policy_note_recipient(p, "");
+	auth_policy_free(&p);
+
+	p = make_rule(1, 1, 0, 3, 0);
+	auth_policy_note_recipient(p, "zq7cust@example.test");
+	assert_int_equal(try(p, "zq7cust", "x"), AUTH_FAIL);
+	assert_int_equal(try(p, "zq7cust", "123456"), AUTH_FAIL);
+	auth_policy_free(&p);
+}
+
+/* Tried from three networks (/24, /64): plausible.  From any number of addresses in
+ * one network, or from two networks: not. */
+static void test_distinct_networks(void **state)
+{
+	struct auth_policy *p = make(1, 1, 0);
+	assert_int_equal(try_from(p, "198.51.100.1", "qq1", "x"), AUTH_FAIL);
+	for (int i = 2; i < 200; i++) {
+		char ip[32];
+		snprintf(ip, sizeof(ip), "198.51.100.%d", i);
+		assert_int_equal(try_from(p, ip, "qq1", "123456"), AUTH_FAIL);
+	}
+	assert_int_equal(try_from(p, "203.0.113.5", "qq1", "123456"), AUTH_FAIL); /* 2nd */
+	assert_int_equal(try_from(p, "203.0.113.6", "qq1", "123456"), AUTH_FAIL);
+	assert_int_equal(deception_lookup(p, "qq1")->plausible, 0);
+	assert_int_equal(try_from(p, "192.0.2.77", "qq1", "123456"), AUTH_OK); /* 3rd */
+	assert_int_equal(deception_lookup(p, "qq1")->plausible, DECEPTION_PLAUSIBLE_SOURCES);
+	/* IPv6: a /64 is one network, whatever its interface ids */
+	assert_int_equal(try_from(p, "2001:db8:a::1", "qq6", "x"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "2001:db8:a::2", "qq6", "123456"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "2001:db8:a:0:ffff::9", "qq6", "123456"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "2001:db8:b::1", "qq6", "123456"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "2001:db8:c::1", "qq6", "123456"), AUTH_OK);
+	/* no address (a host that has none to give): never counted */
+	assert_int_equal(try_from(p, NULL, "qq0", "x"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "not-an-ip", "qq0", "123456"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "", "qq0", "123456"), AUTH_FAIL);
+	assert_int_equal(try_from(p, "192.0.2.1", "qq0", "123456"), AUTH_FAIL);
+	auth_policy_free(&p);
+
+	/* 0 turns the rule off: a thousand networks do not make a name plausible */
+	p = make_rule(0, 0, 0, 0, 1);
+	for (int i = 0; i < 1000; i++) {
+		char ip[32];
+		snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
+		assert_int_equal(try_from(p, ip, "qq2", "123456"), AUTH_FAIL);
+	}
+	auth_policy_free(&p);
+	/* the bound: 16 networks */
+	p = make_rule(0, 0, 0, 16, 1);
+	for (int i = 0; i < 15; i++) {
+		char ip[32];
+		snprintf(ip, sizeof(ip), "10.0.%d.1", i);
+		assert_int_equal(try_from(p, ip, "qq3", "123456"), AUTH_FAIL);
+	}
+	assert_int_equal(try_from(p, "10.0.15.1", "qq3", "123456"), AUTH_OK);
+	auth_policy_free(&p);
+}
+
+/* What made a name plausible is saved and restored; a cracked account saved before
+ * the rule existed stays cracked; a guessed one saved without a reason does not crack
+ * on its failures alone. */
+static void test_plausible_survives_restart(void **state)
+{
+	struct auth_policy *p = make(3, 3, 0);
+	auth_policy_note_recipient(p, "zz9@example.test");
+	assert_int_equal(n_store, 0); /* probed only: memory, no row */
+	assert_int_equal(try(p, "zz9", "x"), AUTH_FAIL);
+	assert_int_equal(n_store, 1);
+	assert_string_equal(store[0].user, "zz9");
+	assert_int_equal(store[0].plausible, DECEPTION_PLAUSIBLE_RCPT);
+	for (int i = 0; i < 3; i++)
+		try_from(p, i == 0 ? "198.51.100.1" : i == 1 ? "203.0.113.1" : "192.0.2.200",
+			 "yy8", "x");
+	assert_int_equal(store[1].plausible, DECEPTION_PLAUSIBLE_SOURCES);
+	auth_policy_free(&p);
+
+	p = make(3, 3, 0);
+	struct deception_account a = {.username = "zz9", .failures = 3,
+				      .plausible = DECEPTION_PLAUSIBLE_RCPT, .updated_us = clock_us};
+	assert_int_equal(deception_restore(p, &a), 0);
+	struct deception_account b = {.username = "yy8", .failures = 3,
+				      .plausible = DECEPTION_PLAUSIBLE_SOURCES,
+				      .updated_us = clock_us};
+	assert_int_equal(deception_restore(p, &b), 0);
+	struct deception_account c = {.username = "ww7", .failures = 9, .updated_us = clock_us};
+	assert_int_equal(deception_restore(p, &c), 0);
+	struct deception_account old = {.username = "xkwqpzmt", .password = "dragon",
+					.failures = 4, .cracked_us = T0 - 86400LL * 1000000,
+					.updated_us = clock_us};
+	assert_int_equal(deception_restore(p, &old), 0);
+	assert_int_equal(try(p, "zz9", "123456"), AUTH_OK);
+	assert_int_equal(try(p, "yy8", "123456"), AUTH_OK);
+	assert_int_equal(try(p, "ww7", "123456"), AUTH_FAIL);
+	assert_int_equal(try(p, "xkwqpzmt", "dragon"), AUTH_OK);
+	assert_int_equal(try(p, "xkwqpzmt", "123456"), AUTH_FAIL);
+	auth_policy_free(&p);
+}
+
+/* A probed or widely tried name untouched for account_expiry starts over: its reason
+ * is forgotten with its failures. */
+static void test_plausible_expires(void **state)
+{
+	struct auth_policy *p = make(0, 0, 0); /* 7 days */
+	auth_policy_note_recipient(p, "vv1@example.test");
+	clock_us += 8LL * 86400 * 1000000;
+	assert_int_equal(try(p, "vv1", "123456"), AUTH_FAIL);
+	assert_int_equal(deception_lookup(p, "vv1")->plausible, 0);
+	auth_policy_free(&p);
+}
+
+/* Bounded state: RCPT probes of 20,000 names and guesses from 20,000 networks keep the
+ * table at max_accounts; cracked accounts survive the flood. */
+static void test_plausible_state_bounded(void **state)
+{
+	struct auth_policy *p = make(0, 0, 50);
+	assert_int_equal(try(p, "alice", "123456"), AUTH_OK);
+	char name[64], ip[32];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(name, sizeof(name), "probe%d@example.test", i);
+		auth_policy_note_recipient(p, name);
+		snprintf(ip, sizeof(ip), "10.%d.%d.1", (i / 256) % 256, i % 256);
+		snprintf(name, sizeof(name), "wide%d", i % 100);
+		try_from(p, ip, name, "x");
+	}
+	struct deception_stats st;
+	deception_stats(p, &st);
+	assert_int_equal(st.accounts, 50);
+	assert_true(st.evicted > 0);
+	assert_int_equal(try(p, "alice", "123456"), AUTH_OK);
+	auth_policy_free(&p);
+}
+
+/* The crack time is what the mailbox dates from; a fixed account's is its first login,
+ * kept across a restart. */
+static void test_account_since(void **state)
+{
+	static const char *const fixed[] = {"frank:frank-Secret-9"};
+	struct deception_config cfg = {.passwords = pwlist, .n_passwords = 5, .fail_min = 0,
+				       .fail_max = 0, .domains = domains, .n_domains = 1,
+				       .usernames = userlist, .n_usernames = N_USERLIST,
+				       .distinct_sources = 3, .rcpt_probed = 1,
+				       .fixed = fixed, .n_fixed = 1, .now_us = fake_now,
+				       .save = save_hook};
+	memset(cfg.secret, 7, sizeof(cfg.secret));
+	struct auth_policy *p = deception_new(&cfg);
+	assert_int_equal(auth_policy_account_since_us(p, "frank"), 0);
+	assert_int_equal(auth_policy_account_since_us(p, "bob"), 0);
+	clock_us = T0 + 1000;
+	assert_int_equal(try(p, "bob", "qwerty"), AUTH_OK);
+	assert_int_equal(auth_policy_account_since_us(p, "BOB@example.test"), T0 + 1000);
+	clock_us = T0 + 2000;
+	assert_int_equal(try(p, "frank", "frank-Secret-9"), AUTH_OK);
+	assert_int_equal(auth_policy_account_since_us(p, "frank"), T0 + 2000);
+	clock_us = T0 + 3000;
+	assert_int_equal(try(p, "frank", "frank-Secret-9"), AUTH_OK);
+	assert_int_equal(auth_policy_account_since_us(p, "frank"), T0 + 2000);
+	auth_policy_free(&p);
+	/* the first login was saved; a new process restores it for the fixed account */
+	int fi = -1;
+	for (int i = 0; i < n_store; i++)
+		if (!strcmp(store[i].user, "frank"))
+			fi = i;
+	assert_true(fi >= 0);
+	assert_int_equal(store[fi].cracked_us, T0 + 2000);
+	p = deception_new(&cfg);
+	struct deception_account a = {.username = "frank", .password = store[fi].pass,
+				      .cracked_us = store[fi].cracked_us, .fixed = 1};
+	assert_int_equal(deception_restore(p, &a), 0);
+	assert_int_equal(auth_policy_account_since_us(p, "frank"), T0 + 2000);
+	auth_policy_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +878,14 @@ int main(void)
 		cmocka_unit_test_setup(test_cram_md5_bounded_candidates, setup),
 		cmocka_unit_test_setup(test_siphash_vectors, setup),
 		cmocka_unit_test_setup(test_restore_uses_saved_threshold, setup),
+		cmocka_unit_test_setup(test_random_name_never_cracks, setup),
+		cmocka_unit_test_setup(test_listed_name_cracks, setup),
+		cmocka_unit_test_setup(test_rcpt_probed_name_cracks, setup),
+		cmocka_unit_test_setup(test_distinct_networks, setup),
+		cmocka_unit_test_setup(test_plausible_survives_restart, setup),
+		cmocka_unit_test_setup(test_plausible_expires, setup),
+		cmocka_unit_test_setup(test_plausible_state_bounded, setup),
+		cmocka_unit_test_setup(test_account_since, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

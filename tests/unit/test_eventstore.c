@@ -522,6 +522,7 @@ struct loaded {
 	unsigned failures[8], threshold[8];
 	int64_t cracked_us[8];
 	int fixed[8];
+	unsigned plausible[8];
 	int64_t last_updated_us;
 	int refuse_at; /* 1-based; 0: never */
 };
@@ -545,6 +546,7 @@ static int collect(void *ctx, const struct deception_account *a)
 		l->threshold[i] = l->threshold[i - 1];
 		l->cracked_us[i] = l->cracked_us[i - 1];
 		l->fixed[i] = l->fixed[i - 1];
+		l->plausible[i] = l->plausible[i - 1];
 		i--;
 	}
 	snprintf(l->user[i], 64, "%s", a->username);
@@ -554,6 +556,7 @@ static int collect(void *ctx, const struct deception_account *a)
 	l->threshold[i] = a->threshold;
 	l->cracked_us[i] = a->cracked_us;
 	l->fixed[i] = a->fixed;
+	l->plausible[i] = a->plausible;
 	l->n++;
 	return 0;
 }
@@ -565,7 +568,7 @@ static void save(struct eventstore *es, const char *user, const char *pass, unsi
 	char u[64], pw[64];
 	snprintf(u, sizeof(u), "%s", user);
 	snprintf(pw, sizeof(pw), "%s", pass ? pass : "");
-	struct deception_account a = {u, pass ? pw : NULL, failures, threshold, cracked_us, fixed, 0};
+	struct deception_account a = {u, pass ? pw : NULL, failures, threshold, cracked_us, fixed, 0, 0};
 	eventstore_save_account(es, &a);
 	memset(u, 'X', sizeof(u) - 1);
 	memset(pw, 'X', sizeof(pw) - 1);
@@ -596,11 +599,12 @@ static void test_accounts_roundtrip(void **state)
 	eventstore_submit(es, ev("offence", "00000000000000aa", 0));
 	/* Through the policy's hook type, as serve wires it. */
 	deception_save_fn hook = eventstore_account_hook;
-	struct deception_account a4 = {"zed", NULL, 1, 2, 0, 0, 0};
+	/* why a guessed name may be cracked (migration 8) is saved with it */
+	struct deception_account a4 = {"zed", NULL, 1, 2, 0, 0, 0, DECEPTION_PLAUSIBLE_RCPT};
 	hook(es, &a4);
 	save(es, "alice", "123456", 4, 4, 1795000000123456, 0);
 	eventstore_save_account(es, NULL);  /* harmless */
-	struct deception_account nameless = {NULL, NULL, 0, 0, 0, 0, 0};
+	struct deception_account nameless = {NULL, NULL, 0, 0, 0, 0, 0, 0};
 	eventstore_save_account(es, &nameless);
 	eventstore_flush(es);
 
@@ -624,6 +628,8 @@ static void test_accounts_roundtrip(void **state)
 	assert_string_equal(l.user[3], "zed");
 	assert_int_equal(l.failures[3], 1);
 	assert_int_equal(l.threshold[3], 2);
+	assert_int_equal(l.plausible[3], DECEPTION_PLAUSIBLE_RCPT);
+	assert_int_equal(l.plausible[1], 0);
 
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
@@ -865,11 +871,13 @@ static void test_bruteforce_tables(void **state)
 	/* Backfill: an existing data directory from before the tables (version 3) gets
 	 * exactly the rows the writer would have made. */
 	assert_int_equal(sqlite3_open(p.db, &db), SQLITE_OK);
-	/* (and what later steps added: the guard's decisions, step 4 -> 5) */
+	/* (and what later steps added: the guard's decisions, step 4 -> 5; why an account
+	 * is plausible, step 7 -> 8) */
 	assert_int_equal(sqlite3_exec(db, "DROP TABLE auth_attempts; DROP TABLE probes;"
 					  " DROP INDEX messages_auth_user; DROP TABLE decisions;"
 					  " ALTER TABLE sessions DROP COLUMN orig_dst_ip;"
 					  " ALTER TABLE sessions DROP COLUMN orig_dst_port;"
+					  " ALTER TABLE accounts DROP COLUMN plausible;"
 					  " PRAGMA user_version = 3",
 				      NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);

@@ -1,5 +1,6 @@
 /* Unit tests for deceive/mailbox: stable per user, different across users, CRLF only,
- * sizes right, the folder layout, MIME variety, append/expunge and their bounds. */
+ * sizes right, the folder layout, MIME variety, append/expunge and their bounds, and
+ * dates counted back from the crack time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,6 +203,48 @@ static void test_bad_args(void **state)
 	mailbox_free(&s);
 }
 
+/* Dated from the crack day: every message before it and within 45 days of it,
+ * UIDVALIDITY 200-901 days before it; the same crack time gives the same bytes, another
+ * one other dates; no crack time is mailbox_generate()'s fixed anchor. */
+static void test_dates_from_crack_time(void **state)
+{
+	static const int64_t cracks[] = {1700000000LL, 1795762363LL, 1801234567LL};
+	for (size_t k = 0; k < sizeof(cracks) / sizeof(cracks[0]); k++) {
+		int64_t t = cracks[k], day = t - t % 86400;
+		struct mbox_set *a = mailbox_generate_at("alice", "example.test",
+							 "mail.example.test", secret, t);
+		struct mbox_set *b = mailbox_generate_at("alice", "example.test",
+							 "mail.example.test", secret,
+							 day + 86399);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_true(sets_equal(a, b)); /* the same day: the same mailbox */
+		size_t n = 0;
+		for (size_t i = 0; i < a->n_folders; i++) {
+			const struct mbox_folder *f = &a->folders[i];
+			assert_true(f->uidvalidity < day - 199LL * 86400);
+			assert_true(f->uidvalidity > day - 902LL * 86400);
+			for (size_t j = 0; j < f->n_msgs; j++, n++) {
+				assert_true(f->msgs[j].internaldate < day);
+				assert_true(f->msgs[j].internaldate > day - 45LL * 86400);
+			}
+		}
+		assert_true(n >= 4);
+		struct mbox_set *c = mailbox_generate_at("alice", "example.test",
+							 "mail.example.test", secret, t + 86400);
+		assert_false(sets_equal(a, c));
+		mailbox_free(&a);
+		mailbox_free(&b);
+		mailbox_free(&c);
+	}
+	struct mbox_set *fixed = gen("alice");
+	struct mbox_set *zero = mailbox_generate_at("alice", "example.test", "mail.example.test",
+						    secret, 0);
+	assert_true(sets_equal(fixed, zero));
+	mailbox_free(&fixed);
+	mailbox_free(&zero);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_folder_lookup),
 		cmocka_unit_test(test_append_expunge),
 		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_dates_from_crack_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

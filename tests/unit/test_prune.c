@@ -136,7 +136,7 @@ static void test_db_before(void **state)
 	int64_t now = mxb_now_us();
 	for (int i = 0; i < 30; i++) /* 10 old, 20 recent sessions */
 		session(es, i, i < 10 ? now - 100 * DAY_US + i : now - DAY_US + i, 10);
-	struct deception_account a = {"kept", "123456", 3, 3, 1, 0, 0};
+	struct deception_account a = {"kept", "123456", 3, 3, 1, 0, 0, 0};
 	eventstore_save_account(es, &a);
 	assert_true(eventstore_flush(es));
 	eventstore_close(&es);

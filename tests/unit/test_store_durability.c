@@ -252,7 +252,7 @@ static void test_batch_timer_monotonic(void **state)
 
 static void save(struct eventstore *es, const char *user, const char *pass, unsigned failures)
 {
-	struct deception_account a = {user, pass, failures, 3, pass ? 1795000000000000 : 0, 0, 0};
+	struct deception_account a = {user, pass, failures, 3, pass ? 1795000000000000 : 0, 0, 0, 0};
 	eventstore_save_account(es, &a);
 }
 
