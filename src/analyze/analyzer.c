@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "analyze/adb.h"
 #include "analyze/analyze.h"
 #include "analyze/input.h"
+#include "analyze/worker.h"
 
 /* How long to wait for the daemon's event writer to record a message (it batches)
  * before analysing the file without its envelope. */
@@ -139,6 +141,91 @@ static void env_close(struct env_ctx *e)
 	e->db = NULL;
 }
 
+/* With analyzer_user: the worker that parses, and the launcher that makes one. */
+#define WORKER_BACKOFF_MIN_MS 1000
+#define WORKER_BACKOFF_MAX_MS 60000
+#define WORKER_TRIES 2 /* a message that kills this many workers in a row is skipped */
+
+static struct remote {
+	int ctl;              /* the launcher's control socket; -1: analyse in-process */
+	int sock;             /* the current worker; -1: none */
+	pid_t pid;
+	unsigned backoff_ms;  /* before the next worker; 0 after a success */
+	char failed[256];     /* the message the last worker failed on */
+	unsigned fails;
+} rm = { -1, -1, 0, 0, "", 0 };
+
+void analyzer_set_launcher(int ctl)
+{
+	rm.ctl = ctl;
+}
+
+static void sleep_ms(unsigned ms, volatile sig_atomic_t *stop)
+{
+	for (unsigned waited = 0; waited < ms && !(stop && *stop); waited += 100) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The analysis of the spool file at path by a worker; NULL when none came (the file
+ * is gone, or the worker failed: *skip_r when it failed on this message WORKER_TRIES
+ * times in a row, so that one poisonous message does not stop the others). */
+static struct analysis *remote_analyze(const char *path, const char *name,
+				       const struct an_envelope *env,
+				       const struct analyze_limits *lim,
+				       volatile sig_atomic_t *stop, bool *skip_r)
+{
+	*skip_r = false;
+	int mfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (mfd < 0)
+		return NULL;
+	if (rm.sock < 0) {
+		sleep_ms(rm.backoff_ms, stop);
+		rm.sock = stop && *stop ? -1 : worker_spawn(rm.ctl, &rm.pid);
+		if (rm.sock < 0) {
+			if (!(stop && *stop))
+				fprintf(stderr, "mxbait analyzer: cannot get a worker from the "
+						"launcher\n");
+			rm.backoff_ms = rm.backoff_ms ? rm.backoff_ms * 2 : WORKER_BACKOFF_MIN_MS;
+			if (rm.backoff_ms > WORKER_BACKOFF_MAX_MS)
+				rm.backoff_ms = WORKER_BACKOFF_MAX_MS;
+			close(mfd);
+			return NULL;
+		}
+		fprintf(stderr, "mxbait analyzer: worker started (pid %ld)\n", (long)rm.pid);
+	}
+	const char *err = NULL;
+	struct analysis *a = worker_analyze(rm.sock, mfd, env, lim, &err);
+	close(mfd);
+	if (a) {
+		rm.backoff_ms = 0;
+		rm.failed[0] = 0;
+		rm.fails = 0;
+		return a;
+	}
+	fprintf(stderr, "mxbait analyzer: %s: %s (worker pid %ld)\n", name, err, (long)rm.pid);
+	close(rm.sock);
+	rm.sock = -1;
+	rm.backoff_ms = rm.backoff_ms ? rm.backoff_ms * 2 : WORKER_BACKOFF_MIN_MS;
+	if (rm.backoff_ms > WORKER_BACKOFF_MAX_MS)
+		rm.backoff_ms = WORKER_BACKOFF_MAX_MS;
+	if (strcmp(rm.failed, name) == 0) {
+		rm.fails++;
+	} else {
+		snprintf(rm.failed, sizeof(rm.failed), "%s", name);
+		rm.fails = 1;
+	}
+	if (rm.fails >= WORKER_TRIES) {
+		fprintf(stderr, "mxbait analyzer: %s: skipped after %u failed workers\n", name,
+			rm.fails);
+		*skip_r = true;
+		rm.failed[0] = 0;
+		rm.fails = 0;
+	}
+	return NULL;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -185,15 +272,26 @@ static int pass(struct adb *db, struct env_ctx *env, const char *newdir,
 				continue;
 			}
 		}
-		const void *data = an_map_file(path, &len);
-		if (!data) /* gone (moved to cur/ or expired): nothing to do */
-			continue;
 		struct an_envelope ev = {
 			.sender = env->sender, .recipients = (const char *const *)env->rcpts,
 			.n_recipients = env->n, .client_ip = env->ip, .helo = env->helo,
 			.auth_user = env->auth};
-		struct analysis *a = analyze_message(data, len, lim, found == 1 ? &ev : NULL);
-		an_unmap(data, len);
+		struct analysis *a;
+		if (rm.ctl >= 0) {
+			bool skip = false;
+			a = remote_analyze(path, names[i], found == 1 ? &ev : NULL, lim, stop,
+					   &skip);
+			if (skip) /* no row: message 0 says so */
+				adb_spool_mark(db, names[i], 0);
+			if (!a && !skip && *waiting_r == false)
+				*waiting_r = true; /* try it again on the next pass */
+		} else {
+			const void *data = an_map_file(path, &len);
+			if (!data) /* gone (moved to cur/ or expired): nothing to do */
+				continue;
+			a = analyze_message(data, len, lim, found == 1 ? &ev : NULL);
+			an_unmap(data, len);
+		}
 		if (!a)
 			continue;
 		int64_t m = adb_store(db, a, names[i]);
@@ -286,6 +384,9 @@ int analyzer_run_with(const char *data_dir, const struct analyze_limits *limp,
 	}
 	if (ifd >= 0)
 		close(ifd);
+	if (rm.sock >= 0)
+		close(rm.sock); /* the worker sees the end of its input and exits */
+	rm.sock = -1;
 	env_close(&env);
 	adb_close(&db);
 	return rc;

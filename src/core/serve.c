@@ -32,6 +32,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "core/anlaunch.h"
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/limits.h"
@@ -81,6 +82,8 @@ struct analyzer_child {
 	int64_t started_ms;
 	unsigned backoff_ms;
 	struct event *restart_ev, *sigchld_ev;
+	int launcher_fd;          /* analyzer_user: the launcher's socket (anlaunch.h); -1 */
+	pid_t launcher_pid;
 };
 
 /* One generation of settings: the configuration and the engine configs made from it.
@@ -392,6 +395,11 @@ static void analyzer_argv_init(struct analyzer_child *an, const struct mxb_confi
 		an->argv[n++] = o_psl;
 		an->argv[n++] = cfg->analyzer_psl_file;
 	}
+	if (an->launcher_fd >= 0) { /* the child gets it as fd 3 */
+		static char o_lfd[] = "--launcher-fd", three[] = "3";
+		an->argv[n++] = o_lfd;
+		an->argv[n++] = three;
+	}
 	an->argv[n] = NULL;
 }
 
@@ -414,7 +422,11 @@ static void analyzer_start(struct serve *sv)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the daemon killed hard: go too */
-		close_range(3, ~0U, 0);
+		if (an->launcher_fd == 3)
+			fcntl(3, F_SETFD, 0);
+		else if (an->launcher_fd >= 0)
+			dup2(an->launcher_fd, 3);
+		close_range(an->launcher_fd >= 0 ? 4 : 3, ~0U, 0);
 		execv("/proc/self/exe", an->argv);
 		_exit(127);
 	}
@@ -469,9 +481,17 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	struct serve *sv = arg;
 	int status;
 	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (pid == sv->an.pid)
 			analyzer_reaped(sv, status);
+		if (pid == sv->an.launcher_pid) {
+			sv->an.launcher_pid = 0;
+			if (!sv->stopping)
+				log_msg(LOG_ERR, NULL, "the analyzer launcher ended (status 0x%x): "
+					"no analysis worker can start until mxbait is restarted",
+					(unsigned)status);
+		}
+	}
 }
 
 /* SIGTERM, wait (bounded), SIGKILL if it does not go. */
@@ -791,6 +811,7 @@ int serve_run(const struct mxb_config *cfg)
 	 * users' (umask 077: files 0600, directories 0700). */
 	umask(077);
 	sv.an.enabled = cfg->analyzer;
+	sv.an.launcher_fd = -1;
 	analyzer_argv_init(&sv.an, cfg);
 	sv.an.backoff_ms = ANALYZER_BACKOFF_MIN_MS;
 
@@ -872,6 +893,13 @@ int serve_run(const struct mxb_config *cfg)
 	 * the capability bounding set first (nothing this process or its children exec can
 	 * regain a capability), and every capability is dropped (a service started with
 	 * CAP_NET_BIND_SERVICE needs it no longer). */
+	/* analyzer_user: the worker's launcher starts now, while root (anlaunch.h) */
+	if (anlaunch_start(cfg, must_drop ? user.name : NULL, &sv.an.launcher_fd,
+			   &sv.an.launcher_pid, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
+	analyzer_argv_init(&sv.an, cfg);
 	unsigned bset_dropped = 0;
 	if (sandbox_drop_bounding_set(&bset_dropped, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err);
@@ -963,6 +991,7 @@ int serve_run(const struct mxb_config *cfg)
 	event_base_dispatch(sv.base);
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	anlaunch_stop(&sv.an.launcher_fd, &sv.an.launcher_pid);
 	store_maint_stop(&maint);
 
 	/* The loop has stopped: sessions still open end (their open messages go back),
