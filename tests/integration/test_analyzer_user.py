@@ -73,8 +73,12 @@ def _wait(cond, what, d, timeout=60):
 
 
 def _analysed(db, needle):
+    # never create it (or its -wal, -shm) as root: the daemon's account could then not
+    # write it; the analyzer keeps all three while it runs
+    if not os.path.exists(db + "-shm"):
+        return 0
     try:
-        con = sqlite3.connect(db)
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             return con.execute("SELECT count(*) FROM links WHERE url LIKE ?",
                                (f"%{needle}%",)).fetchone()[0]
