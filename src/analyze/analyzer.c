@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,16 +145,46 @@ static void env_close(struct env_ctx *e)
 /* With analyzer_user: the worker that parses, and the launcher that makes one. */
 #define WORKER_BACKOFF_MIN_MS 1000
 #define WORKER_BACKOFF_MAX_MS 60000
-#define WORKER_TRIES 2 /* a message that kills this many workers in a row is skipped */
+#define WORKER_TRIES 2 /* a message that kills this many workers is skipped */
 
 static struct remote {
 	int ctl;              /* the launcher's control socket; -1: analyse in-process */
 	int sock;             /* the current worker; -1: none */
 	pid_t pid;
 	unsigned backoff_ms;  /* before the next worker; 0 after a success */
-	char failed[256];     /* the message the last worker failed on */
+} rm = { -1, -1, 0, 0 };
+
+/* Messages a worker failed on, and how many times: a fixed table (the oldest entry
+ * makes room), so that poisonous messages between good ones are still skipped. */
+#define FAILED_SLOTS 64
+static struct failed_msg {
+	char name[256];
 	unsigned fails;
-} rm = { -1, -1, 0, 0, "", 0 };
+	uint64_t seq;
+} failed[FAILED_SLOTS];
+static uint64_t failed_seq;
+
+static unsigned note_failure(const char *name)
+{
+	struct failed_msg *slot = &failed[0];
+	for (size_t i = 0; i < FAILED_SLOTS; i++) {
+		if (failed[i].fails && strcmp(failed[i].name, name) == 0) {
+			slot = &failed[i];
+			break;
+		}
+		if (failed[i].seq < slot->seq)
+			slot = &failed[i];
+	}
+	if (!slot->fails || strcmp(slot->name, name) != 0) {
+		snprintf(slot->name, sizeof(slot->name), "%s", name);
+		slot->fails = 0;
+	}
+	slot->seq = ++failed_seq;
+	unsigned n = ++slot->fails;
+	if (n >= WORKER_TRIES)
+		slot->fails = 0; /* skipped: the slot is free again */
+	return n;
+}
 
 void analyzer_set_launcher(int ctl)
 {
@@ -169,8 +200,8 @@ static void sleep_ms(unsigned ms, volatile sig_atomic_t *stop)
 }
 
 /* The analysis of the spool file at path by a worker; NULL when none came (the file
- * is gone, or the worker failed: *skip_r when it failed on this message WORKER_TRIES
- * times in a row, so that one poisonous message does not stop the others). */
+ * is gone, or the worker failed: *skip_r when workers failed on this message
+ * WORKER_TRIES times, so that a poisonous message does not stop the others). */
 static struct analysis *remote_analyze(const char *path, const char *name,
 				       const struct an_envelope *env,
 				       const struct analyze_limits *lim,
@@ -200,8 +231,6 @@ static struct analysis *remote_analyze(const char *path, const char *name,
 	close(mfd);
 	if (a) {
 		rm.backoff_ms = 0;
-		rm.failed[0] = 0;
-		rm.fails = 0;
 		return a;
 	}
 	fprintf(stderr, "mxbait analyzer: %s: %s (worker pid %ld)\n", name, err, (long)rm.pid);
@@ -210,18 +239,11 @@ static struct analysis *remote_analyze(const char *path, const char *name,
 	rm.backoff_ms = rm.backoff_ms ? rm.backoff_ms * 2 : WORKER_BACKOFF_MIN_MS;
 	if (rm.backoff_ms > WORKER_BACKOFF_MAX_MS)
 		rm.backoff_ms = WORKER_BACKOFF_MAX_MS;
-	if (strcmp(rm.failed, name) == 0) {
-		rm.fails++;
-	} else {
-		snprintf(rm.failed, sizeof(rm.failed), "%s", name);
-		rm.fails = 1;
-	}
-	if (rm.fails >= WORKER_TRIES) {
+	unsigned fails = note_failure(name);
+	if (fails >= WORKER_TRIES) {
 		fprintf(stderr, "mxbait analyzer: %s: skipped after %u failed workers\n", name,
-			rm.fails);
+			fails);
 		*skip_r = true;
-		rm.failed[0] = 0;
-		rm.fails = 0;
 	}
 	return NULL;
 }

@@ -31,8 +31,8 @@ int analyzer_run_with(const char *data_dir, const struct analyze_limits *lim,
  * control socket, core/anlaunch.h) starts on request; the worker's result is decoded
  * with every bound checked (wire.h) and stored here.  A worker that dies or answers
  * wrong is replaced (backoff 1 s doubling to 60 s, reset by a success); a message on
- * which two workers in a row failed is marked done without a row (spool_done.message
- * 0) and the next ones go on.  Call before analyzer_run_with(). */
+ * which two workers failed is marked done without a row (spool_done.message 0) and
+ * the next ones go on.  Call before analyzer_run_with(). */
 void analyzer_set_launcher(int ctl);
 
 /* One pass over spool/new (no waiting): how many messages were analysed, or -1. */

@@ -82,17 +82,18 @@ char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user)
 
 /* ---- serve's half ---- */
 
-int anlaunch_start(const struct mxb_config *cfg, const char *daemon_user, int *ctl_r,
-		   pid_t *pid_r, char **err_r)
+int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid_t *pid_r,
+		   char **err_r)
 {
 	*ctl_r = -1;
 	*pid_r = 0;
 	*err_r = NULL;
 	if (!cfg->analyzer || !cfg->analyzer_user || !*cfg->analyzer_user)
 		return 0;
+	const char *daemon_user = cfg->user;
 	if ((*err_r = anlaunch_check_user(cfg->analyzer_user, daemon_user)))
 		return -1;
-	if (getuid() != 0 || geteuid() != 0) {
+	if (!will_drop || getuid() != 0 || geteuid() != 0) {
 		*err_r = errf("analyzer_user = %s needs mxbait started as root (it starts the "
 			      "worker's launcher before dropping to %s)", cfg->analyzer_user,
 			      daemon_user);

@@ -34,12 +34,13 @@
 
 struct mxb_config;
 
-/* serve, as root, before dropping to the user: start the launcher when
- * cfg->analyzer_user is set and the analyzer is on.  daemon_user: the account serve
- * drops to (NULL: it does not drop, which analyzer_user refuses).  0 with *ctl_r (-1
- * when nothing was started) and *pid_r, or -1 with *err_r (malloc'd). */
-int anlaunch_start(const struct mxb_config *cfg, const char *daemon_user, int *ctl_r,
-		   pid_t *pid_r, char **err_r);
+/* serve, as root, before dropping to cfg->user: start the launcher when
+ * cfg->analyzer_user is set and the analyzer is on.  will_drop: serve runs as root
+ * and is about to become cfg->user (anything else is refused: the launcher needs a
+ * start as root).  0 with *ctl_r (-1 when nothing was started) and *pid_r, or -1 with
+ * *err_r (malloc'd). */
+int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid_t *pid_r,
+		   char **err_r);
 
 /* serve, at shutdown (after its analyzer child stopped): close the control socket,
  * which ends the launcher, and reap it (SIGKILL after 2 s). */

@@ -894,7 +894,7 @@ int serve_run(const struct mxb_config *cfg)
 	 * regain a capability), and every capability is dropped (a service started with
 	 * CAP_NET_BIND_SERVICE needs it no longer). */
 	/* analyzer_user: the worker's launcher starts now, while root (anlaunch.h) */
-	if (anlaunch_start(cfg, must_drop ? user.name : NULL, &sv.an.launcher_fd,
+	if (anlaunch_start(cfg, must_drop == 1, &sv.an.launcher_fd,
 			   &sv.an.launcher_pid, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
