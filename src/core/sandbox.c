@@ -480,18 +480,23 @@ int sandbox_enter_worker(const char *psl_file, struct sandbox_report *r, char **
 	if (seccomp_analyzer(true, &r->syscalls, err_r) != 0)
 		return -1;
 #ifdef MXB_TEST_HOOKS
-	/* MXBAIT_TEST_WORKER_PROBE=PATH: try to open PATH (a spool file) from inside the
-	 * walls and say what happened, for the test that proves it cannot */
-	const char *probe = getenv("MXBAIT_TEST_WORKER_PROBE");
-	if (probe && *probe) {
-		int fd = open(probe, O_RDONLY | O_CLOEXEC);
+	/* MXBAIT_TEST_WORKER_PROBE=PATH[:PATH...]: try to open each PATH (a spool file; a
+	 * world-readable file Landlock alone keeps out) from inside the walls and say what
+	 * happened, for the test that proves it cannot */
+	const char *probes = getenv("MXBAIT_TEST_WORKER_PROBE");
+	for (const char *p = probes; p && *p;) {
+		size_t n = strcspn(p, ":");
+		char path[4096];
+		snprintf(path, sizeof(path), "%.*s", (int)(n < sizeof(path) ? n : 0), p);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			fprintf(stderr, "mxbait analyzer worker: probe: opened %s\n", probe);
+			fprintf(stderr, "mxbait analyzer worker: probe: opened %s\n", path);
 			close(fd);
 		} else {
-			fprintf(stderr, "mxbait analyzer worker: probe: open %s: %s\n", probe,
+			fprintf(stderr, "mxbait analyzer worker: probe: open %s: %s\n", path,
 				strerror(errno));
 		}
+		p += n + (p[n] == ':');
 	}
 #endif
 	return 0;

@@ -53,8 +53,8 @@ int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with
 /* The analysis worker's walls (run as analyzer_user, see analyze/worker.h): the same
  * as the analyzer's without any path into the data directory (it gets each message as
  * a descriptor), plus its socket calls (sendmsg, recvmsg) and alarm.  Test builds
- * honour MXBAIT_TEST_WORKER_PROBE=PATH (the worker tries to open PATH afterwards and
- * writes the outcome to stderr). */
+ * honour MXBAIT_TEST_WORKER_PROBE=PATH[:PATH...] (the worker tries to open each PATH
+ * afterwards and writes the outcome to stderr). */
 int sandbox_enter_worker(const char *psl_file, struct sandbox_report *r, char **err_r);
 
 /* Empty the capability bounding set when the process holds CAP_SETPCAP (root); the

@@ -8,8 +8,9 @@ a daemon started as root parses captured mail in a worker running as that accoun
   capability in any set, seccomp, no new privileges; the launcher that starts it keeps
   CAP_SETUID, CAP_SETGID and CAP_SETPCAP only, under its identity filter; the daemon
   side and the network process hold none;
-- the worker cannot open a spool file by its path (test hook MXBAIT_TEST_WORKER_PROBE:
-  it tries right after entering its sandbox and says what happened);
+- the worker cannot open a spool file by its path, nor a world-readable file outside
+  its Landlock paths (test hook MXBAIT_TEST_WORKER_PROBE: it tries right after
+  entering its sandbox and says what happened);
 - a message that crashes the worker (test hook MXBAIT_TEST_WORKER_CRASH: the worker
   makes a forbidden system call when it sees the mark) kills two workers, is skipped,
   and the next message is analysed by a new worker, the daemon side never restarted;
@@ -110,7 +111,13 @@ def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
     monkeypatch.setenv("MXBAIT_TEST_WORKER_CRASH", crash)
     data = os.path.join(tmp, "data")
     probe = os.path.join(data, "spool", "new", "1700000000.M1P1.probe")
-    monkeypatch.setenv("MXBAIT_TEST_WORKER_PROBE", probe)
+    # and a file anyone may read, outside the worker's Landlock paths: kept out by
+    # Landlock alone (the spool file is also kept out by its mode and owner)
+    world = os.path.join(tmp, "world-readable.txt")
+    with open(world, "w") as f:
+        f.write("x\n")
+    os.chmod(world, 0o644)
+    monkeypatch.setenv("MXBAIT_TEST_WORKER_PROBE", f"{probe}:{world}")
     os.makedirs(os.path.dirname(probe))
     m0 = marker()
     with open(probe, "w") as f:  # a message already waiting: the worker's probe target
@@ -158,6 +165,9 @@ def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
         # the worker could not open a spool file by its path
         assert f"probe: open {probe}: Permission denied" in d.stderr_text(), \
             d.stderr_text()[-3000:]
+        if "no Landlock" not in d.stderr_text():
+            assert f"probe: open {world}: Permission denied" in d.stderr_text(), \
+                d.stderr_text()[-3000:]
         assert "probe: opened" not in d.stderr_text()
 
         # a message that kills its worker is skipped; the next one is analysed
