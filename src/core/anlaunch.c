@@ -88,7 +88,9 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	*ctl_r = -1;
 	*pid_r = 0;
 	*err_r = NULL;
-	if (!cfg->analyzer || !cfg->analyzer_user || !*cfg->analyzer_user)
+	/* with analyzer = no too: a reload may turn the analyzer on, and it must not then
+	 * parse as user because the launcher (root-only to start) is missing */
+	if (!cfg->analyzer_user || !*cfg->analyzer_user)
 		return 0;
 	const char *daemon_user = cfg->user;
 	if ((*err_r = anlaunch_check_user(cfg->analyzer_user, daemon_user)))

@@ -35,7 +35,7 @@
 struct mxb_config;
 
 /* serve, as root, before dropping to cfg->user: start the launcher when
- * cfg->analyzer_user is set and the analyzer is on.  will_drop: serve runs as root
+ * cfg->analyzer_user is set (analyzer on or off: a reload may turn it on).  will_drop: serve runs as root
  * and is about to become cfg->user (anything else is refused: the launcher needs a
  * start as root).  0 with *ctl_r (-1 when nothing was started) and *pid_r, or -1 with
  * *err_r (malloc'd). */
