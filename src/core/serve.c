@@ -3,7 +3,8 @@
  *
  * Start-up order: data directory and its lock, listening sockets (the commonest
  * failure, before any state is touched), the per-installation secret, TLS (a key
- * readable only by root is read now); then, with `user` set and started as root, the
+ * readable only by root is read now), the analyzer_user launcher (anlaunch.h, forked
+ * while root); then, with `user` set and started as root, the
  * data directory is handed to that user and the process becomes it (privdrop.h);
  * then spool, event store, the deception policy with its saved accounts, limits, the
  * analyzer child (which inherits the unprivileged uid); then the loop.  No thread
@@ -888,11 +889,6 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}
-	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
-	 * event store (and their threads) start as the unprivileged user.  Root gives up
-	 * the capability bounding set first (nothing this process or its children exec can
-	 * regain a capability), and every capability is dropped (a service started with
-	 * CAP_NET_BIND_SERVICE needs it no longer). */
 	/* analyzer_user: the worker's launcher starts now, while root (anlaunch.h) */
 	if (anlaunch_start(cfg, must_drop == 1, &sv.an.launcher_fd,
 			   &sv.an.launcher_pid, &err) != 0) {
@@ -900,6 +896,11 @@ int serve_run(const struct mxb_config *cfg)
 		goto out;
 	}
 	analyzer_argv_init(&sv.an, cfg);
+	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
+	 * event store (and their threads) start as the unprivileged user.  Root gives up
+	 * the capability bounding set first (nothing this process or its children exec can
+	 * regain a capability), and every capability is dropped (a service started with
+	 * CAP_NET_BIND_SERVICE needs it no longer). */
 	unsigned bset_dropped = 0;
 	if (sandbox_drop_bounding_set(&bset_dropped, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err);
@@ -1005,6 +1006,7 @@ int serve_run(const struct mxb_config *cfg)
 out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	anlaunch_stop(&sv.an.launcher_fd, &sv.an.launcher_pid);
 	store_maint_stop(&maint);
 	listener_set_free(&sv.listeners);
 	conn_server_teardown(&sv.srv, &spool);
