@@ -77,9 +77,9 @@ static int serve_one(int fd, int msg_fd, uint32_t len)
 		an_unmap(data, mlen);
 	}
 	wire_request_clear(&q);
-	buf_append(&out, "\0\0\0\0", 4);
+	buf_append(&out, "\0\0\0\0", 4); /* the length, filled in below */
 	if (a && wire_encode_result(a, &out) != 0)
-		buf_reset(&out), buf_append(&out, "\0\0\0\0", 4); /* too large: no result */
+		out.len = 4; /* too large to be decoded: answer "no result" */
 	analysis_free(&a);
 	put_len((unsigned char *)out.data, (uint32_t)(out.len - 4));
 	rc = fdpass_write_all(fd, out.data, out.len);
