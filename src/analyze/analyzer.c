@@ -3,8 +3,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "analyze/adb.h"
 #include "analyze/analyze.h"
 #include "analyze/input.h"
+#include "analyze/worker.h"
 
 /* How long to wait for the daemon's event writer to record a message (it batches)
  * before analysing the file without its envelope. */
@@ -139,6 +142,112 @@ static void env_close(struct env_ctx *e)
 	e->db = NULL;
 }
 
+/* With analyzer_user: the worker that parses, and the launcher that makes one. */
+#define WORKER_BACKOFF_MIN_MS 1000
+#define WORKER_BACKOFF_MAX_MS 60000
+#define WORKER_TRIES 2 /* a message that kills this many workers is skipped */
+
+static struct remote {
+	int ctl;              /* the launcher's control socket; -1: analyse in-process */
+	int sock;             /* the current worker; -1: none */
+	pid_t pid;
+	unsigned backoff_ms;  /* before the next worker; 0 after a success */
+} rm = { -1, -1, 0, 0 };
+
+/* Messages a worker failed on, and how many times: a fixed table (the oldest entry
+ * makes room), so that poisonous messages between good ones are still skipped. */
+#define FAILED_SLOTS 64
+static struct failed_msg {
+	char name[256];
+	unsigned fails;
+	uint64_t seq;
+} failed[FAILED_SLOTS];
+static uint64_t failed_seq;
+
+static unsigned note_failure(const char *name)
+{
+	struct failed_msg *slot = &failed[0];
+	for (size_t i = 0; i < FAILED_SLOTS; i++) {
+		if (failed[i].fails && strcmp(failed[i].name, name) == 0) {
+			slot = &failed[i];
+			break;
+		}
+		if (failed[i].seq < slot->seq)
+			slot = &failed[i];
+	}
+	if (!slot->fails || strcmp(slot->name, name) != 0) {
+		snprintf(slot->name, sizeof(slot->name), "%s", name);
+		slot->fails = 0;
+	}
+	slot->seq = ++failed_seq;
+	unsigned n = ++slot->fails;
+	if (n >= WORKER_TRIES)
+		slot->fails = 0; /* skipped: the slot is free again */
+	return n;
+}
+
+void analyzer_set_launcher(int ctl)
+{
+	rm.ctl = ctl;
+}
+
+static void sleep_ms(unsigned ms, volatile sig_atomic_t *stop)
+{
+	for (unsigned waited = 0; waited < ms && !(stop && *stop); waited += 100) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The analysis of the spool file at path by a worker; NULL when none came (the file
+ * is gone, or the worker failed: *skip_r when workers failed on this message
+ * WORKER_TRIES times, so that a poisonous message does not stop the others). */
+static struct analysis *remote_analyze(const char *path, const char *name,
+				       const struct an_envelope *env,
+				       const struct analyze_limits *lim,
+				       volatile sig_atomic_t *stop, bool *skip_r)
+{
+	*skip_r = false;
+	int mfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (mfd < 0)
+		return NULL;
+	if (rm.sock < 0) {
+		sleep_ms(rm.backoff_ms, stop);
+		rm.sock = stop && *stop ? -1 : worker_spawn(rm.ctl, &rm.pid);
+		if (rm.sock < 0) {
+			if (!(stop && *stop))
+				fprintf(stderr, "mxbait analyzer: cannot get a worker from the "
+						"launcher\n");
+			rm.backoff_ms = rm.backoff_ms ? rm.backoff_ms * 2 : WORKER_BACKOFF_MIN_MS;
+			if (rm.backoff_ms > WORKER_BACKOFF_MAX_MS)
+				rm.backoff_ms = WORKER_BACKOFF_MAX_MS;
+			close(mfd);
+			return NULL;
+		}
+		fprintf(stderr, "mxbait analyzer: worker started (pid %ld)\n", (long)rm.pid);
+	}
+	const char *err = NULL;
+	struct analysis *a = worker_analyze(rm.sock, mfd, env, lim, &err);
+	close(mfd);
+	if (a) {
+		rm.backoff_ms = 0;
+		return a;
+	}
+	fprintf(stderr, "mxbait analyzer: %s: %s (worker pid %ld)\n", name, err, (long)rm.pid);
+	close(rm.sock);
+	rm.sock = -1;
+	rm.backoff_ms = rm.backoff_ms ? rm.backoff_ms * 2 : WORKER_BACKOFF_MIN_MS;
+	if (rm.backoff_ms > WORKER_BACKOFF_MAX_MS)
+		rm.backoff_ms = WORKER_BACKOFF_MAX_MS;
+	unsigned fails = note_failure(name);
+	if (fails >= WORKER_TRIES) {
+		fprintf(stderr, "mxbait analyzer: %s: skipped after %u failed workers\n", name,
+			fails);
+		*skip_r = true;
+	}
+	return NULL;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -185,15 +294,26 @@ static int pass(struct adb *db, struct env_ctx *env, const char *newdir,
 				continue;
 			}
 		}
-		const void *data = an_map_file(path, &len);
-		if (!data) /* gone (moved to cur/ or expired): nothing to do */
-			continue;
 		struct an_envelope ev = {
 			.sender = env->sender, .recipients = (const char *const *)env->rcpts,
 			.n_recipients = env->n, .client_ip = env->ip, .helo = env->helo,
 			.auth_user = env->auth};
-		struct analysis *a = analyze_message(data, len, lim, found == 1 ? &ev : NULL);
-		an_unmap(data, len);
+		struct analysis *a;
+		if (rm.ctl >= 0) {
+			bool skip = false;
+			a = remote_analyze(path, names[i], found == 1 ? &ev : NULL, lim, stop,
+					   &skip);
+			if (skip) /* no row: message 0 says so */
+				adb_spool_mark(db, names[i], 0);
+			if (!a && !skip && *waiting_r == false)
+				*waiting_r = true; /* try it again on the next pass */
+		} else {
+			const void *data = an_map_file(path, &len);
+			if (!data) /* gone (moved to cur/ or expired): nothing to do */
+				continue;
+			a = analyze_message(data, len, lim, found == 1 ? &ev : NULL);
+			an_unmap(data, len);
+		}
 		if (!a)
 			continue;
 		int64_t m = adb_store(db, a, names[i]);
@@ -286,6 +406,9 @@ int analyzer_run_with(const char *data_dir, const struct analyze_limits *limp,
 	}
 	if (ifd >= 0)
 		close(ifd);
+	if (rm.sock >= 0)
+		close(rm.sock); /* the worker sees the end of its input and exits */
+	rm.sock = -1;
 	env_close(&env);
 	adb_close(&db);
 	return rc;

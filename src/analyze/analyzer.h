@@ -25,6 +25,16 @@ int analyzer_run(const char *data_dir, volatile sig_atomic_t *stop);
 int analyzer_run_with(const char *data_dir, const struct analyze_limits *lim,
 		      volatile sig_atomic_t *stop);
 
+/* With analyzer_user (docs/DESIGN.md, "Analyzer sandbox"): this process keeps the data
+ * directory but parses nothing; each message is opened here read-only and its
+ * descriptor handed to a worker running as analyzer_user, which a launcher (ctl: its
+ * control socket, core/anlaunch.h) starts on request; the worker's result is decoded
+ * with every bound checked (wire.h) and stored here.  A worker that dies or answers
+ * wrong is replaced (backoff 1 s doubling to 60 s, reset by a success); a message on
+ * which two workers failed is marked done without a row (spool_done.message 0) and
+ * the next ones go on.  Call before analyzer_run_with(). */
+void analyzer_set_launcher(int ctl);
+
 /* One pass over spool/new (no waiting): how many messages were analysed, or -1. */
 int analyzer_pass(const char *data_dir, const struct analyze_limits *lim);
 

@@ -19,11 +19,16 @@
 
 const void *an_map_file(const char *path, size_t *len_r)
 {
-	static const char empty[1];
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	struct stat st;
 	if (fd < 0)
 		return NULL;
+	return an_map_fd(fd, len_r);
+}
+
+const void *an_map_fd(int fd, size_t *len_r)
+{
+	static const char empty[1];
+	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		errno = EINVAL;

@@ -19,6 +19,8 @@ int an_input_each(const char *path, an_msg_fn fn, void *arg);
 /* A whole file, read-only: read into memory up to 1 MiB, mapped above; *len_r 0
  * gives a non-NULL dummy.  Release with an_unmap(p, *len_r). */
 const void *an_map_file(const char *path, size_t *len_r);
+/* The same for an open descriptor (a regular file), which it closes in every case. */
+const void *an_map_fd(int fd, size_t *len_r);
 void an_unmap(const void *p, size_t len);
 
 #endif

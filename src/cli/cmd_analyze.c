@@ -19,7 +19,9 @@
 #include "analyze/analyzer.h"
 #include "analyze/input.h"
 #include "analyze/url.h"
+#include "analyze/worker.h"
 #include "cli/cli.h"
+#include "core/anlaunch.h"
 #include "core/log.h"
 #include "core/sandbox.h"
 
@@ -36,7 +38,11 @@ static const char usage_text[] =
 	"      --max-links N      distinct links limit (5000)\n"
 	"      --max-text N       text bytes kept per message for links/campaigns (4194304)\n"
 	"      --max-recipients N distinct recipients limit (10000)\n"
-	"      --psl FILE         a newer public suffix list\n";
+	"      --psl FILE         a newer public suffix list\n"
+	"  Started by mxbait serve with analyzer_user set (not for use by hand):\n"
+	"      --launcher-fd FD   (with --daemon) get workers from the launcher on FD\n"
+	"      --launcher --worker-user U --run-as D   the launcher, on fd 3\n"
+	"      --worker           the analysis worker, on fd 3\n";
 
 struct run {
 	struct analyze_limits lim;
@@ -107,11 +113,16 @@ int cmd_analyze(int argc, char **argv)
 		{"max-links", required_argument, NULL, 4}, {"psl", required_argument, NULL, 5},
 		{"max-text", required_argument, NULL, 6},
 		{"max-recipients", required_argument, NULL, 7},
+		{"launcher-fd", required_argument, NULL, 8}, {"launcher", no_argument, NULL, 9},
+		{"worker-user", required_argument, NULL, 10}, {"run-as", required_argument, NULL, 11},
+		{"worker", no_argument, NULL, 12},
 		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 	};
 	struct run r = {0};
 	const char *data_dir = NULL, *psl = NULL;
-	bool store = false, daemon_mode = false;
+	bool store = false, daemon_mode = false, launcher = false, worker = false;
+	const char *worker_user = NULL, *run_as = NULL;
+	int launcher_fd = -1;
 	analyze_limits_default(&r.lim);
 	optind = 1;
 	int ch;
@@ -138,15 +149,38 @@ int cmd_analyze(int argc, char **argv)
 		case 5: psl = optarg; break;
 		case 6: r.lim.max_text = (size_t)v; break;
 		case 7: r.lim.max_recipients = (unsigned)(v > 10000000 ? 10000000 : v); break;
+		case 8: launcher_fd = atoi(optarg); break;
+		case 9: launcher = true; break;
+		case 10: worker_user = optarg; break;
+		case 11: run_as = optarg; break;
+		case 12: worker = true; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;
 		}
+	}
+	if (launcher) { /* nothing loaded: it parses nothing (core/anlaunch.h) */
+		if (!worker_user || !run_as) {
+			fputs(usage_text, stderr);
+			return 2;
+		}
+		return anlaunch_main(3, worker_user, run_as, psl);
 	}
 	if (url_psl_init(psl) < 0) {
 		fprintf(stderr, "mxbait analyze: cannot load a public suffix list\n");
 		return 1;
 	}
 	analyze_global_init();
+	if (worker) {
+		/* Libraries loaded: no path into the data directory from here on. */
+		struct sandbox_report sr;
+		char *serr = NULL;
+		if (sandbox_enter_worker(psl, &sr, &serr) != 0) {
+			log_msg(LOG_ERR, NULL, "analyzer worker sandbox: %s", serr ? serr : "?");
+			free(serr);
+			return 1;
+		}
+		return worker_serve(3) == 0 ? 0 : 1;
+	}
 	if (daemon_mode) {
 		if (!data_dir) {
 			fputs(usage_text, stderr);
@@ -155,7 +189,7 @@ int cmd_analyze(int argc, char **argv)
 		/* Libraries loaded, nothing read yet: the walls go up (core/sandbox.h). */
 		struct sandbox_report sr;
 		char *serr = NULL;
-		if (sandbox_enter_analyzer(data_dir, psl, &sr, &serr) != 0) {
+		if (sandbox_enter_analyzer(data_dir, psl, launcher_fd >= 0, &sr, &serr) != 0) {
 			log_msg(LOG_ERR, NULL, "analyzer sandbox: %s", serr ? serr : "?");
 			free(serr);
 			return 1;
@@ -171,6 +205,8 @@ int cmd_analyze(int argc, char **argv)
 		sa.sa_handler = on_signal;
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
+		if (launcher_fd >= 0)
+			analyzer_set_launcher(launcher_fd);
 		return analyzer_run_with(data_dir, &r.lim, &g_stop) == 0 ? 0 : 1;
 	}
 	if (optind >= argc) {

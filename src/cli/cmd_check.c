@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/anlaunch.h"
 #include "core/config.h"
 #include "util/buf.h"
 
@@ -432,6 +433,13 @@ int cmd_check(int argc, char **argv)
 		}
 	}
 	check_data_dir(&c);
+	char *anerr = anlaunch_check_user(cfg.analyzer_user, cfg.user);
+	if (anerr)
+		say(&c, true, "analyzer_user", "%s", anerr);
+	else if (*cfg.analyzer_user && !cfg.analyzer)
+		say(&c, false, "analyzer_user", "set, but analyzer = no: nothing runs as %s",
+		    cfg.analyzer_user);
+	free(anerr);
 	check_tls(&c);
 	check_files(&c);
 	if (ports)

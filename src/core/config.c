@@ -125,6 +125,7 @@ static const struct key_def keys[] = {
 	{ "retention", K_MS64, OFF(retention_ms), 3600000ULL, 36500ULL * 86400000, 0 },
 	{ "analyzer", K_BOOL, OFF(analyzer), 0, 0, 0 },
 	{ "user", K_USER, OFF(user), 0, 0, 0 },
+	{ "analyzer_user", K_USER, OFF(analyzer_user), 0, 0, 0 },
 	{ "analyzer_max_depth", K_UINT, OFF(analyzer_max_depth), 1, 1000, 0 },
 	{ "analyzer_max_parts", K_UINT, OFF(analyzer_max_parts), 1, 1000000, 0 },
 	{ "analyzer_max_decoded", K_SIZE, OFF(analyzer_max_decoded), 1, ANALYZER_SIZE_MAX, 0 },
@@ -395,6 +396,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->retention_ms = 90ULL * 86400000;
 	cfg->analyzer = true;
 	cfg->user = xstrdup("");
+	cfg->analyzer_user = xstrdup("");
 	/* the same values as analyze_limits_default() (core does not link the analyzer) */
 	cfg->analyzer_max_depth = 20;
 	cfg->analyzer_max_parts = 2000;
@@ -510,6 +512,7 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->tls_key_file);
 	free(cfg->event_log);
 	free(cfg->user);
+	free(cfg->analyzer_user);
 	free(cfg->analyzer_psl_file);
 	free_list(cfg->dovecot_policy_listen, cfg->n_dovecot_policy_listen);
 	free(cfg->dovecot_policy_api_key);

@@ -119,6 +119,10 @@ struct mxb_config {
 	bool analyzer;                   /* run the analyzer child: yes */
 	char *user;                      /* user = "" (keep the uid); an account name: started
 					  * as root, bind and prepare, then run as it */
+	char *analyzer_user;             /* "" (the analyzer child parses as user); an
+					  * account (not root, not user): hostile mail is
+					  * parsed by a worker running as it, with no access
+					  * to data_dir (core/anlaunch.h); needs user */
 
 	/* analyzer limits, passed to the child's command line (analyze/analyze.h has the
 	 * same defaults: analyze_limits_default()) */

@@ -19,7 +19,7 @@
  * crack_after_failures, max_accounts, account_expiry, username_list,
  * crack_distinct_sources, crack_rcpt_probed: it holds the accounts in
  * memory), data_dir,
- * event_log, spool_budget, user, the storage budgets and retention (database_budget,
+ * event_log, spool_budget, user, analyzer_user (its launcher starts as root), the storage budgets and retention (database_budget,
  * analysis_budget, event_log_budget, retention: the storage job reads them at start),
  * and every key of the guard and of the web server, feed_public included
  * (they read their settings at start).  The other federation and hub keys are read by
@@ -41,7 +41,7 @@ struct mxb_config;
 		"crack_after_failures", "max_accounts", "account_expiry", "username_list", \
 		"crack_distinct_sources", "crack_rcpt_probed", "data_dir",                \
 		"event_log",                                                             \
-		"spool_budget", "user",                                                  \
+		"spool_budget", "user", "analyzer_user",                                 \
 		/* the storage job reads its budgets and retention at start */           \
 		"database_budget", "analysis_budget", "event_log_budget", "retention",   \
 		/* the guard and the web server read their settings at start */          \

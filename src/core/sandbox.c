@@ -98,6 +98,11 @@ static unsigned cap_last(void)
 
 int sandbox_drop_bounding_set(unsigned *dropped_r, char **err_r)
 {
+	return sandbox_limit_bounding_set(0, dropped_r, err_r);
+}
+
+int sandbox_limit_bounding_set(uint64_t keep, unsigned *dropped_r, char **err_r)
+{
 	*err_r = NULL;
 	*dropped_r = 0;
 	if (prctl(PR_CAPBSET_READ, CAP_SETPCAP, 0, 0, 0) != 1)
@@ -113,7 +118,7 @@ int sandbox_drop_bounding_set(unsigned *dropped_r, char **err_r)
 	unsigned last = cap_last();
 	for (unsigned c = 0; c <= last; c++) {
 		int in = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
-		if (in != 1)
+		if (in != 1 || (keep & (1ULL << c)))
 			continue;
 		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) {
 			*err_r = errf("PR_CAPBSET_DROP(%u): %s", c, strerror(errno));
@@ -239,8 +244,9 @@ static int landlock_analyzer(int abi, const char *data_dir, const char *psl_file
 		rc = ll_allow(rs, sys_read[i], LL_READ, h, err_r);
 	if (rc == 0 && psl_file && *psl_file)
 		rc = ll_allow(rs, psl_file, LANDLOCK_ACCESS_FS_READ_FILE, h, err_r);
-	/* the data directory: listable (SQLite opens it to sync), spool/new readable */
-	if (rc == 0)
+	/* the data directory: listable (SQLite opens it to sync), spool/new readable; the
+	 * worker (no data_dir) gets no path into it at all */
+	if (rc == 0 && data_dir)
 		rc = ll_allow(rs, data_dir, LANDLOCK_ACCESS_FS_READ_DIR, h, err_r);
 	const struct { const char *rel; uint64_t access; } data[] = {
 		{ "spool/new", LL_READ },
@@ -251,7 +257,7 @@ static int landlock_analyzer(int abi, const char *data_dir, const char *psl_file
 		{ "analysis.db-wal", rw },
 		{ "analysis.db-shm", rw },
 	};
-	for (size_t i = 0; rc == 0 && i < sizeof(data) / sizeof(data[0]); i++) {
+	for (size_t i = 0; rc == 0 && data_dir && i < sizeof(data) / sizeof(data[0]); i++) {
 		buf_reset(&p);
 		buf_printf(&p, "%s/%s", data_dir, data[i].rel);
 		rc = ll_allow(rs, p.data, data[i].access, h, err_r);
@@ -313,7 +319,15 @@ static int seccomp_add(scmp_filter_ctx f, const char *name, unsigned *n, char **
 	return 0;
 }
 
-static int seccomp_analyzer(unsigned *n_r, char **err_r)
+/* The worker and, with analyzer_user, the daemon side, on top: their sockets (the
+ * request with the message's descriptor, the result; the launcher's answer) and the
+ * alarm that bounds one analysis.  Still no socket(), so neither can open a
+ * connection of its own. */
+static const char *const worker_syscalls[] = {
+	"recvmsg", "sendmsg", "recvfrom", "sendto", "alarm", "setitimer",
+};
+
+static int seccomp_analyzer(bool worker, unsigned *n_r, char **err_r)
 {
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);
 	if (!f) {
@@ -324,6 +338,8 @@ static int seccomp_analyzer(unsigned *n_r, char **err_r)
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < sizeof(analyzer_syscalls) / sizeof(char *); i++)
 		rc = seccomp_add(f, analyzer_syscalls[i], &n, err_r);
+	for (size_t i = 0; worker && rc == 0 && i < sizeof(worker_syscalls) / sizeof(char *); i++)
+		rc = seccomp_add(f, worker_syscalls[i], &n, err_r);
 #ifdef MXB_SANITIZED
 	for (size_t i = 0; rc == 0 && i < sizeof(sanitizer_syscalls) / sizeof(char *); i++)
 		rc = seccomp_add(f, sanitizer_syscalls[i], &n, err_r);
@@ -401,7 +417,7 @@ static bool test_trigger(void)
 }
 #endif
 
-int sandbox_enter_analyzer(const char *data_dir, const char *psl_file,
+int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with_worker,
 			   struct sandbox_report *r, char **err_r)
 {
 	*err_r = NULL;
@@ -426,7 +442,7 @@ int sandbox_enter_analyzer(const char *data_dir, const char *psl_file,
 	if (r->landlock_abi > 0 && landlock_analyzer(r->landlock_abi, data_dir, psl_file,
 						     err_r) != 0)
 		return -1;
-	if (seccomp_analyzer(&r->syscalls, err_r) != 0)
+	if (seccomp_analyzer(with_worker, &r->syscalls, err_r) != 0)
 		return -1;
 #ifdef MXB_TEST_HOOKS
 	if (violate) {
@@ -435,6 +451,52 @@ int sandbox_enter_analyzer(const char *data_dir, const char *psl_file,
 			close(s);
 		*err_r = errf("test hook: socket() was not stopped by the filter");
 		return -1;
+	}
+#endif
+	return 0;
+}
+
+int sandbox_enter_worker(const char *psl_file, struct sandbox_report *r, char **err_r)
+{
+	*err_r = NULL;
+	memset(r, 0, sizeof(*r));
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		*err_r = errf("PR_SET_DUMPABLE: %s", strerror(errno));
+		return -1;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		*err_r = errf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return -1;
+	}
+	/* the launcher emptied the bounding set before it changed to this uid; this only
+	 * counts what may be left (nothing, unless started by hand as root) */
+	if (sandbox_drop_bounding_set(&r->bounding_dropped, err_r) != 0 ||
+	    sandbox_clear_caps(err_r) != 0)
+		return -1;
+	r->landlock_abi = sandbox_landlock_abi();
+	if (r->landlock_abi > 0 && landlock_analyzer(r->landlock_abi, NULL, psl_file,
+						     err_r) != 0)
+		return -1;
+	if (seccomp_analyzer(true, &r->syscalls, err_r) != 0)
+		return -1;
+#ifdef MXB_TEST_HOOKS
+	/* MXBAIT_TEST_WORKER_PROBE=PATH[:PATH...]: try to open each PATH (a spool file; a
+	 * world-readable file Landlock alone keeps out) from inside the walls and say what
+	 * happened, for the test that proves it cannot */
+	const char *probes = getenv("MXBAIT_TEST_WORKER_PROBE");
+	for (const char *p = probes; p && *p;) {
+		size_t n = strcspn(p, ":");
+		char path[4096];
+		snprintf(path, sizeof(path), "%.*s", (int)(n < sizeof(path) ? n : 0), p);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			fprintf(stderr, "mxbait analyzer worker: probe: opened %s\n", path);
+			close(fd);
+		} else {
+			fprintf(stderr, "mxbait analyzer worker: probe: open %s: %s\n", path,
+				strerror(errno));
+		}
+		p += n + (p[n] == ':');
 	}
 #endif
 	return 0;

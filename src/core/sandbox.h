@@ -36,6 +36,7 @@
 #define MXB_CORE_SANDBOX_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct sandbox_report {
 	int landlock_abi;     /* 0: not available */
@@ -44,13 +45,23 @@ struct sandbox_report {
 };
 
 /* Enter the analyzer's sandbox.  data_dir: the daemon's; psl_file: an extra file to
- * read (NULL or "" for none).  0, or -1 with *err_r (malloc'd): the caller exits. */
-int sandbox_enter_analyzer(const char *data_dir, const char *psl_file,
+ * read (NULL or "" for none); with_worker: it talks to a launcher and workers
+ * (analyzer_user), so sendmsg and recvmsg are allowed too.  0, or -1 with *err_r (malloc'd): the caller exits. */
+int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with_worker,
 			   struct sandbox_report *r, char **err_r);
+
+/* The analysis worker's walls (run as analyzer_user, see analyze/worker.h): the same
+ * as the analyzer's without any path into the data directory (it gets each message as
+ * a descriptor), plus its socket calls (sendmsg, recvmsg) and alarm.  Test builds
+ * honour MXBAIT_TEST_WORKER_PROBE=PATH[:PATH...] (the worker tries to open each PATH
+ * afterwards and writes the outcome to stderr). */
+int sandbox_enter_worker(const char *psl_file, struct sandbox_report *r, char **err_r);
 
 /* Empty the capability bounding set when the process holds CAP_SETPCAP (root); the
  * count removed in *dropped_r.  0, or -1 with *err_r. */
 int sandbox_drop_bounding_set(unsigned *dropped_r, char **err_r);
+/* The same, keeping the capabilities whose bits are set in keep (1 << CAP_X). */
+int sandbox_limit_bounding_set(uint64_t keep, unsigned *dropped_r, char **err_r);
 /* Clear the ambient set and every capability of the process (permitted, effective,
  * inheritable).  0, or -1 with *err_r. */
 int sandbox_clear_caps(char **err_r);

@@ -3,7 +3,8 @@
  *
  * Start-up order: data directory and its lock, listening sockets (the commonest
  * failure, before any state is touched), the per-installation secret, TLS (a key
- * readable only by root is read now); then, with `user` set and started as root, the
+ * readable only by root is read now), the analyzer_user launcher (anlaunch.h, forked
+ * while root); then, with `user` set and started as root, the
  * data directory is handed to that user and the process becomes it (privdrop.h);
  * then spool, event store, the deception policy with its saved accounts, limits, the
  * analyzer child (which inherits the unprivileged uid); then the loop.  No thread
@@ -32,6 +33,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "core/anlaunch.h"
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/limits.h"
@@ -81,6 +83,8 @@ struct analyzer_child {
 	int64_t started_ms;
 	unsigned backoff_ms;
 	struct event *restart_ev, *sigchld_ev;
+	int launcher_fd;          /* analyzer_user: the launcher's socket (anlaunch.h); -1 */
+	pid_t launcher_pid;
 };
 
 /* One generation of settings: the configuration and the engine configs made from it.
@@ -409,6 +413,11 @@ static void analyzer_argv_init(struct analyzer_child *an, const struct mxb_confi
 		an->argv[n++] = o_psl;
 		an->argv[n++] = cfg->analyzer_psl_file;
 	}
+	if (an->launcher_fd >= 0) { /* the child gets it as fd 3 */
+		static char o_lfd[] = "--launcher-fd", three[] = "3";
+		an->argv[n++] = o_lfd;
+		an->argv[n++] = three;
+	}
 	an->argv[n] = NULL;
 }
 
@@ -431,7 +440,11 @@ static void analyzer_start(struct serve *sv)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the daemon killed hard: go too */
-		close_range(3, ~0U, 0);
+		if (an->launcher_fd == 3)
+			fcntl(3, F_SETFD, 0);
+		else if (an->launcher_fd >= 0)
+			dup2(an->launcher_fd, 3);
+		close_range(an->launcher_fd >= 0 ? 4 : 3, ~0U, 0);
 		execv("/proc/self/exe", an->argv);
 		_exit(127);
 	}
@@ -486,9 +499,17 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	struct serve *sv = arg;
 	int status;
 	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (pid == sv->an.pid)
 			analyzer_reaped(sv, status);
+		if (pid == sv->an.launcher_pid) {
+			sv->an.launcher_pid = 0;
+			if (!sv->stopping)
+				log_msg(LOG_ERR, NULL, "the analyzer launcher ended (status 0x%x): "
+					"no analysis worker can start until mxbait is restarted",
+					(unsigned)status);
+		}
+	}
 }
 
 /* SIGTERM, wait (bounded), SIGKILL if it does not go. */
@@ -808,6 +829,7 @@ int serve_run(const struct mxb_config *cfg)
 	 * users' (umask 077: files 0600, directories 0700). */
 	umask(077);
 	sv.an.enabled = cfg->analyzer;
+	sv.an.launcher_fd = -1;
 	analyzer_argv_init(&sv.an, cfg);
 	sv.an.backoff_ms = ANALYZER_BACKOFF_MIN_MS;
 
@@ -884,6 +906,13 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}
+	/* analyzer_user: the worker's launcher starts now, while root (anlaunch.h) */
+	if (anlaunch_start(cfg, must_drop == 1, &sv.an.launcher_fd,
+			   &sv.an.launcher_pid, &err) != 0) {
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
+	analyzer_argv_init(&sv.an, cfg);
 	/* The privileged part ends here: ports bound, secret and TLS key read.  Spool and
 	 * event store (and their threads) start as the unprivileged user.  Root gives up
 	 * the capability bounding set first (nothing this process or its children exec can
@@ -980,6 +1009,7 @@ int serve_run(const struct mxb_config *cfg)
 	event_base_dispatch(sv.base);
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	anlaunch_stop(&sv.an.launcher_fd, &sv.an.launcher_pid);
 	store_maint_stop(&maint);
 
 	/* The loop has stopped: sessions still open end (their open messages go back),
@@ -993,6 +1023,7 @@ int serve_run(const struct mxb_config *cfg)
 out:
 	sv.stopping = true;
 	analyzer_stop(&sv);
+	anlaunch_stop(&sv.an.launcher_fd, &sv.an.launcher_pid);
 	store_maint_stop(&maint);
 	listener_set_free(&sv.listeners);
 	conn_server_teardown(&sv.srv, &spool);

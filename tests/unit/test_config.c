@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "core/anlaunch.h"
 #include "core/config.h"
 
 static int parse(struct mxb_config *cfg, const char *text, char **err_r)
@@ -467,6 +468,42 @@ static void test_user(void **state)
 		     "t.conf:1: user: user name too long (at most 63 characters)");
 	expect_error("user = root\nuser = root\n",
 		     "t.conf:2: user: duplicate key (first set on line 1)");
+}
+
+/* analyzer_user: an existing account, empty by default; what serve and `mxbait check`
+ * refuse beside user (root, user's own uid or group, no user at all). */
+static void test_analyzer_user(void **state)
+{
+	(void)state;
+	struct mxb_config cfg;
+	char *err = NULL;
+	assert_int_equal(parse(&cfg, "", &err), 0);
+	assert_string_equal(cfg.analyzer_user, "");
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "user = nobody\nanalyzer_user = daemon\n", &err), 0);
+	assert_string_equal(cfg.analyzer_user, "daemon");
+	char *why = anlaunch_check_user(cfg.analyzer_user, cfg.user);
+	assert_null(why);
+	config_free(&cfg);
+	expect_error("analyzer_user = mxb-no-such-user-7\n",
+		     "t.conf:1: analyzer_user: no such user (mxb-no-such-user-7)");
+	assert_null(anlaunch_check_user("", "nobody"));
+	assert_null(anlaunch_check_user(NULL, NULL));
+	const struct { const char *an, *user, *says; } bad[] = {
+		{ "root", "nobody", "is root" },
+		{ "nobody", "nobody", "has the uid of user nobody" },
+		{ "daemon", "", "needs user set too" },
+		{ "daemon", NULL, "needs user set too" },
+		{ "mxb-no-such-user-7", "nobody", "analyzer_user mxb-no-such-user-7:" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = anlaunch_check_user(bad[i].an, bad[i].user);
+		assert_non_null(why);
+		if (!strstr(why, bad[i].says))
+			fail_msg("%s beside %s: \"%s\", expected \"%s\"", bad[i].an,
+				 bad[i].user ? bad[i].user : "(none)", why, bad[i].says);
+		free(why);
+	}
 }
 
 /* The analyzer's limits: the analyzer's own defaults, their ranges, and the public
@@ -955,6 +992,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_user),
+		cmocka_unit_test(test_analyzer_user),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_analyzer_keys),
 		cmocka_unit_test(test_budget_keys),

@@ -1,0 +1,212 @@
+"""The analyzer's worker as its own user (issue 7 item 4, analyzer_user), from outside.
+
+With user = nobody and analyzer_user = a temporary account (useradd, removed after),
+a daemon started as root parses captured mail in a worker running as that account:
+- messages sent with swaks are analysed (rows in analysis.db, `mxbait urls` lists the
+  link);
+- the worker runs with the account's uid and gid, no supplementary groups, no
+  capability in any set, seccomp, no new privileges; the launcher that starts it keeps
+  CAP_SETUID, CAP_SETGID and CAP_SETPCAP only, under its identity filter; the daemon
+  side and the network process hold none;
+- the worker cannot open a spool file by its path, nor a world-readable file outside
+  its Landlock paths (test hook MXBAIT_TEST_WORKER_PROBE: it tries right after
+  entering its sandbox and says what happened);
+- a message that crashes the worker (test hook MXBAIT_TEST_WORKER_CRASH: the worker
+  makes a forbidden system call when it sees the mark) kills two workers, is skipped,
+  and the next message is analysed by a new worker, the daemon side never restarted;
+- `mxbait check` refuses analyzer_user = root, = user, and without user.
+Needs root (CI runs as root)."""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, Daemon, marker, sanitizer_env, swaks
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+
+KEEP_CAPS = (1 << 6) | (1 << 7) | (1 << 8)  # CAP_SETGID, CAP_SETUID, CAP_SETPCAP
+
+
+def _status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def _children(pid):
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            kids += [int(k) for k in open(f"/proc/{pid}/task/{tid}/children").read().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def _argv(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _child_with(pid, flag):
+    return [k for k in _children(pid) if flag in _argv(k)]
+
+
+def _wait(cond, what, d, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        assert time.monotonic() < deadline, what + ":\n" + d.stderr_text()[-4000:]
+        time.sleep(0.2)
+
+
+def _analysed(db, needle):
+    # never create it (or its -wal, -shm) as root: the daemon's account could then not
+    # write it; the analyzer keeps all three while it runs
+    if not os.path.exists(db + "-shm"):
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT count(*) FROM links WHERE url LIKE ?",
+                               (f"%{needle}%",)).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.fixture
+def analyzer_account():
+    name = "mxba" + os.urandom(3).hex()
+    r = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("useradd failed: " + r.stderr)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+@root_only
+def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
+    import pwd
+    tmp = tempfile.mkdtemp(prefix="mxbait-anuser-")
+    os.chmod(tmp, 0o755)  # nobody (the daemon's user) comes this far
+    crash = "MXBAIT-CRASH-" + marker()
+    monkeypatch.setenv("MXBAIT_TEST_WORKER_CRASH", crash)
+    data = os.path.join(tmp, "data")
+    probe = os.path.join(data, "spool", "new", "1700000000.M1P1.probe")
+    # and a file anyone may read, outside the worker's Landlock paths: kept out by
+    # Landlock alone (the spool file is also kept out by its mode and owner)
+    world = os.path.join(tmp, "world-readable.txt")
+    with open(world, "w") as f:
+        f.write("x\n")
+    os.chmod(world, 0o644)
+    monkeypatch.setenv("MXBAIT_TEST_WORKER_PROBE", f"{probe}:{world}")
+    os.makedirs(os.path.dirname(probe))
+    m0 = marker()
+    with open(probe, "w") as f:  # a message already waiting: the worker's probe target
+        f.write(f"From: a@bad.example\nSubject: waiting\n\nhttp://{m0}.example.com/w\n")
+    d = Daemon(tmp, request.node.name, user="nobody", analyzer_user=analyzer_account)
+    d.start()
+    try:
+        au = pwd.getpwnam(analyzer_account)
+        nobody = pwd.getpwnam("nobody")
+        db = os.path.join(data, "analysis.db")
+        _wait(lambda: _analysed(db, m0), "the waiting message was not analysed", d)
+        m1 = marker()
+        swaks(d, "--from", "s@bad.example", "--to", f"v@{DOMAIN}", "--body",
+              f"{m1} http://{m1}.example.com/x", check=0)
+        _wait(lambda: _analysed(db, m1), "the swaks message was not analysed", d)
+        r = subprocess.run([MXBAIT_BIN, "urls", "-d", data], capture_output=True, text=True,
+                           env=sanitizer_env())
+        assert r.returncode == 0 and f"{m1}.example.com" in r.stdout, r.stdout + r.stderr
+
+        # who runs what
+        daemon_side = _child_with(d.pid, b"--daemon")
+        launcher = _child_with(d.pid, b"--launcher")
+        assert len(daemon_side) == 1 and len(launcher) == 1, d.stderr_text()[-3000:]
+        workers = _child_with(launcher[0], b"--worker")
+        assert len(workers) == 1, workers
+        w = _status(workers[0])
+        assert w["Uid"].split() == [str(au.pw_uid)] * 4, w["Uid"]
+        assert w["Gid"].split() == [str(au.pw_gid)] * 4, w["Gid"]
+        assert w["Groups"] == "", w["Groups"]
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(w[cap], 16) == 0, f"worker {cap} {w[cap]}"
+        assert w["Seccomp"] == "2" and w["NoNewPrivs"] == "1", w
+        lst = _status(launcher[0])
+        assert lst["Uid"].split() == [str(nobody.pw_uid)] * 4, lst["Uid"]
+        assert int(lst["CapEff"], 16) == KEEP_CAPS, lst["CapEff"]
+        assert int(lst["CapPrm"], 16) == KEEP_CAPS, lst["CapPrm"]
+        assert int(lst["CapBnd"], 16) == KEEP_CAPS, lst["CapBnd"]
+        assert int(lst["CapInh"], 16) == 0 and int(lst["CapAmb"], 16) == 0, lst
+        assert lst["Seccomp"] == "2" and lst["NoNewPrivs"] == "1", lst
+        for pid in (daemon_side[0], d.pid):
+            st = _status(pid)
+            assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+            for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                assert int(st[cap], 16) == 0, f"pid {pid} {cap} {st[cap]}"
+        # the worker could not open a spool file by its path
+        assert f"probe: open {probe}: Permission denied" in d.stderr_text(), \
+            d.stderr_text()[-3000:]
+        if "no Landlock" not in d.stderr_text():
+            assert f"probe: open {world}: Permission denied" in d.stderr_text(), \
+                d.stderr_text()[-3000:]
+        assert "probe: opened" not in d.stderr_text()
+
+        # a message that kills its worker is skipped; the next one is analysed
+        swaks(d, "--from", "s@bad.example", "--to", f"v@{DOMAIN}", "--body",
+              f"{crash} http://{crash.lower()}.example.com/c", check=0)
+        _wait(lambda: d.stderr_text().count("killed by its system-call filter") >= 2 and
+              "skipped after 2 failed workers" in d.stderr_text(),
+              "the crashing message did not kill two workers", d)
+        m2 = marker()
+        swaks(d, "--from", "s@bad.example", "--to", f"v@{DOMAIN}", "--body",
+              f"{m2} http://{m2}.example.com/y", check=0)
+        _wait(lambda: _analysed(db, m2), "no analysis after the worker crashes", d)
+        assert _analysed(db, crash.lower()) == 0
+        assert _child_with(d.pid, b"--daemon") == daemon_side, "the daemon side restarted"
+        assert "analyzer exited" not in d.stderr_text()
+    finally:
+        problems = d.stop()
+        ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not problems, "; ".join(problems) + "\n" + d.stderr_text()[-3000:]
+    # the launcher and its workers went with the daemon
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and
+                b"--launcher" in _argv(p) and analyzer_account.encode() in _argv(p)]
+
+
+@root_only
+def test_check_refuses_bad_analyzer_user(analyzer_account, tmp_path):
+    def check(**keys):
+        conf = tmp_path / "c.conf"
+        conf.write_text(f"data_dir = {tmp_path}/data\n" +
+                        "".join(f"{k} = {v}\n" for k, v in keys.items()))
+        r = subprocess.run([MXBAIT_BIN, "check", "-c", str(conf), "--no-ports"],
+                           capture_output=True, text=True, env=sanitizer_env())
+        return r.returncode, r.stdout + r.stderr
+    rc, out = check(user="nobody", analyzer_user="root")
+    assert rc == 1 and "analyzer_user: analyzer_user root is root" in out, out
+    rc, out = check(user="nobody", analyzer_user="nobody")
+    assert rc == 1 and "has the uid of user nobody" in out, out
+    rc, out = check(analyzer_user=analyzer_account)
+    assert rc == 1 and "needs user set too" in out, out
+    rc, out = check(user="nobody", analyzer_user=analyzer_account)
+    assert "analyzer_user" not in out, out
