@@ -97,6 +97,7 @@ static const struct key_def keys[] = {
 	{ "hard_error_limit", K_UINT, OFF(hard_error_limit), 1, 100000, 0 },
 	{ "error_sleep_time", K_MS, OFF(error_sleep_ms), 0, 60000, 0 },
 	{ "auth_failure_delay", K_MS, OFF(auth_failure_delay_ms), 0, 60000, 0 },
+	{ "auth_failure_jitter", K_BOOL, OFF(auth_failure_jitter), 0, 0, 0 },
 	{ "idle_timeout", K_MS, OFF(idle_timeout_ms), 1000, 86400000, 0 },
 	{ "session_timeout", K_MS, OFF(session_timeout_ms), 1000, 7 * 86400000U, 0 },
 	{ "tls_handshake_timeout", K_MS, OFF(tls_handshake_timeout_ms), 1000, 3600000, 0 },
@@ -364,6 +365,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->hard_error_limit = 20;
 	cfg->error_sleep_ms = 1000;
 	cfg->auth_failure_delay_ms = 2000;
+	cfg->auth_failure_jitter = true;
 	cfg->idle_timeout_ms = 300000;
 	cfg->session_timeout_ms = 3600000;
 	cfg->tls_handshake_timeout_ms = 30000;

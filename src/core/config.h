@@ -74,6 +74,7 @@ struct mxb_config {
 	unsigned hard_error_limit;   /* [smtpd_hard_error_limit] 20 */
 	unsigned error_sleep_ms;     /* [smtpd_error_sleep_time] 1s */
 	unsigned auth_failure_delay_ms; /* 2s, as Dovecot's auth_failure_delay */
+	bool auth_failure_jitter;      /* ... with Dovecot's timing (1.5-2.05 s): yes */
 	unsigned idle_timeout_ms;    /* [smtpd_timeout] 300s */
 	unsigned session_timeout_ms; /* total session time: 1h */
 	unsigned tls_handshake_timeout_ms; /* 30s */

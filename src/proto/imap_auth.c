@@ -44,9 +44,10 @@ static void auth_penalty(struct imap_session *s)
 	session_hold(&s->sess, ms > max ? max : ms);
 }
 
-static unsigned failure_delay(const struct imap_session *s)
+static unsigned failure_delay(struct imap_session *s)
 {
-	return s->cfg->auth_failure_delay_ms;
+	return session_failure_delay(&s->sess, s->cfg->auth_failure_delay_ms,
+				     s->cfg->auth_failure_jitter);
 }
 
 /* Canonical user for the mailbox: lower case, the served domain stripped. */

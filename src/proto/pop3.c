@@ -273,7 +273,8 @@ static void auth_done(struct pop3_session *s, bool failed)
 	s->penalty_charged = false;
 	if (failed) {
 		s->auth_fails++;
-		session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
+		session_hold(&s->sess, session_failure_delay(&s->sess, s->cfg->auth_failure_delay_ms,
+							     s->cfg->auth_failure_jitter));
 	}
 }
 

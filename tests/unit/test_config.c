@@ -71,6 +71,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.hard_error_limit, 20);
 	assert_int_equal(cfg.error_sleep_ms, 1000);
 	assert_int_equal(cfg.auth_failure_delay_ms, 2000);
+	assert_true(cfg.auth_failure_jitter);
 	assert_int_equal(cfg.idle_timeout_ms, 300000);
 	assert_int_equal(cfg.session_timeout_ms, 3600000);
 	assert_int_equal(cfg.tls_handshake_timeout_ms, 30000);
@@ -147,6 +148,7 @@ static void test_every_key(void **state)
 		"hard_error_limit = 7\n"
 		"error_sleep_time = 500ms\n"
 		"auth_failure_delay = 3s\n"
+		"auth_failure_jitter = no\n"
 		"idle_timeout = 5m\n"
 		"session_timeout = 2h\n"
 		"tls_handshake_timeout = 10\n"
@@ -209,6 +211,7 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.hard_error_limit, 7);
 	assert_int_equal(cfg.error_sleep_ms, 500);
 	assert_int_equal(cfg.auth_failure_delay_ms, 3000);
+	assert_false(cfg.auth_failure_jitter);
 	assert_int_equal(cfg.idle_timeout_ms, 300000);
 	assert_int_equal(cfg.session_timeout_ms, 7200000);
 	assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);

@@ -120,6 +120,40 @@ static void test_no_tls_available(void **state)
 	fake_host_free(&h);
 }
 
+/* auth_failure_jitter: Dovecot's timing of the 2 s failure delay (session.c
+ * session_failure_delay): 1.5 s when the failure falls in the second half of a
+ * wall-clock second, up to 2.0 s in the first half, plus 5-45 ms; never a constant. */
+static void test_failure_delay_dovecot_clock(void **state)
+{
+	setup_cfg(true, false);
+	cfg.auth_failure_jitter = true;
+	unsigned lo = UINT32_MAX, hi = 0, early_max = 0, late_max = 0;
+	for (unsigned i = 0; i < 200; i++) {
+		struct fake_host h;
+		fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+		free(fake_host_take(&h));
+		unsigned into_ms = (i * 37u) % 1000u;
+		h.now_us = FAKE_NOW_US + (int64_t)into_ms * 1000 + i;
+		expect(&h, "USER alice\r\nPASS wrong\r\n",
+		       "+OK\r\n-ERR [AUTH] Authentication failed.\r\n");
+		assert_int_equal(h.n_waits, 1);
+		unsigned ms = h.waits[0];
+		assert_in_range(ms, 1505, 2045);
+		if (into_ms >= 500 && ms > late_max)
+			late_max = ms;
+		if (into_ms < 500 && ms > early_max)
+			early_max = ms;
+		lo = ms < lo ? ms : lo;
+		hi = ms > hi ? ms : hi;
+		fake_host_free(&h);
+	}
+	assert_true(late_max <= 1545);  /* the second half of a second: the 1.5 s tick */
+	assert_true(early_max >= 1900); /* the first half: up to the 2 s tick */
+	assert_true(hi - lo >= 400);
+	cfg.auth_failure_jitter = false;
+	(void)state;
+}
+
 static void test_login_and_failure_delay(void **state)
 {
 	setup_cfg(true, false);
@@ -706,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_byte_at_a_time),
 		cmocka_unit_test(test_nul_and_hangup),
 		cmocka_unit_test(test_canonical_user),
+		cmocka_unit_test(test_failure_delay_dovecot_clock),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
