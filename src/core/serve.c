@@ -595,6 +595,7 @@ static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cf
 	ic->bad_command_limit = cfg->imap_bad_command_limit;
 	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	ic->auth_failure_jitter = cfg->auth_failure_jitter;
+	ic->login_latency = cfg->login_latency;
 	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
 }
 
@@ -614,6 +615,7 @@ static void fill_pop3_config(struct pop3_config *pc, const struct mxb_config *cf
 	pc->command_limit = cfg->command_limit;
 	pc->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	pc->auth_failure_jitter = cfg->auth_failure_jitter;
+	pc->login_latency = cfg->login_latency;
 	pc->auth_penalty = cfg->auth_penalty;
 }
 

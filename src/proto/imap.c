@@ -1154,7 +1154,7 @@ struct imap_session *imap_session_new(const struct imap_config *cfg,
 void imap_session_start(struct imap_session *s)
 {
 	imap_untagged(s, "OK [CAPABILITY %s] Dovecot (Debian) ready.", capability(s));
-	flush_out(s);
+	session_greet(&s->sess, s->cfg->login_latency);
 }
 
 void imap_session_free(struct imap_session **sp)

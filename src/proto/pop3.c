@@ -1036,7 +1036,7 @@ void pop3_session_free(struct pop3_session **sp)
 void pop3_session_start(struct pop3_session *s)
 {
 	reply(s, "+OK Dovecot (Debian) ready.");
-	flush_out(s);
+	session_greet(&s->sess, s->cfg->login_latency);
 }
 
 void pop3_session_resume(struct pop3_session *s)

@@ -414,6 +414,23 @@ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
+#define LOGIN_LATENCY_MIN_MS 20
+#define LOGIN_LATENCY_SPAN1_MS 21
+#define LOGIN_LATENCY_SPAN2_MS 26
+
+void session_greet(struct session *s, bool login_latency)
+{
+	if (login_latency) {
+		/* two uniform parts: a triangle-like spread around 42 ms, not a constant */
+		uint64_t r = mix64((uint64_t)session_now_us(s) ^ 0xD1B54A32D192ED03ULL);
+		session_hold(s, LOGIN_LATENCY_MIN_MS + (unsigned)(r % LOGIN_LATENCY_SPAN1_MS) +
+					(unsigned)((r >> 32) % LOGIN_LATENCY_SPAN2_MS));
+		session_end_step(s);
+		return;
+	}
+	session_flush(s);
+}
+
 unsigned session_failure_delay(struct session *s, unsigned base_ms, bool dovecot_clock)
 {
 	if (!dovecot_clock || base_ms < 1000 || base_ms % 1000 != 0)

@@ -154,6 +154,40 @@ static void test_failure_delay_dovecot_clock(void **state)
 	(void)state;
 }
 
+/* login_latency: the greeting waits 20-65 ms (Dovecot's login process start), then
+ * leaves; a command the client sent meanwhile is answered after it. */
+static void test_login_latency_greeting(void **state)
+{
+	setup_cfg(false, true);
+	cfg.login_latency = true;
+	unsigned lo = UINT32_MAX, hi = 0;
+	for (unsigned i = 0; i < 50; i++) {
+		struct fake_host h;
+		fake_host_init(&h, &pop3_engine);
+		h.now_us = FAKE_NOW_US + (int64_t)i * 7919;
+		static const struct proto_peer peer = {.ip = "192.0.2.9", .port = 40000};
+		h.s = pop3_engine.create(&cfg, &peer, false, &fake_host_ops, &h);
+		assert_non_null(h.s);
+		h.owned = true;
+		pop3_engine.start(h.s);
+		assert_int_equal(h.n_waits, 1);
+		assert_in_range(h.waits[0], 20, 65);
+		lo = h.waits[0] < lo ? h.waits[0] : lo;
+		hi = h.waits[0] > hi ? h.waits[0] : hi;
+		char *none = fake_host_take(&h);
+		assert_string_equal(none, ""); /* nothing before the delay */
+		free(none);
+		fake_host_drive_str(&h, "QUIT\r\n");
+		char *got = fake_host_take(&h);
+		assert_string_equal(got, "+OK Dovecot (Debian) ready.\r\n+OK Logging out\r\n");
+		free(got);
+		fake_host_free(&h);
+	}
+	assert_true(hi - lo >= 10); /* varied, not a constant */
+	cfg.login_latency = false;
+	(void)state;
+}
+
 static void test_login_and_failure_delay(void **state)
 {
 	setup_cfg(true, false);
@@ -741,6 +775,7 @@ int main(void)
 		cmocka_unit_test(test_nul_and_hangup),
 		cmocka_unit_test(test_canonical_user),
 		cmocka_unit_test(test_failure_delay_dovecot_clock),
+		cmocka_unit_test(test_login_latency_greeting),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
