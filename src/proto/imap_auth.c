@@ -74,6 +74,7 @@ static void login_ok(struct imap_session *s, const char *user, size_t ulen)
 				   s->cfg->hostname ? s->cfg->hostname : "localhost",
 				   s->cfg->secret ? s->cfg->secret : zero);
 	imap_set_state(s, CS_AUTH, s->in);
+	s->line_writes = false; /* the imap process corks: the login reply is one write */
 	s->bad_row = 0;
 	/* imap's client_send_login_reply(): the capability as a resp-code unless the
 	 * client showed (CAPABILITY before STARTTLS) that it ignores resp-codes. */

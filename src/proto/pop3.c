@@ -517,11 +517,19 @@ static int run_auth(struct pop3_session *s, struct pop3_args *a)
 {
 	const char *p = a->raw;
 	if (*p == '\0') {
-		/* Old-style SASL discovery (Outlook): the mechanisms usable now. */
+		/* Old-style SASL discovery (Outlook): the mechanisms usable now.  pop3-login
+		 * writes "+OK" line, each name and each CRLF, and "." separately (one TLS
+		 * record each: `openssl s_client -msg` against Debian's Dovecot 2.3.19). */
 		reply(s, "+OK");
+		flush_out(s);
 		if (plaintext_ok(s)) {
-			reply(s, "PLAIN");
-			reply(s, "LOGIN");
+			static const char *const mechs[] = {"PLAIN", "LOGIN"};
+			for (size_t i = 0; i < 2; i++) {
+				session_puts(&s->sess, mechs[i]);
+				flush_out(s);
+				session_puts(&s->sess, "\r\n");
+				flush_out(s);
+			}
 		}
 		reply(s, ".");
 		return 0;
@@ -735,10 +743,11 @@ static int run_list(struct pop3_session *s, struct pop3_args *a)
 	return 0;
 }
 
-/* Dovecot's default pop3_uidl_format %08Xu%08Xv. */
+/* Dovecot's default pop3_uidl_format %08Xu%08Xv: its %X prints lower-case hex
+ * (Debian's Dovecot 2.3.19 answers UIDL with "1 000000016b1639e7"). */
 static void uidl_of(const struct pop3_session *s, unsigned idx, char out[20])
 {
-	snprintf(out, 20, "%08X%08X", (unsigned)msg_at(s, idx)->uid,
+	snprintf(out, 20, "%08x%08x", (unsigned)msg_at(s, idx)->uid,
 		 (unsigned)s->inbox->uidvalidity);
 }
 

@@ -115,6 +115,30 @@ static void test_greeting_and_suspend_on_failure(void **st)
 	t_close(&t);
 }
 
+/* Write boundaries (TLS records under TLS), as measured against Dovecot 2.3.19 with
+ * `openssl s_client -msg`: imap-login writes every reply line by itself; the imap
+ * process after login writes a command's whole answer at once. */
+static void test_prelogin_line_writes(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	unsigned n0 = t.h.sends;
+	send_str(&t, "a CAPABILITY\r\n");
+	assert_int_equal(t.h.sends - n0, 2); /* * CAPABILITY, then a OK */
+	n0 = t.h.sends;
+	send_str(&t, "b ID NIL\r\nc NOOP\r\n");
+	assert_int_equal(t.h.sends - n0, 3); /* * ID, b OK, c OK */
+	n0 = t.h.sends;
+	send_str(&t, "d LOGIN alice alice-Secret-1\r\n");
+	assert_int_equal(t.h.sends - n0, 1);
+	n0 = t.h.sends;
+	send_str(&t, "e CAPABILITY\r\nf NOOP\r\n");
+	assert_int_equal(t.h.sends - n0, 1); /* corked: one write for the pipelined pair */
+	assert_true(out_has(&t, "f OK NOOP completed"));
+	t_close(&t);
+	(void)st;
+}
+
 static void test_byte_at_a_time(void **st)
 {
 	const char *script = "a CAPABILITY\r\nb LOGIN {5}\r\nalice {14+}\r\nalice-Secret-1\r\n"
@@ -752,6 +776,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_greeting_and_suspend_on_failure),
 		cmocka_unit_test(test_byte_at_a_time),
+		cmocka_unit_test(test_prelogin_line_writes),
 		cmocka_unit_test(test_fetch_bodies_match_mailbox),
 		cmocka_unit_test(test_seen_and_store_expunge),
 		cmocka_unit_test(test_append_captured),

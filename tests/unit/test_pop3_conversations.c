@@ -156,7 +156,7 @@ static void placeholder(struct run *r, const char *name, size_t len, struct buf 
 	} else if (sscanf(tok, "SIZE:%lu", &a) == 1 && (m = msg_n(r, a))) {
 		buf_printf(out, "%zu", m->size);
 	} else if (sscanf(tok, "UIDL:%lu", &a) == 1 && (m = msg_n(r, a)) && (f = inbox(r))) {
-		buf_printf(out, "%08X%08X", (unsigned)m->uid, (unsigned)f->uidvalidity);
+		buf_printf(out, "%08x%08x", (unsigned)m->uid, (unsigned)f->uidvalidity);
 	} else if (sscanf(tok, "MSG:%lu", &a) == 1 && (m = msg_n(r, a))) {
 		stuffed(out, m, (unsigned long)-1);
 	} else if (sscanf(tok, "TOP:%lu:%lu", &a, &b) == 2 && (m = msg_n(r, a))) {
