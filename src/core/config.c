@@ -99,6 +99,7 @@ static const struct key_def keys[] = {
 	{ "auth_failure_delay", K_MS, OFF(auth_failure_delay_ms), 0, 60000, 0 },
 	{ "auth_failure_jitter", K_BOOL, OFF(auth_failure_jitter), 0, 0, 0 },
 	{ "login_latency", K_BOOL, OFF(login_latency), 0, 0, 0 },
+	{ "mail_max_userip_connections", K_UINT, OFF(mail_max_userip_connections), 0, 100000, 0 },
 	{ "idle_timeout", K_MS, OFF(idle_timeout_ms), 1000, 86400000, 0 },
 	{ "session_timeout", K_MS, OFF(session_timeout_ms), 1000, 7 * 86400000U, 0 },
 	{ "tls_handshake_timeout", K_MS, OFF(tls_handshake_timeout_ms), 1000, 3600000, 0 },
@@ -368,6 +369,7 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->auth_failure_delay_ms = 2000;
 	cfg->auth_failure_jitter = true;
 	cfg->login_latency = true;
+	cfg->mail_max_userip_connections = 10;
 	cfg->idle_timeout_ms = 300000;
 	cfg->session_timeout_ms = 3600000;
 	cfg->tls_handshake_timeout_ms = 30000;

@@ -76,6 +76,7 @@ struct mxb_config {
 	unsigned auth_failure_delay_ms; /* 2s, as Dovecot's auth_failure_delay */
 	bool auth_failure_jitter;      /* ... with Dovecot's timing (1.5-2.05 s): yes */
 	bool login_latency;            /* IMAP/POP3 greeting after 20-65 ms, as Dovecot: yes */
+	unsigned mail_max_userip_connections; /* logged-in sessions per user+IP+service: 10 */
 	unsigned idle_timeout_ms;    /* [smtpd_timeout] 300s */
 	unsigned session_timeout_ms; /* total session time: 1h */
 	unsigned tls_handshake_timeout_ms; /* 30s */

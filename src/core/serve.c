@@ -596,6 +596,7 @@ static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cf
 	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	ic->auth_failure_jitter = cfg->auth_failure_jitter;
 	ic->login_latency = cfg->login_latency;
+	ic->max_userip = cfg->mail_max_userip_connections;
 	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
 }
 
@@ -616,6 +617,7 @@ static void fill_pop3_config(struct pop3_config *pc, const struct mxb_config *cf
 	pc->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
 	pc->auth_failure_jitter = cfg->auth_failure_jitter;
 	pc->login_latency = cfg->login_latency;
+	pc->max_userip = cfg->mail_max_userip_connections;
 	pc->auth_penalty = cfg->auth_penalty;
 }
 

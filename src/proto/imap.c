@@ -20,6 +20,7 @@
 #include "proto/imap_private.h"
 
 #include "util/budget.h"
+#include "proto/userip.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -1177,6 +1178,8 @@ void imap_session_free(struct imap_session **sp)
 	if (!sp || !*sp)
 		return;
 	struct imap_session *s = *sp;
+	if (s->userip_user[0])
+		userip_release("imap", s->userip_user, s->sess.peer_ip);
 	imap_release_command(s);
 	free(s->auth_user_tmp);
 	mailbox_free(&s->mbox);

@@ -35,6 +35,7 @@
 #include "proto/sasl.h"
 #include "store/event.h"
 #include "util/buf.h"
+#include "proto/userip.h"
 
 #define PRE_LINE_LIMIT 1024   /* Dovecot LOGIN_MAX_INBUF_SIZE */
 #define SASL_LINE_LIMIT 8192  /* Dovecot LOGIN_MAX_AUTH_BUF_SIZE: AUTH lines, responses */
@@ -79,6 +80,7 @@ struct pop3_session {
 
 	/* Transaction state: this session's copy of the INBOX. */
 	char auth_user[USER_MAX];
+	bool userip_held;              /* counted in userip until the end */
 	struct mbox_set *mbox;
 	struct mbox_folder *inbox;
 	bool *deleted;
@@ -298,6 +300,16 @@ static void auth_try(struct pop3_session *s, const char *mech, const char *user,
 	if (v == AUTH_OK && login(s, cred.user)) {
 		sasl_cred_free(&cred);
 		session_cred_event(&s->sess, &c, true, "ok");
+		/* Dovecot's mail_max_userip_connections: the pop3 process refuses the session
+		 * and ends it (measured on Debian's Dovecot 2.3.19) */
+		if (!userip_acquire("pop3", s->auth_user, s->sess.peer_ip, s->cfg->max_userip)) {
+			reply(s, "-ERR [IN-USE] Maximum number of connections from user+IP exceeded "
+				 "(mail_max_userip_connections=%u)", s->cfg->max_userip);
+			auth_done(s, false);
+			close_after(s, "userip_limit");
+			return;
+		}
+		s->userip_held = s->cfg->max_userip > 0;
 		reply(s, "+OK Logged in.");
 		auth_done(s, false);
 		return;
@@ -1032,6 +1044,8 @@ void pop3_session_free(struct pop3_session **sp)
 	if (!sp || !*sp)
 		return;
 	struct pop3_session *s = *sp;
+	if (s->userip_held)
+		userip_release("pop3", s->auth_user, s->sess.peer_ip);
 	mailbox_free(&s->mbox);
 	free(s->deleted);
 	free(s->user);

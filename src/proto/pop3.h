@@ -51,6 +51,7 @@ struct pop3_config {
 	unsigned auth_failure_delay_ms;  /* Dovecot auth_failure_delay (2 s) */
 	bool auth_failure_jitter;        /* ... timed as Dovecot's (session_failure_delay) */
 	bool login_latency;              /* greeting after Dovecot's login-process latency */
+	unsigned max_userip;             /* mail_max_userip_connections (10); 0: none */
 	bool auth_penalty;               /* Dovecot's growing auth penalty, per session:
 					  * 4, 8, 15 s before the 2nd, 3rd, 4th+ attempt */
 };

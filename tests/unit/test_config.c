@@ -73,6 +73,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.auth_failure_delay_ms, 2000);
 	assert_true(cfg.auth_failure_jitter);
 	assert_true(cfg.login_latency);
+	assert_int_equal(cfg.mail_max_userip_connections, 10);
 	assert_int_equal(cfg.idle_timeout_ms, 300000);
 	assert_int_equal(cfg.session_timeout_ms, 3600000);
 	assert_int_equal(cfg.tls_handshake_timeout_ms, 30000);
@@ -151,6 +152,7 @@ static void test_every_key(void **state)
 		"auth_failure_delay = 3s\n"
 		"auth_failure_jitter = no\n"
 		"login_latency = no\n"
+		"mail_max_userip_connections = 0\n"
 		"idle_timeout = 5m\n"
 		"session_timeout = 2h\n"
 		"tls_handshake_timeout = 10\n"
@@ -215,6 +217,7 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.auth_failure_delay_ms, 3000);
 	assert_false(cfg.auth_failure_jitter);
 	assert_false(cfg.login_latency);
+	assert_int_equal(cfg.mail_max_userip_connections, 0);
 	assert_int_equal(cfg.idle_timeout_ms, 300000);
 	assert_int_equal(cfg.session_timeout_ms, 7200000);
 	assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);

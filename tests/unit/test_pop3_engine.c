@@ -14,6 +14,7 @@
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
 #include "proto/pop3.h"
+#include "proto/userip.h"
 #include "fake_host.h"
 #include "fake_host.h"
 
@@ -185,6 +186,46 @@ static void test_login_latency_greeting(void **state)
 	}
 	assert_true(hi - lo >= 10); /* varied, not a constant */
 	cfg.login_latency = false;
+	(void)state;
+}
+
+/* mail_max_userip_connections: the 11th logged-in session of one user from one
+ * address is refused as Dovecot's pop3 does, and ends; a session that ends frees its
+ * place; another address is counted apart. */
+static void test_userip_limit(void **state)
+{
+	setup_cfg(true, false);
+	cfg.max_userip = 10;
+	struct fake_host h[12];
+	for (unsigned i = 0; i < 11; i++) {
+		fake_host_start(&h[i], &pop3_engine, &cfg, NULL, true);
+		free(fake_host_take(&h[i]));
+		fake_host_drive_str(&h[i], "USER alice\r\nPASS alice-Secret-1\r\n");
+		char *got = fake_host_take(&h[i]);
+		if (i < 10)
+			assert_string_equal(got, "+OK\r\n+OK Logged in.\r\n");
+		else
+			assert_string_equal(got, "+OK\r\n-ERR [IN-USE] Maximum number of connections "
+					    "from user+IP exceeded (mail_max_userip_connections=10)\r\n");
+		free(got);
+	}
+	assert_true(h[10].closed);
+	assert_int_equal(userip_count("pop3", "alice", "192.0.2.9"), 10);
+	static const struct proto_peer other = {.ip = "192.0.2.10", .port = 40001};
+	fake_host_start(&h[11], &pop3_engine, &cfg, &other, true);
+	free(fake_host_take(&h[11]));
+	expect(&h[11], "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
+	fake_host_free(&h[0]);
+	fake_host_free(&h[10]);
+	assert_int_equal(userip_count("pop3", "alice", "192.0.2.9"), 9);
+	fake_host_start(&h[0], &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h[0]));
+	expect(&h[0], "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
+	for (unsigned i = 0; i < 12; i++)
+		if (i != 10)
+			fake_host_free(&h[i]);
+	assert_int_equal(userip_count("pop3", "alice", "192.0.2.9"), 0);
+	cfg.max_userip = 0;
 	(void)state;
 }
 
@@ -776,6 +817,7 @@ int main(void)
 		cmocka_unit_test(test_canonical_user),
 		cmocka_unit_test(test_failure_delay_dovecot_clock),
 		cmocka_unit_test(test_login_latency_greeting),
+		cmocka_unit_test(test_userip_limit),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
