@@ -100,6 +100,9 @@ static const struct key_def keys[] = {
 	{ "hard_error_limit", K_UINT, OFF(hard_error_limit), 1, 100000, 0 },
 	{ "error_sleep_time", K_MS, OFF(error_sleep_ms), 0, 60000, 0 },
 	{ "auth_failure_delay", K_MS, OFF(auth_failure_delay_ms), 0, 60000, 0 },
+	{ "auth_failure_jitter", K_BOOL, OFF(auth_failure_jitter), 0, 0, 0 },
+	{ "login_latency", K_BOOL, OFF(login_latency), 0, 0, 0 },
+	{ "mail_max_userip_connections", K_UINT, OFF(mail_max_userip_connections), 0, 100000, 0 },
 	{ "idle_timeout", K_MS, OFF(idle_timeout_ms), 1000, 86400000, 0 },
 	{ "session_timeout", K_MS, OFF(session_timeout_ms), 1000, 7 * 86400000U, 0 },
 	{ "tls_handshake_timeout", K_MS, OFF(tls_handshake_timeout_ms), 1000, 3600000, 0 },
@@ -371,6 +374,9 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->hard_error_limit = 20;
 	cfg->error_sleep_ms = 1000;
 	cfg->auth_failure_delay_ms = 2000;
+	cfg->auth_failure_jitter = true;
+	cfg->login_latency = true;
+	cfg->mail_max_userip_connections = 10;
 	cfg->idle_timeout_ms = 300000;
 	cfg->session_timeout_ms = 3600000;
 	cfg->tls_handshake_timeout_ms = 30000;
@@ -386,8 +392,10 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->pop3_bad_command_limit = 20;
 	cfg->auth_penalty = true;
 	cfg->max_connections = 1000;
-	cfg->max_connections_per_ip = 20;
-	cfg->connection_rate_per_ip = 120;
+	/* Postfix's anvil defaults (smtpd_client_connection_count_limit = 50, no rate
+	 * limit): a stricter setting is the operator's choice (docs/persona.md) */
+	cfg->max_connections_per_ip = 50;
+	cfg->connection_rate_per_ip = 0;
 	cfg->max_connections_per_prefix = 50;
 	cfg->spool_budget = GIB;
 	cfg->database_budget = GIB;

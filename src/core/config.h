@@ -84,6 +84,9 @@ struct mxb_config {
 	unsigned hard_error_limit;   /* [smtpd_hard_error_limit] 20 */
 	unsigned error_sleep_ms;     /* [smtpd_error_sleep_time] 1s */
 	unsigned auth_failure_delay_ms; /* 2s, as Dovecot's auth_failure_delay */
+	bool auth_failure_jitter;      /* ... with Dovecot's timing (1.5-2.05 s): yes */
+	bool login_latency;            /* IMAP/POP3 greeting after 20-65 ms, as Dovecot: yes */
+	unsigned mail_max_userip_connections; /* logged-in sessions per user+IP+service: 10 */
 	unsigned idle_timeout_ms;    /* [smtpd_timeout] 300s */
 	unsigned session_timeout_ms; /* total session time: 1h */
 	unsigned tls_handshake_timeout_ms; /* 30s */
@@ -103,8 +106,8 @@ struct mxb_config {
 
 	/* resources */
 	unsigned max_connections;        /* 1000 */
-	unsigned max_connections_per_ip; /* [smtpd_client_connection_count_limit] 20 */
-	unsigned connection_rate_per_ip; /* connections per minute per IP: 120, 0 = off */
+	unsigned max_connections_per_ip; /* [smtpd_client_connection_count_limit] 50 */
+	unsigned connection_rate_per_ip; /* connections per minute per IP: 0 = off (default) */
 	unsigned max_connections_per_prefix; /* per /24 (IPv4) or /48 (IPv6): 50, 0 = off */
 	uint64_t spool_budget;           /* bytes for captured mail: 1g */
 	/* disk budgets of the records (store/maint.h; 0: no limit): the oldest rows go

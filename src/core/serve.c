@@ -611,6 +611,7 @@ static void fill_smtp_config(struct smtp_config *sc, const struct mxb_config *cf
 	sc->hard_error_limit = cfg->hard_error_limit;
 	sc->error_sleep_ms = cfg->error_sleep_ms;
 	sc->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
+	sc->auth_failure_jitter = cfg->auth_failure_jitter;
 	sc->auth = auth;
 }
 
@@ -631,6 +632,9 @@ static void fill_imap_config(struct imap_config *ic, const struct mxb_config *cf
 	ic->memory = memory;
 	ic->bad_command_limit = cfg->imap_bad_command_limit;
 	ic->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
+	ic->auth_failure_jitter = cfg->auth_failure_jitter;
+	ic->login_latency = cfg->login_latency;
+	ic->max_userip = cfg->mail_max_userip_connections;
 	ic->auth_penalty_max_ms = cfg->auth_penalty ? 15000 : UINT32_MAX;
 }
 
@@ -649,6 +653,9 @@ static void fill_pop3_config(struct pop3_config *pc, const struct mxb_config *cf
 	pc->bad_command_limit_auth = cfg->pop3_bad_command_limit;
 	pc->command_limit = cfg->command_limit;
 	pc->auth_failure_delay_ms = cfg->auth_failure_delay_ms;
+	pc->auth_failure_jitter = cfg->auth_failure_jitter;
+	pc->login_latency = cfg->login_latency;
+	pc->max_userip = cfg->mail_max_userip_connections;
 	pc->auth_penalty = cfg->auth_penalty;
 }
 

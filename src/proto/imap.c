@@ -20,6 +20,7 @@
 #include "proto/imap_private.h"
 
 #include "util/budget.h"
+#include "proto/userip.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -128,6 +129,20 @@ void imap_out_str(struct imap_session *s, const char *str)
 	imap_out_raw(s, str, strlen(str));
 }
 
+/* Dovecot's imap-login does not cork its output: every reply line is one write, so
+ * one TLS record each (`openssl s_client -msg` against Debian's Dovecot 2.3.19: the
+ * pre-login `* CAPABILITY`, `* ID`, `* ENABLED` and `* BYE` each in a record of their
+ * own, then the tagged line), where the imap process after login sends a command's
+ * whole answer in one.  So before login each line is handed to the host by itself,
+ * unless the step's replies are being held (a failure delay). */
+static void reply_line_done(struct imap_session *s)
+{
+	if (s->line_writes && s->sess.delay_ms == 0 && s->sess.susp == SESSION_RUN)
+		session_flush(&s->sess);
+	else
+		out_maybe_flush(s);
+}
+
 void imap_untagged(struct imap_session *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -136,7 +151,7 @@ void imap_untagged(struct imap_session *s, const char *fmt, ...)
 	buf_vprintf(&s->sess.out, fmt, ap);
 	va_end(ap);
 	buf_puts(&s->sess.out, "\r\n");
-	out_maybe_flush(s);
+	reply_line_done(s);
 }
 
 /* A tagged reply.  After login Dovecot's imap adds "(t + l secs)" before the final
@@ -163,7 +178,7 @@ static void tagged_v(struct imap_session *s, bool timing, const char *status,
 	buf_puts(&s->sess.out, "\r\n");
 	if (strcmp(status, "OK") != 0)
 		s->sess.errors++;
-	out_maybe_flush(s);
+	reply_line_done(s);
 }
 
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
@@ -1203,7 +1218,8 @@ struct imap_session *imap_session_new(const struct imap_config *cfg,
 void imap_session_start(struct imap_session *s)
 {
 	imap_untagged(s, "OK [CAPABILITY %s] Dovecot (Debian) ready.", capability(s));
-	flush_out(s);
+	session_greet(&s->sess, s->cfg->login_latency);
+	s->line_writes = true; /* imap-login from here until the login */
 }
 
 void imap_session_free(struct imap_session **sp)
@@ -1211,6 +1227,8 @@ void imap_session_free(struct imap_session **sp)
 	if (!sp || !*sp)
 		return;
 	struct imap_session *s = *sp;
+	if (s->userip_user[0])
+		userip_release("imap", s->userip_user, s->sess.peer_ip);
 	imap_release_command(s);
 	free(s->auth_user_tmp);
 	mailbox_free(&s->mbox);

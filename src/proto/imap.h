@@ -62,6 +62,9 @@ struct imap_config {
 					 * owned by the host); NULL: no daemon-wide bound */
 	unsigned bad_command_limit;     /* after login, BAD replies in a row: 20 */
 	unsigned auth_failure_delay_ms; /* auth_failure_delay, 2000 */
+	bool auth_failure_jitter;       /* ... timed as Dovecot's (session_failure_delay) */
+	bool login_latency;             /* greeting after Dovecot's login-process latency */
+	unsigned max_userip;            /* mail_max_userip_connections (10); 0: none */
 	unsigned auth_penalty_max_ms;   /* cap of the growing per-session penalty before
 					 * each attempt after a failure (anvil-like, 4 s,
 					 * 8 s, ...); 15000; UINT32_MAX disables it */

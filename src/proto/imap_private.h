@@ -66,6 +66,8 @@ struct imap_session {
 	bool starttls_done;      /* STARTTLS was issued (Dovecot client->starttls) */
 	bool hung_up;            /* the client left while an APPEND was being committed */
 	bool cap_seen;           /* CAPABILITY before STARTTLS: no resp-code at login */
+	bool line_writes;        /* imap-login's uncorked output: each line is one write */
+	char userip_user[USER_MAX]; /* counted in userip (non-empty) until the end */
 
 	enum cstate cs;
 	enum istate in;

@@ -35,6 +35,7 @@
 #include "proto/sasl.h"
 #include "store/event.h"
 #include "util/buf.h"
+#include "proto/userip.h"
 
 #define PRE_LINE_LIMIT 1024   /* Dovecot LOGIN_MAX_INBUF_SIZE */
 #define SASL_LINE_LIMIT 8192  /* Dovecot LOGIN_MAX_AUTH_BUF_SIZE: AUTH lines, responses */
@@ -79,6 +80,7 @@ struct pop3_session {
 
 	/* Transaction state: this session's copy of the INBOX. */
 	char auth_user[USER_MAX];
+	bool userip_held;              /* counted in userip until the end */
 	struct mbox_set *mbox;
 	struct mbox_folder *inbox;
 	bool *deleted;
@@ -275,7 +277,8 @@ static void auth_done(struct pop3_session *s, bool failed)
 	s->penalty_charged = false;
 	if (failed) {
 		s->auth_fails++;
-		session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
+		session_hold(&s->sess, session_failure_delay(&s->sess, s->cfg->auth_failure_delay_ms,
+							     s->cfg->auth_failure_jitter));
 	}
 }
 
@@ -299,6 +302,16 @@ static void auth_try(struct pop3_session *s, const char *mech, const char *user,
 	if (v == AUTH_OK && login(s, cred.user)) {
 		sasl_cred_free(&cred);
 		session_cred_event(&s->sess, &c, true, "ok");
+		/* Dovecot's mail_max_userip_connections: the pop3 process refuses the session
+		 * and ends it (measured on Debian's Dovecot 2.3.19) */
+		if (!userip_acquire("pop3", s->auth_user, s->sess.peer_ip, s->cfg->max_userip)) {
+			reply(s, "-ERR [IN-USE] Maximum number of connections from user+IP exceeded "
+				 "(mail_max_userip_connections=%u)", s->cfg->max_userip);
+			auth_done(s, false);
+			close_after(s, "userip_limit");
+			return;
+		}
+		s->userip_held = s->cfg->max_userip > 0;
 		reply(s, "+OK Logged in.");
 		auth_done(s, false);
 		return;
@@ -518,11 +531,19 @@ static int run_auth(struct pop3_session *s, struct pop3_args *a)
 {
 	const char *p = a->raw;
 	if (*p == '\0') {
-		/* Old-style SASL discovery (Outlook): the mechanisms usable now. */
+		/* Old-style SASL discovery (Outlook): the mechanisms usable now.  pop3-login
+		 * writes "+OK" line, each name and each CRLF, and "." separately (one TLS
+		 * record each: `openssl s_client -msg` against Debian's Dovecot 2.3.19). */
 		reply(s, "+OK");
+		flush_out(s);
 		if (plaintext_ok(s)) {
-			reply(s, "PLAIN");
-			reply(s, "LOGIN");
+			static const char *const mechs[] = {"PLAIN", "LOGIN"};
+			for (size_t i = 0; i < 2; i++) {
+				session_puts(&s->sess, mechs[i]);
+				flush_out(s);
+				session_puts(&s->sess, "\r\n");
+				flush_out(s);
+			}
 		}
 		reply(s, ".");
 		return 0;
@@ -736,10 +757,11 @@ static int run_list(struct pop3_session *s, struct pop3_args *a)
 	return 0;
 }
 
-/* Dovecot's default pop3_uidl_format %08Xu%08Xv. */
+/* Dovecot's default pop3_uidl_format %08Xu%08Xv: its %X prints lower-case hex
+ * (Debian's Dovecot 2.3.19 answers UIDL with "1 000000016b1639e7"). */
 static void uidl_of(const struct pop3_session *s, unsigned idx, char out[20])
 {
-	snprintf(out, 20, "%08X%08X", (unsigned)msg_at(s, idx)->uid,
+	snprintf(out, 20, "%08x%08x", (unsigned)msg_at(s, idx)->uid,
 		 (unsigned)s->inbox->uidvalidity);
 }
 
@@ -1024,6 +1046,8 @@ void pop3_session_free(struct pop3_session **sp)
 	if (!sp || !*sp)
 		return;
 	struct pop3_session *s = *sp;
+	if (s->userip_held)
+		userip_release("pop3", s->auth_user, s->sess.peer_ip);
 	mailbox_free(&s->mbox);
 	free(s->deleted);
 	free(s->user);
@@ -1037,7 +1061,7 @@ void pop3_session_free(struct pop3_session **sp)
 void pop3_session_start(struct pop3_session *s)
 {
 	reply(s, "+OK Dovecot (Debian) ready.");
-	flush_out(s);
+	session_greet(&s->sess, s->cfg->login_latency);
 }
 
 void pop3_session_resume(struct pop3_session *s)

@@ -49,6 +49,9 @@ struct pop3_config {
 	unsigned bad_command_limit_auth; /* consecutive bad commands after login; 0: 20 */
 	unsigned command_limit;          /* commands per session; 0: no limit */
 	unsigned auth_failure_delay_ms;  /* Dovecot auth_failure_delay (2 s) */
+	bool auth_failure_jitter;        /* ... timed as Dovecot's (session_failure_delay) */
+	bool login_latency;              /* greeting after Dovecot's login-process latency */
+	unsigned max_userip;             /* mail_max_userip_connections (10); 0: none */
 	bool auth_penalty;               /* Dovecot's growing auth penalty, per session:
 					  * 4, 8, 15 s before the 2nd, 3rd, 4th+ attempt */
 };

@@ -54,6 +54,7 @@ struct smtp_config {
 	unsigned hard_error_limit;          /* smtpd_hard_error_limit, 20 */
 	unsigned error_sleep_ms;            /* smtpd_error_sleep_time, 1 s */
 	unsigned auth_failure_delay_ms;     /* delay before a failed AUTH answer */
+	bool auth_failure_jitter;           /* ... timed as Dovecot's (session_failure_delay) */
 	struct auth_policy *auth;           /* credential decisions; NULL: every AUTH fails */
 };
 

@@ -104,6 +104,14 @@ static void auth_fail_text(struct smtp_session *s, const char *reason)
 	auth_end(s);
 }
 
+
+/* Dovecot's auth_failure_delay as Postfix's SASL client receives it. */
+static unsigned failure_delay(struct smtp_session *s)
+{
+	return session_failure_delay(&s->sess, s->cfg->auth_failure_delay_ms,
+				     s->cfg->auth_failure_jitter);
+}
+
 /* Ask the policy (through the session's one credential path: a NUL byte or over
  * 8 KiB fails like a wrong password, never asked about); answer 235, or wait then
  * 535/454 as Postfix+Dovecot do. */
@@ -140,7 +148,7 @@ static void auth_verify(struct smtp_session *s, const struct sasl_slice *authzid
 		return;
 	}
 	/* The failure delay comes before the answer (Dovecot's auth_failure_delay). */
-	session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
+	session_hold(&s->sess, failure_delay(s));
 	s->auth_failures++;
 	/* Recorded Postfix+Dovecot: from the third wrong password on, the penalised
 	 * request times out and Postfix reports a temporary failure. */
@@ -173,7 +181,7 @@ static void auth_step(struct smtp_session *s, const unsigned char *msg, size_t l
 			struct auth_ev ev = {.mech = "PLAIN", .user = len ? whole.p : NULL,
 					     .user_len = len, .result = "malformed"};
 			auth_event(s, &ev);
-			session_hold(&s->sess, s->cfg->auth_failure_delay_ms);
+			session_hold(&s->sess, failure_delay(s));
 			s->auth_failures++;
 			auth_fail_text(s, "(reason unavailable)");
 			return;

@@ -205,11 +205,8 @@ void smtp_session_committed(struct smtp_session *s, const struct proto_commit_re
 	s->msg_is_open = false;
 	smtp_mail_reset(s);
 	smtp_set_state(s, ST_CMD);
-	if (s->cfg->hard_error_limit > 0 && s->sess.errors >= s->cfg->hard_error_limit) {
-		smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-		smtp_offence(s, "too_many_errors", "", 0);
-		session_close_after(&s->sess, "too_many_errors");
-	}
+	if (s->cfg->hard_error_limit > 0 && s->sess.errors >= s->cfg->hard_error_limit)
+		smtp_error_limit(s);
 	session_end_step(&s->sess);
 }
 

@@ -117,6 +117,7 @@ struct smtp_session {
 
 	/* Output */
 	bool step_delayed;           /* this step already slept (one sleep per reply) */
+	bool limit_421_due;          /* the hard limit's 421 follows the held reply */
 
 	/* Counters beyond the session's */
 	unsigned junk_cmds;
@@ -131,6 +132,8 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* A 4xx/5xx answer to a command: Postfix's error_count++. */
 void smtp_count_error(struct smtp_session *s);
+/* Postfix's hard error limit was reached: 421 and close, with its own sleep. */
+void smtp_error_limit(struct smtp_session *s);
 void smtp_offence(struct smtp_session *s, const char *kind, const char *detail, size_t len);
 void smtp_msg_abort(struct smtp_session *s);
 void smtp_mail_reset(struct smtp_session *s);

@@ -556,7 +556,7 @@ static bool placeholder(struct run *r, const char *name, size_t len, struct buf 
 			buf_printf(&tmp, "%zu", m->size);
 	} else if (sscanf(tok, "UIDL:%lu%c", &a, &extra) == 1) {
 		if ((m = msg_n(r, a)) && (f = inbox(r)))
-			buf_printf(&tmp, "%08X%08X", (unsigned)m->uid, (unsigned)f->uidvalidity);
+			buf_printf(&tmp, "%08x%08x", (unsigned)m->uid, (unsigned)f->uidvalidity);
 	} else if (sscanf(tok, "MSG:%lu%c", &a, &extra) == 1) {
 		if ((m = msg_n(r, a)))
 			stuffed(&tmp, m, (unsigned long)-1);

@@ -13,6 +13,7 @@
 static void fh_send(void *ctx, const char *data, size_t len)
 {
 	struct fake_host *h = ctx;
+	h->sends++;
 	buf_append(&h->out, data, len);
 }
 

@@ -51,6 +51,7 @@ struct fake_host {
 	bool closed;
 	char close_reason[64];
 	int64_t now_us;         /* the fixed clock */
+	unsigned sends;         /* ops->send calls: the engine's write boundaries */
 };
 
 extern const struct proto_host_ops fake_host_ops;

@@ -72,12 +72,15 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.hard_error_limit, 20);
 	assert_int_equal(cfg.error_sleep_ms, 1000);
 	assert_int_equal(cfg.auth_failure_delay_ms, 2000);
+	assert_true(cfg.auth_failure_jitter);
+	assert_true(cfg.login_latency);
+	assert_int_equal(cfg.mail_max_userip_connections, 10);
 	assert_int_equal(cfg.idle_timeout_ms, 300000);
 	assert_int_equal(cfg.session_timeout_ms, 3600000);
 	assert_int_equal(cfg.tls_handshake_timeout_ms, 30000);
 	assert_int_equal(cfg.max_connections, 1000);
-	assert_int_equal(cfg.max_connections_per_ip, 20);
-	assert_int_equal(cfg.connection_rate_per_ip, 120);
+	assert_int_equal(cfg.max_connections_per_ip, 50);
+	assert_int_equal(cfg.connection_rate_per_ip, 0);
 	assert_int_equal(cfg.spool_budget, 1024ULL * 1024 * 1024);
 	/* issue 3: IMAP, POP3, the deception policy */
 	assert_int_equal(cfg.n_imap_listen, 2);
@@ -152,6 +155,9 @@ static void test_every_key(void **state)
 		"hard_error_limit = 7\n"
 		"error_sleep_time = 500ms\n"
 		"auth_failure_delay = 3s\n"
+		"auth_failure_jitter = no\n"
+		"login_latency = no\n"
+		"mail_max_userip_connections = 0\n"
 		"idle_timeout = 5m\n"
 		"session_timeout = 2h\n"
 		"tls_handshake_timeout = 10\n"
@@ -217,6 +223,9 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg.hard_error_limit, 7);
 	assert_int_equal(cfg.error_sleep_ms, 500);
 	assert_int_equal(cfg.auth_failure_delay_ms, 3000);
+	assert_false(cfg.auth_failure_jitter);
+	assert_false(cfg.login_latency);
+	assert_int_equal(cfg.mail_max_userip_connections, 0);
 	assert_int_equal(cfg.idle_timeout_ms, 300000);
 	assert_int_equal(cfg.session_timeout_ms, 7200000);
 	assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);
@@ -868,7 +877,7 @@ static void test_example_file(void **state)
 	assert_string_equal(cfg.smtp_listen[0], "*:25");
 	assert_string_equal(cfg.data_dir, "/var/lib/mxbait");
 	assert_string_equal(cfg.event_log, "/var/lib/mxbait/events.jsonl");
-	assert_int_equal(cfg.max_connections_per_ip, 20);
+	assert_int_equal(cfg.max_connections_per_ip, 50);
 	assert_string_equal(cfg.imap_listen[0], "*:143");
 	assert_string_equal(cfg.pop3s_listen[1], "[::]:995");
 	assert_int_equal(cfg.crack_fail_max, 6);

@@ -17,6 +17,7 @@
 #include "deceive/mailbox.h"
 #include "fake_host.h"
 #include "proto/imap.h"
+#include "proto/userip.h"
 #include "util/budget.h"
 
 struct t {
@@ -113,6 +114,54 @@ static void test_greeting_and_suspend_on_failure(void **st)
 	send_str(&t, "c LOGIN alice nope2\r\n");
 	assert_int_equal(t.h.waits[1], 4000 + 2000);
 	t_close(&t);
+}
+
+/* Write boundaries (TLS records under TLS), as measured against Dovecot 2.3.19 with
+ * `openssl s_client -msg`: imap-login writes every reply line by itself; the imap
+ * process after login writes a command's whole answer at once. */
+static void test_prelogin_line_writes(void **st)
+{
+	struct t t;
+	t_open(&t, true);
+	unsigned n0 = t.h.sends;
+	send_str(&t, "a CAPABILITY\r\n");
+	assert_int_equal(t.h.sends - n0, 2); /* * CAPABILITY, then a OK */
+	n0 = t.h.sends;
+	send_str(&t, "b ID NIL\r\nc NOOP\r\n");
+	assert_int_equal(t.h.sends - n0, 3); /* * ID, b OK, c OK */
+	n0 = t.h.sends;
+	send_str(&t, "d LOGIN alice alice-Secret-1\r\n");
+	assert_int_equal(t.h.sends - n0, 1);
+	n0 = t.h.sends;
+	send_str(&t, "e CAPABILITY\r\nf NOOP\r\n");
+	assert_int_equal(t.h.sends - n0, 1); /* corked: one write for the pipelined pair */
+	assert_true(out_has(&t, "f OK NOOP completed"));
+	t_close(&t);
+	(void)st;
+}
+
+/* mail_max_userip_connections: the 11th login of one user from one address gets
+ * Dovecot's NO [LIMIT] and stays unauthenticated; a freed session frees its place. */
+static void test_userip_limit(void **st)
+{
+	static struct t t[11];
+	for (unsigned i = 0; i < 11; i++) {
+		t_open(&t[i], true);
+		t[i].cfg.max_userip = 10;
+		send_str(&t[i], "a LOGIN alice alice-Secret-1\r\n");
+		if (i < 10)
+			assert_true(out_has(&t[i], "a OK [CAPABILITY"));
+	}
+	assert_true(out_has(&t[10], "a NO [LIMIT] Maximum number of connections from user+IP "
+				  "exceeded (mail_max_userip_connections=10)\r\n"));
+	assert_string_equal(imap_engine.state_name(t[10].s), "not_authenticated");
+	t_close(&t[0]);
+	send_str(&t[10], "b LOGIN alice alice-Secret-1\r\n");
+	assert_true(out_has(&t[10], "b OK [CAPABILITY"));
+	for (unsigned i = 1; i < 11; i++)
+		t_close(&t[i]);
+	assert_int_equal(userip_count("imap", "alice", "192.0.2.1"), 0);
+	(void)st;
 }
 
 static void test_byte_at_a_time(void **st)
@@ -752,6 +801,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_greeting_and_suspend_on_failure),
 		cmocka_unit_test(test_byte_at_a_time),
+		cmocka_unit_test(test_prelogin_line_writes),
+		cmocka_unit_test(test_userip_limit),
 		cmocka_unit_test(test_fetch_bodies_match_mailbox),
 		cmocka_unit_test(test_seen_and_store_expunge),
 		cmocka_unit_test(test_append_captured),

@@ -14,6 +14,7 @@
 #include "deceive/auth_policy.h"
 #include "deceive/mailbox.h"
 #include "proto/pop3.h"
+#include "proto/userip.h"
 #include "fake_host.h"
 #include "fake_host.h"
 
@@ -120,6 +121,114 @@ static void test_no_tls_available(void **state)
 	fake_host_free(&h);
 }
 
+/* auth_failure_jitter: Dovecot's timing of the 2 s failure delay (session.c
+ * session_failure_delay): 1.5 s when the failure falls in the second half of a
+ * wall-clock second, up to 2.0 s in the first half, plus 5-45 ms; never a constant. */
+static void test_failure_delay_dovecot_clock(void **state)
+{
+	setup_cfg(true, false);
+	cfg.auth_failure_jitter = true;
+	unsigned lo = UINT32_MAX, hi = 0, early_max = 0, late_max = 0;
+	for (unsigned i = 0; i < 200; i++) {
+		struct fake_host h;
+		fake_host_start(&h, &pop3_engine, &cfg, NULL, true);
+		free(fake_host_take(&h));
+		unsigned into_ms = (i * 37u) % 1000u;
+		h.now_us = FAKE_NOW_US + (int64_t)into_ms * 1000 + i;
+		expect(&h, "USER alice\r\nPASS wrong\r\n",
+		       "+OK\r\n-ERR [AUTH] Authentication failed.\r\n");
+		assert_int_equal(h.n_waits, 1);
+		unsigned ms = h.waits[0];
+		assert_in_range(ms, 1505, 2045);
+		if (into_ms >= 500 && ms > late_max)
+			late_max = ms;
+		if (into_ms < 500 && ms > early_max)
+			early_max = ms;
+		lo = ms < lo ? ms : lo;
+		hi = ms > hi ? ms : hi;
+		fake_host_free(&h);
+	}
+	assert_true(late_max <= 1545);  /* the second half of a second: the 1.5 s tick */
+	assert_true(early_max >= 1900); /* the first half: up to the 2 s tick */
+	assert_true(hi - lo >= 400);
+	cfg.auth_failure_jitter = false;
+	(void)state;
+}
+
+/* login_latency: the greeting waits 20-65 ms (Dovecot's login process start), then
+ * leaves; a command the client sent meanwhile is answered after it. */
+static void test_login_latency_greeting(void **state)
+{
+	setup_cfg(false, true);
+	cfg.login_latency = true;
+	unsigned lo = UINT32_MAX, hi = 0;
+	for (unsigned i = 0; i < 50; i++) {
+		struct fake_host h;
+		fake_host_init(&h, &pop3_engine);
+		h.now_us = FAKE_NOW_US + (int64_t)i * 7919;
+		static const struct proto_peer peer = {.ip = "192.0.2.9", .port = 40000};
+		h.s = pop3_engine.create(&cfg, &peer, false, &fake_host_ops, &h);
+		assert_non_null(h.s);
+		h.owned = true;
+		pop3_engine.start(h.s);
+		assert_int_equal(h.n_waits, 1);
+		assert_in_range(h.waits[0], 20, 65);
+		lo = h.waits[0] < lo ? h.waits[0] : lo;
+		hi = h.waits[0] > hi ? h.waits[0] : hi;
+		char *none = fake_host_take(&h);
+		assert_string_equal(none, ""); /* nothing before the delay */
+		free(none);
+		fake_host_drive_str(&h, "QUIT\r\n");
+		char *got = fake_host_take(&h);
+		assert_string_equal(got, "+OK Dovecot (Debian) ready.\r\n+OK Logging out\r\n");
+		free(got);
+		fake_host_free(&h);
+	}
+	assert_true(hi - lo >= 10); /* varied, not a constant */
+	cfg.login_latency = false;
+	(void)state;
+}
+
+/* mail_max_userip_connections: the 11th logged-in session of one user from one
+ * address is refused as Dovecot's pop3 does, and ends; a session that ends frees its
+ * place; another address is counted apart. */
+static void test_userip_limit(void **state)
+{
+	setup_cfg(true, false);
+	cfg.max_userip = 10;
+	struct fake_host h[12];
+	for (unsigned i = 0; i < 11; i++) {
+		fake_host_start(&h[i], &pop3_engine, &cfg, NULL, true);
+		free(fake_host_take(&h[i]));
+		fake_host_drive_str(&h[i], "USER alice\r\nPASS alice-Secret-1\r\n");
+		char *got = fake_host_take(&h[i]);
+		if (i < 10)
+			assert_string_equal(got, "+OK\r\n+OK Logged in.\r\n");
+		else
+			assert_string_equal(got, "+OK\r\n-ERR [IN-USE] Maximum number of connections "
+					    "from user+IP exceeded (mail_max_userip_connections=10)\r\n");
+		free(got);
+	}
+	assert_true(h[10].closed);
+	assert_int_equal(userip_count("pop3", "alice", "192.0.2.9"), 10);
+	static const struct proto_peer other = {.ip = "192.0.2.10", .port = 40001};
+	fake_host_start(&h[11], &pop3_engine, &cfg, &other, true);
+	free(fake_host_take(&h[11]));
+	expect(&h[11], "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
+	fake_host_free(&h[0]);
+	fake_host_free(&h[10]);
+	assert_int_equal(userip_count("pop3", "alice", "192.0.2.9"), 9);
+	fake_host_start(&h[0], &pop3_engine, &cfg, NULL, true);
+	free(fake_host_take(&h[0]));
+	expect(&h[0], "USER alice\r\nPASS alice-Secret-1\r\n", "+OK\r\n+OK Logged in.\r\n");
+	for (unsigned i = 0; i < 12; i++)
+		if (i != 10)
+			fake_host_free(&h[i]);
+	assert_int_equal(userip_count("pop3", "alice", "192.0.2.9"), 0);
+	cfg.max_userip = 0;
+	(void)state;
+}
+
 static void test_login_and_failure_delay(void **state)
 {
 	setup_cfg(true, false);
@@ -220,8 +329,8 @@ static void test_transaction_commands(void **state)
 	expect(&h, "LIST 1 2\r\n", "-ERR Noise after message number:  2\r\n");
 	expect(&h, "LIST 99999999999\r\n", "-ERR Message number too large: 99999999999\r\n");
 	expect(&h, "RETR\r\n", "-ERR Invalid message number: \r\n");
-	/* UIDL: Dovecot's %08Xu%08Xv */
-	snprintf(exp, sizeof(exp), "+OK 1 %08X%08X\r\n", 1u, in->uidvalidity);
+	/* UIDL: Dovecot's %08Xu%08Xv, lower-case hex as Dovecot prints it */
+	snprintf(exp, sizeof(exp), "+OK 1 %08x%08x\r\n", 1u, in->uidvalidity);
 	expect(&h, "UIDL 1\r\n", exp);
 	char *u = run(&h, "UIDL\r\n");
 	assert_memory_equal(u, "+OK\r\n1 00000001", 15);
@@ -706,6 +815,9 @@ int main(void)
 		cmocka_unit_test(test_byte_at_a_time),
 		cmocka_unit_test(test_nul_and_hangup),
 		cmocka_unit_test(test_canonical_user),
+		cmocka_unit_test(test_failure_delay_dovecot_clock),
+		cmocka_unit_test(test_login_latency_greeting),
+		cmocka_unit_test(test_userip_limit),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
