@@ -363,7 +363,12 @@ int tls_add_ecdsa(SSL_CTX *ctx, const char *eccert_file, const char *eckey_file,
 	*err_r = NULL;
 	int rc = -1;
 	if (!eccert_file || !*eccert_file) {
-		/* tls_server_ctx_new() made data_dir/tls already */
+		buf_printf(&cp, "%s/tls", data_dir);
+		if (mkdir(cp.data, 0700) != 0 && errno != EEXIST) {
+			*err_r = errf("cannot create %s: %s", cp.data, strerror(errno));
+			goto out;
+		}
+		buf_reset(&cp);
 		buf_printf(&cp, "%s/tls/eccert.pem", data_dir);
 		buf_printf(&kp, "%s/tls/eckey.pem", data_dir);
 		if (ensure_self_signed(cp.data, kp.data, hostname, EVP_PKEY_EC, err_r) != 0)
