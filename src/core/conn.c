@@ -125,6 +125,7 @@ struct conn {
 };
 
 static void conn_run(struct conn *c);
+static void conn_tls_trim(struct conn *c);
 static void conn_close(struct conn *c, const char *reason, bool flush);
 static void conn_end(struct conn *c, const char *reason, const char *engine_reason,
 		     bool flush);
@@ -463,6 +464,7 @@ static void conn_run_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	conn_run(arg);
+	conn_tls_trim(arg);
 }
 
 /* ---- engine host services ---- */
@@ -595,6 +597,7 @@ static void conn_wait_cb(evutil_socket_t fd, short what, void *arg)
 	c->eng->resume(c->s);
 	conn_after_engine(c);
 	conn_run(c);
+	conn_tls_trim(c);
 }
 
 static void op_wait(void *ctx, unsigned ms)
@@ -810,6 +813,7 @@ static void conn_tls_done(struct conn *c)
 	}
 	conn_after_engine(c);
 	conn_run(c);
+	conn_tls_trim(c);
 }
 
 static void conn_tls_failed(struct conn *c, const char *why)
@@ -902,6 +906,17 @@ static void conn_run(struct conn *c)
 	}
 }
 
+/* An idle TLS connection keeps no record buffers: OpenSSL's read and write buffers
+ * (17 KB each) are freed once nothing is pending and made again by the next record.
+ * SSL_free_buffers() refuses while a record is half read or half written.  Only with
+ * TLS on the socket: a filter reads again right after the callback (which is why
+ * SSL_MODE_RELEASE_BUFFERS made the filter hold more, docs/PERFORMANCE.md). */
+static void conn_tls_trim(struct conn *c)
+{
+	if (c->tls_socket && c->tls_on && !c->free_scheduled && c->bev && out_pending(c) == 0)
+		SSL_free_buffers(bufferevent_openssl_get_ssl(c->bev));
+}
+
 static void conn_readcb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
@@ -909,6 +924,7 @@ static void conn_readcb(struct bufferevent *bev, void *arg)
 	if (c->dead)
 		return;
 	conn_run(c);
+	conn_tls_trim(c);
 }
 
 static void conn_check_drained(struct conn *c)
@@ -926,6 +942,7 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	conn_check_drained(arg);
+	conn_tls_trim(arg);
 }
 
 /* Watches the socket's own output buffer: with a TLS filter on top, the filter's
