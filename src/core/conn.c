@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -733,6 +735,13 @@ static int conn_tls_begin(struct conn *c)
 		f = bufferevent_openssl_socket_new(c->srv->base, fd, ssl,
 						   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 		if (f) {
+			/* OpenSSL writes each record of a flight (ServerHello, the
+			 * encrypted handshake, the session tickets, then the banner) with its
+			 * own write(): under Nagle the second waits for the client's delayed
+			 * ACK, 40 ms per handshake (measured: 10,000 handshakes opened 10x
+			 * slower).  The filter had gathered them into one writev. */
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			evbuffer_remove_cb_entry(sout, c->sock_out_entry);
 			c->sock_out_entry = NULL;
 			bufferevent_setfd(c->sock_bev, -1); /* the fd is the TLS layer's now */
