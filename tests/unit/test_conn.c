@@ -547,6 +547,59 @@ static void test_implicit_tls(void **state)
 	assert_true(find_event(f, "disconnect", "client_closed") >= 0);
 }
 
+/* Replies written straight to a TLS socket that fills up: the client sends 4,000
+ * pipelined commands and reads nothing until all were sent, with a 4 KB send buffer
+ * on the server side, so direct SSL_write()s meet a full socket (WANT_WRITE) and the
+ * bufferevent has to finish the half-sent record from its own copy.  Every reply
+ * must arrive once, in order, in records the client can decrypt. */
+static void test_tls_direct_write_blocked(void **state)
+{
+	struct fixture *f = *state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	int small = 4096;
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	conn_accept(&f->srv, MXB_ROLE_SMTPS, sv[0], "192.0.2.1", 40000, "127.0.0.1", 465);
+	int fd = sv[1];
+	SSL *ssl = client_tls(f, fd, NULL);
+	assert_non_null(ssl);
+	char buf[65536];
+	tls_read(f, ssl, buf, sizeof(buf));
+	assert_string_equal(buf, "220 fake ESMTP\r\n");
+	enum { N = 4000 };
+	static char cmds[N * 7];
+	for (int i = 0; i < N; i++)
+		memcpy(cmds + i * 7, "NUMBR\r\n", 7);
+	size_t sent = 0, got = 0, want = (size_t)N * strlen("250 ok\r\n");
+	static char replies[N * 8 + 1];
+	for (int round = 0; round < 3000 && got < want; round++) {
+		if (sent < sizeof(cmds)) {
+			size_t piece = sizeof(cmds) - sent < 70 * 7 ? sizeof(cmds) - sent : 70 * 7;
+			int n = SSL_write(ssl, cmds + sent, (int)piece); /* small records */
+			if (n > 0)
+				sent += (size_t)n;
+			else
+				assert_int_equal(SSL_get_error(ssl, n), SSL_ERROR_WANT_WRITE);
+		} else {
+			int n = SSL_read(ssl, replies + got, (int)(sizeof(replies) - 1 - got));
+			if (n > 0)
+				got += (size_t)n;
+			else
+				assert_int_equal(SSL_get_error(ssl, n), SSL_ERROR_WANT_READ);
+		}
+		pump(f, 1);
+	}
+	assert_int_equal(sent, sizeof(cmds));
+	assert_int_equal(got, want);
+	for (size_t i = 0; i < N; i++)
+		assert_memory_equal(replies + i * 8, "250 ok\r\n", 8);
+	SSL_free(ssl);
+	close(fd);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+}
+
 static void test_plaintext_on_smtps(void **state)
 {
 	struct fixture *f = *state;
@@ -1081,6 +1134,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_starttls_injection_and_handshake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_implicit_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plaintext_on_smtps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_direct_write_blocked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_per_ip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusal_per_protocol, setup, teardown),
