@@ -560,6 +560,11 @@ static void op_send(void *ctx, const char *data, size_t len)
 	if (c->dead || c->out_overflow)
 		return;
 	durable_check(c);
+	/* IMAP and POP3: each send is a write of its own (one TLS record), as Dovecot's
+	 * login processes write; the engines choose where one ends (docs/persona.md,
+	 * write boundaries).  SMTP's replies of one engine call leave together. */
+	if (c->out.len && mxb_role_family(c->role) != MXB_FAMILY_SMTP)
+		conn_move_out(c);
 	if (c->out.len + len > OUTPUT_SOFT && !c->durable_wait) {
 		/* a big answer: what is gathered goes first, big pieces go straight on */
 		conn_move_out(c);

@@ -163,3 +163,29 @@ def test_imap_pop3_greeting_latency(make_daemon):
         assert min(xs) >= 0.018, xs                   # a login process's start, not 0.3 ms
         assert statistics.median(xs) < 1.0, xs
         assert len({round(x, 3) for x in xs}) > 1, xs  # varied
+
+
+def _records_between(port, script, first, second):
+    """TLS records the server sent after the line starting with first and up to the
+    one starting with second, as `openssl s_client -msg` shows them."""
+    import subprocess
+    cmd = (f"(sleep 0.5; printf '{script}'; sleep 1) | "
+           f"openssl s_client -connect 127.0.0.1:{port} -msg -ign_eof -quiet 2>&1")
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
+                         timeout=30).stdout.splitlines()
+    i = next(n for n, l in enumerate(out) if l.startswith(first))
+    j = next(n for n, l in enumerate(out) if n > i and l.startswith(second))
+    return sum(1 for l in out[i:j] if l.startswith("<<<") and "RecordHeader" in l)
+
+
+def test_prelogin_lines_are_tls_records_of_their_own(make_daemon):
+    """Dovecot's imap-login and pop3-login do not cork: before login every reply line
+    is a write and a TLS record of its own (measured with `openssl s_client -msg`
+    against Debian's Dovecot 2.3.19); mxbait's host writes each piece the engine hands
+    over by itself on IMAP and POP3."""
+    d = make_daemon()
+    n = _records_between(d.port_imaps, r"a CAPABILITY\r\nb LOGOUT\r\n",
+                         "* CAPABILITY", "a OK")
+    assert n >= 1, "IMAP: '* CAPABILITY' and 'a OK' came in one TLS record"
+    n = _records_between(d.port_pop3s, r"AUTH\r\nQUIT\r\n", "PLAIN", ".")
+    assert n >= 1, "POP3: the AUTH list came in one TLS record"
