@@ -1247,6 +1247,13 @@ void conn_accept(struct conn_server *srv, enum mxb_role role, evutil_socket_t fd
 	if (!mxb_role_implicit_tls(role))
 		conn_check_pregreet(c, fd);
 
+	if (mxb_role_family(role) != MXB_FAMILY_SMTP) {
+		/* IMAP and POP3 write each reply piece by itself (op_send), as Dovecot does
+		 * with TCP_NODELAY set on uncork: under Nagle the second line of a reply
+		 * would wait for the client's delayed ACK (up to 40 ms). */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	struct event_base *base = srv->base;
 	c->sock_bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->bev = c->sock_bev;

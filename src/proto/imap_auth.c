@@ -263,11 +263,16 @@ void imap_login_plaintext(struct imap_session *s, struct imap_command *c)
 	struct auth_ev ev = {.mech = "LOGIN", .user = u, .user_len = ul, .pass = p,
 			     .pass_len = pl, .result = "tls_required"};
 	imap_auth_event(s, &ev);
+	/* Two writes in imap-login, back to back: a client reading once gets both (as
+	 * recorded in imap-prelogin-errors), so they leave together here. */
+	bool line_writes = s->line_writes;
+	s->line_writes = false;
 	imap_untagged(s, "BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, "
 		    "but your client did it anyway. If anyone was listening, the "
 		    "password was exposed.");
 	imap_tagged_plain(s, "NO", "[PRIVACYREQUIRED] Plaintext authentication disallowed on "
 			      "non-secure (SSL/TLS) connections.");
+	s->line_writes = line_writes;
 }
 
 int imap_pre_login(struct imap_session *s, struct imap_command *c)
