@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <seccomp.h>
@@ -50,10 +51,6 @@ char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user)
 {
 	if (!analyzer_user || !*analyzer_user)
 		return NULL;
-	if (!daemon_user || !*daemon_user)
-		return errf("analyzer_user = %s needs user set too (mxbait started as root "
-			    "drops to user; the analyzer's worker runs as analyzer_user)",
-			    analyzer_user);
 	struct privdrop_user a, d;
 	char *err = NULL;
 	if (privdrop_lookup(analyzer_user, &a, &err) != 0) {
@@ -64,20 +61,119 @@ char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user)
 	if (a.uid == 0 || a.gid == 0)
 		return errf("analyzer_user %s is root (uid or gid 0): the worker must be an "
 			    "unprivileged account", analyzer_user);
+	if (!daemon_user || !*daemon_user)
+		return NULL; /* unknown here: the caller says so */
 	if (privdrop_lookup(daemon_user, &d, &err) != 0) {
 		char *e = errf("user %s: %s", daemon_user, err);
 		free(err);
 		return e;
 	}
 	if (a.uid == d.uid)
-		return errf("analyzer_user %s has the uid of user %s (%ld): the worker must "
-			    "not be able to read the spool", analyzer_user, daemon_user,
-			    (long)a.uid);
+		return errf("analyzer_user %s has the uid of %s (%ld), the account mxbait runs "
+			    "as: the worker must not be able to read the spool", analyzer_user,
+			    daemon_user, (long)a.uid);
 	if (a.gid == d.gid)
-		return errf("analyzer_user %s shares its primary group with user %s (gid %ld): "
-			    "give it a group of its own", analyzer_user, daemon_user,
-			    (long)a.gid);
+		return errf("analyzer_user %s shares its primary group with %s (gid %ld), the "
+			    "account mxbait runs as: give it a group of its own", analyzer_user,
+			    daemon_user, (long)a.gid);
 	return NULL;
+}
+
+bool anlaunch_daemon_account(const char *user, char *name, size_t size)
+{
+	if (user && *user) {
+		snprintf(name, size, "%s", user);
+		return true;
+	}
+	if (getuid() == 0)
+		return false; /* root without user: serve stays root */
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+	if (getpwuid_r(getuid(), &pw, tmp, sizeof(tmp), &res) != 0 || !res)
+		return false;
+	snprintf(name, size, "%s", res->pw_name);
+	return true;
+}
+
+static int get_caps(uint64_t *eff, uint64_t *prm, uint64_t *inh)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return -1;
+	*eff = data[0].effective | (uint64_t)data[1].effective << 32;
+	*prm = data[0].permitted | (uint64_t)data[1].permitted << 32;
+	*inh = data[0].inheritable | (uint64_t)data[1].inheritable << 32;
+	return 0;
+}
+
+static int put_caps(uint64_t eff, uint64_t prm, uint64_t inh)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	data[0].effective = (uint32_t)eff;
+	data[1].effective = (uint32_t)(eff >> 32);
+	data[0].permitted = (uint32_t)prm;
+	data[1].permitted = (uint32_t)(prm >> 32);
+	data[0].inheritable = (uint32_t)inh;
+	data[1].inheritable = (uint32_t)(inh >> 32);
+	return (int)syscall(SYS_capset, &hdr, data);
+}
+
+/* Lower the ambient capabilities in mask (EINVAL: a kernel without ambient ones). */
+static int lower_ambient(uint64_t mask)
+{
+	for (unsigned c = 0; c < 64; c++)
+		if ((mask & (1ULL << c)) &&
+		    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, c, 0, 0) != 0 && errno != EINVAL)
+			return -1;
+	return 0;
+}
+
+int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r)
+{
+	*err_r = NULL;
+	if (getuid() == 0 || geteuid() == 0)
+		return 0; /* root: the launcher is forked while root, then root is dropped */
+	uint64_t eff, prm, inh;
+	if (get_caps(&eff, &prm, &inh) != 0) {
+		*err_r = errf("capget: %s", strerror(errno));
+		return -1;
+	}
+	bool wanted = cfg->analyzer_user && *cfg->analyzer_user;
+	if (wanted && (prm & KEEP_CAPS) != KEEP_CAPS) {
+		*err_r = errf("analyzer_user = %s needs mxbait started as root, or as its account "
+			      "with CAP_SETUID, CAP_SETGID and CAP_SETPCAP (the systemd unit grants "
+			      "them); this process has not all three", cfg->analyzer_user);
+		return -1;
+	}
+	if (!(prm & KEEP_CAPS) && !(inh & KEEP_CAPS))
+		return 0;
+	/* No helper exec'd before the launcher (the guard's hand-off) inherits them. */
+	if (lower_ambient(KEEP_CAPS) != 0) {
+		*err_r = errf("PR_CAP_AMBIENT_LOWER: %s", strerror(errno));
+		return -1;
+	}
+	if (wanted) {
+		if (put_caps(eff | KEEP_CAPS, prm, inh & ~KEEP_CAPS) != 0) {
+			*err_r = errf("capset: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	/* Not needed: the bounding set emptied while CAP_SETPCAP is here (nothing exec'd
+	 * can regain a capability), then the three go from every set now; the rest
+	 * (CAP_NET_BIND_SERVICE) goes once the ports are bound. */
+	unsigned dropped = 0;
+	if ((eff & (1ULL << CAP_SETPCAP)) &&
+	    sandbox_limit_bounding_set(0, &dropped, err_r) != 0)
+		return -1;
+	if (put_caps(eff & ~KEEP_CAPS, prm & ~KEEP_CAPS, inh & ~KEEP_CAPS) != 0) {
+		*err_r = errf("capset: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- serve's half ---- */
@@ -92,13 +188,26 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	 * parse as user because the launcher (root-only to start) is missing */
 	if (!cfg->analyzer_user || !*cfg->analyzer_user)
 		return 0;
-	const char *daemon_user = cfg->user;
+	char daemon_user[64];
+	if (!anlaunch_daemon_account(cfg->user, daemon_user, sizeof(daemon_user))) {
+		*err_r = errf("analyzer_user = %s needs user set too (mxbait started as root "
+			      "drops to user; the analyzer's worker runs as analyzer_user)",
+			      cfg->analyzer_user);
+		return -1;
+	}
 	if ((*err_r = anlaunch_check_user(cfg->analyzer_user, daemon_user)))
 		return -1;
-	if (!will_drop || getuid() != 0 || geteuid() != 0) {
+	/* Two starts: root about to drop to user (the launcher drops to it too), or the
+	 * account itself holding the three capabilities (systemd's User= with
+	 * AmbientCapabilities): they are handed to the launcher as ambient ones. */
+	bool as_root = getuid() == 0 && geteuid() == 0;
+	uint64_t eff = 0, prm = 0, inh = 0;
+	if (as_root ? !will_drop
+		    : get_caps(&eff, &prm, &inh) != 0 || (eff & KEEP_CAPS) != KEEP_CAPS) {
 		*err_r = errf("analyzer_user = %s needs mxbait started as root (it starts the "
-			      "worker's launcher before dropping to %s)", cfg->analyzer_user,
-			      daemon_user);
+			      "worker's launcher before dropping to %s), or as %s with "
+			      "CAP_SETUID, CAP_SETGID and CAP_SETPCAP", cfg->analyzer_user,
+			      daemon_user, daemon_user);
 		return -1;
 	}
 	/* everything the child needs, made before the fork */
@@ -110,7 +219,7 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	argv[n++] = (char *)"--worker-user";
 	argv[n++] = cfg->analyzer_user;
 	argv[n++] = (char *)"--run-as";
-	argv[n++] = (char *)daemon_user;
+	argv[n++] = daemon_user;
 	if (cfg->analyzer_psl_file && *cfg->analyzer_psl_file) {
 		argv[n++] = (char *)"--psl";
 		argv[n++] = cfg->analyzer_psl_file;
@@ -135,6 +244,14 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 		signal(SIGPIPE, SIG_DFL);
 		if (dup2(sp[1], LAUNCHER_CTL_FD) < 0)
 			_exit(127);
+		/* not root: exactly the three cross the exec, as ambient capabilities */
+		if (!as_root &&
+		    ((prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
+		      put_caps(eff, prm, KEEP_CAPS) != 0 ||
+		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETUID, 0, 0) != 0 ||
+		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETGID, 0, 0) != 0 ||
+		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETPCAP, 0, 0) != 0)))
+			_exit(126);
 		close_range(LAUNCHER_CTL_FD + 1, ~0U, 0);
 		execve("/proc/self/exe", argv, environ);
 		_exit(127);
@@ -281,8 +398,13 @@ int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const ch
 	if ((err = anlaunch_check_user(worker_user, run_as)) ||
 	    privdrop_lookup(worker_user, &w, &err) != 0 || privdrop_lookup(run_as, &d, &err) != 0)
 		goto fail;
-	if (getuid() != 0 || geteuid() != 0) {
-		err = errf("must start as root");
+	/* as root (it becomes run_as below), or as run_as holding the three */
+	uint64_t eff, prm, inh;
+	if (!(getuid() == 0 && geteuid() == 0) &&
+	    (getuid() != d.uid || geteuid() != d.uid || get_caps(&eff, &prm, &inh) != 0 ||
+	     (eff & KEEP_CAPS) != KEEP_CAPS)) {
+		err = errf("must start as root, or as %s with CAP_SETUID, CAP_SETGID and "
+			   "CAP_SETPCAP", run_as);
 		goto fail;
 	}
 	int exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);

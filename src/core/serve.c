@@ -850,6 +850,10 @@ int serve_run(const struct mxb_config *cfg)
 	int must_drop = check_user(cfg, &user);
 	if (must_drop < 0)
 		goto out;
+	if (anlaunch_caps_at_start(cfg, &err) != 0) { /* non-root start: anlaunch.h */
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	raise_fd_limit(cfg->max_connections);
 	if (evthread_use_pthreads() != 0) {
 		fprintf(stderr, "mxbait: libevent without thread support\n");
