@@ -166,9 +166,13 @@ int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r)
 	 * can regain a capability), then the three go from every set now; the rest
 	 * (CAP_NET_BIND_SERVICE) goes once the ports are bound. */
 	unsigned dropped = 0;
-	if ((eff & (1ULL << CAP_SETPCAP)) &&
-	    sandbox_limit_bounding_set(0, &dropped, err_r) != 0)
+	if ((prm & (1ULL << CAP_SETPCAP)) &&
+	    (put_caps(eff | (1ULL << CAP_SETPCAP), prm, inh & ~KEEP_CAPS) != 0 ||
+	     sandbox_limit_bounding_set(0, &dropped, err_r) != 0)) {
+		if (!*err_r)
+			*err_r = errf("capset: %s", strerror(errno));
 		return -1;
+	}
 	if (put_caps(eff & ~KEEP_CAPS, prm & ~KEEP_CAPS, inh & ~KEEP_CAPS) != 0) {
 		*err_r = errf("capset: %s", strerror(errno));
 		return -1;
