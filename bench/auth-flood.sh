@@ -9,7 +9,8 @@
 # each), DURATION (seconds per guessing flood, default 60), CONN_DURATION (seconds of
 # connections without guesses, default 10), FAST_DURATION (seconds of the unthrottled
 # mxbait floods, default 15), DELAY (auth_failure_delay on both sides, default 2s = both
-# defaults), HYDRA_SECONDS (default 20), KEEP=1 keeps the temp dir (logs, configs).
+# defaults), HYDRA_SECONDS (default 20), KEEP=1 keeps the temp dir (logs, configs),
+# REFERENCE=0 skips Postfix + Dovecot and hydra (mxbait's rows only: before/after runs).
 #
 # What runs, each against servers started here on free loopback high ports only:
 #   1. mxbait serve (auth_failure_delay = DELAY; its default is 2s): the AUTH PLAIN flood
@@ -43,6 +44,7 @@ FAST_DURATION=${FAST_DURATION:-15}
 CONN_DURATION=${CONN_DURATION:-10}
 DELAY=${DELAY:-2s}
 HYDRA_SECONDS=${HYDRA_SECONDS:-20}
+REFERENCE=${REFERENCE:-1}
 PY=/usr/bin/python3
 FLOOD="$PY $here/auth-flood.py"
 
@@ -343,8 +345,10 @@ start_mxbait "$DELAY"
 floods mxbait "$MX_PID" "$P_MX_SUB" "$P_MX_IMAP"
 stop_mxbait
 
+if [ "$REFERENCE" != 0 ]; then
 start_reference
 floods postfix+dovecot "$PF_PID $DOV_PID" "$P_PF" "$P_DOV_IMAP"
+fi
 # (Dovecot IMAP alone: its tree is the dovecot PID; Postfix idles meanwhile and is counted
 # too, which adds nothing measurable but keeps the rows comparable.)
 
@@ -356,6 +360,17 @@ flood "mxbait smtps implicit-TLS delay=0" "$MX_PID" --port "$P_MX_SMTPS" --tls i
 	--conns "$CONNS" --duration "$FAST_DURATION" --sources "$SOURCES"
 flood "mxbait imap delay=0" "$MX_PID" --proto imap --port "$P_MX_IMAP" --tls starttls \
 	--conns "$CONNS" --duration "$FAST_DURATION" --sources "$SOURCES"
+stop_mxbait
+
+# The connections alone again with an ECDSA P-256 certificate beside the RSA one
+# (tls_ecdsa = yes, off by default for the persona): the handshake's cost when the client
+# offers ECDSA, as Python's ssl (OpenSSL's defaults) does.
+start_mxbait "$DELAY" "tls_ecdsa = yes"
+flood "mxbait submission conns tls_ecdsa" "$MX_PID" --port "$P_MX_SUB" --tls starttls \
+	--per-session 0 --conns "$CONNS" --duration "$CONN_DURATION" --sources "$SOURCES"
+flood "mxbait imap conns tls_ecdsa" "$MX_PID" --proto imap --port "$P_MX_IMAP" \
+	--tls starttls --per-session 0 --conns "$CONNS" --duration "$CONN_DURATION" \
+	--sources "$SOURCES"
 stop_mxbait
 
 echo
@@ -396,13 +411,18 @@ for label in ("mxbait submission delay=0", "mxbait smtps implicit-TLS delay=0", 
     if label in rows and rows[label][0]:
         a, s, c = rows[label]
         print("%s: %.2f s per 10k failed attempts, %.1f attempts per connection" % (label, c / a * 1e4, a / max(s, 1)))
+for kind in ("submission", "imap"):
+    rsa, ec = "mxbait %s connections only" % kind, "mxbait %s conns tls_ecdsa" % kind
+    if rsa in rows and ec in rows and rows[rsa][1] and rows[ec][1]:
+        print("mxbait %s, CPU per connection: RSA-2048 %.2f ms, with tls_ecdsa %.2f ms" %
+              (kind, per_conn(rsa) * 1e3, per_conn(ec) * 1e3))
 PYEOF
 
 # ---------------------------------------------------------------- hydra, for realism
 # hydra's own attack loop (smtp module: EHLO, STARTTLS, AUTH PLAIN; it reconnects as it
 # likes) from one address, bounded by timeout.  Rate = its "[ATTEMPT]" lines (-V) minus
 # the ones still in flight when it was stopped, over the time it ran.
-if command -v hydra >/dev/null; then
+if [ "$REFERENCE" != 0 ] && command -v hydra >/dev/null; then
 	$PY -c "
 import os
 print('\n'.join('hy-' + os.urandom(5).hex() for _ in range(20000)))" >"$T/hydra-words"

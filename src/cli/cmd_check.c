@@ -129,6 +129,28 @@ static void check_tls(struct chk *c)
 	buf_free(&kp);
 }
 
+/* tls_ecdsa: the ECDSA pair, checked as the RSA one. */
+static void check_tls_ecdsa(struct chk *c)
+{
+	const struct mxb_config *cfg = c->cfg;
+	if (!cfg->tls_ecdsa)
+		return;
+	if (cfg->tls_eccert_file && *cfg->tls_eccert_file) {
+		check_cert_pair(c, cfg->tls_eccert_file, cfg->tls_eckey_file, "tls_eccert_file",
+				"tls_eckey_file");
+		return;
+	}
+	struct buf cp, kp;
+	buf_init(&cp, 0);
+	buf_init(&kp, 0);
+	buf_printf(&cp, "%s/tls/eccert.pem", cfg->data_dir);
+	buf_printf(&kp, "%s/tls/eckey.pem", cfg->data_dir);
+	if (access(cp.data, F_OK) == 0)
+		check_cert_pair(c, cp.data, kp.data, "tls_eccert_file", "tls_eckey_file");
+	buf_free(&cp);
+	buf_free(&kp);
+}
+
 /* ---- data directory ---- */
 
 static void check_mode(struct chk *c, const char *path, const struct stat *st)
@@ -448,6 +470,7 @@ int cmd_check(int argc, char **argv)
 		    cfg.analyzer_user);
 	free(anerr);
 	check_tls(&c);
+	check_tls_ecdsa(&c);
 	check_files(&c);
 	if (ports)
 		check_ports(&c);

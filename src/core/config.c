@@ -91,6 +91,9 @@ static const struct key_def keys[] = {
 	{ "data_dir", K_PATH, OFF(data_dir), 0, 0, 0 },
 	{ "tls_cert_file", K_STR, OFF(tls_cert_file), 0, 0, 0 },
 	{ "tls_key_file", K_STR, OFF(tls_key_file), 0, 0, 0 },
+	{ "tls_ecdsa", K_BOOL, OFF(tls_ecdsa), 0, 0, 0 },
+	{ "tls_eccert_file", K_STR, OFF(tls_eccert_file), 0, 0, 0 },
+	{ "tls_eckey_file", K_STR, OFF(tls_eckey_file), 0, 0, 0 },
 	{ "event_log", K_STR, OFF(event_log), 0, 0, 0 },
 	{ "line_length_limit", K_SIZE, OFF(line_length_limit), 512, MIB, 0 },
 	{ "message_size_limit", K_SIZE64, OFF(message_size_limit), KIB, 4 * GIB, 0 },
@@ -365,6 +368,8 @@ void config_defaults(struct mxb_config *cfg)
 	cfg->data_dir = xstrdup("./mxbait-data");
 	cfg->tls_cert_file = xstrdup("");
 	cfg->tls_key_file = xstrdup("");
+	cfg->tls_eccert_file = xstrdup("");
+	cfg->tls_eckey_file = xstrdup("");
 	cfg->event_log = join_path(cfg->data_dir, "events.jsonl");
 	cfg->line_length_limit = 2048;
 	cfg->message_size_limit = 10240000;
@@ -518,6 +523,8 @@ void config_free(struct mxb_config *cfg)
 	free(cfg->data_dir);
 	free(cfg->tls_cert_file);
 	free(cfg->tls_key_file);
+	free(cfg->tls_eccert_file);
+	free(cfg->tls_eckey_file);
 	free(cfg->event_log);
 	free(cfg->user);
 	free(cfg->analyzer_user);
@@ -1417,7 +1424,7 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 
 	/* Cross-key checks and derived defaults. */
 	size_t ki_host = 0, ki_dom = 0, ki_log = 0, ki_cert = 0, ki_key = 0, ki_soft = 0,
-	       ki_hard = 0;
+	       ki_hard = 0, ki_eccert = 0, ki_eckey = 0;
 	for (size_t i = 0; i < N_KEYS; i++) {
 		const char *n = keys[i].name;
 		if (!strcmp(n, "hostname")) ki_host = i;
@@ -1425,6 +1432,8 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 		else if (!strcmp(n, "event_log")) ki_log = i;
 		else if (!strcmp(n, "tls_cert_file")) ki_cert = i;
 		else if (!strcmp(n, "tls_key_file")) ki_key = i;
+		else if (!strcmp(n, "tls_eccert_file")) ki_eccert = i;
+		else if (!strcmp(n, "tls_eckey_file")) ki_eckey = i;
 		else if (!strcmp(n, "soft_error_limit")) ki_soft = i;
 		else if (!strcmp(n, "hard_error_limit")) ki_hard = i;
 	}
@@ -1440,6 +1449,18 @@ int config_parse(struct mxb_config *cfg, const char *name, const char *text, siz
 		p.line = has_cert ? set_on[ki_cert] : set_on[ki_key];
 		return fail(&p, has_cert ? "tls_cert_file" : "tls_key_file",
 			    "tls_cert_file and tls_key_file go together");
+	}
+	bool has_eccert = cfg->tls_eccert_file && *cfg->tls_eccert_file;
+	bool has_eckey = cfg->tls_eckey_file && *cfg->tls_eckey_file;
+	if (has_eccert != has_eckey) {
+		p.line = has_eccert ? set_on[ki_eccert] : set_on[ki_eckey];
+		return fail(&p, has_eccert ? "tls_eccert_file" : "tls_eckey_file",
+			    "tls_eccert_file and tls_eckey_file go together");
+	}
+	if (has_eccert && !cfg->tls_ecdsa) {
+		p.line = set_on[ki_eccert];
+		return fail(&p, "tls_eccert_file", "set tls_ecdsa = yes to use it (the default "
+			    "offers the RSA certificate only, as stock Postfix and Dovecot)");
 	}
 	if (cfg->soft_error_limit > cfg->hard_error_limit) {
 		p.line = set_on[ki_soft] > set_on[ki_hard] ? set_on[ki_soft] : set_on[ki_hard];

@@ -73,6 +73,9 @@ struct mxb_config {
 	char *data_dir;              /* data_dir = ./mxbait-data */
 	char *tls_cert_file;         /* empty: self-signed, made in data_dir/tls/ */
 	char *tls_key_file;
+	bool tls_ecdsa;              /* tls_ecdsa = no: an ECDSA P-256 certificate too */
+	char *tls_eccert_file;       /* empty: self-signed, data_dir/tls/eccert.pem */
+	char *tls_eckey_file;
 	char *event_log;             /* JSON-lines log; default data_dir/events.jsonl; "" off */
 
 	/* protocol limits (Postfix names in brackets) */

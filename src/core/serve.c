@@ -778,6 +778,12 @@ static void serve_reload(struct serve *sv)
 	/* Certificates: read again whether or not their names changed (renewed files). */
 	SSL_CTX *ctx = tls_server_ctx_new(g->cfg->tls_cert_file, g->cfg->tls_key_file,
 					  g->cfg->data_dir, g->cfg->hostname, &err);
+	if (ctx && g->cfg->tls_ecdsa &&
+	    tls_add_ecdsa(ctx, g->cfg->tls_eccert_file, g->cfg->tls_eckey_file,
+			  g->cfg->data_dir, g->cfg->hostname, &err) != 0) {
+		SSL_CTX_free(ctx);
+		ctx = NULL;
+	}
 	if (ctx) {
 		SSL_CTX_free(sv->srv.ssl_ctx); /* TLS sessions open hold their own reference */
 		sv->srv.ssl_ctx = ctx;
@@ -788,6 +794,9 @@ static void serve_reload(struct serve *sv)
 		err = NULL;
 		config_key_copy(&g->own, sv->cfg, "tls_cert_file");
 		config_key_copy(&g->own, sv->cfg, "tls_key_file");
+		config_key_copy(&g->own, sv->cfg, "tls_ecdsa");
+		config_key_copy(&g->own, sv->cfg, "tls_eccert_file");
+		config_key_copy(&g->own, sv->cfg, "tls_eckey_file");
 	}
 	if (sv->srv.limits)
 		limits_reconfigure(sv->srv.limits, g->cfg->max_connections,
@@ -904,6 +913,12 @@ int serve_run(const struct mxb_config *cfg)
 		goto out;
 	ssl_ctx = tls_server_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, cfg->data_dir,
 				     cfg->hostname, &err);
+	if (ssl_ctx && cfg->tls_ecdsa &&
+	    tls_add_ecdsa(ssl_ctx, cfg->tls_eccert_file, cfg->tls_eckey_file, cfg->data_dir,
+			  cfg->hostname, &err) != 0) {
+		SSL_CTX_free(ssl_ctx);
+		ssl_ctx = NULL;
+	}
 	if (!ssl_ctx) {
 		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
 		goto out;

@@ -93,8 +93,15 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert)
 	return 0;
 }
 
-int tls_ensure_self_signed(const char *cert_path, const char *key_path,
-			   const char *hostname, char **err_r)
+/* The key a self-signed pair is made with: RSA 2048 as make-ssl-cert, or ECDSA P-256
+ * (the alternative certificate of tls_ecdsa). */
+static EVP_PKEY *gen_key(int type)
+{
+	return type == EVP_PKEY_EC ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
+}
+
+static int ensure_self_signed(const char *cert_path, const char *key_path,
+			      const char *hostname, int type, char **err_r)
 {
 	struct stat st;
 	if (stat(cert_path, &st) == 0 && stat(key_path, &st) == 0) {
@@ -104,7 +111,9 @@ int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 		X509 *old = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
 		if (f)
 			fclose(f);
-		int match = old && X509_check_host(old, hostname, 0, 0, NULL) == 1;
+		EVP_PKEY *pub = old ? X509_get0_pubkey(old) : NULL;
+		int match = old && X509_check_host(old, hostname, 0, 0, NULL) == 1 && pub &&
+			    EVP_PKEY_get_base_id(pub) == type;
 		X509_free(old);
 		ERR_clear_error();
 		if (match)
@@ -112,7 +121,7 @@ int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 	}
 
 	int rc = -1;
-	EVP_PKEY *key = EVP_RSA_gen(2048);
+	EVP_PKEY *key = gen_key(type);
 	X509 *cert = X509_new();
 	if (!key || !cert) {
 		*err_r = errf("cannot generate a TLS key: %s", tls_last_error(0));
@@ -165,6 +174,12 @@ out:
 	return rc;
 }
 
+int tls_ensure_self_signed(const char *cert_path, const char *key_path,
+			   const char *hostname, char **err_r)
+{
+	return ensure_self_signed(cert_path, key_path, hostname, EVP_PKEY_RSA, err_r);
+}
+
 /* Accept every SNI name (a honeypot wants to see it, not judge it); OpenSSL keeps it
  * for SSL_get_servername() only when the callback says OK. */
 static int sni_cb(SSL *ssl, int *al, void *arg)
@@ -184,7 +199,8 @@ const char *tls_sni(SSL *ssl)
 static int apply_profile(SSL_CTX *ctx, enum tls_profile profile, char **err_r)
 {
 	/* the client's cipher preference, as both stock daemons (tls_preempt_cipherlist
-	 * = no, ssl_prefer_server_ciphers = no); session tickets on */
+	 * = no, ssl_prefer_server_ciphers = no); session tickets on, as both stock
+	 * daemons issue them (TLS 1.2 and 1.3) */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	const char *list = NULL;
 	int min = TLS1_2_VERSION;
@@ -200,6 +216,10 @@ static int apply_profile(SSL_CTX *ctx, enum tls_profile profile, char **err_r)
 		list = "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH:@SECLEVEL=0";
 		min = TLS1_VERSION;
 		SSL_CTX_set_dh_auto(ctx, 1);
+		/* one TLS 1.3 session ticket per handshake, as Postfix 3.7 sends (measured
+		 * with `openssl s_client -msg` against stock-servers.py's Postfix; Dovecot
+		 * keeps OpenSSL's two): each ticket is an encryption and a record */
+		SSL_CTX_set_num_tickets(ctx, 1);
 		break;
 	case TLS_PROFILE_DOVECOT: {
 		/* Dovecot 2.3's ssl_cipher_list and ssl_min_protocol defaults, and the DH
@@ -241,21 +261,35 @@ static int apply_profile(SSL_CTX *ctx, enum tls_profile profile, char **err_r)
 SSL_CTX *tls_ctx_for_profile(SSL_CTX *base, enum tls_profile profile, char **err_r)
 {
 	*err_r = NULL;
-	X509 *cert = SSL_CTX_get0_certificate(base);
-	EVP_PKEY *key = SSL_CTX_get0_privatekey(base);
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	if (!ctx || !cert || !key) {
+	if (!ctx) {
 		*err_r = errf("SSL_CTX_new: %s", tls_last_error(0));
-		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	STACK_OF(X509) *chain = NULL;
-	SSL_CTX_get0_chain_certs(base, &chain);
 	if (apply_profile(ctx, profile, err_r) != 0)
 		goto fail;
-	if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
-	    (chain && SSL_CTX_set1_chain(ctx, chain) != 1)) {
-		*err_r = errf("cannot use the certificate: %s", tls_last_error(0));
+	/* Every certificate of base (RSA, and the ECDSA one of tls_ecdsa), each with its
+	 * key and chain: OpenSSL keeps one slot per key type and picks per handshake. */
+	int n = 0;
+	for (int more = SSL_CTX_set_current_cert(base, SSL_CERT_SET_FIRST); more == 1;
+	     more = SSL_CTX_set_current_cert(base, SSL_CERT_SET_NEXT)) {
+		X509 *cert = SSL_CTX_get0_certificate(base);
+		EVP_PKEY *key = SSL_CTX_get0_privatekey(base);
+		if (!cert || !key)
+			continue;
+		STACK_OF(X509) *chain = NULL;
+		SSL_CTX_get0_chain_certs(base, &chain);
+		if (SSL_CTX_use_certificate(ctx, cert) != 1 ||
+		    SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+		    (chain && SSL_CTX_set1_chain(ctx, chain) != 1)) {
+			*err_r = errf("cannot use the certificate: %s", tls_last_error(0));
+			goto fail;
+		}
+		n++;
+	}
+	ERR_clear_error();
+	if (!n) {
+		*err_r = errf("no certificate to use");
 		goto fail;
 	}
 	return ctx;
@@ -318,4 +352,61 @@ out:
 	buf_free(&cp);
 	buf_free(&kp);
 	return ctx;
+}
+
+int tls_add_ecdsa(SSL_CTX *ctx, const char *eccert_file, const char *eckey_file,
+		  const char *data_dir, const char *hostname, char **err_r)
+{
+	struct buf cp, kp;
+	buf_init(&cp, 0);
+	buf_init(&kp, 0);
+	*err_r = NULL;
+	int rc = -1;
+	if (!eccert_file || !*eccert_file) {
+		buf_printf(&cp, "%s/tls", data_dir);
+		if (mkdir(cp.data, 0700) != 0 && errno != EEXIST) {
+			*err_r = errf("cannot create %s: %s", cp.data, strerror(errno));
+			goto out;
+		}
+		buf_reset(&cp);
+		buf_printf(&cp, "%s/tls/eccert.pem", data_dir);
+		buf_printf(&kp, "%s/tls/eckey.pem", data_dir);
+		if (ensure_self_signed(cp.data, kp.data, hostname, EVP_PKEY_EC, err_r) != 0)
+			goto out;
+		eccert_file = cp.data;
+		eckey_file = kp.data;
+	}
+	/* Loaded into a slot of its own (the key type decides), the RSA pair stays; check
+	 * the type first: an RSA file here would silently replace the RSA certificate. */
+	FILE *f = fopen(eccert_file, "r");
+	X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	EVP_PKEY *pub = cert ? X509_get0_pubkey(cert) : NULL;
+	int type = pub ? EVP_PKEY_get_base_id(pub) : 0;
+	X509_free(cert);
+	ERR_clear_error();
+	if (type != EVP_PKEY_EC) {
+		*err_r = errf(type ? "%s is not an ECDSA certificate" :
+				     "cannot load certificate %s", eccert_file);
+		goto out;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, eccert_file) != 1) {
+		*err_r = errf("cannot load certificate %s: %s", eccert_file, tls_last_error(0));
+		goto out;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, eckey_file, SSL_FILETYPE_PEM) != 1) {
+		*err_r = errf("cannot load key %s: %s", eckey_file, tls_last_error(0));
+		goto out;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		*err_r = errf("key %s does not match certificate %s", eckey_file, eccert_file);
+		ERR_clear_error();
+		goto out;
+	}
+	rc = 0;
+out:
+	buf_free(&cp);
+	buf_free(&kp);
+	return rc;
 }

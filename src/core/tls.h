@@ -22,6 +22,15 @@
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 			    const char *data_dir, const char *hostname, char **err_r);
 
+/* Load an ECDSA (P-256) certificate alongside ctx's RSA one, as Postfix's
+ * smtpd_tls_eccert_file and Dovecot's ssl_alt_cert: OpenSSL then signs with ECDSA for
+ * the clients that offer it (every TLS 1.3 client, ECDHE-ECDSA suites in TLS 1.2) and
+ * with RSA for the others.  eccert_file/eckey_file: PEM files, or NULL/"" for a
+ * self-signed pair shaped like the RSA one in <data_dir>/tls/eccert.pem and eckey.pem
+ * (made on first use, reused later).  0, or -1 with *err_r (malloc'd). */
+int tls_add_ecdsa(SSL_CTX *ctx, const char *eccert_file, const char *eckey_file,
+		  const char *data_dir, const char *hostname, char **err_r);
+
 /* Make the self-signed pair if cert_path does not exist yet (exposed for tests). */
 int tls_ensure_self_signed(const char *cert_path, const char *key_path,
 			   const char *hostname, char **err_r);

@@ -69,6 +69,36 @@ def test_tls_profile_equals_stock(tls_daemon, role):
         __import__("difflib").unified_diff(want, got, "stock", "mxbait", lineterm=""))
 
 
+def peer_key(port, *sigalgs):
+    """The server certificate's key as openssl s_client reports it (TLS 1.3; sigalgs:
+    what the client offers, OpenSSL's defaults when none)."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3"]
+    if sigalgs:
+        cmd += ["-sigalgs", ":".join(sigalgs)]
+    r = subprocess.run(cmd, input=b"", capture_output=True, timeout=30)
+    out = r.stdout.decode("utf-8", "replace")
+    sig = re.search(r"Peer signature type: (\S+)", out)
+    return sig.group(1) if sig else out[-1500:]
+
+
+def test_tls_ecdsa_beside_rsa(tls_daemon, tmp_path):
+    """tls_ecdsa = yes: a client offering ECDSA (OpenSSL's default) gets the ECDSA
+    certificate on both personas, an RSA-only client still RSA; the default (the
+    stock-profile daemon above) serves RSA to everyone, as stock Postfix and Dovecot."""
+    assert peer_key(tls_daemon.port("smtps")) == "RSA-PSS"
+    d = Daemon(str(tmp_path), "tls_ecdsa", connection_rate_per_ip=0, tls_ecdsa="yes")
+    d.start()
+    try:
+        for role in ("smtps", "imaps"):
+            assert peer_key(d.port(role)) == "ECDSA", role
+            assert peer_key(d.port(role), "rsa_pss_rsae_sha256", "RSA+SHA256") == "RSA-PSS"
+        assert os.path.exists(os.path.join(d.data_dir, "tls", "eccert.pem"))
+    finally:
+        problems = d.stop()
+        ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+    assert not problems, problems
+
+
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "record":
     for arg in sys.argv[2:]:
         role, _, port = arg.partition("=")

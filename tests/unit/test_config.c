@@ -63,6 +63,9 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.data_dir, "./mxbait-data");
 	assert_string_equal(cfg.tls_cert_file, "");
 	assert_string_equal(cfg.tls_key_file, "");
+	assert_false(cfg.tls_ecdsa); /* stock Postfix and Dovecot: the RSA snakeoil only */
+	assert_string_equal(cfg.tls_eccert_file, "");
+	assert_string_equal(cfg.tls_eckey_file, "");
 	assert_string_equal(cfg.event_log, "./mxbait-data/events.jsonl");
 	assert_int_equal(cfg.line_length_limit, 2048);
 	assert_int_equal(cfg.message_size_limit, 10240000);
@@ -146,6 +149,9 @@ static void test_every_key(void **state)
 		"data_dir = /var/lib/mxbait\n"
 		"tls_cert_file = /etc/ssl/c.pem\n"
 		"tls_key_file = /etc/ssl/k.pem\n"
+		"tls_ecdsa = yes\n"
+		"tls_eccert_file = /etc/ssl/ec.pem\n"
+		"tls_eckey_file = /etc/ssl/eck.pem\n"
 		"event_log =\n"
 		"line_length_limit = 4k\n"
 		"message_size_limit = 20m\n"
@@ -214,6 +220,9 @@ static void test_every_key(void **state)
 	assert_string_equal(cfg.data_dir, "/var/lib/mxbait");
 	assert_string_equal(cfg.tls_cert_file, "/etc/ssl/c.pem");
 	assert_string_equal(cfg.tls_key_file, "/etc/ssl/k.pem");
+	assert_true(cfg.tls_ecdsa);
+	assert_string_equal(cfg.tls_eccert_file, "/etc/ssl/ec.pem");
+	assert_string_equal(cfg.tls_eckey_file, "/etc/ssl/eck.pem");
 	assert_string_equal(cfg.event_log, "");
 	assert_int_equal(cfg.line_length_limit, 4096);
 	assert_int_equal(cfg.message_size_limit, 20 * 1024 * 1024);
@@ -379,6 +388,11 @@ static void test_errors(void **state)
 	expect_error("x\n\ntls_cert_file = /c\n", "t.conf:1: expected key = value");
 	expect_error("\ntls_cert_file = /c\n", "t.conf:2: tls_cert_file: tls_cert_file and tls_key_file go together");
 	expect_error("tls_key_file = /k\n", "t.conf:1: tls_key_file: tls_cert_file and tls_key_file go together");
+	expect_error("tls_ecdsa = yes\ntls_eckey_file = /k\n",
+		     "t.conf:2: tls_eckey_file: tls_eccert_file and tls_eckey_file go together");
+	expect_error("tls_eccert_file = /c\ntls_eckey_file = /k\n",
+		     "t.conf:1: tls_eccert_file: set tls_ecdsa = yes to use it (the default "
+		     "offers the RSA certificate only, as stock Postfix and Dovecot)");
 	expect_error("hard_error_limit = 5\n\n",
 		     "t.conf:1: hard_error_limit: soft_error_limit (10) above hard_error_limit (5)");
 	expect_error("smtp_listen =\nsubmission_listen=\nsmtps_listen=\nimap_listen=\n"

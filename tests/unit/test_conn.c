@@ -547,6 +547,59 @@ static void test_implicit_tls(void **state)
 	assert_true(find_event(f, "disconnect", "client_closed") >= 0);
 }
 
+/* Replies written straight to a TLS socket that fills up: the client sends 4,000
+ * pipelined commands and reads nothing until all were sent, with a 4 KB send buffer
+ * on the server side, so direct SSL_write()s meet a full socket (WANT_WRITE) and the
+ * bufferevent has to finish the half-sent record from its own copy.  Every reply
+ * must arrive once, in order, in records the client can decrypt. */
+static void test_tls_direct_write_blocked(void **state)
+{
+	struct fixture *f = *state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	int small = 4096;
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	conn_accept(&f->srv, MXB_ROLE_SMTPS, sv[0], "192.0.2.1", 40000, "127.0.0.1", 465);
+	int fd = sv[1];
+	SSL *ssl = client_tls(f, fd, NULL);
+	assert_non_null(ssl);
+	char buf[65536];
+	tls_read(f, ssl, buf, sizeof(buf));
+	assert_string_equal(buf, "220 fake ESMTP\r\n");
+	enum { N = 4000 };
+	static char cmds[N * 7];
+	for (int i = 0; i < N; i++)
+		memcpy(cmds + i * 7, "NUMBR\r\n", 7);
+	size_t sent = 0, got = 0, want = (size_t)N * strlen("250 ok\r\n");
+	static char replies[N * 8 + 1];
+	for (int round = 0; round < 3000 && got < want; round++) {
+		if (sent < sizeof(cmds)) {
+			size_t piece = sizeof(cmds) - sent < 70 * 7 ? sizeof(cmds) - sent : 70 * 7;
+			int n = SSL_write(ssl, cmds + sent, (int)piece); /* small records */
+			if (n > 0)
+				sent += (size_t)n;
+			else
+				assert_int_equal(SSL_get_error(ssl, n), SSL_ERROR_WANT_WRITE);
+		} else {
+			int n = SSL_read(ssl, replies + got, (int)(sizeof(replies) - 1 - got));
+			if (n > 0)
+				got += (size_t)n;
+			else
+				assert_int_equal(SSL_get_error(ssl, n), SSL_ERROR_WANT_READ);
+		}
+		pump(f, 1);
+	}
+	assert_int_equal(sent, sizeof(cmds));
+	assert_int_equal(got, want);
+	for (size_t i = 0; i < N; i++)
+		assert_memory_equal(replies + i * 8, "250 ok\r\n", 8);
+	SSL_free(ssl);
+	close(fd);
+	pump(f, 20);
+	assert_int_equal(f->srv.n_conns, 0);
+}
+
 static void test_plaintext_on_smtps(void **state)
 {
 	struct fixture *f = *state;
@@ -845,6 +898,84 @@ static void test_self_signed_cert(void **state)
 	free(err);
 }
 
+/* A handshake in memory with a client limited to sigalgs (NULL: OpenSSL's defaults);
+ * returns the key type of the certificate the server sent. */
+static int handshake_key_type(SSL_CTX *server_ctx, const char *sigalgs, int max_version)
+{
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(cctx);
+	if (sigalgs)
+		assert_int_equal(SSL_CTX_set1_sigalgs_list(cctx, sigalgs), 1);
+	SSL_CTX_set_max_proto_version(cctx, max_version);
+	SSL *cl = SSL_new(cctx), *sv = SSL_new(server_ctx);
+	BIO *bc = NULL, *bs = NULL;
+	assert_int_equal(BIO_new_bio_pair(&bc, 0, &bs, 0), 1);
+	SSL_set_bio(cl, bc, bc);
+	SSL_set_bio(sv, bs, bs);
+	SSL_set_connect_state(cl);
+	SSL_set_accept_state(sv);
+	int done_c = 0, done_s = 0;
+	for (int i = 0; i < 20 && !(done_c && done_s); i++) {
+		if (!done_c)
+			done_c = SSL_do_handshake(cl) == 1;
+		if (!done_s)
+			done_s = SSL_do_handshake(sv) == 1;
+	}
+	assert_true(done_c && done_s);
+	X509 *peer = SSL_get1_peer_certificate(cl);
+	assert_non_null(peer);
+	int type = EVP_PKEY_get_base_id(X509_get0_pubkey(peer));
+	X509_free(peer);
+	SSL_free(cl);
+	SSL_free(sv);
+	SSL_CTX_free(cctx);
+	return type;
+}
+
+/* tls_ecdsa: the ECDSA pair sits beside the RSA one in every role's context; clients
+ * offering ECDSA (OpenSSL's defaults, TLS 1.3 and 1.2) get it, RSA-only clients get
+ * RSA; a non-ECDSA file is refused rather than replacing the RSA certificate. */
+static void test_ecdsa_alongside_rsa(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+	SSL_CTX *base = tls_server_ctx_new(NULL, NULL, f->dir, "mx.test.example", &err);
+	assert_non_null(base);
+	assert_int_equal(tls_add_ecdsa(base, NULL, NULL, f->dir, "mx.test.example", &err), 0);
+	char ecc[512], rsac[512], rsak[512];
+	snprintf(ecc, sizeof(ecc), "%s/tls/eccert.pem", f->dir);
+	snprintf(rsac, sizeof(rsac), "%s/tls/cert.pem", f->dir);
+	snprintf(rsak, sizeof(rsak), "%s/tls/key.pem", f->dir);
+	X509 *ec = read_cert(ecc);
+	assert_int_equal(EVP_PKEY_get_base_id(X509_get0_pubkey(ec)), EVP_PKEY_EC);
+	assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(ec)), 256);
+	assert_int_equal(X509_check_host(ec, "mx.test.example", 0, 0, NULL), 1);
+	assert_int_equal(X509_get_ext_count(ec), 3);
+	X509_free(ec);
+	enum tls_profile profiles[] = { TLS_PROFILE_STRICT, TLS_PROFILE_POSTFIX,
+					TLS_PROFILE_DOVECOT };
+	for (size_t i = 0; i < 3; i++) {
+		SSL_CTX *ctx = tls_ctx_for_profile(base, profiles[i], &err);
+		assert_non_null(ctx);
+		assert_int_equal(handshake_key_type(ctx, NULL, TLS1_3_VERSION), EVP_PKEY_EC);
+		assert_int_equal(handshake_key_type(ctx, NULL, TLS1_2_VERSION), EVP_PKEY_EC);
+		assert_int_equal(handshake_key_type(ctx, "rsa_pss_rsae_sha256:RSA+SHA256",
+						    TLS1_3_VERSION), EVP_PKEY_RSA);
+		SSL_CTX_free(ctx);
+	}
+	/* without tls_ecdsa every client gets RSA, as from stock Postfix and Dovecot */
+	SSL_CTX *rsa_only = tls_server_ctx_new(NULL, NULL, f->dir, "mx.test.example", &err);
+	assert_non_null(rsa_only);
+	assert_int_equal(handshake_key_type(rsa_only, NULL, TLS1_3_VERSION), EVP_PKEY_RSA);
+	/* an RSA pair given as the ECDSA one is an error, not a silent replacement */
+	assert_int_equal(tls_add_ecdsa(rsa_only, rsac, rsak, f->dir, "x", &err), -1);
+	assert_non_null(strstr(err, "is not an ECDSA certificate"));
+	free(err);
+	assert_int_equal(handshake_key_type(rsa_only, NULL, TLS1_3_VERSION), EVP_PKEY_RSA);
+	SSL_CTX_free(rsa_only);
+	SSL_CTX_free(base);
+}
+
 static void accept_nothing(void *arg, enum mxb_role role, evutil_socket_t fd,
 			   const char *peer_ip, unsigned peer_port, const char *local_ip,
 			   unsigned local_port)
@@ -1003,6 +1134,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_starttls_injection_and_handshake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_implicit_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plaintext_on_smtps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_direct_write_blocked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_per_ip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusal_per_protocol, setup, teardown),
@@ -1016,6 +1148,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_teardown_with_open_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closed_conn_releases_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_signed_cert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ecdsa_alongside_rsa, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
