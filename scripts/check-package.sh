@@ -126,9 +126,13 @@ setcaps=$(echo "$caps" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
 cp "$root/etc/mxbait/mxbait.conf" "$root/tmp/analyzer.conf"
 echo "analyzer_user = mxbait-analyzer" >>"$root/tmp/analyzer.conf"
 chmod 644 "$root/tmp/analyzer.conf"
-in_root unshare -n bash -c '
+# a network namespace of its own, its loopback up (with the host's ip: minbase has none)
+in_root_net() {
+	unshare -n sh -c 'ip link set lo up && exec "$@"' sh chroot "$root" /usr/bin/env -i \
+		HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+}
+in_root_net bash -c '
 	caps=$1
-	ip link set lo up 2>/dev/null
 	status() { sed -n "s/^$2:[[:space:]]*//p" /proc/$1/status; }
 	kids() { cat /proc/$1/task/*/children 2>/dev/null; }
 	with() { for k in $(kids $1); do tr "\0" " " </proc/$k/cmdline | grep -q -- "$2" && echo $k; done; }
@@ -155,13 +159,20 @@ in_root unshare -n bash -c '
 
 	serve analyzer -c /tmp/analyzer.conf
 	url="http://check-package-$$.example.org/analysed"
-	exec 3<>/dev/tcp/127.0.0.1/25 && {
-		for l in "EHLO client.example.net" "MAIL FROM:<a@example.net>" \
-			 "RCPT TO:<postmaster@mail.example.com>" DATA "Subject: check" "" "$url" . QUIT; do
-			printf "%s\r\n" "$l" >&3
-			sleep 0.2
+	reply() { # one SMTP reply, its lines kept
+		while IFS= read -r -t 30 l <&3; do
+			echo "$l" >>/tmp/analyzer.smtp
+			case $l in [0-9][0-9][0-9]" "*) return 0 ;; esac
 		done
-		cat <&3 >/tmp/analyzer.smtp
+		return 1
+	}
+	exec 3<>/dev/tcp/127.0.0.1/25 && reply && {
+		for c in "EHLO client.example.net" "MAIL FROM:<a@example.net>" \
+			 "RCPT TO:<postmaster@mail.example.com>" DATA; do
+			printf "%s\r\n" "$c" >&3 && reply
+		done
+		printf "Subject: check\r\n\r\n%s\r\n.\r\n" "$url" >&3 && reply
+		printf "QUIT\r\n" >&3 && reply
 		exec 3>&-
 	}
 	n=0
@@ -170,9 +181,9 @@ in_root unshare -n bash -c '
 		n=$((n + 1)); [ $n -gt 300 ] && break; sleep 0.1
 	done
 	[ $n -le 300 ] && echo analysed >>/tmp/analyzer.ok
-	l=$(with $pid --launcher)
+	l=$(with $pid " --launcher ")
 	[ -n "$l" ] && echo "launcher $(status $l CapEff) $(status $l CapBnd)" >>/tmp/analyzer.ok
-	for w in $(with "$l" --worker); do
+	for w in $(with "$l" " --worker "); do
 		echo "worker $(status $w Uid | cut -f1) $(status $w CapEff) $(status $w CapBnd)" >>/tmp/analyzer.ok
 	done
 	stop' check "$setcaps"
