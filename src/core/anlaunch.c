@@ -35,18 +35,6 @@ extern char **environ;
 #define WORKER_EXE_FD 4
 #define MAX_WORKERS 64    /* alive at once (each request replaces a dead one) */
 
-static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *errf(const char *fmt, ...)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b, NULL);
-}
-
 char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user)
 {
 	if (!analyzer_user || !*analyzer_user)
@@ -54,26 +42,26 @@ char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user)
 	struct privdrop_user a, d;
 	char *err = NULL;
 	if (privdrop_lookup(analyzer_user, &a, &err) != 0) {
-		char *e = errf("analyzer_user %s: %s", analyzer_user, err);
+		char *e = buf_strf("analyzer_user %s: %s", analyzer_user, err);
 		free(err);
 		return e;
 	}
 	if (a.uid == 0 || a.gid == 0)
-		return errf("analyzer_user %s is root (uid or gid 0): the worker must be an "
+		return buf_strf("analyzer_user %s is root (uid or gid 0): the worker must be an "
 			    "unprivileged account", analyzer_user);
 	if (!daemon_user || !*daemon_user)
 		return NULL; /* unknown here: the caller says so */
 	if (privdrop_lookup(daemon_user, &d, &err) != 0) {
-		char *e = errf("user %s: %s", daemon_user, err);
+		char *e = buf_strf("user %s: %s", daemon_user, err);
 		free(err);
 		return e;
 	}
 	if (a.uid == d.uid)
-		return errf("analyzer_user %s has the uid of %s (%ld), the account mxbait runs "
+		return buf_strf("analyzer_user %s has the uid of %s (%ld), the account mxbait runs "
 			    "as: the worker must not be able to read the spool", analyzer_user,
 			    daemon_user, (long)a.uid);
 	if (a.gid == d.gid)
-		return errf("analyzer_user %s shares its primary group with %s (gid %ld), the "
+		return buf_strf("analyzer_user %s shares its primary group with %s (gid %ld), the "
 			    "account mxbait runs as: give it a group of its own", analyzer_user,
 			    daemon_user, (long)a.gid);
 	return NULL;
@@ -138,12 +126,12 @@ int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r)
 		return 0; /* root: the launcher is forked while root, then root is dropped */
 	uint64_t eff, prm, inh;
 	if (get_caps(&eff, &prm, &inh) != 0) {
-		*err_r = errf("capget: %s", strerror(errno));
+		*err_r = buf_strf("capget: %s", strerror(errno));
 		return -1;
 	}
 	bool wanted = cfg->analyzer_user && *cfg->analyzer_user;
 	if (wanted && (prm & KEEP_CAPS) != KEEP_CAPS) {
-		*err_r = errf("analyzer_user = %s needs mxbait started as root, or as its account "
+		*err_r = buf_strf("analyzer_user = %s needs mxbait started as root, or as its account "
 			      "with CAP_SETUID, CAP_SETGID and CAP_SETPCAP (the systemd unit grants "
 			      "them); this process has not all three", cfg->analyzer_user);
 		return -1;
@@ -152,12 +140,12 @@ int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r)
 		return 0;
 	/* No helper exec'd before the launcher (the guard's hand-off) inherits them. */
 	if (lower_ambient(KEEP_CAPS) != 0) {
-		*err_r = errf("PR_CAP_AMBIENT_LOWER: %s", strerror(errno));
+		*err_r = buf_strf("PR_CAP_AMBIENT_LOWER: %s", strerror(errno));
 		return -1;
 	}
 	if (wanted) {
 		if (put_caps(eff | KEEP_CAPS, prm, inh & ~KEEP_CAPS) != 0) {
-			*err_r = errf("capset: %s", strerror(errno));
+			*err_r = buf_strf("capset: %s", strerror(errno));
 			return -1;
 		}
 		return 0;
@@ -170,11 +158,11 @@ int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r)
 	    (put_caps(eff | (1ULL << CAP_SETPCAP), prm, inh & ~KEEP_CAPS) != 0 ||
 	     sandbox_limit_bounding_set(0, &dropped, err_r) != 0)) {
 		if (!*err_r)
-			*err_r = errf("capset: %s", strerror(errno));
+			*err_r = buf_strf("capset: %s", strerror(errno));
 		return -1;
 	}
 	if (put_caps(eff & ~KEEP_CAPS, prm & ~KEEP_CAPS, inh & ~KEEP_CAPS) != 0) {
-		*err_r = errf("capset: %s", strerror(errno));
+		*err_r = buf_strf("capset: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -194,7 +182,7 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 		return 0;
 	char daemon_user[64];
 	if (!anlaunch_daemon_account(cfg->user, daemon_user, sizeof(daemon_user))) {
-		*err_r = errf("analyzer_user = %s needs user set too (mxbait started as root "
+		*err_r = buf_strf("analyzer_user = %s needs user set too (mxbait started as root "
 			      "drops to user; the analyzer's worker runs as analyzer_user)",
 			      cfg->analyzer_user);
 		return -1;
@@ -208,7 +196,7 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	uint64_t eff = 0, prm = 0, inh = 0;
 	if (as_root ? !will_drop
 		    : get_caps(&eff, &prm, &inh) != 0 || (eff & KEEP_CAPS) != KEEP_CAPS) {
-		*err_r = errf("analyzer_user = %s needs mxbait started as root (it starts the "
+		*err_r = buf_strf("analyzer_user = %s needs mxbait started as root (it starts the "
 			      "worker's launcher before dropping to %s), or as %s with "
 			      "CAP_SETUID, CAP_SETGID and CAP_SETPCAP", cfg->analyzer_user,
 			      daemon_user, daemon_user);
@@ -231,12 +219,12 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	argv[n] = NULL;
 	int sp[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-		*err_r = errf("analyzer launcher: socketpair: %s", strerror(errno));
+		*err_r = buf_strf("analyzer launcher: socketpair: %s", strerror(errno));
 		return -1;
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		*err_r = errf("analyzer launcher: fork: %s", strerror(errno));
+		*err_r = buf_strf("analyzer launcher: fork: %s", strerror(errno));
 		close(sp[0]);
 		close(sp[1]);
 		return -1;
@@ -305,7 +293,7 @@ static int identity_filter(uid_t wuid, gid_t wgid, char **err_r)
 {
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
 	if (!f) {
-		*err_r = errf("seccomp_init failed");
+		*err_r = buf_strf("seccomp_init failed");
 		return -1;
 	}
 	int rc = 0;
@@ -343,7 +331,7 @@ static int identity_filter(uid_t wuid, gid_t wgid, char **err_r)
 	if (rc == 0)
 		rc = seccomp_load(f);
 	if (rc != 0)
-		*err_r = errf("seccomp (launcher): %s", strerror(-rc));
+		*err_r = buf_strf("seccomp (launcher): %s", strerror(-rc));
 	seccomp_release(f);
 	return rc == 0 ? 0 : -1;
 }
@@ -407,13 +395,13 @@ int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const ch
 	if (!(getuid() == 0 && geteuid() == 0) &&
 	    (getuid() != d.uid || geteuid() != d.uid || get_caps(&eff, &prm, &inh) != 0 ||
 	     (eff & KEEP_CAPS) != KEEP_CAPS)) {
-		err = errf("must start as root, or as %s with CAP_SETUID, CAP_SETGID and "
+		err = buf_strf("must start as root, or as %s with CAP_SETUID, CAP_SETGID and "
 			   "CAP_SETPCAP", run_as);
 		goto fail;
 	}
 	int exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 	if (exe_fd < 0) {
-		err = errf("/proc/self/exe: %s", strerror(errno));
+		err = buf_strf("/proc/self/exe: %s", strerror(errno));
 		goto fail;
 	}
 	unsigned dropped = 0;
@@ -425,7 +413,7 @@ int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const ch
 	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
 	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
 	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		err = errf("becoming %s with CAP_SETUID and CAP_SETGID: %s", run_as,
+		err = buf_strf("becoming %s with CAP_SETUID and CAP_SETGID: %s", run_as,
 			   strerror(errno));
 		goto fail;
 	}
