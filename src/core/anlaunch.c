@@ -25,12 +25,13 @@
 #include "core/log.h"
 #include "core/privdrop.h"
 #include "core/sandbox.h"
+#include "core/startcaps.h"
 #include "util/buf.h"
 #include "util/fdpass.h"
 
 extern char **environ;
 
-#define KEEP_CAPS ((1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) | (1ULL << CAP_SETPCAP))
+#define KEEP_CAPS STARTCAPS_LAUNCHER /* the launcher's, in startcaps.h's table */
 #define LAUNCHER_CTL_FD 3 /* in the launcher, and the worker's socket in the worker */
 #define WORKER_EXE_FD 4
 #define MAX_WORKERS 64    /* alive at once (each request replaces a dead one) */
@@ -83,91 +84,6 @@ bool anlaunch_daemon_account(const char *user, char *name, size_t size)
 	return true;
 }
 
-static int get_caps(uint64_t *eff, uint64_t *prm, uint64_t *inh)
-{
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
-	memset(data, 0, sizeof(data));
-	if (syscall(SYS_capget, &hdr, data) != 0)
-		return -1;
-	*eff = data[0].effective | (uint64_t)data[1].effective << 32;
-	*prm = data[0].permitted | (uint64_t)data[1].permitted << 32;
-	*inh = data[0].inheritable | (uint64_t)data[1].inheritable << 32;
-	return 0;
-}
-
-static int put_caps(uint64_t eff, uint64_t prm, uint64_t inh)
-{
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
-	data[0].effective = (uint32_t)eff;
-	data[1].effective = (uint32_t)(eff >> 32);
-	data[0].permitted = (uint32_t)prm;
-	data[1].permitted = (uint32_t)(prm >> 32);
-	data[0].inheritable = (uint32_t)inh;
-	data[1].inheritable = (uint32_t)(inh >> 32);
-	return (int)syscall(SYS_capset, &hdr, data);
-}
-
-/* Lower the ambient capabilities in mask (EINVAL: a kernel without ambient ones). */
-static int lower_ambient(uint64_t mask)
-{
-	for (unsigned c = 0; c < 64; c++)
-		if ((mask & (1ULL << c)) &&
-		    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, c, 0, 0) != 0 && errno != EINVAL)
-			return -1;
-	return 0;
-}
-
-int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r)
-{
-	*err_r = NULL;
-	if (getuid() == 0 || geteuid() == 0)
-		return 0; /* root: the launcher is forked while root, then root is dropped */
-	uint64_t eff, prm, inh;
-	if (get_caps(&eff, &prm, &inh) != 0) {
-		*err_r = buf_strf("capget: %s", strerror(errno));
-		return -1;
-	}
-	bool wanted = cfg->analyzer_user && *cfg->analyzer_user;
-	if (wanted && (prm & KEEP_CAPS) != KEEP_CAPS) {
-		*err_r = buf_strf("analyzer_user = %s needs mxbait started as root, or as its account "
-			      "with CAP_SETUID, CAP_SETGID and CAP_SETPCAP (the systemd unit grants "
-			      "them); this process has not all three", cfg->analyzer_user);
-		return -1;
-	}
-	if (!(prm & KEEP_CAPS) && !(inh & KEEP_CAPS))
-		return 0;
-	/* No helper exec'd before the launcher (the guard's hand-off) inherits them. */
-	if (lower_ambient(KEEP_CAPS) != 0) {
-		*err_r = buf_strf("PR_CAP_AMBIENT_LOWER: %s", strerror(errno));
-		return -1;
-	}
-	if (wanted) {
-		if (put_caps(eff | KEEP_CAPS, prm, inh & ~KEEP_CAPS) != 0) {
-			*err_r = buf_strf("capset: %s", strerror(errno));
-			return -1;
-		}
-		return 0;
-	}
-	/* Not needed: the bounding set emptied while CAP_SETPCAP is here (nothing exec'd
-	 * can regain a capability), then the three go from every set now; the rest
-	 * (CAP_NET_BIND_SERVICE) goes once the ports are bound. */
-	unsigned dropped = 0;
-	if ((prm & (1ULL << CAP_SETPCAP)) &&
-	    (put_caps(eff | (1ULL << CAP_SETPCAP), prm, inh & ~KEEP_CAPS) != 0 ||
-	     sandbox_limit_bounding_set(0, &dropped, err_r) != 0)) {
-		if (!*err_r)
-			*err_r = buf_strf("capset: %s", strerror(errno));
-		return -1;
-	}
-	if (put_caps(eff & ~KEEP_CAPS, prm & ~KEEP_CAPS, inh & ~KEEP_CAPS) != 0) {
-		*err_r = buf_strf("capset: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /* ---- serve's half ---- */
 
 int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid_t *pid_r,
@@ -195,7 +111,7 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	bool as_root = getuid() == 0 && geteuid() == 0;
 	uint64_t eff = 0, prm = 0, inh = 0;
 	if (as_root ? !will_drop
-		    : get_caps(&eff, &prm, &inh) != 0 || (eff & KEEP_CAPS) != KEEP_CAPS) {
+		    : startcaps_get(&eff, &prm, &inh) != 0 || (eff & KEEP_CAPS) != KEEP_CAPS) {
 		*err_r = buf_strf("analyzer_user = %s needs mxbait started as root (it starts the "
 			      "worker's launcher before dropping to %s), or as %s with "
 			      "CAP_SETUID, CAP_SETGID and CAP_SETPCAP", cfg->analyzer_user,
@@ -239,7 +155,7 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 		/* not root: exactly the three cross the exec, as ambient capabilities */
 		if (!as_root &&
 		    ((prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
-		      put_caps(eff, prm, KEEP_CAPS) != 0 ||
+		      startcaps_put(KEEP_CAPS, KEEP_CAPS, KEEP_CAPS) != 0 ||
 		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETUID, 0, 0) != 0 ||
 		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETGID, 0, 0) != 0 ||
 		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETPCAP, 0, 0) != 0)))
@@ -393,7 +309,7 @@ int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const ch
 	/* as root (it becomes run_as below), or as run_as holding the three */
 	uint64_t eff, prm, inh;
 	if (!(getuid() == 0 && geteuid() == 0) &&
-	    (getuid() != d.uid || geteuid() != d.uid || get_caps(&eff, &prm, &inh) != 0 ||
+	    (getuid() != d.uid || geteuid() != d.uid || startcaps_get(&eff, &prm, &inh) != 0 ||
 	     (eff & KEEP_CAPS) != KEEP_CAPS)) {
 		err = buf_strf("must start as root, or as %s with CAP_SETUID, CAP_SETGID and "
 			   "CAP_SETPCAP", run_as);

@@ -26,7 +26,8 @@
  * Started as its account rather than root (systemd's User= with CAP_SETUID, CAP_SETGID
  * and CAP_SETPCAP granted by the unit), serve forks the launcher the same way, the three
  * raised as ambient capabilities in the child so that they cross the exec, and then
- * drops them from every set of its own (anlaunch_caps_at_start()).
+ * drops them from every set of its own (core/startcaps.h says which capability goes
+ * to which helper, and when serve gives each up).
  * The launcher cannot be restarted once serve has dropped root: if it dies, serve
  * logs it and analysis waits for a restart of the daemon.
  */
@@ -63,14 +64,5 @@ char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user);
 /* The account serve runs as, into name: user when set, else the one it was started as
  * unless that is root (false: serve stays root, no launcher). */
 bool anlaunch_daemon_account(const char *user, char *name, size_t size);
-
-/* serve, first thing after reading its configuration, when started as a user other
- * than root: a start holding CAP_SETUID, CAP_SETGID or CAP_SETPCAP (the systemd unit
- * grants them for analyzer_user) gives them up at once from every set, bounding set
- * first, when analyzer_user is not set; with it, it needs all three and keeps them
- * (effective and permitted only, no longer ambient or inheritable, so no helper exec'd
- * meanwhile gets them) until anlaunch_start() handed them to the launcher and serve
- * drops every capability.  0, or -1 with *err_r (malloc'd). */
-int anlaunch_caps_at_start(const struct mxb_config *cfg, char **err_r);
 
 #endif

@@ -44,6 +44,7 @@
 #include "core/reload.h"
 #include "core/sandbox.h"
 #include "core/service.h"
+#include "core/startcaps.h"
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
 #include "deceive/deception.h"
@@ -860,7 +861,7 @@ int serve_run(const struct mxb_config *cfg)
 	int must_drop = check_user(cfg, &user);
 	if (must_drop < 0)
 		goto out;
-	if (anlaunch_caps_at_start(cfg, &err) != 0) { /* non-root start: anlaunch.h */
+	if (startcaps_at_start(cfg, &err) != 0) { /* non-root start: core/startcaps.h */
 		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}
@@ -923,9 +924,14 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
 		goto out;
 	}
-	/* The guard binds its policy sockets and forks its nft helper while root. */
+	/* The guard binds its policy sockets and forks its nft helper while root (or with
+	 * the CAP_NET_ADMIN the unit grants, which serve then gives up: startcaps.h). */
 	if (guard_configured(cfg) && !(sv.guard = guard_new(cfg, sv.base, &err))) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot set up the guard");
+		goto out;
+	}
+	if (startcaps_handed(STARTCAPS_FOR_NFT_HELPER, &err) != 0) { /* CAP_NET_ADMIN's gone */
+		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}
 	web = web_open(sv.base, cfg, ssl_ctx, &err);
@@ -935,7 +941,8 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	/* analyzer_user: the worker's launcher starts now, while root (anlaunch.h) */
 	if (anlaunch_start(cfg, must_drop == 1, &sv.an.launcher_fd,
-			   &sv.an.launcher_pid, &err) != 0) {
+			   &sv.an.launcher_pid, &err) != 0 ||
+	    startcaps_handed(STARTCAPS_FOR_LAUNCHER, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}
