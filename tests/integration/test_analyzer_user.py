@@ -198,14 +198,15 @@ def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
                 b"--launcher" in _argv(p) and analyzer_account.encode() in _argv(p)]
 
 
-UNIT_CAPS = "+net_bind_service,+setuid,+setgid,+setpcap"
+UNIT_CAPS = "+net_bind_service,+setuid,+setgid,+setpcap,+net_admin"  # etc/mxbait.service.in
 
 
 def _unit_style(d, account):
     """Start d's serve the way etc/mxbait.service.in does: as account (User=, Group=),
-    no supplementary groups, CAP_NET_BIND_SERVICE, CAP_SETUID, CAP_SETGID and
-    CAP_SETPCAP ambient (AmbientCapabilities=) and bounding (CapabilityBoundingSet=),
-    no new privileges."""
+    no supplementary groups, CAP_NET_BIND_SERVICE, CAP_SETUID, CAP_SETGID, CAP_SETPCAP
+    and CAP_NET_ADMIN ambient (AmbientCapabilities=) and bounding
+    (CapabilityBoundingSet=), no new privileges.  (divert is off here: CAP_NET_ADMIN
+    must go at start, and never reach the launcher.)"""
     import pwd
     pw = pwd.getpwnam(account)
     os.makedirs(d.data_dir, mode=0o700)
