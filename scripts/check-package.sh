@@ -19,6 +19,9 @@
 #      serve holds no capability in any set; again with analyzer_user =
 #      mxbait-analyzer: a message sent over SMTP is analysed by a worker running as
 #      that account (the launcher keeps CAP_SETUID, CAP_SETGID, CAP_SETPCAP only);
+#      again with divert = yes (nftables installed from the mirror): the nft helper
+#      keeps CAP_NET_ADMIN alone in every set, the table is in place and a decision
+#      lands in the namespace's divert set;
 #      a second install keeps an edited /etc/mxbait/mxbait.conf; purge removes the
 #      state;
 #   5. `systemd-analyze security --offline=yes` of the installed unit (its exposure
@@ -116,16 +119,23 @@ check in_root unshare -n /usr/bin/mxbait check
 # daemon drops CAP_SETUID, CAP_SETGID and CAP_SETPCAP at start), then with
 # analyzer_user = mxbait-analyzer (the account the package made): a message sent over
 # SMTP is analysed by a worker running as mxbait-analyzer, the launcher holds the
-# three capabilities, serve none in any set.
+# three capabilities, serve none in any set; then with divert = yes: the nft helper
+# holds CAP_NET_ADMIN alone (the unit grants it for that), serve none.
 check test "$(in_root getent passwd mxbait-analyzer | cut -d: -f7)" = /usr/sbin/nologin
 check test "$(in_root id -u mxbait-analyzer)" -lt 1000
 caps=$(sed -n 's/^AmbientCapabilities=//p' "$root/lib/systemd/system/mxbait.service")
-check test "$caps" = "CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_SETPCAP"
+check test "$caps" = "CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_NET_ADMIN"
+check grep -qx "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK" "$root/lib/systemd/system/mxbait.service"
 check grep -qx "CapabilityBoundingSet=$caps" "$root/lib/systemd/system/mxbait.service"
 setcaps=$(echo "$caps" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
 cp "$root/etc/mxbait/mxbait.conf" "$root/tmp/analyzer.conf"
 echo "analyzer_user = mxbait-analyzer" >>"$root/tmp/analyzer.conf"
 chmod 644 "$root/tmp/analyzer.conf"
+cp "$root/etc/mxbait/mxbait.conf" "$root/tmp/divert.conf"
+printf "divert = yes\ndivert_ports = 10025:25\n" >>"$root/tmp/divert.conf"
+chmod 644 "$root/tmp/divert.conf"
+in_root sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables" >>"$work/install.log" 2>&1
+check test -x "$root/usr/sbin/nft"
 # a network namespace of its own, its loopback up (with the host's ip: minbase has none)
 in_root_net() {
 	unshare -n sh -c 'ip link set lo up && exec "$@"' sh chroot "$root" /usr/bin/env -i \
@@ -186,9 +196,24 @@ in_root_net bash -c '
 	for w in $(with "$l" " --worker "); do
 		echo "worker $(status $w Uid | cut -f1) $(status $w CapEff) $(status $w CapBnd)" >>/tmp/analyzer.ok
 	done
+	stop
+
+	serve divert -c /tmp/divert.conf
+	nft list table inet mxbait 2>&1 | grep -q "redirect to" && echo ruleset >>/tmp/divert.ok
+	h=$(sed -n "s/.*nft helper started (pid \([0-9]*\)).*/\1/p" /tmp/divert.log | head -1)
+	for c in CapEff CapPrm CapInh CapAmb CapBnd; do
+		[ -n "$h" ] && echo "helper $c $(status $h $c)" >>/tmp/divert.ok
+	done
+	setpriv --reuid=mxbait --regid=mxbait --init-groups /usr/bin/mxbait decisions \
+		-d /var/lib/mxbait add 198.51.100.77 >/tmp/divert.cli 2>&1
+	n=0
+	until nft list set inet mxbait divert4 2>/dev/null | grep -q 198.51.100.77; do
+		n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1
+	done
+	[ $n -le 100 ] && echo decided >>/tmp/divert.ok
 	stop' check "$setcaps"
 zero=0000000000000000
-for run in serve analyzer; do
+for run in serve analyzer divert; do
 	check grep -qx listening25 "$root/tmp/$run.ok"
 	for c in CapEff CapPrm CapInh CapAmb CapBnd; do
 		check grep -qx "serve $c $zero" "$root/tmp/$run.ok"
@@ -200,6 +225,11 @@ check grep -q "running as\|ready: hostname=mail.example.com data_dir=/var/lib/mx
 check grep -qx analysed "$root/tmp/analyzer.ok"
 check grep -qx "launcher 00000000000001c0 00000000000001c0" "$root/tmp/analyzer.ok"
 check grep -qx "worker $(in_root id -u mxbait-analyzer) $zero $zero" "$root/tmp/analyzer.ok"
+check grep -qx ruleset "$root/tmp/divert.ok"
+for c in CapEff CapPrm CapInh CapAmb CapBnd; do
+	check grep -qx "helper $c 0000000000001000" "$root/tmp/divert.ok"
+done
+check grep -qx decided "$root/tmp/divert.ok"
 check test "$(in_root stat -c '%U %a' /var/lib/mxbait/mxbait.db)" = "mxbait 600"
 cp "$root/lib/systemd/system/mxbait.service" "$work/mxbait.service" # for step 5
 cp "$root/lib/systemd/system/mxbait-report.service" "$work/mxbait-report.service"
