@@ -3,9 +3,10 @@
  *
  * Start-up order: data directory and its lock, listening sockets (the commonest
  * failure, before any state is touched), the per-installation secret, TLS (a key
- * readable only by root is read now), the analyzer_user launcher (anlaunch.h, forked
- * while root, or with the capabilities the unit grants, which a start without
- * analyzer_user drops first thing); then, with `user` set and started as root, the
+ * readable only by root is read now), the guard's nft helper (divert), the
+ * analyzer_user launcher (anlaunch.h), each forked while root, or with the capabilities
+ * the unit grants, which serve gives up once their helper is forked, or first thing
+ * when the setting is off (startcaps.h); then, with `user` set and started as root, the
  * data directory is handed to that user and the process becomes it (privdrop.h);
  * then spool, event store, the deception policy with its saved accounts, limits, the
  * analyzer child (which inherits the unprivileged uid); then the loop.  No thread
