@@ -7,11 +7,11 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
-#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -24,8 +24,6 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/privdrop.h"
-#include "core/sandbox.h"
-#include "core/startcaps.h"
 
 #define TABLE "inet mxbait"
 #define BATCH_MAX 512
@@ -440,23 +438,14 @@ static void send_elem(void *arg, const struct nft_elem *e)
  * CAP_SETPCAP (the systemd unit), with whatever else serve still held at the fork. */
 static int helper_privileges(const struct mxb_config *cfg)
 {
-	const uint64_t keep = STARTCAPS_NFT_HELPER;
-	unsigned dropped = 0;
-	char *err = NULL;
-	/* the bounding set first, while CAP_SETPCAP is here; then check it (a start
-	 * without CAP_SETPCAP leaves it as it was: refused) */
-	if (sandbox_limit_bounding_set(keep, &dropped, &err) != 0) {
-		free(err);
-		return -1;
-	}
-	for (unsigned c = 0; c < 64; c++)
-		if (!(keep & (1ULL << c)) && prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1) {
-			errno = EPERM;
+	/* the bounding set first, while CAP_SETPCAP is here (without it: refused) */
+	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
+		if (c != CAP_NET_ADMIN && cap_drop_bound(c) != 0 && errno != EINVAL)
 			return -1;
-		}
-	bool as_root = geteuid() == 0;
-	if (as_root && cfg->user && *cfg->user) {
+	/* root becomes the daemon's user; a non-root start already is that account */
+	if (geteuid() == 0 && cfg->user && *cfg->user) {
 		struct privdrop_user u;
+		char *err = NULL;
 		if (privdrop_lookup(cfg->user, &u, &err) != 0) {
 			free(err);
 			return -1;
@@ -465,13 +454,19 @@ static int helper_privileges(const struct mxb_config *cfg)
 		    setresgid(u.gid, u.gid, u.gid) != 0 || setresuid(u.uid, u.uid, u.uid) != 0)
 			return -1;
 	}
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+	cap_t caps = cap_init();
+	cap_value_t keep[] = { CAP_NET_ADMIN }; /* STARTCAPS_NFT_HELPER (core/startcaps.h) */
+	if (!caps || cap_reset_ambient() != 0 ||
+	    cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET) ||
+	    cap_set_flag(caps, CAP_EFFECTIVE, 1, keep, CAP_SET) ||
+	    cap_set_flag(caps, CAP_INHERITABLE, 1, keep, CAP_SET) || cap_set_proc(caps)) {
+		cap_free(caps);
 		return -1;
-	if (startcaps_put(keep, keep, keep) != 0)
-		return -1;
+	}
+	cap_free(caps);
 	/* nft, exec'd by a non-root user, inherits the capability through the ambient set
 	 * (root's exec gets it from the bounding set) */
-	if (geteuid() != 0 && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0) != 0)
+	if (geteuid() != 0 && cap_set_ambient(CAP_NET_ADMIN, CAP_SET) != 0)
 		return -1;
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	return 0;
