@@ -13,9 +13,15 @@
 #   4. checks there: the mxbait account (system, no login shell), every installed file
 #      (binary, unit, sysusers.d, tmpfiles.d, logrotate, man pages, the conffile),
 #      /var/lib/mxbait 0700 mxbait; `mxbait check` on the shipped configuration; the
-#      service's own command line run the way the unit runs it (as mxbait, with only
-#      CAP_NET_BIND_SERVICE, in a network namespace of its own) until it listens on
-#      port 25, then `mxbait stats` without options (the default configuration);
+#      service's own command line run the way the unit runs it (as mxbait, with the
+#      unit's capabilities, in a network namespace of its own) until it listens on
+#      port 25, then `mxbait stats` without options (the default configuration), and
+#      serve holds no capability in any set; again with analyzer_user =
+#      mxbait-analyzer: a message sent over SMTP is analysed by a worker running as
+#      that account (the launcher keeps CAP_SETUID, CAP_SETGID, CAP_SETPCAP only);
+#      again with divert = yes (nftables installed from the mirror): the nft helper
+#      keeps CAP_NET_ADMIN alone in every set, the table is in place and a decision
+#      lands in the namespace's divert set;
 #      a second install keeps an edited /etc/mxbait/mxbait.conf; purge removes the
 #      state;
 #   5. `systemd-analyze security --offline=yes` of the installed unit (its exposure
@@ -108,24 +114,122 @@ check test -L "$root/etc/systemd/system/multi-user.target.wants/mxbait.service"
 check grep -q '^ExecStart=/usr/bin/mxbait report --daemon -c /etc/mxbait/mxbait.conf$' "$root/lib/systemd/system/mxbait-report.service"
 check test ! -e "$root/etc/systemd/system/multi-user.target.wants/mxbait-report.service"
 check in_root unshare -n /usr/bin/mxbait check
-# The service as the unit runs it: user mxbait, CAP_NET_BIND_SERVICE only, no options.
-in_root unshare -n sh -c '
-	ip link set lo up 2>/dev/null
-	setpriv --reuid=mxbait --regid=mxbait --init-groups --inh-caps=+net_bind_service \
-		--ambient-caps=+net_bind_service --bounding-set=-all,+net_bind_service \
-		--no-new-privs /usr/bin/mxbait serve >/tmp/serve.log 2>&1 &
-	pid=$!
-	n=0
-	until grep -q " ready: " /tmp/serve.log; do
-		n=$((n + 1)); [ $n -gt 200 ] && break; sleep 0.1
-	done
-	grep -q ":0019 00000000:0000 0A" /proc/net/tcp && echo listening25 >/tmp/serve.ok
+# The service as the unit runs it: user mxbait, the unit's capabilities (ambient and
+# bounding), no new privileges, no options.  Twice: the shipped configuration (the
+# daemon drops CAP_SETUID, CAP_SETGID and CAP_SETPCAP at start), then with
+# analyzer_user = mxbait-analyzer (the account the package made): a message sent over
+# SMTP is analysed by a worker running as mxbait-analyzer, the launcher holds the
+# three capabilities, serve none in any set; then with divert = yes: the nft helper
+# holds CAP_NET_ADMIN alone (the unit grants it for that), serve none.
+check test "$(in_root getent passwd mxbait-analyzer | cut -d: -f7)" = /usr/sbin/nologin
+check test "$(in_root id -u mxbait-analyzer)" -lt 1000
+caps=$(sed -n 's/^AmbientCapabilities=//p' "$root/lib/systemd/system/mxbait.service")
+check test "$caps" = "CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_NET_ADMIN"
+check grep -qx "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK" "$root/lib/systemd/system/mxbait.service"
+check grep -qx "CapabilityBoundingSet=$caps" "$root/lib/systemd/system/mxbait.service"
+setcaps=$(echo "$caps" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+cp "$root/etc/mxbait/mxbait.conf" "$root/tmp/analyzer.conf"
+echo "analyzer_user = mxbait-analyzer" >>"$root/tmp/analyzer.conf"
+chmod 644 "$root/tmp/analyzer.conf"
+cp "$root/etc/mxbait/mxbait.conf" "$root/tmp/divert.conf"
+printf "divert = yes\ndivert_ports = 10025:25\n" >>"$root/tmp/divert.conf"
+chmod 644 "$root/tmp/divert.conf"
+in_root sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables" >>"$work/install.log" 2>&1
+check test -x "$root/usr/sbin/nft"
+# a network namespace of its own, its loopback up (with the host's ip: minbase has none)
+in_root_net() {
+	unshare -n sh -c 'ip link set lo up && exec "$@"' sh chroot "$root" /usr/bin/env -i \
+		HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+}
+in_root_net bash -c '
+	caps=$1
+	status() { sed -n "s/^$2:[[:space:]]*//p" /proc/$1/status; }
+	kids() { cat /proc/$1/task/*/children 2>/dev/null; }
+	with() { for k in $(kids $1); do tr "\0" " " </proc/$k/cmdline | grep -q -- "$2" && echo $k; done; }
+	serve() { # NAME [-c CONF]
+		name=$1; shift
+		setpriv --reuid=mxbait --regid=mxbait --init-groups --inh-caps=$caps \
+			--ambient-caps=$caps --bounding-set=-all,$caps --no-new-privs \
+			/usr/bin/mxbait serve "$@" >/tmp/$name.log 2>&1 &
+		pid=$!
+		n=0
+		until grep -q " ready: " /tmp/$name.log; do
+			n=$((n + 1)); [ $n -gt 200 ] && break; sleep 0.1
+		done
+		grep -q ":0019 00000000:0000 0A" /proc/net/tcp && echo listening25 >>/tmp/$name.ok
+		for c in CapEff CapPrm CapInh CapAmb CapBnd; do
+			echo "serve $c $(status $pid $c)" >>/tmp/$name.ok
+		done
+	}
+	stop() { kill -TERM $pid; wait $pid; echo "exit=$?" >>/tmp/$name.ok; }
+
+	serve serve
 	/usr/bin/mxbait stats >/tmp/stats.out 2>&1 && echo stats >>/tmp/serve.ok
-	kill -TERM $pid; wait $pid; echo "exit=$?" >>/tmp/serve.ok'
-check grep -qx listening25 "$root/tmp/serve.ok"
+	stop
+
+	serve analyzer -c /tmp/analyzer.conf
+	url="http://check-package-$$.example.org/analysed"
+	reply() { # one SMTP reply, its lines kept
+		while IFS= read -r -t 30 l <&3; do
+			echo "$l" >>/tmp/analyzer.smtp
+			case $l in [0-9][0-9][0-9]" "*) return 0 ;; esac
+		done
+		return 1
+	}
+	exec 3<>/dev/tcp/127.0.0.1/25 && reply && {
+		for c in "EHLO client.example.net" "MAIL FROM:<a@example.net>" \
+			 "RCPT TO:<postmaster@mail.example.com>" DATA; do
+			printf "%s\r\n" "$c" >&3 && reply
+		done
+		printf "Subject: check\r\n\r\n%s\r\n.\r\n" "$url" >&3 && reply
+		printf "QUIT\r\n" >&3 && reply
+		exec 3>&-
+	}
+	n=0
+	until setpriv --reuid=mxbait --regid=mxbait --init-groups /usr/bin/mxbait urls \
+		-d /var/lib/mxbait 2>/dev/null | grep -q "check-package-$$"; do
+		n=$((n + 1)); [ $n -gt 300 ] && break; sleep 0.1
+	done
+	[ $n -le 300 ] && echo analysed >>/tmp/analyzer.ok
+	l=$(with $pid " --launcher ")
+	[ -n "$l" ] && echo "launcher $(status $l CapEff) $(status $l CapBnd)" >>/tmp/analyzer.ok
+	for w in $(with "$l" " --worker "); do
+		echo "worker $(status $w Uid | cut -f1) $(status $w CapEff) $(status $w CapBnd)" >>/tmp/analyzer.ok
+	done
+	stop
+
+	serve divert -c /tmp/divert.conf
+	nft list table inet mxbait 2>&1 | grep -q "redirect to" && echo ruleset >>/tmp/divert.ok
+	h=$(sed -n "s/.*nft helper started (pid \([0-9]*\)).*/\1/p" /tmp/divert.log | head -1)
+	for c in CapEff CapPrm CapInh CapAmb CapBnd; do
+		[ -n "$h" ] && echo "helper $c $(status $h $c)" >>/tmp/divert.ok
+	done
+	setpriv --reuid=mxbait --regid=mxbait --init-groups /usr/bin/mxbait decisions \
+		-d /var/lib/mxbait add 198.51.100.77 >/tmp/divert.cli 2>&1
+	n=0
+	until nft list set inet mxbait divert4 2>/dev/null | grep -q 198.51.100.77; do
+		n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1
+	done
+	[ $n -le 100 ] && echo decided >>/tmp/divert.ok
+	stop' check "$setcaps"
+zero=0000000000000000
+for run in serve analyzer divert; do
+	check grep -qx listening25 "$root/tmp/$run.ok"
+	for c in CapEff CapPrm CapInh CapAmb CapBnd; do
+		check grep -qx "serve $c $zero" "$root/tmp/$run.ok"
+	done
+	check grep -qx exit=0 "$root/tmp/$run.ok"
+done
 check grep -qx stats "$root/tmp/serve.ok"
-check grep -qx exit=0 "$root/tmp/serve.ok"
 check grep -q "running as\|ready: hostname=mail.example.com data_dir=/var/lib/mxbait" "$root/tmp/serve.log"
+check grep -qx analysed "$root/tmp/analyzer.ok"
+check grep -qx "launcher 00000000000001c0 00000000000001c0" "$root/tmp/analyzer.ok"
+check grep -qx "worker $(in_root id -u mxbait-analyzer) $zero $zero" "$root/tmp/analyzer.ok"
+check grep -qx ruleset "$root/tmp/divert.ok"
+for c in CapEff CapPrm CapInh CapAmb CapBnd; do
+	check grep -qx "helper $c 0000000000001000" "$root/tmp/divert.ok"
+done
+check grep -qx decided "$root/tmp/divert.ok"
 check test "$(in_root stat -c '%U %a' /var/lib/mxbait/mxbait.db)" = "mxbait 600"
 cp "$root/lib/systemd/system/mxbait.service" "$work/mxbait.service" # for step 5
 cp "$root/lib/systemd/system/mxbait-report.service" "$work/mxbait-report.service"

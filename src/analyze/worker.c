@@ -14,20 +14,6 @@
 #include "util/buf.h"
 #include "util/fdpass.h"
 
-static void put_len(unsigned char b[4], uint32_t v)
-{
-	b[0] = (unsigned char)v;
-	b[1] = (unsigned char)(v >> 8);
-	b[2] = (unsigned char)(v >> 16);
-	b[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t get_len(const unsigned char b[4])
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
-}
-
 /* ---- the worker ---- */
 
 #ifdef MXB_TEST_HOOKS
@@ -81,7 +67,7 @@ static int serve_one(int fd, int msg_fd, uint32_t len)
 	if (a && wire_encode_result(a, &out) != 0)
 		out.len = 4; /* too large to be decoded: answer "no result" */
 	analysis_free(&a);
-	put_len((unsigned char *)out.data, (uint32_t)(out.len - 4));
+	fdpass_put_le32((unsigned char *)out.data, (uint32_t)(out.len - 4));
 	rc = fdpass_write_all(fd, out.data, out.len);
 done:
 	if (msg_fd >= 0)
@@ -153,7 +139,7 @@ struct analysis *worker_analyze(int sock, int msg_fd, const struct an_envelope *
 		*err_r = r == 1 ? "worker died" : "worker timed out or failed";
 		return NULL;
 	}
-	uint32_t len = get_len(hdr);
+	uint32_t len = fdpass_get_le32(hdr);
 	if (len == 0) {
 		*err_r = "worker found no result (out of memory, or too large)";
 		return NULL;

@@ -455,9 +455,16 @@ int cmd_check(int argc, char **argv)
 		}
 	}
 	check_data_dir(&c);
-	char *anerr = anlaunch_check_user(cfg.analyzer_user, cfg.user);
+	/* the account serve runs as: user, else the one checking unless root */
+	char runs_as[64];
+	bool known = anlaunch_daemon_account(cfg.user, runs_as, sizeof(runs_as));
+	char *anerr = anlaunch_check_user(cfg.analyzer_user, known ? runs_as : NULL);
 	if (anerr)
 		say(&c, true, "analyzer_user", "%s", anerr);
+	else if (*cfg.analyzer_user && !known)
+		say(&c, false, "analyzer_user", "user is not set: serve must run as an account "
+		    "other than %s and root (the systemd unit runs it as mxbait; started as "
+		    "root, serve needs user set)", cfg.analyzer_user);
 	else if (*cfg.analyzer_user && !cfg.analyzer)
 		say(&c, false, "analyzer_user", "set, but analyzer = no: nothing runs as %s",
 		    cfg.analyzer_user);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <seccomp.h>
@@ -24,60 +25,63 @@
 #include "core/log.h"
 #include "core/privdrop.h"
 #include "core/sandbox.h"
+#include "core/startcaps.h"
 #include "util/buf.h"
 #include "util/fdpass.h"
 
 extern char **environ;
 
-#define KEEP_CAPS ((1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) | (1ULL << CAP_SETPCAP))
+#define KEEP_CAPS STARTCAPS_LAUNCHER /* the launcher's, in startcaps.h's table */
 #define LAUNCHER_CTL_FD 3 /* in the launcher, and the worker's socket in the worker */
 #define WORKER_EXE_FD 4
 #define MAX_WORKERS 64    /* alive at once (each request replaces a dead one) */
-
-static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *errf(const char *fmt, ...)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b, NULL);
-}
 
 char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user)
 {
 	if (!analyzer_user || !*analyzer_user)
 		return NULL;
-	if (!daemon_user || !*daemon_user)
-		return errf("analyzer_user = %s needs user set too (mxbait started as root "
-			    "drops to user; the analyzer's worker runs as analyzer_user)",
-			    analyzer_user);
 	struct privdrop_user a, d;
 	char *err = NULL;
 	if (privdrop_lookup(analyzer_user, &a, &err) != 0) {
-		char *e = errf("analyzer_user %s: %s", analyzer_user, err);
+		char *e = buf_strf("analyzer_user %s: %s", analyzer_user, err);
 		free(err);
 		return e;
 	}
 	if (a.uid == 0 || a.gid == 0)
-		return errf("analyzer_user %s is root (uid or gid 0): the worker must be an "
+		return buf_strf("analyzer_user %s is root (uid or gid 0): the worker must be an "
 			    "unprivileged account", analyzer_user);
+	if (!daemon_user || !*daemon_user)
+		return NULL; /* unknown here: the caller says so */
 	if (privdrop_lookup(daemon_user, &d, &err) != 0) {
-		char *e = errf("user %s: %s", daemon_user, err);
+		char *e = buf_strf("user %s: %s", daemon_user, err);
 		free(err);
 		return e;
 	}
 	if (a.uid == d.uid)
-		return errf("analyzer_user %s has the uid of user %s (%ld): the worker must "
-			    "not be able to read the spool", analyzer_user, daemon_user,
-			    (long)a.uid);
+		return buf_strf("analyzer_user %s has the uid of %s (%ld), the account mxbait runs "
+			    "as: the worker must not be able to read the spool", analyzer_user,
+			    daemon_user, (long)a.uid);
 	if (a.gid == d.gid)
-		return errf("analyzer_user %s shares its primary group with user %s (gid %ld): "
-			    "give it a group of its own", analyzer_user, daemon_user,
-			    (long)a.gid);
+		return buf_strf("analyzer_user %s shares its primary group with %s (gid %ld), the "
+			    "account mxbait runs as: give it a group of its own", analyzer_user,
+			    daemon_user, (long)a.gid);
 	return NULL;
+}
+
+bool anlaunch_daemon_account(const char *user, char *name, size_t size)
+{
+	if (user && *user) {
+		snprintf(name, size, "%s", user);
+		return true;
+	}
+	if (getuid() == 0)
+		return false; /* root without user: serve stays root */
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+	if (getpwuid_r(getuid(), &pw, tmp, sizeof(tmp), &res) != 0 || !res)
+		return false;
+	snprintf(name, size, "%s", res->pw_name);
+	return true;
 }
 
 /* ---- serve's half ---- */
@@ -92,13 +96,26 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	 * parse as user because the launcher (root-only to start) is missing */
 	if (!cfg->analyzer_user || !*cfg->analyzer_user)
 		return 0;
-	const char *daemon_user = cfg->user;
+	char daemon_user[64];
+	if (!anlaunch_daemon_account(cfg->user, daemon_user, sizeof(daemon_user))) {
+		*err_r = buf_strf("analyzer_user = %s needs user set too (mxbait started as root "
+			      "drops to user; the analyzer's worker runs as analyzer_user)",
+			      cfg->analyzer_user);
+		return -1;
+	}
 	if ((*err_r = anlaunch_check_user(cfg->analyzer_user, daemon_user)))
 		return -1;
-	if (!will_drop || getuid() != 0 || geteuid() != 0) {
-		*err_r = errf("analyzer_user = %s needs mxbait started as root (it starts the "
-			      "worker's launcher before dropping to %s)", cfg->analyzer_user,
-			      daemon_user);
+	/* Two starts: root about to drop to user (the launcher drops to it too), or the
+	 * account itself holding the three capabilities (systemd's User= with
+	 * AmbientCapabilities): they are handed to the launcher as ambient ones. */
+	bool as_root = getuid() == 0 && geteuid() == 0;
+	uint64_t eff = 0, prm = 0, inh = 0;
+	if (as_root ? !will_drop
+		    : startcaps_get(&eff, &prm, &inh) != 0 || (eff & KEEP_CAPS) != KEEP_CAPS) {
+		*err_r = buf_strf("analyzer_user = %s needs mxbait started as root (it starts the "
+			      "worker's launcher before dropping to %s), or as %s with "
+			      "CAP_SETUID, CAP_SETGID and CAP_SETPCAP", cfg->analyzer_user,
+			      daemon_user, daemon_user);
 		return -1;
 	}
 	/* everything the child needs, made before the fork */
@@ -110,7 +127,7 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	argv[n++] = (char *)"--worker-user";
 	argv[n++] = cfg->analyzer_user;
 	argv[n++] = (char *)"--run-as";
-	argv[n++] = (char *)daemon_user;
+	argv[n++] = daemon_user;
 	if (cfg->analyzer_psl_file && *cfg->analyzer_psl_file) {
 		argv[n++] = (char *)"--psl";
 		argv[n++] = cfg->analyzer_psl_file;
@@ -118,12 +135,12 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 	argv[n] = NULL;
 	int sp[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-		*err_r = errf("analyzer launcher: socketpair: %s", strerror(errno));
+		*err_r = buf_strf("analyzer launcher: socketpair: %s", strerror(errno));
 		return -1;
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		*err_r = errf("analyzer launcher: fork: %s", strerror(errno));
+		*err_r = buf_strf("analyzer launcher: fork: %s", strerror(errno));
 		close(sp[0]);
 		close(sp[1]);
 		return -1;
@@ -135,6 +152,14 @@ int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid
 		signal(SIGPIPE, SIG_DFL);
 		if (dup2(sp[1], LAUNCHER_CTL_FD) < 0)
 			_exit(127);
+		/* not root: exactly the three cross the exec, as ambient capabilities */
+		if (!as_root &&
+		    ((prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
+		      startcaps_put(KEEP_CAPS, KEEP_CAPS, KEEP_CAPS) != 0 ||
+		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETUID, 0, 0) != 0 ||
+		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETGID, 0, 0) != 0 ||
+		      prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETPCAP, 0, 0) != 0)))
+			_exit(126);
 		close_range(LAUNCHER_CTL_FD + 1, ~0U, 0);
 		execve("/proc/self/exe", argv, environ);
 		_exit(127);
@@ -184,7 +209,7 @@ static int identity_filter(uid_t wuid, gid_t wgid, char **err_r)
 {
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
 	if (!f) {
-		*err_r = errf("seccomp_init failed");
+		*err_r = buf_strf("seccomp_init failed");
 		return -1;
 	}
 	int rc = 0;
@@ -222,7 +247,7 @@ static int identity_filter(uid_t wuid, gid_t wgid, char **err_r)
 	if (rc == 0)
 		rc = seccomp_load(f);
 	if (rc != 0)
-		*err_r = errf("seccomp (launcher): %s", strerror(-rc));
+		*err_r = buf_strf("seccomp (launcher): %s", strerror(-rc));
 	seccomp_release(f);
 	return rc == 0 ? 0 : -1;
 }
@@ -281,13 +306,18 @@ int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const ch
 	if ((err = anlaunch_check_user(worker_user, run_as)) ||
 	    privdrop_lookup(worker_user, &w, &err) != 0 || privdrop_lookup(run_as, &d, &err) != 0)
 		goto fail;
-	if (getuid() != 0 || geteuid() != 0) {
-		err = errf("must start as root");
+	/* as root (it becomes run_as below), or as run_as holding the three */
+	uint64_t eff, prm, inh;
+	if (!(getuid() == 0 && geteuid() == 0) &&
+	    (getuid() != d.uid || geteuid() != d.uid || startcaps_get(&eff, &prm, &inh) != 0 ||
+	     (eff & KEEP_CAPS) != KEEP_CAPS)) {
+		err = buf_strf("must start as root, or as %s with CAP_SETUID, CAP_SETGID and "
+			   "CAP_SETPCAP", run_as);
 		goto fail;
 	}
 	int exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 	if (exe_fd < 0) {
-		err = errf("/proc/self/exe: %s", strerror(errno));
+		err = buf_strf("/proc/self/exe: %s", strerror(errno));
 		goto fail;
 	}
 	unsigned dropped = 0;
@@ -299,7 +329,7 @@ int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const ch
 	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
 	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
 	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		err = errf("becoming %s with CAP_SETUID and CAP_SETGID: %s", run_as,
+		err = buf_strf("becoming %s with CAP_SETUID and CAP_SETGID: %s", run_as,
 			   strerror(errno));
 		goto fail;
 	}

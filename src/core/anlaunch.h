@@ -23,6 +23,11 @@
  *   - reaps its workers and logs how each ended ("killed by its system-call filter"
  *     for SIGSYS); it ends when the control socket closes (serve and its analyzer
  *     child gone) or its parent dies.
+ * Started as its account rather than root (systemd's User= with CAP_SETUID, CAP_SETGID
+ * and CAP_SETPCAP granted by the unit), serve forks the launcher the same way, the three
+ * raised as ambient capabilities in the child so that they cross the exec, and then
+ * drops them from every set of its own (core/startcaps.h says which capability goes
+ * to which helper, and when serve gives each up).
  * The launcher cannot be restarted once serve has dropped root: if it dies, serve
  * logs it and analysis waits for a restart of the daemon.
  */
@@ -30,14 +35,15 @@
 #define MXB_CORE_ANLAUNCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct mxb_config;
 
-/* serve, as root, before dropping to cfg->user: start the launcher when
- * cfg->analyzer_user is set (analyzer on or off: a reload may turn it on).  will_drop: serve runs as root
- * and is about to become cfg->user (anything else is refused: the launcher needs a
- * start as root).  0 with *ctl_r (-1 when nothing was started) and *pid_r, or -1 with
+/* serve, as root before dropping to cfg->user, or as its account with the three
+ * capabilities: start the launcher when cfg->analyzer_user is set (analyzer on or
+ * off: a reload may turn it on).  will_drop: serve runs as root and is about to become
+ * cfg->user (root without it is refused).  0 with *ctl_r (-1 when nothing was started) and *pid_r, or -1 with
  * *err_r (malloc'd). */
 int anlaunch_start(const struct mxb_config *cfg, bool will_drop, int *ctl_r, pid_t *pid_r,
 		   char **err_r);
@@ -51,7 +57,12 @@ void anlaunch_stop(int *ctl, pid_t *pid);
 int anlaunch_main(int ctl, const char *worker_user, const char *run_as, const char *psl);
 
 /* What `mxbait check` and serve say about analyzer_user: NULL when it is usable
- * beside daemon_user (NULL or "": none), else why not (malloc'd). */
+ * beside daemon_user, the account mxbait runs as (NULL or "": not known, only the
+ * account itself is checked), else why not (malloc'd). */
 char *anlaunch_check_user(const char *analyzer_user, const char *daemon_user);
+
+/* The account serve runs as, into name: user when set, else the one it was started as
+ * unless that is root (false: serve stays root, no launcher). */
+bool anlaunch_daemon_account(const char *user, char *name, size_t size);
 
 #endif

@@ -27,31 +27,19 @@
 #include "core/log.h"
 #include "util/buf.h"
 
-static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *errf(const char *fmt, ...)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b, NULL);
-}
-
 int privdrop_lookup(const char *name, struct privdrop_user *u_r, char **err_r)
 {
 	*err_r = NULL;
 	memset(u_r, 0, sizeof(*u_r));
 	if (strlen(name) >= sizeof(u_r->name)) {
-		*err_r = errf("user name too long");
+		*err_r = buf_strf("user name too long");
 		return -1;
 	}
 	errno = 0;
 	struct passwd *pw = getpwnam(name);
 	if (!pw) {
-		*err_r = errno ? errf("cannot look up user %s: %s", name, strerror(errno))
-			       : errf("no such user: %s", name);
+		*err_r = errno ? buf_strf("cannot look up user %s: %s", name, strerror(errno))
+			       : buf_strf("no such user: %s", name);
 		return -1;
 	}
 	u_r->uid = pw->pw_uid;
@@ -110,7 +98,7 @@ static int chown_fd_if_needed(struct walk *w, int fd, const struct stat *st, con
 	if (!w->u || (st->st_uid == w->u->uid && st->st_gid == w->u->gid))
 		return 0;
 	if (fchown(fd, w->u->uid, w->u->gid) != 0) {
-		w->err = errf("cannot chown %s: %s", what, strerror(errno));
+		w->err = buf_strf("cannot chown %s: %s", what, strerror(errno));
 		return -1;
 	}
 	w->changed++;
@@ -122,7 +110,7 @@ static int walk_dir(struct walk *w, int dirfd, const char *path, unsigned depth)
 {
 	DIR *d = fdopendir(dirfd);
 	if (!d) {
-		w->err = errf("cannot read %s: %s", path, strerror(errno));
+		w->err = buf_strf("cannot read %s: %s", path, strerror(errno));
 		close(dirfd);
 		return -1;
 	}
@@ -140,7 +128,7 @@ static int walk_dir(struct walk *w, int dirfd, const char *path, unsigned depth)
 		if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			if (errno == ENOENT)
 				continue; /* gone meanwhile */
-			w->err = errf("cannot stat %s: %s", sub.data, strerror(errno));
+			w->err = buf_strf("cannot stat %s: %s", sub.data, strerror(errno));
 			rc = -1;
 			break;
 		}
@@ -155,7 +143,7 @@ static int walk_dir(struct walk *w, int dirfd, const char *path, unsigned depth)
 				continue;
 			if ((st.st_uid != w->u->uid || st.st_gid != w->u->gid) &&
 			    fchownat(dirfd, n, w->u->uid, w->u->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-				w->err = errf("cannot chown %s: %s", sub.data, strerror(errno));
+				w->err = buf_strf("cannot chown %s: %s", sub.data, strerror(errno));
 				rc = -1;
 			} else if (st.st_uid != w->u->uid || st.st_gid != w->u->gid) {
 				w->changed++;
@@ -171,7 +159,7 @@ static int walk_dir(struct walk *w, int dirfd, const char *path, unsigned depth)
 		if (fd < 0) {
 			if (errno == ENOENT)
 				continue;
-			w->err = errf("cannot open %s: %s", sub.data, strerror(errno));
+			w->err = buf_strf("cannot open %s: %s", sub.data, strerror(errno));
 			rc = -1;
 			break;
 		}
@@ -189,7 +177,7 @@ static int walk_dir(struct walk *w, int dirfd, const char *path, unsigned depth)
 		rc = walk_dir(w, fd, sub.data, depth + 1);
 	}
 	if (rc == 0 && errno != 0 && !de) {
-		w->err = errf("cannot read %s: %s", path, strerror(errno));
+		w->err = buf_strf("cannot read %s: %s", path, strerror(errno));
 		rc = -1;
 	}
 	buf_free(&sub);
@@ -204,13 +192,13 @@ int privdrop_chown_tree(const char *path, const struct privdrop_user *u, char **
 	 * nothing below it is followed. */
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
-		*err_r = errf("cannot open %s: %s", path, strerror(errno));
+		*err_r = buf_strf("cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
 	struct walk w = { .u = u };
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		*err_r = errf("cannot stat %s: %s", path, strerror(errno));
+		*err_r = buf_strf("cannot stat %s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -244,19 +232,19 @@ int privdrop_become(const struct privdrop_user *u, char **err_r)
 {
 	*err_r = NULL;
 	if (u->uid == 0) {
-		*err_r = errf("user %s has uid 0: not an unprivileged account", u->name);
+		*err_r = buf_strf("user %s has uid 0: not an unprivileged account", u->name);
 		return -1;
 	}
 	if (setgroups(0, NULL) != 0) {
-		*err_r = errf("setgroups: %s", strerror(errno));
+		*err_r = buf_strf("setgroups: %s", strerror(errno));
 		return -1;
 	}
 	if (setresgid(u->gid, u->gid, u->gid) != 0) {
-		*err_r = errf("setresgid(%ld): %s", (long)u->gid, strerror(errno));
+		*err_r = buf_strf("setresgid(%ld): %s", (long)u->gid, strerror(errno));
 		return -1;
 	}
 	if (setresuid(u->uid, u->uid, u->uid) != 0) {
-		*err_r = errf("setresuid(%ld): %s", (long)u->uid, strerror(errno));
+		*err_r = buf_strf("setresuid(%ld): %s", (long)u->uid, strerror(errno));
 		return -1;
 	}
 	/* Trust nothing: read every id back and make sure root cannot be regained. */
@@ -265,25 +253,25 @@ int privdrop_become(const struct privdrop_user *u, char **err_r)
 	if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0 ||
 	    ru != u->uid || eu != u->uid || su != u->uid || rg != u->gid || eg != u->gid ||
 	    sg != u->gid) {
-		*err_r = errf("the user and group ids did not change to %s", u->name);
+		*err_r = buf_strf("the user and group ids did not change to %s", u->name);
 		return -1;
 	}
 	if (getgroups(0, NULL) != 0) {
-		*err_r = errf("supplementary groups are still set");
+		*err_r = buf_strf("supplementary groups are still set");
 		return -1;
 	}
 	if (setuid(0) == 0 || seteuid(0) == 0) {
-		*err_r = errf("setuid(0) still succeeds after dropping to %s", u->name);
+		*err_r = buf_strf("setuid(0) still succeeds after dropping to %s", u->name);
 		return -1;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		*err_r = errf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		*err_r = buf_strf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return -1;
 	}
 	/* No core file of a process holding the secret and TLS key; also keeps other
 	 * processes of the same user (the analyzer child) from ptrace-ing this one. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		*err_r = errf("PR_SET_DUMPABLE: %s", strerror(errno));
+		*err_r = buf_strf("PR_SET_DUMPABLE: %s", strerror(errno));
 		return -1;
 	}
 	return 0;

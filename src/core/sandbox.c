@@ -69,18 +69,6 @@ struct ll_ruleset_attr {
 #endif
 #endif
 
-static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *errf(const char *fmt, ...)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b, NULL);
-}
-
 /* ---- capabilities ---- */
 
 static unsigned cap_last(void)
@@ -110,7 +98,7 @@ int sandbox_limit_bounding_set(uint64_t keep, unsigned *dropped_r, char **err_r)
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2];
 	if (syscall(SYS_capget, &hdr, data) != 0) {
-		*err_r = errf("capget: %s", strerror(errno));
+		*err_r = buf_strf("capget: %s", strerror(errno));
 		return -1;
 	}
 	if (!(data[0].effective & (1U << CAP_SETPCAP)))
@@ -121,7 +109,7 @@ int sandbox_limit_bounding_set(uint64_t keep, unsigned *dropped_r, char **err_r)
 		if (in != 1 || (keep & (1ULL << c)))
 			continue;
 		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) {
-			*err_r = errf("PR_CAPBSET_DROP(%u): %s", c, strerror(errno));
+			*err_r = buf_strf("PR_CAPBSET_DROP(%u): %s", c, strerror(errno));
 			return -1;
 		}
 		(*dropped_r)++;
@@ -134,14 +122,14 @@ int sandbox_clear_caps(char **err_r)
 	*err_r = NULL;
 	/* EINVAL: a kernel without ambient capabilities (< 4.3) has none to clear */
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
-		*err_r = errf("PR_CAP_AMBIENT_CLEAR_ALL: %s", strerror(errno));
+		*err_r = buf_strf("PR_CAP_AMBIENT_CLEAR_ALL: %s", strerror(errno));
 		return -1;
 	}
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2];
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capset, &hdr, data) != 0) {
-		*err_r = errf("capset: %s", strerror(errno));
+		*err_r = buf_strf("capset: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -182,12 +170,12 @@ static int ll_allow(int ruleset, const char *path, uint64_t access, uint64_t han
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
-		*err_r = errf("landlock: %s: %s", path, strerror(errno));
+		*err_r = buf_strf("landlock: %s: %s", path, strerror(errno));
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		*err_r = errf("landlock: %s: %s", path, strerror(errno));
+		*err_r = buf_strf("landlock: %s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -203,7 +191,7 @@ static int ll_allow(int ruleset, const char *path, uint64_t access, uint64_t han
 	int e = errno;
 	close(fd);
 	if (rc != 0) {
-		*err_r = errf("landlock: rule for %s: %s", path, strerror(e));
+		*err_r = buf_strf("landlock: rule for %s: %s", path, strerror(e));
 		return -1;
 	}
 	return 0;
@@ -224,7 +212,7 @@ static int landlock_analyzer(int abi, const char *data_dir, const char *psl_file
 	}
 	int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
 	if (rs < 0) {
-		*err_r = errf("landlock_create_ruleset: %s", strerror(errno));
+		*err_r = buf_strf("landlock_create_ruleset: %s", strerror(errno));
 		return -1;
 	}
 	uint64_t h = attr.handled_access_fs;
@@ -264,7 +252,7 @@ static int landlock_analyzer(int abi, const char *data_dir, const char *psl_file
 	}
 	buf_free(&p);
 	if (rc == 0 && syscall(SYS_landlock_restrict_self, rs, 0) != 0) {
-		*err_r = errf("landlock_restrict_self: %s", strerror(errno));
+		*err_r = buf_strf("landlock_restrict_self: %s", strerror(errno));
 		rc = -1;
 	}
 	close(rs);
@@ -312,7 +300,7 @@ static int seccomp_add(scmp_filter_ctx f, const char *name, unsigned *n, char **
 		return 0; /* not a system call on this architecture */
 	int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0);
 	if (rc < 0) {
-		*err_r = errf("seccomp: allow %s: %s", name, strerror(-rc));
+		*err_r = buf_strf("seccomp: allow %s: %s", name, strerror(-rc));
 		return -1;
 	}
 	(*n)++;
@@ -331,7 +319,7 @@ static int seccomp_analyzer(bool worker, unsigned *n_r, char **err_r)
 {
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);
 	if (!f) {
-		*err_r = errf("seccomp_init failed");
+		*err_r = buf_strf("seccomp_init failed");
 		return -1;
 	}
 	unsigned n = 0;
@@ -351,7 +339,7 @@ static int seccomp_analyzer(bool worker, unsigned *n_r, char **err_r)
 						  .datum_a = (scmp_datum_t)getpid(), .datum_b = 0 };
 		int r = seccomp_rule_add_array(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &own);
 		if (r < 0) {
-			*err_r = errf("seccomp: tgkill: %s", strerror(-r));
+			*err_r = buf_strf("seccomp: tgkill: %s", strerror(-r));
 			rc = -1;
 		} else {
 			n++;
@@ -364,7 +352,7 @@ static int seccomp_analyzer(bool worker, unsigned *n_r, char **err_r)
 						     .datum_a = (scmp_datum_t)TCGETS, .datum_b = 0 };
 		int r = seccomp_rule_add_array(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &tcgets);
 		if (r < 0) {
-			*err_r = errf("seccomp: ioctl: %s", strerror(-r));
+			*err_r = buf_strf("seccomp: ioctl: %s", strerror(-r));
 			rc = -1;
 		} else {
 			n++;
@@ -373,7 +361,7 @@ static int seccomp_analyzer(bool worker, unsigned *n_r, char **err_r)
 	if (rc == 0) {
 		int r = seccomp_load(f);
 		if (r < 0) {
-			*err_r = errf("seccomp_load: %s", strerror(-r));
+			*err_r = buf_strf("seccomp_load: %s", strerror(-r));
 			rc = -1;
 		}
 	}
@@ -394,14 +382,14 @@ static int prepare_analysis_db(const char *data_dir, char **err_r)
 	int rc = -1;
 	if (sqlite3_open_v2(p.data, &keep_open, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			    NULL) != SQLITE_OK) {
-		*err_r = errf("%s: %s", p.data, keep_open ? sqlite3_errmsg(keep_open) : "?");
+		*err_r = buf_strf("%s: %s", p.data, keep_open ? sqlite3_errmsg(keep_open) : "?");
 	} else {
 		sqlite3_busy_timeout(keep_open, 5000);
 		/* WAL first (persistent), then a read: -wal and -shm exist from now on */
 		if (sqlite3_exec(keep_open, "PRAGMA journal_mode=WAL; "
 					    "SELECT count(*) FROM sqlite_master",
 				 NULL, NULL, NULL) != SQLITE_OK)
-			*err_r = errf("%s: %s", p.data, sqlite3_errmsg(keep_open));
+			*err_r = buf_strf("%s: %s", p.data, sqlite3_errmsg(keep_open));
 		else
 			rc = 0;
 	}
@@ -426,11 +414,11 @@ int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with
 	bool violate = test_trigger();
 #endif
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		*err_r = errf("PR_SET_DUMPABLE: %s", strerror(errno));
+		*err_r = buf_strf("PR_SET_DUMPABLE: %s", strerror(errno));
 		return -1;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		*err_r = errf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		*err_r = buf_strf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return -1;
 	}
 	if (sandbox_drop_bounding_set(&r->bounding_dropped, err_r) != 0 ||
@@ -449,7 +437,7 @@ int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with
 		int s = socket(AF_INET, SOCK_STREAM, 0); /* not on the list: SIGSYS */
 		if (s >= 0)
 			close(s);
-		*err_r = errf("test hook: socket() was not stopped by the filter");
+		*err_r = buf_strf("test hook: socket() was not stopped by the filter");
 		return -1;
 	}
 #endif
@@ -461,11 +449,11 @@ int sandbox_enter_worker(const char *psl_file, struct sandbox_report *r, char **
 	*err_r = NULL;
 	memset(r, 0, sizeof(*r));
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		*err_r = errf("PR_SET_DUMPABLE: %s", strerror(errno));
+		*err_r = buf_strf("PR_SET_DUMPABLE: %s", strerror(errno));
 		return -1;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		*err_r = errf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		*err_r = buf_strf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return -1;
 	}
 	/* the launcher emptied the bounding set before it changed to this uid; this only

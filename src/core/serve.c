@@ -3,8 +3,10 @@
  *
  * Start-up order: data directory and its lock, listening sockets (the commonest
  * failure, before any state is touched), the per-installation secret, TLS (a key
- * readable only by root is read now), the analyzer_user launcher (anlaunch.h, forked
- * while root); then, with `user` set and started as root, the
+ * readable only by root is read now), the guard's nft helper (divert), the
+ * analyzer_user launcher (anlaunch.h), each forked while root, or with the capabilities
+ * the unit grants, which serve gives up once their helper is forked, or first thing
+ * when the setting is off (startcaps.h); then, with `user` set and started as root, the
  * data directory is handed to that user and the process becomes it (privdrop.h);
  * then spool, event store, the deception policy with its saved accounts, limits, the
  * analyzer child (which inherits the unprivileged uid); then the loop.  No thread
@@ -43,6 +45,7 @@
 #include "core/reload.h"
 #include "core/sandbox.h"
 #include "core/service.h"
+#include "core/startcaps.h"
 #include "core/tls.h"
 #include "deceive/auth_policy.h"
 #include "deceive/deception.h"
@@ -859,6 +862,10 @@ int serve_run(const struct mxb_config *cfg)
 	int must_drop = check_user(cfg, &user);
 	if (must_drop < 0)
 		goto out;
+	if (startcaps_at_start(cfg, &err) != 0) { /* non-root start: core/startcaps.h */
+		fprintf(stderr, "mxbait: %s\n", err);
+		goto out;
+	}
 	raise_fd_limit(cfg->max_connections);
 	if (evthread_use_pthreads() != 0) {
 		fprintf(stderr, "mxbait: libevent without thread support\n");
@@ -918,9 +925,14 @@ int serve_run(const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait: TLS: %s\n", err ? err : "cannot set up");
 		goto out;
 	}
-	/* The guard binds its policy sockets and forks its nft helper while root. */
+	/* The guard binds its policy sockets and forks its nft helper while root (or with
+	 * the CAP_NET_ADMIN the unit grants, which serve then gives up: startcaps.h). */
 	if (guard_configured(cfg) && !(sv.guard = guard_new(cfg, sv.base, &err))) {
 		fprintf(stderr, "mxbait: %s\n", err ? err : "cannot set up the guard");
+		goto out;
+	}
+	if (startcaps_handed(STARTCAPS_FOR_NFT_HELPER, &err) != 0) { /* CAP_NET_ADMIN's gone */
+		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}
 	web = web_open(sv.base, cfg, ssl_ctx, &err);
@@ -930,7 +942,8 @@ int serve_run(const struct mxb_config *cfg)
 	}
 	/* analyzer_user: the worker's launcher starts now, while root (anlaunch.h) */
 	if (anlaunch_start(cfg, must_drop == 1, &sv.an.launcher_fd,
-			   &sv.an.launcher_pid, &err) != 0) {
+			   &sv.an.launcher_pid, &err) != 0 ||
+	    startcaps_handed(STARTCAPS_FOR_LAUNCHER, &err) != 0) {
 		fprintf(stderr, "mxbait: %s\n", err);
 		goto out;
 	}

@@ -26,18 +26,6 @@
 
 #include "util/buf.h"
 
-static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *errf(const char *fmt, ...)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b, NULL);
-}
-
 const char *tls_last_error(unsigned long err)
 {
 	if (!err)
@@ -124,7 +112,7 @@ static int ensure_self_signed(const char *cert_path, const char *key_path,
 	EVP_PKEY *key = gen_key(type);
 	X509 *cert = X509_new();
 	if (!key || !cert) {
-		*err_r = errf("cannot generate a TLS key: %s", tls_last_error(0));
+		*err_r = buf_strf("cannot generate a TLS key: %s", tls_last_error(0));
 		goto out;
 	}
 	X509_set_version(cert, 2); /* X509v3 */
@@ -155,16 +143,16 @@ static int ensure_self_signed(const char *cert_path, const char *key_path,
 		     add_ext(cert, NID_subject_key_identifier, "hash") == 0;
 	buf_free(&san);
 	if (!ext_ok || !X509_sign(cert, key, EVP_sha256())) {
-		*err_r = errf("cannot make the self-signed certificate: %s", tls_last_error(0));
+		*err_r = buf_strf("cannot make the self-signed certificate: %s", tls_last_error(0));
 		goto out;
 	}
 	/* Key first: a certificate without its key would be taken as complete. */
 	if (write_pem(key_path, 0600, key, NULL) != 0) {
-		*err_r = errf("cannot write %s: %s", key_path, strerror(errno));
+		*err_r = buf_strf("cannot write %s: %s", key_path, strerror(errno));
 		goto out;
 	}
 	if (write_pem(cert_path, 0644, NULL, cert) != 0) {
-		*err_r = errf("cannot write %s: %s", cert_path, strerror(errno));
+		*err_r = buf_strf("cannot write %s: %s", cert_path, strerror(errno));
 		goto out;
 	}
 	rc = 0;
@@ -237,7 +225,7 @@ static int apply_profile(SSL_CTX *ctx, enum tls_profile profile, char **err_r)
 		    EVP_PKEY_paramgen(pc, &dh) <= 0 || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
 			EVP_PKEY_free(dh);
 			EVP_PKEY_CTX_free(pc);
-			*err_r = errf("cannot set the DH group: %s", tls_last_error(0));
+			*err_r = buf_strf("cannot set the DH group: %s", tls_last_error(0));
 			return -1;
 		}
 		EVP_PKEY_CTX_free(pc);
@@ -249,7 +237,7 @@ static int apply_profile(SSL_CTX *ctx, enum tls_profile profile, char **err_r)
 	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:"
 					   "TLS_CHACHA20_POLY1305_SHA256:"
 					   "TLS_AES_128_GCM_SHA256")) {
-		*err_r = errf("cannot set ciphers: %s", tls_last_error(0));
+		*err_r = buf_strf("cannot set ciphers: %s", tls_last_error(0));
 		return -1;
 	}
 	static const unsigned char sid_ctx[] = "mxbait";
@@ -263,7 +251,7 @@ SSL_CTX *tls_ctx_for_profile(SSL_CTX *base, enum tls_profile profile, char **err
 	*err_r = NULL;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
-		*err_r = errf("SSL_CTX_new: %s", tls_last_error(0));
+		*err_r = buf_strf("SSL_CTX_new: %s", tls_last_error(0));
 		return NULL;
 	}
 	if (apply_profile(ctx, profile, err_r) != 0)
@@ -282,14 +270,14 @@ SSL_CTX *tls_ctx_for_profile(SSL_CTX *base, enum tls_profile profile, char **err
 		if (SSL_CTX_use_certificate(ctx, cert) != 1 ||
 		    SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
 		    (chain && SSL_CTX_set1_chain(ctx, chain) != 1)) {
-			*err_r = errf("cannot use the certificate: %s", tls_last_error(0));
+			*err_r = buf_strf("cannot use the certificate: %s", tls_last_error(0));
 			goto fail;
 		}
 		n++;
 	}
 	ERR_clear_error();
 	if (!n) {
-		*err_r = errf("no certificate to use");
+		*err_r = buf_strf("no certificate to use");
 		goto fail;
 	}
 	return ctx;
@@ -312,7 +300,7 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 		buf_init(&dir, 0);
 		buf_printf(&dir, "%s/tls", data_dir);
 		if (mkdir(dir.data, 0700) != 0 && errno != EEXIST) {
-			*err_r = errf("cannot create %s: %s", dir.data, strerror(errno));
+			*err_r = buf_strf("cannot create %s: %s", dir.data, strerror(errno));
 			buf_free(&dir);
 			goto out;
 		}
@@ -327,21 +315,21 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
-		*err_r = errf("SSL_CTX_new: %s", tls_last_error(0));
+		*err_r = buf_strf("SSL_CTX_new: %s", tls_last_error(0));
 		goto out;
 	}
 	if (apply_profile(ctx, TLS_PROFILE_STRICT, err_r) != 0)
 		goto fail;
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		*err_r = errf("cannot load certificate %s: %s", cert_file, tls_last_error(0));
+		*err_r = buf_strf("cannot load certificate %s: %s", cert_file, tls_last_error(0));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		*err_r = errf("cannot load key %s: %s", key_file, tls_last_error(0));
+		*err_r = buf_strf("cannot load key %s: %s", key_file, tls_last_error(0));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*err_r = errf("key %s does not match certificate %s", key_file, cert_file);
+		*err_r = buf_strf("key %s does not match certificate %s", key_file, cert_file);
 		goto fail;
 	}
 	goto out;
@@ -365,7 +353,7 @@ int tls_add_ecdsa(SSL_CTX *ctx, const char *eccert_file, const char *eckey_file,
 	if (!eccert_file || !*eccert_file) {
 		buf_printf(&cp, "%s/tls", data_dir);
 		if (mkdir(cp.data, 0700) != 0 && errno != EEXIST) {
-			*err_r = errf("cannot create %s: %s", cp.data, strerror(errno));
+			*err_r = buf_strf("cannot create %s: %s", cp.data, strerror(errno));
 			goto out;
 		}
 		buf_reset(&cp);
@@ -387,20 +375,20 @@ int tls_add_ecdsa(SSL_CTX *ctx, const char *eccert_file, const char *eckey_file,
 	X509_free(cert);
 	ERR_clear_error();
 	if (type != EVP_PKEY_EC) {
-		*err_r = errf(type ? "%s is not an ECDSA certificate" :
+		*err_r = buf_strf(type ? "%s is not an ECDSA certificate" :
 				     "cannot load certificate %s", eccert_file);
 		goto out;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, eccert_file) != 1) {
-		*err_r = errf("cannot load certificate %s: %s", eccert_file, tls_last_error(0));
+		*err_r = buf_strf("cannot load certificate %s: %s", eccert_file, tls_last_error(0));
 		goto out;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, eckey_file, SSL_FILETYPE_PEM) != 1) {
-		*err_r = errf("cannot load key %s: %s", eckey_file, tls_last_error(0));
+		*err_r = buf_strf("cannot load key %s: %s", eckey_file, tls_last_error(0));
 		goto out;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*err_r = errf("key %s does not match certificate %s", eckey_file, eccert_file);
+		*err_r = buf_strf("key %s does not match certificate %s", eckey_file, eccert_file);
 		ERR_clear_error();
 		goto out;
 	}

@@ -433,13 +433,17 @@ static void send_elem(void *arg, const struct nft_elem *e)
 	reply(lc->fd, &m, 0);
 }
 
-/* Keep CAP_NET_ADMIN only, as the daemon's user when there is one. */
+/* Keep CAP_NET_ADMIN only (core/startcaps.h), as the daemon's user when there is
+ * one: forked by root, or by serve started as its account holding CAP_NET_ADMIN and
+ * CAP_SETPCAP (the systemd unit), with whatever else serve still held at the fork. */
 static int helper_privileges(const struct mxb_config *cfg)
 {
+	/* the bounding set first, while CAP_SETPCAP is here (without it: refused) */
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
 		if (c != CAP_NET_ADMIN && cap_drop_bound(c) != 0 && errno != EINVAL)
 			return -1;
-	if (cfg->user && *cfg->user) {
+	/* root becomes the daemon's user; a non-root start already is that account */
+	if (geteuid() == 0 && cfg->user && *cfg->user) {
 		struct privdrop_user u;
 		char *err = NULL;
 		if (privdrop_lookup(cfg->user, &u, &err) != 0) {
@@ -451,22 +455,33 @@ static int helper_privileges(const struct mxb_config *cfg)
 			return -1;
 	}
 	cap_t caps = cap_init();
-	cap_value_t keep[] = { CAP_NET_ADMIN };
-	if (!caps || cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET) ||
+	cap_value_t keep[] = { CAP_NET_ADMIN }; /* STARTCAPS_NFT_HELPER (core/startcaps.h) */
+	if (!caps || cap_reset_ambient() != 0 ||
+	    cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET) ||
 	    cap_set_flag(caps, CAP_EFFECTIVE, 1, keep, CAP_SET) ||
 	    cap_set_flag(caps, CAP_INHERITABLE, 1, keep, CAP_SET) || cap_set_proc(caps)) {
 		cap_free(caps);
 		return -1;
 	}
 	cap_free(caps);
-	/* nft, exec'd by a non-root user, inherits the capability through the ambient set */
-	if (cfg->user && *cfg->user && cap_set_ambient(CAP_NET_ADMIN, CAP_SET) != 0)
+	/* nft, exec'd by a non-root user, inherits the capability through the ambient set
+	 * (root's exec gets it from the bounding set) */
+	if (geteuid() != 0 && cap_set_ambient(CAP_NET_ADMIN, CAP_SET) != 0)
 		return -1;
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	return 0;
 }
 
+/* The helper's main; ruleset: the script made by nft_client_spawn before the fork. */
+static void helper_main(int fd, const struct mxb_config *cfg, const struct buf *ruleset)
+	__attribute__((noreturn));
+
 void nft_helper_main(int fd, const struct mxb_config *cfg)
+{
+	helper_main(fd, cfg, NULL);
+}
+
+static void helper_main(int fd, const struct mxb_config *cfg, const struct buf *ruleset)
 {
 	prctl(PR_SET_NAME, "mxbait-nft");
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -481,6 +496,24 @@ void nft_helper_main(int fd, const struct mxb_config *cfg)
 		fprintf(stderr, "mxbait-nft: cannot keep CAP_NET_ADMIN alone: %s\n", strerror(errno));
 		reply(fd, &m, EPERM);
 		_exit(1);
+	}
+	/* The ruleset, from here rather than from serve: whoever started serve, nft
+	 * runs with CAP_NET_ADMIN alone.  Refused: said on stderr (the operator's to see
+	 * at start-up) and in the setup reply. */
+	if (ruleset) {
+		int rc = apply_script(cfg, ruleset->data, ruleset->len, &err);
+		if (rc != 0) {
+			struct nft_msg m;
+			nft_msg_make(&m, NFT_OP_SETUP, NFT_SET_NONE, NULL, 0);
+			if (rc > 0)
+				fprintf(stderr, "mxbait-nft: nft refused the ruleset (exit %d): %.*s\n",
+					rc, (int)(err.len > 2000 ? 2000 : err.len),
+					err.data ? err.data : "");
+			else
+				fprintf(stderr, "mxbait-nft: cannot run %s\n", cfg->nft_path);
+			reply(fd, &m, EIO);
+			_exit(1);
+		}
 	}
 	for (;;) {
 		ssize_t n = recv(fd, &batch[0], sizeof(batch[0]), 0);
@@ -574,9 +607,8 @@ static int recv_timeout(int fd, struct nft_msg *m, int ms)
 struct nft_client *nft_client_spawn(const struct mxb_config *cfg, const struct netaddr *trusted,
 				    size_t n_trusted, char **err_r)
 {
-	struct buf script, out;
+	struct buf script;
 	buf_init(&script, 0);
-	buf_init(&out, 0);
 	if (nft_ruleset_script(cfg, trusted, n_trusted, &script) != 0) {
 		*err_r = strdup("no divert_ports to divert");
 		return NULL;
@@ -589,23 +621,10 @@ struct nft_client *nft_client_spawn(const struct mxb_config *cfg, const struct n
 		buf_free(&script);
 		return NULL;
 	}
-	/* the ruleset first, as root, before the helper exists: an error is the
-	 * operator's to see at start-up */
-	int rc = apply_script(cfg, script.data, script.len, &out);
-	if (rc != 0) {
-		char m[2300];
-		snprintf(m, sizeof(m), "nft refused the ruleset (exit %d): %.*s", rc,
-			 (int)(out.len > 2000 ? 2000 : out.len), out.data ? out.data : "");
-		*err_r = strdup(m);
-		buf_free(&script);
-		buf_free(&out);
-		return NULL;
-	}
-	buf_free(&script);
-	buf_free(&out);
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
 		*err_r = strdup("socketpair failed");
+		buf_free(&script);
 		return NULL;
 	}
 	pid_t pid = fork();
@@ -613,6 +632,7 @@ struct nft_client *nft_client_spawn(const struct mxb_config *cfg, const struct n
 		close(sv[0]);
 		close(sv[1]);
 		*err_r = strdup("fork failed");
+		buf_free(&script);
 		return NULL;
 	}
 	if (pid == 0) {
@@ -621,9 +641,10 @@ struct nft_client *nft_client_spawn(const struct mxb_config *cfg, const struct n
 		for (int fd = 3; fd < 65536; fd++)
 			if (fd != keep)
 				close(fd);
-		nft_helper_main(keep, cfg);
+		helper_main(keep, cfg, &script);
 	}
 	close(sv[1]);
+	buf_free(&script);
 	struct nft_client *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(sv[0]);
@@ -634,13 +655,17 @@ struct nft_client *nft_client_spawn(const struct mxb_config *cfg, const struct n
 	}
 	c->fd = sv[0];
 	c->pid = pid;
-	/* the helper says it is ready (or that it could not keep its capability) */
-	struct nft_msg m, r;
+	/* the helper says it is ready (or that it could not keep its capability, or that
+	 * nft refused the ruleset) */
+	struct nft_msg m, r = { 0 };
 	nft_msg_make(&m, NFT_OP_SETUP, NFT_SET_NONE, NULL, 0);
 	m.seq = ++c->seq;
+	/* (the ruleset's nft may take up to NFT_TIMEOUT_MS before the reply) */
 	if (send(c->fd, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m) ||
-	    recv_timeout(c->fd, &r, NFT_TIMEOUT_MS) != 0 || r.status != 0) {
-		*err_r = strdup("the nft helper did not start (see its message above)");
+	    recv_timeout(c->fd, &r, 2 * NFT_TIMEOUT_MS) != 0 || r.status != 0) {
+		*err_r = strdup(r.status == EIO ? "nft refused the ruleset (see mxbait-nft's "
+						  "message above)"
+						: "the nft helper did not start (see its message above)");
 		nft_client_free(&c);
 		return NULL;
 	}

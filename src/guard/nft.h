@@ -2,10 +2,13 @@
  * nft: enforcement of the guard's decisions by the kernel (nftables), from a small
  * privileged helper process (issue 9 item 6).
  *
- * `mxbait serve` forks the helper as root before it drops privileges.  The helper
- * keeps only CAP_NET_ADMIN (bounding set, permitted, effective, inheritable and
- * ambient: the `nft` it runs gets exactly that), becomes the unprivileged user when
- * one is configured, and then accepts only fixed-size binary messages over a
+ * `mxbait serve` forks the helper as root before it drops privileges, or, started as
+ * its account (the systemd unit), holding CAP_NET_ADMIN and CAP_SETPCAP, which it then
+ * gives up (core/startcaps.h).  The helper keeps only CAP_NET_ADMIN (bounding set,
+ * permitted, effective, inheritable and ambient: the `nft` it runs gets exactly that),
+ * becomes the unprivileged user when one is configured and it was root, installs the
+ * ruleset (`nft -f -` of the script made before the fork: an error fails serve's
+ * start), and then accepts only fixed-size binary messages over a
  * socketpair: a validated operation, set, address/prefix and timeout.  For a batch of
  * them it writes an nftables script to the stdin of `nft -f -` (never a command line,
  * never attacker text: only addresses it formatted itself).  A malformed message is a
@@ -85,9 +88,10 @@ int nft_parse_listing(const char *json, size_t len,
 struct nft_client;
 struct event_base;
 
-/* Fork the helper (as root, before the privilege drop; user: the account it becomes,
- * NULL to stay root with only CAP_NET_ADMIN).  It installs the ruleset at once; an
- * error there is returned here. */
+/* Fork the helper (as root before the privilege drop, or as the account holding
+ * CAP_NET_ADMIN and CAP_SETPCAP; cfg->user: the account root's helper becomes, unset to
+ * stay root with only CAP_NET_ADMIN).  It installs the ruleset at once; an error there
+ * is returned here. */
 struct nft_client *nft_client_spawn(const struct mxb_config *cfg, const struct netaddr *trusted,
 				    size_t n_trusted, char **err_r);
 /* Read the current elements (blocking; start-up reconciliation). */

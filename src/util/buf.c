@@ -129,3 +129,18 @@ char *buf_steal(struct buf *b, size_t *len_r)
 	b->len = b->alloc = 0;
 	return p;
 }
+
+char *buf_strf(const char *fmt, ...)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	va_list ap;
+	va_start(ap, fmt);
+	int r = buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	if (r != 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_steal(&b, NULL);
+}

@@ -36,5 +36,8 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((forma
 void buf_consume(struct buf *b, size_t n);
 /* Hand the data to the caller (who frees it) and reset the buffer. */
 char *buf_steal(struct buf *b, size_t *len_r);
+/* A new string formatted as printf(3) does, for the caller to free (error messages
+ * handed back through char **err_r); NULL only when memory runs out. */
+char *buf_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -60,24 +60,10 @@ int fdpass_read_all(int fd, void *p, size_t n, int64_t deadline_ms)
 	return 0;
 }
 
-static void put_len(unsigned char b[4], uint32_t v)
-{
-	b[0] = (unsigned char)v;
-	b[1] = (unsigned char)(v >> 8);
-	b[2] = (unsigned char)(v >> 16);
-	b[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t get_len(const unsigned char b[4])
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
-}
-
 int fdpass_send(int sock, uint32_t v, int fd)
 {
 	unsigned char hdr[4];
-	put_len(hdr, v);
+	fdpass_put_le32(hdr, v);
 	struct iovec iov = { hdr, sizeof(hdr) };
 	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cb;
 	memset(&cb, 0, sizeof(cb));
@@ -143,7 +129,7 @@ int fdpass_recv(int sock, uint32_t *v_r, int *fd_r, int64_t deadline_ms)
 		goto bad;
 	if (r < 4 && fdpass_read_all(sock, hdr + r, 4 - (size_t)r, deadline_ms) != 0)
 		goto bad;
-	*v_r = get_len(hdr);
+	*v_r = fdpass_get_le32(hdr);
 	return 0;
 bad:
 	if (*fd_r >= 0)

@@ -15,6 +15,22 @@
 
 int64_t fdpass_now_ms(void); /* CLOCK_MONOTONIC */
 
+/* The header's byte order (little-endian u32), also for length prefixes of the data
+ * that follows one. */
+static inline void fdpass_put_le32(unsigned char b[4], uint32_t v)
+{
+	b[0] = (unsigned char)v;
+	b[1] = (unsigned char)(v >> 8);
+	b[2] = (unsigned char)(v >> 16);
+	b[3] = (unsigned char)(v >> 24);
+}
+
+static inline uint32_t fdpass_get_le32(const unsigned char b[4])
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+	       (uint32_t)b[3] << 24;
+}
+
 /* Send header v with descriptor fd (-1: none).  0, or -1. */
 int fdpass_send(int sock, uint32_t v, int fd);
 /* Receive a header into *v_r and at most one descriptor into *fd_r (-1: none).

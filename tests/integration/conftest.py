@@ -144,6 +144,7 @@ class Daemon:
         self.pid = None
         self.stopped = False
         self.extra_env = {}  # test hooks (MXBAIT_TEST_*) for this daemon
+        self.wrap = []  # a command serve runs under (e.g. setpriv, as the unit starts it)
         cfg = {
             "hostname": HOSTNAME,
             "local_domains": DOMAIN,
@@ -179,7 +180,7 @@ class Daemon:
     def start(self, timeout=20):
         if not os.access(MXBAIT_BIN, os.X_OK):
             pytest.fail(f"MXBAIT_BIN {MXBAIT_BIN} is not an executable: build it first")
-        cmd = [MXBAIT_BIN, "serve", "-c", self.conf_path]
+        cmd = self.wrap + [MXBAIT_BIN, "serve", "-c", self.conf_path]
         env = sanitizer_env(self.asan)
         if self.strace:
             # LeakSanitizer cannot run under ptrace: leaks are checked by every other

@@ -14,7 +14,12 @@ a daemon started as root parses captured mail in a worker running as that accoun
 - a message that crashes the worker (test hook MXBAIT_TEST_WORKER_CRASH: the worker
   makes a forbidden system call when it sees the mark) kills two workers, is skipped,
   and the next message is analysed by a new worker, the daemon side never restarted;
-- `mxbait check` refuses analyzer_user = root, = user, and without user.
+- started the way the systemd unit starts it (as the account, no `user`, with
+  CAP_NET_BIND_SERVICE, CAP_SETUID, CAP_SETGID and CAP_SETPCAP ambient): the same,
+  and serve holds no capability in any set once listening; without analyzer_user the
+  three are dropped at once; with it but without the three, serve refuses to start;
+- `mxbait check` refuses analyzer_user = root, = the account serve runs as (user, or
+  the one checking), and warns when that account is unknown (root, no user).
 Needs root (CI runs as root)."""
 
 import os
@@ -193,6 +198,102 @@ def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
                 b"--launcher" in _argv(p) and analyzer_account.encode() in _argv(p)]
 
 
+UNIT_CAPS = "+net_bind_service,+setuid,+setgid,+setpcap,+net_admin"  # etc/mxbait.service.in
+
+
+def _unit_style(d, account):
+    """Start d's serve the way etc/mxbait.service.in does: as account (User=, Group=),
+    no supplementary groups, CAP_NET_BIND_SERVICE, CAP_SETUID, CAP_SETGID, CAP_SETPCAP
+    and CAP_NET_ADMIN ambient (AmbientCapabilities=) and bounding
+    (CapabilityBoundingSet=), no new privileges.  (divert is off here: CAP_NET_ADMIN
+    must go at start, and never reach the launcher.)"""
+    import pwd
+    pw = pwd.getpwnam(account)
+    os.makedirs(d.data_dir, mode=0o700)
+    os.chown(d.data_dir, pw.pw_uid, pw.pw_gid)
+    d.wrap = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+              f"--inh-caps={UNIT_CAPS}", f"--ambient-caps={UNIT_CAPS}",
+              f"--bounding-set=-all,{UNIT_CAPS}", "--no-new-privs"]
+    return pw
+
+
+@root_only
+def test_unit_style_start_with_analyzer_user(analyzer_account, request):
+    """No `user`, no root: the unit's start.  The worker runs as analyzer_user, the
+    launcher keeps the three capabilities, the network process none in any set."""
+    import pwd
+    tmp = tempfile.mkdtemp(prefix="mxbait-anunit-")
+    os.chmod(tmp, 0o755)
+    d = Daemon(tmp, request.node.name, analyzer_user=analyzer_account)
+    nobody = _unit_style(d, "nobody")
+    d.start()
+    try:
+        au = pwd.getpwnam(analyzer_account)
+        db = os.path.join(d.data_dir, "analysis.db")
+        m1 = marker()
+        swaks(d, "--from", "s@bad.example", "--to", f"v@{DOMAIN}", "--body",
+              f"{m1} http://{m1}.example.com/x", check=0)
+        _wait(lambda: _analysed(db, m1), "the swaks message was not analysed", d)
+        daemon_side = _child_with(d.pid, b"--daemon")
+        launcher = _child_with(d.pid, b"--launcher")
+        assert len(daemon_side) == 1 and len(launcher) == 1, d.stderr_text()[-3000:]
+        workers = _child_with(launcher[0], b"--worker")
+        assert len(workers) == 1, workers
+        w = _status(workers[0])
+        assert w["Uid"].split() == [str(au.pw_uid)] * 4, w["Uid"]
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(w[cap], 16) == 0, f"worker {cap} {w[cap]}"
+        lst = _status(launcher[0])
+        assert lst["Uid"].split() == [str(nobody.pw_uid)] * 4, lst["Uid"]
+        for cap in ("CapEff", "CapPrm", "CapBnd"):
+            assert int(lst[cap], 16) == KEEP_CAPS, f"launcher {cap} {lst[cap]}"
+        assert int(lst["CapInh"], 16) == 0 and int(lst["CapAmb"], 16) == 0, lst
+        assert lst["Seccomp"] == "2" and lst["NoNewPrivs"] == "1", lst
+        for pid in (d.pid, daemon_side[0]):
+            st = _status(pid)
+            assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                assert int(st[cap], 16) == 0, f"pid {pid} {cap} {st[cap]}"
+    finally:
+        problems = d.stop()
+        ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not problems, "; ".join(problems) + "\n" + d.stderr_text()[-3000:]
+
+
+@root_only
+def test_unit_style_start_without_analyzer_user(request):
+    """The same start without analyzer_user: the three capabilities go at once, and
+    nothing is left in any set once the ports are bound."""
+    tmp = tempfile.mkdtemp(prefix="mxbait-anunit-")
+    os.chmod(tmp, 0o755)
+    d = Daemon(tmp, request.node.name)
+    _unit_style(d, "nobody")
+    d.start()
+    try:
+        st = _status(d.pid)
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(st[cap], 16) == 0, f"serve {cap} {st[cap]}"
+        assert not _child_with(d.pid, b"--launcher")
+    finally:
+        problems = d.stop()
+        ALL_EVENT_LINES.extend((d.label, l) for l in d.event_lines())
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not problems, "; ".join(problems) + "\n" + d.stderr_text()[-3000:]
+    # and with analyzer_user set, a start as the account without the three fails
+    tmp = tempfile.mkdtemp(prefix="mxbait-anunit-")
+    os.chmod(tmp, 0o755)
+    try:
+        d = Daemon(tmp, request.node.name + "-nocaps", analyzer_user="root")
+        _unit_style(d, "nobody")
+        r = subprocess.run([a.replace(UNIT_CAPS, "+net_bind_service") for a in d.wrap] +
+                           [MXBAIT_BIN, "serve", "-c", d.conf_path], capture_output=True,
+                           text=True, env=sanitizer_env(), timeout=60)
+        assert r.returncode != 0 and "analyzer_user" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @root_only
 def test_check_refuses_bad_analyzer_user(analyzer_account, tmp_path):
     def check(**keys):
@@ -205,8 +306,24 @@ def test_check_refuses_bad_analyzer_user(analyzer_account, tmp_path):
     rc, out = check(user="nobody", analyzer_user="root")
     assert rc == 1 and "analyzer_user: analyzer_user root is root" in out, out
     rc, out = check(user="nobody", analyzer_user="nobody")
-    assert rc == 1 and "has the uid of user nobody" in out, out
+    assert rc == 1 and "has the uid of nobody" in out, out
+    # user unset, checked as root: the account serve runs as is not known here
     rc, out = check(analyzer_user=analyzer_account)
-    assert rc == 1 and "needs user set too" in out, out
+    assert "analyzer_user: warning: user is not set" in out, out
+    # ... checked as that account (as the unit runs serve): the rule applies to it
+    pub = tempfile.mkdtemp(prefix="mxbait-ancheck-")  # pytest's tmp is root's only
+    try:
+        os.chmod(pub, 0o755)
+        conf = os.path.join(pub, "c.conf")
+        with open(conf, "w") as f:
+            f.write(f"data_dir = {pub}/data\nanalyzer_user = nobody\n")
+        os.chmod(conf, 0o644)
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            MXBAIT_BIN, "check", "-c", conf, "--no-ports"],
+                           capture_output=True, text=True, env=sanitizer_env())
+    finally:
+        shutil.rmtree(pub, ignore_errors=True)
+    assert r.returncode == 1 and "has the uid of nobody" in r.stdout + r.stderr, \
+        r.stdout + r.stderr
     rc, out = check(user="nobody", analyzer_user=analyzer_account)
     assert "analyzer_user" not in out, out

@@ -483,3 +483,104 @@ def test_end_to_end(env):
     assert "refused" not in e.mxlog().split("reconciled")[-1], e.mxlog()[-2000:]
     hp = e.smtp("attacker", "198.51.100.1", 587, "198.51.100.11")  # inside the /24
     assert e.wait("connect", src_ip="198.51.100.11", orig_dst_port=587)
+
+
+# etc/mxbait.service.in's AmbientCapabilities= and CapabilityBoundingSet=
+UNIT_CAPS = "+net_bind_service,+setuid,+setgid,+setpcap,+net_admin"
+CAP_NET_ADMIN = 1 << 12
+LAUNCHER_CAPS = (1 << 6) | (1 << 7) | (1 << 8)  # CAP_SETGID, CAP_SETUID, CAP_SETPCAP
+
+
+def _caps(pid):
+    with open(f"/proc/{pid}/status") as f:
+        st = dict(l.split(":", 1) for l in f if ":" in l)
+    return {k: int(st[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}, st
+
+
+def test_unit_style_divert():
+    """divert = yes under the packaged service's start: serve started as nobody (no
+    `user`) with the unit's capabilities ambient and bounding, the way systemd's User=
+    and AmbientCapabilities= start it, in a namespace of its own, with analyzer_user
+    set too (its launcher starts after the nft helper).  The nft helper runs with
+    CAP_NET_ADMIN alone in every set, the launcher with its three and never
+    CAP_NET_ADMIN, serve with nothing in any set once listening; the ruleset is in place
+    and a decision lands in the namespace's divert set."""
+    import pwd
+    ns = f"mxbg{PID}u"
+    tmp = tempfile.mkdtemp(prefix="mxbait-unitdiv-")
+    os.chmod(tmp, 0o755)
+    nobody = pwd.getpwnam("nobody")
+    account = "mxbd" + os.urandom(3).hex()
+    r = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", account], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    sh("ip", "netns", "add", ns)
+    proc = None
+    logp = os.path.join(tmp, "log")
+    try:
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+        data = os.path.join(tmp, "data")
+        os.makedirs(data, mode=0o700)
+        os.chown(data, nobody.pw_uid, nobody.pw_gid)
+        conf = os.path.join(tmp, "mxbait.conf")
+        with open(conf, "w") as f:
+            f.write(f"smtp_listen = 127.0.0.1:25\nsubmission_listen =\nsmtps_listen =\n"
+                    f"imap_listen =\nimaps_listen =\npop3_listen =\npop3s_listen =\n"
+                    f"data_dir = {data}\nanalyzer = no\nanalyzer_user = {account}\n"
+                    f"divert = yes\ndivert_ports = 587:25\n")
+        os.chmod(conf, 0o644)
+        log = open(logp, "wb")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "setpriv", f"--reuid={nobody.pw_uid}",
+             f"--regid={nobody.pw_gid}", "--clear-groups", f"--inh-caps={UNIT_CAPS}",
+             f"--ambient-caps={UNIT_CAPS}", f"--bounding-set=-all,{UNIT_CAPS}",
+             "--no-new-privs", MXBAIT_BIN, "serve", "-c", conf],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=sanitizer_env())
+        deadline = time.monotonic() + 60
+        while b" ready: " not in open(logp, "rb").read():
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                open(logp, errors="replace").read()[-3000:]
+            time.sleep(0.1)
+        text = open(logp, errors="replace").read()
+        # ip netns exec and setpriv exec: the Popen pid is serve's
+        assert b"serve" in open(f"/proc/{proc.pid}/cmdline", "rb").read()
+        caps, st = _caps(proc.pid)
+        assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+        assert all(v == 0 for v in caps.values()), f"serve {caps}"
+        helper = re.search(r"nft helper started \(pid (\d+)\)", text)
+        assert helper, text[-3000:]
+        caps, st = _caps(helper.group(1))
+        assert all(v == CAP_NET_ADMIN for v in caps.values()), f"nft helper {caps}"
+        assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+        assert st["NoNewPrivs"].strip() == "1", st["NoNewPrivs"]
+        kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        launcher = [k for k in kids if b"--launcher" in open(f"/proc/{k}/cmdline", "rb").read()]
+        assert len(launcher) == 1, kids
+        caps, _ = _caps(launcher[0])
+        assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == LAUNCHER_CAPS, \
+            f"launcher {caps}"
+        assert caps["CapInh"] == 0 and caps["CapAmb"] == 0, f"launcher {caps}"
+        # the ruleset is the helper's work, and a decision reaches the kernel through it
+        ruleset = sh("nft", "list", "table", "inet", "mxbait", ns=ns).stdout.decode()
+        assert "redirect to" in ruleset, ruleset
+        sh(MXBAIT_BIN, "decisions", "-d", data, "add", "198.51.100.77", ns=ns)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ruleset = sh("nft", "list", "table", "inet", "mxbait", ns=ns).stdout.decode()
+            if "198.51.100.77" in ruleset:
+                break
+            time.sleep(0.2)
+        assert "198.51.100.77" in ruleset, ruleset
+        assert "refused" not in open(logp, errors="replace").read()
+        proc.terminate()
+        assert proc.wait(20) == 0, open(logp, errors="replace").read()[-3000:]
+        log.close()
+        assert not SANITIZER_RE.search(open(logp, errors="replace").read())
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["userdel", account], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)

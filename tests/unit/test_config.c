@@ -512,11 +512,18 @@ static void test_analyzer_user(void **state)
 		     "t.conf:1: analyzer_user: no such user (mxb-no-such-user-7)");
 	assert_null(anlaunch_check_user("", "nobody"));
 	assert_null(anlaunch_check_user(NULL, NULL));
+	/* the account serve runs as unknown (root, no user): only the account checked */
+	assert_null(anlaunch_check_user("daemon", ""));
+	assert_null(anlaunch_check_user("daemon", NULL));
+	/* ... which is user when set, else the one running unless root */
+	char acct[64];
+	assert_true(anlaunch_daemon_account("nobody", acct, sizeof(acct)));
+	assert_string_equal(acct, "nobody");
+	assert_true(anlaunch_daemon_account("", acct, sizeof(acct)) == (getuid() != 0));
 	const struct { const char *an, *user, *says; } bad[] = {
 		{ "root", "nobody", "is root" },
-		{ "nobody", "nobody", "has the uid of user nobody" },
-		{ "daemon", "", "needs user set too" },
-		{ "daemon", NULL, "needs user set too" },
+		{ "nobody", "nobody", "has the uid of nobody" },
+		{ "root", NULL, "is root" }, /* the account serve runs as unknown */
 		{ "mxb-no-such-user-7", "nobody", "analyzer_user mxb-no-such-user-7:" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
