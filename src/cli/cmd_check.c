@@ -299,8 +299,8 @@ static void check_files(struct chk *c)
 		say(c, false, "password_list", "%s: %s (the built-in 20 passwords are used; "
 			"install nmap-common)", cfg->password_list, strerror(errno));
 	if (cfg->username_list && *cfg->username_list && access(cfg->username_list, R_OK) != 0)
-		say(c, false, "username_list", "%s: %s (the built-in short list of role "
-			"mailboxes is used)", cfg->username_list, strerror(errno));
+		say(c, false, "username_list", "%s: %s (the copy of the shipped list "
+			"built into mxbait is used)", cfg->username_list, strerror(errno));
 	if (cfg->log && cfg->log[0] == '/')
 		check_parent_writable(c, "log", cfg->log, true);
 	struct stat st;

@@ -271,8 +271,8 @@ static struct auth_policy *make_policy(const struct mxb_config *cfg, struct serv
 		dc.usernames = (const char *const *)users;
 		dc.n_usernames = (size_t)nu;
 	} else {
-		log_msg(LOG_WARNING, NULL, "username list %s %s: using the built-in %zu role "
-			"mailboxes (set username_list)", cfg->username_list,
+		log_msg(LOG_WARNING, NULL, "username list %s %s: using the built-in copy of "
+			"the shipped list, %zu names (set username_list)", cfg->username_list,
 			nu == 0 ? "is empty" : "cannot be read", deception_n_builtin_usernames);
 		dc.usernames = deception_builtin_usernames;
 		dc.n_usernames = deception_n_builtin_usernames;

@@ -881,14 +881,6 @@ const struct deception_account *deception_lookup(const struct auth_policy *p,
 	return a ? &a->pub : NULL;
 }
 
-const char *const deception_builtin_usernames[] = {
-	"postmaster", "hostmaster", "webmaster", "abuse", "noc", "security", "info",
-	"marketing", "sales", "support", "admin", "administrator", "root", "test", "user",
-	"guest", "office", "contact", "mail", "help", "billing", "accounts", "hr", "jobs",
-};
-const size_t deception_n_builtin_usernames =
-	sizeof(deception_builtin_usernames) / sizeof(deception_builtin_usernames[0]);
-
 long deception_list_load(const char *path, size_t max, char ***list_r)
 {
 	FILE *f = fopen(path, "r");

@@ -150,8 +150,9 @@ long deception_list_load(const char *path, size_t max, char ***list_r);
 
 /* At most this many plausible usernames are read from username_list. */
 #define DECEPTION_MAX_USERNAMES 100000
-/* The short list used when username_list cannot be read: the role mailboxes of
- * RFC 2142 and the administrator names every guessing tool tries first. */
+/* The list used when username_list cannot be read: data/usernames.txt itself, built
+ * into the binary (src/deceive/embed_list.py), so that a build that is not installed
+ * (`make run`) knows the same plausible names as the package. */
 extern const char *const deception_builtin_usernames[];
 extern const size_t deception_n_builtin_usernames;
 void deception_list_free(char ***list);

@@ -316,3 +316,21 @@ def test_name_from_three_networks_cracks(d):
     # cracked: from anywhere, on every protocol
     assert pop3_guess(d, name, [pw]) == pw
     assert smtp_guess(d, name, [pw]) == pw
+
+
+def test_unreadable_list_falls_back_to_the_shipped_names(make_daemon):
+    """username_list unreadable (an uninstalled build: `make run` looks under a prefix
+    where nothing was installed): the daemon warns and uses data/usernames.txt as built
+    into the binary, so a given name of the list ("bob", the README tour's) cracks and a
+    random name still does not."""
+    if not os.path.isfile(PASSWORD_LIST):
+        pytest.skip("nmap-common's passwords.lst is missing")
+    cfg = dict(CONFIG)
+    cfg["username_list"] = "/nonexistent/usernames.txt"
+    dm = make_daemon(**cfg)
+    words = UNCOMMON + top_list()
+    assert "bob" in listed_names()
+    assert imap_guess(dm, "bob", words) is not None, "bob did not crack with the built-in list"
+    canary = random_name(random.Random())
+    assert imap_guess(dm, canary, words) is None, f"canary {canary} logged in"
+    assert "using the built-in copy of the shipped list" in dm.stderr_text()
