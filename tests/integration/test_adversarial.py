@@ -170,6 +170,9 @@ def test_starttls_injection(daemon):
     c.close()
     ev = daemon.wait_events("offence", kind="starttls_injection")
     assert ev and "RSET" in ev[0]["detail"], ev
+    time.sleep(0.3)  # a second record of the same injection would be in by now
+    ev = daemon.events("offence", kind="starttls_injection")
+    assert len(ev) == 1, f"one injection recorded {len(ev)} times: {ev}"
 
 
 def test_disconnect_mid_data(daemon):
