@@ -405,14 +405,10 @@ static bool test_trigger(void)
 }
 #endif
 
-int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with_worker,
-			   struct sandbox_report *r, char **err_r)
+/* What both analyzer processes do first: not dumpable (no core, no ptrace by the same
+ * uid), no new privileges by exec, an empty bounding set, no capabilities. */
+static int lock_process(struct sandbox_report *r, char **err_r)
 {
-	*err_r = NULL;
-	memset(r, 0, sizeof(*r));
-#ifdef MXB_TEST_HOOKS
-	bool violate = test_trigger();
-#endif
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
 		*err_r = buf_strf("PR_SET_DUMPABLE: %s", strerror(errno));
 		return -1;
@@ -423,6 +419,19 @@ int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with
 	}
 	if (sandbox_drop_bounding_set(&r->bounding_dropped, err_r) != 0 ||
 	    sandbox_clear_caps(err_r) != 0)
+		return -1;
+	return 0;
+}
+
+int sandbox_enter_analyzer(const char *data_dir, const char *psl_file, bool with_worker,
+			   struct sandbox_report *r, char **err_r)
+{
+	*err_r = NULL;
+	memset(r, 0, sizeof(*r));
+#ifdef MXB_TEST_HOOKS
+	bool violate = test_trigger();
+#endif
+	if (lock_process(r, err_r) != 0)
 		return -1;
 	if (prepare_analysis_db(data_dir, err_r) != 0)
 		return -1;
@@ -448,18 +457,9 @@ int sandbox_enter_worker(const char *psl_file, struct sandbox_report *r, char **
 {
 	*err_r = NULL;
 	memset(r, 0, sizeof(*r));
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		*err_r = buf_strf("PR_SET_DUMPABLE: %s", strerror(errno));
-		return -1;
-	}
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		*err_r = buf_strf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-		return -1;
-	}
 	/* the launcher emptied the bounding set before it changed to this uid; this only
 	 * counts what may be left (nothing, unless started by hand as root) */
-	if (sandbox_drop_bounding_set(&r->bounding_dropped, err_r) != 0 ||
-	    sandbox_clear_caps(err_r) != 0)
+	if (lock_process(r, err_r) != 0)
 		return -1;
 	r->landlock_abi = sandbox_landlock_abi();
 	if (r->landlock_abi > 0 && landlock_analyzer(r->landlock_abi, NULL, psl_file,
