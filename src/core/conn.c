@@ -118,6 +118,7 @@ struct conn {
 	bool admitted;
 	bool committing;
 	bool logged_in;       /* the engine reported a user: post-login idle timeout */
+	bool corked;          /* TCP_CORK set for this engine call's TLS records */
 	uint64_t durable_wait; /* answers held until this account save is durable */
 	void *gen;            /* settings generation the session's engine config is from */
 	const char *pending_reason; /* conn_end() asked while a commit was in flight */
@@ -399,6 +400,13 @@ static void conn_after_engine(struct conn *c)
 {
 	durable_check(c);
 	conn_flush_out(c);
+	if (c->corked) {
+		int zero = 0;
+		c->corked = false;
+		if (c->bev && bufferevent_getfd(c->bev) >= 0)
+			setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_CORK, &zero,
+				   sizeof(zero));
+	}
 	if (!c->dead && !c->logged_in && c->s && c->eng->auth_user(c->s)) {
 		c->logged_in = true;
 		if (c->bev && c->susp != SUSP_HANDSHAKE)
@@ -560,11 +568,22 @@ static void op_send(void *ctx, const char *data, size_t len)
 	if (c->dead || c->out_overflow)
 		return;
 	durable_check(c);
-	/* IMAP and POP3: each send is a write of its own (one TLS record), as Dovecot's
+	/* IMAP and POP3 under TLS: each send is a TLS record of its own, as Dovecot's
 	 * login processes write; the engines choose where one ends (docs/persona.md,
-	 * write boundaries).  SMTP's replies of one engine call leave together. */
-	if (c->out.len && mxb_role_family(c->role) != MXB_FAMILY_SMTP)
+	 * write boundaries).  The socket is corked until the engine call ends, so the
+	 * records still leave in one segment: a client that reads once gets the whole
+	 * answer, as it does from Dovecot (hydra's IMAP STARTTLS read the CAPABILITY
+	 * answer's tagged line as the STARTTLS reply when the two came apart).  SMTP's
+	 * replies of one engine call, and plaintext, leave in one write. */
+	if (c->out.len && c->tls_on && !c->durable_wait &&
+	    mxb_role_family(c->role) != MXB_FAMILY_SMTP) {
+		if (!c->corked && c->bev) {
+			int one = 1;
+			c->corked = setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_CORK,
+					       &one, sizeof(one)) == 0;
+		}
 		conn_move_out(c);
+	}
 	if (c->out.len + len > OUTPUT_SOFT && !c->durable_wait) {
 		/* a big answer: what is gathered goes first, big pieces go straight on */
 		conn_move_out(c);
