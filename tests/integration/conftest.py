@@ -550,6 +550,30 @@ class Raw:
             pass
 
 
+# --------------------------------------------------------------------------- /proc
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of its fields (values stripped)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def proc_children(pid):
+    """The child processes of every thread of pid."""
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return kids
+
+
 def tcp_state_ok(d):
     """A fresh client gets the banner and a NOOP answer: the daemon is healthy."""
     c = Raw(d, timeout=5)

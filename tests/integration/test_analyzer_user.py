@@ -31,30 +31,12 @@ import time
 
 import pytest
 
-from conftest import ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, Daemon, marker, sanitizer_env, swaks
+from conftest import (ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, Daemon, marker, proc_children,
+                      proc_status, sanitizer_env, swaks)
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
 KEEP_CAPS = (1 << 6) | (1 << 7) | (1 << 8)  # CAP_SETGID, CAP_SETUID, CAP_SETPCAP
-
-
-def _status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
-def _children(pid):
-    kids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            kids += [int(k) for k in open(f"/proc/{pid}/task/{tid}/children").read().split()]
-        except OSError:
-            pass
-    return kids
 
 
 def _argv(pid):
@@ -65,7 +47,7 @@ def _argv(pid):
 
 
 def _child_with(pid, flag):
-    return [k for k in _children(pid) if flag in _argv(k)]
+    return [k for k in proc_children(pid) if flag in _argv(k)]
 
 
 def _wait(cond, what, d, timeout=60):
@@ -148,14 +130,14 @@ def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
         assert len(daemon_side) == 1 and len(launcher) == 1, d.stderr_text()[-3000:]
         workers = _child_with(launcher[0], b"--worker")
         assert len(workers) == 1, workers
-        w = _status(workers[0])
+        w = proc_status(workers[0])
         assert w["Uid"].split() == [str(au.pw_uid)] * 4, w["Uid"]
         assert w["Gid"].split() == [str(au.pw_gid)] * 4, w["Gid"]
         assert w["Groups"] == "", w["Groups"]
         for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(w[cap], 16) == 0, f"worker {cap} {w[cap]}"
         assert w["Seccomp"] == "2" and w["NoNewPrivs"] == "1", w
-        lst = _status(launcher[0])
+        lst = proc_status(launcher[0])
         assert lst["Uid"].split() == [str(nobody.pw_uid)] * 4, lst["Uid"]
         assert int(lst["CapEff"], 16) == KEEP_CAPS, lst["CapEff"]
         assert int(lst["CapPrm"], 16) == KEEP_CAPS, lst["CapPrm"]
@@ -163,7 +145,7 @@ def test_worker_runs_as_analyzer_user(analyzer_account, request, monkeypatch):
         assert int(lst["CapInh"], 16) == 0 and int(lst["CapAmb"], 16) == 0, lst
         assert lst["Seccomp"] == "2" and lst["NoNewPrivs"] == "1", lst
         for pid in (daemon_side[0], d.pid):
-            st = _status(pid)
+            st = proc_status(pid)
             assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
             for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
                 assert int(st[cap], 16) == 0, f"pid {pid} {cap} {st[cap]}"
@@ -239,18 +221,18 @@ def test_unit_style_start_with_analyzer_user(analyzer_account, request):
         assert len(daemon_side) == 1 and len(launcher) == 1, d.stderr_text()[-3000:]
         workers = _child_with(launcher[0], b"--worker")
         assert len(workers) == 1, workers
-        w = _status(workers[0])
+        w = proc_status(workers[0])
         assert w["Uid"].split() == [str(au.pw_uid)] * 4, w["Uid"]
         for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(w[cap], 16) == 0, f"worker {cap} {w[cap]}"
-        lst = _status(launcher[0])
+        lst = proc_status(launcher[0])
         assert lst["Uid"].split() == [str(nobody.pw_uid)] * 4, lst["Uid"]
         for cap in ("CapEff", "CapPrm", "CapBnd"):
             assert int(lst[cap], 16) == KEEP_CAPS, f"launcher {cap} {lst[cap]}"
         assert int(lst["CapInh"], 16) == 0 and int(lst["CapAmb"], 16) == 0, lst
         assert lst["Seccomp"] == "2" and lst["NoNewPrivs"] == "1", lst
         for pid in (d.pid, daemon_side[0]):
-            st = _status(pid)
+            st = proc_status(pid)
             assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
             for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
                 assert int(st[cap], 16) == 0, f"pid {pid} {cap} {st[cap]}"
@@ -271,7 +253,7 @@ def test_unit_style_start_without_analyzer_user(request):
     _unit_style(d, "nobody")
     d.start()
     try:
-        st = _status(d.pid)
+        st = proc_status(d.pid)
         for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(st[cap], 16) == 0, f"serve {cap} {st[cap]}"
         assert not _child_with(d.pid, b"--launcher")

@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from conftest import (ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, Daemon, marker, queue_id_from,
-                      sanitizer_env, swaks)
+from conftest import (ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, Daemon, marker, proc_children,
+                      queue_id_from, sanitizer_env, swaks)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0,
@@ -48,21 +48,10 @@ def _ids(pid):
             out.get("Groups", []), out.get("NoNewPrivs", ["?"])[0])
 
 
-def _children(pid):
-    kids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += [int(x) for x in f.read().split()]
-        except OSError:
-            pass
-    return kids
-
-
 def _analyzer_pid(d, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for k in _children(d.pid):
+        for k in proc_children(d.pid):
             try:
                 with open(f"/proc/{k}/cmdline", "rb") as f:
                     argv = f.read().split(b"\0")

@@ -24,18 +24,10 @@ import time
 
 import pytest
 
-from conftest import ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, ROOT, Daemon, marker, sanitizer_env, swaks
+from conftest import (ALL_EVENT_LINES, DOMAIN, MXBAIT_BIN, ROOT, Daemon, marker, proc_status,
+                      sanitizer_env, swaks)
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
-
-
-def _proc_status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
 
 
 def _analyzer_pid(d, timeout=20, not_pid=None):
@@ -158,7 +150,7 @@ def test_analyzer_is_sandboxed(make_daemon):
     d = make_daemon()
     pid = _analyzer_pid(d)
     assert pid, "no sandboxed analyzer child:\n" + d.stderr_text()[-2000:]
-    st = _proc_status(pid)
+    st = proc_status(pid)
     assert st["Seccomp"] == "2", st["Seccomp"]
     assert st["NoNewPrivs"] == "1"
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
@@ -169,7 +161,7 @@ def test_analyzer_is_sandboxed(make_daemon):
     if os.geteuid() == 0:
         assert "Landlock ABI" in d.stderr_text() or "no Landlock" in d.stderr_text()
     # The daemon itself gave its capabilities up too.
-    dst = _proc_status(d.pid)
+    dst = proc_status(d.pid)
     assert int(dst["CapBnd"], 16) == 0, dst["CapBnd"]
 
 
