@@ -46,6 +46,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,8 @@ struct eventstore {
 	uint64_t accts_accepted, accts_done, accts_dropped, accts_dropped_recorded;
 	/* Urgent (durable-at-once) saves numbered as queued, and how far the writer is
 	 * with them (eventstore_durable_queued/done); durable_notify wakes a waiting host. */
-	uint64_t urgent_seq, urgent_done;
+	/* written under mu; read without it by the loop on every reply (conn.c) */
+	_Atomic uint64_t urgent_seq, urgent_done;
 	unsigned test_durable_delay_ms; /* MXBAIT_TEST_DURABLE_DELAY_MS (tests only) */
 	void (*durable_notify)(void *ctx);
 	void *durable_notify_ctx;
@@ -690,20 +692,14 @@ uint64_t eventstore_durable_queued(struct eventstore *es)
 {
 	if (!es)
 		return 0;
-	pthread_mutex_lock(&es->mu);
-	uint64_t n = es->urgent_seq;
-	pthread_mutex_unlock(&es->mu);
-	return n;
+	return atomic_load(&es->urgent_seq);
 }
 
 uint64_t eventstore_durable_done(struct eventstore *es)
 {
 	if (!es)
 		return 0;
-	pthread_mutex_lock(&es->mu);
-	uint64_t n = es->urgent_done;
-	pthread_mutex_unlock(&es->mu);
-	return n;
+	return atomic_load(&es->urgent_done);
 }
 
 void eventstore_set_durable_notify(struct eventstore *es, void (*fn)(void *ctx), void *ctx)
